@@ -1,0 +1,114 @@
+"""``python -m mpilauncher``: the command line, and the one place that exits.
+
+Errors become one line on stderr and a documented exit status (see
+:mod:`mpilauncher.errors` and the README), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mpilauncher import __version__
+from mpilauncher.config import DEFAULT_DELAY, DEFAULT_GRACE, make_config
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError
+from mpilauncher.launch import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mpilauncher",
+        description="Run every line of a commandlines file on the cores you have, as they free up "
+        "(PyLauncher-compatible).",
+        epilog="Exit status: 0 all tasks exited 0; 1 some task failed; 2 bad input (nothing was run); "
+        "3 the launcher itself failed; 128+N stopped by signal N (resume with --resume).",
+    )
+    parser.add_argument("commandlines", nargs="?", help="file with one command per line ('#' comments)")
+    parser.add_argument(
+        "--resume",
+        metavar="QUEUESTATE",
+        help="run the tasks a queuestate lists as not completed (ours or PyLauncher's)",
+    )
+    parser.add_argument(
+        "--rerun-failed", action="store_true", help="with --resume: also rerun tasks that exited non-zero"
+    )
+    parser.add_argument(
+        "--cores",
+        default="1",
+        metavar="N|node|file",
+        help="cores per task: a number, 'node' (a whole node each) or 'file' ('N,' prefix per line)",
+    )
+    parser.add_argument(
+        "--cores-per-node",
+        type=str,
+        default=None,
+        metavar="N",
+        help="use N cores per node instead of what Slurm or the OS reports",
+    )
+    parser.add_argument(
+        "--workdir",
+        help="directory for exec<N>, out<N> and the joblog "
+        "(default pylauncher_tmp<jobid>); must not exist, except when resuming into it",
+    )
+    parser.add_argument(
+        "--queuestate",
+        default=None,
+        metavar="FILE",
+        help="where to keep the sweep's state (default ./queuestate; on --resume, that file)",
+    )
+    parser.add_argument(
+        "--debug",
+        nargs="?",
+        const="host+job",
+        default="",
+        metavar="WORDS",
+        help="trace every DELAY seconds: 'job' (queue), 'host' (placement), e.g. host+job "
+        "(the default when given without a value)",
+    )
+    parser.add_argument(
+        "--delay",
+        default=str(DEFAULT_DELAY),
+        metavar="SECONDS",
+        help=f"trace interval and journal sync interval (default {DEFAULT_DELAY})",
+    )
+    parser.add_argument(
+        "--grace",
+        default=str(DEFAULT_GRACE),
+        metavar="SECONDS",
+        help=f"on SIGTERM/Ctrl-C, time running tasks get before SIGKILL (default {DEFAULT_GRACE})",
+    )
+    parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = make_config(
+            args.commandlines,
+            resume=args.resume,
+            cores=args.cores,
+            workdir=args.workdir,
+            debug=args.debug,
+            delay=args.delay,
+            queuestate=args.queuestate,
+            cores_per_node=args.cores_per_node,
+            rerun_failed=args.rerun_failed,
+            grace=args.grace,
+        )
+        result = run(config)
+    except LauncherError as err:
+        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        return err.exit_status
+    except KeyboardInterrupt:
+        print("mpilauncher: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: still one line, with where to look
+        print(f"mpilauncher: internal error: {type(err).__name__}: {err} (please report it)", file=sys.stderr)
+        return EXIT_LAUNCHER_FAILED
+    if result.interrupted:
+        print(
+            f"mpilauncher: {result.interrupted}; resume with: python -m mpilauncher --resume {result.queuestate}",
+            file=sys.stderr,
+        )
+    return result.exit_status

@@ -1,0 +1,74 @@
+"""PyLauncher-compatible entry points: ``import mpilauncher as pylauncher``.
+
+Users' scripts call ``pylauncher.ClassicLauncher("commandlines", cores=4,
+debug="host+job")``; these functions take PyLauncher's keywords, build one
+:class:`~mpilauncher.config.Config` and run it.  Like PyLauncher they print
+the final statistics and return when the sweep is done (here with a
+:class:`~mpilauncher.launch.RunResult`).  Bad input prints one line and exits
+with status 2, the same as the CLI, so a batch job never shows a traceback;
+a run stopped by a signal exits 128+N after saving its queuestate.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mpilauncher.config import DEFAULT_DELAY, make_config
+from mpilauncher.errors import LauncherError
+from mpilauncher.launch import RunResult, run
+
+#: PyLauncher keywords we accept for source compatibility but that change nothing
+#: here (ssh and stamp-file tuning, or features that arrive with later releases).
+ACCEPTED_WITHOUT_EFFECT = frozenset(
+    {"numactl", "gather_output", "hfswitch", "schedule", "taskmaxruntime", "maxruntime", "dependencies"}
+)
+
+
+def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: dict) -> RunResult:
+    ignored = sorted(k for k in kwargs if k in ACCEPTED_WITHOUT_EFFECT)
+    unknown = sorted(k for k in kwargs if k not in ACCEPTED_WITHOUT_EFFECT and k not in _KEYWORDS)
+    try:
+        if unknown:
+            from mpilauncher.errors import InputError
+
+            raise InputError(f"{caller}: unknown keyword {unknown[0]!r}")
+        if ignored:
+            print(f"mpilauncher: note: {caller} keyword(s) {', '.join(ignored)} have no effect here", file=sys.stderr)
+        config = make_config(
+            commandlines,
+            resume=resume,
+            cores=kwargs.get("cores", 1),
+            workdir=kwargs.get("workdir"),
+            debug=kwargs.get("debug", ""),
+            delay=kwargs.get("delay", DEFAULT_DELAY),
+            queuestate=kwargs.get("queuestate"),
+            cores_per_node=kwargs.get("corespernode"),
+            rerun_failed=bool(kwargs.get("rerun_failed", False)),
+        )
+        result = run(config)
+    except LauncherError as err:
+        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_status) from None
+    if result.interrupted:
+        print(
+            f"mpilauncher: {result.interrupted}; resume with ResumeClassicLauncher({str(result.queuestate)!r})",
+            file=sys.stderr,
+        )
+        raise SystemExit(result.exit_status)
+    return result
+
+
+_KEYWORDS = frozenset({"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume"})
+
+
+def ClassicLauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802 (PyLauncher's name)
+    """Run every line of ``commandlines``; ``resume=1`` reads it as a queuestate instead."""
+    if kwargs.pop("resume", None):
+        return _launch(None, commandlines, "ClassicLauncher", kwargs)
+    return _launch(commandlines, None, "ClassicLauncher", kwargs)
+
+
+def ResumeClassicLauncher(queuestate: str = "queuestate", **kwargs) -> RunResult:  # noqa: N802
+    """Run the tasks of a queuestate that did not complete, with their original numbers."""
+    kwargs.pop("resume", None)
+    return _launch(None, queuestate, "ResumeClassicLauncher", kwargs)

@@ -1,0 +1,102 @@
+"""One validated configuration, whichever way the launcher was called.
+
+The CLI's flags and the PyLauncher-style keywords both end up here, checked
+once: every bad value becomes an :class:`InputError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.errors import InputError
+from mpilauncher.report.trace import KNOWN_DEBUG
+
+DEFAULT_DELAY = 0.5
+DEFAULT_QUEUESTATE = "queuestate"
+#: Seconds running tasks get between SIGTERM and SIGKILL when the launcher stops.
+DEFAULT_GRACE = 2.0
+
+
+@dataclass(slots=True)
+class Config:
+    """What to run and how; see ``python -m mpilauncher --help``."""
+
+    commandlines: str | None = None
+    resume: str | None = None
+    cores: CoresSpec = field(default_factory=lambda: CoresSpec("fixed", 1))
+    workdir: str | None = None
+    debug: frozenset[str] = frozenset()
+    delay: float = DEFAULT_DELAY
+    queuestate: str = DEFAULT_QUEUESTATE
+    cores_per_node: int | None = None
+    rerun_failed: bool = False
+    grace: float = DEFAULT_GRACE
+    print_statistics: bool = True
+
+    @property
+    def trace_jobs(self) -> bool:
+        return bool(self.debug & {"job", "host", "queue"})
+
+    @property
+    def trace_hosts(self) -> bool:
+        return "host" in self.debug
+
+
+def parse_debug(value: object) -> frozenset[str]:
+    """PyLauncher's ``debug="host+job"``: words joined by ``+`` (or commas, spaces)."""
+    if value is None or value is False or value == "":
+        return frozenset()
+    if value is True:
+        return frozenset({"job", "host"})
+    words = {w for w in str(value).replace(",", "+").replace(" ", "+").split("+") if w}
+    unknown = sorted(words - KNOWN_DEBUG)
+    if unknown:
+        raise InputError(
+            f"unknown debug= value {'+'.join(unknown)!r}: use words from {', '.join(sorted(KNOWN_DEBUG))} joined by '+'"
+        )
+    return frozenset(words)
+
+
+def parse_positive(name: str, value: object, integer: bool = False) -> float:
+    try:
+        number = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a {'whole ' if integer else ''}number, not {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise InputError(f"{name} must be greater than 0, not {value!r}")
+    return number
+
+
+def make_config(
+    commandlines: str | None = None,
+    *,
+    resume: str | None = None,
+    cores: object = 1,
+    workdir: str | None = None,
+    debug: object = "",
+    delay: object = DEFAULT_DELAY,
+    queuestate: str | None = None,
+    cores_per_node: object = None,
+    rerun_failed: bool = False,
+    grace: object = DEFAULT_GRACE,
+) -> Config:
+    """Check every value and build a :class:`Config`."""
+    if (commandlines is None) == (resume is None):
+        raise InputError("give either a commandlines file or --resume QUEUESTATE (exactly one)")
+    grace_value = float(grace) if grace is not None else DEFAULT_GRACE
+    if grace_value < 0:
+        raise InputError(f"grace must be 0 or more seconds, not {grace!r}")
+    return Config(
+        commandlines=commandlines,
+        resume=resume,
+        cores=CoresSpec.parse(cores),
+        workdir=workdir,
+        debug=parse_debug(debug),
+        delay=parse_positive("delay", delay),
+        queuestate=queuestate or DEFAULT_QUEUESTATE,
+        cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
+        rerun_failed=rerun_failed,
+        grace=grace_value,
+    )

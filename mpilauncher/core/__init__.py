@@ -1,0 +1,1 @@
+"""The pure scheduling core: no MPI, no processes, no clock, no files."""

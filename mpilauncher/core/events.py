@@ -1,0 +1,68 @@
+"""Events into the scheduler and actions out of it: frozen, slotted values.
+
+Time never enters the core from a clock: where it matters it rides inside an
+event, so the core can be driven by a simulation as well as by real agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+# -- events (stimuli) ------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AgentJoined:
+    """A node's agent is ready with ``cores`` cores."""
+
+    node: int
+    name: str
+    cores: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished:
+    """A task ended: ``exit_code`` as Popen reports it (negative: killed by that signal)."""
+
+    task_id: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLost:
+    """A node's agent is gone; its running tasks must run again elsewhere."""
+
+    node: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopDispatch:
+    """Start nothing more (time limit, signal): running tasks are left alone."""
+
+
+Event = AgentJoined | TaskFinished | AgentLost | StopDispatch
+
+
+# -- actions (instructions) ------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Run ``task_id`` on ``node`` using exactly the core ids ``cores``."""
+
+    node: int
+    task_id: int
+    cores: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """A task that was running on a lost node is queued again."""
+
+    task_id: int
+    node: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllDone:
+    """Nothing is queued or running any more."""
+
+
+Action = Start | Requeued | AllDone

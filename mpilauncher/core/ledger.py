@@ -1,0 +1,81 @@
+"""The ledger: what happened to every task of the sweep (pure data, no I/O).
+
+The scheduler decides; the ledger remembers.  It is what the queuestate
+snapshot writes, what journal replay rebuilds after a crash, what resume
+continues from and what the statistics are computed on.  It spans the whole
+sweep, across resumed runs: ``elapsed_before`` carries the wall time of the
+runs before this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from mpilauncher.core.tasks import Task
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+#: Section order in the queuestate file (PyLauncher's three plus ours).
+STATES = (QUEUED, RUNNING, COMPLETED, FAILED)
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A task and its latest outcome.  Times are seconds since the epoch."""
+
+    task: Task
+    state: str = QUEUED
+    exit_code: int | None = None
+    start: float | None = None
+    runtime: float | None = None
+    node: str | None = None
+    cores_used: tuple[int, ...] = ()
+
+    @property
+    def id(self) -> int:
+        return self.task.id
+
+
+class Ledger:
+    """Every task's record, by id, plus sweep-wide facts."""
+
+    def __init__(self, tasks: Iterable[Task], elapsed_before: float = 0.0) -> None:
+        self.records: dict[int, TaskRecord] = {t.id: TaskRecord(t) for t in tasks}
+        self.elapsed_before = elapsed_before
+
+    def __iter__(self) -> Iterator[TaskRecord]:
+        return iter(self.records.values())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def started(self, task_id: int, node: str, cores: tuple[int, ...], start: float) -> None:
+        rec = self.records[task_id]
+        rec.state, rec.node, rec.cores_used, rec.start = RUNNING, node, cores, start
+        rec.exit_code = rec.runtime = None
+
+    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
+        rec = self.records[task_id]
+        rec.state = COMPLETED if exit_code == 0 else FAILED
+        rec.exit_code, rec.start, rec.runtime = exit_code, start, runtime
+
+    def requeued(self, task_id: int) -> None:
+        rec = self.records[task_id]
+        rec.state, rec.exit_code, rec.runtime = QUEUED, None, None
+
+    def ids_in(self, *states: str) -> list[int]:
+        return [r.id for r in self.records.values() if r.state in states]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for rec in self.records.values():
+            counts[rec.state] += 1
+        return counts
+
+    def to_run(self, rerun_failed: bool = False) -> list[Task]:
+        """Tasks a resume must run: queued and running ones, failed ones on request."""
+        wanted = (QUEUED, RUNNING, FAILED) if rerun_failed else (QUEUED, RUNNING)
+        return [r.task for r in self.records.values() if r.state in wanted]

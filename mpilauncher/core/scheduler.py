@@ -1,0 +1,164 @@
+"""The scheduling state machine: which queued task runs where, and when.
+
+Theory of operation
+-------------------
+:meth:`Scheduler.handle` is the only mutator.  It takes a burst of events,
+applies each (a node joined, a task finished, a node was lost, stop), and then
+runs *one* placement pass over the whole burst, as HyperQueue's reactor does:
+draining many completions before placing keeps the cost per decision flat.
+
+Task life cycle::
+
+    QUEUED --Start--> RUNNING --TaskFinished(0)--> COMPLETED
+                         |     --TaskFinished(!=0)--> FAILED
+                         +--AgentLost--> QUEUED  (runs again elsewhere)
+
+Queued tasks wait in one min-heap per *shape* (a core count, or "whole
+node"), keyed by task id.  A placement pass repeatedly starts the lowest-id
+task among the heads of the shapes that fit somewhere, so tasks start in file
+order wherever they fit and narrow tasks backfill around wide ones.  The
+number of shapes is small (how many distinct ``N,`` counts a file has), so a
+decision costs O(shapes x log nodes), independent of the number of cores.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from mpilauncher.core.events import (
+    Action,
+    AgentJoined,
+    AgentLost,
+    AllDone,
+    Event,
+    Requeued,
+    Start,
+    StopDispatch,
+    TaskFinished,
+)
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
+from mpilauncher.core.slots import SlotPool
+from mpilauncher.core.tasks import Task
+from mpilauncher.errors import Unplaceable
+
+#: Shape key of ``cores="node"`` tasks (real core counts are >= 1).
+WHOLE_NODE = 0
+
+
+class InvalidTransition(RuntimeError):
+    """An event that cannot happen in the task's current state (a bug or a confused peer)."""
+
+
+class Scheduler:
+    """Places tasks on free cores; see the module docstring."""
+
+    def __init__(self, tasks: Iterable[Task]) -> None:
+        self.tasks: dict[int, Task] = {}
+        self.status: dict[int, str] = {}
+        self.pool = SlotPool()
+        self.running: dict[int, tuple[int, tuple[int, ...]]] = {}  # task -> (node, cores)
+        self._queues: dict[int, list[int]] = {}
+        self._stopping = False
+        self._done_sent = False
+        for task in tasks:
+            if task.id in self.tasks:
+                raise ValueError(f"task id {task.id} given twice")
+            self.tasks[task.id] = task
+            self.status[task.id] = QUEUED
+            self._queues.setdefault(self._shape(task), []).append(task.id)
+        for queue in self._queues.values():
+            heapq.heapify(queue)
+
+    # -- the one mutator --------------------------------------------------
+    def handle(self, *events: Event) -> list[Action]:
+        actions: list[Action] = []
+        for event in events:
+            if isinstance(event, TaskFinished):
+                self._on_finished(event)
+            elif isinstance(event, AgentJoined):
+                self.pool.add_node(event.node, event.name, event.cores)
+            elif isinstance(event, AgentLost):
+                actions.extend(self._on_lost(event.node))
+            elif isinstance(event, StopDispatch):
+                self._stopping = True
+            else:
+                raise TypeError(f"not a scheduler event: {event!r}")
+        if not self._stopping:
+            self._place(actions)
+        idle = not self.running and (self._stopping or not self.queued_count)
+        if idle and not self._done_sent and (self.pool.nodes or self._stopping):
+            self._done_sent = True
+            actions.append(AllDone())
+        return actions
+
+    # -- queries ----------------------------------------------------------
+    @property
+    def queued_count(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def validate(self) -> None:
+        """Check cross-structure invariants (tests call this after every step)."""
+        queued = {tid for q in self._queues.values() for tid in q}
+        for tid, status in self.status.items():
+            assert (status == QUEUED) == (tid in queued), (tid, status)
+            assert (status == RUNNING) == (tid in self.running), (tid, status)
+        used: dict[int, set[int]] = {}
+        for node, cores in self.running.values():
+            taken = used.setdefault(node, set())
+            assert not taken & set(cores), f"core given twice on node {node}"
+            taken |= set(cores)
+        busy = sum(len(c) for c in used.values())
+        assert self.pool.free_cores + busy == self.pool.total_cores, "cores lost or invented"
+        for node, taken in used.items():
+            assert not taken & set(self.pool.nodes[node].free), f"busy core listed free on {node}"
+
+    # -- transitions ------------------------------------------------------
+    def _on_finished(self, event: TaskFinished) -> None:
+        tid = event.task_id
+        if self.status.get(tid) != RUNNING:
+            raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
+        node, cores = self.running.pop(tid)
+        self.pool.release(node, cores)
+        self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
+
+    def _on_lost(self, node: int) -> list[Action]:
+        self.pool.remove_node(node)
+        lost = sorted(tid for tid, (n, _) in self.running.items() if n == node)
+        for tid in lost:
+            del self.running[tid]
+            self._enqueue(tid)
+        return [Requeued(tid, node) for tid in lost]
+
+    def _enqueue(self, tid: int) -> None:
+        self.status[tid] = QUEUED
+        heapq.heappush(self._queues.setdefault(self._shape(self.tasks[tid]), []), tid)
+
+    def _place(self, actions: list[Action]) -> None:
+        pool = self.pool
+        while pool.free_cores:
+            best_shape = best_id = None
+            for shape, queue in self._queues.items():
+                if queue and (best_id is None or queue[0] < best_id):
+                    fits = pool.has_idle_node() if shape == WHOLE_NODE else pool.fits(shape)
+                    if fits:
+                        best_shape, best_id = shape, queue[0]
+            if best_shape is None:
+                return
+            heapq.heappop(self._queues[best_shape])
+            placed = pool.take_whole_node() if best_shape == WHOLE_NODE else pool.take(best_shape)
+            assert placed is not None
+            node, cores = placed
+            self.running[best_id] = placed
+            self.status[best_id] = RUNNING
+            actions.append(Start(node, best_id, cores))
+
+    @staticmethod
+    def _shape(task: Task) -> int:
+        return WHOLE_NODE if task.whole_node else task.cores
+
+
+def find_unplaceable(tasks: Iterable[Task], node_cores: Iterable[int]) -> list[Unplaceable]:
+    """Tasks wider than every node: reported before anything starts."""
+    largest = max(node_cores, default=0)
+    return [Unplaceable(t.id, t.cores, largest) for t in tasks if t.cores > largest]

@@ -1,0 +1,161 @@
+"""Free cores of every node, and best-fit placement that does not scan them all.
+
+Theory of operation
+-------------------
+A task of ``k`` cores runs on ``k`` free cores of one node.  Nodes are kept in
+buckets by their number of free cores (``0 .. largest node``), each bucket a
+min-heap of node indices, so placing a task looks at most at one bucket per
+possible free count and never at every core of the machine: the cost of a
+placement depends on the size of a node, not on the number of nodes.  We take
+the *fullest* node that still fits (best fit), lowest index first, which packs
+nodes tightly and keeps whole nodes free for ``cores="node"`` tasks.
+
+Heaps use lazy deletion: an entry ``(node, version)`` is live only while the
+node's version is unchanged; every take/release bumps the version and pushes a
+fresh entry.  A bucket whose heap holds many more entries than live nodes is
+rebuilt, which bounds memory at O(nodes) and keeps the amortised cost O(log n).
+
+Within a node, free core ids live in a min-heap: a task gets the lowest free
+cores, which makes CPU binding (``--bind``) and traces predictable.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class NodeSlots:
+    """One node's cores; ``free`` is a heap of free core ids."""
+
+    index: int
+    name: str
+    cores: int
+    free: list[int] = field(default_factory=list)
+    version: int = 0
+    alive: bool = True
+
+    @property
+    def free_count(self) -> int:
+        return len(self.free)
+
+
+class SlotPool:
+    """All nodes' free cores, with O(log n) best-fit placement."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, NodeSlots] = {}
+        self._buckets: list[list[tuple[int, int]]] = [[]]  # free count -> heap of (node, version)
+        self._live: list[int] = [0]  # free count -> number of live nodes in that bucket
+        self._idle: list[tuple[int, int]] = []  # heap of wholly free nodes
+        self.total_cores = 0
+        self.free_cores = 0
+
+    # -- membership -------------------------------------------------------
+    def add_node(self, index: int, name: str, cores: int) -> None:
+        if index in self.nodes:
+            raise ValueError(f"node {index} joined twice")
+        if cores < 1:
+            raise ValueError(f"node {index} ({name}) has no cores")
+        while len(self._buckets) <= cores:
+            self._buckets.append([])
+            self._live.append(0)
+        node = NodeSlots(index, name, cores, list(range(cores)))
+        self.nodes[index] = node
+        self.total_cores += cores
+        self.free_cores += cores
+        self._file(node)
+
+    def remove_node(self, index: int) -> None:
+        """Forget a lost node: its cores are neither free nor usable again."""
+        node = self.nodes[index]
+        if not node.alive:
+            return
+        self._unfile(node)
+        node.alive = False
+        node.version += 1
+        self.total_cores -= node.cores
+        self.free_cores -= node.free_count
+        node.free.clear()
+
+    @property
+    def largest_node(self) -> int:
+        return max((n.cores for n in self.nodes.values() if n.alive), default=0)
+
+    # -- placement --------------------------------------------------------
+    def fits(self, width: int) -> bool:
+        """Is there a node with ``width`` free cores?"""
+        if width > self.free_cores or width >= len(self._live):
+            return False
+        return any(self._live[f] for f in range(width, len(self._live)))
+
+    def has_idle_node(self) -> bool:
+        self._drop_stale(self._idle, lambda n: n.free_count == n.cores)
+        return bool(self._idle)
+
+    def take(self, width: int) -> tuple[int, tuple[int, ...]] | None:
+        """Best fit: ``width`` cores on the fullest node that has them."""
+        for free in range(width, len(self._live)):
+            if self._live[free]:
+                bucket = self._buckets[free]
+                self._drop_stale(bucket, lambda n, f=free: n.free_count == f)
+                node = self.nodes[bucket[0][0]]
+                return node.index, self._take_from(node, width)
+        return None
+
+    def take_whole_node(self) -> tuple[int, tuple[int, ...]] | None:
+        """Every core of the lowest-numbered wholly free node."""
+        if not self.has_idle_node():
+            return None
+        node = self.nodes[self._idle[0][0]]
+        return node.index, self._take_from(node, node.cores)
+
+    def release(self, index: int, cores: tuple[int, ...]) -> None:
+        node = self.nodes[index]
+        if not node.alive:
+            return
+        self._unfile(node)
+        for core in cores:
+            heapq.heappush(node.free, core)
+        self.free_cores += len(cores)
+        self._file(node)
+
+    # -- internals --------------------------------------------------------
+    def _take_from(self, node: NodeSlots, width: int) -> tuple[int, ...]:
+        self._unfile(node)
+        cores = tuple(heapq.heappop(node.free) for _ in range(width))
+        self.free_cores -= width
+        self._file(node)
+        return cores
+
+    def _file(self, node: NodeSlots) -> None:
+        node.version += 1
+        entry = (node.index, node.version)
+        free = node.free_count
+        self._live[free] += 1
+        bucket = self._buckets[free]
+        heapq.heappush(bucket, entry)
+        if len(bucket) > 2 * self._live[free] + 16:
+            self._buckets[free] = self._rebuilt(bucket)
+        if free == node.cores:
+            heapq.heappush(self._idle, entry)
+            if len(self._idle) > 2 * len(self.nodes) + 16:
+                self._idle = self._rebuilt(self._idle)
+
+    def _unfile(self, node: NodeSlots) -> None:
+        self._live[node.free_count] -= 1
+        node.version += 1
+
+    def _rebuilt(self, heap: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        live = [(i, v) for i, v in set(heap) if self.nodes[i].version == v]
+        heapq.heapify(live)
+        return live
+
+    def _drop_stale(self, heap: list[tuple[int, int]], still_valid) -> None:
+        while heap:
+            index, version = heap[0]
+            node = self.nodes[index]
+            if node.version == version and node.alive and still_valid(node):
+                return
+            heapq.heappop(heap)

@@ -1,0 +1,66 @@
+"""Final statistics of a sweep, computed from the ledger.
+
+numpy earns its place here: a sweep can hold a million records, and the
+max / mean / sum / percentiles over their runtimes are one vectorised pass
+instead of several Python loops.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """What the final report prints (PyLauncher's figures, same meaning)."""
+
+    total_time: float  # wall time of the whole sweep, resumed runs included
+    completed: int  # tasks that exited 0
+    aborted: int  # tasks that exited non-zero or were killed by a signal
+    not_run: int  # tasks still queued or running when the launcher stopped
+    max_runtime: float
+    avg_runtime: float
+    aggregate: float  # sum of task runtimes
+    speedup: float  # aggregate / total_time
+    pool_size: int  # cores (slots) of the host pool
+    per_slot_max: int  # most tasks started on one core slot
+    per_slot_avg: float  # tasks per core slot of the pool
+    runtime_p50: float
+    runtime_p99: float
+
+
+def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
+    """Statistics over every finished task of the sweep.
+
+    ``elapsed`` is this run's wall time; earlier runs' time comes from the
+    ledger.  Runtime figures cover completed and aborted tasks alike (both used
+    their cores); a task counts on the core slot it started on, as in PyLauncher,
+    whose "node" is one core of the host pool.
+    """
+    finished = [r for r in ledger if r.state in (COMPLETED, FAILED) and r.runtime is not None]
+    runtimes = np.fromiter((r.runtime for r in finished), dtype=np.float64, count=len(finished))
+    counts = ledger.counts()
+    total = ledger.elapsed_before + elapsed
+    aggregate = float(runtimes.sum()) if runtimes.size else 0.0
+    per_slot = Counter((r.node, r.cores_used[0] if r.cores_used else 0) for r in ledger if r.node is not None)
+    executed = sum(per_slot.values())
+    return Statistics(
+        total_time=total,
+        completed=counts[COMPLETED],
+        aborted=counts[FAILED],
+        not_run=len(ledger) - counts[COMPLETED] - counts[FAILED],
+        max_runtime=float(runtimes.max()) if runtimes.size else 0.0,
+        avg_runtime=float(runtimes.mean()) if runtimes.size else 0.0,
+        aggregate=aggregate,
+        speedup=aggregate / total if total > 0 else 0.0,
+        pool_size=pool_size,
+        per_slot_max=max(per_slot.values(), default=0),
+        per_slot_avg=executed / pool_size if pool_size else 0.0,
+        runtime_p50=float(np.percentile(runtimes, 50)) if runtimes.size else 0.0,
+        runtime_p99=float(np.percentile(runtimes, 99)) if runtimes.size else 0.0,
+    )

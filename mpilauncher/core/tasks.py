@@ -1,0 +1,113 @@
+"""Tasks and the commandlines file format (pure: text in, tasks out).
+
+The format is PyLauncher's: ``#`` comment lines and blank lines are skipped,
+every other line is one task numbered from 0 in file order, and ``PYL_ID`` (or
+PyLauncher's older ``PYLTID``) in a line becomes the task number.  With
+``cores="file"`` each line starts with a ``N,`` core count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpilauncher.errors import InputError
+
+#: Markers PyLauncher replaces by the task number.
+ID_MARKERS = ("PYL_ID", "PYLTID")
+
+
+@dataclass(frozen=True, slots=True)
+class CoresSpec:
+    """How many cores each task gets: a fixed number, a whole node, or per line."""
+
+    kind: str  # "fixed" | "node" | "file"
+    count: int = 1
+
+    @classmethod
+    def parse(cls, value: object) -> CoresSpec:
+        """Read PyLauncher's ``cores=`` value: an int, ``"node"`` or ``"file"``."""
+        if isinstance(value, CoresSpec):
+            return value
+        if isinstance(value, bool):
+            raise InputError(f"unknown cores= value {value!r}: use a positive number, 'node' or 'file'")
+        if isinstance(value, int):
+            count = value
+        else:
+            text = str(value).strip().lower()
+            if text in ("node", "file"):
+                return cls(text)
+            try:
+                count = int(text)
+            except ValueError:
+                raise InputError(f"unknown cores= value {value!r}: use a positive number, 'node' or 'file'") from None
+        if count < 1:
+            raise InputError(f"cores= must be at least 1, not {count}")
+        return cls("fixed", count)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.kind == "fixed" else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One command line of the sweep.
+
+    ``cores`` is the number of cores the task needs; a ``whole_node`` task
+    takes every core of the node it lands on (its ``cores`` is then only the
+    minimum).  ``line`` is the 1-based line in the source file, for messages.
+    """
+
+    id: int
+    command: str
+    cores: int = 1
+    whole_node: bool = False
+    line: int = 0
+
+
+def substitute_id(command: str, task_id: int) -> str:
+    """Replace PyLauncher's task-number markers in a command."""
+    for marker in ID_MARKERS:
+        if marker in command:
+            command = command.replace(marker, str(task_id))
+    return command
+
+
+def split_core_prefix(text: str, source: str, line: int) -> tuple[int, str]:
+    """Split a ``cores="file"`` line ``N,command`` into (N, command)."""
+    head, sep, rest = text.partition(",")
+    if not sep:
+        raise InputError("missing 'N,' core count (cores='file' needs one on every line)", source, line)
+    head = head.strip()
+    try:
+        count = int(head)
+    except ValueError:
+        raise InputError(f"bad core count {head!r} before ',': not a whole number", source, line) from None
+    if count < 1:
+        raise InputError(f"bad core count {count}: must be at least 1", source, line)
+    rest = rest.strip()
+    if not rest:
+        raise InputError("no command after the core count", source, line)
+    return count, rest
+
+
+def parse_commandlines(text: str, source: str, cores: CoresSpec) -> list[Task]:
+    """Turn the text of a commandlines file into tasks numbered from 0.
+
+    Raises :class:`InputError` naming ``source`` and the line for any bad line,
+    and for a file with no task at all.
+    """
+    if "\x00" in text:
+        raise InputError("binary file (NUL bytes), not a commandlines file", source)
+    tasks: list[Task] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        task_id = len(tasks)
+        count, whole_node = cores.count, cores.kind == "node"
+        if cores.kind == "file":
+            count, stripped = split_core_prefix(stripped, source, number)
+        tasks.append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number))
+    if not tasks:
+        raise InputError("no tasks: the file holds only blank and comment lines", source)
+    return tasks

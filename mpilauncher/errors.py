@@ -1,0 +1,59 @@
+"""Errors the launcher reports, split by who is at fault.
+
+A failed *task* is data (an exit code in the joblog and queuestate), never an
+exception.  Exceptions are for the launcher itself: the user's input was bad
+(:class:`InputError`, exit status 2) or the launcher could not go on
+(:class:`LauncherFailure`, exit status 3).  Every message is one line that
+names the file, the line and the problem, so the CLI and the PyLauncher-style
+API can print it as it is, without a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Documented exit statuses of ``python -m mpilauncher`` (see README).
+EXIT_OK = 0
+EXIT_TASKS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_LAUNCHER_FAILED = 3
+#: Stopped by a signal N: the conventional shell status 128 + N.
+EXIT_SIGNAL_BASE = 128
+
+
+class LauncherError(Exception):
+    """Base of every error the launcher reports as one line."""
+
+    exit_status = EXIT_LAUNCHER_FAILED
+
+
+class InputError(LauncherError):
+    """The user's input is wrong: a file, a line or an option.  Exit status 2."""
+
+    exit_status = EXIT_BAD_INPUT
+
+    def __init__(self, problem: str, source: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if source is not None:
+            where = f"{source}:{line}: " if line else f"{source}: "
+        super().__init__(f"{where}{problem}")
+        self.source = source
+        self.line = line
+        self.problem = problem
+
+
+class LauncherFailure(LauncherError):
+    """The launcher itself could not go on (I/O failure, lost agents...).  Exit status 3."""
+
+
+class ProtocolError(LauncherFailure):
+    """A peer spoke a different protocol version, or sent something unexpected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaceable:
+    """A task no node can ever hold: the core reports it, the caller words it."""
+
+    task_id: int
+    needed: int
+    largest_node: int

@@ -1,0 +1,1 @@
+"""Running user commands as local processes: spawning, reaping, killing, environment."""

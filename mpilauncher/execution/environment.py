@@ -1,0 +1,55 @@
+"""The environment and the ``exec<N>`` script a task gets.
+
+Variables an MPI starter set for the *launcher's* ranks are removed from every
+task's environment: a task that is itself an MPI program and inherits them
+fails at once under hydra ("PMI_Init returned -1") or hangs under srun (see
+ARCHITECTURE.md, measured on these machines).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+#: Prefixes of variables that belong to the launcher's own MPI job.
+LAUNCHER_MPI_PREFIXES = ("PMI_", "PMIX_", "HYDI_", "HYDRA_", "MPI_LOCAL", "OMPI_", "PRTE_", "MPIR_")
+
+
+def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The launcher's environment minus its MPI job's wiring."""
+    return {k: v for k, v in environ.items() if not k.startswith(LAUNCHER_MPI_PREFIXES)}
+
+
+def task_variables(task_id: int, cores: tuple[int, ...], node_name: str) -> dict[str, str]:
+    """What a task learns about itself (PYL_ID as in PyLauncher, MPILAUNCHER_* as ours)."""
+    return {
+        "PYL_ID": str(task_id),
+        "MPILAUNCHER_TASK_ID": str(task_id),
+        "MPILAUNCHER_NCORES": str(len(cores)),
+        "MPILAUNCHER_CORES": ",".join(map(str, cores)),
+        "MPILAUNCHER_NODE": node_name,
+    }
+
+
+def task_environment(base: Mapping[str, str], variables: Mapping[str, str], ncores: int) -> dict[str, str]:
+    """The full environment of one task: ``OMP_NUM_THREADS`` is its core count unless the user set it."""
+    env = dict(base)
+    env.update(variables)
+    env.setdefault("OMP_NUM_THREADS", str(ncores))
+    return env
+
+
+def exec_script(command: str, cwd: str, variables: Mapping[str, str], ncores: int, omp_set: bool, line: int) -> str:
+    """The ``exec<N>`` file: the command exactly as run, runnable by hand with ``sh exec<N>``."""
+    exports = dict(variables)
+    if not omp_set:
+        exports["OMP_NUM_THREADS"] = str(ncores)
+    where = f" (commandlines line {line})" if line else ""
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
+    return (
+        "#!/bin/sh\n"
+        f"# mpilauncher task {variables['PYL_ID']}{where}: run by hand with  sh <this file>\n"
+        f"cd {shlex.quote(cwd)} || exit 1\n"
+        f"export {assignments}\n"
+        f"{command}\n"
+    )

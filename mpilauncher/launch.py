@@ -1,0 +1,256 @@
+"""One run from start to end: check everything, then run, then report.
+
+Order matters for "bad input loses nothing": every input is read and checked
+(commandlines or queuestate, cores, workdir, the queuestate we would
+overwrite) *before* the first byte is written.  Only then is the workdir
+created, the first snapshot written and the first task started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from mpilauncher import cluster
+from mpilauncher.config import Config
+from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
+from mpilauncher.core.scheduler import Scheduler, find_unplaceable
+from mpilauncher.core.stats import Statistics, compute
+from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
+from mpilauncher.errors import (
+    EXIT_OK,
+    EXIT_SIGNAL_BASE,
+    EXIT_TASKS_FAILED,
+    InputError,
+    LauncherError,
+)
+from mpilauncher.persistence.files import read_text
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore, load_state
+from mpilauncher.report.joblog import Joblog
+from mpilauncher.report.summary import final_report
+from mpilauncher.runtime.agent import Agent
+from mpilauncher.runtime.master import Master, StopRequest
+from mpilauncher.transport.local import LocalTransport
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The checked inputs of a run."""
+
+    ledger: Ledger
+    to_run: list[Task]
+    meta: StateMeta
+    default_cores: CoresSpec
+    state_path: Path
+    resumed_from: Path | None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a finished (or stopped) run reports back to the API and the CLI."""
+
+    statistics: Statistics
+    workdir: Path
+    queuestate: Path
+    interrupted: str | None
+    exit_status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == EXIT_OK
+
+
+def plan_from_commandlines(config: Config) -> Plan:
+    path = Path(config.commandlines)
+    text = read_text(path, "commandlines file")
+    tasks = parse_commandlines(text, str(path), config.cores)
+    meta = StateMeta(
+        commandlines=str(path.resolve()),
+        sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+        cores=str(config.cores),
+    )
+    return Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or "queuestate"), None)
+
+
+def plan_from_queuestate(config: Config) -> Plan:
+    source = Path(config.resume)
+    loaded = load_state(source, config.cores)
+    ledger = loaded.ledger
+    to_run = ledger.to_run(config.rerun_failed)
+    for task in to_run:
+        ledger.requeued(task.id)
+    meta = loaded.meta
+    if loaded.from_pylauncher:
+        meta.cores = str(config.cores)
+    target = Path(config.queuestate) if config.queuestate else source
+    return Plan(ledger, to_run, meta, loaded.default_cores, target, source)
+
+
+def check_state_target(plan: Plan) -> None:
+    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep."""
+    target = plan.state_path
+    if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
+        return
+    if not target.exists():
+        return
+    if target.is_dir():
+        raise InputError("is a directory; --queuestate must name a file", str(target))
+    try:
+        other = load_state(target, CoresSpec("fixed", 1)).ledger
+    except InputError:
+        raise InputError(
+            "exists and is not a readable queuestate: remove it or choose another --queuestate", str(target)
+        ) from None
+    unfinished = len(other.ids_in("queued", RUNNING))
+    if unfinished:
+        raise InputError(
+            f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume {target},"
+            " or remove it, or choose another --queuestate",
+            str(target),
+        )
+
+
+def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
+    if config.workdir:
+        workdir = Path(config.workdir)
+    elif plan.resumed_from is not None and plan.meta.workdir:
+        workdir = Path(plan.meta.workdir)
+    else:
+        local_id = allocation.job_id or f"local{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        workdir = Path(f"pylauncher_tmp{local_id}")
+    resuming_same = (
+        plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
+    )
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError("workdir exists and is not a directory", str(workdir))
+    if workdir.exists() and not resuming_same:
+        raise InputError(
+            "workdir already exists: remove it or choose another with --workdir (PyLauncher never reuses one)",
+            str(workdir),
+        )
+    parent = workdir.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create workdir: {parent} does not exist", str(workdir))
+    if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
+        raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
+    return workdir
+
+
+def check_placeable(plan: Plan, node_cores: list[int], source: str) -> None:
+    bad = find_unplaceable(plan.to_run, node_cores)
+    if bad:
+        first = bad[0]
+        task = plan.ledger.records[first.task_id].task
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise InputError(
+            f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}{more}",
+            source,
+            task.line or None,
+        )
+
+
+class _SignalGuard:
+    """Stop signals set a flag and wake the master's wait; restored afterwards."""
+
+    def __init__(self, stop: StopRequest, transport: LocalTransport) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.stop, self.transport = stop, transport
+        self._previous: dict[int, object] = {}
+        self._old_fd = -1
+        self._pipe: tuple[int, int] | None = None
+
+    def __enter__(self) -> _SignalGuard:
+        if not self.active:
+            return self
+        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.transport.add_wake_fd(self._pipe[0])
+        self._old_fd = signal.set_wakeup_fd(self._pipe[1])
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self.stop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.active:
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._old_fd)
+        for fd in self._pipe:
+            os.close(fd)
+
+
+def run(config: Config, out: TextIO | None = None) -> RunResult:
+    """Run a sweep (or resume one) on this machine and return its result.
+
+    Raises :class:`LauncherError` for bad input (nothing written then) and for
+    failures of the launcher itself.
+    """
+    out = out or sys.stdout
+    plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
+    source = config.commandlines or config.resume
+    allocation = cluster.detect(cores_override=config.cores_per_node)
+    cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
+    check_placeable(plan, [cores], source)
+    check_state_target(plan)
+    workdir = choose_workdir(config, plan, allocation)
+    try:
+        workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
+    except OSError as err:
+        raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
+    plan.meta.workdir = str(workdir.resolve())
+
+    store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
+    store.open(time.time())
+    joblog = Joblog(workdir / "joblog")
+    agent = Agent(allocation.this_node, cores, workdir)
+    transport = LocalTransport(agent)
+    stop = StopRequest()
+    scheduler = Scheduler(plan.to_run)
+    master = Master(
+        scheduler,
+        store,
+        joblog,
+        transport,
+        delay=config.delay,
+        grace=config.grace,
+        trace_jobs=config.trace_jobs,
+        trace_hosts=config.trace_hosts,
+        stop=stop,
+        out=out,
+    )
+    try:
+        with _SignalGuard(stop, transport):
+            outcome = master.run(transport.hellos())
+    except BaseException:
+        # Whatever broke, no task may outlive us and the state on disk must say where we are.
+        agent.shutdown(0)
+        try:
+            store.close(time.time(), time.monotonic() - master._began)
+        except LauncherError:
+            pass
+        raise
+    finally:
+        joblog.close()
+        transport.close()
+    store.close(time.time(), outcome.elapsed)
+    statistics = compute(plan.ledger, outcome.elapsed, cores)
+    if config.print_statistics:
+        out.write(final_report(statistics, outcome.interrupted))
+        out.flush()
+    if outcome.interrupted is not None:
+        status = EXIT_SIGNAL_BASE + (stop.signum or 0)
+    elif plan.ledger.ids_in(FAILED):
+        status = EXIT_TASKS_FAILED
+    else:
+        status = EXIT_OK
+    return RunResult(statistics, workdir, plan.state_path, outcome.interrupted, status)

@@ -1,0 +1,63 @@
+"""Small file helpers shared by the persistence layer: atomic replace, text I/O.
+
+Text is read and written as UTF-8 with ``surrogateescape``: a command line
+with bytes that are not UTF-8 survives the round trip through the queuestate
+unchanged instead of crashing the launcher.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mpilauncher.errors import InputError, LauncherFailure
+
+ENCODING = "utf-8"
+ERRORS = "surrogateescape"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding=ENCODING, errors=ERRORS) as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise LauncherFailure(f"{path}: cannot write: {err.strerror or err}") from None
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_text(path: Path, what: str) -> str:
+    """Read a user file whole, turning every OS error into one clear line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no such {what}", str(path)) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not a {what}", str(path)) from None
+    except PermissionError:
+        raise InputError(f"cannot read {what}: permission denied", str(path)) from None
+    except OSError as err:
+        raise InputError(f"cannot read {what}: {err.strerror or err}", str(path)) from None
+    return data.decode(ENCODING, ERRORS)

@@ -1,0 +1,101 @@
+"""Rank 0's state store: the ledger kept on disk as snapshot + journal.
+
+Every change goes to the in-memory ledger and, as one short line, to the
+journal; the snapshot is rewritten atomically at the start, at the end and
+every so often in between (never more than a small share of the run's time:
+see :meth:`StateStore.maybe_snapshot`).  :func:`load_state` reads both back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from mpilauncher.core.ledger import Ledger
+from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.persistence import journal, queuestate
+from mpilauncher.persistence.files import atomic_write
+from mpilauncher.persistence.queuestate import LoadedState, StateMeta
+
+#: Snapshot at most every this many seconds...
+MIN_SNAPSHOT_INTERVAL = 5.0
+#: ...and spend at most 1/this of the run writing snapshots.
+SNAPSHOT_COST_SHARE = 50
+
+
+def journal_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".journal")
+
+
+class StateStore:
+    """Snapshot + journal for one run; see the module docstring."""
+
+    def __init__(
+        self, path: Path, ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, fsync_interval: float
+    ) -> None:
+        self.path = path
+        self.ledger = ledger
+        self.meta = meta
+        self.default_cores = default_cores
+        self.fsync_interval = fsync_interval
+        meta.run = uuid.uuid4().hex[:12]
+        meta.journal = journal_path(path).name
+        self._journal: journal.JournalWriter | None = None
+        self._next_snapshot = 0.0
+        self._dirty = False
+
+    def open(self, now: float) -> None:
+        """Write the first snapshot, then start this run's journal (in that order: see resume)."""
+        self.snapshot(now, 0.0)
+        self._journal = journal.JournalWriter(journal_path(self.path), self.meta.run, self.fsync_interval)
+
+    # -- changes ----------------------------------------------------------
+    def started(self, task_id: int, host: str, cores: tuple[int, ...], start: float) -> None:
+        self.ledger.started(task_id, host, cores, start)
+        self._journal.started(task_id, start, host, cores)
+        self._dirty = True
+
+    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
+        self.ledger.finished(task_id, exit_code, start, runtime)
+        self._journal.finished(task_id, exit_code, start, runtime)
+        self._dirty = True
+
+    def requeued(self, task_id: int) -> None:
+        self.ledger.requeued(task_id)
+        self._journal.requeued(task_id)
+        self._dirty = True
+
+    # -- disk -------------------------------------------------------------
+    def flush(self, now: float, elapsed: float) -> None:
+        """Once per loop turn: journal lines to the OS, snapshot when due."""
+        self._journal.flush(now)
+        if self._dirty and now >= self._next_snapshot:
+            self.snapshot(now, elapsed)
+
+    def snapshot(self, now: float, elapsed: float) -> None:
+        began = time.monotonic()
+        self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
+        self.meta.written = datetime.now().isoformat(timespec="seconds")
+        atomic_write(self.path, queuestate.render(self.ledger, self.meta, self.default_cores))
+        cost = time.monotonic() - began
+        self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
+        self._dirty = False
+
+    def close(self, now: float, elapsed: float) -> None:
+        """Final snapshot; the journal is then redundant and removed."""
+        if self._journal is not None:
+            self._journal.flush(now, force_sync=True)
+        self.snapshot(now, elapsed)
+        if self._journal is not None:
+            self._journal.close(remove=True)
+            self._journal = None
+
+
+def load_state(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
+    """Read a queuestate and replay its journal: the sweep as it stood at the stop."""
+    loaded = queuestate.load(path, cores_for_pylauncher)
+    if not loaded.from_pylauncher and loaded.meta.run:
+        journal.replay(path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger)
+    return loaded

@@ -1,0 +1,57 @@
+"""Messages between the master (rank 0) and the agents (one per node).
+
+Plain frozen dataclasses: the in-process transport hands them over as they
+are, the MPI transport pickles them.  Batching is part of the protocol: one
+:class:`StartTasks` carries every start for a node decided in one scheduling
+pass, one :class:`Completions` every end an agent saw in one loop turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpilauncher.execution.processes import Ended
+
+#: Bumped whenever a message changes shape; a mismatch is a clear error.
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Agent -> master: a node is ready."""
+
+    node_name: str
+    cores: int
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class StartItem:
+    task_id: int
+    command: str
+    cores: tuple[int, ...]  # the node-local core ids the scheduler gave it
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StartTasks:
+    """Master -> agent: start these tasks now."""
+
+    items: tuple[StartItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Completions:
+    """Agent -> master: these tasks ended."""
+
+    items: tuple[Ended, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Master -> agent: stop; kill what still runs after ``grace`` seconds."""
+
+    grace: float = 0.0
+
+
+Message = Hello | StartTasks | Completions | Shutdown

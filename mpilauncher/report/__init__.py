@@ -1,0 +1,1 @@
+"""What the user reads: debug trace, final statistics, joblog."""

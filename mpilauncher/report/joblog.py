@@ -1,0 +1,71 @@
+"""The joblog: one tab-separated line per finished task, in the workdir.
+
+It replaces PyLauncher's ``expire<N>`` stamp files: completion times come from
+the agents' messages, so nothing is polled on disk.  Columns::
+
+    id  node  cores  start  end  runtime  exit  command
+
+``cores`` are the core ids the task ran on (``0-3``); ``start``/``end`` are
+seconds since the epoch; ``exit`` is the exit code, negative when a signal
+killed the task (``-9``: SIGKILL).  Resumed runs append to the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpilauncher.core.ranges import compress
+from mpilauncher.errors import LauncherFailure
+
+HEADER = "id\tnode\tcores\tstart\tend\truntime\texit\tcommand\n"
+
+
+class Joblog:
+    """Appends lines, handed to the OS once per master loop turn."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pending: list[str] = []
+        try:
+            new = not path.exists() or path.stat().st_size == 0
+            self._file = open(path, "a", encoding="utf-8", errors="surrogateescape")
+            if new:
+                self._file.write(HEADER)
+        except OSError as err:
+            raise LauncherFailure(f"{path}: cannot write joblog: {err.strerror or err}") from None
+
+    def add(
+        self,
+        task_id: int,
+        node: str,
+        cores: tuple[int, ...],
+        start: float,
+        runtime: float,
+        exit_code: int,
+        command: str,
+    ) -> None:
+        slots = compress(cores).replace(" ", ",")
+        self._pending.append(
+            f"{task_id}\t{node}\t{slots}\t{start:.3f}\t{start + runtime:.3f}\t{runtime:.3f}\t{exit_code}\t{command}\n"
+        )
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self._file.write("".join(self._pending))
+            self._file.flush()
+        except OSError as err:
+            raise LauncherFailure(f"{self.path}: cannot write joblog: {err.strerror or err}") from None
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    """The joblog's rows as dicts (for tests and tools)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as log:
+        names = log.readline().rstrip("\n").split("\t")
+        return [dict(zip(names, line.rstrip("\n").split("\t", len(names) - 1), strict=False)) for line in log]

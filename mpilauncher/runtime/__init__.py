@@ -1,0 +1,1 @@
+"""The master and agent loops: short, because the decisions live in the core."""

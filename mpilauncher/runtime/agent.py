@@ -1,0 +1,78 @@
+"""The agent: one per node, it runs the tasks the master sends and reports their ends.
+
+It knows nothing of queues or other nodes.  For each :class:`StartItem` it
+writes ``exec<N>``, spawns the command with its output in ``out<N>``, and
+later answers with the :class:`Ended` records.  The same class serves the
+in-process agent of rank 0 (and of singleton runs) and the agents of other
+ranks; only the transport around it differs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mpilauncher.execution.environment import base_environment, exec_script, task_environment, task_variables
+from mpilauncher.execution.processes import Ended, ProcessRunner
+from mpilauncher.protocol import Hello, Shutdown, StartTasks
+
+
+class Agent:
+    """Runs tasks on this node; see the module docstring."""
+
+    def __init__(self, node_name: str, cores: int, workdir: Path, cwd: str | None = None) -> None:
+        self.node_name = node_name
+        self.cores = cores
+        self.workdir = workdir
+        self.cwd = cwd or os.getcwd()
+        self.runner = ProcessRunner()
+        self._base_env = base_environment(os.environ)
+        self._omp_set = "OMP_NUM_THREADS" in self._base_env
+        self._early: list[Ended] = []  # tasks that could not even start
+
+    def hello(self) -> Hello:
+        return Hello(self.node_name, self.cores)
+
+    def start(self, message: StartTasks) -> None:
+        for item in message.items:
+            variables = task_variables(item.task_id, item.cores, self.node_name)
+            ncores = len(item.cores)
+            try:
+                (self.workdir / f"exec{item.task_id}").write_text(
+                    exec_script(item.command, self.cwd, variables, ncores, self._omp_set, item.line),
+                    errors="surrogateescape",
+                )
+            except OSError:
+                pass  # the exec file is a convenience; the task itself still runs
+            env = task_environment(self._base_env, variables, ncores)
+            started = self.runner.start(item.task_id, item.command, env, str(self.workdir / f"out{item.task_id}"))
+            if isinstance(started, Ended):
+                self._early.append(started)
+
+    def handle(self, message: StartTasks | Shutdown) -> list[Ended]:
+        """Act on a master message; a Shutdown returns the tasks it ended."""
+        if isinstance(message, StartTasks):
+            self.start(message)
+            return []
+        if isinstance(message, Shutdown):
+            return self.shutdown(message.grace)
+        raise TypeError(f"agent cannot handle {message!r}")
+
+    def poll(self, timeout: float) -> list[Ended]:
+        """Tasks that ended, waiting at most ``timeout`` s for one."""
+        if self._early:
+            ended, self._early = self._early, []
+            return ended + self.runner.wait(0)
+        return self.runner.wait(timeout)
+
+    def shutdown(self, grace: float) -> list[Ended]:
+        ended = self._early + self.runner.stop_all(grace)
+        self._early = []
+        return ended
+
+    @property
+    def busy(self) -> int:
+        return len(self.runner)
+
+    def close(self) -> None:
+        self.runner.close()

@@ -1,0 +1,173 @@
+"""The master loop (rank 0): feed events to the scheduler, carry out its actions.
+
+Each turn: wait for agent messages (the in-process agent sleeps in epoll until
+a task ends; remote agents are polled with back-off), turn them into events,
+let the scheduler decide once for the whole burst, send every node its starts
+in one message, then journal the turn and print a trace tick when one is due.
+Decisions live in :mod:`mpilauncher.core`; this loop only moves data.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TextIO
+
+from mpilauncher.core.events import AgentJoined, AllDone, Requeued, Start, StopDispatch, TaskFinished
+from mpilauncher.core.scheduler import Scheduler
+from mpilauncher.errors import ProtocolError
+from mpilauncher.persistence.store import StateStore
+from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, Shutdown, StartItem, StartTasks
+from mpilauncher.report.joblog import Joblog
+from mpilauncher.report.trace import tick_block
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How the loop ended: ``interrupted`` names the signal when it did not finish."""
+
+    interrupted: str | None
+    elapsed: float
+
+
+class StopRequest:
+    """Set from a signal handler; the loop checks it every turn."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.signum is None else f"stopped by {signal.Signals(self.signum).name}"
+
+
+class Master:
+    """Drives one run; see the module docstring."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        store: StateStore,
+        joblog: Joblog,
+        transport,
+        *,
+        delay: float,
+        grace: float,
+        trace_jobs: bool,
+        trace_hosts: bool,
+        stop: StopRequest,
+        out: TextIO | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.store = store
+        self.joblog = joblog
+        self.transport = transport
+        self.delay = delay
+        self.grace = grace
+        self.trace_jobs = trace_jobs
+        self.trace_hosts = trace_hosts
+        self.stop = stop
+        self.out = out or sys.stdout
+        self.node_names: dict[int, str] = {}
+        self.node_cores: dict[str, int] = {}
+        self._tick = 0
+        self._began = time.monotonic()
+        self._next_tick = self._began
+
+    # -- the loop ---------------------------------------------------------
+    def run(self, hellos: list[tuple[int, Hello]]) -> Outcome:
+        joined = []
+        for node, hello in hellos:
+            if hello.version != PROTOCOL_VERSION:
+                raise ProtocolError(
+                    f"agent on {hello.node_name} speaks protocol {hello.version}, the master {PROTOCOL_VERSION}:"
+                    " every rank must run the same mpilauncher version"
+                )
+            self.node_names[node] = hello.node_name
+            self.node_cores[hello.node_name] = self.node_cores.get(hello.node_name, 0) + hello.cores
+            joined.append(AgentJoined(node, hello.node_name, hello.cores))
+        actions = self.scheduler.handle(*joined)
+        while True:
+            finished = self._carry_out(actions)
+            now = time.monotonic()
+            self.store.flush(time.time(), now - self._began)
+            self.joblog.flush()
+            self._maybe_trace(now)
+            if finished:
+                return Outcome(None, time.monotonic() - self._began)
+            if self.stop.signum is not None:
+                return self._stop_early()
+            timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
+            actions = self.scheduler.handle(*self._events(self.transport.receive(timeout)))
+
+    def _carry_out(self, actions) -> bool:
+        starts: dict[int, list[StartItem]] = defaultdict(list)
+        done = False
+        wall = time.time()
+        for action in actions:
+            if isinstance(action, Start):
+                task = self.scheduler.tasks[action.task_id]
+                starts[action.node].append(StartItem(task.id, task.command, action.cores, task.line))
+                self.store.started(task.id, self.node_names[action.node], action.cores, wall)
+            elif isinstance(action, Requeued):
+                self.store.requeued(action.task_id)
+            elif isinstance(action, AllDone):
+                done = True
+        for node, items in starts.items():
+            self.transport.send(node, StartTasks(tuple(items)))
+        return done
+
+    def _events(self, messages) -> list[TaskFinished]:
+        events = []
+        for node, message in messages:
+            if not isinstance(message, Completions):
+                raise ProtocolError(f"unexpected message from node {node}: {type(message).__name__}")
+            for ended in message.items:
+                events.append(self._record_end(node, ended))
+        return events
+
+    def _record_end(self, node: int, ended) -> TaskFinished:
+        task = self.scheduler.tasks[ended.task_id]
+        _, cores = self.scheduler.running[ended.task_id]
+        self.store.finished(ended.task_id, ended.exit_code, ended.start, ended.runtime)
+        self.joblog.add(
+            ended.task_id, self.node_names[node], cores, ended.start, ended.runtime, ended.exit_code, task.command
+        )
+        return TaskFinished(ended.task_id, ended.exit_code)
+
+    def _stop_early(self) -> Outcome:
+        """Signal received: start nothing more, end running tasks, keep what finished cleanly.
+
+        A task that exits 0 during the grace period completed; any other end
+        after our SIGTERM is an interruption: it stays *running* in the
+        queuestate, so a resume runs it again.
+        """
+        self.scheduler.handle(StopDispatch())
+        for node in self.node_names:
+            self.transport.send(node, Shutdown(self.grace))
+        for node, message in self.transport.receive(0):
+            for ended in message.items:
+                if ended.exit_code == 0:
+                    self.scheduler.handle(self._record_end(node, ended))
+        elapsed = time.monotonic() - self._began
+        self.store.flush(time.time(), elapsed)
+        self.joblog.flush()
+        return Outcome(self.stop.reason, elapsed)
+
+    def _maybe_trace(self, now: float) -> None:
+        if not self.trace_jobs or now < self._next_tick:
+            return
+        self._tick += 1
+        self._next_tick = now + self.delay
+        placements = None
+        if self.trace_hosts:
+            placements = {tid: (self.node_names[node], cores) for tid, (node, cores) in self.scheduler.running.items()}
+        self.out.write(tick_block(self._tick, self.store.ledger, self.trace_hosts, placements, self.node_cores))
+        self.out.flush()
