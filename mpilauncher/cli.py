@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mpilauncher import __version__
 from mpilauncher.config import DEFAULT_DELAY, DEFAULT_GRACE, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError
 from mpilauncher.launch import run
+from mpilauncher.persistence.store import describe_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="QUEUESTATE",
         help="run the tasks a queuestate lists as not completed (ours or PyLauncher's)",
+    )
+    parser.add_argument(
+        "--status",
+        metavar="QUEUESTATE",
+        help="print where a sweep stands (snapshot and journal merged) and exit; runs nothing",
     )
     parser.add_argument(
         "--rerun-failed", action="store_true", help="with --resume: also rerun tasks that exited non-zero"
@@ -84,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.status:
+            print(describe_state(Path(args.status)), end="")
+            return 0
         config = make_config(
             args.commandlines,
             resume=args.resume,

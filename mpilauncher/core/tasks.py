@@ -8,12 +8,14 @@ PyLauncher's older ``PYLTID``) in a line becomes the task number.  With
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mpilauncher.errors import InputError
 
 #: Markers PyLauncher replaces by the task number.
 ID_MARKERS = ("PYL_ID", "PYLTID")
+_ID_PATTERN = re.compile(r"(?<!\$)(?<!\$\{)(?:PYL_ID|PYLTID)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +67,15 @@ class Task:
 
 
 def substitute_id(command: str, task_id: int) -> str:
-    """Replace PyLauncher's task-number markers in a command."""
-    for marker in ID_MARKERS:
-        if marker in command:
-            command = command.replace(marker, str(task_id))
-    return command
+    """Replace PyLauncher's task-number markers in a command.
+
+    ``$PYL_ID`` and ``${PYL_ID}`` are left for the shell: the task's environment
+    has ``PYL_ID`` set, whereas PyLauncher's blind replacement turned them into
+    ``$0`` (the shell's name).
+    """
+    if "PYL" not in command:
+        return command
+    return _ID_PATTERN.sub(str(task_id), command)
 
 
 def split_core_prefix(text: str, source: str, line: int) -> tuple[int, str]:

@@ -13,7 +13,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from mpilauncher.core.ledger import Ledger
+from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
@@ -99,3 +100,24 @@ def load_state(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
     if not loaded.from_pylauncher and loaded.meta.run:
         journal.replay(path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger)
     return loaded
+
+
+def describe_state(path: Path) -> str:
+    """A human summary of a queuestate with its journal replayed (``--status``)."""
+    loaded = load_state(path, CoresSpec("fixed", 1))
+    ledger = loaded.ledger
+    counts = ledger.counts()
+    lines = [f"{path}: {len(ledger)} tasks" + (" (written by PyLauncher)" if loaded.from_pylauncher else "")]
+    if loaded.meta.commandlines:
+        lines.append(f"commandlines: {loaded.meta.commandlines}")
+    if loaded.meta.workdir:
+        lines.append(f"workdir: {loaded.meta.workdir}")
+    for state in STATES:
+        label = "aborted" if state == FAILED else state
+        lines.append(f"{label:<9} {counts[state]:3d} jobs: {compress(ledger.ids_in(state))}")
+    todo = counts[QUEUED] + counts[RUNNING]
+    if todo:
+        lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {path}")
+    else:
+        lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))
+    return "\n".join(lines) + "\n"

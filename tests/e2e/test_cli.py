@@ -1,0 +1,222 @@
+"""The CLI as a user runs it: files, statistics, exit codes, options."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import run_cli
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_basic_sweep_files_statistics_and_exit_code(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "# comment\n\necho hello PYL_ID\necho second PYL_ID #1\nprintf 'no newline'")
+    result = run_cli(["commandlines", "--workdir", "work"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    work = sweep_dir / "work"
+    assert (work / "out0").read_text() == "hello 0\n"
+    assert (work / "out1").read_text() == "second 1\n"
+    assert (work / "out2").read_text() == "no newline"
+    assert "echo hello 0" in (work / "exec0").read_text()
+    rows = read_joblog(work / "joblog")
+    assert sorted(int(r["id"]) for r in rows) == [0, 1, 2]
+    assert all(r["exit"] == "0" for r in rows)
+    out = result.stdout
+    assert "Launcherjob run completed." in out
+    assert "# tasks completed: 3\n" in out and "tasks aborted: 0\n" in out
+    assert re.search(r"^Host pool of size \d+\.$", out, re.M)
+    state = (sweep_dir / "queuestate").read_text()
+    assert "\ncompleted\n" in state and "0 line=3" in state
+    assert not (sweep_dir / "queuestate.journal").exists(), "a clean end folds the journal into the snapshot"
+
+
+def test_exec_file_reruns_the_task_by_hand(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo id=$PYL_ID omp=$OMP_NUM_THREADS dir=$(basename $PWD)\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir).returncode == 0
+    first = (sweep_dir / "w" / "out0").read_text()
+    assert first == f"id=0 omp=2 dir={sweep_dir.name}\n"
+    import subprocess
+
+    again = subprocess.run(["sh", str(sweep_dir / "w" / "exec0")], capture_output=True, text=True, cwd="/")
+    assert again.stdout == first
+
+
+def test_task_environment_process_group_and_cwd(sweep_dir: Path) -> None:
+    cmd = (
+        'echo "$PYL_ID $MPILAUNCHER_TASK_ID $OMP_NUM_THREADS $MPILAUNCHER_NCORES $PWD"; '
+        'ps -o pid=,pgid=,sid= -p $$; env | grep -c "^PMI_" || true'
+    )
+    write(sweep_dir / "commandlines", cmd + "\n")
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir, PMI_RANK="0", PMI_FD="9")
+    assert result.returncode == 0, result.stderr
+    lines = (sweep_dir / "w" / "out0").read_text().split("\n")
+    assert lines[0] == f"0 0 1 1 {sweep_dir}"
+    pid, pgid, sid = lines[1].split()
+    assert pid == pgid == sid, "each task runs in its own session and process group"
+    assert lines[2] == "0", "the launcher's MPI wiring (PMI_*) never leaks into tasks"
+
+
+def test_user_omp_num_threads_is_kept(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo $OMP_NUM_THREADS\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir, OMP_NUM_THREADS="7").returncode == 0
+    assert (sweep_dir / "w" / "out0").read_text() == "7\n"
+
+
+def concurrency(rows: list[dict[str, str]]) -> int:
+    """Most tasks running at one instant, from joblog start/end times."""
+    points = sorted([(float(r["start"]), 1) for r in rows] + [(float(r["end"]), -1) for r in rows])
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def test_cores_per_task_limits_concurrency_and_binds_core_ids(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "sleep 0.3\n" * 6)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "2", "--cores-per-node", "4"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert {r["cores"] for r in rows} <= {"0-1", "2-3"}
+    assert concurrency(rows) == 2
+    assert "Host pool of size 4." in result.stdout
+
+
+def test_cores_file_mixed_widths(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "3,echo $OMP_NUM_THREADS\n1,echo $OMP_NUM_THREADS\n4, echo $OMP_NUM_THREADS\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "file", "--cores-per-node", "4"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert [(sweep_dir / "w" / f"out{i}").read_text() for i in range(3)] == ["3\n", "1\n", "4\n"]
+    widths = {int(r["id"]): r["cores"] for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert widths[2] == "0-3"
+
+
+def test_cores_node_gives_each_task_the_whole_node(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo $OMP_NUM_THREADS\necho $OMP_NUM_THREADS\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "node", "--cores-per-node", "3"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w" / "out1").read_text() == "3\n"
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert all(r["cores"] == "0-2" for r in rows) and concurrency(rows) == 1
+
+
+def test_failed_and_signalled_tasks_are_aborted_and_exit_status_1(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\nexit 3\nkill -9 $$\n")
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 1
+    assert "# tasks completed: 1\n" in result.stdout and "tasks aborted: 2\n" in result.stdout
+    exits = {int(r["id"]): r["exit"] for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert exits == {0: "0", 1: "3", 2: "-9"}
+    state = (sweep_dir / "queuestate").read_text()
+    assert "\nfailed\n1 line=2 exit=3" in state
+
+
+def test_debug_trace_prints_ticks_with_queue_and_hosts(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "sleep 0.3\n" * 4)
+    result = run_cli(["commandlines", "--workdir", "w", "--debug", "host+job", "--delay", "0.1"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"^tick 1\nQueue:\ncompleted +\d+ jobs:", out, re.M)
+    assert re.search(r"^running +\d+ jobs: [0-9 -]+$", out, re.M)
+    assert "Hosts:" in out and re.search(r"^\S+: \d+/\d+ cores busy: \d+@\d", out, re.M)
+
+
+def test_workdir_default_name_and_queuestate_option(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--queuestate", "qs5"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    workdirs = [p.name for p in sweep_dir.iterdir() if p.name.startswith("pylauncher_tmp")]
+    assert len(workdirs) == 1
+    assert (sweep_dir / "qs5").exists() and not (sweep_dir / "queuestate").exists()
+
+
+def test_slurm_job_id_names_the_workdir(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines"], sweep_dir, SLURM_JOB_ID="424242")
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "pylauncher_tmp424242" / "out0").exists()
+
+
+BAD_INPUTS = [
+    ("missing file", None, ["nothere"], "nothere: no such commandlines file"),
+    ("empty file", "", ["commandlines"], "commandlines: no tasks"),
+    ("comments only", "# x\n\n", ["commandlines"], "commandlines: no tasks"),
+    ("binary", "ab\x00cd\n", ["commandlines"], "binary file"),
+    ("bad prefix", "2,ok\nx,bad\n", ["commandlines", "--cores", "file"], "commandlines:2: bad core count 'x'"),
+    ("zero prefix", "0,bad\n", ["commandlines", "--cores", "file"], "commandlines:1: bad core count 0"),
+    ("missing prefix", "bad\n", ["commandlines", "--cores", "file"], "commandlines:1: missing 'N,'"),
+    (
+        "too wide",
+        "# c\n1,ok\n9,wide\n",
+        ["commandlines", "--cores", "file", "--cores-per-node", "4"],
+        "commandlines:3: task 1 needs 9 cores, but the largest node has 4",
+    ),
+    ("too wide fixed", "true\n", ["commandlines", "--cores", "9", "--cores-per-node", "2"], "needs 9 cores"),
+    ("unknown cores", "true\n", ["commandlines", "--cores", "lots"], "unknown cores= value 'lots'"),
+    ("unknown debug", "true\n", ["commandlines", "--debug", "verbose"], "unknown debug= value 'verbose'"),
+    ("bad delay", "true\n", ["commandlines", "--delay", "0"], "delay must be greater than 0"),
+    ("corrupt queuestate", None, ["--resume", "bad_state"], "bad_state:1: task line before any of the sections"),
+    ("missing queuestate", None, ["--resume", "nostate"], "nostate: no such queuestate file"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "args", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(
+    sweep_dir: Path, name: str, content: str | None, args: list[str], message: str
+) -> None:
+    if content is not None:
+        (sweep_dir / "commandlines").write_bytes(content.encode())
+    (sweep_dir / "bad_state").write_text("garbage line\n")
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    result = run_cli([*args, "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().split("\n")
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0], lines[0]
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before, "bad input must write nothing"
+
+
+def test_existing_workdir_is_refused(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n")
+    (sweep_dir / "w").mkdir()
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2
+    assert "w: workdir already exists" in result.stderr
+    assert not (sweep_dir / "queuestate").exists()
+
+
+def test_unwritable_workdir_parent_is_refused(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "no/such/parent/w"], sweep_dir)
+    assert result.returncode == 2 and "cannot create workdir" in result.stderr
+
+
+def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
+    write(sweep_dir / "queuestate", "queued\n0: true\nrunning\ncompleted\n")
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2
+    assert "holds an unfinished sweep (1 tasks not run)" in result.stderr
+    assert (sweep_dir / "queuestate").read_text().startswith("queued\n")
+
+
+def test_help_and_version() -> None:
+    result = run_cli(["--help"], Path("/"))
+    assert result.returncode == 0 and "--resume" in result.stdout and "Exit status" in result.stdout
+    assert run_cli(["--version"], Path("/")).stdout.startswith("mpilauncher ")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make an unreadable file readable again")
+def test_unreadable_commandlines(sweep_dir: Path) -> None:
+    # root reads everything; a directory stands in for "cannot read"
+    (sweep_dir / "commandlines").mkdir()
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2 and "is a directory, not a commandlines file" in result.stderr

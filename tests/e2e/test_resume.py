@@ -1,0 +1,177 @@
+"""Stops and resumes: kill -9, SIGTERM, failed tasks, PyLauncher's own queuestate."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import launcher_env, run_cli
+
+N_TASKS = 30
+
+
+def appending_sweep(directory: Path, n: int = N_TASKS, seconds: float = 0.15) -> Path:
+    """Tasks that append their id to ``ran`` when they finish: proof of what ran, and how often."""
+    lines = [f"sleep {seconds} && echo PYL_ID >> ran" for _ in range(n)]
+    path = directory / "commandlines"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_launcher(directory: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mpilauncher", *args],
+        cwd=directory,
+        env=launcher_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def journal_finishes(directory: Path) -> set[int]:
+    """Task ids whose successful end reached the journal (what a resume must never rerun)."""
+    path = directory / "queuestate.journal"
+    if not path.exists():
+        return set()
+    done = set()
+    for line in path.read_text().split("\n")[1:-1]:
+        fields = line.split("\t")
+        if fields[0] == "E" and fields[2] == "0":
+            done.add(int(fields[1]))
+    return done
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def ran_counts(directory: Path) -> collections.Counter:
+    path = directory / "ran"
+    return collections.Counter(int(x) for x in path.read_text().split()) if path.exists() else collections.Counter()
+
+
+def test_kill_9_then_resume_completes_every_task_without_rerunning_journaled_ones(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir)
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "4")
+    wait_for(lambda: len(journal_finishes(sweep_dir)) >= 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    journaled = journal_finishes(sweep_dir)
+    time.sleep(0.4)  # orphans of the killed launcher finish (the watchdog that kills them is issue 6)
+
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert status.returncode == 0, status.stderr
+    assert "tasks to run: python -m mpilauncher --resume queuestate" in status.stdout
+
+    result = run_cli(["--resume", "queuestate", "--cores-per-node", "4"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"# tasks completed: {N_TASKS}\n" in result.stdout, "statistics cover the whole sweep"
+    counts = ran_counts(sweep_dir)
+    assert set(counts) == set(range(N_TASKS)), "every task ran"
+    for task_id in journaled:
+        assert counts[task_id] == 1, f"task {task_id} completed before the kill and ran again"
+    assert sum(c > 1 for c in counts.values()) <= 4, "only tasks running at the kill may run twice"
+    resumed = {int(r["id"]) for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert resumed == set(range(N_TASKS)), "the resumed run appends to the same joblog"
+    final = run_cli(["--status", "queuestate"], sweep_dir).stdout
+    assert f"completed  {N_TASKS} jobs: 0-{N_TASKS - 1}" in final
+
+
+def test_sigterm_stops_cleanly_saves_state_and_resume_finishes(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir, n=12, seconds=0.5)
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", "--grace", "0.1")
+    wait_for(lambda: (sweep_dir / "w" / "out1").exists())
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM; resume with: python -m mpilauncher --resume queuestate" in err
+    assert "Launcherjob stopped: stopped by SIGTERM." in out
+    state = (sweep_dir / "queuestate").read_text()
+    assert "\nrunning\n0 " in state and "\nqueued\n" in state
+    assert not (sweep_dir / "queuestate.journal").exists()
+    assert os.system("pgrep -f 'sleep 0[.]5 && echo' >/dev/null") != 0, "no task outlives a stopped launcher"
+
+    result = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    counts = ran_counts(sweep_dir)
+    assert set(counts) == set(range(12)) and all(c == 1 for c in counts.values())
+
+
+def test_resume_reruns_failed_only_on_request(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo a >> ran_a\ntest -e flag && echo b >> ran_b\n")
+    first = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert first.returncode == 1
+    again = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert again.returncode == 1 and "tasks aborted: 1" in again.stdout
+    assert not (sweep_dir / "ran_b").exists()
+    (sweep_dir / "flag").touch()
+    fixed = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir)
+    assert fixed.returncode == 0, fixed.stdout
+    assert "# tasks completed: 2\n" in fixed.stdout and "tasks aborted: 0\n" in fixed.stdout
+    assert (sweep_dir / "ran_a").read_text() == "a\n" and (sweep_dir / "ran_b").read_text() == "b\n"
+
+
+def test_resume_into_a_new_workdir(sweep_dir: Path) -> None:
+    (sweep_dir / "queuestate").write_text("queued\n1: echo one\nrunning\n0: echo zero\ncompleted\n2: echo two\n")
+    result = run_cli(["--resume", "queuestate", "--workdir", "w2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w2" / "out0").read_text() == "zero\n"
+    assert (sweep_dir / "w2" / "out1").read_text() == "one\n"
+    assert not (sweep_dir / "w2" / "out2").exists(), "completed tasks are not rerun"
+    assert "# tasks completed: 3\n" in result.stdout
+
+
+def test_resume_a_pylauncher_queuestate_with_core_counts(sweep_dir: Path) -> None:
+    # PyLauncher's own format with cores="file": '<id>: N,command'
+    (sweep_dir / "queuestate").write_text(
+        "queued\n4: 2,echo $OMP_NUM_THREADS\nrunning\n3: 1,echo $OMP_NUM_THREADS\ncompleted\n0: 1,true\n"
+    )
+    result = run_cli(["--resume", "queuestate", "--cores", "file", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    work = next(p for p in sweep_dir.iterdir() if p.name.startswith("pylauncher_tmp"))
+    assert (work / "out4").read_text() == "2\n" and (work / "out3").read_text() == "1\n"
+
+
+def test_python_api_is_source_compatible(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo api PYL_ID\nexit 2\n")
+    script = sweep_dir / "example_classic_launcher.py"
+    script.write_text(
+        "import mpilauncher as pylauncher\n"
+        "result = pylauncher.ClassicLauncher('commandlines', cores=1, workdir='pw', debug='job', delay=.1,"
+        " queuestate='qs')\n"
+        "print('exit status', result.exit_status)\n"
+        "(open('flag', 'w'))\n"
+        "pylauncher.ResumeClassicLauncher('qs', workdir='pw', rerun_failed=True)\n"
+    )
+    (sweep_dir / "commandlines").write_text("echo api PYL_ID\ntest -e flag\n")
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exit status 1" in proc.stdout
+    assert proc.stdout.count("Launcherjob run completed.") == 2
+    assert (sweep_dir / "pw" / "out0").read_text() == "api 0\n"
+    assert "\ncompleted\n0 " in (sweep_dir / "qs").read_text() and "\nfailed\n" + "" in (sweep_dir / "qs").read_text()
+    assert "tick 1\nQueue:" in proc.stdout
+
+
+def test_python_api_bad_input_is_one_line_and_exit_2(sweep_dir: Path) -> None:
+    script = sweep_dir / "s.py"
+    script.write_text("import mpilauncher as pylauncher\npylauncher.ClassicLauncher('missing', cores='lots')\n")
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown cores= value 'lots'" in proc.stderr
