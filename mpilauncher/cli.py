@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"on SIGTERM/Ctrl-C, time running tasks get before SIGKILL (default {DEFAULT_GRACE})",
     )
+    parser.add_argument(
+        "--emulate-nodes",
+        type=str,
+        default=None,
+        metavar="V",
+        help="testing/benchmark aid: under mpiexec, the ranks stand for V virtual nodes "
+        "(with --cores-per-node C each), e.g. mpiexec -n 64 ... --emulate-nodes 64 --cores-per-node 64",
+    )
     parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
     return parser
 
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             cores_per_node=args.cores_per_node,
             rerun_failed=args.rerun_failed,
             grace=args.grace,
+            emulate_nodes=args.emulate_nodes,
         )
         result = run(config)
     except LauncherError as err:

@@ -17,6 +17,8 @@ DEFAULT_DELAY = 0.5
 DEFAULT_QUEUESTATE = "queuestate"
 #: Seconds running tasks get between SIGTERM and SIGKILL when the launcher stops.
 DEFAULT_GRACE = 2.0
+#: Agents send a heartbeat every few seconds; silence this long means the agent is gone.
+DEFAULT_BEAT_TIMEOUT = 60.0
 
 
 @dataclass(slots=True)
@@ -34,6 +36,10 @@ class Config:
     rerun_failed: bool = False
     grace: float = DEFAULT_GRACE
     print_statistics: bool = True
+    #: Testing/benchmark aid: the MPI ranks stand for this many virtual nodes.
+    emulate_nodes: int | None = None
+    #: Seconds without a message after which a remote agent counts as lost.
+    beat_timeout: float | None = DEFAULT_BEAT_TIMEOUT
 
     @property
     def trace_jobs(self) -> bool:
@@ -81,6 +87,8 @@ def make_config(
     cores_per_node: object = None,
     rerun_failed: bool = False,
     grace: object = DEFAULT_GRACE,
+    emulate_nodes: object = None,
+    beat_timeout: object = DEFAULT_BEAT_TIMEOUT,
 ) -> Config:
     """Check every value and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -99,4 +107,6 @@ def make_config(
         cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
         rerun_failed=rerun_failed,
         grace=grace_value,
+        emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
+        beat_timeout=parse_positive("heartbeat timeout", beat_timeout) if beat_timeout else None,
     )

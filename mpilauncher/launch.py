@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +25,7 @@ from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import Statistics, compute
 from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.errors import (
+    EXIT_LAUNCHER_FAILED,
     EXIT_OK,
     EXIT_SIGNAL_BASE,
     EXIT_TASKS_FAILED,
@@ -59,11 +60,12 @@ class Plan:
 class RunResult:
     """What a finished (or stopped) run reports back to the API and the CLI."""
 
-    statistics: Statistics
-    workdir: Path
-    queuestate: Path
+    statistics: Statistics | None  # None on ranks other than 0
+    workdir: Path | None
+    queuestate: Path | None
     interrupted: str | None
     exit_status: int
+    dispatch_latencies: list[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -162,7 +164,7 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str) -> None:
 class _SignalGuard:
     """Stop signals set a flag and wake the master's wait; restored afterwards."""
 
-    def __init__(self, stop: StopRequest, transport: LocalTransport) -> None:
+    def __init__(self, stop: StopRequest, transport) -> None:
         self.active = threading.current_thread() is threading.main_thread()
         self.stop, self.transport = stop, transport
         self._previous: dict[int, object] = {}
@@ -190,17 +192,70 @@ class _SignalGuard:
 
 
 def run(config: Config, out: TextIO | None = None) -> RunResult:
-    """Run a sweep (or resume one) on this machine and return its result.
+    """Run a sweep (or resume one) and return its result.
 
+    Singleton (no MPI starter): one in-process agent on this machine.  Under
+    ``mpiexec``/``srun``/``ibrun``: rank 0 is the master, one rank per node is
+    an agent, the other ranks park; every rank returns when the sweep is done.
     Raises :class:`LauncherError` for bad input (nothing written then) and for
     failures of the launcher itself.
     """
     out = out or sys.stdout
-    plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
-    source = config.commandlines or config.resume
+    from mpilauncher.transport import mpi as mpi_transport
+
+    if mpi_transport.started_by_mpi() or config.emulate_nodes:
+        return _run_mpi(config, out)
     allocation = cluster.detect(cores_override=config.cores_per_node)
     cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
-    check_placeable(plan, [cores], source)
+    transport = LocalTransport(Agent(allocation.this_node, cores))
+    try:
+        return _run_master(config, transport, allocation, out)
+    finally:
+        transport.close()
+
+
+def _run_mpi(config: Config, out: TextIO) -> RunResult:
+    from mpilauncher.transport import mpi as mpi_transport
+
+    comm = mpi_transport.world()
+    layout = mpi_transport.discover(comm, config.emulate_nodes)
+    rank = comm.Get_rank()
+    role = layout.role(rank)
+    node_name = layout.node_names[layout.node_of_rank[rank]]
+    allocation = cluster.detect(cores_override=config.cores_per_node)
+    if role != "master":
+        try:
+            if role == "parked":
+                status = mpi_transport.park(comm)
+            else:
+                cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
+                status = mpi_transport.serve_agent(comm, Agent(node_name, cores))
+        except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
+            print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
+            comm.Abort(EXIT_LAUNCHER_FAILED)
+            raise
+        return RunResult(None, None, None, None, status)
+    cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
+    agent = Agent(node_name, cores)
+    transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
+    try:
+        result = _run_master(config, transport, allocation, out)
+    except BaseException as err:
+        status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
+        transport.shutdown(0.0, status)
+        raise
+    finally:
+        transport.close()
+    return result
+
+
+def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO) -> RunResult:
+    """Rank 0's part, the same for one machine and for many: check, run, report."""
+    plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
+    source = config.commandlines or config.resume
+    hellos = transport.hellos()
+    pool_size = sum(hello.cores for _, hello in hellos)
+    check_placeable(plan, [hello.cores for _, hello in hellos], source)
     check_state_target(plan)
     workdir = choose_workdir(config, plan, allocation)
     try:
@@ -208,16 +263,14 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
+    transport.setup(plan.meta.workdir, os.getcwd())
 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
     store.open(time.time())
     joblog = Joblog(workdir / "joblog")
-    agent = Agent(allocation.this_node, cores, workdir)
-    transport = LocalTransport(agent)
     stop = StopRequest()
-    scheduler = Scheduler(plan.to_run)
     master = Master(
-        scheduler,
+        Scheduler(plan.to_run),
         store,
         joblog,
         transport,
@@ -230,20 +283,19 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
     )
     try:
         with _SignalGuard(stop, transport):
-            outcome = master.run(transport.hellos())
+            outcome = master.run(hellos)
     except BaseException:
         # Whatever broke, no task may outlive us and the state on disk must say where we are.
-        agent.shutdown(0)
+        transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         try:
-            store.close(time.time(), time.monotonic() - master._began)
+            store.close(time.time(), time.monotonic() - master.began)
         except LauncherError:
             pass
         raise
     finally:
         joblog.close()
-        transport.close()
     store.close(time.time(), outcome.elapsed)
-    statistics = compute(plan.ledger, outcome.elapsed, cores)
+    statistics = compute(plan.ledger, outcome.elapsed, pool_size)
     if config.print_statistics:
         out.write(final_report(statistics, outcome.interrupted))
         out.flush()
@@ -253,4 +305,5 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
         status = EXIT_TASKS_FAILED
     else:
         status = EXIT_OK
-    return RunResult(statistics, workdir, plan.state_path, outcome.interrupted, status)
+    transport.shutdown(0.0, status)
+    return RunResult(statistics, workdir, plan.state_path, outcome.interrupted, status, master.dispatch_latencies)

@@ -49,9 +49,14 @@ class Completions:
 
 @dataclass(frozen=True, slots=True)
 class Shutdown:
-    """Master -> agent: stop; kill what still runs after ``grace`` seconds."""
+    """Master -> agent: stop; kill what still runs after ``grace`` seconds.
+
+    ``exit_status`` is the launcher's own, so every rank of the MPI job exits
+    with the same status as rank 0.
+    """
 
     grace: float = 0.0
+    exit_status: int = 0
 
 
 Message = Hello | StartTasks | Completions | Shutdown

@@ -20,10 +20,10 @@ from mpilauncher.protocol import Hello, Shutdown, StartTasks
 class Agent:
     """Runs tasks on this node; see the module docstring."""
 
-    def __init__(self, node_name: str, cores: int, workdir: Path, cwd: str | None = None) -> None:
+    def __init__(self, node_name: str, cores: int, workdir: Path | None = None, cwd: str | None = None) -> None:
         self.node_name = node_name
         self.cores = cores
-        self.workdir = workdir
+        self.workdir = workdir  # set by the master's Setup before any task starts
         self.cwd = cwd or os.getcwd()
         self.runner = ProcessRunner()
         self._base_env = base_environment(os.environ)

@@ -16,11 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TextIO
 
-from mpilauncher.core.events import AgentJoined, AllDone, Requeued, Start, StopDispatch, TaskFinished
+from mpilauncher.core.events import AgentJoined, AgentLost, AllDone, Requeued, Start, StopDispatch, TaskFinished
 from mpilauncher.core.scheduler import Scheduler
-from mpilauncher.errors import ProtocolError
+from mpilauncher.errors import EXIT_SIGNAL_BASE, LauncherFailure, ProtocolError
 from mpilauncher.persistence.store import StateStore
-from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, Shutdown, StartItem, StartTasks
+from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, StartItem, StartTasks
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.trace import tick_block
 
@@ -78,8 +78,11 @@ class Master:
         self.node_names: dict[int, str] = {}
         self.node_cores: dict[str, int] = {}
         self._tick = 0
-        self._began = time.monotonic()
-        self._next_tick = self._began
+        self._lost = 0
+        self.dispatched: dict[int, float] = {}  # task id -> wall time its start was sent
+        self.dispatch_latencies: list[float] = []  # agent start - master dispatch, per task
+        self.began = time.monotonic()
+        self._next_tick = self.began
 
     # -- the loop ---------------------------------------------------------
     def run(self, hellos: list[tuple[int, Hello]]) -> Outcome:
@@ -97,15 +100,16 @@ class Master:
         while True:
             finished = self._carry_out(actions)
             now = time.monotonic()
-            self.store.flush(time.time(), now - self._began)
+            self.store.flush(time.time(), now - self.began)
             self.joblog.flush()
             self._maybe_trace(now)
             if finished:
-                return Outcome(None, time.monotonic() - self._began)
+                return Outcome(None, time.monotonic() - self.began)
             if self.stop.signum is not None:
                 return self._stop_early()
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
-            actions = self.scheduler.handle(*self._events(self.transport.receive(timeout)))
+            events = self._events(self.transport.receive(timeout))
+            actions = self.scheduler.handle(*events, *self._lost_nodes(time.monotonic()))
 
     def _carry_out(self, actions) -> bool:
         starts: dict[int, list[StartItem]] = defaultdict(list)
@@ -116,6 +120,7 @@ class Master:
                 task = self.scheduler.tasks[action.task_id]
                 starts[action.node].append(StartItem(task.id, task.command, action.cores, task.line))
                 self.store.started(task.id, self.node_names[action.node], action.cores, wall)
+                self.dispatched[task.id] = wall
             elif isinstance(action, Requeued):
                 self.store.requeued(action.task_id)
             elif isinstance(action, AllDone):
@@ -130,6 +135,9 @@ class Master:
             if not isinstance(message, Completions):
                 raise ProtocolError(f"unexpected message from node {node}: {type(message).__name__}")
             for ended in message.items:
+                placed = self.scheduler.running.get(ended.task_id)
+                if placed is None or placed[0] != node:
+                    continue  # a node given up as lost came back: its task already runs elsewhere
                 events.append(self._record_end(node, ended))
         return events
 
@@ -137,6 +145,9 @@ class Master:
         task = self.scheduler.tasks[ended.task_id]
         _, cores = self.scheduler.running[ended.task_id]
         self.store.finished(ended.task_id, ended.exit_code, ended.start, ended.runtime)
+        dispatched = self.dispatched.pop(ended.task_id, None)
+        if dispatched is not None:
+            self.dispatch_latencies.append(ended.start - dispatched)
         self.joblog.add(
             ended.task_id, self.node_names[node], cores, ended.start, ended.runtime, ended.exit_code, task.command
         )
@@ -150,16 +161,32 @@ class Master:
         queuestate, so a resume runs it again.
         """
         self.scheduler.handle(StopDispatch())
-        for node in self.node_names:
-            self.transport.send(node, Shutdown(self.grace))
-        for node, message in self.transport.receive(0):
-            for ended in message.items:
-                if ended.exit_code == 0:
-                    self.scheduler.handle(self._record_end(node, ended))
-        elapsed = time.monotonic() - self._began
+        for node, ended in self.transport.shutdown(self.grace, EXIT_SIGNAL_BASE + (self.stop.signum or 0)):
+            if ended.exit_code == 0 and ended.task_id in self.scheduler.running:
+                self.scheduler.handle(self._record_end(node, ended))
+        elapsed = time.monotonic() - self.began
         self.store.flush(time.time(), elapsed)
         self.joblog.flush()
         return Outcome(self.stop.reason, elapsed)
+
+    def _lost_nodes(self, now: float) -> list[AgentLost]:
+        """Agents that went silent: their running tasks go back to the queue."""
+        events = []
+        for node in self.transport.silent_nodes(now):
+            self.transport.forget(node)
+            running = sum(1 for n, _ in self.scheduler.running.values() if n == node)
+            self.warn(
+                f"lost contact with the agent of node {self.node_names[node]}: "
+                f"its {running} running tasks are queued again"
+            )
+            events.append(AgentLost(node))
+        if events and len(events) + self._lost >= len(self.node_names):
+            raise LauncherFailure("every agent is lost: no node left to run tasks on")
+        self._lost += len(events)
+        return events
+
+    def warn(self, text: str) -> None:
+        print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
 
     def _maybe_trace(self, now: float) -> None:
         if not self.trace_jobs or now < self._next_tick:

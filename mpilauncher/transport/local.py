@@ -8,6 +8,9 @@ until a task ends (or a signal wakes it) instead of polling.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from mpilauncher.execution.processes import Ended
 from mpilauncher.protocol import Completions, Hello, Message, Shutdown, StartTasks
 from mpilauncher.runtime.agent import Agent
 
@@ -36,6 +39,19 @@ class LocalTransport:
         if ended:
             out.append((0, Completions(tuple(ended))))
         return out
+
+    def setup(self, workdir: str, cwd: str) -> None:
+        self.agent.workdir = Path(workdir)
+        self.agent.cwd = cwd
+
+    def silent_nodes(self, now: float) -> list[int]:
+        return []
+
+    def shutdown(self, grace: float, exit_status: int) -> list[tuple[int, Ended]]:
+        """Stop the agent's tasks (TERM, ``grace`` s, KILL); returns how they ended."""
+        pending = [(0, e) for _, m in self._pending for e in m.items]
+        self._pending = []
+        return pending + [(0, e) for e in self.agent.shutdown(grace)]
 
     def add_wake_fd(self, fd: int) -> None:
         self.agent.runner.add_wake_fd(fd)
