@@ -93,8 +93,11 @@ def make_config(
     """Check every value and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
         raise InputError("give either a commandlines file or --resume QUEUESTATE (exactly one)")
-    grace_value = float(grace) if grace is not None else DEFAULT_GRACE
-    if grace_value < 0:
+    try:
+        grace_value = float(grace) if grace is not None else DEFAULT_GRACE
+    except (TypeError, ValueError):
+        raise InputError(f"grace must be a number of seconds, not {grace!r}") from None
+    if not math.isfinite(grace_value) or grace_value < 0:
         raise InputError(f"grace must be 0 or more seconds, not {grace!r}")
     return Config(
         commandlines=commandlines,

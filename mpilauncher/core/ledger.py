@@ -65,6 +65,7 @@ class Ledger:
     def requeued(self, task_id: int) -> None:
         rec = self.records[task_id]
         rec.state, rec.exit_code, rec.runtime = QUEUED, None, None
+        rec.start, rec.node, rec.cores_used = None, None, ()
 
     def ids_in(self, *states: str) -> list[int]:
         return [r.id for r in self.records.values() if r.state in states]

@@ -144,8 +144,11 @@ class SlotPool:
                 self._idle = self._rebuilt(self._idle)
 
     def _unfile(self, node: NodeSlots) -> None:
-        self._live[node.free_count] -= 1
+        free = node.free_count
+        self._live[free] -= 1
         node.version += 1
+        if len(self._buckets[free]) > 2 * self._live[free] + 16:
+            self._buckets[free] = self._rebuilt(self._buckets[free])
 
     def _rebuilt(self, heap: list[tuple[int, int]]) -> list[tuple[int, int]]:
         live = [(i, v) for i, v in set(heap) if self.nodes[i].version == v]

@@ -153,7 +153,9 @@ def _parse_meta(text: str, source: str, number: int) -> StateMeta:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"corrupt #meta line ({err.msg})", source, number) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict):
+        raise InputError("corrupt #meta line (not a JSON object)", source, number)
+    if data.get("format") != FORMAT:
         raise InputError(f"unsupported queuestate format {data.get('format')!r} (this is {FORMAT})", source, number)
     meta = StateMeta()
     for key, value in data.items():
@@ -167,6 +169,10 @@ def _parse_meta(text: str, source: str, number: int) -> StateMeta:
         meta.elapsed = float(meta.elapsed)
     except (TypeError, ValueError):
         raise InputError(f"corrupt #meta line: elapsed={meta.elapsed!r}", source, number) from None
+    try:
+        CoresSpec.parse(meta.cores)
+    except InputError as err:
+        raise InputError(f"corrupt #meta line: {err.problem}", source, number) from None
     return meta
 
 
@@ -210,11 +216,11 @@ def _parse_task_line(
             rec.start = float(attrs["start"])
         if "runtime" in attrs:
             rec.runtime = float(attrs["runtime"])
+        if "slots" in attrs:
+            rec.cores_used = tuple(expand(attrs["slots"].replace(",", " ")))
     except ValueError as err:
         raise InputError(f"bad value in task {task_id}: {err}", source, number) from None
     rec.node = attrs.get("host")
-    if "slots" in attrs:
-        rec.cores_used = tuple(expand(attrs["slots"].replace(",", " ")))
     if section == FAILED and rec.exit_code is None:
         rec.exit_code = 1
     return rec

@@ -6,8 +6,8 @@ from mpilauncher.core.stats import Statistics
 
 
 def _number(value: float) -> str:
-    """An average as the guide prints it: ``4`` rather than ``4.00``, else two decimals."""
-    return f"{round(value, 2):g}"
+    """An average as the guide prints it: ``4`` rather than ``4.00``, else at most two decimals."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def final_report(stats: Statistics, interrupted: str | None = None) -> str:

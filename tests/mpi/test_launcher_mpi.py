@@ -1,0 +1,126 @@
+"""``mpiexec -n K python -m mpilauncher ...`` end to end, with emulated nodes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.persistence.store import load_state
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import launcher_env, run_cli
+
+MIXED = "".join(f"{(i % 3) + 1},sh -c 'exit {i % 4 == 3 and 1 or 0}'\n" for i in range(24)) + "2,kill -9 $$\n"
+
+
+def run_mpi(ranks: int, args: list[str], cwd: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpilauncher", *args],
+        cwd=cwd,
+        env=launcher_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def outcome(directory: Path, state: str = "queuestate") -> dict:
+    ledger = load_state(directory / state, CoresSpec("fixed", 1)).ledger
+    return {r.id: (r.state, r.exit_code, r.task.cores) for r in ledger}
+
+
+def summary_counts(stdout: str) -> tuple[str, str, str]:
+    return (
+        re.search(r"# tasks completed: (\d+)", stdout).group(1),
+        re.search(r"tasks aborted: (\d+)", stdout).group(1),
+        re.search(r"Host pool of size (\d+)", stdout).group(1),
+    )
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_same_results_as_singleton(sweep_dir: Path, ranks: int) -> None:
+    (sweep_dir / "commandlines").write_text(MIXED)
+    single = sweep_dir / "single"
+    single.mkdir()
+    (single / "commandlines").write_text(MIXED)
+    base = ["commandlines", "--cores", "file", "--workdir", "w"]
+    ref = run_cli([*base, "--cores-per-node", str(3 * ranks)], single)
+    res = run_mpi(ranks, [*base, "--cores-per-node", "3", "--emulate-nodes", str(ranks)], sweep_dir)
+    assert ref.returncode == res.returncode == 1, res.stderr
+    assert outcome(single) == outcome(sweep_dir)
+    assert summary_counts(ref.stdout) == summary_counts(res.stdout) == ("18", "7", str(3 * ranks))
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert sorted(int(r["id"]) for r in rows) == list(range(25))
+    nodes = {r["node"] for r in rows}
+    assert nodes == {f"vnode{i}" for i in range(ranks)}, "tasks ran on every emulated node"
+    assert {r["exit"] for r in rows if r["id"] == "24"} == {"-9"}
+    assert res.stdout.count("Launcherjob run completed.") == 1, "only rank 0 reports"
+
+
+def test_cores_node_under_mpi(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo $OMP_NUM_THREADS $MPILAUNCHER_NODE\n" * 6)
+    res = run_mpi(
+        3,
+        ["commandlines", "--cores", "node", "--cores-per-node", "4", "--emulate-nodes", "3", "--workdir", "w"],
+        sweep_dir,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert all(r["cores"] == "0-3" for r in rows)
+    outputs = {(sweep_dir / "w" / f"out{i}").read_text().split()[0] for i in range(6)}
+    assert outputs == {"4"}
+
+
+def test_one_rank_per_core_gives_the_same_slots_as_one_rank_per_node(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("true\n" * 8)
+    per_node = run_mpi(
+        2,
+        ["commandlines", "--emulate-nodes", "2", "--cores-per-node", "4", "--workdir", "a", "--queuestate", "qa"],
+        sweep_dir,
+    )
+    per_core = run_mpi(
+        8,
+        ["commandlines", "--emulate-nodes", "2", "--cores-per-node", "4", "--workdir", "b", "--queuestate", "qb"],
+        sweep_dir,
+    )
+    assert per_node.returncode == per_core.returncode == 0, per_core.stderr
+    assert "Host pool of size 8." in per_node.stdout and "Host pool of size 8." in per_core.stdout
+    assert {r["node"] for r in read_joblog(sweep_dir / "b" / "joblog")} == {"vnode0", "vnode1"}
+
+
+def test_bad_input_under_mpi_stops_every_rank_with_one_line(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("1,true\n9,too wide\n")
+    res = run_mpi(
+        4,
+        ["commandlines", "--cores", "file", "--emulate-nodes", "2", "--cores-per-node", "4", "--workdir", "w"],
+        sweep_dir,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    errors = [line for line in res.stderr.splitlines() if line.startswith("mpilauncher")]
+    assert errors == ["mpilauncher: error: commandlines:2: task 1 needs 9 cores, but the largest node has 4"]
+    assert not (sweep_dir / "w").exists() and not (sweep_dir / "queuestate").exists()
+
+
+def test_pylauncher_script_under_mpiexec(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo PYL_ID\n" * 5)
+    (sweep_dir / "script.py").write_text(
+        "import mpilauncher as pylauncher\n"
+        "result = pylauncher.ClassicLauncher('commandlines', workdir='w')\n"
+        "print('rank result', result.exit_status, result.statistics is not None)\n"
+    )
+    res = subprocess.run(
+        ["mpiexec", "-n", "3", sys.executable, "script.py"],
+        cwd=sweep_dir,
+        env=launcher_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("rank result 0 True") == 1 and res.stdout.count("rank result 0 False") == 2
+    assert len(read_joblog(sweep_dir / "w" / "joblog")) == 5

@@ -1,0 +1,109 @@
+"""The MPI transport and the master/agent protocol, run for real under mpiexec.
+
+These tests need several ranks: ``mpiexec -n 4 python -m pytest --with-mpi
+tests/mpi/test_protocol_mpi.py`` (pytest-mpi).  The plain ``python -m pytest``
+run skips them here and runs them under mpiexec from ``test_mpi_suite.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.protocol import Completions, Hello, Shutdown, StartItem, StartTasks
+from mpilauncher.runtime.agent import Agent
+from mpilauncher.transport import mpi as mpi_transport
+
+
+@pytest.mark.mpi(min_size=2)
+def test_layout_groups_ranks_by_node_and_picks_lowest_rank_as_agent() -> None:
+    comm = mpi_transport.world()
+    size = comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=2)
+    assert len(layout.node_names) == 2
+    assert layout.agent_ranks[0] == 0
+    assert layout.role(0) == "master"
+    roles = [layout.role(r) for r in range(size)]
+    assert roles.count("agent") == 1 and roles.count("parked") == size - 2
+    real = mpi_transport.discover(comm, emulate_nodes=None)
+    assert len(real.node_names) == 1, "all ranks of this host share one processor name"
+
+
+@pytest.mark.mpi(min_size=2)
+def test_round_trip_start_completions_shutdown(tmp_path_factory) -> None:
+    comm = mpi_transport.world()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=size)
+    workdir = comm.bcast(str(tmp_path_factory.mktemp("w")) if rank == 0 else None, root=0)
+    agent = Agent(f"n{rank}", 2)
+    if rank != 0:
+        status = mpi_transport.serve_agent(comm, agent, beat_interval=0.2)
+        assert status == 7
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=30)
+    hellos = transport.hellos(timeout=60)
+    assert [node for node, _ in hellos] == list(range(size))
+    assert all(isinstance(h, Hello) and h.cores == 2 for _, h in hellos)
+    transport.setup(workdir, os.getcwd())
+    for node in range(size):
+        items = tuple(StartItem(node * 10 + k, f"exit {k}", (k,)) for k in range(2))
+        transport.send(node, StartTasks(items))
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 * size and time.monotonic() < deadline:
+        for node, message in transport.receive(0.5):
+            assert isinstance(message, Completions)
+            for ended in message.items:
+                assert ended.task_id // 10 == node, "a completion comes back from the node that ran it"
+                seen[ended.task_id] = ended.exit_code
+    assert seen == {node * 10 + k: k for node in range(size) for k in range(2)}
+    assert (Path(workdir) / f"out{10 * (size - 1)}").exists()
+    # A long task is ended by the shutdown and reported in the agent's Bye.
+    transport.send(size - 1, StartTasks((StartItem(999, "sleep 30", (0,)),)))
+    time.sleep(0.3)
+    ended = transport.shutdown(0.2, 7)
+    assert [(n, e.task_id) for n, e in ended] == [(size - 1, 999)]
+    assert ended[0][1].exit_code < 0
+    assert transport.shutdown(0.2, 7) == [], "shutdown is idempotent"
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_protocol_version_mismatch_is_a_clear_error() -> None:
+    comm = mpi_transport.world()
+    rank = comm.Get_rank()
+    layout = mpi_transport.discover(comm, emulate_nodes=comm.Get_size())
+    if rank != 0:
+        comm.send(Hello("old", 1, version=0), dest=0, tag=mpi_transport.TAG_HELLO)
+        assert mpi_transport.park(comm) == 2
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1))
+    with pytest.raises(Exception, match="protocol 0, rank 0 speaks"):
+        transport.hellos(timeout=30)
+    for other in range(1, comm.Get_size()):
+        comm.send(Shutdown(0, 2), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
+    transport.close()
+
+
+def test_started_by_mpi_reads_the_environment_only() -> None:
+    assert mpi_transport.started_by_mpi({"PMI_SIZE": "4"})
+    assert mpi_transport.started_by_mpi({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert not mpi_transport.started_by_mpi({"PMI_SIZE": "1"})
+    assert not mpi_transport.started_by_mpi({})
+
+
+def test_emulated_node_names_split_ranks_evenly() -> None:
+    names = [mpi_transport.emulated_node_name(r, 65, 64) for r in range(65)]
+    assert len(set(names)) == 64 and names[0] == "vnode00" and names[-1] == "vnode63"
+    layout = mpi_transport.Layout.from_names(names)
+    assert [layout.role(r) for r in range(65)].count("parked") == 1
+
+
+def test_backoff_doubles_and_resets() -> None:
+    backoff = mpi_transport.Backoff(0.001, 0.004)
+    assert [backoff.next() for _ in range(4)] == [0.001, 0.002, 0.004, 0.004]
+    backoff.reset()
+    assert backoff.next() == 0.001

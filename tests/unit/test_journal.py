@@ -1,0 +1,332 @@
+"""The journal and the state store: what a kill leaves on disk loads back correctly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.errors import InputError
+from mpilauncher.persistence import journal, queuestate
+from mpilauncher.persistence.journal import HEADER, JournalWriter, replay
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore, journal_path, load_state
+
+ONE = CoresSpec("fixed", 1)
+
+
+def fresh_ledger(n: int = 5) -> Ledger:
+    return Ledger(Task(i, f"./prog {i}", line=i + 1) for i in range(n))
+
+
+def snapshot_of(ledger: Ledger) -> list[tuple]:
+    return [(r.id, r.state, r.exit_code, r.start, r.runtime, r.node, r.cores_used) for r in ledger]
+
+
+def kept_by_snapshot(ledger: Ledger) -> list[tuple]:
+    return [row if row[1] != QUEUED else (*row[:3], None, None, None, ()) for row in snapshot_of(ledger)]
+
+
+# -- writer ---------------------------------------------------------------------
+def test_writer_writes_header_and_records(tmp_path: Path):
+    path = tmp_path / "qs.journal"
+    writer = JournalWriter(path, "run42", fsync_interval=1.0)
+    assert path.read_text() == f"{HEADER}run42\n"
+    writer.started(3, 100.0, "c101", (0, 1, 2, 5))
+    writer.finished(3, -9, 100.0, 2.5)
+    writer.requeued(4)
+    assert path.read_text() == f"{HEADER}run42\n"  # buffered until flush
+    writer.flush(now=0.0)
+    assert path.read_text().splitlines() == [
+        f"{HEADER}run42",
+        "S\t3\t100.000\tc101\t0-2,5",
+        "E\t3\t-9\t100.000\t2.500",
+        "Q\t4",
+    ]
+    writer.flush(now=0.1)  # nothing pending: nothing written
+    assert len(path.read_text().splitlines()) == 4
+    writer.close()
+    writer.close()  # twice: harmless
+    assert path.exists()
+    assert not list(tmp_path.glob(".qs.journal.tmp*"))
+
+
+def test_writer_replaces_an_old_journal_and_close_can_remove(tmp_path: Path):
+    path = tmp_path / "j"
+    path.write_text("stale garbage\n")
+    writer = JournalWriter(path, "new", fsync_interval=0.0)
+    assert path.read_text() == f"{HEADER}new\n"
+    writer.flush(now=0.0, force_sync=True)
+    writer.close(remove=True)
+    assert not path.exists()
+
+
+# -- replay ---------------------------------------------------------------------
+def write_journal(tmp_path: Path, run: str, *records: str, tail: str = "") -> Path:
+    path = tmp_path / "qs.journal"
+    path.write_text(f"{HEADER}{run}\n" + "".join(r + "\n" for r in records) + tail)
+    return path
+
+
+def test_replay_applies_start_end_and_requeue(tmp_path: Path):
+    path = write_journal(
+        tmp_path,
+        "r1",
+        "S\t0\t10.000\tc1\t0",
+        "S\t1\t10.500\tc1\t1-3",
+        "E\t0\t0\t10.000\t1.250",
+        "S\t2\t11.000\tc2\t0",
+        "E\t1\t2\t10.500\t4.000",
+        "S\t3\t12.000\tc2\t1",
+        "Q\t3",
+    )
+    ledger = fresh_ledger()
+    assert replay(path, "r1", ledger) == 7
+    recs = ledger.records
+    assert (recs[0].state, recs[0].exit_code, recs[0].runtime, recs[0].node, recs[0].cores_used) == (
+        COMPLETED,
+        0,
+        1.25,
+        "c1",
+        (0,),
+    )
+    assert (recs[1].state, recs[1].exit_code, recs[1].cores_used) == (FAILED, 2, (1, 2, 3))
+    assert (recs[2].state, recs[2].start, recs[2].node) == (RUNNING, 11.0, "c2")
+    assert recs[3].state == QUEUED
+    assert recs[4].state == QUEUED and recs[4].node is None
+
+
+def test_replay_is_idempotent(tmp_path: Path):
+    path = write_journal(tmp_path, "r", "S\t0\t1.000\th\t0", "E\t0\t0\t1.000\t1.000", "S\t1\t2.000\th\t0")
+    once, twice = fresh_ledger(), fresh_ledger()
+    replay(path, "r", once)
+    replay(path, "r", twice)
+    replay(path, "r", twice)
+    assert snapshot_of(once) == snapshot_of(twice)
+
+
+def test_replay_ignores_a_cut_short_last_line(tmp_path: Path):
+    path = write_journal(tmp_path, "r", "S\t0\t1.000\th\t0", tail="E\t0\t0\t1.0")
+    ledger = fresh_ledger()
+    assert replay(path, "r", ledger) == 1
+    assert ledger.records[0].state == RUNNING
+    # even a cut that leaves garbage is ignored when it is the last line
+    path = write_journal(tmp_path, "r", "S\t0\t1.000\th\t0", tail="E\t0\tzz")
+    assert replay(path, "r", fresh_ledger()) == 1
+
+
+def test_replay_of_header_only_or_cut_header(tmp_path: Path):
+    path = write_journal(tmp_path, "r")
+    assert replay(path, "r", fresh_ledger()) == 0
+    path.write_text(f"{HEADER}r")  # header without its newline
+    assert replay(path, "r", fresh_ledger()) == 0
+
+
+def test_replay_ignores_another_runs_journal(tmp_path: Path):
+    path = write_journal(tmp_path, "old-run", "S\t0\t1.000\th\t0", "E\t0\t0\t1.000\t1.000")
+    ledger = fresh_ledger()
+    assert replay(path, "new-run", ledger) == 0
+    assert all(r.state == QUEUED for r in ledger)
+
+
+def test_replay_without_journal(tmp_path: Path):
+    assert replay(tmp_path / "absent", "r", fresh_ledger()) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "X\t0",  # unknown kind
+        "S\tzero\t1.000\th\t0",  # bad id
+        "S\t0\t1.000\th",  # missing field
+        "E\t0\tok\t1.000\t1.000",  # bad exit
+        "Q\t99",  # no such task
+        "",  # empty line in the middle
+    ],
+)
+def test_replay_refuses_a_corrupt_middle_line(tmp_path: Path, bad: str):
+    path = write_journal(tmp_path, "r", "S\t0\t1.000\th\t0", bad, "E\t0\t0\t1.000\t1.000")
+    with pytest.raises(InputError, match="corrupt journal record") as info:
+        replay(path, "r", fresh_ledger())
+    assert info.value.line == 3
+    assert str(info.value).startswith(f"{path}:3: ")
+
+
+def test_replay_refuses_a_file_that_is_not_a_journal(tmp_path: Path):
+    path = tmp_path / "j"
+    path.write_text("hello\nS\t0\t1\th\t0\n")
+    with pytest.raises(InputError, match="not an mpilauncher journal") as info:
+        replay(path, "r", fresh_ledger())
+    assert info.value.line == 1
+
+
+def test_writer_output_replays_to_the_same_ledger(tmp_path: Path):
+    path = tmp_path / "j"
+    live = fresh_ledger()
+    writer = JournalWriter(path, "run", fsync_interval=100.0)
+    events = [
+        ("S", 0, 1.5, "c1", (0, 1)),
+        ("S", 1, 2.0, "c1", (2,)),
+        ("E", 0, 0, 1.5, 3.25),
+        ("S", 2, 2.5, "c2", (0,)),
+        ("Q", 2),
+        ("S", 2, 4.0, "c1", (0,)),
+        ("E", 2, 137, 4.0, 0.125),
+    ]
+    for event in events:
+        if event[0] == "S":
+            _, tid, start, host, cores = event
+            live.started(tid, host, cores, start)
+            writer.started(tid, start, host, cores)
+        elif event[0] == "E":
+            _, tid, code, start, runtime = event
+            live.finished(tid, code, start, runtime)
+            writer.finished(tid, code, start, runtime)
+        else:
+            live.requeued(event[1])
+            writer.requeued(event[1])
+    writer.flush(now=0.0)
+    writer.close()
+    replayed = fresh_ledger()
+    assert replay(path, "run", replayed) == len(events)
+    assert snapshot_of(replayed) == snapshot_of(live)
+
+
+# -- state store -----------------------------------------------------------------
+def new_store(tmp_path: Path, n: int = 6, cores: CoresSpec = ONE) -> StateStore:
+    meta = StateMeta(commandlines="cmds", cores=str(cores), workdir="wd")
+    ledger = Ledger((Task(i, f"./prog {i}", line=i + 1) for i in range(n)), elapsed_before=5.0)
+    return StateStore(tmp_path / "queuestate", ledger, meta, cores, fsync_interval=0.5)
+
+
+def run_some(store: StateStore) -> None:
+    store.started(0, "c1", (0,), 100.0)
+    store.started(1, "c1", (1, 2), 100.0)
+    store.started(2, "c2", (0,), 100.5)
+    store.finished(0, 0, 100.0, 1.5)
+    store.finished(1, 4, 100.0, 2.0)
+    store.started(3, "c1", (0,), 101.5)
+    store.requeued(2)
+
+
+def test_store_open_writes_snapshot_then_journal(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    state = tmp_path / "queuestate"
+    assert state.exists()
+    assert journal_path(state) == tmp_path / "queuestate.journal"
+    assert journal_path(state).read_text() == f"{HEADER}{store.meta.run}\n"
+    assert len(store.meta.run) == 12
+    loaded = queuestate.load(state, ONE)
+    assert loaded.meta.run == store.meta.run
+    assert loaded.meta.journal == "queuestate.journal"
+    assert loaded.ledger.counts()[QUEUED] == 6
+    store.close(now=1.0, elapsed=1.0)
+
+
+def test_store_round_trip_after_close(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)
+    store.close(now=2.0, elapsed=3.0)
+    state = tmp_path / "queuestate"
+    assert not journal_path(state).exists()  # redundant after the final snapshot
+    loaded = load_state(state, ONE)
+    # a queued record keeps no placement (Ledger.requeued clears it)
+    assert sorted(kept_by_snapshot(loaded.ledger)) == sorted(kept_by_snapshot(store.ledger))
+    assert loaded.ledger.elapsed_before == pytest.approx(8.0)  # 5 before + 3 this run
+    assert loaded.ledger.counts() == {QUEUED: 3, RUNNING: 1, COMPLETED: 1, FAILED: 1}
+    assert loaded.meta.commandlines == "cmds"
+
+
+def copy_as_killed(tmp_path: Path) -> Path:
+    """What a kill -9 leaves: both files as they are now, copied elsewhere."""
+    dead = tmp_path / "after-kill"
+    dead.mkdir()
+    for name in ("queuestate", "queuestate.journal"):
+        shutil.copy2(tmp_path / name, dead / name)
+    return dead / "queuestate"
+
+
+def test_kill_before_close_loads_from_snapshot_plus_journal(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)  # too early for a new snapshot: the journal holds it all
+    stale = queuestate.load(tmp_path / "queuestate", ONE)
+    assert stale.ledger.counts()[QUEUED] == 6  # the snapshot alone knows nothing yet
+    killed = copy_as_killed(tmp_path)
+    loaded = load_state(killed, ONE)
+    assert sorted(snapshot_of(loaded.ledger)) == sorted(snapshot_of(store.ledger))
+    store.close(now=2.0, elapsed=2.0)
+
+
+def test_kill_after_a_later_snapshot_replays_over_it(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    store.started(0, "c1", (0,), 100.0)
+    store.flush(now=1.0, elapsed=1.0)
+    store.finished(0, 0, 100.0, 1.5)
+    store.started(4, "c2", (3,), 101.0)
+    store.flush(now=1000.0, elapsed=1000.0)  # due: the snapshot is rewritten
+    assert queuestate.load(tmp_path / "queuestate", ONE).ledger.records[0].state == COMPLETED
+    store.finished(4, 1, 101.0, 2.0)
+    store.started(5, "c2", (3,), 103.0)
+    store.flush(now=1001.0, elapsed=1001.0)  # journal only
+    killed = copy_as_killed(tmp_path)
+    loaded = load_state(killed, ONE)
+    assert sorted(snapshot_of(loaded.ledger)) == sorted(snapshot_of(store.ledger))
+    assert loaded.ledger.elapsed_before == pytest.approx(1005.0)  # from the last snapshot
+    store.close(now=1002.0, elapsed=1002.0)
+
+
+def test_kill_with_unflushed_events_loses_only_those(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    store.started(0, "c1", (0,), 100.0)
+    store.flush(now=1.0, elapsed=1.0)
+    store.finished(0, 0, 100.0, 1.5)  # still in the writer's buffer
+    loaded = load_state(copy_as_killed(tmp_path), ONE)
+    assert loaded.ledger.records[0].state == RUNNING  # rerun on resume: at-least-once
+    store.close(now=2.0, elapsed=2.0)
+
+
+def test_journal_of_an_older_run_is_not_replayed_over_a_newer_snapshot(tmp_path: Path):
+    first = new_store(tmp_path)
+    first.open(now=0.0)
+    first.started(0, "c1", (0,), 100.0)
+    first.flush(now=1.0, elapsed=1.0)
+    old_journal = (tmp_path / "queuestate.journal").read_text()
+    first.close(now=2.0, elapsed=2.0)
+    # a stale journal of a previous run beside the final snapshot changes nothing
+    (tmp_path / "queuestate.journal").write_text(old_journal.replace(first.meta.run, "0ld0ld0ld0ld"))
+    loaded = load_state(tmp_path / "queuestate", ONE)
+    assert loaded.ledger.records[0].state == RUNNING
+    assert loaded.ledger.records[0].start == 100.0
+
+
+def test_journal_module_exports():
+    assert journal.HEADER.startswith("#mpilauncher-journal")
+
+
+def test_start_without_core_ids_round_trips(tmp_path: Path):
+    writer = JournalWriter(tmp_path / "j", "r", fsync_interval=1.0)
+    writer.started(1, 5.0, "h", ())
+    writer.flush(now=0.0)
+    writer.close()
+    ledger = fresh_ledger()
+    assert replay(tmp_path / "j", "r", ledger) == 1
+    assert (ledger.records[1].state, ledger.records[1].cores_used) == (RUNNING, ())
+
+
+def test_pylauncher_queuestate_loads_without_journal_replay(tmp_path: Path):
+    state = tmp_path / "queuestate"
+    state.write_text("queued\n1: ./b\nrunning\ncompleted\n0: ./a\n")
+    journal_path(state).write_text(f"{HEADER}\nS\t1\t1.000\th\t0\n")
+    loaded = load_state(state, ONE)
+    assert loaded.from_pylauncher
+    assert loaded.ledger.records[1].state == QUEUED

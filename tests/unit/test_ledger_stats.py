@@ -1,0 +1,146 @@
+"""The ledger and the final statistics (mpilauncher.core.ledger, mpilauncher.core.stats)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.stats import compute
+from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.persistence import queuestate
+
+
+def make_ledger(n: int, elapsed_before: float = 0.0) -> Ledger:
+    return Ledger((Task(i, f"./prog {i}", line=i + 1) for i in range(n)), elapsed_before=elapsed_before)
+
+
+# -- ledger ----------------------------------------------------------------------
+def test_new_ledger_has_everything_queued():
+    ledger = make_ledger(3, elapsed_before=12.5)
+    assert len(ledger) == 3
+    assert [r.id for r in ledger] == [0, 1, 2]
+    assert ledger.counts() == {QUEUED: 3, RUNNING: 0, COMPLETED: 0, FAILED: 0}
+    assert list(ledger.counts()) == list(STATES)
+    assert ledger.elapsed_before == 12.5
+    assert [t.id for t in ledger.to_run()] == [0, 1, 2]
+
+
+def test_ledger_transitions():
+    ledger = make_ledger(4)
+    ledger.started(0, "c1", (0, 1), 100.0)
+    rec = ledger.records[0]
+    assert (rec.state, rec.node, rec.cores_used, rec.start, rec.exit_code, rec.runtime) == (
+        RUNNING,
+        "c1",
+        (0, 1),
+        100.0,
+        None,
+        None,
+    )
+    ledger.finished(0, 0, 100.5, 2.25)
+    assert (rec.state, rec.exit_code, rec.start, rec.runtime, rec.node) == (COMPLETED, 0, 100.5, 2.25, "c1")
+    ledger.started(1, "c2", (3,), 101.0)
+    ledger.finished(1, -9, 101.0, 1.0)
+    assert ledger.records[1].state == FAILED
+    ledger.started(2, "c2", (4,), 101.0)
+    ledger.requeued(2)
+    assert (ledger.records[2].state, ledger.records[2].exit_code, ledger.records[2].runtime) == (QUEUED, None, None)
+    ledger.started(3, "c3", (0,), 102.0)
+    assert ledger.counts() == {QUEUED: 1, RUNNING: 1, COMPLETED: 1, FAILED: 1}
+    assert ledger.ids_in(COMPLETED, FAILED) == [0, 1]
+    assert ledger.ids_in(RUNNING) == [3]
+    assert [t.id for t in ledger.to_run()] == [2, 3]
+    assert [t.id for t in ledger.to_run(rerun_failed=True)] == [1, 2, 3]
+
+
+def test_restart_clears_the_previous_outcome():
+    ledger = make_ledger(1)
+    ledger.started(0, "a", (0,), 1.0)
+    ledger.finished(0, 2, 1.0, 3.0)
+    ledger.started(0, "b", (5,), 10.0)
+    rec = ledger.records[0]
+    assert (rec.state, rec.exit_code, rec.runtime, rec.node, rec.cores_used) == (RUNNING, None, None, "b", (5,))
+
+
+# -- statistics ------------------------------------------------------------------
+def finished_ledger() -> Ledger:
+    """6 tasks on 2 nodes x 2 cores: 4 completed, 1 failed, 1 queued."""
+    ledger = make_ledger(6, elapsed_before=10.0)
+    runs = [  # id, node, cores, exit, runtime
+        (0, "c1", (0,), 0, 4.0),
+        (1, "c1", (1,), 0, 2.0),
+        (2, "c2", (0, 1), 0, 6.0),
+        (3, "c1", (0,), 1, 3.0),
+        (4, "c1", (0,), 0, 5.0),
+    ]
+    for tid, node, cores, code, runtime in runs:
+        ledger.started(tid, node, cores, 1000.0 + tid)
+        ledger.finished(tid, code, 1000.0 + tid, runtime)
+    return ledger
+
+
+def test_compute_statistics():
+    stats = compute(finished_ledger(), elapsed=10.0, pool_size=4)
+    assert stats.completed == 4
+    assert stats.aborted == 1
+    assert stats.not_run == 1
+    assert stats.total_time == pytest.approx(20.0)  # elapsed_before included
+    assert stats.max_runtime == pytest.approx(6.0)
+    assert stats.avg_runtime == pytest.approx(4.0)  # (4+2+6+3+5)/5: failed tasks count too
+    assert stats.aggregate == pytest.approx(20.0)
+    assert stats.speedup == pytest.approx(1.0)
+    assert stats.pool_size == 4
+    # slot (c1, 0) ran tasks 0, 3 and 4; (c1, 1) task 1; (c2, 0) task 2
+    assert stats.per_slot_max == 3
+    assert stats.per_slot_avg == pytest.approx(5 / 4)
+    assert stats.runtime_p50 == pytest.approx(4.0)
+    assert 5.0 < stats.runtime_p99 <= 6.0
+
+
+def test_compute_counts_running_tasks_as_not_run_and_skips_their_runtime():
+    ledger = make_ledger(2)
+    ledger.started(0, "c1", (0,), 1.0)
+    ledger.finished(0, 0, 1.0, 8.0)
+    ledger.started(1, "c1", (1,), 2.0)
+    stats = compute(ledger, elapsed=4.0, pool_size=2)
+    assert (stats.completed, stats.aborted, stats.not_run) == (1, 0, 1)
+    assert stats.aggregate == pytest.approx(8.0)
+    assert stats.speedup == pytest.approx(2.0)
+
+
+def test_compute_on_nothing_run():
+    stats = compute(make_ledger(3), elapsed=0.0, pool_size=0)
+    assert (stats.completed, stats.aborted, stats.not_run) == (0, 0, 3)
+    assert stats.max_runtime == stats.avg_runtime == stats.aggregate == stats.speedup == 0.0
+    assert stats.per_slot_max == 0 and stats.per_slot_avg == 0.0
+    assert not any(math.isnan(v) for v in (stats.runtime_p50, stats.runtime_p99))
+
+
+def test_compute_with_many_records_is_vectorised_and_exact():
+    n = 20_000
+    ledger = make_ledger(n)
+    for i in range(n):
+        ledger.started(i, f"n{i % 10}", (i % 4,), float(i))
+        ledger.finished(i, 0, float(i), float(i % 100))
+    stats = compute(ledger, elapsed=1000.0, pool_size=40)
+    assert stats.completed == n
+    assert stats.aggregate == pytest.approx(sum(i % 100 for i in range(n)))
+    assert stats.max_runtime == 99.0
+    assert stats.per_slot_max == n // 20  # 10 nodes x 4 first cores: 20 distinct slots
+    assert stats.per_slot_avg == pytest.approx(n / 40)
+
+
+def test_requeued_task_that_never_ran_again_is_not_counted_as_executed():
+    ledger = make_ledger(2)
+    ledger.started(0, "c1", (0,), 1.0)
+    ledger.finished(0, 0, 1.0, 1.0)
+    ledger.started(1, "lost", (0,), 1.0)
+    ledger.requeued(1)  # its node died; the run then stopped before it ran again
+    stats = compute(ledger, elapsed=2.0, pool_size=2)
+    reloaded = queuestate.parse(
+        queuestate.render(ledger, queuestate.StateMeta(run="r"), CoresSpec("fixed", 1)), "qs", CoresSpec("fixed", 1)
+    ).ledger
+    assert compute(reloaded, elapsed=2.0, pool_size=2).per_slot_avg == pytest.approx(0.5)
+    assert stats.per_slot_avg == pytest.approx(0.5)  # one task executed on a pool of 2 slots

@@ -1,0 +1,258 @@
+"""The queuestate snapshot: render/parse round trips, PyLauncher files, corrupt files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
+from mpilauncher.errors import InputError
+from mpilauncher.persistence import queuestate
+from mpilauncher.persistence.files import atomic_write, read_text
+from mpilauncher.persistence.queuestate import StateMeta, parse, render
+
+ONE = CoresSpec("fixed", 1)
+
+
+def sample_ledger(tasks: list[Task]) -> Ledger:
+    """Tasks spread over all four states (needs at least 6 tasks)."""
+    ledger = Ledger(tasks)
+    ledger.started(0, "c101", (0,), 1764072000.125)
+    ledger.finished(0, 0, 1764072000.125, 0.512)
+    ledger.started(1, "c102", (0, 1, 2, 3), 1764072001.0)
+    ledger.finished(1, 3, 1764072001.0, 7.25)
+    ledger.started(2, "c101", (4, 5, 7), 1764072002.5)
+    ledger.started(3, "c103", (1,), 1764072003.0)
+    ledger.finished(3, -9, 1764072003.0, 1.0)
+    ledger.started(4, "c101", (0,), 1764072004.0)
+    ledger.requeued(4)
+    return ledger
+
+
+def round_trip(ledger: Ledger, cores: CoresSpec, meta: StateMeta | None = None) -> queuestate.LoadedState:
+    meta = meta or StateMeta(
+        run="abc123", commandlines="cmds", cores=str(cores), workdir="wd", journal="qs.journal", elapsed=42.5
+    )
+    return parse(render(ledger, meta, cores), "qs", CoresSpec("fixed", 99))
+
+
+def comparable(rec):
+    """What a snapshot keeps of a record (a queued record keeps no placement)."""
+    placed = rec.state != QUEUED
+    return (
+        rec.task,
+        rec.state,
+        rec.exit_code,
+        rec.start if placed else None,
+        rec.runtime,
+        rec.node if placed else None,
+        rec.cores_used if placed else (),
+    )
+
+
+# -- round trips --------------------------------------------------------------------
+@pytest.mark.parametrize("cores", [ONE, CoresSpec("fixed", 4), CoresSpec("node"), CoresSpec("file")])
+def test_render_parse_round_trip_all_sections(cores):
+    text = "\n".join(f"{i % 3 + 1},./prog {i} --x=a:b" if cores.kind == "file" else f"./prog {i}" for i in range(8))
+    tasks = parse_commandlines(text, "cmds", cores)
+    ledger = sample_ledger(tasks)
+    loaded = round_trip(ledger, cores)
+    assert not loaded.from_pylauncher
+    assert loaded.default_cores == cores
+    assert loaded.ledger.elapsed_before == 42.5  # from the #meta line (StateStore keeps it there)
+    assert loaded.meta.run == "abc123"
+    assert (loaded.meta.commandlines, loaded.meta.workdir, loaded.meta.journal) == ("cmds", "wd", "qs.journal")
+    assert sorted(loaded.ledger.records) == sorted(ledger.records)
+    assert {i: comparable(r) for i, r in loaded.ledger.records.items()} == {
+        i: comparable(r) for i, r in ledger.records.items()
+    }
+    assert loaded.ledger.counts() == {QUEUED: 4, RUNNING: 1, COMPLETED: 1, FAILED: 2}
+
+
+def test_render_layout_is_pylauncher_like():
+    ledger = sample_ledger([Task(i, f"./prog {i}", line=i + 1) for i in range(7)])
+    text = render(ledger, StateMeta(run="r1", written="2025-01-01T00:00:00"), ONE)
+    lines = text.splitlines()
+    assert lines[0].startswith("# mpilauncher queuestate (format 1) written 2025-01-01T00:00:00:")
+    assert "3 queued, 1 running, 1 completed, 2 failed" in lines[0]
+    meta_line = next(line for line in lines if line.startswith("#meta "))
+    assert json.loads(meta_line[len("#meta ") :])["format"] == 1
+    body = [line for line in lines if not line.startswith("#")]
+    assert [line for line in body if line in STATES] == list(STATES)
+    assert body[body.index("queued") + 1 : body.index("running")] == [
+        "4 line=5: ./prog 4",
+        "5 line=6: ./prog 5",
+        "6 line=7: ./prog 6",
+    ]
+    assert body[body.index("running") + 1] == "2 line=3 start=1764072002.500 host=c101 slots=4-5,7: ./prog 2"
+    assert body[body.index("completed") + 1] == (
+        "0 line=1 exit=0 start=1764072000.125 runtime=0.512 host=c101 slots=0: ./prog 0"
+    )
+    assert body[body.index("failed") + 1 :] == [
+        "1 line=2 exit=3 start=1764072001.000 runtime=7.250 host=c102 slots=0-3: ./prog 1",
+        "3 line=4 exit=-9 start=1764072003.000 runtime=1.000 host=c103 slots=1: ./prog 3",
+    ]
+    assert text.endswith("\n")
+
+
+def test_per_task_cores_are_written_only_when_they_differ_from_the_default():
+    tasks = [Task(0, "a", 4), Task(1, "b", 2), Task(2, "c", 1, whole_node=True)]
+    text = render(Ledger(tasks), StateMeta(run="r", cores="4"), CoresSpec("fixed", 4))
+    body = [line for line in text.splitlines() if line[:1].isdigit()]
+    assert body == ["0: a", "1 cores=2: b", "2 cores=node: c"]
+    loaded = parse(text, "qs", ONE)
+    got = {r.id: (r.task.cores, r.task.whole_node) for r in loaded.ledger}
+    assert got == {0: (4, False), 1: (2, False), 2: (4, True)}
+
+
+def test_whole_node_tasks_round_trip_under_node_default():
+    tasks = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("node"))
+    text = render(Ledger(tasks), StateMeta(run="r", cores="node"), CoresSpec("node"))
+    assert "cores=" not in text
+    loaded = parse(text, "qs", ONE)
+    assert [r.task for r in loaded.ledger] == tasks
+    assert all(r.task.whole_node for r in loaded.ledger)
+
+
+def test_meta_extra_keys_survive():
+    meta = StateMeta(run="r", extra={"pylauncher_version": "4.0", "note": [1, 2]})
+    loaded = parse(render(Ledger([Task(0, "x")]), meta, ONE), "qs", ONE)
+    assert loaded.meta.extra == {"pylauncher_version": "4.0", "note": [1, 2]}
+
+
+def test_non_utf8_command_survives_the_file_round_trip(tmp_path: Path):
+    raw = b"echo caf\xe9 \xff\xfe PYL_ID\n./plain\n"
+    source = tmp_path / "cmds"
+    source.write_bytes(raw)
+    tasks = parse_commandlines(read_text(source, "commandlines file"), str(source), ONE)
+    assert tasks[0].command == "echo caf\udce9 \udcff\udcfe 0"
+    state = tmp_path / "queuestate"
+    atomic_write(state, render(Ledger(tasks), StateMeta(run="r"), ONE))
+    assert b"echo caf\xe9 \xff\xfe 0" in state.read_bytes()
+    assert not list(tmp_path.glob(".queuestate.tmp*"))  # no temporary file left behind
+    loaded = queuestate.load(state, ONE)
+    assert loaded.ledger.records[0].task.command == tasks[0].command
+    assert loaded.ledger.records[0].task.command.encode("utf-8", "surrogateescape") == b"echo caf\xe9 \xff\xfe 0"
+
+
+def test_empty_meta_only_snapshot_is_an_empty_ledger():
+    loaded = parse("#meta " + json.dumps({"format": 1, "run": "x"}) + "\n", "qs", ONE)
+    assert len(loaded.ledger) == 0 and not loaded.from_pylauncher
+
+
+# -- PyLauncher-written files --------------------------------------------------------
+PYLAUNCHER_STATE = """queued
+5: ./prog 5
+6: ./prog 6
+running
+4: ./prog 4
+completed
+0: ./prog 0
+1: ./prog 1
+2: ./prog 2
+3: ./prog 3
+"""
+
+
+def test_parse_pylauncher_queuestate():
+    loaded = parse(PYLAUNCHER_STATE, "queuestate", ONE)
+    assert loaded.from_pylauncher
+    assert loaded.default_cores == ONE
+    assert loaded.ledger.elapsed_before == 0.0
+    ledger = loaded.ledger
+    assert ledger.ids_in(QUEUED) == [5, 6]
+    assert ledger.ids_in(RUNNING) == [4]
+    assert ledger.ids_in(COMPLETED) == [0, 1, 2, 3]
+    assert ledger.records[5].task == Task(5, "./prog 5", 1, False, 0)
+    assert [t.id for t in ledger.to_run()] == [5, 6, 4]
+
+
+def test_parse_pylauncher_queuestate_with_fixed_and_node_cores():
+    loaded = parse(PYLAUNCHER_STATE, "queuestate", CoresSpec("fixed", 8))
+    assert {r.task.cores for r in loaded.ledger} == {8}
+    loaded = parse(PYLAUNCHER_STATE, "queuestate", CoresSpec("node"))
+    assert all(r.task.whole_node for r in loaded.ledger)
+
+
+def test_parse_pylauncher_queuestate_with_file_cores():
+    text = "queued\n3: 4,./prog\n4: 1, ./other a,b\nrunning\ncompleted\n0: 2,./done\n"
+    loaded = parse(text, "queuestate", CoresSpec("file"))
+    got = {r.id: (r.task.cores, r.task.command, r.state) for r in loaded.ledger}
+    assert got == {3: (4, "./prog", QUEUED), 4: (1, "./other a,b", QUEUED), 0: (2, "./done", COMPLETED)}
+
+
+def test_pylauncher_file_cores_bad_prefix_names_file_and_line():
+    with pytest.raises(InputError, match=r"^queuestate:3: .*at least 1"):
+        parse("queued\n3: 4,./prog\n5: 0,./bad\n", "queuestate", CoresSpec("file"))
+
+
+def test_failed_section_without_exit_code_means_exit_1():
+    loaded = parse("failed\n2: ./x\n", "qs", ONE)
+    assert (loaded.ledger.records[2].state, loaded.ledger.records[2].exit_code) == (FAILED, 1)
+
+
+# -- corrupt files ----------------------------------------------------------------------
+META = "#meta " + json.dumps({"format": 1, "run": "r"})
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("# comment\n0: ./a\nqueued\n", 2, "before any of the sections"),
+        ("queued\nx: ./a\n", 2, "bad task id"),
+        ("queued\n-1: ./a\n", 2, "bad task id"),
+        ("queued\n: ./a\n", 2, "bad task id"),
+        ("queued\n0: ./a\ncompleted\n0: ./a\n", 4, "listed twice"),
+        ("queued\n0 ./a\n", 2, "expected '<id>: <command>'"),
+        ("queued\n0:\n", 2, "no command"),
+        (f"{META}\nqueued\n0 cores: ./a\n", 3, "bad field"),
+        (f"{META}\nqueued\n0 cores=many: ./a\n", 3, "bad cores="),
+        (f"{META}\ncompleted\n0 exit=zero: ./a\n", 3, "bad value in task 0"),
+        (f"{META}\ncompleted\n0 runtime=1.x: ./a\n", 3, "bad value in task 0"),
+        (f"{META}\ncompleted\n0 line=x: ./a\n", 3, "bad value in task 0"),
+        ("# x\n#meta {not json\nqueued\n", 2, "corrupt #meta"),
+        ('#meta {"format": 2}\nqueued\n', 1, "unsupported queuestate format 2"),
+        ('#meta {"run": "r"}\nqueued\n', 1, "unsupported queuestate format None"),
+        ('#meta {"format": 1, "elapsed": "soon"}\n', 1, "elapsed"),
+    ],
+)
+def test_corrupt_files_name_file_and_line(text, line, problem):
+    with pytest.raises(InputError) as info:
+        parse(text, "state.qs", ONE)
+    assert str(info.value).startswith(f"state.qs:{line}: "), str(info.value)
+    assert problem in str(info.value)
+    assert (info.value.source, info.value.line) == ("state.qs", line)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_empty_file_is_not_a_queuestate(text):
+    with pytest.raises(InputError, match=r"^qs: empty or not a queuestate"):
+        parse(text, "qs", ONE)
+
+
+def test_load_missing_file_is_an_input_error(tmp_path: Path):
+    with pytest.raises(InputError, match="no such queuestate file"):
+        queuestate.load(tmp_path / "nope", ONE)
+    with pytest.raises(InputError, match="is a directory"):
+        queuestate.load(tmp_path, ONE)
+
+
+@pytest.mark.parametrize("value", ["[1, 2]", "null", "5"])
+def test_meta_that_is_not_an_object_is_an_input_error(value):
+    with pytest.raises(InputError, match=r"^qs:1: "):
+        parse(f"#meta {value}\nqueued\n0: ./a\n", "qs", ONE)
+
+
+def test_bad_slots_value_is_an_input_error():
+    with pytest.raises(InputError, match=r"^qs:3: "):
+        parse(f"{META}\nrunning\n0 host=c1 slots=0-x: ./a\n", "qs", ONE)
+
+
+def test_bad_meta_cores_value_names_file_and_line():
+    text = "#meta " + json.dumps({"format": 1, "run": "r", "cores": "lots"}) + "\nqueued\n0: ./a\n"
+    with pytest.raises(InputError) as info:
+        parse(text, "qs", ONE)
+    assert str(info.value).startswith("qs:")

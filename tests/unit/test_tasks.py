@@ -1,0 +1,155 @@
+"""Commandlines parsing and the ``cores=`` value (mpilauncher.core.tasks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines, split_core_prefix, substitute_id
+from mpilauncher.errors import EXIT_BAD_INPUT, InputError
+
+ONE = CoresSpec("fixed", 1)
+FILE = CoresSpec("file")
+
+
+def commands(tasks: list[Task]) -> list[str]:
+    return [t.command for t in tasks]
+
+
+# -- plain files --------------------------------------------------------------
+def test_comments_and_blank_lines_are_skipped_and_ids_follow_file_order():
+    text = "# header\n\n./a\n   \n  # indented comment\n./b\n\t\n./c\n"
+    tasks = parse_commandlines(text, "cmds", ONE)
+    assert [t.id for t in tasks] == [0, 1, 2]
+    assert commands(tasks) == ["./a", "./b", "./c"]
+    assert [t.line for t in tasks] == [3, 6, 8]
+    assert all(t.cores == 1 and not t.whole_node for t in tasks)
+
+
+def test_pyl_id_and_pyltid_become_the_task_number():
+    text = "echo PYL_ID\n# skipped PYL_ID\necho PYLTID > out.PYL_ID\necho none\necho PYL_ID PYL_ID\n"
+    tasks = parse_commandlines(text, "cmds", ONE)
+    assert commands(tasks) == ["echo 0", "echo 1 > out.1", "echo none", "echo 3 3"]
+
+
+def test_substitute_id_leaves_other_text_alone():
+    assert substitute_id("run PYL_ID/PYLTID x", 42) == "run 42/42 x"
+    assert substitute_id("nothing $PYL", 7) == "nothing $PYL"
+
+
+def test_last_line_without_newline_is_a_task():
+    tasks = parse_commandlines("./a\n./b", "cmds", ONE)
+    assert commands(tasks) == ["./a", "./b"]
+    assert tasks[-1].id == 1 and tasks[-1].line == 2
+
+
+def test_crlf_lines_lose_their_carriage_return():
+    tasks = parse_commandlines("# c\r\n./a 1\r\n\r\n./b 2\r\n", "cmds", ONE)
+    assert commands(tasks) == ["./a 1", "./b 2"]
+    assert all("\r" not in c for c in commands(tasks))
+    assert [t.line for t in tasks] == [2, 4]
+
+
+def test_surrounding_whitespace_is_stripped():
+    assert commands(parse_commandlines("   ./a  x  \n", "cmds", ONE)) == ["./a  x"]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only\n# comments\n", "  \n\t# x\n   "])
+def test_file_without_tasks_is_an_input_error(text):
+    with pytest.raises(InputError, match="no tasks") as info:
+        parse_commandlines(text, "empty.txt", ONE)
+    assert str(info.value).startswith("empty.txt: ")
+    assert info.value.exit_status == EXIT_BAD_INPUT
+
+
+def test_nul_bytes_mean_binary_file():
+    with pytest.raises(InputError, match="binary") as info:
+        parse_commandlines("./a\n\x00\x01\x02", "prog.bin", ONE)
+    assert str(info.value).startswith("prog.bin: ")
+
+
+def test_fixed_cores_and_node_cores_apply_to_every_task():
+    tasks = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("fixed", 4))
+    assert [(t.cores, t.whole_node) for t in tasks] == [(4, False), (4, False)]
+    tasks = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("node"))
+    assert all(t.whole_node for t in tasks)
+
+
+# -- cores="file" ----------------------------------------------------------------
+def test_file_cores_prefix_gives_per_task_cores():
+    text = "# sizes\n4,./wide PYL_ID\n1,./narrow\n  2 ,  ./mid a,b\n"
+    tasks = parse_commandlines(text, "cmds", FILE)
+    assert [(t.id, t.cores, t.command, t.line) for t in tasks] == [
+        (0, 4, "./wide 0", 2),
+        (1, 1, "./narrow", 3),
+        (2, 2, "./mid a,b", 4),
+    ]
+    assert not any(t.whole_node for t in tasks)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("0,./prog", "at least 1"),
+        ("-3,./prog", "at least 1"),
+        ("four,./prog", "not a whole number"),
+        ("2.5,./prog", "not a whole number"),
+        (",./prog", "not a whole number"),
+        ("./prog without count", "missing 'N,'"),
+        ("4,", "no command"),
+        ("4,   ", "no command"),
+    ],
+)
+def test_bad_core_prefix_names_source_and_line(line, problem):
+    text = f"1,./ok\n# comment\n{line}\n1,./never\n"
+    with pytest.raises(InputError) as info:
+        parse_commandlines(text, "sweep.txt", FILE)
+    err = info.value
+    assert str(err).startswith("sweep.txt:3: ")
+    assert problem in str(err)
+    assert (err.source, err.line) == ("sweep.txt", 3)
+    assert err.exit_status == EXIT_BAD_INPUT
+
+
+def test_bad_prefix_on_last_line_without_newline_names_that_line():
+    with pytest.raises(InputError) as info:
+        parse_commandlines("1,./a\r\n2,./b\r\nx,./c", "f", FILE)
+    assert info.value.line == 3
+
+
+def test_split_core_prefix_directly():
+    assert split_core_prefix("16, mpirun ./x", "s", 1) == (16, "mpirun ./x")
+    with pytest.raises(InputError, match=r"^s:9: "):
+        split_core_prefix("nope", "s", 9)
+
+
+# -- CoresSpec.parse -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "kind", "count"),
+    [
+        (1, "fixed", 1),
+        (4, "fixed", 4),
+        ("4", "fixed", 4),
+        (" 12 ", "fixed", 12),
+        ("node", "node", 1),
+        ("NODE", "node", 1),
+        ("file", "file", 1),
+        (" File ", "file", 1),
+    ],
+)
+def test_cores_spec_parse_good_values(value, kind, count):
+    spec = CoresSpec.parse(value)
+    assert (spec.kind, spec.count) == (kind, count)
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", "-4", "four", "2.5", 2.5, "", None, "nodes", True, False])
+def test_cores_spec_parse_bad_values(value):
+    with pytest.raises(InputError):
+        CoresSpec.parse(value)
+
+
+def test_cores_spec_parse_passes_spec_through_and_str_round_trips():
+    spec = CoresSpec("fixed", 3)
+    assert CoresSpec.parse(spec) is spec
+    for value in ("7", "node", "file"):
+        assert str(CoresSpec.parse(value)) == value
+        assert CoresSpec.parse(str(CoresSpec.parse(value))) == CoresSpec.parse(value)
