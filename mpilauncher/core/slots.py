@@ -5,8 +5,9 @@ Theory of operation
 A task of ``k`` cores runs on ``k`` free cores of one node.  Nodes are kept in
 buckets by their number of free cores (``0 .. largest node``), each bucket a
 min-heap of node indices, so placing a task looks at most at one bucket per
-possible free count and never at every core of the machine: the cost of a
-placement depends on the size of a node, not on the number of nodes.  We take
+possible free count and never at every core of the machine: a bitmask of the
+non-empty buckets finds the fullest node that fits in one step, so the cost
+of a placement depends on neither the number of nodes nor their size.  We take
 the *fullest* node that still fits (best fit), lowest index first, which packs
 nodes tightly and keeps whole nodes free for ``cores="node"`` tasks.
 
@@ -48,6 +49,7 @@ class SlotPool:
         self.nodes: dict[int, NodeSlots] = {}
         self._buckets: list[list[tuple[int, int]]] = [[]]  # free count -> heap of (node, version)
         self._live: list[int] = [0]  # free count -> number of live nodes in that bucket
+        self._nonempty = 0  # bit f set <=> some live node has exactly f free cores
         self._idle: list[tuple[int, int]] = []  # heap of wholly free nodes
         self.total_cores = 0
         self.free_cores = 0
@@ -86,9 +88,14 @@ class SlotPool:
     # -- placement --------------------------------------------------------
     def fits(self, width: int) -> bool:
         """Is there a node with ``width`` free cores?"""
-        if width > self.free_cores or width >= len(self._live):
-            return False
-        return any(self._live[f] for f in range(width, len(self._live)))
+        return width <= self.free_cores and self._nonempty >> width != 0
+
+    def _smallest_bucket_from(self, width: int) -> int | None:
+        """The smallest free count >= ``width`` that some node has (bit tricks: O(1) in practice)."""
+        above = self._nonempty >> width
+        if not above:
+            return None
+        return width + (above & -above).bit_length() - 1
 
     def has_idle_node(self) -> bool:
         self._drop_stale(self._idle, lambda n: n.free_count == n.cores)
@@ -96,13 +103,13 @@ class SlotPool:
 
     def take(self, width: int) -> tuple[int, tuple[int, ...]] | None:
         """Best fit: ``width`` cores on the fullest node that has them."""
-        for free in range(width, len(self._live)):
-            if self._live[free]:
-                bucket = self._buckets[free]
-                self._drop_stale(bucket, lambda n, f=free: n.free_count == f)
-                node = self.nodes[bucket[0][0]]
-                return node.index, self._take_from(node, width)
-        return None
+        free = self._smallest_bucket_from(width)
+        if free is None:
+            return None
+        bucket = self._buckets[free]
+        self._drop_stale(bucket, lambda n: n.free_count == free)
+        node = self.nodes[bucket[0][0]]
+        return node.index, self._take_from(node, width)
 
     def take_whole_node(self) -> tuple[int, tuple[int, ...]] | None:
         """Every core of the lowest-numbered wholly free node."""
@@ -134,6 +141,7 @@ class SlotPool:
         entry = (node.index, node.version)
         free = node.free_count
         self._live[free] += 1
+        self._nonempty |= 1 << free
         bucket = self._buckets[free]
         heapq.heappush(bucket, entry)
         if len(bucket) > 2 * self._live[free] + 16:
@@ -146,6 +154,8 @@ class SlotPool:
     def _unfile(self, node: NodeSlots) -> None:
         free = node.free_count
         self._live[free] -= 1
+        if not self._live[free]:
+            self._nonempty &= ~(1 << free)
         node.version += 1
         if len(self._buckets[free]) > 2 * self._live[free] + 16:
             self._buckets[free] = self._rebuilt(self._buckets[free])

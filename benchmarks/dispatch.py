@@ -1,0 +1,205 @@
+"""Dispatch at thousands of emulated cores, and what idle ranks cost.
+
+    python benchmarks/dispatch.py                 # 65 ranks x 64 cores, 20,000 `true` tasks, vs xargs -P 2
+    python benchmarks/dispatch.py --tasks 5000 --ranks 17 --nodes 16
+
+Three figures, all measured in the same run on this machine:
+
+1. Throughput: ``mpiexec -n 65 python -m mpilauncher`` with 64 emulated nodes
+   of 64 cores (4,096 cores) runs N tasks that each run ``true``; next to it
+   ``xargs -P <real cores>`` runs the same lines.  Forking is the bound here,
+   so the ratio is the figure (target: >= 0.5 of xargs).
+2. The master's CPU per task (rank 0's own CPU time, children excluded) and
+   the dispatch latency, from the master's decision to the agent's process
+   start, p50 and p99.
+3. Idle cost: with one long task running, the CPU share of an idle agent rank
+   and of a parked rank, read from /proc (target: each below 2% of a core).
+
+The inner run (``--inner``) is this same script started under mpiexec: every
+rank calls :func:`mpilauncher.launch.run`, rank 0 writes its figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def inner(args: argparse.Namespace) -> int:
+    from mpilauncher.config import make_config
+    from mpilauncher.launch import run
+
+    config = make_config(
+        args.commandlines,
+        workdir=args.workdir,
+        queuestate=args.queuestate,
+        cores_per_node=args.cores,
+        emulate_nodes=args.nodes,
+    )
+    config.print_statistics = False
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall0 = time.perf_counter()
+    result = run(config)
+    wall = time.perf_counter() - wall0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    if result.statistics is not None:
+        lat = sorted(result.dispatch_latencies)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        figures = {
+            "tasks": result.statistics.completed + result.statistics.aborted,
+            "completed": result.statistics.completed,
+            "pool": result.statistics.pool_size,
+            "launcher_seconds": result.statistics.total_time,
+            "wall_seconds": wall,
+            "master_cpu_seconds": cpu,
+            "latency_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+            "latency_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        }
+        Path(args.json).write_text(json.dumps(figures))
+    return result.exit_status
+
+
+def xargs_rate(lines_file: Path, tasks: int, slots: int) -> float:
+    began = time.perf_counter()
+    with open(lines_file) as lines:
+        subprocess.run(["xargs", "-d", "\n", "-P", str(slots), "-n", "1", "sh", "-c"], stdin=lines, check=True)
+    return tasks / (time.perf_counter() - began)
+
+
+def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: int, run: int) -> dict:
+    out = work / f"figures{run}.json"
+    cmd = [
+        "mpiexec", "-n", str(ranks), sys.executable, __file__, "--inner", "--commandlines", str(lines_file),
+        "--workdir", str(work / f"w{run}"), "--queuestate", str(work / f"qs{run}"), "--cores", str(cores),
+        "--nodes", str(nodes), "--json", str(out),
+    ]  # fmt: skip
+    began = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=work)
+    figures = json.loads(out.read_text())
+    figures["command_seconds"] = time.perf_counter() - began
+    figures["rate"] = figures["tasks"] / figures["launcher_seconds"]
+    shutil.rmtree(work / f"w{run}", ignore_errors=True)
+    return figures
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+
+def rank_pids(marker: str) -> dict[int, int]:
+    ranks = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"MPILAUNCHER_BENCH={marker}".encode() in env:
+            rank = [e for e in env if e.startswith(b"PMI_RANK=")]
+            if rank and b"python" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                ranks[int(rank[0].split(b"=")[1])] = int(entry)
+    return ranks
+
+
+def idle_cost(work: Path, seconds: float = 4.0) -> dict:
+    """6 ranks as 3 nodes: rank 0 runs one long task; ranks 2 and 4 are idle agents, 1, 3, 5 parked."""
+    (work / "long").write_text("sleep 8\n")
+    marker = str(os.getpid())
+    env = {**os.environ, "MPILAUNCHER_BENCH": marker}
+    cmd = [
+        "mpiexec", "-n", "6", sys.executable, "-m", "mpilauncher", "long", "--emulate-nodes", "3",
+        "--cores-per-node", "1", "--workdir", "widle", "--queuestate", "qsidle",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL)
+    time.sleep(2.0)
+    pids = rank_pids(marker)
+    before = {r: cpu_ticks(p) for r, p in pids.items()}
+    time.sleep(seconds)
+    after = {r: cpu_ticks(p) for r, p in pids.items()}
+    proc.wait(timeout=60)
+    tick = os.sysconf("SC_CLK_TCK")
+    share = {r: 100.0 * (after[r] - before[r]) / tick / seconds for r in before}
+    return {
+        "master_with_one_task_percent": share.get(0),
+        "idle_agent_percent": max(share.get(2, 0), share.get(4, 0)),
+        "parked_percent": max(share.get(1, 0), share.get(3, 0), share.get(5, 0)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--ranks", type=int, default=65)
+    parser.add_argument("--nodes", type=int, default=64, help="emulated nodes")
+    parser.add_argument("--cores", type=int, default=64, help="cores per emulated node")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--commandlines", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--queuestate", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        return inner(args)
+
+    slots = len(os.sched_getaffinity(0))
+    print(f"# dispatch benchmark: Python {platform.python_version()}, {platform.machine()}, {slots} real cores")
+    print(
+        f"# mpilauncher: mpiexec -n {args.ranks}, {args.nodes} emulated nodes x {args.cores} cores "
+        f"= {args.nodes * args.cores:,} cores; {args.tasks:,} tasks of `true`; peer: xargs -P {slots}"
+    )
+    with tempfile.TemporaryDirectory(prefix="mpl-dispatch-") as tmp:
+        work = Path(tmp)
+        lines = work / "commandlines"
+        lines.write_text("true\n" * args.tasks)
+        peer, ours = [], []
+        for run in range(args.repeat):
+            peer.append(xargs_rate(lines, args.tasks, slots))
+            ours.append(launcher_rate(work, lines, args.ranks, args.nodes, args.cores, run))
+            print(
+                f"run {run}: xargs {peer[-1]:,.0f} tasks/s; mpilauncher {ours[-1]['rate']:,.0f} tasks/s "
+                f"({ours[-1]['launcher_seconds']:.2f} s in the launcher, "
+                f"{ours[-1]['command_seconds']:.2f} s with MPI start-up)",
+                flush=True,
+            )
+        best = max(ours, key=lambda f: f["rate"])
+        idle = idle_cost(work)
+    rate_ratio = best["rate"] / max(peer)
+    median_ratio = statistics.median(f["rate"] for f in ours) / statistics.median(peer)
+    print(f"throughput: mpilauncher {best['rate']:,.0f} tasks/s, xargs {max(peer):,.0f} tasks/s (best of each)")
+    print(f"ratio mpilauncher/xargs: best {rate_ratio:.2f}, median {median_ratio:.2f}  (target: >= 0.50)")
+    print(
+        f"master CPU per task: {1e6 * best['master_cpu_seconds'] / best['tasks']:.0f} us "
+        f"({best['master_cpu_seconds']:.2f} s for {best['tasks']:,} tasks)"
+    )
+    print(
+        f"dispatch latency (decision -> process start): p50 {best['latency_p50_ms']:.2f} ms, "
+        f"p99 {best['latency_p99_ms']:.2f} ms"
+    )
+    print(
+        f"idle cost: idle agent {idle['idle_agent_percent']:.2f}% of a core, parked rank "
+        f"{idle['parked_percent']:.2f}%, master with one running task {idle['master_with_one_task_percent']:.2f}%"
+        "  (target: < 2%)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": ours, "xargs": peer, "idle": idle}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

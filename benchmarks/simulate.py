@@ -1,0 +1,123 @@
+"""Scale of the pure scheduling core: a discrete-event simulation at up to 100,000 cores.
+
+The real :class:`mpilauncher.core.scheduler.Scheduler` is driven by simulated
+time: every task gets a random duration, finishes are popped from a heap in
+time order, and each burst of finishes that share an instant goes to the
+scheduler in one ``handle`` call, as the master loop does.  Only the time spent
+inside ``handle`` is counted, so the figure is the core's cost per decision,
+not the simulation's.
+
+    python benchmarks/simulate.py                       # 1,000 / 10,000 / 100,000 cores, 1,000,000 tasks
+    python benchmarks/simulate.py --cores 100000 --tasks 200000 --mixed
+
+Target: at 100,000 cores at least 100,000 scheduling decisions per second,
+and a cost per task that stays flat from 1,000 to 100,000 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mpilauncher.core.events import AgentJoined, Start, TaskFinished  # noqa: E402
+from mpilauncher.core.scheduler import Scheduler  # noqa: E402
+from mpilauncher.core.tasks import Task  # noqa: E402
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int) -> dict:
+    rng = random.Random(seed)
+    widths = [1, 1, 1, 2, 4] if mixed else [1]
+    task_list = [Task(i, f"task {i}", rng.choice(widths)) for i in range(tasks)]
+    durations = [rng.expovariate(1.0) + 0.01 for _ in range(tasks)]
+    nodes = max(1, cores // cores_per_node)
+    rss_before = max_rss_mib()
+    scheduler = Scheduler(task_list)
+    del task_list
+    in_core = 0.0
+    decisions = 0
+    finishes: list[tuple[float, int, int]] = []  # (time, task id, exit code)
+
+    def apply(actions: list, now: float) -> None:
+        nonlocal decisions
+        for action in actions:
+            if isinstance(action, Start):
+                decisions += 1
+                heapq.heappush(finishes, (now + durations[action.task_id], action.task_id, 0))
+
+    began = time.perf_counter()
+    actions = scheduler.handle(*(AgentJoined(n, f"node{n}", cores_per_node) for n in range(nodes)))
+    in_core += time.perf_counter() - began
+    apply(actions, 0.0)
+    sim_time = 0.0
+    bursts = 0
+    while finishes:
+        sim_time, task_id, code = heapq.heappop(finishes)
+        burst = [TaskFinished(task_id, code)]
+        while finishes and finishes[0][0] <= sim_time + 1e-3:  # one master loop turn's worth
+            _, other, other_code = heapq.heappop(finishes)
+            burst.append(TaskFinished(other, other_code))
+        began = time.perf_counter()
+        actions = scheduler.handle(*burst)
+        in_core += time.perf_counter() - began
+        bursts += 1
+        apply(actions, sim_time)
+    assert decisions == tasks, (decisions, tasks)
+    assert not scheduler.running and scheduler.queued_count == 0
+    return {
+        "cores": nodes * cores_per_node,
+        "nodes": nodes,
+        "tasks": tasks,
+        "mixed": mixed,
+        "scheduler_seconds": round(in_core, 3),
+        "decisions_per_second": round(decisions / in_core),
+        "microseconds_per_task": round(in_core / tasks * 1e6, 2),
+        "handle_calls": bursts,
+        "simulated_makespan": round(sim_time, 1),
+        "peak_rss_growth_mib": round(max_rss_mib() - rss_before, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cores", default="1000,10000,100000", help="comma-separated core counts")
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--cores-per-node", type=int, default=64)
+    parser.add_argument("--mixed", action="store_true", help="task widths 1, 2 and 4 instead of all 1")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    print(f"# mpilauncher core simulation: Python {platform.python_version()} on {platform.machine()}")
+    print(f"# {args.tasks:,} tasks, {args.cores_per_node} cores per node, widths {'1/2/4' if args.mixed else '1'}")
+    print(f"{'cores':>8} {'nodes':>6} {'decisions/s':>12} {'us/task':>8} {'handle calls':>13} {'RSS MiB':>8}")
+    results = []
+    for cores in (int(c) for c in args.cores.split(",")):
+        row = simulate(cores, args.tasks, args.cores_per_node, args.mixed, args.seed)
+        results.append(row)
+        print(
+            f"{row['cores']:>8,} {row['nodes']:>6,} {row['decisions_per_second']:>12,} "
+            f"{row['microseconds_per_task']:>8} {row['handle_calls']:>13,} {row['peak_rss_growth_mib']:>8}",
+            flush=True,
+        )
+    per_task = [r["microseconds_per_task"] for r in results]
+    print(f"cost per task, largest / smallest scale: {max(per_task) / min(per_task):.2f} (flat = close to 1)")
+    print("target: >= 100,000 decisions/s at 100,000 cores, flat from 1,000 to 100,000 cores")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
