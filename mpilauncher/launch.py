@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from mpilauncher import cluster
+from mpilauncher import cluster, relaunch
 from mpilauncher.config import Config
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
@@ -206,12 +206,29 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
     if mpi_transport.started_by_mpi() or config.emulate_nodes:
         return _run_mpi(config, out)
     allocation = cluster.detect(cores_override=config.cores_per_node)
+    if _step_tasks(os.environ) > 1:
+        # srun started several tasks; only MPI itself can say whether they form one job.
+        if mpi_transport.world().Get_size() > 1:
+            return _run_mpi(config, out)
+        relaunch.check_step(os.environ)  # raises: unwired MPI would run the sweep once per task
+    if relaunch.needs_relaunch(os.environ):
+        relaunch.exec_across_job(os.environ, allocation)
+    warning = relaunch.check_step(os.environ)
+    if warning:
+        print(f"mpilauncher: warning: {warning}", file=sys.stderr, flush=True)
     cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
     transport = LocalTransport(Agent(allocation.this_node, cores))
     try:
         return _run_master(config, transport, allocation, out)
     finally:
         transport.close()
+
+
+def _step_tasks(environ) -> int:
+    try:
+        return int(environ.get("SLURM_STEP_NUM_TASKS") or "1") if "SLURM_STEP_ID" in environ else 1
+    except ValueError:
+        return 1
 
 
 def _run_mpi(config: Config, out: TextIO) -> RunResult:
