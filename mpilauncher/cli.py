@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mpilauncher import __version__
-from mpilauncher.config import DEFAULT_DELAY, DEFAULT_GRACE, make_config
+from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError
 from mpilauncher.launch import run
 from mpilauncher.persistence.store import describe_state
@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"on SIGTERM/Ctrl-C, time running tasks get before SIGKILL (default {DEFAULT_GRACE})",
     )
     parser.add_argument(
+        "--agent-timeout",
+        default=str(DEFAULT_BEAT_TIMEOUT),
+        metavar="SECONDS",
+        help="under MPI, declare a node's agent lost after this long without a message and run its tasks "
+        f"elsewhere (default {DEFAULT_BEAT_TIMEOUT:g}; agents send a heartbeat every min(5, this/4) s)",
+    )
+    parser.add_argument(
         "--emulate-nodes",
         type=str,
         default=None,
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             rerun_failed=args.rerun_failed,
             grace=args.grace,
             emulate_nodes=args.emulate_nodes,
+            beat_timeout=args.agent_timeout,
         )
         result = run(config)
     except LauncherError as err:

@@ -111,5 +111,5 @@ def make_config(
         rerun_failed=rerun_failed,
         grace=grace_value,
         emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
-        beat_timeout=parse_positive("heartbeat timeout", beat_timeout) if beat_timeout else None,
+        beat_timeout=parse_positive("agent timeout", beat_timeout) if beat_timeout else None,
     )

@@ -260,10 +260,25 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
+        _abort_if_unclean(comm, transport, status)
         raise
     finally:
         transport.close()
+    _abort_if_unclean(comm, transport, result.exit_status)
     return result
+
+
+def _abort_if_unclean(comm, transport, status: int) -> None:
+    """The state is saved; if some rank is gone, MPI_Finalize would wait for it forever: end the job instead."""
+    if transport.unclean:
+        print(
+            "mpilauncher: some ranks did not end cleanly (lost agents); the queuestate is complete:"
+            " aborting the MPI job so the allocation is freed",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        comm.Abort(status or EXIT_LAUNCHER_FAILED)
 
 
 def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO) -> RunResult:

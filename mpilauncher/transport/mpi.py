@@ -83,6 +83,7 @@ class Setup:
 
     workdir: str
     cwd: str
+    beat_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,9 @@ class MasterTransport:
         self._last_heard: dict[int, float] = {}
         self._node_of_rank = layout.node_of_rank
         self._shut_down = False
+        self._dead_ranks: set[int] = set()
+        #: Some rank is gone or did not answer the shutdown: MPI_Finalize would hang on it.
+        self.unclean = False
 
     # -- start-up ---------------------------------------------------------
     def hellos(self, timeout: float = 300.0) -> list[tuple[int, Hello]]:
@@ -192,9 +196,10 @@ class MasterTransport:
 
     def setup(self, workdir: str, cwd: str) -> None:
         self.local.workdir = workdir_path(workdir)
+        beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
             if node:
-                self._isend(Setup(workdir, cwd), rank, TAG_SETUP)
+                self._isend(Setup(workdir, cwd, beat), rank, TAG_SETUP)
 
     def add_wake_fd(self, fd: int) -> None:
         self.local.runner.add_wake_fd(fd)
@@ -236,7 +241,9 @@ class MasterTransport:
         return [n for n, t in self._last_heard.items() if n and now - t > self.beat_timeout]
 
     def forget(self, node: int) -> None:
+        """Give up on a node's agent: never wait for it, never send to it again."""
         self._last_heard.pop(node, None)
+        self._dead_ranks.add(self.layout.agent_ranks[node])
 
     # -- the end ----------------------------------------------------------
     def shutdown(self, grace: float, exit_status: int, timeout: float = 30.0) -> list[tuple[int, Ended]]:
@@ -251,9 +258,12 @@ class MasterTransport:
         self._pending = []
         ended += [(0, e) for e in self.local.shutdown(grace)]
         for rank in range(1, self.comm.Get_size()):
-            self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
-        waiting = {rank for node, rank in enumerate(self.layout.agent_ranks) if node and node in self._alive_nodes()}
-        deadline = time.monotonic() + grace + timeout
+            if rank not in self._dead_ranks:
+                self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
+        agents = self.layout.agent_ranks
+        waiting = {rank for rank in agents[1:] if rank not in self._dead_ranks}
+        # A live agent answers at once; one that died unnoticed never will.
+        deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
         backoff = Backoff(0.0005, 0.05)
         while waiting and time.monotonic() < deadline:
             message = self._probe()
@@ -267,6 +277,7 @@ class MasterTransport:
             elif isinstance(payload, Completions):
                 ended.extend((self._node_of_rank[rank], e) for e in payload.items)
         self._complete_sends(deadline)
+        self.unclean = bool(waiting or self._dead_ranks or self._requests)
         return ended
 
     def abort(self, status: int) -> None:
@@ -277,9 +288,6 @@ class MasterTransport:
         self.local.close()
 
     # -- internals --------------------------------------------------------
-    def _alive_nodes(self) -> set[int]:
-        return set(self._last_heard) if self._last_heard else set(range(len(self.layout.agent_ranks)))
-
     def _isend(self, message: object, rank: int, tag: int) -> None:
         self._requests.append(self.comm.isend(message, dest=rank, tag=tag))
         if len(self._requests) > 64:
@@ -307,6 +315,8 @@ class MasterTransport:
             node = self._node_of_rank[rank]
             if node in self._last_heard:
                 self._last_heard[node] = now
+            if rank in self._dead_ranks:
+                continue  # a node given up as lost: its news is stale
             if isinstance(payload, Completions):
                 out.append((node, payload))
             elif isinstance(payload, (Bye, Hello)) or payload is None:
@@ -322,7 +332,7 @@ def workdir_path(workdir: str):
 
 
 # -- other ranks ------------------------------------------------------------
-def serve_agent(comm, agent: Agent, beat_interval: float = 5.0) -> int:
+def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
     """An agent rank's loop: run what rank 0 sends until it says SHUTDOWN; returns its exit status."""
     from mpi4py import MPI
 
@@ -341,6 +351,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float = 5.0) -> int:
             elif isinstance(payload, Setup):
                 agent.workdir = workdir_path(payload.workdir)
                 agent.cwd = payload.cwd
+                beat_interval = beat_interval or payload.beat_interval
             elif isinstance(payload, Shutdown):
                 ended = agent.shutdown(payload.grace)
                 comm.send(Bye(tuple(ended)), dest=0, tag=TAG_BYE)
@@ -355,7 +366,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float = 5.0) -> int:
             requests.append(comm.isend(Completions(tuple(ended)), dest=0, tag=TAG_DONE))
             progressed = True
             last_sent = now
-        elif now - last_sent > beat_interval:
+        elif beat_interval and now - last_sent > beat_interval:
             requests.append(comm.isend(None, dest=0, tag=TAG_BEAT))
             last_sent = now
         if requests:

@@ -70,3 +70,58 @@ def test_srun_without_mpi_wiring_is_refused(slurm_cluster, sweep: Path) -> None:
     assert result.returncode == 2
     assert "srun started 2 tasks but MPI sees one rank in each" in result.stderr
     assert not (sweep / "w").exists()
+
+
+def find_rank_pid(marker: str, node: str) -> int | None:
+    """The launcher rank running on emulated ``node`` (all slurmds share this host)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ours = f"MPL_TEST_MARK={marker}".encode() in env and f"SLURMD_NODENAME={node}".encode() in env
+        if ours and b"mpilauncher" in cmdline and b"srun" not in cmdline:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_cluster, sweep: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    (sweep / "commandlines").write_text("sleep 1.5 && echo PYL_ID >> ran\n" * 8)
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPL_TEST_MARK": marker}
+    proc = subprocess.Popen(
+        ["srun", "-N", "3", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--job-name=mpl-{marker[:8]}",
+         *launcher("commandlines", "--workdir", "w", "--agent-timeout", "2")],
+        cwd=sweep, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        victim = None
+        deadline = time.monotonic() + 30
+        while victim is None or not (sweep / "w" / "exec0").exists():
+            assert time.monotonic() < deadline, "the launcher did not start"
+            victim = find_rank_pid(marker, slurm_cluster.nodes[2])
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["scancel", f"--name=mpl-{marker[:8]}"], check=False, timeout=10)
+    assert f"lost contact with the agent of node {slurm_cluster.nodes[2]}" in err, err
+    assert "# tasks completed: 8" in out, out + err
+    ran = [int(x) for x in (sweep / "ran").read_text().split()]
+    assert set(ran) == set(range(8)), "every task ran; those of the lost node ran again elsewhere"
+    rows = read_joblog(sweep / "w" / "joblog")
+    assert len(rows) == 8 and all(r["exit"] == "0" for r in rows)
+    assert slurm_cluster.nodes[2] not in {r["node"] for r in rows}, "the lost node's tasks finished elsewhere"
