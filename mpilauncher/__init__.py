@@ -6,8 +6,16 @@ as in PyLauncher scripts, or run ``python -m mpilauncher commandlines``.
 
 __version__ = "0.1.0"
 
-from mpilauncher.compat import ClassicLauncher, ResumeClassicLauncher  # noqa: E402
+from mpilauncher.compat import ClassicLauncher, GPULauncher, ResumeClassicLauncher  # noqa: E402
 from mpilauncher.errors import InputError, LauncherError  # noqa: E402
 from mpilauncher.launch import RunResult  # noqa: E402
 
-__all__ = ["ClassicLauncher", "ResumeClassicLauncher", "InputError", "LauncherError", "RunResult", "__version__"]
+__all__ = [
+    "ClassicLauncher",
+    "GPULauncher",
+    "ResumeClassicLauncher",
+    "InputError",
+    "LauncherError",
+    "RunResult",
+    "__version__",
+]

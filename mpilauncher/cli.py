@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cores",
-        default="1",
+        default=None,
         metavar="N|node|file",
         help="cores per task: a number, 'node' (a whole node each) or 'file' ('N,' prefix per line)",
     )
@@ -85,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"on SIGTERM/Ctrl-C, time running tasks get before SIGKILL (default {DEFAULT_GRACE})",
     )
     parser.add_argument(
+        "--gpus-per-task",
+        default=0,
+        metavar="G",
+        help="give each task G GPUs of its node (CUDA_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES list only them) "
+        "and, unless --cores is given, its GPUs' share of the node's cores",
+    )
+    parser.add_argument(
+        "--gpus-per-node",
+        default=None,
+        metavar="N",
+        help="use N GPUs per node instead of what Slurm, CUDA_VISIBLE_DEVICES or nvidia-smi report",
+    )
+    parser.add_argument(
+        "--no-bind",
+        dest="bind",
+        action="store_false",
+        help="do not bind tasks to their cores (binding, like PyLauncher's numactl option, is on by default "
+        "where the node's core slots are real CPUs this process may use)",
+    )
+    parser.add_argument(
         "--agent-timeout",
         default=str(DEFAULT_BEAT_TIMEOUT),
         metavar="SECONDS",
@@ -122,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             grace=args.grace,
             emulate_nodes=args.emulate_nodes,
             beat_timeout=args.agent_timeout,
+            bind=args.bind,
+            gpus_per_task=args.gpus_per_task,
+            gpus_per_node=args.gpus_per_node,
         )
         result = run(config)
     except LauncherError as err:

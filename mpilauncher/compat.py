@@ -37,13 +37,16 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
         config = make_config(
             commandlines,
             resume=resume,
-            cores=kwargs.get("cores", 1),
+            cores=kwargs.get("cores"),
             workdir=kwargs.get("workdir"),
             debug=kwargs.get("debug", ""),
             delay=kwargs.get("delay", DEFAULT_DELAY),
             queuestate=kwargs.get("queuestate"),
             cores_per_node=kwargs.get("corespernode"),
             rerun_failed=bool(kwargs.get("rerun_failed", False)),
+            bind=kwargs.get("bind", True),
+            gpus_per_task=kwargs.get("gpuspertask", 0),
+            gpus_per_node=kwargs.get("gpuspernode"),
         )
         result = run(config)
     except LauncherError as err:
@@ -58,7 +61,10 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
     return result
 
 
-_KEYWORDS = frozenset({"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume"})
+_KEYWORDS = frozenset(
+    {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
+     "gpuspertask", "gpuspernode"}
+)  # fmt: skip
 
 
 def ClassicLauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802 (PyLauncher's name)
@@ -72,3 +78,19 @@ def ResumeClassicLauncher(queuestate: str = "queuestate", **kwargs) -> RunResult
     """Run the tasks of a queuestate that did not complete, with their original numbers."""
     kwargs.pop("resume", None)
     return _launch(None, queuestate, "ResumeClassicLauncher", kwargs)
+
+
+def GPULauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802
+    """One GPU per task (``gpuspernode=N`` overrides the detected count per node).
+
+    As in PyLauncher, ``cores=`` is not accepted: each task gets its GPU's share
+    of the node's cores.
+    """
+    if "cores" in kwargs:
+        print("mpilauncher: error: GPULauncher takes no cores= (each task gets its GPU's share of the cores)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    kwargs.setdefault("gpuspertask", 1)
+    if kwargs.pop("resume", None):
+        return _launch(None, commandlines, "GPULauncher", kwargs)
+    return _launch(commandlines, None, "GPULauncher", kwargs)

@@ -40,6 +40,13 @@ class Config:
     emulate_nodes: int | None = None
     #: Seconds without a message after which a remote agent counts as lost.
     beat_timeout: float | None = DEFAULT_BEAT_TIMEOUT
+    #: Bind each task to its cores (CPU affinity) where the node's cores are real CPUs.
+    bind: bool = True
+    #: GPUs per task (0: CPU tasks); GPU tasks get their GPUs' share of the node's cores
+    #: unless ``cores`` was given.
+    gpus_per_task: int = 0
+    gpus_per_node: int | None = None
+    cores_given: bool = False
 
     @property
     def trace_jobs(self) -> bool:
@@ -79,7 +86,7 @@ def make_config(
     commandlines: str | None = None,
     *,
     resume: str | None = None,
-    cores: object = 1,
+    cores: object = None,
     workdir: str | None = None,
     debug: object = "",
     delay: object = DEFAULT_DELAY,
@@ -89,6 +96,9 @@ def make_config(
     grace: object = DEFAULT_GRACE,
     emulate_nodes: object = None,
     beat_timeout: object = DEFAULT_BEAT_TIMEOUT,
+    bind: bool = True,
+    gpus_per_task: object = 0,
+    gpus_per_node: object = None,
 ) -> Config:
     """Check every value and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -102,7 +112,11 @@ def make_config(
     return Config(
         commandlines=commandlines,
         resume=resume,
-        cores=CoresSpec.parse(cores),
+        cores=CoresSpec.parse(1 if cores is None else cores),
+        cores_given=cores is not None,
+        bind=bool(bind),
+        gpus_per_task=int(parse_positive("gpus per task", gpus_per_task, integer=True)) if gpus_per_task else 0,
+        gpus_per_node=_count_or_none("gpus per node", gpus_per_node),
         workdir=workdir,
         debug=parse_debug(debug),
         delay=parse_positive("delay", delay),
@@ -113,3 +127,16 @@ def make_config(
         emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
         beat_timeout=parse_positive("agent timeout", beat_timeout) if beat_timeout else None,
     )
+
+
+def _count_or_none(name: str, value: object) -> int | None:
+    """A count that may be 0 (no GPUs), or None when not given."""
+    if value is None or value == "":
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a whole number, not {value!r}") from None
+    if count < 0:
+        raise InputError(f"{name} must be 0 or more, not {count}")
+    return count

@@ -57,3 +57,5 @@ class Unplaceable:
     task_id: int
     needed: int
     largest_node: int
+    gpus_needed: int = 0
+    most_gpus: int = 0

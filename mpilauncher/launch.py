@@ -8,6 +8,7 @@ created, the first snapshot written and the first task started.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -32,6 +33,7 @@ from mpilauncher.errors import (
     InputError,
     LauncherError,
 )
+from mpilauncher.execution.resources import detect_gpus
 from mpilauncher.persistence.files import read_text
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
@@ -148,17 +150,42 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     return workdir
 
 
-def check_placeable(plan: Plan, node_cores: list[int], source: str) -> None:
-    bad = find_unplaceable(plan.to_run, node_cores)
+def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: list[int] | None = None) -> None:
+    bad = find_unplaceable(plan.to_run, node_cores, node_gpus or [])
     if bad:
         first = bad[0]
         task = plan.ledger.records[first.task_id].task
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        if first.gpus_needed:
+            problem = (
+                f"task {first.task_id} needs {first.gpus_needed} GPUs with {first.needed} cores, but no node has"
+                f" them (most GPUs on a node: {first.most_gpus}){more}"
+            )
+        else:
+            problem = f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}"
+            problem += more
+        raise InputError(problem, source, task.line or None)
+
+
+def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
+    """GPU tasks: G GPUs each and, unless cores were given, their GPUs' share of a node's cores."""
+    per_task = config.gpus_per_task or int(plan.meta.extra.get("gpus_per_task", 0))
+    gpu_nodes = [h for h in hellos if h.gpus]
+    if not gpu_nodes:
+        where = ", ".join(sorted({h.node_name for h in hellos})[:4])
         raise InputError(
-            f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}{more}",
-            source,
-            task.line or None,
+            f"GPU tasks, but no GPU found on {where} (looked at --gpus-per-node, SLURM_JOB_GPUS,"
+            " CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE, nvidia-smi)"
         )
+    share = min(h.cores // len(h.gpus) for h in gpu_nodes) * per_task
+    plan.meta.extra["gpus_per_task"] = per_task
+    tasks = []
+    for task in plan.to_run:
+        cores = task.cores if config.cores_given or config.cores.kind == "file" else max(1, share)
+        updated = dataclasses.replace(task, gpus=per_task, cores=cores)
+        plan.ledger.records[task.id].task = updated
+        tasks.append(updated)
+    plan.to_run = tasks
 
 
 class _SignalGuard:
@@ -217,11 +244,16 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
     if warning:
         print(f"mpilauncher: warning: {warning}", file=sys.stderr, flush=True)
     cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
-    transport = LocalTransport(Agent(allocation.this_node, cores))
+    transport = LocalTransport(_agent(config, allocation.this_node, cores))
     try:
         return _run_master(config, transport, allocation, out)
     finally:
         transport.close()
+
+
+def _agent(config: Config, node_name: str, cores: int) -> Agent:
+    gpus = detect_gpus(override=config.gpus_per_node, probe=config.gpus_per_task > 0)
+    return Agent(node_name, cores, gpus=gpus, bind=config.bind)
 
 
 def _step_tasks(environ) -> int:
@@ -246,14 +278,14 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
                 status = mpi_transport.park(comm)
             else:
                 cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
-                status = mpi_transport.serve_agent(comm, Agent(node_name, cores))
+                status = mpi_transport.serve_agent(comm, _agent(config, node_name, cores))
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
     cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
-    agent = Agent(node_name, cores)
+    agent = _agent(config, node_name, cores)
     transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
     try:
         result = _run_master(config, transport, allocation, out)
@@ -287,7 +319,9 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     source = config.commandlines or config.resume
     hellos = transport.hellos()
     pool_size = sum(hello.cores for _, hello in hellos)
-    check_placeable(plan, [hello.cores for _, hello in hellos], source)
+    if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
+        give_gpus(plan, config, [hello for _, hello in hellos])
+    check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpus) for _, h in hellos])
     check_state_target(plan)
     workdir = choose_workdir(config, plan, allocation)
     try:

@@ -23,6 +23,8 @@ class Hello:
     node_name: str
     cores: int
     version: int = PROTOCOL_VERSION
+    gpus: tuple[str, ...] = ()  # GPU ids, by index
+    bound_cpus: tuple[int, ...] = ()  # CPU id per core slot when the agent binds tasks; () when it does not
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class StartItem:
     command: str
     cores: tuple[int, ...]  # the node-local core ids the scheduler gave it
     line: int = 0
+    gpus: tuple[int, ...] = ()  # GPU indices on the node
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ class AgentJoined:
     node: int
     name: str
     cores: int
+    gpus: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +46,12 @@ Event = AgentJoined | TaskFinished | AgentLost | StopDispatch
 # -- actions (instructions) ------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Run ``task_id`` on ``node`` using exactly the core ids ``cores``."""
+    """Run ``task_id`` on ``node`` using exactly the core ids ``cores`` (and GPU indices ``gpus``)."""
 
     node: int
     task_id: int
     cores: tuple[int, ...]
+    gpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

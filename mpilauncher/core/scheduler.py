@@ -58,7 +58,8 @@ class Scheduler:
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
         self.running: dict[int, tuple[int, tuple[int, ...]]] = {}  # task -> (node, cores)
-        self._queues: dict[int, list[int]] = {}
+        self.gpus_of: dict[int, tuple[int, ...]] = {}  # running task -> GPU indices on its node
+        self._queues: dict[tuple[int, int], list[int]] = {}
         self._stopping = False
         self._done_sent = False
         for task in tasks:
@@ -77,7 +78,7 @@ class Scheduler:
             if isinstance(event, TaskFinished):
                 self._on_finished(event)
             elif isinstance(event, AgentJoined):
-                self.pool.add_node(event.node, event.name, event.cores)
+                self.pool.add_node(event.node, event.name, event.cores, event.gpus)
             elif isinstance(event, AgentLost):
                 actions.extend(self._on_lost(event.node))
             elif isinstance(event, StopDispatch):
@@ -112,6 +113,13 @@ class Scheduler:
         assert self.pool.free_cores + busy == self.pool.total_cores, "cores lost or invented"
         for node, taken in used.items():
             assert not taken & set(self.pool.nodes[node].free), f"busy core listed free on {node}"
+        gpus_used: dict[int, set[int]] = {}
+        for tid, gpus in self.gpus_of.items():
+            node = self.running[tid][0]
+            taken = gpus_used.setdefault(node, set())
+            assert not taken & set(gpus), f"GPU given twice on node {node}"
+            assert not set(gpus) & set(self.pool.nodes[node].free_gpus), f"busy GPU listed free on {node}"
+            taken |= set(gpus)
 
     # -- transitions ------------------------------------------------------
     def _on_finished(self, event: TaskFinished) -> None:
@@ -120,6 +128,7 @@ class Scheduler:
             raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
         node, cores = self.running.pop(tid)
         self.pool.release(node, cores)
+        self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
 
     def _on_lost(self, node: int) -> list[Action]:
@@ -127,6 +136,7 @@ class Scheduler:
         lost = sorted(tid for tid, (n, _) in self.running.items() if n == node)
         for tid in lost:
             del self.running[tid]
+            self.gpus_of.pop(tid, None)
             self._enqueue(tid)
         return [Requeued(tid, node) for tid in lost]
 
@@ -139,26 +149,45 @@ class Scheduler:
         while pool.free_cores:
             best_shape = best_id = None
             for shape, queue in self._queues.items():
-                if queue and (best_id is None or queue[0] < best_id):
-                    fits = pool.has_idle_node() if shape == WHOLE_NODE else pool.fits(shape)
-                    if fits:
-                        best_shape, best_id = shape, queue[0]
+                if queue and (best_id is None or queue[0] < best_id) and self._fits(shape):
+                    best_shape, best_id = shape, queue[0]
             if best_shape is None:
                 return
             heapq.heappop(self._queues[best_shape])
-            placed = pool.take_whole_node() if best_shape == WHOLE_NODE else pool.take(best_shape)
-            assert placed is not None
-            node, cores = placed
-            self.running[best_id] = placed
+            width, gpus = best_shape
+            if gpus:
+                node, cores, gpu_ids = pool.take_with_gpus(width, gpus)
+                self.gpus_of[best_id] = gpu_ids
+            else:
+                node, cores = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
+                gpu_ids = ()
+            self.running[best_id] = (node, cores)
             self.status[best_id] = RUNNING
-            actions.append(Start(node, best_id, cores))
+            actions.append(Start(node, best_id, cores, gpu_ids))
+
+    def _fits(self, shape: tuple[int, int]) -> bool:
+        width, gpus = shape
+        if gpus:
+            return self.pool.fits_gpus(width, gpus)
+        return self.pool.has_idle_node() if width == WHOLE_NODE else self.pool.fits(width)
 
     @staticmethod
-    def _shape(task: Task) -> int:
-        return WHOLE_NODE if task.whole_node else task.cores
+    def _shape(task: Task) -> tuple[int, int]:
+        """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs)."""
+        return (WHOLE_NODE if task.whole_node else task.cores, task.gpus)
 
 
-def find_unplaceable(tasks: Iterable[Task], node_cores: Iterable[int]) -> list[Unplaceable]:
-    """Tasks wider than every node: reported before anything starts."""
-    largest = max(node_cores, default=0)
-    return [Unplaceable(t.id, t.cores, largest) for t in tasks if t.cores > largest]
+def find_unplaceable(
+    tasks: Iterable[Task], node_cores: Iterable[int], node_gpus: Iterable[int] = ()
+) -> list[Unplaceable]:
+    """Tasks no node can hold (too many cores, or GPUs): reported before anything starts."""
+    cores = list(node_cores)
+    gpus = list(node_gpus) or [0] * len(cores)
+    largest = max(cores, default=0)
+    bad = []
+    for task in tasks:
+        if task.gpus and not any(g >= task.gpus and c >= task.cores for c, g in zip(cores, gpus, strict=True)):
+            bad.append(Unplaceable(task.id, task.cores, largest, task.gpus, max(gpus, default=0)))
+        elif task.cores > largest:
+            bad.append(Unplaceable(task.id, task.cores, largest))
+    return bad

@@ -36,6 +36,8 @@ class NodeSlots:
     free: list[int] = field(default_factory=list)
     version: int = 0
     alive: bool = True
+    gpus: int = 0
+    free_gpus: list[int] = field(default_factory=list)  # heap of free GPU indices
 
     @property
     def free_count(self) -> int:
@@ -53,9 +55,11 @@ class SlotPool:
         self._idle: list[tuple[int, int]] = []  # heap of wholly free nodes
         self.total_cores = 0
         self.free_cores = 0
+        self.total_gpus = 0
+        self._gpu_nodes: dict[int, None] = {}  # nodes with a free GPU, in joining order
 
     # -- membership -------------------------------------------------------
-    def add_node(self, index: int, name: str, cores: int) -> None:
+    def add_node(self, index: int, name: str, cores: int, gpus: int = 0) -> None:
         if index in self.nodes:
             raise ValueError(f"node {index} joined twice")
         if cores < 1:
@@ -63,10 +67,13 @@ class SlotPool:
         while len(self._buckets) <= cores:
             self._buckets.append([])
             self._live.append(0)
-        node = NodeSlots(index, name, cores, list(range(cores)))
+        node = NodeSlots(index, name, cores, list(range(cores)), gpus=gpus, free_gpus=list(range(gpus)))
         self.nodes[index] = node
         self.total_cores += cores
         self.free_cores += cores
+        self.total_gpus += gpus
+        if gpus:
+            self._gpu_nodes[index] = None
         self._file(node)
 
     def remove_node(self, index: int) -> None:
@@ -79,11 +86,40 @@ class SlotPool:
         node.version += 1
         self.total_cores -= node.cores
         self.free_cores -= node.free_count
+        self.total_gpus -= node.gpus
+        self._gpu_nodes.pop(index, None)
         node.free.clear()
+        node.free_gpus.clear()
 
     @property
     def largest_node(self) -> int:
         return max((n.cores for n in self.nodes.values() if n.alive), default=0)
+
+    def take_with_gpus(self, width: int, gpus: int) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+        """``width`` cores and ``gpus`` GPUs of one node: the first node found that has both.
+
+        GPU nodes are few and hold few GPUs each, so a scan over the nodes that
+        still have a free GPU is cheap; CPU-only placement never comes here.
+        """
+        for index in self._gpu_nodes:
+            node = self.nodes[index]
+            if len(node.free_gpus) >= gpus and node.free_count >= width:
+                taken = tuple(heapq.heappop(node.free_gpus) for _ in range(gpus))
+                if not node.free_gpus:
+                    del self._gpu_nodes[index]
+                return index, self._take_from(node, width), taken
+        return None
+
+    def fits_gpus(self, width: int, gpus: int) -> bool:
+        return any(len(self.nodes[i].free_gpus) >= gpus and self.nodes[i].free_count >= width for i in self._gpu_nodes)
+
+    def release_gpus(self, index: int, gpus: tuple[int, ...]) -> None:
+        node = self.nodes[index]
+        if not node.alive or not gpus:
+            return
+        for gpu in gpus:
+            heapq.heappush(node.free_gpus, gpu)
+        self._gpu_nodes.setdefault(index, None)
 
     # -- placement --------------------------------------------------------
     def fits(self, width: int) -> bool:

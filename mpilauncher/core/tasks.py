@@ -56,7 +56,8 @@ class Task:
 
     ``cores`` is the number of cores the task needs; a ``whole_node`` task
     takes every core of the node it lands on (its ``cores`` is then only the
-    minimum).  ``line`` is the 1-based line in the source file, for messages.
+    minimum).  ``gpus`` GPUs of the same node come with it.  ``line`` is the
+    1-based line in the source file, for messages.
     """
 
     id: int
@@ -64,6 +65,7 @@ class Task:
     cores: int = 1
     whole_node: bool = False
     line: int = 0
+    gpus: int = 0
 
 
 def substitute_id(command: str, task_id: int) -> str:

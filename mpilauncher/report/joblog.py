@@ -3,9 +3,11 @@
 It replaces PyLauncher's ``expire<N>`` stamp files: completion times come from
 the agents' messages, so nothing is polled on disk.  Columns::
 
-    id  node  cores  start  end  runtime  exit  command
+    id  node  cores  cpus  gpus  start  end  runtime  exit  command
 
-``cores`` are the core ids the task ran on (``0-3``); ``start``/``end`` are
+``cores`` are the core slots the task ran on (``0-3``), ``cpus`` the CPUs it
+was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
+``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
 killed the task (``-9``: SIGKILL).  Resumed runs append to the same file.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import LauncherFailure
 
-HEADER = "id\tnode\tcores\tstart\tend\truntime\texit\tcommand\n"
+HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tcommand\n"
 
 
 class Joblog:
@@ -39,14 +41,18 @@ class Joblog:
         task_id: int,
         node: str,
         cores: tuple[int, ...],
+        cpus: tuple[int, ...],
+        gpus: tuple[str, ...],
         start: float,
         runtime: float,
         exit_code: int,
         command: str,
     ) -> None:
-        slots = compress(cores).replace(" ", ",")
+        bound = _ids(cpus) if cpus else "-"
+        seen = ",".join(gpus) if gpus else "-"
         self._pending.append(
-            f"{task_id}\t{node}\t{slots}\t{start:.3f}\t{start + runtime:.3f}\t{runtime:.3f}\t{exit_code}\t{command}\n"
+            f"{task_id}\t{node}\t{_ids(cores)}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
+            f"\t{runtime:.3f}\t{exit_code}\t{command}\n"
         )
 
     def flush(self) -> None:
@@ -69,3 +75,7 @@ def read(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", errors="surrogateescape") as log:
         names = log.readline().rstrip("\n").split("\t")
         return [dict(zip(names, line.rstrip("\n").split("\t", len(names) - 1), strict=False)) for line in log]
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return compress(ids).replace(" ", ",")

@@ -19,10 +19,10 @@ def tick_block(
     tick: int,
     ledger: Ledger,
     show_hosts: bool,
-    placements: Mapping[int, tuple[str, tuple[int, ...]]] | None = None,
+    placements: Mapping[int, tuple[str, tuple[int, ...], tuple[int, ...]]] | None = None,
     node_cores: Mapping[str, int] | None = None,
 ) -> str:
-    """One trace block.  ``placements`` maps running task ids to (node name, core ids)."""
+    """One trace block.  ``placements`` maps running task ids to (node, core slots, bound CPUs or ())."""
     ids: dict[str, list[int]] = {COMPLETED: [], FAILED: [], QUEUED: [], RUNNING: []}
     for rec in ledger:
         ids[rec.state].append(rec.id)
@@ -31,12 +31,20 @@ def tick_block(
         lines.append(f"{label:<9} {len(ids[state]):3d} jobs: {compress(ids[state])}")
     if show_hosts:
         lines.append("Hosts:")
-        by_node: dict[str, list[tuple[int, tuple[int, ...]]]] = {name: [] for name in (node_cores or {})}
-        for task_id, (node, cores) in (placements or {}).items():
-            by_node.setdefault(node, []).append((task_id, cores))
+        by_node: dict[str, list] = {name: [] for name in (node_cores or {})}
+        for task_id, (node, cores, cpus) in (placements or {}).items():
+            by_node.setdefault(node, []).append((task_id, cores, cpus))
         for node, tasks in by_node.items():
-            busy = sum(len(c) for _, c in tasks)
+            busy = sum(len(c) for _, c, _ in tasks)
             total = (node_cores or {}).get(node, busy)
-            where = " ".join(f"{tid}@{compress(c).replace(' ', ',')}" for tid, c in sorted(tasks))
+            where = " ".join(_placement(tid, c, cpus) for tid, c, cpus in sorted(tasks))
             lines.append(f"{node}: {busy}/{total} cores busy: {where}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _placement(task_id: int, cores: tuple[int, ...], cpus: tuple[int, ...]) -> str:
+    """``45@0-3`` (task@core slots), plus ``:cpu4-7`` when bound to CPUs numbered otherwise."""
+    text = f"{task_id}@{compress(cores).replace(' ', ',')}"
+    if cpus and cpus != cores:
+        text += f":cpu{compress(cpus).replace(' ', ',')}"
+    return text

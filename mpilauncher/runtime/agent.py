@@ -14,28 +14,42 @@ from pathlib import Path
 
 from mpilauncher.execution.environment import base_environment, exec_script, task_environment, task_variables
 from mpilauncher.execution.processes import Ended, ProcessRunner
+from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
 from mpilauncher.protocol import Hello, Shutdown, StartTasks
 
 
 class Agent:
     """Runs tasks on this node; see the module docstring."""
 
-    def __init__(self, node_name: str, cores: int, workdir: Path | None = None, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        node_name: str,
+        cores: int,
+        workdir: Path | None = None,
+        cwd: str | None = None,
+        gpus: Gpus | None = None,
+        bind: bool = False,
+    ) -> None:
         self.node_name = node_name
         self.cores = cores
         self.workdir = workdir  # set by the master's Setup before any task starts
         self.cwd = cwd or os.getcwd()
+        self.gpus = gpus or Gpus()
         self.runner = ProcessRunner()
         self._base_env = base_environment(os.environ)
         self._omp_set = "OMP_NUM_THREADS" in self._base_env
         self._early: list[Ended] = []  # tasks that could not even start
+        # Bind only when every core slot maps to a CPU we may use (not with emulated nodes).
+        self._all_cpus = allowed_cpus()
+        self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()
 
     def hello(self) -> Hello:
-        return Hello(self.node_name, self.cores)
+        return Hello(self.node_name, self.cores, gpus=self.gpus.ids, bound_cpus=self.bound_cpus)
 
     def start(self, message: StartTasks) -> None:
         for item in message.items:
             variables = task_variables(item.task_id, item.cores, self.node_name)
+            variables.update(gpu_environment(self.gpus, item.gpus))
             ncores = len(item.cores)
             try:
                 (self.workdir / f"exec{item.task_id}").write_text(
@@ -45,7 +59,15 @@ class Agent:
             except OSError:
                 pass  # the exec file is a convenience; the task itself still runs
             env = task_environment(self._base_env, variables, ncores)
-            started = self.runner.start(item.task_id, item.command, env, str(self.workdir / f"out{item.task_id}"))
+            cpus = binding(self.bound_cpus, item.cores)
+            if cpus:  # posix_spawn children inherit the affinity mask: set it around the spawn
+                os.sched_setaffinity(0, cpus)
+            try:
+                out = str(self.workdir / f"out{item.task_id}")
+                started = self.runner.start(item.task_id, item.command, env, out)
+            finally:
+                if cpus:
+                    os.sched_setaffinity(0, self._all_cpus)
             if isinstance(started, Ended):
                 self._early.append(started)
 

@@ -19,6 +19,7 @@ from typing import TextIO
 from mpilauncher.core.events import AgentJoined, AgentLost, AllDone, Requeued, Start, StopDispatch, TaskFinished
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import EXIT_SIGNAL_BASE, LauncherFailure, ProtocolError
+from mpilauncher.execution.resources import binding
 from mpilauncher.persistence.store import StateStore
 from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, StartItem, StartTasks
 from mpilauncher.report.joblog import Joblog
@@ -76,6 +77,8 @@ class Master:
         self.stop = stop
         self.out = out or sys.stdout
         self.node_names: dict[int, str] = {}
+        self.node_cpus: dict[int, tuple[int, ...]] = {}  # CPU per core slot where the agent binds
+        self.node_gpus: dict[int, tuple[str, ...]] = {}
         self.node_cores: dict[str, int] = {}
         self._tick = 0
         self._lost = 0
@@ -95,7 +98,9 @@ class Master:
                 )
             self.node_names[node] = hello.node_name
             self.node_cores[hello.node_name] = self.node_cores.get(hello.node_name, 0) + hello.cores
-            joined.append(AgentJoined(node, hello.node_name, hello.cores))
+            self.node_cpus[node] = hello.bound_cpus
+            self.node_gpus[node] = hello.gpus
+            joined.append(AgentJoined(node, hello.node_name, hello.cores, len(hello.gpus)))
         actions = self.scheduler.handle(*joined)
         while True:
             finished = self._carry_out(actions)
@@ -118,7 +123,7 @@ class Master:
         for action in actions:
             if isinstance(action, Start):
                 task = self.scheduler.tasks[action.task_id]
-                starts[action.node].append(StartItem(task.id, task.command, action.cores, task.line))
+                starts[action.node].append(StartItem(task.id, task.command, action.cores, task.line, action.gpus))
                 self.store.started(task.id, self.node_names[action.node], action.cores, wall)
                 self.dispatched[task.id] = wall
             elif isinstance(action, Requeued):
@@ -144,13 +149,16 @@ class Master:
     def _record_end(self, node: int, ended) -> TaskFinished:
         task = self.scheduler.tasks[ended.task_id]
         _, cores = self.scheduler.running[ended.task_id]
+        gpus = tuple(self.node_gpus[node][i] for i in self.scheduler.gpus_of.get(ended.task_id, ()))
         self.store.finished(ended.task_id, ended.exit_code, ended.start, ended.runtime)
         dispatched = self.dispatched.pop(ended.task_id, None)
         if dispatched is not None:
             self.dispatch_latencies.append(ended.start - dispatched)
+        cpus = binding(self.node_cpus[node], cores)
         self.joblog.add(
-            ended.task_id, self.node_names[node], cores, ended.start, ended.runtime, ended.exit_code, task.command
-        )
+            ended.task_id, self.node_names[node], cores, cpus, gpus, ended.start, ended.runtime,
+            ended.exit_code, task.command,
+        )  # fmt: skip
         return TaskFinished(ended.task_id, ended.exit_code)
 
     def _stop_early(self) -> Outcome:
@@ -195,6 +203,9 @@ class Master:
         self._next_tick = now + self.delay
         placements = None
         if self.trace_hosts:
-            placements = {tid: (self.node_names[node], cores) for tid, (node, cores) in self.scheduler.running.items()}
+            placements = {
+                tid: (self.node_names[node], cores, binding(self.node_cpus[node], cores))
+                for tid, (node, cores) in self.scheduler.running.items()
+            }
         self.out.write(tick_block(self._tick, self.store.ledger, self.trace_hosts, placements, self.node_cores))
         self.out.flush()

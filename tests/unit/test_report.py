@@ -124,20 +124,20 @@ def test_tick_block_queue_only():
 
 
 def test_tick_block_with_hosts():
-    placements = {6: ("c2", (2,)), 5: ("c1", (0, 1)), 9: ("c1", (3,))}
+    placements = {6: ("c2", (2,), (2,)), 5: ("c1", (0, 1), (4, 5)), 9: ("c1", (3,), ())}
     text = tick_block(1, trace_ledger(), True, placements, {"c1": 4, "c2": 4, "c3": 8})
     lines = text.splitlines()
     assert lines[:2] == ["tick 1", "Queue:"]
     assert lines[6:] == [
         "Hosts:",
-        "c1: 3/4 cores busy: 5@0-1 9@3",
+        "c1: 3/4 cores busy: 5@0-1:cpu4-5 9@3",
         "c2: 1/4 cores busy: 6@2",
         "c3: 0/8 cores busy:",
     ]
 
 
 def test_tick_block_hosts_without_node_sizes():
-    text = tick_block(2, trace_ledger(), True, {5: ("c1", (0, 1))})
+    text = tick_block(2, trace_ledger(), True, {5: ("c1", (0, 1), ())})
     assert text.splitlines()[-2:] == ["Hosts:", "c1: 2/2 cores busy: 5@0-1"]
     assert tick_block(2, trace_ledger(), True).splitlines()[-1] == "Hosts:"
 

@@ -1,0 +1,105 @@
+"""What a node's agent may use: its CPUs (for binding) and its GPUs (for GPU tasks).
+
+GPUs, first match wins:
+
+1. ``--gpus-per-node N`` / ``gpuspernode=N`` (the first N of what is visible, else 0..N-1);
+2. ``SLURM_JOB_GPUS``: the job's GPUs on this node.  Preferred over
+   ``CUDA_VISIBLE_DEVICES`` because a step started with one task per GPU
+   (the user guide's ``--ntasks-per-node`` = GPUs) may show each rank only its own;
+3. ``CUDA_VISIBLE_DEVICES``, then ``ROCR_VISIBLE_DEVICES`` (AMD);
+4. ``SLURM_GPUS_ON_NODE`` (a count);
+5. ``nvidia-smi -L`` (one line per GPU).
+
+A task then sees only its own GPUs: ``CUDA_VISIBLE_DEVICES`` (and, on AMD,
+``ROCR_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES``) list exactly them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Gpus:
+    ids: tuple[str, ...] = ()  # the ids to put in *_VISIBLE_DEVICES, by GPU index
+    vendor: str = ""  # "nvidia" | "amd" | ""
+    source: str = ""  # where the figure came from, for the trace
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    if not value or value.strip() in ("", "NoDevFiles", "-1"):
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _nvidia_smi_count() -> int:
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
+def detect_gpus(environ: Mapping[str, str] | None = None, override: int | None = None, probe: bool = True) -> Gpus:
+    """This node's GPUs (see the module docstring for the order of sources)."""
+    env = os.environ if environ is None else environ
+    amd = bool(_ids(env.get("ROCR_VISIBLE_DEVICES")))
+    vendor = "amd" if amd else "nvidia"
+    visible = (
+        _ids(env.get("SLURM_JOB_GPUS"))
+        or _ids(env.get("CUDA_VISIBLE_DEVICES"))
+        or _ids(env.get("ROCR_VISIBLE_DEVICES"))
+    )
+    if override is not None:
+        ids = visible[:override] if len(visible) >= override else tuple(str(i) for i in range(override))
+        return Gpus(ids, vendor, "--gpus-per-node")
+    for name in ("SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        ids = _ids(env.get(name))
+        if ids:
+            return Gpus(ids, "amd" if name == "ROCR_VISIBLE_DEVICES" or amd else "nvidia", name)
+    try:
+        count = int(env.get("SLURM_GPUS_ON_NODE", "0"))
+    except ValueError:
+        count = 0
+    if count:
+        return Gpus(tuple(str(i) for i in range(count)), vendor, "SLURM_GPUS_ON_NODE")
+    count = _nvidia_smi_count() if probe else 0
+    if count:
+        return Gpus(tuple(str(i) for i in range(count)), "nvidia", "nvidia-smi")
+    return Gpus()
+
+
+def gpu_environment(gpus: Gpus, indices: tuple[int, ...]) -> dict[str, str]:
+    """The variables that make a task see exactly its GPUs."""
+    if not indices:
+        return {}
+    ids = ",".join(gpus.ids[i] for i in indices)
+    env = {"CUDA_VISIBLE_DEVICES": ids, "MPILAUNCHER_GPUS": ids}
+    if gpus.vendor == "amd":
+        env["ROCR_VISIBLE_DEVICES"] = ids
+        env["HIP_VISIBLE_DEVICES"] = ids
+    return env
+
+
+def allowed_cpus() -> tuple[int, ...]:
+    """The CPU ids this process may run on, in order: core slot i binds to the i-th."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return ()
+
+
+def binding(cpus: tuple[int, ...], cores: tuple[int, ...]) -> tuple[int, ...]:
+    """The CPUs a task on core slots ``cores`` is bound to; () when binding is impossible."""
+    if not cpus or any(core >= len(cpus) for core in cores):
+        return ()
+    return tuple(cpus[core] for core in cores)

@@ -1,0 +1,118 @@
+"""GPU tasks (emulated GPU counts) and CPU binding, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.execution.resources import binding, detect_gpus, gpu_environment
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import launcher_env, run_cli
+
+REAL_CPUS = sorted(os.sched_getaffinity(0))
+
+
+def overlap(rows: list[dict[str, str]], a: dict[str, str], b: dict[str, str]) -> bool:
+    return float(a["start"]) < float(b["end"]) and float(b["start"]) < float(a["end"])
+
+
+def test_each_gpu_task_sees_only_its_gpu_and_never_shares_it(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES; sleep 0.2\n" * 8)
+    result = run_cli(
+        ["commandlines", "--gpus-per-task", "1", "--gpus-per-node", "3", "--cores-per-node", "6", "--workdir", "w"],
+        sweep_dir,
+        CUDA_VISIBLE_DEVICES="4,5,6,7",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    for row in rows:
+        seen = (sweep_dir / "w" / f"out{row['id']}").read_text().split()[0]
+        assert seen == row["gpus"] and seen in {"4", "5", "6"}, "the first 3 visible GPUs, one per task"
+        assert len(row["cores"].split("-")) == 2, "a GPU's share of the cores: 6 // 3 = 2"
+    for a in rows:
+        for b in rows:
+            if a is not b and overlap(rows, a, b):
+                assert a["gpus"] != b["gpus"], "two tasks on one GPU at once"
+
+
+def test_gpu_launcher_api_and_no_gpu_error(sweep_dir: Path) -> None:
+    (sweep_dir / "gpucommandlines").write_text("echo $CUDA_VISIBLE_DEVICES\n" * 3)
+    script = sweep_dir / "s.py"
+    script.write_text("import mpilauncher as pylauncher\npylauncher.GPULauncher('gpucommandlines', workdir='w')\n")
+    env = launcher_env(SLURM_GPUS_ON_NODE="2")
+    ok = subprocess.run([sys.executable, str(script)], cwd=sweep_dir, env=env, capture_output=True, text=True,
+                        timeout=60)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert {(sweep_dir / "w" / f"out{i}").read_text().strip() for i in range(3)} <= {"0", "1"}
+    none = run_cli(["gpucommandlines", "--gpus-per-task", "1", "--gpus-per-node", "0", "--workdir", "w2"], sweep_dir)
+    assert none.returncode == 2 and "GPU tasks, but no GPU found" in none.stderr
+    assert not (sweep_dir / "w2").exists()
+    bad = sweep_dir / "bad.py"
+    bad.write_text("import mpilauncher as pylauncher\npylauncher.GPULauncher('gpucommandlines', cores=2)\n")
+    refused = subprocess.run([sys.executable, str(bad)], cwd=sweep_dir, env=env, capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "GPULauncher takes no cores=" in refused.stderr
+
+
+def test_too_many_gpus_per_task_is_refused_naming_the_line(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("# gpu sweep\ntrue\n")
+    result = run_cli(["commandlines", "--gpus-per-task", "3", "--gpus-per-node", "2", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2
+    assert "commandlines:2: task 0 needs 3 GPUs" in result.stderr
+
+
+@pytest.mark.skipif(len(REAL_CPUS) < 2, reason="binding needs at least 2 CPUs")
+def test_tasks_are_bound_to_their_cores_and_the_binding_is_reported(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("grep Cpus_allowed_list /proc/self/status; sleep 0.2\n" * 4)
+    result = run_cli(["commandlines", "--workdir", "w", "--debug", "host", "--delay", "0.05"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    for row in read_joblog(sweep_dir / "w" / "joblog"):
+        allowed = (sweep_dir / "w" / f"out{row['id']}").read_text().split()[-1]
+        core = int(row["cores"])
+        assert row["cpus"] == str(REAL_CPUS[core]) == allowed, row
+    unbound = run_cli(["commandlines", "--workdir", "w2", "--queuestate", "q2", "--no-bind"], sweep_dir)
+    assert unbound.returncode == 0
+    rows = read_joblog(sweep_dir / "w2" / "joblog")
+    assert {r["cpus"] for r in rows} == {"-"}
+    assert (sweep_dir / "w2" / "out0").read_text().split()[-1] == f"{REAL_CPUS[0]}-{REAL_CPUS[-1]}" or len(
+        REAL_CPUS
+    ) != REAL_CPUS[-1] - REAL_CPUS[0] + 1
+
+
+def test_no_binding_when_node_cores_are_not_real_cpus(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", str(len(REAL_CPUS) + 5)], sweep_dir)
+    assert result.returncode == 0
+    assert read_joblog(sweep_dir / "w" / "joblog")[0]["cpus"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("env", "override", "ids", "vendor"),
+    [
+        ({"CUDA_VISIBLE_DEVICES": "2,3"}, None, ("2", "3"), "nvidia"),
+        ({"SLURM_JOB_GPUS": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "0"}, None, ("0", "1", "2", "3"), "nvidia"),
+        ({"ROCR_VISIBLE_DEVICES": "0,1"}, None, ("0", "1"), "amd"),
+        ({"SLURM_GPUS_ON_NODE": "3"}, None, ("0", "1", "2"), "nvidia"),
+        ({"CUDA_VISIBLE_DEVICES": "5,6,7"}, 2, ("5", "6"), "nvidia"),
+        ({}, 4, ("0", "1", "2", "3"), "nvidia"),
+        ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, None, (), ""),
+    ],
+)
+def test_gpu_detection_order(env: dict, override: int | None, ids: tuple, vendor: str) -> None:
+    gpus = detect_gpus(env, override, probe=False)
+    assert gpus.ids == ids and (gpus.vendor == vendor or not ids)
+
+
+def test_gpu_environment_and_binding_helpers() -> None:
+    amd = detect_gpus({"ROCR_VISIBLE_DEVICES": "0,1,2"}, probe=False)
+    assert gpu_environment(amd, (0, 2)) == {
+        "CUDA_VISIBLE_DEVICES": "0,2", "MPILAUNCHER_GPUS": "0,2", "ROCR_VISIBLE_DEVICES": "0,2",
+        "HIP_VISIBLE_DEVICES": "0,2",
+    }  # fmt: skip
+    assert gpu_environment(amd, ()) == {}
+    assert binding((4, 5, 6, 7), (1, 3)) == (5, 7)
+    assert binding((4, 5), (2,)) == (), "a slot beyond the real CPUs: no binding"
