@@ -85,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"on SIGTERM/Ctrl-C, time running tasks get before SIGKILL (default {DEFAULT_GRACE})",
     )
     parser.add_argument(
+        "--mpi",
+        action="store_true",
+        help="every task is an MPI program: run it with --cores ranks on exactly its slots (spanning "
+        "consecutive nodes when wider than one), started by the MPI starter (IbrunLauncher)",
+    )
+    parser.add_argument(
+        "--mpi-starter",
+        default=None,
+        metavar="auto|ibrun|srun|mpiexec",
+        help="how MPI tasks start (default auto: ibrun where it exists, srun inside Slurm, else mpiexec)",
+    )
+    parser.add_argument(
         "--gpus-per-task",
         default=0,
         metavar="G",
@@ -145,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             bind=args.bind,
             gpus_per_task=args.gpus_per_task,
             gpus_per_node=args.gpus_per_node,
+            mpi=args.mpi,
+            mpi_starter=args.mpi_starter,
         )
         result = run(config)
     except LauncherError as err:

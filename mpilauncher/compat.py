@@ -47,6 +47,8 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
             bind=kwargs.get("bind", True),
             gpus_per_task=kwargs.get("gpuspertask", 0),
             gpus_per_node=kwargs.get("gpuspernode"),
+            mpi=kwargs.get("mpi", False),
+            mpi_starter=kwargs.get("mpi_starter"),
         )
         result = run(config)
     except LauncherError as err:
@@ -63,7 +65,7 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
 
 _KEYWORDS = frozenset(
     {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
-     "gpuspertask", "gpuspernode"}
+     "gpuspertask", "gpuspernode", "mpi", "mpi_starter"}
 )  # fmt: skip
 
 
@@ -94,3 +96,16 @@ def GPULauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802
     if kwargs.pop("resume", None):
         return _launch(None, commandlines, "GPULauncher", kwargs)
     return _launch(commandlines, None, "GPULauncher", kwargs)
+
+
+def IbrunLauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802
+    """Each line is an MPI program run with ``cores`` ranks (default 1) on exactly its slots.
+
+    The launcher supplies the MPI starter (ibrun at TACC, srun inside Slurm,
+    else mpiexec; ``mpi_starter=`` picks one); ``PYL_MPIEXEC`` in a line marks
+    where it goes.
+    """
+    kwargs["mpi"] = True
+    if kwargs.pop("resume", None):
+        return _launch(None, commandlines, "IbrunLauncher", kwargs)
+    return _launch(commandlines, None, "IbrunLauncher", kwargs)

@@ -47,6 +47,10 @@ class Config:
     gpus_per_task: int = 0
     gpus_per_node: int | None = None
     cores_given: bool = False
+    #: Every task is an MPI program of ``cores`` ranks (IbrunLauncher, --mpi).
+    mpi: bool = False
+    #: How MPI tasks start: auto, ibrun, srun or mpiexec (see execution/starters.py).
+    mpi_starter: str | None = None
 
     @property
     def trace_jobs(self) -> bool:
@@ -99,6 +103,8 @@ def make_config(
     bind: bool = True,
     gpus_per_task: object = 0,
     gpus_per_node: object = None,
+    mpi: bool = False,
+    mpi_starter: str | None = None,
 ) -> Config:
     """Check every value and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -114,6 +120,8 @@ def make_config(
         resume=resume,
         cores=CoresSpec.parse(1 if cores is None else cores),
         cores_given=cores is not None,
+        mpi=bool(mpi),
+        mpi_starter=_starter(mpi_starter),
         bind=bool(bind),
         gpus_per_task=int(parse_positive("gpus per task", gpus_per_task, integer=True)) if gpus_per_task else 0,
         gpus_per_node=_count_or_none("gpus per node", gpus_per_node),
@@ -140,3 +148,13 @@ def _count_or_none(name: str, value: object) -> int | None:
     if count < 0:
         raise InputError(f"{name} must be 0 or more, not {count}")
     return count
+
+
+def _starter(value: str | None) -> str | None:
+    from mpilauncher.execution.starters import STARTERS
+
+    if value is None or value == "":
+        return None
+    if str(value).lower() not in STARTERS:
+        raise InputError(f"unknown MPI starter {value!r}: use one of {', '.join(STARTERS)}")
+    return str(value).lower()

@@ -83,7 +83,9 @@ def plan_from_commandlines(config: Config) -> Plan:
         sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
         cores=str(config.cores),
     )
-    return Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or "queuestate"), None)
+    plan = Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or "queuestate"), None)
+    mark_mpi_tasks(plan, config)
+    return plan
 
 
 def plan_from_queuestate(config: Config) -> Plan:
@@ -97,7 +99,19 @@ def plan_from_queuestate(config: Config) -> Plan:
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
     target = Path(config.queuestate) if config.queuestate else source
-    return Plan(ledger, to_run, meta, loaded.default_cores, target, source)
+    plan = Plan(ledger, to_run, meta, loaded.default_cores, target, source)
+    mark_mpi_tasks(plan, config)
+    return plan
+
+
+def mark_mpi_tasks(plan: Plan, config: Config) -> None:
+    """IbrunLauncher / --mpi: every task is an MPI program (remembered for resume)."""
+    if not (config.mpi or plan.meta.extra.get("mpi")):
+        return
+    plan.meta.extra["mpi"] = True
+    plan.to_run = [dataclasses.replace(t, mpi=True) for t in plan.to_run]
+    for task in plan.to_run:
+        plan.ledger.records[task.id].task = task
 
 
 def check_state_target(plan: Plan) -> None:
@@ -161,6 +175,9 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
                 f"task {first.task_id} needs {first.gpus_needed} GPUs with {first.needed} cores, but no node has"
                 f" them (most GPUs on a node: {first.most_gpus}){more}"
             )
+        elif task.mpi:
+            problem = f"MPI task {first.task_id} needs {first.needed} cores, but all nodes together have"
+            problem += f" {first.largest_node}{more}"
         else:
             problem = f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}"
             problem += more
@@ -329,7 +346,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
-    transport.setup(plan.meta.workdir, os.getcwd())
+    transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes))
 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
     store.open(time.time())
@@ -346,6 +363,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
         trace_hosts=config.trace_hosts,
         stop=stop,
         out=out,
+        job_nodes=allocation.nodes,
     )
     try:
         with _SignalGuard(stop, transport):

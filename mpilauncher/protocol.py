@@ -34,6 +34,7 @@ class StartItem:
     cores: tuple[int, ...]  # the node-local core ids the scheduler gave it
     line: int = 0
     gpus: tuple[int, ...] = ()  # GPU indices on the node
+    segments: tuple = ()  # MPI tasks: the Segment(host, ranks, offset) list; () for plain tasks
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,8 @@ class Start:
     task_id: int
     cores: tuple[int, ...]
     gpus: tuple[int, ...] = ()
+    #: MPI tasks: every (node, core ids) segment, the first being (node, cores).
+    span: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ class Scheduler:
         self.pool = SlotPool()
         self.running: dict[int, tuple[int, tuple[int, ...]]] = {}  # task -> (node, cores)
         self.gpus_of: dict[int, tuple[int, ...]] = {}  # running task -> GPU indices on its node
+        self.spans: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {}  # MPI tasks over several nodes
         self._queues: dict[tuple[int, int], list[int]] = {}
         self._stopping = False
         self._done_sent = False
@@ -105,7 +106,8 @@ class Scheduler:
             assert (status == QUEUED) == (tid in queued), (tid, status)
             assert (status == RUNNING) == (tid in self.running), (tid, status)
         used: dict[int, set[int]] = {}
-        for node, cores in self.running.values():
+        segments = [seg for tid, placed in self.running.items() for seg in self.spans.get(tid, (placed,))]
+        for node, cores in segments:
             taken = used.setdefault(node, set())
             assert not taken & set(cores), f"core given twice on node {node}"
             taken |= set(cores)
@@ -127,7 +129,8 @@ class Scheduler:
         if self.status.get(tid) != RUNNING:
             raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
         node, cores = self.running.pop(tid)
-        self.pool.release(node, cores)
+        for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
+            self.pool.release(segment_node, segment_cores)
         self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
 
@@ -137,6 +140,8 @@ class Scheduler:
         for tid in lost:
             del self.running[tid]
             self.gpus_of.pop(tid, None)
+            for segment_node, segment_cores in self.spans.pop(tid, ())[1:]:
+                self.pool.release(segment_node, segment_cores)
             self._enqueue(tid)
         return [Requeued(tid, node) for tid in lost]
 
@@ -154,27 +159,43 @@ class Scheduler:
             if best_shape is None:
                 return
             heapq.heappop(self._queues[best_shape])
-            width, gpus = best_shape
+            width, gpus, mpi = best_shape
+            span: tuple[tuple[int, tuple[int, ...]], ...] = ()
+            gpu_ids: tuple[int, ...] = ()
             if gpus:
                 node, cores, gpu_ids = pool.take_with_gpus(width, gpus)
                 self.gpus_of[best_id] = gpu_ids
+            elif mpi and width != WHOLE_NODE:
+                run = pool.find_run(width)
+                if run is not None:
+                    node, cores = run[0], pool.take_run(run[0], run[1], width)
+                    span = ((node, cores),)
+                else:
+                    span = pool.take_span(pool.find_span(width))
+                    node, cores = span[0]
+                    self.spans[best_id] = span
             else:
                 node, cores = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
-                gpu_ids = ()
+                if mpi:
+                    span = ((node, cores),)
             self.running[best_id] = (node, cores)
             self.status[best_id] = RUNNING
-            actions.append(Start(node, best_id, cores, gpu_ids))
+            actions.append(Start(node, best_id, cores, gpu_ids, span))
 
-    def _fits(self, shape: tuple[int, int]) -> bool:
-        width, gpus = shape
+    def _fits(self, shape: tuple[int, int, bool]) -> bool:
+        width, gpus, mpi = shape
         if gpus:
             return self.pool.fits_gpus(width, gpus)
-        return self.pool.has_idle_node() if width == WHOLE_NODE else self.pool.fits(width)
+        if width == WHOLE_NODE:
+            return self.pool.has_idle_node()
+        if mpi:
+            return self.pool.find_run(width) is not None or self.pool.find_span(width) is not None
+        return self.pool.fits(width)
 
     @staticmethod
-    def _shape(task: Task) -> tuple[int, int]:
-        """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs)."""
-        return (WHOLE_NODE if task.whole_node else task.cores, task.gpus)
+    def _shape(task: Task) -> tuple[int, int, bool]:
+        """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs, may span)."""
+        return (WHOLE_NODE if task.whole_node else task.cores, task.gpus, task.mpi)
 
 
 def find_unplaceable(
@@ -185,7 +206,12 @@ def find_unplaceable(
     gpus = list(node_gpus) or [0] * len(cores)
     largest = max(cores, default=0)
     bad = []
+    total = sum(cores)
     for task in tasks:
+        if task.mpi and not task.gpus:
+            if task.cores > total:
+                bad.append(Unplaceable(task.id, task.cores, total))
+            continue
         if task.gpus and not any(g >= task.gpus and c >= task.cores for c, g in zip(cores, gpus, strict=True)):
             bad.append(Unplaceable(task.id, task.cores, largest, task.gpus, max(gpus, default=0)))
         elif task.cores > largest:

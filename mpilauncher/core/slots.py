@@ -154,6 +154,68 @@ class SlotPool:
         node = self.nodes[self._idle[0][0]]
         return node.index, self._take_from(node, node.cores)
 
+    def find_span(self, width: int) -> list[tuple[int, int]] | None:
+        """Where an MPI task wider than a node fits: consecutive nodes, all wholly free but
+        the last, which gives the remainder.  Returns [(node, cores to take)] or None.
+
+        A linear scan over the nodes: wide tasks are few and the scan happens only
+        while one waits, so it stays off the path of ordinary tasks.
+        """
+        if width > self.free_cores:
+            return None
+        order = sorted(i for i, n in self.nodes.items() if n.alive)
+        for start in range(len(order)):
+            need, plan = width, []
+            for position in range(start, len(order)):
+                index = order[position]
+                node = self.nodes[index]
+                if position > start and index != order[position - 1] + 1:
+                    break  # not consecutive
+                if node.cores <= need:
+                    if node.free_count != node.cores:
+                        break
+                    plan.append((index, node.cores))
+                    need -= node.cores
+                else:
+                    if not set(range(need)) <= set(node.free):
+                        break  # the remainder must be cores 0..r-1: one contiguous run of slots
+                    plan.append((index, need))
+                    need = 0
+                if need == 0:
+                    return plan
+        return None
+
+    def take_span(self, plan: list[tuple[int, int]]) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """Take the cores :meth:`find_span` chose: ((node, core ids), ...)."""
+        return tuple((index, self._take_from(self.nodes[index], count)) for index, count in plan)
+
+    def find_run(self, width: int) -> tuple[int, int] | None:
+        """A node with ``width`` *consecutive* free cores, and the first of them (MPI tasks:
+        ``ibrun -o OFFSET -n K`` addresses a contiguous range of slots).  Fullest node first."""
+        if not self.fits(width):
+            return None
+        for free in range(width, len(self._live)):
+            if not self._live[free]:
+                continue
+            for index, version in self._buckets[free]:
+                node = self.nodes[index]
+                if node.version != version or not node.alive:
+                    continue
+                start = _first_run(sorted(node.free), width)
+                if start is not None:
+                    return index, start
+        return None
+
+    def take_run(self, index: int, start: int, width: int) -> tuple[int, ...]:
+        node = self.nodes[index]
+        self._unfile(node)
+        wanted = set(range(start, start + width))
+        node.free = [core for core in node.free if core not in wanted]
+        heapq.heapify(node.free)
+        self.free_cores -= width
+        self._file(node)
+        return tuple(range(start, start + width))
+
     def release(self, index: int, cores: tuple[int, ...]) -> None:
         node = self.nodes[index]
         if not node.alive:
@@ -208,3 +270,17 @@ class SlotPool:
             if node.version == version and node.alive and still_valid(node):
                 return
             heapq.heappop(heap)
+
+
+def _first_run(cores: list[int], width: int) -> int | None:
+    """The first core of ``width`` consecutive ids in sorted ``cores``."""
+    run_start, length, previous = None, 0, None
+    for core in cores:
+        if previous is not None and core == previous + 1:
+            length += 1
+        else:
+            run_start, length = core, 1
+        if length == width:
+            return run_start
+        previous = core
+    return None

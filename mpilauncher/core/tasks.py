@@ -56,7 +56,8 @@ class Task:
 
     ``cores`` is the number of cores the task needs; a ``whole_node`` task
     takes every core of the node it lands on (its ``cores`` is then only the
-    minimum).  ``gpus`` GPUs of the same node come with it.  ``line`` is the
+    minimum).  ``gpus`` GPUs of the same node come with it.  An ``mpi`` task
+    runs ``cores`` ranks and may span consecutive nodes.  ``line`` is the
     1-based line in the source file, for messages.
     """
 
@@ -66,6 +67,7 @@ class Task:
     whole_node: bool = False
     line: int = 0
     gpus: int = 0
+    mpi: bool = False  # an MPI program: started by an MPI starter on its slots, may span nodes
 
 
 def substitute_id(command: str, task_id: int) -> str:

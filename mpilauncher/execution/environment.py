@@ -43,7 +43,7 @@ def exec_script(command: str, cwd: str, variables: Mapping[str, str], ncores: in
     """The ``exec<N>`` file: the command exactly as run, runnable by hand with ``sh exec<N>``."""
     exports = dict(variables)
     if not omp_set:
-        exports["OMP_NUM_THREADS"] = str(ncores)
+        exports.setdefault("OMP_NUM_THREADS", str(ncores))
     where = f" (commandlines line {line})" if line else ""
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
     return (

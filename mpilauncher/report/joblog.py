@@ -5,7 +5,8 @@ the agents' messages, so nothing is polled on disk.  Columns::
 
     id  node  cores  cpus  gpus  start  end  runtime  exit  command
 
-``cores`` are the core slots the task ran on (``0-3``), ``cpus`` the CPUs it
+``cores`` are the core slots the task ran on (``0-3``; an MPI task over several
+nodes lists its nodes and slots joined by ``+``), ``cpus`` the CPUs it
 was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
 ``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
@@ -40,7 +41,7 @@ class Joblog:
         self,
         task_id: int,
         node: str,
-        cores: tuple[int, ...],
+        cores: str,
         cpus: tuple[int, ...],
         gpus: tuple[str, ...],
         start: float,
@@ -51,7 +52,7 @@ class Joblog:
         bound = _ids(cpus) if cpus else "-"
         seen = ",".join(gpus) if gpus else "-"
         self._pending.append(
-            f"{task_id}\t{node}\t{_ids(cores)}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
+            f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
             f"\t{runtime:.3f}\t{exit_code}\t{command}\n"
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mpilauncher.execution import starters
 from mpilauncher.execution.environment import base_environment, exec_script, task_environment, task_variables
 from mpilauncher.execution.processes import Ended, ProcessRunner
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
@@ -42,34 +43,50 @@ class Agent:
         # Bind only when every core slot maps to a CPU we may use (not with emulated nodes).
         self._all_cpus = allowed_cpus()
         self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()
+        self.mpi_starter = "mpiexec"  # resolved by configure()
+        self.emulated = False
+
+    def configure(self, workdir: Path, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
+        """The master's Setup: where files go, where tasks run, how MPI tasks start."""
+        self.workdir, self.cwd, self.emulated = workdir, cwd, emulated
+        self.mpi_starter = starters.choose(mpi_starter, os.environ)
 
     def hello(self) -> Hello:
         return Hello(self.node_name, self.cores, gpus=self.gpus.ids, bound_cpus=self.bound_cpus)
 
     def start(self, message: StartTasks) -> None:
         for item in message.items:
-            variables = task_variables(item.task_id, item.cores, self.node_name)
-            variables.update(gpu_environment(self.gpus, item.gpus))
-            ncores = len(item.cores)
-            try:
-                (self.workdir / f"exec{item.task_id}").write_text(
-                    exec_script(item.command, self.cwd, variables, ncores, self._omp_set, item.line),
-                    errors="surrogateescape",
-                )
-            except OSError:
-                pass  # the exec file is a convenience; the task itself still runs
-            env = task_environment(self._base_env, variables, ncores)
-            cpus = binding(self.bound_cpus, item.cores)
-            if cpus:  # posix_spawn children inherit the affinity mask: set it around the spawn
-                os.sched_setaffinity(0, cpus)
-            try:
-                out = str(self.workdir / f"out{item.task_id}")
-                started = self.runner.start(item.task_id, item.command, env, out)
-            finally:
-                if cpus:
-                    os.sched_setaffinity(0, self._all_cpus)
+            started = self._start_one(item)
             if isinstance(started, Ended):
                 self._early.append(started)
+
+    def _start_one(self, item):
+        variables = task_variables(item.task_id, item.cores, self.node_name)
+        variables.update(gpu_environment(self.gpus, item.gpus))
+        ncores = len(item.cores)
+        command = item.command
+        env = task_environment(self._base_env, variables, ncores)
+        if item.segments:  # an MPI task: its starter runs the ranks on exactly its slots
+            command, changes = starters.wrap(self.mpi_starter, command, list(item.segments), self.cores, self.emulated)
+            if self._omp_set:
+                changes.pop("OMP_NUM_THREADS", None)
+            starters.apply_env(env, changes)
+            variables.update({k: v for k, v in changes.items() if v is not None})
+        try:
+            (self.workdir / f"exec{item.task_id}").write_text(
+                exec_script(command, self.cwd, variables, ncores, self._omp_set, item.line),
+                errors="surrogateescape",
+            )
+        except OSError:
+            pass  # the exec file is a convenience; the task itself still runs
+        cpus = binding(self.bound_cpus, item.cores)
+        if cpus:  # posix_spawn children inherit the affinity mask: set it around the spawn
+            os.sched_setaffinity(0, cpus)
+        try:
+            return self.runner.start(item.task_id, command, env, str(self.workdir / f"out{item.task_id}"))
+        finally:
+            if cpus:
+                os.sched_setaffinity(0, self._all_cpus)
 
     def handle(self, message: StartTasks | Shutdown) -> list[Ended]:
         """Act on a master message; a Shutdown returns the tasks it ended."""

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from mpilauncher.core.events import AgentJoined, AgentLost, AllDone, Requeued, Start, StopDispatch, TaskFinished
+from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import EXIT_SIGNAL_BASE, LauncherFailure, ProtocolError
 from mpilauncher.execution.resources import binding
+from mpilauncher.execution.starters import Segment
 from mpilauncher.persistence.store import StateStore
 from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, StartItem, StartTasks
 from mpilauncher.report.joblog import Joblog
@@ -65,6 +67,7 @@ class Master:
         trace_hosts: bool,
         stop: StopRequest,
         out: TextIO | None = None,
+        job_nodes: tuple[str, ...] = (),
     ) -> None:
         self.scheduler = scheduler
         self.store = store
@@ -77,6 +80,8 @@ class Master:
         self.stop = stop
         self.out = out or sys.stdout
         self.node_names: dict[int, str] = {}
+        self.job_nodes: tuple[str, ...] = job_nodes  # the batch system's node order (ibrun offsets)
+        self._slot_base: dict[str, int] | None = None
         self.node_cpus: dict[int, tuple[int, ...]] = {}  # CPU per core slot where the agent binds
         self.node_gpus: dict[int, tuple[str, ...]] = {}
         self.node_cores: dict[str, int] = {}
@@ -123,7 +128,9 @@ class Master:
         for action in actions:
             if isinstance(action, Start):
                 task = self.scheduler.tasks[action.task_id]
-                starts[action.node].append(StartItem(task.id, task.command, action.cores, task.line, action.gpus))
+                segments = tuple(self._segment(node, cores) for node, cores in action.span)
+                item = StartItem(task.id, task.command, action.cores, task.line, action.gpus, segments)
+                starts[action.node].append(item)
                 self.store.started(task.id, self.node_names[action.node], action.cores, wall)
                 self.dispatched[task.id] = wall
             elif isinstance(action, Requeued):
@@ -133,6 +140,18 @@ class Master:
         for node, items in starts.items():
             self.transport.send(node, StartTasks(tuple(items)))
         return done
+
+    def _segment(self, node: int, cores: tuple[int, ...]) -> Segment:
+        """Where an MPI task's ranks go on one node; ``offset`` numbers slots across the job."""
+        if self._slot_base is None:
+            names = [self.node_names[n] for n in sorted(self.node_names)]
+            order = [n for n in self.job_nodes if n in names] if set(names) <= set(self.job_nodes) else names
+            base, self._slot_base = 0, {}
+            for name in order:
+                self._slot_base[name] = base
+                base += self.node_cores[name]
+        name = self.node_names[node]
+        return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores).replace(" ", ","))
 
     def _events(self, messages) -> list[TaskFinished]:
         events = []
@@ -155,10 +174,12 @@ class Master:
         if dispatched is not None:
             self.dispatch_latencies.append(ended.start - dispatched)
         cpus = binding(self.node_cpus[node], cores)
+        segments = self.scheduler.spans.get(ended.task_id, ((node, cores),))
+        where = "+".join(self.node_names[n] for n, _ in segments)  # an MPI task over nodes: a+b
+        slots = "+".join(compress(c).replace(" ", ",") for _, c in segments)
         self.joblog.add(
-            ended.task_id, self.node_names[node], cores, cpus, gpus, ended.start, ended.runtime,
-            ended.exit_code, task.command,
-        )  # fmt: skip
+            ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code, task.command
+        )
         return TaskFinished(ended.task_id, ended.exit_code)
 
     def _stop_early(self) -> Outcome:

@@ -40,9 +40,8 @@ class LocalTransport:
             out.append((0, Completions(tuple(ended))))
         return out
 
-    def setup(self, workdir: str, cwd: str) -> None:
-        self.agent.workdir = Path(workdir)
-        self.agent.cwd = cwd
+    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
+        self.agent.configure(Path(workdir), cwd, mpi_starter, emulated)
 
     def silent_nodes(self, now: float) -> list[int]:
         return []

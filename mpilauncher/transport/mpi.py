@@ -84,6 +84,8 @@ class Setup:
     workdir: str
     cwd: str
     beat_interval: float = 5.0
+    mpi_starter: str | None = None
+    emulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +196,12 @@ class MasterTransport:
         self._last_heard = {node: now for node in got}
         return sorted(got.items())
 
-    def setup(self, workdir: str, cwd: str) -> None:
-        self.local.workdir = workdir_path(workdir)
+    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
+        self.local.configure(workdir_path(workdir), cwd, mpi_starter, emulated)
         beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
             if node:
-                self._isend(Setup(workdir, cwd, beat), rank, TAG_SETUP)
+                self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated), rank, TAG_SETUP)
 
     def add_wake_fd(self, fd: int) -> None:
         self.local.runner.add_wake_fd(fd)
@@ -349,8 +351,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
             if isinstance(payload, StartTasks):
                 agent.start(payload)
             elif isinstance(payload, Setup):
-                agent.workdir = workdir_path(payload.workdir)
-                agent.cwd = payload.cwd
+                agent.configure(workdir_path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated)
                 beat_interval = beat_interval or payload.beat_interval
             elif isinstance(payload, Shutdown):
                 ended = agent.shutdown(payload.grace)

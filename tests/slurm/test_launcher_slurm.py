@@ -125,3 +125,30 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     rows = read_joblog(sweep / "w" / "joblog")
     assert len(rows) == 8 and all(r["exit"] == "0" for r in rows)
     assert slurm_cluster.nodes[2] not in {r["node"] for r in rows}, "the lost node's tasks finished elsewhere"
+
+
+@pytest.mark.timeout(120)
+def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, sweep: Path) -> None:
+    """IbrunLauncher-style MPI tasks inside the launcher's own step: srun --overlap with an exact layout."""
+    import json
+
+    rankcheck = ROOT / "tests" / "data" / "rankcheck.py"
+    widths = [1, 2, 3, 4]
+    (sweep / "commandlines").write_text("".join(f"{k},{PYTHON} {rankcheck}\n" for k in widths))
+    result = slurm_cluster.run(
+        ["srun", "-N", "3", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--chdir={sweep}",
+         f"--export=ALL,PYTHONPATH={ROOT}", *launcher("commandlines", "--mpi", "--cores", "file", "--workdir", "w")],
+        timeout=100,
+    )  # fmt: skip
+    rows = {int(r["id"]): r for r in read_joblog(sweep / "w" / "joblog")}
+    for task, k in enumerate(widths):
+        ranks = json.loads((sweep / f"ranks{task}.json").read_text())
+        assert [r["size"] for r in ranks] == [k] * k, result.stderr
+        hosts = [
+            h
+            for node, cores in zip(rows[task]["node"].split("+"), rows[task]["cores"].split("+"), strict=True)
+            for h in [node] * (1 + (int(cores.split("-")[1]) - int(cores.split("-")[0]) if "-" in cores else 0))
+        ]
+        assert [r["host"] for r in ranks] == hosts, (task, rows[task])
+    assert "+" in rows[3]["node"], "4 ranks on 2-CPU nodes span two nodes"
+    assert (sweep / "w" / "exec3").read_text().splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")

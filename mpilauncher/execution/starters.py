@@ -1,0 +1,137 @@
+"""MPI starters for MPI tasks: the command line that runs a task's k ranks on exactly its slots.
+
+A task's slots are one or more *segments* -- (host, number of ranks, global
+offset of its first slot) -- decided by the scheduler.  Each starter gets them
+in its own terms:
+
+``ibrun``   ``ibrun -o OFFSET -n K cmd`` with ``TACC_TASKS_PER_NODE`` set to the
+            cores per node, so that ibrun's task list has one entry per core and
+            OFFSET is the first slot's index in the job (PyLauncher's scheme).
+            Segments are contiguous by construction.
+``srun``    a job step inside the launcher's allocation on exactly those hosts:
+            ``--nodelist`` lists each host once per rank with
+            ``--distribution=arbitrary``; ``--overlap`` because the launcher's own
+            step holds the CPUs (without it the nested srun hangs, measured);
+            the outer step's layout variables are removed from the environment.
+``mpiexec`` MPICH's hydra: ``-hosts H1:N1,H2:N2`` and one MPMD section per segment;
+            Open MPI: ``mpirun --host H1:N1,H2:N2 -n K``.  The launcher's own
+            PMI/HYDRA/OMPI variables are already gone from every task's environment,
+            so the nested job is independent of the launcher's.
+
+Every rank also learns its segment: ``MPILAUNCHER_HOST`` and
+``MPILAUNCHER_HOST_CORES`` (with hydra, and from ``SLURMD_NODENAME`` under srun).
+A command containing ``PYL_MPIEXEC`` gets the starter put there instead of in
+front, as in PyLauncher.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mpilauncher.errors import InputError
+
+STARTERS = ("auto", "ibrun", "srun", "mpiexec")
+MARKER = "PYL_MPIEXEC"
+#: Layout variables of the launcher's own srun step that would leak into a nested srun.
+SRUN_LAYOUT_VARIABLES = (
+    "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS", "SLURM_NPROCS", "SLURM_CPUS_PER_TASK",
+    "SLURM_DISTRIBUTION", "SLURM_NNODES", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NUM_NODES", "SLURM_STEP_TASKS_PER_NODE",
+    "SLURM_CPU_BIND", "SLURM_CPU_BIND_LIST", "SLURM_CPU_BIND_TYPE", "SLURM_CPU_BIND_VERBOSE",
+)  # fmt: skip
+_SHELL_SYNTAX = re.compile(r"[;&|<>()`$*?\[\]{}~'\"\\\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Part of an MPI task's slots on one host."""
+
+    host: str
+    ranks: int
+    offset: int  # index of the first slot among all the job's slots (ibrun -o)
+    cores: str = ""  # the node-local core ids, for MPILAUNCHER_HOST_CORES
+
+
+def choose(requested: str | None, environ: Mapping[str, str]) -> str:
+    """``auto``: ibrun where it exists (TACC), srun inside a Slurm job, else mpiexec."""
+    starter = (requested or "auto").lower()
+    if starter not in STARTERS:
+        raise InputError(f"unknown MPI starter {requested!r}: use one of {', '.join(STARTERS)}")
+    if starter != "auto":
+        return starter
+    if shutil.which("ibrun"):
+        return "ibrun"
+    if environ.get("SLURM_JOB_ID") and shutil.which("srun"):
+        return "srun"
+    return "mpiexec"
+
+
+@functools.cache
+def mpiexec_flavour() -> str:
+    """``openmpi`` or ``hydra`` (MPICH, Intel MPI, MVAPICH), from ``mpiexec --version``."""
+    try:
+        text = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "hydra"
+    return "openmpi" if ("Open MPI" in text or "OpenRTE" in text or "Open RTE" in text) else "hydra"
+
+
+def _program(command: str) -> str:
+    """The command each rank runs: as it is, or through ``sh -c`` when it uses shell syntax."""
+    return f"/bin/sh -c {shlex.quote(command)}" if _SHELL_SYNTAX.search(command) else command
+
+
+def wrap(
+    starter: str,
+    command: str,
+    segments: list[Segment],
+    cores_per_node: int,
+    emulated: bool = False,
+) -> tuple[str, dict[str, str | None]]:
+    """The task's shell command under ``starter``, and environment changes (None: remove)."""
+    ranks = sum(s.ranks for s in segments)
+    env: dict[str, str | None] = {"OMP_NUM_THREADS": "1"}
+    if MARKER in command:
+        before, _, after = command.partition(MARKER)
+        program = after.strip()
+    else:
+        before, program = "", command
+    if starter == "ibrun":
+        env["TACC_TASKS_PER_NODE"] = str(cores_per_node)
+        line = f"ibrun -o {segments[0].offset} -n {ranks} {_program(program)}"
+    elif starter == "srun":
+        hosts = ",".join(s.host for s in segments for _ in range(s.ranks))
+        env.update(dict.fromkeys(SRUN_LAYOUT_VARIABLES))
+        line = (
+            f"srun --overlap --ntasks={ranks} --nodelist={hosts} --distribution=arbitrary --cpu-bind=none "
+            f"--kill-on-bad-exit=1 {_program(program)}"
+        )
+    elif mpiexec_flavour() == "openmpi":
+        hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)
+        line = f"mpirun --host {hosts} -n {ranks} {_program(program)}"
+    else:
+        # hydra: one global host list with counts fills ranks in order; one MPMD section per
+        # segment (same order) tells each rank where it is.
+        hosts = f"localhost:{ranks}" if emulated else ",".join(f"{s.host}:{s.ranks}" for s in segments)
+        sections = [
+            f"-n {s.ranks} -env MPILAUNCHER_HOST {s.host} -env MPILAUNCHER_HOST_CORES {s.cores or '-'}"
+            f" {_program(program)}"
+            for s in segments
+        ]
+        line = f"mpiexec -hosts {hosts} " + " : ".join(sections)
+    return (f"{before}{line}" if before else line), env
+
+
+def apply_env(env: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """Apply :func:`wrap`'s environment changes (None removes the variable)."""
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
