@@ -12,6 +12,10 @@ for "any task ended, or a wake-up fd is readable" is one ``epoll.poll`` with a
 timeout -- no polling loop, no SIGCHLD handler, and no ``waitpid(-1)`` that
 would reap children belonging to the user's own script (the PyLauncher-style
 API runs inside it).
+
+Why a watchdog: tasks live in their own sessions, so a launcher killed with
+``kill -9`` would leave them running while a resume starts them again; the
+:mod:`watchdog` process kills their groups when the launcher's pipe closes.
 """
 
 from __future__ import annotations
@@ -19,8 +23,15 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import time
 from dataclasses import dataclass
+
+from mpilauncher.execution.watchdog import Watchdog
+
+#: posix_spawn leaves the parent's ignored signals ignored in the child (Python ignores
+#: SIGPIPE and SIGXFSZ): restore the defaults, or `yes | head -1` in a task never ends cleanly.
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 @dataclass(slots=True)
@@ -56,11 +67,24 @@ class ProcessRunner:
 
     SHELL = "/bin/sh"
 
-    def __init__(self) -> None:
+    def __init__(self, guard: bool = True) -> None:
         self._epoll = select.epoll()
         self._by_fd: dict[int, Running] = {}
         self._by_task: dict[int, Running] = {}
         self._wake_fds: set[int] = set()
+        self._guard = guard
+        self._watchdog: Watchdog | None = None  # started with the first task
+
+    def _watched(self) -> Watchdog | None:
+        """The watchdog that kills our tasks if we die (see watchdog.py); None if it cannot run."""
+        if self._watchdog is None and self._guard:
+            self._guard = False
+            try:
+                self._watchdog = Watchdog.start()
+            except OSError as err:
+                print(f"mpilauncher: warning: no task watchdog ({err}): tasks may outlive a killed launcher",
+                      file=sys.stderr)  # fmt: skip
+        return self._watchdog
 
     def __len__(self) -> int:
         return len(self._by_task)
@@ -84,9 +108,15 @@ class ProcessRunner:
         ]
         start, start_mono = time.time(), time.monotonic()
         try:
-            pid = os.posix_spawn(self.SHELL, [self.SHELL, "-c", command], env, file_actions=actions, setsid=True)
+            pid = os.posix_spawn(
+                self.SHELL, [self.SHELL, "-c", command], env, file_actions=actions, setsid=True,
+                setsigdef=DEFAULT_SIGNALS,
+            )  # fmt: skip
         except OSError:
             return Ended(task_id, 127, start, 0.0)
+        watchdog = self._watched()
+        if watchdog is not None:
+            watchdog.watch(pid)  # setsid: the task's process group id is its pid
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:  # already reaped cannot happen; out of fds can: fall back to polling it
@@ -100,6 +130,8 @@ class ProcessRunner:
 
     def wait(self, timeout: float) -> list[Ended]:
         """Ended tasks, waiting up to ``timeout`` s for the first (0: just look)."""
+        if self._watchdog is not None:
+            self._watchdog.flush()  # once per loop turn: the starts and ends of the last turn
         ended = self._reap_ready(self._epoll.poll(timeout if timeout > 0 else 0))
         if any(r.pidfd < 0 for r in self._by_task.values()):
             ended.extend(self._reap_unwatched())
@@ -129,6 +161,12 @@ class ProcessRunner:
         return ended
 
     def close(self) -> None:
+        """No task may outlive the runner: stop what still runs, then dismiss the watchdog."""
+        if self._by_task:
+            self.stop_all(0.0)
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
         self._epoll.close()
 
     # -- internals --------------------------------------------------------
@@ -160,6 +198,8 @@ class ProcessRunner:
             return None
         runtime = time.monotonic() - running.start_mono
         del self._by_task[running.task_id]
+        if self._watchdog is not None:
+            self._watchdog.unwatch(running.pid)  # only now: until reaped, the pid cannot be reused
         if running.pidfd >= 0:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)

@@ -68,7 +68,7 @@ def test_kill_9_then_resume_completes_every_task_without_rerunning_journaled_one
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     journaled = journal_finishes(sweep_dir)
-    time.sleep(0.4)  # orphans of the killed launcher finish (the watchdog that kills them is issue 6)
+    time.sleep(0.4)  # the watchdog ends the killed launcher's tasks (see the next test)
 
     status = run_cli(["--status", "queuestate"], sweep_dir)
     assert status.returncode == 0, status.stderr
@@ -86,6 +86,18 @@ def test_kill_9_then_resume_completes_every_task_without_rerunning_journaled_one
     assert resumed == set(range(N_TASKS)), "the resumed run appends to the same joblog"
     final = run_cli(["--status", "queuestate"], sweep_dir).stdout
     assert f"completed  {N_TASKS} jobs: 0-{N_TASKS - 1}" in final
+
+
+def test_tasks_do_not_outlive_a_launcher_killed_with_kill_9(sweep_dir: Path) -> None:
+    marker = f"{os.getpid()}{time.monotonic_ns() % 100000}"
+    (sweep_dir / "commandlines").write_text(f"sleep 30 # {marker}\n" * 3)
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "3")
+    wait_for(lambda: (sweep_dir / "w" / "exec2").exists())
+    time.sleep(0.3)
+    assert os.system(f"pgrep -f '{marker}[ ]*$' >/dev/null") == 0, "the tasks run"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_for(lambda: os.system(f"pgrep -f '{marker}[ ]*$' >/dev/null") != 0, timeout=5)
 
 
 def test_sigterm_stops_cleanly_saves_state_and_resume_finishes(sweep_dir: Path) -> None:

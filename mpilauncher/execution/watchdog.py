@@ -1,0 +1,254 @@
+"""Kill the tasks of a launcher that died, even by ``kill -9``.
+
+Why: tasks run in their own sessions (``setsid``), so nothing reaches them
+when the launcher (or an agent rank) dies abruptly; they run on as orphans,
+and a resume runs them a second time while the orphans still write.
+``PR_SET_PDEATHSIG`` does not help (it signals only the direct child, and
+dash keeps ``sh`` as the parent of the command) and setting it needs a
+``preexec_fn``, which forces fork instead of vfork and slows every spawn.
+
+How: the launcher keeps the write end of a pipe whose read end is the
+stdin of this small process.  It tells it each task's process group
+(``+<pgid>``) and, once the task is reaped, forgets it (``-<pgid>``).  The
+kernel closes the write end however the launcher exits, so EOF without a
+``bye`` line means "the launcher is gone": SIGTERM every group still held,
+wait ``grace`` s for them to vanish, SIGKILL the rest, exit.  Until then the
+watchdog sleeps in a blocking read: no CPU, no MPI.
+
+It is started as ``python -I -S <this file>`` so that it imports only the
+standard library (about 10 ms; ``-m mpilauncher...`` would import the package
+and numpy), in its own session and ignoring the stop signals that the
+launcher handles itself: when the launcher is alive, it stops its tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Iterable
+
+DEFAULT_GRACE = 2.0
+# The launcher's stop signals (a terminal's Ctrl-C, scancel, Slurm's --signal) reach the watchdog too
+# when they are sent to a whole job step; the launcher then stops its tasks itself and says bye.
+IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+BYE = b"bye"
+
+
+class Watchdog:
+    """Launcher-side handle: buffered ``watch``/``unwatch``, one write per :meth:`flush`."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self.lost = False  # the watchdog died: tasks are no longer guarded (warned once)
+        self._fd = fd
+        self._buffer = bytearray()
+
+    @classmethod
+    def start(cls, grace: float = DEFAULT_GRACE) -> Watchdog:
+        """Start the watchdog process; raises ``OSError`` if it cannot be spawned.
+
+        ``os.pipe`` fds are close-on-exec (PEP 446): neither the watchdog nor any
+        task spawned later inherits the write end, which would hide EOF.  The
+        stop signals are blocked in the child until ``main`` ignores them, so
+        there is no window in which one kills it.
+        """
+        read_end, write_end = os.pipe()
+        here = os.path.abspath(__file__)
+        if here.endswith(".py") and os.path.isfile(here):
+            argv = [sys.executable, "-I", "-S", here, repr(float(grace))]
+        else:  # no source file (zipped install): slower, but it works
+            argv = [sys.executable, "-m", __name__, repr(float(grace))]
+        actions = [
+            (os.POSIX_SPAWN_DUP2, read_end, 0),
+            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+            (os.POSIX_SPAWN_DUP2, 1, 2),  # hold none of the launcher's outputs (mpiexec waits for their EOF)
+        ]
+        try:
+            pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True, setsigmask=IGNORED)
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        os.set_blocking(write_end, False)  # a stopped watchdog must never block the launcher
+        return cls(pid, write_end)
+
+    def watch(self, pgid: int) -> None:
+        """Kill group ``pgid`` if the launcher dies (after the next :meth:`flush`)."""
+        self._buffer += b"+%d\n" % pgid
+
+    def unwatch(self, pgid: int) -> None:
+        """Forget group ``pgid`` (call it once the task is reaped: its id may be reused)."""
+        self._buffer += b"-%d\n" % pgid
+
+    def flush(self) -> None:
+        """Send what ``watch``/``unwatch`` buffered in one write; whatever a full pipe refuses waits."""
+        if not self._buffer:
+            return
+        if self.lost or self._fd < 0:
+            self._buffer.clear()
+            return
+        try:
+            written = os.write(self._fd, self._buffer)
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            self._lose()
+            return
+        del self._buffer[:written]
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the watchdog exit without killing anything, and reap it.
+
+        ``\\nbye\\n`` is one write under PIPE_BUF, so it arrives whole or not at
+        all; it also ends any line a full pipe cut short.  If it cannot be
+        written, the watchdog is SIGKILLed *before* the write end closes, so it
+        never sees an EOF it would take for the launcher's death.
+        """
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        self._buffer.clear()
+        try:
+            os.write(fd, b"\n" + BYE + b"\n")
+        except OSError:
+            _kill(self.pid)
+        finally:
+            os.close(fd)
+        _reap(self.pid, timeout)
+
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _lose(self) -> None:
+        self.lost = True
+        self._buffer.clear()
+        print(
+            f"mpilauncher: warning: task watchdog (pid {self.pid}) is gone; "
+            "tasks will outlive the launcher if it is killed",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int, timeout: float) -> None:
+    """Wait up to ``timeout`` s for the watchdog to exit, then SIGKILL it; reap it either way."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already reaped by someone else
+        return
+    try:
+        if not select.select([pidfd], [], [], timeout)[0]:
+            _kill(pid)
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped by a waitpid(-1) elsewhere in this process
+        pass
+    finally:
+        os.close(pidfd)
+
+
+# -- the watchdog process --------------------------------------------------
+def read_groups(fd: int) -> set[int] | None:
+    """Follow ``+pgid``/``-pgid`` lines until EOF: the groups still held, or None after ``bye``.
+
+    A line cut short by EOF is ignored (the launcher died mid-write), and so
+    is anything malformed; groups 0 and 1 and the watchdog's own are refused
+    (``killpg`` would hit the caller, init, or itself).
+    """
+    groups: set[int] = set()
+    refused = {0, 1, os.getpgrp()}
+    tail = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            digits = line[1:]
+            if line == BYE:
+                return None
+            if not digits.isdigit():
+                continue
+            if line[:1] == b"+" and int(digits) not in refused:
+                groups.add(int(digits))
+            elif line[:1] == b"-":
+                groups.discard(int(digits))
+    return groups
+
+
+def stop_groups(groups: Iterable[int], grace: float) -> None:
+    """SIGTERM each group, wait up to ``grace`` s for them to vanish, SIGKILL the rest.
+
+    "Vanished" is ``killpg(pgid, 0)`` failing; zombies still count as present,
+    so where init does not reap orphans the full grace passes before a
+    (harmless) SIGKILL.  SIGCONT lets a stopped task act on its SIGTERM.
+    """
+    alive = [pgid for pgid in groups if _signal(pgid, signal.SIGTERM)]
+    for pgid in alive:
+        _signal(pgid, signal.SIGCONT)
+    deadline = time.monotonic() + grace
+    delay = 0.005
+    while alive and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(delay, left))
+        delay = min(2 * delay, 0.1)
+        alive = [pgid for pgid in alive if _signal(pgid, 0)]
+    for pgid in alive:
+        _signal(pgid, signal.SIGKILL)
+
+
+def _signal(pgid: int, signum: int) -> bool:
+    """``killpg``; False if the group is gone (or now someone else's: its id was reused)."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _close_inherited() -> None:
+    """Close fds above 2 that the launcher let through (MPI/PMI sockets), so its peers see it die."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The watchdog process: ``python -I -S watchdog.py [GRACE]`` with the launcher's pipe as stdin."""
+    args = sys.argv[1:] if argv is None else argv
+    grace = float(args[0]) if args else DEFAULT_GRACE
+    for signum in IGNORED:  # ignoring also drops any that arrived while start() had them blocked
+        signal.signal(signum, signal.SIG_IGN)
+    _close_inherited()
+    os.chdir("/")  # pin no directory (an unmount, a job's scratch cleanup)
+    groups = read_groups(0)
+    if groups:
+        stop_groups(groups, grace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
