@@ -10,10 +10,12 @@ ranks; only the transport around it differs.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from mpilauncher.execution import starters
-from mpilauncher.execution.environment import base_environment, exec_script, task_environment, task_variables
+from mpilauncher.execution.environment import base_environment, exec_script, task_variables
+from mpilauncher.execution.executor import Executor
 from mpilauncher.execution.processes import Ended, ProcessRunner
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
 from mpilauncher.protocol import Hello, Shutdown, StartTasks
@@ -36,9 +38,9 @@ class Agent:
         self.workdir = workdir  # set by the master's Setup before any task starts
         self.cwd = cwd or os.getcwd()
         self.gpus = gpus or Gpus()
-        self.runner = ProcessRunner()
-        self._base_env = base_environment(os.environ)
-        self._omp_set = "OMP_NUM_THREADS" in self._base_env
+        base_env = base_environment(os.environ)
+        self._omp_set = "OMP_NUM_THREADS" in base_env
+        self.runner = _runner(base_env)
         self._early: list[Ended] = []  # tasks that could not even start
         # Bind only when every core slot maps to a CPU we may use (not with emulated nodes).
         self._all_cpus = allowed_cpus()
@@ -49,44 +51,53 @@ class Agent:
     def configure(self, workdir: Path, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
         """The master's Setup: where files go, where tasks run, how MPI tasks start."""
         self.workdir, self.cwd, self.emulated = workdir, cwd, emulated
+        self._prefix = f"{workdir}{os.sep}"
         self.mpi_starter = starters.choose(mpi_starter, os.environ)
 
     def hello(self) -> Hello:
         return Hello(self.node_name, self.cores, gpus=self.gpus.ids, bound_cpus=self.bound_cpus)
 
     def start(self, message: StartTasks) -> None:
+        scripts = []
         for item in message.items:
-            started = self._start_one(item)
+            started, script = self._start_one(item)
+            scripts.append((item.task_id, script))
             if isinstance(started, Ended):
                 self._early.append(started)
+        flush = getattr(self.runner, "flush", None)
+        if flush is not None:
+            flush()  # the executor starts spawning while we write the exec files and the master journals
+        for task_id, script in scripts:
+            self._write_exec(task_id, script)
+
+    def _write_exec(self, task_id: int, script: str) -> None:
+        try:
+            fd = os.open(f"{self._prefix}exec{task_id}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, script.encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the exec file is a convenience; the task itself still runs
 
     def _start_one(self, item):
         variables = task_variables(item.task_id, item.cores, self.node_name)
         variables.update(gpu_environment(self.gpus, item.gpus))
         ncores = len(item.cores)
         command = item.command
-        env = task_environment(self._base_env, variables, ncores)
+        changes: dict[str, str | None] = dict(variables)
+        if not self._omp_set:
+            changes["OMP_NUM_THREADS"] = str(ncores)
         if item.segments:  # an MPI task: its starter runs the ranks on exactly its slots
-            command, changes = starters.wrap(self.mpi_starter, command, list(item.segments), self.cores, self.emulated)
+            command, wrapped = starters.wrap(self.mpi_starter, command, list(item.segments), self.cores, self.emulated)
             if self._omp_set:
-                changes.pop("OMP_NUM_THREADS", None)
-            starters.apply_env(env, changes)
-            variables.update({k: v for k, v in changes.items() if v is not None})
-        try:
-            (self.workdir / f"exec{item.task_id}").write_text(
-                exec_script(command, self.cwd, variables, ncores, self._omp_set, item.line),
-                errors="surrogateescape",
-            )
-        except OSError:
-            pass  # the exec file is a convenience; the task itself still runs
+                wrapped.pop("OMP_NUM_THREADS", None)
+            changes.update(wrapped)
+            variables.update({k: v for k, v in wrapped.items() if v is not None})
+        script = exec_script(command, self.cwd, variables, ncores, self._omp_set, item.line)
         cpus = binding(self.bound_cpus, item.cores)
-        if cpus:  # posix_spawn children inherit the affinity mask: set it around the spawn
-            os.sched_setaffinity(0, cpus)
-        try:
-            return self.runner.start(item.task_id, command, env, str(self.workdir / f"out{item.task_id}"))
-        finally:
-            if cpus:
-                os.sched_setaffinity(0, self._all_cpus)
+        out = f"{self._prefix}out{item.task_id}"
+        return self.runner.start(item.task_id, command, changes, out, cpus), script
 
     def handle(self, message: StartTasks | Shutdown) -> list[Ended]:
         """Act on a master message; a Shutdown returns the tasks it ended."""
@@ -115,3 +126,13 @@ class Agent:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def _runner(base_env: dict[str, str]):
+    """The task executor process (see executor.py); in-process spawning if it cannot start."""
+    if os.environ.get("MPILAUNCHER_EXECUTOR", "process") != "inline":
+        try:
+            return Executor(base_env)
+        except OSError as err:
+            print(f"mpilauncher: warning: no executor process ({err}); spawning tasks in-process", file=sys.stderr)
+    return ProcessRunner(base_env=base_env)
