@@ -213,6 +213,8 @@ class Bench:
         lines, _ = self.inputs(n)
         argv = [self.args.python, "-m", "mpilauncher", str(lines), "--workdir", str(workdir)]
         argv += ["--queuestate", str(queuestate), "--cores-per-node", str(self.args.slots)]
+        if not self.args.bind:
+            argv.append("--no-bind")  # like for like: xargs does not bind its tasks either
         sample, output = timed(argv, cwd=self.tmp, env=self.env)
         completed = COMPLETED.search(output)
         if completed is None or int(completed.group(1)) != n:
@@ -346,6 +348,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     parser.add_argument("--tmpdir", metavar="DIR", help="where the scratch directory goes (default: system temp)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for mpilauncher (default: this one)")
+    parser.add_argument(
+        "--bind",
+        action="store_true",
+        help="keep mpilauncher's default CPU binding (off here by default: xargs does not bind, and on a small"
+        " machine pinned tasks compete with the launcher for their core)",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the small unmeasured warm-up round")
     parser.add_argument("--popen-pool", metavar="FILE", help=argparse.SUPPRESS)  # internal: the Popen reference
     args = parser.parse_args(argv)

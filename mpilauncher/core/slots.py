@@ -239,6 +239,8 @@ class SlotPool:
         entry = (node.index, node.version)
         free = node.free_count
         self._live[free] += 1
+        if free == 0:
+            return  # a full node is never taken from: keeping it out of the heaps saves their churn
         self._nonempty |= 1 << free
         bucket = self._buckets[free]
         heapq.heappush(bucket, entry)
