@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mpi-starter",
         default=None,
-        metavar="auto|ibrun|srun|mpiexec",
-        help="how MPI tasks start (default auto: ibrun where it exists, srun inside Slurm, else mpiexec)",
+        metavar="auto|ibrun|srun|mpiexec|spawn",
+        help="how MPI tasks start (default auto: ibrun where it exists, srun inside Slurm, else mpiexec; "
+        "spawn: MPI_Comm_spawn for programs that call mpilauncher.spawn.report)",
     )
     parser.add_argument(
         "--gpus-per-task",

@@ -20,6 +20,9 @@ in its own terms:
 
 Every rank also learns its segment: ``MPILAUNCHER_HOST`` and
 ``MPILAUNCHER_HOST_CORES`` (with hydra, and from ``SLURMD_NODENAME`` under srun).
+``spawn``   ``MPI_Comm_spawn`` through a small proxy (:mod:`mpilauncher.spawn`), for
+            programs that cooperate by calling ``mpilauncher.spawn.report``.
+
 A command containing ``PYL_MPIEXEC`` gets the starter put there instead of in
 front, as in PyLauncher.
 """
@@ -27,16 +30,20 @@ front, as in PyLauncher.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mpilauncher.errors import InputError
 
-STARTERS = ("auto", "ibrun", "srun", "mpiexec")
+STARTERS = ("auto", "ibrun", "srun", "mpiexec", "spawn")
+#: Seconds a spawned program has to start MPI (spawn starter); MPILAUNCHER_SPAWN_TIMEOUT overrides.
+SPAWN_TIMEOUT = 60.0
 MARKER = "PYL_MPIEXEC"
 #: Layout variables of the launcher's own srun step that would leak into a nested srun.
 SRUN_LAYOUT_VARIABLES = (
@@ -111,6 +118,10 @@ def wrap(
             f"srun --overlap --ntasks={ranks} --nodelist={hosts} --distribution=arbitrary --cpu-bind=none "
             f"--kill-on-bad-exit=1 {_program(program)}"
         )
+    elif starter == "spawn":
+        hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)
+        timeout = os.environ.get("MPILAUNCHER_SPAWN_TIMEOUT", str(SPAWN_TIMEOUT))
+        line = f"{shlex.quote(sys.executable)} -m mpilauncher.spawn --timeout {timeout} --hosts {hosts} -- {program}"
     elif mpiexec_flavour() == "openmpi":
         hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)
         line = f"mpirun --host {hosts} -n {ranks} {_program(program)}"

@@ -108,3 +108,23 @@ def test_ibrun_offsets_through_a_stand_in(sweep_dir: Path) -> None:
         assert slots == want, (task, slots, row)
         assert [r["size"] for r in ranks_of(sweep_dir, int(task))] == [widths[int(task)]] * widths[int(task)]
     assert len(log.read_text().splitlines()) == len(widths)
+
+
+SPAWNED = ROOT / "tests" / "data" / "spawned.py"
+
+
+def test_spawn_starter_runs_cooperating_tasks_and_times_out_on_others(sweep_dir: Path) -> None:
+    lines = [f"1,{sys.executable} {SPAWNED}", f"2,{sys.executable} {SPAWNED} 5", f"3,{sys.executable} {SPAWNED}",
+             "1,/bin/sleep 30"]  # fmt: skip
+    (sweep_dir / "commandlines").write_text("\n".join(lines) + "\n")
+    result = run_mpi(2, ["commandlines", "--mpi", "--cores", "file", "--mpi-starter", "spawn", "--emulate-nodes", "2",
+                         "--cores-per-node", "2", "--workdir", "w"], sweep_dir,
+                     MPILAUNCHER_SPAWN_TIMEOUT="3")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    exits = {int(r["id"]): r["exit"] for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert exits[0] == "0" and exits[1] == "5" and exits[2] == "0", "the task's status is what it reported"
+    assert exits[3] != "0"
+    assert "did not start MPI within 3 s" in (sweep_dir / "w" / "out3").read_text()
+    for task, k in ((0, 1), (1, 2), (2, 3)):
+        sizes = [r["size"] for r in json.loads((sweep_dir / f"spawned{task}.json").read_text())]
+        assert sizes == [k] * k
