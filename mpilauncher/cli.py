@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every line of a commandlines file on the cores you have, as they free up "
         "(PyLauncher-compatible).",
         epilog="Exit status: 0 all tasks exited 0; 1 some task failed; 2 bad input (nothing was run); "
-        "3 the launcher itself failed; 128+N stopped by signal N (resume with --resume).",
+        "3 the launcher itself failed; 4 stopped at --max-runtime or before the job's time limit; "
+        "128+N stopped by signal N (resume with --resume after 4 or 128+N).",
     )
     parser.add_argument("commandlines", nargs="?", help="file with one command per line ('#' comments)")
     parser.add_argument(
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rerun-failed", action="store_true", help="with --resume: also rerun tasks that exited non-zero"
+    )
+    parser.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="with --resume: go on even though the commandlines file changed since the sweep began",
     )
     parser.add_argument(
         "--cores",
@@ -77,6 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_DELAY),
         metavar="SECONDS",
         help=f"trace interval and journal sync interval (default {DEFAULT_DELAY})",
+    )
+    parser.add_argument(
+        "--max-runtime",
+        default=None,
+        metavar="TIME",
+        help="stop cleanly (resumable, exit status 4) after TIME: seconds or [[HH:]MM:]SS (PyLauncher's maxruntime)",
+    )
+    parser.add_argument(
+        "--task-timeout",
+        default=None,
+        metavar="TIME",
+        help="kill a task (its whole process tree) that runs longer than TIME: seconds or [[HH:]MM:]SS; "
+        "recorded as 'timeout' in the joblog",
+    )
+    parser.add_argument(
+        "--retries",
+        default=0,
+        metavar="N",
+        help="run a task that failed (or timed out) again, up to N more times; each attempt is in the joblog",
+    )
+    parser.add_argument(
+        "--time-limit-margin",
+        default="60",
+        metavar="TIME",
+        help="inside a Slurm job with a time limit, stop cleanly this long before it (default 60 s)",
     )
     parser.add_argument(
         "--grace",
@@ -152,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             queuestate=args.queuestate,
             cores_per_node=args.cores_per_node,
             rerun_failed=args.rerun_failed,
+            force_resume=args.force_resume,
+            max_runtime=args.max_runtime,
+            task_timeout=args.task_timeout,
+            retries=args.retries,
+            time_limit_margin=args.time_limit_margin,
             grace=args.grace,
             emulate_nodes=args.emulate_nodes,
             beat_timeout=args.agent_timeout,

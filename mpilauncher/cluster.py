@@ -123,3 +123,31 @@ def detect(environ: Mapping[str, str] | None = None, cores_override: int | None 
         cores = cores_override or local_cpu_count()
         return Allocation(job_id, (this_node,), (cores,), this_node)
     return Allocation(None, (this_node,), (cores_override or local_cpu_count(),), this_node)
+
+
+def job_seconds_left(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds until the Slurm job's time limit, or None (no job, no limit, no answer).
+
+    ``SLURM_JOB_END_TIME`` (epoch seconds, newer Slurm) when set, else one
+    ``squeue -h -o %e`` call at start-up.
+    """
+    import subprocess
+    import time
+    from datetime import datetime
+
+    env = os.environ if environ is None else environ
+    job = env.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    end = env.get("SLURM_JOB_END_TIME")
+    try:
+        if end:
+            return float(end) - time.time()
+        text = subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not text or text in ("N/A", "NONE", "Unknown"):
+            return None
+        return datetime.fromisoformat(text).timestamp() - time.time()
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None

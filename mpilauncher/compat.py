@@ -19,9 +19,7 @@ from mpilauncher.launch import RunResult, run
 
 #: PyLauncher keywords we accept for source compatibility but that change nothing
 #: here (ssh and stamp-file tuning, or features that arrive with later releases).
-ACCEPTED_WITHOUT_EFFECT = frozenset(
-    {"numactl", "gather_output", "hfswitch", "schedule", "taskmaxruntime", "maxruntime", "dependencies"}
-)
+ACCEPTED_WITHOUT_EFFECT = frozenset({"numactl", "gather_output", "hfswitch", "schedule", "dependencies"})
 
 
 def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: dict) -> RunResult:
@@ -48,6 +46,9 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
             gpus_per_task=kwargs.get("gpuspertask", 0),
             gpus_per_node=kwargs.get("gpuspernode"),
             mpi=kwargs.get("mpi", False),
+            max_runtime=kwargs.get("maxruntime"),
+            task_timeout=kwargs.get("taskmaxruntime"),
+            retries=kwargs.get("retries", 0),
             mpi_starter=kwargs.get("mpi_starter"),
         )
         result = run(config)
@@ -65,7 +66,8 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
 
 _KEYWORDS = frozenset(
     {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
-     "gpuspertask", "gpuspernode", "mpi", "mpi_starter"}
+     "gpuspertask", "gpuspernode", "mpi", "mpi_starter", "maxruntime",
+     "taskmaxruntime", "retries"}
 )  # fmt: skip
 
 

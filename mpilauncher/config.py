@@ -34,6 +34,15 @@ class Config:
     queuestate: str = DEFAULT_QUEUESTATE
     cores_per_node: int | None = None
     rerun_failed: bool = False
+    force_resume: bool = False
+    #: Kill a task (its whole process group) that runs longer than this; PyLauncher's taskmaxruntime.
+    task_timeout: float | None = None
+    #: Run a failed task again, up to this many more times.
+    retries: int = 0
+    #: Stop (cleanly, resumable) after this many seconds; PyLauncher's maxruntime.
+    max_runtime: float | None = None
+    #: Inside a Slurm job with a time limit: stop this many seconds before it.
+    time_limit_margin: float = 60.0
     grace: float = DEFAULT_GRACE
     print_statistics: bool = True
     #: Testing/benchmark aid: the MPI ranks stand for this many virtual nodes.
@@ -97,6 +106,11 @@ def make_config(
     queuestate: str | None = None,
     cores_per_node: object = None,
     rerun_failed: bool = False,
+    force_resume: bool = False,
+    max_runtime: object = None,
+    time_limit_margin: object = 60.0,
+    task_timeout: object = None,
+    retries: object = 0,
     grace: object = DEFAULT_GRACE,
     emulate_nodes: object = None,
     beat_timeout: object = DEFAULT_BEAT_TIMEOUT,
@@ -131,6 +145,11 @@ def make_config(
         queuestate=queuestate or DEFAULT_QUEUESTATE,
         cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
         rerun_failed=rerun_failed,
+        force_resume=force_resume,
+        max_runtime=parse_duration("max runtime", max_runtime) if max_runtime not in (None, "") else None,
+        time_limit_margin=parse_duration("time limit margin", time_limit_margin, allow_zero=True),
+        task_timeout=parse_duration("task timeout", task_timeout) if task_timeout not in (None, "") else None,
+        retries=_count_or_none("retries", retries) or 0,
         grace=grace_value,
         emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
         beat_timeout=parse_positive("agent timeout", beat_timeout) if beat_timeout else None,
@@ -158,3 +177,22 @@ def _starter(value: str | None) -> str | None:
     if str(value).lower() not in STARTERS:
         raise InputError(f"unknown MPI starter {value!r}: use one of {', '.join(STARTERS)}")
     return str(value).lower()
+
+
+def parse_duration(name: str, value: object, allow_zero: bool = False) -> float:
+    """Seconds, as a number or Slurm's ``[[D-]HH:]MM:SS`` (``90``, ``1:30``, ``2:00:00``, ``1-00:00:00``)."""
+    text = str(value).strip()
+    try:
+        days, _, clock = text.rpartition("-") if ":" in text and "-" in text else ("", "", text)
+        parts = [float(p) for p in clock.split(":")]
+        if len(parts) > 3 or any(p < 0 for p in parts):
+            raise ValueError
+        seconds = 0.0
+        for part in parts:
+            seconds = seconds * 60 + part
+        seconds += float(days or 0) * 86400
+    except ValueError:
+        raise InputError(f"{name} must be seconds or [[HH:]MM:]SS, not {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InputError(f"{name} must be greater than 0, not {value!r}")
+    return seconds

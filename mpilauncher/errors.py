@@ -17,6 +17,8 @@ EXIT_OK = 0
 EXIT_TASKS_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_LAUNCHER_FAILED = 3
+#: Stopped at --max-runtime or before the job's time limit; resume to finish.
+EXIT_STOPPED = 4
 #: Stopped by a signal N: the conventional shell status 128 + N.
 EXIT_SIGNAL_BASE = 128
 

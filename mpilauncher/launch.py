@@ -28,7 +28,6 @@ from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.errors import (
     EXIT_LAUNCHER_FAILED,
     EXIT_OK,
-    EXIT_SIGNAL_BASE,
     EXIT_TASKS_FAILED,
     InputError,
     LauncherError,
@@ -98,10 +97,34 @@ def plan_from_queuestate(config: Config) -> Plan:
     meta = loaded.meta
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
+    elif not config.force_resume:
+        check_commandlines_unchanged(meta, source)
     target = Path(config.queuestate) if config.queuestate else source
     plan = Plan(ledger, to_run, meta, loaded.default_cores, target, source)
     mark_mpi_tasks(plan, config)
     return plan
+
+
+def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
+    """Refuse to resume when the commandlines file changed since the sweep began.
+
+    Task numbers are positions in that file: after an edit, "task 7" may be
+    another command, and a resume would silently mix two sweeps.  (A missing
+    file is fine: the queuestate holds every command.)
+    """
+    path = Path(meta.commandlines) if meta.commandlines else None
+    if path is None or not meta.sha256 or not path.is_file():
+        return
+    try:
+        current = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return
+    if current != meta.sha256:
+        raise InputError(
+            f"the commandlines file {path} changed since this sweep began: task numbers may no longer match;"
+            " --force-resume resumes anyway with the commands the queuestate holds",
+            str(source),
+        )
 
 
 def mark_mpi_tasks(plan: Plan, config: Config) -> None:
@@ -162,6 +185,21 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
         raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
     return workdir
+
+
+def run_deadline(config: Config) -> tuple[float | None, str]:
+    """When the run must stop by itself: --max-runtime, or the Slurm job's end less a margin."""
+    now = time.monotonic()
+    candidates = []
+    if config.max_runtime:
+        candidates.append((now + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s"))
+    left = cluster.job_seconds_left()
+    if left is not None:
+        margin = config.time_limit_margin
+        candidates.append((now + left - margin, f"stopping {margin:g} s before the job's time limit"))
+    if not candidates:
+        return None, ""
+    return min(candidates)
 
 
 def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: list[int] | None = None) -> None:
@@ -346,14 +384,14 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
-    transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes))
+    transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
     store.open(time.time())
     joblog = Joblog(workdir / "joblog")
-    stop = StopRequest()
+    stop = StopRequest(*run_deadline(config))
     master = Master(
-        Scheduler(plan.to_run),
+        Scheduler(plan.to_run, retries=config.retries),
         store,
         joblog,
         transport,
@@ -384,7 +422,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
         out.write(final_report(statistics, outcome.interrupted))
         out.flush()
     if outcome.interrupted is not None:
-        status = EXIT_SIGNAL_BASE + (stop.signum or 0)
+        status = stop.exit_status
     elif plan.ledger.ids_in(FAILED):
         status = EXIT_TASKS_FAILED
     else:

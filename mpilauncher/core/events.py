@@ -65,8 +65,16 @@ class Requeued:
 
 
 @dataclass(frozen=True, slots=True)
+class Retried:
+    """A failed task is queued again (``--retries``); ``attempt`` is the one that failed, from 1."""
+
+    task_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class AllDone:
     """Nothing is queued or running any more."""
 
 
-Action = Start | Requeued | AllDone
+Action = Start | Requeued | Retried | AllDone

@@ -11,6 +11,7 @@ Task life cycle::
 
     QUEUED --Start--> RUNNING --TaskFinished(0)--> COMPLETED
                          |     --TaskFinished(!=0)--> FAILED
+                         |     --TaskFinished(!=0), retries left--> QUEUED  (Retried)
                          +--AgentLost--> QUEUED  (runs again elsewhere)
 
 Queued tasks wait in one min-heap per *shape* (a core count, or "whole
@@ -33,6 +34,7 @@ from mpilauncher.core.events import (
     AllDone,
     Event,
     Requeued,
+    Retried,
     Start,
     StopDispatch,
     TaskFinished,
@@ -53,7 +55,7 @@ class InvalidTransition(RuntimeError):
 class Scheduler:
     """Places tasks on free cores; see the module docstring."""
 
-    def __init__(self, tasks: Iterable[Task]) -> None:
+    def __init__(self, tasks: Iterable[Task], retries: int = 0) -> None:
         self.tasks: dict[int, Task] = {}
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
@@ -63,6 +65,8 @@ class Scheduler:
         self._queues: dict[tuple[int, int], list[int]] = {}
         self._stopping = False
         self._done_sent = False
+        self.retries = retries
+        self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
         for task in tasks:
             if task.id in self.tasks:
                 raise ValueError(f"task id {task.id} given twice")
@@ -77,7 +81,7 @@ class Scheduler:
         actions: list[Action] = []
         for event in events:
             if isinstance(event, TaskFinished):
-                self._on_finished(event)
+                actions.extend(self._on_finished(event))
             elif isinstance(event, AgentJoined):
                 self.pool.add_node(event.node, event.name, event.cores, event.gpus)
             elif isinstance(event, AgentLost):
@@ -124,7 +128,7 @@ class Scheduler:
             taken |= set(gpus)
 
     # -- transitions ------------------------------------------------------
-    def _on_finished(self, event: TaskFinished) -> None:
+    def _on_finished(self, event: TaskFinished) -> list[Action]:
         tid = event.task_id
         if self.status.get(tid) != RUNNING:
             raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
@@ -132,7 +136,12 @@ class Scheduler:
         for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
             self.pool.release(segment_node, segment_cores)
         self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
+        if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
+            self.attempts[tid] = self.attempts.get(tid, 0) + 1
+            self._enqueue(tid)
+            return [Retried(tid, self.attempts[tid])]
         self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
+        return []
 
     def _on_lost(self, node: int) -> list[Action]:
         self.pool.remove_node(node)

@@ -17,12 +17,13 @@ before it exits.  It ignores the stop signals the launcher handles itself.
 
 Protocol, one line per message.  Agent -> executor, JSON arrays::
 
-    ["S", id, command, output, {env changes; null removes}, [cpus]]   start
+    ["S", id, command, output, {env changes; null removes}, [cpus], timeout|null]   start
     ["K", id, signum]                                                   signal a task's group
     ["STOP", grace]                                                     TERM all, KILL after grace
     ["BYE"]                                                             exit, leaving nothing running
 
-Executor -> agent, text: ``E id exit start runtime`` per ended task, and
+Executor -> agent, text: ``E id exit start runtime T|-`` per ended task (T: it
+was killed at its timeout), and
 ``STOPPED`` once a STOP is done.
 """
 
@@ -80,8 +81,9 @@ class Executor:
         self._epoll.register(fd, select.EPOLLIN)
         self._wake_fds.add(fd)
 
-    def start(self, task_id, command, changes, output, cpus=()) -> None:
-        self._pending.append(json.dumps(["S", task_id, command, output, changes, list(cpus)]).encode() + b"\n")
+    def start(self, task_id, command, changes, output, cpus=(), timeout=None) -> None:
+        request = ["S", task_id, command, output, changes, list(cpus), timeout]
+        self._pending.append(json.dumps(request).encode() + b"\n")
         self._running.add(task_id)
 
     def flush(self) -> None:
@@ -152,9 +154,9 @@ class Executor:
             if line == b"STOPPED":
                 self._stopped = True
                 continue
-            _, task_id, exit_code, start, runtime = line.split()
+            _, task_id, exit_code, start, runtime, timed_out = line.split()
             self._running.discard(int(task_id))
-            ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime)))
+            ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T"))
         return ended
 
 
@@ -170,7 +172,9 @@ def serve() -> int:
 
     def report(ended) -> None:
         if ended:
-            text = "".join(f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r}\n" for e in ended)
+            text = "".join(
+                f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'}\n" for e in ended
+            )
             os.write(out, text.encode())
 
     def on_request(fd: int) -> None:
@@ -187,8 +191,8 @@ def serve() -> int:
             message = json.loads(line)
             kind = message[0]
             if kind == "S":
-                _, task_id, command, output, changes, cpus = message
-                started = runner.start(task_id, command, changes, output, tuple(cpus))
+                _, task_id, command, output, changes, cpus, timeout = message
+                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout)
                 if isinstance(started, Ended):
                     early.append(started)
             elif kind == "K":

@@ -20,6 +20,7 @@ Why a watchdog: tasks live in their own sessions, so a launcher killed with
 
 from __future__ import annotations
 
+import heapq
 import os
 import select
 import signal
@@ -28,9 +29,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-#: posix_spawn leaves the parent's ignored signals ignored in the child (Python ignores
-#: SIGPIPE and SIGXFSZ): restore the defaults, or `yes | head -1` in a task never ends cleanly.
-DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+#: posix_spawn leaves the parent's ignored signals ignored in the child: Python ignores
+#: SIGPIPE and SIGXFSZ (`yes | head -1` would never end cleanly) and the executor ignores
+#: the stop signals (a task could then not be stopped with SIGTERM). Tasks get them all back.
+DEFAULT_SIGNALS = (
+    signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+    signal.SIGUSR1, signal.SIGUSR2,
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -42,6 +47,7 @@ class Running:
     pidfd: int
     start: float  # epoch seconds
     start_mono: float
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,11 @@ class Ended:
     exit_code: int
     start: float
     runtime: float
+    timed_out: bool = False  # killed by the runner at its --task-timeout
+
+
+#: Seconds a timed-out task gets between SIGTERM and SIGKILL.
+TIMEOUT_GRACE = 2.0
 
 
 def decode_status(status: int) -> int:
@@ -75,6 +86,7 @@ class ProcessRunner:
         self._guard = guard
         self._watchdog = None  # started with the first task
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task, pid): TERM, then KILL
 
     def _watched(self):
         """The watchdog that kills our tasks if we die (see watchdog.py); None if it cannot run."""
@@ -112,6 +124,7 @@ class ProcessRunner:
         changes: Mapping[str, str | None],
         output: str,
         cpus: tuple[int, ...] = (),
+        timeout: float | None = None,
     ) -> Running | Ended:
         """Run ``command`` under ``/bin/sh -c`` with stdout+stderr to ``output``.
 
@@ -137,7 +150,7 @@ class ProcessRunner:
         try:
             pid = os.posix_spawn(
                 self.SHELL, [self.SHELL, "-c", command], env, file_actions=actions, setsid=True,
-                setsigdef=DEFAULT_SIGNALS,
+                setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:
             return Ended(task_id, 127, start, 0.0)
@@ -152,6 +165,8 @@ class ProcessRunner:
             pidfd = -1
         running = Running(task_id, pid, pidfd, start, start_mono)
         self._by_task[task_id] = running
+        if timeout:
+            heapq.heappush(self._deadlines, (start_mono + timeout, task_id, pid))
         if pidfd >= 0:
             self._by_fd[pidfd] = running
             self._epoll.register(pidfd, select.EPOLLIN)
@@ -161,7 +176,12 @@ class ProcessRunner:
         """Ended tasks, waiting up to ``timeout`` s for the first (0: just look; None: until one)."""
         if self._watchdog is not None:
             self._watchdog.flush()  # once per loop turn: the starts and ends of the last turn
+        if self._deadlines:
+            left = max(0.0, self._deadlines[0][0] - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         ended = self._reap_ready(self._epoll.poll(None if timeout is None else max(timeout, 0)))
+        if self._deadlines:
+            self._enforce_timeouts(time.monotonic())
         if any(r.pidfd < 0 for r in self._by_task.values()):
             ended.extend(self._reap_unwatched())
         return ended
@@ -222,6 +242,20 @@ class ProcessRunner:
     def _reap_unwatched(self) -> list[Ended]:
         return [e for r in list(self._by_task.values()) if r.pidfd < 0 if (e := self._try_reap(r)) is not None]
 
+    def _enforce_timeouts(self, now: float) -> None:
+        """SIGTERM the groups of tasks past their timeout; SIGKILL them a grace later."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, task_id, pid = heapq.heappop(self._deadlines)
+            running = self._by_task.get(task_id)
+            if running is None or running.pid != pid:
+                continue  # ended in time
+            if not running.timed_out:
+                running.timed_out = True
+                self.signal(task_id, signal.SIGTERM)
+                heapq.heappush(self._deadlines, (now + TIMEOUT_GRACE, task_id, pid))
+            else:
+                self.signal(task_id, signal.SIGKILL)
+
     def _try_reap(self, running: Running) -> Ended | None:
         try:
             pid, status = os.waitpid(running.pid, os.WNOHANG)
@@ -231,13 +265,17 @@ class ProcessRunner:
             return None
         runtime = time.monotonic() - running.start_mono
         del self._by_task[running.task_id]
+        try:  # what the task left running in the background (`daemon &`) goes with it
+            os.killpg(running.pid, signal.SIGTERM)
+        except OSError:
+            pass  # nothing left: the usual case (a group id is never reused while the group exists)
         if self._watchdog is not None:
             self._watchdog.unwatch(running.pid)  # only now: until reaped, the pid cannot be reused
         if running.pidfd >= 0:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
-        return Ended(running.task_id, decode_status(status), running.start, runtime)
+        return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
 
 
 def bind(pid: int, cpus: tuple[int, ...]) -> None:

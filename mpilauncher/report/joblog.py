@@ -3,12 +3,13 @@
 It replaces PyLauncher's ``expire<N>`` stamp files: completion times come from
 the agents' messages, so nothing is polled on disk.  Columns::
 
-    id  node  cores  cpus  gpus  start  end  runtime  exit  command
+    id  node  cores  cpus  gpus  start  end  runtime  exit  status  attempt  command
 
 ``cores`` are the core slots the task ran on (``0-3``; an MPI task over several
 nodes lists its nodes and slots joined by ``+``), ``cpus`` the CPUs it
 was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
-``start``/``end`` are
+``status`` is ok, failed, signal (killed by a signal) or timeout (killed at
+``--task-timeout``); ``attempt`` counts from 1 (``--retries``); ``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
 killed the task (``-9``: SIGKILL).  Resumed runs append to the same file.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import LauncherFailure
 
-HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tcommand\n"
+HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tcommand\n"
 
 
 class Joblog:
@@ -47,13 +48,15 @@ class Joblog:
         start: float,
         runtime: float,
         exit_code: int,
+        status: str,
+        attempt: int,
         command: str,
     ) -> None:
         bound = _ids(cpus) if cpus else "-"
         seen = ",".join(gpus) if gpus else "-"
         self._pending.append(
             f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
-            f"\t{runtime:.3f}\t{exit_code}\t{command}\n"
+            f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}\t{command}\n"
         )
 
     def flush(self) -> None:

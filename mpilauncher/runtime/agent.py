@@ -46,11 +46,19 @@ class Agent:
         self._all_cpus = allowed_cpus()
         self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()
         self.mpi_starter = "mpiexec"  # resolved by configure()
+        self.task_timeout: float | None = None
         self.emulated = False
 
-    def configure(self, workdir: Path, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
-        """The master's Setup: where files go, where tasks run, how MPI tasks start."""
-        self.workdir, self.cwd, self.emulated = workdir, cwd, emulated
+    def configure(
+        self,
+        workdir: Path,
+        cwd: str,
+        mpi_starter: str | None = None,
+        emulated: bool = False,
+        task_timeout: float | None = None,
+    ) -> None:
+        """The master's Setup: where files go, where tasks run, how MPI tasks start, how long they may run."""
+        self.workdir, self.cwd, self.emulated, self.task_timeout = workdir, cwd, emulated, task_timeout
         self._prefix = f"{workdir}{os.sep}"
         self.mpi_starter = starters.choose(mpi_starter, os.environ)
 
@@ -97,7 +105,7 @@ class Agent:
         script = exec_script(command, self.cwd, variables, ncores, self._omp_set, item.line)
         cpus = binding(self.bound_cpus, item.cores)
         out = f"{self._prefix}out{item.task_id}"
-        return self.runner.start(item.task_id, command, changes, out, cpus), script
+        return self.runner.start(item.task_id, command, changes, out, cpus, self.task_timeout), script
 
     def handle(self, message: StartTasks | Shutdown) -> list[Ended]:
         """Act on a master message; a Shutdown returns the tasks it ended."""

@@ -16,10 +16,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TextIO
 
-from mpilauncher.core.events import AgentJoined, AgentLost, AllDone, Requeued, Start, StopDispatch, TaskFinished
+from mpilauncher.core.events import (
+    AgentJoined,
+    AgentLost,
+    AllDone,
+    Requeued,
+    Retried,
+    Start,
+    StopDispatch,
+    TaskFinished,
+)
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
-from mpilauncher.errors import EXIT_SIGNAL_BASE, LauncherFailure, ProtocolError
+from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, ProtocolError
 from mpilauncher.execution.resources import binding
 from mpilauncher.execution.starters import Segment
 from mpilauncher.persistence.store import StateStore
@@ -37,18 +46,39 @@ class Outcome:
 
 
 class StopRequest:
-    """Set from a signal handler; the loop checks it every turn."""
+    """Why the run must end early: a signal (set from its handler) or a deadline.
 
-    def __init__(self) -> None:
+    The loop checks it every turn; a deadline (``--max-runtime``, or the
+    Slurm job's end less a margin) also bounds how long the loop sleeps.
+    """
+
+    def __init__(self, deadline: float | None = None, deadline_reason: str = "") -> None:
         self.signum: int | None = None
+        self.deadline = deadline  # time.monotonic() value
+        self.deadline_reason = deadline_reason
+        self.expired = False
 
     def __call__(self, signum: int, _frame: object) -> None:
         if self.signum is None:
             self.signum = signum
 
+    def check(self, now: float) -> bool:
+        if self.deadline is not None and now >= self.deadline:
+            self.expired = True
+        return self.signum is not None or self.expired
+
+    def seconds_left(self, now: float) -> float:
+        return float("inf") if self.deadline is None else max(0.0, self.deadline - now)
+
     @property
     def reason(self) -> str | None:
-        return None if self.signum is None else f"stopped by {signal.Signals(self.signum).name}"
+        if self.signum is not None:
+            return f"stopped by {signal.Signals(self.signum).name}"
+        return self.deadline_reason if self.expired else None
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_SIGNAL_BASE + self.signum if self.signum is not None else EXIT_STOPPED
 
 
 class Master:
@@ -115,9 +145,10 @@ class Master:
             self._maybe_trace(now)
             if finished:
                 return Outcome(None, time.monotonic() - self.began)
-            if self.stop.signum is not None:
+            if self.stop.check(now):
                 return self._stop_early()
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
+            timeout = min(timeout, self.stop.seconds_left(now))
             events = self._events(self.transport.receive(timeout))
             actions = self.scheduler.handle(*events, *self._lost_nodes(time.monotonic()))
 
@@ -133,7 +164,7 @@ class Master:
                 starts[action.node].append(item)
                 self.store.started(task.id, self.node_names[action.node], action.cores, wall)
                 self.dispatched[task.id] = wall
-            elif isinstance(action, Requeued):
+            elif isinstance(action, (Requeued, Retried)):
                 self.store.requeued(action.task_id)
             elif isinstance(action, AllDone):
                 done = True
@@ -177,9 +208,11 @@ class Master:
         segments = self.scheduler.spans.get(ended.task_id, ((node, cores),))
         where = "+".join(self.node_names[n] for n, _ in segments)  # an MPI task over nodes: a+b
         slots = "+".join(compress(c).replace(" ", ",") for _, c in segments)
+        attempt = self.scheduler.attempts.get(ended.task_id, 0) + 1
         self.joblog.add(
-            ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code, task.command
-        )
+            ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code,
+            outcome_word(ended), attempt, task.command,
+        )  # fmt: skip
         return TaskFinished(ended.task_id, ended.exit_code)
 
     def _stop_early(self) -> Outcome:
@@ -190,7 +223,7 @@ class Master:
         queuestate, so a resume runs it again.
         """
         self.scheduler.handle(StopDispatch())
-        for node, ended in self.transport.shutdown(self.grace, EXIT_SIGNAL_BASE + (self.stop.signum or 0)):
+        for node, ended in self.transport.shutdown(self.grace, self.stop.exit_status):
             if ended.exit_code == 0 and ended.task_id in self.scheduler.running:
                 self.scheduler.handle(self._record_end(node, ended))
         elapsed = time.monotonic() - self.began
@@ -230,3 +263,12 @@ class Master:
             }
         self.out.write(tick_block(self._tick, self.store.ledger, self.trace_hosts, placements, self.node_cores))
         self.out.flush()
+
+
+def outcome_word(ended) -> str:
+    """The joblog's status column: ok, failed, signal (killed by one) or timeout (killed by us)."""
+    if ended.timed_out:
+        return "timeout"
+    if ended.exit_code == 0:
+        return "ok"
+    return "signal" if ended.exit_code < 0 else "failed"

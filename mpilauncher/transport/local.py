@@ -40,8 +40,9 @@ class LocalTransport:
             out.append((0, Completions(tuple(ended))))
         return out
 
-    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
-        self.agent.configure(Path(workdir), cwd, mpi_starter, emulated)
+    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
+              task_timeout: float | None = None) -> None:  # fmt: skip
+        self.agent.configure(Path(workdir), cwd, mpi_starter, emulated, task_timeout)
 
     def silent_nodes(self, now: float) -> list[int]:
         return []

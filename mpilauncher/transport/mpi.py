@@ -86,6 +86,7 @@ class Setup:
     beat_interval: float = 5.0
     mpi_starter: str | None = None
     emulated: bool = False
+    task_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +197,13 @@ class MasterTransport:
         self._last_heard = {node: now for node in got}
         return sorted(got.items())
 
-    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False) -> None:
-        self.local.configure(workdir_path(workdir), cwd, mpi_starter, emulated)
+    def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
+              task_timeout: float | None = None) -> None:  # fmt: skip
+        self.local.configure(workdir_path(workdir), cwd, mpi_starter, emulated, task_timeout)
         beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
             if node:
-                self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated), rank, TAG_SETUP)
+                self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated, task_timeout), rank, TAG_SETUP)
 
     def add_wake_fd(self, fd: int) -> None:
         self.local.runner.add_wake_fd(fd)
@@ -351,7 +353,10 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
             if isinstance(payload, StartTasks):
                 agent.start(payload)
             elif isinstance(payload, Setup):
-                agent.configure(workdir_path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated)
+                agent.configure(
+                    workdir_path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated,
+                    payload.task_timeout,
+                )  # fmt: skip
                 beat_interval = beat_interval or payload.beat_interval
             elif isinstance(payload, Shutdown):
                 ended = agent.shutdown(payload.grace)

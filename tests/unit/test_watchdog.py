@@ -231,8 +231,17 @@ def test_only_the_launcher_holds_the_write_end(tmp_path: Path) -> None:
         assert pipe.startswith("pipe:")
 
         def holders(pid: int) -> list[str]:
-            fds = Path(f"/proc/{pid}/fd")
-            return [fd.name for fd in fds.iterdir() if os.readlink(fd) == pipe]
+            found = []
+            try:
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    try:
+                        if os.readlink(fd) == pipe:
+                            found.append(fd.name)
+                    except OSError:
+                        continue  # closed while we looked
+            except OSError:
+                return []  # the process ended while we looked
+            return found
 
         assert len(holders(proc.pid)) == 1, "the launcher keeps the write end (and only that)"
         assert holders(dog) == ["0"]

@@ -1,0 +1,181 @@
+"""Faults injected for real: timeouts, retries, deadlines, signals, kill -9 loops, bad tasks, a full disk.
+
+The promise under test: whatever happens, the queuestate tells the truth, and
+a resume finishes the sweep without running a completed task twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.persistence.store import load_state
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import launcher_env, run_cli
+
+
+def launch(directory: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mpilauncher", *args], cwd=directory, env=launcher_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def no_process_matches(pattern: str) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode != 0
+
+
+def test_task_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(sweep_dir: Path) -> None:
+    tag = f"tt{os.getpid()}"
+    (sweep_dir / "commandlines").write_text(f"sleep 30; : {tag}a\ntrap '' TERM; sleep 30 & sleep 31; : {tag}b\ntrue\n")
+    began = time.monotonic()
+    result = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1"], sweep_dir)
+    assert time.monotonic() - began < 15
+    assert result.returncode == 1
+    rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert rows[0]["status"] == rows[1]["status"] == "timeout" and rows[2]["status"] == "ok"
+    assert int(rows[1]["exit"]) < 0
+    assert no_process_matches("sleep 3[01]"), "the timed-out trees are gone"
+
+
+def test_retries_rerun_a_failed_task_and_record_every_attempt(sweep_dir: Path) -> None:
+    # fails twice, then works; the other always fails
+    (sweep_dir / "commandlines").write_text(
+        "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; test $n -ge 2\nexit 7\n"
+    )
+    result = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], sweep_dir)
+    assert result.returncode == 1
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    attempts = collections.defaultdict(list)
+    for row in rows:
+        attempts[int(row["id"])].append((int(row["attempt"]), row["status"]))
+    assert sorted(attempts[0]) == [(1, "failed"), (2, "failed"), (3, "ok")]
+    assert sorted(attempts[1]) == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert "# tasks completed: 1\n" in result.stdout and "tasks aborted: 1\n" in result.stdout
+
+
+def test_max_runtime_stops_cleanly_and_resume_finishes(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("sleep 0.4 && echo PYL_ID >> ran\n" * 12)
+    first = run_cli(["commandlines", "--workdir", "w", "--max-runtime", "1", "--grace", "0.1",
+                     "--cores-per-node", "2"], sweep_dir)  # fmt: skip
+    assert first.returncode == 4, first.stderr
+    assert "reached --max-runtime of 1 s; resume with" in first.stderr
+    second = run_cli(["--resume", "queuestate", "--cores-per-node", "2"], sweep_dir)
+    assert second.returncode == 0
+    ran = collections.Counter((sweep_dir / "ran").read_text().split())
+    assert set(ran) == {str(i) for i in range(12)} and max(ran.values()) == 1
+
+
+def test_usr1_early_warning_stops_like_sigterm(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("sleep 5\n" * 4)
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2")
+    deadline = time.monotonic() + 20
+    while not (sweep_dir / "w" / "exec1").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGUSR1
+    assert "stopped by SIGUSR1" in err
+    counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
+    assert counts["running"] + counts["queued"] == 4
+
+
+def test_resume_refuses_a_changed_commandlines_file_unless_forced(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("true\nexit 1\n")
+    assert run_cli(["commandlines", "--workdir", "w"], sweep_dir).returncode == 1
+    (sweep_dir / "commandlines").write_text("true\necho changed\n")
+    refused = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir)
+    assert refused.returncode == 2
+    assert "changed since this sweep began" in refused.stderr and "--force-resume" in refused.stderr
+    forced = run_cli(["--resume", "queuestate", "--rerun-failed", "--force-resume"], sweep_dir)
+    assert forced.returncode == 1, "the queuestate's own command (exit 1) ran, not the edited line"
+
+
+def test_twenty_kill_9_at_random_instants_then_resume_loses_nothing(sweep_dir: Path) -> None:
+    n = 300
+    (sweep_dir / "commandlines").write_text("sleep 0.1 && echo PYL_ID >> ran\n" * n)
+    kills = 0
+    rng = random.Random(6)
+    frozen: dict[int, int] = {}  # task -> runs it had when a state first called it completed
+    args = ["commandlines", "--workdir", "w"]
+    for _ in range(20):
+        proc = launch(sweep_dir, *args, "--cores-per-node", "4")
+        time.sleep(rng.uniform(0.2, 0.8))
+        proc.kill()
+        proc.wait(timeout=10)
+        kills += 1
+        if not (sweep_dir / "queuestate").exists():
+            continue  # killed before its first snapshot: nothing started, start again
+        args = ["--resume", "queuestate"]
+        time.sleep(0.1)
+        ledger = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger
+        ran = collections.Counter(int(x) for x in (sweep_dir / "ran").read_text().split()) if (
+            sweep_dir / "ran").exists() else collections.Counter()  # fmt: skip
+        for task_id in ledger.ids_in("completed"):
+            frozen.setdefault(task_id, ran[task_id])
+        if not ledger.ids_in("queued", "running"):
+            break
+    assert kills == 20, "the sweep must still be running at every kill"
+    final = run_cli(["--resume", "queuestate", "--cores-per-node", "4"], sweep_dir)
+    assert final.returncode == 0, final.stderr
+    ran = collections.Counter(int(x) for x in (sweep_dir / "ran").read_text().split())
+    assert set(ran) == set(range(n)), "every task ran"
+    for task_id, runs in frozen.items():
+        assert ran[task_id] == runs, f"task {task_id} ran again after its completion was recorded"
+    assert f"# tasks completed: {n}" in final.stdout
+
+
+def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
+    huge = "echo " + "x" * 200_000
+    lines = [
+        "sleep 30 & echo daemon started",  # leaves a background process behind
+        "head -c 5000000 /dev/zero | tr '\\0' x",  # floods stdout
+        "exec >&-; exec 2>&-; true",  # closes its output
+        huge,  # too long for one exec argument: cannot even start
+        "printf '\\377\\376' > /dev/null; echo bytes",
+    ]
+    (sweep_dir / "commandlines").write_bytes(("\n".join(lines) + "\n").encode() + b"echo caf\xe9\n")
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 1, result.stderr  # only the huge line fails
+    rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
+    assert set(rows) == set(range(6))
+    assert rows[3]["exit"] == "127"
+    assert [rows[i]["status"] for i in (0, 1, 2, 4, 5)] == ["ok"] * 5
+    assert (sweep_dir / "w" / "out1").stat().st_size == 5_000_000
+    assert (sweep_dir / "w" / "out5").read_bytes() == b"caf\xe9\n"
+    time.sleep(0.3)
+    assert no_process_matches("^sleep 30$"), "the background process left by task 0 was ended with it"
+    again = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir)
+    assert again.returncode == 1 and "# tasks completed: 5" in again.stdout, "non-UTF-8 state round-trips"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_dir: Path) -> None:
+    disk = sweep_dir / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (sweep_dir / "commandlines").write_text("head -c 60000 /dev/zero; sleep 0.05\n" * 40)
+        result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", str(disk / "qs")],
+                         sweep_dir)  # fmt: skip
+        assert result.returncode == 3, (result.returncode, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.stderr
+        subprocess.run(["rm", "-f", *map(str, (disk / "w").glob("out*"))], check=True)
+        status = run_cli(["--status", str(disk / "qs")], sweep_dir)
+        assert status.returncode == 0, status.stderr
+        ledger = load_state(disk / "qs", CoresSpec("fixed", 1)).ledger
+        assert len(ledger) == 40
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
