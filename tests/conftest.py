@@ -36,3 +36,40 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> sub
 def sweep_dir(tmp_path: Path) -> Path:
     """An empty directory to run a sweep in (the launcher's cwd)."""
     return tmp_path
+
+
+def remove_stale_mpich_segments() -> int:
+    """Delete /dev/shm/mpich_shm_* files no live process maps.
+
+    An MPI rank that is killed (our fault tests kill ranks on purpose) leaves its
+    MPICH shared-memory segments behind, some named after its pid.  pid_max is
+    small on these machines and the tests start thousands of processes, so pids
+    come round again, and a later MPI job whose rank gets such a pid trips over
+    the stale segment and dies at exit (seen: 'Killed (signal 9)' after every
+    test passed).  Segments nobody maps are garbage: removing them is safe.
+    """
+    shm = Path("/dev/shm")
+    stale = set(shm.glob("mpich_shm_*")) if shm.is_dir() else set()
+    if not stale:
+        return 0
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text()
+        except OSError:
+            continue
+        stale = {path for path in stale if str(path) not in text}
+    removed = 0
+    for path in stale:
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+@pytest.fixture(autouse=True, scope="session")
+def clean_mpich_shared_memory():
+    remove_stale_mpich_segments()
+    yield
+    remove_stale_mpich_segments()

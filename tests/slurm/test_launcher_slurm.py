@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import ROOT
+from tests.conftest import ROOT, remove_stale_mpich_segments
 
 PYTHON = sys.executable
 SWEEP = "sleep 0.3 && echo PYL_ID $MPILAUNCHER_NODE\n" * 16
@@ -125,6 +125,7 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     rows = read_joblog(sweep / "w" / "joblog")
     assert len(rows) == 8 and all(r["exit"] == "0" for r in rows)
     assert slurm_cluster.nodes[2] not in {r["node"] for r in rows}, "the lost node's tasks finished elsewhere"
+    remove_stale_mpich_segments()  # the killed rank's shared memory would trip later MPI jobs
 
 
 @pytest.mark.timeout(120)
