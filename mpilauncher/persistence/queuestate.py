@@ -32,6 +32,9 @@ from mpilauncher.persistence.files import read_text
 
 FORMAT = 1
 META_PREFIX = "#meta "
+#: Last line of our snapshots: a file we wrote that lacks it was cut short (copied
+#: while incomplete, or by a full disk outside our atomic write).
+END_MARK = "# end of queuestate:"
 
 
 @dataclass(slots=True)
@@ -94,6 +97,7 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
         lines.append(state)
         for rec in sorted(by_state[state], key=lambda r: r.id):
             lines.append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+    lines.append(f"{END_MARK} {len(ledger)} tasks")
     return "\n".join(lines) + "\n"
 
 
@@ -113,6 +117,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     section: str | None = None
     records: list[TaskRecord] = []
     seen: set[int] = set()
+    last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if line.startswith(META_PREFIX):
@@ -137,6 +142,8 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         records.append(rec)
     if not records and meta is None:
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
+    if meta is not None and last_line != f"{END_MARK} {len(records)} tasks":
+        raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
     default_cores = CoresSpec.parse(meta.cores) if meta else cores_for_pylauncher
     ledger = Ledger((r.task for r in records), elapsed_before=meta.elapsed if meta else 0.0)
     for rec in records:

@@ -179,3 +179,46 @@ def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_d
         assert len(ledger) == 40
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_stops_before_the_slurm_jobs_time_limit(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("sleep 0.5\n" * 20)
+    end = time.time() + 62.0  # the job ends in 62 s; with the default 60 s margin: stop after ~2 s
+    began = time.monotonic()
+    result = run_cli(["commandlines", "--workdir", "w", "--grace", "0.1", "--cores-per-node", "2"], sweep_dir,
+                     SLURM_JOB_ID="777", SLURM_JOB_END_TIME=str(end))  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert 1.5 < time.monotonic() - began < 10
+    assert "stopping 60 s before the job's time limit" in result.stderr
+    counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
+    assert counts["completed"] >= 4 and counts["queued"] + counts["running"] > 0
+
+
+def test_ctrl_c_stops_like_sigterm(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("sleep 5\n" * 3)
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2")
+    deadline = time.monotonic() + 20
+    while not (sweep_dir / "w" / "exec0").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "stopped by SIGINT" in err and "Launcherjob stopped" in out
+
+
+@pytest.mark.parametrize("case", ["workdir is a file", "truncated queuestate"])
+def test_more_bad_input_is_one_line_and_exit_2(sweep_dir: Path, case: str) -> None:
+    (sweep_dir / "commandlines").write_text("true\n" * 3)
+    if case == "workdir is a file":
+        (sweep_dir / "w").write_text("not a directory\n")
+        args, message = ["commandlines", "--workdir", "w"], "w: workdir exists and is not a directory"
+    else:
+        assert run_cli(["commandlines", "--workdir", "w0"], sweep_dir).returncode == 0
+        whole = (sweep_dir / "queuestate").read_text()
+        (sweep_dir / "queuestate").write_text(whole[:-40])  # the end mark and part of the last task
+        args, message = ["--resume", "queuestate"], "queuestate: truncated queuestate"
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    result = run_cli(args, sweep_dir)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before

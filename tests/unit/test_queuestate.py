@@ -139,8 +139,20 @@ def test_non_utf8_command_survives_the_file_round_trip(tmp_path: Path):
 
 
 def test_empty_meta_only_snapshot_is_an_empty_ledger():
-    loaded = parse("#meta " + json.dumps({"format": 1, "run": "x"}) + "\n", "qs", ONE)
+    loaded = parse("#meta " + json.dumps({"format": 1, "run": "x"}) + "\n# end of queuestate: 0 tasks\n", "qs", ONE)
     assert len(loaded.ledger) == 0 and not loaded.from_pylauncher
+
+
+def test_a_snapshot_cut_short_is_refused():
+    ledger = Ledger([Task(i, f"./prog {i}") for i in range(5)])
+    text = render(ledger, StateMeta(run="r"), ONE)
+    assert text.splitlines()[-1] == "# end of queuestate: 5 tasks"
+    for cut in (len(text) - 1 - len("5 tasks"), text.index("\nrunning"), text.index("\nqueued") + 1):
+        with pytest.raises(InputError, match="qs: truncated queuestate"):
+            parse(text[:cut], "qs", ONE)
+    for cut in (text.index("\nqueued") + 3, 40):  # inside a section header, inside the comments
+        with pytest.raises(InputError, match="qs:"):
+            parse(text[:cut], "qs", ONE)
 
 
 # -- PyLauncher-written files --------------------------------------------------------
