@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="use N GPUs per node instead of what Slurm, CUDA_VISIBLE_DEVICES or nvidia-smi report",
     )
     parser.add_argument(
+        "--tasks-per-gpu",
+        default=1,
+        metavar="K",
+        help="let K tasks share one GPU (default 1: never two tasks on one GPU)",
+    )
+    parser.add_argument(
         "--no-bind",
         dest="bind",
         action="store_false",
@@ -194,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             bind=args.bind,
             gpus_per_task=args.gpus_per_task,
             gpus_per_node=args.gpus_per_node,
+            tasks_per_gpu=args.tasks_per_gpu,
             mpi=args.mpi,
             mpi_starter=args.mpi_starter,
         )

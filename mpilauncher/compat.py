@@ -45,6 +45,7 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
             bind=kwargs.get("bind", True),
             gpus_per_task=kwargs.get("gpuspertask", 0),
             gpus_per_node=kwargs.get("gpuspernode"),
+            tasks_per_gpu=kwargs.get("taskspergpu", 1),
             mpi=kwargs.get("mpi", False),
             max_runtime=kwargs.get("maxruntime"),
             task_timeout=kwargs.get("taskmaxruntime"),
@@ -66,7 +67,7 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
 
 _KEYWORDS = frozenset(
     {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
-     "gpuspertask", "gpuspernode", "mpi", "mpi_starter", "maxruntime",
+     "gpuspertask", "gpuspernode", "taskspergpu", "mpi", "mpi_starter", "maxruntime",
      "taskmaxruntime", "retries"}
 )  # fmt: skip
 

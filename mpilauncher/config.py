@@ -55,6 +55,8 @@ class Config:
     #: unless ``cores`` was given.
     gpus_per_task: int = 0
     gpus_per_node: int | None = None
+    #: How many tasks may share one GPU (1: never two tasks on one GPU).
+    tasks_per_gpu: int = 1
     cores_given: bool = False
     #: Every task is an MPI program of ``cores`` ranks (IbrunLauncher, --mpi).
     mpi: bool = False
@@ -117,6 +119,7 @@ def make_config(
     bind: bool = True,
     gpus_per_task: object = 0,
     gpus_per_node: object = None,
+    tasks_per_gpu: object = 1,
     mpi: bool = False,
     mpi_starter: str | None = None,
 ) -> Config:
@@ -139,6 +142,7 @@ def make_config(
         bind=bool(bind),
         gpus_per_task=int(parse_positive("gpus per task", gpus_per_task, integer=True)) if gpus_per_task else 0,
         gpus_per_node=_count_or_none("gpus per node", gpus_per_node),
+        tasks_per_gpu=int(parse_positive("tasks per GPU", tasks_per_gpu, integer=True)),
         workdir=workdir,
         debug=parse_debug(debug),
         delay=parse_positive("delay", delay),

@@ -307,7 +307,7 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
 
 
 def _agent(config: Config, node_name: str, cores: int) -> Agent:
-    gpus = detect_gpus(override=config.gpus_per_node, probe=config.gpus_per_task > 0)
+    gpus = detect_gpus(override=config.gpus_per_node, probe=config.gpus_per_task > 0).shared(config.tasks_per_gpu)
     return Agent(node_name, cores, gpus=gpus, bind=config.bind)
 
 

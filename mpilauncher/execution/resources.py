@@ -32,6 +32,12 @@ class Gpus:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def shared(self, tasks_per_gpu: int) -> Gpus:
+        """Each GPU offered ``tasks_per_gpu`` times (``--tasks-per-gpu``: tasks share GPUs only when asked)."""
+        if tasks_per_gpu <= 1:
+            return self
+        return Gpus(tuple(i for i in self.ids for _ in range(tasks_per_gpu)), self.vendor, self.source)
+
 
 def _ids(value: str | None) -> tuple[str, ...]:
     if not value or value.strip() in ("", "NoDevFiles", "-1"):
@@ -82,7 +88,7 @@ def gpu_environment(gpus: Gpus, indices: tuple[int, ...]) -> dict[str, str]:
     """The variables that make a task see exactly its GPUs."""
     if not indices:
         return {}
-    ids = ",".join(gpus.ids[i] for i in indices)
+    ids = ",".join(dict.fromkeys(gpus.ids[i] for i in indices))  # a shared GPU is listed once
     env = {"CUDA_VISIBLE_DEVICES": ids, "MPILAUNCHER_GPUS": ids}
     if gpus.vendor == "amd":
         env["ROCR_VISIBLE_DEVICES"] = ids

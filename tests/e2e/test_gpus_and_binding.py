@@ -116,3 +116,13 @@ def test_gpu_environment_and_binding_helpers() -> None:
     assert gpu_environment(amd, ()) == {}
     assert binding((4, 5, 6, 7), (1, 3)) == (5, 7)
     assert binding((4, 5), (2,)) == (), "a slot beyond the real CPUs: no binding"
+
+
+def test_tasks_share_a_gpu_only_when_asked(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES; sleep 0.3\n" * 4)
+    result = run_cli(["commandlines", "--gpus-per-task", "1", "--gpus-per-node", "1", "--tasks-per-gpu", "2",
+                      "--cores-per-node", "2", "--cores", "1", "--workdir", "w"], sweep_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert {r["gpus"] for r in rows} == {"0"}
+    assert any(overlap(rows, a, b) for a in rows for b in rows if a is not b), "two tasks ran on GPU 0 at once"
