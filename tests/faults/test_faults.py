@@ -75,17 +75,18 @@ def test_max_runtime_stops_cleanly_and_resume_finishes(sweep_dir: Path) -> None:
     assert set(ran) == {str(i) for i in range(12)} and max(ran.values()) == 1
 
 
-def test_usr1_early_warning_stops_like_sigterm(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGINT], ids=["USR1 early warning", "Ctrl-C"])
+def test_usr1_and_ctrl_c_stop_like_sigterm(sweep_dir: Path, signum: int) -> None:
     (sweep_dir / "commandlines").write_text("sleep 5\n" * 4)
     proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2")
     deadline = time.monotonic() + 20
     while not (sweep_dir / "w" / "exec1").exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 128 + signal.SIGUSR1
-    assert "stopped by SIGUSR1" in err
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signum
+    assert f"stopped by {signal.Signals(signum).name}" in err and "Launcherjob stopped" in out
     counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
     assert counts["running"] + counts["queued"] == 4
 
@@ -192,18 +193,6 @@ def test_stops_before_the_slurm_jobs_time_limit(sweep_dir: Path) -> None:
     assert "stopping 60 s before the job's time limit" in result.stderr
     counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
     assert counts["completed"] >= 4 and counts["queued"] + counts["running"] > 0
-
-
-def test_ctrl_c_stops_like_sigterm(sweep_dir: Path) -> None:
-    (sweep_dir / "commandlines").write_text("sleep 5\n" * 3)
-    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2")
-    deadline = time.monotonic() + 20
-    while not (sweep_dir / "w" / "exec0").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130 and "stopped by SIGINT" in err and "Launcherjob stopped" in out
 
 
 @pytest.mark.parametrize("case", ["workdir is a file", "truncated queuestate"])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mpilauncher.core.ranges import expand
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import ROOT, launcher_env
 
@@ -33,13 +34,8 @@ def ranks_of(directory: Path, task: int) -> list[dict]:
 
 def expected_hosts(row: dict[str, str]) -> list[str]:
     """One host per rank, in rank order, from the joblog's node+node / cores+cores columns."""
-    hosts = []
-    for node, cores in zip(row["node"].split("+"), row["cores"].split("+"), strict=True):
-        count = sum(
-            len(range(int(a), int(b) + 1)) if b else 1 for a, _, b in (p.partition("-") for p in cores.split(","))
-        )
-        hosts += [node] * count
-    return hosts
+    nodes, cores = row["node"].split("+"), row["cores"].split("+")
+    return [node for node, ids in zip(nodes, cores, strict=True) for _ in expand(ids.replace(",", " "))]
 
 
 def test_k_ranks_on_the_assigned_slots_below_equal_above_a_node(sweep_dir: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import ROOT, remove_stale_mpich_segments
+from tests.mpi.test_mpi_tasks import expected_hosts
 
 PYTHON = sys.executable
 SWEEP = "sleep 0.3 && echo PYL_ID $MPILAUNCHER_NODE\n" * 16
@@ -145,11 +146,6 @@ def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, swe
     for task, k in enumerate(widths):
         ranks = json.loads((sweep / f"ranks{task}.json").read_text())
         assert [r["size"] for r in ranks] == [k] * k, result.stderr
-        hosts = [
-            h
-            for node, cores in zip(rows[task]["node"].split("+"), rows[task]["cores"].split("+"), strict=True)
-            for h in [node] * (1 + (int(cores.split("-")[1]) - int(cores.split("-")[0]) if "-" in cores else 0))
-        ]
-        assert [r["host"] for r in ranks] == hosts, (task, rows[task])
+        assert [r["host"] for r in ranks] == expected_hosts(rows[task]), (task, rows[task])
     assert "+" in rows[3]["node"], "4 ranks on 2-CPU nodes span two nodes"
     assert (sweep / "w" / "exec3").read_text().splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")
