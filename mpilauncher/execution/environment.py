@@ -11,13 +11,24 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-#: Prefixes of variables that belong to the launcher's own MPI job.
-LAUNCHER_MPI_PREFIXES = ("PMI_", "PMIX_", "HYDI_", "HYDRA_", "MPI_LOCAL", "OMPI_", "PRTE_", "MPIR_")
+#: Prefixes of variables that wire the launcher's own MPI job (MPICH/hydra, Slurm PMI, PMIx,
+#: Open MPI/PRRTE): a task that inherited them would join, or break on, that job.
+LAUNCHER_MPI_PREFIXES = ("PMI_", "PMIX_", "HYDI_", "HYDRA_", "MPI_LOCAL", "OMPI_", "PRTE_")
+#: ...except the user's own MPI settings, which nested MPI jobs should keep.
+USER_MPI_SETTINGS = ("OMPI_MCA_", "OMPI_ALLOW_RUN_AS_ROOT")
+#: Open MPI job wiring that hides under OMPI_MCA_.
+OMPI_JOB_MCA = ("OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix", "OMPI_MCA_prte", "OMPI_MCA_initial_wdir")
+
+
+def is_launcher_wiring(name: str) -> bool:
+    if not name.startswith(LAUNCHER_MPI_PREFIXES):
+        return False
+    return not name.startswith(USER_MPI_SETTINGS) or name.startswith(OMPI_JOB_MCA)
 
 
 def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The launcher's environment minus its MPI job's wiring."""
-    return {k: v for k, v in environ.items() if not k.startswith(LAUNCHER_MPI_PREFIXES)}
+    """The launcher's environment minus its MPI job's wiring (the user's MPI settings stay)."""
+    return {k: v for k, v in environ.items() if not is_launcher_wiring(k)}
 
 
 def task_variables(task_id: int, cores: tuple[int, ...], node_name: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ in its own terms:
             step holds the CPUs (without it the nested srun hangs, measured);
             the outer step's layout variables are removed from the environment.
 ``mpiexec`` MPICH's hydra: ``-hosts H1:N1,H2:N2`` and one MPMD section per segment;
-            Open MPI: ``mpirun --host H1:N1,H2:N2 -n K``.  The launcher's own
+            Open MPI: ``mpirun`` with one ``-n N --host H:N`` section per segment.  The launcher's own
             PMI/HYDRA/OMPI variables are already gone from every task's environment,
             so the nested job is independent of the launcher's.
 
@@ -123,8 +123,14 @@ def wrap(
         timeout = os.environ.get("MPILAUNCHER_SPAWN_TIMEOUT", str(SPAWN_TIMEOUT))
         line = f"{shlex.quote(sys.executable)} -m mpilauncher.spawn --timeout {timeout} --hosts {hosts} -- {program}"
     elif mpiexec_flavour() == "openmpi":
-        hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)
-        line = f"mpirun --host {hosts} -n {ranks} {_program(program)}"
+        sections = [
+            f"-n {s.ranks} --host {'localhost' if emulated else s.host}:{s.ranks} -x MPILAUNCHER_HOST={s.host}"
+            f" -x MPILAUNCHER_HOST_CORES={s.cores or '-'} {_program(program)}"
+            for s in segments
+        ]
+        # Open MPI would bind ranks to cores of its own choosing, trampling other tasks: the
+        # launcher binds (the local ranks inherit the task's cores), so Open MPI must not.
+        line = f"mpirun --bind-to none{' --oversubscribe' if emulated else ''} " + " : ".join(sections)
     else:
         # hydra: one global host list with counts fills ranks in order; one MPMD section per
         # segment (same order) tells each rank where it is.

@@ -144,3 +144,18 @@ def test_parse_positive():
             parse_positive("x", bad)
     with pytest.raises(InputError, match="n must be a whole number"):
         parse_positive("n", "2.0", integer=True)
+
+
+def test_task_environment_drops_the_launchers_mpi_wiring_but_keeps_user_mpi_settings():
+    from mpilauncher.execution.environment import base_environment
+
+    env = {
+        "PMI_RANK": "0", "PMI_FD": "7", "HYDI_CONTROL_FD": "9", "MPI_LOCALNRANKS": "4", "PMIX_RANK": "1",
+        "OMPI_COMM_WORLD_SIZE": "4", "OMPI_MCA_ess_base_jobid": "1", "OMPI_MCA_pmix_server_uri": "x",
+        "OMPI_MCA_btl": "self,vader", "OMPI_ALLOW_RUN_AS_ROOT": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
+        "PATH": "/bin", "SLURM_JOB_ID": "5",
+    }  # fmt: skip
+    assert base_environment(env) == {
+        "OMPI_MCA_btl": "self,vader", "OMPI_ALLOW_RUN_AS_ROOT": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
+        "PATH": "/bin", "SLURM_JOB_ID": "5",
+    }  # fmt: skip
