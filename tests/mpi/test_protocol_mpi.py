@@ -8,6 +8,8 @@ run skips them here and runs them under mpiexec from ``test_mpi_suite.py``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +35,12 @@ def test_layout_groups_ranks_by_node_and_picks_lowest_rank_as_agent() -> None:
 
 
 @pytest.mark.mpi(min_size=2)
-def test_round_trip_start_completions_shutdown(tmp_path_factory) -> None:
+def test_round_trip_start_completions_shutdown() -> None:
     comm = mpi_transport.world()
     rank, size = comm.Get_rank(), comm.Get_size()
     layout = mpi_transport.discover(comm, emulate_nodes=size)
-    workdir = comm.bcast(str(tmp_path_factory.mktemp("w")) if rank == 0 else None, root=0)
+    # Not pytest's tmp_path: every rank's pytest would prune the same basetemp (see test_mpi_suite).
+    workdir = comm.bcast(tempfile.mkdtemp(prefix="mpl-round-trip-") if rank == 0 else None, root=0)
     agent = Agent(f"n{rank}", 2)
     if rank != 0:
         status = mpi_transport.serve_agent(comm, agent, beat_interval=0.2)
@@ -69,6 +72,7 @@ def test_round_trip_start_completions_shutdown(tmp_path_factory) -> None:
     assert ended[0][1].exit_code < 0
     assert transport.shutdown(0.2, 7) == [], "shutdown is idempotent"
     transport.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.mpi(min_size=2)
