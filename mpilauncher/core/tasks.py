@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from mpilauncher.errors import InputError
 
-#: Markers PyLauncher replaces by the task number.
-ID_MARKERS = ("PYL_ID", "PYLTID")
+#: Markers PyLauncher replaces by the task number: PYL_ID, and its older PYLTID.
 _ID_PATTERN = re.compile(r"(?<!\$)(?<!\$\{)(?:PYL_ID|PYLTID)")
 
 

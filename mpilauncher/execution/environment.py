@@ -42,14 +42,6 @@ def task_variables(task_id: int, cores: tuple[int, ...], node_name: str) -> dict
     }
 
 
-def task_environment(base: Mapping[str, str], variables: Mapping[str, str], ncores: int) -> dict[str, str]:
-    """The full environment of one task: ``OMP_NUM_THREADS`` is its core count unless the user set it."""
-    env = dict(base)
-    env.update(variables)
-    env.setdefault("OMP_NUM_THREADS", str(ncores))
-    return env
-
-
 def exec_script(command: str, cwd: str, variables: Mapping[str, str], ncores: int, omp_set: bool, line: int) -> str:
     """The ``exec<N>`` file: the command exactly as run, runnable by hand with ``sh exec<N>``."""
     exports = dict(variables)

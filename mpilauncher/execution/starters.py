@@ -142,13 +142,3 @@ def wrap(
         ]
         line = f"mpiexec -hosts {hosts} " + " : ".join(sections)
     return (f"{before}{line}" if before else line), env
-
-
-def apply_env(env: dict[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
-    """Apply :func:`wrap`'s environment changes (None removes the variable)."""
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env

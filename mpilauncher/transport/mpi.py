@@ -284,10 +284,6 @@ class MasterTransport:
         self.unclean = bool(waiting or self._dead_ranks or self._requests)
         return ended
 
-    def abort(self, status: int) -> None:
-        """Last resort when ranks do not answer: end the whole MPI job."""
-        self.comm.Abort(status)
-
     def close(self) -> None:
         self.local.close()
 
