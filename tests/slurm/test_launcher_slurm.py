@@ -107,9 +107,12 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     )  # fmt: skip
     try:
         victim = None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while victim is None or not (sweep / "w" / "exec0").exists():
-            assert time.monotonic() < deadline, "the launcher did not start"
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"the launcher ended before the test could kill an agent:\n{out}\n{err}")
+            assert time.monotonic() < deadline, "the launcher did not start within 60 s"
             victim = find_rank_pid(marker, slurm_cluster.nodes[2])
             time.sleep(0.1)
         time.sleep(0.5)
@@ -149,3 +152,23 @@ def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, swe
         assert [r["host"] for r in ranks] == expected_hosts(rows[task]), (task, rows[task])
     assert "+" in rows[3]["node"], "4 ranks on 2-CPU nodes span two nodes"
     assert (sweep / "w" / "exec3").read_text().splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("per_node", [1, 2])
+def test_gpu_sweep_with_and_without_one_rank_per_gpu(slurm_cluster, sweep: Path, per_node: int) -> None:
+    """The user guide's GPU job asks for --ntasks-per-node = GPUs per node: both ways give each task its GPU."""
+    (sweep / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES $MPILAUNCHER_NODE; sleep 0.3\n" * 8)
+    result = slurm_cluster.run(
+        ["srun", "-N", "2", f"--ntasks-per-node={per_node}", "--exclusive", "--mpi=pmi2", f"--chdir={sweep}",
+         f"--export=ALL,PYTHONPATH={ROOT},SLURM_JOB_GPUS=0,1",
+         *launcher("commandlines", "--gpus-per-task", "1", "--workdir", "w")],
+        timeout=90,
+    )  # fmt: skip
+    rows = read_joblog(sweep / "w" / "joblog")
+    assert len(rows) == 8, result.stderr
+    assert {(r["node"], r["gpus"]) for r in rows} <= {(n, g) for n in slurm_cluster.nodes[:2] for g in ("0", "1")}
+    assert len({r["node"] for r in rows}) == 2, "both nodes ran GPU tasks"
+    for row in rows:
+        seen = (sweep / "w" / f"out{row['id']}").read_text().split()
+        assert seen == [row["gpus"], row["node"]]
