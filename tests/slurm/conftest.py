@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MPI_TEST_SETTINGS
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE.parent.parent / "tools" / "slurm-cluster.sh"
 
@@ -215,6 +217,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         cpus_per_node=cpus,
         run_dir=run_dir,
         started_here=not was_up,
+        env=dict(MPI_TEST_SETTINGS),  # srun/sbatch export it to the launcher's ranks
     )
     # The cluster that is up may not be the one the environment describes: trust sinfo.
     info = cluster.run(["sinfo", "-h", "-N", "-o", "%N %c"], timeout=15).stdout.split()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import ROOT, remove_stale_mpich_segments
+from tests.conftest import MPI_TEST_SETTINGS, ROOT, remove_stale_mpich_segments
 from tests.mpi.test_mpi_tasks import expected_hosts
 
 PYTHON = sys.executable
@@ -99,7 +99,7 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
 
     (sweep / "commandlines").write_text("sleep 1.5 && echo PYL_ID >> ran\n" * 8)
     marker = uuid.uuid4().hex
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPL_TEST_MARK": marker}
+    env = {**os.environ, **MPI_TEST_SETTINGS, "PYTHONPATH": str(ROOT), "MPL_TEST_MARK": marker}
     proc = subprocess.Popen(
         ["srun", "-N", "3", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--job-name=mpl-{marker[:8]}",
          *launcher("commandlines", "--workdir", "w", "--agent-timeout", "2")],
