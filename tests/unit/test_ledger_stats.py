@@ -6,14 +6,11 @@ import math
 
 import pytest
 
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES
 from mpilauncher.core.stats import compute
-from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence import queuestate
-
-
-def make_ledger(n: int, elapsed_before: float = 0.0) -> Ledger:
-    return Ledger((Task(i, f"./prog {i}", line=i + 1) for i in range(n)), elapsed_before=elapsed_before)
+from tests.unit.ledgers import finished_ledger, make_ledger
 
 
 # -- ledger ----------------------------------------------------------------------
@@ -65,22 +62,6 @@ def test_restart_clears_the_previous_outcome():
 
 
 # -- statistics ------------------------------------------------------------------
-def finished_ledger() -> Ledger:
-    """6 tasks on 2 nodes x 2 cores: 4 completed, 1 failed, 1 queued."""
-    ledger = make_ledger(6, elapsed_before=10.0)
-    runs = [  # id, node, cores, exit, runtime
-        (0, "c1", (0,), 0, 4.0),
-        (1, "c1", (1,), 0, 2.0),
-        (2, "c2", (0, 1), 0, 6.0),
-        (3, "c1", (0,), 1, 3.0),
-        (4, "c1", (0,), 0, 5.0),
-    ]
-    for tid, node, cores, code, runtime in runs:
-        ledger.started(tid, node, cores, 1000.0 + tid)
-        ledger.finished(tid, code, 1000.0 + tid, runtime)
-    return ledger
-
-
 def test_compute_statistics():
     stats = compute(finished_ledger(), elapsed=10.0, pool_size=4)
     assert stats.completed == 4
