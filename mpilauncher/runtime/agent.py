@@ -128,10 +128,6 @@ class Agent:
         self._early = []
         return ended
 
-    @property
-    def busy(self) -> int:
-        return len(self.runner)
-
     def close(self) -> None:
         self.runner.close()
 

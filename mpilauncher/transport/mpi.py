@@ -33,6 +33,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from mpilauncher.errors import LauncherFailure, ProtocolError
 from mpilauncher.execution.processes import Ended
@@ -199,7 +200,7 @@ class MasterTransport:
 
     def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
               task_timeout: float | None = None) -> None:  # fmt: skip
-        self.local.configure(workdir_path(workdir), cwd, mpi_starter, emulated, task_timeout)
+        self.local.configure(Path(workdir), cwd, mpi_starter, emulated, task_timeout)
         beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
             if node:
@@ -325,12 +326,6 @@ class MasterTransport:
                 raise ProtocolError(f"unexpected {type(payload).__name__} from rank {rank}")
 
 
-def workdir_path(workdir: str):
-    from pathlib import Path
-
-    return Path(workdir)
-
-
 # -- other ranks ------------------------------------------------------------
 def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
     """An agent rank's loop: run what rank 0 sends until it says SHUTDOWN; returns its exit status."""
@@ -350,7 +345,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
                 agent.start(payload)
             elif isinstance(payload, Setup):
                 agent.configure(
-                    workdir_path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated,
+                    Path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated,
                     payload.task_timeout,
                 )  # fmt: skip
                 beat_interval = beat_interval or payload.beat_interval
