@@ -55,7 +55,7 @@ class JournalWriter:
             raise LauncherFailure(f"{path}: cannot create journal: {err.strerror or err}") from None
 
     def started(self, task_id: int, start: float, host: str, cores: tuple[int, ...]) -> None:
-        slots = compress(cores).replace(" ", ",")
+        slots = compress(cores, ",")
         self._pending.append(f"S\t{task_id}\t{start:.3f}\t{host}\t{slots}\n")
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
@@ -122,7 +122,7 @@ def _apply(line: str, ledger: Ledger) -> None:
     if task_id not in ledger.records:
         raise KeyError(task_id)
     if kind == "S":
-        ledger.started(task_id, fields[3], tuple(expand(fields[4].replace(",", " "))), float(fields[2]))
+        ledger.started(task_id, fields[3], tuple(expand(fields[4])), float(fields[2]))
     elif kind == "E":
         ledger.finished(task_id, int(fields[2]), float(fields[3]), float(fields[4]))
     elif kind == "Q":

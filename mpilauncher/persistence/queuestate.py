@@ -76,7 +76,7 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
     if rec.state != QUEUED and rec.node:
         parts.append(f"host={rec.node}")
         if rec.cores_used:
-            parts.append(f"slots={compress(rec.cores_used).replace(' ', ',')}")
+            parts.append(f"slots={compress(rec.cores_used, ',')}")
     return " ".join(parts)
 
 
@@ -224,7 +224,7 @@ def _parse_task_line(
         if "runtime" in attrs:
             rec.runtime = float(attrs["runtime"])
         if "slots" in attrs:
-            rec.cores_used = tuple(expand(attrs["slots"].replace(",", " ")))
+            rec.cores_used = tuple(expand(attrs["slots"]))
     except ValueError as err:
         raise InputError(f"bad value in task {task_id}: {err}", source, number) from None
     rec.node = attrs.get("host")

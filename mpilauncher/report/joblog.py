@@ -52,7 +52,7 @@ class Joblog:
         attempt: int,
         command: str,
     ) -> None:
-        bound = _ids(cpus) if cpus else "-"
+        bound = compress(cpus, ",") if cpus else "-"
         seen = ",".join(gpus) if gpus else "-"
         self._pending.append(
             f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
@@ -79,7 +79,3 @@ def read(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", errors="surrogateescape") as log:
         names = log.readline().rstrip("\n").split("\t")
         return [dict(zip(names, line.rstrip("\n").split("\t", len(names) - 1), strict=False)) for line in log]
-
-
-def _ids(ids: tuple[int, ...]) -> str:
-    return compress(ids).replace(" ", ",")

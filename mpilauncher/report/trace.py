@@ -44,7 +44,7 @@ def tick_block(
 
 def _placement(task_id: int, cores: tuple[int, ...], cpus: tuple[int, ...]) -> str:
     """``45@0-3`` (task@core slots), plus ``:cpu4-7`` when bound to CPUs numbered otherwise."""
-    text = f"{task_id}@{compress(cores).replace(' ', ',')}"
+    text = f"{task_id}@{compress(cores, ',')}"
     if cpus and cpus != cores:
-        text += f":cpu{compress(cpus).replace(' ', ',')}"
+        text += f":cpu{compress(cpus, ',')}"
     return text

@@ -32,7 +32,7 @@ from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, 
 from mpilauncher.execution.resources import binding
 from mpilauncher.execution.starters import Segment
 from mpilauncher.persistence.store import StateStore
-from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, StartItem, StartTasks
+from mpilauncher.protocol import Completions, Hello, StartItem, StartTasks
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.trace import tick_block
 
@@ -125,12 +125,7 @@ class Master:
     # -- the loop ---------------------------------------------------------
     def run(self, hellos: list[tuple[int, Hello]]) -> Outcome:
         joined = []
-        for node, hello in hellos:
-            if hello.version != PROTOCOL_VERSION:
-                raise ProtocolError(
-                    f"agent on {hello.node_name} speaks protocol {hello.version}, the master {PROTOCOL_VERSION}:"
-                    " every rank must run the same mpilauncher version"
-                )
+        for node, hello in hellos:  # (the MPI transport has checked their protocol versions)
             self.node_names[node] = hello.node_name
             self.node_cores[hello.node_name] = self.node_cores.get(hello.node_name, 0) + hello.cores
             self.node_cpus[node] = hello.bound_cpus
@@ -182,7 +177,7 @@ class Master:
                 self._slot_base[name] = base
                 base += self.node_cores[name]
         name = self.node_names[node]
-        return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores).replace(" ", ","))
+        return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores, ","))
 
     def _events(self, messages) -> list[TaskFinished]:
         events = []
@@ -207,7 +202,7 @@ class Master:
         cpus = binding(self.node_cpus[node], cores)
         segments = self.scheduler.spans.get(ended.task_id, ((node, cores),))
         where = "+".join(self.node_names[n] for n, _ in segments)  # an MPI task over nodes: a+b
-        slots = "+".join(compress(c).replace(" ", ",") for _, c in segments)
+        slots = "+".join(compress(c, ",") for _, c in segments)
         attempt = self.scheduler.attempts.get(ended.task_id, 0) + 1
         self.joblog.add(
             ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code,
