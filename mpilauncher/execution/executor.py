@@ -38,6 +38,7 @@ import time
 
 if __package__:
     from mpilauncher.execution.processes import Ended
+    from mpilauncher.execution.watchdog import IGNORED
 else:  # run as a script by the agent: the siblings are plain modules
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from processes import Ended, ProcessRunner  # type: ignore[no-redef]
@@ -57,11 +58,10 @@ class Executor:
             (os.POSIX_SPAWN_DUP2, requests_read, 0),
             (os.POSIX_SPAWN_DUP2, events_write, 1),
         ]
-        signals = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
         try:
             self.pid = os.posix_spawn(
                 sys.executable, [sys.executable, "-I", "-S", here], base_env, file_actions=actions, setsid=True,
-                setsigmask=signals,
+                setsigmask=IGNORED,
             )  # fmt: skip
         finally:
             os.close(requests_read)
