@@ -7,7 +7,7 @@ import math
 import pytest
 
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES
-from mpilauncher.core.stats import compute
+from mpilauncher.core.stats import compute, percentile
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence import queuestate
 from tests.unit.ledgers import finished_ledger, make_ledger
@@ -125,3 +125,10 @@ def test_requeued_task_that_never_ran_again_is_not_counted_as_executed():
     ).ledger
     assert compute(reloaded, elapsed=2.0, pool_size=2).per_slot_avg == pytest.approx(0.5)
     assert stats.per_slot_avg == pytest.approx(0.5)  # one task executed on a pool of 2 slots
+
+
+@pytest.mark.parametrize("values", [[3.0], [1.0, 2.0], [5.0, 1.0, 4.0, 2.0, 3.0], [0.1 * i * i for i in range(101)]])
+@pytest.mark.parametrize("q", [0, 1, 50, 90, 99, 100])
+def test_percentile_interpolates_as_numpy_does(values, q):
+    np = pytest.importorskip("numpy")
+    assert percentile(sorted(values), q) == pytest.approx(float(np.percentile(values, q)))
