@@ -5,7 +5,9 @@ time: every task gets a random duration, finishes are popped from a heap in
 time order, and each burst of finishes that share an instant goes to the
 scheduler in one ``handle`` call, as the master loop does.  Only the time spent
 inside ``handle`` is counted, so the figure is the core's cost per decision,
-not the simulation's.
+not the simulation's.  Standby starts are on, as in the launcher: the
+simulated node starts a standby the moment its predecessor ends and answers
+retractions (``--no-standby`` compares without).
 
     python benchmarks/simulate.py                       # 1,000 / 10,000 / 100,000 cores, 1,000,000 tasks
     python benchmarks/simulate.py --cores 100000 --tasks 200000 --mixed
@@ -28,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mpilauncher.core.events import AgentJoined, Start, TaskFinished  # noqa: E402
+from mpilauncher.core.events import AgentJoined, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
 
@@ -37,25 +39,40 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int) -> dict:
+def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int, standby: bool = True) -> dict:
     rng = random.Random(seed)
     widths = [1, 1, 1, 2, 4] if mixed else [1]
     task_list = [Task(i, f"task {i}", rng.choice(widths)) for i in range(tasks)]
     durations = [rng.expovariate(1.0) + 0.01 for _ in range(tasks)]
     nodes = max(1, cores // cores_per_node)
     rss_before = max_rss_mib()
-    scheduler = Scheduler(task_list)
+    scheduler = Scheduler(task_list, standby=standby)
     del task_list
     in_core = 0.0
-    decisions = 0
+    decisions = standbys = 0
     finishes: list[tuple[float, int, int]] = []  # (time, task id, exit code)
+    running: set[int] = set()  # the nodes' view
+    behind: dict[int, int] = {}  # running task -> standby the node starts when it ends
+    standby_of: dict[int, int] = {}
+    answers: list[Retracted] = []
+
+    def run(task_id: int, now: float) -> None:
+        running.add(task_id)
+        heapq.heappush(finishes, (now + durations[task_id], task_id, 0))
 
     def apply(actions: list, now: float) -> None:
-        nonlocal decisions
+        nonlocal decisions, standbys
         for action in actions:
             if isinstance(action, Start):
                 decisions += 1
-                heapq.heappush(finishes, (now + durations[action.task_id], action.task_id, 0))
+                if action.after is not None and action.after in running:
+                    standbys += 1
+                    behind[action.after], standby_of[action.task_id] = action.task_id, action.after
+                else:
+                    run(action.task_id, now)
+            elif isinstance(action, Retract) and action.task_id in standby_of:
+                del behind[standby_of.pop(action.task_id)]
+                answers.append(Retracted(action.task_id))
 
     began = time.perf_counter()
     actions = scheduler.handle(*(AgentJoined(n, f"node{n}", cores_per_node) for n in range(nodes)))
@@ -63,18 +80,30 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
     apply(actions, 0.0)
     sim_time = 0.0
     bursts = 0
-    while finishes:
-        sim_time, task_id, code = heapq.heappop(finishes)
-        burst = [TaskFinished(task_id, code)]
+
+    def finish(task_id: int, code: int, now: float) -> TaskFinished:
+        running.discard(task_id)
+        follower = behind.pop(task_id, None)
+        if follower is not None:
+            del standby_of[follower]
+            run(follower, now)
+        return TaskFinished(task_id, code)
+
+    while finishes or answers:
+        burst: list = answers[:]
+        answers.clear()
+        if finishes:
+            sim_time, task_id, code = heapq.heappop(finishes)
+            burst.append(finish(task_id, code, sim_time))
         while finishes and finishes[0][0] <= sim_time + 1e-3:  # one master loop turn's worth
             _, other, other_code = heapq.heappop(finishes)
-            burst.append(TaskFinished(other, other_code))
+            burst.append(finish(other, other_code, sim_time))
         began = time.perf_counter()
         actions = scheduler.handle(*burst)
         in_core += time.perf_counter() - began
         bursts += 1
         apply(actions, sim_time)
-    assert decisions == tasks, (decisions, tasks)
+    assert decisions >= tasks and not running, (decisions, tasks)
     assert not scheduler.running and scheduler.queued_count == 0
     return {
         "cores": nodes * cores_per_node,
@@ -83,6 +112,7 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
         "mixed": mixed,
         "scheduler_seconds": round(in_core, 3),
         "decisions_per_second": round(decisions / in_core),
+        "standby_starts": standbys,
         "microseconds_per_task": round(in_core / tasks * 1e6, 2),
         "handle_calls": bursts,
         "simulated_makespan": round(sim_time, 1),
@@ -97,18 +127,22 @@ def main() -> int:
     parser.add_argument("--cores-per-node", type=int, default=64)
     parser.add_argument("--mixed", action="store_true", help="task widths 1, 2 and 4 instead of all 1")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-standby", action="store_true", help="no standby starts (sent ahead behind running tasks)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     print(f"# mpilauncher core simulation: Python {platform.python_version()} on {platform.machine()}")
     print(f"# {args.tasks:,} tasks, {args.cores_per_node} cores per node, widths {'1/2/4' if args.mixed else '1'}")
-    print(f"{'cores':>8} {'nodes':>6} {'decisions/s':>12} {'us/task':>8} {'handle calls':>13} {'RSS MiB':>8}")
+    print(f"# standby starts {'off' if args.no_standby else 'on'}")
+    header = ("cores", 8), ("nodes", 6), ("decisions/s", 12), ("us/task", 8), ("handle calls", 13), ("standby", 8)
+    print(" ".join(f"{name:>{width}}" for name, width in header), f"{'RSS MiB':>8}")
     results = []
     for cores in (int(c) for c in args.cores.split(",")):
-        row = simulate(cores, args.tasks, args.cores_per_node, args.mixed, args.seed)
+        row = simulate(cores, args.tasks, args.cores_per_node, args.mixed, args.seed, not args.no_standby)
         results.append(row)
         print(
             f"{row['cores']:>8,} {row['nodes']:>6,} {row['decisions_per_second']:>12,} "
-            f"{row['microseconds_per_task']:>8} {row['handle_calls']:>13,} {row['peak_rss_growth_mib']:>8}",
+            f"{row['microseconds_per_task']:>8} {row['handle_calls']:>13,} {row['standby_starts']:>8,} "
+            f"{row['peak_rss_growth_mib']:>8}",
             flush=True,
         )
     per_task = [r["microseconds_per_task"] for r in results]

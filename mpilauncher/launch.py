@@ -391,7 +391,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     joblog = Joblog(workdir / "joblog")
     stop = StopRequest(*run_deadline(config))
     master = Master(
-        Scheduler(plan.to_run, retries=config.retries),
+        Scheduler(plan.to_run, retries=config.retries, standby=True),
         store,
         joblog,
         transport,

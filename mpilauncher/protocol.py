@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mpilauncher.execution.processes import Ended
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +35,23 @@ class StartItem:
     line: int = 0
     gpus: tuple[int, ...] = ()  # GPU indices on the node
     segments: tuple = ()  # MPI tasks: the Segment(host, ranks, offset) list; () for plain tasks
+    after: int | None = None  # a standby start: run it when task ``after`` (on this node) ends
 
 
 @dataclass(frozen=True, slots=True)
 class StartTasks:
-    """Master -> agent: start these tasks now."""
+    """Master -> agent: start these tasks now (or behind another), take these standbys back."""
 
     items: tuple[StartItem, ...]
+    retract: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Completions:
-    """Agent -> master: these tasks ended."""
+    """Agent -> master: these standbys were taken back before they started, these tasks ended."""
 
     items: tuple[Ended, ...]
+    retracted: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

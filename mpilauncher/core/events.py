@@ -40,7 +40,14 @@ class StopDispatch:
     """Start nothing more (time limit, signal): running tasks are left alone."""
 
 
-Event = AgentJoined | TaskFinished | AgentLost | StopDispatch
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    """A standby task was taken back before it started (answer to :class:`Retract`)."""
+
+    task_id: int
+
+
+Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted
 
 
 # -- actions (instructions) ------------------------------------------------
@@ -54,6 +61,24 @@ class Start:
     gpus: tuple[int, ...] = ()
     #: MPI tasks: every (node, core ids) segment, the first being (node, cores).
     span: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    #: A standby start: run it the moment task ``after`` ends, on ``after``'s cores and GPUs.
+    after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Promoted:
+    """Standby task ``task_id`` is running: its predecessor ``after`` ended and handed it its cores."""
+
+    task_id: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retract:
+    """Take standby task ``task_id`` back from ``node``: cores are free elsewhere and it waits there."""
+
+    node: int
+    task_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,4 +102,4 @@ class AllDone:
     """Nothing is queued or running any more."""
 
 
-Action = Start | Requeued | Retried | AllDone
+Action = Start | Promoted | Retract | Requeued | Retried | AllDone

@@ -20,11 +20,28 @@ task among the heads of the shapes that fit somewhere, so tasks start in file
 order wherever they fit and narrow tasks backfill around wide ones.  The
 number of shapes is small (how many distinct ``N,`` counts a file has), so a
 decision costs O(shapes x log nodes), independent of the number of cores.
+
+Standby (``standby=True``, what the master uses): when every core is busy and
+more than a full round of tasks is still queued, the next task of a running
+task's shape is sent ahead to that task's node as a *standby* start
+(``Start(after=pred)``).  The node starts it the moment ``pred`` ends, on
+``pred``'s cores, without waiting for the master: for short tasks that round
+trip is most of the time a core stands idle.  ``TaskFinished(pred)`` then
+*promotes* it (``Promoted``).  A standby only ever waits behind a running
+task of its own shape, and only while its shape's queue head is the lowest
+queued id, so file order is kept.  When cores are free and nothing queued
+fits them, standbys still waiting behind long tasks are taken back
+(``Retract``; the node answers ``Retracted`` if it had not started it yet),
+so a long task at the end of a sweep never holds up the one queued behind it::
+
+    QUEUED --Start(after)--> STANDBY --TaskFinished(pred)/Promoted--> RUNNING
+                                |  --Retracted, AgentLost, StopDispatch--> QUEUED
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from mpilauncher.core.events import (
@@ -33,7 +50,10 @@ from mpilauncher.core.events import (
     AgentLost,
     AllDone,
     Event,
+    Promoted,
     Requeued,
+    Retract,
+    Retracted,
     Retried,
     Start,
     StopDispatch,
@@ -46,6 +66,10 @@ from mpilauncher.errors import Unplaceable
 
 #: Shape key of ``cores="node"`` tasks (real core counts are >= 1).
 WHOLE_NODE = 0
+#: Scheduler-only state of a task sent ahead behind a running one (the ledger still says queued).
+STANDBY = "standby"
+
+Shape = tuple[int, int, bool]
 
 
 class InvalidTransition(RuntimeError):
@@ -55,7 +79,7 @@ class InvalidTransition(RuntimeError):
 class Scheduler:
     """Places tasks on free cores; see the module docstring."""
 
-    def __init__(self, tasks: Iterable[Task], retries: int = 0) -> None:
+    def __init__(self, tasks: Iterable[Task], retries: int = 0, standby: bool = False) -> None:
         self.tasks: dict[int, Task] = {}
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
@@ -67,6 +91,13 @@ class Scheduler:
         self._done_sent = False
         self.retries = retries
         self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
+        self.standby = standby
+        self.follower: dict[int, int] = {}  # running task -> the standby task waiting behind it
+        self.waiting: dict[int, int] = {}  # standby task -> the running task it waits behind
+        # OrderedDicts, not dicts: taking the oldest entry of a plain dict again and again
+        # scans the holes its deletions left at the front (measured: 9 s of 21 at 100,000 cores).
+        self._bare: dict[Shape, OrderedDict[int, None]] = {}  # running tasks that could take a standby, oldest first
+        self._standby_of: dict[Shape, OrderedDict[int, None]] = {}  # standby tasks not yet asked back, by shape
         for task in tasks:
             if task.id in self.tasks:
                 raise ValueError(f"task id {task.id} given twice")
@@ -75,21 +106,14 @@ class Scheduler:
             self._queues.setdefault(self._shape(task), []).append(task.id)
         for queue in self._queues.values():
             heapq.heapify(queue)
+        self._bare = {shape: OrderedDict() for shape in self._queues}
+        self._standby_of = {shape: OrderedDict() for shape in self._queues}
 
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
         actions: list[Action] = []
         for event in events:
-            if isinstance(event, TaskFinished):
-                actions.extend(self._on_finished(event))
-            elif isinstance(event, AgentJoined):
-                self.pool.add_node(event.node, event.name, event.cores, event.gpus)
-            elif isinstance(event, AgentLost):
-                actions.extend(self._on_lost(event.node))
-            elif isinstance(event, StopDispatch):
-                self._stopping = True
-            else:
-                raise TypeError(f"not a scheduler event: {event!r}")
+            actions.extend(self.apply(event))
         if not self._stopping:
             self._place(actions)
         idle = not self.running and (self._stopping or not self.queued_count)
@@ -97,6 +121,30 @@ class Scheduler:
             self._done_sent = True
             actions.append(AllDone())
         return actions
+
+    def apply(self, event: Event) -> list[Action]:
+        """One event's transition, without a placement pass.
+
+        The master applies each completion as it reads it (a standby promoted
+        by one completion may end in the same batch) and then calls
+        :meth:`handle` once for the placement.
+        """
+        if isinstance(event, TaskFinished):
+            return self._on_finished(event)
+        if isinstance(event, AgentJoined):
+            self.pool.add_node(event.node, event.name, event.cores, event.gpus)
+        elif isinstance(event, AgentLost):
+            return self._on_lost(event.node)
+        elif isinstance(event, Retracted):
+            self._on_retracted(event.task_id)
+        elif isinstance(event, StopDispatch):
+            self._stopping = True
+            for tid in list(self.waiting):  # never started (or killed by the stop): queued again
+                self._unlink(tid)
+                self._enqueue(tid)
+        else:
+            raise TypeError(f"not a scheduler event: {event!r}")
+        return []
 
     # -- queries ----------------------------------------------------------
     @property
@@ -109,6 +157,11 @@ class Scheduler:
         for tid, status in self.status.items():
             assert (status == QUEUED) == (tid in queued), (tid, status)
             assert (status == RUNNING) == (tid in self.running), (tid, status)
+            assert (status == STANDBY) == (tid in self.waiting), (tid, status)
+        for tid, pred in self.waiting.items():
+            assert self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
+            assert self._shape(self.tasks[tid]) == self._shape(self.tasks[pred]), (tid, pred)
+        assert len(self.follower) == len(self.waiting)
         used: dict[int, set[int]] = {}
         segments = [seg for tid, placed in self.running.items() for seg in self.spans.get(tid, (placed,))]
         for node, cores in segments:
@@ -133,20 +186,52 @@ class Scheduler:
         if self.status.get(tid) != RUNNING:
             raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
         node, cores = self.running.pop(tid)
-        for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
-            self.pool.release(segment_node, segment_cores)
-        self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
+        shape = self._shape(self.tasks[tid])
+        self._bare[shape].pop(tid, None)
+        actions: list[Action] = []
+        follower = self.follower.get(tid)
+        if follower is not None:  # the node has started it on these very cores and GPUs
+            self._unlink(follower)
+            self.running[follower] = (node, cores)
+            self.status[follower] = RUNNING
+            if tid in self.gpus_of:
+                self.gpus_of[follower] = self.gpus_of.pop(tid)
+            self._bare[shape][follower] = None
+            actions.append(Promoted(follower, tid))
+        else:
+            for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
+                self.pool.release(segment_node, segment_cores)
+            self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
             self.attempts[tid] = self.attempts.get(tid, 0) + 1
             self._enqueue(tid)
-            return [Retried(tid, self.attempts[tid])]
-        self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
-        return []
+            actions.append(Retried(tid, self.attempts[tid]))
+        else:
+            self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
+        return actions
+
+    def _on_retracted(self, tid: int) -> None:
+        if self.status.get(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
+            pred = self.waiting[tid]
+            self._unlink(tid)
+            self._bare[self._shape(self.tasks[pred])][pred] = None
+            self._enqueue(tid)
+
+    def _unlink(self, tid: int) -> None:
+        """Forget standby ``tid``'s link to the task it waits behind."""
+        pred = self.waiting.pop(tid)
+        del self.follower[pred]
+        self._standby_of[self._shape(self.tasks[tid])].pop(tid, None)
 
     def _on_lost(self, node: int) -> list[Action]:
         self.pool.remove_node(node)
         lost = sorted(tid for tid, (n, _) in self.running.items() if n == node)
         for tid in lost:
+            if tid in self.follower:  # it waited there, never started (or died with the node)
+                follower = self.follower[tid]
+                self._unlink(follower)
+                self._enqueue(follower)
+            self._bare[self._shape(self.tasks[tid])].pop(tid, None)
             del self.running[tid]
             self.gpus_of.pop(tid, None)
             for segment_node, segment_cores in self.spans.pop(tid, ())[1:]:
@@ -156,7 +241,7 @@ class Scheduler:
 
     def _enqueue(self, tid: int) -> None:
         self.status[tid] = QUEUED
-        heapq.heappush(self._queues.setdefault(self._shape(self.tasks[tid]), []), tid)
+        heapq.heappush(self._queues[self._shape(self.tasks[tid])], tid)
 
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
@@ -166,7 +251,7 @@ class Scheduler:
                 if queue and (best_id is None or queue[0] < best_id) and self._fits(shape):
                     best_shape, best_id = shape, queue[0]
             if best_shape is None:
-                return
+                break
             heapq.heappop(self._queues[best_shape])
             width, gpus, mpi = best_shape
             span: tuple[tuple[int, tuple[int, ...]], ...] = ()
@@ -189,7 +274,44 @@ class Scheduler:
                     span = ((node, cores),)
             self.running[best_id] = (node, cores)
             self.status[best_id] = RUNNING
+            if not mpi:
+                self._bare[best_shape][best_id] = None
             actions.append(Start(node, best_id, cores, gpu_ids, span))
+        if self.standby:
+            if pool.free_cores and self.waiting:
+                self._retract_idle(actions)
+            self._send_ahead(actions)
+
+    def _send_ahead(self, actions: list[Action]) -> None:
+        """Standby starts behind running tasks while more than a round of work is queued."""
+        heads = [queue[0] for queue in self._queues.values() if queue]
+        if not heads:
+            return
+        first = min(heads)
+        for shape, bare in self._bare.items():
+            queue = self._queues.get(shape)
+            if not bare or not queue or queue[0] != first:
+                continue  # file order: never run ahead of a lower-id task of another shape
+            waiting = self._standby_of[shape]
+            while bare and len(queue) > len(self.running):
+                pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
+                tid = heapq.heappop(queue)
+                node, cores = self.running[pred]
+                self.status[tid] = STANDBY
+                self.follower[pred], self.waiting[tid] = tid, pred
+                waiting[tid] = None
+                actions.append(Start(node, tid, cores, self.gpus_of.get(pred, ()), after=pred))
+            return
+
+    def _retract_idle(self, actions: list[Action]) -> None:
+        """Cores are free and nothing queued fits them: ask back standbys of shapes that would."""
+        for shape, waiting in self._standby_of.items():
+            if not waiting or not self._fits(shape):
+                continue
+            width = shape[0] or max(1, self.pool.total_cores // max(1, len(self.pool.nodes)))
+            for _ in range(min(len(waiting), max(1, self.pool.free_cores // width))):
+                tid = waiting.popitem(last=False)[0]  # asked once; it stays STANDBY until the node answers
+                actions.append(Retract(self.running[self.waiting[tid]][0], tid))
 
     def _fits(self, shape: tuple[int, int, bool]) -> bool:
         width, gpus, mpi = shape

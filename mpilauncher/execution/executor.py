@@ -17,14 +17,15 @@ before it exits.  It ignores the stop signals the launcher handles itself.
 
 Protocol, one line per message.  Agent -> executor, JSON arrays::
 
-    ["S", id, command, output, {env changes; null removes}, [cpus], timeout|null]   start
+    ["S", id, command, output, {env changes; null removes}, [cpus], timeout|null, after|null]   start
+    ["R", id]                                                           take back a standby start
     ["K", id, signum]                                                   signal a task's group
     ["STOP", grace]                                                     TERM all, KILL after grace
     ["BYE"]                                                             exit, leaving nothing running
 
 Executor -> agent, text: ``E id exit start runtime T|-`` per ended task (T: it
-was killed at its timeout), and
-``STOPPED`` once a STOP is done.
+was killed at its timeout), ``R id`` per standby taken back before it started,
+and ``STOPPED`` once a STOP is done.
 """
 
 from __future__ import annotations
@@ -47,13 +48,13 @@ else:  # run as a script by the agent: the siblings are plain modules
 WATCHDOG_GRACE = 2.0
 
 
-class Executor:
-    """The agent's handle; the same interface as :class:`ProcessRunner`."""
+class Lane:
+    """One executor process, seen from the agent: requests out, event lines in."""
 
-    def __init__(self, base_env: dict[str, str]) -> None:
+    def __init__(self, base_env: dict[str, str], retracted: list[int]) -> None:
         here = os.path.abspath(__file__)
-        requests_read, self._requests = os.pipe()
-        self._events, events_write = os.pipe()
+        requests_read, self.requests = os.pipe()
+        self.events, events_write = os.pipe()
         actions = [
             (os.POSIX_SPAWN_DUP2, requests_read, 0),
             (os.POSIX_SPAWN_DUP2, events_write, 1),
@@ -66,37 +67,111 @@ class Executor:
         finally:
             os.close(requests_read)
             os.close(events_write)
+        self.pending: list[bytes] = []
+        self.tail = b""
+        self.stopped = False
+        self.retracted = retracted
+
+    def send(self, message: list) -> None:
+        self.pending.append(json.dumps(message).encode() + b"\n")
+
+    def flush(self) -> None:
+        if self.pending:
+            data, self.pending = b"".join(self.pending), []
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.requests, view) :]
+
+    def read_events(self) -> list[Ended]:
+        data = os.read(self.events, 1 << 16)
+        if not data:
+            raise OSError("a task executor died")
+        lines = (self.tail + data).split(b"\n")
+        self.tail = lines.pop()
+        ended = []
+        for line in lines:
+            if line == b"STOPPED":
+                self.stopped = True
+            elif line.startswith(b"R "):
+                self.retracted.append(int(line[2:]))
+            else:
+                _, task_id, exit_code, start, runtime, timed_out = line.split()
+                ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T"))
+        return ended
+
+    def close(self) -> None:
+        try:
+            os.write(self.requests, b'["BYE"]\n')
+        except OSError:
+            pass
+        os.close(self.requests)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.events)
+
+
+class Executors:
+    """The agent's handle on its executor processes; the same interface as :class:`ProcessRunner`.
+
+    Several lanes, each an executor process with its own share of the node's
+    cores: ``posix_spawn`` blocks its caller until the child has exec'd
+    (~0.3 ms for ``sh``), so one executor starts at most ~3,000 tasks/s and
+    cannot reap while it spawns.  Lanes spawn and reap in parallel; a task
+    goes to the lane of its first core, so a standby start (same cores as its
+    predecessor) lands where its predecessor runs.
+    """
+
+    def __init__(self, base_env: dict[str, str], lanes: int = 1, cores: int = 1) -> None:
+        self.retracted: list[int] = []  # as ProcessRunner.retracted
+        self._cores = max(1, cores)
         self._epoll = select.epoll()
-        self._epoll.register(self._events, select.EPOLLIN)
+        self._lanes: list[Lane] = []
+        self._by_fd: dict[int, Lane] = {}
+        try:
+            for _ in range(max(1, min(lanes, cores))):
+                lane = Lane(base_env, self.retracted)
+                self._lanes.append(lane)
+                self._by_fd[lane.events] = lane
+                self._epoll.register(lane.events, select.EPOLLIN)
+        except OSError:
+            self.close()
+            raise
         self._wake_fds: set[int] = set()
-        self._pending: list[bytes] = []
-        self._tail = b""
-        self._running: set[int] = set()
-        self._stopped = False
+        self._lane_of: dict[int, Lane] = {}  # task (started or standing by) -> its lane
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self._lane_of)
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
 
     def add_wake_fd(self, fd: int) -> None:
         self._epoll.register(fd, select.EPOLLIN)
         self._wake_fds.add(fd)
 
-    def start(self, task_id, command, changes, output, cpus=(), timeout=None) -> None:
-        request = ["S", task_id, command, output, changes, list(cpus), timeout]
-        self._pending.append(json.dumps(request).encode() + b"\n")
-        self._running.add(task_id)
+    def start(self, task_id, command, changes, output, cpus=(), timeout=None, after=None, first_core=0) -> None:
+        lane = self._lanes[first_core * len(self._lanes) // self._cores % len(self._lanes)]
+        lane.send(["S", task_id, command, output, changes, list(cpus), timeout, after])
+        self._lane_of[task_id] = lane
 
-    def flush(self) -> None:
-        if self._pending:
-            data, self._pending = b"".join(self._pending), []
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._requests, view) :]
+    def retract(self, task_id: int) -> None:
+        """Ask for standby ``task_id`` back; the answer (if it had not started) lands in :attr:`retracted`."""
+        lane = self._lane_of.get(task_id)
+        if lane is not None:
+            lane.send(["R", task_id])
 
     def signal(self, task_id: int, signum: int) -> None:
-        if task_id in self._running:
-            self._pending.append(json.dumps(["K", task_id, int(signum)]).encode() + b"\n")
-            self.flush()
+        lane = self._lane_of.get(task_id)
+        if lane is not None:
+            lane.send(["K", task_id, int(signum)])
+            lane.flush()
+
+    def flush(self) -> None:
+        for lane in self._lanes:
+            lane.flush()
 
     def wait(self, timeout: float) -> list[Ended]:
         self.flush()
@@ -108,55 +183,38 @@ class Executor:
                 except BlockingIOError:
                     pass
             else:
-                ended.extend(self._read_events())
-        return ended
+                ended.extend(self._by_fd[fd].read_events())
+        return self._forget(ended)
 
     def stop_all(self, grace: float) -> list[Ended]:
-        """TERM every task, KILL after ``grace``; returns how they ended."""
-        if self._stopped:
-            return []
-        self._pending.append(json.dumps(["STOP", grace]).encode() + b"\n")
-        self.flush()
+        """TERM every task, KILL after ``grace`` (all lanes at once); returns how they ended."""
+        live = [lane for lane in self._lanes if not lane.stopped]
+        for lane in live:
+            lane.send(["STOP", grace])
+            lane.flush()
         ended: list[Ended] = []
         deadline = time.monotonic() + grace + 30
-        while not self._stopped and time.monotonic() < deadline:
-            ready = select.select([self._events], [], [], 0.5)[0]
-            if ready:
-                ended.extend(self._read_events())
+        while live and time.monotonic() < deadline:
+            for fd in select.select([lane.events for lane in live], [], [], 0.5)[0]:
+                ended.extend(self._by_fd[fd].read_events())
+            live = [lane for lane in live if not lane.stopped]
+        self._forget(ended)
+        self._lane_of.clear()  # standbys were dropped, every started task reported
         return ended
 
     def close(self) -> None:
-        if self._requests < 0:
-            return
-        if self._running and not self._stopped:
+        if self._lane_of:
             self.stop_all(0.0)
-        try:
-            os.write(self._requests, b'["BYE"]\n')
-        except OSError:
-            pass
-        os.close(self._requests)
-        self._requests = -1
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        for lane in self._lanes:
+            lane.close()
+        self._lanes = []
         self._epoll.close()
-        os.close(self._events)
 
-    def _read_events(self) -> list[Ended]:
-        data = os.read(self._events, 1 << 16)
-        if not data:
-            raise OSError("the task executor died")
-        lines = (self._tail + data).split(b"\n")
-        self._tail = lines.pop()
-        ended = []
-        for line in lines:
-            if line == b"STOPPED":
-                self._stopped = True
-                continue
-            _, task_id, exit_code, start, runtime, timed_out = line.split()
-            self._running.discard(int(task_id))
-            ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T"))
+    def _forget(self, ended: list[Ended]) -> list[Ended]:
+        for e in ended:
+            self._lane_of.pop(e.task_id, None)
+        for task_id in self.retracted:
+            self._lane_of.pop(task_id, None)
         return ended
 
 
@@ -171,10 +229,11 @@ def serve() -> int:
     state = {"tail": b"", "eof": False, "bye": False}
 
     def report(ended) -> None:
-        if ended:
-            text = "".join(
+        if ended or runner.retracted:
+            text = "".join(f"R {task_id}\n" for task_id in runner.retracted) + "".join(
                 f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'}\n" for e in ended
             )
+            runner.retracted.clear()
             os.write(out, text.encode())
 
     def on_request(fd: int) -> None:
@@ -191,10 +250,12 @@ def serve() -> int:
             message = json.loads(line)
             kind = message[0]
             if kind == "S":
-                _, task_id, command, output, changes, cpus, timeout = message
-                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout)
+                _, task_id, command, output, changes, cpus, timeout, after = message
+                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout, after)
                 if isinstance(started, Ended):
                     early.append(started)
+            elif kind == "R":
+                runner.retract(message[1])
             elif kind == "K":
                 runner.signal(message[1], message[2])
             elif kind == "STOP":

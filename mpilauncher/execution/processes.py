@@ -13,6 +13,11 @@ timeout -- no polling loop, no SIGCHLD handler, and no ``waitpid(-1)`` that
 would reap children belonging to the user's own script (the PyLauncher-style
 API runs inside it).
 
+Why standby starts: for short tasks the time a core stands idle between one
+task's end and the next one's start is mostly the round trip to the master.
+A start with ``after=`` waits here, behind a running task, and is spawned the
+moment that task is reaped -- before its end is even reported.
+
 Why a watchdog: tasks live in their own sessions, so a launcher killed with
 ``kill -9`` would leave them running while a resume starts them again; the
 :mod:`watchdog` process kills their groups when the launcher's pipe closes.
@@ -87,6 +92,9 @@ class ProcessRunner:
         self._watchdog = None  # started with the first task
         self.base_env = dict(os.environ if base_env is None else base_env)
         self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task, pid): TERM, then KILL
+        self._standby: dict[int, tuple] = {}  # running task -> start() arguments of the task behind it
+        self._behind: dict[int, int] = {}  # standby task -> the running task it waits behind
+        self.retracted: list[int] = []  # standby tasks taken back by retract(), for the next report
 
     def _watched(self):
         """The watchdog that kills our tasks if we die (see watchdog.py); None if it cannot run."""
@@ -102,7 +110,7 @@ class ProcessRunner:
         return self._watchdog
 
     def __len__(self) -> int:
-        return len(self._by_task)
+        return len(self._by_task) + len(self._behind)
 
     def add_wake_fd(self, fd: int) -> None:
         """An extra fd (signal wake-up pipe) that ends :meth:`wait` early when readable."""
@@ -125,7 +133,9 @@ class ProcessRunner:
         output: str,
         cpus: tuple[int, ...] = (),
         timeout: float | None = None,
-    ) -> Running | Ended:
+        after: int | None = None,
+        first_core: int = 0,
+    ) -> Running | Ended | None:
         """Run ``command`` under ``/bin/sh -c`` with stdout+stderr to ``output``.
 
         The environment is the runner's base environment with ``changes``
@@ -134,7 +144,14 @@ class ProcessRunner:
         A failure to spawn (no such file for the output, out of processes) is
         reported as an immediate end with exit code 127, the shell's "cannot
         run", so one bad task never stops the sweep.  ``cpus``: bind the task to them.
+        ``after``: a standby start, spawned when that task ends (None returned
+        now); at once if it has already ended.  ``first_core`` picks a lane in
+        :class:`~mpilauncher.execution.executor.Executors`; one process has one.
         """
+        if after is not None and after in self._by_task:
+            self._standby[after] = (task_id, command, changes, output, cpus, timeout)
+            self._behind[task_id] = after
+            return None
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
@@ -172,8 +189,20 @@ class ProcessRunner:
             self._epoll.register(pidfd, select.EPOLLIN)
         return running
 
+    def retract(self, task_id: int) -> bool:
+        """Take back standby ``task_id`` if it has not started (it is then listed in :attr:`retracted`)."""
+        after = self._behind.pop(task_id, None)
+        if after is None:
+            return False
+        del self._standby[after]
+        self.retracted.append(task_id)
+        return True
+
     def wait(self, timeout: float) -> list[Ended]:
-        """Ended tasks, waiting up to ``timeout`` s for the first (0: just look; None: until one)."""
+        """Ended tasks, waiting up to ``timeout`` s for the first (0: just look; None: until one).
+
+        The standby behind an ended task is started before this returns.
+        """
         if self._watchdog is not None:
             self._watchdog.flush()  # once per loop turn: the starts and ends of the last turn
         if self._deadlines:
@@ -184,6 +213,14 @@ class ProcessRunner:
             self._enforce_timeouts(time.monotonic())
         if any(r.pidfd < 0 for r in self._by_task.values()):
             ended.extend(self._reap_unwatched())
+        if self._standby:
+            for done in list(ended):
+                follow = self._standby.pop(done.task_id, None)
+                if follow is not None:
+                    del self._behind[follow[0]]
+                    started = self.start(*follow)
+                    if isinstance(started, Ended):  # could not spawn: reported right after its predecessor
+                        ended.append(started)
         return ended
 
     def signal(self, task_id: int, signum: int) -> None:
@@ -196,7 +233,12 @@ class ProcessRunner:
                 pass
 
     def stop_all(self, grace: float) -> list[Ended]:
-        """SIGTERM every task's group, SIGKILL what is left after ``grace`` s; reap them all."""
+        """SIGTERM every task's group, SIGKILL what is left after ``grace`` s; reap them all.
+
+        Standby starts are dropped: they never run.
+        """
+        self._standby.clear()
+        self._behind.clear()
         ended: list[Ended] = []
         for task_id in list(self._by_task):
             self.signal(task_id, signal.SIGTERM)

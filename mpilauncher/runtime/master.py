@@ -4,6 +4,10 @@ Each turn: wait for agent messages (the in-process agent sleeps in epoll until
 a task ends; remote agents are polled with back-off), turn them into events,
 let the scheduler decide once for the whole burst, send every node its starts
 in one message, then journal the turn and print a trace tick when one is due.
+Completions are applied one by one as they are read: a standby start (see
+:mod:`mpilauncher.core.scheduler`) is promoted by its predecessor's end and
+may itself end in the same batch.  The ledger counts a standby as queued until
+then, so the queuestate and the trace only ever show tasks that really run.
 Decisions live in :mod:`mpilauncher.core`; this loop only moves data.
 """
 
@@ -20,7 +24,10 @@ from mpilauncher.core.events import (
     AgentJoined,
     AgentLost,
     AllDone,
+    Promoted,
     Requeued,
+    Retract,
+    Retracted,
     Retried,
     Start,
     StopDispatch,
@@ -144,27 +151,31 @@ class Master:
                 return self._stop_early()
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
             timeout = min(timeout, self.stop.seconds_left(now))
-            events = self._events(self.transport.receive(timeout))
-            actions = self.scheduler.handle(*events, *self._lost_nodes(time.monotonic()))
+            actions = self._apply_reports(self.transport.receive(timeout))
+            actions += self.scheduler.handle(*self._lost_nodes(time.monotonic()))
 
     def _carry_out(self, actions) -> bool:
         starts: dict[int, list[StartItem]] = defaultdict(list)
+        retracts: dict[int, list[int]] = defaultdict(list)
         done = False
         wall = time.time()
         for action in actions:
             if isinstance(action, Start):
                 task = self.scheduler.tasks[action.task_id]
                 segments = tuple(self._segment(node, cores) for node, cores in action.span)
-                item = StartItem(task.id, task.command, action.cores, task.line, action.gpus, segments)
+                item = StartItem(task.id, task.command, action.cores, task.line, action.gpus, segments, action.after)
                 starts[action.node].append(item)
-                self.store.started(task.id, self.node_names[action.node], action.cores, wall)
-                self.dispatched[task.id] = wall
+                if action.after is None:  # a standby is recorded when it is promoted
+                    self.store.started(task.id, self.node_names[action.node], action.cores, wall)
+                    self.dispatched[task.id] = wall
+            elif isinstance(action, Retract):
+                retracts[action.node].append(action.task_id)
             elif isinstance(action, (Requeued, Retried)):
                 self.store.requeued(action.task_id)
             elif isinstance(action, AllDone):
                 done = True
-        for node, items in starts.items():
-            self.transport.send(node, StartTasks(tuple(items)))
+        for node in starts.keys() | retracts.keys():
+            self.transport.send(node, StartTasks(tuple(starts.get(node, ())), tuple(retracts.get(node, ()))))
         return done
 
     def _segment(self, node: int, cores: tuple[int, ...]) -> Segment:
@@ -179,17 +190,27 @@ class Master:
         name = self.node_names[node]
         return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores, ","))
 
-    def _events(self, messages) -> list[TaskFinished]:
-        events = []
+    def _apply_reports(self, messages) -> list:
+        """Apply every reported end (and standby taken back) in order; the scheduler's actions."""
+        actions: list = []
+        scheduler = self.scheduler
         for node, message in messages:
             if not isinstance(message, Completions):
                 raise ProtocolError(f"unexpected message from node {node}: {type(message).__name__}")
+            for task_id in message.retracted:
+                scheduler.apply(Retracted(task_id))
             for ended in message.items:
-                placed = self.scheduler.running.get(ended.task_id)
+                placed = scheduler.running.get(ended.task_id)
                 if placed is None or placed[0] != node:
                     continue  # a node given up as lost came back: its task already runs elsewhere
-                events.append(self._record_end(node, ended))
-        return events
+                for action in scheduler.apply(self._record_end(node, ended)):
+                    if isinstance(action, Promoted):  # started on the node the moment its predecessor ended
+                        end = ended.start + ended.runtime
+                        self.store.started(action.task_id, self.node_names[node], placed[1], end)
+                        self.dispatched[action.task_id] = end
+                    else:
+                        actions.append(action)
+        return actions
 
     def _record_end(self, node: int, ended) -> TaskFinished:
         task = self.scheduler.tasks[ended.task_id]

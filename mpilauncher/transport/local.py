@@ -35,9 +35,9 @@ class LocalTransport:
     def receive(self, timeout: float) -> list[tuple[int, Message]]:
         """Messages from the agent, waiting at most ``timeout`` s for the first."""
         out, self._pending = self._pending, []
-        ended = self.agent.poll(0 if out else timeout)
-        if ended:
-            out.append((0, Completions(tuple(ended))))
+        report = self.agent.poll(0 if out else timeout)
+        if report is not None:
+            out.append((0, report))
         return out
 
     def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,

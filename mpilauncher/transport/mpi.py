@@ -226,18 +226,18 @@ class MasterTransport:
         while True:
             out, self._pending = self._pending, []
             self._drain(out)
-            ended = self.local.poll(0)
-            if ended:
-                out.append((0, Completions(tuple(ended))))
+            report = self.local.poll(0)
+            if report is not None:
+                out.append((0, report))
             if out:
                 return out
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return out
             # Sleep in the local agent's epoll: a local task's end wakes us at once.
-            ended = self.local.poll(min(self._backoff.next(), remaining))
-            if ended:
-                return [(0, Completions(tuple(ended)))]
+            report = self.local.poll(min(self._backoff.next(), remaining))
+            if report is not None:
+                return [(0, report)]
 
     def silent_nodes(self, now: float) -> list[int]:
         """Remote nodes not heard from for longer than the heartbeat timeout."""
@@ -357,10 +357,10 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
                 return payload.exit_status
             else:
                 raise ProtocolError(f"agent got unexpected {type(payload).__name__}")
-        ended = agent.poll(0 if progressed else backoff.next())
+        report = agent.poll(0 if progressed else backoff.next())
         now = time.monotonic()
-        if ended:
-            requests.append(comm.isend(Completions(tuple(ended)), dest=0, tag=TAG_DONE))
+        if report is not None:
+            requests.append(comm.isend(report, dest=0, tag=TAG_DONE))
             progressed = True
             last_sent = now
         elif beat_interval and now - last_sent > beat_interval:

@@ -1,0 +1,222 @@
+"""Standby starts (``Scheduler(standby=True)``): tasks sent ahead behind running ones."""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from mpilauncher.core.events import (
+    AgentJoined,
+    AgentLost,
+    AllDone,
+    Promoted,
+    Retract,
+    Retracted,
+    Retried,
+    Start,
+    StopDispatch,
+    TaskFinished,
+)
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
+from mpilauncher.core.scheduler import STANDBY, Scheduler
+from mpilauncher.core.tasks import Task
+from tests.unit.test_scheduler import join, step, tasks_of
+
+
+def standby(*widths, retries: int = 0) -> Scheduler:
+    return Scheduler(tasks_of(*widths), retries=retries, standby=True)
+
+
+def test_standbys_go_out_once_every_core_is_busy_and_more_than_a_round_is_queued():
+    sched = standby(*[1] * 10)
+    actions = step(sched, *join(2))
+    assert actions == [Start(0, 0, (0,)), Start(0, 1, (1,)), Start(0, 2, (0,), after=0), Start(0, 3, (1,), after=1)]
+    assert sched.status[2] == sched.status[3] == STANDBY
+    assert sched.pool.free_cores == 0
+
+
+def test_an_end_promotes_the_standby_onto_the_same_cores_and_sends_the_next():
+    sched = standby(*[1] * 10)
+    step(sched, *join(2))
+    actions = step(sched, TaskFinished(0, 0))
+    assert actions == [Promoted(2, after=0), Start(0, 4, (0,), after=2)]
+    assert sched.running[2] == (0, (0,)) and sched.status[0] == COMPLETED
+    assert sched.pool.free_cores == 0  # the core went straight from task 0 to task 2
+
+
+def test_no_standby_for_the_last_round():
+    sched = standby(*[1] * 4)
+    assert [a.after for a in step(sched, *join(2)) if isinstance(a, Start)] == [None, None]
+    assert sched.queued_count == 2
+
+
+def test_disabled_by_default():
+    sched = Scheduler(tasks_of(*[1] * 10))
+    assert all(a.after is None for a in step(sched, *join(2)) if isinstance(a, Start))
+
+
+def test_a_standby_behind_a_long_task_is_asked_back_when_cores_free_up():
+    sched = standby(*[1] * 6)
+    step(sched, *join(2))  # 0, 1 run; 2 waits behind 0, 3 behind 1
+    step(sched, TaskFinished(1, 0))  # 3 promoted; queue [4, 5] is not deeper than 2 running: no standby
+    actions = step(sched, TaskFinished(3, 0))  # core 1 free: 4 starts there, 5 queued -> nothing fits; 2 waits
+    assert actions == [Start(0, 4, (1,))]
+    actions = step(sched, TaskFinished(4, 0))  # core 1 free again: 5 starts
+    assert actions == [Start(0, 5, (1,))]
+    actions = step(sched, TaskFinished(5, 0))  # core 1 free, queue empty, 2 still waits behind 0
+    assert actions == [Retract(0, 2)]
+    assert sched.status[2] == STANDBY
+    assert step(sched, TaskFinished(0, 0)) == [Promoted(2, after=0)]  # the node started it first after all
+    step(sched, Retracted(2))  # a late answer is ignored
+    assert sched.status[2] == RUNNING
+
+
+def test_a_retracted_standby_starts_on_the_free_core():
+    sched = standby(*[1] * 6)
+    step(sched, *join(2))
+    for tid in (1, 3, 4):
+        step(sched, TaskFinished(tid, 0))
+    assert step(sched, TaskFinished(5, 0)) == [Retract(0, 2)]
+    actions = step(sched, Retracted(2))
+    assert actions == [Start(0, 2, (1,))]
+    assert 0 not in sched.follower
+    assert step(sched, TaskFinished(0, 0)) == []  # core 0 freed, nothing left to run
+    assert step(sched, TaskFinished(2, 0)) == [AllDone()]
+
+
+def test_standby_never_jumps_ahead_of_a_lower_id_task_of_another_shape():
+    sched = standby(1, 1, 2, *[1] * 10)  # task 2 needs both cores
+    actions = step(sched, *join(2))
+    assert [a.task_id for a in actions] == [0, 1]  # task 2 must wait; nothing goes ahead of it
+
+
+def test_failed_predecessor_is_retried_and_its_standby_still_runs():
+    sched = standby(*[1] * 10, retries=1)
+    step(sched, *join(2))
+    actions = step(sched, TaskFinished(0, 1))
+    assert actions[:2] == [Promoted(2, after=0), Retried(0, 1)]
+    assert actions[2:] == [Start(0, 0, (0,), after=2)]  # the retry is the lowest queued id: next behind 2
+
+
+def test_lost_node_requeues_its_standbys():
+    sched = standby(*[1] * 12)
+    step(sched, *join(2, 2))
+    assert set(sched.waiting) == {4, 5, 6, 7}
+    actions = step(sched, AgentLost(0))
+    assert not {t for t, p in sched.waiting.items() if sched.running[p][0] == 0}
+    assert sched.status[0] == sched.status[1] == QUEUED or any(isinstance(a, Start) for a in actions)
+    for tid in (4, 5):  # the standbys behind node 0's tasks 0 and 1 are queued again
+        assert sched.status[tid] in (QUEUED, STANDBY) and sched.waiting.get(tid, -1) not in (0, 1)
+
+
+def test_stop_requeues_standbys_and_promotes_nothing():
+    sched = standby(*[1] * 10)
+    step(sched, *join(2))
+    step(sched, StopDispatch())
+    assert sched.status[2] == sched.status[3] == QUEUED and not sched.waiting
+    assert step(sched, TaskFinished(0, 0)) == []
+    assert step(sched, TaskFinished(1, 0)) == [AllDone()]
+
+
+def test_gpu_standby_inherits_the_predecessors_gpus():
+    tasks = [Task(i, f"t {i}", 1, gpus=1) for i in range(8)]
+    sched = Scheduler(tasks, standby=True)
+    actions = step(sched, AgentJoined(0, "g", 4, gpus=2))
+    follow = [a for a in actions if isinstance(a, Start) and a.after is not None]
+    assert [(a.task_id, a.after, a.gpus) for a in follow] == [(2, 0, sched.gpus_of[0]), (3, 1, sched.gpus_of[1])]
+    step(sched, TaskFinished(0, 0))
+    assert sched.gpus_of[2] == follow[0].gpus and 0 not in sched.gpus_of
+
+
+def test_mpi_tasks_never_stand_by():
+    tasks = [Task(i, f"t {i}", 2, mpi=True) for i in range(10)]
+    sched = Scheduler(tasks, standby=True)
+    assert all(a.after is None for a in step(sched, *join(4)) if isinstance(a, Start))
+    assert not sched.waiting
+
+
+# -- randomized: a node that starts standbys on ends and answers retracts ---------
+@pytest.mark.parametrize("seed", range(6))
+def test_random_simulation_with_standby(seed):
+    rng = random.Random(seed)
+    nodes = [rng.choice([2, 4, 8]) for _ in range(12)]
+    widths = [rng.choice([1, 1, 1, 2, "node"]) if rng.random() < 0.3 else 1 for _ in range(400)]
+    tasks = tasks_of(*widths)
+    sched = Scheduler(tasks, retries=1, standby=True)
+    clock = 0.0
+    ends: list[tuple[float, int, int]] = []  # (time, seq, task id)
+    seq = 0
+    behind: dict[int, int] = {}  # the node's view: predecessor -> standby it will start
+    runs = dict.fromkeys(range(len(tasks)), 0)
+    alive = set(range(len(nodes)))
+    pending: list = []  # answers the node sends on its next report
+    done = 0
+
+    def run(tid: int) -> None:
+        nonlocal seq
+        runs[tid] += 1
+        seq += 1
+        heapq.heappush(ends, (clock + rng.expovariate(1.0) * rng.choice([0.1, 1, 1, 30]), seq, tid))
+
+    def act(actions) -> None:
+        nonlocal done
+        for action in actions:
+            if isinstance(action, Start):
+                assert action.node in alive
+                if action.after is None:
+                    run(action.task_id)
+                elif action.after in running_on_node:
+                    behind[action.after] = action.task_id
+                else:  # the predecessor had already ended when the start arrived
+                    run(action.task_id)
+                    running_on_node.add(action.task_id)
+                    continue
+            elif isinstance(action, Retract):
+                standby_of = {t: p for p, t in behind.items()}
+                if action.task_id in standby_of:
+                    del behind[standby_of[action.task_id]]
+                    pending.append(Retracted(action.task_id))
+            elif isinstance(action, AllDone):
+                done += 1
+            if isinstance(action, Start) and action.after is None:
+                running_on_node.add(action.task_id)
+
+    running_on_node: set[int] = set()
+    act(step(sched, *(AgentJoined(i, f"n{i}", c) for i, c in enumerate(nodes))))
+    turn = 0
+    while ends or pending:
+        turn += 1
+        events = pending[:]
+        pending.clear()
+        if ends:
+            clock, _, tid = heapq.heappop(ends)
+            if tid in running_on_node:
+                running_on_node.discard(tid)
+                events.append(TaskFinished(tid, rng.choice([0, 0, 0, 1])))
+                follower = behind.pop(tid, None)
+                if follower is not None:  # the node starts it before it reports the end
+                    run(follower)
+                    running_on_node.add(follower)
+        if turn == 150 and len(alive) > 1:
+            victim = rng.choice(sorted(alive))
+            alive.discard(victim)
+            doomed = {t for t, (n, _) in sched.running.items() if n == victim}
+            doomed |= {behind[p] for p in doomed if p in behind}
+            events = [e for e in events if getattr(e, "task_id", None) not in doomed]
+            running_on_node -= doomed
+            for pred in [p for p in behind if p in doomed]:
+                del behind[pred]
+            events.insert(0, AgentLost(victim))
+        actions = []
+        for event in events[:-1]:
+            actions += sched.apply(event)
+            sched.validate()
+        actions += step(sched, *events[-1:])
+        act(actions)
+    assert done == 1
+    assert all(sched.status[t.id] in (COMPLETED, FAILED) for t in tasks)
+    assert not sched.running and not sched.waiting and sched.queued_count == 0
+    assert sched.pool.free_cores == sched.pool.total_cores
+    assert all(n >= 1 for n in runs.values())
