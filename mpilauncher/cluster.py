@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -105,7 +104,7 @@ def local_cpu_count() -> int:
 def detect(environ: Mapping[str, str] | None = None, cores_override: int | None = None) -> Allocation:
     """Read the allocation from Slurm's variables, else from this host."""
     env = os.environ if environ is None else environ
-    this_node = env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+    this_node = env.get("SLURMD_NODENAME") or os.uname().nodename.split(".")[0]
     job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
     if job_id:
         try:
@@ -131,18 +130,22 @@ def job_seconds_left(environ: Mapping[str, str] | None = None) -> float | None:
     ``SLURM_JOB_END_TIME`` (epoch seconds, newer Slurm) when set, else one
     ``squeue -h -o %e`` call at start-up.
     """
-    import subprocess
     import time
-    from datetime import datetime
 
     env = os.environ if environ is None else environ
     job = env.get("SLURM_JOB_ID")
     if not job:
         return None
     end = env.get("SLURM_JOB_END_TIME")
-    try:
-        if end:
+    if end:
+        try:
             return float(end) - time.time()
+        except ValueError:
+            return None
+    import subprocess  # here: only this path needs them (start-up time)
+    from datetime import datetime
+
+    try:
         text = subprocess.run(
             ["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=10
         ).stdout.strip()

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from io import TextIOBase as TextIO
 from pathlib import Path
-from typing import TextIO
 
 from mpilauncher import cluster, relaunch
 from mpilauncher.config import Config

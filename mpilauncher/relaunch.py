@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 
@@ -75,6 +74,8 @@ def check_step(environ: Mapping[str, str]) -> str | None:
 
 
 def _mpi_flag() -> list[str]:
+    import subprocess  # here: only this rare path needs it (start-up time)
+
     try:
         config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,6 +47,8 @@ def _ids(value: str | None) -> tuple[str, ...]:
 def _nvidia_smi_count() -> int:
     if shutil.which("nvidia-smi") is None:
         return 0
+    import subprocess  # here: only this rare path needs it (start-up time)
+
     try:
         listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):

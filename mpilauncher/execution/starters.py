@@ -34,7 +34,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ def choose(requested: str | None, environ: Mapping[str, str]) -> str:
 @functools.cache
 def mpiexec_flavour() -> str:
     """``openmpi`` or ``hydra`` (MPICH, Intel MPI, MVAPICH), from ``mpiexec --version``."""
+    import subprocess  # here: only this rare path needs it (start-up time)
+
     try:
         text = subprocess.run(["mpiexec", "--version"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):

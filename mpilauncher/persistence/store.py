@@ -8,9 +8,8 @@ see :meth:`StateStore.maybe_snapshot`).  :func:`load_state` reads both back.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
-from datetime import datetime
 from pathlib import Path
 
 from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
@@ -41,7 +40,7 @@ class StateStore:
         self.meta = meta
         self.default_cores = default_cores
         self.fsync_interval = fsync_interval
-        meta.run = uuid.uuid4().hex[:12]
+        meta.run = os.urandom(6).hex()
         meta.journal = journal_path(path).name
         self._journal: journal.JournalWriter | None = None
         self._next_snapshot = 0.0
@@ -78,7 +77,7 @@ class StateStore:
     def snapshot(self, now: float, elapsed: float) -> None:
         began = time.monotonic()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
-        self.meta.written = datetime.now().isoformat(timespec="seconds")
+        self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
         atomic_write(self.path, queuestate.render(self.ledger, self.meta, self.default_cores))
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)

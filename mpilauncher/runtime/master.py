@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TextIO
+from io import TextIOBase as TextIO
 
 from mpilauncher.core.events import (
     AgentJoined,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mpilauncher import cluster
@@ -56,7 +58,9 @@ def test_expand_counts_rejects_garbage(spec):
 
 @pytest.fixture
 def fake_host(monkeypatch):
-    monkeypatch.setattr(cluster.socket, "gethostname", lambda: "login3.cluster.example.org")
+    monkeypatch.setattr(
+        cluster.os, "uname", lambda: os.uname_result(("Linux", "login3.cluster.example.org", "", "", ""))
+    )
     monkeypatch.setattr(cluster, "local_cpu_count", lambda: 6)
 
 
