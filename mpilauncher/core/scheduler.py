@@ -21,6 +21,12 @@ order wherever they fit and narrow tasks backfill around wide ones.  The
 number of shapes is small (how many distinct ``N,`` counts a file has), so a
 decision costs O(shapes x log nodes), independent of the number of cores.
 
+Hand-off: when a task ends and the next queued task in file order has its
+shape, it gets the freed cores (and GPUs) directly -- no trip through the
+slot pool's heaps, so a steady sweep costs O(1) per decision in the number
+of cores.  A StopDispatch anywhere in a burst takes effect before the rest
+of it: nothing starts from a burst that says stop.
+
 Standby (``standby=True``, what the master uses): when every core is busy and
 more than a full round of tasks is still queued, the next task of a running
 task's shape is sent ahead to that task's node as a *standby* start
@@ -112,6 +118,8 @@ class Scheduler:
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
         actions: list[Action] = []
+        if any(isinstance(event, StopDispatch) for event in events):
+            self.apply(StopDispatch())  # first: nothing starts from a burst that says stop
         for event in events:
             actions.extend(self.apply(event))
         if not self._stopping:
@@ -198,17 +206,40 @@ class Scheduler:
                 self.gpus_of[follower] = self.gpus_of.pop(tid)
             self._bare[shape][follower] = None
             actions.append(Promoted(follower, tid))
-        else:
-            for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
-                self.pool.release(segment_node, segment_cores)
-            self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
             self.attempts[tid] = self.attempts.get(tid, 0) + 1
             self._enqueue(tid)
             actions.append(Retried(tid, self.attempts[tid]))
         else:
             self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
+        if follower is None:
+            successor = self._next_in_order(shape)
+            if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
+                heapq.heappop(self._queues[shape])
+                self.running[successor] = (node, cores)
+                self.status[successor] = RUNNING
+                gpus = self.gpus_of.pop(tid, ())
+                if gpus:
+                    self.gpus_of[successor] = gpus
+                self._bare[shape][successor] = None
+                actions.append(Start(node, successor, cores, gpus))
+            else:
+                for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
+                    self.pool.release(segment_node, segment_cores)
+                self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         return actions
+
+    def _next_in_order(self, shape: Shape) -> int | None:
+        """The queued task of ``shape`` that may take a just-freed slot of that shape:
+        the lowest queued id overall, so file order holds (never for MPI tasks)."""
+        queue = self._queues[shape]
+        if self._stopping or not queue or shape[2]:
+            return None
+        head = queue[0]
+        for other in self._queues.values():
+            if other and other[0] < head:
+                return None
+        return head
 
     def _on_retracted(self, tid: int) -> None:
         if self.status.get(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
@@ -284,13 +315,9 @@ class Scheduler:
 
     def _send_ahead(self, actions: list[Action]) -> None:
         """Standby starts behind running tasks while more than a round of work is queued."""
-        heads = [queue[0] for queue in self._queues.values() if queue]
-        if not heads:
-            return
-        first = min(heads)
         for shape, bare in self._bare.items():
-            queue = self._queues.get(shape)
-            if not bare or not queue or queue[0] != first:
+            queue = self._queues[shape]
+            if not bare or self._next_in_order(shape) is None:
                 continue  # file order: never run ahead of a lower-id task of another shape
             waiting = self._standby_of[shape]
             while bare and len(queue) > len(self.running):

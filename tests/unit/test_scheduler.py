@@ -369,3 +369,28 @@ def test_validate_notices_corruption():
     sched.status[0] = RUNNING  # running but not placed
     with pytest.raises(AssertionError):
         sched.validate()
+
+
+# -- hand-off: a finished task's cores go straight to the next task of its shape ----
+def test_freed_cores_go_straight_to_the_next_task_of_the_same_shape():
+    sched = Scheduler(tasks_of(1, 1, 1, 1))
+    step(sched, *join(2))
+    free_before = sched.pool.free_cores
+    assert step(sched, TaskFinished(1, 0)) == [Start(0, 2, (1,))]
+    assert sched.pool.free_cores == free_before == 0
+
+
+def test_gpu_cores_and_gpus_are_handed_on_together():
+    tasks = [Task(i, f"t {i}", 1, gpus=1) for i in range(3)]
+    sched = Scheduler(tasks)
+    step(sched, AgentJoined(0, "g", 4, gpus=1))
+    gpus = sched.gpus_of[0]
+    assert step(sched, TaskFinished(0, 0)) == [Start(0, 1, sched.running[1][1], gpus)]
+    assert sched.gpus_of == {1: gpus}
+
+
+def test_no_hand_off_after_stop_in_the_same_burst():
+    sched = Scheduler(tasks_of(1, 1, 1))
+    step(sched, *join(1))
+    assert step(sched, TaskFinished(0, 0), StopDispatch()) == [AllDone()]
+    assert sched.status[1] == QUEUED
