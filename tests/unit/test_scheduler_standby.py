@@ -220,3 +220,20 @@ def test_random_simulation_with_standby(seed):
     assert not sched.running and not sched.waiting and sched.queued_count == 0
     assert sched.pool.free_cores == sched.pool.total_cores
     assert all(n >= 1 for n in runs.values())
+
+
+def test_a_standby_stuck_behind_a_long_task_is_asked_back_after_four_rounds():
+    sched = standby(*[1] * 40)
+    step(sched, *join(2))  # 0 runs long on core 0 (2 waits behind it); 1 and its successors cycle on core 1
+    short = 1
+    retracts = []
+    for _ in range(10):
+        actions = step(sched, TaskFinished(short, 0))
+        retracts += [a for a in actions if isinstance(a, Retract)]
+        short = next(a.task_id for a in actions if isinstance(a, Promoted))
+    assert retracts == [Retract(0, 2)]  # after 4 x 2 running = 8 ends, not before
+    step(sched, Retracted(2))
+    assert sched.status[2] == QUEUED and 0 not in sched.follower  # the long task gets no new standby
+    actions = step(sched, TaskFinished(short, 0))
+    promoted = next(a.task_id for a in actions if isinstance(a, Promoted))
+    assert Start(0, 2, (1,), after=promoted) in actions  # next in line behind the fast core
