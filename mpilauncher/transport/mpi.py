@@ -168,6 +168,8 @@ class MasterTransport:
         self._node_of_rank = layout.node_of_rank
         self._shut_down = False
         self._dead_ranks: set[int] = set()
+        #: Ranks the MPI library itself reported failed (ULFM, e.g. Open MPI's ``mpirun --with-ft ulfm``).
+        self._failed_ranks: set[int] = set()
         #: Some rank is gone or did not answer the shutdown: MPI_Finalize would hang on it.
         self.unclean = False
 
@@ -240,10 +242,14 @@ class MasterTransport:
                 return [(0, report)]
 
     def silent_nodes(self, now: float) -> list[int]:
-        """Remote nodes not heard from for longer than the heartbeat timeout."""
+        """Remote nodes whose agent the MPI library reported failed, or not heard from for
+        longer than the heartbeat timeout."""
+        failed = [n for n in self._last_heard if n and self.layout.agent_ranks[n] in self._failed_ranks]
         if self.beat_timeout is None:
-            return []
-        return [n for n, t in self._last_heard.items() if n and now - t > self.beat_timeout]
+            return failed
+        return failed + [
+            n for n, t in self._last_heard.items() if n and now - t > self.beat_timeout and n not in failed
+        ]
 
     def forget(self, node: int) -> None:
         """Give up on a node's agent: never wait for it, never send to it again."""
@@ -282,7 +288,8 @@ class MasterTransport:
             elif isinstance(payload, Completions):
                 ended.extend((self._node_of_rank[rank], e) for e in payload.items)
         self._complete_sends(deadline)
-        self.unclean = bool(waiting or self._dead_ranks or self._requests)
+        # Ranks the library reported failed do not hold up MPI_Finalize (ULFM); others would.
+        self.unclean = bool(waiting or self._dead_ranks - self._failed_ranks or self._requests)
         return ended
 
     def close(self) -> None:
@@ -290,24 +297,58 @@ class MasterTransport:
 
     # -- internals --------------------------------------------------------
     def _isend(self, message: object, rank: int, tag: int) -> None:
-        self._requests.append(self.comm.isend(message, dest=rank, tag=tag))
+        if rank in self._failed_ranks:
+            return
+        try:
+            self._requests.append(self.comm.isend(message, dest=rank, tag=tag))
+        except Exception as err:  # MPI.Exception; _on_failure lets all but process failures through
+            self._on_failure(err)
         if len(self._requests) > 64:
-            self._requests = [r for r in self._requests if not r.Test()]
+            self._requests = [r for r in self._requests if not self._settled(r)]
 
     def _complete_sends(self, deadline: float) -> None:
         while self._requests and time.monotonic() < deadline:
-            self._requests = [r for r in self._requests if not r.Test()]
+            self._requests = [r for r in self._requests if not self._settled(r)]
             if self._requests:
                 time.sleep(0.001)
+
+    def _settled(self, request) -> bool:
+        """A send is done -- or can never be: its destination failed."""
+        try:
+            return request.Test()
+        except Exception as err:
+            self._on_failure(err)
+            return True
 
     def _probe(self, tag: int | None = None):
         from mpi4py import MPI
 
         status = MPI.Status()
-        message = self.comm.improbe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG if tag is None else tag, status=status)
+        try:
+            message = self.comm.improbe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG if tag is None else tag, status=status)
+        except MPI.Exception as err:
+            self._on_failure(err)  # acknowledged: the next probe goes on with the living ranks
+            return None
         if message is None:
             return None
         return status.Get_source(), message.recv()
+
+    def _on_failure(self, err: Exception) -> None:
+        """A process failure the MPI library reports (ULFM): note which ranks died, acknowledge
+        them so that ANY_SOURCE receives work again, and never send to them.  Anything else is
+        a real error and goes on up."""
+        from mpi4py import MPI
+
+        if not isinstance(err, MPI.Exception) or err.Get_error_class() not in (
+            MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING,
+        ):  # fmt: skip
+            raise err
+        self.comm.Ack_failed()
+        failed = self.comm.Get_failed()
+        ranks = MPI.Group.Translate_ranks(failed, list(range(failed.Get_size())), self.comm.Get_group())
+        failed.Free()
+        self._failed_ranks.update(r for r in ranks if r != MPI.UNDEFINED)
+        self._dead_ranks.update(self._failed_ranks)
 
     def _drain(self, out: list[tuple[int, Message]]) -> None:
         now = time.monotonic()

@@ -48,3 +48,66 @@ def test_launcher_and_spanning_mpi_tasks_under_open_mpi(sweep_dir: Path) -> None
         assert [r["size"] for r in ranks] == [k] * k
         assert [r["host"] for r in ranks] == expected_hosts(rows[task])
     assert (sweep_dir / "w" / "exec2").read_text().splitlines()[-1].startswith("mpirun --bind-to none")
+
+
+def _rank_pid(marker: str, rank: int) -> int | None:
+    """The pid of the launcher process that is MPI rank ``rank`` of the job marked ``marker``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            f"MPL_TEST_MARK={marker}".encode() in environ
+            and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ
+            and b"mpilauncher" in cmdline
+        ):
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanly(sweep_dir: Path) -> None:
+    """`mpirun --with-ft ulfm`: the MPI library reports the dead rank at once (no heartbeat
+    timeout), its tasks run again elsewhere, and MPI_Finalize is safe, so the exit status is 0."""
+    import signal
+    import time
+    import uuid
+
+    python = str(Path(VENV) / "bin" / "python")
+    (sweep_dir / "commandlines").write_text("sleep 2 && echo PYL_ID >> ran\n" * 8)
+    marker = uuid.uuid4().hex
+    env = launcher_env(
+        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        PYTHONPATH=str(ROOT),
+        MPL_TEST_MARK=marker,
+    )
+    proc = subprocess.Popen(
+        [f"{VENV}/bin/mpirun", "--with-ft", "ulfm", "--oversubscribe", "-n", "3", python, "-m", "mpilauncher",
+         "commandlines", "--emulate-nodes", "3", "--cores-per-node", "2", "--workdir", "w", "--agent-timeout", "600"],
+        cwd=sweep_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (sweep_dir / "w" / "exec5").exists():  # the third node has its tasks
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the launcher did not start within 60 s"
+            time.sleep(0.05)
+        victim = _rank_pid(marker, 2)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "lost contact with the agent of node vnode2: its 2 running tasks are queued again" in err, err
+    assert proc.returncode == 0, out + err
+    assert "# tasks completed: 8" in out, out + err
+    assert sorted(int(x) for x in (sweep_dir / "ran").read_text().split()) == list(range(8))
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert len(rows) == 8 and "vnode2" not in {r["node"] for r in rows}
