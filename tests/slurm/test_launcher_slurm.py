@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import MPI_TEST_SETTINGS, ROOT, remove_stale_mpich_segments
+from tests.conftest import MPI_TEST_SETTINGS, ROOT, find_launcher_pid, remove_stale_mpich_segments
 from tests.mpi.test_mpi_tasks import expected_hosts
 
 PYTHON = sys.executable
@@ -73,22 +73,6 @@ def test_srun_without_mpi_wiring_is_refused(slurm_cluster, sweep: Path) -> None:
     assert not (sweep / "w").exists()
 
 
-def find_rank_pid(marker: str, node: str) -> int | None:
-    """The launcher rank running on emulated ``node`` (all slurmds share this host)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ours = f"MPL_TEST_MARK={marker}".encode() in env and f"SLURMD_NODENAME={node}".encode() in env
-        if ours and b"mpilauncher" in cmdline and b"srun" not in cmdline:
-            return int(entry.name)
-    return None
-
-
 @pytest.mark.timeout(120)
 def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_cluster, sweep: Path) -> None:
     import os
@@ -113,7 +97,7 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
                 out, err = proc.communicate()
                 raise AssertionError(f"the launcher ended before the test could kill an agent:\n{out}\n{err}")
             assert time.monotonic() < deadline, "the launcher did not start within 60 s"
-            victim = find_rank_pid(marker, slurm_cluster.nodes[2])
+            victim = find_launcher_pid(marker, f"SLURMD_NODENAME={slurm_cluster.nodes[2]}")
             time.sleep(0.1)
         time.sleep(0.5)
         os.kill(victim, signal.SIGKILL)
