@@ -321,20 +321,21 @@ class Scheduler:
 
     def _send_ahead(self, actions: list[Action]) -> None:
         """Standby starts behind running tasks while more than a round of work is queued."""
-        for shape, bare in self._bare.items():
-            queue = self._queues[shape]
-            if not bare or self._next_in_order(shape) is None:
-                continue  # file order: never run ahead of a lower-id task of another shape
-            waiting = self._standby_of[shape]
-            while bare and len(queue) > len(self.running):
-                pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
-                tid = heapq.heappop(queue)
-                node, cores = self.running[pred]
-                self.status[tid] = STANDBY
-                self.follower[pred], self.waiting[tid] = tid, pred
-                waiting[tid] = self._ends
-                actions.append(Start(node, tid, cores, self.gpus_of.get(pred, ()), after=pred))
+        first = shape = None
+        for key, queue in self._queues.items():  # only the shape of the lowest queued id: file order
+            if queue and (first is None or queue[0] < first):
+                first, shape = queue[0], key
+        if shape is None or shape[2]:
             return
+        bare, queue, waiting = self._bare[shape], self._queues[shape], self._standby_of[shape]
+        while bare and len(queue) > len(self.running):
+            pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
+            tid = heapq.heappop(queue)
+            node, cores = self.running[pred]
+            self.status[tid] = STANDBY
+            self.follower[pred], self.waiting[tid] = tid, pred
+            waiting[tid] = self._ends
+            actions.append(Start(node, tid, cores, self.gpus_of.get(pred, ()), after=pred))
 
     def _retract_idle(self, actions: list[Action]) -> None:
         """Cores are free and nothing queued fits them: ask back standbys of shapes that would."""

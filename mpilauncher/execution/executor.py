@@ -19,7 +19,8 @@ Protocol.  Agent -> executor: ``marshal``-encoded lists, each framed by its
 length (4 bytes, little-endian) -- marshal is built in, so the executor
 imports no codec, and it encodes and decodes at C speed::
 
-    ["S", id, command, output, {env changes; null removes}, [cpus], timeout|null, after|null]   start
+    ["S", id, command, output, {env changes; None removes}, [cpus], timeout|None, after|None,
+     (exec file path, text)|None]                                       start
     ["R", id]                                                           take back a standby start
     ["K", id, signum]                                                   signal a task's group
     ["STOP", grace]                                                     TERM all, KILL after grace
@@ -170,9 +171,11 @@ class Executors:
         self._epoll.register(fd, select.EPOLLIN)
         self._wake_fds.add(fd)
 
-    def start(self, task_id, command, changes, output, cpus=(), timeout=None, after=None, first_core=0) -> None:
+    def start(
+        self, task_id, command, changes, output, cpus=(), timeout=None, after=None, first_core=0, exec_file=None
+    ) -> None:
         lane = self._lanes[first_core * len(self._lanes) // self._cores % len(self._lanes)]
-        lane.send(["S", task_id, command, output, changes, list(cpus), timeout, after])
+        lane.send(["S", task_id, command, output, changes, list(cpus), timeout, after, exec_file])
         self._lane_of[task_id] = lane
 
     def retract(self, task_id: int) -> None:
@@ -271,8 +274,8 @@ def serve() -> int:
             at += 4 + size
             kind = message[0]
             if kind == "S":
-                _, task_id, command, output, changes, cpus, timeout, after = message
-                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout, after)
+                _, task_id, command, output, changes, cpus, timeout, after, exec_file = message
+                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout, after, 0, exec_file)
                 if isinstance(started, Ended):
                     early.append(started)
             elif kind == "R":

@@ -137,6 +137,7 @@ class ProcessRunner:
         timeout: float | None = None,
         after: int | None = None,
         first_core: int = 0,
+        exec_file: tuple[str, str] | None = None,
     ) -> Running | Ended | None:
         """Run ``command`` under ``/bin/sh -c`` with stdout+stderr to ``output``.
 
@@ -149,9 +150,11 @@ class ProcessRunner:
         ``after``: a standby start, spawned when that task ends (None returned
         now); at once if it has already ended.  ``first_core`` picks a lane in
         :class:`~mpilauncher.execution.executor.Executors`; one process has one.
+        ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
+        been spawned, so the file exists exactly for the tasks that started.
         """
         if after is not None and after in self._by_task:
-            self._standby[after] = (task_id, command, changes, output, cpus, timeout)
+            self._standby[after] = (task_id, command, changes, output, cpus, timeout, None, 0, exec_file)
             self._behind[task_id] = after
             return None
         actions = [
@@ -180,6 +183,7 @@ class ProcessRunner:
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:
+            write_text(exec_file)
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
             bind(pid, cpus)
@@ -197,6 +201,7 @@ class ProcessRunner:
         if pidfd >= 0:
             self._by_fd[pidfd] = running
             self._epoll.register(pidfd, select.EPOLLIN)
+        write_text(exec_file)
         return running
 
     def retract(self, task_id: int) -> bool:
@@ -328,6 +333,20 @@ class ProcessRunner:
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
         return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+
+
+def write_text(file: tuple[str, str] | None) -> None:
+    """Write ``(path, text)``; a convenience file that cannot be written is left out."""
+    if file is None:
+        return
+    try:
+        fd = os.open(file[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, file[1].encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def bind(pid: int, cpus: tuple[int, ...]) -> None:

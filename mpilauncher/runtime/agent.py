@@ -71,27 +71,13 @@ class Agent:
     def start(self, message: StartTasks) -> None:
         for task_id in message.retract:
             self.runner.retract(task_id)
-        scripts = []
         for item in message.items:
-            started, script = self._start_one(item)
-            scripts.append((item.task_id, script))
+            started = self._start_one(item)
             if isinstance(started, Ended):
                 self._early.append(started)
         flush = getattr(self.runner, "flush", None)
         if flush is not None:
-            flush()  # the executor starts spawning while we write the exec files and the master journals
-        for task_id, script in scripts:
-            self._write_exec(task_id, script)
-
-    def _write_exec(self, task_id: int, script: str) -> None:
-        try:
-            fd = os.open(f"{self._prefix}exec{task_id}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, script.encode("utf-8", "surrogateescape"))
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # the exec file is a convenience; the task itself still runs
+            flush()  # the executors start spawning while the master journals
 
     def _start_one(self, item):
         variables = task_variables(item.task_id, item.cores, self.node_name)
@@ -110,10 +96,10 @@ class Agent:
         script = exec_script(command, self.cwd, variables, ncores, self._omp_set, item.line)
         cpus = binding(self.bound_cpus, item.cores)
         out = f"{self._prefix}out{item.task_id}"
-        started = self.runner.start(
-            item.task_id, command, changes, out, cpus, self.task_timeout, item.after, item.cores[0]
+        exec_file = (f"{self._prefix}exec{item.task_id}", script)
+        return self.runner.start(
+            item.task_id, command, changes, out, cpus, self.task_timeout, item.after, item.cores[0], exec_file
         )
-        return started, script
 
     def handle(self, message: StartTasks | Shutdown) -> list[Ended]:
         """Act on a master message; a Shutdown returns the tasks it ended."""

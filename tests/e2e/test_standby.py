@@ -35,6 +35,10 @@ def test_standbys_never_run_after_a_stop(sweep_dir: Path) -> None:
     state = load_state(sweep_dir / "queuestate", ONE_CORE)
     completed = {r.id for r in state.ledger if r.state == "completed"}
     assert completed == ran  # a standby that never started is not counted, nor lost
+    workdir = sweep_dir / "w"
+    started = {p.name[3:] for p in workdir.glob("out*")}
+    assert started == {p.name[4:] for p in workdir.glob("exec*")}  # exec<N> exactly for started tasks
+    assert len(started) < 400
     resumed = run_cli(["--resume", "queuestate"], sweep_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert load_state(sweep_dir / "queuestate", ONE_CORE).ledger.counts()["completed"] == 400

@@ -35,9 +35,8 @@ def collect(runner, count: int, timeout: float = 20.0) -> list[Ended]:
 
 
 def start(runner, tmp_path: Path, task_id: int, command: str, after=None, core: int = 0):
-    return runner.start(
-        task_id, command, {"PYL_ID": str(task_id)}, str(tmp_path / f"out{task_id}"), (), None, after, core
-    )
+    output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
+    return runner.start(task_id, command, {"PYL_ID": str(task_id)}, output, (), None, after, core, exec_file)
 
 
 def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
@@ -47,6 +46,7 @@ def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
     assert not (tmp_path / "out2").exists()  # still waiting
     ended = collect(runner, 2)
     assert [e.task_id for e in ended] == [1, 2]
+    assert (tmp_path / "exec2").read_text() == "date +%s.%N"
     first_end = ended[0].start + ended[0].runtime
     assert ended[1].start >= first_end - 0.01
     assert float((tmp_path / "out2").read_text()) >= float((tmp_path / "out1").read_text())
@@ -68,6 +68,7 @@ def test_a_retracted_standby_never_runs(runner, tmp_path):
     assert runner.retracted == [2]
     assert collect(runner, 1, timeout=0.3) == []
     assert not (tmp_path / "out2").exists() and not (tmp_path / "ran").exists()
+    assert not (tmp_path / "exec2").exists()  # exec<N> only for tasks that started
 
 
 def test_retracting_a_started_standby_changes_nothing(runner, tmp_path):
