@@ -32,7 +32,7 @@ from mpilauncher.errors import (
     InputError,
     LauncherError,
 )
-from mpilauncher.execution.resources import detect_gpus
+from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
 from mpilauncher.persistence.files import read_text
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
@@ -311,6 +311,20 @@ def _agent(config: Config, node_name: str, cores: int) -> Agent:
     return Agent(node_name, cores, gpus=gpus, bind=config.bind)
 
 
+def _warn_if_confined(node_name: str, cores: int) -> None:
+    """Say so when a node's tasks would have to share fewer CPUs than its core slots:
+    the launcher's step (its cgroup cpuset) holds only part of the node."""
+    usable = len(allowed_cpus())
+    if 0 < usable < cores:
+        print(
+            f"mpilauncher: warning: on {node_name} the launcher may use only {usable} of the node's {cores} cores"
+            f" (its cpuset): {cores} tasks would share them; give the launcher's step the whole node"
+            f" (e.g. srun --cpus-per-task={cores}, or start mpilauncher without srun and let it relaunch itself)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _step_tasks(environ) -> int:
     try:
         return int(environ.get("SLURM_STEP_NUM_TASKS") or "1") if "SLURM_STEP_ID" in environ else 1
@@ -326,20 +340,23 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
     rank = comm.Get_rank()
     role = layout.role(rank)
     node_name = layout.node_names[layout.node_of_rank[rank]]
+    if role != "parked":
+        widen_to_cpuset()  # the starter bound this rank to one CPU for MPI's sake, not for our tasks
     allocation = cluster.detect(cores_override=config.cores_per_node)
+    cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
+    if role != "parked" and not config.emulate_nodes:
+        _warn_if_confined(node_name, cores)
     if role != "master":
         try:
             if role == "parked":
                 status = mpi_transport.park(comm)
             else:
-                cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
                 status = mpi_transport.serve_agent(comm, _agent(config, node_name, cores))
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
-    cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
     agent = _agent(config, node_name, cores)
     transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
     try:

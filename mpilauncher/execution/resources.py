@@ -97,6 +97,21 @@ def gpu_environment(gpus: Gpus, indices: tuple[int, ...]) -> dict[str, str]:
     return env
 
 
+def widen_to_cpuset() -> None:
+    """Let this process run on every CPU its cpuset allows, not only those it was bound to.
+
+    MPI starters bind each rank for the sake of MPI codes (``srun --cpu-bind``, hydra's
+    ``-bind-to core``, Open MPI's ``--bind-to core`` for ``-n`` up to 2): a launcher rank
+    would then count one core and every task would inherit that CPU (measured:
+    ``mpiexec -n 2 -bind-to core``, a pool of size 1, all tasks on CPU 0).  The kernel clips
+    the request to the cgroup's cpuset, so what the job was given still holds.
+    """
+    try:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) | os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+
+
 def allowed_cpus() -> tuple[int, ...]:
     """The CPU ids this process may run on, in order: core slot i binds to the i-th."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from tests.conftest import launcher_env, run_cli
 MIXED = "".join(f"{(i % 3) + 1},sh -c 'exit {i % 4 == 3 and 1 or 0}'\n" for i in range(24)) + "2,kill -9 $$\n"
 
 
-def run_mpi(ranks: int, args: list[str], cwd: Path, timeout: float = 180, **env: str) -> subprocess.CompletedProcess:
+def run_mpi(
+    ranks: int, args: list[str], cwd: Path, timeout: float = 180, starter: tuple[str, ...] = (), **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpilauncher", *args],
+        ["mpiexec", *starter, "-n", str(ranks), sys.executable, "-m", "mpilauncher", *args],
         cwd=cwd,
         env=launcher_env(**env),
         capture_output=True,
@@ -126,3 +129,32 @@ def test_pylauncher_script_under_mpiexec(sweep_dir: Path) -> None:
     results = sorted((sweep_dir / f"rank{r}").read_text() for r in range(3))
     assert results == ["0 False", "0 False", "0 True"], "every rank returns; only rank 0 has the statistics"
     assert len(read_joblog(sweep_dir / "w" / "joblog")) == 5
+
+
+REAL_CPUS = sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(len(REAL_CPUS) < 2, reason="needs 2 CPUs")
+def test_a_starter_that_binds_each_rank_to_one_cpu_does_not_confine_the_tasks(sweep_dir: Path) -> None:
+    """`mpiexec -bind-to core` pins every rank to one CPU for MPI's sake: the node still has all its
+    cores, and its tasks are bound to their own CPUs, not all to the agent's."""
+    (sweep_dir / "commandlines").write_text("grep Cpus_allowed_list /proc/self/status; sleep 0.3\n" * 4)
+    result = run_mpi(2, ["commandlines", "--workdir", "w"], sweep_dir, starter=("-bind-to", "core"))
+    assert result.returncode == 0, result.stderr
+    assert f"Host pool of size {len(REAL_CPUS)}." in result.stdout
+    seen = {(sweep_dir / "w" / f"out{i}").read_text().split()[-1] for i in range(4)}
+    assert len(seen) == min(4, len(REAL_CPUS)), seen  # one CPU per task, not the agent's one for all
+    assert "warning" not in result.stderr
+
+
+def test_a_rank_confined_to_fewer_cpus_than_its_node_says_so(monkeypatch, capsys) -> None:
+    from mpilauncher import launch
+
+    monkeypatch.setattr(launch, "allowed_cpus", lambda: (3,))
+    launch._warn_if_confined("c101", 48)
+    err = capsys.readouterr().err
+    assert "on c101 the launcher may use only 1 of the node's 48 cores" in err
+    assert "srun --cpus-per-task=48" in err
+    monkeypatch.setattr(launch, "allowed_cpus", lambda: tuple(range(48)))
+    launch._warn_if_confined("c101", 48)
+    assert capsys.readouterr().err == ""
