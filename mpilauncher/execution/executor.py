@@ -42,7 +42,7 @@ import time
 
 if __package__:
     from mpilauncher.execution.processes import Ended
-    from mpilauncher.execution.watchdog import IGNORED
+    from mpilauncher.execution.watchdog import IGNORED, stop_groups
 else:  # run as a script by the agent: the siblings are plain modules
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from processes import Ended, ProcessRunner  # type: ignore[no-redef]
@@ -55,6 +55,26 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; sys.exit(executor.serve())"
 
 
+#: Set in every task's environment to its lane's tag (see Lane).
+LANE_VARIABLE = "MPILAUNCHER_LANE"
+
+
+def tagged_groups(entry: bytes) -> list[int]:
+    """Process groups of the processes whose environment holds ``entry`` (``NAME=value``)."""
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if entry in environ.read().split(b"\0"):
+                    groups.add(os.getpgid(int(name)))
+        except OSError:
+            continue
+    groups.discard(os.getpgrp())
+    return sorted(groups)
+
+
 def frame(message: list) -> bytes:
     """One request on the pipe: its marshal encoding, preceded by its length."""
     data = marshal.dumps(message)
@@ -64,7 +84,11 @@ def frame(message: list) -> bytes:
 class Lane:
     """One executor process, seen from the agent: requests out, event lines in."""
 
-    def __init__(self, base_env: dict[str, str], retracted: list[int]) -> None:
+    def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "") -> None:
+        # Every task of this lane inherits the tag: if the executor dies, its orphaned tasks
+        # are found by it (/proc/*/environ) and stopped.
+        self.tag = f"{LANE_VARIABLE}={tag or os.getpid()}"
+        base_env = {**base_env, LANE_VARIABLE: self.tag.partition("=")[2]}
         requests_read, self.requests = os.pipe()
         self.events, events_write = os.pipe()
         actions = [
@@ -91,13 +115,16 @@ class Lane:
         if self.pending:
             data, self.pending = b"".join(self.pending), []
             view = memoryview(data)
-            while view:
-                view = view[os.write(self.requests, view) :]
+            try:
+                while view:
+                    view = view[os.write(self.requests, view) :]
+            except BrokenPipeError:
+                self.died()
 
     def read_events(self) -> list[Ended]:
         data = os.read(self.events, 1 << 16)
         if not data:
-            raise OSError("a task executor died")
+            self.died()
         lines = (self.tail + data).split(b"\n")
         self.tail = lines.pop()
         ended = []
@@ -110,6 +137,29 @@ class Lane:
                 _, task_id, exit_code, start, runtime, timed_out = line.split()
                 ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T"))
         return ended
+
+    def died(self) -> None:
+        """The executor process is gone (killed, out of memory): the launcher cannot go on."""
+        from mpilauncher.errors import LauncherFailure  # not at the top: the executor process imports this file
+
+        how = ""
+        for _ in range(20):  # its pipes close a moment before it can be reaped
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                if os.WIFSIGNALED(status):
+                    how = f", killed by {signal.Signals(os.WTERMSIG(status)).name}"
+                else:
+                    how = f", exit status {os.WEXITSTATUS(status)}"
+                break
+            time.sleep(0.005)
+        stop_groups(tagged_groups(self.tag.encode()), WATCHDOG_GRACE)  # its orphans must not run beside a resume
+        raise LauncherFailure(
+            f"a task executor process (pid {self.pid}{how}) died: its tasks were stopped and the"
+            " launcher stops; the queuestate is saved, --resume runs what did not finish"
+        )
 
     def close(self) -> None:
         self.bye()
@@ -150,7 +200,7 @@ class Executors:
         self._by_fd: dict[int, Lane] = {}
         try:
             for _ in range(max(1, min(lanes, cores))):
-                lane = Lane(base_env, self.retracted)
+                lane = Lane(base_env, self.retracted, f"{os.getpid()}.{len(self._lanes)}")
                 self._lanes.append(lane)
                 self._by_fd[lane.events] = lane
                 self._epoll.register(lane.events, select.EPOLLIN)

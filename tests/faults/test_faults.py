@@ -211,3 +211,24 @@ def test_more_bad_input_is_one_line_and_exit_2(sweep_dir: Path, case: str) -> No
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir()) == before
+
+
+def test_a_dead_executor_stops_its_tasks_and_the_run_with_one_line(sweep_dir: Path) -> None:
+    """An executor lane killed from outside (OOM killer, an admin): its orphaned tasks must not
+    run on beside a resume, and the user gets one line and exit 3, not a traceback."""
+    marker = f"lane-death-{os.getpid()}"
+    (sweep_dir / "commandlines").write_text(f"sleep 30 # {marker}\n" * 4)
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
+    deadline = time.monotonic() + 30
+    while not all((sweep_dir / "w" / f"out{i}").exists() for i in (0, 1)):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    lanes = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+             if b"import executor" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
+    os.kill(lanes[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert err.count("\n") == 1 and "a task executor process" in err and "--resume" in err, err
+    assert no_process_matches(marker), "tasks of the dead executor (or of the others) outlived the launcher"
+    ledger = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger
+    assert set(ledger.ids_in("completed")) == set()  # nothing claimed done that did not finish
