@@ -1,14 +1,14 @@
-"""The executor: a small process per agent that spawns and reaps the tasks.
+"""The executors: small processes (lanes) per agent that spawn and reap the tasks.
 
-Why a separate process: measured here, ``posix_spawn`` costs ~170 us in a
+Why separate processes: measured here, ``posix_spawn`` costs ~170 us in a
 light Python process but ~450 us in one that has just been busy (the
-launcher parsing, scheduling and journaling): the kernel treats a process by
-its recent CPU use, and that doubles the cost of every start.  The executor
-imports nothing but the standard library (``python -I -S <this file>``),
-sleeps in ``epoll`` when it has nothing to do, and only spawns, reaps and
-reports; the agent's bookkeeping runs beside it instead of in series with
-it.  (2,000 ``true`` tasks: ~2,100/s through the executor against ~1,600/s
-spawning in the launcher itself.)
+launcher parsing, scheduling and journaling).  An executor imports nothing
+but the standard library (started as ``python -I -S -c "import executor"``,
+from cached bytecode), sleeps in ``epoll`` when it has nothing to do, and
+only spawns, reaps and reports; the agent's bookkeeping runs beside it
+instead of in series with it.  Why several (lanes, one per CPU, up to 8 a
+node): ``posix_spawn`` blocks its caller until the child has exec'd, so one
+executor both caps a node's start rate and cannot reap while it spawns.
 
 It is also the tasks' watchdog: the tasks are its children, and when the
 agent's end of the request pipe closes without ``BYE`` (the launcher died,
