@@ -123,10 +123,12 @@ class Scheduler:
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
         actions: list[Action] = []
-        if any(isinstance(event, StopDispatch) for event in events):
+        stop = any(isinstance(event, StopDispatch) for event in events)
+        if stop:
             self.apply(StopDispatch())  # first: nothing starts from a burst that says stop
         for event in events:
-            actions.extend(self.apply(event))
+            if not (stop and isinstance(event, StopDispatch)):
+                actions.extend(self.apply(event))
         if not self._stopping:
             self._place(actions)
         idle = not self.running and (self._stopping or not self.queued_count)
