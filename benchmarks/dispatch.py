@@ -11,7 +11,8 @@ Three figures, all measured in the same run on this machine:
    so the ratio is the figure (target: >= 0.5 of xargs).
 2. The master's CPU per task (rank 0's own CPU time, children excluded) and
    the dispatch latency, from the master's decision to the agent's process
-   start, p50 and p99.
+   start, p50 and p99 (for a standby start, sent ahead behind a running
+   task: from that task's end to its own start, the time its cores idled).
 3. Idle cost: with one long task running, the CPU share of an idle agent rank
    and of a parked rank, read from /proc (target: each below 2% of a core).
 
