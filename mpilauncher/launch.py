@@ -9,6 +9,7 @@ created, the first snapshot written and the first task started.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import os
 import signal
@@ -407,8 +408,14 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     store.open(time.time())
     joblog = Joblog(workdir / "joblog")
     stop = StopRequest(*run_deadline(config))
+    scheduler = Scheduler(plan.to_run, retries=config.retries, standby=True)
+    # The tasks, the ledger and the scheduler's maps live as long as the run: out of the cyclic
+    # garbage collector's sight, or every full collection walks them all (measured: a full pass
+    # takes 0.24 s at 1,000,000 tasks; GC was 13% of rank 0's CPU at 20,000).  Undone at the
+    # end, for scripts that call the API.
+    gc.freeze()
     master = Master(
-        Scheduler(plan.to_run, retries=config.retries, standby=True),
+        scheduler,
         store,
         joblog,
         transport,
@@ -433,6 +440,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
         raise
     finally:
         joblog.close()
+        gc.unfreeze()
     store.close(time.time(), outcome.elapsed)
     statistics = compute(plan.ledger, outcome.elapsed, pool_size)
     if config.print_statistics:
