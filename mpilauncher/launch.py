@@ -408,14 +408,8 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     store.open(time.time())
     joblog = Joblog(workdir / "joblog")
     stop = StopRequest(*run_deadline(config))
-    scheduler = Scheduler(plan.to_run, retries=config.retries, standby=True)
-    # The tasks, the ledger and the scheduler's maps live as long as the run: out of the cyclic
-    # garbage collector's sight, or every full collection walks them all (measured: a full pass
-    # takes 0.24 s at 1,000,000 tasks; GC was 13% of rank 0's CPU at 20,000).  Undone at the
-    # end, for scripts that call the API.
-    gc.freeze()
     master = Master(
-        scheduler,
+        Scheduler(plan.to_run, retries=config.retries, standby=True),
         store,
         joblog,
         transport,
@@ -427,6 +421,11 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
         out=out,
         job_nodes=allocation.nodes,
     )
+    # The tasks, the ledger and the scheduler's maps live as long as the run: out of the cyclic
+    # garbage collector's sight, or every full collection walks them all (measured: a full pass
+    # takes 0.24 s at 1,000,000 tasks; GC was 13% of rank 0's CPU at 20,000).  Undone at the
+    # end, for scripts that call the API.
+    gc.freeze()
     try:
         with _SignalGuard(stop, transport):
             outcome = master.run(hellos)
