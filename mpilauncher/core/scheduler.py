@@ -208,11 +208,7 @@ class Scheduler:
         follower = self.follower.get(tid)
         if follower is not None:  # the node has started it on these very cores and GPUs
             self._unlink(follower)
-            self.running[follower] = (node, cores)
-            self.status[follower] = RUNNING
-            if tid in self.gpus_of:
-                self.gpus_of[follower] = self.gpus_of.pop(tid)
-            self._bare[shape][follower] = None
+            self._take_over(follower, tid, node, cores, shape)
             actions.append(Promoted(follower, tid))
         if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
             self.attempts[tid] = self.attempts.get(tid, 0) + 1
@@ -224,30 +220,37 @@ class Scheduler:
             successor = self._next_in_order(shape)
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
                 heapq.heappop(self._queues[shape])
-                self.running[successor] = (node, cores)
-                self.status[successor] = RUNNING
-                gpus = self.gpus_of.pop(tid, ())
-                if gpus:
-                    self.gpus_of[successor] = gpus
-                self._bare[shape][successor] = None
-                actions.append(Start(node, successor, cores, gpus))
+                actions.append(Start(node, successor, cores, self._take_over(successor, tid, node, cores, shape)))
             else:
                 for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
                     self.pool.release(segment_node, segment_cores)
                 self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
         return actions
 
+    def _take_over(self, successor: int, tid: int, node: int, cores: tuple[int, ...], shape: Shape) -> tuple[int, ...]:
+        """``successor`` runs on the cores (and GPUs, returned) that ``tid`` just left."""
+        self.running[successor] = (node, cores)
+        self.status[successor] = RUNNING
+        gpus = self.gpus_of.pop(tid, ())
+        if gpus:
+            self.gpus_of[successor] = gpus
+        self._bare[shape][successor] = None
+        return gpus
+
     def _next_in_order(self, shape: Shape) -> int | None:
         """The queued task of ``shape`` that may take a just-freed slot of that shape:
         the lowest queued id overall, so file order holds (never for MPI tasks)."""
-        queue = self._queues[shape]
-        if self._stopping or not queue or shape[2]:
+        if self._stopping or shape[2] or self._lowest_queued_shape() != shape:
             return None
-        head = queue[0]
-        for other in self._queues.values():
-            if other and other[0] < head:
-                return None
-        return head
+        return self._queues[shape][0]
+
+    def _lowest_queued_shape(self) -> Shape | None:
+        """The shape of the lowest queued task id: the only one that may move ahead (file order)."""
+        first = lowest = None
+        for shape, queue in self._queues.items():
+            if queue and (first is None or queue[0] < first):
+                first, lowest = queue[0], shape
+        return lowest
 
     def _on_retracted(self, tid: int) -> None:
         if self.status.get(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
@@ -323,10 +326,7 @@ class Scheduler:
 
     def _send_ahead(self, actions: list[Action]) -> None:
         """Standby starts behind running tasks while more than a round of work is queued."""
-        first = shape = None
-        for key, queue in self._queues.items():  # only the shape of the lowest queued id: file order
-            if queue and (first is None or queue[0] < first):
-                first, shape = queue[0], key
+        shape = self._lowest_queued_shape()
         if shape is None or shape[2]:
             return
         bare, queue, waiting = self._bare[shape], self._queues[shape], self._standby_of[shape]
@@ -346,8 +346,7 @@ class Scheduler:
                 continue
             width = shape[0] or max(1, self.pool.total_cores // max(1, len(self.pool.nodes)))
             for _ in range(min(len(waiting), max(1, self.pool.free_cores // width))):
-                tid = waiting.popitem(last=False)[0]  # asked once; it stays STANDBY until the node answers
-                actions.append(Retract(self.running[self.waiting[tid]][0], tid))
+                actions.append(self._ask_back(waiting.popitem(last=False)[0]))
 
     def _retract_stale(self, actions: list[Action]) -> None:
         """Ask back standbys that have waited through four rounds of ends (their predecessor is
@@ -361,7 +360,12 @@ class Scheduler:
                 if self._ends - sent <= limit:
                     break
                 del waiting[tid]
-                actions.append(Retract(self.running[self.waiting[tid]][0], tid))
+                actions.append(self._ask_back(tid))
+
+    def _ask_back(self, tid: int) -> Retract:
+        """Standby ``tid``, already out of its shape's list, is asked back from its node; it stays
+        STANDBY until the node answers (or its predecessor's end shows it had started)."""
+        return Retract(self.running[self.waiting[tid]][0], tid)
 
     def _fits(self, shape: tuple[int, int, bool]) -> bool:
         width, gpus, mpi = shape
