@@ -41,11 +41,11 @@ import sys
 import time
 
 if __package__:
-    from mpilauncher.execution.processes import Ended
+    from mpilauncher.execution.processes import Ended, decode_status
     from mpilauncher.execution.watchdog import IGNORED, stop_groups
-else:  # run as a script by the agent: the siblings are plain modules
+else:  # an executor process (see _BOOT): the siblings are top-level modules there
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from processes import Ended, ProcessRunner  # type: ignore[no-redef]
+    from processes import Ended, ProcessRunner, decode_status  # type: ignore[no-redef]
     from watchdog import IGNORED, _close_inherited, stop_groups  # type: ignore[no-redef]
 
 WATCHDOG_GRACE = 2.0
@@ -87,8 +87,9 @@ class Lane:
     def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "") -> None:
         # Every task of this lane inherits the tag: if the executor dies, its orphaned tasks
         # are found by it (/proc/*/environ) and stopped.
-        self.tag = f"{LANE_VARIABLE}={tag or os.getpid()}"
-        base_env = {**base_env, LANE_VARIABLE: self.tag.partition("=")[2]}
+        tag = tag or str(os.getpid())
+        self.tag = f"{LANE_VARIABLE}={tag}".encode()
+        base_env = {**base_env, LANE_VARIABLE: tag}
         requests_read, self.requests = os.pipe()
         self.events, events_write = os.pipe()
         actions = [
@@ -149,13 +150,11 @@ class Lane:
             except ChildProcessError:
                 break
             if pid:
-                if os.WIFSIGNALED(status):
-                    how = f", killed by {signal.Signals(os.WTERMSIG(status)).name}"
-                else:
-                    how = f", exit status {os.WEXITSTATUS(status)}"
+                code = decode_status(status)
+                how = f", killed by {signal.Signals(-code).name}" if code < 0 else f", exit status {code}"
                 break
             time.sleep(0.005)
-        stop_groups(tagged_groups(self.tag.encode()), WATCHDOG_GRACE)  # its orphans must not run beside a resume
+        stop_groups(tagged_groups(self.tag), WATCHDOG_GRACE)  # its orphans must not run beside a resume
         raise LauncherFailure(
             f"a task executor process (pid {self.pid}{how}) died: its tasks were stopped and the"
             " launcher stops; the queuestate is saved, --resume runs what did not finish"
@@ -209,9 +208,6 @@ class Executors:
             raise
         self._wake_fds: set[int] = set()
         self._lane_of: dict[int, Lane] = {}  # task (started or standing by) -> its lane
-
-    def __len__(self) -> int:
-        return len(self._lane_of)
 
     @property
     def lanes(self) -> int:

@@ -111,9 +111,6 @@ class ProcessRunner:
                       file=sys.stderr)  # fmt: skip
         return self._watchdog
 
-    def __len__(self) -> int:
-        return len(self._by_task) + len(self._behind)
-
     def add_wake_fd(self, fd: int) -> None:
         """An extra fd (signal wake-up pipe) that ends :meth:`wait` early when readable."""
         self._epoll.register(fd, select.EPOLLIN)
@@ -352,12 +349,12 @@ def write_text(file: tuple[str, str] | None) -> None:
 def bind(pid: int, cpus: tuple[int, ...]) -> None:
     """Pin a just-spawned task (and anything it already forked) to ``cpus``.
 
-    Setting the *child's* mask costs ~7 us; setting our own around the spawn
-    (children inherit it) costs ~50 us twice, because the kernel migrates us
-    (measured here).  posix_spawn returns once the child has exec'd ``/bin/sh``,
-    which needs far longer to start than we need to get here, so the shell is
-    pinned before it forks the command; in case it was faster, its children
-    are pinned as well.
+    For a runner that does not pin itself (the in-process fallback: moving the
+    launcher itself around costs ~50 us a time).  Setting the *child's* mask
+    costs ~7 us, but it races with the shell: posix_spawn returns once the
+    child has exec'd ``/bin/sh``, and under load the shell can fork the command
+    before we get here, so its children are pinned as well.  Executor processes
+    pin themselves before the spawn instead (``pin_self``), which has no race.
     """
     try:
         os.sched_setaffinity(pid, cpus)
