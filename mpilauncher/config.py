@@ -31,7 +31,8 @@ class Config:
     workdir: str | None = None
     debug: frozenset[str] = frozenset()
     delay: float = DEFAULT_DELAY
-    queuestate: str = DEFAULT_QUEUESTATE
+    #: Where the sweep's state goes; None: ./queuestate for a new sweep, the resumed file on --resume.
+    queuestate: str | None = None
     cores_per_node: int | None = None
     rerun_failed: bool = False
     force_resume: bool = False
@@ -146,7 +147,7 @@ def make_config(
         workdir=workdir,
         debug=parse_debug(debug),
         delay=parse_positive("delay", delay),
-        queuestate=queuestate or DEFAULT_QUEUESTATE,
+        queuestate=queuestate or None,
         cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
         rerun_failed=rerun_failed,
         force_resume=force_resume,

@@ -21,7 +21,7 @@ from io import TextIOBase as TextIO
 from pathlib import Path
 
 from mpilauncher import cluster, relaunch
-from mpilauncher.config import Config
+from mpilauncher.config import DEFAULT_QUEUESTATE, Config
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import Statistics, compute
@@ -83,7 +83,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
         cores=str(config.cores),
     )
-    plan = Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or "queuestate"), None)
+    plan = Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or DEFAULT_QUEUESTATE), None)
     mark_mpi_tasks(plan, config)
     return plan
 

@@ -9,7 +9,6 @@ import pytest
 from mpilauncher.config import (
     DEFAULT_DELAY,
     DEFAULT_GRACE,
-    DEFAULT_QUEUESTATE,
     make_config,
     parse_debug,
     parse_positive,
@@ -24,7 +23,7 @@ def test_defaults():
     assert config.cores == CoresSpec("fixed", 1)
     assert config.delay == DEFAULT_DELAY
     assert config.grace == DEFAULT_GRACE
-    assert config.queuestate == DEFAULT_QUEUESTATE
+    assert config.queuestate is None, "None: ./queuestate for a new sweep, the resumed file on a resume"
     assert config.debug == frozenset()
     assert config.cores_per_node is None
     assert not config.rerun_failed
