@@ -7,13 +7,16 @@ Errors become one line on stderr and a documented exit status (see
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 
 from mpilauncher import __version__
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError
 from mpilauncher.launch import run
+from mpilauncher.persistence.lock import process_start
 from mpilauncher.persistence.store import describe_state
 
 
@@ -44,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-resume",
         action="store_true",
         help="with --resume: go on even though the commandlines file changed since the sweep began",
+    )
+    parser.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take over the sweep's lock (queuestate.lock) although its holder may still run: for a lock left "
+        "by a launcher that died on another host (a lock of a dead launcher on this host, or of a Slurm job "
+        "that has ended, is taken over without it)",
     )
     parser.add_argument(
         "--cores",
@@ -173,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def process_began() -> float:
+    """``time.monotonic()`` at this process's start: --max-runtime counts the interpreter's start-up too."""
+    try:
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - process_start(os.getpid()) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return time.monotonic()
+    return time.monotonic() - min(max(0.0, age), 60.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -190,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             cores_per_node=args.cores_per_node,
             rerun_failed=args.rerun_failed,
             force_resume=args.force_resume,
+            break_lock=args.break_lock,
             max_runtime=args.max_runtime,
             task_timeout=args.task_timeout,
             retries=args.retries,
@@ -204,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             mpi=args.mpi,
             mpi_starter=args.mpi_starter,
         )
-        result = run(config)
+        result = run(config, began=process_began())
     except LauncherError as err:
         print(f"mpilauncher: error: {err}", file=sys.stderr)
         return err.exit_status

@@ -42,6 +42,7 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
             queuestate=kwargs.get("queuestate"),
             cores_per_node=kwargs.get("corespernode"),
             rerun_failed=bool(kwargs.get("rerun_failed", False)),
+            break_lock=bool(kwargs.get("break_lock", False)),
             bind=kwargs.get("bind", True),
             gpus_per_task=kwargs.get("gpuspertask", 0),
             gpus_per_node=kwargs.get("gpuspernode"),
@@ -68,7 +69,7 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
 _KEYWORDS = frozenset(
     {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
      "gpuspertask", "gpuspernode", "taskspergpu", "mpi", "mpi_starter", "maxruntime",
-     "taskmaxruntime", "retries"}
+     "taskmaxruntime", "retries", "break_lock"}
 )  # fmt: skip
 
 

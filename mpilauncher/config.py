@@ -36,6 +36,8 @@ class Config:
     cores_per_node: int | None = None
     rerun_failed: bool = False
     force_resume: bool = False
+    #: Take over the sweep's lock even though its holder may still run (on a host we cannot look into).
+    break_lock: bool = False
     #: Kill a task (its whole process group) that runs longer than this; PyLauncher's taskmaxruntime.
     task_timeout: float | None = None
     #: Run a failed task again, up to this many more times.
@@ -110,6 +112,7 @@ def make_config(
     cores_per_node: object = None,
     rerun_failed: bool = False,
     force_resume: bool = False,
+    break_lock: bool = False,
     max_runtime: object = None,
     time_limit_margin: object = 60.0,
     task_timeout: object = None,
@@ -151,6 +154,7 @@ def make_config(
         cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
         rerun_failed=rerun_failed,
         force_resume=force_resume,
+        break_lock=bool(break_lock),
         max_runtime=parse_duration("max runtime", max_runtime) if max_runtime not in (None, "") else None,
         time_limit_margin=parse_duration("time limit margin", time_limit_margin, allow_zero=True),
         task_timeout=parse_duration("task timeout", task_timeout) if task_timeout not in (None, "") else None,

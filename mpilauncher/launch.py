@@ -8,6 +8,7 @@ created, the first snapshot written and the first task started.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -35,9 +36,11 @@ from mpilauncher.errors import (
 )
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
 from mpilauncher.persistence.files import read_text
+from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
 from mpilauncher.report.joblog import Joblog
+from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.report.summary import final_report
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, StopRequest
@@ -83,7 +86,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
         cores=str(config.cores),
     )
-    plan = Plan(Ledger(tasks), tasks, meta, config.cores, Path(config.queuestate or DEFAULT_QUEUESTATE), None)
+    plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
     mark_mpi_tasks(plan, config)
     return plan
 
@@ -100,10 +103,40 @@ def plan_from_queuestate(config: Config) -> Plan:
         meta.cores = str(config.cores)
     elif not config.force_resume:
         check_commandlines_unchanged(meta, source)
-    target = Path(config.queuestate) if config.queuestate else source
-    plan = Plan(ledger, to_run, meta, loaded.default_cores, target, source)
+    plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     mark_mpi_tasks(plan, config)
     return plan
+
+
+def state_target(config: Config) -> Path:
+    """Where this run keeps the sweep's state: ``--queuestate``, else the resumed file, else ./queuestate."""
+    return Path(config.queuestate or config.resume or DEFAULT_QUEUESTATE)
+
+
+def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
+    """Take the exclusive lock of every queuestate this run reads or writes (see persistence/lock.py).
+
+    Before anything is read: a plan read while another launcher still writes
+    the state could miss its last completions and run them again.
+    """
+    paths = [state_target(config)]
+    if config.resume and Path(config.resume).resolve() != paths[0].resolve():
+        paths.append(Path(config.resume))  # read here: nobody else may be writing it meanwhile
+    stack = contextlib.ExitStack()
+    try:
+        for path in paths:
+            lock = stack.enter_context(SweepLock(path, job_id))
+            lock.acquire(config.break_lock)
+            if lock.took_over is not None:
+                warn(f"{path}: took over the lock of a launcher that no longer runs ({lock.took_over.describe()})")
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def warn(text: str) -> None:
+    print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
 
 
 def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
@@ -188,12 +221,14 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     return workdir
 
 
-def run_deadline(config: Config) -> tuple[float | None, str]:
-    """When the run must stop by itself: --max-runtime, or the Slurm job's end less a margin."""
+def run_deadline(config: Config, began: float) -> tuple[float | None, str]:
+    """When the run must stop by itself: --max-runtime counted from ``began`` (the start of the
+    process, or of the API call: reading a million commandlines counts), or the Slurm job's end
+    less a margin."""
     now = time.monotonic()
     candidates = []
     if config.max_runtime:
-        candidates.append((now + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s"))
+        candidates.append((began + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s"))
     left = cluster.job_seconds_left()
     if left is not None:
         margin = config.time_limit_margin
@@ -274,25 +309,28 @@ class _SignalGuard:
             os.close(fd)
 
 
-def run(config: Config, out: TextIO | None = None) -> RunResult:
+def run(config: Config, out: TextIO | None = None, began: float | None = None) -> RunResult:
     """Run a sweep (or resume one) and return its result.
 
     Singleton (no MPI starter): one in-process agent on this machine.  Under
     ``mpiexec``/``srun``/``ibrun``: rank 0 is the master, one rank per node is
     an agent, the other ranks park; every rank returns when the sweep is done.
     Raises :class:`LauncherError` for bad input (nothing written then) and for
-    failures of the launcher itself.
+    failures of the launcher itself.  ``began`` (``time.monotonic()``) is when
+    the run began, for ``--max-runtime``: the CLI passes its process's start.
     """
-    out = out or sys.stdout
+    began = time.monotonic() if began is None else began
+    ensure_standard_fds()
+    out = TolerantOutput(out or sys.stdout)
     from mpilauncher.transport import mpi as mpi_transport
 
     if mpi_transport.started_by_mpi() or config.emulate_nodes:
-        return _run_mpi(config, out)
+        return _run_mpi(config, out, began)
     allocation = cluster.detect(cores_override=config.cores_per_node)
     if _step_tasks(os.environ) > 1:
         # srun started several tasks; only MPI itself can say whether they form one job.
         if mpi_transport.world().Get_size() > 1:
-            return _run_mpi(config, out)
+            return _run_mpi(config, out, began)
         relaunch.check_step(os.environ)  # raises: unwired MPI would run the sweep once per task
     if relaunch.needs_relaunch(os.environ):
         relaunch.exec_across_job(os.environ, allocation)
@@ -302,7 +340,7 @@ def run(config: Config, out: TextIO | None = None) -> RunResult:
     cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
     transport = LocalTransport(_agent(config, allocation.this_node, cores))
     try:
-        return _run_master(config, transport, allocation, out)
+        return _run_master(config, transport, allocation, out, began)
     finally:
         transport.close()
 
@@ -333,7 +371,7 @@ def _step_tasks(environ) -> int:
         return 1
 
 
-def _run_mpi(config: Config, out: TextIO) -> RunResult:
+def _run_mpi(config: Config, out: TextIO, began: float) -> RunResult:
     from mpilauncher.transport import mpi as mpi_transport
 
     comm = mpi_transport.world()
@@ -361,7 +399,7 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
     agent = _agent(config, node_name, cores)
     transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
     try:
-        result = _run_master(config, transport, allocation, out)
+        result = _run_master(config, transport, allocation, out, began)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
@@ -371,6 +409,18 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
         transport.close()
     _abort_if_unclean(comm, transport, result.exit_status)
     return result
+
+
+def _remove_empty_workdir(workdir: Path) -> None:
+    for name in ("joblog",):
+        try:
+            (workdir / name).unlink()
+        except OSError:
+            pass
+    try:
+        workdir.rmdir()
+    except OSError:
+        pass
 
 
 def _abort_if_unclean(comm, transport, status: int) -> None:
@@ -386,8 +436,13 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
         comm.Abort(status or EXIT_LAUNCHER_FAILED)
 
 
-def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO) -> RunResult:
-    """Rank 0's part, the same for one machine and for many: check, run, report."""
+def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
+    """Rank 0's part, the same for one machine and for many: lock, check, run, report."""
+    with lock_sweep(config, allocation.job_id):
+        return _run_locked(config, transport, allocation, out, began)
+
+
+def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
     plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
     source = config.commandlines or config.resume
     hellos = transport.hellos()
@@ -397,6 +452,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpus) for _, h in hellos])
     check_state_target(plan)
     workdir = choose_workdir(config, plan, allocation)
+    created = not workdir.exists()
     try:
         workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
     except OSError as err:
@@ -405,9 +461,15 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
-    store.open(time.time())
-    joblog = Joblog(workdir / "joblog")
-    stop = StopRequest(*run_deadline(config))
+    try:
+        store.open(time.time())
+        joblog = Joblog(workdir / "joblog")
+    except LauncherError:
+        # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.
+        if created:
+            _remove_empty_workdir(workdir)
+        raise
+    stop = StopRequest(*run_deadline(config, began))
     master = Master(
         Scheduler(plan.to_run, retries=config.retries, standby=True),
         store,

@@ -17,6 +17,7 @@ from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
+from mpilauncher.persistence.lock import Holder, current_holder, is_stale
 from mpilauncher.persistence.queuestate import LoadedState, StateMeta
 
 #: Snapshot at most every this many seconds...
@@ -111,6 +112,12 @@ def describe_state(path: Path) -> str:
         lines.append(f"commandlines: {loaded.meta.commandlines}")
     if loaded.meta.workdir:
         lines.append(f"workdir: {loaded.meta.workdir}")
+    holder = current_holder(path)
+    if holder is not None:
+        if is_stale(holder, Holder.me(None), job_running=lambda job: None):
+            lines.append(f"lock: left by a launcher that no longer runs ({holder.describe()}); a resume takes it over")
+        else:
+            lines.append(f"in use: a launcher is running this sweep ({holder.describe()})")
     for state in STATES:
         label = "aborted" if state == FAILED else state
         lines.append(f"{label:<9} {counts[state]:3d} jobs: {compress(ledger.ids_in(state))}")

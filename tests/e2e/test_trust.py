@@ -10,10 +10,12 @@ import collections
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from mpilauncher.persistence.lock import Holder
 from tests.conftest import launcher_env, run_cli
 
 
@@ -96,3 +98,127 @@ def test_resume_classic_launcher_of_a_named_queuestate_keeps_writing_it(sweep_di
         pytest.fail("twenty resumes did not finish ten short tasks")
     counts = ran_counts(sweep_dir)
     assert set(counts) == set(range(n)) and max(counts.values()) == 1, counts
+
+
+def start(directory: Path, *args: str, **popen) -> subprocess.Popen:
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", "mpilauncher", *args], cwd=directory, env=launcher_env(),
+                            **options)  # fmt: skip
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_a_second_launcher_on_a_running_sweep_is_refused_naming_the_holder(sweep_dir: Path) -> None:
+    """Issue 10.2: a resume while the first run was alive ran every remaining task a second time."""
+    appending_sweep(sweep_dir, 6, 1.0)
+    first = start(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
+    wait_until(lambda: (sweep_dir / "w" / "exec0").exists())
+    for args in (["--resume", "queuestate"], ["commandlines", "--workdir", "w2"]):
+        second = run_cli(args, sweep_dir)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1 and f"pid {first.pid} on " in second.stderr, second.stderr
+        assert "in use by another mpilauncher" in second.stderr
+    assert not (sweep_dir / "w2").exists()
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert f"in use: a launcher is running this sweep (pid {first.pid}" in status.stdout
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    counts = ran_counts(sweep_dir)
+    assert set(counts) == set(range(6)) and max(counts.values()) == 1, counts
+    assert not (sweep_dir / "queuestate.lock").exists(), "a finished run leaves no lock"
+
+
+def test_two_new_runs_started_at_the_same_instant_one_runs_the_sweep(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir, 4, 1.0)
+    runs = [start(sweep_dir, "commandlines", "--workdir", f"w{i}", "--cores-per-node", "2") for i in range(2)]
+    results = sorted((proc.wait(timeout=60), proc.stderr.read()) for proc in runs)
+    assert [status for status, _ in results] == [0, 2], results
+    assert "in use by another mpilauncher" in results[1][1]
+    counts = ran_counts(sweep_dir)
+    assert set(counts) == set(range(4)) and max(counts.values()) == 1, counts
+
+
+def test_the_lock_of_a_killed_launcher_is_taken_over_by_the_resume(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir, 6, 0.5)
+    first = start(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
+    wait_until(lambda: (sweep_dir / "w" / "exec0").exists())
+    first.kill()
+    first.wait(timeout=10)
+    assert (sweep_dir / "queuestate.lock").exists()
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert "lock: left by a launcher that no longer runs" in status.stdout, status.stdout
+    resumed = run_cli(["--resume", "queuestate", "--cores-per-node", "2"], sweep_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"took over the lock of a launcher that no longer runs (pid {first.pid} on " in resumed.stderr
+    assert set(ran_counts(sweep_dir)) == set(range(6))
+    assert not (sweep_dir / "queuestate.lock").exists()
+
+
+def test_a_lock_from_another_host_is_broken_only_on_request(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir, 4, 0.3)
+    first = run_cli(["commandlines", "--workdir", "w", "--max-runtime", "0.5", "--grace", "0"], sweep_dir)
+    assert first.returncode == 4, first.stderr
+    lock = Holder("c999.example.org", 4242, 17, "boot", "", "2026-11-30 09:00:00")
+    (sweep_dir / "queuestate.lock").write_text(lock.to_text())
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    refused = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "pid 4242 on c999.example.org" in refused.stderr and "--break-lock" in refused.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before, "a refused resume writes nothing"
+    broken = run_cli(["--resume", "queuestate", "--break-lock"], sweep_dir)
+    assert broken.returncode == 0, broken.stderr
+    assert set(ran_counts(sweep_dir)) == set(range(4))
+
+
+@pytest.mark.parametrize("where", ["missing directory", "read-only file system"])
+def test_an_unwritable_queuestate_place_writes_nothing_and_the_fix_runs(sweep_dir: Path, where: str) -> None:
+    """Issue 10.8: the workdir was created first, then the run failed, and the corrected rerun was
+    refused because that empty workdir now existed."""
+    appending_sweep(sweep_dir, 3, 0)
+    place = sweep_dir / "place"
+    if where == "read-only file system":
+        place.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(place)]).returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        before = sorted(p.name for p in sweep_dir.iterdir())
+        result = run_cli(["commandlines", "--workdir", "w", "--queuestate", "place/qs"], sweep_dir)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "place/qs: cannot write the queuestate here" in result.stderr
+        assert sorted(p.name for p in sweep_dir.iterdir()) == before, "nothing written"
+        fixed = run_cli(["commandlines", "--workdir", "w", "--queuestate", "qs"], sweep_dir)
+        assert fixed.returncode == 0, fixed.stderr
+    finally:
+        if where == "read-only file system":
+            subprocess.run(["umount", "-l", str(place)])
+
+
+def test_debug_trace_piped_into_head_does_not_stop_the_sweep(sweep_dir: Path) -> None:
+    """Issue 10.6: ``--debug job | head -3`` aborted the run at the next tick (BrokenPipeError, exit 3)."""
+    appending_sweep(sweep_dir, 12, 0.1)
+    proc = start(sweep_dir, "commandlines", "--workdir", "w", "--debug", "job", "--delay", "0.05",
+                 "--cores-per-node", "2")  # fmt: skip
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()  # what `head -3` does after its third line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert err.count("cannot write to standard output") == 1 and "Traceback" not in err, err
+    assert nothing_left(sweep_dir, "queuestate")
+    assert set(ran_counts(sweep_dir)) == set(range(12))
+
+
+@pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["stdout closed", "stdout on a full device"])
+def test_a_closed_or_full_stdout_does_not_fail_the_sweep(sweep_dir: Path, redirect: str) -> None:
+    appending_sweep(sweep_dir, 5, 0)
+    command = f"{sys.executable} -m mpilauncher commandlines --workdir w --debug job {redirect}"
+    result = subprocess.run(["sh", "-c", command], cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    assert set(ran_counts(sweep_dir)) == set(range(5))

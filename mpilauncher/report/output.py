@@ -1,0 +1,102 @@
+"""The launcher's own output (trace ticks, statistics) as the sweep sees it: never fatal.
+
+Why: the terminal is not the sweep.  ``--debug job | head -3`` closes the pipe
+after three lines, a batch system may start the launcher with its stdout
+closed, and the file system holding a job's output file fills up; none of
+that may stop or fail a sweep of thousands of tasks.  An output error is
+reported once on stderr and later output is dropped; the exit status keeps
+reflecting the tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+
+class TolerantOutput:
+    """Writes to ``stream`` until the first error, then says so once and drops the rest."""
+
+    def __init__(self, stream: TextIO | None, name: str = "standard output") -> None:
+        self.stream = stream
+        self.name = name
+        self.failed = False
+
+    def write(self, text: str) -> None:
+        if self.failed:
+            return
+        try:
+            self.stream.write(text)
+        except (OSError, ValueError, AttributeError) as err:  # ValueError: closed; AttributeError: None
+            self._fail(err)
+
+    def flush(self) -> None:
+        if self.failed:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError, AttributeError) as err:
+            self._fail(err)
+
+    def _fail(self, err: BaseException) -> None:
+        self.failed = True
+        if self.stream is None:
+            why = "it is closed"
+        elif isinstance(err, OSError):
+            why = err.strerror or str(err)
+        else:
+            why = str(err)
+        try:
+            print(
+                f"mpilauncher: warning: cannot write to {self.name} ({why}): the sweep goes on without"
+                " its trace and statistics; the queuestate and joblog hold them",
+                file=sys.stderr,
+                flush=True,
+            )
+        except (OSError, ValueError, AttributeError):
+            pass
+        _silence(self.stream)
+
+
+def _silence(stream: TextIO | None) -> None:
+    """Point a failed stream's file descriptor at /dev/null.
+
+    Otherwise Python flushes what is still buffered when the process exits,
+    fails again, prints "Exception ignored ... BrokenPipeError" and exits 120
+    instead of the sweep's status.
+    """
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
+
+
+def ensure_standard_fds() -> None:
+    """Open /dev/null on any of fds 0-2 that is closed (``launcher >&-``).
+
+    A closed standard fd is the next number ``open``/``pipe`` hands out: the
+    executor's request pipe or the journal would then *be* "stdout", and
+    every print would write into it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)

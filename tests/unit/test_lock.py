@@ -1,0 +1,81 @@
+"""The sweep lock: who holds it, and when a holder provably no longer runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.errors import InputError
+from mpilauncher.persistence.lock import Holder, SweepLock, is_stale, lock_path, process_start
+
+
+def here(**changes) -> Holder:
+    return dataclasses.replace(Holder.me(""), **changes)
+
+
+def never_asked(job: str) -> bool | None:
+    raise AssertionError("Slurm must not be asked about a holder on this host")
+
+
+def test_a_live_process_on_this_host_holds_its_lock() -> None:
+    assert not is_stale(here(), here(), never_asked)
+
+
+def test_a_dead_pid_or_a_reused_one_or_another_boot_is_stale() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert is_stale(here(pid=child.pid, pid_start=12345), here(), never_asked), "pid gone"
+    assert is_stale(here(pid_start=process_start(os.getpid()) + 1), here(), never_asked), "pid reused"
+    assert is_stale(here(boot="another-boot"), here(), never_asked), "rebooted"
+
+
+@pytest.mark.parametrize(
+    ("job", "running", "stale"),
+    [("77", False, True), ("77", True, False), ("77", None, False), ("", False, False)],
+    ids=["job ended", "job running", "Slurm cannot say", "no job recorded"],
+)
+def test_another_host_is_stale_only_when_its_job_has_provably_ended(job: str, running, stale: bool) -> None:
+    holder = Holder("c999", 4242, 1, "b", job, "then")
+    assert is_stale(holder, here(job="88"), lambda _: running) is stale
+
+
+def test_the_same_job_on_another_host_may_still_run() -> None:
+    holder = Holder("c999", 4242, 1, "b", "88", "then")
+    assert not is_stale(holder, here(job="88"), lambda _: False)
+
+
+def test_acquire_release_and_a_second_acquire_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "qs"
+    with SweepLock(state) as first:
+        first.acquire()
+        assert lock_path(state).exists()
+        with pytest.raises(InputError, match=r"in use by another mpilauncher \(pid \d+ on "):
+            SweepLock(state).acquire()
+    assert not lock_path(state).exists()
+
+
+def test_release_leaves_a_lock_that_someone_broke_and_took(tmp_path: Path) -> None:
+    state = tmp_path / "qs"
+    first = SweepLock(state)
+    first.acquire()
+    second = SweepLock(state)
+    second.acquire(break_lock=True)
+    first.release()
+    assert lock_path(state).exists(), "the lock now belongs to the second run"
+    second.release()
+    assert not lock_path(state).exists()
+
+
+def test_a_lock_file_that_is_not_ours_is_refused_unless_broken(tmp_path: Path) -> None:
+    state = tmp_path / "qs"
+    lock_path(state).write_text("garbage\n")
+    with pytest.raises(InputError, match="is not an mpilauncher lock"):
+        SweepLock(state).acquire()
+    lock = SweepLock(state)
+    lock.acquire(break_lock=True)
+    lock.release()
