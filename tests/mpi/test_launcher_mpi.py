@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,22 @@ def test_a_rank_confined_to_fewer_cpus_than_its_node_says_so(monkeypatch, capsys
     monkeypatch.setattr(launch, "allowed_cpus", lambda: tuple(range(48)))
     launch._warn_if_confined("c101", 48)
     assert capsys.readouterr().err == ""
+
+
+def test_a_sweep_run_by_mpiexec_is_locked_against_a_second_launcher(sweep_dir: Path) -> None:
+    """Issue 10.2 under MPI: rank 0 holds the lock; a resume started beside it is refused, and a
+    resume with a state name of its own keeps writing that file."""
+    (sweep_dir / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 6)
+    args = ["commandlines", "--workdir", "w", "--queuestate", "mine", "--cores-per-node", "2", "--emulate-nodes", "2"]
+    first = subprocess.Popen(["mpiexec", "-n", "3", sys.executable, "-m", "mpilauncher", *args], cwd=sweep_dir,
+                             env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (sweep_dir / "w" / "exec0").exists():
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second = run_cli(["--resume", "mine"], sweep_dir)
+    assert second.returncode == 2 and "in use by another mpilauncher" in second.stderr, second.stderr
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert not (sweep_dir / "queuestate").exists() and not (sweep_dir / "mine.lock").exists()
+    assert sorted(int(x) for x in (sweep_dir / "ran").read_text().split()) == list(range(6))

@@ -158,3 +158,14 @@ def test_task_environment_drops_the_launchers_mpi_wiring_but_keeps_user_mpi_sett
         "OMPI_MCA_btl": "self,vader", "OMPI_ALLOW_RUN_AS_ROOT": "1", "MPIR_CVAR_CH4_NETMOD": "ofi",
         "PATH": "/bin", "SLURM_JOB_ID": "5",
     }  # fmt: skip
+
+
+def test_max_runtime_counts_from_when_the_run_began_not_from_after_planning():
+    """Issue 10.9: reading a million commandlines took 3-6 s that --max-runtime did not count."""
+    import time
+
+    from mpilauncher.launch import run_deadline
+
+    began = time.monotonic() - 5.0
+    deadline, reason = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began)
+    assert deadline == began + 60 and "max-runtime" in reason
