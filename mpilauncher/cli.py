@@ -14,10 +14,18 @@ from pathlib import Path
 
 from mpilauncher import __version__
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, make_config
-from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.persistence.lock import process_start
 from mpilauncher.persistence.store import describe_state
+
+#: make_config's settings whose name here is not simply ``--setting-with-dashes``.
+FLAGS = {"beat_timeout": "--agent-timeout", "commandlines": "the commandlines file"}
+
+
+def flag(setting: str) -> str:
+    """How the command line names a setting, for its error messages."""
+    return FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-runtime",
         default=None,
         metavar="TIME",
-        help="stop cleanly (resumable, exit status 4) after TIME: seconds or [[HH:]MM:]SS (PyLauncher's maxruntime)",
+        help="stop cleanly (resumable, exit status 4) after TIME: seconds or [[D-]HH:]MM:SS (PyLauncher's maxruntime)",
     )
     parser.add_argument(
         "--task-timeout",
         default=None,
         metavar="TIME",
-        help="kill a task (its whole process tree) that runs longer than TIME: seconds or [[HH:]MM:]SS; "
+        help="kill a task (its whole process tree) that runs longer than TIME: seconds or [[D-]HH:]MM:SS; "
         "recorded as 'timeout' in the joblog",
     )
     parser.add_argument(
@@ -226,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run(config, began=process_began())
     except LauncherError as err:
-        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        message = err.named(flag(err.setting)) if isinstance(err, OptionError) else err
+        print(f"mpilauncher: error: {message}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print("mpilauncher: interrupted", file=sys.stderr)

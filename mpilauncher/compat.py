@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 
-from mpilauncher.config import DEFAULT_DELAY, make_config
-from mpilauncher.errors import LauncherError
+from mpilauncher.config import make_config
+from mpilauncher.errors import InputError, LauncherError, OptionError
 from mpilauncher.launch import RunResult, run
 
 #: PyLauncher keywords we accept for source compatibility but that change nothing
@@ -22,40 +22,36 @@ from mpilauncher.launch import RunResult, run
 ACCEPTED_WITHOUT_EFFECT = frozenset({"numactl", "gather_output", "hfswitch", "schedule", "dependencies"})
 
 
+#: PyLauncher's keywords and the settings (make_config's parameters) they give.
+SETTING_OF = {
+    "cores": "cores", "workdir": "workdir", "debug": "debug", "delay": "delay", "queuestate": "queuestate",
+    "corespernode": "cores_per_node", "rerun_failed": "rerun_failed", "bind": "bind", "gpuspertask": "gpus_per_task",
+    "gpuspernode": "gpus_per_node", "taskspergpu": "tasks_per_gpu", "mpi": "mpi", "mpi_starter": "mpi_starter",
+    "maxruntime": "max_runtime", "taskmaxruntime": "task_timeout", "retries": "retries", "break_lock": "break_lock",
+}  # fmt: skip
+KEYWORD_OF = {setting: keyword for keyword, setting in SETTING_OF.items()}
+
+
+def keyword(setting: str) -> str:
+    """How a PyLauncher script names a setting, for its error messages: ``corespernode=``."""
+    if setting in KEYWORD_OF:
+        return f"{KEYWORD_OF[setting]}="
+    return "the queuestate file" if setting == "resume" else "the commandlines file"
+
+
 def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: dict) -> RunResult:
     ignored = sorted(k for k in kwargs if k in ACCEPTED_WITHOUT_EFFECT)
-    unknown = sorted(k for k in kwargs if k not in ACCEPTED_WITHOUT_EFFECT and k not in _KEYWORDS)
+    unknown = sorted(k for k in kwargs if k not in ACCEPTED_WITHOUT_EFFECT and k not in SETTING_OF)
     try:
         if unknown:
-            from mpilauncher.errors import InputError
-
             raise InputError(f"{caller}: unknown keyword {unknown[0]!r}")
         if ignored:
             print(f"mpilauncher: note: {caller} keyword(s) {', '.join(ignored)} have no effect here", file=sys.stderr)
-        config = make_config(
-            commandlines,
-            resume=resume,
-            cores=kwargs.get("cores"),
-            workdir=kwargs.get("workdir"),
-            debug=kwargs.get("debug", ""),
-            delay=kwargs.get("delay", DEFAULT_DELAY),
-            queuestate=kwargs.get("queuestate"),
-            cores_per_node=kwargs.get("corespernode"),
-            rerun_failed=bool(kwargs.get("rerun_failed", False)),
-            break_lock=bool(kwargs.get("break_lock", False)),
-            bind=kwargs.get("bind", True),
-            gpus_per_task=kwargs.get("gpuspertask", 0),
-            gpus_per_node=kwargs.get("gpuspernode"),
-            tasks_per_gpu=kwargs.get("taskspergpu", 1),
-            mpi=kwargs.get("mpi", False),
-            max_runtime=kwargs.get("maxruntime"),
-            task_timeout=kwargs.get("taskmaxruntime"),
-            retries=kwargs.get("retries", 0),
-            mpi_starter=kwargs.get("mpi_starter"),
-        )
-        result = run(config)
+        settings = {SETTING_OF[k]: v for k, v in kwargs.items() if k in SETTING_OF}
+        result = run(make_config(commandlines, resume=resume, **settings))
     except LauncherError as err:
-        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        message = err.named(keyword(err.setting)) if isinstance(err, OptionError) else err
+        print(f"mpilauncher: error: {message}", file=sys.stderr)
         raise SystemExit(err.exit_status) from None
     if result.interrupted:
         print(
@@ -64,13 +60,6 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
         )
         raise SystemExit(result.exit_status)
     return result
-
-
-_KEYWORDS = frozenset(
-    {"cores", "workdir", "debug", "delay", "queuestate", "corespernode", "rerun_failed", "resume", "bind",
-     "gpuspertask", "gpuspernode", "taskspergpu", "mpi", "mpi_starter", "maxruntime",
-     "taskmaxruntime", "retries", "break_lock"}
-)  # fmt: skip
 
 
 def ClassicLauncher(commandlines: str, **kwargs) -> RunResult:  # noqa: N802 (PyLauncher's name)

@@ -1,16 +1,20 @@
 """One validated configuration, whichever way the launcher was called.
 
 The CLI's flags and the PyLauncher-style keywords both end up here, checked
-once: every bad value becomes an :class:`InputError` with one clear line.
+once, each against a sane bound (:mod:`mpilauncher.core.limits`): every bad
+value becomes an :class:`~mpilauncher.errors.OptionError` that carries the
+setting's name, so the CLI can word it as ``--cores-per-node`` and a
+PyLauncher script as ``corespernode=``.
 """
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass, field
 
+from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
-from mpilauncher.errors import InputError
+from mpilauncher.errors import InputError, OptionError
 from mpilauncher.report.trace import KNOWN_DEBUG
 
 DEFAULT_DELAY = 0.5
@@ -75,6 +79,21 @@ class Config:
         return "host" in self.debug
 
 
+#: How a message names a setting when no front end words it (make_config called directly).
+LABELS = {
+    "beat_timeout": "agent timeout",
+    "emulate_nodes": "emulated nodes",
+    "gpus_per_task": "GPUs per task",
+    "gpus_per_node": "GPUs per node",
+    "tasks_per_gpu": "tasks per GPU",
+    "mpi_starter": "MPI starter",
+}
+
+
+def option_error(setting: str, problem: object) -> OptionError:
+    return OptionError(setting, str(problem), LABELS.get(setting, setting.replace("_", " ")))
+
+
 def parse_debug(value: object) -> frozenset[str]:
     """PyLauncher's ``debug="host+job"``: words joined by ``+`` (or commas, spaces)."""
     if value is None or value is False or value == "":
@@ -84,20 +103,32 @@ def parse_debug(value: object) -> frozenset[str]:
     words = {w for w in str(value).replace(",", "+").replace(" ", "+").split("+") if w}
     unknown = sorted(words - KNOWN_DEBUG)
     if unknown:
-        raise InputError(
-            f"unknown debug= value {'+'.join(unknown)!r}: use words from {', '.join(sorted(KNOWN_DEBUG))} joined by '+'"
+        raise option_error(
+            "debug",
+            f"must be words from {', '.join(sorted(KNOWN_DEBUG))} joined by '+', not {'+'.join(unknown)!r}",
         )
     return frozenset(words)
 
 
-def parse_positive(name: str, value: object, integer: bool = False) -> float:
+def parse_positive(setting: str, value: object, most: float = limits.MAX_DURATION) -> float:
+    """Seconds greater than 0 and at most ``most``."""
     try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a {'whole ' if integer else ''}number, not {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise InputError(f"{name} must be greater than 0, not {value!r}")
-    return number
+        return limits.seconds(value, most)
+    except ValueError as err:
+        raise option_error(setting, err) from None
+
+
+def parse_count(setting: str, value: object, least: int, most: int) -> int:
+    """A whole number from ``least`` to ``most``."""
+    try:
+        return limits.whole_number(value, least, most)
+    except ValueError as err:
+        raise option_error(setting, err) from None
+
+
+def _given(value: object) -> bool:
+    """Whether an optional setting was given: None and "" mean "not given"."""
+    return value is not None and value != ""
 
 
 def make_config(
@@ -127,55 +158,66 @@ def make_config(
     mpi: bool = False,
     mpi_starter: str | None = None,
 ) -> Config:
-    """Check every value and build a :class:`Config`."""
+    """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
         raise InputError("give either a commandlines file or --resume QUEUESTATE (exactly one)")
-    try:
-        grace_value = float(grace) if grace is not None else DEFAULT_GRACE
-    except (TypeError, ValueError):
-        raise InputError(f"grace must be a number of seconds, not {grace!r}") from None
-    if not math.isfinite(grace_value) or grace_value < 0:
-        raise InputError(f"grace must be 0 or more seconds, not {grace!r}")
     return Config(
-        commandlines=commandlines,
-        resume=resume,
-        cores=CoresSpec.parse(1 if cores is None else cores),
+        commandlines=_path("commandlines", commandlines),
+        resume=_path("resume", resume),
+        cores=_cores(cores),
         cores_given=cores is not None,
         mpi=bool(mpi),
         mpi_starter=_starter(mpi_starter),
         bind=bool(bind),
-        gpus_per_task=int(parse_positive("gpus per task", gpus_per_task, integer=True)) if gpus_per_task else 0,
-        gpus_per_node=_count_or_none("gpus per node", gpus_per_node),
-        tasks_per_gpu=int(parse_positive("tasks per GPU", tasks_per_gpu, integer=True)),
-        workdir=workdir,
+        gpus_per_task=parse_count("gpus_per_task", gpus_per_task, 0, limits.MAX_GPUS_PER_NODE) if gpus_per_task else 0,
+        gpus_per_node=(
+            parse_count("gpus_per_node", gpus_per_node, 0, limits.MAX_GPUS_PER_NODE) if _given(gpus_per_node) else None
+        ),
+        tasks_per_gpu=parse_count("tasks_per_gpu", tasks_per_gpu, 1, limits.MAX_TASKS_PER_GPU),
+        workdir=_path("workdir", workdir),
         debug=parse_debug(debug),
-        delay=parse_positive("delay", delay),
-        queuestate=queuestate or None,
-        cores_per_node=int(parse_positive("cores per node", cores_per_node, integer=True)) if cores_per_node else None,
-        rerun_failed=rerun_failed,
-        force_resume=force_resume,
+        delay=parse_positive("delay", delay, limits.MAX_DELAY),
+        queuestate=_path("queuestate", queuestate) or None,
+        cores_per_node=(
+            parse_count("cores_per_node", cores_per_node, 1, limits.MAX_CORES_PER_NODE) if cores_per_node else None
+        ),
+        rerun_failed=bool(rerun_failed),
+        force_resume=bool(force_resume),
         break_lock=bool(break_lock),
-        max_runtime=parse_duration("max runtime", max_runtime) if max_runtime not in (None, "") else None,
-        time_limit_margin=parse_duration("time limit margin", time_limit_margin, allow_zero=True),
-        task_timeout=parse_duration("task timeout", task_timeout) if task_timeout not in (None, "") else None,
-        retries=_count_or_none("retries", retries) or 0,
-        grace=grace_value,
-        emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
-        beat_timeout=parse_positive("agent timeout", beat_timeout) if beat_timeout else None,
+        max_runtime=parse_duration("max_runtime", max_runtime) if _given(max_runtime) else None,
+        time_limit_margin=parse_duration("time_limit_margin", time_limit_margin, allow_zero=True),
+        task_timeout=parse_duration("task_timeout", task_timeout) if _given(task_timeout) else None,
+        retries=parse_count("retries", retries, 0, limits.MAX_RETRIES) if _given(retries) else 0,
+        grace=_grace(grace),
+        emulate_nodes=parse_count("emulate_nodes", emulate_nodes, 1, limits.MAX_NODES) if emulate_nodes else None,
+        beat_timeout=parse_positive("beat_timeout", beat_timeout) if beat_timeout else None,
     )
 
 
-def _count_or_none(name: str, value: object) -> int | None:
-    """A count that may be 0 (no GPUs), or None when not given."""
-    if value is None or value == "":
+def _cores(value: object) -> CoresSpec:
+    try:
+        return CoresSpec.parse(1 if value is None else value)
+    except ValueError as err:
+        raise option_error("cores", err) from None
+
+
+def _grace(value: object) -> float:
+    if value is None:
+        return DEFAULT_GRACE
+    try:
+        return limits.seconds(value, limits.MAX_GRACE, zero=True)
+    except ValueError as err:
+        raise option_error("grace", err) from None
+
+
+def _path(setting: str, value: object) -> str | None:
+    """A file or directory name as the OS takes it (a ``Path`` is fine too), or None."""
+    if value is None:
         return None
     try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a whole number, not {value!r}") from None
-    if count < 0:
-        raise InputError(f"{name} must be 0 or more, not {count}")
-    return count
+        return limits.path(os.fspath(value) if isinstance(value, os.PathLike) else value)
+    except (ValueError, TypeError) as err:
+        raise option_error(setting, err) from None
 
 
 def _starter(value: str | None) -> str | None:
@@ -184,14 +226,21 @@ def _starter(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if str(value).lower() not in STARTERS:
-        raise InputError(f"unknown MPI starter {value!r}: use one of {', '.join(STARTERS)}")
+        raise option_error("mpi_starter", f"must be one of {', '.join(STARTERS)}, not {value!r}")
     return str(value).lower()
 
 
-def parse_duration(name: str, value: object, allow_zero: bool = False) -> float:
-    """Seconds, as a number or Slurm's ``[[D-]HH:]MM:SS`` (``90``, ``1:30``, ``2:00:00``, ``1-00:00:00``)."""
+def parse_duration(setting: str, value: object, allow_zero: bool = False) -> float:
+    """Seconds, as a number or Slurm's ``[[D-]HH:]MM:SS`` (``90``, ``1:30``, ``2:00:00``, ``1-00:00:00``).
+
+    At most MAX_DURATION (a year): days are how people write "no limit", and the
+    runtime copes with any duration up to that (each sleep is capped to what the
+    kernel takes, see ``execution/processes.py``).
+    """
     text = str(value).strip()
     try:
+        if isinstance(value, bool):
+            raise ValueError
         days, _, clock = text.rpartition("-") if ":" in text and "-" in text else ("", "", text)
         parts = [float(p) for p in clock.split(":")]
         if len(parts) > 3 or any(p < 0 for p in parts):
@@ -200,8 +249,12 @@ def parse_duration(name: str, value: object, allow_zero: bool = False) -> float:
         for part in parts:
             seconds = seconds * 60 + part
         seconds += float(days or 0) * 86400
+    except (ValueError, OverflowError):
+        raise option_error(setting, f"must be seconds or [[D-]HH:]MM:SS, not {value!r}") from None
+    try:
+        return limits.seconds(seconds, limits.MAX_DURATION, zero=allow_zero)
     except ValueError:
-        raise InputError(f"{name} must be seconds or [[HH:]MM:]SS, not {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-        raise InputError(f"{name} must be greater than 0, not {value!r}")
-    return seconds
+        span = "from 0 to" if allow_zero else "greater than 0 and at most"
+        days = round(limits.MAX_DURATION / limits.DAY)
+        most = f"{days} days ({days}-00:00:00, {limits.MAX_DURATION:,.0f} s)"
+        raise option_error(setting, f"must be {span} {most}, not {value!r}") from None

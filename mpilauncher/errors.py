@@ -44,6 +44,21 @@ class InputError(LauncherError):
         self.problem = problem
 
 
+class OptionError(InputError):
+    """A bad option value.  It carries the setting (``make_config``'s parameter name) and the
+    problem apart, so each front end names the option its own way: the CLI ``--cores-per-node``,
+    a PyLauncher script ``corespernode=``.  Its own text uses a neutral ``label``."""
+
+    def __init__(self, setting: str, problem: str, label: str | None = None) -> None:
+        super().__init__(f"{label or setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+    def named(self, name: str) -> str:
+        """The message with the option called ``name``."""
+        return f"{name} {self.problem}"
+
+
 class LauncherFailure(LauncherError):
     """The launcher itself could not go on (I/O failure, lost agents...).  Exit status 3."""
 

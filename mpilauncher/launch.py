@@ -147,11 +147,13 @@ def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
     file is fine: the queuestate holds every command.)
     """
     path = Path(meta.commandlines) if meta.commandlines else None
-    if path is None or not meta.sha256 or not path.is_file():
+    if path is None or not meta.sha256:
         return
     try:
+        if not path.is_file():
+            return
         current = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+    except OSError:  # (unreadable now: the queuestate holds every command)
         return
     if current != meta.sha256:
         raise InputError(

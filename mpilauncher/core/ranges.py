@@ -24,10 +24,27 @@ def compress(ids: Iterable[int], sep: str = " ") -> str:
     return sep.join(parts)
 
 
-def expand(text: str) -> list[int]:
-    """The inverse of :func:`compress`, whichever separator it used."""
+def expand(text: str, *, largest: int) -> list[int]:
+    """The inverse of :func:`compress`, whichever separator it used: distinct ids from 0 to ``largest``.
+
+    Why the bound: the text comes from files people edit, and ``0-999999999999``
+    would otherwise be expanded into a trillion ints before anything could refuse
+    it.  Each range is checked before it is expanded, so nothing larger than
+    ``largest + 1`` ids is ever built.  Raises ValueError with the problem.
+    """
     ids: list[int] = []
     for part in text.replace(",", " ").split():
         low, sep, high = part.partition("-")
-        ids.extend(range(int(low), int(high) + 1) if sep else [int(low)])
+        if not (_is_id(low) and (_is_id(high) or not sep)):
+            raise ValueError(f"{part[:40]!r} is not an id or a range of ids (like 0-3)")
+        first, last = int(low), int(high) if sep else int(low)
+        if last > largest or first > last or len(ids) + last - first >= largest + 1:
+            raise ValueError(f"{part[:40]!r} is not a range of ids from 0 to {largest:,}")
+        ids.extend(range(first, last + 1))
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{text!r} lists an id twice")
     return ids
+
+
+def _is_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 20

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, whole_number
 from mpilauncher.errors import InputError
 
 #: Markers PyLauncher replaces by the task number: PYL_ID, and its older PYLTID.
@@ -26,24 +27,20 @@ class CoresSpec:
 
     @classmethod
     def parse(cls, value: object) -> CoresSpec:
-        """Read PyLauncher's ``cores=`` value: an int, ``"node"`` or ``"file"``."""
+        """Read PyLauncher's ``cores=`` value: a count, ``"node"`` or ``"file"``.
+
+        Raises ValueError with the problem; the caller names the option or file it came from.
+        """
         if isinstance(value, CoresSpec):
             return value
-        if isinstance(value, bool):
-            raise InputError(f"unknown cores= value {value!r}: use a positive number, 'node' or 'file'")
-        if isinstance(value, int):
-            count = value
-        else:
-            text = str(value).strip().lower()
-            if text in ("node", "file"):
-                return cls(text)
-            try:
-                count = int(text)
-            except ValueError:
-                raise InputError(f"unknown cores= value {value!r}: use a positive number, 'node' or 'file'") from None
-        if count < 1:
-            raise InputError(f"cores= must be at least 1, not {count}")
-        return cls("fixed", count)
+        if isinstance(value, str) and value.strip().lower() in ("node", "file"):
+            return cls(value.strip().lower())
+        try:
+            return cls("fixed", whole_number(value, 1, MAX_TASK_CORES))
+        except ValueError:
+            raise ValueError(
+                f"must be a whole number from 1 to {MAX_TASK_CORES:,}, 'node' or 'file', not {value!r}"
+            ) from None
 
     def __str__(self) -> str:
         return str(self.count) if self.kind == "fixed" else self.kind
@@ -88,11 +85,9 @@ def split_core_prefix(text: str, source: str, line: int) -> tuple[int, str]:
         raise InputError("missing 'N,' core count (cores='file' needs one on every line)", source, line)
     head = head.strip()
     try:
-        count = int(head)
-    except ValueError:
-        raise InputError(f"bad core count {head!r} before ',': not a whole number", source, line) from None
-    if count < 1:
-        raise InputError(f"bad core count {count}: must be at least 1", source, line)
+        count = whole_number(head, 1, MAX_TASK_CORES)
+    except ValueError as err:
+        raise InputError(f"bad core count before ',': {err}", source, line) from None
     rest = rest.strip()
     if not rest:
         raise InputError("no command after the core count", source, line)
@@ -107,6 +102,8 @@ def parse_commandlines(text: str, source: str, cores: CoresSpec) -> list[Task]:
     """
     if "\x00" in text:
         raise InputError("binary file (NUL bytes), not a commandlines file", source)
+    if text.count("\n") >= MAX_LINE:  # (line numbers are bounded in the queuestate too)
+        raise InputError(f"more than {MAX_LINE:,} lines: split the sweep into several files", source)
     tasks: list[Task] = []
     for number, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()

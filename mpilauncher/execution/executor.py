@@ -41,11 +41,11 @@ import sys
 import time
 
 if __package__:
-    from mpilauncher.execution.processes import Ended, decode_status
+    from mpilauncher.execution.processes import Ended, decode_status, kernel_timeout
     from mpilauncher.execution.watchdog import IGNORED, stop_groups
 else:  # an executor process (see _BOOT): the siblings are top-level modules there
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from processes import Ended, ProcessRunner, decode_status  # type: ignore[no-redef]
+    from processes import Ended, ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
     from watchdog import IGNORED, _close_inherited, stop_groups  # type: ignore[no-redef]
 
 WATCHDOG_GRACE = 2.0
@@ -243,7 +243,7 @@ class Executors:
     def wait(self, timeout: float) -> list[Ended]:
         self.flush()
         ended: list[Ended] = []
-        for fd, _ in self._epoll.poll(timeout if timeout > 0 else 0):
+        for fd, _ in self._epoll.poll(kernel_timeout(timeout)):
             if fd in self._wake_fds:
                 try:
                     os.read(fd, 4096)

@@ -65,6 +65,18 @@ class Ended(namedtuple("Ended", "task_id exit_code start runtime timed_out", def
 #: Seconds a timed-out task gets between SIGTERM and SIGKILL.
 TIMEOUT_GRACE = 2.0
 
+#: The longest one sleep in the kernel lasts.  ``epoll`` takes at most 2**31 - 1 ms (24.8 days)
+#: and refuses more with an OverflowError, yet a --task-timeout of 30 days is how people write
+#: "no limit": a longer wait wakes after a day with nothing to report, and its caller waits again.
+LONGEST_WAIT = 86_400.0
+
+
+def kernel_timeout(seconds: float | None) -> float | None:
+    """``seconds`` as ``epoll.poll`` takes it: None (no limit) stays, the rest within 0..LONGEST_WAIT."""
+    if seconds is None:
+        return None
+    return min(max(seconds, 0.0), LONGEST_WAIT)
+
 
 def decode_status(status: int) -> int:
     """A wait status as Popen's returncode: exit code, or -signal."""
@@ -220,7 +232,7 @@ class ProcessRunner:
         if self._deadlines:
             left = max(0.0, self._deadlines[0][0] - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
-        ended = self._reap_ready(self._epoll.poll(None if timeout is None else max(timeout, 0)))
+        ended = self._reap_ready(self._epoll.poll(kernel_timeout(timeout)))
         if self._deadlines:
             self._enforce_timeouts(time.monotonic())
         if any(r.pidfd < 0 for r in self._by_task.values()):

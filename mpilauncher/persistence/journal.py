@@ -27,8 +27,9 @@ import os
 from pathlib import Path
 
 from mpilauncher.core.ledger import Ledger
-from mpilauncher.core.ranges import compress, expand
+from mpilauncher.core.ranges import compress
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import ENCODING, ERRORS, fsync_directory, read_text
 
 HEADER = "#mpilauncher-journal 1 run="
@@ -110,22 +111,30 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
     for number, line in enumerate(complete, start=2):
         try:
             _apply(line, ledger)
-        except (ValueError, IndexError, KeyError):
-            raise InputError(f"corrupt journal record {line[:60]!r}", str(path), number) from None
+        except ValueError as err:
+            raise InputError(f"corrupt journal record {line[:60]!r}: {err}", str(path), number) from None
         applied += 1
     return applied
 
 
 def _apply(line: str, ledger: Ledger) -> None:
-    fields = line.split("\t")
-    kind, task_id = fields[0], int(fields[1])
+    """One record, every field checked (see :mod:`.fields`); ValueError names the problem."""
+    items = line.split("\t")
+    kind = items[0]
+    if kind not in _FIELD_COUNTS:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(_FIELD_COUNTS)})")
+    if len(items) != _FIELD_COUNTS[kind]:
+        raise ValueError(f"{len(items)} fields where a {kind} record has {_FIELD_COUNTS[kind]}")
+    task_id = fields.task_id(items[1])
     if task_id not in ledger.records:
-        raise KeyError(task_id)
+        raise ValueError(f"task {task_id} is not in the queuestate")
     if kind == "S":
-        ledger.started(task_id, fields[3], tuple(expand(fields[4])), float(fields[2]))
+        ledger.started(task_id, fields.host(items[3]), fields.slots(items[4]), fields.start_time(items[2]))
     elif kind == "E":
-        ledger.finished(task_id, int(fields[2]), float(fields[3]), float(fields[4]))
-    elif kind == "Q":
-        ledger.requeued(task_id)
+        ledger.finished(task_id, fields.exit_code(items[2]), fields.start_time(items[3]), fields.runtime(items[4]))
     else:
-        raise ValueError(kind)
+        ledger.requeued(task_id)
+
+
+#: Tab-separated fields of each kind of record, the kind included.
+_FIELD_COUNTS = {"S": 5, "E": 5, "Q": 2}

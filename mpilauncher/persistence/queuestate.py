@@ -24,10 +24,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpilauncher.core import limits
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, STATES, Ledger, TaskRecord
-from mpilauncher.core.ranges import compress, expand
+from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import CoresSpec, Task, split_core_prefix
 from mpilauncher.errors import InputError
+from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import read_text
 
 FORMAT = 1
@@ -117,11 +119,15 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     section: str | None = None
     records: list[TaskRecord] = []
     seen: set[int] = set()
+    default = cores_for_pylauncher
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if line.startswith(META_PREFIX):
+            if meta is not None:
+                raise InputError("a second #meta line (a queuestate has one)", source, number)
             meta = _parse_meta(line[len(META_PREFIX) :], source, number)
+            default = CoresSpec.parse(meta.cores)
             continue
         if not line or line.startswith("#"):
             continue
@@ -134,7 +140,6 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
                 source,
                 number,
             )
-        default = CoresSpec.parse(meta.cores) if meta else cores_for_pylauncher
         rec = _parse_task_line(line, section, default, from_pylauncher=meta is None, source=source, number=number)
         if rec.id in seen:
             raise InputError(f"task {rec.id} listed twice", source, number)
@@ -144,43 +149,98 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
     if meta is not None and last_line != f"{END_MARK} {len(records)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
-    default_cores = CoresSpec.parse(meta.cores) if meta else cores_for_pylauncher
     ledger = Ledger((r.task for r in records), elapsed_before=meta.elapsed if meta else 0.0)
     for rec in records:
         ledger.records[rec.id] = rec
-    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default_cores)
+    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default)
 
 
 def load(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
     return parse(read_text(path, "queuestate file"), str(path), cores_for_pylauncher)
 
 
+def _cores_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'must be text such as "4", "node" or "file", not {value!r}')
+    CoresSpec.parse(value)
+    return value
+
+
+def _elapsed(value: object) -> float:
+    if not isinstance(value, (int, float)):  # (a bool is refused by seconds())
+        raise ValueError(f"must be a number of seconds, not {value!r}")
+    return limits.seconds(value, limits.MAX_TIME, zero=True)
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def _gpu_count(value: object) -> int:
+    if not isinstance(value, int):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    return limits.whole_number(value, 0, limits.MAX_GPUS_PER_NODE)
+
+
+#: Every #meta key the launcher reads, and how its value is checked (the others are kept as
+#: they are, for formats to come).  ``mpi`` and ``gpus_per_task`` are facts of the sweep that
+#: launch.py keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume.
+_META_CHECKS = {
+    "run": limits.hex_digits,
+    "commandlines": limits.path,
+    "sha256": lambda v: limits.hex_digits(v, length=64),
+    "cores": _cores_text,
+    "workdir": limits.path,
+    "journal": limits.file_name,
+    "elapsed": _elapsed,
+    "written": limits.text,
+    "mpi": _flag,
+    "gpus_per_task": _gpu_count,
+}
+
+
 def _parse_meta(text: str, source: str, number: int) -> StateMeta:
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"corrupt #meta line ({err.msg})", source, number) from None
+    except (ValueError, RecursionError) as err:  # (ValueError: also a number of more than 4,300 digits)
+        if isinstance(err, json.JSONDecodeError):
+            reason = err.msg
+        else:
+            reason = "nested too deeply" if isinstance(err, RecursionError) else "a number too long"
+        raise InputError(f"corrupt #meta line ({reason})", source, number) from None
     if not isinstance(data, dict):
         raise InputError("corrupt #meta line (not a JSON object)", source, number)
-    if data.get("format") != FORMAT:
+    if type(data.get("format")) is not int or data["format"] != FORMAT:
         raise InputError(f"unsupported queuestate format {data.get('format')!r} (this is {FORMAT})", source, number)
     meta = StateMeta()
     for key, value in data.items():
         if key == "format":
             continue
+        check = _META_CHECKS.get(key)
+        if check is not None:
+            try:
+                value = check(value)
+            except ValueError as err:
+                raise InputError(f"corrupt #meta line: {key} {err}", source, number) from None
         if key in StateMeta.__slots__ and key != "extra":
             setattr(meta, key, value)
         else:
             meta.extra[key] = value
-    try:
-        meta.elapsed = float(meta.elapsed)
-    except (TypeError, ValueError):
-        raise InputError(f"corrupt #meta line: elapsed={meta.elapsed!r}", source, number) from None
-    try:
-        CoresSpec.parse(meta.cores)
-    except InputError as err:
-        raise InputError(f"corrupt #meta line: {err.problem}", source, number) from None
     return meta
+
+
+#: The facts a task line may carry between its id and the colon, and how each is read.
+_TASK_FIELDS = {
+    "line": fields.line_number,
+    "cores": lambda text: text if text == "node" else fields.core_count(text),
+    "exit": fields.exit_code,
+    "start": fields.start_time,
+    "runtime": fields.runtime,
+    "host": fields.host,
+    "slots": fields.slots,
+}
 
 
 def _parse_task_line(
@@ -190,44 +250,52 @@ def _parse_task_line(
     if not sep:
         raise InputError("expected '<id>: <command>'", source, number)
     command = command.strip()
-    fields = head.split()
+    items = head.split()
     try:
-        task_id = int(fields[0]) if fields else -1
-    except ValueError:
-        task_id = -1
-    if task_id < 0:
-        raise InputError(f"bad task id {head.strip()!r}", source, number)
-    attrs: dict[str, str] = {}
-    for item in fields[1:]:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise InputError(f"bad field {item!r} (expected key=value)", source, number)
-        attrs[key] = value
-    if from_pylauncher and default.kind == "file":
-        cores, command = split_core_prefix(command, source, number)
-        whole = False
-    else:
-        spec = attrs.get("cores")
-        whole = (spec == "node") if spec else default.kind == "node"
-        try:
-            cores = int(spec) if spec and spec != "node" else default.count
-        except ValueError:
-            raise InputError(f"bad cores={spec!r}", source, number) from None
-    if not command:
-        raise InputError(f"task {task_id} has no command", source, number)
-    try:
-        rec = TaskRecord(Task(task_id, command, cores, whole, int(attrs.get("line", 0))), section)
-        if "exit" in attrs:
-            rec.exit_code = int(attrs["exit"])
-        if "start" in attrs:
-            rec.start = float(attrs["start"])
-        if "runtime" in attrs:
-            rec.runtime = float(attrs["runtime"])
-        if "slots" in attrs:
-            rec.cores_used = tuple(expand(attrs["slots"]))
+        task_id = fields.task_id(items[0] if items else "")
     except ValueError as err:
-        raise InputError(f"bad value in task {task_id}: {err}", source, number) from None
-    rec.node = attrs.get("host")
+        raise InputError(str(err), source, number) from None
+    facts: dict[str, object] = {}
+    try:
+        for item in items[1:]:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"bad field {item!r} (expected key=value)")
+            if key not in _TASK_FIELDS:
+                raise ValueError(f"unknown field {key!r} (known: {', '.join(_TASK_FIELDS)})")
+            if key in facts:
+                raise ValueError(f"field {key!r} given twice")
+            facts[key] = _TASK_FIELDS[key](value)
+        if from_pylauncher and default.kind == "file":
+            try:
+                cores, command = split_core_prefix(command, source, number)
+            except InputError as err:
+                raise ValueError(err.problem) from None
+            whole = False
+        else:
+            spec = facts.get("cores")
+            whole = spec == "node" if spec is not None else default.kind == "node"
+            cores = spec if isinstance(spec, int) else default.count
+        fields.command(command)
+        _check_exit(facts.get("exit"), section)
+    except ValueError as err:
+        raise InputError(f"task {task_id}: {err}", source, number) from None
+    rec = TaskRecord(Task(task_id, command, cores, whole, facts.get("line", 0)), section)
+    rec.exit_code = facts.get("exit")
+    rec.start = facts.get("start")
+    rec.runtime = facts.get("runtime")
+    rec.node = facts.get("host")
+    rec.cores_used = facts.get("slots", ())
     if section == FAILED and rec.exit_code is None:
         rec.exit_code = 1
     return rec
+
+
+def _check_exit(code: object, section: str) -> None:
+    """An exit code must agree with its section: the statistics count by section, resume by state."""
+    if code is None:
+        return
+    if section not in (COMPLETED, FAILED):
+        raise ValueError(f"exit={code} in the {section} section (only finished tasks have one)")
+    if (code == 0) != (section == COMPLETED):
+        raise ValueError(f"exit={code} in the {section} section (completed means exit 0, failed any other)")

@@ -150,8 +150,18 @@ BAD_INPUTS = [
     ("empty file", "", ["commandlines"], "commandlines: no tasks"),
     ("comments only", "# x\n\n", ["commandlines"], "commandlines: no tasks"),
     ("binary", "ab\x00cd\n", ["commandlines"], "binary file"),
-    ("bad prefix", "2,ok\nx,bad\n", ["commandlines", "--cores", "file"], "commandlines:2: bad core count 'x'"),
-    ("zero prefix", "0,bad\n", ["commandlines", "--cores", "file"], "commandlines:1: bad core count 0"),
+    (
+        "bad prefix",
+        "2,ok\nx,bad\n",
+        ["commandlines", "--cores", "file"],
+        "commandlines:2: bad core count before ',': must be a whole number",
+    ),
+    (
+        "zero prefix",
+        "0,bad\n",
+        ["commandlines", "--cores", "file"],
+        "commandlines:1: bad core count before ',': must be a whole number from 1 to 10,000,000, not '0'",
+    ),
     ("missing prefix", "bad\n", ["commandlines", "--cores", "file"], "commandlines:1: missing 'N,'"),
     (
         "too wide",
@@ -160,9 +170,14 @@ BAD_INPUTS = [
         "commandlines:3: task 1 needs 9 cores, but the largest node has 4",
     ),
     ("too wide fixed", "true\n", ["commandlines", "--cores", "9", "--cores-per-node", "2"], "needs 9 cores"),
-    ("unknown cores", "true\n", ["commandlines", "--cores", "lots"], "unknown cores= value 'lots'"),
-    ("unknown debug", "true\n", ["commandlines", "--debug", "verbose"], "unknown debug= value 'verbose'"),
-    ("bad delay", "true\n", ["commandlines", "--delay", "0"], "delay must be greater than 0"),
+    (
+        "unknown cores",
+        "true\n",
+        ["commandlines", "--cores", "lots"],
+        "--cores must be a whole number from 1 to 10,000,000, 'node' or 'file'",
+    ),
+    ("unknown debug", "true\n", ["commandlines", "--debug", "verbose"], "--debug must be words from"),
+    ("bad delay", "true\n", ["commandlines", "--delay", "0"], "--delay must be a number of seconds greater than 0"),
     ("corrupt queuestate", None, ["--resume", "bad_state"], "bad_state:1: task line before any of the sections"),
     ("missing queuestate", None, ["--resume", "nostate"], "nostate: no such queuestate file"),
 ]

@@ -186,4 +186,4 @@ def test_python_api_bad_input_is_one_line_and_exit_2(sweep_dir: Path) -> None:
         [sys.executable, str(script)], cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "unknown cores= value 'lots'" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "error: cores= must be a whole number from 1" in proc.stderr

@@ -35,7 +35,9 @@ def ranks_of(directory: Path, task: int) -> list[dict]:
 def expected_hosts(row: dict[str, str]) -> list[str]:
     """One host per rank, in rank order, from the joblog's node+node / cores+cores columns."""
     nodes, cores = row["node"].split("+"), row["cores"].split("+")
-    return [node for node, ids in zip(nodes, cores, strict=True) for _ in expand(ids.replace(",", " "))]
+    return [
+        node for node, ids in zip(nodes, cores, strict=True) for _ in expand(ids.replace(",", " "), largest=1 << 16)
+    ]
 
 
 def test_k_ranks_on_the_assigned_slots_below_equal_above_a_node(sweep_dir: Path) -> None:

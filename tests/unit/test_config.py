@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from mpilauncher.config import (
     DEFAULT_DELAY,
     DEFAULT_GRACE,
+    LABELS,
     make_config,
+    parse_count,
     parse_debug,
     parse_positive,
 )
 from mpilauncher.core.tasks import CoresSpec
-from mpilauncher.errors import EXIT_BAD_INPUT, InputError
+from mpilauncher.errors import EXIT_BAD_INPUT, InputError, OptionError
 
 
 def test_defaults():
@@ -63,33 +66,86 @@ def test_exactly_one_of_commandlines_and_resume(commandlines, resume):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "problem"),
+    ("kwargs", "setting", "problem"),
     [
-        ({"delay": 0}, "delay must be greater than 0"),
-        ({"delay": "-1"}, "delay must be greater than 0"),
-        ({"delay": "nan"}, "delay must be greater than 0"),
-        ({"delay": float("inf")}, "delay must be greater than 0"),
-        ({"delay": "soon"}, "delay must be a number"),
-        ({"delay": None}, "delay must be a number"),
-        ({"cores": "0"}, "at least 1"),
-        ({"cores": "many"}, "unknown cores="),
-        ({"cores_per_node": "0"}, "greater than 0"),
-        ({"cores_per_node": "-2"}, "greater than 0"),
-        ({"cores_per_node": "4.5"}, "whole number"),
-        ({"cores_per_node": "x"}, "whole number"),
-        ({"debug": "job+verbose"}, "unknown debug= value 'verbose'"),
-        ({"grace": "-1"}, "grace must be 0 or more"),
+        ({"delay": 0}, "delay", "must be a number of seconds greater than 0 and at most 86,400 s (1 day), not 0"),
+        ({"delay": "-1"}, "delay", "greater than 0"),
+        ({"delay": "nan"}, "delay", "greater than 0"),
+        ({"delay": float("inf")}, "delay", "greater than 0"),
+        ({"delay": "1e300"}, "delay", "at most 86,400 s (1 day), not '1e300'"),
+        ({"delay": "86401"}, "delay", "at most 86,400 s"),
+        ({"delay": "soon"}, "delay", "must be a number of seconds"),
+        ({"delay": None}, "delay", "must be a number of seconds"),
+        ({"delay": True}, "delay", "must be a number of seconds"),
+        ({"cores": "0"}, "cores", "must be a whole number from 1 to 10,000,000, 'node' or 'file', not '0'"),
+        ({"cores": "many"}, "cores", "'node' or 'file', not 'many'"),
+        ({"cores": 10_000_001}, "cores", "from 1 to 10,000,000"),
+        ({"cores_per_node": "0"}, "cores_per_node", "must be a whole number from 1 to 65,536, not '0'"),
+        ({"cores_per_node": "-2"}, "cores_per_node", "from 1 to 65,536"),
+        ({"cores_per_node": "4.5"}, "cores_per_node", "must be a whole number"),
+        ({"cores_per_node": 4.5}, "cores_per_node", "must be a whole number"),
+        ({"cores_per_node": "x"}, "cores_per_node", "must be a whole number"),
+        ({"cores_per_node": "10000000"}, "cores_per_node", "from 1 to 65,536, not '10000000'"),
+        ({"emulate_nodes": "1000000"}, "emulate_nodes", "from 1 to 65,536"),
+        ({"gpus_per_task": "100000"}, "gpus_per_task", "from 0 to 256"),
+        ({"gpus_per_node": "100000"}, "gpus_per_node", "from 0 to 256"),
+        ({"gpus_per_node": "-1"}, "gpus_per_node", "from 0 to 256"),
+        ({"tasks_per_gpu": "0"}, "tasks_per_gpu", "from 1 to 256"),
+        ({"tasks_per_gpu": "100000"}, "tasks_per_gpu", "from 1 to 256"),
+        ({"retries": "1000000000"}, "retries", "from 0 to 1,000"),
+        ({"retries": "-1"}, "retries", "from 0 to 1,000"),
+        ({"retries": True}, "retries", "must be a whole number"),
+        ({"debug": "job+verbose"}, "debug", "joined by '+', not 'verbose'"),
+        ({"grace": "-1"}, "grace", "must be a number of seconds from 0 to 86,400 s (1 day)"),
+        ({"grace": "soon"}, "grace", "must be a number of seconds"),
+        ({"grace": "nan"}, "grace", "must be a number of seconds"),
+        ({"grace": "1e300"}, "grace", "from 0 to 86,400 s"),
+        ({"task_timeout": "400-00:00:00"}, "task_timeout", "at most 365 days (365-00:00:00, 31,536,000 s)"),
+        ({"task_timeout": "nan"}, "task_timeout", "greater than 0 and at most 365 days"),
+        ({"task_timeout": "0"}, "task_timeout", "greater than 0"),
+        ({"task_timeout": "1-2-3:00"}, "task_timeout", "must be seconds or [[D-]HH:]MM:SS"),
+        ({"max_runtime": "inf"}, "max_runtime", "at most 365 days"),
+        ({"max_runtime": 10**400}, "max_runtime", "at most 365 days"),
+        ({"time_limit_margin": "1e300"}, "time_limit_margin", "from 0 to 365 days"),
+        ({"beat_timeout": "1e300"}, "beat_timeout", "at most 31,536,000 s (365 days)"),
+        ({"mpi_starter": "rsh"}, "mpi_starter", "must be one of"),
+        ({"workdir": "w\0rk"}, "workdir", "must not contain a NUL"),
+        ({"workdir": "w" * 300}, "workdir", "names of at most 255"),
+        ({"queuestate": 5}, "queuestate", "must be a path"),
     ],
 )
-def test_bad_values_are_input_errors(kwargs, problem):
-    with pytest.raises(InputError, match=problem):
+def test_bad_values_are_option_errors_that_name_the_setting(kwargs, setting, problem):
+    with pytest.raises(OptionError) as info:
         make_config("cmds", **kwargs)
+    err = info.value
+    assert err.setting == setting and problem in err.problem, err.problem
+    assert err.exit_status == EXIT_BAD_INPUT
+    assert err.named("--the-flag") == f"--the-flag {err.problem}"
+    assert str(err) == f"{LABELS.get(setting, setting.replace('_', ' '))} {err.problem}"  # neutral without a front end
 
 
-@pytest.mark.parametrize("grace", ["soon", "nan"])
-def test_bad_grace_is_an_input_error(grace):
-    with pytest.raises(InputError, match="grace"):
-        make_config("cmds", grace=grace)
+@pytest.mark.parametrize(
+    ("kwargs", "attribute", "value"),
+    [
+        ({"task_timeout": "30-00:00:00"}, "task_timeout", 30 * 86400.0),  # days mean "no limit": they work
+        ({"task_timeout": "365-00:00:00"}, "task_timeout", 365 * 86400.0),
+        ({"max_runtime": "3-00:00:00"}, "max_runtime", 3 * 86400.0),
+        ({"time_limit_margin": "0"}, "time_limit_margin", 0.0),
+        ({"delay": "86400"}, "delay", 86400.0),
+        ({"cores_per_node": "65536"}, "cores_per_node", 65536),
+        ({"cores_per_node": 16.0}, "cores_per_node", 16),
+        ({"emulate_nodes": "64"}, "emulate_nodes", 64),
+        ({"gpus_per_task": "0"}, "gpus_per_task", 0),
+        ({"gpus_per_node": "0"}, "gpus_per_node", 0),
+        ({"retries": "1000"}, "retries", 1000),
+        ({"retries": None}, "retries", 0),
+        ({"grace": "0"}, "grace", 0.0),
+        ({"beat_timeout": 0}, "beat_timeout", None),
+        ({"workdir": Path("w")}, "workdir", "w"),
+    ],
+)
+def test_values_at_the_bounds_are_accepted(kwargs, attribute, value):
+    assert getattr(make_config("cmds", **kwargs), attribute) == value
 
 
 # -- parse_debug / parse_positive --------------------------------------------------
@@ -114,13 +170,13 @@ def test_parse_debug(value, words):
 
 @pytest.mark.parametrize("value", ["verbose", "job+all", "1"])
 def test_parse_debug_rejects_unknown_words(value):
-    with pytest.raises(InputError, match="unknown debug= value") as info:
+    with pytest.raises(OptionError, match="^debug must be words from") as info:
         parse_debug(value)
     assert "job" in str(info.value) and "host" in str(info.value)  # says what is allowed
 
 
 def test_parse_debug_names_every_unknown_word():
-    with pytest.raises(InputError, match="'bar\\+foo'"):
+    with pytest.raises(InputError, match="not 'bar\\+foo'"):
         parse_debug("foo+job+bar")
 
 
@@ -133,16 +189,19 @@ def test_trace_flags():
 def test_parse_positive():
     assert parse_positive("x", "2.5") == 2.5
     assert parse_positive("x", 3) == 3.0
-    assert parse_positive("n", "7", integer=True) == 7
-    assert isinstance(parse_positive("n", "7", integer=True), int)
-    for bad in (0, -0.1, "0", "-inf", "nan", math.nan):
-        with pytest.raises(InputError, match="x must be greater than 0"):
-            parse_positive("x", bad)
-    for bad in ("abc", None, [1], "1e2x"):
-        with pytest.raises(InputError, match="x must be a number"):
-            parse_positive("x", bad)
-    with pytest.raises(InputError, match="n must be a whole number"):
-        parse_positive("n", "2.0", integer=True)
+    assert parse_positive("x", "3e7", most=4e7) == 3e7
+    for bad in (0, -0.1, "0", "-inf", "nan", math.nan, "abc", None, [1], "1e2x", True, "4e7"):
+        with pytest.raises(OptionError, match="^x must be a number of seconds greater than 0 and at most 3") as info:
+            parse_positive("x", bad, most=3e7)
+        assert info.value.setting == "x"
+
+
+def test_parse_count():
+    assert parse_count("n", "7", 1, 9) == 7 and isinstance(parse_count("n", "7", 1, 9), int)
+    assert parse_count("n", 7.0, 1, 9) == 7 and parse_count("n", " 9 ", 1, 9) == 9
+    for bad in ("2.0", "1e1", "+3", "1_0", 2.5, True, None, "", "0", "10", "9" * 5000):
+        with pytest.raises(OptionError, match="^n must be a whole number from 1 to 9, not "):
+            parse_count("n", bad, 1, 9)
 
 
 def test_task_environment_drops_the_launchers_mpi_wiring_but_keeps_user_mpi_settings():

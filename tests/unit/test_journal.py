@@ -67,7 +67,8 @@ def test_writer_replaces_an_old_journal_and_close_can_remove(tmp_path: Path):
 # -- replay ---------------------------------------------------------------------
 def write_journal(tmp_path: Path, run: str, *records: str, tail: str = "") -> Path:
     path = tmp_path / "qs.journal"
-    path.write_text(f"{HEADER}{run}\n" + "".join(r + "\n" for r in records) + tail)
+    text = f"{HEADER}{run}\n" + "".join(r + "\n" for r in records) + tail
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))  # (as the writer does: bytes pass unchanged)
     return path
 
 
@@ -145,6 +146,19 @@ def test_replay_without_journal(tmp_path: Path):
         "E\t0\tok\t1.000\t1.000",  # bad exit
         "Q\t99",  # no such task
         "",  # empty line in the middle
+        "E\t0\t1000000000\t1.000\t1.000",  # exit beyond any exit status
+        "E\t0\t0\t1.000\t-1.000",  # negative runtime
+        "E\t0\t0\tinf\t1.000",
+        "S\t0\tnan\th\t0",
+        "S\t0\t1e300\th\t0",
+        "S\t0\t1.000\th\t0-999999999999",  # refused before it is expanded
+        "S\t0\t1.000\t\t0",  # no host
+        "S\t0\t1.000\th\x01\t0",  # a control character in the host
+        "S\t0\t1.000\th\udcff\t0",  # a byte that is not UTF-8 in the host
+        "S\t0\t1.000\th\t0\textra",
+        "Q\t0\t1",
+        "S\t-1\t1.000\th\t0",
+        "S\t+0\t1.000\th\t0",
     ],
 )
 def test_replay_refuses_a_corrupt_middle_line(tmp_path: Path, bad: str):

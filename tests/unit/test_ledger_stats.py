@@ -121,7 +121,7 @@ def test_requeued_task_that_never_ran_again_is_not_counted_as_executed():
     ledger.requeued(1)  # its node died; the run then stopped before it ran again
     stats = compute(ledger, elapsed=2.0, pool_size=2)
     reloaded = queuestate.parse(
-        queuestate.render(ledger, queuestate.StateMeta(run="r"), CoresSpec("fixed", 1)), "qs", CoresSpec("fixed", 1)
+        queuestate.render(ledger, queuestate.StateMeta(run="ab"), CoresSpec("fixed", 1)), "qs", CoresSpec("fixed", 1)
     ).ledger
     assert compute(reloaded, elapsed=2.0, pool_size=2).per_slot_avg == pytest.approx(0.5)
     assert stats.per_slot_avg == pytest.approx(0.5)  # one task executed on a pool of 2 slots

@@ -74,7 +74,7 @@ def test_render_parse_round_trip_all_sections(cores):
 
 def test_render_layout_is_pylauncher_like():
     ledger = sample_ledger([Task(i, f"./prog {i}", line=i + 1) for i in range(7)])
-    text = render(ledger, StateMeta(run="r1", written="2025-01-01T00:00:00"), ONE)
+    text = render(ledger, StateMeta(run="a1", written="2025-01-01T00:00:00"), ONE)
     lines = text.splitlines()
     assert lines[0].startswith("# mpilauncher queuestate (format 1) written 2025-01-01T00:00:00:")
     assert "3 queued, 1 running, 1 completed, 2 failed" in lines[0]
@@ -100,7 +100,7 @@ def test_render_layout_is_pylauncher_like():
 
 def test_per_task_cores_are_written_only_when_they_differ_from_the_default():
     tasks = [Task(0, "a", 4), Task(1, "b", 2), Task(2, "c", 1, whole_node=True)]
-    text = render(Ledger(tasks), StateMeta(run="r", cores="4"), CoresSpec("fixed", 4))
+    text = render(Ledger(tasks), StateMeta(run="ab", cores="4"), CoresSpec("fixed", 4))
     body = [line for line in text.splitlines() if line[:1].isdigit()]
     assert body == ["0: a", "1 cores=2: b", "2 cores=node: c"]
     loaded = parse(text, "qs", ONE)
@@ -110,7 +110,7 @@ def test_per_task_cores_are_written_only_when_they_differ_from_the_default():
 
 def test_whole_node_tasks_round_trip_under_node_default():
     tasks = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("node"))
-    text = render(Ledger(tasks), StateMeta(run="r", cores="node"), CoresSpec("node"))
+    text = render(Ledger(tasks), StateMeta(run="ab", cores="node"), CoresSpec("node"))
     assert "cores=" not in text
     loaded = parse(text, "qs", ONE)
     assert [r.task for r in loaded.ledger] == tasks
@@ -118,7 +118,7 @@ def test_whole_node_tasks_round_trip_under_node_default():
 
 
 def test_meta_extra_keys_survive():
-    meta = StateMeta(run="r", extra={"pylauncher_version": "4.0", "note": [1, 2]})
+    meta = StateMeta(run="ab", extra={"pylauncher_version": "4.0", "note": [1, 2]})
     loaded = parse(render(Ledger([Task(0, "x")]), meta, ONE), "qs", ONE)
     assert loaded.meta.extra == {"pylauncher_version": "4.0", "note": [1, 2]}
 
@@ -130,7 +130,7 @@ def test_non_utf8_command_survives_the_file_round_trip(tmp_path: Path):
     tasks = parse_commandlines(read_text(source, "commandlines file"), str(source), ONE)
     assert tasks[0].command == "echo caf\udce9 \udcff\udcfe 0"
     state = tmp_path / "queuestate"
-    atomic_write(state, render(Ledger(tasks), StateMeta(run="r"), ONE))
+    atomic_write(state, render(Ledger(tasks), StateMeta(run="ab"), ONE))
     assert b"echo caf\xe9 \xff\xfe 0" in state.read_bytes()
     assert not list(tmp_path.glob(".queuestate.tmp*"))  # no temporary file left behind
     loaded = queuestate.load(state, ONE)
@@ -139,13 +139,13 @@ def test_non_utf8_command_survives_the_file_round_trip(tmp_path: Path):
 
 
 def test_empty_meta_only_snapshot_is_an_empty_ledger():
-    loaded = parse("#meta " + json.dumps({"format": 1, "run": "x"}) + "\n# end of queuestate: 0 tasks\n", "qs", ONE)
+    loaded = parse("#meta " + json.dumps({"format": 1, "run": "cd"}) + "\n# end of queuestate: 0 tasks\n", "qs", ONE)
     assert len(loaded.ledger) == 0 and not loaded.from_pylauncher
 
 
 def test_a_snapshot_cut_short_is_refused():
     ledger = Ledger([Task(i, f"./prog {i}") for i in range(5)])
-    text = render(ledger, StateMeta(run="r"), ONE)
+    text = render(ledger, StateMeta(run="ab"), ONE)
     assert text.splitlines()[-1] == "# end of queuestate: 5 tasks"
     for cut in (len(text) - 1 - len("5 tasks"), text.index("\nrunning"), text.index("\nqueued") + 1):
         with pytest.raises(InputError, match="qs: truncated queuestate"):
@@ -197,7 +197,7 @@ def test_parse_pylauncher_queuestate_with_file_cores():
 
 
 def test_pylauncher_file_cores_bad_prefix_names_file_and_line():
-    with pytest.raises(InputError, match=r"^queuestate:3: .*at least 1"):
+    with pytest.raises(InputError, match=r"^queuestate:3: task 5: .*from 1 to 10,000,000"):
         parse("queued\n3: 4,./prog\n5: 0,./bad\n", "queuestate", CoresSpec("file"))
 
 
@@ -207,27 +207,44 @@ def test_failed_section_without_exit_code_means_exit_1():
 
 
 # -- corrupt files ----------------------------------------------------------------------
-META = "#meta " + json.dumps({"format": 1, "run": "r"})
+META = "#meta " + json.dumps({"format": 1, "run": "ab"})
 
 
 @pytest.mark.parametrize(
     ("text", "line", "problem"),
     [
         ("# comment\n0: ./a\nqueued\n", 2, "before any of the sections"),
-        ("queued\nx: ./a\n", 2, "bad task id"),
-        ("queued\n-1: ./a\n", 2, "bad task id"),
-        ("queued\n: ./a\n", 2, "bad task id"),
+        ("queued\nx: ./a\n", 2, "task id must be"),
+        ("queued\n-1: ./a\n", 2, "task id must be"),
+        ("queued\n: ./a\n", 2, "task id must be"),
         ("queued\n0: ./a\ncompleted\n0: ./a\n", 4, "listed twice"),
         ("queued\n0 ./a\n", 2, "expected '<id>: <command>'"),
         ("queued\n0:\n", 2, "no command"),
         (f"{META}\nqueued\n0 cores: ./a\n", 3, "bad field"),
-        (f"{META}\nqueued\n0 cores=many: ./a\n", 3, "bad cores="),
-        (f"{META}\ncompleted\n0 exit=zero: ./a\n", 3, "bad value in task 0"),
-        (f"{META}\ncompleted\n0 runtime=1.x: ./a\n", 3, "bad value in task 0"),
-        (f"{META}\ncompleted\n0 line=x: ./a\n", 3, "bad value in task 0"),
+        (f"{META}\nqueued\n0 cores=many: ./a\n", 3, "task 0: cores must be a whole number"),
+        (f"{META}\ncompleted\n0 exit=zero: ./a\n", 3, "task 0: exit must be a whole number from -128 to 255"),
+        (f"{META}\ncompleted\n0 runtime=1.x: ./a\n", 3, "task 0: runtime must be a number of seconds"),
+        (f"{META}\ncompleted\n0 line=x: ./a\n", 3, "task 0: line must be a whole number"),
+        (f"{META}\nrunning\n0 start=nan: ./a\n", 3, "task 0: start must be a number of seconds from 0"),
+        (f"{META}\nrunning\n0 host=c1 slots=0-999999999999: ./a\n", 3, "task 0: slots '0-999999999999'"),
+        (f"{META}\nqueued\n0 cores=0: ./a\n", 3, "task 0: cores must be a whole number from 1"),
+        (f"{META}\nqueued\n0 exit=0: ./a\n", 3, "task 0: exit=0 in the queued section"),
+        (f"{META}\nfailed\n0 exit=0: ./a\n", 3, "task 0: exit=0 in the failed section"),
+        (f"{META}\nqueued\n0 x=1: ./a\n", 3, "task 0: unknown field 'x'"),
+        (f"{META}\nqueued\n0: ./\0a\n", 3, "task 0: command contains a NUL"),
+        (f"{META}\nqueued\n1000000000: ./a\n", 3, "task id must be a whole number from 0 to 999,999,999"),
+        (f"{META}\n{META}\nqueued\n0: ./a\n", 2, "a second #meta line"),
+        ('#meta {"format": true}\nqueued\n', 1, "unsupported queuestate format True"),
+        ('#meta {"format": 1, "journal": "../j"}\n', 1, "corrupt #meta line: journal must be a plain file name"),
+        ('#meta {"format": 1, "cores": 4}\n', 1, "corrupt #meta line: cores must be text"),
+        ('#meta {"format": 1, "elapsed": NaN}\n', 1, "corrupt #meta line: elapsed must be a number of seconds"),
+        ('#meta {"format": 1, "workdir": 5}\n', 1, "corrupt #meta line: workdir must be a path"),
+        ('#meta {"format": 1, "gpus_per_task": "1"}\n', 1, "corrupt #meta line: gpus_per_task must be a whole"),
+        ("#meta " + "[" * 100_000 + "\n", 1, "corrupt #meta line"),
+        ('#meta {"format": 1, "x": 1' + "0" * 5000 + "}\n", 1, "corrupt #meta line"),
         ("# x\n#meta {not json\nqueued\n", 2, "corrupt #meta"),
         ('#meta {"format": 2}\nqueued\n', 1, "unsupported queuestate format 2"),
-        ('#meta {"run": "r"}\nqueued\n', 1, "unsupported queuestate format None"),
+        ('#meta {"run": "ab"}\nqueued\n', 1, "unsupported queuestate format None"),
         ('#meta {"format": 1, "elapsed": "soon"}\n', 1, "elapsed"),
     ],
 )
@@ -264,7 +281,7 @@ def test_bad_slots_value_is_an_input_error():
 
 
 def test_bad_meta_cores_value_names_file_and_line():
-    text = "#meta " + json.dumps({"format": 1, "run": "r", "cores": "lots"}) + "\nqueued\n0: ./a\n"
+    text = "#meta " + json.dumps({"format": 1, "run": "ab", "cores": "lots"}) + "\nqueued\n0: ./a\n"
     with pytest.raises(InputError) as info:
         parse(text, "qs", ONE)
     assert str(info.value).startswith("qs:")

@@ -31,14 +31,14 @@ def test_compress(ids, text):
     [("", []), ("  ", []), ("7", [7]), ("0-3", [0, 1, 2, 3]), ("0-1 5 8-9", [0, 1, 5, 8, 9]), ("4-4", [4])],
 )
 def test_expand(text, ids):
-    assert expand(text) == ids
+    assert expand(text, largest=10) == ids
 
 
 def test_expand_rejects_garbage():
     with pytest.raises(ValueError):
-        expand("1-x")
+        expand("1-x", largest=10)
     with pytest.raises(ValueError):
-        expand("a")
+        expand("a", largest=10)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -47,13 +47,42 @@ def test_round_trip_random_sets(seed):
     universe = rng.choice([10, 100, 5000])
     ids = {rng.randrange(universe) for _ in range(rng.randrange(0, universe))}
     text = compress(ids)
-    assert expand(text) == sorted(ids)
+    assert expand(text, largest=universe) == sorted(ids)
     # canonical: as few runs as possible, and compressing again changes nothing
     runs = text.split()
     assert len(runs) == sum(1 for i in ids if i - 1 not in ids)
-    assert compress(expand(text)) == text
+    assert compress(expand(text, largest=universe)) == text
 
 
 def test_compress_of_a_dense_range_is_one_run():
     assert compress(range(100_000)) == "0-99999"
-    assert len(expand("0-99999")) == 100_000
+    assert len(expand("0-99999", largest=99_999)) == 100_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0-999999999999",  # a trillion ids: refused before anything is allocated
+        "65536",
+        "0-65536",
+        "5-3",
+        "1,1",
+        "0-3 2",
+        "0-65535 0-65535",
+        "-1",
+        "+1",
+        "1_0",
+        "1-",
+        "\u0661",  # a digit, but not an ASCII one
+        "9" * 5000,
+    ],
+)
+def test_expand_refuses_ids_beyond_the_bound_reversed_or_repeated(text):
+    with pytest.raises(ValueError):
+        expand(text, largest=65_535)
+
+
+def test_expand_of_many_copies_of_the_widest_range_stops_at_the_bound():
+    with pytest.raises(ValueError, match="from 0 to 65,535"):
+        expand("0-65535," * 100, largest=65_535)
+    assert len(expand("0-65535", largest=65_535)) == 65_536

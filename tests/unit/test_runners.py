@@ -110,3 +110,15 @@ def test_lanes_never_outnumber_cores():
         assert runner.lanes == 3
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("wait", [30 * 86400.0, 1e300, float("inf")])
+def test_waits_and_task_timeouts_beyond_what_epoll_takes(runner, tmp_path, wait):
+    """--task-timeout 30-00:00:00 (beyond epoll's 2**31 ms) and waits as long: a task still ends and is seen."""
+    output = str(tmp_path / "out1")
+    runner.start(1, "sleep 0.2", {}, output, (), 30 * 86400.0, None, 0, None)
+    ended: list[Ended] = []
+    deadline = time.monotonic() + 20
+    while not ended and time.monotonic() < deadline:
+        ended = runner.wait(wait)
+    assert [(e.task_id, e.exit_code, e.timed_out) for e in ended] == [(1, 0, False)]

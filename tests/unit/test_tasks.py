@@ -89,11 +89,14 @@ def test_file_cores_prefix_gives_per_task_cores():
 @pytest.mark.parametrize(
     ("line", "problem"),
     [
-        ("0,./prog", "at least 1"),
-        ("-3,./prog", "at least 1"),
-        ("four,./prog", "not a whole number"),
-        ("2.5,./prog", "not a whole number"),
-        (",./prog", "not a whole number"),
+        ("0,./prog", "must be a whole number from 1 to 10,000,000, not '0'"),
+        ("-3,./prog", "from 1 to"),
+        ("10000001,./prog", "from 1 to 10,000,000, not '10000001'"),
+        ("99999999999999999999999,./prog", "from 1 to"),
+        ("four,./prog", "must be a whole number"),
+        ("2.5,./prog", "must be a whole number"),
+        ("+4,./prog", "must be a whole number"),
+        (",./prog", "must be a whole number"),
         ("./prog without count", "missing 'N,'"),
         ("4,", "no command"),
         ("4,   ", "no command"),
@@ -141,9 +144,11 @@ def test_cores_spec_parse_good_values(value, kind, count):
     assert (spec.kind, spec.count) == (kind, count)
 
 
-@pytest.mark.parametrize("value", [0, -1, "0", "-4", "four", "2.5", 2.5, "", None, "nodes", True, False])
+@pytest.mark.parametrize(
+    "value", [0, -1, "0", "-4", "four", "2.5", 2.5, "", None, "nodes", True, False, 10_000_001, "99999999999", [4]]
+)
 def test_cores_spec_parse_bad_values(value):
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match=r"^must be a whole number from 1 to 10,000,000, 'node' or 'file', not "):
         CoresSpec.parse(value)
 
 
