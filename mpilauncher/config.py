@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError
-from mpilauncher.report.trace import KNOWN_DEBUG
+from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG
 
 DEFAULT_DELAY = 0.5
 DEFAULT_QUEUESTATE = "queuestate"
@@ -62,6 +62,21 @@ class Config:
     mpi: bool = False
     #: How MPI tasks start: auto, ibrun, srun or mpiexec (see execution/starters.py).
     mpi_starter: str | None = None
+    #: PyLauncher's schedule="blockN": N consecutive lines joined with && into one task.
+    block: int = 1
+    #: At most one task start every this many seconds across the job (None: as fast as cores free up).
+    start_interval: float | None = None
+    #: Overwrite the queuestate even when it holds an unfinished run of the same sweep (else: continue it).
+    start_over: bool = False
+    #: The commandlines themselves, when given from Python (a list or generator) instead of a file;
+    #: ``commandlines`` then only names them.
+    commandlines_text: str | None = None
+    #: What started the run, for the start-up lines (PyLauncher prints its launcher type).
+    job_type: str = "python -m mpilauncher"
+    #: Lines printed once the input is checked, before the first task starts (on rank 0 only).
+    notes: tuple[str, ...] = ()
+    #: A multi-node Slurm batch script's singleton re-launches itself across the job (not LocalLauncher).
+    relaunch: bool = True
 
     @property
     def trace_jobs(self) -> bool:
@@ -73,18 +88,43 @@ class Config:
 
 
 def parse_debug(value: object) -> frozenset[str]:
-    """PyLauncher's ``debug="host+job"``: words joined by ``+`` (or commas, spaces)."""
+    """PyLauncher's ``debug="host+job"``: the known words found anywhere in the string.
+
+    PyLauncher looks each word up with a substring search, so ``"jobs"`` means
+    job and words it does not know are ignored; scripts written for it run
+    unchanged here (:func:`debug_notes` says what has no effect).
+    """
     if value is None or value is False or value == "":
         return frozenset()
     if value is True:
         return frozenset({"job", "host"})
-    words = {w for w in str(value).replace(",", "+").replace(" ", "+").split("+") if w}
-    unknown = sorted(words - KNOWN_DEBUG)
+    text = str(value).lower()
+    return frozenset(word for word in KNOWN_DEBUG if word in text)
+
+
+def debug_notes(value: object) -> list[str]:
+    """One note, if any, on debug words that do nothing here: unknown ones, and PyLauncher's without effect."""
+    if value is None or isinstance(value, bool) or value == "":
+        return []
+    tokens = [t for t in str(value).lower().replace(",", "+").replace(" ", "+").split("+") if t]
+    unknown = [t for t in tokens if not any(word in t for word in KNOWN_DEBUG)]
+    idle = sorted(w for w in parse_debug(value) if DEBUG_WORDS[w] is None)
+    parts = []
     if unknown:
-        raise InputError(
-            f"unknown debug= value {'+'.join(unknown)!r}: use words from {', '.join(sorted(KNOWN_DEBUG))} joined by '+'"
-        )
-    return frozenset(words)
+        parts.append(f"{'+'.join(unknown)!r} matches none of PyLauncher's debug words ({', '.join(DEBUG_WORDS)})")
+    if idle:
+        parts.append(f"{', '.join(idle)} trace nothing here (exec<N>, out<N> and the joblog show what ran)")
+    return [f"debug={str(value)!r}: " + "; ".join(parts)] if parts else []
+
+
+def parse_schedule(value: object) -> int:
+    """PyLauncher's ``schedule``: "default" (one line per task) or "blockN" (N lines joined into one task)."""
+    text = "" if value is None else str(value).strip().lower()
+    if text in ("", "default"):
+        return 1
+    if text.startswith("block") and text[5:].isdigit() and int(text[5:]) > 0:
+        return int(text[5:])
+    raise InputError(f"schedule must be 'default' or 'blockN' (N > 0 lines per task), not {value!r}")
 
 
 def parse_positive(name: str, value: object, integer: bool = False) -> float:
@@ -122,6 +162,9 @@ def make_config(
     tasks_per_gpu: object = 1,
     mpi: bool = False,
     mpi_starter: str | None = None,
+    schedule: object = None,
+    start_interval: object = None,
+    start_over: bool = False,
 ) -> Config:
     """Check every value and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -157,6 +200,10 @@ def make_config(
         grace=grace_value,
         emulate_nodes=int(parse_positive("emulated nodes", emulate_nodes, integer=True)) if emulate_nodes else None,
         beat_timeout=parse_positive("agent timeout", beat_timeout) if beat_timeout else None,
+        block=parse_schedule(schedule),
+        start_interval=parse_positive("start interval", start_interval) if start_interval not in (None, "") else None,
+        start_over=bool(start_over),
+        notes=tuple(debug_notes(debug)),
     )
 
 
