@@ -487,9 +487,8 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
-    if config.print_statistics:
-        out.write(_startup(config, plan, [hello for _, hello in hellos]))
-        out.flush()
+    out.write(_startup(config, plan, [hello for _, hello in hellos]))  # what ran, for the log
+    out.flush()
     for note in (*config.notes, *plan.notes):
         print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
     transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
