@@ -449,10 +449,11 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
 
 
 def _startup(config: Config, plan: Plan, hellos: list) -> str:
+    """The start-up lines' facts, from the checked plan and the agents' hellos."""
     nodes: dict[str, int] = {}
     for hello in hellos:  # one entry per node, in rank order
         nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
-    cores = CoresSpec.parse(plan.meta.cores) if plan.meta.cores else plan.default_cores
+    cores = plan.default_cores
     per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
         cores.kind, f"{cores.count} core{'s' if cores.count != 1 else ''} per task"
     )

@@ -125,8 +125,8 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
         gather_output(result.workdir, Path(call.gather_output), started)
     if rank0 and result.statistics.aborted:
         _note_once(
-            f"{result.statistics.aborted} tasks exited non-zero or were killed: they count as aborted, not"
-            " completed (PyLauncher could not see exit codes); the joblog's exit and status columns say which"
+            "tasks that exit non-zero or are killed count as aborted, not completed (PyLauncher could not see"
+            " exit codes); the joblog's exit and status columns say which"
         )
     resume = f"ResumeClassicLauncher({str(result.queuestate)!r})" if result.queuestate else None
     result = dataclasses.replace(result, resume_command=resume)
@@ -269,7 +269,8 @@ def _on_hosts(hostlist):
 
         if started_by_mpi():
             return  # the MPI starter put the ranks on its hosts; they are the job's nodes
-        nodes = cluster.detect().nodes if cluster.detect().in_slurm else ()
+        allocation = cluster.detect()
+        nodes = allocation.nodes if allocation.in_slurm else ()
         if set(per_host) != {node.split(".")[0] for node in nodes}:
             raise refuse(
                 f"{call.launcher}: hosts {', '.join(sorted(per_host))} are not this machine nor the nodes of this job"

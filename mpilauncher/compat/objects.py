@@ -217,7 +217,10 @@ class LauncherJob:
         self.hostpool = hostpool or HostPool()
         self.taskgenerator = taskgenerator
         self.keywords = dict(kwargs)
-        self.delay = float(kwargs.get("delay", 0.5))
+        try:  # tick()'s wait; a bad delay is reported by the run, in one line
+            self.delay = float(kwargs.get("delay", 0.5))
+        except (TypeError, ValueError):
+            self.delay = 0.5
         self.result: RunResult | None = None
         self.tock = 0
         self.starttime = time.time()

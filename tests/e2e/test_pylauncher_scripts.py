@@ -245,6 +245,22 @@ def test_sigterm_ends_the_script_with_143_after_saving_the_state(sweep_dir: Path
     assert "\nrunning\n0 " in (sweep_dir / "queuestate").read_text()
 
 
+def test_slurms_early_warning_sigusr1_returns_like_a_time_limit(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 30\n" * 2)
+    proc = start_script(
+        sweep_dir,
+        """
+        result = pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2)
+        print("post-processing:", result.exit_status, result.left, result.resume_command)
+        """,
+    )
+    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"post-processing: {128 + signal.SIGUSR1} 2 ResumeClassicLauncher('queuestate')" in out
+
+
 def test_bad_input_is_one_line_and_status_2_unless_the_script_catches_it(sweep_dir: Path) -> None:
     uncaught = run_script(sweep_dir, 'pylauncher.ClassicLauncher("no_such_file", cores=2)\nprint("not reached")\n')
     assert uncaught.returncode == 2 and uncaught.stdout == ""
