@@ -92,6 +92,39 @@ def test_the_examples_debug_strings_run_and_trace(sweep_dir: Path, debug: str) -
     assert len(debug_notes) == (0 if debug == "job" else 1), result.stderr
 
 
+# -- the launcher calls of PyLauncher's examples and user guide ----------------------------
+EXAMPLES = {
+    "core": ("echo $OMP_NUM_THREADS\n" * 2, 'pylauncher.ClassicLauncher("commandlines", cores=2, corespernode=2,'
+             ' workdir=workdir, debug="host+job+exec")', "2\n"),
+    "node": ("echo $OMP_NUM_THREADS\n" * 2, 'pylauncher.ClassicLauncher("commandlines", cores="node", corespernode=2,'
+             ' workdir=workdir, debug="job+host+exec")', "2\n"),
+    "filecore": ("2,echo $OMP_NUM_THREADS\n1,echo one\n", 'print(f" .. input: {commandlines}")\n'
+                 'pylauncher.ClassicLauncher("commandlines", cores="file", corespernode=2, workdir=workdir,'
+                 ' debug="host+exec+job+command")', "2\n"),
+    "gpu": ("echo $CUDA_VISIBLE_DEVICES\n" * 2, 'gpuspernode = os.environ.get("GPUSPERNODE", 1)\n'
+            'pylauncher.GPULauncher("commandlines", gpuspernode=gpuspernode, workdir=workdir,'
+            ' debug="ssh+host+exec+job")', "0\n"),
+    "fileibrun": ("2,hostname\n1,hostname\n", 'pylauncher.IbrunLauncher("commandlines", cores="file", corespernode=2,'
+                  ' mpi_starter="mpiexec", workdir=workdir, debug="job+host+task+exec+cmd")', None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_launcher_calls_of_pylaunchers_examples(sweep_dir: Path, example: str) -> None:
+    lines, call, first_output = EXAMPLES[example]
+    commandlines(sweep_dir, lines)
+    body = f'commandlines = "commandlines"\nworkdir = os.path.abspath("scratch/pylauncher_out{JOB}")\n{call}\n'
+    (sweep_dir / "scratch").mkdir()
+    result = run_script(sweep_dir, body, GPUSPERNODE="2")
+    assert result.returncode == 0, result.stderr
+    out0 = (sweep_dir / "scratch" / f"pylauncher_out{JOB}" / "out0").read_text()
+    if first_output is not None:
+        assert out0 == first_output
+    else:
+        assert len(out0.split()) == 2, "two ranks"
+    assert "Launcherjob run completed." in result.stdout
+
+
 # -- schedule="blockN" (item 4) ------------------------------------------------------------
 def test_block_schedule_runs_blocks_of_lines_as_example_block_launcher_does(sweep_dir: Path) -> None:
     # as PyLauncher's blockcommandlines: each line cds back, for the lines of a block share one shell
