@@ -103,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"trace interval and journal sync interval (default {DEFAULT_DELAY})",
     )
     parser.add_argument(
+        "--start-interval",
+        default=None,
+        metavar="SECONDS",
+        help="start at most one task every SECONDS across the job, to stagger tasks that all hit the file "
+        "system at start-up (PyLauncher's delay did this; default: start tasks as soon as cores free up)",
+    )
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        metavar="blockN",
+        help="PyLauncher's schedule: blockN joins every N consecutive lines with && into one task "
+        "(PYL_ID in each line is that line's number; the task is numbered by block)",
+    )
+    parser.add_argument(
+        "--start-over",
+        action="store_true",
+        help="run the whole sweep again even when the queuestate holds an unfinished run of the same "
+        "commandlines (by default that run is continued)",
+    )
+    parser.add_argument(
         "--max-runtime",
         default=None,
         metavar="TIME",
@@ -231,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             tasks_per_gpu=args.tasks_per_gpu,
             mpi=args.mpi,
             mpi_starter=args.mpi_starter,
+            schedule=args.schedule,
+            start_interval=args.start_interval,
+            start_over=args.start_over,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
-from mpilauncher.report.trace import KNOWN_DEBUG
+from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG
 
 DEFAULT_DELAY = 0.5
 DEFAULT_QUEUESTATE = "queuestate"
@@ -69,6 +69,21 @@ class Config:
     mpi: bool = False
     #: How MPI tasks start: auto, ibrun, srun or mpiexec (see execution/starters.py).
     mpi_starter: str | None = None
+    #: PyLauncher's schedule="blockN": N consecutive lines joined with && into one task.
+    block: int = 1
+    #: At most one task start every this many seconds across the job (None: as fast as cores free up).
+    start_interval: float | None = None
+    #: Overwrite the queuestate even when it holds an unfinished run of the same sweep (else: continue it).
+    start_over: bool = False
+    #: The commandlines themselves, when given from Python (a list or generator) instead of a file;
+    #: ``commandlines`` then only names them.
+    commandlines_text: str | None = None
+    #: What started the run, for the start-up lines (PyLauncher prints its launcher type).
+    job_type: str = "python -m mpilauncher"
+    #: Lines printed once the input is checked, before the first task starts (on rank 0 only).
+    notes: tuple[str, ...] = ()
+    #: A multi-node Slurm batch script's singleton re-launches itself across the job (not LocalLauncher).
+    relaunch: bool = True
 
     @property
     def trace_jobs(self) -> bool:
@@ -95,19 +110,46 @@ def option_error(setting: str, problem: object) -> OptionError:
 
 
 def parse_debug(value: object) -> frozenset[str]:
-    """PyLauncher's ``debug="host+job"``: words joined by ``+`` (or commas, spaces)."""
+    """PyLauncher's ``debug="host+job"``: the known words found anywhere in the string.
+
+    PyLauncher looks each word up with a substring search, so ``"jobs"`` means
+    job and words it does not know are ignored; scripts written for it run
+    unchanged here (:func:`debug_notes` says what has no effect).
+    """
     if value is None or value is False or value == "":
         return frozenset()
     if value is True:
         return frozenset({"job", "host"})
-    words = {w for w in str(value).replace(",", "+").replace(" ", "+").split("+") if w}
-    unknown = sorted(words - KNOWN_DEBUG)
+    text = str(value).lower()
+    return frozenset(word for word in KNOWN_DEBUG if word in text)
+
+
+def debug_notes(value: object) -> list[str]:
+    """One note, if any, on debug words that do nothing here: unknown ones, and PyLauncher's without effect."""
+    if value is None or isinstance(value, bool) or value == "":
+        return []
+    tokens = [t for t in str(value).lower().replace(",", "+").replace(" ", "+").split("+") if t]
+    unknown = [t for t in tokens if not any(word in t for word in KNOWN_DEBUG)]
+    idle = sorted(w for w in parse_debug(value) if DEBUG_WORDS[w] is None)
+    parts = []
     if unknown:
-        raise option_error(
-            "debug",
-            f"must be words from {', '.join(sorted(KNOWN_DEBUG))} joined by '+', not {'+'.join(unknown)!r}",
-        )
-    return frozenset(words)
+        parts.append(f"{'+'.join(unknown)!r} matches none of PyLauncher's debug words ({', '.join(DEBUG_WORDS)})")
+    if idle:
+        parts.append(f"{', '.join(idle)} trace nothing here (exec<N>, out<N> and the joblog show what ran)")
+    return [f"debug={str(value)!r}: " + "; ".join(parts)] if parts else []
+
+
+def parse_schedule(value: object) -> int:
+    """PyLauncher's ``schedule``: "default" (one line per task) or "blockN" (N lines joined into one task)."""
+    text = "" if value is None else str(value).strip().lower()
+    if text in ("", "default"):
+        return 1
+    if text.startswith("block"):
+        try:
+            return limits.whole_number(text[5:], 1, limits.MAX_LINE)
+        except ValueError:
+            pass
+    raise option_error("schedule", f"must be 'default' or 'blockN' (N > 0 lines per task), not {value!r}")
 
 
 def parse_positive(setting: str, value: object, most: float = limits.MAX_DURATION) -> float:
@@ -157,6 +199,9 @@ def make_config(
     tasks_per_gpu: object = 1,
     mpi: bool = False,
     mpi_starter: str | None = None,
+    schedule: object = None,
+    start_interval: object = None,
+    start_over: bool = False,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -191,6 +236,12 @@ def make_config(
         grace=_grace(grace),
         emulate_nodes=parse_count("emulate_nodes", emulate_nodes, 1, limits.MAX_NODES) if emulate_nodes else None,
         beat_timeout=parse_positive("beat_timeout", beat_timeout) if beat_timeout else None,
+        block=parse_schedule(schedule),
+        start_interval=parse_positive("start_interval", start_interval, limits.MAX_DELAY)
+        if _given(start_interval)
+        else None,
+        start_over=bool(start_over),
+        notes=tuple(debug_notes(debug)),
     )
 
 

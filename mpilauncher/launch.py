@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import cluster, relaunch
+from mpilauncher import __version__, cluster, relaunch
 from mpilauncher.config import DEFAULT_QUEUESTATE, Config
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
@@ -41,7 +41,7 @@ from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
-from mpilauncher.report.summary import final_report
+from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, StopRequest
 from mpilauncher.transport.local import LocalTransport
@@ -59,6 +59,8 @@ class Plan:
     default_cores: CoresSpec
     state_path: Path
     resumed_from: Path | None
+    #: Lines for the start-up block (e.g. that an unfinished run of this sweep is continued).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -71,21 +73,36 @@ class RunResult:
     interrupted: str | None
     exit_status: int
     dispatch_latencies: list[float] = field(default_factory=list)
+    #: How to run what is left (set by the caller that knows its own words: CLI flag or API call).
+    resume_command: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.exit_status == EXIT_OK
 
+    @property
+    def completed(self) -> int:
+        """Tasks of the sweep that exited 0 (earlier runs included); 0 on ranks other than 0."""
+        return self.statistics.completed if self.statistics else 0
+
+    @property
+    def left(self) -> int:
+        """Tasks of the sweep not run to an end yet (queued, or interrupted): what a resume runs."""
+        return self.statistics.not_run if self.statistics else 0
+
 
 def plan_from_commandlines(config: Config) -> Plan:
     path = Path(config.commandlines)
-    text = read_text(path, "commandlines file")
-    tasks = parse_commandlines(text, str(path), config.cores)
+    given = config.commandlines_text is not None  # from Python: ``commandlines`` only names them
+    text = config.commandlines_text if given else read_text(path, "commandlines file")
+    tasks = parse_commandlines(text, str(path), config.cores, config.block)
     meta = StateMeta(
-        commandlines=str(path.resolve()),
+        commandlines=config.commandlines if given else str(path.resolve()),
         sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
         cores=str(config.cores),
     )
+    if config.block > 1:
+        meta.extra["block"] = config.block
     plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
     mark_mpi_tasks(plan, config)
     return plan
@@ -139,6 +156,50 @@ def warn(text: str) -> None:
     print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
 
 
+def make_plan(config: Config) -> Plan:
+    """The run's plan: a new sweep, a resume, or -- the same commandlines again over
+    a queuestate that holds an unfinished run of them -- that run continued."""
+    if not config.commandlines:
+        return plan_from_queuestate(config)
+    plan = plan_from_commandlines(config)
+    unfinished = unfinished_run_of(plan) if not config.start_over else None
+    if unfinished is None:
+        return plan
+    left, total = unfinished
+    continued = plan_from_queuestate(dataclasses.replace(config, commandlines=None, resume=str(plan.state_path)))
+    continued.notes.append(
+        f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not completed):"
+        " continuing it (start over with --start-over, start_over=True)"
+    )
+    return continued
+
+
+def unfinished_run_of(plan: Plan) -> tuple[int, int] | None:
+    """(tasks left, tasks) when the plan's queuestate is an unfinished run of the same sweep, else None.
+
+    The same sweep: the same commandlines content (hash), cores and blocking.
+    Re-submitting the job script after a time limit then goes on where it
+    stopped instead of being refused or running everything again.
+    """
+    target = plan.state_path
+    if not target.is_file():
+        return None
+    try:
+        loaded = load_state(target, CoresSpec("fixed", 1))
+    except InputError:
+        return None  # check_state_target says what is wrong with it
+    meta = loaded.meta
+    same = (
+        not loaded.from_pylauncher
+        and meta.sha256 == plan.meta.sha256
+        and meta.cores == plan.meta.cores
+        and meta.extra.get("block", 1) == plan.meta.extra.get("block", 1)
+        and bool(meta.extra.get("mpi")) == bool(plan.meta.extra.get("mpi"))
+    )
+    left = len(loaded.ledger.ids_in("queued", RUNNING))
+    return (left, len(loaded.ledger)) if same and left else None
+
+
 def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
     """Refuse to resume when the commandlines file changed since the sweep began.
 
@@ -173,8 +234,9 @@ def mark_mpi_tasks(plan: Plan, config: Config) -> None:
         plan.ledger.records[task.id].task = task
 
 
-def check_state_target(plan: Plan) -> None:
-    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep."""
+def check_state_target(plan: Plan, start_over: bool = False) -> None:
+    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep
+    (unless told to start over: then it is overwritten)."""
     target = plan.state_path
     if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
         return
@@ -189,10 +251,10 @@ def check_state_target(plan: Plan) -> None:
             "exists and is not a readable queuestate: remove it or choose another --queuestate", str(target)
         ) from None
     unfinished = len(other.ids_in("queued", RUNNING))
-    if unfinished:
+    if unfinished and not start_over:
         raise InputError(
             f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume {target},"
-            " or remove it, or choose another --queuestate",
+            " or remove it, or choose another --queuestate, or overwrite it with --start-over",
             str(target),
         )
 
@@ -334,7 +396,7 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
         if mpi_transport.world().Get_size() > 1:
             return _run_mpi(config, out, began)
         relaunch.check_step(os.environ)  # raises: unwired MPI would run the sweep once per task
-    if relaunch.needs_relaunch(os.environ):
+    if config.relaunch and relaunch.needs_relaunch(os.environ):
         relaunch.exec_across_job(os.environ, allocation)
     warning = relaunch.check_step(os.environ)
     if warning:
@@ -438,6 +500,30 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
         comm.Abort(status or EXIT_LAUNCHER_FAILED)
 
 
+def _startup(config: Config, plan: Plan, hellos: list) -> str:
+    """The start-up lines' facts, from the checked plan and the agents' hellos."""
+    nodes: dict[str, int] = {}
+    for hello in hellos:  # one entry per node, in rank order
+        nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
+    cores = plan.default_cores
+    per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
+        cores.kind, f"{cores.count} core{'s' if cores.count != 1 else ''} per task"
+    )
+    if config.block > 1 or plan.meta.extra.get("block"):
+        per_task += f", {plan.meta.extra.get('block', config.block)} lines per task (schedule=block)"
+    if plan.meta.extra.get("gpus_per_task"):
+        per_task += f", {plan.meta.extra['gpus_per_task']} GPU(s) per task"
+    if plan.meta.extra.get("mpi"):
+        per_task += ", MPI tasks"
+    source = plan.meta.commandlines or str(plan.resumed_from)
+    if plan.resumed_from is not None:
+        source = f"{source} (resuming {plan.resumed_from})"
+    return startup_lines(
+        __version__, config.job_type, source, len(plan.ledger), len(plan.to_run), per_task,
+        plan.meta.workdir, str(plan.state_path), list(nodes.items()),
+    )  # fmt: skip
+
+
 def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
     """Rank 0's part, the same for one machine and for many: lock, check, run, report."""
     with lock_sweep(config, allocation.job_id):
@@ -445,14 +531,14 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
 
 
 def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
-    plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
+    plan = make_plan(config)
     source = config.commandlines or config.resume
     hellos = transport.hellos()
     pool_size = sum(hello.cores for _, hello in hellos)
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpus) for _, h in hellos])
-    check_state_target(plan)
+    check_state_target(plan, config.start_over)
     workdir = choose_workdir(config, plan, allocation)
     created = not workdir.exists()
     try:
@@ -460,6 +546,10 @@ def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: 
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
+    out.write(_startup(config, plan, [hello for _, hello in hellos]))  # what ran, for the log
+    out.flush()
+    for note in (*config.notes, *plan.notes):
+        print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
     transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
@@ -473,7 +563,7 @@ def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: 
         raise
     stop = StopRequest(*run_deadline(config, began))
     master = Master(
-        Scheduler(plan.to_run, retries=config.retries, standby=True),
+        Scheduler(plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval),
         store,
         joblog,
         transport,

@@ -47,7 +47,18 @@ class Retracted:
     task_id: int
 
 
-Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted
+@dataclass(frozen=True, slots=True)
+class ClockTick:
+    """The time is ``now`` (seconds, any fixed origin): what a paced scheduler starts by.
+
+    Only a scheduler with a start interval needs it; the master sends one with
+    every burst then (and wakes for :attr:`Scheduler.next_start_due`).
+    """
+
+    now: float
+
+
+Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick
 
 
 # -- actions (instructions) ------------------------------------------------

@@ -45,6 +45,13 @@ standby; the task asked back goes to the head of the queue::
 
     QUEUED --Start(after)--> STANDBY --TaskFinished(pred)/Promoted--> RUNNING
                                 |  --Retracted, AgentLost, StopDispatch--> QUEUED
+
+Pacing (``start_interval=s``, PyLauncher's ``delay``): at most one start every
+``s`` seconds across the job, for tasks that would all hit a file system at
+once.  Time arrives in :class:`ClockTick` events; a placement pass starts one
+task if ``s`` seconds have passed since the last start, and
+:attr:`Scheduler.next_start_due` says when the next may go.  Hand-off and
+standby starts are off then: every start waits its turn.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from mpilauncher.core.events import (
     AgentJoined,
     AgentLost,
     AllDone,
+    ClockTick,
     Event,
     Promoted,
     Requeued,
@@ -88,7 +96,9 @@ class InvalidTransition(RuntimeError):
 class Scheduler:
     """Places tasks on free cores; see the module docstring."""
 
-    def __init__(self, tasks: Iterable[Task], retries: int = 0, standby: bool = False) -> None:
+    def __init__(
+        self, tasks: Iterable[Task], retries: int = 0, standby: bool = False, start_interval: float | None = None
+    ) -> None:
         self.tasks: dict[int, Task] = {}
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
@@ -109,6 +119,12 @@ class Scheduler:
         # standby tasks not yet asked back, by shape, oldest first: -> how many ends had been seen when sent
         self._standby_of: dict[Shape, OrderedDict[int, int]] = {}
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
+        self.start_interval = start_interval  # pacing: at most one start per this many seconds
+        if start_interval is not None:
+            self.standby = False  # a standby would start the moment its predecessor ends, unpaced
+        self._now: float | None = None  # the latest ClockTick (paced only)
+        self._next_start = float("-inf")  # when the next paced start may go
+        self._pace_held = False  # the last placement pass stopped for the pace, with a task that fits
         for task in tasks:
             if task.id in self.tasks:
                 raise ValueError(f"task id {task.id} given twice")
@@ -152,6 +168,8 @@ class Scheduler:
             return self._on_lost(event.node)
         elif isinstance(event, Retracted):
             self._on_retracted(event.task_id)
+        elif isinstance(event, ClockTick):
+            self._now = event.now
         elif isinstance(event, StopDispatch):
             self._stopping = True
             for tid in list(self.waiting):  # never started (or killed by the stop): queued again
@@ -162,6 +180,11 @@ class Scheduler:
         return []
 
     # -- queries ----------------------------------------------------------
+    @property
+    def next_start_due(self) -> float | None:
+        """Paced: when the next start may go, if a queued task that fits waits only for that."""
+        return self._next_start if self._pace_held and not self._stopping else None
+
     @property
     def queued_count(self) -> int:
         return sum(len(q) for q in self._queues.values())
@@ -240,7 +263,7 @@ class Scheduler:
     def _next_in_order(self, shape: Shape) -> int | None:
         """The queued task of ``shape`` that may take a just-freed slot of that shape:
         the lowest queued id overall, so file order holds (never for MPI tasks)."""
-        if self._stopping or shape[2] or self._lowest_queued_shape() != shape:
+        if self._stopping or shape[2] or self.start_interval is not None or self._lowest_queued_shape() != shape:
             return None
         return self._queues[shape][0]
 
@@ -285,6 +308,7 @@ class Scheduler:
 
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
+        self._pace_held = False
         while pool.free_cores:
             best_shape = best_id = None
             for shape, queue in self._queues.items():
@@ -292,6 +316,11 @@ class Scheduler:
                     best_shape, best_id = shape, queue[0]
             if best_shape is None:
                 break
+            if self.start_interval is not None:
+                if self._now is None or self._now < self._next_start:
+                    self._pace_held = True
+                    break
+                self._next_start = self._now + self.start_interval
             heapq.heappop(self._queues[best_shape])
             width, gpus, mpi = best_shape
             span: tuple[tuple[int, tuple[int, ...]], ...] = ()

@@ -94,9 +94,10 @@ def split_core_prefix(text: str, source: str, line: int) -> tuple[int, str]:
     return count, rest
 
 
-def parse_commandlines(text: str, source: str, cores: CoresSpec) -> list[Task]:
+def parse_commandlines(text: str, source: str, cores: CoresSpec, block: int = 1) -> list[Task]:
     """Turn the text of a commandlines file into tasks numbered from 0.
 
+    ``block`` > 1 is PyLauncher's ``schedule="blockN"``: see :func:`join_blocks`.
     Raises :class:`InputError` naming ``source`` and the line for any bad line,
     and for a file with no task at all.
     """
@@ -116,4 +117,22 @@ def parse_commandlines(text: str, source: str, cores: CoresSpec) -> list[Task]:
         tasks.append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number))
     if not tasks:
         raise InputError("no tasks: the file holds only blank and comment lines", source)
+    return join_blocks(tasks, block) if block > 1 else tasks
+
+
+def join_blocks(lines: list[Task], block: int) -> list[Task]:
+    """Every ``block`` consecutive lines (the last block may be shorter) become one task.
+
+    The lines are joined with ``&&``: they run one after another and the block
+    stops at its first failure.  As in PyLauncher, ``PYL_ID`` in each line has
+    already become that *line's* number; the task -- its ``out<N>``,
+    ``$PYL_ID`` and queuestate entry -- is numbered by block.  A block needs
+    the most cores any of its lines asks for, and starts at its first line.
+    """
+    tasks: list[Task] = []
+    for first in range(0, len(lines), block):
+        group = lines[first : first + block]
+        command = " && ".join(line.command for line in group)
+        cores = max(line.cores for line in group)
+        tasks.append(Task(len(tasks), command, cores, group[0].whole_node, group[0].line))
     return tasks

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Sequence
+
 from mpilauncher.core.stats import Statistics
+
+#: The PyLauncher release whose scripts, keywords and files this release follows.
+PYLAUNCHER_VERSION = "5.4"
 
 
 def _number(value: float) -> str:
@@ -34,3 +41,31 @@ def final_report(stats: Statistics, interrupted: str | None = None) -> str:
     if stats.not_run:
         text += f"\ntasks not run yet: {stats.not_run} (queued or interrupted: resume to run them)\n"
     return text
+
+
+def startup_lines(
+    version: str,
+    job_type: str,
+    commandlines: str,
+    tasks: int,
+    to_run: int,
+    per_task: str,
+    workdir: str,
+    queuestate: str,
+    nodes: Sequence[tuple[str, int]],
+) -> str:
+    """What ran, for the log: PyLauncher's start-up lines in spirit (version, launcher
+    type, workdir, core count), printed once the input is checked."""
+    cores = sum(count for _, count in nodes)
+    names = [name for name, _ in nodes]
+    where = ", ".join(names[:4]) + (f", ... ({len(names)} nodes)" if len(names) > 4 else "")
+    run = f"{tasks} tasks" if to_run == tasks else f"{to_run} of {tasks} tasks to run"
+    return (
+        f"mpilauncher {version} (PyLauncher {PYLAUNCHER_VERSION} compatible) job, type={job_type},"
+        f" starting {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        f" .. using python {sys.version.split()[0]}\n"
+        f" .. commandlines: {commandlines}: {run}, {per_task}\n"
+        f" .. workdir: {workdir}\n"
+        f" .. queuestate: {queuestate}\n"
+        f" .. host pool: {cores} cores on {len(names)} node{'s' if len(names) != 1 else ''} ({where})\n"
+    )

@@ -24,6 +24,7 @@ from mpilauncher.core.events import (
     AgentJoined,
     AgentLost,
     AllDone,
+    ClockTick,
     Promoted,
     Requeued,
     Retract,
@@ -138,7 +139,8 @@ class Master:
             self.node_cpus[node] = hello.bound_cpus
             self.node_gpus[node] = hello.gpus
             joined.append(AgentJoined(node, hello.node_name, hello.cores, len(hello.gpus)))
-        actions = self.scheduler.handle(*joined)
+        paced = self.scheduler.start_interval is not None  # then time goes in with every burst
+        actions = self.scheduler.handle(*joined, *self._clock(paced))
         while True:
             finished = self._carry_out(actions)
             now = time.monotonic()
@@ -151,8 +153,14 @@ class Master:
                 return self._stop_early()
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
             timeout = min(timeout, self.stop.seconds_left(now))
+            if paced and (due := self.scheduler.next_start_due) is not None:
+                timeout = min(timeout, max(0.0, due - now))
             actions = self._apply_reports(self.transport.receive(timeout))
-            actions += self.scheduler.handle(*self._lost_nodes(time.monotonic()))
+            actions += self.scheduler.handle(*self._lost_nodes(time.monotonic()), *self._clock(paced))
+
+    @staticmethod
+    def _clock(paced: bool) -> tuple[ClockTick, ...]:
+        return (ClockTick(time.monotonic()),) if paced else ()
 
     def _carry_out(self, actions) -> bool:
         starts: dict[int, list[StartItem]] = defaultdict(list)

@@ -217,7 +217,6 @@ BAD_OPTIONS = [
     ("--agent-timeout", "1e300", None),
     ("--emulate-nodes", "1000000000", None),
     ("--mpi-starter", "rsh", "mpi_starter"),
-    ("--debug", "verbose", "debug"),
 ]
 
 

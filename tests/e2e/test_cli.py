@@ -129,6 +129,48 @@ def test_debug_trace_prints_ticks_with_queue_and_hosts(sweep_dir: Path) -> None:
     assert "Hosts:" in out and re.search(r"^\S+: \d+/\d+ cores busy: \d+@\d", out, re.M)
 
 
+def test_debug_words_are_matched_as_pylauncher_does_and_idle_ones_get_one_note(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "sleep 0.2\n" * 2)
+    result = run_cli(
+        ["commandlines", "--workdir", "w", "--debug", "hosts+jobs+exec+verbose", "--delay", "0.05"], sweep_dir
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tick 1\nQueue:" in result.stdout and "Hosts:" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: note: debug=")]
+    assert len(notes) == 1 and "'verbose' matches none" in notes[0] and "exec trace nothing here" in notes[0]
+
+
+def test_startup_lines_say_what_runs_where(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n" * 3)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    head = result.stdout.split("Launcherjob run completed.")[0]
+    assert re.match(r"mpilauncher \S+ \(PyLauncher 5\.4 compatible\) job, type=python -m mpilauncher, starting ", head)
+    assert f" .. commandlines: {sweep_dir / 'commandlines'}: 3 tasks, 1 core per task\n" in head
+    assert f" .. workdir: {sweep_dir / 'w'}\n .. queuestate: queuestate\n" in head
+    assert re.search(r"^ \.\. host pool: 2 cores on 1 node \(\S+\)$", head, re.M)
+
+
+def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
+    result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert "# tasks completed: 3\n" in result.stdout
+    assert (sweep_dir / "w" / "out0").read_text() == "line 0 task 0\nline 1 task 0\n"
+    assert (sweep_dir / "w" / "out2").read_text() == "line 4 task 2\n"
+    assert "0 line=2 exit=0" in (sweep_dir / "queuestate").read_text()
+    assert " .. commandlines: " in result.stdout and "2 lines per task (schedule=block)" in result.stdout
+
+
+def test_start_interval_paces_the_starts(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "true\n" * 4)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", "4", "--start-interval", "0.4"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    starts = sorted(float(row["start"]) for row in read_joblog(sweep_dir / "w" / "joblog"))
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.35, gaps  # a lower bound only: a loaded machine makes the gaps longer, never shorter
+
+
 def test_workdir_default_name_and_queuestate_option(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "true\n")
     result = run_cli(["commandlines", "--queuestate", "qs5"], sweep_dir)
@@ -176,7 +218,8 @@ BAD_INPUTS = [
         ["commandlines", "--cores", "lots"],
         "--cores must be a whole number from 1 to 10,000,000, 'node' or 'file'",
     ),
-    ("unknown debug", "true\n", ["commandlines", "--debug", "verbose"], "--debug must be words from"),
+    ("bad schedule", "true\n", ["commandlines", "--schedule", "blocks"], "--schedule must be 'default' or 'blockN'"),
+    ("bad start interval", "true\n", ["commandlines", "--start-interval", "-1"], "--start-interval must be a number"),
     ("bad delay", "true\n", ["commandlines", "--delay", "0"], "--delay must be a number of seconds greater than 0"),
     ("corrupt queuestate", None, ["--resume", "bad_state"], "bad_state:1: task line before any of the sections"),
     ("missing queuestate", None, ["--resume", "nostate"], "nostate: no such queuestate file"),

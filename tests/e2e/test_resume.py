@@ -187,3 +187,53 @@ def test_python_api_bad_input_is_one_line_and_exit_2(sweep_dir: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "error: cores= must be a whole number from 1" in proc.stderr
+
+
+# -- re-running the same sweep over an unfinished queuestate (issue 11, item 7) -----
+def stopped_sweep(directory: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A sweep stopped at --max-runtime with tasks left (tasks append their id when they end)."""
+    appending_sweep(directory, n=12, seconds=0.3)
+    stopped = run_cli(
+        ["commandlines", "--workdir", "w", "--cores-per-node", "2", "--max-runtime", "0.8", *extra], directory
+    )
+    assert stopped.returncode == 4, stopped.stderr
+    return stopped
+
+
+def test_running_the_same_sweep_again_continues_its_unfinished_run(sweep_dir: Path) -> None:
+    stopped_sweep(sweep_dir)
+    before = ran_counts(sweep_dir)
+    again = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", "2"], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    notes = [line for line in again.stderr.splitlines() if "holds an unfinished run" in line]
+    assert len(notes) == 1 and f"({12 - sum(before.values())} of 12 tasks not completed): continuing it" in notes[0]
+    assert ran_counts(sweep_dir) == collections.Counter(range(12)), "each task exactly once over both runs"
+    assert "# tasks completed: 12\n" in again.stdout
+    assert "(resuming queuestate)" in again.stdout
+
+
+def test_start_over_runs_the_whole_sweep_again(sweep_dir: Path) -> None:
+    stopped_sweep(sweep_dir)
+    done = set(ran_counts(sweep_dir))
+    again = run_cli(["commandlines", "--workdir", "w2", "--cores-per-node", "2", "--start-over"], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    counts = ran_counts(sweep_dir)
+    assert all(counts[i] == 2 for i in done) and set(counts) == set(range(12))
+    assert "unfinished" not in again.stderr
+
+
+def test_another_sweep_over_an_unfinished_queuestate_is_still_refused(sweep_dir: Path) -> None:
+    stopped_sweep(sweep_dir)
+    state = (sweep_dir / "queuestate").read_text()
+    (sweep_dir / "commandlines").write_text("echo another sweep\n")
+    refused = run_cli(["commandlines", "--workdir", "w2", "--cores-per-node", "2"], sweep_dir)
+    assert refused.returncode == 2
+    assert "holds an unfinished sweep" in refused.stderr and "--start-over" in refused.stderr
+    assert (sweep_dir / "queuestate").read_text() == state and not (sweep_dir / "w2").exists()
+
+
+def test_other_cores_or_blocks_make_another_sweep(sweep_dir: Path) -> None:
+    stopped_sweep(sweep_dir)
+    for other in (["--cores", "2"], ["--schedule", "block2"]):
+        refused = run_cli(["commandlines", "--workdir", "w2", "--cores-per-node", "2", *other], sweep_dir)
+        assert refused.returncode == 2 and "holds an unfinished sweep" in refused.stderr, other

@@ -178,3 +178,43 @@ def test_a_sweep_run_by_mpiexec_is_locked_against_a_second_launcher(sweep_dir: P
     assert first.returncode == 0, err
     assert not (sweep_dir / "queuestate").exists() and not (sweep_dir / "mine.lock").exists()
     assert sorted(int(x) for x in (sweep_dir / "ran").read_text().split()) == list(range(6))
+
+
+def run_script_mpi(directory: Path, body: str, ranks: int = 3) -> subprocess.CompletedProcess:
+    """``mpiexec -n 3 python script.py``: every rank runs the user's script (issue 11)."""
+    (directory / "script.py").write_text("import os\nimport mpilauncher as pylauncher\n" + body)
+    return subprocess.run(
+        ["mpiexec", "-n", str(ranks), sys.executable, "script.py"],
+        cwd=directory, env=launcher_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_a_stopped_pylauncher_script_returns_on_every_rank_and_only_rank_0_speaks(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("sleep 0.4\n" * 12)
+    res = run_script_mpi(
+        sweep_dir,
+        "result = pylauncher.ClassicLauncher('commandlines', workdir='w', corespernode=2, maxruntime=1,"
+        " debug='job+exec')\n"
+        "open(f'rank{os.environ[\"PMI_RANK\"]}', 'w').write(f'{result.exit_status} {result.left > 0}')\n",
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted((sweep_dir / f"rank{r}").read_text() for r in range(3)) == ["4 False", "4 False", "4 True"]
+    assert res.stderr.count("left; resume with ResumeClassicLauncher('queuestate')") == 1
+    assert res.stderr.count("mpilauncher: note: debug=") == 1, "a note once, not once per rank"
+    assert res.stdout.count("PyLauncher 5.4 compatible) job, type=ClassicLauncher") == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [("pylauncher.ClassicLauncher('commandlines', taskmaxrunime=3)", "unknown keyword taskmaxrunime="),
+     ("pylauncher.ClassicLauncher('no_such_file')", "no_such_file")],
+)  # fmt: skip
+def test_bad_input_in_a_script_under_mpiexec_is_one_line_and_status_2_on_every_rank(
+    sweep_dir: Path, call: str, says: str
+) -> None:
+    (sweep_dir / "commandlines").write_text("true\n")
+    res = run_script_mpi(sweep_dir, call + "\nprint('not reached')\n")
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("mpilauncher")]
+    assert len(errors) == 1 and says in errors[0], res.stderr
+    assert "not reached" not in res.stdout and "Traceback" not in res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sys
 from pathlib import Path
 
@@ -156,3 +157,41 @@ def test_gpu_sweep_with_and_without_one_rank_per_gpu(slurm_cluster, sweep: Path,
     for row in rows:
         seen = (sweep / "w" / f"out{row['id']}").read_text().split()
         assert seen == [row["gpus"], row["node"]]
+
+
+@pytest.mark.timeout(300)
+def test_resubmitting_a_pylauncher_job_script_continues_the_sweep_across_the_nodes(slurm_cluster, sweep: Path) -> None:
+    """PyLauncher's example_block_launcher.py, stopped by maxruntime and submitted again until done (issue 11)."""
+    lines = "mkdir -p out && cd out && sleep 0.4 && touch PYLTID && echo PYLTID >> ../ran && cd ..\n"
+    (sweep / "blockcommandlines").write_text(lines * 16)
+    (sweep / "example_block_launcher.py").write_text(
+        "import os\nimport mpilauncher as pylauncher\n"
+        'example = "ClassicLauncher"\n'
+        'result = pylauncher.ClassicLauncher("blockcommandlines", schedule="block2", maxruntime=1.5,\n'
+        '    debug="host+exec+task+job+cmd")\n'
+        "if result.statistics is not None:\n"
+        '    print(f"post-processing: {result.completed} done, {result.left} left", flush=True)\n'
+    )
+    (sweep / "job.sh").write_text(
+        f"#!/bin/bash\ncd {sweep}\nexport PYTHONPATH={ROOT}\n{PYTHON} example_block_launcher.py\necho exit=$?\n"
+    )
+    outputs = []
+    for attempt in range(5):
+        out = sweep / f"job{attempt}.out"
+        job = slurm_cluster.sbatch("-N", "2", "--exclusive", "-o", str(out), str(sweep / "job.sh"))
+        assert slurm_cluster.wait_job(job, timeout=90) == "COMPLETED"
+        outputs.append(out.read_text())
+        assert "exit=0" in outputs[-1], outputs[-1]
+        if "Launcherjob run completed." in outputs[-1]:
+            break
+    assert "Launcherjob run completed." in outputs[-1] and len(outputs) >= 2, outputs
+    for output in outputs:
+        assert output.count("post-processing: ") == 1, "rank 0 alone has the statistics"
+        assert output.count("mpilauncher: note: debug=") <= 1, "the relaunch does not repeat the notes"
+    assert all("holds an unfinished run of these commandlines" in output for output in outputs[1:])
+    ran = collections.Counter(map(int, (sweep / "ran").read_text().split()))
+    assert set(ran) == set(range(16)), "every line ran"
+    # a block is one task: one stopped after its first line runs again whole (at-least-once, per block)
+    assert all(line % 2 == 0 for line, count in ran.items() if count > 1), ran
+    rows = read_joblog(next(sweep.glob("pylauncher_tmp*")) / "joblog")
+    assert len({row["node"] for row in rows}) == 2, "both nodes of the job"

@@ -158,3 +158,31 @@ def test_cores_spec_parse_passes_spec_through_and_str_round_trips():
     for value in ("7", "node", "file"):
         assert str(CoresSpec.parse(value)) == value
         assert CoresSpec.parse(str(CoresSpec.parse(value))) == CoresSpec.parse(value)
+
+
+# -- schedule="blockN" (PyLauncher's blocks) ------------------------------------
+def test_blocks_join_consecutive_lines_with_and_and_keep_each_lines_own_pyl_id():
+    text = "# header\necho PYL_ID\necho PYLTID\n\necho PYL_ID\necho PYL_ID\necho PYL_ID\n"
+    tasks = parse_commandlines(text, "cmds", ONE, block=2)
+    assert commands(tasks) == ["echo 0 && echo 1", "echo 2 && echo 3", "echo 4"], "the last block is shorter"
+    assert [t.id for t in tasks] == [0, 1, 2], "tasks are numbered by block"
+    assert [t.line for t in tasks] == [2, 5, 7], "a block is where its first line is"
+
+
+def test_a_block_needs_the_most_cores_any_of_its_lines_asks_for():
+    tasks = parse_commandlines("1,./a\n3,./b\n2,./c\n", "cmds", FILE, block=2)
+    assert [(t.cores, t.command) for t in tasks] == [(3, "./a && ./b"), (2, "./c")]
+    node = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("node"), block=3)
+    assert len(node) == 1 and node[0].whole_node
+
+
+@pytest.mark.parametrize("block", [1, 200])
+def test_block_of_one_or_of_more_than_the_file_holds(block):
+    tasks = parse_commandlines("./a\n./b\n./c\n", "cmds", ONE, block=block)
+    assert len(tasks) == (3 if block == 1 else 1)
+    assert tasks[-1].command == ("./c" if block == 1 else "./a && ./b && ./c")
+
+
+def test_a_bad_line_inside_a_block_is_named_by_its_own_line():
+    with pytest.raises(InputError, match=r"^cmds:3: missing 'N,'"):
+        parse_commandlines("1,./a\n1,./b\n./c\n", "cmds", FILE, block=2)

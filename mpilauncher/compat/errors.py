@@ -1,0 +1,86 @@
+"""What the PyLauncher-style API raises, so that a script may catch it and a batch job need not.
+
+PyLauncher raises exceptions (``LauncherException``); the CLI prints one line
+and exits 2 or 3.  The API does both at once: it prints the one line, then
+raises an exception that is
+
+- an :class:`~mpilauncher.errors.InputError` (bad input) or
+  :class:`~mpilauncher.errors.LauncherFailure`, and a ``ValueError`` or
+  ``RuntimeError``, and PyLauncher's :class:`LauncherException`: a script that
+  wants to go on catches any of those;
+- also a ``SystemExit`` carrying the CLI's exit status: left uncaught, it ends
+  the script with status 2 (3) and no traceback, as the CLI does -- the batch
+  log holds exactly the one line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mpilauncher.errors import InputError, LauncherError, LauncherFailure
+
+#: How MPI starters tell a process its rank (read before MPI is initialised: a bad keyword is found first).
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
+
+
+def first_rank() -> bool:
+    """Rank 0 of an MPI job, or no MPI job: the process that speaks for the run.
+
+    Under ``ibrun python3 script.py`` every rank calls the launcher and finds
+    the same bad keyword; only one may say so.
+    """
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value) == 0
+    return True
+
+
+def say(line: str) -> None:
+    """Print one line on stderr, from rank 0 only."""
+    if first_rank():
+        print(line, file=sys.stderr, flush=True)
+
+
+class LauncherException(Exception):  # noqa: N818 (PyLauncher's name: scripts catch it by this name)
+    """PyLauncher's exception class; everything the API raises is one.
+
+    Scripts also raise it themselves (PyLauncher's examples do, from their own
+    commandline generators): it is an ordinary exception then.
+    """
+
+
+class ScriptInputError(LauncherException, InputError, ValueError, SystemExit):
+    """Bad input met through the API (exit status 2 when uncaught; see the module docstring)."""
+
+    def __init__(self, problem: str, source: str | None = None, line: int | None = None) -> None:
+        InputError.__init__(self, problem, source, line)
+        self.code = self.exit_status
+
+
+class ScriptLauncherFailure(LauncherException, LauncherFailure, RuntimeError, SystemExit):
+    """The launcher itself failed under the API (exit status 3 when uncaught)."""
+
+    def __init__(self, message: str) -> None:
+        LauncherFailure.__init__(self, message)
+        self.code = self.exit_status
+
+
+def report(err: LauncherError) -> LauncherException:
+    """Print ``err`` as its one line and turn it into what the API raises (once: :func:`refuse` printed its own)."""
+    if isinstance(err, LauncherException):
+        return err
+    say(f"mpilauncher: error: {err}")
+    if isinstance(err, InputError):
+        raised = ScriptInputError(err.problem, err.source, err.line)
+    else:
+        raised = ScriptLauncherFailure(str(err))
+    return raised
+
+
+def refuse(problem: str) -> ScriptInputError:
+    """A one-line refusal of bad input found by the API itself (printed now, to be raised)."""
+    error = ScriptInputError(problem)
+    say(f"mpilauncher: error: {error}")
+    return error

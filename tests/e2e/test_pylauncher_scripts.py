@@ -1,0 +1,517 @@
+"""PyLauncher users' scripts, written the way they write them, run as they run them (issue 11).
+
+Every pattern of PyLauncher's example scripts and user guide, with only the
+import line changed (``import mpilauncher as pylauncher``), run as
+``python script.py`` in a fresh directory.  These are our own scripts, not
+PyLauncher's tests; the job id comes from ``SLURM_JOBID`` as their scripts read it.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import launcher_env
+
+JOB = "4242"
+
+
+def script(directory: Path, body: str, name: str = "example_launcher.py") -> Path:
+    path = directory / name
+    path.write_text("import os\nimport mpilauncher as pylauncher\n" + textwrap.dedent(body))
+    return path
+
+
+def run_script(directory: Path, body: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """``python example_launcher.py`` in ``directory``, as a job script would run it."""
+    path = script(directory, body)
+    return subprocess.run(
+        [sys.executable, path.name], cwd=directory, env=launcher_env(SLURM_JOBID=JOB, **env),
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def start_script(directory: Path, body: str) -> subprocess.Popen:
+    path = script(directory, body)
+    return subprocess.Popen(
+        [sys.executable, path.name], cwd=directory, env=launcher_env(SLURM_JOBID=JOB),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def notes(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: note: ")]
+
+
+def commandlines(directory: Path, text: str, name: str = "commandlines") -> None:
+    (directory / name).write_text(text)
+
+
+# -- the debug strings of PyLauncher's examples: none may stop the run (item 1) ---------
+@pytest.mark.parametrize(
+    "debug",
+    ["host+exec+task+job+cmd", "host+jobs+exec", "job+host+task+exec+cmd", "job+command", "ssh+host+exec+job",
+     "host+queue+exec+job+task", "job+task+host+exec+command", "job"],
+)  # fmt: skip
+def test_the_examples_debug_strings_run_and_trace(sweep_dir: Path, debug: str) -> None:
+    commandlines(sweep_dir, "####\n" + "mkdir -p pylauncher_output && cd pylauncher_output && touch PYLTID\n" * 4)
+    result = run_script(
+        sweep_dir,
+        f"""
+        example = "ClassicLauncher"
+        pylauncher.ClassicLauncher\\
+            ("commandlines",
+             # optional spec of output dir:
+             workdir=f"pylauncher_tmp_{{example}}_{{ os.environ['SLURM_JOBID'] }}",
+             delay=.1,
+             debug="{debug}")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (sweep_dir / "pylauncher_output").iterdir()) == ["0", "1", "2", "3"]
+    assert "# tasks completed: 4" in result.stdout
+    assert "type=ClassicLauncher" in result.stdout and f"pylauncher_tmp_ClassicLauncher_{JOB}" in result.stdout
+    if debug != "job+command" and "job" in debug or "queue" in debug:
+        assert "tick 1\nQueue:" in result.stdout
+    debug_notes = [n for n in notes(result) if "debug=" in n]
+    assert len(debug_notes) == (0 if debug == "job" else 1), result.stderr
+
+
+# -- the launcher calls of PyLauncher's examples and user guide ----------------------------
+EXAMPLES = {
+    "core": ("echo $OMP_NUM_THREADS\n" * 2, 'pylauncher.ClassicLauncher("commandlines", cores=2, corespernode=2,'
+             ' workdir=workdir, debug="host+job+exec")', "2\n"),
+    "node": ("echo $OMP_NUM_THREADS\n" * 2, 'pylauncher.ClassicLauncher("commandlines", cores="node", corespernode=2,'
+             ' workdir=workdir, debug="job+host+exec")', "2\n"),
+    "filecore": ("2,echo $OMP_NUM_THREADS\n1,echo one\n", 'print(f" .. input: {commandlines}")\n'
+                 'pylauncher.ClassicLauncher("commandlines", cores="file", corespernode=2, workdir=workdir,'
+                 ' debug="host+exec+job+command")', "2\n"),
+    "gpu": ("echo $CUDA_VISIBLE_DEVICES\n" * 2, 'gpuspernode = os.environ.get("GPUSPERNODE", 1)\n'
+            'pylauncher.GPULauncher("commandlines", gpuspernode=gpuspernode, workdir=workdir,'
+            ' debug="ssh+host+exec+job")', "0\n"),
+    "fileibrun": ("2,hostname\n1,hostname\n", 'pylauncher.IbrunLauncher("commandlines", cores="file", corespernode=2,'
+                  ' mpi_starter="mpiexec", workdir=workdir, debug="job+host+task+exec+cmd")', None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_launcher_calls_of_pylaunchers_examples(sweep_dir: Path, example: str) -> None:
+    lines, call, first_output = EXAMPLES[example]
+    commandlines(sweep_dir, lines)
+    body = f'commandlines = "commandlines"\nworkdir = os.path.abspath("scratch/pylauncher_out{JOB}")\n{call}\n'
+    (sweep_dir / "scratch").mkdir()
+    result = run_script(sweep_dir, body, GPUSPERNODE="2")
+    assert result.returncode == 0, result.stderr
+    out0 = (sweep_dir / "scratch" / f"pylauncher_out{JOB}" / "out0").read_text()
+    if first_output is not None:
+        assert out0 == first_output
+    else:
+        assert len(out0.split()) == 2, "two ranks"
+    assert "Launcherjob run completed." in result.stdout
+
+
+# -- schedule="blockN" (item 4) ------------------------------------------------------------
+def test_block_schedule_runs_blocks_of_lines_as_example_block_launcher_does(sweep_dir: Path) -> None:
+    # as PyLauncher's blockcommandlines: each line cds back, for the lines of a block share one shell
+    commandlines(sweep_dir, "mkdir -p out && cd out && touch PYLTID && echo PYLTID in $PYL_ID && cd ..\n" * 7)
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.ClassicLauncher("commandlines", workdir="w", schedule="block3", debug="host+exec+task+job+cmd")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(int(p.name) for p in (sweep_dir / "out").iterdir()) == list(range(7)), "every line ran"
+    assert "# tasks completed: 3" in result.stdout, "7 lines in blocks of 3: 3 tasks"
+    assert (sweep_dir / "w" / "out1").read_text() == "3 in 1\n4 in 1\n5 in 1\n"
+    assert any("schedule='block3'" in n and "own number" in n for n in notes(result))
+
+
+# -- delay, taskmaxruntime, non-zero exits: the differences are said once (item 4) --------
+def test_a_raised_delay_paces_task_starts_as_pylauncher_did(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "true\n" * 3)
+    result = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", delay=0.8)\n')
+    assert result.returncode == 0, result.stderr
+    starts = sorted(float(r["start"]) for r in read_joblog(sweep_dir / "w" / "joblog"))
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 0.7, starts
+    assert any("delay=0.8: at most one task starts every 0.8 s" in n for n in notes(result))
+
+
+def test_taskmaxruntime_kills_and_failures_count_as_aborted_each_said_once(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 30\nexit 3\ntrue\n")
+    result = run_script(
+        sweep_dir,
+        """
+        example = "TruncateLauncher"
+        for attempt in range(2):
+            pylauncher.ClassicLauncher(
+                "commandlines",
+                workdir=f"pylauncher_tmp_{example}_{attempt}",
+                queuestate=f"qs{attempt}",
+                taskmaxruntime=1,delay=.1,debug="job+host")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["id"]: r for r in read_joblog(sweep_dir / "pylauncher_tmp_TruncateLauncher_0" / "joblog")}
+    assert rows["0"]["status"] == "timeout" and rows["1"]["status"] == "failed" and rows["2"]["status"] == "ok"
+    assert result.stdout.count("tasks aborted: 2") == 2
+    said = notes(result)
+    assert sum("taskmaxruntime=1" in n for n in said) == 1, "said once, not at every call"
+    assert sum("count as aborted, not completed" in n for n in said) == 1
+
+
+# -- keywords PyLauncher's launchers accept (item 5) ---------------------------------------
+def test_pylauncher_keywords_are_accepted_with_their_meaning_or_a_note(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "echo one\necho two\necho three\n")
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.ClassicLauncher("commandlines", 4,  # an extra positional argument, ignored by PyLauncher
+            workdir="w", catch_output=False, timeout=10, numactl="core", ppn=4, nactive=2, queue="normal",
+            dependencies=False, hfswitch="-machinefile", resume="no", gpuspernode=0, corespernode=2,
+            maxruntime=0, taskmaxruntime=0, append_output="all_output")
+        pylauncher.ClassicLauncher("commandlines", workdir="w2", resume="0", gather_output="gathered")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "all_output").read_text() == "one\ntwo\nthree\n", "each task's output, in task order"
+    assert (sweep_dir / "gathered").read_text() == "one\ntwo\nthree\n"
+    said = "\n".join(notes(result))
+    for word in ("extra positional arguments (4,)", "catch_output=False", "timeout=", "ppn=", "nactive=", "queue=",
+                 "dependencies=", "hfswitch="):  # fmt: skip
+        assert word in said, word
+    assert "Host pool of size 2." in result.stdout
+
+
+def test_resume_zero_or_no_is_not_a_resume_and_resume_one_is(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "echo PYL_ID\n")
+    (sweep_dir / "oldstate").write_text("queued\n0: echo resumed\nrunning\ncompleted\n")
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.ClassicLauncher("commandlines", workdir="w1", resume=0, queuestate="q1")
+        pylauncher.ClassicLauncher("oldstate", workdir="w2", resume="yes")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w1" / "out0").read_text() == "0\n"
+    assert (sweep_dir / "w2" / "out0").read_text() == "resumed\n"
+    assert any("resume=0 means no here" in n for n in notes(result))
+
+
+def test_a_misspelt_keyword_is_one_line_naming_the_right_one(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "true\n")
+    result = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", taskmaxrunime=30)\n')
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mpilauncher: error: ClassicLauncher: unknown keyword taskmaxrunime= (did you mean taskmaxruntime=?);"
+        " the keywords are listed in the README's migration table\n"
+    )
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines", "example_launcher.py"], "nothing written"
+
+
+# -- the API does not end the script (item 6) ---------------------------------------------
+def test_maxruntime_returns_what_completed_what_is_left_and_how_to_resume(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 0.3 && echo PYL_ID >> ran\n" * 10)
+    result = run_script(
+        sweep_dir,
+        """
+        result = pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=1, maxruntime=1)
+        print("post-processing runs:", result.exit_status, result.completed + result.left, result.resume_command)
+        assert 0 < result.completed < 10 and result.interrupted
+        final = pylauncher.ResumeClassicLauncher("queuestate")
+        print("after resume:", final.exit_status, final.completed, final.left)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "post-processing runs: 4 10 ResumeClassicLauncher('queuestate')" in result.stdout
+    assert "after resume: 0 10 0" in result.stdout
+    assert collections.Counter((sweep_dir / "ran").read_text().split()) == {str(i): 1 for i in range(10)}
+    (line,) = [x for x in result.stderr.splitlines() if "left; resume with" in x]
+    assert line.startswith("mpilauncher: reached --max-runtime of 1 s: ")
+
+
+def test_ctrl_c_raises_keyboard_interrupt_after_the_state_is_saved(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 30\n" * 3)
+    proc = start_script(
+        sweep_dir,
+        """
+        try:
+            pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2)
+        except KeyboardInterrupt:
+            print("caught Ctrl-C; state saved:", "running" in open("queuestate").read())
+        """,
+    )
+    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "caught Ctrl-C; state saved: True" in out
+    assert "stopped by SIGINT: 0 tasks completed, 3 left; resume with ResumeClassicLauncher('queuestate')" in err
+
+
+def test_sigterm_ends_the_script_with_143_after_saving_the_state(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 30\n" * 2)
+    proc = start_script(
+        sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2)\nprint("post")\n'
+    )
+    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "post" not in out and "Traceback" not in err
+    assert "\nrunning\n0 " in (sweep_dir / "queuestate").read_text()
+
+
+def test_slurms_early_warning_sigusr1_returns_like_a_time_limit(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 30\n" * 2)
+    proc = start_script(
+        sweep_dir,
+        """
+        result = pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2)
+        print("post-processing:", result.exit_status, result.left, result.resume_command)
+        """,
+    )
+    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"post-processing: {128 + signal.SIGUSR1} 2 ResumeClassicLauncher('queuestate')" in out
+
+
+def test_bad_input_is_one_line_and_status_2_unless_the_script_catches_it(sweep_dir: Path) -> None:
+    uncaught = run_script(sweep_dir, 'pylauncher.ClassicLauncher("no_such_file", cores=2)\nprint("not reached")\n')
+    assert uncaught.returncode == 2 and uncaught.stdout == ""
+    assert uncaught.stderr.count("\n") == 1 and "Traceback" not in uncaught.stderr
+    assert uncaught.stderr.startswith("mpilauncher: error: no_such_file: ")
+    caught = run_script(
+        sweep_dir,
+        """
+        try:
+            pylauncher.ClassicLauncher("no_such_file")
+        except ValueError as err:
+            print("caught ValueError:", isinstance(err, pylauncher.LauncherException),
+                  isinstance(err, pylauncher.InputError))
+        try:
+            pylauncher.ClassicLauncher("no_such_file", cores="lots")
+        except pylauncher.LauncherException as err:
+            print("caught LauncherException:", err)
+        """,
+    )
+    assert caught.returncode == 0, caught.stderr
+    assert "caught ValueError: True True" in caught.stdout
+    assert "caught LauncherException: cores= must be a whole number from 1" in caught.stdout
+
+
+# -- re-running the same script continues an unfinished run (item 7) -----------------------
+def test_resubmitting_the_same_script_continues_until_the_sweep_is_done(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 0.3 && echo PYL_ID >> ran\n" * 12)
+    body = 'pylauncher.ClassicLauncher("commandlines", corespernode=2, maxruntime=1)\n'
+    runs = []
+    for _ in range(8):
+        runs.append(run_script(sweep_dir, body))
+        assert runs[-1].returncode == 0, runs[-1].stderr
+        if "Launcherjob run completed." in runs[-1].stdout:
+            break
+    assert len(runs) >= 2 and "Launcherjob run completed." in runs[-1].stdout
+    assert all("holds an unfinished run of these commandlines" in r.stderr for r in runs[1:])
+    assert collections.Counter((sweep_dir / "ran").read_text().split()) == {str(i): 1 for i in range(12)}
+    assert len([p for p in sweep_dir.iterdir() if p.name.startswith("pylauncher_tmp")]) == 1, "one workdir"
+
+
+# -- launchers PyLauncher has (item 2) -------------------------------------------------------
+def test_local_launcher_runs_nhosts_at_a_time_here_even_inside_a_multi_node_job(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "sleep 0.3\n" * 6)
+    result = run_script(
+        sweep_dir,
+        """
+        ncores = 3
+        example = "LocalLauncher"
+        pylauncher.LocalLauncher(
+            "commandlines", ncores,
+             # optional spec of output dir:
+             workdir=f"pylauncher_tmp_{example}_{ os.environ['SLURM_JOBID'] }",
+            debug="job")
+        """,
+        SLURM_JOB_ID=JOB, SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="nodea,nodeb", SLURM_JOB_CPUS_PER_NODE="8(x2)",
+        SLURM_JOB_END_TIME=str(int(time.time()) + 3600),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "re-launching" not in result.stderr, "LocalLauncher stays on this machine"
+    assert "Host pool of size 3." in result.stdout and "type=LocalLauncher" in result.stdout
+
+
+def test_remote_launcher_on_this_machine_and_refused_for_other_hosts(sweep_dir: Path) -> None:
+    commandlines(sweep_dir, "true\n" * 2)
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.RemoteLauncher("commandlines", ["localhost", "localhost"], ppn=2, workdir="w")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Host pool of size 4." in result.stdout
+    other = run_script(sweep_dir, 'pylauncher.RemoteLauncher("commandlines", ["c401-001", "c401-002"], workdir="w2")\n')
+    assert other.returncode == 2 and other.stderr.count("\n") == 1
+    assert "are not this machine nor the nodes of this job" in other.stderr and "not ssh" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        ('pylauncher.MICLauncher("commandlines", cores=1)', "Xeon Phi"),
+        ('pylauncher.SubmitLauncher("commandlines", "-A proj -N 1 -n 1 -p skx -t 0:5:0", nactive=2, workdir="w")',
+         "SubmitLauncher (each task as its own Slurm job) is not available"),
+        ('pylauncher.DirectoryCommandlineGenerator("dirtest", "direxec")',
+         "DirectoryCommandlineGenerator (PyLauncher) is not offered by mpilauncher: write a CommandlineGenerator"),
+    ],
+)  # fmt: skip
+def test_launchers_and_objects_not_offered_say_so_in_one_line(sweep_dir: Path, call: str, says: str) -> None:
+    commandlines(sweep_dir, "true\n")
+    result = run_script(sweep_dir, call + "\n")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+    assert not (sweep_dir / "w").exists()
+
+
+def test_mpi_launcher_runs_mpi_tasks_with_their_starter(sweep_dir: Path) -> None:
+    # PYL_MPIEXEC marks where the starter goes; the rest of the line runs on every rank (see the README)
+    commandlines(sweep_dir, "mkdir -p pyl_out/PYL_ID && cd pyl_out/PYL_ID && PYL_MPIEXEC hostname >> out\n" * 2)
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.MPILauncher("commandlines", cores=2, corespernode=2, hfswitch="-machinefile",
+                               mpi_starter="mpiexec", workdir="w", debug="job+host+task+exec")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [len((sweep_dir / "pyl_out" / str(i) / "out").read_text().split()) for i in range(2)] == [2, 2]
+    assert "MPI tasks" in result.stdout
+
+
+def test_dynamic_launcher_as_example_dynamic_launcher_uses_it(sweep_dir: Path) -> None:
+    result = run_script(
+        sweep_dir,
+        """
+        import random
+        import time
+        # set debug mode
+        debug="host+job+command+exec"
+        job = pylauncher.DynamicLauncher(
+             workdir=f"pylauncher_tmp_dynamic_{ os.environ['SLURM_JOBID'] }",
+            debug=debug,cores=1,delay=.05 )
+        icmd = 0
+        job.starttime = time.time()
+        while True:
+            icmd = icmd+1
+            if icmd<=15:
+                cmdline = "sleep 0."+str( random.randint(1,icmd%3+1) ) + " && echo done"
+                job.append( cmdline )
+            elif icmd==20:
+                job.finish()
+            print( f"Cycle {job.tock}:\\n{str(job.queue)}" )
+            job.tick()
+            if job.finished():
+                print( f"dynamic job break" )
+                break
+        job.hostpool.release()
+        print(job.final_report())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Cycle 0:\ncompleted   0 jobs: \naborted     0 jobs: \nqueued      1 jobs: 0\n" in result.stdout
+    assert "queued     15 jobs: 0-14" in result.stdout and "dynamic job break" in result.stdout
+    assert result.stdout.count("# tasks completed: 15") == 1, "the statistics once: the script prints them"
+    assert (sweep_dir / f"pylauncher_tmp_dynamic_{JOB}" / "out14").read_text() == "done\n"
+
+
+# -- the objects extended scripts use (item 3) ---------------------------------------------
+def test_commandlines_from_a_list_a_generator_or_commandline_objects(sweep_dir: Path) -> None:
+    result = run_script(
+        sweep_dir,
+        """
+        pylauncher.ClassicLauncher([f"echo list {i} PYL_ID" for i in range(3)], workdir="w1", queuestate="q1")
+        pylauncher.ClassicLauncher((f"echo generated {i}" for i in range(4)), workdir="w2", queuestate="q2")
+        threads = "echo $OMP_NUM_THREADS"
+        lines = [pylauncher.Commandline(threads, cores=2), pylauncher.Commandline(threads)]
+        pylauncher.ClassicLauncher(lines, workdir="w3", queuestate="q3", corespernode=2)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w1" / "out2").read_text() == "list 2 2\n"
+    assert (sweep_dir / "w2" / "out3").read_text() == "generated 3\n"
+    assert [(sweep_dir / "w3" / f"out{i}").read_text() for i in range(2)] == ["2\n", "1\n"], "a Commandline's cores"
+    assert "commandlines: <commandlines from example_launcher.py>: 3 tasks" in result.stdout
+    assert '"commandlines": "<commandlines from example_launcher.py>"' in (sweep_dir / "q1").read_text()
+
+
+def test_a_launcher_job_built_from_a_commandline_generator_subclass(sweep_dir: Path) -> None:
+    result = run_script(
+        sweep_dir,
+        """
+        from mpilauncher import *
+
+        class CountingCommandlineGenerator(CommandlineGenerator):
+            def __init__(self,n,**kwargs):
+                CommandlineGenerator.__init__(self,nmax=0,**kwargs)
+                self.n = n; self.i = 0
+            def next(self):
+                if self.i==self.n:
+                    raise StopIteration
+                self.i += 1
+                return Commandline("echo task %d" % self.i)
+
+        jobid = JobId()
+        debug = "job"
+        workdir = "pylauncher_tmp"+str(jobid)
+        commandexecutor = SSHExecutor(workdir=workdir,debug=debug)
+        job = LauncherJob(
+            hostpool=HostPool(
+                hostlist=HostListByName(commandexecutor=commandexecutor, corespernode=2, workdir=workdir, debug=debug),
+                commandexecutor=commandexecutor,workdir=workdir,
+                debug=debug ),
+            taskgenerator=WrappedTaskGenerator(CountingCommandlineGenerator(5,debug=debug), debug=debug ),
+            debug=debug,delay=.1)
+        job.run()
+        print(job.final_report())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / f"pylauncher_tmp{JOB}" / "out4").read_text() == "task 5\n"
+    assert result.stdout.count("# tasks completed: 5") == 1 and "Host pool of size 2." in result.stdout
+    assert "type=LauncherJob" in result.stdout
+
+
+def test_sleep_command_generator_and_a_local_host_pool(sweep_dir: Path) -> None:
+    result = run_script(
+        sweep_dir,
+        """
+        g = pylauncher.SleepCommandGenerator(nmax=4,tmin=0,tmax=1)
+        with open("sleepcommandlines","w") as cfile:
+            for i in range(4):
+                cfile.write( str(g.next()) + "\\n" )
+        job = pylauncher.LauncherJob(
+            hostpool=pylauncher.HostPool(nhosts=2, commandexecutor=pylauncher.LocalExecutor(workdir="w")),
+            taskgenerator=pylauncher.TaskGenerator(pylauncher.FileCommandlineGenerator("sleepcommandlines")))
+        job.run()
+        print(job.final_report(), pylauncher.pylauncher_version, pylauncher.JobId())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "sleepcommandlines").read_text().startswith("echo 0 >> /dev/null 2>&1  ; sleep 0\n")
+    assert "# tasks completed: 4" in result.stdout and "Host pool of size 2." in result.stdout
+    assert f"5.4 {JOB}" in result.stdout
