@@ -245,11 +245,25 @@ def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
 
 
 class _SignalGuard:
-    """Stop signals set a flag and wake the master's wait; restored afterwards."""
+    """Stop signals only record themselves in ``stop``; the loop acts on them.  Restored afterwards.
 
-    def __init__(self, stop: StopRequest, transport) -> None:
+    A handler must not do MPI calls or I/O (it runs between any two bytecodes,
+    perhaps inside an MPI call's Python wrapper): it sets the flag, and the
+    master's loop, or an agent's or parked rank's, acts on it within one turn.
+    ``wake`` (rank 0's transport) gets the read end of a wake-up pipe, so that
+    a signal ends the master's wait at once instead of after ``--delay``.
+
+    ``then_ignore`` (MPI ranks): once a stop signal has been acted on, further
+    stop signals are ignored instead of restored to their default, which
+    would kill the rank in MPI_Finalize after the state was saved and make the
+    starter report a crash.  Starters do repeat themselves: ``srun`` answers a
+    second Ctrl-C with SIGINT, then SIGTERM, to every task, and a batch shell
+    that is signalled with its step forwards its copy through ``srun``.
+    """
+
+    def __init__(self, stop: StopRequest, wake=None, then_ignore: bool = False) -> None:
         self.active = threading.current_thread() is threading.main_thread()
-        self.stop, self.transport = stop, transport
+        self.stop, self.wake, self.then_ignore = stop, wake, then_ignore
         self._previous: dict[int, object] = {}
         self._old_fd = -1
         self._pipe: tuple[int, int] | None = None
@@ -257,9 +271,10 @@ class _SignalGuard:
     def __enter__(self) -> _SignalGuard:
         if not self.active:
             return self
-        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.transport.add_wake_fd(self._pipe[0])
-        self._old_fd = signal.set_wakeup_fd(self._pipe[1])
+        if self.wake is not None:
+            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.wake.add_wake_fd(self._pipe[0])
+            self._old_fd = signal.set_wakeup_fd(self._pipe[1])
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self.stop)
         return self
@@ -267,11 +282,13 @@ class _SignalGuard:
     def __exit__(self, *exc: object) -> None:
         if not self.active:
             return
+        ignore = self.then_ignore and self.stop.signum is not None
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._old_fd)
-        for fd in self._pipe:
-            os.close(fd)
+            signal.signal(signum, signal.SIG_IGN if ignore else handler)
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_fd)
+            for fd in self._pipe:
+                os.close(fd)
 
 
 def run(config: Config, out: TextIO | None = None) -> RunResult:
@@ -334,9 +351,23 @@ def _step_tasks(environ) -> int:
 
 
 def _run_mpi(config: Config, out: TextIO) -> RunResult:
+    """One rank's part of an MPI run, with the stop signals caught from MPI's start to the rank's end.
+
+    Any rank may be signalled (see :data:`STOP_SIGNALS` for what each starter
+    does): rank 0 acts on its own signals, the others pass theirs on to it.
+    MPI is initialised first, so that no handler MPI might install replaces ours.
+    """
     from mpilauncher.transport import mpi as mpi_transport
 
     comm = mpi_transport.world()
+    stop = StopRequest()
+    with _SignalGuard(stop, then_ignore=True):
+        return _run_rank(config, out, comm, stop)
+
+
+def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest) -> RunResult:
+    from mpilauncher.transport import mpi as mpi_transport
+
     layout = mpi_transport.discover(comm, config.emulate_nodes)
     rank = comm.Get_rank()
     role = layout.role(rank)
@@ -350,18 +381,21 @@ def _run_mpi(config: Config, out: TextIO) -> RunResult:
     if role != "master":
         try:
             if role == "parked":
-                status = mpi_transport.park(comm)
+                status = mpi_transport.park(comm, stop_signal=lambda: stop.signum)
             else:
-                status = mpi_transport.serve_agent(comm, _agent(config, node_name, cores))
+                agent = _agent(config, node_name, cores)
+                status = mpi_transport.serve_agent(comm, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
     agent = _agent(config, node_name, cores)
-    transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
+    transport = mpi_transport.MasterTransport(
+        comm, layout, agent, beat_timeout=config.beat_timeout, stop_signal=lambda: stop.signum
+    )
     try:
-        result = _run_master(config, transport, allocation, out)
+        result = _run_master(config, transport, allocation, out, stop)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
@@ -386,8 +420,13 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
         comm.Abort(status or EXIT_LAUNCHER_FAILED)
 
 
-def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO) -> RunResult:
-    """Rank 0's part, the same for one machine and for many: check, run, report."""
+def _run_master(
+    config: Config, transport, allocation: cluster.Allocation, out: TextIO, stop: StopRequest | None = None
+) -> RunResult:
+    """Rank 0's part, the same for one machine and for many: check, run, report.
+
+    ``stop``: under MPI, the stop request whose handler has been in place since MPI started.
+    """
     plan = plan_from_commandlines(config) if config.commandlines else plan_from_queuestate(config)
     source = config.commandlines or config.resume
     hellos = transport.hellos()
@@ -407,7 +446,8 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
     store.open(time.time())
     joblog = Joblog(workdir / "joblog")
-    stop = StopRequest(*run_deadline(config))
+    stop = stop or StopRequest()
+    stop.limit(*run_deadline(config))
     master = Master(
         Scheduler(plan.to_run, retries=config.retries, standby=True),
         store,
@@ -427,7 +467,7 @@ def _run_master(config: Config, transport, allocation: cluster.Allocation, out: 
     # end, for scripts that call the API.
     gc.freeze()
     try:
-        with _SignalGuard(stop, transport):
+        with _SignalGuard(stop, wake=transport):
             outcome = master.run(hellos)
     except BaseException:
         # Whatever broke, no task may outlive us and the state on disk must say where we are.
