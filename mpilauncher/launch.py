@@ -44,6 +44,43 @@ from mpilauncher.runtime.master import Master, StopRequest
 from mpilauncher.transport.local import LocalTransport
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+"""The signals that stop a run cleanly (exit status 128+N), whichever rank they reach.
+
+What the starters do with them, found by experiment (MPICH 5.0 hydra from the ``mpich`` wheel,
+Slurm 22.05 with proctrack/linuxproc, Open MPI 5.0 with PRRTE) and in their sources and manuals:
+
+hydra (``mpiexec``)
+    catches SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGALRM and forwards each once to every rank;
+    a second SIGINT is "force abort": SIGKILL to every rank.  SIGHUP is not caught: mpiexec dies
+    at once and its proxies kill the ranks.  Each rank runs in a session of its own (as does its
+    ``hydra_pmi_proxy``), so a terminal's Ctrl-C reaches only mpiexec, which forwards it.  A rank
+    that dies of a signal makes hydra SIGKILL all the others ("BAD TERMINATION"), and mpiexec's
+    exit status is the bitwise OR of every rank's wait status (``-print-all-exitcodes`` lists
+    them): hence every rank must live through the signal and exit with rank 0's status.
+``srun``
+    a first Ctrl-C only prints the tasks' states; a second within a second sends SIGINT to every
+    task and at once SIGKILL ("forcing job termination").  SIGTERM, SIGHUP and SIGQUIT to srun
+    also mean SIGKILL to every task.  Other signals (SIGUSR1...) are forwarded as they are, so
+    ``kill -USR1 <srun>`` or ``scancel --signal=INT JOB`` stop an interactive run cleanly.
+    ``scancel JOB`` and the time limit send SIGCONT and SIGTERM to every process of every step,
+    the tasks included (Slurm tracks the whole process tree, sessions do not hide from it), and
+    SIGKILL ``KillWait`` seconds later (slurm.conf; 30 s by default): the launcher must be done
+    by then, so ``--grace`` must stay well under it.  srun itself, signalled with the batch
+    shell, asks for SIGKILL of its step too, but that does not reach the step of a job that is
+    already ending (seen: the launcher still finishes cleanly, well within KillWait).
+    ``scancel --signal=S JOB`` signals every process of the steps (not the batch shell);
+    ``--batch`` (and ``#SBATCH --signal=B:S@T``) only the batch shell, which passes it on when
+    the job script starts srun with ``exec``; a plain shell dies of SIGUSR1, the job ends and its
+    steps get SIGTERM as under ``scancel``.
+Open MPI's ``mpirun`` (prterun)
+    forwards SIGUSR1 and SIGUSR2; on SIGINT or SIGTERM it ends the job itself: SIGTERM to every
+    rank, SIGKILL about a second later, and it exits with status 1 at once, without the ranks'
+    last output.  The launcher saves its state if it is done before the SIGKILL; if not, the
+    journal holds the truth, as after ``kill -9``.
+
+The executor processes (and the watchdog) ignore these signals: rank 0 has the tasks stopped
+through them.  Tasks run in sessions of their own, so only Slurm's signals reach them directly.
+"""
 
 
 @dataclass(slots=True)
