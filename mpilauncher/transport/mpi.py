@@ -15,11 +15,15 @@ agents are reached by point-to-point messages:
     agent -> master  DONE (ended tasks)       one message per agent loop turn
     agent -> master  BEAT                     when nothing else was sent for a while
     master -> all    SHUTDOWN (grace, exit status)
-    agent -> master  BYE (tasks ended by the shutdown)
+    any -> master    BYE (tasks an agent ended on the way out)
     any -> master    SIGNALLED (signum)       a stop signal reached this rank
 
 Ranks that are neither master nor agent (``srun``/``ibrun`` start one rank per
 core) park: they look for SHUTDOWN a few times a second and sleep otherwise.
+Every rank answers SHUTDOWN with BYE, and rank 0 waits for them all before it
+goes on to MPI_Finalize: a parked rank may send SIGNALLED at any moment until
+it has seen SHUTDOWN, and a message to a rank that is finalizing is an error
+(seen under Slurm: "OFI call tinjectdata failed").
 
 Signals.  A stop signal may reach any rank: the starter forwards Ctrl-C and
 SIGTERM to all of them, Slurm signals every process of a step, a ``kill``
@@ -278,13 +282,14 @@ class MasterTransport:
         ]
 
     def forget(self, node: int) -> None:
-        """Give up on a node's agent: never wait for it, never send to it again."""
+        """Give up on a node: never wait for its ranks (agent and parked), never send to them again."""
         self._last_heard.pop(node, None)
-        self._dead_ranks.add(self.layout.agent_ranks[node])
+        self._dead_ranks.update(rank for rank, n in enumerate(self._node_of_rank) if n == node)
 
     # -- the end ----------------------------------------------------------
     def shutdown(self, grace: float, exit_status: int, timeout: float = 30.0) -> list[tuple[int, Ended]]:
-        """Tell every other rank to stop; collect the tasks the agents ended on the way out.
+        """Tell every other rank to stop and wait for each one's BYE; collect the tasks the agents
+        ended on the way out.
 
         Idempotent: only the first call sends anything.
         """
@@ -297,9 +302,8 @@ class MasterTransport:
         for rank in range(1, self.comm.Get_size()):
             if rank not in self._dead_ranks:
                 self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
-        agents = self.layout.agent_ranks
-        waiting = {rank for rank in agents[1:] if rank not in self._dead_ranks}
-        # A live agent answers at once; one that died unnoticed never will.
+        waiting = {rank for rank in range(1, self.comm.Get_size()) if rank not in self._dead_ranks}
+        # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.
         deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
         backoff = Backoff(0.0005, 0.05)
         while waiting and time.monotonic() < deadline:
@@ -449,7 +453,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None, stop_sig
 
 
 def park(comm, sleep: Callable[[float], None] = time.sleep, stop_signal: StopSignal = _no_signal) -> int:
-    """A surplus rank: wait for SHUTDOWN at negligible CPU; returns the exit status it carries.
+    """A surplus rank: wait for SHUTDOWN at negligible CPU and answer BYE; returns the exit status it carries.
 
     A stop signal recorded by this rank is passed on to rank 0 (within one sleep, 0.25 s at most).
     """
@@ -463,6 +467,7 @@ def park(comm, sleep: Callable[[float], None] = time.sleep, stop_signal: StopSig
             requests.append(request)
         sleep(backoff.next())
     status = message.recv().exit_status
+    requests.append(comm.isend(Bye(()), dest=0, tag=TAG_BYE))  # after it rank 0 may finalize
     _wait_all(requests)
     return status
 

@@ -91,6 +91,7 @@ def test_protocol_version_mismatch_is_a_clear_error() -> None:
         transport.hellos(timeout=30)
     for other in range(1, comm.Get_size()):
         comm.send(Shutdown(0, 2), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(())
     transport.close()
 
 
@@ -134,6 +135,39 @@ def test_rank_0_waiting_for_its_agents_gives_up_on_a_stop_signal() -> None:
     assert caught.value.exit_status == 130
     for other in range(1, size):
         comm.send(Shutdown(0, 130), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(()), "a parked rank says bye"
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_shutdown_waits_for_every_ranks_bye_parked_ones_included() -> None:
+    """A parked rank may send SIGNALLED until it has seen SHUTDOWN, so rank 0 must not go on to
+    MPI_Finalize before every rank's BYE (without it, under Slurm: a parked rank's late SIGNALLED
+    failed with "OFI call tinjectdata failed" and the rank exited 3)."""
+    world = mpi_transport.world()
+    comm, side = world.Dup(), world.Dup()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=1)  # one node: rank 0 is its agent, the others park
+    if rank != 0:
+        woke: list[float] = []
+
+        def sleep(_seconds: float) -> None:
+            if not woke:
+                side.send(None, dest=0)  # asleep: rank 0 may shut down now
+            time.sleep(0.5)
+            woke.append(time.monotonic())  # CLOCK_MONOTONIC: the same clock in every process of the host
+
+        assert mpi_transport.park(comm, sleep=sleep) == 0
+        side.send(woke[-1], dest=0)
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)
+    transport.hellos(timeout=60)
+    for other in range(1, size):
+        side.recv(source=other)
+    transport.shutdown(0.0, 0)
+    returned = time.monotonic()
+    last_wakes = [side.recv(source=other) for other in range(1, size)]
+    assert max(last_wakes) < returned, "rank 0 went on while a parked rank could still send to it"
     transport.close()
 
 

@@ -26,12 +26,14 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.timeout(150, func_only=True)
 
 PYTHON = sys.executable
+SIGNUMS = {"SIGTERM": 15, "SIGUSR1": 10}
 TASKS = 16
 
+# (scancel, the signal the launcher reports, ranks per node: 2 = one per core, the second one parked)
 CASES = {
-    "scancel (as at the time limit)": (["scancel"], "SIGTERM"),
-    "scancel --signal=TERM": (["scancel", "--signal=TERM"], "SIGTERM"),
-    "scancel --signal=USR1 --batch": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1"),
+    "scancel (as at the time limit), one rank per core": (["scancel"], "SIGTERM", 2),
+    "scancel --signal=TERM": (["scancel", "--signal=TERM"], "SIGTERM", 1),
+    "scancel --signal=USR1 --batch": (["scancel", "--signal=USR1", "--batch"], "SIGUSR1", 1),
 }
 
 
@@ -59,10 +61,10 @@ def kill_wait(slurm_cluster) -> float:
 def test_slurm_signals_stop_the_sweep_cleanly_and_a_second_job_resumes_it(
     slurm_cluster, tmp_path: Path, case: str
 ) -> None:
-    scancel, signal_name = CASES[case]
+    scancel, signal_name, per_node = CASES[case]
     (tmp_path / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * TASKS)
     script = job_script(tmp_path, "job.sh", "commandlines --workdir w")
-    layout = ["-N", "2", "--ntasks-per-node=1", "--exclusive"]
+    layout = ["-N", "2", f"--ntasks-per-node={per_node}", "--exclusive"]
     job = slurm_cluster.sbatch(*layout, "-o", str(tmp_path / "job.out"), str(script))
     try:
         deadline = time.monotonic() + 90
@@ -81,7 +83,9 @@ def test_slurm_signals_stop_the_sweep_cleanly_and_a_second_job_resumes_it(
     output = (tmp_path / "job.out").read_text()
     assert stop_took < kill_wait(slurm_cluster), f"the launcher outlasted KillWait: {stop_took:.1f} s\n{output}"
     assert output.count(f"Launcherjob stopped: stopped by {signal_name}") == 1, output
-    assert "Traceback" not in output and "MPI_Abort" not in output, output
+    assert "Traceback" not in output and "MPI_Abort" not in output and " failed" not in output, output
+    exits = set(re.findall(r"Exited with exit code (\d+)", output))  # srun's lines, e.g. "node1: tasks 0-1: ..."
+    assert exits == {str(128 + SIGNUMS[signal_name])} and "Killed" not in output, "every rank exits with 128+N"
     ledger = load_state(tmp_path / "queuestate", CoresSpec("fixed", 1)).ledger
     completed = set(ledger.ids_in("completed"))
     assert not ledger.ids_in("failed"), "a task ended by Slurm's signal is interrupted, not failed"
