@@ -10,6 +10,7 @@ API can print it as it is, without a traceback.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 #: Documented exit statuses of ``python -m mpilauncher`` (see README).
@@ -65,6 +66,17 @@ class LauncherFailure(LauncherError):
 
 class ProtocolError(LauncherFailure):
     """A peer spoke a different protocol version, or sent something unexpected."""
+
+
+class StoppedBySignal(LauncherError):
+    """A stop signal arrived before the run began (e.g. while rank 0 waited for its agents).
+
+    Nothing was started or written; the exit status is 128+N, as for a run stopped by signal N.
+    """
+
+    def __init__(self, signum: int, when: str) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} {when}")
+        self.exit_status = EXIT_SIGNAL_BASE + signum
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,43 @@ from mpilauncher.runtime.master import Master, StopRequest
 from mpilauncher.transport.local import LocalTransport
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+"""The signals that stop a run cleanly (exit status 128+N), whichever rank they reach.
+
+What the starters do with them, found by experiment (MPICH 5.0 hydra from the ``mpich`` wheel,
+Slurm 22.05 with proctrack/linuxproc, Open MPI 5.0 with PRRTE) and in their sources and manuals:
+
+hydra (``mpiexec``)
+    catches SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGALRM and forwards each once to every rank;
+    a second SIGINT is "force abort": SIGKILL to every rank.  SIGHUP is not caught: mpiexec dies
+    at once and its proxies kill the ranks.  Each rank runs in a session of its own (as does its
+    ``hydra_pmi_proxy``), so a terminal's Ctrl-C reaches only mpiexec, which forwards it.  A rank
+    that dies of a signal makes hydra SIGKILL all the others ("BAD TERMINATION"), and mpiexec's
+    exit status is the bitwise OR of every rank's wait status (``-print-all-exitcodes`` lists
+    them): hence every rank must live through the signal and exit with rank 0's status.
+``srun``
+    a first Ctrl-C only prints the tasks' states; a second within a second sends SIGINT to every
+    task and at once SIGKILL ("forcing job termination").  SIGTERM, SIGHUP and SIGQUIT to srun
+    also mean SIGKILL to every task.  Other signals (SIGUSR1...) are forwarded as they are, so
+    ``kill -USR1 <srun>`` or ``scancel --signal=INT JOB`` stop an interactive run cleanly.
+    ``scancel JOB`` and the time limit send SIGCONT and SIGTERM to every process of every step,
+    the tasks included (Slurm tracks the whole process tree, sessions do not hide from it), and
+    SIGKILL ``KillWait`` seconds later (slurm.conf; 30 s by default): the launcher must be done
+    by then, so ``--grace`` must stay well under it.  srun itself, signalled with the batch
+    shell, asks for SIGKILL of its step too, but that does not reach the step of a job that is
+    already ending (seen: the launcher still finishes cleanly, well within KillWait).
+    ``scancel --signal=S JOB`` signals every process of the steps (not the batch shell);
+    ``--batch`` (and ``#SBATCH --signal=B:S@T``) only the batch shell, which passes it on when
+    the job script starts srun with ``exec``; a plain shell dies of SIGUSR1, the job ends and its
+    steps get SIGTERM as under ``scancel``.
+Open MPI's ``mpirun`` (prterun)
+    forwards SIGUSR1 and SIGUSR2; on SIGINT or SIGTERM it ends the job itself: SIGTERM to every
+    rank, SIGKILL about a second later, and it exits with status 1 at once, without the ranks'
+    last output.  The launcher saves its state if it is done before the SIGKILL; if not, the
+    journal holds the truth, as after ``kill -9``.
+
+The executor processes (and the watchdog) ignore these signals: rank 0 has the tasks stopped
+through them.  Tasks run in sessions of their own, so only Slurm's signals reach them directly.
+"""
 
 
 @dataclass(slots=True)
@@ -344,11 +381,25 @@ def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
 
 
 class _SignalGuard:
-    """Stop signals set a flag and wake the master's wait; restored afterwards."""
+    """Stop signals only record themselves in ``stop``; the loop acts on them.  Restored afterwards.
 
-    def __init__(self, stop: StopRequest, transport) -> None:
+    A handler must not do MPI calls or I/O (it runs between any two bytecodes,
+    perhaps inside an MPI call's Python wrapper): it sets the flag, and the
+    master's loop, or an agent's or parked rank's, acts on it within one turn.
+    ``wake`` (rank 0's transport) gets the read end of a wake-up pipe, so that
+    a signal ends the master's wait at once instead of after ``--delay``.
+
+    ``then_ignore`` (MPI ranks): once a stop signal has been acted on, further
+    stop signals are ignored instead of restored to their default, which
+    would kill the rank in MPI_Finalize after the state was saved and make the
+    starter report a crash.  Starters do repeat themselves: ``srun`` answers a
+    second Ctrl-C with SIGINT, then SIGTERM, to every task, and a batch shell
+    that is signalled with its step forwards its copy through ``srun``.
+    """
+
+    def __init__(self, stop: StopRequest, wake=None, then_ignore: bool = False) -> None:
         self.active = threading.current_thread() is threading.main_thread()
-        self.stop, self.transport = stop, transport
+        self.stop, self.wake, self.then_ignore = stop, wake, then_ignore
         self._previous: dict[int, object] = {}
         self._old_fd = -1
         self._pipe: tuple[int, int] | None = None
@@ -356,9 +407,10 @@ class _SignalGuard:
     def __enter__(self) -> _SignalGuard:
         if not self.active:
             return self
-        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.transport.add_wake_fd(self._pipe[0])
-        self._old_fd = signal.set_wakeup_fd(self._pipe[1])
+        if self.wake is not None:
+            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.wake.add_wake_fd(self._pipe[0])
+            self._old_fd = signal.set_wakeup_fd(self._pipe[1])
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self.stop)
         return self
@@ -366,11 +418,13 @@ class _SignalGuard:
     def __exit__(self, *exc: object) -> None:
         if not self.active:
             return
+        ignore = self.then_ignore and self.stop.signum is not None
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._old_fd)
-        for fd in self._pipe:
-            os.close(fd)
+            signal.signal(signum, signal.SIG_IGN if ignore else handler)
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_fd)
+            for fd in self._pipe:
+                os.close(fd)
 
 
 def run(config: Config, out: TextIO | None = None, began: float | None = None) -> RunResult:
@@ -436,9 +490,23 @@ def _step_tasks(environ) -> int:
 
 
 def _run_mpi(config: Config, out: TextIO, began: float) -> RunResult:
+    """One rank's part of an MPI run, with the stop signals caught from MPI's start to the rank's end.
+
+    Any rank may be signalled (see :data:`STOP_SIGNALS` for what each starter
+    does): rank 0 acts on its own signals, the others pass theirs on to it.
+    MPI is initialised first, so that no handler MPI might install replaces ours.
+    """
     from mpilauncher.transport import mpi as mpi_transport
 
     comm = mpi_transport.world()
+    stop = StopRequest()
+    with _SignalGuard(stop, then_ignore=True):
+        return _run_rank(config, out, comm, stop, began)
+
+
+def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float) -> RunResult:
+    from mpilauncher.transport import mpi as mpi_transport
+
     layout = mpi_transport.discover(comm, config.emulate_nodes)
     rank = comm.Get_rank()
     role = layout.role(rank)
@@ -452,18 +520,21 @@ def _run_mpi(config: Config, out: TextIO, began: float) -> RunResult:
     if role != "master":
         try:
             if role == "parked":
-                status = mpi_transport.park(comm)
+                status = mpi_transport.park(comm, stop_signal=lambda: stop.signum)
             else:
-                status = mpi_transport.serve_agent(comm, _agent(config, node_name, cores))
+                agent = _agent(config, node_name, cores)
+                status = mpi_transport.serve_agent(comm, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
     agent = _agent(config, node_name, cores)
-    transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=config.beat_timeout)
+    transport = mpi_transport.MasterTransport(
+        comm, layout, agent, beat_timeout=config.beat_timeout, stop_signal=lambda: stop.signum
+    )
     try:
-        result = _run_master(config, transport, allocation, out, began)
+        result = _run_master(config, transport, allocation, out, began, stop)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
@@ -524,13 +595,25 @@ def _startup(config: Config, plan: Plan, hellos: list) -> str:
     )  # fmt: skip
 
 
-def _run_master(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
-    """Rank 0's part, the same for one machine and for many: lock, check, run, report."""
+def _run_master(
+    config: Config,
+    transport,
+    allocation: cluster.Allocation,
+    out: TextIO,
+    began: float,
+    stop: StopRequest | None = None,
+) -> RunResult:
+    """Rank 0's part, the same for one machine and for many: lock, check, run, report.
+
+    ``stop``: under MPI, the stop request whose handler has been in place since MPI started.
+    """
     with lock_sweep(config, allocation.job_id):
-        return _run_locked(config, transport, allocation, out, began)
+        return _run_locked(config, transport, allocation, out, began, stop)
 
 
-def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float) -> RunResult:
+def _run_locked(
+    config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None
+) -> RunResult:
     plan = make_plan(config)
     source = config.commandlines or config.resume
     hellos = transport.hellos()
@@ -561,7 +644,8 @@ def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: 
         if created:
             _remove_empty_workdir(workdir)
         raise
-    stop = StopRequest(*run_deadline(config, began))
+    stop = stop or StopRequest()
+    stop.limit(*run_deadline(config, began))
     master = Master(
         Scheduler(plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval),
         store,
@@ -581,7 +665,7 @@ def _run_locked(config: Config, transport, allocation: cluster.Allocation, out: 
     # end, for scripts that call the API.
     gc.freeze()
     try:
-        with _SignalGuard(stop, transport):
+        with _SignalGuard(stop, wake=transport):
             outcome = master.run(hellos)
     except BaseException:
         # Whatever broke, no task may outlive us and the state on disk must say where we are.

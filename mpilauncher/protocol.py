@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mpilauncher.execution.processes import Ended
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,4 +66,17 @@ class Shutdown:
     exit_status: int = 0
 
 
-Message = Hello | StartTasks | Completions | Shutdown
+@dataclass(frozen=True, slots=True)
+class Signalled:
+    """Any other rank -> master: a stop signal reached this rank.
+
+    Slurm signals every rank of a step at once, and a ``kill`` may reach only
+    one rank; either way only rank 0 decides, so the others pass the news on
+    and go on serving until the master's :class:`Shutdown`.
+    """
+
+    signum: int
+    rank: int
+
+
+Message = Hello | StartTasks | Completions | Shutdown | Signalled

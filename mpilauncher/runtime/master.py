@@ -9,6 +9,16 @@ Completions are applied one by one as they are read: a standby start (see
 may itself end in the same batch.  The ledger counts a standby as queued until
 then, so the queuestate and the trace only ever show tasks that really run.
 Decisions live in :mod:`mpilauncher.core`; this loop only moves data.
+
+Stopping.  The stop request is checked at the top of every turn, before the
+turn's starts go out, and while reports are read: once a stop signal is in
+(rank 0's own, or another rank's passed on as :class:`Signalled`), ends are
+no longer applied as they come but held for :meth:`Master._stop_early`,
+which counts only a clean exit (0) as completed.  Slurm signals every process
+of a step, tasks included, so a task killed by Slurm's SIGTERM must stay
+*running* (interrupted, rerun on resume), not be recorded as failed.  An
+agent passes its own signal on before any end it reports after it, so the
+hold covers the ends of its node that the same signal caused.
 """
 
 from __future__ import annotations
@@ -37,10 +47,11 @@ from mpilauncher.core.events import (
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, ProtocolError
+from mpilauncher.execution.processes import Ended
 from mpilauncher.execution.resources import binding
 from mpilauncher.execution.starters import Segment
 from mpilauncher.persistence.store import StateStore
-from mpilauncher.protocol import Completions, Hello, StartItem, StartTasks
+from mpilauncher.protocol import Completions, Hello, Signalled, StartItem, StartTasks
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.trace import tick_block
 
@@ -54,14 +65,17 @@ class Outcome:
 
 
 class StopRequest:
-    """Why the run must end early: a signal (set from its handler) or a deadline.
+    """Why the run must end early: a signal (set from its handler, or passed on by another rank) or a deadline.
 
     The loop checks it every turn; a deadline (``--max-runtime``, or the
     Slurm job's end less a margin) also bounds how long the loop sleeps.
+    Every rank of an MPI run holds one from its start: a signal handler only
+    sets :attr:`signum` (no MPI call, no I/O), the rank's loop acts on it.
     """
 
     def __init__(self, deadline: float | None = None, deadline_reason: str = "") -> None:
         self.signum: int | None = None
+        self.origin = ""  # where a signal passed on by another rank arrived, e.g. "rank 2 on c102"
         self.deadline = deadline  # time.monotonic() value
         self.deadline_reason = deadline_reason
         self.expired = False
@@ -69,6 +83,15 @@ class StopRequest:
     def __call__(self, signum: int, _frame: object) -> None:
         if self.signum is None:
             self.signum = signum
+
+    def relayed(self, signum: int, origin: str) -> None:
+        """Another rank was signalled: stop as if the signal had reached this one (the first signal counts)."""
+        if self.signum is None:
+            self.signum, self.origin = signum, origin
+
+    def limit(self, deadline: float | None, reason: str) -> None:
+        """Set the deadline once the run's limits are known (the handler may already be in place)."""
+        self.deadline, self.deadline_reason = deadline, reason
 
     def check(self, now: float) -> bool:
         if self.deadline is not None and now >= self.deadline:
@@ -81,7 +104,8 @@ class StopRequest:
     @property
     def reason(self) -> str | None:
         if self.signum is not None:
-            return f"stopped by {signal.Signals(self.signum).name}"
+            where = f" (received by {self.origin})" if self.origin else ""
+            return f"stopped by {signal.Signals(self.signum).name}{where}"
         return self.deadline_reason if self.expired else None
 
     @property
@@ -127,6 +151,7 @@ class Master:
         self._lost = 0
         self.dispatched: dict[int, float] = {}  # task id -> wall time its start was sent
         self.dispatch_latencies: list[float] = []  # agent start - master dispatch, per task
+        self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
         self.began = time.monotonic()
         self._next_tick = self.began
 
@@ -142,6 +167,8 @@ class Master:
         paced = self.scheduler.start_interval is not None  # then time goes in with every burst
         actions = self.scheduler.handle(*joined, *self._clock(paced))
         while True:
+            if self.stop.check(time.monotonic()):  # before this turn's starts go out
+                return self._stop_early()
             finished = self._carry_out(actions)
             now = time.monotonic()
             self.store.flush(time.time(), now - self.began)
@@ -149,8 +176,6 @@ class Master:
             self._maybe_trace(now)
             if finished:
                 return Outcome(None, time.monotonic() - self.began)
-            if self.stop.check(now):
-                return self._stop_early()
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
             timeout = min(timeout, self.stop.seconds_left(now))
             if paced and (due := self.scheduler.next_start_due) is not None:
@@ -203,10 +228,16 @@ class Master:
         actions: list = []
         scheduler = self.scheduler
         for node, message in messages:
+            if isinstance(message, Signalled):
+                self.stop.relayed(message.signum, f"rank {message.rank} on {self.node_names[node]}")
+                continue
             if not isinstance(message, Completions):
                 raise ProtocolError(f"unexpected message from node {node}: {type(message).__name__}")
             for task_id in message.retracted:
                 scheduler.apply(Retracted(task_id))
+            if self.stop.signum is not None:  # the signal may have killed these tasks: _stop_early decides
+                self._held.extend((node, ended) for ended in message.items)
+                continue
             for ended in message.items:
                 placed = scheduler.running.get(ended.task_id)
                 if placed is None or placed[0] != node:
@@ -243,12 +274,15 @@ class Master:
         """Signal received: start nothing more, end running tasks, keep what finished cleanly.
 
         A task that exits 0 during the grace period completed; any other end
-        after our SIGTERM is an interruption: it stays *running* in the
-        queuestate, so a resume runs it again.
+        after the stop signal (ours, or the batch system's own SIGTERM to
+        every process of the job) is an interruption: it stays *running* in
+        the queuestate, so a resume runs it again.
         """
         self.scheduler.handle(StopDispatch())
-        for node, ended in self.transport.shutdown(self.grace, self.stop.exit_status):
-            if ended.exit_code == 0 and ended.task_id in self.scheduler.running:
+        held, self._held = self._held, []
+        for node, ended in held + self.transport.shutdown(self.grace, self.stop.exit_status):
+            placed = self.scheduler.running.get(ended.task_id)
+            if ended.exit_code == 0 and placed is not None and placed[0] == node:
                 self.scheduler.handle(self._record_end(node, ended))
         elapsed = time.monotonic() - self.began
         self.store.flush(time.time(), elapsed)

@@ -15,10 +15,25 @@ agents are reached by point-to-point messages:
     agent -> master  DONE (ended tasks)       one message per agent loop turn
     agent -> master  BEAT                     when nothing else was sent for a while
     master -> all    SHUTDOWN (grace, exit status)
-    agent -> master  BYE (tasks ended by the shutdown)
+    any -> master    BYE (tasks an agent ended on the way out)
+    any -> master    SIGNALLED (signum)       a stop signal reached this rank
 
 Ranks that are neither master nor agent (``srun``/``ibrun`` start one rank per
 core) park: they look for SHUTDOWN a few times a second and sleep otherwise.
+Every rank answers SHUTDOWN with BYE, and rank 0 waits for them all before it
+goes on to MPI_Finalize: a parked rank may send SIGNALLED at any moment until
+it has seen SHUTDOWN, and a message to a rank that is finalizing is an error
+(seen under Slurm: "OFI call tinjectdata failed").
+
+Signals.  A stop signal may reach any rank: the starter forwards Ctrl-C and
+SIGTERM to all of them, Slurm signals every process of a step, a ``kill``
+reaches one.  Only rank 0 decides.  On the other ranks the signal handler just
+records it (see ``launch._SignalGuard``); the agent's or parked rank's loop
+then sends SIGNALLED to rank 0, once, and goes on serving until SHUTDOWN, so
+every rank ends the way rank 0 decides, with its exit status.  An agent sends
+SIGNALLED before any end it reports after the signal: MPI keeps the order of
+two messages between the same two ranks, so rank 0 knows which ends may have
+been caused by the signal (Slurm's SIGTERM reaches the tasks too).
 
 Nobody ever blocks inside an MPI call while user tasks need the cores: a rank
 blocked in ``recv`` spins at 100% CPU (measured: 2.8 s CPU in 3 s).  Every wait
@@ -35,12 +50,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpilauncher.errors import LauncherFailure, ProtocolError
+from mpilauncher.errors import LauncherFailure, ProtocolError, StoppedBySignal
 from mpilauncher.execution.processes import Ended
-from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, Message, Shutdown, StartTasks
+from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, Message, Shutdown, Signalled, StartTasks
 from mpilauncher.runtime.agent import Agent
 
-TAG_HELLO, TAG_SETUP, TAG_START, TAG_DONE, TAG_BEAT, TAG_SHUTDOWN, TAG_BYE = range(101, 108)
+TAG_HELLO, TAG_SETUP, TAG_START, TAG_DONE, TAG_BEAT, TAG_SHUTDOWN, TAG_BYE, TAG_SIGNALLED = range(101, 109)
+
+#: How a rank's loop learns of a stop signal its handler recorded: the signal number, or None.
+StopSignal = Callable[[], "int | None"]
+
+
+def _no_signal() -> int | None:
+    return None
+
 
 #: Environment variables by which MPI starters tell a process it is one of several ranks.
 WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_SIZE")
@@ -156,8 +179,12 @@ def discover(comm, emulate_nodes: int | None) -> Layout:
 class MasterTransport:
     """Rank 0's endpoint: its own agent in-process, the others over MPI."""
 
-    def __init__(self, comm, layout: Layout, local_agent: Agent, beat_timeout: float | None = None) -> None:
+    def __init__(
+        self, comm, layout: Layout, local_agent: Agent, beat_timeout: float | None = None,
+        stop_signal: StopSignal = _no_signal,
+    ) -> None:  # fmt: skip
         self.comm = comm
+        self.stop_signal = stop_signal  # a stop signal rank 0's handler recorded (hellos gives up on it)
         self.layout = layout
         self.local = local_agent
         self.beat_timeout = beat_timeout
@@ -175,15 +202,18 @@ class MasterTransport:
 
     # -- start-up ---------------------------------------------------------
     def hellos(self, timeout: float = 300.0) -> list[tuple[int, Hello]]:
-        """Every node's Hello, rank 0's own first; waits (polling) for all agents."""
+        """Every node's Hello, rank 0's own first; waits (polling) for all agents, or until a stop signal."""
         got: dict[int, Hello] = {0: self.local.hello()}
         deadline = time.monotonic() + timeout
         backoff = Backoff(0.0005, 0.05)
         while len(got) < len(self.layout.agent_ranks):
             message = self._probe(tag=TAG_HELLO)
             if message is None:
-                if time.monotonic() > deadline:
+                expired, signum = time.monotonic() > deadline, self.stop_signal()
+                if expired or signum is not None:
                     missing = [self.layout.node_names[n] for n in range(len(self.layout.agent_ranks)) if n not in got]
+                    if signum is not None:  # an agent that hangs in its start-up must not make Ctrl-C useless
+                        raise StoppedBySignal(signum, f"while waiting for the agents on {', '.join(missing[:5])}")
                     raise LauncherFailure(f"agents on {', '.join(missing[:5])} did not report within {timeout:.0f} s")
                 time.sleep(backoff.next())
                 continue
@@ -252,13 +282,14 @@ class MasterTransport:
         ]
 
     def forget(self, node: int) -> None:
-        """Give up on a node's agent: never wait for it, never send to it again."""
+        """Give up on a node: never wait for its ranks (agent and parked), never send to them again."""
         self._last_heard.pop(node, None)
-        self._dead_ranks.add(self.layout.agent_ranks[node])
+        self._dead_ranks.update(rank for rank, n in enumerate(self._node_of_rank) if n == node)
 
     # -- the end ----------------------------------------------------------
     def shutdown(self, grace: float, exit_status: int, timeout: float = 30.0) -> list[tuple[int, Ended]]:
-        """Tell every other rank to stop; collect the tasks the agents ended on the way out.
+        """Tell every other rank to stop and wait for each one's BYE; collect the tasks the agents
+        ended on the way out.
 
         Idempotent: only the first call sends anything.
         """
@@ -271,9 +302,8 @@ class MasterTransport:
         for rank in range(1, self.comm.Get_size()):
             if rank not in self._dead_ranks:
                 self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
-        agents = self.layout.agent_ranks
-        waiting = {rank for rank in agents[1:] if rank not in self._dead_ranks}
-        # A live agent answers at once; one that died unnoticed never will.
+        waiting = {rank for rank in range(1, self.comm.Get_size()) if rank not in self._dead_ranks}
+        # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.
         deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
         backoff = Backoff(0.0005, 0.05)
         while waiting and time.monotonic() < deadline:
@@ -359,7 +389,7 @@ class MasterTransport:
                 self._last_heard[node] = now
             if rank in self._dead_ranks:
                 continue  # a node given up as lost: its news is stale
-            if isinstance(payload, Completions):
+            if isinstance(payload, (Completions, Signalled)):
                 out.append((node, payload))
             elif isinstance(payload, (Bye, Hello)) or payload is None:
                 continue
@@ -368,8 +398,12 @@ class MasterTransport:
 
 
 # -- other ranks ------------------------------------------------------------
-def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
-    """An agent rank's loop: run what rank 0 sends until it says SHUTDOWN; returns its exit status."""
+def serve_agent(comm, agent: Agent, beat_interval: float | None = None, stop_signal: StopSignal = _no_signal) -> int:
+    """An agent rank's loop: run what rank 0 sends until it says SHUTDOWN; returns its exit status.
+
+    A stop signal recorded by this rank (``stop_signal``) is passed on to rank 0
+    once; the agent goes on serving: rank 0 sends the SHUTDOWN.
+    """
     from mpi4py import MPI
 
     comm.send(agent.hello(), dest=0, tag=TAG_HELLO)
@@ -377,6 +411,7 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
     requests: list = []
     last_sent = time.monotonic()
     status = MPI.Status()
+    relay = _SignalRelay(comm, stop_signal)
     while True:
         progressed = False
         while (message := comm.improbe(source=0, tag=MPI.ANY_TAG, status=status)) is not None:
@@ -400,6 +435,10 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
                 raise ProtocolError(f"agent got unexpected {type(payload).__name__}")
         report = agent.poll(0 if progressed else backoff.next())
         now = time.monotonic()
+        if (request := relay.check()) is not None:  # before the report: these ends came after the signal
+            requests.append(request)
+            progressed = True
+            last_sent = now
         if report is not None:
             requests.append(comm.isend(report, dest=0, tag=TAG_DONE))
             progressed = True
@@ -413,14 +452,42 @@ def serve_agent(comm, agent: Agent, beat_interval: float | None = None) -> int:
             backoff.reset()
 
 
-def park(comm, sleep: Callable[[float], None] = time.sleep) -> int:
-    """A surplus rank: wait for SHUTDOWN at negligible CPU; returns the exit status it carries."""
+def park(comm, sleep: Callable[[float], None] = time.sleep, stop_signal: StopSignal = _no_signal) -> int:
+    """A surplus rank: wait for SHUTDOWN at negligible CPU and answer BYE; returns the exit status it carries.
+
+    A stop signal recorded by this rank is passed on to rank 0 (within one sleep, 0.25 s at most).
+    """
     from mpi4py import MPI
 
     backoff = Backoff(0.001, 0.25)
+    requests: list = []
+    relay = _SignalRelay(comm, stop_signal)
     while (message := comm.improbe(source=0, tag=TAG_SHUTDOWN, status=MPI.Status())) is None:
+        if (request := relay.check()) is not None:
+            requests.append(request)
         sleep(backoff.next())
-    return message.recv().exit_status
+    status = message.recv().exit_status
+    requests.append(comm.isend(Bye(()), dest=0, tag=TAG_BYE))  # after it rank 0 may finalize
+    _wait_all(requests)
+    return status
+
+
+class _SignalRelay:
+    """Tells rank 0, once, that a stop signal reached this rank."""
+
+    def __init__(self, comm, stop_signal: StopSignal) -> None:
+        self.comm, self.stop_signal = comm, stop_signal
+        self.sent = False
+
+    def check(self):
+        """The (non-blocking) send of the news if a signal has arrived since the last call, else None."""
+        if self.sent:
+            return None
+        signum = self.stop_signal()
+        if signum is None:
+            return None
+        self.sent = True
+        return self.comm.isend(Signalled(signum, self.comm.Get_rank()), dest=0, tag=TAG_SIGNALLED)
 
 
 def _wait_all(requests: list) -> None:

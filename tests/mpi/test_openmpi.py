@@ -102,3 +102,61 @@ def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanl
     assert sorted(int(x) for x in (sweep_dir / "ran").read_text().split()) == list(range(8))
     rows = read_joblog(sweep_dir / "w" / "joblog")
     assert len(rows) == 8 and "vnode2" not in {r["node"] for r in rows}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", ["SIGUSR1 to mpirun", "SIGTERM to the agent rank only"])
+def test_a_stop_signal_under_open_mpi_stops_every_rank_cleanly(sweep_dir: Path, case: str) -> None:
+    """mpirun forwards SIGUSR1 to every rank; a kill may reach one rank.  (mpirun ends the job
+    itself on Ctrl-C and SIGTERM, see launch.STOP_SIGNALS: nothing the ranks can change.)"""
+    import collections
+    import signal
+    import time
+    import uuid
+
+    from mpilauncher.core.tasks import CoresSpec
+    from mpilauncher.persistence.store import load_state
+
+    python = str(Path(VENV) / "bin" / "python")
+    (sweep_dir / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 16)
+    marker = uuid.uuid4().hex
+    env = launcher_env(
+        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        PYTHONPATH=str(ROOT),
+        MPL_TEST_MARK=marker,
+    )
+    proc = subprocess.Popen(
+        [f"{VENV}/bin/mpirun", "--oversubscribe", "-n", "3", python, "-m", "mpilauncher", "commandlines",
+         "--emulate-nodes", "2", "--cores-per-node", "2", "--workdir", "w"],
+        cwd=sweep_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ran = sweep_dir / "ran"
+    try:
+        deadline = time.monotonic() + 60
+        while len(ran.read_text().split() if ran.exists() else ()) < 4:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the launcher did not get going within 60 s"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        if case == "SIGUSR1 to mpirun":
+            signum, target = signal.SIGUSR1, proc.pid
+        else:
+            signum, target = signal.SIGTERM, find_launcher_pid(marker, "OMPI_COMM_WORLD_RANK=2")
+        assert target is not None
+        os.kill(target, signum)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, out + err
+    assert out.count(f"Launcherjob stopped: stopped by {name}") == 1 and "Traceback" not in err, out + err
+    assert not (sweep_dir / "queuestate.journal").exists()
+    ledger = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger
+    assert not ledger.ids_in("failed") and ledger.ids_in("queued", "running"), ledger.counts()
+    assert collections.Counter(int(x) for x in ran.read_text().split()) == collections.Counter(
+        ledger.ids_in("completed")
+    ), "completed in the queuestate exactly when the task finished, once"

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from mpilauncher.protocol import Completions, Hello, Shutdown, StartItem, StartTasks
+from mpilauncher.errors import StoppedBySignal
+from mpilauncher.protocol import Completions, Hello, Shutdown, Signalled, StartItem, StartTasks
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.transport import mpi as mpi_transport
 
@@ -89,6 +91,83 @@ def test_protocol_version_mismatch_is_a_clear_error() -> None:
         transport.hellos(timeout=30)
     for other in range(1, comm.Get_size()):
         comm.send(Shutdown(0, 2), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(())
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_other_ranks_pass_a_stop_signal_on_to_rank_0_once_and_serve_until_shutdown() -> None:
+    comm = mpi_transport.world().Dup()  # none of the earlier tests' leftover messages
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=2)  # -n 4: ranks 1 and 3 park, rank 2 is an agent
+    if rank != 0:
+        signalled = lambda: signal.SIGTERM  # noqa: E731 -- as if this rank's handler had recorded SIGTERM
+        if layout.role(rank) == "agent":
+            status = mpi_transport.serve_agent(comm, Agent(f"n{rank}", 1), beat_interval=60, stop_signal=signalled)
+        else:
+            status = mpi_transport.park(comm, stop_signal=signalled)
+        assert status == 143, "every rank exits with the status rank 0 decides"
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)
+    transport.hellos(timeout=60)
+    news: list = []
+    deadline = time.monotonic() + 30
+    while len(news) < size - 1 and time.monotonic() < deadline:
+        news += [message for _, message in transport.receive(0.2) if isinstance(message, Signalled)]
+    assert sorted(news, key=lambda m: m.rank) == [Signalled(signal.SIGTERM, r) for r in range(1, size)]
+    assert not transport.receive(0.6), "once: a parked rank probes every 0.25 s at most, and says nothing more"
+    transport.shutdown(0.0, 143)
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_0_waiting_for_its_agents_gives_up_on_a_stop_signal() -> None:
+    """An agent stuck in its start-up must not make Ctrl-C useless: rank 0 stops waiting, 128+N."""
+    comm = mpi_transport.world().Dup()  # none of the earlier tests' leftover Hellos
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=size)
+    if rank != 0:
+        assert mpi_transport.park(comm) == 130  # never says hello
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), stop_signal=lambda: signal.SIGINT)
+    with pytest.raises(StoppedBySignal, match="stopped by SIGINT while waiting for the agents on vnode1") as caught:
+        transport.hellos(timeout=30)
+    assert caught.value.exit_status == 130
+    for other in range(1, size):
+        comm.send(Shutdown(0, 130), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(()), "a parked rank says bye"
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_shutdown_waits_for_every_ranks_bye_parked_ones_included() -> None:
+    """A parked rank may send SIGNALLED until it has seen SHUTDOWN, so rank 0 must not go on to
+    MPI_Finalize before every rank's BYE (without it, under Slurm: a parked rank's late SIGNALLED
+    failed with "OFI call tinjectdata failed" and the rank exited 3)."""
+    world = mpi_transport.world()
+    comm, side = world.Dup(), world.Dup()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=1)  # one node: rank 0 is its agent, the others park
+    if rank != 0:
+        woke: list[float] = []
+
+        def sleep(_seconds: float) -> None:
+            if not woke:
+                side.send(None, dest=0)  # asleep: rank 0 may shut down now
+            time.sleep(0.5)
+            woke.append(time.monotonic())  # CLOCK_MONOTONIC: the same clock in every process of the host
+
+        assert mpi_transport.park(comm, sleep=sleep) == 0
+        side.send(woke[-1], dest=0)
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)
+    transport.hellos(timeout=60)
+    for other in range(1, size):
+        side.recv(source=other)
+    transport.shutdown(0.0, 0)
+    returned = time.monotonic()
+    last_wakes = [side.recv(source=other) for other in range(1, size)]
+    assert max(last_wakes) < returned, "rank 0 went on while a parked rank could still send to it"
     transport.close()
 
 
