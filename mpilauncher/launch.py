@@ -22,7 +22,7 @@ from io import TextIOBase as TextIO
 from pathlib import Path
 
 from mpilauncher import __version__, cluster, relaunch
-from mpilauncher.config import DEFAULT_QUEUESTATE, Config
+from mpilauncher.config import DEFAULT_QUEUESTATE, Config, option_error
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import Statistics, compute
@@ -534,6 +534,7 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
         comm, layout, agent, beat_timeout=config.beat_timeout, stop_signal=lambda: stop.signum
     )
     try:
+        _check_emulation(config, comm.Get_size())
         result = _run_master(config, transport, allocation, out, began, stop)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
@@ -544,6 +545,16 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
         transport.close()
     _abort_if_unclean(comm, transport, result.exit_status)
     return result
+
+
+def _check_emulation(config: Config, ranks: int) -> None:
+    """Each virtual node needs a rank as its agent: more nodes than ranks would silently be fewer."""
+    if config.emulate_nodes and config.emulate_nodes > ranks:
+        raise option_error(
+            "emulate_nodes",
+            f"must be at most the number of MPI ranks, {ranks} here (each virtual node needs a rank as its agent:"
+            f" mpiexec -n {config.emulate_nodes} ...), not {config.emulate_nodes}",
+        )
 
 
 def _remove_empty_workdir(workdir: Path) -> None:

@@ -218,3 +218,18 @@ def test_bad_input_in_a_script_under_mpiexec_is_one_line_and_status_2_on_every_r
     errors = [line for line in res.stderr.splitlines() if line.startswith("mpilauncher")]
     assert len(errors) == 1 and says in errors[0], res.stderr
     assert "not reached" not in res.stdout and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_more_emulated_nodes_than_ranks_is_refused_in_one_line(sweep_dir: Path, ranks: int) -> None:
+    """Issue 10.9: --emulate-nodes 3 on two ranks was silently run on two virtual nodes."""
+    (sweep_dir / "commandlines").write_text("true\n")
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    result = run_mpi(ranks, ["commandlines", "--emulate-nodes", "3"], sweep_dir)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher")]
+    assert errors == [
+        f"mpilauncher: error: --emulate-nodes must be at most the number of MPI ranks, {ranks} here (each virtual"
+        " node needs a rank as its agent: mpiexec -n 3 ...), not 3"
+    ], result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before
