@@ -100,6 +100,15 @@ def tagged_pids(tag: str, command: bytes = b"") -> list[int]:
     return found
 
 
+def kill_tagged(tag: str) -> None:
+    """SIGKILL whatever still carries ``tag``: a failed test must not leave its processes behind."""
+    for pid in tagged_pids(tag):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "a condition") -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` s (generous: the machine is shared)."""
     deadline = time.monotonic() + timeout

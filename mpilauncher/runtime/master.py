@@ -227,7 +227,7 @@ class Master:
         attempt = self.scheduler.attempts.get(ended.task_id, 0) + 1
         self.joblog.add(
             ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code,
-            outcome_word(ended), attempt, task.command,
+            outcome_word(ended), attempt, ended.leftovers, task.command,
         )  # fmt: skip
         return TaskFinished(ended.task_id, ended.exit_code)
 
