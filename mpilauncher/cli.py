@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run(config)
     except LauncherError as err:
-        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        if not err.reported:
+            print(f"mpilauncher: error: {err}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print("mpilauncher: interrupted", file=sys.stderr)

@@ -54,7 +54,8 @@ def _launch(commandlines: str | None, resume: str | None, caller: str, kwargs: d
         )
         result = run(config)
     except LauncherError as err:
-        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        if not err.reported:
+            print(f"mpilauncher: error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_status) from None
     if result.interrupted:
         print(

@@ -30,7 +30,9 @@ imports no codec, and it encodes and decodes at C speed::
 
 Executor -> agent, text: ``E id exit start runtime T|- leftovers`` per ended task
 (T: it was killed at its timeout; leftovers: how many of its processes were
-left when it ended), ``R id`` per standby taken back before it started, and
+left when it ended), ``F id start reason`` per task that could not be started for
+the launcher's fault (its output file cannot be created: see
+ProcessRunner.start), ``R id`` per standby taken back before it started, and
 ``STOPPED`` once a STOP is done.
 """
 
@@ -119,6 +121,10 @@ class Lane:
                 self.stopped = True
             elif line.startswith(b"R "):
                 self.retracted.append(int(line[2:]))
+            elif line.startswith(b"F "):
+                _, task_id, start, reason = line.split(b" ", 3)
+                text = reason.decode("utf-8", "surrogateescape")
+                ended.append(Ended(int(task_id), 127, float(start), 0.0, not_started=text))
             else:
                 _, task_id, exit_code, start, runtime, timed_out, leftovers = line.split()
                 ended.append(
@@ -276,7 +282,9 @@ class Executors:
 
 # -- the executor process ---------------------------------------------------
 def event_line(e: Ended) -> str:
-    """How the executor reports an ended task."""
+    """How the executor reports an ended task (``E``), or one it could not start (``F``)."""
+    if e.not_started:
+        return f"F {e.task_id} {e.start!r} {e.not_started.replace(chr(10), ' ')}\n"
     return f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'} {e.leftovers}\n"
 
 

@@ -63,10 +63,17 @@ class Running:
         self.timed_out = False
 
 
-class Ended(namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers", defaults=(False, 0))):
+class Ended(
+    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
+):
     """A task's process ended: Popen-style exit code (negative = signal number);
     ``timed_out``: killed by the runner at its --task-timeout; ``leftovers``: how many
-    of its processes were still there when its main process ended (all ended since)."""
+    of its processes were still there when its main process ended (all ended since).
+
+    ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
+    the launcher could not start it (its output file could not be created), so it is
+    still to run -- not a failed task.  Its other fields mean nothing then.
+    """
 
     __slots__ = ()
 
@@ -171,16 +178,22 @@ class ProcessRunner:
         The environment is the runner's base environment with ``changes``
         applied (a None value removes the variable).
 
-        A failure to spawn (no such file for the output, out of processes) is
+        A failure to spawn (a command too long to exec, out of processes) is
         reported as an immediate end with exit code 127, the shell's "cannot
-        run", so one bad task never stops the sweep.  ``cpus``: bind the task to them.
+        run", so one bad task never stops the sweep.  Except when the task's
+        output file cannot be created (quota, full or read-only file system, the
+        workdir deleted): that is the launcher's failure, not the task's, and every
+        later start would fail the same way; the end record says so in ``not_started``
+        (the task is still to run).  ``cpus``: bind the task to them.
         ``after``: a standby start, spawned when that task ends (None returned
-        now); at once if it has already ended.  ``first_core`` picks a lane in
+        now); at once if its end has already been returned by :meth:`wait`.  ``first_core`` picks a lane in
         :class:`~mpilauncher.execution.executor.Executors`; one process has one.
         ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
         been spawned, so the file exists exactly for the tasks that started.
         """
-        if after is not None and after in self._by_task:
+        if after is not None and (after in self._by_task or after in self._reaped):
+            # ...or reaped in this very wait(), which is reading our requests: its end is not returned
+            # yet, and the standby's own news (a failed start) must not come before it.
             self._standby[after] = (task_id, command, changes, output, cpus, timeout, None, 0, exec_file)
             self._behind[task_id] = after
             return None
@@ -210,6 +223,9 @@ class ProcessRunner:
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:
+            unwritable = cannot_create(output)
+            if unwritable:
+                return Ended(task_id, 127, start, 0.0, not_started=unwritable)
             write_text(exec_file)
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
@@ -371,6 +387,15 @@ class ProcessRunner:
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
         return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+
+
+def cannot_create(output: str) -> str:
+    """Why a task's output file cannot be created ("<path>: <reason>"), or "" if it can."""
+    try:
+        os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        return f"{output}: {err.strerror or err}"
+    return ""
 
 
 def write_text(file: tuple[str, str] | None) -> None:

@@ -199,3 +199,60 @@ def test_stop_all_ends_running_tasks_and_what_they_left(runner, tmp_path, tag):
         wait_for(lambda: not tagged_pids(tag), 10, "everything of the stopped task to end")
     runner.close()
     wait_for(lambda: not tagged_pids(tag), 10, "nothing to be left once the runner has closed")
+
+
+# -- starts that fail ----------------------------------------------------------
+def started_or_ended(runner, result, count: int = 1) -> list[Ended]:
+    """An in-process runner reports a failed spawn at once, executors on their next report."""
+    return [result] if isinstance(result, Ended) else collect(runner, count)
+
+
+def test_an_output_file_that_cannot_be_created_is_the_launchers_failure_not_the_tasks(runner, tmp_path):
+    output = tmp_path / "gone" / "out1"  # the workdir was deleted (or is full, or read-only)
+    result = runner.start(1, "touch ran", {}, str(output), (), None, None, 0, (str(tmp_path / "exec1"), "x"))
+    (ended,) = started_or_ended(runner, result)
+    assert ended.task_id == 1 and ended.not_started == f"{output}: No such file or directory"
+    assert not (tmp_path / "exec1").exists() and not (tmp_path / "ran").exists()
+
+
+def test_a_command_too_long_to_exec_is_the_tasks_own_failure(runner, tmp_path):
+    result = start(runner, tmp_path, 1, "echo " + "x" * 200_000)
+    (ended,) = started_or_ended(runner, result)
+    assert (ended.exit_code, ended.not_started) == (127, "")
+
+
+def test_a_standby_whose_start_fails_is_reported_after_its_predecessor(runner, tmp_path):
+    start(runner, tmp_path, 1, "sleep 0.2")
+    output = tmp_path / "gone" / "out2"
+    runner.start(2, "true", {}, str(output), (), None, 1, 0, None)
+    ended = collect(runner, 2)
+    assert [(e.task_id, bool(e.not_started)) for e in ended] == [(1, False), (2, True)]
+
+
+@pytest.mark.parametrize("failure", ["output cannot be created", "command too long"])
+def test_a_standby_sent_in_the_turn_its_predecessor_was_reaped_is_reported_after_it(tmp_path, failure):
+    """An executor reads requests inside wait(): a standby whose predecessor was reaped earlier in
+    the same turn (its end not reported yet) must still wait for that report, or the master gets
+    the standby's news (a start that failed at once) before the end that promotes it, drops it,
+    and waits for it forever."""
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ))
+    requests, send = os.pipe()
+    reported: list = []
+    runner.add_reader(requests, lambda fd: (os.read(fd, 1), reported.append(start_two())))
+    output = tmp_path / ("gone" if failure == "output cannot be created" else "") / "out2"
+    command = "true" if failure == "output cannot be created" else "echo " + "x" * 200_000
+
+    def start_two():
+        return runner.start(2, command, {}, str(output), (), None, 1, 0, None)
+
+    try:
+        start(runner, tmp_path, 1, "true")
+        time.sleep(0.3)  # task 1 has ended: its pidfd is ready first, the request second
+        os.write(send, b"x")
+        ended = runner.wait(1.0)
+        assert reported == [None], "not started at once: it waits for its predecessor's end to be returned"
+        assert [e.task_id for e in ended] == [1, 2] and ended[1].exit_code == 127
+    finally:
+        runner.close()
+        os.close(requests)
+        os.close(send)
