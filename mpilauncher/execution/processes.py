@@ -186,7 +186,8 @@ class ProcessRunner:
         later start would fail the same way; the end record says so in ``not_started``
         (the task is still to run).  ``cpus``: bind the task to them.
         ``after``: a standby start, spawned when that task ends (None returned
-        now); at once if its end has already been returned by :meth:`wait`.  ``first_core`` picks a lane in
+        now); at once if its end has already been returned by :meth:`wait`.
+        ``first_core`` picks a lane in
         :class:`~mpilauncher.execution.executor.Executors`; one process has one.
         ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
         been spawned, so the file exists exactly for the tasks that started.
@@ -310,7 +311,7 @@ class ProcessRunner:
             self.signal(task_id, signal.SIGTERM)
         deadline = time.monotonic() + grace
         self._leftovers.end_all(deadline)
-        ended.extend(self._leftovers.settle([], {}, self._by_task, time.monotonic()))  # also what nobody saw yet
+        self._leftovers.settle([], {}, self._by_task, time.monotonic())  # also what was left unseen so far
         while (self._by_task or self._leftovers.active) and time.monotonic() < deadline:
             ended.extend(self.wait(min(0.05, max(0.0, deadline - time.monotonic()))))
         for task_id in list(self._by_task):
