@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run(config, began=process_began())
     except LauncherError as err:
-        message = err.named(flag(err.setting)) if isinstance(err, OptionError) else err
-        print(f"mpilauncher: error: {message}", file=sys.stderr)
+        if not err.reported:
+            message = err.named(flag(err.setting)) if isinstance(err, OptionError) else err
+            print(f"mpilauncher: error: {message}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         print("mpilauncher: interrupted", file=sys.stderr)

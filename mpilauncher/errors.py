@@ -28,6 +28,8 @@ class LauncherError(Exception):
     """Base of every error the launcher reports as one line."""
 
     exit_status = EXIT_LAUNCHER_FAILED
+    #: The line was printed already, when it happened: the CLI and the API print nothing more.
+    reported = False
 
 
 class InputError(LauncherError):
@@ -62,6 +64,10 @@ class OptionError(InputError):
 
 class LauncherFailure(LauncherError):
     """The launcher itself could not go on (I/O failure, lost agents...).  Exit status 3."""
+
+    def __init__(self, message: str, reported: bool = False) -> None:
+        super().__init__(message)
+        self.reported = reported
 
 
 class ProtocolError(LauncherFailure):

@@ -33,6 +33,7 @@ from mpilauncher.errors import (
     EXIT_TASKS_FAILED,
     InputError,
     LauncherError,
+    LauncherFailure,
 )
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
 from mpilauncher.persistence.files import read_text
@@ -692,8 +693,11 @@ def _run_locked(
     store.close(time.time(), outcome.elapsed)
     statistics = compute(plan.ledger, outcome.elapsed, pool_size)
     if config.print_statistics:
-        out.write(final_report(statistics, outcome.interrupted))
+        out.write(final_report(statistics, outcome.failure or outcome.interrupted))
         out.flush()
+    if outcome.failure is not None:  # its one line is on stderr already; the state is saved
+        transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
+        raise LauncherFailure(outcome.failure, reported=True)
     if outcome.interrupted is not None:
         status = stop.exit_status
     elif plan.ledger.ids_in(FAILED):

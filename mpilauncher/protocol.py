@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from mpilauncher.execution.processes import Ended
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 
 @dataclass(frozen=True, slots=True)

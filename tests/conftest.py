@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,6 +59,63 @@ def find_launcher_pid(marker: str, variable: str) -> int | None:
         if all(w in environ for w in wanted) and b"mpilauncher" in cmdline and b"srun" not in cmdline:
             return int(entry.name)
     return None
+
+
+#: The environment variable by which a test marks the processes it starts (see :func:`tagged_pids`).
+TEST_TAG = "MPL_TEST_TAG"
+
+
+def new_tag() -> str:
+    """A tag no other test (or other work on this machine) carries."""
+    return f"tag-{uuid.uuid4().hex[:16]}"
+
+
+def tagged_pids(tag: str, command: bytes = b"") -> list[int]:
+    """Live processes whose environment holds ``MPL_TEST_TAG=<tag>`` (and whose command line contains
+    ``command``, when given).
+
+    The one way tests find their own processes.  Never a pattern over the whole machine's
+    process table (``pgrep -f 'sleep 30'``): other work runs on these machines, and such a
+    pattern finds (or kills) its processes too.  A test puts the tag in the launcher's
+    environment (``run_cli(..., MPL_TEST_TAG=tag)``: every task inherits it) or in a task's
+    command (``export MPL_TEST_TAG=tag; ...``).  Zombies have no environment left: they are
+    not found, as they no longer run.
+    """
+    entry = f"{TEST_TAG}={tag}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if entry not in environ.read().split(b"\0"):
+                    continue
+            if command:
+                with open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                    if command not in cmdline.read().replace(b"\0", b" "):
+                        continue
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        found.append(int(name))
+    return found
+
+
+def kill_tagged(tag: str) -> None:
+    """SIGKILL whatever still carries ``tag``: a failed test must not leave its processes behind."""
+    for pid in tagged_pids(tag):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "a condition") -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` s (generous: the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -71,7 +71,8 @@ def report(err: LauncherError) -> LauncherException:
     """Print ``err`` as its one line and turn it into what the API raises (once: :func:`refuse` printed its own)."""
     if isinstance(err, LauncherException):
         return err
-    say(f"mpilauncher: error: {err}")
+    if not err.reported:  # a launcher failure said at once while the run drained (cannot start tasks)
+        say(f"mpilauncher: error: {err}")
     if isinstance(err, InputError):
         raised = ScriptInputError(err.problem, err.source, err.line)
     else:

@@ -37,7 +37,16 @@ class AgentLost:
 
 @dataclass(frozen=True, slots=True)
 class StopDispatch:
-    """Start nothing more (time limit, signal): running tasks are left alone."""
+    """Start nothing more (time limit, signal, the launcher cannot start tasks): running tasks are left alone.
+
+    Standbys still waiting on their nodes: with ``ask_back=False`` (the nodes are
+    about to be shut down, which drops them) they are queued at once; with
+    ``ask_back=True`` (the nodes go on running their tasks) they are asked back with
+    :class:`Retract` and queued when the node answers -- or run, if their
+    predecessor ended first.
+    """
+
+    ask_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +67,17 @@ class ClockTick:
     now: float
 
 
-Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick
+@dataclass(frozen=True, slots=True)
+class NeverStarted:
+    """The node could not start ``task_id`` for the launcher's own fault (its output file cannot
+    be created): it never ran and is queued again.  Its cores go to the standby that waited
+    behind it, if any -- the node starts that one at once, as behind a task that ended --
+    else back to the pool."""
+
+    task_id: int
+
+
+Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick | NeverStarted
 
 
 # -- actions (instructions) ------------------------------------------------
@@ -94,7 +113,7 @@ class Retract:
 
 @dataclass(frozen=True, slots=True)
 class Requeued:
-    """A task that was running on a lost node is queued again."""
+    """A task that was running on a lost node, or that its node could not start, is queued again."""
 
     task_id: int
     node: int

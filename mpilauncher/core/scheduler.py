@@ -13,6 +13,7 @@ Task life cycle::
                          |     --TaskFinished(!=0)--> FAILED
                          |     --TaskFinished(!=0), retries left--> QUEUED  (Retried)
                          +--AgentLost--> QUEUED  (runs again elsewhere)
+                         +--NeverStarted--> QUEUED  (the node could not start it: Requeued)
 
 Queued tasks wait in one min-heap per *shape* (a core count, or "whole
 node"), keyed by task id.  A placement pass repeatedly starts the lowest-id
@@ -67,6 +68,7 @@ from mpilauncher.core.events import (
     AllDone,
     ClockTick,
     Event,
+    NeverStarted,
     Promoted,
     Requeued,
     Retract,
@@ -139,11 +141,11 @@ class Scheduler:
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
         actions: list[Action] = []
-        stop = any(isinstance(event, StopDispatch) for event in events)
-        if stop:
-            self.apply(StopDispatch())  # first: nothing starts from a burst that says stop
+        for event in events:  # first: nothing starts from a burst that says stop
+            if isinstance(event, StopDispatch):
+                actions.extend(self.apply(event))
         for event in events:
-            if not (stop and isinstance(event, StopDispatch)):
+            if not isinstance(event, StopDispatch):
                 actions.extend(self.apply(event))
         if not self._stopping:
             self._place(actions)
@@ -172,9 +174,17 @@ class Scheduler:
             self._now = event.now
         elif isinstance(event, StopDispatch):
             self._stopping = True
+            if event.ask_back:  # those not asked back yet; all stay STANDBY until their node answers
+                asked: list[Action] = []
+                for waiting in self._standby_of.values():
+                    while waiting:
+                        asked.append(self._ask_back(waiting.popitem(last=False)[0]))
+                return asked
             for tid in list(self.waiting):  # never started (or killed by the stop): queued again
                 self._unlink(tid)
                 self._enqueue(tid)
+        elif isinstance(event, NeverStarted):
+            return self._on_never_started(event.task_id)
         else:
             raise TypeError(f"not a scheduler event: {event!r}")
         return []
@@ -224,31 +234,51 @@ class Scheduler:
         if self.status.get(tid) != RUNNING:
             raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
         self._ends += 1
-        node, cores = self.running.pop(tid)
-        shape = self._shape(self.tasks[tid])
-        self._bare[shape].pop(tid, None)
-        actions: list[Action] = []
-        follower = self.follower.get(tid)
-        if follower is not None:  # the node has started it on these very cores and GPUs
-            self._unlink(follower)
-            self._take_over(follower, tid, node, cores, shape)
-            actions.append(Promoted(follower, tid))
+        node, cores, shape, promoted = self._vacate(tid)
+        actions: list[Action] = [promoted] if promoted else []
         if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
             self.attempts[tid] = self.attempts.get(tid, 0) + 1
             self._enqueue(tid)
             actions.append(Retried(tid, self.attempts[tid]))
         else:
             self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
-        if follower is None:
+        if promoted is None:
             successor = self._next_in_order(shape)
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
                 heapq.heappop(self._queues[shape])
                 actions.append(Start(node, successor, cores, self._take_over(successor, tid, node, cores, shape)))
             else:
-                for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
-                    self.pool.release(segment_node, segment_cores)
-                self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
+                self._release(tid, node, cores)
         return actions
+
+    def _release(self, tid: int, node: int, cores: tuple[int, ...]) -> None:
+        """``tid``'s cores (on every node of an MPI task) and GPUs go back to the pool."""
+        for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
+            self.pool.release(segment_node, segment_cores)
+        self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
+
+    def _on_never_started(self, tid: int) -> list[Action]:
+        """Its start failed on the node: queued again, its cores to its standby (started at once there) or freed."""
+        if self.status.get(tid) != RUNNING:
+            raise InvalidTransition(f"task {tid} could not start but it is {self.status.get(tid)}")
+        node, cores, _, promoted = self._vacate(tid)
+        if promoted is None:
+            self._release(tid, node, cores)
+        self._enqueue(tid)
+        return [promoted, Requeued(tid, node)] if promoted else [Requeued(tid, node)]
+
+    def _vacate(self, tid: int) -> tuple[int, tuple[int, ...], Shape, Promoted | None]:
+        """``tid`` no longer runs: its node, cores and shape, and the standby that its node has
+        started on those very cores and GPUs (promoted here), if one waited behind it."""
+        node, cores = self.running.pop(tid)
+        shape = self._shape(self.tasks[tid])
+        self._bare[shape].pop(tid, None)
+        follower = self.follower.get(tid)
+        if follower is None:
+            return node, cores, shape, None
+        self._unlink(follower)
+        self._take_over(follower, tid, node, cores, shape)
+        return node, cores, shape, Promoted(follower, tid)
 
     def _take_over(self, successor: int, tid: int, node: int, cores: tuple[int, ...], shape: Shape) -> tuple[int, ...]:
         """``successor`` runs on the cores (and GPUs, returned) that ``tid`` just left."""

@@ -12,8 +12,10 @@ executor both caps a node's start rate and cannot reap while it spawns.
 
 It is also the tasks' watchdog: the tasks are its children, and when the
 agent's end of the request pipe closes without ``BYE`` (the launcher died,
-``kill -9`` included) it ends every task's process group (TERM, grace, KILL)
-before it exits.  It ignores the stop signals the launcher handles itself.
+``kill -9`` included) it ends every task's process group (TERM, grace, KILL),
+and whatever they left behind, before it exits.  It ignores the stop signals
+the launcher handles itself.  It is a child subreaper, so that nothing a task
+leaves behind escapes it (see :mod:`leftovers`).
 
 Protocol.  Agent -> executor: ``marshal``-encoded lists, each framed by its
 length (4 bytes, little-endian) -- marshal is built in, so the executor
@@ -26,9 +28,12 @@ imports no codec, and it encodes and decodes at C speed::
     ["STOP", grace]                                                     TERM all, KILL after grace
     ["BYE"]                                                             exit, leaving nothing running
 
-Executor -> agent, text: ``E id exit start runtime T|-`` per ended task (T: it
-was killed at its timeout), ``R id`` per standby taken back before it started,
-and ``STOPPED`` once a STOP is done.
+Executor -> agent, text: ``E id exit start runtime T|- leftovers`` per ended task
+(T: it was killed at its timeout; leftovers: how many of its processes were
+left when it ended), ``F id start reason`` per task that could not be started for
+the launcher's fault (its output file cannot be created: see
+ProcessRunner.start), ``R id`` per standby taken back before it started, and
+``STOPPED`` once a STOP is done.
 """
 
 from __future__ import annotations
@@ -41,38 +46,20 @@ import sys
 import time
 
 if __package__:
+    from mpilauncher.execution.leftovers import LANE_VARIABLE
     from mpilauncher.execution.processes import Ended, decode_status, kernel_timeout
-    from mpilauncher.execution.watchdog import IGNORED, stop_groups
+    from mpilauncher.execution.watchdog import IGNORED, stop_groups, tagged_groups
 else:  # an executor process (see _BOOT): the siblings are top-level modules there
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from leftovers import LANE_VARIABLE, enable_subreaper  # type: ignore[no-redef]
     from processes import Ended, ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
-    from watchdog import IGNORED, _close_inherited, stop_groups  # type: ignore[no-redef]
+    from watchdog import IGNORED, _close_inherited, stop_groups, tagged_groups  # type: ignore[no-redef]
 
 WATCHDOG_GRACE = 2.0
 #: How an executor process starts: this module imported from its cached bytecode (run as
 #: a script it would be compiled afresh every time), with nothing but the standard library.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; sys.exit(executor.serve())"
-
-
-#: Set in every task's environment to its lane's tag (see Lane).
-LANE_VARIABLE = "MPILAUNCHER_LANE"
-
-
-def tagged_groups(entry: bytes) -> list[int]:
-    """Process groups of the processes whose environment holds ``entry`` (``NAME=value``)."""
-    groups = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as environ:
-                if entry in environ.read().split(b"\0"):
-                    groups.add(os.getpgid(int(name)))
-        except OSError:
-            continue
-    groups.discard(os.getpgrp())
-    return sorted(groups)
 
 
 def frame(message: list) -> bytes:
@@ -134,9 +121,15 @@ class Lane:
                 self.stopped = True
             elif line.startswith(b"R "):
                 self.retracted.append(int(line[2:]))
+            elif line.startswith(b"F "):
+                _, task_id, start, reason = line.split(b" ", 3)
+                text = reason.decode("utf-8", "surrogateescape")
+                ended.append(Ended(int(task_id), 127, float(start), 0.0, not_started=text))
             else:
-                _, task_id, exit_code, start, runtime, timed_out = line.split()
-                ended.append(Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T"))
+                _, task_id, exit_code, start, runtime, timed_out, leftovers = line.split()
+                ended.append(
+                    Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T", int(leftovers))
+                )
         return ended
 
     def died(self) -> None:
@@ -288,22 +281,28 @@ class Executors:
 
 
 # -- the executor process ---------------------------------------------------
+def event_line(e: Ended) -> str:
+    """How the executor reports an ended task (``E``), or one it could not start (``F``)."""
+    if e.not_started:
+        return f"F {e.task_id} {e.start!r} {e.not_started.replace(chr(10), ' ')}\n"
+    return f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'} {e.leftovers}\n"
+
+
 def serve() -> int:
     for signum in IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     _close_inherited()  # hold none of the agent's other fds (MPI sockets): only the two pipes and stderr
-    runner = ProcessRunner(guard=False, pin_self=True)
+    subreaper = enable_subreaper()  # before the first task: from then on, nothing a task leaves escapes us
+    runner = ProcessRunner(guard=False, pin_self=True, tag=os.environ.get(LANE_VARIABLE), subreaper=subreaper)
     out = sys.stdout.fileno()
     state = {"tail": b"", "eof": False, "bye": False}
 
     def report(ended) -> None:
         if ended or runner.retracted:
-            text = "".join(f"R {task_id}\n" for task_id in runner.retracted) + "".join(
-                f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'}\n" for e in ended
-            )
+            text = "".join(f"R {task_id}\n" for task_id in runner.retracted) + "".join(map(event_line, ended))
             runner.retracted.clear()
-            os.write(out, text.encode())
+            os.write(out, text.encode("utf-8", "surrogateescape"))
 
     def on_request(fd: int) -> None:
         data = os.read(fd, 1 << 16)
@@ -339,8 +338,10 @@ def serve() -> int:
     runner.add_reader(0, on_request)
     while not state["eof"] and not state["bye"]:
         report(runner.wait(None))
-    if not state["bye"]:  # the agent is gone: no task may outlive it
-        stop_groups(runner.running_groups(), WATCHDOG_GRACE)
+    # BYE: the agent has stopped every task, but what they left may still be in its grace.  EOF without
+    # BYE: the agent is gone (kill -9 included); its tasks and all they left behind must not outlive it.
+    runner.stop_all(WATCHDOG_GRACE)
+    runner.close()
     return 0
 
 

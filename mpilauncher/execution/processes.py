@@ -21,6 +21,9 @@ moment that task is reaped -- before its end is even reported.
 Why a watchdog: tasks live in their own sessions, so a launcher killed with
 ``kill -9`` would leave them running while a resume starts them again; the
 :mod:`watchdog` process kills their groups when the launcher's pipe closes.
+
+What a task leaves behind when its main process ends (a background child, a
+``setsid`` daemon) is ended too: see :mod:`leftovers`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ import sys
 import time
 from collections import namedtuple
 from collections.abc import Callable, Mapping
+
+if __package__:
+    from mpilauncher.execution.leftovers import LANE_VARIABLE, GroupSweeper, Subtree
+else:  # an executor process: the siblings are top-level modules there
+    from leftovers import LANE_VARIABLE, GroupSweeper, Subtree  # type: ignore[no-redef]
 
 #: posix_spawn leaves the parent's ignored signals ignored in the child: Python ignores
 #: SIGPIPE and SIGXFSZ (`yes | head -1` would never end cleanly) and the executor ignores
@@ -55,15 +63,26 @@ class Running:
         self.timed_out = False
 
 
-class Ended(namedtuple("Ended", "task_id exit_code start runtime timed_out", defaults=(False,))):
+class Ended(
+    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
+):
     """A task's process ended: Popen-style exit code (negative = signal number);
-    ``timed_out``: killed by the runner at its --task-timeout."""
+    ``timed_out``: killed by the runner at its --task-timeout; ``leftovers``: how many
+    of its processes were still there when its main process ended (all ended since).
+
+    ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
+    the launcher could not start it (its output file could not be created), so it is
+    still to run -- not a failed task.  Its other fields mean nothing then.
+    """
 
     __slots__ = ()
 
 
+INFINITY = float("inf")
 #: Seconds a timed-out task gets between SIGTERM and SIGKILL.
 TIMEOUT_GRACE = 2.0
+#: stop_all: seconds to wait, after SIGKILL, for leftovers to vanish before giving up on them.
+KILL_WAIT = 5.0
 
 #: The longest one sleep in the kernel lasts.  ``epoll`` takes at most 2**31 - 1 ms (24.8 days)
 #: and refuses more with an OverflowError, yet a --task-timeout of 30 days is how people write
@@ -90,7 +109,18 @@ class ProcessRunner:
 
     SHELL = "/bin/sh"
 
-    def __init__(self, guard: bool = True, base_env: Mapping[str, str] | None = None, pin_self: bool = False) -> None:
+    def __init__(
+        self,
+        guard: bool = True,
+        base_env: Mapping[str, str] | None = None,
+        pin_self: bool = False,
+        tag: str | None = None,
+        subreaper: bool = False,
+    ) -> None:
+        """``tag``: this runner's lane tag, set in every task's environment (``MPILAUNCHER_LANE``):
+        by it, what escaped a task is found when the run ends, or when the runner has died.
+        ``subreaper``: this process is a child subreaper (an executor process): leftovers are
+        found in its subtree, else by process group (see :mod:`leftovers`)."""
         self._epoll = select.epoll()
         self._by_fd: dict[int, Running] = {}
         self._by_task: dict[int, Running] = {}
@@ -99,6 +129,12 @@ class ProcessRunner:
         self._guard = guard
         self._watchdog = None  # started with the first task
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.tag = tag or f"{os.getpid()}.{id(self):x}"
+        self.base_env[LANE_VARIABLE] = self.tag
+        self._leftovers: Subtree | GroupSweeper = (
+            Subtree(self.tag, self.add_reader, self.remove_reader) if subreaper else GroupSweeper(self.tag)
+        )
+        self._reaped: dict[int, int] = {}  # task -> pid, reaped this loop turn: their leftovers are looked for
         self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task, pid): TERM, then KILL
         # pin_self (executor processes): bind ourselves to a task's CPUs before spawning it, so
         # the task inherits them from its first instruction.  Binding the child after the spawn
@@ -117,7 +153,7 @@ class ProcessRunner:
             from mpilauncher.execution.watchdog import Watchdog  # not needed inside the executor process
 
             try:
-                self._watchdog = Watchdog.start()
+                self._watchdog = Watchdog.start(tag=self.tag)
             except OSError as err:
                 print(f"mpilauncher: warning: no task watchdog ({err}): tasks may outlive a killed launcher",
                       file=sys.stderr)  # fmt: skip
@@ -133,8 +169,9 @@ class ProcessRunner:
         self._epoll.register(fd, select.EPOLLIN)
         self._readers[fd] = callback
 
-    def running_groups(self) -> list[int]:
-        return [r.pid for r in self._by_task.values()]
+    def remove_reader(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+        del self._readers[fd]
 
     def start(
         self,
@@ -153,16 +190,23 @@ class ProcessRunner:
         The environment is the runner's base environment with ``changes``
         applied (a None value removes the variable).
 
-        A failure to spawn (no such file for the output, out of processes) is
+        A failure to spawn (a command too long to exec, out of processes) is
         reported as an immediate end with exit code 127, the shell's "cannot
-        run", so one bad task never stops the sweep.  ``cpus``: bind the task to them.
+        run", so one bad task never stops the sweep.  Except when the task's
+        output file cannot be created (quota, full or read-only file system, the
+        workdir deleted): that is the launcher's failure, not the task's, and every
+        later start would fail the same way; the end record says so in ``not_started``
+        (the task is still to run).  ``cpus``: bind the task to them.
         ``after``: a standby start, spawned when that task ends (None returned
-        now); at once if it has already ended.  ``first_core`` picks a lane in
+        now); at once if its end has already been returned by :meth:`wait`.
+        ``first_core`` picks a lane in
         :class:`~mpilauncher.execution.executor.Executors`; one process has one.
         ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
         been spawned, so the file exists exactly for the tasks that started.
         """
-        if after is not None and after in self._by_task:
+        if after is not None and (after in self._by_task or after in self._reaped):
+            # ...or reaped in this very wait(), which is reading our requests: its end is not returned
+            # yet, and the standby's own news (a failed start) must not come before it.
             self._standby[after] = (task_id, command, changes, output, cpus, timeout, None, 0, exec_file)
             self._behind[task_id] = after
             return None
@@ -192,6 +236,9 @@ class ProcessRunner:
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:
+            unwritable = cannot_create(output)
+            if unwritable:
+                return Ended(task_id, 127, start, 0.0, not_started=unwritable)
             write_text(exec_file)
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
@@ -229,8 +276,11 @@ class ProcessRunner:
         """
         if self._watchdog is not None:
             self._watchdog.flush()  # once per loop turn: the starts and ends of the last turn
+        due = self._leftovers.due(bool(self._by_task))
         if self._deadlines:
-            left = max(0.0, self._deadlines[0][0] - time.monotonic())
+            due = min(due, self._deadlines[0][0])
+        if due != INFINITY:
+            left = max(0.0, due - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
         ended = self._reap_ready(self._epoll.poll(kernel_timeout(timeout)))
         if self._deadlines:
@@ -245,6 +295,10 @@ class ProcessRunner:
                     started = self.start(*follow)
                     if isinstance(started, Ended):  # could not spawn: reported right after its predecessor
                         ended.append(started)
+        now = time.monotonic()
+        if self._reaped or now >= self._leftovers.due(bool(self._by_task)):
+            ended = self._leftovers.settle(ended, self._reaped, self._by_task, now)
+            self._reaped = {}
         return ended
 
     def signal(self, task_id: int, signum: int) -> None:
@@ -259,6 +313,7 @@ class ProcessRunner:
     def stop_all(self, grace: float) -> list[Ended]:
         """SIGTERM every task's group, SIGKILL what is left after ``grace`` s; reap them all.
 
+        What tasks left behind gets SIGKILL by then too, whatever its own grace.
         Standby starts are dropped: they never run.
         """
         self._standby.clear()
@@ -267,18 +322,24 @@ class ProcessRunner:
         for task_id in list(self._by_task):
             self.signal(task_id, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while self._by_task and time.monotonic() < deadline:
+        self._leftovers.end_all(deadline)
+        self._leftovers.settle([], {}, self._by_task, time.monotonic())  # also what was left unseen so far
+        while (self._by_task or self._leftovers.active) and time.monotonic() < deadline:
             ended.extend(self.wait(min(0.05, max(0.0, deadline - time.monotonic()))))
         for task_id in list(self._by_task):
             self.signal(task_id, signal.SIGKILL)
         while self._by_task:
             ended.extend(self.wait(0.05))
+        give_up = time.monotonic() + KILL_WAIT  # (a process in uninterruptible sleep outlasts even SIGKILL)
+        while self._leftovers.active and time.monotonic() < give_up:
+            ended.extend(self.wait(0.05))
         return ended
 
     def close(self) -> None:
         """No task may outlive the runner: stop what still runs, then dismiss the watchdog."""
-        if self._by_task:
+        if self._by_task or self._leftovers.active:
             self.stop_all(0.0)
+        self._leftovers.close()
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
@@ -331,10 +392,7 @@ class ProcessRunner:
             return None
         runtime = time.monotonic() - running.start_mono
         del self._by_task[running.task_id]
-        try:  # what the task left running in the background (`daemon &`) goes with it
-            os.killpg(running.pid, signal.SIGTERM)
-        except OSError:
-            pass  # nothing left: the usual case (a group id is never reused while the group exists)
+        self._reaped[running.task_id] = running.pid  # what it left running (`daemon &`) goes next: see wait()
         if self._watchdog is not None:
             self._watchdog.unwatch(running.pid)  # only now: until reaped, the pid cannot be reused
         if running.pidfd >= 0:
@@ -342,6 +400,15 @@ class ProcessRunner:
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
         return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+
+
+def cannot_create(output: str) -> str:
+    """Why a task's output file cannot be created ("<path>: <reason>"), or "" if it can."""
+    try:
+        os.close(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+    except OSError as err:
+        return f"{output}: {err.strerror or err}"
+    return ""
 
 
 def write_text(file: tuple[str, str] | None) -> None:

@@ -12,7 +12,9 @@ stdin of this small process.  It tells it each task's process group
 (``+<pgid>``) and, once the task is reaped, forgets it (``-<pgid>``).  The
 kernel closes the write end however the launcher exits, so EOF without a
 ``bye`` line means "the launcher is gone": SIGTERM every group still held,
-wait ``grace`` s for them to vanish, SIGKILL the rest, exit.  Until then the
+and every group of a process that carries the runner's tag in its
+environment (what left its task's group: a ``setsid`` daemon), wait
+``grace`` s for them to vanish, SIGKILL the rest, exit.  Until then the
 watchdog sleeps in a blocking read: no CPU, no MPI.
 
 It is started as ``python -I -S <this file>`` so that it imports only the
@@ -35,6 +37,8 @@ DEFAULT_GRACE = 2.0
 # when they are sent to a whole job step; the launcher then stops its tasks itself and says bye.
 IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 BYE = b"bye"
+#: Tasks carry their runner's tag in this variable (see leftovers.py, which imports it from here).
+LANE_VARIABLE = "MPILAUNCHER_LANE"
 
 
 class Watchdog:
@@ -47,8 +51,11 @@ class Watchdog:
         self._buffer = bytearray()
 
     @classmethod
-    def start(cls, grace: float = DEFAULT_GRACE) -> Watchdog:
+    def start(cls, grace: float = DEFAULT_GRACE, tag: str = "") -> Watchdog:
         """Start the watchdog process; raises ``OSError`` if it cannot be spawned.
+
+        ``tag``: the runner's ``MPILAUNCHER_LANE`` value, by which the processes
+        that left their task's group are found too.
 
         ``os.pipe`` fds are close-on-exec (PEP 446): neither the watchdog nor any
         task spawned later inherits the write end, which would hide EOF.  The
@@ -61,6 +68,8 @@ class Watchdog:
             argv = [sys.executable, "-I", "-S", here, repr(float(grace))]
         else:  # no source file (zipped install): slower, but it works
             argv = [sys.executable, "-m", __name__, repr(float(grace))]
+        if tag:
+            argv.append(f"{LANE_VARIABLE}={tag}")
         actions = [
             (os.POSIX_SPAWN_DUP2, read_end, 0),
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -213,6 +222,23 @@ def stop_groups(groups: Iterable[int], grace: float) -> None:
         _signal(pgid, signal.SIGKILL)
 
 
+def tagged_groups(entry: bytes) -> list[int]:
+    """Process groups of the processes whose environment holds ``entry`` (``NAME=value``): how the
+    tasks of a runner that is gone (and what they left behind) are found.  Our own group is left out."""
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if entry in environ.read().split(b"\0"):
+                    groups.add(os.getpgid(int(name)))
+        except OSError:
+            continue
+    groups.discard(os.getpgrp())
+    return sorted(groups)
+
+
 def _signal(pgid: int, signum: int) -> bool:
     """``killpg``; False if the group is gone (or now someone else's: its id was reused)."""
     try:
@@ -237,14 +263,17 @@ def _close_inherited() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The watchdog process: ``python -I -S watchdog.py [GRACE]`` with the launcher's pipe as stdin."""
+    """The watchdog process: ``python -I -S watchdog.py [GRACE [NAME=TAG]]`` with the launcher's pipe as stdin."""
     args = sys.argv[1:] if argv is None else argv
     grace = float(args[0]) if args else DEFAULT_GRACE
+    tag = args[1].encode() if len(args) > 1 else b""
     for signum in IGNORED:  # ignoring also drops any that arrived while start() had them blocked
         signal.signal(signum, signal.SIG_IGN)
     _close_inherited()
     os.chdir("/")  # pin no directory (an unmount, a job's scratch cleanup)
     groups = read_groups(0)
+    if groups is not None and tag:
+        groups.update(tagged_groups(tag))
     if groups:
         stop_groups(groups, grace)
     return 0

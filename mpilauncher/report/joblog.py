@@ -3,7 +3,7 @@
 It replaces PyLauncher's ``expire<N>`` stamp files: completion times come from
 the agents' messages, so nothing is polled on disk.  Columns::
 
-    id  node  cores  cpus  gpus  start  end  runtime  exit  status  attempt  command
+    id  node  cores  cpus  gpus  start  end  runtime  exit  status  attempt  leftovers  command
 
 ``cores`` are the core slots the task ran on (``0-3``; an MPI task over several
 nodes lists its nodes and slots joined by ``+``), ``cpus`` the CPUs it
@@ -11,7 +11,11 @@ was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
 ``status`` is ok, failed, signal (killed by a signal) or timeout (killed at
 ``--task-timeout``); ``attempt`` counts from 1 (``--retries``); ``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
-killed the task (``-9``: SIGKILL).  Resumed runs append to the same file.
+killed the task (``-9``: SIGKILL); ``leftovers`` is how many of the task's
+processes were still running when its main process ended (all of them were
+ended: see execution/leftovers.py), 0 normally.  ``command`` stays last: it
+may hold tabs.  Resumed runs append to the same file, in the columns its
+header names (a sweep begun by an older version keeps its columns).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import LauncherFailure
 
-HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tcommand\n"
+HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tleftovers\tcommand\n"
 
 
 class Joblog:
@@ -32,6 +36,8 @@ class Joblog:
         self._pending: list[str] = []
         try:
             new = not path.exists() or path.stat().st_size == 0
+            #: Resuming a sweep whose joblog predates the leftovers column: its rows keep their shape.
+            self._leftovers = new or "\tleftovers\t" in _first_line(path)
             self._file = open(path, "a", encoding="utf-8", errors="surrogateescape")
             if new:
                 self._file.write(HEADER)
@@ -50,13 +56,15 @@ class Joblog:
         exit_code: int,
         status: str,
         attempt: int,
+        leftovers: int,
         command: str,
     ) -> None:
         bound = compress(cpus, ",") if cpus else "-"
         seen = ",".join(gpus) if gpus else "-"
+        left = f"\t{leftovers}" if self._leftovers else ""
         self._pending.append(
             f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
-            f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}\t{command}\n"
+            f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}{left}\t{command}\n"
         )
 
     def flush(self) -> None:
@@ -72,6 +80,11 @@ class Joblog:
     def close(self) -> None:
         self.flush()
         self._file.close()
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="surrogateescape") as log:
+        return log.readline()
 
 
 def read(path: Path) -> list[dict[str, str]]:

@@ -6,7 +6,14 @@ let the scheduler decide once for the whole burst, send every node its starts
 in one message, then journal the turn and print a trace tick when one is due.
 Completions are applied one by one as they are read: a standby start (see
 :mod:`mpilauncher.core.scheduler`) is promoted by its predecessor's end and
-may itself end in the same batch.  The ledger counts a standby as queued until
+may itself end in the same batch.
+
+A start that a node could not carry out for the launcher's own fault (the
+task's output file cannot be created: quota, full or read-only file system,
+workdir deleted) is not a failed task, and every later start would fail the
+same way: the task is queued again, nothing new starts anywhere, one error
+line says why at once, the running tasks finish, and the run ends as a
+launcher failure (exit status 3) that ``--resume`` picks up.  The ledger counts a standby as queued until
 then, so the queuestate and the trace only ever show tasks that really run.
 Decisions live in :mod:`mpilauncher.core`; this loop only moves data.
 
@@ -35,6 +42,7 @@ from mpilauncher.core.events import (
     AgentLost,
     AllDone,
     ClockTick,
+    NeverStarted,
     Promoted,
     Requeued,
     Retract,
@@ -58,10 +66,12 @@ from mpilauncher.report.trace import tick_block
 
 @dataclass(slots=True)
 class Outcome:
-    """How the loop ended: ``interrupted`` names the signal when it did not finish."""
+    """How the loop ended: ``interrupted`` names the signal when it did not finish; ``failure``
+    why the launcher could not start tasks (already reported on stderr), if it could not."""
 
     interrupted: str | None
     elapsed: float
+    failure: str | None = None
 
 
 class StopRequest:
@@ -154,6 +164,7 @@ class Master:
         self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
         self.began = time.monotonic()
         self._next_tick = self.began
+        self.start_failure: str | None = None  # why tasks cannot be started (see the module docstring)
 
     # -- the loop ---------------------------------------------------------
     def run(self, hellos: list[tuple[int, Hello]]) -> Outcome:
@@ -175,7 +186,7 @@ class Master:
             self.joblog.flush()
             self._maybe_trace(now)
             if finished:
-                return Outcome(None, time.monotonic() - self.began)
+                return Outcome(None, time.monotonic() - self.began, self.start_failure)
             timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
             timeout = min(timeout, self.stop.seconds_left(now))
             if paced and (due := self.scheduler.next_start_due) is not None:
@@ -242,7 +253,13 @@ class Master:
                 placed = scheduler.running.get(ended.task_id)
                 if placed is None or placed[0] != node:
                     continue  # a node given up as lost came back: its task already runs elsewhere
-                for action in scheduler.apply(self._record_end(node, ended)):
+                if ended.not_started:
+                    actions += self._cannot_start(ended.not_started)
+                    self.dispatched.pop(ended.task_id, None)
+                    event = NeverStarted(ended.task_id)
+                else:
+                    event = self._record_end(node, ended)
+                for action in scheduler.apply(event):
                     if isinstance(action, Promoted):  # started on the node the moment its predecessor ended
                         end = ended.start + ended.runtime
                         self.store.started(action.task_id, self.node_names[node], placed[1], end)
@@ -250,6 +267,19 @@ class Master:
                     else:
                         actions.append(action)
         return actions
+
+    def _cannot_start(self, reason: str) -> list:
+        """The first start that failed for the launcher's fault: say so at once, start nothing more."""
+        if self.start_failure is not None:
+            return []
+        self.start_failure = f"cannot start tasks: {reason}"
+        print(
+            f"mpilauncher: error: {self.start_failure}; nothing new starts, the running tasks finish,"
+            " then the launcher stops (exit status 3): --resume runs what did not complete",
+            file=sys.stderr,
+            flush=True,
+        )
+        return self.scheduler.apply(StopDispatch(ask_back=True))  # standbys still waiting on nodes
 
     def _record_end(self, node: int, ended) -> TaskFinished:
         task = self.scheduler.tasks[ended.task_id]
@@ -266,7 +296,7 @@ class Master:
         attempt = self.scheduler.attempts.get(ended.task_id, 0) + 1
         self.joblog.add(
             ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code,
-            outcome_word(ended), attempt, task.command,
+            outcome_word(ended), attempt, ended.leftovers, task.command,
         )  # fmt: skip
         return TaskFinished(ended.task_id, ended.exit_code)
 
@@ -287,7 +317,7 @@ class Master:
         elapsed = time.monotonic() - self.began
         self.store.flush(time.time(), elapsed)
         self.joblog.flush()
-        return Outcome(self.stop.reason, elapsed)
+        return Outcome(self.stop.reason, elapsed, self.start_failure)
 
     def _lost_nodes(self, now: float) -> list[AgentLost]:
         """Agents that went silent: their running tasks go back to the queue."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, run_cli
+from tests.conftest import launcher_env, new_tag, run_cli, tagged_pids, wait_for
 
 N_TASKS = 30
 
@@ -24,11 +23,11 @@ def appending_sweep(directory: Path, n: int = N_TASKS, seconds: float = 0.15) ->
     return path
 
 
-def start_launcher(directory: Path, *args: str) -> subprocess.Popen:
+def start_launcher(directory: Path, *args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mpilauncher", *args],
         cwd=directory,
-        env=launcher_env(),
+        env=launcher_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,14 +45,6 @@ def journal_finishes(directory: Path) -> set[int]:
         if fields[0] == "E" and fields[2] == "0":
             done.add(int(fields[1]))
     return done
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 def ran_counts(directory: Path) -> collections.Counter:
@@ -89,20 +80,20 @@ def test_kill_9_then_resume_completes_every_task_without_rerunning_journaled_one
 
 
 def test_tasks_do_not_outlive_a_launcher_killed_with_kill_9(sweep_dir: Path) -> None:
-    marker = f"{os.getpid()}{time.monotonic_ns() % 100000}"
-    (sweep_dir / "commandlines").write_text(f"sleep 30 # {marker}\n" * 3)
-    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "3")
-    wait_for(lambda: (sweep_dir / "w" / "exec2").exists())
-    time.sleep(0.3)
-    assert os.system(f"pgrep -f '{marker}[ ]*$' >/dev/null") == 0, "the tasks run"
+    tag = new_tag()
+    (sweep_dir / "commandlines").write_text("sleep 30\n" * 3)
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "3", MPL_TEST_TAG=tag)
+    wait_for(lambda: len(tagged_pids(tag, b"sh -c sleep 30")) == 3, what="the three tasks to run")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    wait_for(lambda: os.system(f"pgrep -f '{marker}[ ]*$' >/dev/null") != 0, timeout=5)
+    wait_for(lambda: not tagged_pids(tag), timeout=10, what="the killed launcher's tasks to end")
 
 
 def test_sigterm_stops_cleanly_saves_state_and_resume_finishes(sweep_dir: Path) -> None:
     appending_sweep(sweep_dir, n=12, seconds=0.5)
-    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", "--grace", "0.1")
+    tag = new_tag()
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", "--grace", "0.1",
+                          MPL_TEST_TAG=tag)  # fmt: skip
     wait_for(lambda: (sweep_dir / "w" / "out1").exists())
     time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
@@ -113,7 +104,7 @@ def test_sigterm_stops_cleanly_saves_state_and_resume_finishes(sweep_dir: Path) 
     state = (sweep_dir / "queuestate").read_text()
     assert "\nrunning\n0 " in state and "\nqueued\n" in state
     assert not (sweep_dir / "queuestate.journal").exists()
-    assert os.system("pgrep -f 'sleep 0[.]5 && echo' >/dev/null") != 0, "no task outlives a stopped launcher"
+    assert tagged_pids(tag) == [], "no task outlives a stopped launcher"
 
     result = run_cli(["--resume", "queuestate"], sweep_dir)
     assert result.returncode == 0, result.stderr

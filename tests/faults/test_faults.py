@@ -20,31 +20,27 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, run_cli
+from tests.conftest import launcher_env, new_tag, run_cli, tagged_pids, wait_for
 
 
-def launch(directory: Path, *args: str) -> subprocess.Popen:
+def launch(directory: Path, *args: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "mpilauncher", *args], cwd=directory, env=launcher_env(),
+        [sys.executable, "-m", "mpilauncher", *args], cwd=directory, env=launcher_env(**env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
-def no_process_matches(pattern: str) -> bool:
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode != 0
-
-
 def test_task_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(sweep_dir: Path) -> None:
-    tag = f"tt{os.getpid()}"
-    (sweep_dir / "commandlines").write_text(f"sleep 30; : {tag}a\ntrap '' TERM; sleep 30 & sleep 31; : {tag}b\ntrue\n")
+    tag = new_tag()
+    (sweep_dir / "commandlines").write_text("sleep 30\ntrap '' TERM; sleep 30 & sleep 31\ntrue\n")
     began = time.monotonic()
-    result = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1"], sweep_dir)
+    result = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1"], sweep_dir, MPL_TEST_TAG=tag)
     assert time.monotonic() - began < 15
     assert result.returncode == 1
     rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
     assert rows[0]["status"] == rows[1]["status"] == "timeout" and rows[2]["status"] == "ok"
     assert int(rows[1]["exit"]) < 0
-    assert no_process_matches("sleep 3[01]"), "the timed-out trees are gone"
+    assert tagged_pids(tag) == [], "the timed-out trees are gone"
 
 
 def test_retries_rerun_a_failed_task_and_record_every_attempt(sweep_dir: Path) -> None:
@@ -146,7 +142,8 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
         "printf '\\377\\376' > /dev/null; echo bytes",
     ]
     (sweep_dir / "commandlines").write_bytes(("\n".join(lines) + "\n").encode() + b"echo caf\xe9\n")
-    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    tag = new_tag()
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir, MPL_TEST_TAG=tag)
     assert result.returncode == 1, result.stderr  # only the huge line fails
     rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
     assert set(rows) == set(range(6))
@@ -154,8 +151,7 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
     assert [rows[i]["status"] for i in (0, 1, 2, 4, 5)] == ["ok"] * 5
     assert (sweep_dir / "w" / "out1").stat().st_size == 5_000_000
     assert (sweep_dir / "w" / "out5").read_bytes() == b"caf\xe9\n"
-    time.sleep(0.3)
-    assert no_process_matches("^sleep 30$"), "the background process left by task 0 was ended with it"
+    wait_for(lambda: not tagged_pids(tag), 5, "the background process left by task 0 to end with it")
     again = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir)
     assert again.returncode == 1 and "# tasks completed: 5" in again.stdout, "non-UTF-8 state round-trips"
 
@@ -216,9 +212,9 @@ def test_more_bad_input_is_one_line_and_exit_2(sweep_dir: Path, case: str) -> No
 def test_a_dead_executor_stops_its_tasks_and_the_run_with_one_line(sweep_dir: Path) -> None:
     """An executor lane killed from outside (OOM killer, an admin): its orphaned tasks must not
     run on beside a resume, and the user gets one line and exit 3, not a traceback."""
-    marker = f"lane-death-{os.getpid()}"
-    (sweep_dir / "commandlines").write_text(f"sleep 30 # {marker}\n" * 4)
-    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
+    tag = new_tag()
+    (sweep_dir / "commandlines").write_text("sleep 30\n" * 4)
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", MPL_TEST_TAG=tag)
     deadline = time.monotonic() + 30
     while not all((sweep_dir / "w" / f"out{i}").exists() for i in (0, 1)):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -229,6 +225,6 @@ def test_a_dead_executor_stops_its_tasks_and_the_run_with_one_line(sweep_dir: Pa
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err
     assert err.count("\n") == 1 and "a task executor process" in err and "--resume" in err, err
-    assert no_process_matches(marker), "tasks of the dead executor (or of the others) outlived the launcher"
+    assert tagged_pids(tag) == [], "tasks of the dead executor (or of the others) outlived the launcher"
     ledger = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger
     assert set(ledger.ids_in("completed")) == set()  # nothing claimed done that did not finish

@@ -13,6 +13,7 @@ import pytest
 
 from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import Ended, ProcessRunner
+from tests.conftest import kill_tagged, new_tag, tagged_pids, wait_for
 
 
 @pytest.fixture(params=["inline", "one-lane", "two-lanes"])
@@ -122,3 +123,148 @@ def test_waits_and_task_timeouts_beyond_what_epoll_takes(runner, tmp_path, wait)
     while not ended and time.monotonic() < deadline:
         ended = runner.wait(wait)
     assert [(e.task_id, e.exit_code, e.timed_out) for e in ended] == [(1, 0, False)]
+
+
+# -- what a task leaves behind ----------------------------------------------
+def tagged(runner, tmp_path: Path, task_id: int, command: str, tag: str):
+    """Start ``command`` with ``MPL_TEST_TAG=tag`` in its environment, so its processes can be found."""
+    output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
+    changes = {"PYL_ID": str(task_id), "MPILAUNCHER_TASK_ID": str(task_id), "MPL_TEST_TAG": tag}
+    return runner.start(task_id, command, changes, output, (), None, None, 0, exec_file)
+
+
+@pytest.fixture
+def tag():
+    made = new_tag()
+    yield made
+    kill_tagged(made)
+
+
+def keep_waiting(runner, condition, timeout: float = 20.0, what: str = "a condition") -> list[Ended]:
+    """Drive the runner (an in-process one works only inside wait) until ``condition`` holds."""
+    ended: list[Ended] = []
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        ended += runner.wait(0.05)
+    return ended
+
+
+def test_a_background_child_that_ignores_sigterm_is_counted_and_killed(runner, tmp_path, tag):
+    tagged(runner, tmp_path, 1, "trap '' TERM; sleep 300 & exit 0", tag)
+    ended = collect(runner, 1)
+    assert [(e.task_id, e.exit_code, e.leftovers) for e in ended] == [(1, 0, 1)]
+    began = time.monotonic()
+    keep_waiting(runner, lambda: not tagged_pids(tag), what="the leftover to be killed")
+    assert time.monotonic() - began > 1.0, "it had its grace (SIGTERM first: ignored here)"
+
+
+def test_a_task_that_leaves_nothing_says_so(runner, tmp_path, tag):
+    tagged(runner, tmp_path, 1, "sleep 0.1 & wait", tag)
+    assert [(e.task_id, e.leftovers) for e in collect(runner, 1)] == [(1, 0)]
+
+
+def test_escaped_daemons_are_ended_with_their_task_by_executors(tmp_path, tag):
+    """A subreaper executor finds what left the task's process group and session, however deep."""
+    runner = Executors(dict(os.environ), lanes=1, cores=2)
+    try:
+        tagged(runner, tmp_path, 1, "setsid sleep 300 & (setsid sh -c 'sleep 300' &); exit 3", tag)
+        ended = collect(runner, 1)
+        assert [e.exit_code for e in ended] == [3]
+        assert ended[0].leftovers >= 2, "sleep, and sh -c (with its sleep, once it has forked it)"
+        keep_waiting(runner, lambda: not tagged_pids(tag), 10, "the daemons to end at SIGTERM")
+    finally:
+        runner.close()
+
+
+def test_the_inline_runner_ends_escaped_daemons_when_it_closes(tmp_path, tag):
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ))
+    try:
+        command = f"setsid sh -c 'touch {tmp_path}/ready; exec sleep 300' & until [ -e {tmp_path}/ready ]; do :; done"
+        tagged(runner, tmp_path, 1, command, tag)
+        assert [e.leftovers for e in collect(runner, 1)] == [0], "it left the group: not seen at the task's end"
+        assert tagged_pids(tag), "...and runs on until the runner closes"
+    finally:
+        runner.close()
+    wait_for(lambda: not tagged_pids(tag), 10, "the daemon to end once the runner has closed")
+
+
+def test_a_running_tasks_own_daemon_is_left_alone_until_the_task_ends(tmp_path, tag):
+    """Orphans are adopted (and reaped) while their task runs, but only ended with it."""
+    runner = Executors(dict(os.environ), lanes=1, cores=2)
+    try:
+        command = f"(setsid sh -c 'sleep 1.5; echo alive > {tmp_path}/flag' &); sleep 2.5; cat {tmp_path}/flag"
+        tagged(runner, tmp_path, 1, command, tag)
+        ended = collect(runner, 1)
+        assert [(e.exit_code, e.leftovers) for e in ended] == [(0, 0)]
+        assert (tmp_path / "out1").read_text() == "alive\n"
+    finally:
+        runner.close()
+
+
+def test_stop_all_ends_running_tasks_and_what_they_left(runner, tmp_path, tag):
+    tagged(runner, tmp_path, 1, "(trap '' TERM; setsid sleep 300 &); trap '' TERM; sleep 300 & sleep 300", tag)
+    keep_waiting(runner, lambda: len(tagged_pids(tag, b"sleep 300")) >= 4, what="the task and its daemons")
+    ended = runner.stop_all(0.5)
+    assert [e.task_id for e in ended] == [1]
+    if isinstance(runner, Executors):  # the inline runner ends what left the group when it closes
+        wait_for(lambda: not tagged_pids(tag), 10, "everything of the stopped task to end")
+    runner.close()
+    wait_for(lambda: not tagged_pids(tag), 10, "nothing to be left once the runner has closed")
+
+
+# -- starts that fail ----------------------------------------------------------
+def started_or_ended(runner, result, count: int = 1) -> list[Ended]:
+    """An in-process runner reports a failed spawn at once, executors on their next report."""
+    return [result] if isinstance(result, Ended) else collect(runner, count)
+
+
+def test_an_output_file_that_cannot_be_created_is_the_launchers_failure_not_the_tasks(runner, tmp_path):
+    output = tmp_path / "gone" / "out1"  # the workdir was deleted (or is full, or read-only)
+    result = runner.start(1, "touch ran", {}, str(output), (), None, None, 0, (str(tmp_path / "exec1"), "x"))
+    (ended,) = started_or_ended(runner, result)
+    assert ended.task_id == 1 and ended.not_started == f"{output}: No such file or directory"
+    assert not (tmp_path / "exec1").exists() and not (tmp_path / "ran").exists()
+
+
+def test_a_command_too_long_to_exec_is_the_tasks_own_failure(runner, tmp_path):
+    result = start(runner, tmp_path, 1, "echo " + "x" * 200_000)
+    (ended,) = started_or_ended(runner, result)
+    assert (ended.exit_code, ended.not_started) == (127, "")
+
+
+def test_a_standby_whose_start_fails_is_reported_after_its_predecessor(runner, tmp_path):
+    start(runner, tmp_path, 1, "sleep 0.2")
+    output = tmp_path / "gone" / "out2"
+    runner.start(2, "true", {}, str(output), (), None, 1, 0, None)
+    ended = collect(runner, 2)
+    assert [(e.task_id, bool(e.not_started)) for e in ended] == [(1, False), (2, True)]
+
+
+@pytest.mark.parametrize("failure", ["output cannot be created", "command too long"])
+def test_a_standby_sent_in_the_turn_its_predecessor_was_reaped_is_reported_after_it(tmp_path, failure):
+    """An executor reads requests inside wait(): a standby whose predecessor was reaped earlier in
+    the same turn (its end not reported yet) must still wait for that report, or the master gets
+    the standby's news (a start that failed at once) before the end that promotes it, drops it,
+    and waits for it forever."""
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ))
+    requests, send = os.pipe()
+    reported: list = []
+    runner.add_reader(requests, lambda fd: (os.read(fd, 1), reported.append(start_two())))
+    output = tmp_path / ("gone" if failure == "output cannot be created" else "") / "out2"
+    command = "true" if failure == "output cannot be created" else "echo " + "x" * 200_000
+
+    def start_two():
+        return runner.start(2, command, {}, str(output), (), None, 1, 0, None)
+
+    try:
+        start(runner, tmp_path, 1, "true")
+        time.sleep(0.3)  # task 1 has ended: its pidfd is ready first, the request second
+        os.write(send, b"x")
+        ended = runner.wait(1.0)
+        assert reported == [None], "not started at once: it waits for its predecessor's end to be returned"
+        assert [e.task_id for e in ended] == [1, 2] and ended[1].exit_code == 127
+    finally:
+        runner.close()
+        os.close(requests)
+        os.close(send)

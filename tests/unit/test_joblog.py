@@ -1,0 +1,29 @@
+"""The joblog: its columns, and a resumed sweep whose joblog an older version began."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mpilauncher.report.joblog import HEADER, Joblog, read
+
+ROW = dict(node="n1", cores="0", cpus=(), gpus=(), start=100.0, runtime=1.5, exit_code=0, status="ok", attempt=1)
+
+
+def test_a_row_says_how_many_leftovers_were_killed_and_command_stays_last(tmp_path: Path) -> None:
+    log = Joblog(tmp_path / "joblog")
+    log.add(3, **ROW, leftovers=2, command="sleep 1 &\tdone")
+    log.close()
+    (row,) = read(tmp_path / "joblog")
+    assert list(row)[-2:] == ["leftovers", "command"]
+    assert row["leftovers"] == "2" and row["command"] == "sleep 1 &\tdone" and row["end"] == "101.500"
+
+
+def test_a_joblog_begun_without_the_leftovers_column_keeps_its_columns(tmp_path: Path) -> None:
+    old = HEADER.replace("leftovers\t", "")
+    (tmp_path / "joblog").write_text(old + "0\tn1\t0\t-\t-\t1.000\t2.000\t1.000\t0\tok\t1\ttrue\n")
+    log = Joblog(tmp_path / "joblog")
+    log.add(1, **ROW, leftovers=1, command="echo resumed")
+    log.close()
+    rows = read(tmp_path / "joblog")
+    assert [(r["id"], r["command"]) for r in rows] == [("0", "true"), ("1", "echo resumed")]
+    assert "leftovers" not in rows[1]
