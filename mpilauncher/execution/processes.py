@@ -232,7 +232,7 @@ class ProcessRunner:
         start, start_mono = time.time(), time.monotonic()
         try:
             pid = os.posix_spawn(
-                self.SHELL, [self.SHELL, "-c", command], env, file_actions=actions, setsid=True,
+                self.SHELL, [self.SHELL, "-c", "--", command], env, file_actions=actions, setsid=True,
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:

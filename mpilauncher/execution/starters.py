@@ -91,7 +91,7 @@ def mpiexec_flavour() -> str:
 
 def _program(command: str) -> str:
     """The command each rank runs: as it is, or through ``sh -c`` when it uses shell syntax."""
-    return f"/bin/sh -c {shlex.quote(command)}" if _SHELL_SYNTAX.search(command) else command
+    return f"/bin/sh -c -- {shlex.quote(command)}" if _SHELL_SYNTAX.search(command) else command
 
 
 def wrap(

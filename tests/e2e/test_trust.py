@@ -222,3 +222,17 @@ def test_a_closed_or_full_stdout_does_not_fail_the_sweep(sweep_dir: Path, redire
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
     assert set(ran_counts(sweep_dir)) == set(range(5))
+
+
+def test_a_line_starting_with_a_dash_or_plus_is_a_command_not_shell_options(sweep_dir: Path) -> None:
+    """Issue 10.9: ``/bin/sh -c`` without ``--`` read such a line as options (and differently from
+    ``sh exec<N>``): the task died with "Illegal option" instead of running its line."""
+    (sweep_dir / "commandlines").write_text("-x-not-a-command; echo PYL_ID >> ran\n+v; echo PYL_ID >> ran\n")
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert sorted(ran_counts(sweep_dir)) == [0, 1], "the rest of each line ran"
+    for task in (0, 1):
+        assert "not found" in (sweep_dir / "w" / f"out{task}").read_text()
+        by_hand = subprocess.run(["sh", f"w/exec{task}"], cwd=sweep_dir, capture_output=True, text=True)
+        assert by_hand.returncode == 0 and "not found" in by_hand.stderr, "exec<N> runs it the same way"
+    assert ran_counts(sweep_dir) == collections.Counter({0: 2, 1: 2})
