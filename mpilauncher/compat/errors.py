@@ -16,6 +16,7 @@ raises an exception that is
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from mpilauncher.errors import InputError, LauncherError, LauncherFailure
@@ -67,16 +68,45 @@ class ScriptLauncherFailure(LauncherException, LauncherFailure, RuntimeError, Sy
         self.code = self.exit_status
 
 
+_RESUME = re.compile(r"--resume ([^\s,;:()]+)")
+_FLAG = re.compile(r"--([a-z][a-z-]*[a-z])\b")
+
+
+def in_script_terms(text: str) -> str:
+    """A message written for the command line, with our flags as a script names them.
+
+    The launcher words its errors once, for the CLI (``choose another with
+    --workdir``); a PyLauncher script sets ``workdir=``, and resumes with
+    ``ResumeClassicLauncher('queuestate')``, not ``--resume queuestate``.  Flags
+    with no keyword (``--status``, ``--emulate-nodes``) stay as they are.
+    """
+    from mpilauncher.cli import build_parser
+    from mpilauncher.compat.keywords import SETTING_KEYWORD
+
+    actions = {opt: action for action in build_parser()._actions for opt in action.option_strings}
+
+    def word(match: re.Match) -> str:
+        action = actions.get(match.group(0))
+        keyword = SETTING_KEYWORD.get(action.dest) if action is not None else None
+        if keyword is None:
+            return match.group(0)
+        if action.nargs == 0:  # a switch: --start-over is start_over=True, --no-bind is bind=False
+            return f"{keyword}={action.const!r}"
+        return f"{keyword}="
+
+    return _FLAG.sub(word, _RESUME.sub(lambda m: f"ResumeClassicLauncher({m.group(1)!r})", text))
+
+
 def report(err: LauncherError) -> LauncherException:
     """Print ``err`` as its one line and turn it into what the API raises (once: :func:`refuse` printed its own)."""
     if isinstance(err, LauncherException):
         return err
     if not err.reported:  # a launcher failure said at once while the run drained (cannot start tasks)
-        say(f"mpilauncher: error: {err}")
+        say(f"mpilauncher: error: {in_script_terms(str(err))}")
     if isinstance(err, InputError):
-        raised = ScriptInputError(err.problem, err.source, err.line)
+        raised = ScriptInputError(in_script_terms(err.problem), err.source, err.line)
     else:
-        raised = ScriptLauncherFailure(str(err))
+        raised = ScriptLauncherFailure(in_script_terms(str(err)))
     return raised
 
 

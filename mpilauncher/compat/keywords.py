@@ -58,6 +58,7 @@ def _to(param: str, none_if_zero: bool = False) -> Apply:
             value = None
         call.config[param] = value
 
+    apply.setting = param  # type: ignore[attr-defined]  # read by SETTING_KEYWORD
     return apply
 
 
@@ -224,6 +225,8 @@ KEYWORDS: tuple[Keyword, ...] = (
             ours=True),
     Keyword("force_resume", "resume although the commandlines file changed (`--force-resume`)",
             _to("force_resume"), ours=True),
+    Keyword("break_lock", "`True`: take over the sweep's lock although its holder may run on another host"
+            " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),
     Keyword("bind", "`False`: do not bind tasks to their cores (`--no-bind`)", _to("bind"), ours=True),
     Keyword("grace", "seconds running tasks get between SIGTERM and SIGKILL at a stop (`--grace`)", _to("grace"),
@@ -238,6 +241,13 @@ KEYWORDS: tuple[Keyword, ...] = (
 )  # fmt: skip
 
 BY_NAME = {keyword.name: keyword for keyword in KEYWORDS}
+for _apply, _setting in ((_delay, "delay"), (_schedule, "schedule"), (_task_timeout, "task_timeout")):
+    _apply.setting = _setting  # type: ignore[attr-defined]
+#: make_config's setting -> the keyword that sets it (PyLauncher's name before ours): messages in a script's terms.
+SETTING_KEYWORD: dict[str, str] = {}
+for _keyword in KEYWORDS:
+    if hasattr(_keyword.apply, "setting"):
+        SETTING_KEYWORD.setdefault(_keyword.apply.setting, _keyword.name)
 
 
 def unknown_keyword(launcher: str, name: str) -> str:

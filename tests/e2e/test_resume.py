@@ -83,7 +83,7 @@ def test_tasks_do_not_outlive_a_launcher_killed_with_kill_9(sweep_dir: Path) -> 
     tag = new_tag()
     (sweep_dir / "commandlines").write_text("sleep 30\n" * 3)
     proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "3", MPL_TEST_TAG=tag)
-    wait_for(lambda: len(tagged_pids(tag, b"sh -c sleep 30")) == 3, what="the three tasks to run")
+    wait_for(lambda: len(tagged_pids(tag, b"sh -c -- sleep 30")) == 3, what="the three tasks to run")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     wait_for(lambda: not tagged_pids(tag), timeout=10, what="the killed launcher's tasks to end")

@@ -236,3 +236,33 @@ def test_a_line_starting_with_a_dash_or_plus_is_a_command_not_shell_options(swee
         by_hand = subprocess.run(["sh", f"w/exec{task}"], cwd=sweep_dir, capture_output=True, text=True)
         assert by_hand.returncode == 0 and "not found" in by_hand.stderr, "exec<N> runs it the same way"
     assert ran_counts(sweep_dir) == collections.Counter({0: 2, 1: 2})
+
+
+def test_errors_met_through_the_api_name_keywords_not_command_line_flags(sweep_dir: Path) -> None:
+    """Issue 11.6: a script's user set workdir=, not --workdir."""
+    appending_sweep(sweep_dir, 2, 0)
+    (sweep_dir / "w").mkdir()
+    result = run_script(sweep_dir, """
+        try:
+            pylauncher.ClassicLauncher("commandlines", workdir="w")
+        except pylauncher.LauncherException as err:
+            print("caught:", err)
+    """)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: error")]
+    assert len(lines) == 1 and "choose another with workdir=" in lines[0], result.stderr
+    assert " --" not in lines[0] and "caught: w: workdir already exists" in result.stdout
+
+
+def test_break_lock_is_a_keyword_too(sweep_dir: Path) -> None:
+    appending_sweep(sweep_dir, 2, 0)
+    (sweep_dir / "queuestate.lock").write_text(Holder("c999", 1, 1, "b", "", "then").to_text())
+    refused = run_script(sweep_dir, """
+        try:
+            pylauncher.ClassicLauncher("commandlines", workdir="w")
+        except pylauncher.LauncherException:
+            pass
+    """)
+    assert "break_lock=True" in refused.stderr and "--break-lock" not in refused.stderr, refused.stderr
+    broken = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", break_lock=True)\n')
+    assert broken.returncode == 0, broken.stderr
+    assert set(ran_counts(sweep_dir)) == {0, 1}
