@@ -242,12 +242,15 @@ def test_errors_met_through_the_api_name_keywords_not_command_line_flags(sweep_d
     """Issue 11.6: a script's user set workdir=, not --workdir."""
     appending_sweep(sweep_dir, 2, 0)
     (sweep_dir / "w").mkdir()
-    result = run_script(sweep_dir, """
+    result = run_script(
+        sweep_dir,
+        """
         try:
             pylauncher.ClassicLauncher("commandlines", workdir="w")
         except pylauncher.LauncherException as err:
             print("caught:", err)
-    """)
+    """,
+    )
     lines = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: error")]
     assert len(lines) == 1 and "choose another with workdir=" in lines[0], result.stderr
     assert " --" not in lines[0] and "caught: w: workdir already exists" in result.stdout
@@ -256,12 +259,15 @@ def test_errors_met_through_the_api_name_keywords_not_command_line_flags(sweep_d
 def test_break_lock_is_a_keyword_too(sweep_dir: Path) -> None:
     appending_sweep(sweep_dir, 2, 0)
     (sweep_dir / "queuestate.lock").write_text(Holder("c999", 1, 1, "b", "", "then").to_text())
-    refused = run_script(sweep_dir, """
+    refused = run_script(
+        sweep_dir,
+        """
         try:
             pylauncher.ClassicLauncher("commandlines", workdir="w")
         except pylauncher.LauncherException:
             pass
-    """)
+    """,
+    )
     assert "break_lock=True" in refused.stderr and "--break-lock" not in refused.stderr, refused.stderr
     broken = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", break_lock=True)\n')
     assert broken.returncode == 0, broken.stderr
