@@ -75,7 +75,7 @@ def tagged_pids(tag: str, command: bytes = b"") -> list[int]:
     ``command``, when given).
 
     The one way tests find their own processes.  Never a pattern over the whole machine's
-    process table (``pgrep -f 'sleep 30'``): other work runs on these machines, and such a
+    process table (every process whose command holds ``sleep 30``): other work runs on these machines, and such a
     pattern finds (or kills) its processes too.  A test puts the tag in the launcher's
     environment (``run_cli(..., MPL_TEST_TAG=tag)``: every task inherits it) or in a task's
     command (``export MPL_TEST_TAG=tag; ...``).  Zombies have no environment left: they are

