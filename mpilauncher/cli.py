@@ -207,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="testing/benchmark aid: under mpiexec, the ranks stand for V virtual nodes "
         "(with --cores-per-node C each), e.g. mpiexec -n 64 ... --emulate-nodes 64 --cores-per-node 64",
     )
+    parser.add_argument(
+        "--resubmit",
+        default=0,
+        metavar="K",
+        help="inside a Slurm batch job: when the launcher stops at the time limit with tasks left, submit the "
+        "same job script again (it continues the sweep), up to K jobs in all; for sites whose compute nodes may "
+        "submit jobs (elsewhere: 'python -m mpilauncher chain -n K SCRIPT' on the login node)",
+    )
     parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
     return parser
 
@@ -221,6 +229,11 @@ def process_began() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "chain" and not Path("chain").is_file():  # a commandlines file may be called so
+        from mpilauncher.chain import main as chain_main
+
+        return chain_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.status:
@@ -254,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             schedule=args.schedule,
             start_interval=args.start_interval,
             start_over=args.start_over,
+            resubmit=args.resubmit,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

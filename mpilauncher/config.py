@@ -84,6 +84,9 @@ class Config:
     notes: tuple[str, ...] = ()
     #: A multi-node Slurm batch script's singleton re-launches itself across the job (not LocalLauncher).
     relaunch: bool = True
+    #: Stopped at the time limit with tasks left: submit the same job script again, up to this many jobs
+    #: in all (0: never; see mpilauncher/chain.py).
+    resubmit: int = 0
 
     @property
     def trace_jobs(self) -> bool:
@@ -202,6 +205,7 @@ def make_config(
     schedule: object = None,
     start_interval: object = None,
     start_over: bool = False,
+    resubmit: object = 0,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -241,6 +245,7 @@ def make_config(
         if _given(start_interval)
         else None,
         start_over=bool(start_over),
+        resubmit=parse_count("resubmit", resubmit, 0, limits.MAX_CHAIN) if _given(resubmit) else 0,
         notes=tuple(debug_notes(debug)),
     )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import __version__, cluster, relaunch
+from mpilauncher import __version__, chain, cluster, relaunch
 from mpilauncher.config import DEFAULT_QUEUESTATE, Config, option_error
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
@@ -194,26 +194,32 @@ def warn(text: str) -> None:
     print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
 
 
-def make_plan(config: Config) -> Plan:
+def make_plan(config: Config, continuation: bool = False) -> Plan:
     """The run's plan: a new sweep, a resume, or -- the same commandlines again over
-    a queuestate that holds an unfinished run of them -- that run continued."""
+    a queuestate that holds an unfinished run of them -- that run continued.
+
+    ``continuation``: this is a later job of a chain (mpilauncher/chain.py): a
+    queuestate of the same sweep is continued even when it is finished (then
+    there is nothing left to run), never started over.
+    """
     if not config.commandlines:
         return plan_from_queuestate(config)
     plan = plan_from_commandlines(config)
-    unfinished = unfinished_run_of(plan) if not config.start_over else None
-    if unfinished is None:
+    earlier = earlier_run_of(plan) if not config.start_over else None
+    if earlier is None or not (earlier[0] or continuation):
         return plan
-    left, total = unfinished
+    left, total = earlier
     continued = plan_from_queuestate(dataclasses.replace(config, commandlines=None, resume=str(plan.state_path)))
-    continued.notes.append(
-        f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not completed):"
-        " continuing it (start over with --start-over, start_over=True)"
-    )
+    if left:
+        continued.notes.append(
+            f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"
+            " completed): continuing it (start over with --start-over, start_over=True)"
+        )
     return continued
 
 
-def unfinished_run_of(plan: Plan) -> tuple[int, int] | None:
-    """(tasks left, tasks) when the plan's queuestate is an unfinished run of the same sweep, else None.
+def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
+    """(tasks left, tasks) when the plan's queuestate holds a run of the same sweep, else None.
 
     The same sweep: the same commandlines content (hash), cores and blocking.
     Re-submitting the job script after a time limit then goes on where it
@@ -234,8 +240,7 @@ def unfinished_run_of(plan: Plan) -> tuple[int, int] | None:
         and meta.extra.get("block", 1) == plan.meta.extra.get("block", 1)
         and bool(meta.extra.get("mpi")) == bool(plan.meta.extra.get("mpi"))
     )
-    left = len(loaded.ledger.ids_in("queued", RUNNING))
-    return (left, len(loaded.ledger)) if same and left else None
+    return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
 
 
 def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
@@ -583,7 +588,42 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
         comm.Abort(status or EXIT_LAUNCHER_FAILED)
 
 
-def _startup(config: Config, plan: Plan, hellos: list) -> str:
+def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, out: TextIO) -> RunResult:
+    """A later job of a chain over a sweep that an earlier job finished: run nothing, write nothing,
+    exit 0 (which ends the chain: the jobs after this one can no longer start)."""
+    statistics = compute(plan.ledger, 0.0, pool_size)
+    out.write(
+        f"mpilauncher: {link}: the sweep in {plan.state_path} is finished ({statistics.completed} completed,"
+        f" {statistics.aborted} aborted in earlier jobs): nothing left to run; the chain ends here\n"
+    )
+    out.flush()
+    transport.shutdown(0.0, EXIT_OK)
+    return RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
+                     EXIT_OK)  # fmt: skip
+
+
+def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> None:
+    """Stopped at the time limit with tasks left: submit this job script again (``--resubmit K``)."""
+    if not left:
+        return
+    here = chain.Position(link.index if link else 1, config.resubmit)
+    if not job:
+        warn("--resubmit works inside a Slurm batch job only: resume by hand")
+    elif here.last:
+        warn(f"{here} stopped with {left} tasks left: the chain ends; resume by hand or submit more jobs")
+    else:
+        try:
+            submitted, following = chain.resubmit(here, job)
+        except LauncherError as err:
+            warn(f"could not submit the next job of the chain ({err}): resume by hand")
+            return
+        print(f"mpilauncher: submitted Slurm job {submitted} to go on with the {left} tasks left ({following})",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _startup(
+    config: Config, plan: Plan, hellos: list, link: chain.Position | None = None, job: str | None = None
+) -> str:
     """The start-up lines' facts, from the checked plan and the agents' hellos."""
     nodes: dict[str, int] = {}
     for hello in hellos:  # one entry per node, in rank order
@@ -601,10 +641,13 @@ def _startup(config: Config, plan: Plan, hellos: list) -> str:
     source = plan.meta.commandlines or str(plan.resumed_from)
     if plan.resumed_from is not None:
         source = f"{source} (resuming {plan.resumed_from})"
-    return startup_lines(
+    text = startup_lines(
         __version__, config.job_type, source, len(plan.ledger), len(plan.to_run), per_task,
         plan.meta.workdir, str(plan.state_path), list(nodes.items()),
     )  # fmt: skip
+    if link is not None:
+        text += f" .. {link} (Slurm job {job or '?'})\n"
+    return text
 
 
 def _run_master(
@@ -626,10 +669,13 @@ def _run_master(
 def _run_locked(
     config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None
 ) -> RunResult:
-    plan = make_plan(config)
+    link = chain.position()
+    plan = make_plan(config, continuation=link is not None and link.continuation)
     source = config.commandlines or config.resume
     hellos = transport.hellos()
     pool_size = sum(hello.cores for _, hello in hellos)
+    if link is not None and link.continuation and not plan.to_run and plan.resumed_from is not None:
+        return _nothing_left(plan, link, pool_size, transport, out)
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpus) for _, h in hellos])
@@ -641,7 +687,7 @@ def _run_locked(
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
-    out.write(_startup(config, plan, [hello for _, hello in hellos]))  # what ran, for the log
+    out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
     out.flush()
     for note in (*config.notes, *plan.notes):
         print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
@@ -693,8 +739,10 @@ def _run_locked(
     store.close(time.time(), outcome.elapsed)
     statistics = compute(plan.ledger, outcome.elapsed, pool_size)
     if config.print_statistics:
-        out.write(final_report(statistics, outcome.failure or outcome.interrupted))
+        out.write(final_report(statistics, outcome.failure or outcome.interrupted, str(link) if link else None))
         out.flush()
+    if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
+        _resubmit(config, link, allocation.job_id, statistics.not_run)
     if outcome.failure is not None:  # its one line is on stderr already; the state is saved
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         raise LauncherFailure(outcome.failure, reported=True)

@@ -17,8 +17,9 @@ def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def final_report(stats: Statistics, interrupted: str | None = None) -> str:
-    """The closing block; ``interrupted`` names why a stopped run ended early."""
+def final_report(stats: Statistics, interrupted: str | None = None, chain: str | None = None) -> str:
+    """The closing block; ``interrupted`` names why a stopped run ended early, ``chain`` which job
+    of a chain of Slurm jobs this was."""
     head = "Launcherjob run completed." if interrupted is None else f"Launcherjob stopped: {interrupted}."
     text = (
         f"{head}\n"
@@ -40,6 +41,8 @@ def final_report(stats: Statistics, interrupted: str | None = None) -> str:
     )
     if stats.not_run:
         text += f"\ntasks not run yet: {stats.not_run} (queued or interrupted: resume to run them)\n"
+    if chain:
+        text += f"\nThis was {chain}.\n"
     return text
 
 

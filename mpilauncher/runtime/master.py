@@ -122,6 +122,12 @@ class StopRequest:
     def exit_status(self) -> int:
         return EXIT_SIGNAL_BASE + self.signum if self.signum is not None else EXIT_STOPPED
 
+    @property
+    def signalled_by_user(self) -> bool:
+        """Stopped by Ctrl-C, SIGTERM or SIGHUP: someone ended the run (``scancel``), as opposed to a
+        deadline or the time limit's early warning (SIGUSR1): no continuation is wanted then."""
+        return self.signum is not None and self.signum != signal.SIGUSR1
+
 
 class Master:
     """Drives one run; see the module docstring."""
