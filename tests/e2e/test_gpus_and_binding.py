@@ -197,3 +197,13 @@ def test_a_sweep_of_gpu_tasks_without_a_core_of_their_own_resumes(sweep_dir: Pat
     assert sorted(int(r["id"]) for r in rows if r["status"] == "ok") == list(range(6))
     state = (sweep_dir / "queuestate").read_text()
     assert state.count(" cores=0 exit=0 ") == 6 and "\nfailed\n# end of queuestate" in state
+
+
+def test_tasks_spread_over_the_gpus_before_two_share_one(sweep_dir: Path) -> None:
+    """--tasks-per-gpu K offers every GPU once before any GPU twice: two tasks, two GPUs."""
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": "4,5"}, probe=False).shared(2).ids == ("4", "5", "4", "5")
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES\n" * 2)
+    result = run_cli(["commandlines", "--gpus-per-task", "1", "--tasks-per-gpu", "2", "--cores", "1",
+                      "--cores-per-node", "2", "--workdir", "w"], sweep_dir, CUDA_VISIBLE_DEVICES="4,5")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["gpus"] for r in read_joblog(sweep_dir / "w" / "joblog")) == ["4", "5"]
