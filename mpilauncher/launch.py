@@ -366,7 +366,15 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
 
 
 def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
-    """GPU tasks: G GPUs each and, unless cores were given, their GPUs' share of a node's cores."""
+    """GPU tasks: G GPUs each and, unless the sweep says how many cores, their GPUs' share of a node's cores.
+
+    The share is the node's cores times the task's part of the node's GPU slots, rounded
+    down, on the GPU node where it is smallest.  Below one core it is 0: the task takes no
+    core slot of its own, only its GPUs (see core/slots.py), so that a node with fewer cores
+    than GPUs keeps every GPU busy -- GPUs are the scarce resource.  Cores the sweep asked
+    for (``--cores N``, ``node``, ``N,`` per line) are what its GPU tasks get, on resume too:
+    the queuestate's ``gpu_share`` says whether the share was used (earlier releases: yes).
+    """
     per_task = config.gpus_per_task or int(plan.meta.extra.get("gpus_per_task", 0))
     gpu_nodes = [h for h in hellos if h.gpus]
     if not gpu_nodes:
@@ -375,11 +383,13 @@ def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
             f"GPU tasks, but no GPU found on {where} (looked at --gpus-per-node, SLURM_JOB_GPUS,"
             " CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE, nvidia-smi)"
         )
-    share = min(h.cores // len(h.gpus) for h in gpu_nodes) * per_task
+    share = min(h.cores * per_task // len(h.gpus) for h in gpu_nodes)
+    asked = config.cores_given or plan.default_cores.kind != "fixed" or not plan.meta.extra.get("gpu_share", True)
     plan.meta.extra["gpus_per_task"] = per_task
+    plan.meta.extra["gpu_share"] = not asked
     tasks = []
     for task in plan.to_run:
-        cores = task.cores if config.cores_given or config.cores.kind == "file" else max(1, share)
+        cores = task.cores if asked else share
         updated = dataclasses.replace(task, gpus=per_task, cores=cores)
         plan.ledger.records[task.id].task = updated
         tasks.append(updated)
@@ -629,9 +639,12 @@ def _startup(
     for hello in hellos:  # one entry per node, in rank order
         nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
     cores = plan.default_cores
+    count = plan.to_run[0].cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
     per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
-        cores.kind, f"{cores.count} core{'s' if cores.count != 1 else ''} per task"
+        cores.kind, f"{count} core{'s' if count != 1 else ''} per task"
     )
+    if plan.meta.extra.get("gpu_share") and not count:
+        per_task = "a shared core per task (its GPUs' share of the cores is below one)"
     if config.block > 1 or plan.meta.extra.get("block"):
         per_task += f", {plan.meta.extra.get('block', config.block)} lines per task (schedule=block)"
     if plan.meta.extra.get("gpus_per_task"):
@@ -641,9 +654,10 @@ def _startup(
     source = plan.meta.commandlines or str(plan.resumed_from)
     if plan.resumed_from is not None:
         source = f"{source} (resuming {plan.resumed_from})"
+    gpus = sum(len(set(hello.gpus)) for hello in hellos) if plan.meta.extra.get("gpus_per_task") else 0
     text = startup_lines(
         __version__, config.job_type, source, len(plan.ledger), len(plan.to_run), per_task,
-        plan.meta.workdir, str(plan.state_path), list(nodes.items()),
+        plan.meta.workdir, str(plan.state_path), list(nodes.items()), gpus,
     )  # fmt: skip
     if link is not None:
         text += f" .. {link} (Slurm job {job or '?'})\n"

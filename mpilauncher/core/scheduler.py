@@ -16,9 +16,11 @@ Task life cycle::
                          +--NeverStarted--> QUEUED  (the node could not start it: Requeued)
 
 Queued tasks wait in one min-heap per *shape* (a core count, or "whole
-node"), keyed by task id.  A placement pass repeatedly starts the lowest-id
-task among the heads of the shapes that fit somewhere, so tasks start in file
-order wherever they fit and narrow tasks backfill around wide ones.  The
+node"; with a GPU count), keyed by task id.  A placement pass repeatedly
+starts the lowest-id task among the heads of the shapes that fit somewhere
+(a GPU task of 0 cores, see :mod:`.slots`, fits wherever a GPU is free),
+so tasks start in file order wherever they fit and narrow tasks backfill
+around wide ones.  The
 number of shapes is small (how many distinct ``N,`` counts a file has), so a
 decision costs O(shapes x log nodes), independent of the number of cores.
 
@@ -79,12 +81,10 @@ from mpilauncher.core.events import (
     TaskFinished,
 )
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
-from mpilauncher.core.slots import SlotPool
+from mpilauncher.core.slots import WHOLE_NODE, SlotPool
 from mpilauncher.core.tasks import Task
 from mpilauncher.errors import Unplaceable
 
-#: Shape key of ``cores="node"`` tasks (real core counts are >= 1).
-WHOLE_NODE = 0
 #: Scheduler-only state of a task sent ahead behind a running one (the ledger still says queued).
 STANDBY = "standby"
 
@@ -211,7 +211,13 @@ class Scheduler:
             assert self._shape(self.tasks[tid]) == self._shape(self.tasks[pred]), (tid, pred)
         assert len(self.follower) == len(self.waiting)
         used: dict[int, set[int]] = {}
-        segments = [seg for tid, placed in self.running.items() for seg in self.spans.get(tid, (placed,))]
+        segments = []
+        for tid, placed in self.running.items():
+            if self.tasks[tid].cores:
+                segments.extend(self.spans.get(tid, (placed,)))
+            else:  # a GPU task that shares one core of its node (see slots.py)
+                assert tid in self.gpus_of and len(placed[1]) == 1, (tid, placed)
+                assert 0 <= placed[1][0] < self.pool.nodes[placed[0]].cores, (tid, placed)
         for node, cores in segments:
             taken = used.setdefault(node, set())
             assert not taken & set(cores), f"core given twice on node {node}"
@@ -252,9 +258,11 @@ class Scheduler:
         return actions
 
     def _release(self, tid: int, node: int, cores: tuple[int, ...]) -> None:
-        """``tid``'s cores (on every node of an MPI task) and GPUs go back to the pool."""
-        for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
-            self.pool.release(segment_node, segment_cores)
+        """``tid``'s cores (on every node of an MPI task) and GPUs go back to the pool; a GPU task
+        with no core slot of its own (``cores=0``) only shared its core: it gives back its GPUs."""
+        if self.tasks[tid].cores:
+            for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
+                self.pool.release(segment_node, segment_cores)
         self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
 
     def _on_never_started(self, tid: int) -> list[Action]:
@@ -339,7 +347,7 @@ class Scheduler:
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
         self._pace_held = False
-        while pool.free_cores:
+        while pool.free_cores or pool.has_free_gpus:  # a GPU task may need no free core
             best_shape = best_id = None
             for shape, queue in self._queues.items():
                 if queue and (best_id is None or queue[0] < best_id) and self._fits(shape):
@@ -378,7 +386,7 @@ class Scheduler:
             actions.append(Start(node, best_id, cores, gpu_ids, span))
         if self.standby:
             if self.waiting:
-                if pool.free_cores:
+                if pool.free_cores or pool.has_free_gpus:
                     self._retract_idle(actions)
                 self._retract_stale(actions)
             self._send_ahead(actions)
@@ -399,11 +407,11 @@ class Scheduler:
             actions.append(Start(node, tid, cores, self.gpus_of.get(pred, ()), after=pred))
 
     def _retract_idle(self, actions: list[Action]) -> None:
-        """Cores are free and nothing queued fits them: ask back standbys of shapes that would."""
+        """Cores (or GPUs) are free and nothing queued fits them: ask back standbys of shapes that would."""
         for shape, waiting in self._standby_of.items():
             if not waiting or not self._fits(shape):
                 continue
-            width = shape[0] or max(1, self.pool.total_cores // max(1, len(self.pool.nodes)))
+            width = shape[0] if shape[0] > 0 else max(1, self.pool.total_cores // max(1, len(self.pool.nodes)))
             for _ in range(min(len(waiting), max(1, self.pool.free_cores // width))):
                 actions.append(self._ask_back(waiting.popitem(last=False)[0]))
 
@@ -438,7 +446,8 @@ class Scheduler:
 
     @staticmethod
     def _shape(task: Task) -> tuple[int, int, bool]:
-        """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs, may span)."""
+        """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs, may span);
+        cores 0: a GPU task with no core slot of its own."""
         return (WHOLE_NODE if task.whole_node else task.cores, task.gpus, task.mpi)
 
 

@@ -18,12 +18,26 @@ rebuilt, which bounds memory at O(nodes) and keeps the amortised cost O(log n).
 
 Within a node, free core ids live in a min-heap: a task gets the lowest free
 cores, which makes CPU binding (``--bind``) and traces predictable.
+
+GPUs are the scarce resource: a GPU task whose share of its node's cores is
+below one core (fewer cores than GPU slots) asks for ``width`` 0.  It takes
+only its GPUs and no core slot of its own, so it never waits for a core while
+a GPU is free, and CPU tasks still find every core slot free and whole.  It
+runs on one core slot that it shares with other such GPU tasks: GPU slot ``g``
+of a node with ``c`` cores shares core ``g % c``, so the lowest GPU slots
+(taken first) spread over different cores, and a task that takes over a GPU
+takes over its core as well.  Nothing about it is kept beyond its GPUs: the
+core is a function of the GPU, and a cost of O(1) on top of the GPU placement.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+
+#: ``width`` of a task that takes every core of the node it lands on (``cores="node"``);
+#: real widths are >= 0 (0: a GPU task with no core slot of its own).
+WHOLE_NODE = -1
 
 
 @dataclass(slots=True)
@@ -96,22 +110,34 @@ class SlotPool:
         return max((n.cores for n in self.nodes.values() if n.alive), default=0)
 
     def take_with_gpus(self, width: int, gpus: int) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
-        """``width`` cores and ``gpus`` GPUs of one node: the first node found that has both.
+        """``width`` cores (or WHOLE_NODE) and ``gpus`` GPUs of one node: the first node found that has both.
 
-        GPU nodes are few and hold few GPUs each, so a scan over the nodes that
-        still have a free GPU is cheap; CPU-only placement never comes here.
+        ``width`` 0: no core slot of its own; the one core it shares comes with its
+        GPUs (see the module docstring).  GPU nodes are few and hold few GPUs each,
+        so a scan over the nodes that still have a free GPU is cheap; CPU-only
+        placement never comes here.
         """
         for index in self._gpu_nodes:
             node = self.nodes[index]
-            if len(node.free_gpus) >= gpus and node.free_count >= width:
+            cores = node.cores if width == WHOLE_NODE else width
+            if len(node.free_gpus) >= gpus and node.free_count >= cores:
                 taken = tuple(heapq.heappop(node.free_gpus) for _ in range(gpus))
                 if not node.free_gpus:
                     del self._gpu_nodes[index]
-                return index, self._take_from(node, width), taken
+                return index, self._take_from(node, cores) if cores else (taken[0] % node.cores,), taken
         return None
 
     def fits_gpus(self, width: int, gpus: int) -> bool:
-        return any(len(self.nodes[i].free_gpus) >= gpus and self.nodes[i].free_count >= width for i in self._gpu_nodes)
+        for index in self._gpu_nodes:
+            node = self.nodes[index]
+            if len(node.free_gpus) >= gpus and node.free_count >= (node.cores if width == WHOLE_NODE else width):
+                return True
+        return False
+
+    @property
+    def has_free_gpus(self) -> bool:
+        """Is some GPU free?  (A GPU task with no core slot of its own may start with no core free.)"""
+        return bool(self._gpu_nodes)
 
     def release_gpus(self, index: int, gpus: tuple[int, ...]) -> None:
         node = self.nodes[index]

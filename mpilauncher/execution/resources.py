@@ -32,10 +32,14 @@ class Gpus:
         return len(self.ids)
 
     def shared(self, tasks_per_gpu: int) -> Gpus:
-        """Each GPU offered ``tasks_per_gpu`` times (``--tasks-per-gpu``: tasks share GPUs only when asked)."""
+        """Each GPU offered ``tasks_per_gpu`` times (``--tasks-per-gpu``: tasks share GPUs only when asked).
+
+        Round by round (``0,1,0,1``, not ``0,0,1,1``): the scheduler takes the lowest
+        free GPU slots first, so tasks spread over the GPUs before two share one.
+        """
         if tasks_per_gpu <= 1:
             return self
-        return Gpus(tuple(i for i in self.ids for _ in range(tasks_per_gpu)), self.vendor, self.source)
+        return Gpus(tuple(i for _ in range(tasks_per_gpu) for i in self.ids), self.vendor, self.source)
 
 
 def _ids(value: str | None) -> tuple[str, ...]:

@@ -41,11 +41,13 @@ def line_number(text: str) -> int:
         raise ValueError(f"line {err}") from None
 
 
-def core_count(text: str) -> int:
+def core_count(text: str, gpu_sweep: bool = False) -> int:
+    """A task's core count; 0 only in a GPU sweep: a GPU task with no core slot of its own."""
     try:
-        return whole_number(text, 1, MAX_TASK_CORES)
+        return whole_number(text, 0 if gpu_sweep else 1, MAX_TASK_CORES)
     except ValueError as err:
-        raise ValueError(f"cores {err}") from None
+        only = " (0 only for the tasks of a GPU sweep)" if text.strip() == "0" else ""
+        raise ValueError(f"cores {err}{only}") from None
 
 
 def exit_code(text: str) -> int:

@@ -140,7 +140,10 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
                 source,
                 number,
             )
-        rec = _parse_task_line(line, section, default, from_pylauncher=meta is None, source=source, number=number)
+        gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
+        rec = _parse_task_line(
+            line, section, default, from_pylauncher=meta is None, gpu_sweep=gpu_sweep, source=source, number=number
+        )
         if rec.id in seen:
             raise InputError(f"task {rec.id} listed twice", source, number)
         seen.add(rec.id)
@@ -185,8 +188,9 @@ def _gpu_count(value: object) -> int:
 
 
 #: Every #meta key the launcher reads, and how its value is checked (the others are kept as
-#: they are, for formats to come).  ``mpi`` and ``gpus_per_task`` are facts of the sweep that
-#: launch.py keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume.
+#: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
+#: their GPUs' share of the cores, not cores asked for) are facts of the sweep that launch.py
+#: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume.
 _META_CHECKS = {
     "run": limits.hex_digits,
     "commandlines": limits.path,
@@ -198,6 +202,7 @@ _META_CHECKS = {
     "written": limits.text,
     "mpi": _flag,
     "gpus_per_task": _gpu_count,
+    "gpu_share": _flag,
 }
 
 
@@ -234,7 +239,7 @@ def _parse_meta(text: str, source: str, number: int) -> StateMeta:
 #: The facts a task line may carry between its id and the colon, and how each is read.
 _TASK_FIELDS = {
     "line": fields.line_number,
-    "cores": lambda text: text if text == "node" else fields.core_count(text),
+    "cores": lambda text, gpu_sweep: text if text == "node" else fields.core_count(text, gpu_sweep),
     "exit": fields.exit_code,
     "start": fields.start_time,
     "runtime": fields.runtime,
@@ -244,7 +249,7 @@ _TASK_FIELDS = {
 
 
 def _parse_task_line(
-    line: str, section: str, default: CoresSpec, *, from_pylauncher: bool, source: str, number: int
+    line: str, section: str, default: CoresSpec, *, from_pylauncher: bool, gpu_sweep: bool, source: str, number: int
 ) -> TaskRecord:
     head, sep, command = line.partition(":")
     if not sep:
@@ -265,7 +270,7 @@ def _parse_task_line(
                 raise ValueError(f"unknown field {key!r} (known: {', '.join(_TASK_FIELDS)})")
             if key in facts:
                 raise ValueError(f"field {key!r} given twice")
-            facts[key] = _TASK_FIELDS[key](value)
+            facts[key] = _TASK_FIELDS[key](value, gpu_sweep) if key == "cores" else _TASK_FIELDS[key](value)
         if from_pylauncher and default.kind == "file":
             try:
                 cores, command = split_core_prefix(command, source, number)

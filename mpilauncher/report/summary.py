@@ -56,10 +56,12 @@ def startup_lines(
     workdir: str,
     queuestate: str,
     nodes: Sequence[tuple[str, int]],
+    gpus: int = 0,
 ) -> str:
     """What ran, for the log: PyLauncher's start-up lines in spirit (version, launcher
-    type, workdir, core count), printed once the input is checked."""
+    type, workdir, core count, and for GPU tasks the GPUs), printed once the input is checked."""
     cores = sum(count for _, count in nodes)
+    pool = f"{cores} cores and {gpus} GPUs" if gpus else f"{cores} cores"
     names = [name for name, _ in nodes]
     where = ", ".join(names[:4]) + (f", ... ({len(names)} nodes)" if len(names) > 4 else "")
     run = f"{tasks} tasks" if to_run == tasks else f"{to_run} of {tasks} tasks to run"
@@ -70,5 +72,5 @@ def startup_lines(
         f" .. commandlines: {commandlines}: {run}, {per_task}\n"
         f" .. workdir: {workdir}\n"
         f" .. queuestate: {queuestate}\n"
-        f" .. host pool: {cores} cores on {len(names)} node{'s' if len(names) != 1 else ''} ({where})\n"
+        f" .. host pool: {pool} on {len(names)} node{'s' if len(names) != 1 else ''} ({where})\n"
     )

@@ -41,7 +41,7 @@ def tick_block(
         for task_id, (node, cores, cpus) in (placements or {}).items():
             by_node.setdefault(node, []).append((task_id, cores, cpus))
         for node, tasks in by_node.items():
-            busy = sum(len(c) for _, c, _ in tasks)
+            busy = len({core for _, c, _ in tasks for core in c})  # GPU tasks may share a core
             total = (node_cores or {}).get(node, busy)
             where = " ".join(_placement(tid, c, cpus) for tid, c, cpus in sorted(tasks))
             lines.append(f"{node}: {busy}/{total} cores busy: {where}".rstrip())

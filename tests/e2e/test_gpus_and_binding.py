@@ -126,3 +126,84 @@ def test_tasks_share_a_gpu_only_when_asked(sweep_dir: Path) -> None:
     rows = read_joblog(sweep_dir / "w" / "joblog")
     assert {r["gpus"] for r in rows} == {"0"}
     assert any(overlap(rows, a, b) for a in rows for b in rows if a is not b), "two tasks ran on GPU 0 at once"
+
+
+def test_four_gpus_on_two_cores_run_four_tasks_at_once(sweep_dir: Path) -> None:
+    """GPUs are the scarce resource (issue 12): with fewer cores than GPUs every GPU is busy at once.
+
+    Each task waits (a generous minute at most) until four tasks have started: that
+    only happens if four run at the same time, whatever the load on this machine.
+    """
+    (sweep_dir / "started").mkdir()
+    task = (
+        "echo $CUDA_VISIBLE_DEVICES $MPILAUNCHER_CORES $MPILAUNCHER_NCORES $OMP_NUM_THREADS; touch started/$PYL_ID;"
+        " i=0; while [ $(ls started | wc -l) -lt 4 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;"
+        " [ $(ls started | wc -l) -ge 4 ]"
+    )
+    (sweep_dir / "commandlines").write_text(f"{task}\n" * 8)
+    result = run_cli(
+        ["commandlines", "--gpus-per-task", "1", "--cores-per-node", "2", "--workdir", "w"],
+        sweep_dir,
+        CUDA_VISIBLE_DEVICES="0,1,2,3",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert sorted(int(r["id"]) for r in rows) == list(range(8)) and {r["status"] for r in rows} == {"ok"}
+    first = [r for r in rows if int(r["id"]) < 4]
+    assert all(overlap(rows, a, b) for a in first for b in first), "tasks 0-3 ran at the same time"
+    assert sorted(r["gpus"] for r in first) == ["0", "1", "2", "3"], "each on a GPU of its own"
+    for row in rows:
+        gpu, cores, ncores, threads = (sweep_dir / "w" / f"out{row['id']}").read_text().split()
+        assert gpu == row["gpus"] and cores == row["cores"] and row["cores"] in ("0", "1"), row
+        assert (ncores, threads) == ("1", "1"), "one core, shared with the task of another GPU"
+        if len(REAL_CPUS) >= 2:
+            assert row["cpus"] == str(REAL_CPUS[int(row["cores"])]), row
+    for a in rows:
+        for b in rows:
+            if a is not b and overlap(rows, a, b):
+                assert a["gpus"] != b["gpus"], "two tasks on one GPU at once"
+    assert sorted(r["cores"] for r in first) == ["0", "0", "1", "1"], "the four spread over both cores"
+    state = (sweep_dir / "queuestate").read_text()
+    assert state.count(" cores=0 exit=0 ") == 8, "each took no core slot of its own, and completed"
+    assert "\ncompleted\n" in state and "\nqueued\nrunning\ncompleted\n" in state
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert status.returncode == 0, status.stderr
+    assert "# tasks completed: 8\ntasks aborted: 0\n" in result.stdout
+    assert "Host pool of size 2.\n" in result.stdout
+    assert "4 GPUs" in result.stdout.split("Launcherjob")[0], "the start-up lines count the GPUs"
+
+
+def test_a_whole_node_gpu_task_gets_the_nodes_cores(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES $MPILAUNCHER_CORES\n" * 2)
+    result = run_cli(["commandlines", "--gpus-per-task", "1", "--cores", "node", "--cores-per-node", "2",
+                      "--workdir", "w"], sweep_dir, CUDA_VISIBLE_DEVICES="0,1,2,3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for row in read_joblog(sweep_dir / "w" / "joblog"):
+        assert row["cores"] == "0-1" and row["gpus"] == "0", row
+        assert (sweep_dir / "w" / f"out{row['id']}").read_text().split() == ["0", "0,1"]
+
+
+def test_a_sweep_of_gpu_tasks_without_a_core_of_their_own_resumes(sweep_dir: Path) -> None:
+    """The queuestate's cores=0 reads back, and the resumed tasks again take only their GPUs."""
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES; test -e fixed || [ $PYL_ID -lt 4 ]\n" * 6)
+    args = ["--gpus-per-task", "1", "--cores-per-node", "2"]
+    first = run_cli(["commandlines", *args, "--workdir", "w"], sweep_dir, CUDA_VISIBLE_DEVICES="0,1,2,3")
+    assert first.returncode == 1, first.stderr
+    (sweep_dir / "fixed").touch()
+    again = run_cli(["--resume", "queuestate", "--rerun-failed", *args], sweep_dir, CUDA_VISIBLE_DEVICES="0,1,2,3")
+    assert again.returncode == 0, again.stderr
+    assert "a shared core per task" in again.stdout
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert sorted(int(r["id"]) for r in rows if r["status"] == "ok") == list(range(6))
+    state = (sweep_dir / "queuestate").read_text()
+    assert state.count(" cores=0 exit=0 ") == 6 and "\nfailed\n# end of queuestate" in state
+
+
+def test_tasks_spread_over_the_gpus_before_two_share_one(sweep_dir: Path) -> None:
+    """--tasks-per-gpu K offers every GPU once before any GPU twice: two tasks, two GPUs."""
+    assert detect_gpus({"CUDA_VISIBLE_DEVICES": "4,5"}, probe=False).shared(2).ids == ("4", "5", "4", "5")
+    (sweep_dir / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES\n" * 2)
+    result = run_cli(["commandlines", "--gpus-per-task", "1", "--tasks-per-gpu", "2", "--cores", "1",
+                      "--cores-per-node", "2", "--workdir", "w"], sweep_dir, CUDA_VISIBLE_DEVICES="4,5")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["gpus"] for r in read_joblog(sweep_dir / "w" / "joblog")) == ["4", "5"]

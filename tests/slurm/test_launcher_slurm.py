@@ -146,7 +146,7 @@ def test_gpu_sweep_with_and_without_one_rank_per_gpu(slurm_cluster, sweep: Path,
     (sweep / "commandlines").write_text("echo $CUDA_VISIBLE_DEVICES $MPILAUNCHER_NODE; sleep 0.3\n" * 8)
     result = slurm_cluster.run(
         ["srun", "-N", "2", f"--ntasks-per-node={per_node}", "--exclusive", "--mpi=pmi2", f"--chdir={sweep}",
-         f"--export=ALL,PYTHONPATH={ROOT},SLURM_JOB_GPUS=0,1",
+         f"--export=ALL,PYTHONPATH={ROOT}", "env", "SLURM_JOB_GPUS=0,1",  # (--export splits values at commas)
          *launcher("commandlines", "--gpus-per-task", "1", "--workdir", "w")],
         timeout=90,
     )  # fmt: skip
@@ -154,9 +154,39 @@ def test_gpu_sweep_with_and_without_one_rank_per_gpu(slurm_cluster, sweep: Path,
     assert len(rows) == 8, result.stderr
     assert {(r["node"], r["gpus"]) for r in rows} <= {(n, g) for n in slurm_cluster.nodes[:2] for g in ("0", "1")}
     assert len({r["node"] for r in rows}) == 2, "both nodes ran GPU tasks"
+    assert {r["gpus"] for r in rows} == {"0", "1"}, "both GPUs of a node"
     for row in rows:
         seen = (sweep / "w" / f"out{row['id']}").read_text().split()
         assert seen == [row["gpus"], row["node"]]
+
+
+@pytest.mark.timeout(150)
+def test_four_gpus_on_nodes_of_two_cpus_are_all_busy_at_once(slurm_cluster, sweep: Path) -> None:
+    """GPUs are the scarce resource (issue 12): 2 CPUs and 4 GPUs a node, 8 tasks on 2 nodes run at once.
+
+    Each task waits (a minute at most) until all eight have started: only if every GPU is busy at once.
+    """
+    (sweep / "started").mkdir()
+    (sweep / "commandlines").write_text(
+        "echo $CUDA_VISIBLE_DEVICES $MPILAUNCHER_NODE; touch started/$PYL_ID; i=0;"
+        " while [ $(ls started | wc -l) -lt 8 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;"
+        " [ $(ls started | wc -l) -ge 8 ]\n" * 8
+    )
+    result = slurm_cluster.run(
+        ["srun", "-N", "2", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--chdir={sweep}",
+         f"--export=ALL,PYTHONPATH={ROOT}", "env", "SLURM_JOB_GPUS=0,1,2,3",
+         *launcher("commandlines", "--gpus-per-task", "1", "--workdir", "w")],
+        timeout=120,
+    )  # fmt: skip
+    rows = read_joblog(sweep / "w" / "joblog")
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}, result.stdout + result.stderr
+    assert sorted((r["node"], r["gpus"]) for r in rows) == sorted(
+        (n, g) for n in slurm_cluster.nodes[:2] for g in ("0", "1", "2", "3")
+    ), "every GPU of both nodes, one task each"
+    for row in rows:
+        assert (sweep / "w" / f"out{row['id']}").read_text().split() == [row["gpus"], row["node"]]
+        assert row["cores"] in ("0", "1"), "a core shared with the task of another GPU"
+    assert "host pool: 4 cores and 8 GPUs on 2 nodes" in result.stdout
 
 
 @pytest.mark.timeout(300)

@@ -285,3 +285,25 @@ def test_bad_meta_cores_value_names_file_and_line():
     with pytest.raises(InputError) as info:
         parse(text, "qs", ONE)
     assert str(info.value).startswith("qs:")
+
+
+def test_a_gpu_sweeps_tasks_without_a_core_of_their_own_round_trip():
+    """cores=0: a GPU task whose share of the cores is below one (issue 12); only a GPU sweep has them."""
+    tasks = [Task(i, f"./gpu {i}", cores=0, line=i + 1, gpus=1) for i in range(3)]
+    ledger = Ledger(tasks)
+    ledger.started(0, "g1", (1,), 1764072000.0)
+    ledger.finished(0, 0, 1764072000.0, 2.0)
+    ledger.started(1, "g1", (1,), 1764072000.5)
+    meta = StateMeta(run="ab", commandlines="cmds", cores="1", journal="qs.journal", extra={"gpus_per_task": 1})
+    text = render(ledger, meta, ONE)
+    assert "0 line=1 cores=0 exit=0" in text and "1 line=2 cores=0 start=1764072000.500 host=g1 slots=1:" in text
+    loaded = parse(text, "qs", ONE)
+    assert [(r.task.cores, r.state, r.cores_used) for r in sorted(loaded.ledger, key=lambda r: r.id)] == [
+        (0, COMPLETED, (1,)), (0, RUNNING, (1,)), (0, QUEUED, ()),
+    ]  # fmt: skip
+    cpu_sweep = text.replace('"gpus_per_task": 1', '"gpus_per_task": 0')
+    only_gpu_sweeps = (
+        r"qs:6: task 2: cores must be a whole number from 1 .*not .0. \(0 only for the tasks of a GPU sweep\)"
+    )
+    with pytest.raises(InputError, match=only_gpu_sweeps):
+        parse(cpu_sweep, "qs", ONE)
