@@ -45,6 +45,7 @@ from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, StopRequest
+from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport.local import LocalTransport
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
@@ -535,11 +536,12 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
         _warn_if_confined(node_name, cores)
     if role != "master":
         try:
+            link = mpi_transport.MpiAgentEndpoint(comm)
             if role == "parked":
-                status = mpi_transport.park(comm, stop_signal=lambda: stop.signum)
+                status = park(link, stop_signal=lambda: stop.signum)
             else:
                 agent = _agent(config, node_name, cores)
-                status = mpi_transport.serve_agent(comm, agent, stop_signal=lambda: stop.signum)
+                status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
             comm.Abort(EXIT_LAUNCHER_FAILED)

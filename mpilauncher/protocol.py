@@ -1,73 +1,126 @@
-"""Messages between the master (rank 0) and the agents (one per node).
+"""The records that cross between the master (rank 0), the agents (one per node) and their executors.
 
-Plain frozen dataclasses: the in-process transport hands them over as they
-are, the MPI transport pickles them.  Batching is part of the protocol: one
-:class:`StartTasks` carries every start for a node decided in one scheduling
-pass, one :class:`Completions` every end an agent saw in one loop turn.
+Why here, and why named tuples: this module sits below every layer and imports
+nothing but ``collections``, so the transport, the agent and the execution layer
+all speak in its records without importing each other, and the executor
+processes (``python -I -S``, standard library only, see
+:mod:`mpilauncher.execution.executor`) import it as a top-level module.  Named
+tuples, not dataclasses: importing ``dataclasses`` would add ~6 ms to every
+executor's start-up, a named tuple pickles as its class and its fields, and
+``tuple(record)`` is what ``marshal`` carries on the executor's pipe.
+
+Batching is part of the protocol: one :class:`StartTasks` carries every start
+for a node decided in one scheduling pass, one :class:`Completions` every end an
+agent saw in one loop turn.
+
+The start of a task is one :class:`StartRequest` from end to end: the master
+fills in what to run and where (task, command, core ids, GPU indices, MPI
+segments, standby); the agent resolves it for its node (the command wrapped by
+an MPI starter, the environment, output file, CPUs to bind, timeout, the
+``exec<N>`` text) and hands the same record to its execution backend.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from mpilauncher.execution.processes import Ended
+from collections import namedtuple
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
-    """Agent -> master: a node is ready."""
+class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
+    """Agent -> master: a node is ready.
 
-    node_name: str
-    cores: int
-    version: int = PROTOCOL_VERSION
-    gpus: tuple[str, ...] = ()  # GPU ids, by index
-    bound_cpus: tuple[int, ...] = ()  # CPU id per core slot when the agent binds tasks; () when it does not
+    ``cores``: the node's core count; ``gpus``: its GPU ids, by index;
+    ``bound_cpus``: the CPU id of each core slot when the agent binds tasks, () when it does not.
+    """
 
-
-@dataclass(frozen=True, slots=True)
-class StartItem:
-    task_id: int
-    command: str
-    cores: tuple[int, ...]  # the node-local core ids the scheduler gave it
-    line: int = 0
-    gpus: tuple[int, ...] = ()  # GPU indices on the node
-    segments: tuple = ()  # MPI tasks: the Segment(host, ranks, offset) list; () for plain tasks
-    after: int | None = None  # a standby start: run it when task ``after`` (on this node) ends
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class StartTasks:
-    """Master -> agent: start these tasks now (or behind another), take these standbys back."""
+class Setup(
+    namedtuple(
+        "Setup", "workdir cwd beat_interval mpi_starter emulated task_timeout", defaults=(5.0, None, False, None)
+    )
+):
+    """Master -> agent, once the input is checked: where task files go, from where tasks run,
+    how often to send a heartbeat, how MPI tasks start, how long a task may run."""
 
-    items: tuple[StartItem, ...]
-    retract: tuple[int, ...] = ()
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Completions:
+class StartRequest(
+    namedtuple(
+        "StartRequest",
+        "task_id command core_ids gpu_indices line segments after output env_changes cpu_ids timeout exec_file",
+        defaults=((), 0, (), None, "", None, (), None, None),
+    )
+):
+    """The start of one task, the same record from the master to the process that runs it.
+
+    Filled in by the master: ``task_id``, ``command``, ``core_ids`` (node-local core
+    ids the scheduler gave it), ``gpu_indices`` (GPU indices on the node), ``line``
+    (its commandlines line), ``segments`` (an MPI task's Segment(host, ranks, offset)
+    list, () for a plain task) and ``after`` (a standby start: run it when task
+    ``after``, on the same node, ends; None: now).
+
+    Filled in by the agent for its execution backend: ``command`` wrapped by the MPI
+    starter (``segments`` are then folded into it and left empty), ``output`` (the
+    ``out<N>`` path), ``env_changes`` (variables to set; a None value removes one),
+    ``cpu_ids`` (CPUs to bind the task to; () leaves it unbound), ``timeout``
+    (seconds, or None) and ``exec_file`` ((path, text) of ``exec<N>``, written once
+    the task has started).  Every field is then a plain str, int, float, tuple, dict
+    or None, as ``marshal`` carries it.
+    """
+
+    __slots__ = ()
+
+
+class Ended(
+    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
+):
+    """A task's process ended: Popen-style exit code (negative = signal number), ``start``
+    (epoch seconds) and ``runtime`` (seconds); ``timed_out``: killed by its backend at its
+    --task-timeout; ``leftovers``: how many of its processes were still there when its main
+    process ended (all ended since).
+
+    ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
+    the launcher could not start it (its output file could not be created), so it is
+    still to run -- not a failed task.  Its other fields mean nothing then.
+    """
+
+    __slots__ = ()
+
+
+class StartTasks(namedtuple("StartTasks", "items retract", defaults=((),))):
+    """Master -> agent: start these :class:`StartRequest` now (or behind another), take these standbys back."""
+
+    __slots__ = ()
+
+
+class Completions(namedtuple("Completions", "items retracted", defaults=((),))):
     """Agent -> master: these standbys were taken back before they started, these tasks ended."""
 
-    items: tuple[Ended, ...]
-    retracted: tuple[int, ...] = ()
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Shutdown:
+class Shutdown(namedtuple("Shutdown", "grace exit_status", defaults=(0.0, 0))):
     """Master -> agent: stop; kill what still runs after ``grace`` seconds.
 
     ``exit_status`` is the launcher's own, so every rank of the MPI job exits
     with the same status as rank 0.
     """
 
-    grace: float = 0.0
-    exit_status: int = 0
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Signalled:
+class Bye(namedtuple("Bye", "items")):
+    """Any other rank -> master, answering :class:`Shutdown`: the tasks an agent ended on the way out."""
+
+    __slots__ = ()
+
+
+class Signalled(namedtuple("Signalled", "signum rank")):
     """Any other rank -> master: a stop signal reached this rank.
 
     Slurm signals every rank of a step at once, and a ``kill`` may reach only
@@ -75,8 +128,11 @@ class Signalled:
     and go on serving until the master's :class:`Shutdown`.
     """
 
-    signum: int
-    rank: int
+    __slots__ = ()
 
 
-Message = Hello | StartTasks | Completions | Shutdown | Signalled
+#: What the master sends an agent.
+ToAgent = Setup | StartTasks | Shutdown
+#: What an agent (or a parked rank) sends the master.
+ToMaster = Hello | Completions | Signalled | Bye
+Message = ToAgent | ToMaster

@@ -34,3 +34,18 @@ def test_every_test_the_guarantee_table_cites_exists() -> None:
     for path, name in cited:
         source = (ROOT / path).read_text()
         assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} is cited in README.md but does not exist"
+
+
+def test_every_mpilauncher_variable_the_code_names_is_documented() -> None:
+    """Each ``MPILAUNCHER_*`` variable the launcher reads or sets has a row in the README's table
+    of environment variables: none is a hidden switch (``MPILAUNCHER_EXECUTOR`` once was)."""
+    text = (ROOT / "README.md").read_text()
+    assert "\n## Environment variables\n" in text
+    section = text.split("\n## Environment variables\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]*)\|", section, re.M)
+    documented = {name for cell in first_cells for name in re.findall(r"`(MPILAUNCHER_\w+)`", cell)}
+    named = set()
+    for path in (ROOT / "mpilauncher").rglob("*.py"):
+        named |= set(re.findall(r"\bMPILAUNCHER_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
+    assert {"MPILAUNCHER_EXECUTOR", "MPILAUNCHER_STARTER", "MPILAUNCHER_TASK_ID"} <= named
+    assert named <= documented, f"not in the README's table: {sorted(named - documented)}"

@@ -21,12 +21,11 @@ Protocol.  Agent -> executor: ``marshal``-encoded lists, each framed by its
 length (4 bytes, little-endian) -- marshal is built in, so the executor
 imports no codec, and it encodes and decodes at C speed::
 
-    ["S", id, command, output, {env changes; None removes}, [cpus], timeout|None, after|None,
-     (exec file path, text)|None]                                       start
-    ["R", id]                                                           take back a standby start
-    ["K", id, signum]                                                   signal a task's group
-    ["STOP", grace]                                                     TERM all, KILL after grace
-    ["BYE"]                                                             exit, leaving nothing running
+    ["S", (the fields of a resolved StartRequest, see mpilauncher.protocol)]    start
+    ["R", id]                                                   take back a standby start
+    ["K", id, signum]                                           signal a task's group
+    ["STOP", grace]                                             TERM all, KILL after grace
+    ["BYE"]                                                     exit, leaving nothing running
 
 Executor -> agent, text: ``E id exit start runtime T|- leftovers`` per ended task
 (T: it was killed at its timeout; leftovers: how many of its processes were
@@ -47,12 +46,15 @@ import time
 
 if __package__:
     from mpilauncher.execution.leftovers import LANE_VARIABLE
-    from mpilauncher.execution.processes import Ended, decode_status, kernel_timeout
+    from mpilauncher.execution.processes import decode_status, kernel_timeout
     from mpilauncher.execution.watchdog import IGNORED, stop_groups, tagged_groups
-else:  # an executor process (see _BOOT): the siblings are top-level modules there
+    from mpilauncher.protocol import Ended, StartRequest
+else:  # an executor process (see _BOOT): the siblings, and the protocol one level up, are top-level modules there
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after the standard library
     from leftovers import LANE_VARIABLE, enable_subreaper  # type: ignore[no-redef]
-    from processes import Ended, ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
+    from processes import ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
+    from protocol import Ended, StartRequest  # type: ignore[no-redef]
     from watchdog import IGNORED, _close_inherited, stop_groups, tagged_groups  # type: ignore[no-redef]
 
 WATCHDOG_GRACE = 2.0
@@ -174,7 +176,7 @@ class Lane:
 
 
 class Executors:
-    """The agent's handle on its executor processes; the same interface as :class:`ProcessRunner`.
+    """The agent's handle on its executor processes: an :class:`~mpilauncher.execution.backend.ExecutionBackend`.
 
     Several lanes, each an executor process with its own share of the node's
     cores: ``posix_spawn`` blocks its caller until the child has exec'd
@@ -210,12 +212,15 @@ class Executors:
         self._epoll.register(fd, select.EPOLLIN)
         self._wake_fds.add(fd)
 
-    def start(
-        self, task_id, command, changes, output, cpus=(), timeout=None, after=None, first_core=0, exec_file=None
-    ) -> None:
+    def start(self, request: StartRequest) -> None:
+        """Send ``request`` (resolved: no segments left) to the lane of its first core.
+
+        Its end, or why it could not start, comes from :meth:`wait`.
+        """
+        first_core = request.core_ids[0] if request.core_ids else 0
         lane = self._lanes[first_core * len(self._lanes) // self._cores % len(self._lanes)]
-        lane.send(["S", task_id, command, output, changes, list(cpus), timeout, after, exec_file])
-        self._lane_of[task_id] = lane
+        lane.send(["S", tuple(request)])
+        self._lane_of[request.task_id] = lane
 
     def retract(self, task_id: int) -> None:
         """Ask for standby ``task_id`` back; the answer (if it had not started) lands in :attr:`retracted`."""
@@ -319,8 +324,7 @@ def serve() -> int:
             at += 4 + size
             kind = message[0]
             if kind == "S":
-                _, task_id, command, output, changes, cpus, timeout, after, exec_file = message
-                started = runner.start(task_id, command, changes, output, tuple(cpus), timeout, after, 0, exec_file)
+                started = runner.start(StartRequest._make(message[1]))
                 if isinstance(started, Ended):
                     early.append(started)
             elif kind == "R":

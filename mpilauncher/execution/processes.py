@@ -34,13 +34,16 @@ import select
 import signal
 import sys
 import time
-from collections import namedtuple
 from collections.abc import Callable, Mapping
 
 if __package__:
     from mpilauncher.execution.leftovers import LANE_VARIABLE, GroupSweeper, Subtree
-else:  # an executor process: the siblings are top-level modules there
+    from mpilauncher.protocol import Ended, StartRequest
+else:  # an executor process: the siblings, and the protocol, are top-level modules there
     from leftovers import LANE_VARIABLE, GroupSweeper, Subtree  # type: ignore[no-redef]
+    from protocol import Ended, StartRequest  # type: ignore[no-redef]
+
+__all__ = ["Ended", "ProcessRunner", "Running", "StartRequest"]
 
 #: posix_spawn leaves the parent's ignored signals ignored in the child: Python ignores
 #: SIGPIPE and SIGXFSZ (`yes | head -1` would never end cleanly) and the executor ignores
@@ -61,21 +64,6 @@ class Running:
     def __init__(self, task_id: int, pid: int, pidfd: int, start: float, start_mono: float) -> None:
         self.task_id, self.pid, self.pidfd, self.start, self.start_mono = task_id, pid, pidfd, start, start_mono
         self.timed_out = False
-
-
-class Ended(
-    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
-):
-    """A task's process ended: Popen-style exit code (negative = signal number);
-    ``timed_out``: killed by the runner at its --task-timeout; ``leftovers``: how many
-    of its processes were still there when its main process ended (all ended since).
-
-    ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
-    the launcher could not start it (its output file could not be created), so it is
-    still to run -- not a failed task.  Its other fields mean nothing then.
-    """
-
-    __slots__ = ()
 
 
 INFINITY = float("inf")
@@ -142,7 +130,7 @@ class ProcessRunner:
         self._pin_self = pin_self
         self._pinned: tuple[int, ...] = ()
         self._unpinned: tuple[int, ...] = ()  # our own CPUs before the first pin
-        self._standby: dict[int, tuple] = {}  # running task -> start() arguments of the task behind it
+        self._standby: dict[int, StartRequest] = {}  # running task -> the start waiting behind it
         self._behind: dict[int, int] = {}  # standby task -> the running task it waits behind
         self.retracted: list[int] = []  # standby tasks taken back by retract(), for the next report
 
@@ -173,21 +161,10 @@ class ProcessRunner:
         self._epoll.unregister(fd)
         del self._readers[fd]
 
-    def start(
-        self,
-        task_id: int,
-        command: str,
-        changes: Mapping[str, str | None],
-        output: str,
-        cpus: tuple[int, ...] = (),
-        timeout: float | None = None,
-        after: int | None = None,
-        first_core: int = 0,
-        exec_file: tuple[str, str] | None = None,
-    ) -> Running | Ended | None:
-        """Run ``command`` under ``/bin/sh -c`` with stdout+stderr to ``output``.
+    def start(self, request: StartRequest) -> Running | Ended | None:
+        """Run ``request.command`` under ``/bin/sh -c`` with stdout+stderr to ``request.output``.
 
-        The environment is the runner's base environment with ``changes``
+        The environment is the runner's base environment with ``env_changes``
         applied (a None value removes the variable).
 
         A failure to spawn (a command too long to exec, out of processes) is
@@ -196,18 +173,17 @@ class ProcessRunner:
         output file cannot be created (quota, full or read-only file system, the
         workdir deleted): that is the launcher's failure, not the task's, and every
         later start would fail the same way; the end record says so in ``not_started``
-        (the task is still to run).  ``cpus``: bind the task to them.
+        (the task is still to run).  ``cpu_ids``: bind the task to them.
         ``after``: a standby start, spawned when that task ends (None returned
         now); at once if its end has already been returned by :meth:`wait`.
-        ``first_core`` picks a lane in
-        :class:`~mpilauncher.execution.executor.Executors`; one process has one.
         ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
         been spawned, so the file exists exactly for the tasks that started.
         """
+        task_id, command, after, output = request.task_id, request.command, request.after, request.output
         if after is not None and (after in self._by_task or after in self._reaped):
             # ...or reaped in this very wait(), which is reading our requests: its end is not returned
             # yet, and the standby's own news (a failed start) must not come before it.
-            self._standby[after] = (task_id, command, changes, output, cpus, timeout, None, 0, exec_file)
+            self._standby[after] = request._replace(after=None)
             self._behind[task_id] = after
             return None
         actions = [
@@ -216,11 +192,13 @@ class ProcessRunner:
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ]
         env = dict(self.base_env)
-        for name, value in changes.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
+        if request.env_changes:
+            for name, value in request.env_changes.items():
+                if value is None:
+                    env.pop(name, None)
+                else:
+                    env[name] = value
+        cpus = request.cpu_ids
         if self._pin_self and cpus != self._pinned:
             try:
                 if not self._pinned:
@@ -239,7 +217,7 @@ class ProcessRunner:
             unwritable = cannot_create(output)
             if unwritable:
                 return Ended(task_id, 127, start, 0.0, not_started=unwritable)
-            write_text(exec_file)
+            write_text(request.exec_file)
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
             bind(pid, cpus)
@@ -252,13 +230,16 @@ class ProcessRunner:
             pidfd = -1
         running = Running(task_id, pid, pidfd, start, start_mono)
         self._by_task[task_id] = running
-        if timeout:
-            heapq.heappush(self._deadlines, (start_mono + timeout, task_id, pid))
+        if request.timeout:
+            heapq.heappush(self._deadlines, (start_mono + request.timeout, task_id, pid))
         if pidfd >= 0:
             self._by_fd[pidfd] = running
             self._epoll.register(pidfd, select.EPOLLIN)
-        write_text(exec_file)
+        write_text(request.exec_file)
         return running
+
+    def flush(self) -> None:
+        """Nothing to do: a start is spawned when it is asked for (see ExecutionBackend.flush)."""
 
     def retract(self, task_id: int) -> bool:
         """Take back standby ``task_id`` if it has not started (it is then listed in :attr:`retracted`)."""
@@ -291,8 +272,8 @@ class ProcessRunner:
             for done in list(ended):
                 follow = self._standby.pop(done.task_id, None)
                 if follow is not None:
-                    del self._behind[follow[0]]
-                    started = self.start(*follow)
+                    del self._behind[follow.task_id]
+                    started = self.start(follow)
                     if isinstance(started, Ended):  # could not spawn: reported right after its predecessor
                         ended.append(started)
         now = time.monotonic()

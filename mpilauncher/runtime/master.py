@@ -55,11 +55,10 @@ from mpilauncher.core.events import (
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, ProtocolError
-from mpilauncher.execution.processes import Ended
 from mpilauncher.execution.resources import binding
 from mpilauncher.execution.starters import Segment
 from mpilauncher.persistence.store import StateStore
-from mpilauncher.protocol import Completions, Hello, Signalled, StartItem, StartTasks
+from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.trace import tick_block
 
@@ -205,7 +204,7 @@ class Master:
         return (ClockTick(time.monotonic()),) if paced else ()
 
     def _carry_out(self, actions) -> bool:
-        starts: dict[int, list[StartItem]] = defaultdict(list)
+        starts: dict[int, list[StartRequest]] = defaultdict(list)
         retracts: dict[int, list[int]] = defaultdict(list)
         done = False
         wall = time.time()
@@ -213,7 +212,7 @@ class Master:
             if isinstance(action, Start):
                 task = self.scheduler.tasks[action.task_id]
                 segments = tuple(self._segment(node, cores) for node, cores in action.span)
-                item = StartItem(task.id, task.command, action.cores, task.line, action.gpus, segments, action.after)
+                item = StartRequest(task.id, task.command, action.cores, action.gpus, task.line, segments, action.after)
                 starts[action.node].append(item)
                 if action.after is None:  # a standby is recorded when it is promoted
                     self.store.started(task.id, self.node_names[action.node], action.cores, wall)

@@ -6,8 +6,10 @@ Every rank learns every rank's node name once at start-up (one allgather).
 Ranks are grouped by node -- ``SLURMD_NODENAME`` when set, else the processor
 name, or a virtual node when emulating nodes -- and the lowest rank of each
 node is its agent.  Rank 0's node is node 0 and its agent lives inside rank
-0's process (driven directly, see :class:`~mpilauncher.transport.local`); other
-agents are reached by point-to-point messages:
+0's process (driven through :class:`~mpilauncher.transport.local.LocalTransport`,
+as in a singleton run); other agents are reached by point-to-point messages
+(:class:`MasterTransport` on rank 0, :class:`MpiAgentEndpoint` on the others;
+the loops that serve them are in :mod:`mpilauncher.runtime.serve`):
 
     agent -> master  HELLO (node, cores)      once, at start
     master -> agent  SETUP (workdir, cwd)     once, after input is checked
@@ -40,30 +42,39 @@ blocked in ``recv`` spins at 100% CPU (measured: 2.8 s CPU in 3 s).  Every wait
 is a probe followed by a sleep that grows (:class:`Backoff`, as in
 mpi4py.futures) and, for agents, the sleep *is* the epoll wait on the task
 processes, so a task's end wakes its agent at once.
+
+This module is the launcher's only mpi4py import (``mpilauncher.spawn``, the
+proxy of ``--mpi-starter spawn``, is a separate program), and it is imported
+only when MPI is used: a singleton run never initialises MPI.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from mpilauncher.errors import LauncherFailure, ProtocolError, StoppedBySignal
-from mpilauncher.execution.processes import Ended
-from mpilauncher.protocol import PROTOCOL_VERSION, Completions, Hello, Message, Shutdown, Signalled, StartTasks
-from mpilauncher.runtime.agent import Agent
+from mpilauncher.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Completions,
+    Ended,
+    Hello,
+    Message,
+    Setup,
+    Shutdown,
+    Signalled,
+    StartTasks,
+    ToAgent,
+)
+from mpilauncher.transport.base import Backoff, InProcessAgent, StopSignal, no_signal
+from mpilauncher.transport.local import LOCAL_NODE, LocalTransport
+
+__all__ = ["Backoff", "Bye", "Layout", "MasterTransport", "MpiAgentEndpoint", "Setup", "discover", "world"]
 
 TAG_HELLO, TAG_SETUP, TAG_START, TAG_DONE, TAG_BEAT, TAG_SHUTDOWN, TAG_BYE, TAG_SIGNALLED = range(101, 109)
-
-#: How a rank's loop learns of a stop signal its handler recorded: the signal number, or None.
-StopSignal = Callable[[], "int | None"]
-
-
-def _no_signal() -> int | None:
-    return None
-
 
 #: Environment variables by which MPI starters tell a process it is one of several ranks.
 WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_SIZE")
@@ -83,39 +94,6 @@ def started_by_mpi(environ: Mapping[str, str] | None = None) -> bool:
         except ValueError:
             continue
     return False
-
-
-class Backoff:
-    """Sleep lengths that double from ``low`` to ``high`` and reset on progress."""
-
-    def __init__(self, low: float, high: float) -> None:
-        self.low, self.high = low, high
-        self.current = low
-
-    def reset(self) -> None:
-        self.current = self.low
-
-    def next(self) -> float:
-        value = self.current
-        self.current = min(self.high, self.current * 2)
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class Setup:
-    """Master -> agent: where task files go, and from where tasks run."""
-
-    workdir: str
-    cwd: str
-    beat_interval: float = 5.0
-    mpi_starter: str | None = None
-    emulated: bool = False
-    task_timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Bye:
-    items: tuple[Ended, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,19 +155,19 @@ def discover(comm, emulate_nodes: int | None) -> Layout:
 
 # -- rank 0 ---------------------------------------------------------------
 class MasterTransport:
-    """Rank 0's endpoint: its own agent in-process, the others over MPI."""
+    """Rank 0's endpoint (a :class:`~mpilauncher.transport.base.Transport`): node 0 through the
+    in-process :class:`LocalTransport`, exactly as a singleton run drives it, the others over MPI."""
 
     def __init__(
-        self, comm, layout: Layout, local_agent: Agent, beat_timeout: float | None = None,
-        stop_signal: StopSignal = _no_signal,
+        self, comm, layout: Layout, local_agent: InProcessAgent, beat_timeout: float | None = None,
+        stop_signal: StopSignal = no_signal,
     ) -> None:  # fmt: skip
         self.comm = comm
         self.stop_signal = stop_signal  # a stop signal rank 0's handler recorded (hellos gives up on it)
         self.layout = layout
-        self.local = local_agent
+        self.local = LocalTransport(local_agent)
         self.beat_timeout = beat_timeout
         self._requests: list = []
-        self._pending: list[tuple[int, Message]] = []
         self._backoff = Backoff(0.0002, 0.005)
         self._last_heard: dict[int, float] = {}
         self._node_of_rank = layout.node_of_rank
@@ -203,7 +181,7 @@ class MasterTransport:
     # -- start-up ---------------------------------------------------------
     def hellos(self, timeout: float = 300.0) -> list[tuple[int, Hello]]:
         """Every node's Hello, rank 0's own first; waits (polling) for all agents, or until a stop signal."""
-        got: dict[int, Hello] = {0: self.local.hello()}
+        got: dict[int, Hello] = dict(self.local.hellos())
         deadline = time.monotonic() + timeout
         backoff = Backoff(0.0005, 0.05)
         while len(got) < len(self.layout.agent_ranks):
@@ -232,21 +210,19 @@ class MasterTransport:
 
     def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
               task_timeout: float | None = None) -> None:  # fmt: skip
-        self.local.configure(Path(workdir), cwd, mpi_starter, emulated, task_timeout)
+        self.local.setup(workdir, cwd, mpi_starter, emulated, task_timeout)
         beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
-            if node:
+            if node != LOCAL_NODE:
                 self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated, task_timeout), rank, TAG_SETUP)
 
     def add_wake_fd(self, fd: int) -> None:
-        self.local.runner.add_wake_fd(fd)
+        self.local.add_wake_fd(fd)
 
     # -- the run ----------------------------------------------------------
     def send(self, node: int, message: StartTasks | Shutdown) -> None:
-        if node == 0:
-            ended = self.local.handle(message)
-            if ended:
-                self._pending.append((0, Completions(tuple(ended))))
+        if node == LOCAL_NODE:
+            self.local.send(node, message)
             return
         tag = TAG_SHUTDOWN if isinstance(message, Shutdown) else TAG_START
         self._isend(message, self.layout.agent_ranks[node], tag)
@@ -256,30 +232,27 @@ class MasterTransport:
         deadline = time.monotonic() + timeout
         self._backoff.reset()
         while True:
-            out, self._pending = self._pending, []
+            out: list[tuple[int, Message]] = []
             self._drain(out)
-            report = self.local.poll(0)
-            if report is not None:
-                out.append((0, report))
+            out += self.local.receive(0)
             if out:
                 return out
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return out
             # Sleep in the local agent's epoll: a local task's end wakes us at once.
-            report = self.local.poll(min(self._backoff.next(), remaining))
-            if report is not None:
-                return [(0, report)]
+            out = self.local.receive(min(self._backoff.next(), remaining))
+            if out:
+                return out
 
     def silent_nodes(self, now: float) -> list[int]:
         """Remote nodes whose agent the MPI library reported failed, or not heard from for
         longer than the heartbeat timeout."""
-        failed = [n for n in self._last_heard if n and self.layout.agent_ranks[n] in self._failed_ranks]
+        remote = [n for n in self._last_heard if n != LOCAL_NODE]
+        failed = [n for n in remote if self.layout.agent_ranks[n] in self._failed_ranks]
         if self.beat_timeout is None:
             return failed
-        return failed + [
-            n for n, t in self._last_heard.items() if n and now - t > self.beat_timeout and n not in failed
-        ]
+        return failed + [n for n in remote if now - self._last_heard[n] > self.beat_timeout and n not in failed]
 
     def forget(self, node: int) -> None:
         """Give up on a node: never wait for its ranks (agent and parked), never send to them again."""
@@ -296,9 +269,7 @@ class MasterTransport:
         if self._shut_down:
             return []
         self._shut_down = True
-        ended = [(0, e) for _, m in self._pending for e in m.items]
-        self._pending = []
-        ended += [(0, e) for e in self.local.shutdown(grace)]
+        ended = self.local.shutdown(grace, exit_status)
         for rank in range(1, self.comm.Get_size()):
             if rank not in self._dead_ranks:
                 self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
@@ -398,101 +369,53 @@ class MasterTransport:
 
 
 # -- other ranks ------------------------------------------------------------
-def serve_agent(comm, agent: Agent, beat_interval: float | None = None, stop_signal: StopSignal = _no_signal) -> int:
-    """An agent rank's loop: run what rank 0 sends until it says SHUTDOWN; returns its exit status.
+class MpiAgentEndpoint:
+    """An agent's or a parked rank's link to rank 0 (an :class:`~mpilauncher.transport.base.AgentEndpoint`).
 
-    A stop signal recorded by this rank (``stop_signal``) is passed on to rank 0
-    once; the agent goes on serving: rank 0 sends the SHUTDOWN.
+    Every receive is a probe (nothing waits inside MPI); every send but the
+    first (HELLO) and the last (BYE) is non-blocking, settled by :meth:`settle`.
     """
-    from mpi4py import MPI
 
-    comm.send(agent.hello(), dest=0, tag=TAG_HELLO)
-    backoff = Backoff(0.0005, 0.02)
-    requests: list = []
-    last_sent = time.monotonic()
-    status = MPI.Status()
-    relay = _SignalRelay(comm, stop_signal)
-    while True:
-        progressed = False
-        while (message := comm.improbe(source=0, tag=MPI.ANY_TAG, status=status)) is not None:
+    def __init__(self, comm) -> None:
+        from mpi4py import MPI
+
+        self.comm = comm
+        self.rank: int = comm.Get_rank()
+        self._status = MPI.Status()
+        self._any_tag = MPI.ANY_TAG
+        self._requests: list = []
+
+    def hello(self, hello: Hello) -> None:
+        self.comm.send(hello, dest=0, tag=TAG_HELLO)
+
+    def messages(self) -> list[ToAgent]:
+        out = []
+        while (message := self.comm.improbe(source=0, tag=self._any_tag, status=self._status)) is not None:
             payload = message.recv()
-            progressed = True
-            if isinstance(payload, StartTasks):
-                agent.start(payload)
-            elif isinstance(payload, Setup):
-                agent.configure(
-                    Path(payload.workdir), payload.cwd, payload.mpi_starter, payload.emulated,
-                    payload.task_timeout,
-                )  # fmt: skip
-                beat_interval = beat_interval or payload.beat_interval
-            elif isinstance(payload, Shutdown):
-                ended = agent.shutdown(payload.grace)
-                comm.send(Bye(tuple(ended)), dest=0, tag=TAG_BYE)
-                _wait_all(requests)
-                agent.close()
-                return payload.exit_status
-            else:
+            if not isinstance(payload, (Setup, StartTasks, Shutdown)):
                 raise ProtocolError(f"agent got unexpected {type(payload).__name__}")
-        report = agent.poll(0 if progressed else backoff.next())
-        now = time.monotonic()
-        if (request := relay.check()) is not None:  # before the report: these ends came after the signal
-            requests.append(request)
-            progressed = True
-            last_sent = now
-        if report is not None:
-            requests.append(comm.isend(report, dest=0, tag=TAG_DONE))
-            progressed = True
-            last_sent = now
-        elif beat_interval and now - last_sent > beat_interval:
-            requests.append(comm.isend(None, dest=0, tag=TAG_BEAT))
-            last_sent = now
-        if requests:
-            requests = [r for r in requests if not r.Test()]
-        if progressed:
-            backoff.reset()
+            out.append(payload)
+            if isinstance(payload, Shutdown):
+                break  # the last word: nothing after it is for us
+        return out
 
+    def shutdown_message(self) -> Shutdown | None:
+        message = self.comm.improbe(source=0, tag=TAG_SHUTDOWN, status=self._status)
+        return None if message is None else message.recv()
 
-def park(comm, sleep: Callable[[float], None] = time.sleep, stop_signal: StopSignal = _no_signal) -> int:
-    """A surplus rank: wait for SHUTDOWN at negligible CPU and answer BYE; returns the exit status it carries.
+    def report(self, message: Completions | Signalled | None) -> None:
+        tag = TAG_BEAT if message is None else TAG_SIGNALLED if isinstance(message, Signalled) else TAG_DONE
+        self._requests.append(self.comm.isend(message, dest=0, tag=tag))
 
-    A stop signal recorded by this rank is passed on to rank 0 (within one sleep, 0.25 s at most).
-    """
-    from mpi4py import MPI
+    def settle(self) -> None:
+        if self._requests:
+            self._requests = [r for r in self._requests if not r.Test()]
 
-    backoff = Backoff(0.001, 0.25)
-    requests: list = []
-    relay = _SignalRelay(comm, stop_signal)
-    while (message := comm.improbe(source=0, tag=TAG_SHUTDOWN, status=MPI.Status())) is None:
-        if (request := relay.check()) is not None:
-            requests.append(request)
-        sleep(backoff.next())
-    status = message.recv().exit_status
-    requests.append(comm.isend(Bye(()), dest=0, tag=TAG_BYE))  # after it rank 0 may finalize
-    _wait_all(requests)
-    return status
-
-
-class _SignalRelay:
-    """Tells rank 0, once, that a stop signal reached this rank."""
-
-    def __init__(self, comm, stop_signal: StopSignal) -> None:
-        self.comm, self.stop_signal = comm, stop_signal
-        self.sent = False
-
-    def check(self):
-        """The (non-blocking) send of the news if a signal has arrived since the last call, else None."""
-        if self.sent:
-            return None
-        signum = self.stop_signal()
-        if signum is None:
-            return None
-        self.sent = True
-        return self.comm.isend(Signalled(signum, self.comm.Get_rank()), dest=0, tag=TAG_SIGNALLED)
-
-
-def _wait_all(requests: list) -> None:
-    deadline = time.monotonic() + 30
-    while requests and time.monotonic() < deadline:
-        requests = [r for r in requests if not r.Test()]
-        if requests:
-            time.sleep(0.001)
+    def bye(self, ended: tuple[Ended, ...]) -> None:
+        """BYE goes last: after it rank 0 may finalize, so every send of ours must be out by then."""
+        self._requests.append(self.comm.isend(Bye(ended), dest=0, tag=TAG_BYE))
+        deadline = time.monotonic() + 30
+        while self._requests and time.monotonic() < deadline:
+            self.settle()
+            if self._requests:
+                time.sleep(0.001)

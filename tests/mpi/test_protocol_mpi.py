@@ -17,9 +17,15 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.errors import StoppedBySignal
-from mpilauncher.protocol import Completions, Hello, Shutdown, Signalled, StartItem, StartTasks
+from mpilauncher.protocol import Bye, Completions, Hello, Shutdown, Signalled, StartRequest, StartTasks
 from mpilauncher.runtime.agent import Agent
+from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport import mpi as mpi_transport
+from mpilauncher.transport.base import Transport
+
+
+def link(comm) -> mpi_transport.MpiAgentEndpoint:
+    return mpi_transport.MpiAgentEndpoint(comm)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -45,16 +51,17 @@ def test_round_trip_start_completions_shutdown() -> None:
     workdir = comm.bcast(tempfile.mkdtemp(prefix="mpl-round-trip-") if rank == 0 else None, root=0)
     agent = Agent(f"n{rank}", 2)
     if rank != 0:
-        status = mpi_transport.serve_agent(comm, agent, beat_interval=0.2)
+        status = serve_agent(link(comm), agent, beat_interval=0.2)
         assert status == 7
         return
     transport = mpi_transport.MasterTransport(comm, layout, agent, beat_timeout=30)
+    assert isinstance(transport, Transport)
     hellos = transport.hellos(timeout=60)
     assert [node for node, _ in hellos] == list(range(size))
     assert all(isinstance(h, Hello) and h.cores == 2 for _, h in hellos)
     transport.setup(workdir, os.getcwd())
     for node in range(size):
-        items = tuple(StartItem(node * 10 + k, f"exit {k}", (k,)) for k in range(2))
+        items = tuple(StartRequest(node * 10 + k, f"exit {k}", (k,)) for k in range(2))
         transport.send(node, StartTasks(items))
     seen: dict[int, int] = {}
     deadline = time.monotonic() + 60
@@ -67,7 +74,7 @@ def test_round_trip_start_completions_shutdown() -> None:
     assert seen == {node * 10 + k: k for node in range(size) for k in range(2)}
     assert (Path(workdir) / f"out{10 * (size - 1)}").exists()
     # A long task is ended by the shutdown and reported in the agent's Bye.
-    transport.send(size - 1, StartTasks((StartItem(999, "sleep 30", (0,)),)))
+    transport.send(size - 1, StartTasks((StartRequest(999, "sleep 30", (0,)),)))
     time.sleep(0.3)
     ended = transport.shutdown(0.2, 7)
     assert [(n, e.task_id) for n, e in ended] == [(size - 1, 999)]
@@ -84,14 +91,14 @@ def test_protocol_version_mismatch_is_a_clear_error() -> None:
     layout = mpi_transport.discover(comm, emulate_nodes=comm.Get_size())
     if rank != 0:
         comm.send(Hello("old", 1, version=0), dest=0, tag=mpi_transport.TAG_HELLO)
-        assert mpi_transport.park(comm) == 2
+        assert park(link(comm)) == 2
         return
     transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1))
     with pytest.raises(Exception, match="protocol 0, rank 0 speaks"):
         transport.hellos(timeout=30)
     for other in range(1, comm.Get_size()):
         comm.send(Shutdown(0, 2), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
-        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(())
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == Bye(())
     transport.close()
 
 
@@ -103,9 +110,9 @@ def test_other_ranks_pass_a_stop_signal_on_to_rank_0_once_and_serve_until_shutdo
     if rank != 0:
         signalled = lambda: signal.SIGTERM  # noqa: E731 -- as if this rank's handler had recorded SIGTERM
         if layout.role(rank) == "agent":
-            status = mpi_transport.serve_agent(comm, Agent(f"n{rank}", 1), beat_interval=60, stop_signal=signalled)
+            status = serve_agent(link(comm), Agent(f"n{rank}", 1), beat_interval=60, stop_signal=signalled)
         else:
-            status = mpi_transport.park(comm, stop_signal=signalled)
+            status = park(link(comm), stop_signal=signalled)
         assert status == 143, "every rank exits with the status rank 0 decides"
         return
     transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)
@@ -127,7 +134,7 @@ def test_rank_0_waiting_for_its_agents_gives_up_on_a_stop_signal() -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     layout = mpi_transport.discover(comm, emulate_nodes=size)
     if rank != 0:
-        assert mpi_transport.park(comm) == 130  # never says hello
+        assert park(link(comm)) == 130  # never says hello
         return
     transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), stop_signal=lambda: signal.SIGINT)
     with pytest.raises(StoppedBySignal, match="stopped by SIGINT while waiting for the agents on vnode1") as caught:
@@ -135,7 +142,7 @@ def test_rank_0_waiting_for_its_agents_gives_up_on_a_stop_signal() -> None:
     assert caught.value.exit_status == 130
     for other in range(1, size):
         comm.send(Shutdown(0, 130), dest=other, tag=mpi_transport.TAG_SHUTDOWN)
-        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == mpi_transport.Bye(()), "a parked rank says bye"
+        assert comm.recv(source=other, tag=mpi_transport.TAG_BYE) == Bye(()), "a parked rank says bye"
     transport.close()
 
 
@@ -157,7 +164,7 @@ def test_shutdown_waits_for_every_ranks_bye_parked_ones_included() -> None:
             time.sleep(0.5)
             woke.append(time.monotonic())  # CLOCK_MONOTONIC: the same clock in every process of the host
 
-        assert mpi_transport.park(comm, sleep=sleep) == 0
+        assert park(link(comm), sleep=sleep) == 0
         side.send(woke[-1], dest=0)
         return
     transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.execution.executor import Executors
-from mpilauncher.execution.processes import Ended, ProcessRunner
+from mpilauncher.execution.processes import ProcessRunner
+from mpilauncher.protocol import Ended, StartRequest
 from tests.conftest import kill_tagged, new_tag, tagged_pids, wait_for
 
 
@@ -35,9 +36,17 @@ def collect(runner, count: int, timeout: float = 20.0) -> list[Ended]:
     return ended
 
 
+def request(task_id, command, output, changes=None, after=None, core=0, timeout=None, exec_file=None) -> StartRequest:
+    """A start as the agent resolves it for its backend."""
+    return StartRequest(
+        task_id, command, (core,), after=after, output=output, env_changes=changes or {}, timeout=timeout,
+        exec_file=exec_file,
+    )  # fmt: skip
+
+
 def start(runner, tmp_path: Path, task_id: int, command: str, after=None, core: int = 0):
     output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
-    return runner.start(task_id, command, {"PYL_ID": str(task_id)}, output, (), None, after, core, exec_file)
+    return runner.start(request(task_id, command, output, {"PYL_ID": str(task_id)}, after, core, exec_file=exec_file))
 
 
 def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
@@ -117,7 +126,7 @@ def test_lanes_never_outnumber_cores():
 def test_waits_and_task_timeouts_beyond_what_epoll_takes(runner, tmp_path, wait):
     """--task-timeout 30-00:00:00 (beyond epoll's 2**31 ms) and waits as long: a task still ends and is seen."""
     output = str(tmp_path / "out1")
-    runner.start(1, "sleep 0.2", {}, output, (), 30 * 86400.0, None, 0, None)
+    runner.start(request(1, "sleep 0.2", output, timeout=30 * 86400.0))
     ended: list[Ended] = []
     deadline = time.monotonic() + 20
     while not ended and time.monotonic() < deadline:
@@ -130,7 +139,7 @@ def tagged(runner, tmp_path: Path, task_id: int, command: str, tag: str):
     """Start ``command`` with ``MPL_TEST_TAG=tag`` in its environment, so its processes can be found."""
     output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
     changes = {"PYL_ID": str(task_id), "MPILAUNCHER_TASK_ID": str(task_id), "MPL_TEST_TAG": tag}
-    return runner.start(task_id, command, changes, output, (), None, None, 0, exec_file)
+    return runner.start(request(task_id, command, output, changes, exec_file=exec_file))
 
 
 @pytest.fixture
@@ -221,7 +230,7 @@ def started_or_ended(runner, result, count: int = 1) -> list[Ended]:
 
 def test_an_output_file_that_cannot_be_created_is_the_launchers_failure_not_the_tasks(runner, tmp_path):
     output = tmp_path / "gone" / "out1"  # the workdir was deleted (or is full, or read-only)
-    result = runner.start(1, "touch ran", {}, str(output), (), None, None, 0, (str(tmp_path / "exec1"), "x"))
+    result = runner.start(request(1, "touch ran", str(output), exec_file=(str(tmp_path / "exec1"), "x")))
     (ended,) = started_or_ended(runner, result)
     assert ended.task_id == 1 and ended.not_started == f"{output}: No such file or directory"
     assert not (tmp_path / "exec1").exists() and not (tmp_path / "ran").exists()
@@ -236,7 +245,7 @@ def test_a_command_too_long_to_exec_is_the_tasks_own_failure(runner, tmp_path):
 def test_a_standby_whose_start_fails_is_reported_after_its_predecessor(runner, tmp_path):
     start(runner, tmp_path, 1, "sleep 0.2")
     output = tmp_path / "gone" / "out2"
-    runner.start(2, "true", {}, str(output), (), None, 1, 0, None)
+    runner.start(request(2, "true", str(output), after=1))
     ended = collect(runner, 2)
     assert [(e.task_id, bool(e.not_started)) for e in ended] == [(1, False), (2, True)]
 
@@ -255,7 +264,7 @@ def test_a_standby_sent_in_the_turn_its_predecessor_was_reaped_is_reported_after
     command = "true" if failure == "output cannot be created" else "echo " + "x" * 200_000
 
     def start_two():
-        return runner.start(2, command, {}, str(output), (), None, 1, 0, None)
+        return runner.start(request(2, command, str(output), after=1))
 
     try:
         start(runner, tmp_path, 1, "true")

@@ -1,0 +1,284 @@
+"""The agent and its seams, without processes or MPI: a fake execution backend under it, the
+in-process transport and the serving loops (runtime/serve.py) over a fake endpoint around it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.execution.backend import ExecutionBackend, default_backend
+from mpilauncher.execution.executor import Executors
+from mpilauncher.execution.processes import ProcessRunner
+from mpilauncher.execution.resources import Gpus
+from mpilauncher.execution.starters import Segment
+from mpilauncher.protocol import (
+    Completions,
+    Ended,
+    Hello,
+    Setup,
+    Shutdown,
+    Signalled,
+    StartRequest,
+    StartTasks,
+)
+from mpilauncher.runtime.agent import Agent
+from mpilauncher.runtime.serve import park, serve_agent
+from mpilauncher.transport.base import AgentEndpoint, InProcessAgent, Transport
+from mpilauncher.transport.local import LocalTransport
+
+
+class FakeBackend:
+    """An execution backend that runs nothing: it records what it is asked, and ends what a test says."""
+
+    def __init__(self) -> None:
+        self.retracted: list[int] = []
+        self.received: list[StartRequest] = []  # every start asked for
+        self.started: list[StartRequest] = []  # running now
+        self.standing_by: dict[int, StartRequest] = {}
+        self.ending: list[Ended] = []  # reported by the next wait()
+        self.signals: list[tuple[int, int]] = []
+        self.waits: list[float | None] = []
+        self.wake_fds: list[int] = []
+        self.flushes = 0
+        self.closed = False
+        self.refuse: set[int] = set()  # tasks whose output file "cannot be created"
+
+    def start(self, request: StartRequest) -> Ended | None:
+        self.received.append(request)
+        if request.task_id in self.refuse:
+            return Ended(request.task_id, 127, 1.0, 0.0, not_started=f"{request.output}: Disk quota exceeded")
+        if request.after is not None:
+            self.standing_by[request.task_id] = request
+        else:
+            self.started.append(request)
+        return None
+
+    def retract(self, task_id: int) -> bool:
+        if self.standing_by.pop(task_id, None) is None:
+            return False
+        self.retracted.append(task_id)
+        return True
+
+    def signal(self, task_id: int, signum: int) -> None:
+        self.signals.append((task_id, signum))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def wait(self, timeout: float | None) -> list[Ended]:
+        self.waits.append(timeout)
+        ended, self.ending = self.ending, []
+        done = {e.task_id for e in ended}
+        self.started = [r for r in self.started if r.task_id not in done]
+        return ended
+
+    def stop_all(self, grace: float) -> list[Ended]:
+        self.standing_by.clear()
+        ended = [Ended(r.task_id, -signal.SIGTERM, 1.0, grace) for r in self.started]
+        self.started = []
+        return ended
+
+    def add_wake_fd(self, fd: int) -> None:
+        self.wake_fds.append(fd)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def agent(backend: FakeBackend, tmp_path: Path) -> Agent:
+    made = Agent("c101", 4, gpus=Gpus(("GPU-a", "GPU-b")), backend=backend)
+    made.handle(Setup(str(tmp_path), "/where/tasks/run", task_timeout=30.0))
+    return made
+
+
+def test_both_real_backends_and_the_fake_keep_the_backend_interface():
+    for backend in (ProcessRunner, Executors, FakeBackend):
+        missing = [name for name in ("start", "retract", "signal", "flush", "wait", "stop_all", "add_wake_fd", "close")
+                   if not callable(getattr(backend, name, None))]  # fmt: skip
+        assert not missing, f"{backend.__name__} lacks {missing}"
+    assert isinstance(FakeBackend(), ExecutionBackend)
+
+
+def test_the_agent_resolves_the_masters_request_for_its_backend(agent, backend, tmp_path):
+    agent.handle(StartTasks((StartRequest(7, "./sim 7", (2, 3), (1,), 12),)))
+    [request] = backend.started
+    assert isinstance(request, StartRequest)
+    assert (request.task_id, request.command, request.core_ids, request.gpu_indices) == (7, "./sim 7", (2, 3), (1,))
+    assert request.output == f"{tmp_path}/out7" and request.timeout == 30.0 and request.after is None
+    assert request.env_changes["MPILAUNCHER_TASK_ID"] == "7" and request.env_changes["MPILAUNCHER_CORES"] == "2,3"
+    assert request.env_changes["MPILAUNCHER_NODE"] == "c101" and request.env_changes["CUDA_VISIBLE_DEVICES"] == "GPU-b"
+    exec_path, script = request.exec_file
+    assert exec_path == f"{tmp_path}/exec7" and "line 12" in script and "cd /where/tasks/run" in script
+    assert request.cpu_ids == () and request.segments == ()
+    assert backend.flushes == 1, "one flush a message: the executors start while the master journals"
+
+
+def test_an_mpi_task_reaches_the_backend_wrapped_in_its_starter_with_no_segments_left(agent, backend):
+    segments = (Segment("c101", 2, 0, "0-1"),)
+    agent.handle(StartTasks((StartRequest(3, "./mpiprog", (0, 1), segments=segments),)))
+    [request] = backend.started
+    assert request.segments == () and request.command != "./mpiprog" and "./mpiprog" in request.command
+
+
+def test_standbys_go_to_the_backend_and_come_back_retracted_in_the_next_report(agent, backend):
+    agent.handle(StartTasks((StartRequest(1, "a", (0,)), StartRequest(2, "b", (0,), after=1))))
+    assert [r.task_id for r in backend.started] == [1] and backend.standing_by[2].after == 1
+    agent.handle(StartTasks((), retract=(2,)))
+    assert agent.poll(5.0) == Completions((), (2,))
+    assert backend.waits[-1] == 0, "something to report: the agent does not sleep"
+    assert backend.retracted == [], "reported once"
+    assert agent.poll(0.5) is None and backend.waits[-1] == 0.5
+
+
+def test_a_start_the_backend_refuses_at_once_is_reported_without_waiting(agent, backend):
+    backend.refuse.add(4)
+    agent.handle(StartTasks((StartRequest(4, "x", (0,)),)))
+    report = agent.poll(5.0)
+    assert [e.not_started for e in report.items] == [f"{agent.workdir}/out4: Disk quota exceeded"]
+    assert backend.waits == [0]
+
+
+def test_shutdown_returns_how_the_backend_stopped_the_tasks(agent, backend):
+    agent.handle(StartTasks((StartRequest(1, "a", (0,)),)))
+    ended = agent.handle(Shutdown(2.5, 143))
+    assert [(e.task_id, e.exit_code, e.runtime) for e in ended] == [(1, -signal.SIGTERM, 2.5)]
+
+
+def test_an_unknown_message_is_refused(agent):
+    with pytest.raises(TypeError, match="cannot handle"):
+        agent.handle(Completions(()))
+
+
+# -- node 0: the in-process transport -------------------------------------------
+def test_the_local_transport_drives_the_in_process_agent_as_node_0(agent, backend, tmp_path):
+    transport = LocalTransport(agent)
+    assert isinstance(transport, Transport) and isinstance(agent, InProcessAgent)
+    assert transport.hellos() == [(0, Hello("c101", 4, gpus=("GPU-a", "GPU-b")))]
+    transport.setup(str(tmp_path / "w"), "/elsewhere", task_timeout=None)
+    transport.send(0, StartTasks((StartRequest(5, "true", (1,)),)))
+    assert backend.started[0].output == f"{tmp_path}/w/out5" and backend.started[0].timeout is None
+    backend.ending = [Ended(5, 0, 1.0, 0.1)]
+    assert transport.receive(1.0) == [(0, Completions((Ended(5, 0, 1.0, 0.1),), ()))]
+    assert transport.receive(0.25) == [] and backend.waits[-1] == 0.25
+    with pytest.raises(ValueError, match="only node 0"):
+        transport.send(1, StartTasks(()))
+    transport.send(0, StartTasks((StartRequest(6, "sleep 9", (1,)),)))
+    assert transport.shutdown(1.0, 0) == [(0, Ended(6, -signal.SIGTERM, 1.0, 1.0))]
+    transport.add_wake_fd(99)
+    assert backend.wake_fds == [99]
+    transport.close()
+    assert backend.closed
+
+
+# -- the serving loops, over a fake endpoint ------------------------------------
+class FakeLink:
+    """An agent rank's endpoint with a script of what rank 0 sends, turn by turn."""
+
+    rank = 3
+
+    def __init__(self, turns: list[list], on_turn=None) -> None:
+        self.turns = turns
+        self.on_turn = on_turn or (lambda turn: None)
+        self.turn = 0
+        self.sent: list = []
+
+    def hello(self, hello: Hello) -> None:
+        self.sent.append(hello)
+
+    def messages(self) -> list:
+        self.on_turn(self.turn)
+        batch = self.turns[self.turn] if self.turn < len(self.turns) else []
+        self.turn += 1
+        return batch
+
+    def shutdown_message(self) -> Shutdown | None:
+        return next((m for m in self.messages() if isinstance(m, Shutdown)), None)
+
+    def report(self, message) -> None:
+        self.sent.append(("beat",) if message is None else message)
+
+    def settle(self) -> None:
+        pass
+
+    def bye(self, ended) -> None:
+        self.sent.append(("bye", ended))
+
+
+def test_an_agent_rank_says_hello_serves_and_answers_shutdown_with_bye(backend, tmp_path):
+    agent = Agent("c102", 2, backend=backend)
+    setup = Setup(str(tmp_path), "/cwd", beat_interval=60.0)
+    link = FakeLink([[setup, StartTasks((StartRequest(1, "a", (0,)),))], [], [Shutdown(0.5, 143)]])
+    assert isinstance(link, AgentEndpoint)
+
+    def end_task_1(turn: int) -> None:
+        if turn == 1:
+            backend.ending = [Ended(1, 0, 1.0, 0.2)]
+
+    link.on_turn = end_task_1
+    assert serve_agent(link, agent) == 143, "every rank exits with the status rank 0 decides"
+    assert link.sent[0] == Hello("c102", 2)
+    assert link.sent[1] == Completions((Ended(1, 0, 1.0, 0.2),), ())
+    assert link.sent[-1] == ("bye", ()) and backend.closed
+    assert agent.workdir == tmp_path and backend.received[0].output == f"{tmp_path}/out1"
+
+
+def test_an_agent_rank_passes_a_signal_on_once_before_the_ends_that_follow_it(backend):
+    agent = Agent("c102", 1, backend=backend)
+    signalled: list[int] = []
+
+    def turn(n: int) -> None:
+        if n == 1:
+            signalled.append(signal.SIGTERM)
+            backend.ending = [Ended(1, -signal.SIGTERM, 1.0, 0.1)]
+
+    link = FakeLink([[StartTasks((StartRequest(1, "a", (0,)),))], [], [], [Shutdown(0, 143)]], turn)
+    serve_agent(link, agent, beat_interval=60, stop_signal=lambda: signalled[0] if signalled else None)
+    news = [m for m in link.sent if isinstance(m, (Signalled, Completions))]
+    assert news == [Signalled(signal.SIGTERM, 3), Completions((Ended(1, -signal.SIGTERM, 1.0, 0.1),), ())]
+
+
+def test_a_silent_agent_rank_sends_heartbeats(backend, monkeypatch):
+    clock = iter(range(0, 1000, 10))  # every look at the clock is 10 s later
+    monkeypatch.setattr("mpilauncher.runtime.serve.time.monotonic", lambda: float(next(clock)))
+    link = FakeLink([[], [], [Shutdown()]])
+    serve_agent(link, Agent("c102", 1, backend=backend), beat_interval=5)
+    assert link.sent.count(("beat",)) == 2
+
+
+def test_a_parked_rank_passes_a_signal_on_and_waits_for_shutdown():
+    link = FakeLink([[], [], [Shutdown(0, 130)]])
+    naps: list[float] = []
+    assert park(link, sleep=naps.append, stop_signal=lambda: signal.SIGINT) == 130
+    assert link.sent == [Signalled(signal.SIGINT, 3), ("bye", ())]
+    assert naps == [0.001, 0.002], "it sleeps between looks, longer each time"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "warning"),
+    [
+        (None, Executors, ""),
+        ("process", Executors, ""),
+        ("inline", ProcessRunner, ""),
+        ("inlined", Executors, "inlined"),
+    ],
+)
+def test_mpilauncher_executor_picks_the_backend_and_a_wrong_value_says_so(monkeypatch, capsys, value, kind, warning):
+    if value is None:
+        monkeypatch.delenv("MPILAUNCHER_EXECUTOR", raising=False)
+    else:
+        monkeypatch.setenv("MPILAUNCHER_EXECUTOR", value)
+    backend = default_backend({"PATH": "/bin:/usr/bin"}, lanes=1, cores=1)
+    try:
+        assert type(backend) is kind and isinstance(backend, ExecutionBackend)
+    finally:
+        backend.close()
+    err = capsys.readouterr().err
+    assert (warning in err and "MPILAUNCHER_EXECUTOR" in err) if warning else err == ""

@@ -1,0 +1,50 @@
+"""The wire records: one StartRequest from the master to the runner, cheap on every wire it crosses."""
+
+from __future__ import annotations
+
+import marshal
+import pickle
+import subprocess
+import sys
+
+from mpilauncher.execution import executor
+from mpilauncher.execution.starters import Segment
+from mpilauncher.protocol import Completions, Ended, Hello, StartRequest, StartTasks
+
+
+def resolved() -> StartRequest:
+    return StartRequest(
+        42, "sh -c 'x'", (2, 3), (0,), 17, (), 41, "/w/out42", {"PYL_ID": "42", "OMPI_X": None}, (6, 7), 3600.0,
+        ("/w/exec42", "#!/bin/sh\nx\n"),
+    )  # fmt: skip
+
+
+def test_a_resolved_start_crosses_the_executor_pipe_as_it_is():
+    """The agent -> executor wire is marshal (standard library, C speed): the record's fields, framed."""
+    request = resolved()
+    data = executor.frame(["S", tuple(request)])
+    message = marshal.loads(data[4:])
+    assert int.from_bytes(data[:4], "little") == len(data) - 4
+    assert message[0] == "S" and StartRequest._make(message[1]) == request
+
+
+def test_the_masters_start_pickles_with_its_segments_for_the_mpi_wire():
+    request = StartRequest(9, "./mpiprog", (0, 1), segments=(Segment("c101", 2, 64, "0-1"),))
+    message = StartTasks((request,), retract=(3,))
+    assert pickle.loads(pickle.dumps(message)) == message
+    assert type(pickle.loads(pickle.dumps(message)).items[0]) is StartRequest
+
+
+def test_records_keep_their_field_names_and_defaults():
+    assert StartRequest(1, "true", (0,)) == (1, "true", (0,), (), 0, (), None, "", None, (), None, None)
+    assert Hello("n", 2).version > 0 and Hello("n", 2).gpus == ()
+    assert Ended(1, 0, 0.0, 0.1).not_started == "" and Completions(()).retracted == ()
+
+
+def test_an_executor_process_imports_only_the_standard_library_and_no_dataclasses():
+    """The executor is started as ``python -I -S``: what it imports is on every node's start-up path."""
+    probe = executor._BOOT.replace("sys.exit(executor.serve())", "print(sorted(sys.modules))")
+    loaded = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=True)
+    modules = set(eval(loaded.stdout))  # a printed list of names
+    assert {"protocol", "processes", "leftovers", "watchdog"} <= modules
+    assert not {"dataclasses", "typing", "inspect", "mpilauncher"} & modules
