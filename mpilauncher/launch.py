@@ -309,8 +309,7 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     elif plan.resumed_from is not None and plan.meta.workdir:
         workdir = Path(plan.meta.workdir)
     else:
-        local_id = allocation.job_id or f"local{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        workdir = Path(f"pylauncher_tmp{local_id}")
+        workdir = default_workdir(allocation.job_id)
     resuming_same = (
         plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
     )
@@ -326,6 +325,23 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
         raise InputError(f"cannot create workdir: {parent} does not exist", str(workdir))
     if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
         raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
+    return workdir
+
+
+def default_workdir(job_id: str | None) -> Path:
+    """``pylauncher_tmp<jobid>`` (outside Slurm ``pylauncher_tmplocal<date>-<pid>``), made unique per run.
+
+    A second run in the same allocation (an interactive ``salloc``/``idev``
+    session, two sweeps of one job script) would otherwise find the first run's
+    workdir and be refused, as PyLauncher refuses it; here it gets
+    ``pylauncher_tmp<jobid>-2`` (then -3, ...), and the start-up lines say so.
+    """
+    local_id = job_id or f"local{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    base = f"pylauncher_tmp{local_id}"
+    workdir, run = Path(base), 1
+    while workdir.exists() and run < 1000:
+        run += 1
+        workdir = Path(f"{base}-{run}")
     return workdir
 
 

@@ -169,8 +169,9 @@ KEYWORDS: tuple[Keyword, ...] = (
             _to("cores"), "each task also gets `OMP_NUM_THREADS` and is bound to its cores"),
     Keyword("corespernode", "cores per node, instead of what Slurm or the OS says", _to("cores_per_node", True)),
     Keyword("workdir", "directory for `out<N>`, `exec<N>` and the joblog", _to("workdir"),
-            "an existing workdir is refused unless the run continues or resumes into it"
-            " (PyLauncher 5.4 reused it with a warning)"),
+            "a workdir you name that exists is refused unless the run continues or resumes into it"
+            " (PyLauncher 5.4 reused it with a warning); the default is unique per run"
+            " (`pylauncher_tmp<jobid>-2` for a second run in one job)"),
     Keyword("debug", "trace words, matched anywhere in the string as PyLauncher does (`jobs` is `job`):"
             " see the debug words below", _to("debug"),
             "words that trace nothing here are accepted, with one note"),

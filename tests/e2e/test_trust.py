@@ -272,3 +272,16 @@ def test_break_lock_is_a_keyword_too(sweep_dir: Path) -> None:
     broken = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", break_lock=True)\n')
     assert broken.returncode == 0, broken.stderr
     assert set(ran_counts(sweep_dir)) == {0, 1}
+
+
+def test_a_second_run_in_the_same_allocation_gets_a_workdir_of_its_own(sweep_dir: Path) -> None:
+    """Issue 13: an interactive allocation (salloc, idev) runs two sweeps; PyLauncher refused the
+    second because the default workdir pylauncher_tmp<jobid> existed."""
+    (sweep_dir / "one").write_text("echo PYL_ID >> ran\n" * 2)
+    (sweep_dir / "two").write_text("echo PYL_ID >> ran2\n" * 3)
+    first = run_cli(["one", "--queuestate", "qs1"], sweep_dir, SLURM_JOB_ID="4242")
+    second = run_cli(["two", "--queuestate", "qs2"], sweep_dir, SLURM_JOB_ID="4242")
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242") + "\n" in first.stdout
+    assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242-2") + "\n" in second.stdout
+    assert (sweep_dir / "pylauncher_tmp4242-2" / "joblog").exists()
