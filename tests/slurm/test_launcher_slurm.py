@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import sys
 from pathlib import Path
 
@@ -152,8 +153,9 @@ def test_gpu_sweep_with_and_without_one_rank_per_gpu(slurm_cluster, sweep: Path,
     )  # fmt: skip
     rows = read_joblog(sweep / "w" / "joblog")
     assert len(rows) == 8, result.stderr
-    assert {(r["node"], r["gpus"]) for r in rows} <= {(n, g) for n in slurm_cluster.nodes[:2] for g in ("0", "1")}
-    assert len({r["node"] for r in rows}) == 2, "both nodes ran GPU tasks"
+    used = {r["node"] for r in rows}  # the two nodes Slurm gave the step: any two (other jobs may run)
+    assert len(used) == 2 and used <= set(slurm_cluster.nodes), "both nodes ran GPU tasks"
+    assert {(r["node"], r["gpus"]) for r in rows} <= {(n, g) for n in used for g in ("0", "1")}
     assert {r["gpus"] for r in rows} == {"0", "1"}, "both GPUs of a node"
     for row in rows:
         seen = (sweep / "w" / f"out{row['id']}").read_text().split()
@@ -180,8 +182,10 @@ def test_four_gpus_on_nodes_of_two_cpus_are_all_busy_at_once(slurm_cluster, swee
     )  # fmt: skip
     rows = read_joblog(sweep / "w" / "joblog")
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}, result.stdout + result.stderr
+    used = {r["node"] for r in rows}  # the two nodes Slurm gave the step: any two (other jobs may run)
+    assert len(used) == 2 and used <= set(slurm_cluster.nodes), rows
     assert sorted((r["node"], r["gpus"]) for r in rows) == sorted(
-        (n, g) for n in slurm_cluster.nodes[:2] for g in ("0", "1", "2", "3")
+        (n, g) for n in used for g in ("0", "1", "2", "3")
     ), "every GPU of both nodes, one task each"
     for row in rows:
         assert (sweep / "w" / f"out{row['id']}").read_text().split() == [row["gpus"], row["node"]]
@@ -223,5 +227,5 @@ def test_resubmitting_a_pylauncher_job_script_continues_the_sweep_across_the_nod
     assert set(ran) == set(range(16)), "every line ran"
     # a block is one task: one stopped after its first line runs again whole (at-least-once, per block)
     assert all(line % 2 == 0 for line, count in ran.items() if count > 1), ran
-    rows = read_joblog(next(sweep.glob("pylauncher_tmp*")) / "joblog")
-    assert len({row["node"] for row in rows}) == 2, "both nodes of the job"
+    for output in outputs:  # each job on both of its nodes (which two may change from job to job)
+        assert re.search(r"host pool: 4 cores on 2 nodes", output), output
