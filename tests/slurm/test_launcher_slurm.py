@@ -184,9 +184,9 @@ def test_four_gpus_on_nodes_of_two_cpus_are_all_busy_at_once(slurm_cluster, swee
     assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}, result.stdout + result.stderr
     used = {r["node"] for r in rows}  # the two nodes Slurm gave the step: any two (other jobs may run)
     assert len(used) == 2 and used <= set(slurm_cluster.nodes), rows
-    assert sorted((r["node"], r["gpus"]) for r in rows) == sorted(
-        (n, g) for n in used for g in ("0", "1", "2", "3")
-    ), "every GPU of both nodes, one task each"
+    assert sorted((r["node"], r["gpus"]) for r in rows) == sorted((n, g) for n in used for g in ("0", "1", "2", "3")), (
+        "every GPU of both nodes, one task each"
+    )
     for row in rows:
         assert (sweep / "w" / f"out{row['id']}").read_text().split() == [row["gpus"], row["node"]]
         assert row["cores"] in ("0", "1"), "a core shared with the task of another GPU"
