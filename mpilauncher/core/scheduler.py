@@ -291,10 +291,16 @@ class Scheduler:
 
     def _placed(self, event: TaskFinished | NeverStarted) -> Start | None:
         """Where the reported task runs; None for a stale report (see the module docstring)."""
+        start = self.running.get(event.task_id)
+        if start is not None and (event.node is None or event.node == start.node):
+            return start
+        return self._out_of_step(event)
+
+    def _out_of_step(self, event: TaskFinished | NeverStarted) -> None:
+        """A report of a task that does not run where it says: stale (None), or a transition
+        that cannot happen (raised, with the task's story)."""
         tid, node = event.task_id, event.node
         start = self.running.get(tid)
-        if start is not None and (node is None or node == start.node):
-            return start
         if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid])):
             return None
         state = self.status.get(tid, "not a task of this run")
@@ -303,10 +309,12 @@ class Scheduler:
         raise InvalidTransition(tid, state, event, self.story(tid))
 
     def _on_finished(self, event: TaskFinished, actions: list[Action]) -> None:
-        start = self._placed(event)
-        if start is None:
-            return
-        tid = event.task_id
+        tid, node = event.task_id, event.node
+        start = self.running.get(tid)
+        if start is None or (node is not None and node != start.node):
+            start = self._out_of_step(event)
+            if start is None:
+                return
         self._ends += 1
         actions.append(TaskEnded(start, event))
         shape, promoted = self._vacate(start, event.start + event.runtime)
@@ -369,16 +377,12 @@ class Scheduler:
 
     def _run(self, node: int, tid: int, cores: tuple[int, ...], gpus: tuple[int, ...], shape: Shape) -> Start:
         """``tid`` runs now on ``cores`` (and ``gpus``) of ``node``, which a task of its shape just left."""
-        start = Start(node, tid, cores, gpus, (), None, self._attempt(tid), self.tasks[tid])
+        attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
+        start = Start(node, tid, cores, gpus, (), None, attempt, self.tasks[tid])
         self.running[tid] = start
         self.status[tid] = RUNNING
         self._bare[shape][tid] = None
         return start
-
-    def _attempt(self, tid: int) -> int:
-        """Which run of ``tid`` a start is, from 1."""
-        attempts = self.attempts
-        return attempts.get(tid, 0) + 1 if attempts else 1
 
     def _next_in_order(self, shape: Shape) -> int | None:
         """The queued task of ``shape`` that may take a just-freed slot of that shape:
@@ -461,7 +465,8 @@ class Scheduler:
                 node, cores = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
                 if mpi:
                     span = ((node, cores),)
-            start = Start(node, best_id, cores, gpu_ids, span, None, self._attempt(best_id), self.tasks[best_id])
+            attempt = self.attempts.get(best_id, 0) + 1 if self.attempts else 1
+            start = Start(node, best_id, cores, gpu_ids, span, None, attempt, self.tasks[best_id])
             self.running[best_id] = start
             self.status[best_id] = RUNNING
             if not mpi:
@@ -484,7 +489,8 @@ class Scheduler:
             pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
             tid = heapq.heappop(queue)
             placed = self.running[pred]
-            start = Start(placed.node, tid, placed.cores, placed.gpus, (), pred, self._attempt(tid), self.tasks[tid])
+            attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
+            start = Start(placed.node, tid, placed.cores, placed.gpus, (), pred, attempt, self.tasks[tid])
             self.status[tid] = STANDBY
             self.follower[pred], self.waiting[tid] = tid, start
             waiting[tid] = self._ends

@@ -223,11 +223,10 @@ class Master:
         starts: dict[int, list[StartItem]] = defaultdict(list)
         retracts: dict[int, list[int]] = defaultdict(list)
         for action in actions:
-            kind = type(action)
-            if kind is Start:
-                starts[action.node].append(self._start_item(action))  # type: ignore[union-attr]
-            elif kind is Retract:
-                retracts[action.node].append(action.task_id)  # type: ignore[union-attr]
+            if isinstance(action, Start):
+                starts[action.node].append(self._start_item(action))
+            elif isinstance(action, Retract):
+                retracts[action.node].append(action.task_id)
         for node in starts.keys() | retracts.keys():
             self.transport.send(node, StartTasks(tuple(starts.get(node, ())), tuple(retracts.get(node, ()))))
 
@@ -243,25 +242,24 @@ class Master:
         wall = self.wall_clock()
         self._start_due = None
         for fact in facts:
-            kind = type(fact)
-            if kind is Start:
-                if fact.after is None:  # type: ignore[union-attr]  # a standby starts when it is promoted
+            if isinstance(fact, Start):
+                if fact.after is None:  # a standby starts when it is promoted
                     for hook in self._on_started:
-                        hook(fact, wall)  # type: ignore[arg-type]
-            elif kind is TaskEnded:
+                        hook(fact, wall)
+            elif isinstance(fact, TaskEnded):
                 for hook in self._on_ended:
-                    hook(fact)  # type: ignore[arg-type]
-            elif kind is Promoted:
+                    hook(fact)
+            elif isinstance(fact, Promoted):
                 for hook in self._on_started:
-                    hook(fact.start, fact.at)  # type: ignore[union-attr]
-            elif kind is Requeued or kind is Retried:
-                if kind is Requeued and not fact.reason and fact.node in self._lost_now:  # type: ignore[union-attr]
-                    self._lost_now[fact.node] += 1  # type: ignore[union-attr]
+                    hook(fact.start, fact.at)
+            elif isinstance(fact, (Requeued, Retried)):
+                if isinstance(fact, Requeued) and not fact.reason and fact.node in self._lost_now:
+                    self._lost_now[fact.node] += 1
                 for hook in self._on_requeued:
-                    hook(fact)  # type: ignore[arg-type]
-            elif kind is StartDue:
-                self._start_due = fact.at  # type: ignore[union-attr]
-            elif kind is AllDone:
+                    hook(fact)
+            elif isinstance(fact, StartDue):
+                self._start_due = fact.at
+            elif isinstance(fact, AllDone):
                 self._done = True
         for node, count in self._lost_now.items():
             name = self.nodes[node].name
@@ -354,6 +352,8 @@ class Master:
             self._lost_now[node] = 0
             events.append(AgentLost(node))
         if events and len(events) + self._lost >= len(self.nodes):
+            for event in events:
+                self.warn(f"lost contact with the agent of node {self.nodes[event.node].name}")
             raise LauncherFailure("every agent is lost: no node left to run tasks on")
         self._lost += len(events)
         return events
