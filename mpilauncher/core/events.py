@@ -78,9 +78,11 @@ class StopDispatch:
     """Start nothing more (time limit, signal, the launcher cannot start tasks): running tasks are left alone.
 
     Standbys still waiting on their nodes: with ``ask_back=False`` (the nodes are
-    about to be shut down, which drops them) they are queued at once, and an end
-    that one of them reports anyway (its predecessor ended before the shutdown
-    came) is ignored: it stays queued, to run again on resume; with
+    about to be shut down, which drops them) they are queued once the burst's ends
+    are applied (a standby whose predecessor ended in the same burst was started by
+    its node and is promoted), and an end that one of them reports anyway (its
+    predecessor ended before the shutdown came) is ignored: it stays queued, to run
+    again on resume; with
     ``ask_back=True`` (the nodes go on running their tasks) they are asked back with
     :class:`Retract` and queued when the node answers -- or run, if their
     predecessor ended first.

@@ -39,7 +39,9 @@ Hand-off: when a task ends and the next queued task in file order has its
 shape, it gets the freed cores (and GPUs) directly -- no trip through the
 slot pool's heaps, so a steady sweep costs O(1) per decision in the number
 of cores.  A StopDispatch anywhere in a burst takes effect before the rest
-of it: nothing starts from a burst that says stop.
+of it: nothing starts from a burst that says stop.  The standbys it drops
+(``ask_back=False``) are dropped after the burst's ends, though: one whose
+predecessor ended in the same burst was started by its node, and is promoted.
 
 Standby (``standby=True``, what the master uses): when every core is busy and
 more than a full round of tasks is still queued, the next task of a running
@@ -193,10 +195,11 @@ class Scheduler:
         actions: list[Action] = []
         self._burst = actions
         log = self._log
+        drop = False  # a StopDispatch(ask_back=False): drop the standbys once the ends are in
         for event in events:  # first: nothing starts from a burst that says stop
             if type(event) is StopDispatch:
                 log.append(event)
-                self._on_stop(event, actions)
+                drop = self._on_stop(event, actions) or drop
         handlers = self._handlers
         for event in events:
             kind = type(event)
@@ -206,6 +209,8 @@ class Scheduler:
                 if handler is None:
                     raise TypeError(f"not a scheduler event: {event!r}")
                 handler(event, actions)
+        if drop:
+            self._drop_standbys()
         if not self._stopping:
             self._place(actions)
             if self._pace_held:
@@ -277,32 +282,30 @@ class Scheduler:
     def _on_tick(self, event: ClockTick, actions: list[Action]) -> None:
         self._now = event.now
 
-    def _on_stop(self, event: StopDispatch, actions: list[Action]) -> None:
+    def _on_stop(self, event: StopDispatch, actions: list[Action]) -> bool:
+        """Nothing starts any more; True when the standbys are to be dropped (after the burst's ends)."""
         self._stopping = True
         if event.ask_back:  # those not asked back yet; all stay STANDBY until their node answers
             for waiting in self._standby_of.values():
                 while waiting:
                     actions.append(self._ask_back(waiting.popitem(last=False)[0]))
-            return
+            return False
+        return True
+
+    def _drop_standbys(self) -> None:
+        """The nodes are about to be shut down, which drops the standbys still waiting there."""
         for tid in list(self.waiting):  # never started (or killed by the stop): queued again
             self._dropped[tid] = self.waiting[tid].node
             self._unlink(tid)
             self._enqueue(tid)
 
-    def _placed(self, event: TaskFinished | NeverStarted) -> Start | None:
-        """Where the reported task runs; None for a stale report (see the module docstring)."""
-        start = self.running.get(event.task_id)
-        if start is not None and (event.node is None or event.node == start.node):
-            return start
-        return self._out_of_step(event)
-
     def _out_of_step(self, event: TaskFinished | NeverStarted) -> None:
-        """A report of a task that does not run where it says: stale (None), or a transition
-        that cannot happen (raised, with the task's story)."""
+        """A report of a task that does not run where it says: stale (ignored: see the module
+        docstring), or a transition that cannot happen (raised, with the task's story)."""
         tid, node = event.task_id, event.node
         start = self.running.get(tid)
         if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid])):
-            return None
+            return
         state = self.status.get(tid, "not a task of this run")
         if start is not None:
             state = f"running on node {start.node}"
@@ -312,9 +315,8 @@ class Scheduler:
         tid, node = event.task_id, event.node
         start = self.running.get(tid)
         if start is None or (node is not None and node != start.node):
-            start = self._out_of_step(event)
-            if start is None:
-                return
+            self._out_of_step(event)
+            return
         self._ends += 1
         actions.append(TaskEnded(start, event))
         shape, promoted = self._vacate(start, event.start + event.runtime)
@@ -347,8 +349,9 @@ class Scheduler:
 
     def _on_never_started(self, event: NeverStarted, actions: list[Action]) -> None:
         """Its start failed on the node: queued again, its cores to its standby (started at once there) or freed."""
-        start = self._placed(event)
-        if start is None:
+        start = self.running.get(event.task_id)
+        if start is None or (event.node is not None and event.node != start.node):
+            self._out_of_step(event)
             return
         _, promoted = self._vacate(start, event.at)
         if promoted is None:

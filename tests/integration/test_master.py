@@ -193,6 +193,19 @@ def test_the_time_limit_stops_the_run_and_what_ends_in_grace_counts(tmp_path: Pa
     assert_consistent(record)
 
 
+def test_a_standby_started_by_an_end_in_the_turn_of_the_time_limit_counts(tmp_path: Path) -> None:
+    cluster = FakeCluster(("n0", 1))
+    cluster.runtimes = {0: 5.0, 1: 0.5}
+    stop = StopRequest(deadline=5.0, deadline_reason="stopping 60 s before the job's time limit")
+    record = run_sweep(tmp_path, cluster, tasks(4), stop=stop, grace=1.0)
+    assert [(item.task_id, item.after) for _, _, item in cluster.starts] == [(0, None), (1, 0)]
+    states = record.states()
+    assert (states[0], states[1]) == ("completed", "completed"), "task 0's end started 1 on its node"
+    assert float(record.rows_of(1)[0]["start"]) == EPOCH + 5.0
+    assert (states[2], states[3]) == ("queued", "queued")
+    assert_consistent(record)
+
+
 # -- retries -------------------------------------------------------------------------------
 def test_retries_give_every_attempt_a_joblog_line_and_the_last_one_decides(tmp_path: Path) -> None:
     cluster = FakeCluster(("n0", 2))

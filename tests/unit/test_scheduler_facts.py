@@ -155,6 +155,17 @@ def test_the_end_of_a_standby_dropped_by_a_stop_is_ignored_and_it_stays_queued()
     assert sched.status[2] == QUEUED
 
 
+def test_a_stop_in_the_burst_of_an_end_promotes_the_standby_its_node_started_and_drops_the_others():
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    handle(sched, *join(2))  # 2 waits behind 0, 3 behind 1
+    actions = handle(sched, StopDispatch(), TaskFinished(0, 0, 0, 10.0, 1.0))
+    assert [type(a) for a in actions] == [TaskEnded, Promoted], "no hand-off, no placement: just the facts"
+    assert actions[1].task_id == 2 and actions[1].at == 11.0
+    assert sched.status[2] == RUNNING and sched.status[3] == QUEUED
+    assert facts(handle(sched, TaskFinished(2, 0, 0)), TaskEnded)[0].task_id == 2, "its end is recorded"
+    assert handle(sched, TaskFinished(3, 0, 0)) == [], "3 was dropped: an end of it is stale"
+
+
 # -- invalid transitions tell the task's story ----------------------------------------------
 def test_an_end_from_the_wrong_live_node_raises_with_the_tasks_story():
     sched = Scheduler(tasks_of(1, 1))
