@@ -75,6 +75,7 @@ class FakeNode:
     name: str
     cores: int
     gpu_ids: tuple[str, ...] = ()
+    bound_cpus: tuple[int, ...] = ()  # the CPU of each core slot, when the agent binds tasks
     running: dict[int, Running] = field(default_factory=dict)
     behind: dict[int, StartItem] = field(default_factory=dict)  # running task -> the standby its node starts next
     outbox: list[Ended] = field(default_factory=list)  # reports for the next receive
@@ -85,7 +86,8 @@ class FakeNode:
 class FakeCluster:
     """The nodes, their agents and the transport the master talks through; see the module docstring."""
 
-    def __init__(self, *nodes: tuple[str, int] | tuple[str, int, tuple[str, ...]], delay: float = 1.0) -> None:
+    def __init__(self, *nodes: tuple, delay: float = 1.0) -> None:
+        """``nodes``: (name, core count[, GPU ids[, bound CPUs]]) each."""
         self.clock = FakeClock()
         self.nodes = [FakeNode(i, spec[0], spec[1], *spec[2:]) for i, spec in enumerate(nodes)]  # type: ignore[arg-type]
         self.runtimes: dict[int, float | list[float]] = {}  # task -> seconds (per attempt), default 1
@@ -116,7 +118,7 @@ class FakeCluster:
 
     # -- the transport the master sees --------------------------------------------------------
     def hellos(self) -> list[tuple[int, Hello]]:
-        return [(n.index, Hello(n.name, n.cores, gpus=n.gpu_ids)) for n in self.nodes]
+        return [(n.index, Hello(n.name, n.cores, gpus=n.gpu_ids, bound_cpus=n.bound_cpus)) for n in self.nodes]
 
     def setup(self, *args, **kwargs) -> None:
         pass

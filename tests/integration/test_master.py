@@ -136,6 +136,19 @@ def test_an_mpi_task_over_nodes_gets_its_segments_and_one_joblog_line_naming_the
     assert_consistent(record)
 
 
+def test_gpu_tasks_name_their_gpu_ids_and_bound_cpus_in_the_joblog(tmp_path: Path) -> None:
+    cluster = FakeCluster(("g0", 4, ("7", "9"), (10, 11, 12, 13)), ("cpu", 2))
+    work = [Task(i, f"./train {i}", 2, gpus=1, line=i + 1) for i in range(6)]
+    record = run_sweep(tmp_path, cluster, work)
+    rows = {int(r["id"]): r for r in record.joblog}
+    assert {(r["node"], r["gpus"], r["cores"], r["cpus"]) for r in rows.values()} == {
+        ("g0", "7", "0-1", "10-11"),
+        ("g0", "9", "2-3", "12-13"),
+    }, "GPU index -> id, core ids -> bound CPU ids; nothing on the node without GPUs"
+    assert all(s == "completed" for s in record.states().values())
+    assert_consistent(record)
+
+
 # -- stopping -------------------------------------------------------------------------
 def test_a_stop_signal_mid_run_keeps_clean_ends_and_leaves_the_rest_to_resume(tmp_path: Path) -> None:
     cluster = FakeCluster(("n0", 2), ("n1", 2))
