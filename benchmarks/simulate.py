@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mpilauncher.core.events import AgentJoined, Retract, Retracted, Start, TaskFinished  # noqa: E402
+from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
 
@@ -67,8 +67,10 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
         running.add(task_id)
         heapq.heappush(finishes, (now + durations[task_id], task_id, 0))
 
+    done = False
+
     def apply(actions: list, now: float) -> None:
-        nonlocal decisions, standbys
+        nonlocal decisions, standbys, done
         for action in actions:
             if isinstance(action, Start):
                 decisions += 1
@@ -80,6 +82,8 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
             elif isinstance(action, Retract) and action.task_id in standby_of:
                 del behind[standby_of.pop(action.task_id)]
                 answers.append(Retracted(action.task_id))
+            elif isinstance(action, AllDone):
+                done = True
 
     began = time.perf_counter()
     actions = scheduler.handle(*(AgentJoined(n, f"node{n}", cores_per_node) for n in range(nodes)))
@@ -111,7 +115,7 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
         bursts += 1
         apply(actions, sim_time)
     assert decisions >= tasks and not running, (decisions, tasks)
-    assert not scheduler.running and scheduler.queued_count == 0
+    assert done, "the scheduler said all done"
     return {
         "cores": nodes * cores_per_node,
         "nodes": nodes,

@@ -24,8 +24,9 @@ from pathlib import Path
 from mpilauncher import __version__, chain, cluster, relaunch
 from mpilauncher.config import DEFAULT_QUEUESTATE, Config, option_error
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
+from mpilauncher.core.observer import Observer
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
-from mpilauncher.core.stats import Statistics, compute
+from mpilauncher.core.stats import FinalStatistics, Statistics, compute
 from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.errors import (
     EXIT_LAUNCHER_FAILED,
@@ -41,10 +42,12 @@ from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
 from mpilauncher.report.joblog import Joblog
+from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.report.summary import final_report, startup_lines
+from mpilauncher.report.trace import Trace
 from mpilauncher.runtime.agent import Agent
-from mpilauncher.runtime.master import Master, StopRequest
+from mpilauncher.runtime.master import Master, StopRequest, nodes_from_hellos
 from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport.local import LocalTransport
 
@@ -581,6 +584,18 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     return result
 
 
+def close_observers(observers: list[Observer], wall: float, elapsed: float) -> None:
+    """Close every observer, even when one fails (each writes its own file); then raise the first failure."""
+    failure: BaseException | None = None
+    for observer in observers:
+        try:
+            observer.close(wall, elapsed)
+        except Exception as err:
+            failure = failure or err
+    if failure is not None:
+        raise failure
+
+
 def _check_emulation(config: Config, ranks: int) -> None:
     """Each virtual node needs a rank as its agent: more nodes than ranks would silently be fewer."""
     if config.emulate_nodes and config.emulate_nodes > ranks:
@@ -725,28 +740,35 @@ def _run_locked(
         print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
     transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
 
-    store = StateStore(plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay)
+    nodes = nodes_from_hellos(hellos)
+    store = StateStore(
+        plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes
+    )
     try:
         store.open(time.time())
-        joblog = Joblog(workdir / "joblog")
+        joblog = Joblog(workdir / "joblog", nodes)
     except LauncherError:
         # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.
         if created:
             _remove_empty_workdir(workdir)
         raise
+    statistics = FinalStatistics(plan.ledger, pool_size)
+    latencies = DispatchLatencies()
+    # The consumers of the scheduler's facts; a new one (a progress line, a report) is one more here.
+    observers: list[Observer] = [store, joblog, statistics, latencies]
+    if config.trace_jobs:
+        observers.append(Trace(out, plan.ledger, nodes, config.delay, config.trace_hosts))
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
     master = Master(
         Scheduler(plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval),
-        store,
-        joblog,
         transport,
+        nodes,
+        observers,
         delay=config.delay,
         grace=config.grace,
-        trace_jobs=config.trace_jobs,
-        trace_hosts=config.trace_hosts,
         stop=stop,
-        out=out,
+        paced=config.start_interval is not None,
         job_nodes=allocation.nodes,
     )
     # The tasks, the ledger and the scheduler's maps live as long as the run: out of the cyclic
@@ -756,25 +778,23 @@ def _run_locked(
     gc.freeze()
     try:
         with _SignalGuard(stop, wake=transport):
-            outcome = master.run(hellos)
+            outcome = master.run()
     except BaseException:
         # Whatever broke, no task may outlive us and the state on disk must say where we are.
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
-        try:
-            store.close(time.time(), time.monotonic() - master.began)
-        except LauncherError:
-            pass
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            close_observers(observers, time.time(), time.monotonic() - master.began)
         raise
     finally:
-        joblog.close()
         gc.unfreeze()
-    store.close(time.time(), outcome.elapsed)
-    statistics = compute(plan.ledger, outcome.elapsed, pool_size)
+    close_observers(observers, time.time(), outcome.elapsed)
+    assert statistics.result is not None
     if config.print_statistics:
-        out.write(final_report(statistics, outcome.failure or outcome.interrupted, str(link) if link else None))
+        interrupted = outcome.failure or outcome.interrupted
+        out.write(final_report(statistics.result, interrupted, str(link) if link else None))
         out.flush()
     if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
-        _resubmit(config, link, allocation.job_id, statistics.not_run)
+        _resubmit(config, link, allocation.job_id, statistics.result.not_run)
     if outcome.failure is not None:  # its one line is on stderr already; the state is saved
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         raise LauncherFailure(outcome.failure, reported=True)
@@ -785,4 +805,4 @@ def _run_locked(
     else:
         status = EXIT_OK
     transport.shutdown(0.0, status)
-    return RunResult(statistics, workdir, plan.state_path, outcome.interrupted, status, master.dispatch_latencies)
+    return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values)

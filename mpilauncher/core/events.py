@@ -1,18 +1,42 @@
-"""Events into the scheduler and actions out of it: frozen, slotted values.
+"""Events into the scheduler, and what comes out of it: instructions and facts.
 
 Time never enters the core from a clock: where it matters it rides inside an
 event, so the core can be driven by a simulation as well as by real agents.
+
+What comes out of :meth:`Scheduler.handle` is of two kinds, in one list, in
+the order it happened:
+
+- *instructions* for the nodes: :class:`Start` (run a task, now or behind
+  another one) and :class:`Retract` (take a standby back);
+- *facts* for everyone else (the queuestate, the joblog, the trace, the
+  statistics, a progress display): a task started -- a :class:`Start`
+  without ``after`` once it is sent, or a standby's :class:`Promoted` --, a
+  task ended (:class:`TaskEnded`), was queued again (:class:`Requeued`,
+  :class:`Retried`), the next paced start is due (:class:`StartDue`), the
+  run is over (:class:`AllDone`).
+
+A fact carries everything its consumers need (where a task ran, on which
+core ids and GPU indices, which attempt, how it ended), so nobody outside
+the core ever reads the scheduler's own maps.
+
+The records are slotted dataclasses, but not frozen ones: a frozen
+dataclass sets each field through ``object.__setattr__``, which measured
+~110 ns a field here against ~30, and a :class:`Start`, a
+:class:`TaskFinished` and a :class:`TaskEnded` are made for every task.
+Treat them as values all the same: nothing changes one once it is made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mpilauncher.core.tasks import Task
 
 
 # -- events (stimuli) ------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AgentJoined:
-    """A node's agent is ready with ``cores`` cores."""
+    """A node's agent is ready with ``cores`` cores (a count) and ``gpus`` GPUs (a count)."""
 
     node: int
     name: str
@@ -20,27 +44,45 @@ class AgentJoined:
     gpus: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskFinished:
-    """A task ended: ``exit_code`` as Popen reports it (negative: killed by that signal)."""
+    """A task ended on ``node``: ``exit_code`` as Popen reports it (negative: killed by that signal).
+
+    The rest is the node's report, passed on untouched in the :class:`TaskEnded`
+    fact: when it started (``start``, seconds since the epoch), how long it ran,
+    whether the node killed it at its time limit, and how many of its processes
+    were still there when its main process ended.  ``node=None`` (tests, the
+    simulation) means "where it runs"; the master always says which node
+    reported, so that an end from a node given up as lost is recognised as stale.
+    """
 
     task_id: int
     exit_code: int
+    node: int | None = None
+    start: float = 0.0
+    runtime: float = 0.0
+    timed_out: bool = False
+    leftovers: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AgentLost:
-    """A node's agent is gone; its running tasks must run again elsewhere."""
+    """A node's agent is gone; its running tasks must run again elsewhere.  Whatever it
+    reports later (it may come back) is stale and ignored."""
 
     node: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopDispatch:
     """Start nothing more (time limit, signal, the launcher cannot start tasks): running tasks are left alone.
 
     Standbys still waiting on their nodes: with ``ask_back=False`` (the nodes are
-    about to be shut down, which drops them) they are queued at once; with
+    about to be shut down, which drops them) they are queued once the burst's ends
+    are applied (a standby whose predecessor ended in the same burst was started by
+    its node and is promoted), and an end that one of them reports anyway (its
+    predecessor ended before the shutdown came) is ignored: it stays queued, to run
+    again on resume; with
     ``ask_back=True`` (the nodes go on running their tasks) they are asked back with
     :class:`Retract` and queued when the node answers -- or run, if their
     predecessor ended first.
@@ -49,41 +91,51 @@ class StopDispatch:
     ask_back: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retracted:
     """A standby task was taken back before it started (answer to :class:`Retract`)."""
 
     task_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClockTick:
     """The time is ``now`` (seconds, any fixed origin): what a paced scheduler starts by.
 
     Only a scheduler with a start interval needs it; the master sends one with
-    every burst then (and wakes for :attr:`Scheduler.next_start_due`).
+    every burst then (and wakes when a :class:`StartDue` says so).
     """
 
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NeverStarted:
-    """The node could not start ``task_id`` for the launcher's own fault (its output file cannot
-    be created): it never ran and is queued again.  Its cores go to the standby that waited
-    behind it, if any -- the node starts that one at once, as behind a task that ended --
-    else back to the pool."""
+    """``node`` could not start ``task_id`` for the launcher's own fault (``reason``: its output
+    file cannot be created): it never ran and is queued again.  Its cores go to the standby
+    that waited behind it, if any -- the node starts that one at once, as behind a task that
+    ended, at ``at`` (seconds since the epoch) -- else back to the pool.  Whether dispatch
+    stops is the caller's decision (:class:`StopDispatch`)."""
 
     task_id: int
+    node: int | None = None
+    reason: str = ""
+    at: float = 0.0
 
 
 Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick | NeverStarted
 
 
-# -- actions (instructions) ------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# -- instructions, which are facts too ----------------------------------------
+@dataclass(slots=True)
 class Start:
-    """Run ``task_id`` on ``node`` using exactly the core ids ``cores`` (and GPU indices ``gpus``)."""
+    """Run ``task_id`` on ``node`` using exactly the core ids ``cores`` (and GPU indices ``gpus``).
+
+    Without ``after`` this is also the fact that the task started (the master
+    sends it at once); a standby start (``after``) becomes that fact when it is
+    :class:`Promoted`.  ``task`` is the task itself (its command and line), so
+    that the start message can be built from this record alone.
+    """
 
     node: int
     task_id: int
@@ -93,17 +145,17 @@ class Start:
     span: tuple[tuple[int, tuple[int, ...]], ...] = ()
     #: A standby start: run it the moment task ``after`` ends, on ``after``'s cores and GPUs.
     after: int | None = None
+    #: Which run of the task this is, from 1 (``--retries``).
+    attempt: int = 1
+    task: Task | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def segments(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """Every (node, core ids) the task runs on: its span, or its one node."""
+        return self.span or ((self.node, self.cores),)
 
 
-@dataclass(frozen=True, slots=True)
-class Promoted:
-    """Standby task ``task_id`` is running: its predecessor ``after`` ended and handed it its cores."""
-
-    task_id: int
-    after: int
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retract:
     """Take standby task ``task_id`` back from ``node``: cores are free elsewhere and it waits there."""
 
@@ -111,15 +163,66 @@ class Retract:
     task_id: int
 
 
-@dataclass(frozen=True, slots=True)
+# -- facts ---------------------------------------------------------------------
+@dataclass(slots=True)
+class Promoted:
+    """Standby task ``start.task_id`` is running: its predecessor ``start.after`` ended (or never
+    started) and its node started it on the same cores and GPUs at ``at`` (seconds since the epoch,
+    the predecessor's end as the node reported it)."""
+
+    start: Start
+    at: float = 0.0
+
+    @property
+    def task_id(self) -> int:
+        return self.start.task_id
+
+    @property
+    def after(self) -> int:
+        return self.start.after  # type: ignore[return-value]  # a standby's Start always has one
+
+
+@dataclass(slots=True)
+class TaskEnded:
+    """A task ended: where and which attempt (``start``), and how (``report``, the node's own words)."""
+
+    start: Start
+    report: TaskFinished
+
+    @property
+    def task_id(self) -> int:
+        return self.start.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self.start.attempt
+
+    @property
+    def exit_code(self) -> int:
+        return self.report.exit_code
+
+    @property
+    def outcome(self) -> str:
+        """One word: ok, failed, signal (killed by one) or timeout (killed at its time limit)."""
+        report = self.report
+        if report.timed_out:
+            return "timeout"
+        if report.exit_code == 0:
+            return "ok"
+        return "signal" if report.exit_code < 0 else "failed"
+
+
+@dataclass(slots=True)
 class Requeued:
-    """A task that was running on a lost node, or that its node could not start, is queued again."""
+    """A task is queued again: it was running on ``node``, which was lost (``reason`` empty), or
+    ``node`` could not start it (``reason`` says why: see :class:`NeverStarted`)."""
 
     task_id: int
     node: int
+    reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retried:
     """A failed task is queued again (``--retries``); ``attempt`` is the one that failed, from 1."""
 
@@ -127,9 +230,17 @@ class Retried:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class StartDue:
+    """Paced: a queued task that fits waits only for the pace; the next start may go at ``at``
+    (the clock of :class:`ClockTick`).  Said after every burst for as long as it holds."""
+
+    at: float
+
+
+@dataclass(slots=True)
 class AllDone:
-    """Nothing is queued or running any more."""
+    """Nothing is queued or running any more (or nothing more starts and nothing runs)."""
 
 
-Action = Start | Promoted | Retract | Requeued | Retried | AllDone
+Action = Start | Retract | Promoted | TaskEnded | Requeued | Retried | StartDue | AllDone

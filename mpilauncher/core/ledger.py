@@ -5,6 +5,13 @@ snapshot writes, what journal replay rebuilds after a crash, what resume
 continues from and what the statistics are computed on.  It spans the whole
 sweep, across resumed runs: ``elapsed_before`` carries the wall time of the
 runs before this one.
+
+It is not a second state machine: it is *derived* from the scheduler's facts
+(a task started, ended, was queued again), which the state store applies to
+it as they come (see :mod:`mpilauncher.persistence.store`) and journal replay
+applies again after a stop -- the same facts, written down.  A standby is
+"queued" here until a fact says it started; a task's one state lives in the
+scheduler while the run goes on.
 """
 
 from __future__ import annotations

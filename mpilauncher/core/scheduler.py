@@ -2,18 +2,31 @@
 
 Theory of operation
 -------------------
-:meth:`Scheduler.handle` is the only mutator.  It takes a burst of events,
-applies each (a node joined, a task finished, a node was lost, stop), and then
-runs *one* placement pass over the whole burst, as HyperQueue's reactor does:
-draining many completions before placing keeps the cost per decision flat.
+:meth:`Scheduler.handle` is the only way to change the scheduler's state.  It
+takes a burst of events, applies each in order (a node joined, a task
+finished, a node was lost, stop...), and then runs *one* placement pass over
+the whole burst, as HyperQueue's reactor does: draining many completions
+before placing keeps the cost per decision flat.  The placement pass is the
+consequence of the burst's events, never a call of its own: a burst without
+events changes nothing and returns nothing.  What ``handle`` returns is the
+burst's instructions for the nodes and its facts for everyone else, in the
+order they happened (see :mod:`mpilauncher.core.events`); nobody outside
+reads the scheduler's maps.
 
-Task life cycle::
+Task life cycle (every task's one state, in :attr:`Scheduler.status`)::
 
-    QUEUED --Start--> RUNNING --TaskFinished(0)--> COMPLETED
-                         |     --TaskFinished(!=0)--> FAILED
-                         |     --TaskFinished(!=0), retries left--> QUEUED  (Retried)
-                         +--AgentLost--> QUEUED  (runs again elsewhere)
+    QUEUED --Start--> RUNNING --TaskFinished(0)--> COMPLETED                 (TaskEnded)
+                         |     --TaskFinished(!=0)--> FAILED                  (TaskEnded)
+                         |     --TaskFinished(!=0), retries left--> QUEUED    (TaskEnded, Retried)
+                         +--AgentLost--> QUEUED  (runs again elsewhere: Requeued)
                          +--NeverStarted--> QUEUED  (the node could not start it: Requeued)
+
+An event that cannot happen in a task's state raises :class:`InvalidTransition`
+with the task's story: the last events and actions that named it.  Two kinds
+of report are expected out of step and ignored: anything a node reports after
+it was given up as lost (``AgentLost``; it may come back), and the end of a
+standby that a ``StopDispatch`` dropped (its node may have started it before
+the shutdown came); such a task stays where the core has it.
 
 Queued tasks wait in one min-heap per *shape* (a core count, or "whole
 node"; with a GPU count), keyed by task id.  A placement pass repeatedly
@@ -28,7 +41,9 @@ Hand-off: when a task ends and the next queued task in file order has its
 shape, it gets the freed cores (and GPUs) directly -- no trip through the
 slot pool's heaps, so a steady sweep costs O(1) per decision in the number
 of cores.  A StopDispatch anywhere in a burst takes effect before the rest
-of it: nothing starts from a burst that says stop.
+of it: nothing starts from a burst that says stop.  The standbys it drops
+(``ask_back=False``) are dropped after the burst's ends, though: one whose
+predecessor ended in the same burst was started by its node, and is promoted.
 
 Standby (``standby=True``, what the master uses): when every core is busy and
 more than a full round of tasks is still queued, the next task of a running
@@ -36,7 +51,7 @@ task's shape is sent ahead to that task's node as a *standby* start
 (``Start(after=pred)``).  The node starts it the moment ``pred`` ends, on
 ``pred``'s cores, without waiting for the master: for short tasks that round
 trip is most of the time a core stands idle.  ``TaskFinished(pred)`` then
-*promotes* it (``Promoted``).  A standby only ever waits behind a running
+*promotes* it (``Promoted``, the fact that it started).  A standby only ever waits behind a running
 task of its own shape, and only while its shape's queue head is the lowest
 queued id, so file order is kept.  When cores are free and nothing queued
 fits them, standbys still waiting behind long tasks are taken back
@@ -49,18 +64,21 @@ standby; the task asked back goes to the head of the queue::
     QUEUED --Start(after)--> STANDBY --TaskFinished(pred)/Promoted--> RUNNING
                                 |  --Retracted, AgentLost, StopDispatch--> QUEUED
 
+A standby is not a started task: no fact says it started until it is promoted,
+so the queuestate and the trace only ever show tasks that really run.
+
 Pacing (``start_interval=s``, PyLauncher's ``delay``): at most one start every
 ``s`` seconds across the job, for tasks that would all hit a file system at
 once.  Time arrives in :class:`ClockTick` events; a placement pass starts one
-task if ``s`` seconds have passed since the last start, and
-:attr:`Scheduler.next_start_due` says when the next may go.  Hand-off and
-standby starts are off then: every start waits its turn.
+task if ``s`` seconds have passed since the last start, and a :class:`StartDue`
+fact says when the next may go.  Hand-off and standby starts are off then:
+every start waits its turn.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from mpilauncher.core.events import (
@@ -77,7 +95,9 @@ from mpilauncher.core.events import (
     Retracted,
     Retried,
     Start,
+    StartDue,
     StopDispatch,
+    TaskEnded,
     TaskFinished,
 )
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
@@ -85,14 +105,28 @@ from mpilauncher.core.slots import WHOLE_NODE, SlotPool
 from mpilauncher.core.tasks import Task
 from mpilauncher.errors import Unplaceable
 
-#: Scheduler-only state of a task sent ahead behind a running one (the ledger still says queued).
+#: A task sent ahead behind a running one, not started yet (no fact says it started).
 STANDBY = "standby"
+#: How many recent events and actions the scheduler keeps for the story of an invalid transition.
+STORY_DEPTH = 10_000
+#: At most this many entries of a story are told.
+STORY_TOLD = 12
 
 Shape = tuple[int, int, bool]
 
 
 class InvalidTransition(RuntimeError):
-    """An event that cannot happen in the task's current state (a bug or a confused peer)."""
+    """An event that cannot happen in the task's current state (a bug or a confused peer).
+
+    ``story`` is the task's recent history, oldest first: the events and actions
+    that named it among the scheduler's last :data:`STORY_DEPTH` (as dask tells a
+    task's story).
+    """
+
+    def __init__(self, task_id: int, state: str, event: Event, story: list[Event | Action]) -> None:
+        self.task_id, self.state, self.event, self.story = task_id, state, event, story
+        told = "".join(f"\n  {entry!r}" for entry in story[-STORY_TOLD:]) or " (nothing recent)"
+        super().__init__(f"task {task_id} is {state}: {event!r} cannot happen; its story, oldest first:{told}")
 
 
 class Scheduler:
@@ -104,9 +138,8 @@ class Scheduler:
         self.tasks: dict[int, Task] = {}
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
-        self.running: dict[int, tuple[int, tuple[int, ...]]] = {}  # task -> (node, cores)
-        self.gpus_of: dict[int, tuple[int, ...]] = {}  # running task -> GPU indices on its node
-        self.spans: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {}  # MPI tasks over several nodes
+        #: Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt.
+        self.running: dict[int, Start] = {}
         self._queues: dict[tuple[int, int], list[int]] = {}
         self._stopping = False
         self._done_sent = False
@@ -114,13 +147,17 @@ class Scheduler:
         self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
         self.standby = standby
         self.follower: dict[int, int] = {}  # running task -> the standby task waiting behind it
-        self.waiting: dict[int, int] = {}  # standby task -> the running task it waits behind
+        self.waiting: dict[int, Start] = {}  # standby task -> its Start (``after``: the task it waits behind)
         # OrderedDicts, not dicts: taking the oldest entry of a plain dict again and again
         # scans the holes its deletions left at the front (measured: 9 s of 21 at 100,000 cores).
         self._bare: dict[Shape, OrderedDict[int, None]] = {}  # running tasks that could take a standby, oldest first
         # standby tasks not yet asked back, by shape, oldest first: -> how many ends had been seen when sent
         self._standby_of: dict[Shape, OrderedDict[int, int]] = {}
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
+        self._lost: set[int] = set()  # nodes given up: what they report is stale
+        self._dropped: dict[int, int] = {}  # standby -> its node, queued by a StopDispatch that dropped it
+        self._log: deque[Event | Action] = deque(maxlen=STORY_DEPTH)  # recent events and actions: stories
+        self._burst: list[Action] | tuple[()] = ()  # the actions of the burst being handled (not logged yet)
         self.start_interval = start_interval  # pacing: at most one start per this many seconds
         if start_interval is not None:
             self.standby = False  # a standby would start the moment its predecessor ends, unpaced
@@ -137,59 +174,56 @@ class Scheduler:
             heapq.heapify(queue)
         self._bare = {shape: OrderedDict() for shape in self._queues}
         self._standby_of = {shape: OrderedDict() for shape in self._queues}
+        self._handlers = {
+            TaskFinished: self._on_finished,
+            AgentJoined: self._on_joined,
+            AgentLost: self._on_lost,
+            Retracted: self._on_retracted,
+            ClockTick: self._on_tick,
+            NeverStarted: self._on_never_started,
+        }
 
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
+        """Apply a burst of events in order (every StopDispatch first), then place once.
+
+        Returns the burst's instructions and facts, in the order they happened;
+        no events, no change (an empty list).
+        """
+        if not events:
+            return []
         actions: list[Action] = []
+        self._burst = actions
+        log = self._log
+        drop = False  # a StopDispatch(ask_back=False): drop the standbys once the ends are in
         for event in events:  # first: nothing starts from a burst that says stop
-            if isinstance(event, StopDispatch):
-                actions.extend(self.apply(event))
+            if type(event) is StopDispatch:
+                log.append(event)
+                drop = self._on_stop(event, actions) or drop
+        handlers = self._handlers
         for event in events:
-            if not isinstance(event, StopDispatch):
-                actions.extend(self.apply(event))
+            kind = type(event)
+            if kind is not StopDispatch:
+                log.append(event)
+                handler = handlers.get(kind)
+                if handler is None:
+                    raise TypeError(f"not a scheduler event: {event!r}")
+                handler(event, actions)
+        if drop:
+            self._drop_standbys()
         if not self._stopping:
             self._place(actions)
+            if self._pace_held:
+                actions.append(StartDue(self._next_start))
         idle = not self.running and (self._stopping or not self.queued_count)
         if idle and not self._done_sent and (self.pool.nodes or self._stopping):
             self._done_sent = True
             actions.append(AllDone())
+        log.extend(actions)
+        self._burst = ()
         return actions
 
-    def apply(self, event: Event) -> list[Action]:
-        """One event's transition, without a placement pass.
-
-        The master applies each completion as it reads it (a standby promoted
-        by one completion may end in the same batch) and then calls
-        :meth:`handle` once for the placement.
-        """
-        if isinstance(event, TaskFinished):
-            return self._on_finished(event)
-        if isinstance(event, AgentJoined):
-            self.pool.add_node(event.node, event.name, event.cores, event.gpus)
-        elif isinstance(event, AgentLost):
-            return self._on_lost(event.node)
-        elif isinstance(event, Retracted):
-            self._on_retracted(event.task_id)
-        elif isinstance(event, ClockTick):
-            self._now = event.now
-        elif isinstance(event, StopDispatch):
-            self._stopping = True
-            if event.ask_back:  # those not asked back yet; all stay STANDBY until their node answers
-                asked: list[Action] = []
-                for waiting in self._standby_of.values():
-                    while waiting:
-                        asked.append(self._ask_back(waiting.popitem(last=False)[0]))
-                return asked
-            for tid in list(self.waiting):  # never started (or killed by the stop): queued again
-                self._unlink(tid)
-                self._enqueue(tid)
-        elif isinstance(event, NeverStarted):
-            return self._on_never_started(event.task_id)
-        else:
-            raise TypeError(f"not a scheduler event: {event!r}")
-        return []
-
-    # -- queries ----------------------------------------------------------
+    # -- queries (tests, and the simulation's checks) -------------------------
     @property
     def next_start_due(self) -> float | None:
         """Paced: when the next start may go, if a queued task that fits waits only for that."""
@@ -199,6 +233,11 @@ class Scheduler:
     def queued_count(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    def story(self, task_id: int) -> list[Event | Action]:
+        """The recent events and actions that named ``task_id`` (as its own, or as the task a standby
+        waits behind), oldest first."""
+        return [entry for entry in (*self._log, *self._burst) if _names(entry, task_id)]
+
     def validate(self) -> None:
         """Check cross-structure invariants (tests call this after every step)."""
         queued = {tid for q in self._queues.values() for tid in q}
@@ -206,97 +245,153 @@ class Scheduler:
             assert (status == QUEUED) == (tid in queued), (tid, status)
             assert (status == RUNNING) == (tid in self.running), (tid, status)
             assert (status == STANDBY) == (tid in self.waiting), (tid, status)
-        for tid, pred in self.waiting.items():
-            assert self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
+        for tid, start in self.running.items():
+            assert start.task_id == tid, (tid, start)
+        for tid, start in self.waiting.items():
+            pred = start.after
+            assert pred is not None and self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
             assert self._shape(self.tasks[tid]) == self._shape(self.tasks[pred]), (tid, pred)
+            placed = self.running[pred]
+            assert (start.node, start.cores, start.gpus) == (placed.node, placed.cores, placed.gpus), (tid, pred)
         assert len(self.follower) == len(self.waiting)
         used: dict[int, set[int]] = {}
-        segments = []
-        for tid, placed in self.running.items():
-            if self.tasks[tid].cores:
-                segments.extend(self.spans.get(tid, (placed,)))
-            else:  # a GPU task that shares one core of its node (see slots.py)
-                assert tid in self.gpus_of and len(placed[1]) == 1, (tid, placed)
-                assert 0 <= placed[1][0] < self.pool.nodes[placed[0]].cores, (tid, placed)
-        for node, cores in segments:
-            taken = used.setdefault(node, set())
-            assert not taken & set(cores), f"core given twice on node {node}"
-            taken |= set(cores)
+        for start in self.running.values():
+            if start.task is not None and not start.task.cores:  # a GPU task that shares one core (slots.py)
+                assert start.gpus and len(start.cores) == 1, start
+                assert 0 <= start.cores[0] < self.pool.nodes[start.node].cores, start
+                continue
+            for node, cores in start.segments:
+                taken = used.setdefault(node, set())
+                assert not taken & set(cores), f"core given twice on node {node}"
+                taken |= set(cores)
         busy = sum(len(c) for c in used.values())
         assert self.pool.free_cores + busy == self.pool.total_cores, "cores lost or invented"
         for node, taken in used.items():
             assert not taken & set(self.pool.nodes[node].free), f"busy core listed free on {node}"
         gpus_used: dict[int, set[int]] = {}
-        for tid, gpus in self.gpus_of.items():
-            node = self.running[tid][0]
-            taken = gpus_used.setdefault(node, set())
-            assert not taken & set(gpus), f"GPU given twice on node {node}"
-            assert not set(gpus) & set(self.pool.nodes[node].free_gpus), f"busy GPU listed free on {node}"
-            taken |= set(gpus)
+        for start in self.running.values():
+            if not start.gpus:
+                continue
+            taken = gpus_used.setdefault(start.node, set())
+            assert not taken & set(start.gpus), f"GPU given twice on node {start.node}"
+            assert not set(start.gpus) & set(self.pool.nodes[start.node].free_gpus), (
+                f"busy GPU listed free on {start.node}"
+            )
+            taken |= set(start.gpus)
 
     # -- transitions ------------------------------------------------------
-    def _on_finished(self, event: TaskFinished) -> list[Action]:
-        tid = event.task_id
-        if self.status.get(tid) != RUNNING:
-            raise InvalidTransition(f"task {tid} finished but it is {self.status.get(tid)}")
-        self._ends += 1
-        node, cores, shape, promoted = self._vacate(tid)
-        actions: list[Action] = [promoted] if promoted else []
-        if event.exit_code != 0 and self.attempts.get(tid, 0) < self.retries and not self._stopping:
-            self.attempts[tid] = self.attempts.get(tid, 0) + 1
+    def _on_joined(self, event: AgentJoined, actions: list[Action]) -> None:
+        self.pool.add_node(event.node, event.name, event.cores, event.gpus)
+
+    def _on_tick(self, event: ClockTick, actions: list[Action]) -> None:
+        self._now = event.now
+
+    def _on_stop(self, event: StopDispatch, actions: list[Action]) -> bool:
+        """Nothing starts any more; True when the standbys are to be dropped (after the burst's ends)."""
+        self._stopping = True
+        if event.ask_back:  # those not asked back yet; all stay STANDBY until their node answers
+            for waiting in self._standby_of.values():
+                while waiting:
+                    actions.append(self._ask_back(waiting.popitem(last=False)[0]))
+            return False
+        return True
+
+    def _drop_standbys(self) -> None:
+        """The nodes are about to be shut down, which drops the standbys still waiting there."""
+        for tid in list(self.waiting):  # never started (or killed by the stop): queued again
+            self._dropped[tid] = self.waiting[tid].node
+            self._unlink(tid)
             self._enqueue(tid)
-            actions.append(Retried(tid, self.attempts[tid]))
+
+    def _out_of_step(self, event: TaskFinished | NeverStarted) -> None:
+        """A report of a task that does not run where it says: stale (ignored: see the module
+        docstring), or a transition that cannot happen (raised, with the task's story)."""
+        tid, node = event.task_id, event.node
+        start = self.running.get(tid)
+        if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid])):
+            return
+        state = self.status.get(tid, "not a task of this run")
+        if start is not None:
+            state = f"running on node {start.node}"
+        raise InvalidTransition(tid, state, event, self.story(tid))
+
+    def _on_finished(self, event: TaskFinished, actions: list[Action]) -> None:
+        tid, node = event.task_id, event.node
+        start = self.running.get(tid)
+        if start is None or (node is not None and node != start.node):
+            self._out_of_step(event)
+            return
+        self._ends += 1
+        actions.append(TaskEnded(start, event))
+        shape, promoted = self._vacate(start, event.start + event.runtime)
+        if promoted is not None:
+            actions.append(promoted)
+        if event.exit_code != 0 and start.attempt <= self.retries and not self._stopping:
+            self.attempts[tid] = start.attempt
+            self._enqueue(tid)
+            actions.append(Retried(tid, start.attempt))
         else:
             self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
         if promoted is None:
             successor = self._next_in_order(shape)
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
                 heapq.heappop(self._queues[shape])
-                actions.append(Start(node, successor, cores, self._take_over(successor, tid, node, cores, shape)))
+                actions.append(self._run(start.node, successor, start.cores, start.gpus, shape))
             else:
-                self._release(tid, node, cores)
-        return actions
+                self._release(start)
 
-    def _release(self, tid: int, node: int, cores: tuple[int, ...]) -> None:
-        """``tid``'s cores (on every node of an MPI task) and GPUs go back to the pool; a GPU task
-        with no core slot of its own (``cores=0``) only shared its core: it gives back its GPUs."""
-        if self.tasks[tid].cores:
-            for segment_node, segment_cores in self.spans.pop(tid, ((node, cores),)):
-                self.pool.release(segment_node, segment_cores)
-        self.pool.release_gpus(node, self.gpus_of.pop(tid, ()))
+    def _release(self, start: Start) -> None:
+        """The cores of ``start`` (on every node of an MPI task) and its GPUs go back to the pool; a GPU
+        task with no core slot of its own (``cores=0``) only shared its core: it gives back its GPUs."""
+        pool = self.pool
+        if start.task is None or start.task.cores:
+            if start.span:
+                for segment_node, segment_cores in start.span:
+                    pool.release(segment_node, segment_cores)
+            else:
+                pool.release(start.node, start.cores)
+        if start.gpus:
+            pool.release_gpus(start.node, start.gpus)
 
-    def _on_never_started(self, tid: int) -> list[Action]:
+    def _on_never_started(self, event: NeverStarted, actions: list[Action]) -> None:
         """Its start failed on the node: queued again, its cores to its standby (started at once there) or freed."""
-        if self.status.get(tid) != RUNNING:
-            raise InvalidTransition(f"task {tid} could not start but it is {self.status.get(tid)}")
-        node, cores, _, promoted = self._vacate(tid)
+        start = self.running.get(event.task_id)
+        if start is None or (event.node is not None and event.node != start.node):
+            self._out_of_step(event)
+            return
+        _, promoted = self._vacate(start, event.at)
         if promoted is None:
-            self._release(tid, node, cores)
-        self._enqueue(tid)
-        return [promoted, Requeued(tid, node)] if promoted else [Requeued(tid, node)]
+            self._release(start)
+        else:
+            actions.append(promoted)
+        self._enqueue(start.task_id)
+        actions.append(Requeued(start.task_id, start.node, event.reason or "never started"))
 
-    def _vacate(self, tid: int) -> tuple[int, tuple[int, ...], Shape, Promoted | None]:
-        """``tid`` no longer runs: its node, cores and shape, and the standby that its node has
-        started on those very cores and GPUs (promoted here), if one waited behind it."""
-        node, cores = self.running.pop(tid)
+    def _vacate(self, start: Start, at: float) -> tuple[Shape, Promoted | None]:
+        """``start``'s task no longer runs: its shape, and the standby that its node has started
+        on those very cores and GPUs at ``at`` (promoted here), if one waited behind it."""
+        tid = start.task_id
+        del self.running[tid]
         shape = self._shape(self.tasks[tid])
         self._bare[shape].pop(tid, None)
         follower = self.follower.get(tid)
         if follower is None:
-            return node, cores, shape, None
+            return shape, None
+        standby = self.waiting[follower]
         self._unlink(follower)
-        self._take_over(follower, tid, node, cores, shape)
-        return node, cores, shape, Promoted(follower, tid)
+        self.running[follower] = standby
+        self.status[follower] = RUNNING
+        self._bare[shape][follower] = None
+        return shape, Promoted(standby, at)
 
-    def _take_over(self, successor: int, tid: int, node: int, cores: tuple[int, ...], shape: Shape) -> tuple[int, ...]:
-        """``successor`` runs on the cores (and GPUs, returned) that ``tid`` just left."""
-        self.running[successor] = (node, cores)
-        self.status[successor] = RUNNING
-        gpus = self.gpus_of.pop(tid, ())
-        if gpus:
-            self.gpus_of[successor] = gpus
-        self._bare[shape][successor] = None
-        return gpus
+    def _run(self, node: int, tid: int, cores: tuple[int, ...], gpus: tuple[int, ...], shape: Shape) -> Start:
+        """``tid`` runs now on ``cores`` (and ``gpus``) of ``node``, which a task of its shape just left."""
+        attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
+        start = Start(node, tid, cores, gpus, (), None, attempt, self.tasks[tid])
+        self.running[tid] = start
+        self.status[tid] = RUNNING
+        self._bare[shape][tid] = None
+        return start
 
     def _next_in_order(self, shape: Shape) -> int | None:
         """The queued task of ``shape`` that may take a just-freed slot of that shape:
@@ -313,32 +408,34 @@ class Scheduler:
                 first, lowest = queue[0], shape
         return lowest
 
-    def _on_retracted(self, tid: int) -> None:
+    def _on_retracted(self, event: Retracted, actions: list[Action]) -> None:
+        tid = event.task_id
         if self.status.get(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
             self._unlink(tid)  # its predecessor takes no new standby: it is slow, or the sweep ends
             self._enqueue(tid)
 
     def _unlink(self, tid: int) -> None:
         """Forget standby ``tid``'s link to the task it waits behind."""
-        pred = self.waiting.pop(tid)
-        del self.follower[pred]
+        pred = self.waiting.pop(tid).after
+        del self.follower[pred]  # type: ignore[arg-type]
         self._standby_of[self._shape(self.tasks[tid])].pop(tid, None)
 
-    def _on_lost(self, node: int) -> list[Action]:
+    def _on_lost(self, event: AgentLost, actions: list[Action]) -> None:
+        node = event.node
+        self._lost.add(node)
         self.pool.remove_node(node)
-        lost = sorted(tid for tid, (n, _) in self.running.items() if n == node)
+        lost = sorted(tid for tid, start in self.running.items() if start.node == node)
         for tid in lost:
             if tid in self.follower:  # it waited there, never started (or died with the node)
                 follower = self.follower[tid]
                 self._unlink(follower)
                 self._enqueue(follower)
             self._bare[self._shape(self.tasks[tid])].pop(tid, None)
-            del self.running[tid]
-            self.gpus_of.pop(tid, None)
-            for segment_node, segment_cores in self.spans.pop(tid, ())[1:]:
+            start = self.running.pop(tid)
+            for segment_node, segment_cores in start.span[1:]:
                 self.pool.release(segment_node, segment_cores)
             self._enqueue(tid)
-        return [Requeued(tid, node) for tid in lost]
+            actions.append(Requeued(tid, node))
 
     def _enqueue(self, tid: int) -> None:
         self.status[tid] = QUEUED
@@ -365,7 +462,6 @@ class Scheduler:
             gpu_ids: tuple[int, ...] = ()
             if gpus:
                 node, cores, gpu_ids = pool.take_with_gpus(width, gpus)
-                self.gpus_of[best_id] = gpu_ids
             elif mpi and width != WHOLE_NODE:
                 run = pool.find_run(width)
                 if run is not None:
@@ -374,16 +470,17 @@ class Scheduler:
                 else:
                     span = pool.take_span(pool.find_span(width))
                     node, cores = span[0]
-                    self.spans[best_id] = span
             else:
                 node, cores = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
                 if mpi:
                     span = ((node, cores),)
-            self.running[best_id] = (node, cores)
+            attempt = self.attempts.get(best_id, 0) + 1 if self.attempts else 1
+            start = Start(node, best_id, cores, gpu_ids, span, None, attempt, self.tasks[best_id])
+            self.running[best_id] = start
             self.status[best_id] = RUNNING
             if not mpi:
                 self._bare[best_shape][best_id] = None
-            actions.append(Start(node, best_id, cores, gpu_ids, span))
+            actions.append(start)
         if self.standby:
             if self.waiting:
                 if pool.free_cores or pool.has_free_gpus:
@@ -400,11 +497,13 @@ class Scheduler:
         while bare and len(queue) > len(self.running):
             pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
             tid = heapq.heappop(queue)
-            node, cores = self.running[pred]
+            placed = self.running[pred]
+            attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
+            start = Start(placed.node, tid, placed.cores, placed.gpus, (), pred, attempt, self.tasks[tid])
             self.status[tid] = STANDBY
-            self.follower[pred], self.waiting[tid] = tid, pred
+            self.follower[pred], self.waiting[tid] = tid, start
             waiting[tid] = self._ends
-            actions.append(Start(node, tid, cores, self.gpus_of.get(pred, ()), after=pred))
+            actions.append(start)
 
     def _retract_idle(self, actions: list[Action]) -> None:
         """Cores (or GPUs) are free and nothing queued fits them: ask back standbys of shapes that would."""
@@ -432,7 +531,7 @@ class Scheduler:
     def _ask_back(self, tid: int) -> Retract:
         """Standby ``tid``, already out of its shape's list, is asked back from its node; it stays
         STANDBY until the node answers (or its predecessor's end shows it had started)."""
-        return Retract(self.running[self.waiting[tid]][0], tid)
+        return Retract(self.waiting[tid].node, tid)
 
     def _fits(self, shape: tuple[int, int, bool]) -> bool:
         width, gpus, mpi = shape
@@ -449,6 +548,14 @@ class Scheduler:
         """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs, may span);
         cores 0: a GPU task with no core slot of its own."""
         return (WHOLE_NODE if task.whole_node else task.cores, task.gpus, task.mpi)
+
+
+def _names(entry: Event | Action, task_id: int) -> bool:
+    """Whether a logged event or action is about ``task_id`` (or a standby waiting behind it)."""
+    if getattr(entry, "task_id", None) == task_id:
+        return True
+    start = entry.start if isinstance(entry, (Promoted, TaskEnded)) else entry
+    return isinstance(start, Start) and start.after == task_id
 
 
 def find_unplaceable(

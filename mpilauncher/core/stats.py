@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
+from mpilauncher.core.observer import Observer
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,22 @@ class Statistics:
     per_slot_avg: float  # tasks per core slot of the pool
     runtime_p50: float
     runtime_p99: float
+
+
+class FinalStatistics(Observer):
+    """The statistics of the sweep, computed when the run closes (:attr:`result`).
+
+    They cover the whole sweep, earlier runs included, so they are computed
+    from the ledger -- which the state store keeps from the same facts -- and
+    not counted anew here; ``pool_size`` is the host pool's core count.
+    """
+
+    def __init__(self, ledger: Ledger, pool_size: int) -> None:
+        self.ledger, self.pool_size = ledger, pool_size
+        self.result: Statistics | None = None
+
+    def close(self, wall: float, elapsed: float) -> None:
+        self.result = compute(self.ledger, elapsed, self.pool_size)
 
 
 def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:

@@ -21,6 +21,8 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mpilauncher.core.nodes import binding  # noqa: F401  (the agent binds with it; the joblog and trace read it)
+
 
 @dataclass(frozen=True, slots=True)
 class Gpus:
@@ -122,10 +124,3 @@ def allowed_cpus() -> tuple[int, ...]:
         return tuple(sorted(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return ()
-
-
-def binding(cpus: tuple[int, ...], cores: tuple[int, ...]) -> tuple[int, ...]:
-    """The CPUs a task on core slots ``cores`` is bound to; () when binding is impossible."""
-    if not cpus or any(core >= len(cpus) for core in cores):
-        return ()
-    return tuple(cpus[core] for core in cores)

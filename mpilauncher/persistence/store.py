@@ -1,18 +1,25 @@
 """Rank 0's state store: the ledger kept on disk as snapshot + journal.
 
-Every change goes to the in-memory ledger and, as one short line, to the
-journal; the snapshot is rewritten atomically at the start, at the end and
-every so often in between (never more than a small share of the run's time:
-see :meth:`StateStore.maybe_snapshot`).  :func:`load_state` reads both back.
+The store is an observer of the scheduler's facts (see
+:mod:`mpilauncher.core.observer`): every start, end and requeue goes to the
+in-memory ledger and, as one short line, to the journal -- the same fact
+written twice by one class, the journal being the ledger's write-ahead log.
+The snapshot is rewritten atomically at the start, at the end and every so
+often in between (never more than a small share of the run's time: see
+:meth:`StateStore.flush`).  :func:`load_state` reads both back.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.nodes import Node
+from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence import journal, queuestate
@@ -30,13 +37,21 @@ def journal_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".journal")
 
 
-class StateStore:
-    """Snapshot + journal for one run; see the module docstring."""
+class StateStore(Observer):
+    """Snapshot + journal for one run; see the module docstring.  ``nodes`` names the nodes the
+    facts give by index (the journal and the queuestate write host names)."""
 
     def __init__(
-        self, path: Path, ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, fsync_interval: float
+        self,
+        path: Path,
+        ledger: Ledger,
+        meta: StateMeta,
+        default_cores: CoresSpec,
+        fsync_interval: float,
+        nodes: Mapping[int, Node] | None = None,
     ) -> None:
         self.path = path
+        self.nodes: Mapping[int, Node] = nodes or {}
         self.ledger = ledger
         self.meta = meta
         self.default_cores = default_cores
@@ -51,6 +66,20 @@ class StateStore:
         """Write the first snapshot, then start this run's journal (in that order: see resume)."""
         self.snapshot(now, 0.0)
         self._journal = journal.JournalWriter(journal_path(self.path), self.meta.run, self.fsync_interval)
+
+    # -- the facts ----------------------------------------------------------
+    def on_started(self, start: Start, at: float) -> None:
+        self.started(start.task_id, self.nodes[start.node].name, start.cores, at)
+
+    def on_ended(self, ended: TaskEnded) -> None:
+        report = ended.report
+        self.finished(report.task_id, report.exit_code, report.start, report.runtime)
+
+    def on_requeued(self, requeued: Requeued | Retried) -> None:
+        self.requeued(requeued.task_id)
+
+    def on_turn_end(self, wall: float, elapsed: float) -> None:
+        self.flush(wall, elapsed)
 
     # -- changes ----------------------------------------------------------
     def started(self, task_id: int, host: str, cores: tuple[int, ...], start: float) -> None:

@@ -16,23 +16,33 @@ processes were still running when its main process ended (all of them were
 ended: see execution/leftovers.py), 0 normally.  ``command`` stays last: it
 may hold tabs.  Resumed runs append to the same file, in the columns its
 header names (a sweep begun by an older version keeps its columns).
+
+Every line is written from one :class:`~mpilauncher.core.events.TaskEnded`
+fact (the joblog is an observer of the scheduler: see
+:mod:`mpilauncher.core.observer`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
+from mpilauncher.core.events import TaskEnded
+from mpilauncher.core.nodes import Node
+from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import LauncherFailure
 
 HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tleftovers\tcommand\n"
 
 
-class Joblog:
-    """Appends lines, handed to the OS once per master loop turn."""
+class Joblog(Observer):
+    """Appends lines, handed to the OS once per master loop turn; ``nodes`` turns the facts'
+    node indices, core ids and GPU indices into host names, bound CPUs and GPU ids."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, nodes: Mapping[int, Node] | None = None) -> None:
         self.path = path
+        self.nodes: Mapping[int, Node] = nodes or {}
         self._pending: list[str] = []
         try:
             new = not path.exists() or path.stat().st_size == 0
@@ -43,6 +53,24 @@ class Joblog:
                 self._file.write(HEADER)
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot write joblog: {err.strerror or err}") from None
+
+    def on_ended(self, ended: TaskEnded) -> None:
+        start, report = ended.start, ended.report
+        node = self.nodes[start.node]
+        if len(start.span) > 1:  # an MPI task over nodes: a+b, 0-3+0-1
+            where = "+".join(self.nodes[n].name for n, _ in start.span)
+            slots = "+".join(compress(cores, ",") for _, cores in start.span)
+        else:
+            where, slots = node.name, compress(start.cores, ",")
+        task = start.task
+        self.add(
+            start.task_id, where, slots, node.cpus_of(start.cores), node.gpu_ids_of(start.gpus), report.start,
+            report.runtime, report.exit_code, ended.outcome, start.attempt, report.leftovers,
+            task.command if task is not None else "",
+        )  # fmt: skip
+
+    def on_turn_end(self, wall: float, elapsed: float) -> None:
+        self.flush()
 
     def add(
         self,
@@ -77,9 +105,13 @@ class Joblog:
             raise LauncherFailure(f"{self.path}: cannot write joblog: {err.strerror or err}") from None
         self._pending.clear()
 
-    def close(self) -> None:
-        self.flush()
-        self._file.close()
+    def close(self, wall: float = 0.0, elapsed: float = 0.0) -> None:
+        if self._file.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._file.close()
 
 
 def _first_line(path: Path) -> str:

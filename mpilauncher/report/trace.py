@@ -2,13 +2,20 @@
 
 ``debug="job"`` prints the queue (completed / aborted / queued / running
 task ranges); ``"host"`` adds, per node, which tasks run on which cores.
+:class:`Trace` is an observer of the scheduler's facts: the queue comes from
+the ledger the state store keeps from them, where tasks run from the starts
+and ends themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TextIO
 
+from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.nodes import Node
+from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
 
 #: PyLauncher's debug words and what each does here (None: nothing; accepted so scripts run unchanged).
@@ -24,6 +31,45 @@ DEBUG_WORDS: dict[str, str | None] = {
     "ssh": None,
 }
 KNOWN_DEBUG = frozenset(DEBUG_WORDS)
+
+
+class Trace(Observer):
+    """Prints a tick block to ``out`` every ``delay`` seconds of the run (the first at once)."""
+
+    def __init__(
+        self, out: TextIO, ledger: Ledger, nodes: Mapping[int, Node], delay: float, show_hosts: bool = False
+    ) -> None:
+        self.out, self.ledger, self.nodes, self.delay, self.show_hosts = out, ledger, nodes, delay, show_hosts
+        self._tick = 0
+        self._next = 0.0  # the run's elapsed time of the next block
+        self._running: dict[int, Start] = {}  # where each task runs (show_hosts only)
+        self._node_cores: dict[str, int] = {}
+        for node in nodes.values():  # in index order; a name twice adds up (as the agents' hellos do)
+            self._node_cores[node.name] = self._node_cores.get(node.name, 0) + node.core_count
+
+    def on_started(self, start: Start, at: float) -> None:
+        if self.show_hosts:
+            self._running[start.task_id] = start
+
+    def on_ended(self, ended: TaskEnded) -> None:
+        self._running.pop(ended.task_id, None)
+
+    def on_requeued(self, requeued: Requeued | Retried) -> None:
+        self._running.pop(requeued.task_id, None)
+
+    def on_turn_end(self, wall: float, elapsed: float) -> float:
+        if elapsed >= self._next:
+            self._tick += 1
+            self._next = elapsed + self.delay
+            placements = None
+            if self.show_hosts:
+                placements = {}
+                for tid, start in self._running.items():
+                    node = self.nodes[start.node]
+                    placements[tid] = (node.name, start.cores, node.cpus_of(start.cores))
+            self.out.write(tick_block(self._tick, self.ledger, self.show_hosts, placements, self._node_cores))
+            self.out.flush()
+        return self._next
 
 
 def tick_block(

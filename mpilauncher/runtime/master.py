@@ -1,31 +1,37 @@
-"""The master loop (rank 0): feed events to the scheduler, carry out its actions.
+"""The master loop (rank 0): reports in, events to the scheduler, starts out, facts to the observers.
 
 Each turn: wait for agent messages (the in-process agent sleeps in epoll until
 a task ends; remote agents are polled with back-off), turn them into events,
-let the scheduler decide once for the whole burst, send every node its starts
-in one message, then journal the turn and print a trace tick when one is due.
-Completions are applied one by one as they are read: a standby start (see
-:mod:`mpilauncher.core.scheduler`) is promoted by its predecessor's end and
-may itself end in the same batch.
+let the scheduler handle the whole burst at once (:meth:`Scheduler.handle`,
+the only way to change its state), send every node its starts in one message,
+then hand the burst's facts -- which task started where, which ended and how,
+which was queued again -- to the observers (the state store, the joblog, the
+trace, the statistics: see :mod:`mpilauncher.core.observer`) and end their
+turn.  The loop reads nothing of the scheduler but what ``handle`` returns.
+A standby start (see :mod:`mpilauncher.core.scheduler`) is promoted by its
+predecessor's end and may itself end in the same burst: events are applied
+in order.
 
 A start that a node could not carry out for the launcher's own fault (the
 task's output file cannot be created: quota, full or read-only file system,
 workdir deleted) is not a failed task, and every later start would fail the
-same way: the task is queued again, nothing new starts anywhere, one error
-line says why at once, the running tasks finish, and the run ends as a
-launcher failure (exit status 3) that ``--resume`` picks up.  The ledger counts a standby as queued until
-then, so the queuestate and the trace only ever show tasks that really run.
-Decisions live in :mod:`mpilauncher.core`; this loop only moves data.
+same way: the task is queued again, nothing new starts anywhere (the first
+such report puts a ``StopDispatch(ask_back=True)`` into its turn's burst, so
+the whole turn counts as after it), one error line says why at once, the
+running tasks finish, and the run ends as a launcher failure (exit status 3)
+that ``--resume`` picks up.  Decisions live in :mod:`mpilauncher.core`; this
+loop only moves data.
 
 Stopping.  The stop request is checked at the top of every turn, before the
-turn's starts go out, and while reports are read: once a stop signal is in
-(rank 0's own, or another rank's passed on as :class:`Signalled`), ends are
-no longer applied as they come but held for :meth:`Master._stop_early`,
-which counts only a clean exit (0) as completed.  Slurm signals every process
-of a step, tasks included, so a task killed by Slurm's SIGTERM must stay
-*running* (interrupted, rerun on resume), not be recorded as failed.  An
-agent passes its own signal on before any end it reports after it, so the
-hold covers the ends of its node that the same signal caused.
+turn's burst is handled (so no start is decided that would not go out), and
+while reports are read: once a stop signal is in (rank 0's own, or another
+rank's passed on as :class:`Signalled`), ends are no longer turned into
+events as they come but held for :meth:`Master._stop_early`, which counts
+only a clean exit (0) as completed.  Slurm signals every process of a step,
+tasks included, so a task killed by Slurm's SIGTERM must stay *running*
+(interrupted, rerun on resume), not be recorded as failed.  An agent passes
+its own signal on before any end it reports after it, so the hold covers the
+ends of its node that the same signal caused.
 """
 
 from __future__ import annotations
@@ -34,14 +40,16 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from io import TextIOBase as TextIO
 
 from mpilauncher.core.events import (
+    Action,
     AgentJoined,
     AgentLost,
     AllDone,
     ClockTick,
+    Event,
     NeverStarted,
     Promoted,
     Requeued,
@@ -49,18 +57,26 @@ from mpilauncher.core.events import (
     Retracted,
     Retried,
     Start,
+    StartDue,
     StopDispatch,
+    TaskEnded,
     TaskFinished,
 )
+from mpilauncher.core.nodes import Node
+from mpilauncher.core.observer import Observer, overrides
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, ProtocolError
-from mpilauncher.execution.resources import binding
 from mpilauncher.execution.starters import Segment
-from mpilauncher.persistence.store import StateStore
 from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
-from mpilauncher.report.joblog import Joblog
-from mpilauncher.report.trace import tick_block
+
+
+def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
+    """The node table the master and the observers share, from the agents' hellos."""
+    return {
+        index: Node(index, hello.node_name, hello.cores, hello.bound_cpus, hello.gpus)
+        for index, hello in sorted(hellos, key=lambda item: item[0])
+    }
 
 
 @dataclass(slots=True)
@@ -129,154 +145,183 @@ class StopRequest:
 
 
 class Master:
-    """Drives one run; see the module docstring."""
+    """Drives one run; see the module docstring.
+
+    ``nodes``: the node table (:func:`nodes_from_hellos`); ``observers``: the
+    consumers of the facts, in the order they are told; ``paced``: the
+    scheduler has a start interval, so time goes in with every burst.
+    ``clock`` (monotonic) and ``wall_clock`` (epoch) are ``time``'s unless a
+    test drives the loop.
+    """
 
     def __init__(
         self,
         scheduler: Scheduler,
-        store: StateStore,
-        joblog: Joblog,
         transport,
+        nodes: Mapping[int, Node],
+        observers: Iterable[Observer] = (),
         *,
         delay: float,
         grace: float,
-        trace_jobs: bool,
-        trace_hosts: bool,
         stop: StopRequest,
-        out: TextIO | None = None,
+        paced: bool = False,
         job_nodes: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.scheduler = scheduler
-        self.store = store
-        self.joblog = joblog
         self.transport = transport
+        self.nodes = nodes
+        self.observers = list(observers)
         self.delay = delay
         self.grace = grace
-        self.trace_jobs = trace_jobs
-        self.trace_hosts = trace_hosts
         self.stop = stop
-        self.out = out or sys.stdout
-        self.node_names: dict[int, str] = {}
+        self.paced = paced
         self.job_nodes: tuple[str, ...] = job_nodes  # the batch system's node order (ibrun offsets)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        # Only the hooks an observer has: a fact costs nothing for those that ignore it.
+        self._on_started = [o.on_started for o in self.observers if overrides(o, "on_started")]
+        self._on_ended = [o.on_ended for o in self.observers if overrides(o, "on_ended")]
+        self._on_requeued = [o.on_requeued for o in self.observers if overrides(o, "on_requeued")]
+        self._on_turn_end = [o.on_turn_end for o in self.observers if overrides(o, "on_turn_end")]
         self._slot_base: dict[str, int] | None = None
-        self.node_cpus: dict[int, tuple[int, ...]] = {}  # CPU per core slot where the agent binds
-        self.node_gpus: dict[int, tuple[str, ...]] = {}
-        self.node_cores: dict[str, int] = {}
-        self._tick = 0
         self._lost = 0
-        self.dispatched: dict[int, float] = {}  # task id -> wall time its start was sent
-        self.dispatch_latencies: list[float] = []  # agent start - master dispatch, per task
+        self._lost_now: dict[int, int] = {}  # nodes given up this turn -> their tasks queued again
         self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
-        self.began = time.monotonic()
-        self._next_tick = self.began
+        self._done = False
+        self._start_due: float | None = None  # paced: when the next start may go (clock time)
+        self.began = clock()
         self.start_failure: str | None = None  # why tasks cannot be started (see the module docstring)
 
     # -- the loop ---------------------------------------------------------
-    def run(self, hellos: list[tuple[int, Hello]]) -> Outcome:
-        joined = []
-        for node, hello in hellos:  # (the MPI transport has checked their protocol versions)
-            self.node_names[node] = hello.node_name
-            self.node_cores[hello.node_name] = self.node_cores.get(hello.node_name, 0) + hello.cores
-            self.node_cpus[node] = hello.bound_cpus
-            self.node_gpus[node] = hello.gpus
-            joined.append(AgentJoined(node, hello.node_name, hello.cores, len(hello.gpus)))
-        paced = self.scheduler.start_interval is not None  # then time goes in with every burst
-        actions = self.scheduler.handle(*joined, *self._clock(paced))
+    def run(self) -> Outcome:
+        nodes = self.nodes
+        events: list[Event] = [
+            AgentJoined(index, node.name, node.core_count, len(node.gpu_ids)) for index, node in sorted(nodes.items())
+        ]
         while True:
-            if self.stop.check(time.monotonic()):  # before this turn's starts go out
-                return self._stop_early()
-            finished = self._carry_out(actions)
-            now = time.monotonic()
-            self.store.flush(time.time(), now - self.began)
-            self.joblog.flush()
-            self._maybe_trace(now)
-            if finished:
-                return Outcome(None, time.monotonic() - self.began, self.start_failure)
-            timeout = max(0.0, self._next_tick - now) if self.trace_jobs else self.delay
-            timeout = min(timeout, self.stop.seconds_left(now))
-            if paced and (due := self.scheduler.next_start_due) is not None:
-                timeout = min(timeout, max(0.0, due - now))
-            actions = self._apply_reports(self.transport.receive(timeout))
-            actions += self.scheduler.handle(*self._lost_nodes(time.monotonic()), *self._clock(paced))
+            now = self.clock()
+            if self.stop.check(now):  # before this turn's starts are decided
+                return self._stop_early(events)
+            if self.paced:
+                events.append(ClockTick(now))
+            facts = self.scheduler.handle(*events)
+            self._send(facts)
+            self._notify(facts)
+            due = self._turn_end()
+            if self._done:
+                return Outcome(None, self.clock() - self.began, self.start_failure)
+            now = self.clock()
+            timeout = min(self.delay, self.stop.seconds_left(now))
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - (now - self.began)))
+            if self._start_due is not None:
+                timeout = min(timeout, max(0.0, self._start_due - now))
+            events = self._events(self.transport.receive(timeout))
+            lost = self._lost_nodes(self.clock())
+            if lost:
+                events += lost
 
-    @staticmethod
-    def _clock(paced: bool) -> tuple[ClockTick, ...]:
-        return (ClockTick(time.monotonic()),) if paced else ()
-
-    def _carry_out(self, actions) -> bool:
+    def _send(self, actions: list[Action]) -> None:
+        """Every node its starts (and standbys taken back) of this burst, in one message."""
         starts: dict[int, list[StartRequest]] = defaultdict(list)
         retracts: dict[int, list[int]] = defaultdict(list)
-        done = False
-        wall = time.time()
         for action in actions:
             if isinstance(action, Start):
-                task = self.scheduler.tasks[action.task_id]
-                segments = tuple(self._segment(node, cores) for node, cores in action.span)
-                item = StartRequest(task.id, task.command, action.cores, action.gpus, task.line, segments, action.after)
-                starts[action.node].append(item)
-                if action.after is None:  # a standby is recorded when it is promoted
-                    self.store.started(task.id, self.node_names[action.node], action.cores, wall)
-                    self.dispatched[task.id] = wall
+                starts[action.node].append(self._start_item(action))
             elif isinstance(action, Retract):
                 retracts[action.node].append(action.task_id)
-            elif isinstance(action, (Requeued, Retried)):
-                self.store.requeued(action.task_id)
-            elif isinstance(action, AllDone):
-                done = True
         for node in starts.keys() | retracts.keys():
             self.transport.send(node, StartTasks(tuple(starts.get(node, ())), tuple(retracts.get(node, ()))))
-        return done
+
+    def _start_item(self, start: Start) -> StartRequest:
+        """The start message for one task, built from its Start alone."""
+        task = start.task
+        assert task is not None, "the scheduler's starts carry their task"
+        segments = tuple(self._segment(node, cores) for node, cores in start.span) if start.span else ()
+        return StartRequest(task.id, task.command, start.cores, start.gpus, task.line, segments, start.after)
+
+    def _notify(self, facts: list[Action]) -> None:
+        """The burst's facts to the observers, in order; the master notes its own (done, pace)."""
+        wall = self.wall_clock()
+        self._start_due = None
+        for fact in facts:
+            if isinstance(fact, Start):
+                if fact.after is None:  # a standby starts when it is promoted
+                    for hook in self._on_started:
+                        hook(fact, wall)
+            elif isinstance(fact, TaskEnded):
+                for hook in self._on_ended:
+                    hook(fact)
+            elif isinstance(fact, Promoted):
+                for hook in self._on_started:
+                    hook(fact.start, fact.at)
+            elif isinstance(fact, (Requeued, Retried)):
+                if isinstance(fact, Requeued) and not fact.reason and fact.node in self._lost_now:
+                    self._lost_now[fact.node] += 1
+                for hook in self._on_requeued:
+                    hook(fact)
+            elif isinstance(fact, StartDue):
+                self._start_due = fact.at
+            elif isinstance(fact, AllDone):
+                self._done = True
+        for node, count in self._lost_now.items():
+            name = self.nodes[node].name
+            self.warn(f"lost contact with the agent of node {name}: its {count} running tasks are queued again")
+        self._lost_now.clear()
+
+    def _turn_end(self) -> float | None:
+        """The observers' turn ends (journal lines to the OS, a trace block...); the earliest
+        elapsed time one of them wants the next turn by."""
+        wall, elapsed = self.wall_clock(), self.clock() - self.began
+        due = None
+        for hook in self._on_turn_end:
+            wanted = hook(wall, elapsed)
+            if wanted is not None and (due is None or wanted < due):
+                due = wanted
+        return due
 
     def _segment(self, node: int, cores: tuple[int, ...]) -> Segment:
         """Where an MPI task's ranks go on one node; ``offset`` numbers slots across the job."""
         if self._slot_base is None:
-            names = [self.node_names[n] for n in sorted(self.node_names)]
+            cores_by_name: dict[str, int] = {}
+            for info in self.nodes.values():
+                cores_by_name[info.name] = cores_by_name.get(info.name, 0) + info.core_count
+            names = list(cores_by_name)
             order = [n for n in self.job_nodes if n in names] if set(names) <= set(self.job_nodes) else names
             base, self._slot_base = 0, {}
             for name in order:
                 self._slot_base[name] = base
-                base += self.node_cores[name]
-        name = self.node_names[node]
+                base += cores_by_name[name]
+        name = self.nodes[node].name
         return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores, ","))
 
-    def _apply_reports(self, messages) -> list:
-        """Apply every reported end (and standby taken back) in order; the scheduler's actions."""
-        actions: list = []
-        scheduler = self.scheduler
+    def _events(self, messages) -> list[Event]:
+        """The events of the agents' messages, in order (ends held back once a stop signal is in)."""
+        events: list[Event] = []
         for node, message in messages:
-            if isinstance(message, Signalled):
-                self.stop.relayed(message.signum, f"rank {message.rank} on {self.node_names[node]}")
+            if type(message) is Signalled:
+                self.stop.relayed(message.signum, f"rank {message.rank} on {self.nodes[node].name}")
                 continue
-            if not isinstance(message, Completions):
+            if type(message) is not Completions:
                 raise ProtocolError(f"unexpected message from node {node}: {type(message).__name__}")
             for task_id in message.retracted:
-                scheduler.apply(Retracted(task_id))
+                events.append(Retracted(task_id))
             if self.stop.signum is not None:  # the signal may have killed these tasks: _stop_early decides
                 self._held.extend((node, ended) for ended in message.items)
                 continue
             for ended in message.items:
-                placed = scheduler.running.get(ended.task_id)
-                if placed is None or placed[0] != node:
-                    continue  # a node given up as lost came back: its task already runs elsewhere
                 if ended.not_started:
-                    actions += self._cannot_start(ended.not_started)
-                    self.dispatched.pop(ended.task_id, None)
-                    event = NeverStarted(ended.task_id)
+                    if self.start_failure is None:
+                        events.append(self._cannot_start(ended.not_started))
+                    events.append(NeverStarted(ended.task_id, node, ended.not_started, ended.start))
                 else:
-                    event = self._record_end(node, ended)
-                for action in scheduler.apply(event):
-                    if isinstance(action, Promoted):  # started on the node the moment its predecessor ended
-                        end = ended.start + ended.runtime
-                        self.store.started(action.task_id, self.node_names[node], placed[1], end)
-                        self.dispatched[action.task_id] = end
-                    else:
-                        actions.append(action)
-        return actions
+                    events.append(_finished(node, ended))
+        return events
 
-    def _cannot_start(self, reason: str) -> list:
+    def _cannot_start(self, reason: str) -> StopDispatch:
         """The first start that failed for the launcher's fault: say so at once, start nothing more."""
-        if self.start_failure is not None:
-            return []
         self.start_failure = f"cannot start tasks: {reason}"
         print(
             f"mpilauncher: error: {self.start_failure}; nothing new starts, the running tasks finish,"
@@ -284,44 +329,24 @@ class Master:
             file=sys.stderr,
             flush=True,
         )
-        return self.scheduler.apply(StopDispatch(ask_back=True))  # standbys still waiting on nodes
+        return StopDispatch(ask_back=True)  # standbys still waiting on nodes are asked back
 
-    def _record_end(self, node: int, ended) -> TaskFinished:
-        task = self.scheduler.tasks[ended.task_id]
-        _, cores = self.scheduler.running[ended.task_id]
-        gpus = tuple(self.node_gpus[node][i] for i in self.scheduler.gpus_of.get(ended.task_id, ()))
-        self.store.finished(ended.task_id, ended.exit_code, ended.start, ended.runtime)
-        dispatched = self.dispatched.pop(ended.task_id, None)
-        if dispatched is not None:
-            self.dispatch_latencies.append(ended.start - dispatched)
-        cpus = binding(self.node_cpus[node], cores)
-        segments = self.scheduler.spans.get(ended.task_id, ((node, cores),))
-        where = "+".join(self.node_names[n] for n, _ in segments)  # an MPI task over nodes: a+b
-        slots = "+".join(compress(c, ",") for _, c in segments)
-        attempt = self.scheduler.attempts.get(ended.task_id, 0) + 1
-        self.joblog.add(
-            ended.task_id, where, slots, cpus, gpus, ended.start, ended.runtime, ended.exit_code,
-            outcome_word(ended), attempt, ended.leftovers, task.command,
-        )  # fmt: skip
-        return TaskFinished(ended.task_id, ended.exit_code)
-
-    def _stop_early(self) -> Outcome:
+    def _stop_early(self, events: list[Event]) -> Outcome:
         """Signal received: start nothing more, end running tasks, keep what finished cleanly.
 
         A task that exits 0 during the grace period completed; any other end
         after the stop signal (ours, or the batch system's own SIGTERM to
         every process of the job) is an interruption: it stays *running* in
-        the queuestate, so a resume runs it again.
+        the queuestate, so a resume runs it again.  Nothing goes out to the
+        nodes any more but the shutdown.
         """
-        self.scheduler.handle(StopDispatch())
+        self._notify(self.scheduler.handle(StopDispatch(), *events))
         held, self._held = self._held, []
-        for node, ended in held + self.transport.shutdown(self.grace, self.stop.exit_status):
-            placed = self.scheduler.running.get(ended.task_id)
-            if ended.exit_code == 0 and placed is not None and placed[0] == node:
-                self.scheduler.handle(self._record_end(node, ended))
-        elapsed = time.monotonic() - self.began
-        self.store.flush(time.time(), elapsed)
-        self.joblog.flush()
+        ended = held + self.transport.shutdown(self.grace, self.stop.exit_status)
+        clean = [_finished(node, e) for node, e in ended if e.exit_code == 0 and not e.not_started]
+        self._notify(self.scheduler.handle(*clean))
+        elapsed = self.clock() - self.began
+        self._turn_end()
         return Outcome(self.stop.reason, elapsed, self.start_failure)
 
     def _lost_nodes(self, now: float) -> list[AgentLost]:
@@ -329,13 +354,11 @@ class Master:
         events = []
         for node in self.transport.silent_nodes(now):
             self.transport.forget(node)
-            running = sum(1 for n, _ in self.scheduler.running.values() if n == node)
-            self.warn(
-                f"lost contact with the agent of node {self.node_names[node]}: "
-                f"its {running} running tasks are queued again"
-            )
+            self._lost_now[node] = 0
             events.append(AgentLost(node))
-        if events and len(events) + self._lost >= len(self.node_names):
+        if events and len(events) + self._lost >= len(self.nodes):
+            for event in events:
+                self.warn(f"lost contact with the agent of node {self.nodes[event.node].name}")
             raise LauncherFailure("every agent is lost: no node left to run tasks on")
         self._lost += len(events)
         return events
@@ -343,25 +366,9 @@ class Master:
     def warn(self, text: str) -> None:
         print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
 
-    def _maybe_trace(self, now: float) -> None:
-        if not self.trace_jobs or now < self._next_tick:
-            return
-        self._tick += 1
-        self._next_tick = now + self.delay
-        placements = None
-        if self.trace_hosts:
-            placements = {
-                tid: (self.node_names[node], cores, binding(self.node_cpus[node], cores))
-                for tid, (node, cores) in self.scheduler.running.items()
-            }
-        self.out.write(tick_block(self._tick, self.store.ledger, self.trace_hosts, placements, self.node_cores))
-        self.out.flush()
 
-
-def outcome_word(ended) -> str:
-    """The joblog's status column: ok, failed, signal (killed by one) or timeout (killed by us)."""
-    if ended.timed_out:
-        return "timeout"
-    if ended.exit_code == 0:
-        return "ok"
-    return "signal" if ended.exit_code < 0 else "failed"
+def _finished(node: int, ended: Ended) -> TaskFinished:
+    """The event of an end ``node`` reported."""
+    return TaskFinished(
+        ended.task_id, ended.exit_code, node, ended.start, ended.runtime, ended.timed_out, ended.leftovers
+    )

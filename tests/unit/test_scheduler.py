@@ -7,7 +7,17 @@ import random
 
 import pytest
 
-from mpilauncher.core.events import AgentJoined, AgentLost, AllDone, Requeued, Start, StopDispatch, TaskFinished
+from mpilauncher.core.events import (
+    AgentJoined,
+    AgentLost,
+    AllDone,
+    Promoted,
+    Requeued,
+    Start,
+    StopDispatch,
+    TaskEnded,
+    TaskFinished,
+)
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
 from mpilauncher.core.scheduler import InvalidTransition, Scheduler, find_unplaceable
 from mpilauncher.core.tasks import Task
@@ -23,9 +33,27 @@ def tasks_of(*widths: int | str) -> list[Task]:
 
 
 def step(sched: Scheduler, *events) -> list:
+    """One burst, the invariants checked; the actions without the TaskEnded facts, after checking
+    that every end the burst reports was accepted, once, in order (none of these tests sends a stale one)."""
     actions = sched.handle(*events)
     sched.validate()
-    return actions
+    ended = [a for a in actions if isinstance(a, TaskEnded)]
+    finished = [e for e in events if isinstance(e, TaskFinished)]
+    assert [a.report for a in ended] == finished, "one TaskEnded per reported end"
+    return [a for a in actions if not isinstance(a, TaskEnded)]
+
+
+class promoted:  # noqa: N801  (reads as the fact it matches)
+    """Matches the fact that standby ``task_id`` started behind ``after``: ``promoted(2, after=0)``."""
+
+    def __init__(self, task_id: int, after: int) -> None:
+        self.task_id, self.after = task_id, after
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Promoted) and (other.task_id, other.after) == (self.task_id, self.after)
+
+    def __repr__(self) -> str:
+        return f"promoted({self.task_id}, after={self.after})"
 
 
 def starts(actions) -> list[Start]:
@@ -329,7 +357,7 @@ def test_random_simulation(seed):
             alive.discard(victim)
             burst.insert(0, AgentLost(victim))
             # the tasks on the lost node will never report: drop their pending ends
-            doomed = {t for t, (n, _) in sched.running.items() if n == victim}
+            doomed = {t for t, start in sched.running.items() if start.node == victim}
             burst = [e for e in burst if not (isinstance(e, TaskFinished) and e.task_id in doomed)]
         finished |= {e.task_id for e in burst if isinstance(e, TaskFinished)}
         apply(step(sched, *burst))
@@ -362,7 +390,7 @@ def test_late_node_gets_queued_work():
 def test_validate_notices_corruption():
     sched = Scheduler(tasks_of(1, 1))
     step(sched, *join(2))
-    sched.running[1] = (0, sched.running[0][1])  # the same core twice
+    sched.running[1] = sched.running[0]  # the same core twice
     with pytest.raises(AssertionError):
         sched.validate()
     sched = Scheduler(tasks_of(1))
@@ -384,9 +412,9 @@ def test_gpu_cores_and_gpus_are_handed_on_together():
     tasks = [Task(i, f"t {i}", 1, gpus=1) for i in range(3)]
     sched = Scheduler(tasks)
     step(sched, AgentJoined(0, "g", 4, gpus=1))
-    gpus = sched.gpus_of[0]
-    assert step(sched, TaskFinished(0, 0)) == [Start(0, 1, sched.running[1][1], gpus)]
-    assert sched.gpus_of == {1: gpus}
+    gpus = sched.running[0].gpus
+    assert step(sched, TaskFinished(0, 0)) == [Start(0, 1, sched.running[1].cores, gpus)]
+    assert [(tid, start.gpus) for tid, start in sched.running.items()] == [(1, gpus)]
 
 
 def test_no_hand_off_after_stop_in_the_same_burst():

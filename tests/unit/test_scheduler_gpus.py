@@ -180,7 +180,7 @@ def test_lost_node_with_gpu_tasks_frees_nothing_twice() -> None:
     assert len(sched.running) == 6
     step(sched, AgentLost(0))
     assert sched.pool.free_cores == 1 and sched.pool.total_cores == 1
-    assert {tid: placed for tid, placed in sched.running.items()} == {4: (1, (0,)), 5: (1, (0,))}
+    assert {tid: (s.node, s.cores) for tid, s in sched.running.items()} == {4: (1, (0,)), 5: (1, (0,))}
 
 
 def test_find_unplaceable_gpu_tasks_without_a_core_of_their_own() -> None:

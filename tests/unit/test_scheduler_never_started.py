@@ -12,7 +12,6 @@ from mpilauncher.core.events import (
     AgentJoined,
     AllDone,
     NeverStarted,
-    Promoted,
     Requeued,
     Retract,
     Retracted,
@@ -23,15 +22,16 @@ from mpilauncher.core.events import (
 from mpilauncher.core.ledger import COMPLETED, QUEUED, RUNNING
 from mpilauncher.core.scheduler import STANDBY, InvalidTransition, Scheduler
 from mpilauncher.core.tasks import Task
-from tests.unit.test_scheduler import join, step, tasks_of
+from tests.unit.test_scheduler import join, promoted, step, tasks_of
 
 FAILURE = StopDispatch(ask_back=True)  # what the master sends with the first NeverStarted
+NOT_STARTED = "never started"  # the reason a Requeued fact gives when the NeverStarted event named none
 
 
 def test_a_task_that_never_started_is_queued_again_and_its_cores_are_free():
     sched = Scheduler(tasks_of(1, 1, 1, 1))
     step(sched, *join(2))
-    assert step(sched, FAILURE, NeverStarted(0)) == [Requeued(0, 0)]
+    assert step(sched, FAILURE, NeverStarted(0)) == [Requeued(0, 0, NOT_STARTED)]
     assert sched.status[0] == QUEUED and sched.pool.free_cores == 1
     assert step(sched, TaskFinished(1, 0)) == [AllDone()], "nothing starts after the failure"
     assert sorted(t for t, s in sched.status.items() if s == QUEUED) == [0, 2, 3]
@@ -42,15 +42,15 @@ def test_without_a_stop_the_core_only_frees_the_cores_and_queues_the_task():
     """The core stays a pure state machine: stopping is the caller's decision."""
     sched = Scheduler(tasks_of(1, 1, 1))
     step(sched, *join(2))
-    assert step(sched, NeverStarted(1)) == [Requeued(1, 0), Start(0, 1, (1,))]
+    assert step(sched, NeverStarted(1)) == [Requeued(1, 0, NOT_STARTED), Start(0, 1, (1,))]
 
 
 def test_the_standby_behind_it_was_started_at_once_and_takes_its_cores():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     step(sched, *join(2))  # 0 and 1 run; 2 waits behind 0, 3 behind 1
     actions = step(sched, FAILURE, NeverStarted(0))
-    assert actions == [Retract(0, 2), Retract(0, 3), Promoted(2, after=0), Requeued(0, 0)]
-    assert sched.status[2] == RUNNING and sched.running[2] == (0, (0,))
+    assert actions == [Retract(0, 2), Retract(0, 3), promoted(2, after=0), Requeued(0, 0, NOT_STARTED)]
+    assert sched.status[2] == RUNNING and (sched.running[2].node, sched.running[2].cores) == (0, (0,))
     assert sched.status[3] == STANDBY, "asked back: queued when the node answers"
     assert step(sched, Retracted(3)) == []
     assert sched.status[3] == QUEUED
@@ -63,17 +63,17 @@ def test_the_standby_behind_it_was_started_at_once_and_takes_its_cores():
 def test_a_promoted_standby_that_could_not_start_hands_on_to_the_one_behind_it():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     step(sched, *join(2))
-    assert step(sched, TaskFinished(0, 0)) == [Promoted(2, after=0), Start(0, 4, (0,), after=2)]
+    assert step(sched, TaskFinished(0, 0)) == [promoted(2, after=0), Start(0, 4, (0,), after=2)]
     actions = step(sched, FAILURE, NeverStarted(2))
-    assert actions[-2:] == [Promoted(4, after=2), Requeued(2, 0)]
-    assert sched.status[2] == QUEUED and sched.running[4] == (0, (0,))
+    assert actions[-2:] == [promoted(4, after=2), Requeued(2, 0, NOT_STARTED)]
+    assert sched.status[2] == QUEUED and (sched.running[4].node, sched.running[4].cores) == (0, (0,))
 
 
 def test_asked_back_standbys_whose_predecessor_ended_first_run():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     step(sched, *join(2))
     step(sched, FAILURE, NeverStarted(0))
-    assert step(sched, TaskFinished(1, 0)) == [Promoted(3, after=1)], "the node started 3 before the Retract came"
+    assert step(sched, TaskFinished(1, 0)) == [promoted(3, after=1)], "the node started 3 before the Retract came"
     assert step(sched, TaskFinished(2, 0)) == []
     assert step(sched, TaskFinished(3, 0)) == [AllDone()]
 
@@ -92,14 +92,14 @@ def test_never_started_for_a_task_that_does_not_run_is_refused():
     sched = Scheduler(tasks_of(1, 1))
     step(sched, *join(1))
     with pytest.raises(InvalidTransition):
-        sched.apply(NeverStarted(1))
+        sched.handle(NeverStarted(1))
 
 
 def test_gpus_of_a_task_that_never_started_are_free_again():
     sched = Scheduler([Task(i, f"t {i}", 1, gpus=1) for i in range(2)])
     step(sched, AgentJoined(0, "g", 2, gpus=2))
     step(sched, FAILURE, NeverStarted(0))
-    assert 0 not in sched.gpus_of and len(sched.pool.nodes[0].free_gpus) == 1
+    assert 0 not in sched.running and len(sched.pool.nodes[0].free_gpus) == 1
 
 
 # -- randomized: a node whose starts begin to fail at some point ---------------

@@ -22,7 +22,7 @@ from mpilauncher.core.events import (
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
 from mpilauncher.core.scheduler import STANDBY, Scheduler
 from mpilauncher.core.tasks import Task
-from tests.unit.test_scheduler import join, step, tasks_of
+from tests.unit.test_scheduler import join, promoted, step, tasks_of
 
 
 def standby(*widths, retries: int = 0) -> Scheduler:
@@ -41,8 +41,8 @@ def test_an_end_promotes_the_standby_onto_the_same_cores_and_sends_the_next():
     sched = standby(*[1] * 10)
     step(sched, *join(2))
     actions = step(sched, TaskFinished(0, 0))
-    assert actions == [Promoted(2, after=0), Start(0, 4, (0,), after=2)]
-    assert sched.running[2] == (0, (0,)) and sched.status[0] == COMPLETED
+    assert actions == [promoted(2, after=0), Start(0, 4, (0,), after=2)]
+    assert (sched.running[2].node, sched.running[2].cores) == (0, (0,)) and sched.status[0] == COMPLETED
     assert sched.pool.free_cores == 0  # the core went straight from task 0 to task 2
 
 
@@ -68,7 +68,7 @@ def test_a_standby_behind_a_long_task_is_asked_back_when_cores_free_up():
     actions = step(sched, TaskFinished(5, 0))  # core 1 free, queue empty, 2 still waits behind 0
     assert actions == [Retract(0, 2)]
     assert sched.status[2] == STANDBY
-    assert step(sched, TaskFinished(0, 0)) == [Promoted(2, after=0)]  # the node started it first after all
+    assert step(sched, TaskFinished(0, 0)) == [promoted(2, after=0)]  # the node started it first after all
     step(sched, Retracted(2))  # a late answer is ignored
     assert sched.status[2] == RUNNING
 
@@ -96,8 +96,9 @@ def test_failed_predecessor_is_retried_and_its_standby_still_runs():
     sched = standby(*[1] * 10, retries=1)
     step(sched, *join(2))
     actions = step(sched, TaskFinished(0, 1))
-    assert actions[:2] == [Promoted(2, after=0), Retried(0, 1)]
-    assert actions[2:] == [Start(0, 0, (0,), after=2)]  # the retry is the lowest queued id: next behind 2
+    assert actions[:2] == [promoted(2, after=0), Retried(0, 1)]
+    # the retry is the lowest queued id: next behind 2, as the second attempt
+    assert actions[2:] == [Start(0, 0, (0,), after=2, attempt=2)]
 
 
 def test_lost_node_requeues_its_standbys():
@@ -105,10 +106,11 @@ def test_lost_node_requeues_its_standbys():
     step(sched, *join(2, 2))
     assert set(sched.waiting) == {4, 5, 6, 7}
     actions = step(sched, AgentLost(0))
-    assert not {t for t, p in sched.waiting.items() if sched.running[p][0] == 0}
+    assert not {t for t, start in sched.waiting.items() if start.node == 0}
     assert sched.status[0] == sched.status[1] == QUEUED or any(isinstance(a, Start) for a in actions)
     for tid in (4, 5):  # the standbys behind node 0's tasks 0 and 1 are queued again
-        assert sched.status[tid] in (QUEUED, STANDBY) and sched.waiting.get(tid, -1) not in (0, 1)
+        assert sched.status[tid] in (QUEUED, STANDBY)
+        assert tid not in sched.waiting or sched.waiting[tid].after not in (0, 1)
 
 
 def test_stop_requeues_standbys_and_promotes_nothing():
@@ -125,9 +127,10 @@ def test_gpu_standby_inherits_the_predecessors_gpus():
     sched = Scheduler(tasks, standby=True)
     actions = step(sched, AgentJoined(0, "g", 4, gpus=2))
     follow = [a for a in actions if isinstance(a, Start) and a.after is not None]
-    assert [(a.task_id, a.after, a.gpus) for a in follow] == [(2, 0, sched.gpus_of[0]), (3, 1, sched.gpus_of[1])]
+    gpus = {tid: start.gpus for tid, start in sched.running.items()}
+    assert [(a.task_id, a.after, a.gpus) for a in follow] == [(2, 0, gpus[0]), (3, 1, gpus[1])]
     step(sched, TaskFinished(0, 0))
-    assert sched.gpus_of[2] == follow[0].gpus and 0 not in sched.gpus_of
+    assert sched.running[2].gpus == follow[0].gpus and 0 not in sched.running
 
 
 def test_mpi_tasks_never_stand_by():
@@ -202,19 +205,14 @@ def test_random_simulation_with_standby(seed):
         if turn == 150 and len(alive) > 1:
             victim = rng.choice(sorted(alive))
             alive.discard(victim)
-            doomed = {t for t, (n, _) in sched.running.items() if n == victim}
+            doomed = {t for t, start in sched.running.items() if start.node == victim}
             doomed |= {behind[p] for p in doomed if p in behind}
             events = [e for e in events if getattr(e, "task_id", None) not in doomed]
             running_on_node -= doomed
             for pred in [p for p in behind if p in doomed]:
                 del behind[pred]
             events.insert(0, AgentLost(victim))
-        actions = []
-        for event in events[:-1]:
-            actions += sched.apply(event)
-            sched.validate()
-        actions += step(sched, *events[-1:])
-        act(actions)
+        act(step(sched, *events))
     assert done == 1
     assert all(sched.status[t.id] in (COMPLETED, FAILED) for t in tasks)
     assert not sched.running and not sched.waiting and sched.queued_count == 0
@@ -235,5 +233,5 @@ def test_a_standby_stuck_behind_a_long_task_is_asked_back_after_four_rounds():
     step(sched, Retracted(2))
     assert sched.status[2] == QUEUED and 0 not in sched.follower  # the long task gets no new standby
     actions = step(sched, TaskFinished(short, 0))
-    promoted = next(a.task_id for a in actions if isinstance(a, Promoted))
-    assert Start(0, 2, (1,), after=promoted) in actions  # next in line behind the fast core
+    fast = next(a.task_id for a in actions if isinstance(a, Promoted))
+    assert Start(0, 2, (1,), after=fast) in actions  # next in line behind the fast core

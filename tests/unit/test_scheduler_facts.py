@@ -1,0 +1,204 @@
+"""What comes out of the core: one mutator, facts that carry everything, stale reports, stories."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpilauncher.core.events import (
+    AgentJoined,
+    AgentLost,
+    AllDone,
+    ClockTick,
+    NeverStarted,
+    Promoted,
+    Requeued,
+    Retracted,
+    Retried,
+    Start,
+    StartDue,
+    StopDispatch,
+    TaskEnded,
+    TaskFinished,
+)
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
+from mpilauncher.core.scheduler import STANDBY, InvalidTransition, Scheduler
+from mpilauncher.core.tasks import Task
+from tests.unit.test_scheduler import join, tasks_of
+
+
+def facts(actions, kind) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def handle(sched: Scheduler, *events) -> list:
+    actions = sched.handle(*events)
+    sched.validate()
+    return actions
+
+
+# -- one mutator ----------------------------------------------------------------
+def test_handle_is_the_only_mutator():
+    assert not hasattr(Scheduler, "apply"), "no second way to change the state"
+
+
+def test_a_burst_without_events_changes_nothing():
+    sched = Scheduler(tasks_of(1, 1, 1), start_interval=1.0)
+    handle(sched, AgentJoined(0, "n0", 4), ClockTick(0.0))
+    before = dict(sched.status)
+    assert sched.handle() == [], "the placement pass follows events; none, no pass"
+    assert sched.status == before
+    assert [a.task_id for a in facts(handle(sched, ClockTick(1.0)), Start)] == [1], "time is an event"
+
+
+# -- facts ---------------------------------------------------------------------------
+def test_a_start_carries_where_the_task_runs_which_attempt_and_the_task_itself():
+    tasks = [Task(0, "./gpu 0", 2, gpus=1, line=7)]
+    (start,) = facts(handle(Scheduler(tasks), AgentJoined(0, "g", 4, gpus=2)), Start)
+    assert (start.node, start.task_id, start.cores, start.gpus, start.span) == (0, 0, (0, 1), (0,), ())
+    assert start.attempt == 1 and start.after is None
+    assert start.task is tasks[0] and start.task.command == "./gpu 0" and start.task.line == 7
+    assert start.segments == ((0, (0, 1)),)
+
+
+def test_an_end_carries_its_start_the_nodes_report_and_an_outcome_word():
+    sched = Scheduler(tasks_of(1, 1, 1, 1))
+    placed = {a.task_id: a for a in facts(handle(sched, *join(4)), Start)}
+    reports = [
+        TaskFinished(0, 0, 0, 100.0, 2.5),
+        TaskFinished(1, 3, 0, 101.0, 1.0, leftovers=2),
+        TaskFinished(2, -9, 0, 102.0, 0.5),
+        TaskFinished(3, -15, 0, 103.0, 30.0, timed_out=True),
+    ]
+    ended = facts(handle(sched, *reports), TaskEnded)
+    assert [e.start for e in ended] == [placed[0], placed[1], placed[2], placed[3]]
+    assert [e.report for e in ended] == reports
+    assert [e.outcome for e in ended] == ["ok", "failed", "signal", "timeout"]
+    assert [(e.task_id, e.exit_code, e.attempt) for e in ended] == [(0, 0, 1), (1, 3, 1), (2, -9, 1), (3, -15, 1)]
+    assert [sched.status[i] for i in range(4)] == [COMPLETED, FAILED, FAILED, FAILED]
+
+
+def test_a_retried_task_ends_again_as_its_next_attempt():
+    sched = Scheduler(tasks_of(1), retries=2)
+    handle(sched, *join(1))
+    actions = handle(sched, TaskFinished(0, 1, 0))
+    assert [type(a) for a in actions] == [TaskEnded, Retried, Start]
+    assert actions[0].attempt == 1 and actions[1] == Retried(0, 1) and actions[2].attempt == 2
+    actions = handle(sched, TaskFinished(0, 1, 0))
+    assert actions[0].attempt == 2 and actions[1] == Retried(0, 2) and actions[2].attempt == 3
+    actions = handle(sched, TaskFinished(0, 0, 0))
+    assert [(type(a), getattr(a, "attempt", None)) for a in actions] == [(TaskEnded, 3), (AllDone, None)]
+
+
+def test_a_promotion_carries_the_standbys_start_and_when_its_node_started_it():
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    actions = handle(sched, *join(2))
+    standby = next(a for a in actions if isinstance(a, Start) and a.task_id == 2)
+    assert standby.after == 0 and sched.status[2] == STANDBY
+    actions = handle(sched, TaskFinished(0, 0, 0, 50.0, 1.5))
+    ended, promotion = actions[:2]
+    assert isinstance(ended, TaskEnded) and ended.task_id == 0
+    assert isinstance(promotion, Promoted) and promotion.start is standby and promotion.at == 51.5
+    assert (promotion.task_id, promotion.after) == (2, 0) and sched.status[2] == RUNNING
+
+
+def test_an_mpi_task_over_nodes_ends_with_every_segment():
+    sched = Scheduler([Task(0, "mpi", cores=6, mpi=True)])
+    (start,) = facts(handle(sched, *join(4, 4)), Start)
+    assert start.segments == start.span == ((0, (0, 1, 2, 3)), (1, (0, 1)))
+    (ended,) = facts(handle(sched, TaskFinished(0, 0, 0)), TaskEnded)
+    assert ended.start.span == start.span and sched.pool.free_cores == 8
+
+
+def test_a_lost_node_and_a_start_that_never_happened_say_which_node_and_why():
+    sched = Scheduler(tasks_of(1, 1, 1))
+    handle(sched, *join(1, 2))
+    assert facts(handle(sched, AgentLost(0)), Requeued) == [Requeued(0, 0, "")]
+    actions = handle(sched, NeverStarted(1, 1, "/w/out1: Disk quota exceeded", 9.0))
+    assert facts(actions, Requeued) == [Requeued(1, 1, "/w/out1: Disk quota exceeded")]
+
+
+def test_a_paced_start_held_for_the_pace_says_when_it_is_due():
+    sched = Scheduler(tasks_of(1, 1), start_interval=2.0)
+    actions = handle(sched, AgentJoined(0, "n0", 4), ClockTick(10.0))
+    assert facts(actions, StartDue) == [StartDue(12.0)]
+    assert facts(handle(sched, ClockTick(12.0)), StartDue) == [], "nothing left waits for the pace"
+
+
+# -- stale reports ----------------------------------------------------------------------
+def test_ends_from_a_node_given_up_as_lost_are_stale_even_when_it_comes_back():
+    sched = Scheduler(tasks_of(1, 1))
+    handle(sched, *join(1, 1))  # task 0 on node 0, task 1 on node 1
+    assert facts(handle(sched, AgentLost(0)), Requeued) == [Requeued(0, 0)]
+    (restart,) = facts(handle(sched, TaskFinished(1, 0, 1)), Start)
+    assert (restart.task_id, restart.node) == (0, 1), "task 0 runs again on node 1"
+    assert handle(sched, TaskFinished(0, 0, 0)) == [], "node 0 came back and reports its old run: ignored"
+    assert sched.status[0] == RUNNING and sched.running[0].node == 1
+    assert handle(sched, NeverStarted(0, 0, "stale")) == []
+    ended = facts(handle(sched, TaskFinished(0, 7, 1)), TaskEnded)
+    assert [(e.task_id, e.start.node, e.exit_code) for e in ended] == [(0, 1, 7)]
+
+
+def test_a_stale_end_of_a_task_still_queued_is_ignored_too():
+    sched = Scheduler(tasks_of(1, 1))
+    handle(sched, *join(2))
+    handle(sched, AgentLost(0))
+    assert handle(sched, TaskFinished(1, 0, 0)) == [] and sched.status[1] == QUEUED
+
+
+def test_the_end_of_a_standby_dropped_by_a_stop_is_ignored_and_it_stays_queued():
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    handle(sched, *join(2))  # 2 waits behind 0 on node 0
+    handle(sched, StopDispatch())
+    assert sched.status[2] == QUEUED
+    handle(sched, TaskFinished(0, 0, 0))
+    assert handle(sched, TaskFinished(2, 0, 0)) == [], "its node started it before the shutdown: not recorded"
+    assert sched.status[2] == QUEUED
+
+
+def test_a_stop_in_the_burst_of_an_end_promotes_the_standby_its_node_started_and_drops_the_others():
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    handle(sched, *join(2))  # 2 waits behind 0, 3 behind 1
+    actions = handle(sched, StopDispatch(), TaskFinished(0, 0, 0, 10.0, 1.0))
+    assert [type(a) for a in actions] == [TaskEnded, Promoted], "no hand-off, no placement: just the facts"
+    assert actions[1].task_id == 2 and actions[1].at == 11.0
+    assert sched.status[2] == RUNNING and sched.status[3] == QUEUED
+    assert facts(handle(sched, TaskFinished(2, 0, 0)), TaskEnded)[0].task_id == 2, "its end is recorded"
+    assert handle(sched, TaskFinished(3, 0, 0)) == [], "3 was dropped: an end of it is stale"
+
+
+# -- invalid transitions tell the task's story ----------------------------------------------
+def test_an_end_from_the_wrong_live_node_raises_with_the_tasks_story():
+    sched = Scheduler(tasks_of(1, 1))
+    handle(sched, *join(1, 1))
+    with pytest.raises(InvalidTransition) as caught:
+        sched.handle(TaskFinished(0, 0, 1))
+    err = caught.value
+    assert (err.task_id, err.state, err.event) == (0, "running on node 0", TaskFinished(0, 0, 1))
+    assert [type(entry) for entry in err.story] == [Start, TaskFinished]
+    assert "task 0 is running on node 0" in str(err) and "Start(node=0, task_id=0" in str(err)
+
+
+def test_a_second_end_raises_and_the_story_shows_the_first():
+    sched = Scheduler(tasks_of(1, 1, 1), standby=False)
+    handle(sched, *join(1))
+    handle(sched, TaskFinished(0, 0, 0))
+    with pytest.raises(InvalidTransition, match="task 0 is completed") as caught:
+        sched.handle(TaskFinished(0, 0, 0))
+    assert [type(entry) for entry in caught.value.story] == [Start, TaskFinished, TaskEnded, TaskFinished]
+
+
+def test_the_story_of_a_standby_names_the_task_it_waited_behind():
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    handle(sched, *join(2))
+    handle(sched, StopDispatch(ask_back=True))
+    handle(sched, Retracted(2))
+    kinds = [type(entry).__name__ for entry in sched.story(0)]
+    assert kinds == ["Start", "Start"], "task 0's own start, and task 2's standby start behind it"
+    assert [type(entry).__name__ for entry in sched.story(2)] == ["Start", "Retract", "Retracted"]
+
+
+def test_a_task_of_another_run_is_not_a_task_of_this_one():
+    sched = Scheduler(tasks_of(1))
+    handle(sched, *join(1))
+    with pytest.raises(InvalidTransition, match="task 5 is not a task of this run"):
+        sched.handle(TaskFinished(5, 0, 0))
