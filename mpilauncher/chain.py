@@ -32,10 +32,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from mpilauncher import log
 from mpilauncher.core.limits import MAX_CHAIN as MAX_JOBS
 from mpilauncher.errors import InputError, LauncherFailure
 
@@ -170,7 +170,7 @@ def main(argv: Sequence[str]) -> int:
             raise InputError("chain needs the job script to submit, after the sbatch options")
         jobs = submit_chain(int(length), args)
     except (InputError, LauncherFailure) as err:
-        print(f"mpilauncher: error: {err}", file=sys.stderr)
+        log.error(str(err))
         return err.exit_status
     print(
         f"submitted a chain of {len(jobs)} jobs: {' '.join(jobs)} (each runs only if every earlier one stopped"

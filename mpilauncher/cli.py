@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from mpilauncher import __version__
+from mpilauncher import __version__, log
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         "same job script again (it continues the sweep), up to K jobs in all; for sites whose compute nodes may "
         "submit jobs (elsewhere: 'python -m mpilauncher chain -n K SCRIPT' on the login node)",
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only warnings, errors and the final statistics: no start-up lines and no notes",
+    )
     parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
     return parser
 
@@ -268,22 +274,19 @@ def main(argv: list[str] | None = None) -> int:
             start_interval=args.start_interval,
             start_over=args.start_over,
             resubmit=args.resubmit,
+            quiet=args.quiet,
         )
         result = run(config, began=process_began())
     except LauncherError as err:
         if not err.reported:
-            message = err.named(flag(err.setting)) if isinstance(err, OptionError) else err
-            print(f"mpilauncher: error: {message}", file=sys.stderr)
+            log.error(str(err.named(flag(err.setting)) if isinstance(err, OptionError) else err))
         return err.exit_status
     except KeyboardInterrupt:
-        print("mpilauncher: interrupted", file=sys.stderr)
+        log.outcome("interrupted")
         return 130
     except Exception as err:  # a bug: still one line, with where to look
-        print(f"mpilauncher: internal error: {type(err).__name__}: {err} (please report it)", file=sys.stderr)
+        log.error(f"internal: {type(err).__name__}: {err} (please report it)")
         return EXIT_LAUNCHER_FAILED
     if result.interrupted:
-        print(
-            f"mpilauncher: {result.interrupted}; resume with: python -m mpilauncher --resume {result.queuestate}",
-            file=sys.stderr,
-        )
+        log.outcome(f"{result.interrupted}; resume with: python -m mpilauncher --resume {result.queuestate}")
     return result.exit_status

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
-from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG
+from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
 
 DEFAULT_DELAY = 0.5
 DEFAULT_QUEUESTATE = "queuestate"
@@ -87,10 +87,17 @@ class Config:
     #: Stopped at the time limit with tasks left: submit the same job script again, up to this many jobs
     #: in all (0: never; see mpilauncher/chain.py).
     resubmit: int = 0
+    #: Only warnings, errors and the final statistics: no start-up lines, notes or progress.
+    quiet: bool = False
 
     @property
     def trace_jobs(self) -> bool:
         return bool(self.debug & {"job", "host", "queue"})
+
+    @property
+    def trace_tasks(self) -> bool:
+        """PyLauncher's task/exec/cmd debug words: each task's start and end on stderr."""
+        return bool(self.debug & TASK_WORDS)
 
     @property
     def trace_hosts(self) -> bool:
@@ -206,6 +213,7 @@ def make_config(
     start_interval: object = None,
     start_over: bool = False,
     resubmit: object = 0,
+    quiet: bool = False,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -246,6 +254,7 @@ def make_config(
         else None,
         start_over=bool(start_over),
         resubmit=parse_count("resubmit", resubmit, 0, limits.MAX_CHAIN) if _given(resubmit) else 0,
+        quiet=bool(quiet),
         notes=tuple(debug_notes(debug)),
     )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import __version__, chain, cluster, relaunch
+from mpilauncher import __version__, chain, cluster, log, relaunch
 from mpilauncher.config import DEFAULT_QUEUESTATE, Config, option_error
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
@@ -45,6 +45,7 @@ from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.report.summary import final_report, startup_lines
+from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, StopRequest, nodes_from_hellos
@@ -195,7 +196,7 @@ def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
 
 
 def warn(text: str) -> None:
-    print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
+    log.warning(text)
 
 
 def make_plan(config: Config, continuation: bool = False) -> Plan:
@@ -474,6 +475,7 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
     the run began, for ``--max-runtime``: the CLI passes its process's start.
     """
     began = time.monotonic() if began is None else began
+    log.configure(config.quiet, tasks=config.trace_tasks)
     ensure_standard_fds()
     out = TolerantOutput(out or sys.stdout)
     from mpilauncher.transport import mpi as mpi_transport
@@ -490,7 +492,7 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
         relaunch.exec_across_job(os.environ, allocation)
     warning = relaunch.check_step(os.environ)
     if warning:
-        print(f"mpilauncher: warning: {warning}", file=sys.stderr, flush=True)
+        log.warning(warning)
     cores = allocation.cores_of(allocation.this_node) or allocation.cores_per_node[0]
     transport = LocalTransport(_agent(config, allocation.this_node, cores))
     try:
@@ -509,12 +511,10 @@ def _warn_if_confined(node_name: str, cores: int) -> None:
     the launcher's step (its cgroup cpuset) holds only part of the node."""
     usable = len(allowed_cpus())
     if 0 < usable < cores:
-        print(
-            f"mpilauncher: warning: on {node_name} the launcher may use only {usable} of the node's {cores} cores"
+        log.warning(
+            f"on {node_name} the launcher may use only {usable} of the node's {cores} cores"
             f" (its cpuset): {cores} tasks would share them; give the launcher's step the whole node"
-            f" (e.g. srun --cpus-per-task={cores}, or start mpilauncher without srun and let it relaunch itself)",
-            file=sys.stderr,
-            flush=True,
+            f" (e.g. srun --cpus-per-task={cores}, or start mpilauncher without srun and let it relaunch itself)"
         )
 
 
@@ -562,7 +562,7 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
                 agent = _agent(config, node_name, cores)
                 status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
-            print(f"mpilauncher: rank {rank} ({node_name}) failed: {type(err).__name__}: {err}", file=sys.stderr)
+            log.error(f"rank {rank} ({node_name}) failed: {type(err).__name__}: {err}")
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
@@ -621,11 +621,9 @@ def _remove_empty_workdir(workdir: Path) -> None:
 def _abort_if_unclean(comm, transport, status: int) -> None:
     """The state is saved; if some rank is gone, MPI_Finalize would wait for it forever: end the job instead."""
     if transport.unclean:
-        print(
-            "mpilauncher: some ranks did not end cleanly (lost agents); the queuestate is complete:"
-            " aborting the MPI job so the allocation is freed",
-            file=sys.stderr,
-            flush=True,
+        log.warning(
+            "some ranks did not end cleanly (lost agents); the queuestate is complete:"
+            " aborting the MPI job so the allocation is freed"
         )
         sys.stdout.flush()
         comm.Abort(status or EXIT_LAUNCHER_FAILED)
@@ -660,8 +658,7 @@ def _resubmit(config: Config, link: chain.Position | None, job: str | None, left
         except LauncherError as err:
             warn(f"could not submit the next job of the chain ({err}): resume by hand")
             return
-        print(f"mpilauncher: submitted Slurm job {submitted} to go on with the {left} tasks left ({following})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        log.info(f"submitted Slurm job {submitted} to go on with the {left} tasks left ({following})")
 
 
 def _startup(
@@ -734,10 +731,11 @@ def _run_locked(
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
-    out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
-    out.flush()
+    if not config.quiet:
+        out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
+        out.flush()
     for note in (*config.notes, *plan.notes):
-        print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
+        log.note(note)
     transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
 
     nodes = nodes_from_hellos(hellos)
@@ -758,6 +756,8 @@ def _run_locked(
     observers: list[Observer] = [store, joblog, statistics, latencies]
     if config.trace_jobs:
         observers.append(Trace(out, plan.ledger, nodes, config.delay, config.trace_hosts))
+    if config.trace_tasks:
+        observers.append(TaskLog(nodes))
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
     master = Master(

@@ -23,6 +23,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 
+from mpilauncher import log
 from mpilauncher.cluster import Allocation
 from mpilauncher.errors import InputError, LauncherFailure
 
@@ -122,8 +123,7 @@ def python_command_line() -> list[str]:
 def exec_across_job(environ: Mapping[str, str], allocation: Allocation) -> None:
     """Replace this process by the launcher started on every node of the job; does not return."""
     command = relaunch_command(environ, allocation, python_command_line())
-    print(f"mpilauncher: {job_node_count(environ)}-node job: re-launching across it: {' '.join(command)}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    log.info(f"{job_node_count(environ)}-node job: re-launching across it: {' '.join(command)}")
     sys.stdout.flush()
     env = dict(environ)
     env[MARKER] = "1"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
+from mpilauncher import log
 from mpilauncher.errors import InputError, LauncherError, LauncherFailure
 
 #: How MPI starters tell a process its rank (read before MPI is initialised: a bad keyword is found first).
@@ -38,10 +38,10 @@ def first_rank() -> bool:
     return True
 
 
-def say(line: str) -> None:
-    """Print one line on stderr, from rank 0 only."""
+def say(problem: str) -> None:
+    """The one error line on stderr, from rank 0 only."""
     if first_rank():
-        print(line, file=sys.stderr, flush=True)
+        log.error(problem)
 
 
 class LauncherException(Exception):  # noqa: N818 (PyLauncher's name: scripts catch it by this name)
@@ -102,7 +102,7 @@ def report(err: LauncherError) -> LauncherException:
     if isinstance(err, LauncherException):
         return err
     if not err.reported:  # a launcher failure said at once while the run drained (cannot start tasks)
-        say(f"mpilauncher: error: {in_script_terms(str(err))}")
+        say(in_script_terms(str(err)))
     if isinstance(err, InputError):
         raised = ScriptInputError(in_script_terms(err.problem), err.source, err.line)
     else:
@@ -113,5 +113,5 @@ def report(err: LauncherError) -> LauncherException:
 def refuse(problem: str) -> ScriptInputError:
     """A one-line refusal of bad input found by the API itself (printed now, to be raised)."""
     error = ScriptInputError(problem)
-    say(f"mpilauncher: error: {error}")
+    say(str(error))
     return error

@@ -229,6 +229,7 @@ KEYWORDS: tuple[Keyword, ...] = (
     Keyword("break_lock", "`True`: take over the sweep's lock although its holder may run on another host"
             " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),
+    Keyword("quiet", "`True`: only warnings, errors and the final statistics (`--quiet`)", _to("quiet"), ours=True),
     Keyword("resubmit", "in a Slurm job stopped at its time limit with tasks left: submit the job script again,"
             " up to N jobs in all (`--resubmit`)", _to("resubmit"), ours=True),
     Keyword("bind", "`False`: do not bind tasks to their cores (`--no-bind`)", _to("bind"), ours=True),

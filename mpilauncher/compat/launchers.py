@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from mpilauncher import cluster
+from mpilauncher import cluster, log
 from mpilauncher.compat.errors import ScriptInputError, ScriptLauncherFailure, refuse, report
 from mpilauncher.compat.keywords import Call, sort_keywords
 from mpilauncher.config import make_config
@@ -149,11 +149,8 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
     if status < EXIT_SIGNAL_BASE and not result.interrupted:
         return result
     if rank0:
-        print(
-            f"mpilauncher: {result.interrupted}: {result.completed} tasks completed, {result.left} left;"
-            f" resume with {resume}",
-            file=sys.stderr,
-            flush=True,
+        log.outcome(
+            f"{result.interrupted}: {result.completed} tasks completed, {result.left} left; resume with {resume}"
         )
     if status == EXIT_SIGNAL_BASE + signal.SIGINT:
         raise KeyboardInterrupt(f"stopped by SIGINT; the queuestate is saved: resume with {resume}")
@@ -165,7 +162,7 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
 def _note_once(note: str) -> None:
     if note not in _noted:
         _noted.add(note)
-        print(f"mpilauncher: note: {note}", file=sys.stderr, flush=True)
+        log.note(note)
 
 
 def gather_output(workdir: Path, target: Path, started: float) -> None:
@@ -186,7 +183,7 @@ def gather_output(workdir: Path, target: Path, started: float) -> None:
                 except FileNotFoundError:
                     continue
     except OSError as err:
-        print(f"mpilauncher: warning: cannot append output to {target}: {err.strerror or err}", file=sys.stderr)
+        log.warning(f"cannot append output to {target}: {err.strerror or err}")
 
 
 # -- the launchers -----------------------------------------------------------------------

@@ -13,11 +13,11 @@ would be a third, plugged in here: nothing above the agent changes.
 from __future__ import annotations
 
 import os
-import sys
 import typing
 from collections.abc import Mapping
 from typing import Protocol
 
+from mpilauncher import log
 from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
@@ -85,14 +85,10 @@ def default_backend(base_env: Mapping[str, str], lanes: int, cores: int) -> Exec
     ``MPILAUNCHER_EXECUTOR=inline`` asks for the in-process runner or they cannot start."""
     choice = os.environ.get(BACKEND_VARIABLE, "process")
     if choice not in BACKENDS:
-        print(
-            f"mpilauncher: warning: {BACKEND_VARIABLE}={choice!r} is not one of {', '.join(BACKENDS)};"
-            " using executor processes",
-            file=sys.stderr,
-        )
+        log.warning(f"{BACKEND_VARIABLE}={choice!r} is not one of {', '.join(BACKENDS)}; using executor processes")
     if choice != "inline":
         try:
             return Executors(dict(base_env), lanes, cores)
         except OSError as err:
-            print(f"mpilauncher: warning: no executor process ({err}); spawning tasks in-process", file=sys.stderr)
+            log.warning(f"no executor process ({err}); spawning tasks in-process")
     return ProcessRunner(base_env=base_env)

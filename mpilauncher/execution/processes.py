@@ -32,7 +32,6 @@ import heapq
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -143,8 +142,9 @@ class ProcessRunner:
             try:
                 self._watchdog = Watchdog.start(tag=self.tag)
             except OSError as err:
-                print(f"mpilauncher: warning: no task watchdog ({err}): tasks may outlive a killed launcher",
-                      file=sys.stderr)  # fmt: skip
+                from mpilauncher import log  # here: the executor process runs this module without the package
+
+                log.warning(f"no task watchdog ({err}): tasks may outlive a killed launcher")
         return self._watchdog
 
     def add_wake_fd(self, fd: int) -> None:

@@ -138,12 +138,9 @@ class Watchdog:
     def _lose(self) -> None:
         self.lost = True
         self._buffer.clear()
-        print(
-            f"mpilauncher: warning: task watchdog (pid {self.pid}) is gone; "
-            "tasks will outlive the launcher if it is killed",
-            file=sys.stderr,
-            flush=True,
-        )
+        from mpilauncher import log  # here: the watchdog process runs this file without the package
+
+        log.warning(f"task watchdog (pid {self.pid}) is gone; tasks will outlive the launcher if it is killed")
 
 
 def _kill(pid: int) -> None:

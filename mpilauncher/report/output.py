@@ -11,8 +11,9 @@ reflecting the tasks.
 from __future__ import annotations
 
 import os
-import sys
 from typing import TextIO
+
+from mpilauncher import log
 
 
 class TolerantOutput:
@@ -48,11 +49,9 @@ class TolerantOutput:
         else:
             why = str(err)
         try:
-            print(
-                f"mpilauncher: warning: cannot write to {self.name} ({why}): the sweep goes on without"
-                " its trace and statistics; the queuestate and joblog hold them",
-                file=sys.stderr,
-                flush=True,
+            log.warning(
+                f"cannot write to {self.name} ({why}): the sweep goes on without"
+                " its trace and statistics; the queuestate and joblog hold them"
             )
         except (OSError, ValueError, AttributeError):
             pass

@@ -24,13 +24,15 @@ DEBUG_WORDS: dict[str, str | None] = {
     "job": "the trace: a `tick N` block with the queue every `delay` seconds",
     "host": "the trace, plus each node's busy cores and which task runs on which",
     "queue": "the trace (as `job`)",
-    "task": None,
-    "exec": None,
-    "command": None,
-    "cmd": None,
+    "task": "each task's start (where, which command) and end (how, after how long), on stderr",
+    "exec": "as `task`",
+    "command": "as `task`",
+    "cmd": "as `task`",
     "ssh": None,
 }
 KNOWN_DEBUG = frozenset(DEBUG_WORDS)
+#: The words that ask for each task's start and end (``TaskLog``), as PyLauncher's did.
+TASK_WORDS = frozenset({"task", "exec", "command", "cmd"})
 
 
 class Trace(Observer):

@@ -37,12 +37,12 @@ ends of its node that the same signal caused.
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from mpilauncher import log
 from mpilauncher.core.events import (
     Action,
     AgentJoined,
@@ -323,11 +323,9 @@ class Master:
     def _cannot_start(self, reason: str) -> StopDispatch:
         """The first start that failed for the launcher's fault: say so at once, start nothing more."""
         self.start_failure = f"cannot start tasks: {reason}"
-        print(
-            f"mpilauncher: error: {self.start_failure}; nothing new starts, the running tasks finish,"
-            " then the launcher stops (exit status 3): --resume runs what did not complete",
-            file=sys.stderr,
-            flush=True,
+        log.error(
+            f"{self.start_failure}; nothing new starts, the running tasks finish,"
+            " then the launcher stops (exit status 3): --resume runs what did not complete"
         )
         return StopDispatch(ask_back=True)  # standbys still waiting on nodes are asked back
 
@@ -364,7 +362,7 @@ class Master:
         return events
 
     def warn(self, text: str) -> None:
-        print(f"mpilauncher: warning: {text}", file=sys.stderr, flush=True)
+        log.warning(text)
 
 
 def _finished(node: int, ended: Ended) -> TaskFinished:

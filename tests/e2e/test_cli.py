@@ -132,12 +132,26 @@ def test_debug_trace_prints_ticks_with_queue_and_hosts(sweep_dir: Path) -> None:
 def test_debug_words_are_matched_as_pylauncher_does_and_idle_ones_get_one_note(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "sleep 0.2\n" * 2)
     result = run_cli(
-        ["commandlines", "--workdir", "w", "--debug", "hosts+jobs+exec+verbose", "--delay", "0.05"], sweep_dir
+        ["commandlines", "--workdir", "w", "--debug", "hosts+jobs+ssh+verbose", "--delay", "0.05"], sweep_dir
     )
     assert result.returncode == 0, result.stderr
     assert "tick 1\nQueue:" in result.stdout and "Hosts:" in result.stdout
     notes = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: note: debug=")]
-    assert len(notes) == 1 and "'verbose' matches none" in notes[0] and "exec trace nothing here" in notes[0]
+    assert len(notes) == 1 and "'verbose' matches none" in notes[0] and "ssh trace nothing here" in notes[0]
+
+
+def test_debug_task_words_trace_each_task_on_stderr_and_quiet_keeps_only_warnings(sweep_dir: Path) -> None:
+    """PyLauncher's task/exec/cmd debug words: each start and end, as they happen (the logger's DEBUG)."""
+    write(sweep_dir / "commandlines", "true\nexit 3\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--debug", "exec", "--cores-per-node", "1"], sweep_dir)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mpilauncher: task ")]
+    assert lines[0].startswith("mpilauncher: task 0 started on ") and lines[0].endswith(":0: true"), lines
+    assert lines[1].startswith("mpilauncher: task 0 ended: ok (exit 0) after "), lines
+    assert lines[3].startswith("mpilauncher: task 1 ended: failed (exit 3) after "), lines
+    quiet = run_cli(["commandlines", "--workdir", "w2", "--quiet", "--debug", "verbose"], sweep_dir)
+    assert quiet.returncode == 1 and quiet.stderr == "", "no note, no start-up lines"
+    assert " .. workdir:" not in quiet.stdout and "# tasks completed: 1" in quiet.stdout
 
 
 def test_startup_lines_say_what_runs_where(sweep_dir: Path) -> None:

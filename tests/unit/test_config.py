@@ -190,11 +190,11 @@ def test_parse_debug_matches_words_anywhere_as_pylauncher_does(value, words):
 
 
 def test_debug_words_that_do_nothing_get_one_note_and_no_error():
-    config = make_config("c", debug="host+jobs+exec+verbose+cmd")
-    assert config.trace_jobs and config.trace_hosts
+    config = make_config("c", debug="host+jobs+exec+verbose+cmd+ssh")
+    assert config.trace_jobs and config.trace_hosts and config.trace_tasks
     (note,) = config.notes
     assert "'verbose' matches none of PyLauncher's debug words" in note
-    assert "cmd, exec trace nothing here" in note
+    assert "ssh trace nothing here" in note, "exec and cmd trace each task's start and end"
     assert make_config("c", debug="host+job").notes == ()
     assert debug_notes(None) == debug_notes(True) == debug_notes("") == []
 

@@ -3,7 +3,7 @@
 The order, lowest first; a module may import its own package and the layers below,
 never a peer package of its own layer nor anything above::
 
-    errors, protocol           the wire records import nothing of ours (the executor imports protocol)
+    errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
     runtime, config, relaunch, chain   the master and the agent (and its serving loop) beside it
@@ -26,7 +26,7 @@ import mpilauncher
 
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "protocol"),
+    ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
     ("runtime", "config", "relaunch", "chain"),
