@@ -6,8 +6,9 @@ backend starts it, tells when it ends, signals or stops it.  Two backends exist:
 :class:`~mpilauncher.execution.executor.Executors` (executor processes, the
 default) and :class:`~mpilauncher.execution.processes.ProcessRunner` (in the
 agent's own process: ``MPILAUNCHER_EXECUTOR=inline``, or where no executor
-process can start).  A task run as a Slurm job (PyLauncher's SubmitLauncher)
-would be a third, plugged in here: nothing above the agent changes.
+process can start).  A third runs each task as a Slurm job (PyLauncher's
+SubmitLauncher): :class:`~mpilauncher.submit.backend.SlurmJobs`, which launch.py
+gives the agent for ``--submit``; nothing above the agent changes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class ExecutionBackend(Protocol):
       outlives the backend) and frees its resources.
     - :meth:`add_wake_fd` registers an fd (a signal's wake-up pipe) that ends a
       :meth:`wait` early when readable.
+    - Optional: ``configure(workdir, cwd)``, called by the agent with the master's
+      Setup before any start, for a backend that keeps files of its own (the
+      Slurm jobs' record of what it submitted).
     """
 
     #: Standbys taken back before they started, for the agent's next report.
