@@ -480,7 +480,7 @@ class SlurmJobs:
             elif submission.missing_since is None:
                 submission.missing_since = now
             elif now - submission.missing_since >= STATUS_LAG:
-                self._settle_lost(submission, state)
+                self._settle_lost(submission, state, late=True)
 
     # -- ends --------------------------------------------------------------------------------
     def _settle(self, submission: Submission, status: scripts.Status) -> None:
@@ -497,10 +497,16 @@ class SlurmJobs:
             self._finish_chunk(submission, exit_code, f"its launcher exited {status.exit}", go_on=False,
                                start=status.start, end=status.end)  # fmt: skip
 
-    def _settle_lost(self, submission: Submission, state: JobState | None) -> None:
-        """A job ended without a status: how, as Slurm says; its tasks are failed with that reason."""
+    def _settle_lost(self, submission: Submission, state: JobState | None, late: bool = False) -> None:
+        """A job ended without a status: how, as Slurm says; its tasks are failed with that reason.
+
+        ``late``: Slurm did not say it was killed, yet no status appeared within STATUS_LAG.
+        """
         record = self.slurm.record(submission.job)
         why = record.describe() if record else (state.state if state else "unknown to Slurm by now")
+        if late:
+            why += (f"; no status appeared in {Path(submission.status).parent} within {STATUS_LAG:g} s (is it on a"
+                    " file system the compute nodes share?)")  # fmt: skip
         exit_code = _lost_exit(record, state)
         start = (record.start if record and record.start else None) or submission.submitted or time.time()
         end = (record.end if record and record.end else None) or time.time()

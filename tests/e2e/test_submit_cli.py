@@ -4,12 +4,13 @@ launcher as a user runs it, without a cluster (tests/slurm/test_submit_slurm.py 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, launcher_env, run_cli
 
 FAKE = ROOT / "tests" / "data" / "fake_slurm.py"
 
@@ -60,6 +61,25 @@ def test_a_stopped_submitter_leaves_its_jobs_and_a_plain_resume_picks_them_up(tm
     assert "2 Slurm jobs of the earlier run (100 101) are picked up, not submitted again" in resumed.stderr
     assert sorted((tmp_path / "ran").read_text().split()) == ["0", "1", "2"], "each task once"
     assert len(submissions(slurm)) == 3, "no job submitted twice"
+
+
+def test_submit_launcher_from_a_script_as_the_user_guide_calls_it(tmp_path: Path, slurm) -> None:
+    """PyLauncher's call, unchanged but for the import; queue= names the partition the options do not."""
+    (tmp_path / "commandlines").write_text("echo PYL_ID >> ran\n" * 3)
+    (tmp_path / "example_submit_launcher.py").write_text(
+        "import mpilauncher as pylauncher\n"
+        'result = pylauncher.SubmitLauncher("commandlines", "-N 1 -n 1 -t 0:15:0", nactive=2, queue="debug",'
+        ' workdir="w", poll_interval=1)\n'
+        "print('completed', result.completed)\n"
+    )
+    env = launcher_env(**slurm)
+    result = subprocess.run([sys.executable, "example_submit_launcher.py"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "type=SubmitLauncher" in result.stdout and "completed 3" in result.stdout
+    assert sorted((tmp_path / "ran").read_text().split()) == ["0", "1", "2"]
+    assert all(line.endswith(f"-N 1 -n 1 -t 0:15:0 --partition debug {tmp_path}/w/jobscript{i}")
+               for i, line in enumerate(submissions(slurm))), submissions(slurm)  # fmt: skip
 
 
 def test_a_submit_limit_is_waited_out_with_one_line_and_no_task_fails(tmp_path: Path, slurm) -> None:

@@ -239,7 +239,8 @@ def test_a_job_killed_before_writing_its_status_is_failed_with_slurms_reason(tmp
 
 def test_a_job_slurm_says_completed_gets_a_minute_for_its_status_to_appear(tmp_path, slurm):
     clock = Clock()
-    backend, agent = submitter(tmp_path, slurm, sweep("true"), clock, poll_interval=5)
+    said: list[str] = []
+    backend, agent = submitter(tmp_path, slurm, sweep("true"), clock, said, poll_interval=5)
     start(agent, *sweep("true"))
     slurm.kill("100", "COMPLETED", exit_code=0)  # (its status is late: a login node's file system cache)
     for _ in range(12):  # the first poll finds it gone, then 55 s more
@@ -248,6 +249,7 @@ def test_a_job_slurm_says_completed_gets_a_minute_for_its_status_to_appear(tmp_p
     clock.now += 5
     [ended] = ends(agent)
     assert ended.exit_code == 0
+    assert "COMPLETED; no status appeared in" in said[0] and "a file system the compute nodes share" in said[0]
 
 
 def test_one_squeue_a_poll_interval_for_all_the_jobs(tmp_path, slurm):
