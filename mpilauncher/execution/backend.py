@@ -53,7 +53,9 @@ class ExecutionBackend(Protocol):
     - :meth:`stop_all` drops every standby, sends every task's process group SIGTERM,
       SIGKILL after ``grace`` seconds (and whatever they left behind with it), and
       returns how the tasks ended.  :meth:`close` stops what still runs (nothing
-      outlives the backend) and frees its resources.
+      outlives the backend) and frees its resources.  (The Slurm jobs' backend is
+      the exception by design: its jobs are Slurm's, left to run at a stop and
+      picked up by the resume.)
     - :meth:`add_wake_fd` registers an fd (a signal's wake-up pipe) that ends a
       :meth:`wait` early when readable.
     - Optional: ``configure(workdir, cwd)``, called by the agent with the master's
