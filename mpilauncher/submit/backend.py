@@ -208,7 +208,8 @@ class SlurmJobs:
                                 " resume again in a moment")  # fmt: skip
         adopted = []
         for seq, (entry, tasks) in sorted(unsettled.items()):
-            submission = self._submission(entry)
+            # (a chunk's job by its directory: this run may have another --tasks-per-job)
+            submission = self._submission(entry, chunked=(self.workdir / f"chunk{seq}").is_dir())
             if entry.job is None:
                 job = found.get(submission.token)
                 status = scripts.read_status(submission.status)
@@ -228,9 +229,9 @@ class SlurmJobs:
                 f" ({' '.join(adopted)}) are picked up, not submitted again"
             )
 
-    def _submission(self, entry: Entry) -> Submission:
+    def _submission(self, entry: Entry, chunked: bool) -> Submission:
         tok = token(self.record.sweep, entry.seq)
-        if self.settings.chunked:
+        if chunked:
             chunk = self.workdir / f"chunk{entry.seq}"
             return Submission(entry, tok, str(chunk / "status"), chunk)
         return Submission(entry, tok, str(self.workdir / f"status{entry.tasks[0]}"))
@@ -358,7 +359,7 @@ class SlurmJobs:
 
     def _submit(self, batch: list[StartRequest]) -> None:
         entry = self.record.submitting(tuple(r.task_id for r in batch))
-        submission = self._submission(entry)
+        submission = self._submission(entry, self.settings.chunked)
         submission.requests = {r.task_id: r for r in batch}
         try:
             args = self._chunk_job(submission, batch) if self.settings.chunked else self._task_job(submission, batch[0])
@@ -543,12 +544,14 @@ class SlurmJobs:
                 left.append(task)
         if left and go_on and ended:
             self.say(f"{submission.describe()}: {why}; {describe_tasks(left)} go on in a new job")
+            again = []
             for task in left:
                 if self._owner.get(task) is submission:
                     del self._owner[task]
                 request = submission.requests.get(task)
                 if request is not None and task in self._asked:
-                    self._pending.appendleft(request)
+                    again.append(request)
+            self._pending.extendleft(reversed(again))  # before later tasks: file order
         elif left:
             code = exit_code if exit_code else _DEFAULT_LOST
             self.say(f"{submission.describe()}: {why}; {describe_tasks(left)} did not finish: recorded as failed"

@@ -284,6 +284,18 @@ def test_a_restarted_submitter_adopts_its_jobs_instead_of_submitting_them_again(
     assert sorted(record.unsettled()) == [3], "left: task 2's job, not reported yet"
 
 
+def test_a_resume_with_another_tasks_per_job_still_reads_the_chunks_of_the_earlier_run(tmp_path, slurm):
+    tasks = sweep("true", "exit 2", "true")
+    _, first = submitter(tmp_path, slurm, tasks, tasks_per_job=3)
+    start(first, *tasks)
+    slurm.run("100")  # the chunk ends while no submitter runs
+    clock = Clock()
+    backend, agent = submitter(tmp_path, slurm, tasks, clock)  # one task per job now
+    start(agent, *tasks)
+    assert sorted((e.task_id, e.exit_code) for e in ends(agent)) == [(0, 0), (1, 2), (2, 0)]
+    assert slurm.calls["sbatch"] == 1
+
+
 def test_a_job_whose_sbatch_was_under_way_at_a_kill_is_found_by_its_comment(tmp_path, slurm):
     tasks = sweep("true")
     backend, agent = submitter(tmp_path, slurm, tasks)
