@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mpilauncher import __version__, log
-from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, make_config
+from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, DEFAULT_POLL_INTERVAL, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.persistence.lock import process_start
@@ -221,6 +221,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only warnings, errors and the final statistics: no start-up lines and no notes",
     )
+    submit = parser.add_argument_group(
+        "submit mode (PyLauncher's SubmitLauncher)",
+        "Run on a login node, outside any allocation: every task (or chunk of tasks) becomes a Slurm job of its "
+        "own. The queuestate, joblog, statistics and --resume work as in any run; a restarted submitter picks up "
+        "the jobs it had submitted instead of submitting them again.",
+    )
+    submit.add_argument(
+        "--submit",
+        default=None,
+        metavar="SBATCH_OPTIONS",
+        help='submit every task as a Slurm job with these sbatch options, in one string (e.g. "-p debug -t 0:15:00"); '
+        "a task of K cores (--cores K, 'N,' per line) gets -N 1 -n K, --cores node a whole node",
+    )
+    submit.add_argument(
+        "--max-active",
+        default=None,
+        metavar="N",
+        help="at most N of the sweep's jobs queued or running at once (default 1; PyLauncher's nactive)",
+    )
+    submit.add_argument(
+        "--tasks-per-job",
+        default=None,
+        metavar="K",
+        help="K tasks per job, run by the launcher inside the job on whatever the sbatch options give it "
+        "(for sweeps of short tasks: fewer, larger jobs; default 1, one job per task)",
+    )
+    submit.add_argument(
+        "--poll-interval",
+        default=None,
+        metavar="SECONDS",
+        help=f"ask squeue about all the sweep's jobs this often (default {DEFAULT_POLL_INTERVAL:g}); the status "
+        "file each job writes at its end is looked for every second",
+    )
+    submit.add_argument(
+        "--cancel-on-stop",
+        action="store_true",
+        help="on Ctrl-C, SIGTERM or SIGHUP cancel the submitted jobs (scancel); by default they are left to run "
+        "and a resume picks up their results",
+    )
     parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
     return parser
 
@@ -275,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             start_over=args.start_over,
             resubmit=args.resubmit,
             quiet=args.quiet,
+            submit=args.submit,
+            max_active=args.max_active,
+            tasks_per_job=args.tasks_per_job,
+            poll_interval=args.poll_interval,
+            cancel_on_stop=args.cancel_on_stop,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

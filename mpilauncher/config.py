@@ -10,6 +10,7 @@ PyLauncher script as ``corespernode=``.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 
 from mpilauncher.core import limits
@@ -23,6 +24,20 @@ DEFAULT_QUEUESTATE = "queuestate"
 DEFAULT_GRACE = 2.0
 #: Agents send a heartbeat every few seconds; silence this long means the agent is gone.
 DEFAULT_BEAT_TIMEOUT = 60.0
+#: --submit: one squeue for all of the sweep's jobs this often (a login node is shared).
+DEFAULT_POLL_INTERVAL = 30.0
+#: --max-active: more queued jobs than any site lets one user have.
+MAX_ACTIVE_JOBS = 10_000
+#: --max-active x --tasks-per-job: the tasks one submitter keeps in flight (its job slots), as many
+#: as one node's cores may be.
+MAX_SUBMIT_SLOTS = limits.MAX_CORES_PER_NODE
+#: sbatch options --submit cannot work with: (long form, short form, why).
+REFUSED_SBATCH_OPTIONS = (
+    ("--wait", "-W", "each sbatch would wait for its job to end"),
+    ("--array", "-a", "the submitter makes one job per task (or chunk) itself"),
+    ("--wrap", None, "the job script is the submitter's"),
+    ("--test-only", None, "nothing would run"),
+)
 
 
 @dataclass(slots=True)
@@ -89,6 +104,19 @@ class Config:
     resubmit: int = 0
     #: Only warnings, errors and the final statistics: no start-up lines, notes or progress.
     quiet: bool = False
+    #: Submit mode (SubmitLauncher, see mpilauncher/submit/): every task, or chunk of tasks, is a Slurm job
+    #: submitted with these sbatch options; None: the tasks run in this allocation.
+    submit: str | None = None
+    #: Submit mode: at most this many of the sweep's jobs queued or running at once (PyLauncher's nactive).
+    max_active: int | None = None
+    #: Submit mode: tasks per job, run by the launcher inside each job (1: one job per task).
+    tasks_per_job: int | None = None
+    #: Submit mode: seconds between two squeue calls (the status files are looked for every second).
+    poll_interval: float | None = None
+    #: Submit mode: a stop (Ctrl-C, SIGTERM...) cancels the submitted jobs instead of leaving them to run.
+    cancel_on_stop: bool = False
+    #: Submit mode: the partition when the sbatch options name none (PyLauncher's queue=).
+    partition: str | None = None
 
     @property
     def trace_jobs(self) -> bool:
@@ -112,6 +140,7 @@ LABELS = {
     "gpus_per_node": "GPUs per node",
     "tasks_per_gpu": "tasks per GPU",
     "mpi_starter": "MPI starter",
+    "submit": "submit options",
 }
 
 
@@ -214,11 +243,17 @@ def make_config(
     start_over: bool = False,
     resubmit: object = 0,
     quiet: bool = False,
+    submit: object = None,
+    max_active: object = None,
+    tasks_per_job: object = None,
+    poll_interval: object = None,
+    cancel_on_stop: bool = False,
+    partition: object = None,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
         raise InputError("give either a commandlines file or --resume QUEUESTATE (exactly one)")
-    return Config(
+    config = Config(
         commandlines=_path("commandlines", commandlines),
         resume=_path("resume", resume),
         cores=_cores(cores),
@@ -256,7 +291,67 @@ def make_config(
         resubmit=parse_count("resubmit", resubmit, 0, limits.MAX_CHAIN) if _given(resubmit) else 0,
         quiet=bool(quiet),
         notes=tuple(debug_notes(debug)),
+        submit=_sbatch_options(submit) if submit is not None else None,
+        max_active=parse_count("max_active", max_active, 1, MAX_ACTIVE_JOBS) if _given(max_active) else None,
+        tasks_per_job=(
+            parse_count("tasks_per_job", tasks_per_job, 1, MAX_SUBMIT_SLOTS) if _given(tasks_per_job) else None
+        ),
+        poll_interval=(
+            parse_positive("poll_interval", poll_interval, limits.MAX_DELAY) if _given(poll_interval) else None
+        ),
+        cancel_on_stop=bool(cancel_on_stop),
+        partition=_text("partition", partition, "a partition name") if _given(partition) else None,
     )
+    check_submit(config, resuming=resume is not None)
+    return config
+
+
+def check_submit(config: Config, resuming: bool = False) -> None:
+    """Submit mode's settings together: what it cannot be combined with, and its companions without it.
+
+    ``resuming``: a resume may take --submit's settings from the queuestate (launch.py), so its
+    companions (--max-active...) may come alone.
+    """
+    slots = (config.max_active or 1) * (config.tasks_per_job or 1)
+    if slots > MAX_SUBMIT_SLOTS:
+        problem = f"times tasks per job must be at most {MAX_SUBMIT_SLOTS:,} (the tasks kept in flight), not {slots:,}"
+        raise option_error("max_active", problem)
+    if config.submit is None:
+        given = [name for name in ("max_active", "tasks_per_job", "poll_interval", "cancel_on_stop")
+                 if getattr(config, name)]  # fmt: skip
+        if given and not resuming:
+            raise option_error(given[0], "works with --submit only (submitting each task as a Slurm job)")
+        return
+    clashes = (("emulate_nodes", config.emulate_nodes), ("resubmit", config.resubmit),
+               ("gpus_per_task", config.gpus_per_task))  # fmt: skip
+    for setting, value in clashes:
+        if value:
+            why = {"gpus_per_task": "give the jobs their GPUs in the sbatch options (--gpus, --gres)",
+                   "resubmit": "it continues a launcher that runs inside a Slurm job"}.get(setting, "")  # fmt: skip
+            raise option_error(setting, "cannot be combined with --submit" + (f": {why}" if why else ""))
+
+
+def _sbatch_options(value: object) -> str:
+    """--submit's sbatch options, as one string: balanced quotes, and none that the submitter must own."""
+    example = 'must be sbatch options in one string, e.g. "-p debug -t 0:15:00"'
+    if not isinstance(value, str):
+        raise option_error("submit", f"{example}, not {value!r}")
+    try:
+        words = shlex.split(value)
+    except ValueError as err:
+        raise option_error("submit", f"{example} ({err})") from None
+    for word in words:
+        for long, short, why in REFUSED_SBATCH_OPTIONS:
+            if word == long or word.startswith(long + "=") or (short and word.startswith(short) and word[:2] != "--"):
+                raise option_error("submit", f"must not hold {word}: {why}")
+    return _text("submit", value, "sbatch options")
+
+
+def _text(setting: str, value: object, what: str) -> str:
+    try:
+        return limits.text(value, what)
+    except ValueError as err:
+        raise option_error(setting, err) from None
 
 
 def _cores(value: object) -> CoresSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import hashlib
 import os
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import __version__, chain, cluster, log, relaunch
-from mpilauncher.config import DEFAULT_QUEUESTATE, Config, option_error
+from mpilauncher import __version__, chain, cluster, log, relaunch, submit
+from mpilauncher.config import DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config, check_submit, option_error
 from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
@@ -480,6 +481,11 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
     out = TolerantOutput(out or sys.stdout)
     from mpilauncher.transport import mpi as mpi_transport
 
+    config = _resumed_submission(config)
+    if config.submit is not None:
+        if mpi_transport.started_by_mpi():
+            raise option_error("submit", "runs as one process on a login node, not under an MPI starter")
+        return _run_submit(config, out, began)
     if mpi_transport.started_by_mpi() or config.emulate_nodes:
         return _run_mpi(config, out, began)
     allocation = cluster.detect(cores_override=config.cores_per_node)
@@ -497,6 +503,47 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
     transport = LocalTransport(_agent(config, allocation.this_node, cores))
     try:
         return _run_master(config, transport, allocation, out, began)
+    finally:
+        transport.close()
+
+
+def _resumed_submission(config: Config) -> Config:
+    """A plain --resume of a sweep that runs as Slurm jobs goes on in submit mode, with the settings it began
+    with (the queuestate keeps them); options given now win."""
+    recorded = submit.recorded_settings(Path(config.resume)) if config.resume and config.submit is None else None
+    if recorded is not None:
+        try:
+            config = dataclasses.replace(
+                config, submit=str(recorded["sbatch"]), max_active=config.max_active or int(recorded["max_active"]),
+                tasks_per_job=config.tasks_per_job or int(recorded["tasks_per_job"]),
+                poll_interval=config.poll_interval or float(recorded["poll_interval"]),
+                partition=config.partition or recorded.get("partition"),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            problem = f"corrupt #meta line: its {submit.META_KEY} settings are {recorded!r}"
+            raise InputError(problem, config.resume) from None
+        config.notes += (f"this sweep runs as Slurm jobs: resuming it so (--submit {config.submit!r}"
+                         f" --max-active {config.max_active})",)  # fmt: skip
+    check_submit(config)
+    return config
+
+
+def _run_submit(config: Config, out: TextIO, began: float) -> RunResult:
+    """--submit (SubmitLauncher): this process submits the tasks as Slurm jobs and watches them.
+
+    The run is the ordinary one; only the agent's backend differs (mpilauncher/submit/),
+    and its "cores" are the job slots: a task takes one, whatever its size.
+    """
+    settings = submit.Settings(
+        config.submit or "", config.max_active or 1, config.tasks_per_job or 1,
+        config.poll_interval or DEFAULT_POLL_INTERVAL, config.cancel_on_stop, config.partition, config.task_timeout,
+        config.time_limit_margin, config.grace,
+    )  # fmt: skip
+    backend = submit.SlurmJobs(settings)
+    transport = LocalTransport(Agent(submit.NODE_NAME, backend.slots, backend=backend))
+    prepare = functools.partial(backend.prepare, workdir=config.workdir)
+    try:
+        return _run_master(config, transport, cluster.detect(), out, began, prepare=prepare)
     finally:
         transport.close()
 
@@ -701,20 +748,27 @@ def _run_master(
     out: TextIO,
     began: float,
     stop: StopRequest | None = None,
+    prepare=None,
 ) -> RunResult:
     """Rank 0's part, the same for one machine and for many: lock, check, run, report.
 
     ``stop``: under MPI, the stop request whose handler has been in place since MPI started.
+    ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
     """
     with lock_sweep(config, allocation.job_id):
-        return _run_locked(config, transport, allocation, out, began, stop)
+        return _run_locked(config, transport, allocation, out, began, stop, prepare)
 
 
 def _run_locked(
-    config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None
-) -> RunResult:
+    config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None,
+    prepare=None,
+) -> RunResult:  # fmt: skip
     link = chain.position()
     plan = make_plan(config, continuation=link is not None and link.continuation)
+    if prepare is not None:
+        prepare(plan)
+    elif plan.meta.extra.pop(submit.META_KEY, None) is not None:  # begun with --submit, going on without
+        submit.check_settled(plan.meta.workdir, str(plan.resumed_from or plan.state_path))
     source = config.commandlines or config.resume
     hellos = transport.hellos()
     pool_size = sum(hello.cores for _, hello in hellos)

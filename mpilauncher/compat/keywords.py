@@ -156,10 +156,16 @@ def _ppn(value: object, call: Call) -> str | None:
     return None
 
 
-def _submit_only(name: str) -> Apply:
-    def apply(value: object, call: Call) -> str | None:
-        return None if call.launcher == "SubmitLauncher" else f"{name}= has no effect on {call.launcher}"
+def _submit_only(name: str, param: str) -> Apply:
+    """A SubmitLauncher keyword: it sets ``param`` there, and has no effect (one note) on other launchers."""
 
+    def apply(value: object, call: Call) -> str | None:
+        if call.launcher not in ("SubmitLauncher", "ResumeClassicLauncher"):
+            return f"{name}= has no effect on {call.launcher} (it is SubmitLauncher's)"
+        call.config[param] = value
+        return None
+
+    apply.setting = param  # type: ignore[attr-defined]  # read by SETTING_KEYWORD
     return apply
 
 
@@ -213,10 +219,12 @@ KEYWORDS: tuple[Keyword, ...] = (
             "never re-launched across a multi-node job"),
     Keyword("ppn", "RemoteLauncher: task slots per host (default 4); elsewhere no effect", _ppn,
             "the hosts are reached through mpilauncher's ranks, not ssh"),
-    Keyword("nactive", "SubmitLauncher's; no effect elsewhere", _submit_only("nactive"),
-            "SubmitLauncher is not available yet"),
-    Keyword("queue", "SubmitLauncher's; no effect elsewhere", _submit_only("queue"),
-            "SubmitLauncher is not available yet"),
+    Keyword("nactive", "SubmitLauncher: at most this many of its Slurm jobs queued or running at once (default 1,"
+            " `--max-active`); elsewhere no effect", _submit_only("nactive", "max_active"),
+            "as PyLauncher; jobs picked up after a restart count too"),
+    Keyword("queue", "SubmitLauncher: the partition (`-p`) when `submitparams` name none; elsewhere no effect",
+            _submit_only("queue", "partition"),
+            "PyLauncher only named its job slots after it; its jobs went to the default partition"),
     # -- mpilauncher's own -------------------------------------------------------------
     Keyword("start_interval", "at most one task start every this many seconds (`--start-interval`)",
             _to("start_interval"), ours=True),
@@ -232,6 +240,13 @@ KEYWORDS: tuple[Keyword, ...] = (
     Keyword("quiet", "`True`: only warnings, errors and the final statistics (`--quiet`)", _to("quiet"), ours=True),
     Keyword("resubmit", "in a Slurm job stopped at its time limit with tasks left: submit the job script again,"
             " up to N jobs in all (`--resubmit`)", _to("resubmit"), ours=True),
+    Keyword("tasks_per_job", "SubmitLauncher: N tasks per Slurm job, run by the launcher inside it"
+            " (`--tasks-per-job`)", _submit_only("tasks_per_job", "tasks_per_job"), ours=True),
+    Keyword("poll_interval", "SubmitLauncher: seconds between two `squeue` calls (`--poll-interval`, default 30)",
+            _submit_only("poll_interval", "poll_interval"), ours=True),
+    Keyword("cancel_on_stop", "SubmitLauncher: `True`: a stop (Ctrl-C, SIGTERM) cancels its Slurm jobs instead of"
+            " leaving them to run (`--cancel-on-stop`)", _submit_only("cancel_on_stop", "cancel_on_stop"),
+            ours=True),
     Keyword("bind", "`False`: do not bind tasks to their cores (`--no-bind`)", _to("bind"), ours=True),
     Keyword("grace", "seconds running tasks get between SIGTERM and SIGKILL at a stop (`--grace`)", _to("grace"),
             ours=True),
@@ -296,7 +311,10 @@ LAUNCHERS: tuple[tuple[str, str], ...] = (
     ("DynamicLauncher(**kw)",
      "a job: `append(cmd)`, `finish()`, `tick()`, `finished()`, `final_report()`; the appended tasks run"
      " when `tick()` (or `run()`) follows `finish()`"),
-    ("SubmitLauncher(commandlines, submitparams, **kw)", "refused with one line: not available yet (issue 10)"),
+    ("SubmitLauncher(commandlines, submitparams, **kw)",
+     "each task a Slurm job of its own, submitted with the sbatch options `submitparams`, at most `nactive` at once;"
+     " `tasks_per_job=N` runs N tasks per job; a restarted script picks up its jobs (see \"Submitting tasks as"
+     " Slurm jobs\")"),
     ("MICLauncher(commandlines, **kw)", "refused with one line: Xeon Phi coprocessors are gone"),
     ("LauncherJob(hostpool=, taskgenerator=, **kw)",
      "`run()` runs the task generator's commandlines, `final_report()` returns the statistics"),
@@ -334,6 +352,9 @@ BEHAVIOUR: tuple[tuple[str, str, str], ...] = (
     ("`PYL_MPIEXEC prog > out`", "the rest of the line runs on every rank (`sh -c` for shell syntax), so each"
      " rank writes `out`: use `>> out`, or let rank 0 write", "the redirection took the starter's whole output"),
     ("start-up lines", "version, launcher type, commandlines, workdir, queuestate, host pool", "the same in spirit"),
+    ("SubmitLauncher: a job's end", "the status line each job writes at its end (exit code, times); `squeue` and"
+     " `scontrol` for a job killed before it (the reason is printed); no accounting needed",
+     "polled `expire<N>` stamp files: no exit codes, and a killed job's task never ended"),
 )  # fmt: skip
 
 

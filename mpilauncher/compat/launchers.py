@@ -289,12 +289,17 @@ def _on_hosts(hostlist):
     return prepare
 
 
-def SubmitLauncher(commandlines, submitparams=None, *args, **kwargs) -> RunResult:  # noqa: N802
-    """PyLauncher's launcher that submits each task as its own batch job: not available yet."""
-    raise refuse(
-        "SubmitLauncher (each task as its own Slurm job) is not available in this release: run the sweep inside"
-        " one allocation with ClassicLauncher instead"
-    )
+def SubmitLauncher(commandlines, submitparams="", *args, **kwargs) -> RunResult:  # noqa: N802
+    """Each task as a Slurm job of its own, submitted from here (a login node) with the sbatch options
+    ``submitparams``, at most ``nactive`` (default 1) queued or running at once; ``tasks_per_job=N``
+    runs N tasks per job with the launcher inside it.  Running the script again (or
+    ``ResumeClassicLauncher``) after a stop picks up the jobs still queued or running."""
+
+    def prepare(call: Call) -> None:
+        call.config["submit"] = "" if submitparams is None else submitparams
+        call.keyword_of["submit"] = "submitparams"
+
+    return launch("SubmitLauncher", commandlines, kwargs, args=args, prepare=prepare)
 
 
 def MICLauncher(commandlines, *args, **kwargs) -> RunResult:  # noqa: N802

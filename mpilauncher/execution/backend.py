@@ -6,8 +6,9 @@ backend starts it, tells when it ends, signals or stops it.  Two backends exist:
 :class:`~mpilauncher.execution.executor.Executors` (executor processes, the
 default) and :class:`~mpilauncher.execution.processes.ProcessRunner` (in the
 agent's own process: ``MPILAUNCHER_EXECUTOR=inline``, or where no executor
-process can start).  A task run as a Slurm job (PyLauncher's SubmitLauncher)
-would be a third, plugged in here: nothing above the agent changes.
+process can start).  A third runs each task as a Slurm job (PyLauncher's
+SubmitLauncher): :class:`~mpilauncher.submit.backend.SlurmJobs`, which launch.py
+gives the agent for ``--submit``; nothing above the agent changes.
 """
 
 from __future__ import annotations
@@ -52,9 +53,14 @@ class ExecutionBackend(Protocol):
     - :meth:`stop_all` drops every standby, sends every task's process group SIGTERM,
       SIGKILL after ``grace`` seconds (and whatever they left behind with it), and
       returns how the tasks ended.  :meth:`close` stops what still runs (nothing
-      outlives the backend) and frees its resources.
+      outlives the backend) and frees its resources.  (The Slurm jobs' backend is
+      the exception by design: its jobs are Slurm's, left to run at a stop and
+      picked up by the resume.)
     - :meth:`add_wake_fd` registers an fd (a signal's wake-up pipe) that ends a
       :meth:`wait` early when readable.
+    - Optional: ``configure(workdir, cwd)``, called by the agent with the master's
+      Setup before any start, for a backend that keeps files of its own (the
+      Slurm jobs' record of what it submitted).
     """
 
     #: Standbys taken back before they started, for the agent's next report.

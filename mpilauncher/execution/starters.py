@@ -89,7 +89,7 @@ def mpiexec_flavour() -> str:
     return "openmpi" if ("Open MPI" in text or "OpenRTE" in text or "Open RTE" in text) else "hydra"
 
 
-def _program(command: str) -> str:
+def shell_program(command: str) -> str:
     """The command each rank runs: as it is, or through ``sh -c`` when it uses shell syntax."""
     return f"/bin/sh -c -- {shlex.quote(command)}" if _SHELL_SYNTAX.search(command) else command
 
@@ -111,13 +111,13 @@ def wrap(
         before, program = "", command
     if starter == "ibrun":
         env["TACC_TASKS_PER_NODE"] = str(cores_per_node)
-        line = f"ibrun -o {segments[0].offset} -n {ranks} {_program(program)}"
+        line = f"ibrun -o {segments[0].offset} -n {ranks} {shell_program(program)}"
     elif starter == "srun":
         hosts = ",".join(s.host for s in segments for _ in range(s.ranks))
         env.update(dict.fromkeys(SRUN_LAYOUT_VARIABLES))
         line = (
             f"srun --overlap --ntasks={ranks} --nodelist={hosts} --distribution=arbitrary --cpu-bind=none "
-            f"--kill-on-bad-exit=1 {_program(program)}"
+            f"--kill-on-bad-exit=1 {shell_program(program)}"
         )
     elif starter == "spawn":
         hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)
@@ -126,7 +126,7 @@ def wrap(
     elif mpiexec_flavour() == "openmpi":
         sections = [
             f"-n {s.ranks} --host {'localhost' if emulated else s.host}:{s.ranks} -x MPILAUNCHER_HOST={s.host}"
-            f" -x MPILAUNCHER_HOST_CORES={s.cores or '-'} {_program(program)}"
+            f" -x MPILAUNCHER_HOST_CORES={s.cores or '-'} {shell_program(program)}"
             for s in segments
         ]
         # Open MPI would bind ranks to cores of its own choosing, trampling other tasks: the
@@ -138,7 +138,7 @@ def wrap(
         hosts = f"localhost:{ranks}" if emulated else ",".join(f"{s.host}:{s.ranks}" for s in segments)
         sections = [
             f"-n {s.ranks} -env MPILAUNCHER_HOST {s.host} -env MPILAUNCHER_HOST_CORES {s.cores or '-'}"
-            f" {_program(program)}"
+            f" {shell_program(program)}"
             for s in segments
         ]
         line = f"mpiexec -hosts {hosts} " + " : ".join(sections)

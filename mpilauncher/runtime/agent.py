@@ -67,6 +67,9 @@ class Agent:
         self.emulated, self.task_timeout = setup.emulated, setup.task_timeout
         self._prefix = f"{setup.workdir}{os.sep}"
         self.mpi_starter = starters.choose(setup.mpi_starter, os.environ)
+        configure = getattr(self.backend, "configure", None)  # a backend that keeps files of its own
+        if configure is not None:
+            configure(setup.workdir, setup.cwd)
 
     def hello(self) -> Hello:
         return Hello(self.node_name, self.cores, gpus=self.gpus.ids, bound_cpus=self.bound_cpus)

@@ -377,8 +377,6 @@ def test_remote_launcher_on_this_machine_and_refused_for_other_hosts(sweep_dir: 
     ("call", "says"),
     [
         ('pylauncher.MICLauncher("commandlines", cores=1)', "Xeon Phi"),
-        ('pylauncher.SubmitLauncher("commandlines", "-A proj -N 1 -n 1 -p skx -t 0:5:0", nactive=2, workdir="w")',
-         "SubmitLauncher (each task as its own Slurm job) is not available"),
         ('pylauncher.DirectoryCommandlineGenerator("dirtest", "direxec")',
          "DirectoryCommandlineGenerator (PyLauncher) is not offered by mpilauncher: write a CommandlineGenerator"),
     ],
@@ -388,6 +386,17 @@ def test_launchers_and_objects_not_offered_say_so_in_one_line(sweep_dir: Path, c
     result = run_script(sweep_dir, call + "\n")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
     assert not (sweep_dir / "w").exists()
+
+
+def test_submit_launcher_to_a_partition_slurm_does_not_have_is_one_line_and_writes_nothing(sweep_dir: Path) -> None:
+    """The user guide's call with a TACC partition: refused before anything is written (``sbatch --test-only``),
+    or, where there is no Slurm at all, because there is no sbatch."""
+    commandlines(sweep_dir, "true\n")
+    call = 'pylauncher.SubmitLauncher("commandlines", "-A proj -N 1 -n 1 -p skx -t 0:5:0", nactive=2, workdir="w")\n'
+    result = run_script(sweep_dir, call)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "Slurm would refuse the jobs: invalid partition" in result.stderr or "sbatch not found" in result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines", "example_launcher.py"]
 
 
 def test_mpi_launcher_runs_mpi_tasks_with_their_starter(sweep_dir: Path) -> None:

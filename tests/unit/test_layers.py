@@ -6,7 +6,7 @@ never a peer package of its own layer nor anything above::
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
-    runtime, config, relaunch, chain   the master and the agent (and its serving loop) beside it
+    runtime, config, relaunch, chain, submit   the master and the agent (and its serving loop) beside it
     launch
     cli
     compat
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
-    ("runtime", "config", "relaunch", "chain"),
+    ("runtime", "config", "relaunch", "chain", "submit"),
     ("launch",),
     ("cli",),
     ("compat",),
