@@ -194,13 +194,14 @@ def test_a_stopped_pylauncher_script_returns_on_every_rank_and_only_rank_0_speak
     res = run_script_mpi(
         sweep_dir,
         "result = pylauncher.ClassicLauncher('commandlines', workdir='w', corespernode=2, maxruntime=1,"
-        " debug='job+exec')\n"
+        " debug='job+exec+ssh')\n"
         "open(f'rank{os.environ[\"PMI_RANK\"]}', 'w').write(f'{result.exit_status} {result.left > 0}')\n",
     )
     assert res.returncode == 0, res.stderr
     assert sorted((sweep_dir / f"rank{r}").read_text() for r in range(3)) == ["4 False", "4 False", "4 True"]
     assert res.stderr.count("left; resume with ResumeClassicLauncher('queuestate')") == 1
-    assert res.stderr.count("mpilauncher: note: debug=") == 1, "a note once, not once per rank"
+    assert res.stderr.count("mpilauncher: note: debug=") == 1, "a note once (ssh), not once per rank"
+    assert res.stderr.count("mpilauncher: task 0 started on ") == 1, "exec traces each task, on rank 0 only"
     assert res.stdout.count("PyLauncher 5.4 compatible) job, type=ClassicLauncher") == 1
 
 
