@@ -84,6 +84,51 @@ def kernel_timeout(seconds: float | None) -> float | None:
     return min(max(seconds, 0.0), LONGEST_WAIT)
 
 
+class Standbys:
+    """The standby starts of a backend (see :class:`~mpilauncher.execution.backend.ExecutionBackend`):
+    each held behind the running task it follows, started when that one ends, or taken back.
+
+    One piece for every backend: the bookkeeping of who waits behind whom is the
+    same whether the task runs as a process or as a Slurm job.
+    """
+
+    __slots__ = ("_behind", "_follower", "retracted")
+
+    def __init__(self) -> None:
+        self._follower: dict[int, StartRequest] = {}  # running task -> the start waiting behind it
+        self._behind: dict[int, int] = {}  # standby task -> the running task it waits behind
+        self.retracted: list[int] = []  # standby tasks taken back by retract(), for the next report
+
+    def __bool__(self) -> bool:
+        return bool(self._follower)
+
+    def hold(self, request: StartRequest) -> None:
+        """Keep ``request`` until task ``request.after`` ends (it then starts as an ordinary start)."""
+        self._follower[request.after] = request._replace(after=None)
+        self._behind[request.task_id] = request.after
+
+    def follower(self, ended: int) -> StartRequest | None:
+        """The start that waited behind task ``ended``, now due; None if none did."""
+        request = self._follower.pop(ended, None)
+        if request is not None:
+            del self._behind[request.task_id]
+        return request
+
+    def retract(self, task_id: int) -> bool:
+        """Take standby ``task_id`` back if it has not started (it is then listed in :attr:`retracted`)."""
+        after = self._behind.pop(task_id, None)
+        if after is None:
+            return False
+        del self._follower[after]
+        self.retracted.append(task_id)
+        return True
+
+    def clear(self) -> None:
+        """Drop every standby (a stop): they never run."""
+        self._follower.clear()
+        self._behind.clear()
+
+
 def decode_status(status: int) -> int:
     """A wait status as Popen's returncode: exit code, or -signal."""
     if os.WIFSIGNALED(status):
@@ -129,9 +174,8 @@ class ProcessRunner:
         self._pin_self = pin_self
         self._pinned: tuple[int, ...] = ()
         self._unpinned: tuple[int, ...] = ()  # our own CPUs before the first pin
-        self._standby: dict[int, StartRequest] = {}  # running task -> the start waiting behind it
-        self._behind: dict[int, int] = {}  # standby task -> the running task it waits behind
-        self.retracted: list[int] = []  # standby tasks taken back by retract(), for the next report
+        self._standbys = Standbys()
+        self.retracted = self._standbys.retracted  # standby tasks taken back, for the next report
 
     def _watched(self):
         """The watchdog that kills our tasks if we die (see watchdog.py); None if it cannot run."""
@@ -183,8 +227,7 @@ class ProcessRunner:
         if after is not None and (after in self._by_task or after in self._reaped):
             # ...or reaped in this very wait(), which is reading our requests: its end is not returned
             # yet, and the standby's own news (a failed start) must not come before it.
-            self._standby[after] = request._replace(after=None)
-            self._behind[task_id] = after
+            self._standbys.hold(request)
             return None
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -243,12 +286,7 @@ class ProcessRunner:
 
     def retract(self, task_id: int) -> bool:
         """Take back standby ``task_id`` if it has not started (it is then listed in :attr:`retracted`)."""
-        after = self._behind.pop(task_id, None)
-        if after is None:
-            return False
-        del self._standby[after]
-        self.retracted.append(task_id)
-        return True
+        return self._standbys.retract(task_id)
 
     def wait(self, timeout: float) -> list[Ended]:
         """Ended tasks, waiting up to ``timeout`` s for the first (0: just look; None: until one).
@@ -268,11 +306,10 @@ class ProcessRunner:
             self._enforce_timeouts(time.monotonic())
         if any(r.pidfd < 0 for r in self._by_task.values()):
             ended.extend(self._reap_unwatched())
-        if self._standby:
+        if self._standbys:
             for done in list(ended):
-                follow = self._standby.pop(done.task_id, None)
+                follow = self._standbys.follower(done.task_id)
                 if follow is not None:
-                    del self._behind[follow.task_id]
                     started = self.start(follow)
                     if isinstance(started, Ended):  # could not spawn: reported right after its predecessor
                         ended.append(started)
@@ -297,8 +334,7 @@ class ProcessRunner:
         What tasks left behind gets SIGKILL by then too, whatever its own grace.
         Standby starts are dropped: they never run.
         """
-        self._standby.clear()
-        self._behind.clear()
+        self._standbys.clear()
         ended: list[Ended] = []
         for task_id in list(self._by_task):
             self.signal(task_id, signal.SIGTERM)

@@ -55,6 +55,7 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.errors import InputError, LauncherError, OptionError
 from mpilauncher.execution.environment import exec_script
+from mpilauncher.execution.processes import Standbys
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.queuestate import StateMeta, render
 from mpilauncher.persistence.store import load_state
@@ -109,7 +110,8 @@ class SlurmJobs:
         self.slurm = slurm or SlurmCommands()
         self.clock = clock
         self.say = say or _say
-        self.retracted: list[int] = []
+        self._standbys = Standbys()
+        self.retracted = self._standbys.retracted  # standby tasks taken back, for the next report
         self.workdir: Path | None = None
         self.cwd = os.getcwd()
         self.record: SubmissionRecord | None = None
@@ -120,8 +122,6 @@ class SlurmJobs:
         self._results: dict[int, tuple[Submission, Ended]] = {}  # ends of orphans not started (asked) yet
         self._pending: deque[StartRequest] = deque()  # starts not submitted yet
         self._ready: list[tuple[Submission | None, Ended]] = []  # ends for the next wait()
-        self._standby: dict[int, StartRequest] = {}  # task -> the start waiting behind it
-        self._behind: dict[int, int] = {}
         self._wake_fds: list[int] = []
         self._next_status = 0.0
         self._next_poll = 0.0
@@ -240,8 +240,7 @@ class SlurmJobs:
     def start(self, request: StartRequest) -> None:
         """Queue a task for submission, or adopt the job an earlier run submitted for it."""
         if request.after is not None and request.after in self._asked:
-            self._standby[request.after] = request._replace(after=None)
-            self._behind[request.task_id] = request.after
+            self._standbys.hold(request)
             return None
         task_id = request.task_id
         request = request._replace(after=None)
@@ -264,12 +263,7 @@ class SlurmJobs:
         self._submit_pending()
 
     def retract(self, task_id: int) -> bool:
-        after = self._behind.pop(task_id, None)
-        if after is None:
-            return False
-        del self._standby[after]
-        self.retracted.append(task_id)
-        return True
+        return self._standbys.retract(task_id)
 
     def signal(self, task_id: int, signum: int) -> None:
         """Signal a task's job (``scancel --signal``); the tasks of a chunk can only be signalled all at once."""
@@ -286,8 +280,7 @@ class SlurmJobs:
 
     def stop_all(self, grace: float) -> list[Ended]:
         """Submit nothing more; leave the jobs queued or running (or cancel them), saying which."""
-        self._standby.clear()
-        self._behind.clear()
+        self._standbys.clear()
         self._pending.clear()  # never submitted: they run on resume
         self._check_statuses()
         ended = self._take_ready()
@@ -583,9 +576,8 @@ class SlurmJobs:
             self._asked.discard(end.task_id)
             if submission is not None:
                 reported.setdefault(id(submission), (submission, []))[1].append(end.task_id)
-            follower = self._standby.pop(end.task_id, None)
+            follower = self._standbys.follower(end.task_id)
             if follower is not None:
-                del self._behind[follower.task_id]
                 followers.append(follower)
         for submission, tasks in reported.values():
             self.record.reported(submission.entry, tasks)
