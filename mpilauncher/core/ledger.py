@@ -53,6 +53,13 @@ class Ledger:
         self.records: dict[int, TaskRecord] = {t.id: TaskRecord(t) for t in tasks}
         self.elapsed_before = elapsed_before
 
+    @classmethod
+    def from_records(cls, records: Iterable[TaskRecord], elapsed_before: float = 0.0) -> Ledger:
+        """A ledger of records read back (a queuestate): each kept as it is, none made twice."""
+        ledger = cls((), elapsed_before)
+        ledger.records = {rec.task.id: rec for rec in records}
+        return ledger
+
     def __iter__(self) -> Iterator[TaskRecord]:
         return iter(self.records.values())
 

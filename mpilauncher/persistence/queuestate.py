@@ -21,6 +21,7 @@ written is in the journal beside it (see :mod:`.journal`).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,10 +84,25 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
 
 
 def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
-    """The snapshot text for ``ledger``."""
-    by_state: dict[str, list[TaskRecord]] = {s: [] for s in STATES}
-    for rec in ledger:
-        by_state[rec.state].append(rec)
+    """The snapshot text for ``ledger``.
+
+    A queued task's line is written directly (``7 line=8: cmd``): at a million
+    tasks most lines are that, and the first snapshot is written before the
+    first task may start.
+    """
+    records = ledger.records
+    ids = sorted(records)  # a resumed ledger is in section order; a new one is sorted already (cheap then)
+    fixed = default_cores.count if default_cores.kind == "fixed" else None
+    node_default = default_cores.kind == "node"
+    by_state: dict[str, list[str]] = {s: [] for s in STATES}
+    queued = by_state[QUEUED]
+    for task_id in ids:
+        rec = records[task_id]
+        task = rec.task
+        if rec.state == QUEUED and (task.whole_node == node_default) and (node_default or task.cores == fixed):
+            queued.append(f"{task_id} line={task.line}: {task.command}" if task.line else f"{task_id}: {task.command}")
+        else:
+            by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {task.command}")
     counts = ", ".join(f"{len(v)} {k}" for k, v in by_state.items())
     lines = [
         f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.",
@@ -97,8 +113,7 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
     ]
     for state in STATES:
         lines.append(state)
-        for rec in sorted(by_state[state], key=lambda r: r.id):
-            lines.append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+        lines.extend(by_state[state])
     lines.append(f"{END_MARK} {len(ledger)} tasks")
     return "\n".join(lines) + "\n"
 
@@ -140,10 +155,12 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
                 source,
                 number,
             )
-        gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
-        rec = _parse_task_line(
-            line, section, default, from_pylauncher=meta is None, gpu_sweep=gpu_sweep, source=source, number=number
-        )
+        rec = _parse_common_line(line, section, default) if meta is not None else None
+        if rec is None:  # anything else, and every line that is not quite right, gets the full reading
+            gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
+            rec = _parse_task_line(
+                line, section, default, from_pylauncher=meta is None, gpu_sweep=gpu_sweep, source=source, number=number
+            )
         if rec.id in seen:
             raise InputError(f"task {rec.id} listed twice", source, number)
         seen.add(rec.id)
@@ -152,9 +169,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
     if meta is not None and last_line != f"{END_MARK} {len(records)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
-    ledger = Ledger((r.task for r in records), elapsed_before=meta.elapsed if meta else 0.0)
-    for rec in records:
-        ledger.records[rec.id] = rec
+    ledger = Ledger.from_records(records, elapsed_before=meta.elapsed if meta else 0.0)
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default)
 
 
@@ -246,6 +261,46 @@ _TASK_FIELDS = {
     "host": fields.host,
     "slots": fields.slots,
 }
+
+
+#: The two shapes of nearly every line of our snapshots -- a queued task and a completed one on
+#: one node -- matched at once instead of field by field (a million tasks: --status and the start
+#: of a resume).  Digits are bounded by the pattern itself (ids and lines below 10**9, times below
+#: 10**10 s); the other fields go through the same readers as the full path.
+_QUEUED_LINE = re.compile(r"(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (.*)")
+_COMPLETED_LINE = re.compile(
+    r"(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}) exit=0 start=([0-9]{1,10}\.[0-9]{3})"
+    r" runtime=([0-9]{1,10}\.[0-9]{3}) host=(\S+) slots=([0-9][0-9,-]*): (.*)"
+)
+
+
+def _parse_common_line(line: str, section: str, default: CoresSpec) -> TaskRecord | None:
+    """A queued or completed line of the common shape, or None (then the full reading decides)."""
+    if default.kind == "file":
+        return None
+    if section == QUEUED:
+        match = _QUEUED_LINE.fullmatch(line)
+        if match is None:
+            return None
+        command = match.group(3).strip()
+        if not command or "\0" in command:
+            return None
+        task = Task(int(match.group(1)), command, default.count, default.kind == "node", int(match.group(2)))
+        return TaskRecord(task)
+    if section != COMPLETED:
+        return None
+    match = _COMPLETED_LINE.fullmatch(line)
+    if match is None:
+        return None
+    command = match.group(7).strip()
+    if not command or "\0" in command:
+        return None
+    try:
+        host, slots = fields.host(match.group(5)), fields.slots(match.group(6))
+    except ValueError:
+        return None
+    task = Task(int(match.group(1)), command, default.count, default.kind == "node", int(match.group(2)))
+    return TaskRecord(task, COMPLETED, 0, float(match.group(3)), float(match.group(4)), host, slots)
 
 
 def _parse_task_line(
