@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
@@ -77,12 +77,22 @@ class StartRequest(
 
 
 class Ended(
-    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
+    namedtuple(
+        "Ended",
+        "task_id exit_code start runtime timed_out leftovers not_started cpu_user cpu_system max_rss",
+        defaults=(False, 0, "", None, None, None),
+    )
 ):
     """A task's process ended: Popen-style exit code (negative = signal number), ``start``
     (epoch seconds) and ``runtime`` (seconds); ``timed_out``: killed by its backend at its
     --task-timeout; ``leftovers``: how many of its processes were still there when its main
     process ended (all ended since).
+
+    ``cpu_user``/``cpu_system`` (CPU seconds) and ``max_rss`` (KiB): what the kernel accounted
+    to the reaped task process and every descendant that was waited for (``wait4``'s rusage;
+    ``max_rss`` is the largest peak of any one of those processes, not a sum); None where the
+    backend cannot know (a Slurm job of submit mode).  Fields added last, with defaults, so an
+    older record still loads.
 
     ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
     the launcher could not start it (its output file could not be created), so it is

@@ -365,10 +365,18 @@ class ProcessRunner:
                 self.signal(task_id, signal.SIGKILL)
 
     def _try_reap(self, running: Running) -> Ended | None:
+        """Reap the task if it ended, with the kernel's account of its resource use (``wait4``).
+
+        The rusage covers the task's main process and every descendant that was waited for
+        (the shell's commands, a program's own children).  It misses descendants nobody
+        waited for -- a daemon or a ``cmd &`` the task left behind, which the leftovers logic
+        ends and this executor reaps later -- and processes outside this node's tree (the
+        remote ranks of an MPI task; ``srun``'s ranks, which run under slurmstepd).
+        """
         try:
-            pid, status = os.waitpid(running.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped by someone else: exit status lost
-            pid, status = running.pid, 255 << 8
+            pid, status, usage = os.wait4(running.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: exit status and usage lost
+            pid, status, usage = running.pid, 255 << 8, None
         if pid == 0:
             return None
         runtime = time.monotonic() - running.start_mono
@@ -380,7 +388,12 @@ class ProcessRunner:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
-        return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+        if usage is None:
+            return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+        return Ended(
+            running.task_id, decode_status(status), running.start, runtime, running.timed_out, 0, "",
+            usage.ru_utime, usage.ru_stime, usage.ru_maxrss,  # ru_maxrss: KiB on Linux
+        )  # fmt: skip
 
 
 def cannot_create(output: str) -> str:
