@@ -219,7 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-q",
         "--quiet",
         action="store_true",
-        help="only warnings, errors and the final statistics: no start-up lines and no notes",
+        help="only warnings, errors and the final statistics: no start-up lines, notes or progress",
+    )
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        metavar="auto|bar|lines|off",
+        help="how progress shows on stderr: a live line on a terminal and a status line every "
+        "--progress-interval seconds elsewhere (auto, the default), always one of them (bar, lines), or none",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        default=None,
+        metavar="SECONDS",
+        help="seconds between two status lines ('mpilauncher: progress: ...') in a batch log (default 60)",
     )
     submit = parser.add_argument_group(
         "submit mode (PyLauncher's SubmitLauncher)",
@@ -319,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
             tasks_per_job=args.tasks_per_job,
             poll_interval=args.poll_interval,
             cancel_on_stop=args.cancel_on_stop,
+            progress=args.progress,
+            progress_interval=args.progress_interval,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

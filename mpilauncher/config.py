@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
+from mpilauncher.report.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
+from mpilauncher.report.progress import MODES as PROGRESS_MODES
 from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
 
 DEFAULT_DELAY = 0.5
@@ -117,6 +119,11 @@ class Config:
     cancel_on_stop: bool = False
     #: Submit mode: the partition when the sbatch options name none (PyLauncher's queue=).
     partition: str | None = None
+    #: How progress shows while the sweep runs: auto (a live line on a terminal, status lines in a
+    #: batch log), bar, lines or off (see report/progress.py); --quiet shows none.
+    progress: str = "auto"
+    #: Seconds between two status lines (progress "lines").
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
 
     @property
     def trace_jobs(self) -> bool:
@@ -249,6 +256,8 @@ def make_config(
     poll_interval: object = None,
     cancel_on_stop: bool = False,
     partition: object = None,
+    progress: object = "auto",
+    progress_interval: object = None,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -301,6 +310,12 @@ def make_config(
         ),
         cancel_on_stop=bool(cancel_on_stop),
         partition=_text("partition", partition, "a partition name") if _given(partition) else None,
+        progress=_progress(progress),
+        progress_interval=(
+            parse_positive("progress_interval", progress_interval, limits.MAX_DELAY)
+            if _given(progress_interval)
+            else DEFAULT_PROGRESS_INTERVAL
+        ),
     )
     check_submit(config, resuming=resume is not None)
     return config
@@ -359,6 +374,18 @@ def _cores(value: object) -> CoresSpec:
         return CoresSpec.parse(1 if value is None else value)
     except ValueError as err:
         raise option_error("cores", err) from None
+
+
+def _progress(value: object) -> str:
+    """--progress: one of auto, bar, lines, off (True and False, from a script: auto and off)."""
+    if value is None or value is True:
+        return "auto"
+    if value is False:
+        return "off"
+    text = str(value).strip().lower()
+    if text not in PROGRESS_MODES:
+        raise option_error("progress", f"must be one of {', '.join(PROGRESS_MODES)}, not {value!r}")
+    return text
 
 
 def _grace(value: object) -> float:

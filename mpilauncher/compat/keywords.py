@@ -238,6 +238,11 @@ KEYWORDS: tuple[Keyword, ...] = (
             " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),
     Keyword("quiet", "`True`: only warnings, errors and the final statistics (`--quiet`)", _to("quiet"), ours=True),
+    Keyword("progress", "how progress shows: `\"auto\"` (a live line on a terminal, a status line every"
+            " `progress_interval` s elsewhere), `\"bar\"`, `\"lines\"`, `\"off\"` (`--progress`)", _to("progress"),
+            ours=True),
+    Keyword("progress_interval", "seconds between two status lines in a batch log (`--progress-interval`,"
+            " default 60)", _to("progress_interval"), ours=True),
     Keyword("resubmit", "in a Slurm job stopped at its time limit with tasks left: submit the job script again,"
             " up to N jobs in all (`--resubmit`)", _to("resubmit"), ours=True),
     Keyword("tasks_per_job", "SubmitLauncher: N tasks per Slurm job, run by the launcher inside it"
