@@ -222,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="only warnings, errors and the final statistics: no start-up lines, notes or progress",
     )
     parser.add_argument(
+        "--output",
+        default=None,
+        metavar="per-task|per-node",
+        help="per-task (default): each task's output in the workdir's out<N>, its command in exec<N>, as in "
+        "PyLauncher; per-node: a few files per node however many tasks (for parallel file systems), read back "
+        "with 'python -m mpilauncher output WORKDIR ID'; a resume keeps the sweep's mode",
+    )
+    parser.add_argument(
         "--progress",
         default="auto",
         metavar="auto|bar|lines|off",
@@ -292,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpilauncher.chain import main as chain_main
 
         return chain_main(argv[1:])
+    if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
+        from mpilauncher.commands import COMMANDS
+
+        return COMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.status:
@@ -334,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             cancel_on_stop=args.cancel_on_stop,
             progress=args.progress,
             progress_interval=args.progress_interval,
+            output=args.output,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

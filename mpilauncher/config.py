@@ -124,6 +124,9 @@ class Config:
     progress: str = "auto"
     #: Seconds between two status lines (progress "lines").
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    #: Where tasks' output goes: per-task (out<N> and exec<N>, PyLauncher's) or per-node (a few files a node,
+    #: see execution/gather.py); None: as the sweep began (a resume), else per-task.
+    output: str | None = None
 
     @property
     def trace_jobs(self) -> bool:
@@ -258,6 +261,7 @@ def make_config(
     partition: object = None,
     progress: object = "auto",
     progress_interval: object = None,
+    output: object = None,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -316,6 +320,7 @@ def make_config(
             if _given(progress_interval)
             else DEFAULT_PROGRESS_INTERVAL
         ),
+        output=_output(output) if _given(output) else None,
     )
     check_submit(config, resuming=resume is not None)
     return config
@@ -338,11 +343,13 @@ def check_submit(config: Config, resuming: bool = False) -> None:
             raise option_error(given[0], "works with --submit only (submitting each task as a Slurm job)")
         return
     clashes = (("emulate_nodes", config.emulate_nodes), ("resubmit", config.resubmit),
-               ("gpus_per_task", config.gpus_per_task))  # fmt: skip
+               ("gpus_per_task", config.gpus_per_task), ("output", config.output == "per-node"))  # fmt: skip
     for setting, value in clashes:
         if value:
             why = {"gpus_per_task": "give the jobs their GPUs in the sbatch options (--gpus, --gres)",
-                   "resubmit": "it continues a launcher that runs inside a Slurm job"}.get(setting, "")  # fmt: skip
+                   "resubmit": "it continues a launcher that runs inside a Slurm job",
+                   "output": "each Slurm job writes its task's out<N> (use --tasks-per-job for fewer files)",
+                   }.get(setting, "")  # fmt: skip
             raise option_error(setting, "cannot be combined with --submit" + (f": {why}" if why else ""))
 
 
@@ -374,6 +381,17 @@ def _cores(value: object) -> CoresSpec:
         return CoresSpec.parse(1 if value is None else value)
     except ValueError as err:
         raise option_error("cores", err) from None
+
+
+#: --output: a file per task (PyLauncher's out<N>, exec<N>) or a few files per node.
+OUTPUT_MODES = ("per-task", "per-node")
+
+
+def _output(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in OUTPUT_MODES:
+        raise option_error("output", f"must be one of {', '.join(OUTPUT_MODES)}, not {value!r}")
+    return text
 
 
 def _progress(value: object) -> str:

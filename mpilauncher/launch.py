@@ -632,6 +632,16 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     return result
 
 
+def output_mode(config: Config, plan: Plan) -> str:
+    """per-task or per-node: as --output says, else as the sweep began (the queuestate remembers per-node)."""
+    mode = config.output or plan.meta.extra.get("output") or "per-task"
+    if mode == "per-node":
+        plan.meta.extra["output"] = mode
+    else:
+        plan.meta.extra.pop("output", None)
+    return mode
+
+
 def _progress_counts(ledger: Ledger) -> tuple[int, int, int]:
     """(done, failed, still to run) as a run begins: a resumed sweep's earlier ends count."""
     counts = ledger.counts()
@@ -792,12 +802,21 @@ def _run_locked(
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
+    output = output_mode(config, plan)
+    pool: dict[str, int] = {}
+    for _, hello in hellos:
+        pool[hello.node_name] = pool.get(hello.node_name, 0) + hello.cores
+    plan.meta.extra["pool"] = pool  # for the report: the cores that could have been busy
     if not config.quiet:
         out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
+        if output == "per-node":
+            out.write(" .. output: per node (output.<node>.*; python -m mpilauncher output WORKDIR TASK_ID)\n")
         out.flush()
     for note in (*config.notes, *plan.notes):
         log.note(note)
-    transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
+    transport.setup(
+        plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout, output
+    )  # fmt: skip
 
     nodes = nodes_from_hellos(hellos)
     store = StateStore(

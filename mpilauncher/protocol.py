@@ -40,11 +40,14 @@ class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defau
 
 class Setup(
     namedtuple(
-        "Setup", "workdir cwd beat_interval mpi_starter emulated task_timeout", defaults=(5.0, None, False, None)
+        "Setup",
+        "workdir cwd beat_interval mpi_starter emulated task_timeout output",
+        defaults=(5.0, None, False, None, "per-task"),
     )
 ):
     """Master -> agent, once the input is checked: where task files go, from where tasks run,
-    how often to send a heartbeat, how MPI tasks start, how long a task may run."""
+    how often to send a heartbeat, how MPI tasks start, how long a task may run, and whether
+    each task's output is a file of its own (``per-task``) or goes to the node's (``per-node``)."""
 
     __slots__ = ()
 
@@ -52,8 +55,8 @@ class Setup(
 class StartRequest(
     namedtuple(
         "StartRequest",
-        "task_id command core_ids gpu_indices line segments after output env_changes cpu_ids timeout exec_file",
-        defaults=((), 0, (), None, "", None, (), None, None),
+        "task_id command core_ids gpu_indices line segments after output env_changes cpu_ids timeout exec_file gather",
+        defaults=((), 0, (), None, "", None, (), None, None, None),
     )
 ):
     """The start of one task, the same record from the master to the process that runs it.
@@ -69,8 +72,10 @@ class StartRequest(
     ``out<N>`` path), ``env_changes`` (variables to set; a None value removes one),
     ``cpu_ids`` (CPUs to bind the task to; () leaves it unbound), ``timeout``
     (seconds, or None) and ``exec_file`` ((path, text) of ``exec<N>``, written once
-    the task has started).  Every field is then a plain str, int, float, tuple, dict
-    or None, as ``marshal`` carries it.
+    the task has started); with ``--output per-node``, ``gather`` is (the node's spool
+    directory, ``<workdir>/output.<node>``) and ``output`` is empty: the output and the
+    exec text go to the node's output files instead (see execution/gather.py).  Every
+    field is then a plain str, int, float, tuple, dict or None, as ``marshal`` carries it.
     """
 
     __slots__ = ()

@@ -18,8 +18,9 @@ Two ways of drawing the same text (:func:`status_text`):
   redraw the line around the launcher's own messages.  It is imported only
   when a terminal is there to draw on: a batch job never loads it.
 - elsewhere (a batch job's log, a pipe), :class:`StatusLines`: one plain line
-  through the launcher's logger every ``interval`` seconds, and one at the end,
-  that greps well: ``mpilauncher: progress: 120/400 done, 2 failed, ...``.
+  through the launcher's logger every ``interval`` seconds, and one at the end
+  (unless the sweep ended before the first), that greps well:
+  ``mpilauncher: progress: 120/400 done, 2 failed, ...``.
 
 ``--quiet`` draws neither (the logger's level); ``--progress off`` neither either.
 """
@@ -77,6 +78,7 @@ class Progress(Observer):
         self.counts = Counts(done, failed, queued)
         self.pool, self.draw, self.interval, self._close = pool, draw, interval, close
         self._next = interval
+        self._drawn = close is not None  # a live line draws its end; status lines only after a first one
         self._samples: collections.deque[tuple[float, int]] = collections.deque([(0.0, 0)])
 
     def on_started(self, start: Start, at: float) -> None:
@@ -112,6 +114,7 @@ class Progress(Observer):
     def on_turn_end(self, wall: float, elapsed: float) -> float:
         if elapsed >= self._next:
             self._next = elapsed + self.interval
+            self._drawn = True
             self.draw(self.counts, elapsed, self.rate(elapsed))
         return self._next
 
@@ -128,7 +131,10 @@ class Progress(Observer):
         return ended / (elapsed - then)
 
     def close(self, wall: float, elapsed: float) -> None:
-        self.draw(self.counts, elapsed, self.rate(elapsed))
+        """The last word: the live line's end state; a batch log's last status line, unless the sweep was
+        over before the first (the statistics follow at once)."""
+        if self._drawn:
+            self.draw(self.counts, elapsed, self.rate(elapsed))
         if self._close is not None:
             self._close()
 
