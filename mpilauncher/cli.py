@@ -221,7 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
         "-q",
         "--quiet",
         action="store_true",
-        help="only warnings, errors and the final statistics: no start-up lines and no notes",
+        help="only warnings, errors and the final statistics: no start-up lines, notes or progress",
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="per-task|per-node",
+        help="per-task (default): each task's output in the workdir's out<N>, its command in exec<N>, as in "
+        "PyLauncher; per-node: a few files per node however many tasks (for parallel file systems), read back "
+        "with 'python -m mpilauncher output WORKDIR ID'; a resume keeps the sweep's mode",
+    )
+    parser.add_argument(
+        "--progress",
+        default="auto",
+        metavar="auto|bar|lines|off",
+        help="how progress shows on stderr: a live line on a terminal and a status line every "
+        "--progress-interval seconds elsewhere (auto, the default), always one of them (bar, lines), or none",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        default=None,
+        metavar="SECONDS",
+        help="seconds between two status lines ('mpilauncher: progress: ...') in a batch log (default 60)",
     )
     submit = parser.add_argument_group(
         "submit mode (PyLauncher's SubmitLauncher)",
@@ -281,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpilauncher.chain import main as chain_main
 
         return chain_main(argv[1:])
+    if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
+        from mpilauncher.commands import COMMANDS
+
+        return COMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.status:
@@ -321,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
             tasks_per_job=args.tasks_per_job,
             poll_interval=args.poll_interval,
             cancel_on_stop=args.cancel_on_stop,
+            progress=args.progress,
+            progress_interval=args.progress_interval,
+            output=args.output,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

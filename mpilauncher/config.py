@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
+from mpilauncher.report.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
+from mpilauncher.report.progress import MODES as PROGRESS_MODES
 from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
 
 DEFAULT_DELAY = 0.5
@@ -117,6 +119,14 @@ class Config:
     cancel_on_stop: bool = False
     #: Submit mode: the partition when the sbatch options name none (PyLauncher's queue=).
     partition: str | None = None
+    #: How progress shows while the sweep runs: auto (a live line on a terminal, status lines in a
+    #: batch log), bar, lines or off (see report/progress.py); --quiet shows none.
+    progress: str = "auto"
+    #: Seconds between two status lines (progress "lines").
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    #: Where tasks' output goes: per-task (out<N> and exec<N>, PyLauncher's) or per-node (a few files a node,
+    #: see execution/gather.py); None: as the sweep began (a resume), else per-task.
+    output: str | None = None
 
     @property
     def trace_jobs(self) -> bool:
@@ -249,6 +259,9 @@ def make_config(
     poll_interval: object = None,
     cancel_on_stop: bool = False,
     partition: object = None,
+    progress: object = "auto",
+    progress_interval: object = None,
+    output: object = None,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -301,6 +314,13 @@ def make_config(
         ),
         cancel_on_stop=bool(cancel_on_stop),
         partition=_text("partition", partition, "a partition name") if _given(partition) else None,
+        progress=_progress(progress),
+        progress_interval=(
+            parse_positive("progress_interval", progress_interval, limits.MAX_DELAY)
+            if _given(progress_interval)
+            else DEFAULT_PROGRESS_INTERVAL
+        ),
+        output=_output(output) if _given(output) else None,
     )
     check_submit(config, resuming=resume is not None)
     return config
@@ -323,11 +343,13 @@ def check_submit(config: Config, resuming: bool = False) -> None:
             raise option_error(given[0], "works with --submit only (submitting each task as a Slurm job)")
         return
     clashes = (("emulate_nodes", config.emulate_nodes), ("resubmit", config.resubmit),
-               ("gpus_per_task", config.gpus_per_task))  # fmt: skip
+               ("gpus_per_task", config.gpus_per_task), ("output", config.output == "per-node"))  # fmt: skip
     for setting, value in clashes:
         if value:
             why = {"gpus_per_task": "give the jobs their GPUs in the sbatch options (--gpus, --gres)",
-                   "resubmit": "it continues a launcher that runs inside a Slurm job"}.get(setting, "")  # fmt: skip
+                   "resubmit": "it continues a launcher that runs inside a Slurm job",
+                   "output": "each Slurm job writes its task's out<N> (use --tasks-per-job for fewer files)",
+                   }.get(setting, "")  # fmt: skip
             raise option_error(setting, "cannot be combined with --submit" + (f": {why}" if why else ""))
 
 
@@ -359,6 +381,29 @@ def _cores(value: object) -> CoresSpec:
         return CoresSpec.parse(1 if value is None else value)
     except ValueError as err:
         raise option_error("cores", err) from None
+
+
+#: --output: a file per task (PyLauncher's out<N>, exec<N>) or a few files per node.
+OUTPUT_MODES = ("per-task", "per-node")
+
+
+def _output(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in OUTPUT_MODES:
+        raise option_error("output", f"must be one of {', '.join(OUTPUT_MODES)}, not {value!r}")
+    return text
+
+
+def _progress(value: object) -> str:
+    """--progress: one of auto, bar, lines, off (True and False, from a script: auto and off)."""
+    if value is None or value is True:
+        return "auto"
+    if value is False:
+        return "off"
+    text = str(value).strip().lower()
+    if text not in PROGRESS_MODES:
+        raise option_error("progress", f"must be one of {', '.join(PROGRESS_MODES)}, not {value!r}")
+    return text
 
 
 def _grace(value: object) -> float:

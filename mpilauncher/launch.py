@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mpilauncher import __version__, chain, cluster, log, relaunch, submit
 from mpilauncher.config import DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config, check_submit, option_error
-from mpilauncher.core.ledger import FAILED, RUNNING, Ledger
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import FinalStatistics, Statistics, compute
@@ -42,6 +42,7 @@ from mpilauncher.persistence.files import read_text
 from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
+from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
@@ -631,6 +632,22 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     return result
 
 
+def output_mode(config: Config, plan: Plan) -> str:
+    """per-task or per-node: as --output says, else as the sweep began (the queuestate remembers per-node)."""
+    mode = config.output or plan.meta.extra.get("output") or "per-task"
+    if mode == "per-node":
+        plan.meta.extra["output"] = mode
+    else:
+        plan.meta.extra.pop("output", None)
+    return mode
+
+
+def _progress_counts(ledger: Ledger) -> tuple[int, int, int]:
+    """(done, failed, still to run) as a run begins: a resumed sweep's earlier ends count."""
+    counts = ledger.counts()
+    return counts[COMPLETED], counts[FAILED], counts[QUEUED] + counts[RUNNING]
+
+
 def close_observers(observers: list[Observer], wall: float, elapsed: float) -> None:
     """Close every observer, even when one fails (each writes its own file); then raise the first failure."""
     failure: BaseException | None = None
@@ -785,12 +802,21 @@ def _run_locked(
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     plan.meta.workdir = str(workdir.resolve())
+    output = output_mode(config, plan)
+    pool: dict[str, int] = {}
+    for _, hello in hellos:
+        pool[hello.node_name] = pool.get(hello.node_name, 0) + hello.cores
+    plan.meta.extra["pool"] = pool  # for the report: the cores that could have been busy
     if not config.quiet:
         out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
+        if output == "per-node":
+            out.write(" .. output: per node (output.<node>.*; python -m mpilauncher output WORKDIR TASK_ID)\n")
         out.flush()
     for note in (*config.notes, *plan.notes):
         log.note(note)
-    transport.setup(plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout)
+    transport.setup(
+        plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout, output
+    )  # fmt: skip
 
     nodes = nodes_from_hellos(hellos)
     store = StateStore(
@@ -812,6 +838,12 @@ def _run_locked(
         observers.append(Trace(out, plan.ledger, nodes, config.delay, config.trace_hosts))
     if config.trace_tasks:
         observers.append(TaskLog(nodes))
+    shown = progress.make_progress(
+        progress.choose(config.progress, config.quiet, config.trace_jobs), *_progress_counts(plan.ledger), pool_size,
+        config.progress_interval,
+    )  # fmt: skip
+    if shown is not None:
+        observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
     master = Master(

@@ -56,6 +56,27 @@ class _StderrHandler(logging.StreamHandler):
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
         pass  # stderr closed or full: nothing to tell it with, and the sweep goes on
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if _around is None:
+            super().emit(record)
+            return
+        try:
+            with _around():  # a live progress line steps aside for the message
+                super().emit(record)
+        except (OSError, ValueError):
+            pass
+
+
+#: A context manager factory wrapped around every message (see :func:`around_messages`), or None.
+_around = None
+
+
+def around_messages(factory) -> None:
+    """Wrap each message in ``factory()`` -- a live progress line clears itself and is redrawn below
+    the message (report/progress.py) -- or, with None, no longer."""
+    global _around
+    _around = factory
+
 
 if not any(isinstance(h, _StderrHandler) for h in LOGGER.handlers):
     LOGGER.addHandler(_StderrHandler())

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
@@ -40,11 +40,14 @@ class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defau
 
 class Setup(
     namedtuple(
-        "Setup", "workdir cwd beat_interval mpi_starter emulated task_timeout", defaults=(5.0, None, False, None)
+        "Setup",
+        "workdir cwd beat_interval mpi_starter emulated task_timeout output",
+        defaults=(5.0, None, False, None, "per-task"),
     )
 ):
     """Master -> agent, once the input is checked: where task files go, from where tasks run,
-    how often to send a heartbeat, how MPI tasks start, how long a task may run."""
+    how often to send a heartbeat, how MPI tasks start, how long a task may run, and whether
+    each task's output is a file of its own (``per-task``) or goes to the node's (``per-node``)."""
 
     __slots__ = ()
 
@@ -52,8 +55,8 @@ class Setup(
 class StartRequest(
     namedtuple(
         "StartRequest",
-        "task_id command core_ids gpu_indices line segments after output env_changes cpu_ids timeout exec_file",
-        defaults=((), 0, (), None, "", None, (), None, None),
+        "task_id command core_ids gpu_indices line segments after output env_changes cpu_ids timeout exec_file gather",
+        defaults=((), 0, (), None, "", None, (), None, None, None),
     )
 ):
     """The start of one task, the same record from the master to the process that runs it.
@@ -69,20 +72,32 @@ class StartRequest(
     ``out<N>`` path), ``env_changes`` (variables to set; a None value removes one),
     ``cpu_ids`` (CPUs to bind the task to; () leaves it unbound), ``timeout``
     (seconds, or None) and ``exec_file`` ((path, text) of ``exec<N>``, written once
-    the task has started).  Every field is then a plain str, int, float, tuple, dict
-    or None, as ``marshal`` carries it.
+    the task has started); with ``--output per-node``, ``gather`` is (the node's spool
+    directory, ``<workdir>/output.<node>``) and ``output`` is empty: the output and the
+    exec text go to the node's output files instead (see execution/gather.py).  Every
+    field is then a plain str, int, float, tuple, dict or None, as ``marshal`` carries it.
     """
 
     __slots__ = ()
 
 
 class Ended(
-    namedtuple("Ended", "task_id exit_code start runtime timed_out leftovers not_started", defaults=(False, 0, ""))
+    namedtuple(
+        "Ended",
+        "task_id exit_code start runtime timed_out leftovers not_started cpu_user cpu_system max_rss",
+        defaults=(False, 0, "", None, None, None),
+    )
 ):
     """A task's process ended: Popen-style exit code (negative = signal number), ``start``
     (epoch seconds) and ``runtime`` (seconds); ``timed_out``: killed by its backend at its
     --task-timeout; ``leftovers``: how many of its processes were still there when its main
     process ended (all ended since).
+
+    ``cpu_user``/``cpu_system`` (CPU seconds) and ``max_rss`` (KiB): what the kernel accounted
+    to the reaped task process and every descendant that was waited for (``wait4``'s rusage;
+    ``max_rss`` is the largest peak of any one of those processes, not a sum); None where the
+    backend cannot know (a Slurm job of submit mode).  Fields added last, with defaults, so an
+    older record still loads.
 
     ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
     the launcher could not start it (its output file could not be created), so it is

@@ -129,12 +129,18 @@ def _numactl(value: object, call: Call) -> str | None:
 
 
 def _gather(value: object, call: Call) -> str | None:
+    """PyLauncher's gather_output=/append_output=FILE: all output in one place, not a file a task.  Here:
+    per-node output (a few files a node: no out<N>), and FILE gets every task's output, in task order, when
+    the run ends (SubmitLauncher: its Slurm jobs write out<N>, appended likewise)."""
     call.gather_output = None if value in (None, False, "") else str(value)
     if call.gather_output is None:
         return None
+    if call.launcher != "SubmitLauncher":
+        call.config.setdefault("output", "per-node")
     return (
-        f"output gathered into {call.gather_output}: each task's out<N> is appended to it, in task order, when"
-        " the run ends (PyLauncher appended output while tasks ran, interleaved)"
+        f"output gathered into {call.gather_output}: each task's output is appended to it, in task order, when"
+        " the run ends (PyLauncher appended output while tasks ran, interleaved); the workdir has no out<N>"
+        " but a few output.<node>.* files"
     )
 
 
@@ -201,8 +207,9 @@ KEYWORDS: tuple[Keyword, ...] = (
             "PyLauncher counted ticks of `delay`, not seconds, and left the task running"),
     Keyword("numactl", "`\"core\"`: bind each task to its cores (the default here)", _numactl,
             "binding is on by default; `bind=False` turns it off"),
-    Keyword("append_output", "a file: every task's `out<N>` is appended to it, in task order, when the run ends",
-            _gather, "PyLauncher appended output while tasks ran, interleaved; `out<N>` stay here"),
+    Keyword("append_output", "a file: every task's output is appended to it, in task order, when the run ends;"
+            " the tasks write per-node output (`output=\"per-node\"`: no `out<N>`, `exec<N>`)", _gather,
+            "PyLauncher appended output while tasks ran, interleaved"),
     Keyword("gather_output", "as `append_output`", _gather, "PyLauncher 5.4 accepted it and did nothing"),
     Keyword("catch_output", "no effect: output always goes to `out<N>`", _catch_output,
             "`catch_output=False` sent output to the launcher's own output in PyLauncher"),
@@ -237,7 +244,14 @@ KEYWORDS: tuple[Keyword, ...] = (
     Keyword("break_lock", "`True`: take over the sweep's lock although its holder may run on another host"
             " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),
+    Keyword("output", "`\"per-task\"` (`out<N>`, `exec<N>`, the default) or `\"per-node\"` (a few files a node;"
+            " `--output`)", _to("output"), ours=True),
     Keyword("quiet", "`True`: only warnings, errors and the final statistics (`--quiet`)", _to("quiet"), ours=True),
+    Keyword("progress", "how progress shows: `\"auto\"` (a live line on a terminal, a status line every"
+            " `progress_interval` s elsewhere), `\"bar\"`, `\"lines\"`, `\"off\"` (`--progress`)", _to("progress"),
+            ours=True),
+    Keyword("progress_interval", "seconds between two status lines in a batch log (`--progress-interval`,"
+            " default 60)", _to("progress_interval"), ours=True),
     Keyword("resubmit", "in a Slurm job stopped at its time limit with tasks left: submit the job script again,"
             " up to N jobs in all (`--resubmit`)", _to("resubmit"), ours=True),
     Keyword("tasks_per_job", "SubmitLauncher: N tasks per Slurm job, run by the launcher inside it"

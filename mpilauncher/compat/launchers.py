@@ -167,7 +167,8 @@ def _note_once(note: str) -> None:
 
 def gather_output(workdir: Path, target: Path, started: float) -> None:
     """PyLauncher's ``append_output``: append the output of every task this run ended to ``target``,
-    in task order (tasks whose joblog start is not before the run's)."""
+    in task order (tasks whose joblog start is not before the run's), from whichever output mode ran."""
+    from mpilauncher.execution.gather import iter_output
     from mpilauncher.report.joblog import read as read_joblog
 
     try:
@@ -177,11 +178,9 @@ def gather_output(workdir: Path, target: Path, started: float) -> None:
     ids = sorted({int(row["id"]) for row in rows if float(row["start"]) >= started})
     try:
         with open(target, "ab") as gathered:
-            for task_id in ids:
-                try:
-                    gathered.write((workdir / f"out{task_id}").read_bytes())
-                except FileNotFoundError:
-                    continue
+            for _, data in iter_output(str(workdir), ids):
+                if data is not None:
+                    gathered.write(data)
     except OSError as err:
         log.warning(f"cannot append output to {target}: {err.strerror or err}")
 

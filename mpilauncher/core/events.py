@@ -50,8 +50,10 @@ class TaskFinished:
 
     The rest is the node's report, passed on untouched in the :class:`TaskEnded`
     fact: when it started (``start``, seconds since the epoch), how long it ran,
-    whether the node killed it at its time limit, and how many of its processes
-    were still there when its main process ended.  ``node=None`` (tests, the
+    whether the node killed it at its time limit, how many of its processes
+    were still there when its main process ended, and what it used: user and
+    system CPU seconds and peak memory (KiB) of its process tree as the kernel
+    accounted it (None: unknown).  ``node=None`` (tests, the
     simulation) means "where it runs"; the master always says which node
     reported, so that an end from a node given up as lost is recognised as stale.
     """
@@ -63,6 +65,9 @@ class TaskFinished:
     runtime: float = 0.0
     timed_out: bool = False
     leftovers: int = 0
+    cpu_user: float | None = None
+    cpu_system: float | None = None
+    max_rss: int | None = None
 
 
 @dataclass(slots=True)

@@ -27,9 +27,10 @@ imports no codec, and it encodes and decodes at C speed::
     ["STOP", grace]                                             TERM all, KILL after grace
     ["BYE"]                                                     exit, leaving nothing running
 
-Executor -> agent, text: ``E id exit start runtime T|- leftovers`` per ended task
-(T: it was killed at its timeout; leftovers: how many of its processes were
-left when it ended), ``F id start reason`` per task that could not be started for
+Executor -> agent, text: ``E id exit start runtime T|- leftovers user sys maxrss`` per
+ended task (T: it was killed at its timeout; leftovers: how many of its processes were
+left when it ended; user/sys CPU seconds and max RSS in KiB from ``wait4``, ``-`` when
+unknown), ``F id start reason`` per task that could not be started for
 the launcher's fault (its output file cannot be created: see
 ProcessRunner.start), ``R id`` per standby taken back before it started, and
 ``STOPPED`` once a STOP is done.
@@ -128,10 +129,12 @@ class Lane:
                 text = reason.decode("utf-8", "surrogateescape")
                 ended.append(Ended(int(task_id), 127, float(start), 0.0, not_started=text))
             else:
-                _, task_id, exit_code, start, runtime, timed_out, leftovers = line.split()
-                ended.append(
-                    Ended(int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T", int(leftovers))
-                )
+                _, task_id, exit_code, start, runtime, timed_out, leftovers, user, system, rss = line.split()
+                record = Ended(
+                    int(task_id), int(exit_code), float(start), float(runtime), timed_out == b"T", int(leftovers),
+                    "", _number(user, float), _number(system, float), _number(rss, int),
+                )  # fmt: skip
+                ended.append(record)
         return ended
 
     def died(self) -> None:
@@ -285,12 +288,20 @@ class Executors:
         return ended
 
 
+def _number(text: bytes, kind: type):
+    """A figure of an ``E`` line; ``-``: unknown (None)."""
+    return None if text == b"-" else kind(text)
+
+
 # -- the executor process ---------------------------------------------------
 def event_line(e: Ended) -> str:
     """How the executor reports an ended task (``E``), or one it could not start (``F``)."""
     if e.not_started:
         return f"F {e.task_id} {e.start!r} {e.not_started.replace(chr(10), ' ')}\n"
-    return f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'} {e.leftovers}\n"
+    usage = "- - -" if e.cpu_user is None else f"{e.cpu_user!r} {e.cpu_system!r} {e.max_rss}"
+    return (
+        f"E {e.task_id} {e.exit_code} {e.start!r} {e.runtime!r} {'T' if e.timed_out else '-'} {e.leftovers} {usage}\n"
+    )
 
 
 def serve() -> int:

@@ -36,9 +36,11 @@ import time
 from collections.abc import Callable, Mapping
 
 if __package__:
+    from mpilauncher.execution.gather import Stream, open_spool
     from mpilauncher.execution.leftovers import LANE_VARIABLE, GroupSweeper, Subtree
     from mpilauncher.protocol import Ended, StartRequest
 else:  # an executor process: the siblings, and the protocol, are top-level modules there
+    from gather import Stream, open_spool  # type: ignore[no-redef]
     from leftovers import LANE_VARIABLE, GroupSweeper, Subtree  # type: ignore[no-redef]
     from protocol import Ended, StartRequest  # type: ignore[no-redef]
 
@@ -56,13 +58,18 @@ DEFAULT_SIGNALS = (
 # Plain classes, not dataclasses: this module is imported by every executor process,
 # and dataclasses (with inspect) would add ~6 ms to each one's start-up, before any task runs.
 class Running:
-    """A started task: its process and when it began (``start``: epoch seconds)."""
+    """A started task: its process and when it began (``start``: epoch seconds); per-node output:
+    the unnamed file its output goes to (``spool``) and the lane's files it is appended to at its end."""
 
-    __slots__ = ("task_id", "pid", "pidfd", "start", "start_mono", "timed_out")
+    __slots__ = ("task_id", "pid", "pidfd", "start", "start_mono", "timed_out", "spool", "stream")
 
-    def __init__(self, task_id: int, pid: int, pidfd: int, start: float, start_mono: float) -> None:
+    def __init__(
+        self, task_id: int, pid: int, pidfd: int, start: float, start_mono: float, spool: int = -1,
+        stream: Stream | None = None,
+    ) -> None:  # fmt: skip
         self.task_id, self.pid, self.pidfd, self.start, self.start_mono = task_id, pid, pidfd, start, start_mono
         self.timed_out = False
+        self.spool, self.stream = spool, stream
 
 
 INFINITY = float("inf")
@@ -174,6 +181,7 @@ class ProcessRunner:
         self._pin_self = pin_self
         self._pinned: tuple[int, ...] = ()
         self._unpinned: tuple[int, ...] = ()  # our own CPUs before the first pin
+        self._streams: dict[str, Stream] = {}  # per-node output: <workdir>/output.<node> -> this lane's files
         self._standbys = Standbys()
         self.retracted = self._standbys.retracted  # standby tasks taken back, for the next report
 
@@ -229,11 +237,18 @@ class ProcessRunner:
             # yet, and the standby's own news (a failed start) must not come before it.
             self._standbys.hold(request)
             return None
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ]
+        spool, stream = -1, None
+        if request.gather is not None:  # per-node output: an unnamed file on the node, appended at the end
+            try:
+                stream = self._stream(request.gather[1])
+                spool = open_spool(request.gather[0], task_id)
+            except OSError as err:
+                why = f"{err.filename}: {err.strerror}" if err.filename else str(err.strerror or err)
+                return Ended(task_id, 127, time.time(), 0.0, not_started=why)
+            sink = (os.POSIX_SPAWN_DUP2, spool, 1)
+        else:
+            sink = (os.POSIX_SPAWN_OPEN, 1, output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0), sink, (os.POSIX_SPAWN_DUP2, 1, 2)]
         env = dict(self.base_env)
         if request.env_changes:
             for name, value in request.env_changes.items():
@@ -257,6 +272,10 @@ class ProcessRunner:
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
         except OSError:
+            if stream is not None:
+                os.close(spool)
+                self._exec_record(stream, task_id, request.exec_file, start)
+                return Ended(task_id, 127, start, 0.0)
             unwritable = cannot_create(output)
             if unwritable:
                 return Ended(task_id, 127, start, 0.0, not_started=unwritable)
@@ -271,15 +290,53 @@ class ProcessRunner:
             pidfd = os.pidfd_open(pid)
         except OSError:  # already reaped cannot happen; out of fds can: fall back to polling it
             pidfd = -1
-        running = Running(task_id, pid, pidfd, start, start_mono)
+        running = Running(task_id, pid, pidfd, start, start_mono, spool, stream)
         self._by_task[task_id] = running
         if request.timeout:
             heapq.heappush(self._deadlines, (start_mono + request.timeout, task_id, pid))
         if pidfd >= 0:
             self._by_fd[pidfd] = running
             self._epoll.register(pidfd, select.EPOLLIN)
-        write_text(request.exec_file)
+        if stream is not None:
+            self._exec_record(stream, task_id, request.exec_file, start)
+        else:
+            write_text(request.exec_file)
         return running
+
+    def _stream(self, base: str) -> Stream:
+        """This lane's output files for ``base`` (``<workdir>/output.<node>``), created on first use."""
+        stream = self._streams.get(base)
+        if stream is None:
+            stream = Stream(base)
+            stream.open(self.tag.replace("/", "_"))
+            self._streams[base] = stream
+        return stream
+
+    @staticmethod
+    def _exec_record(stream: Stream, task_id: int, exec_file: tuple[str, str] | None, start: float) -> None:
+        """Per-node output: the exec script as a record of the node's files (what exec<N> holds otherwise)."""
+        if exec_file is None:
+            return
+        try:
+            stream.add_text(task_id, "exec", exec_file[1], start)
+        except OSError:
+            pass  # a convenience, as exec<N> is: left out when it cannot be written
+
+    @staticmethod
+    def _gather(running: Running) -> None:
+        """Per-node output: append the ended task's output to the lane's files; a failure is said on stderr."""
+        try:
+            running.stream.add_file(running.task_id, running.spool, time.time())  # type: ignore[union-attr]
+        except OSError as err:
+            where = f"{running.stream.base}.*"  # type: ignore[union-attr]
+            message = f"mpilauncher: warning: cannot append the output of task {running.task_id} to {where}"
+            try:
+                os.write(2, f"{message}: {err.strerror or err}; it is lost\n".encode())
+            except OSError:
+                pass
+        finally:
+            os.close(running.spool)
+            running.spool = -1
 
     def flush(self) -> None:
         """Nothing to do: a start is spawned when it is asked for (see ExecutionBackend.flush)."""
@@ -357,6 +414,9 @@ class ProcessRunner:
         if self._by_task or self._leftovers.active:
             self.stop_all(0.0)
         self._leftovers.close()
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
@@ -401,10 +461,18 @@ class ProcessRunner:
                 self.signal(task_id, signal.SIGKILL)
 
     def _try_reap(self, running: Running) -> Ended | None:
+        """Reap the task if it ended, with the kernel's account of its resource use (``wait4``).
+
+        The rusage covers the task's main process and every descendant that was waited for
+        (the shell's commands, a program's own children).  It misses descendants nobody
+        waited for -- a daemon or a ``cmd &`` the task left behind, which the leftovers logic
+        ends and this executor reaps later -- and processes outside this node's tree (the
+        remote ranks of an MPI task; ``srun``'s ranks, which run under slurmstepd).
+        """
         try:
-            pid, status = os.waitpid(running.pid, os.WNOHANG)
-        except ChildProcessError:  # reaped by someone else: exit status lost
-            pid, status = running.pid, 255 << 8
+            pid, status, usage = os.wait4(running.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: exit status and usage lost
+            pid, status, usage = running.pid, 255 << 8, None
         if pid == 0:
             return None
         runtime = time.monotonic() - running.start_mono
@@ -416,7 +484,14 @@ class ProcessRunner:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
-        return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+        if running.spool >= 0:
+            self._gather(running)
+        if usage is None:
+            return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+        return Ended(
+            running.task_id, decode_status(status), running.start, runtime, running.timed_out, 0, "",
+            usage.ru_utime, usage.ru_stime, usage.ru_maxrss,  # ru_maxrss: KiB on Linux
+        )  # fmt: skip
 
 
 def cannot_create(output: str) -> str:

@@ -202,10 +202,25 @@ def _gpu_count(value: object) -> int:
     return limits.whole_number(value, 0, limits.MAX_GPUS_PER_NODE)
 
 
+def _output_mode(value: object) -> str:
+    if value not in ("per-task", "per-node"):
+        raise ValueError(f"must be per-task or per-node, not {value!r}")
+    return str(value)
+
+
+def _pool(value: object) -> dict[str, int]:
+    """The last run's nodes and their cores, ``{"c101": 48, ...}`` (for ``report``'s idle cores)."""
+    if not isinstance(value, dict) or len(value) > limits.MAX_NODES:
+        raise ValueError("must map node names to core counts")
+    return {limits.host_name(name): limits.whole_number(cores, 1, limits.MAX_CORES_PER_NODE)
+            for name, cores in value.items()}  # fmt: skip
+
+
 #: Every #meta key the launcher reads, and how its value is checked (the others are kept as
 #: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that launch.py
-#: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume.
+#: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
+#: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against).
 _META_CHECKS = {
     "run": limits.hex_digits,
     "commandlines": limits.path,
@@ -218,6 +233,8 @@ _META_CHECKS = {
     "mpi": _flag,
     "gpus_per_task": _gpu_count,
     "gpu_share": _flag,
+    "output": _output_mode,
+    "pool": _pool,
 }
 
 

@@ -1,9 +1,11 @@
 """The joblog: one tab-separated line per finished task, in the workdir.
 
 It replaces PyLauncher's ``expire<N>`` stamp files: completion times come from
-the agents' messages, so nothing is polled on disk.  Columns::
+the agents' messages, so nothing is polled on disk.  Its first columns read
+like GNU parallel's ``--joblog`` (Seq Host Starttime JobRuntime Exitval Signal),
+with where the task ran and what it used added::
 
-    id  node  cores  cpus  gpus  start  end  runtime  exit  status  attempt  leftovers  command
+    id  node  cores  cpus  gpus  start  end  runtime  exit  status  attempt  user  sys  maxrss_kib  leftovers  command
 
 ``cores`` are the core slots the task ran on (``0-3``; an MPI task over several
 nodes lists its nodes and slots joined by ``+``), ``cpus`` the CPUs it
@@ -11,7 +13,12 @@ was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
 ``status`` is ok, failed, signal (killed by a signal) or timeout (killed at
 ``--task-timeout``); ``attempt`` counts from 1 (``--retries``); ``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
-killed the task (``-9``: SIGKILL); ``leftovers`` is how many of the task's
+killed the task (``-9``: SIGKILL); ``user``/``sys`` are the CPU seconds and
+``maxrss_kib`` the peak resident memory (KiB, of the largest single process) of the
+task's process tree as the kernel accounted it when the task was reaped (``wait4``:
+it covers every descendant that was waited for, not what the task left running
+nor the remote ranks of an MPI task; ``-``: unknown, as for a Slurm job of submit
+mode); ``leftovers`` is how many of the task's
 processes were still running when its main process ended (all of them were
 ended: see execution/leftovers.py), 0 normally.  ``command`` stays last: it
 may hold tabs.  Resumed runs append to the same file, in the columns its
@@ -33,7 +40,12 @@ from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import LauncherFailure
 
-HEADER = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tleftovers\tcommand\n"
+COLUMNS = (
+    "id", "node", "cores", "cpus", "gpus", "start", "end", "runtime", "exit", "status", "attempt",
+    "user", "sys", "maxrss_kib", "leftovers", "command",
+)  # fmt: skip
+HEADER = "\t".join(COLUMNS) + "\n"
+UNKNOWN = "-"
 
 
 class Joblog(Observer):
@@ -46,8 +58,8 @@ class Joblog(Observer):
         self._pending: list[str] = []
         try:
             new = not path.exists() or path.stat().st_size == 0
-            #: Resuming a sweep whose joblog predates the leftovers column: its rows keep their shape.
-            self._leftovers = new or "\tleftovers\t" in _first_line(path)
+            #: Resuming a sweep whose joblog an older version began: its rows keep its columns.
+            self._pick = None if new else _picker(_first_line(path))
             self._file = open(path, "a", encoding="utf-8", errors="surrogateescape")
             if new:
                 self._file.write(HEADER)
@@ -66,7 +78,7 @@ class Joblog(Observer):
         self.add(
             start.task_id, where, slots, node.cpus_of(start.cores), node.gpu_ids_of(start.gpus), report.start,
             report.runtime, report.exit_code, ended.outcome, start.attempt, report.leftovers,
-            task.command if task is not None else "",
+            task.command if task is not None else "", report.cpu_user, report.cpu_system, report.max_rss,
         )  # fmt: skip
 
     def on_turn_end(self, wall: float, elapsed: float) -> None:
@@ -86,14 +98,23 @@ class Joblog(Observer):
         attempt: int,
         leftovers: int,
         command: str,
+        cpu_user: float | None = None,
+        cpu_system: float | None = None,
+        max_rss: int | None = None,
     ) -> None:
-        bound = compress(cpus, ",") if cpus else "-"
-        seen = ",".join(gpus) if gpus else "-"
-        left = f"\t{leftovers}" if self._leftovers else ""
-        self._pending.append(
+        bound = compress(cpus, ",") if cpus else UNKNOWN
+        seen = ",".join(gpus) if gpus else UNKNOWN
+        if cpu_user is None:
+            usage = "-\t-\t-"
+        else:
+            usage = f"{cpu_user:.3f}\t{cpu_system:.3f}\t{max_rss if max_rss is not None else UNKNOWN}"
+        line = (
             f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
-            f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}{left}\t{command}\n"
+            f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}\t{usage}\t{leftovers}\t{command}\n"
         )
+        if self._pick is not None:
+            line = self._pick(line)
+        self._pending.append(line)
 
     def flush(self) -> None:
         if not self._pending:
@@ -112,6 +133,21 @@ class Joblog(Observer):
             self.flush()
         finally:
             self._file.close()
+
+
+def _picker(header: str):
+    """For a joblog whose header is not ours (an older version began it): a function turning one of
+    our lines into its columns (a column we do not have: ``-``); None if the header is ours."""
+    names = header.rstrip("\n").split("\t")
+    if tuple(names) == COLUMNS or names[-1:] != ["command"]:
+        return None  # ours, or not a joblog header we can follow: write ours
+    where = [COLUMNS.index(name) if name in COLUMNS else None for name in names]
+
+    def pick(line: str) -> str:
+        values = line.rstrip("\n").split("\t", len(COLUMNS) - 1)  # the command may hold tabs: it stays whole
+        return "\t".join(values[i] if i is not None else UNKNOWN for i in where) + "\n"
+
+    return pick
 
 
 def _first_line(path: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from mpilauncher.execution import starters
 from mpilauncher.execution.backend import ExecutionBackend, default_backend
 from mpilauncher.execution.environment import base_environment, exec_script, task_variables
+from mpilauncher.execution.gather import PREFIX, spool_directory
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
 from mpilauncher.protocol import Completions, Ended, Hello, Setup, Shutdown, StartRequest, StartTasks, ToAgent
 
@@ -60,6 +61,7 @@ class Agent:
         self.mpi_starter = "mpiexec"  # resolved by configure()
         self.task_timeout: float | None = None
         self.emulated = False
+        self._gather: tuple[str, str] | None = None  # per-node output: (spool directory, <workdir>/output.<node>)
 
     def configure(self, setup: Setup) -> None:
         """The master's Setup: where files go, where tasks run, how MPI tasks start, how long they may run."""
@@ -67,6 +69,8 @@ class Agent:
         self.emulated, self.task_timeout = setup.emulated, setup.task_timeout
         self._prefix = f"{setup.workdir}{os.sep}"
         self.mpi_starter = starters.choose(setup.mpi_starter, os.environ)
+        if setup.output == "per-node":
+            self._gather = (spool_directory(os.environ), f"{setup.workdir}{os.sep}{PREFIX}{self.node_name}")
         configure = getattr(self.backend, "configure", None)  # a backend that keeps files of its own
         if configure is not None:
             configure(setup.workdir, setup.cwd)
@@ -102,10 +106,11 @@ class Agent:
             changes.update(wrapped)
             variables.update({k: v for k, v in wrapped.items() if v is not None})
         script = exec_script(command, self.cwd, variables, ncores, self._omp_set, request.line)
+        output = "" if self._gather else f"{self._prefix}out{task_id}"
         return StartRequest(
             task_id, command, core_ids, request.gpu_indices, request.line, (), request.after,
-            f"{self._prefix}out{task_id}", changes, binding(self.bound_cpus, core_ids), self.task_timeout,
-            (f"{self._prefix}exec{task_id}", script),
+            output, changes, binding(self.bound_cpus, core_ids), self.task_timeout,
+            (f"{self._prefix}exec{task_id}", script), self._gather,
         )  # fmt: skip
 
     def handle(self, message: ToAgent) -> list[Ended]:

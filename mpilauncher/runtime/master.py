@@ -368,5 +368,6 @@ class Master:
 def _finished(node: int, ended: Ended) -> TaskFinished:
     """The event of an end ``node`` reported."""
     return TaskFinished(
-        ended.task_id, ended.exit_code, node, ended.start, ended.runtime, ended.timed_out, ended.leftovers
-    )
+        ended.task_id, ended.exit_code, node, ended.start, ended.runtime, ended.timed_out, ended.leftovers,
+        ended.cpu_user, ended.cpu_system, ended.max_rss,
+    )  # fmt: skip

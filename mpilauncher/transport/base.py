@@ -45,7 +45,7 @@ class Transport(Protocol):
 
     def setup(
         self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
-        task_timeout: float | None = None,
+        task_timeout: float | None = None, output: str = "per-task",
     ) -> None:  # fmt: skip
         """Tell every agent where task files go and how tasks run (once, after the input is checked)."""
         ...

@@ -29,8 +29,10 @@ class LocalTransport:
         return [(LOCAL_NODE, self.agent.hello())]
 
     def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
-              task_timeout: float | None = None) -> None:  # fmt: skip
-        self.agent.handle(Setup(workdir, cwd, mpi_starter=mpi_starter, emulated=emulated, task_timeout=task_timeout))
+              task_timeout: float | None = None, output: str = "per-task") -> None:  # fmt: skip
+        self.agent.handle(
+            Setup(workdir, cwd, mpi_starter=mpi_starter, emulated=emulated, task_timeout=task_timeout, output=output)
+        )
 
     def send(self, node: int, message: StartTasks | Shutdown) -> None:
         if node != LOCAL_NODE:

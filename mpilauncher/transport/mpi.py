@@ -209,12 +209,12 @@ class MasterTransport:
         return sorted(got.items())
 
     def setup(self, workdir: str, cwd: str, mpi_starter: str | None = None, emulated: bool = False,
-              task_timeout: float | None = None) -> None:  # fmt: skip
-        self.local.setup(workdir, cwd, mpi_starter, emulated, task_timeout)
+              task_timeout: float | None = None, output: str = "per-task") -> None:  # fmt: skip
+        self.local.setup(workdir, cwd, mpi_starter, emulated, task_timeout, output)
         beat = min(5.0, self.beat_timeout / 4) if self.beat_timeout else 5.0
         for node, rank in enumerate(self.layout.agent_ranks):
             if node != LOCAL_NODE:
-                self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated, task_timeout), rank, TAG_SETUP)
+                self._isend(Setup(workdir, cwd, beat, mpi_starter, emulated, task_timeout, output), rank, TAG_SETUP)
 
     def add_wake_fd(self, fd: int) -> None:
         self.local.add_wake_fd(fd)

@@ -217,6 +217,9 @@ BAD_OPTIONS = [
     ("--agent-timeout", "1e300", None),
     ("--emulate-nodes", "1000000000", None),
     ("--mpi-starter", "rsh", "mpi_starter"),
+    ("--progress", "sometimes", "progress"),
+    ("--progress-interval", "0", "progress_interval"),
+    ("--progress-interval", "1e300", "progress_interval"),
 ]
 
 

@@ -9,6 +9,7 @@ PyLauncher's tests; the job id comes from ``SLURM_JOBID`` as their scripts read 
 from __future__ import annotations
 
 import collections
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +194,10 @@ def test_pylauncher_keywords_are_accepted_with_their_meaning_or_a_note(sweep_dir
     assert result.returncode == 0, result.stderr
     assert (sweep_dir / "all_output").read_text() == "one\ntwo\nthree\n", "each task's output, in task order"
     assert (sweep_dir / "gathered").read_text() == "one\ntwo\nthree\n"
+    for work in ("w", "w2"):  # what the keywords meant: output in one place, not a file a task
+        names = [p.name for p in (sweep_dir / work).iterdir()]
+        assert not any(re.fullmatch(r"(out|exec)\d+", n) for n in names), names
+        assert any(n.startswith("output.") for n in names), names
     said = "\n".join(notes(result))
     for word in ("extra positional arguments (4,)", "catch_output=False", "timeout=", "ppn=", "nactive=", "queue=",
                  "dependencies=", "hfswitch="):  # fmt: skip

@@ -42,6 +42,7 @@ def test_every_task_is_a_job_and_the_joblog_has_their_exit_codes_and_runtimes(tm
     by_id = {int(row[0]): row for row in rows}
     assert by_id[0][8:10] == ["3", "failed"] and 0.5 <= float(by_id[0][7]) < 10
     assert all(by_id[i][8:10] == ["0", "ok"] for i in (1, 2, 3))
+    assert all(row[11:14] == ["-", "-", "-"] for row in rows), "a Slurm job's resource use is not known here"
     assert [(tmp_path / f"done{i}").read_text() for i in (1, 2, 3)] == ["1\n", "2\n", "3\n"]
     assert len(submissions(slurm)) == 4
 

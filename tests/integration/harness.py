@@ -262,10 +262,12 @@ def run_sweep(
     grace: float = 2.0,
     trace_hosts: bool = True,
     extra: Iterable[Observer] = (),
+    ledger: Ledger | None = None,
 ) -> RunRecord:
-    """One run of ``tasks`` on ``cluster``, as ``launch.py`` wires it, with the fakes' clock."""
+    """One run of ``tasks`` on ``cluster``, as ``launch.py`` wires it, with the fakes' clock
+    (``ledger``: the one the state store keeps, when the test wants to watch it)."""
     tasks = list(tasks)
-    ledger = Ledger(tasks)
+    ledger = Ledger(tasks) if ledger is None else ledger
     state_path = workdir / "queuestate"
     meta = StateMeta(commandlines="<integration test>", sha256="0" * 64, cores="1")
     hellos = cluster.hellos()

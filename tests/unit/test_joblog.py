@@ -19,7 +19,7 @@ def test_a_row_says_how_many_leftovers_were_killed_and_command_stays_last(tmp_pa
 
 
 def test_a_joblog_begun_without_the_leftovers_column_keeps_its_columns(tmp_path: Path) -> None:
-    old = HEADER.replace("leftovers\t", "")
+    old = "id\tnode\tcores\tcpus\tgpus\tstart\tend\truntime\texit\tstatus\tattempt\tcommand\n"
     (tmp_path / "joblog").write_text(old + "0\tn1\t0\t-\t-\t1.000\t2.000\t1.000\t0\tok\t1\ttrue\n")
     log = Joblog(tmp_path / "joblog")
     log.add(1, **ROW, leftovers=1, command="echo resumed")
@@ -27,3 +27,24 @@ def test_a_joblog_begun_without_the_leftovers_column_keeps_its_columns(tmp_path:
     rows = read(tmp_path / "joblog")
     assert [(r["id"], r["command"]) for r in rows] == [("0", "true"), ("1", "echo resumed")]
     assert "leftovers" not in rows[1]
+
+
+def test_a_joblog_begun_before_the_resource_columns_keeps_its_columns(tmp_path: Path) -> None:
+    old = HEADER.replace("user\tsys\tmaxrss_kib\t", "")
+    (tmp_path / "joblog").write_text(old + "0\tn1\t0\t-\t-\t1.000\t2.000\t1.000\t0\tok\t1\t0\ttrue\n")
+    log = Joblog(tmp_path / "joblog")
+    log.add(1, **ROW, leftovers=1, command="echo\ta tab", cpu_user=1.25, cpu_system=0.5, max_rss=2048)
+    log.close()
+    rows = read(tmp_path / "joblog")
+    assert [(r["id"], r["leftovers"], r["command"]) for r in rows] == [("0", "0", "true"), ("1", "1", "echo\ta tab")]
+    assert "user" not in rows[1]
+
+
+def test_resource_use_is_seconds_and_kib_or_a_dash_when_unknown(tmp_path: Path) -> None:
+    log = Joblog(tmp_path / "joblog")
+    log.add(0, **ROW, leftovers=0, command="a", cpu_user=1.25, cpu_system=0.5, max_rss=2048)
+    log.add(1, **ROW, leftovers=0, command="b")  # a Slurm job of submit mode: not known
+    log.close()
+    known, unknown = read(tmp_path / "joblog")
+    assert (known["user"], known["sys"], known["maxrss_kib"]) == ("1.250", "0.500", "2048")
+    assert (unknown["user"], unknown["sys"], unknown["maxrss_kib"]) == ("-", "-", "-")

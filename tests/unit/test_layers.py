@@ -6,7 +6,8 @@ never a peer package of its own layer nor anything above::
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
-    runtime, config, relaunch, chain, submit   the master and the agent (and its serving loop) beside it
+    runtime, config, relaunch, chain, submit, commands   the master and the agent (and its serving loop) beside
+                                                  it; report and output, which read a sweep
     launch
     cli
     compat
@@ -29,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
-    ("runtime", "config", "relaunch", "chain", "submit"),
+    ("runtime", "config", "relaunch", "chain", "submit", "commands"),
     ("launch",),
     ("cli",),
     ("compat",),

@@ -1,0 +1,233 @@
+"""The commands that read a sweep without running anything: ``report`` and ``output``.
+
+``python -m mpilauncher report WORKDIR_OR_QUEUESTATE [--plot FILE]`` and
+``python -m mpilauncher output WORKDIR TASK_ID...``, dispatched by :func:`mpilauncher.cli.main`
+(a commandlines file named ``report`` or ``output`` still runs as one).  They read the
+queuestate with its journal replayed (as ``--status`` does: a running sweep is
+reported as it stands, without its lock), the workdir's joblog, and the tasks' output
+in either output mode (``out<N>``, or the per-node files: :mod:`mpilauncher.execution.gather`).
+Bad input is one line and exit status 2, as everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mpilauncher import log
+from mpilauncher.core.ledger import QUEUED, RUNNING
+from mpilauncher.core.ranges import expand
+from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
+from mpilauncher.execution import gather
+from mpilauncher.persistence.lock import Holder, current_holder, is_stale
+from mpilauncher.persistence.store import load_state
+from mpilauncher.report import joblog
+from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
+
+#: How much of the end of a task's output is read for its last lines.
+TAIL_BYTES = 64 * 1024
+#: Task ids one ``output`` call takes at most.
+MOST_IDS = 1_000_000
+
+
+def _fail(err: LauncherError) -> int:
+    log.error(str(err))
+    return err.exit_status
+
+
+# -- finding the sweep -------------------------------------------------------------------
+def _meta_of(path: Path) -> dict | None:
+    """The ``#meta`` of a queuestate (its first lines), or None if ``path`` is not one of ours."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as head:
+            for _, line in zip(range(8), head, strict=False):
+                if line.startswith("#meta "):
+                    data = json.loads(line[6:])
+                    return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def find_queuestate(workdir: Path) -> Path | None:
+    """The queuestate whose sweep writes into ``workdir``: looked for in the current directory and in
+    the workdir's parent (where the launcher puts both by default), by what its ``#meta`` line names."""
+    wanted = str(workdir.resolve())
+    for directory in dict.fromkeys([Path.cwd(), workdir.resolve().parent]):
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries[:10_000]:
+            if entry.name.endswith((".journal", ".lock")) or not entry.is_file():
+                continue
+            meta = _meta_of(entry)
+            if meta is not None and meta.get("workdir") == wanted:
+                return entry
+    return None
+
+
+def load_sweep(target: Path) -> Sweep:
+    """The sweep that ``target`` (a workdir or a queuestate) names, as it stands now."""
+    if target.is_dir():
+        workdir, state = target, find_queuestate(target)
+    elif target.is_file():
+        state = target
+        meta = _meta_of(target)
+        if meta is None:
+            raise InputError("is neither a workdir nor an mpilauncher queuestate", str(target))
+        workdir = Path(meta.get("workdir") or ".")
+    else:
+        raise InputError("no such workdir or queuestate", str(target))
+    now = time.time()
+    sweep = Sweep([], {}, source=str(target))
+    if state is not None:
+        loaded = load_state(state, CoresSpec("fixed", 1))
+        ledger, meta = loaded.ledger, loaded.meta
+        sweep.ledger = ledger
+        sweep.source = f"{meta.commandlines or state} (queuestate {state}, workdir {meta.workdir or workdir})"
+        sweep.pool = dict(meta.extra.get("pool") or {})
+        sweep.name = Path(meta.commandlines).name if meta.commandlines else state.name
+        counts = ledger.counts()
+        holder = current_holder(state)
+        live = holder is not None and not is_stale(holder, Holder.me(None), job_running=lambda job: None)
+        if live:
+            sweep.state = "running"
+            try:  # the snapshot's elapsed time is as old as the snapshot
+                ledger.elapsed_before += max(0.0, now - time.mktime(time.strptime(meta.written, "%Y-%m-%dT%H:%M:%S")))
+            except (ValueError, OverflowError):
+                pass
+            sweep.attempts += running_attempts(ledger, now)
+        elif counts[QUEUED] or counts[RUNNING]:
+            sweep.state = "stopped"
+            sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {state}")
+    else:
+        sweep.notes.append(
+            "no queuestate found for this workdir (looked in the current directory and the workdir's parent):"
+            " the joblog alone, finished tasks only; give the queuestate instead for the rest"
+        )
+    log_path = workdir / "joblog"
+    try:
+        sweep.attempts = attempts_from_joblog(joblog.read(log_path)) + sweep.attempts
+    except OSError as err:
+        if state is None:
+            raise InputError(f"no joblog here ({err.strerror})", str(log_path)) from None
+        sweep.notes.append(f"{log_path}: {err.strerror}: no task has ended yet, or the workdir moved")
+    if not sweep.pool:
+        sweep.pool = pool_of(sweep.attempts)
+    sweep.workdir = workdir
+    return sweep
+
+
+def output_tail(workdir: Path):
+    """``tail(task_id, lines)``: the last lines of a task's output, None if there is none."""
+    indexed = gather.records(str(workdir))
+
+    def tail(task_id: int, lines: int) -> list[str] | None:
+        record = gather.locate(str(workdir), task_id, "out", indexed)
+        if record is None:
+            return None
+        try:
+            data = gather.read_record(record, TAIL_BYTES)
+        except OSError:
+            return None
+        text = data.decode("utf-8", "replace").rstrip("\n")
+        return text.split("\n")[-lines:] if text else []
+
+    return tail
+
+
+# -- report -------------------------------------------------------------------------------
+def report_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mpilauncher report",
+        description="What a sweep did (or is doing): the statistics, how busy the cores were, the slowest and "
+        "most memory-hungry tasks, every failed task with the end of its output; --plot draws it.",
+    )
+    parser.add_argument("sweep", metavar="WORKDIR_OR_QUEUESTATE", help="the sweep's workdir, or its queuestate")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="tasks in each list (default 10)")
+    parser.add_argument("--tail", type=int, default=5, metavar="N", help="lines of a failed task's output (default 5)")
+    parser.add_argument(
+        "--failed", type=int, default=50, metavar="N", help="show the output of this many failed tasks (default 50)"
+    )
+    parser.add_argument(
+        "--plot", metavar="FILE", help="also draw a Gantt chart of tasks on cores and the cores' use over time "
+        "(FILE.png or FILE.svg; needs matplotlib: pip install 'mpilauncher[plot]')",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        for name in ("top", "tail", "failed"):
+            if not 0 <= getattr(args, name) <= MOST_IDS:
+                raise InputError(f"--{name} must be from 0 to {MOST_IDS:,}, not {getattr(args, name)}")
+        plot_path = Path(args.plot) if args.plot else None
+        if plot_path is not None and plot_path.suffix.lower() not in (".png", ".svg"):
+            raise InputError("--plot must name a .png or .svg file", args.plot)
+        sweep = load_sweep(Path(args.sweep))
+        text = render(sweep, args.top, args.tail, args.failed, output_tail(sweep.workdir or Path(".")))
+        if plot_path is not None:
+            from mpilauncher.report.plot import PlotUnavailable, draw
+
+            try:
+                draw(sweep, plot_path)
+            except PlotUnavailable as err:
+                raise InputError(str(err)) from None
+            except OSError as err:
+                raise InputError(f"cannot write the plot: {err.strerror or err}", args.plot) from None
+            text += f"Plot: {plot_path}\n"
+    except LauncherError as err:
+        return _fail(err)
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+# -- output -------------------------------------------------------------------------------
+def output_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mpilauncher output",
+        description="Print a task's output (its latest attempt), whichever output mode the sweep ran in: "
+        "out<N>, or the per-node files of --output per-node.",
+    )
+    parser.add_argument("workdir", metavar="WORKDIR")
+    parser.add_argument("tasks", nargs="+", metavar="TASK_ID", help="task ids, or ranges such as 3-7")
+    parser.add_argument("--exec", action="store_true", help="print the command as it was run (exec<N>) instead")
+    args = parser.parse_args(argv)
+    try:
+        workdir = Path(args.workdir)
+        if not workdir.is_dir():
+            raise InputError("no such workdir", args.workdir)
+        try:
+            ids = [i for word in args.tasks for i in expand(word, largest=MOST_IDS * 1000)]
+        except ValueError as err:
+            raise InputError(f"task ids: {err}") from None
+    except LauncherError as err:
+        return _fail(err)
+    kind = "exec" if args.exec else "out"
+    status = EXIT_OK
+    out = sys.stdout.buffer
+    for task_id, data in gather.iter_output(str(workdir), ids, kind):
+        if data is None:
+            log.error(
+                f"task {task_id}: no {'exec script' if args.exec else 'output'} in {workdir} (not run yet, or still"
+                " running: per-node output is in the workdir once the task ends)"
+            )
+            status = EXIT_TASKS_FAILED
+            continue
+        if len(ids) > 1:
+            out.write(f"==> task {task_id} <==\n".encode())
+        out.write(data)
+        if len(ids) > 1 and data and not data.endswith(b"\n"):
+            out.write(b"\n")
+    try:
+        out.flush()
+    except BrokenPipeError:  # `output W 7 | head`: fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status
+
+
+#: ``python -m mpilauncher NAME ...``: the commands beside running a sweep (and ``chain``).
+COMMANDS = {"report": report_main, "output": output_main}

@@ -1,0 +1,84 @@
+"""Per-node output (--output per-node) as users meet it: 10,000 tasks in a handful of files, each task's
+output back with `python -m mpilauncher output`, a resume that keeps the mode, a spool that cannot be used."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from mpilauncher.execution.gather import iter_output
+from mpilauncher.report.joblog import read as read_joblog
+from tests.conftest import run_cli
+
+
+def test_ten_thousand_tasks_make_a_handful_of_files_and_every_output_comes_back(tmp_path: Path) -> None:
+    count = 10_000
+    # Output of different sizes (0 to ~2 KiB), stdout and stderr, and one without a final newline.
+    (tmp_path / "commandlines").write_text(
+        "".join(f"echo task PYL_ID; seq {i % 400}; echo err PYL_ID >&2\n" for i in range(count - 1))
+        + "printf 'last, no newline'\n"
+    )
+    result = run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    work = tmp_path / "w"
+    names = sorted(p.name for p in work.iterdir())
+    assert len(names) <= 1 + 2 * 8, names  # the joblog, and a data file and an index per executor lane
+    assert all(n == "joblog" or n.startswith("output.") for n in names), names
+    assert len(read_joblog(work / "joblog")) == count
+    outputs = dict(iter_output(str(work), list(range(count))))
+    for i in range(count - 1):
+        numbers = "".join(f"{n}\n" for n in range(1, i % 400 + 1))
+        assert outputs[i] == f"task {i}\n{numbers}err {i}\n".encode(), i
+    assert outputs[count - 1] == b"last, no newline"
+    # The command line, as a user asks for a few of them.
+    some = sorted(random.Random(14).sample(range(count - 1), 3))
+    shown = run_cli(["output", "w", *map(str, some)], tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for i in some:
+        assert f"==> task {i} <==\ntask {i}\n" in shown.stdout
+    script = run_cli(["output", "w", "17", "--exec"], tmp_path)
+    assert script.stdout.startswith("#!/bin/sh\n") and "seq 17" in script.stdout
+
+
+def test_a_resume_keeps_per_node_output_and_output_gives_the_latest_attempt(tmp_path: Path) -> None:
+    # The first attempt fails, the second (on --rerun-failed) succeeds: each says which it is.
+    (tmp_path / "commandlines").write_text(
+        "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; echo attempt $n; [ $n -ge 1 ]\necho fine\n"
+    )
+    first = run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert run_cli(["output", "w", "0"], tmp_path).stdout == "attempt 0\n"
+    again = run_cli(["--resume", "queuestate", "--rerun-failed", "--quiet"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert run_cli(["output", "w", "0"], tmp_path).stdout == "attempt 1\n"
+    assert not any(p.name.startswith("out") and p.name[3:].isdigit() for p in (tmp_path / "w").iterdir())
+    assert '"output": "per-node"' in (tmp_path / "queuestate").read_text()
+
+
+def test_the_default_keeps_pylauncher_files_and_output_reads_them_too(tmp_path: Path) -> None:
+    (tmp_path / "commandlines").write_text("echo hello PYL_ID\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 0
+    assert (tmp_path / "w" / "out0").read_text() == "hello 0\n" and (tmp_path / "w" / "exec0").exists()
+    assert run_cli(["output", "w", "0"], tmp_path).stdout == "hello 0\n"
+
+
+def test_output_of_a_task_that_has_none_or_of_no_workdir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "commandlines").write_text("true\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path).returncode == 0
+    missing = run_cli(["output", "w", "5"], tmp_path)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert missing.stderr.startswith("mpilauncher: error: task 5: no output in w (not run yet")
+    nowhere = run_cli(["output", "nowhere", "0"], tmp_path)
+    assert nowhere.returncode == 2 and nowhere.stderr == "mpilauncher: error: nowhere: no such workdir\n"
+
+
+def test_a_spool_directory_that_cannot_be_used_stops_the_launcher_and_nothing_fails(tmp_path: Path) -> None:
+    (tmp_path / "commandlines").write_text("echo a\necho b\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--output", "per-node"], tmp_path,
+                     MPILAUNCHER_SPOOL=str(tmp_path / "no-such-dir"))  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "cannot start tasks: spool directory" in result.stderr and "no-such-dir" in result.stderr
+    assert "tasks aborted: 0" in result.stdout
+    fixed = run_cli(["--resume", "queuestate", "--quiet"], tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert run_cli(["output", "w", "0", "1"], tmp_path).stdout == "==> task 0 <==\na\n==> task 1 <==\nb\n"
