@@ -79,6 +79,15 @@ def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
     }
 
 
+#: A task that dies of a stop signal we did not send (SIGTERM, SIGINT, SIGHUP, SIGUSR1) was most
+#: likely killed by the batch system stopping the whole job (scancel, the time limit: Slurm signals
+#: every process of the job at once), a moment before the stop reaches rank 0 itself: its end is
+#: held this long, and a stop that comes meanwhile makes it an interruption (rerun on resume) rather
+#: than a failure.  Without a stop it is an ordinary end (someone's own kill), only that much later.
+STOP_DEATHS = frozenset(-s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1))
+SUSPECT_WAIT = 2.0
+
+
 @dataclass(slots=True)
 class Outcome:
     """How the loop ended: ``interrupted`` names the signal when it did not finish; ``failure``
@@ -189,6 +198,7 @@ class Master:
         self._lost = 0
         self._lost_now: dict[int, int] = {}  # nodes given up this turn -> their tasks queued again
         self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
+        self._suspect: list[tuple[float, int, Ended]] = []  # (until, node, Ended): killed by a stop signal
         self._done = False
         self._start_due: float | None = None  # paced: when the next start may go (clock time)
         self.began = clock()
@@ -202,6 +212,8 @@ class Master:
         ]
         while True:
             now = self.clock()
+            if self._suspect:
+                events += self._settle_suspects(now)
             if self.stop.check(now):  # before this turn's starts are decided
                 return self._stop_early(events)
             if self.paced:
@@ -218,6 +230,8 @@ class Master:
                 timeout = min(timeout, max(0.0, due - (now - self.began)))
             if self._start_due is not None:
                 timeout = min(timeout, max(0.0, self._start_due - now))
+            if self._suspect:
+                timeout = min(timeout, max(0.0, self._suspect[0][0] - now))
             events = self._events(self.transport.receive(timeout))
             lost = self._lost_nodes(self.clock())
             if lost:
@@ -312,6 +326,9 @@ class Master:
                 self._held.extend((node, ended) for ended in message.items)
                 continue
             for ended in message.items:
+                if ended.exit_code in STOP_DEATHS and not ended.timed_out and not ended.not_started:
+                    self._suspect.append((self.clock() + SUSPECT_WAIT, node, ended))
+                    continue
                 if ended.not_started:
                     if self.start_failure is None:
                         events.append(self._cannot_start(ended.not_started))
@@ -319,6 +336,17 @@ class Master:
                 else:
                     events.append(_finished(node, ended))
         return events
+
+    def _settle_suspects(self, now: float) -> list[Event]:
+        """Ends by a stop signal, held a moment: a stop that came meanwhile decides them (they were
+        the batch system's, see SUSPECT_WAIT); else, their time up, they are ordinary ends."""
+        if self.stop.signum is not None:
+            self._held.extend((node, ended) for _, node, ended in self._suspect)
+            self._suspect = []
+            return []
+        due = [(node, ended) for until, node, ended in self._suspect if until <= now]
+        self._suspect = [item for item in self._suspect if item[0] > now]
+        return [_finished(node, ended) for node, ended in due]
 
     def _cannot_start(self, reason: str) -> StopDispatch:
         """The first start that failed for the launcher's fault: say so at once, start nothing more."""
@@ -339,7 +367,8 @@ class Master:
         nodes any more but the shutdown.
         """
         self._notify(self.scheduler.handle(StopDispatch(), *events))
-        held, self._held = self._held, []
+        held = self._held + [(node, ended) for _, node, ended in self._suspect]  # (those die of the stop too)
+        self._held, self._suspect = [], []
         ended = held + self.transport.shutdown(self.grace, self.stop.exit_status)
         clean = [_finished(node, e) for node, e in ended if e.exit_code == 0 and not e.not_started]
         self._notify(self.scheduler.handle(*clean))

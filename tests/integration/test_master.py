@@ -294,3 +294,32 @@ def test_a_new_consumer_of_the_facts_is_one_observer(tmp_path: Path) -> None:
     assert progress.ended == len(record.joblog) == 11
     assert (progress.taken_back, progress.retried) == (2, 1), "two from the lost node, one retry"
     assert progress.lines[-1] == "11 done, 0 running"
+
+
+def test_a_task_the_batch_system_killed_just_before_the_launcher_heard_of_the_stop_is_interrupted(
+    tmp_path: Path,
+) -> None:
+    """Slurm signals every process of the job at once (scancel, its time limit): a task may die of
+    the signal, and its end reach rank 0, a moment before rank 0 hears of the stop itself.  That end
+    is held a moment: the stop that follows makes it an interruption (rerun on resume), not a
+    failure."""
+    cluster = FakeCluster(("n0", 2), ("n1", 2))
+    cluster.runtimes = {i: 1.0 for i in range(20)} | {3: 2.2}
+    cluster.exits = {3: -signal.SIGUSR1}
+    cluster.at(2.6, lambda c: c.signalled.append((1, signal.SIGUSR1)))
+    stop = StopRequest()
+    record = run_sweep(tmp_path, cluster, tasks(20), stop=stop)
+    assert record.outcome.interrupted == "stopped by SIGUSR1 (received by rank 1 on n1)"
+    states = record.states()
+    assert states[3] == "running" and "failed" not in states.values(), states
+    assert_consistent(record)
+
+
+def test_a_task_killed_by_a_stop_signal_with_no_stop_following_is_a_failure_after_all(tmp_path: Path) -> None:
+    cluster = FakeCluster(("n0", 2))
+    cluster.runtimes = {0: 1.0, 1: 1.5, 2: 1.0}
+    cluster.exits = {1: -signal.SIGTERM}  # someone's own kill, not the batch system's stop
+    record = run_sweep(tmp_path, cluster, tasks(3))
+    assert record.states() == {0: "completed", 1: "failed", 2: "completed"}
+    assert [r["status"] for r in record.rows_of(1)] == ["signal"]
+    assert_consistent(record)
