@@ -53,7 +53,7 @@ from pathlib import Path
 from mpilauncher import log
 from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
-from mpilauncher.errors import InputError, LauncherError, OptionError
+from mpilauncher.errors import InputError, LauncherError, LauncherFailure, OptionError
 from mpilauncher.execution.environment import exec_script
 from mpilauncher.execution.processes import Standbys
 from mpilauncher.persistence.files import atomic_write
@@ -155,7 +155,7 @@ class SlurmJobs:
                 " login node of a Slurm cluster"
             )
         options = self.settings.options
-        why = self.slurm.test(options)
+        why = self._test(options)
         if why is not None:
             problem = f"{self.settings.sbatch!r}: Slurm would refuse the jobs: {why} (sbatch {shlex.join(options)})"
             raise OptionError("submit", problem)
@@ -165,11 +165,21 @@ class SlurmJobs:
         for task in self._tasks.values():
             shapes.setdefault(job_shape(task, self.settings.task_timeout), task)
         for shape, task in sorted(shapes.items(), key=lambda item: item[0], reverse=True)[:8]:
-            why = self.slurm.test([*options, *shape]) if shape else None
+            why = self._test([*options, *shape]) if shape else None
             if why is not None:
                 asked = shlex.join([*options, *shape])
                 raise InputError(f"Slurm would refuse the job of task {task.id}: {why} (sbatch {asked})", source,
                                  task.line or None)  # fmt: skip
+
+    def _test(self, args: list[str]) -> str | None:
+        """``sbatch --test-only``; a controller that cannot be reached stops the run before it begins."""
+        try:
+            return self.slurm.test(args)
+        except SubmitRefused as refused:
+            raise LauncherFailure(
+                f"cannot reach Slurm's controller ({refused.reason}): nothing was submitted or written;"
+                " start again when `sinfo` answers"
+            ) from None
 
     def prepare(self, plan, workdir: str | None = None) -> None:
         """launch.py's hook for a submitted run, once the plan is read and before anything is written.

@@ -41,6 +41,8 @@ TRANSIENT_REFUSALS = re.compile(
     r"|temporarily unable|Slurm is busy|try again later",
     re.IGNORECASE,
 )
+#: What sbatch says when no controller answers at all (as opposed to one that is busy or full).
+UNREACHABLE = re.compile(r"Unable to contact slurm controller", re.IGNORECASE)
 #: Seconds any one Slurm command may take (a controller under load answers within this).
 COMMAND_TIMEOUT = 120.0
 
@@ -125,7 +127,8 @@ class SlurmCommands:
     def test(self, args: Sequence[str]) -> str | None:
         """``sbatch --test-only ARGS --wrap=true``: why Slurm would refuse such a job, or None if it would not.
 
-        Nothing is submitted.  A submit limit reached now is no reason to refuse (it passes).
+        Nothing is submitted.  A submit limit reached now is no reason to refuse (it passes);
+        a controller that cannot be contacted at all raises :class:`SubmitRefused`.
         """
         try:
             result = self._call(["sbatch", "--test-only", *args, "--wrap=true"])
@@ -136,6 +139,10 @@ class SlurmCommands:
         if result.returncode == 0:
             return None
         why = one_line(result.stderr) or f"exit status {result.returncode}"
+        if UNREACHABLE.search(why):
+            # Before the first submission this is no passing state to wait out
+            # silently: the user is told now, with nothing written.
+            raise SubmitRefused(why, transient=True)
         return None if TRANSIENT_REFUSALS.search(why) else why
 
     def states(self, jobs: Iterable[str]) -> dict[str, JobState] | None:

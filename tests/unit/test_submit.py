@@ -14,14 +14,14 @@ import pytest
 
 from mpilauncher.core.ledger import COMPLETED, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
-from mpilauncher.errors import InputError, OptionError
+from mpilauncher.errors import InputError, LauncherFailure, OptionError
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.queuestate import StateMeta, render
 from mpilauncher.protocol import Ended, Setup, StartRequest, StartTasks
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.submit import Settings, SlurmJobs
 from mpilauncher.submit.record import FILE_NAME, SubmissionRecord
-from mpilauncher.submit.slurm import ENDED_STATES, JobRecord, JobState, SubmitRefused, exit_code_of
+from mpilauncher.submit.slurm import ENDED_STATES, JobRecord, JobState, SlurmCommands, SubmitRefused, exit_code_of
 from tests.conftest import ROOT
 
 QOS = "QOSMaxSubmitJobPerUserLimit Batch job submission failed: Job violates accounting/QOS policy"
@@ -401,6 +401,35 @@ def test_the_preflight_names_the_options_or_the_task_slurm_would_refuse(tmp_path
     with pytest.raises(InputError, match=r"^cl:7: Slurm would refuse the job of task 1: Requested node configuration"):
         wide.check("cl")
     assert calls[0] == ["-t", "1"], "the options alone first: a bad partition is theirs, not a task's"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "outcome"),
+    [
+        ("sbatch: error: Batch job submission failed: Invalid partition name specified", "refused"),
+        ("sbatch: error: QOSMaxSubmitJobPerUserLimit", "passes"),
+        ("allocation failure: Unable to contact slurm controller (connect failure)", "unreachable"),
+    ],
+)  # fmt: skip
+def test_the_preflight_tells_a_full_queue_from_a_bad_option_and_from_no_controller(stderr, outcome):
+    """A limit reached passes (the submissions wait it out); no controller at all is said before anything
+    is written, not waited on silently as if it were a limit (CI once sat two minutes on that)."""
+
+    def run(args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, "", stderr + "\n")
+
+    slurm_commands = SlurmCommands(run=run)
+    backend = SlurmJobs(Settings("-p x"), slurm=slurm_commands)
+    backend.take(sweep("true"))
+    slurm_commands.available = lambda: True
+    if outcome == "refused":
+        with pytest.raises(OptionError, match="Invalid partition name"):
+            backend.check("cl")
+    elif outcome == "passes":
+        backend.check("cl")
+    else:
+        with pytest.raises(LauncherFailure, match=r"^cannot reach Slurm's controller \(allocation failure: Unable"):
+            backend.check("cl")
 
 
 def test_queue_names_the_partition_only_where_the_options_name_none():
