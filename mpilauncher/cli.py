@@ -136,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
         "recorded as 'timeout' in the joblog",
     )
     parser.add_argument(
+        "--expected-time",
+        default=None,
+        metavar="TIME|file",
+        help="how long each task runs: TIME (seconds or [[D-]HH:]MM:SS) for every task, or 'file' ('T,' prefix "
+        "per line, after the 'N,' of --cores file; '-' for none); near --max-runtime or the job's time limit a "
+        "task that cannot finish is held back for the next job (without it, the 90th percentile of the sweep's "
+        "completed tasks of its size is the estimate)",
+    )
+    parser.add_argument(
         "--retries",
         default=0,
         metavar="N",
@@ -319,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             tasks_per_job=args.tasks_per_job,
             poll_interval=args.poll_interval,
             cancel_on_stop=args.cancel_on_stop,
+            expected_time=args.expected_time,
         )
         result = run(config, began=process_began())
     except LauncherError as err:
