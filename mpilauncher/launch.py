@@ -738,6 +738,10 @@ def _startup(
         per_task += f", {plan.meta.extra['gpus_per_task']} GPU(s) per task"
     if plan.meta.extra.get("mpi"):
         per_task += ", MPI tasks"
+    if plan.meta.extra.get("expected_time") == "file":
+        per_task += ", expected time per line ('T,' prefix)"
+    elif isinstance(config.expected_time, float):
+        per_task += f", {config.expected_time:g} s expected per task"
     source = plan.meta.commandlines or str(plan.resumed_from)
     if plan.resumed_from is not None:
         source = f"{source} (resuming {plan.resumed_from})"

@@ -31,6 +31,7 @@ def test_tasks_that_cannot_finish_before_max_runtime_are_held_back_and_a_resume_
                      "--workdir", "w", "--cores-per-node", "2"], sweep_dir)  # fmt: skip
     assert first.returncode == 4, first.stderr
     assert time.monotonic() - began < 25, "it stopped once nothing could start, not at --max-runtime"
+    assert "14 tasks, cores per line ('N,' prefix), expected time per line ('T,' prefix)" in first.stdout
     held_lines = [line for line in first.stderr.splitlines() if "held back" in line]
     assert len(held_lines) == 2, first.stderr  # the one line for the first task held, and the outcome
     assert held_lines[0].startswith("mpilauncher: task 12 held back for the next job: it needs about 27 s (its")
