@@ -138,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         "recorded as 'timeout' in the joblog",
     )
     parser.add_argument(
+        "--expected-time",
+        default=None,
+        metavar="TIME|file",
+        help="how long each task runs: TIME (seconds or [[D-]HH:]MM:SS) for every task, or 'file' ('T,' prefix "
+        "per line, after the 'N,' of --cores file; '-' for none); near --max-runtime or the job's time limit a "
+        "task that cannot finish is held back for the next job (without it, the 90th percentile of the sweep's "
+        "completed tasks of its size is the estimate)",
+    )
+    parser.add_argument(
         "--retries",
         default=0,
         metavar="N",
@@ -349,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=args.progress,
             progress_interval=args.progress_interval,
             output=args.output,
+            expected_time=args.expected_time,
         )
         result = run(config, began=process_began())
     except LauncherError as err:

@@ -127,6 +127,9 @@ class Config:
     #: Where tasks' output goes: per-task (out<N> and exec<N>, PyLauncher's) or per-node (a few files a node,
     #: see execution/gather.py); None: as the sweep began (a resume), else per-task.
     output: str | None = None
+    #: Each task's expected run time in seconds, or "file" (a ``T,`` prefix per line); near the deadline a
+    #: task that cannot finish is held back for the next job (None: estimated from the sweep's own tasks).
+    expected_time: float | str | None = None
 
     @property
     def trace_jobs(self) -> bool:
@@ -262,6 +265,7 @@ def make_config(
     progress: object = "auto",
     progress_interval: object = None,
     output: object = None,
+    expected_time: object = None,
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     if (commandlines is None) == (resume is None):
@@ -321,6 +325,7 @@ def make_config(
             else DEFAULT_PROGRESS_INTERVAL
         ),
         output=_output(output) if _given(output) else None,
+        expected_time=_expected_time(expected_time) if _given(expected_time) else None,
     )
     check_submit(config, resuming=resume is not None)
     return config
@@ -406,6 +411,16 @@ def _progress(value: object) -> str:
     return text
 
 
+def _expected_time(value: object) -> float | str:
+    """``file`` (a ``T,`` prefix per line), or one duration for every task."""
+    if isinstance(value, str) and value.strip().lower() == "file":
+        return "file"
+    try:
+        return limits.duration(value)
+    except ValueError as err:
+        raise option_error("expected_time", str(err).replace(", not", ", or 'file', not")) from None
+
+
 def _grace(value: object) -> float:
     if value is None:
         return DEFAULT_GRACE
@@ -442,20 +457,10 @@ def parse_duration(setting: str, value: object, allow_zero: bool = False) -> flo
     runtime copes with any duration up to that (each sleep is capped to what the
     kernel takes, see ``execution/processes.py``).
     """
-    text = str(value).strip()
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        days, _, clock = text.rpartition("-") if ":" in text and "-" in text else ("", "", text)
-        parts = [float(p) for p in clock.split(":")]
-        if len(parts) > 3 or any(p < 0 for p in parts):
-            raise ValueError
-        seconds = 0.0
-        for part in parts:
-            seconds = seconds * 60 + part
-        seconds += float(days or 0) * 86400
-    except (ValueError, OverflowError):
-        raise option_error(setting, f"must be seconds or [[D-]HH:]MM:SS, not {value!r}") from None
+        seconds = limits.clock_seconds(value)
+    except ValueError as err:
+        raise option_error(setting, err) from None
     try:
         return limits.seconds(seconds, limits.MAX_DURATION, zero=allow_zero)
     except ValueError:

@@ -140,7 +140,7 @@ def plan_from_commandlines(config: Config) -> Plan:
     path = Path(config.commandlines)
     given = config.commandlines_text is not None  # from Python: ``commandlines`` only names them
     text = config.commandlines_text if given else read_text(path, "commandlines file")
-    tasks = parse_commandlines(text, str(path), config.cores, config.block)
+    tasks = parse_commandlines(text, str(path), config.cores, config.block, config.expected_time)
     meta = StateMeta(
         commandlines=config.commandlines if given else str(path.resolve()),
         sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
@@ -148,6 +148,8 @@ def plan_from_commandlines(config: Config) -> Plan:
     )
     if config.block > 1:
         meta.extra["block"] = config.block
+    if config.expected_time == "file":  # the same file read without the prefixes is another sweep
+        meta.extra["expected_time"] = "file"
     plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
     mark_mpi_tasks(plan, config)
     return plan
@@ -158,6 +160,10 @@ def plan_from_queuestate(config: Config) -> Plan:
     loaded = load_state(source, config.cores)
     ledger = loaded.ledger
     to_run = ledger.to_run(config.rerun_failed)
+    if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
+        to_run = [dataclasses.replace(task, expected=config.expected_time) for task in to_run]
+        for task in to_run:
+            ledger.records[task.id].task = task
     for task in to_run:
         ledger.requeued(task.id)
     meta = loaded.meta
@@ -245,6 +251,7 @@ def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
         and meta.sha256 == plan.meta.sha256
         and meta.cores == plan.meta.cores
         and meta.extra.get("block", 1) == plan.meta.extra.get("block", 1)
+        and meta.extra.get("expected_time") == plan.meta.extra.get("expected_time")
         and bool(meta.extra.get("mpi")) == bool(plan.meta.extra.get("mpi"))
     )
     return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
@@ -351,20 +358,23 @@ def default_workdir(job_id: str | None) -> Path:
     return workdir
 
 
-def run_deadline(config: Config, began: float) -> tuple[float | None, str]:
+def run_deadline(config: Config, began: float) -> tuple[float | None, str, str]:
     """When the run must stop by itself: --max-runtime counted from ``began`` (the start of the
     process, or of the API call: reading a million commandlines counts), or the Slurm job's end
-    less a margin."""
+    less a margin.  (deadline, why the run stops there, what the deadline is called in messages)."""
     now = time.monotonic()
     candidates = []
     if config.max_runtime:
-        candidates.append((began + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s"))
+        candidates.append(
+            (began + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s", "--max-runtime")
+        )
     left = cluster.job_seconds_left()
     if left is not None:
         margin = config.time_limit_margin
-        candidates.append((now + left - margin, f"stopping {margin:g} s before the job's time limit"))
+        reason = f"stopping {margin:g} s before the job's time limit"
+        candidates.append((now + left - margin, reason, "the job's time limit (less --time-limit-margin)"))
     if not candidates:
-        return None, ""
+        return None, "", ""
     return min(candidates)
 
 
@@ -745,6 +755,10 @@ def _startup(
         per_task += f", {plan.meta.extra['gpus_per_task']} GPU(s) per task"
     if plan.meta.extra.get("mpi"):
         per_task += ", MPI tasks"
+    if plan.meta.extra.get("expected_time") == "file":
+        per_task += ", expected time per line ('T,' prefix)"
+    elif isinstance(config.expected_time, float):
+        per_task += f", {config.expected_time:g} s expected per task"
     source = plan.meta.commandlines or str(plan.resumed_from)
     if plan.resumed_from is not None:
         source = f"{source} (resuming {plan.resumed_from})"
@@ -830,7 +844,7 @@ def _run_locked(
         if created:
             _remove_empty_workdir(workdir)
         raise
-    statistics = FinalStatistics(plan.ledger, pool_size)
+    statistics = FinalStatistics(plan.ledger, pool_size, nodes)
     latencies = DispatchLatencies()
     # The consumers of the scheduler's facts; a new one (a progress line, a report) is one more here.
     observers: list[Observer] = [store, joblog, statistics, latencies]
@@ -846,8 +860,11 @@ def _run_locked(
         observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
+    history = [(r.task, r.runtime) for r in plan.ledger if r.state == COMPLETED and r.runtime is not None]
     master = Master(
-        Scheduler(plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval),
+        Scheduler(
+            plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval, history=history
+        ),
         transport,
         nodes,
         observers,

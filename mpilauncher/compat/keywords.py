@@ -266,6 +266,9 @@ KEYWORDS: tuple[Keyword, ...] = (
             ours=True),
     Keyword("time_limit_margin", "stop this long before the Slurm job's time limit (`--time-limit-margin`)",
             _to("time_limit_margin"), ours=True),
+    Keyword("expected_time", "how long each task runs (seconds or `[[D-]HH:]MM:SS`), or `\"file\"`: a `T,` prefix"
+            " per line; near the time limit a task that cannot finish is held back for the next job"
+            " (`--expected-time`)", _to("expected_time"), ours=True),
     Keyword("mpi", "`True`: every task is an MPI program (IbrunLauncher sets it; `--mpi`)", _to("mpi"), ours=True),
     Keyword("mpi_starter", "how MPI tasks start: ibrun, srun, mpiexec, spawn (`--mpi-starter`)",
             _to("mpi_starter"), ours=True),

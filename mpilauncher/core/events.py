@@ -12,8 +12,10 @@ the order it happened:
   statistics, a progress display): a task started -- a :class:`Start`
   without ``after`` once it is sent, or a standby's :class:`Promoted` --, a
   task ended (:class:`TaskEnded`), was queued again (:class:`Requeued`,
-  :class:`Retried`), the next paced start is due (:class:`StartDue`), the
-  run is over (:class:`AllDone`).
+  :class:`Retried`), was held back for the next job (:class:`HeldBack`), a
+  node was suspected, taken out of use or put back (:class:`NodeSuspended`,
+  :class:`NodeOutOfUse`, :class:`NodeBackInUse`), the next paced start is due
+  (:class:`StartDue`), the run is over (:class:`AllDone`).
 
 A fact carries everything its consumers need (where a task ran, on which
 core ids and GPU indices, which attempt, how it ended), so nobody outside
@@ -128,7 +130,16 @@ class NeverStarted:
     at: float = 0.0
 
 
-Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick | NeverStarted
+@dataclass(slots=True)
+class Deadline:
+    """The run must stop at ``at`` (the clock of :class:`ClockTick`): ``--max-runtime``, or the Slurm
+    job's end less its margin.  A task that cannot finish by then is held back (:class:`HeldBack`);
+    the master sends the deadline once, and a :class:`ClockTick` with every burst from then on."""
+
+    at: float
+
+
+Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | ClockTick | NeverStarted | Deadline
 
 
 # -- instructions, which are facts too ----------------------------------------
@@ -229,10 +240,63 @@ class Requeued:
 
 @dataclass(slots=True)
 class Retried:
-    """A failed task is queued again (``--retries``); ``attempt`` is the one that failed, from 1."""
+    """A failed task is queued again (``--retries``); ``attempt`` is the one that failed, from 1.
+
+    ``excused``: the node its failure is blamed on (suspect, or out of use: see
+    :mod:`mpilauncher.core.health`); such a failure does not use up a retry, and the task may
+    have used up its retries, or have none (then it was failed until its node was suspected).
+    """
 
     task_id: int
     attempt: int
+    excused: int | None = None
+
+
+@dataclass(slots=True)
+class HeldBack:
+    """A queued task that cannot finish before the deadline is not started: it stays queued for the
+    next job.  ``expected``: the seconds it needs (its own expected time, or the estimate from the
+    sweep's completed tasks when ``estimated``); ``left``: the seconds left before the deadline."""
+
+    task_id: int
+    expected: float
+    left: float
+    estimated: bool = False
+
+
+@dataclass(slots=True)
+class NodeSuspended:
+    """No new task starts on ``node`` until one of the tasks it failed at once has run elsewhere:
+    ``failures`` fast failures in a row there, while ``elsewhere`` tasks of the same kind succeeded on
+    other nodes (``exit_code``: the most frequent among the failures)."""
+
+    node: int
+    failures: int
+    elsewhere: int
+    exit_code: int
+
+
+@dataclass(slots=True)
+class NodeOutOfUse:
+    """``node`` is out of use for the rest of the run: ``task_id``, which failed at once there, succeeded
+    on ``where`` (None: before the suspicion, on another node); the rest as :class:`NodeSuspended` said."""
+
+    node: int
+    task_id: int
+    where: int | None
+    failures: int
+    elsewhere: int
+    exit_code: int
+
+
+@dataclass(slots=True)
+class NodeBackInUse:
+    """Suspect ``node`` takes tasks again: ``task_id``, which failed at once there, failed on ``where``
+    too (or succeeded on ``node`` itself): it is the tasks, not the node."""
+
+    node: int
+    task_id: int
+    where: int
 
 
 @dataclass(slots=True)
@@ -245,7 +309,16 @@ class StartDue:
 
 @dataclass(slots=True)
 class AllDone:
-    """Nothing is queued or running any more (or nothing more starts and nothing runs)."""
+    """Nothing is queued or running any more (or nothing more starts and nothing runs).
+
+    Queued tasks may be left that can never start in this run: ``held`` held back for the next job
+    (:class:`HeldBack`), ``stranded`` too wide for every node still in use (the others lost or out of
+    use).  Either way the run ends at once, resumable, instead of waiting for what cannot come.
+    """
+
+    held: int = 0
+    stranded: int = 0
 
 
-Action = Start | Retract | Promoted | TaskEnded | Requeued | Retried | StartDue | AllDone
+NodeFact = NodeSuspended | NodeOutOfUse | NodeBackInUse
+Action = Start | Retract | Promoted | TaskEnded | Requeued | Retried | HeldBack | NodeFact | StartDue | AllDone

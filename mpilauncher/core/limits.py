@@ -90,6 +90,33 @@ def seconds(value: object, high: float, *, zero: bool = False) -> float:
     return number
 
 
+def clock_seconds(value: object) -> float:
+    """Seconds written as a number or as Slurm's ``[[D-]HH:]MM:SS`` (``90``, ``1:30``, ``2:00:00``,
+    ``1-00:00:00``); the bounds are the caller's (:func:`duration`)."""
+    text = str(value).strip()
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        days, _, clock = text.rpartition("-") if ":" in text and "-" in text else ("", "", text)
+        parts = [float(p) for p in clock.split(":")]
+        if len(parts) > 3 or any(p < 0 for p in parts):
+            raise ValueError
+        total = 0.0
+        for part in parts:
+            total = total * 60 + part
+        return total + float(days or 0) * DAY
+    except (ValueError, OverflowError):
+        raise ValueError(f"must be seconds or [[D-]HH:]MM:SS, not {value!r}") from None
+
+
+def duration(value: object, high: float = MAX_DURATION) -> float:
+    """:func:`clock_seconds`, finite, greater than 0 and at most ``high``."""
+    total = clock_seconds(value)
+    if not (math.isfinite(total) and 0 < total <= high):
+        raise ValueError(f"must be greater than 0 and at most {in_words(high)}, not {value!r}")
+    return total
+
+
 def in_words(limit: float) -> str:
     """A bound in seconds as people think of it: ``86,400 s (1 day)``."""
     days = limit / DAY

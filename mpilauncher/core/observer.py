@@ -15,7 +15,7 @@ names, bound CPUs and GPU ids).
 
 from __future__ import annotations
 
-from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
+from mpilauncher.core.events import HeldBack, NodeFact, Requeued, Retried, Start, TaskEnded
 
 
 class Observer:
@@ -29,6 +29,12 @@ class Observer:
 
     def on_requeued(self, requeued: Requeued | Retried) -> None:
         """A task is queued again: its node was lost or could not start it, or it is retried."""
+
+    def on_held(self, held: HeldBack) -> None:
+        """A task that cannot finish before the deadline was held back: it stays queued for the next job."""
+
+    def on_node(self, fact: NodeFact) -> None:
+        """A node was suspected, taken out of use, or put back in use (see :mod:`mpilauncher.core.health`)."""
 
     def on_turn_end(self, wall: float, elapsed: float) -> float | None:
         """A loop turn's facts are all in: flush what is buffered.  ``wall``: seconds since the

@@ -73,6 +73,33 @@ once.  Time arrives in :class:`ClockTick` events; a placement pass starts one
 task if ``s`` seconds have passed since the last start, and a :class:`StartDue`
 fact says when the next may go.  Hand-off and standby starts are off then:
 every start waits its turn.
+
+The deadline (``Deadline``: ``--max-runtime``, or the Slurm job's end less its
+margin, on the clock of ``ClockTick``): a task that cannot finish before it is
+*held back* -- left queued for the next job, with a :class:`HeldBack` fact --
+instead of started and killed half-way at the stop.  Its expected time is its
+own (``Task.expected``, the user's ``--expected-time``) or else the estimate of
+:mod:`.estimates` (the 90th percentile of its shape's completed runtimes, once
+there are enough); a task with neither starts.  Near the deadline (less than
+twice the longest expected time left: the *end game*) every start goes through
+the placement pass, which checks: no hand-off, no standby, and the standbys
+still waiting are asked back.  When nothing runs and nothing queued can start
+-- every task left is held back, or fits no node still in use (nodes lost or
+out of use) -- the run is over at once: ``AllDone`` says how many were held
+back and stranded, so the master stops (resumable) rather than idle until the
+deadline.
+
+Bad nodes (:mod:`.health`): every end tells the node's health what it says
+about its node.  A node that fails tasks at once, again and again, while the
+other nodes succeed with the same kind of task, is *suspected*: it gets no new
+task (its standbys are asked back, its cores leave the pool as a lost node's
+do, while its running tasks finish), and the tasks that failed fast there are
+queued again without using up a retry (``Retried(excused=node)``).  The first of
+them to end elsewhere decides: a success takes the node out of use for the run
+(:class:`NodeOutOfUse`), a failure puts it back (:class:`NodeBackInUse`).  Any
+failure on a suspect or out-of-use node is excused the same way, and so is a
+lost node's (its running tasks are queued again as they were).  The last node
+in use is never suspected.
 """
 
 from __future__ import annotations
@@ -80,15 +107,22 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
+from mpilauncher.core.estimates import RuntimeEstimates
 from mpilauncher.core.events import (
     Action,
     AgentJoined,
     AgentLost,
     AllDone,
     ClockTick,
+    Deadline,
     Event,
+    HeldBack,
     NeverStarted,
+    NodeBackInUse,
+    NodeOutOfUse,
+    NodeSuspended,
     Promoted,
     Requeued,
     Retract,
@@ -100,6 +134,7 @@ from mpilauncher.core.events import (
     TaskEnded,
     TaskFinished,
 )
+from mpilauncher.core.health import NodeHealth, Suspicion, Verdict, is_fast_failure
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
 from mpilauncher.core.slots import WHOLE_NODE, SlotPool
 from mpilauncher.core.tasks import Task
@@ -107,12 +142,27 @@ from mpilauncher.errors import Unplaceable
 
 #: A task sent ahead behind a running one, not started yet (no fact says it started).
 STANDBY = "standby"
+#: A queued task that cannot finish before the deadline: left for the next job (the ledger says queued).
+HELD = "held"
+#: The end game begins when less than this many times the longest expected task time is left.
+END_GAME_ROUNDS = 2
 #: How many recent events and actions the scheduler keeps for the story of an invalid transition.
 STORY_DEPTH = 10_000
 #: At most this many entries of a story are told.
 STORY_TOLD = 12
 
 Shape = tuple[int, int, bool]
+
+
+@dataclass(slots=True)
+class _Deadline:
+    """What the scheduler knows of the deadline: when (``at``, the ClockTick clock; None: none), the
+    estimates of how long tasks run, the tasks held back (in order), the longest time a task was given."""
+
+    at: float | None = None
+    estimates: RuntimeEstimates = field(default_factory=RuntimeEstimates)
+    held: dict[int, None] = field(default_factory=dict)
+    longest_given: float = 0.0
 
 
 class InvalidTransition(RuntimeError):
@@ -133,8 +183,14 @@ class Scheduler:
     """Places tasks on free cores; see the module docstring."""
 
     def __init__(
-        self, tasks: Iterable[Task], retries: int = 0, standby: bool = False, start_interval: float | None = None
+        self,
+        tasks: Iterable[Task],
+        retries: int = 0,
+        standby: bool = False,
+        start_interval: float | None = None,
+        history: Iterable[tuple[Task, float]] = (),
     ) -> None:
+        """``history``: (task, runtime) of tasks of the sweep completed in earlier runs (for the estimates)."""
         self.tasks: dict[int, Task] = {}
         self.status: dict[int, str] = {}
         self.pool = SlotPool()
@@ -164,12 +220,26 @@ class Scheduler:
         self._now: float | None = None  # the latest ClockTick (paced only)
         self._next_start = float("-inf")  # when the next paced start may go
         self._pace_held = False  # the last placement pass stopped for the pace, with a task that fits
+        # (New state goes into holders such as these two: CPython 3.11 specializes attribute access only for
+        # instances of at most 30 attributes, and past that every ``self.x`` of the hot path is slower --
+        # measured: 4-7% per decision at 1,000 cores.  tests/unit/test_scheduler_facts.py keeps the count.)
+        self._time = _Deadline()
+        self.health = NodeHealth()
+        self._benched = self.health.benched  # (the same set: read on every end)
+        self._end_game = False  # near the deadline: every start is checked (see the module docstring)
+        #: A success may matter beyond its task: there is a deadline, or some task failed (a streak may be
+        #: open).  False in a healthy sweep without one, which then pays one test per end for both features.
+        self._watching = False
         for task in tasks:
             if task.id in self.tasks:
                 raise ValueError(f"task id {task.id} given twice")
             self.tasks[task.id] = task
             self.status[task.id] = QUEUED
             self._queues.setdefault(self._shape(task), []).append(task.id)
+            if task.expected is not None and task.expected > self._time.longest_given:
+                self._time.longest_given = task.expected
+        for task, runtime in history:
+            self._time.estimates.add(self._shape(task), runtime)
         for queue in self._queues.values():
             heapq.heapify(queue)
         self._bare = {shape: OrderedDict() for shape in self._queues}
@@ -179,13 +249,12 @@ class Scheduler:
             AgentJoined: self._on_joined,
             AgentLost: self._on_lost,
             Retracted: self._on_retracted,
-            ClockTick: self._on_tick,
             NeverStarted: self._on_never_started,
         }
 
     # -- the one mutator --------------------------------------------------
     def handle(self, *events: Event) -> list[Action]:
-        """Apply a burst of events in order (every StopDispatch first), then place once.
+        """Apply a burst of events in order (its time, deadline and every StopDispatch first), then place once.
 
         Returns the burst's instructions and facts, in the order they happened;
         no events, no change (an empty list).
@@ -196,10 +265,20 @@ class Scheduler:
         self._burst = actions
         log = self._log
         drop = False  # a StopDispatch(ask_back=False): drop the standbys once the ends are in
-        for event in events:  # first: nothing starts from a burst that says stop
-            if type(event) is StopDispatch:
+        for event in events:  # first: nothing starts from a burst that says stop; the burst happens now
+            kind = type(event)
+            if kind is TaskFinished:  # (most events: one test)
+                continue
+            if kind is StopDispatch:
                 log.append(event)
                 drop = self._on_stop(event, actions) or drop
+            elif kind is ClockTick:
+                self._now = event.now
+            elif kind is Deadline:
+                self._time.at = event.at
+                self._watching = True
+        if self._time.at is not None and not self._end_game:
+            self._check_end_game(actions)
         handlers = self._handlers
         for event in events:
             kind = type(event)
@@ -207,6 +286,8 @@ class Scheduler:
                 log.append(event)
                 handler = handlers.get(kind)
                 if handler is None:
+                    if kind is ClockTick or kind is Deadline:
+                        continue
                     raise TypeError(f"not a scheduler event: {event!r}")
                 handler(event, actions)
         if drop:
@@ -215,10 +296,14 @@ class Scheduler:
             self._place(actions)
             if self._pace_held:
                 actions.append(StartDue(self._next_start))
-        idle = not self.running and (self._stopping or not self.queued_count)
-        if idle and not self._done_sent and (self.pool.nodes or self._stopping):
-            self._done_sent = True
-            actions.append(AllDone())
+        if not self.running and not self._done_sent and (self.pool.nodes or self._stopping):
+            if self._stopping or not self.queued_count:
+                self._done_sent = True
+                actions.append(AllDone(held=len(self._time.held)))
+            elif not self._pace_held and self.pool.total_cores:  # they fit no node in use (with none, a node
+                # may yet join: the master decides what no node at all means)
+                self._done_sent = True
+                actions.append(AllDone(held=len(self._time.held), stranded=self.queued_count))
         log.extend(actions)
         self._burst = ()
         return actions
@@ -245,6 +330,12 @@ class Scheduler:
             assert (status == QUEUED) == (tid in queued), (tid, status)
             assert (status == RUNNING) == (tid in self.running), (tid, status)
             assert (status == STANDBY) == (tid in self.waiting), (tid, status)
+            assert (status == HELD) == (tid in self._time.held), (tid, status)
+        for node in self.health.benched:
+            assert not self.pool.nodes[node].alive, f"node {node} is out of use but its cores are in the pool"
+        for tid, start in self.waiting.items():  # a standby on a node out of use is asked back, or started
+            waiting = self._standby_of[self._shape(self.tasks[tid])]
+            assert start.node not in self.health.benched or tid not in waiting, (tid, "standby left on a bad node")
         for tid, start in self.running.items():
             assert start.task_id == tid, (tid, start)
         for tid, start in self.waiting.items():
@@ -261,6 +352,8 @@ class Scheduler:
                 assert 0 <= start.cores[0] < self.pool.nodes[start.node].cores, start
                 continue
             for node, cores in start.segments:
+                if not self.pool.nodes[node].alive:  # a node out of use: its cores are not the pool's
+                    continue
                 taken = used.setdefault(node, set())
                 assert not taken & set(cores), f"core given twice on node {node}"
                 taken |= set(cores)
@@ -270,7 +363,7 @@ class Scheduler:
             assert not taken & set(self.pool.nodes[node].free), f"busy core listed free on {node}"
         gpus_used: dict[int, set[int]] = {}
         for start in self.running.values():
-            if not start.gpus:
+            if not start.gpus or not self.pool.nodes[start.node].alive:
                 continue
             taken = gpus_used.setdefault(start.node, set())
             assert not taken & set(start.gpus), f"GPU given twice on node {start.node}"
@@ -282,9 +375,6 @@ class Scheduler:
     # -- transitions ------------------------------------------------------
     def _on_joined(self, event: AgentJoined, actions: list[Action]) -> None:
         self.pool.add_node(event.node, event.name, event.cores, event.gpus)
-
-    def _on_tick(self, event: ClockTick, actions: list[Action]) -> None:
-        self._now = event.now
 
     def _on_stop(self, event: StopDispatch, actions: list[Action]) -> bool:
         """Nothing starts any more; True when the standbys are to be dropped (after the burst's ends)."""
@@ -326,19 +416,64 @@ class Scheduler:
         shape, promoted = self._vacate(start, event.start + event.runtime)
         if promoted is not None:
             actions.append(promoted)
-        if event.exit_code != 0 and start.attempt <= self.retries and not self._stopping:
-            self.attempts[tid] = start.attempt
-            self._enqueue(tid)
-            actions.append(Retried(tid, start.attempt))
+        code = event.exit_code
+        judged = None
+        if code == 0:
+            self.status[tid] = COMPLETED
+            if self._watching:  # a deadline to estimate for, or a node's health to follow
+                judged = self._succeeded(start, shape, event, actions)
         else:
-            self.status[tid] = COMPLETED if event.exit_code == 0 else FAILED
+            judged = self._failed(start, shape, event, actions)
+        if judged is not None:
+            self._act_on(judged, actions)
         if promoted is None:
-            successor = self._next_in_order(shape)
+            benched = self._benched
+            successor = self._next_in_order(shape) if not benched or start.node not in benched else None
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
                 heapq.heappop(self._queues[shape])
                 actions.append(self._run(start.node, successor, start.cores, start.gpus, shape))
             else:
                 self._release(start)
+
+    def _succeeded(
+        self, start: Start, shape: Shape, event: TaskFinished, actions: list[Action]
+    ) -> Suspicion | Verdict | None:
+        """What a success says beyond its task: a runtime for the estimates, and about nodes' health."""
+        if self._time.at is not None:
+            self._time.estimates.add(shape, event.runtime)
+        health = self.health
+        if not (health.streaks or health.trial):
+            return None
+        judged = health.succeeded(start.node, shape, start.task_id)
+        if judged is None and health.streaks and not self._queues[shape]:
+            # Nodes that fail tasks of this shape get none any more: the evidence now grows only here.
+            for suspicion in health.suspects_among(shape, besides=start.node):
+                self._act_on(suspicion, actions)
+        return judged
+
+    def _failed(
+        self, start: Start, shape: Shape, event: TaskFinished, actions: list[Action]
+    ) -> Suspicion | Verdict | None:
+        """A failure: retried (``--retries``; always, without using one up, on a node out of use) or failed;
+        and what it says about its node."""
+        tid, node, code = start.task_id, start.node, event.exit_code
+        judged = None
+        if not self._stopping:
+            fast = is_fast_failure(code, event.runtime, event.timed_out)
+            judged = self.health.failed(node, shape, tid, start.attempt, code, fast)
+            self._watching = True
+        excused = node in self._benched  # its node is suspect or out of use: not the task's fault
+        excused_before = self.health.excused
+        counted = start.attempt - excused_before.get(tid, 0) if excused_before else start.attempt
+        if not self._stopping and (excused or counted <= self.retries):
+            if excused:
+                excused_before[tid] = excused_before.get(tid, 0) + 1
+            self.attempts[tid] = start.attempt
+            self._enqueue(tid)
+            actions.append(Retried(tid, start.attempt, node if excused else None))
+        else:
+            self.status[tid] = FAILED
+        return judged
 
     def _release(self, start: Start) -> None:
         """The cores of ``start`` (on every node of an MPI task) and its GPUs go back to the pool; a GPU
@@ -381,7 +516,8 @@ class Scheduler:
         self._unlink(follower)
         self.running[follower] = standby
         self.status[follower] = RUNNING
-        self._bare[shape][follower] = None
+        if not self._benched or standby.node not in self._benched:
+            self._bare[shape][follower] = None
         return shape, Promoted(standby, at)
 
     def _run(self, node: int, tid: int, cores: tuple[int, ...], gpus: tuple[int, ...], shape: Shape) -> Start:
@@ -396,7 +532,9 @@ class Scheduler:
     def _next_in_order(self, shape: Shape) -> int | None:
         """The queued task of ``shape`` that may take a just-freed slot of that shape:
         the lowest queued id overall, so file order holds (never for MPI tasks)."""
-        if self._stopping or shape[2] or self.start_interval is not None or self._lowest_queued_shape() != shape:
+        if self._stopping or shape[2] or self.start_interval is not None or self._end_game:
+            return None
+        if self._lowest_queued_shape() != shape:
             return None
         return self._queues[shape][0]
 
@@ -424,6 +562,7 @@ class Scheduler:
         node = event.node
         self._lost.add(node)
         self.pool.remove_node(node)
+        self.health.lost(node)
         lost = sorted(tid for tid, start in self.running.items() if start.node == node)
         for tid in lost:
             if tid in self.follower:  # it waited there, never started (or died with the node)
@@ -451,6 +590,8 @@ class Scheduler:
                     best_shape, best_id = shape, queue[0]
             if best_shape is None:
                 break
+            if self._end_game and self._hold_back(best_id, best_shape, actions):
+                continue
             if self.start_interval is not None:
                 if self._now is None or self._now < self._next_start:
                     self._pace_held = True
@@ -481,12 +622,118 @@ class Scheduler:
             if not mpi:
                 self._bare[best_shape][best_id] = None
             actions.append(start)
-        if self.standby:
+        if self.standby and not self._end_game:
             if self.waiting:
                 if pool.free_cores or pool.has_free_gpus:
                     self._retract_idle(actions)
                 self._retract_stale(actions)
             self._send_ahead(actions)
+
+    # -- the deadline -------------------------------------------------------------
+    def _check_end_game(self, actions: list[Action]) -> None:
+        """Near the deadline every start is checked: standbys still waiting are asked back (they would
+        start unchecked the moment their predecessor ends), and none is sent any more."""
+        deadline = self._time
+        longest = max(deadline.longest_given, deadline.estimates.longest)
+        if self._now is None or not longest or deadline.at - self._now >= END_GAME_ROUNDS * longest:  # type: ignore
+            return
+        self._end_game = True
+        for waiting in self._standby_of.values():
+            while waiting:
+                actions.append(self._ask_back(waiting.popitem(last=False)[0]))
+
+    def _hold_back(self, tid: int, shape: Shape, actions: list[Action]) -> bool:
+        """Hold ``tid`` back (out of its queue, for the next job) if it cannot finish before the deadline."""
+        task = self.tasks[tid]
+        expected = task.expected if task.expected is not None else self._time.estimates.of(shape)
+        left = self._time.at - self._now  # type: ignore[operator]  # (the end game has both)
+        if expected is None or expected <= left:
+            return False
+        heapq.heappop(self._queues[shape])
+        self.status[tid] = HELD
+        self._time.held[tid] = None
+        actions.append(HeldBack(tid, expected, left, estimated=task.expected is None))
+        return True
+
+    # -- bad nodes -------------------------------------------------------------------
+    def _act_on(self, judged: Suspicion | Verdict, actions: list[Action]) -> None:
+        if isinstance(judged, Suspicion):
+            self._suspect(judged, actions)
+        elif judged.node in self.health.suspects:
+            if judged.guilty:
+                self._convict(judged.node, judged.task_id, judged.where, actions)
+            else:
+                self._acquit(judged, actions)
+
+    def _suspect(self, suspicion: Suspicion, actions: list[Action]) -> None:
+        """No new task on the node; its standbys asked back; the tasks it failed fast queued again (not
+        using up a retry) and put on trial: the first to end elsewhere decides (see :mod:`.health`)."""
+        node, health = suspicion.node, self.health
+        in_use = len(self.pool.nodes) - len(self._lost) - len(health.benched)
+        if node in self._lost or node in health.benched or in_use <= 1:  # keep one node
+            return
+        on_trial, proof = self._trial_of(suspicion)
+        if not on_trial and proof is None:  # nothing left to decide it: the evidence was tried already
+            health.forget_streaks(node)
+            return
+        self.pool.remove_node(node)
+        actions.append(NodeSuspended(node, suspicion.failures, suspicion.elsewhere, suspicion.exit_code))
+        for tid, start in self.running.items():
+            if start.node != node:
+                continue
+            shape = self._shape(self.tasks[tid])
+            self._bare[shape].pop(tid, None)
+            follower = self.follower.get(tid)
+            if follower is not None and self._standby_of[shape].pop(follower, None) is not None:
+                actions.append(self._ask_back(follower))
+        health.suspect(suspicion, on_trial)
+        for tid in on_trial:
+            health.tried.add(tid)
+            health.excused[tid] = health.excused.get(tid, 0) + suspicion.victims[tid][0]
+            if self.status[tid] == FAILED:
+                self.attempts[tid] = suspicion.victims[tid][1]
+                self._enqueue(tid)
+                actions.append(Retried(tid, suspicion.victims[tid][1], node))
+        if proof is not None:
+            self._convict(node, proof, None, actions)
+
+    def _trial_of(self, suspicion: Suspicion) -> tuple[list[int], int | None]:
+        """The tasks the node failed fast that go on trial, and one that is proof already (it succeeded
+        elsewhere since).  A task goes on trial once: after an acquittal its failures are its own."""
+        on_trial, proof = [], None
+        for tid, (_, attempt) in suspicion.victims.items():
+            state = self.status[tid]
+            if state == COMPLETED:  # it failed there and has succeeded elsewhere since (a retry)
+                proof = tid if proof is None else proof
+            elif tid in self.health.tried:
+                continue
+            elif state != FAILED or self.attempts.get(tid, 0) + 1 == attempt:  # (FAILED: there, last)
+                on_trial.append(tid)
+        return on_trial, proof
+
+    def _convict(self, node: int, tid: int, where: int | None, actions: list[Action]) -> None:
+        """The node is out of use for the rest of the run (it stays out of the pool)."""
+        suspicion = self.health.convict(node)
+        actions.append(NodeOutOfUse(node, tid, where, suspicion.failures, suspicion.elsewhere, suspicion.exit_code))
+
+    def _acquit(self, verdict: Verdict, actions: list[Action]) -> None:
+        """It was the tasks: the node is back in use, with the cores its running tasks do not hold."""
+        node = verdict.node
+        self.health.acquit(node)
+        busy: set[int] = set()
+        busy_gpus: set[int] = set()
+        for tid, start in self.running.items():
+            task = self.tasks[tid]
+            for segment_node, cores in start.segments:
+                if segment_node == node and task.cores:
+                    busy.update(cores)
+            if start.node == node:
+                busy_gpus.update(start.gpus)
+                shape = self._shape(task)
+                if not shape[2] and tid not in self.follower:
+                    self._bare[shape][tid] = None
+        self.pool.restore_node(node, busy, busy_gpus)
+        actions.append(NodeBackInUse(node, verdict.task_id, verdict.where))
 
     def _send_ahead(self, actions: list[Action]) -> None:
         """Standby starts behind running tasks while more than a round of work is queued."""

@@ -105,6 +105,22 @@ class SlotPool:
         node.free.clear()
         node.free_gpus.clear()
 
+    def restore_node(self, index: int, busy: set[int], busy_gpus: set[int]) -> None:
+        """Take a removed node back (it was out of use, not lost): its cores and GPUs but ``busy`` and
+        ``busy_gpus`` (those its running tasks hold, released as they end) are free again."""
+        node = self.nodes[index]
+        if node.alive:
+            return
+        node.alive = True
+        node.free = [core for core in range(node.cores) if core not in busy]
+        node.free_gpus = [gpu for gpu in range(node.gpus) if gpu not in busy_gpus]
+        self.total_cores += node.cores
+        self.free_cores += len(node.free)
+        self.total_gpus += node.gpus
+        if node.free_gpus:
+            self._gpu_nodes[index] = None
+        self._file(node)
+
     @property
     def largest_node(self) -> int:
         return max((n.cores for n in self.nodes.values() if n.alive), default=0)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
+from mpilauncher.core.events import HeldBack, NodeFact, NodeOutOfUse
 from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
+from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 
 
@@ -34,6 +37,10 @@ class Statistics:
     per_slot_avg: float  # tasks per core slot of the pool
     runtime_p50: float
     runtime_p99: float
+    #: Tasks of this run held back because they could not finish before the deadline (queued for the next job).
+    held_back: int = 0
+    #: Nodes of this run taken out of use (tasks failed there at once, and succeeded elsewhere).
+    nodes_out_of_use: tuple[str, ...] = ()
 
 
 class FinalStatistics(Observer):
@@ -41,15 +48,29 @@ class FinalStatistics(Observer):
 
     They cover the whole sweep, earlier runs included, so they are computed
     from the ledger -- which the state store keeps from the same facts -- and
-    not counted anew here; ``pool_size`` is the host pool's core count.
+    not counted anew here; ``pool_size`` is the host pool's core count.  What
+    only this run knows -- tasks held back, nodes taken out of use (named by
+    ``nodes``) -- is counted from its facts.
     """
 
-    def __init__(self, ledger: Ledger, pool_size: int) -> None:
+    def __init__(self, ledger: Ledger, pool_size: int, nodes: Mapping[int, Node] | None = None) -> None:
         self.ledger, self.pool_size = ledger, pool_size
+        self.nodes: Mapping[int, Node] = nodes or {}
         self.result: Statistics | None = None
+        self._held: set[int] = set()
+        self._out_of_use: list[int] = []
+
+    def on_held(self, held: HeldBack) -> None:
+        self._held.add(held.task_id)
+
+    def on_node(self, fact: NodeFact) -> None:
+        if isinstance(fact, NodeOutOfUse):
+            self._out_of_use.append(fact.node)
 
     def close(self, wall: float, elapsed: float) -> None:
-        self.result = compute(self.ledger, elapsed, self.pool_size)
+        names = tuple(self.nodes[n].name if n in self.nodes else str(n) for n in self._out_of_use)
+        held = len(self._held)
+        self.result = replace(compute(self.ledger, elapsed, self.pool_size), held_back=held, nodes_out_of_use=names)
 
 
 def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:

@@ -3,7 +3,10 @@
 The format is PyLauncher's: ``#`` comment lines and blank lines are skipped,
 every other line is one task numbered from 0 in file order, and ``PYL_ID`` (or
 PyLauncher's older ``PYLTID``) in a line becomes the task number.  With
-``cores="file"`` each line starts with a ``N,`` core count.
+``cores="file"`` each line starts with a ``N,`` core count.  With
+``expected="file"`` (``--expected-time file``) each line gives its expected run
+time the same way, after the core count if there is one: ``4,2:00:00,./sim``
+(seconds or Slurm's ``[[D-]HH:]MM:SS``; ``-`` for none).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, whole_number
+from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, duration, whole_number
 from mpilauncher.errors import InputError
 
 #: Markers PyLauncher replaces by the task number: PYL_ID, and its older PYLTID.
@@ -54,7 +57,8 @@ class Task:
     takes every core of the node it lands on (its ``cores`` is then only the
     minimum).  ``gpus`` GPUs of the same node come with it.  An ``mpi`` task
     runs ``cores`` ranks and may span consecutive nodes.  ``line`` is the
-    1-based line in the source file, for messages.
+    1-based line in the source file, for messages.  ``expected``: the seconds
+    the user expects it to run (``--expected-time``), or None.
 
     Treat it as immutable (``dataclasses.replace`` makes a changed copy): it is
     not frozen only because a frozen dataclass takes half again as long to make,
@@ -68,6 +72,7 @@ class Task:
     line: int = 0
     gpus: int = 0
     mpi: bool = False  # an MPI program: started by an MPI starter on its slots, may span nodes
+    expected: float | None = None
 
 
 def substitute_id(command: str, task_id: int) -> str:
@@ -98,12 +103,37 @@ def split_core_prefix(text: str, source: str, line: int) -> tuple[int, str]:
     return count, rest
 
 
-def parse_commandlines(text: str, source: str, cores: CoresSpec, block: int = 1) -> list[Task]:
+def split_time_prefix(text: str, source: str, line: int) -> tuple[float | None, str]:
+    """Split an ``expected="file"`` line ``T,command`` into (seconds or None for ``-``, command)."""
+    head, sep, rest = text.partition(",")
+    if not sep:
+        raise InputError(
+            "missing 'T,' expected time (--expected-time file needs one on every line, after the core count if"
+            " there is one: seconds, [[D-]HH:]MM:SS, or - for none)",
+            source,
+            line,
+        )
+    head, rest = head.strip(), rest.strip()
+    seconds = None
+    if head != "-":
+        try:
+            seconds = duration(head)
+        except ValueError as err:
+            raise InputError(f"bad expected time before ',': {err}", source, line) from None
+    if not rest:
+        raise InputError("no command after the expected time", source, line)
+    return seconds, rest
+
+
+def parse_commandlines(
+    text: str, source: str, cores: CoresSpec, block: int = 1, expected: float | str | None = None
+) -> list[Task]:
     """Turn the text of a commandlines file into tasks numbered from 0.
 
     ``block`` > 1 is PyLauncher's ``schedule="blockN"``: see :func:`join_blocks`.
-    Raises :class:`InputError` naming ``source`` and the line for any bad line,
-    and for a file with no task at all.
+    ``expected``: each task's expected run time in seconds, or ``"file"``: a ``T,``
+    prefix per line (see the module docstring).  Raises :class:`InputError` naming
+    ``source`` and the line for any bad line, and for a file with no task at all.
     """
     if "\x00" in text:
         raise InputError("binary file (NUL bytes), not a commandlines file", source)
@@ -112,6 +142,7 @@ def parse_commandlines(text: str, source: str, cores: CoresSpec, block: int = 1)
     tasks: list[Task] = []
     append = tasks.append  # (a million lines: every attribute look-up out of the loop counts)
     per_line, count, whole_node = cores.kind == "file", cores.count, cores.kind == "node"
+    timed, seconds = expected == "file", (expected if not isinstance(expected, str) else None)
     for number, raw in enumerate(text.split("\n"), start=1):
         stripped = raw.strip()
         if not stripped or stripped[0] == "#":
@@ -119,7 +150,9 @@ def parse_commandlines(text: str, source: str, cores: CoresSpec, block: int = 1)
         task_id = len(tasks)
         if per_line:
             count, stripped = split_core_prefix(stripped, source, number)
-        append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number))
+        if timed:
+            seconds, stripped = split_time_prefix(stripped, source, number)
+        append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number, expected=seconds))
     if not tasks:
         raise InputError("no tasks: the file holds only blank and comment lines", source)
     return join_blocks(tasks, block) if block > 1 else tasks
@@ -132,12 +165,16 @@ def join_blocks(lines: list[Task], block: int) -> list[Task]:
     stops at its first failure.  As in PyLauncher, ``PYL_ID`` in each line has
     already become that *line's* number; the task -- its ``out<N>``,
     ``$PYL_ID`` and queuestate entry -- is numbered by block.  A block needs
-    the most cores any of its lines asks for, and starts at its first line.
+    the most cores any of its lines asks for, and starts at its first line.  Its
+    expected time is the sum of its lines' (they run one after another), if
+    every line has one.
     """
     tasks: list[Task] = []
     for first in range(0, len(lines), block):
         group = lines[first : first + block]
         command = " && ".join(line.command for line in group)
         cores = max(line.cores for line in group)
-        tasks.append(Task(len(tasks), command, cores, group[0].whole_node, group[0].line))
+        times = [line.expected for line in group]
+        expected = None if None in times else sum(times)  # type: ignore[arg-type]
+        tasks.append(Task(len(tasks), command, cores, group[0].whole_node, group[0].line, expected=expected))
     return tasks

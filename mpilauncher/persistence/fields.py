@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mpilauncher.core.limits import (
     MAX_CORES_PER_NODE,
+    MAX_DURATION,
     MAX_EXIT,
     MAX_LINE,
     MAX_TASK_CORES,
@@ -69,6 +70,14 @@ def runtime(text: str) -> float:
         return seconds(text, MAX_TIME, zero=True)
     except ValueError as err:
         raise ValueError(f"runtime {err}") from None
+
+
+def expected_time(text: str) -> float:
+    """A task's expected run time in seconds (``--expected-time``)."""
+    try:
+        return seconds(text, MAX_DURATION)
+    except ValueError as err:
+        raise ValueError(f"expected {err}") from None
 
 
 def host(text: str) -> str:

@@ -70,6 +70,8 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
         parts.append("cores=node")
     elif not task.whole_node and not (default_cores.kind == "fixed" and task.cores == default_cores.count):
         parts.append(f"cores={task.cores}")
+    if task.expected is not None:
+        parts.append(f"expected={task.expected:.3f}".rstrip("0").rstrip("."))
     if rec.state in (COMPLETED, FAILED):
         parts.append(f"exit={rec.exit_code}")
     if rec.state != QUEUED and rec.start is not None:
@@ -99,7 +101,12 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
     for task_id in ids:
         rec = records[task_id]
         task = rec.task
-        if rec.state == QUEUED and (task.whole_node == node_default) and (node_default or task.cores == fixed):
+        if (
+            rec.state == QUEUED
+            and task.expected is None
+            and task.whole_node == node_default
+            and (node_default or task.cores == fixed)
+        ):
             queued.append(f"{task_id} line={task.line}: {task.command}" if task.line else f"{task_id}: {task.command}")
         else:
             by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {task.command}")
@@ -275,6 +282,7 @@ _TASK_FIELDS = {
     "exit": fields.exit_code,
     "start": fields.start_time,
     "runtime": fields.runtime,
+    "expected": fields.expected_time,
     "host": fields.host,
     "slots": fields.slots,
 }
@@ -357,7 +365,8 @@ def _parse_task_line(
         _check_exit(facts.get("exit"), section)
     except ValueError as err:
         raise InputError(f"task {task_id}: {err}", source, number) from None
-    rec = TaskRecord(Task(task_id, command, cores, whole, facts.get("line", 0)), section)
+    task = Task(task_id, command, cores, whole, facts.get("line", 0), expected=facts.get("expected"))
+    rec = TaskRecord(task, section)
     rec.exit_code = facts.get("exit")
     rec.start = facts.get("start")
     rec.runtime = facts.get("runtime")

@@ -41,6 +41,16 @@ def final_report(stats: Statistics, interrupted: str | None = None, chain: str |
     )
     if stats.not_run:
         text += f"\ntasks not run yet: {stats.not_run} (queued or interrupted: resume to run them)\n"
+    if stats.held_back:
+        text += (
+            f"tasks held back: {stats.held_back} (they could not finish before the time limit:"
+            " queued for the next job)\n"
+        )
+    if stats.nodes_out_of_use:
+        text += (
+            f"\nnodes taken out of use: {', '.join(stats.nodes_out_of_use)} (tasks failed there at once and"
+            " succeeded elsewhere; their tasks ran elsewhere)\n"
+        )
     if chain:
         text += f"\nThis was {chain}.\n"
     return text

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mpilauncher import log
-from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
+from mpilauncher.core.events import HeldBack, Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
@@ -37,5 +37,15 @@ class TaskLog(Observer):
         )
 
     def on_requeued(self, requeued: Requeued | Retried) -> None:
-        why = f": {requeued.reason}" if isinstance(requeued, Requeued) and requeued.reason else ""
+        why = ""
+        if isinstance(requeued, Requeued) and requeued.reason:
+            why = f": {requeued.reason}"
+        elif isinstance(requeued, Retried) and requeued.excused is not None:
+            why = f": node {self.nodes[requeued.excused].name} is suspect (not counted against --retries)"
         log.debug(f"task {requeued.task_id} queued again{why}")
+
+    def on_held(self, held: HeldBack) -> None:
+        log.debug(
+            f"task {held.task_id} held back for the next job: it needs about {held.expected:.1f} s,"
+            f" {held.left:.1f} s are left"
+        )

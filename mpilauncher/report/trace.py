@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TextIO
 
-from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
+from mpilauncher.core.events import (
+    NodeBackInUse,
+    NodeFact,
+    NodeOutOfUse,
+    NodeSuspended,
+    Requeued,
+    Retried,
+    Start,
+    TaskEnded,
+)
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
@@ -45,6 +54,7 @@ class Trace(Observer):
         self._tick = 0
         self._next = 0.0  # the run's elapsed time of the next block
         self._running: dict[int, Start] = {}  # where each task runs (show_hosts only)
+        self._node_notes: dict[str, str] = {}  # node -> "out of use" / "suspect" (show_hosts only)
         self._node_cores: dict[str, int] = {}
         for node in nodes.values():  # in index order; a name twice adds up (as the agents' hellos do)
             self._node_cores[node.name] = self._node_cores.get(node.name, 0) + node.core_count
@@ -59,6 +69,15 @@ class Trace(Observer):
     def on_requeued(self, requeued: Requeued | Retried) -> None:
         self._running.pop(requeued.task_id, None)
 
+    def on_node(self, fact: NodeFact) -> None:
+        name = self.nodes[fact.node].name
+        if isinstance(fact, NodeSuspended):
+            self._node_notes[name] = "suspect: no new task"
+        elif isinstance(fact, NodeOutOfUse):
+            self._node_notes[name] = "out of use"
+        elif isinstance(fact, NodeBackInUse):
+            self._node_notes.pop(name, None)
+
     def on_turn_end(self, wall: float, elapsed: float) -> float:
         if elapsed >= self._next:
             self._tick += 1
@@ -69,7 +88,9 @@ class Trace(Observer):
                 for tid, start in self._running.items():
                     node = self.nodes[start.node]
                     placements[tid] = (node.name, start.cores, node.cpus_of(start.cores))
-            self.out.write(tick_block(self._tick, self.ledger, self.show_hosts, placements, self._node_cores))
+            self.out.write(
+                tick_block(self._tick, self.ledger, self.show_hosts, placements, self._node_cores, self._node_notes)
+            )
             self.out.flush()
         return self._next
 
@@ -80,8 +101,10 @@ def tick_block(
     show_hosts: bool,
     placements: Mapping[int, tuple[str, tuple[int, ...], tuple[int, ...]]] | None = None,
     node_cores: Mapping[str, int] | None = None,
+    node_notes: Mapping[str, str] | None = None,
 ) -> str:
-    """One trace block.  ``placements`` maps running task ids to (node, core slots, bound CPUs or ())."""
+    """One trace block.  ``placements`` maps running task ids to (node, core slots, bound CPUs or ());
+    ``node_notes`` says which nodes take no new task (suspect, out of use)."""
     lines = [f"tick {tick}", "Queue:", *queue_lines(ledger)]
     if show_hosts:
         lines.append("Hosts:")
@@ -92,7 +115,9 @@ def tick_block(
             busy = len({core for _, c, _ in tasks for core in c})  # GPU tasks may share a core
             total = (node_cores or {}).get(node, busy)
             where = " ".join(_placement(tid, c, cpus) for tid, c, cpus in sorted(tasks))
-            lines.append(f"{node}: {busy}/{total} cores busy: {where}".rstrip())
+            note = (node_notes or {}).get(node)
+            state = f" ({note})" if note else ""
+            lines.append(f"{node}: {busy}/{total} cores busy{state}: {where}".rstrip())
     return "\n".join(lines) + "\n"
 
 

@@ -49,8 +49,13 @@ from mpilauncher.core.events import (
     AgentLost,
     AllDone,
     ClockTick,
+    Deadline,
     Event,
+    HeldBack,
     NeverStarted,
+    NodeBackInUse,
+    NodeOutOfUse,
+    NodeSuspended,
     Promoted,
     Requeued,
     Retract,
@@ -107,11 +112,12 @@ class StopRequest:
     sets :attr:`signum` (no MPI call, no I/O), the rank's loop acts on it.
     """
 
-    def __init__(self, deadline: float | None = None, deadline_reason: str = "") -> None:
+    def __init__(self, deadline: float | None = None, deadline_reason: str = "", deadline_name: str = "") -> None:
         self.signum: int | None = None
         self.origin = ""  # where a signal passed on by another rank arrived, e.g. "rank 2 on c102"
         self.deadline = deadline  # time.monotonic() value
-        self.deadline_reason = deadline_reason
+        self.deadline_reason = deadline_reason  # why the run stops there: "reached --max-runtime of 60 s"
+        self.deadline_name = deadline_name or "the deadline"  # what it is: "--max-runtime", "the job's time limit"
         self.expired = False
 
     def __call__(self, signum: int, _frame: object) -> None:
@@ -123,9 +129,10 @@ class StopRequest:
         if self.signum is None:
             self.signum, self.origin = signum, origin
 
-    def limit(self, deadline: float | None, reason: str) -> None:
+    def limit(self, deadline: float | None, reason: str, name: str = "") -> None:
         """Set the deadline once the run's limits are known (the handler may already be in place)."""
         self.deadline, self.deadline_reason = deadline, reason
+        self.deadline_name = name or "the deadline"
 
     def check(self, now: float) -> bool:
         if self.deadline is not None and now >= self.deadline:
@@ -193,6 +200,8 @@ class Master:
         self._on_started = [o.on_started for o in self.observers if overrides(o, "on_started")]
         self._on_ended = [o.on_ended for o in self.observers if overrides(o, "on_ended")]
         self._on_requeued = [o.on_requeued for o in self.observers if overrides(o, "on_requeued")]
+        self._on_held = [o.on_held for o in self.observers if overrides(o, "on_held")]
+        self._on_node = [o.on_node for o in self.observers if overrides(o, "on_node")]
         self._on_turn_end = [o.on_turn_end for o in self.observers if overrides(o, "on_turn_end")]
         self._slot_base: dict[str, int] | None = None
         self._lost = 0
@@ -200,6 +209,8 @@ class Master:
         self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
         self._suspect: list[tuple[float, int, Ended]] = []  # (until, node, Ended): killed by a stop signal
         self._done = False
+        self._left_over: str | None = None  # why queued tasks cannot start in this run (AllDone says)
+        self._held_told = False  # the first task held back is said in one line
         self._start_due: float | None = None  # paced: when the next start may go (clock time)
         self.began = clock()
         self.start_failure: str | None = None  # why tasks cannot be started (see the module docstring)
@@ -210,20 +221,23 @@ class Master:
         events: list[Event] = [
             AgentJoined(index, node.name, node.core_count, len(node.gpu_ids)) for index, node in sorted(nodes.items())
         ]
+        timed = self.paced or self.stop.deadline is not None  # the scheduler needs the time of each burst
+        if self.stop.deadline is not None:
+            events.append(Deadline(self.stop.deadline))
         while True:
             now = self.clock()
             if self._suspect:
                 events += self._settle_suspects(now)
             if self.stop.check(now):  # before this turn's starts are decided
                 return self._stop_early(events)
-            if self.paced:
+            if timed:
                 events.append(ClockTick(now))
             facts = self.scheduler.handle(*events)
             self._send(facts)
             self._notify(facts)
             due = self._turn_end()
             if self._done:
-                return Outcome(None, self.clock() - self.began, self.start_failure)
+                return Outcome(self._left_over, self.clock() - self.began, self.start_failure)
             now = self.clock()
             timeout = min(self.delay, self.stop.seconds_left(now))
             if due is not None:
@@ -278,12 +292,73 @@ class Master:
                     hook(fact)
             elif isinstance(fact, StartDue):
                 self._start_due = fact.at
+            elif isinstance(fact, HeldBack):
+                if not self._held_told:
+                    self._held_told = True
+                    log.info(self._held_line(fact))
+                for hook in self._on_held:
+                    hook(fact)
+            elif isinstance(fact, (NodeSuspended, NodeOutOfUse, NodeBackInUse)):
+                self._node_line(fact)
+                for hook in self._on_node:
+                    hook(fact)
             elif isinstance(fact, AllDone):
                 self._done = True
+                self._left_over = self._why_left(fact)
         for node, count in self._lost_now.items():
             name = self.nodes[node].name
             self.warn(f"lost contact with the agent of node {name}: its {count} running tasks are queued again")
         self._lost_now.clear()
+
+    def _held_line(self, held: HeldBack) -> str:
+        """The one line that says tasks are held back (the first one; the statistics count them all)."""
+        why = "its expected time"
+        if held.estimated:
+            why = "the 90th percentile of the sweep's completed tasks of its size"
+        text = (
+            f"task {held.task_id} held back for the next job: it needs about {_seconds(held.expected)} s ({why}),"
+            f" {_seconds(held.left)} s are left before {self.stop.deadline_name}"
+        )
+        whole = self.stop.deadline - self.began if self.stop.deadline is not None else None
+        if whole is not None and held.expected > whole:
+            text += f", and more than this whole run has ({_seconds(whole)} s): give it a longer job"
+        return text + "; so is every task that cannot finish in time (resume to run them)"
+
+    def _node_line(self, fact: NodeSuspended | NodeOutOfUse | NodeBackInUse) -> None:
+        """A node out of use is one warning line, with its evidence; a suspicion and a clearing are told
+        at lower levels (the joblog shows the tasks that ran once more)."""
+        name = self.nodes[fact.node].name
+        if isinstance(fact, NodeSuspended):
+            log.debug(
+                f"node {name} suspect: {fact.failures} tasks in a row failed there within a second"
+                f" (exit {fact.exit_code}) while {fact.elsewhere} of their kind succeeded on other nodes; no new task"
+                " there until one of them has run elsewhere"
+            )
+        elif isinstance(fact, NodeOutOfUse):
+            where = f"on {self.nodes[fact.where].name}" if fact.where is not None else "on another node"
+            log.warning(
+                f"node {name} taken out of use: {fact.failures} tasks in a row failed there within a second"
+                f" (exit {fact.exit_code}) while {fact.elsewhere} of their kind succeeded on other nodes, and task"
+                f" {fact.task_id}, which failed there, succeeded {where}; their tasks run elsewhere, without using"
+                " up --retries"
+            )
+        else:
+            log.info(
+                f"node {name} back in use: task {fact.task_id}, which failed there at once, failed on"
+                f" {self.nodes[fact.where].name} too: it is the tasks, not the node"
+            )
+
+    def _why_left(self, done: AllDone) -> str | None:
+        """Why the run ends with tasks queued that cannot start in it (None: nothing is left)."""
+        reasons = []
+        if done.held:
+            reasons.append(
+                f"nothing left that can finish before {self.stop.deadline_name}: {done.held} tasks held back"
+                " for the next job"
+            )
+        if done.stranded:
+            reasons.append(f"{done.stranded} tasks fit no node still in use (the others were lost or are out of use)")
+        return "; ".join(reasons) or None
 
     def _turn_end(self) -> float | None:
         """The observers' turn ends (journal lines to the OS, a trace block...); the earliest
@@ -392,6 +467,11 @@ class Master:
 
     def warn(self, text: str) -> None:
         log.warning(text)
+
+
+def _seconds(value: float) -> str:
+    """A duration as people read it in a message: ``10``, ``4.5``, ``3600``."""
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
 def _finished(node: int, ended: Ended) -> TaskFinished:

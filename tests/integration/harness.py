@@ -96,6 +96,7 @@ class FakeCluster:
         self.starts: list[tuple[float, int, StartRequest]] = []  # (time, node, item) of every start message
         self.unwritable_from: float | None = None  # from then on, no task's output file can be created
         self.grace_ends: dict[int, int] = {}  # exit code of a task ended by the shutdown (default -15, SIGTERM)
+        self.broken: dict[int, tuple[int, float]] = {}  # node -> (exit code, runtime) of every task started there
         self.signalled: list[tuple[int, int]] = []  # (node, signum) to pass on at the next receive
         self._at: list[tuple[float, int, Callable[[FakeCluster], None]]] = []
         self._silenced: list[int] = []  # nodes that fell silent, not yet noticed by the master
@@ -213,6 +214,8 @@ class FakeCluster:
         self.attempts[item.task_id] = attempt + 1
         runtime = _per_attempt(self.runtimes.get(item.task_id, 1.0), attempt)
         code = _per_attempt(self.exits.get(item.task_id, 0), attempt)
+        if node.index in self.broken:  # a missing file system, a broken GPU: everything fails at once
+            code, runtime = self.broken[node.index]
         node.running[item.task_id] = Running(item, now, now + runtime, code)
 
     def _end(self, node: FakeNode, task_id: int, exit_code: int) -> None:
@@ -277,7 +280,7 @@ def run_sweep(
     store.open(clock.wall())
     first_snapshot = state_path.read_text()
     log = Joblog(workdir / "joblog", nodes)
-    statistics = FinalStatistics(ledger, sum(hello.cores for _, hello in hellos))
+    statistics = FinalStatistics(ledger, sum(hello.cores for _, hello in hellos), nodes)
     latencies = DispatchLatencies()
     trace = io.StringIO()
     observers = [store, log, statistics, latencies, Trace(trace, ledger, nodes, delay, trace_hosts), *extra]

@@ -219,6 +219,87 @@ def test_a_standby_started_by_an_end_in_the_turn_of_the_time_limit_counts(tmp_pa
     assert_consistent(record)
 
 
+def timed(count: int, expected: float) -> list[Task]:
+    return [Task(i, f"./sim {i}", 1, line=i + 1, expected=expected) for i in range(count)]
+
+
+def test_near_the_deadline_tasks_that_cannot_finish_are_held_back_and_the_run_stops_at_once(
+    tmp_path: Path, capsys
+) -> None:
+    cluster = FakeCluster(("n0", 2))
+    cluster.runtimes = {i: 10.0 for i in range(8)}
+    stop = StopRequest(deadline=35.0, deadline_reason="reached --max-runtime of 35 s", deadline_name="--max-runtime")
+    record = run_sweep(tmp_path, cluster, timed(8, 10.0), stop=stop, grace=1.0)
+    assert record.outcome.elapsed == pytest.approx(30.0), "stopped when nothing could start, not at the deadline"
+    assert record.outcome.interrupted == (
+        "nothing left that can finish before --max-runtime: 2 tasks held back for the next job"
+    )
+    assert stop.exit_status == 4, "resumable, as at the deadline"
+    states = record.states()
+    assert (states[6], states[7]) == ("queued", "queued") and "running" not in states.values()
+    assert all(r["status"] == "ok" for r in record.joblog), "nothing was killed half-way"
+    assert record.statistics.held_back == 2
+    err = capsys.readouterr().err
+    assert err.count("held back") == 1, "one line, for the first task held"
+    assert "task 6 held back for the next job: it needs about 10 s (its expected time)" in err
+    assert "5 s are left before --max-runtime" in err
+    assert_consistent(record)
+
+
+def test_the_sweeps_own_runtimes_tell_what_cannot_finish(tmp_path: Path, capsys) -> None:
+    cluster = FakeCluster(("n0", 2))
+    cluster.runtimes = {i: 4.0 for i in range(30)}
+    stop = StopRequest(deadline=58.0, deadline_reason="stopping 60 s before the job's time limit",
+                       deadline_name="the job's time limit")  # fmt: skip
+    record = run_sweep(tmp_path, cluster, tasks(30), stop=stop)
+    assert record.outcome.elapsed == pytest.approx(56.0)
+    states = record.states()
+    assert [i for i, s in states.items() if s == "queued"] == [28, 29]
+    assert record.statistics.held_back == 2 and record.statistics.completed == 28
+    err = capsys.readouterr().err
+    assert "it needs about 4 s (the 90th percentile of the sweep's completed tasks of its size)" in err
+    assert_consistent(record)
+
+
+def test_a_task_longer_than_the_whole_run_is_held_back_and_said_so(tmp_path: Path, capsys) -> None:
+    cluster = FakeCluster(("n0", 1))
+    stop = StopRequest(deadline=60.0, deadline_reason="reached --max-runtime of 60 s", deadline_name="--max-runtime")
+    record = run_sweep(tmp_path, cluster, [Task(0, "./long", 1, line=1, expected=3600.0)], stop=stop)
+    assert record.outcome.elapsed == pytest.approx(0.0)
+    assert "more than this whole run has (60 s): give it a longer job" in capsys.readouterr().err
+    assert record.states() == {0: "queued"}
+
+
+def test_tasks_that_fit_no_node_left_stop_the_run_instead_of_waiting_forever(tmp_path: Path) -> None:
+    cluster = FakeCluster(("big", 4), ("small", 2))
+    cluster.runtimes = {0: 5.0, 1: 5.0, 2: 1.0, 3: 1.0}
+    cluster.at(2.0, lambda c: c.silence(0))
+    work = [Task(0, "./wide", 4, line=1), Task(1, "./wide", 4, line=2), *tasks(4)[2:]]
+    record = run_sweep(tmp_path, cluster, work)
+    assert record.outcome.interrupted == "2 tasks fit no node still in use (the others were lost or are out of use)"
+    assert {i: s for i, s in record.states().items() if s != "completed"} == {0: "queued", 1: "queued"}
+    assert_consistent(record)
+
+
+# -- bad nodes ----------------------------------------------------------------------------------
+def test_a_node_that_fails_every_task_at_once_is_taken_out_of_use_with_one_line(tmp_path: Path, capsys) -> None:
+    cluster = FakeCluster(("n0", 2), ("n1", 2), ("n2", 2))
+    cluster.broken = {2: (127, 0.01)}
+    record = run_sweep(tmp_path, cluster, tasks(60), trace_hosts=True)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "out of use" in line]
+    assert len(lines) == 1 and lines[0].startswith("mpilauncher: warning: node n2 taken out of use:")
+    assert "failed there within a second (exit 127)" in lines[0] and "their tasks run elsewhere" in lines[0]
+    states = record.states()
+    assert all(s == "completed" for s in states.values()), "every task ran elsewhere, without --retries"
+    on_n2 = [r for r in record.joblog if r["node"] == "n2"]
+    assert on_n2 and all(r["exit"] == "127" for r in on_n2)
+    assert all(record.rows_of(i)[-1]["node"] != "n2" for i in range(60))
+    assert record.statistics.nodes_out_of_use == ("n2",) and record.statistics.aborted == 0
+    assert "n2: 0/2 cores busy (out of use):" in record.trace
+    assert_consistent(record)
+
+
 # -- retries -------------------------------------------------------------------------------
 def test_retries_give_every_attempt_a_joblog_line_and_the_last_one_decides(tmp_path: Path) -> None:
     cluster = FakeCluster(("n0", 2))

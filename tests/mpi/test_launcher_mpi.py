@@ -234,3 +234,21 @@ def test_more_emulated_nodes_than_ranks_is_refused_in_one_line(sweep_dir: Path, 
         " node needs a rank as its agent: mpiexec -n 3 ...), not 3"
     ], result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir()) == before
+
+
+def test_a_node_whose_tasks_fail_at_once_is_taken_out_of_use_and_its_tasks_run_elsewhere(sweep_dir: Path) -> None:
+    """Issue 13: a node that lacks what the tasks need (here: vnode2, by an environment difference) fails
+    every task at once; it is taken out of use with one line and every task still completes."""
+    line = '[ "$MPILAUNCHER_NODE" = vnode2 ] && exit 127; sleep 0.3; echo PYL_ID >> ran\n'
+    (sweep_dir / "commandlines").write_text(line * 60)
+    res = run_mpi(3, ["commandlines", "--emulate-nodes", "3", "--cores-per-node", "2", "--workdir", "w"], sweep_dir)
+    assert res.returncode == 0, res.stderr
+    said = [text for text in res.stderr.splitlines() if "out of use" in text]
+    assert len(said) == 1 and said[0].startswith("mpilauncher: warning: node vnode2 taken out of use:"), res.stderr
+    assert "(exit 127)" in said[0]
+    rows = read_joblog(sweep_dir / "w" / "joblog")
+    assert [r for r in rows if r["node"] == "vnode2"], "it did fail tasks before it was found out"
+    assert all(r["exit"] == "127" for r in rows if r["node"] == "vnode2")
+    ran = (sweep_dir / "ran").read_text().split()
+    assert sorted(map(int, ran)) == list(range(60)), "every task completed once, elsewhere"
+    assert "# tasks completed: 60" in res.stdout and "nodes taken out of use: vnode2" in res.stdout

@@ -106,3 +106,31 @@ def test_a_job_that_resubmits_itself_at_the_early_warning_finishes_the_sweep(slu
         assert "stopped by SIGUSR1" in text and "to go on with the" in text, text
     assert "Launcherjob run completed." in texts[-1]
     assert ran(tmp_path) == collections.Counter(range(18)), "every task exactly once over the jobs"
+
+
+@pytest.mark.timeout(240)
+def test_a_job_holds_back_what_cannot_finish_stops_early_and_the_next_job_of_the_chain_runs_it(
+    slurm_cluster, tmp_path: Path
+) -> None:
+    """Issue 13: each job has about 14 s (a 1-minute limit less a 45 s margin); every task says it needs
+    10 s (it takes 2).  A job starts tasks while 10 s are left, holds the rest back instead of killing them
+    at the stop, and ends as soon as nothing more can start (exit 4, long before its limit); the chain's
+    next job runs what was held back."""
+    (tmp_path / "commandlines").write_text("10,sleep 2 && echo PYL_ID >> ran\n" * 8)
+    script = job_script(tmp_path, "--time-limit-margin", "45", "--expected-time", "file")
+    submitted = subprocess.run([PYTHON, "-m", "mpilauncher", "chain", "-n", "3", str(script)], cwd=tmp_path,
+                               env=launcher_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    jobs = submitted.stdout.split(":", 1)[1].split("(")[0].split()
+    wait_until_gone(slurm_cluster, jobs, timeout=200)
+    states = job_states(slurm_cluster, jobs)
+    assert states[0] == ("FAILED", "4:0") and states[1] == ("COMPLETED", "0:0"), states
+    assert states[2][0] == "CANCELLED", states
+    first = (tmp_path / f"job.o{jobs[0]}").read_text()
+    assert "Launcherjob stopped: nothing left that can finish before the job's time limit" in first, first
+    assert first.count(" held back for the next job: it needs about 10 s (its expected time)") == 1, first
+    held = int(first.split("tasks held back: ")[1].split()[0])
+    assert 1 <= held <= 6, first
+    total = float(first.split("total running time:")[1].split()[0])
+    assert total < 12, f"it stopped once nothing could start, not at the limit: {first}"
+    assert ran(tmp_path) == collections.Counter(range(8)), "every task exactly once, none cut short"

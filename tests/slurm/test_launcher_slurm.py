@@ -118,6 +118,26 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     remove_stale_mpich_segments()  # the killed rank's shared memory would trip later MPI jobs
 
 
+@pytest.mark.timeout(150)
+def test_a_node_whose_tasks_fail_at_once_is_taken_out_of_use_and_the_sweep_finishes(slurm_cluster, sweep: Path) -> None:
+    """Issue 13: one node lacks what the tasks need (here by an environment difference: its name) and fails
+    each at once with exit 127; it is taken out of use with one line and every task completes elsewhere."""
+    bad = slurm_cluster.nodes[-1]
+    line = f'[ "$MPILAUNCHER_NODE" = {bad} ] && exit 127; sleep 0.5; echo PYL_ID >> ran\n'
+    (sweep / "commandlines").write_text(line * 40)
+    result = slurm_cluster.run(
+        ["srun", "-N", str(len(slurm_cluster.nodes)), "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2",
+         f"--chdir={sweep}", f"--export=ALL,PYTHONPATH={ROOT}", *launcher("commandlines", "--workdir", "w")],
+        timeout=120,
+    )  # fmt: skip
+    said = [text for text in result.stderr.splitlines() if "out of use" in text]
+    assert len(said) == 1 and said[0].startswith(f"mpilauncher: warning: node {bad} taken out of use:"), result.stderr
+    rows = read_joblog(sweep / "w" / "joblog")
+    assert all(r["exit"] == "127" for r in rows if r["node"] == bad)
+    assert collections.Counter((sweep / "ran").read_text().split()) == collections.Counter(map(str, range(40)))
+    assert "# tasks completed: 40" in result.stdout and f"nodes taken out of use: {bad}" in result.stdout
+
+
 @pytest.mark.timeout(120)
 def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, sweep: Path) -> None:
     """IbrunLauncher-style MPI tasks inside the launcher's own step: srun --overlap with an exact layout."""

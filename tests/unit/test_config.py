@@ -259,5 +259,18 @@ def test_max_runtime_counts_from_when_the_run_began_not_from_after_planning():
     from mpilauncher.launch import run_deadline
 
     began = time.monotonic() - 5.0
-    deadline, reason = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began)
-    assert deadline == began + 60 and "max-runtime" in reason
+    deadline, reason, name = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began)
+    assert deadline == began + 60 and "max-runtime" in reason and name == "--max-runtime"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("file", "file"), ("FILE", "file"), (90, 90.0), ("1:30:00", 5400.0)])
+def test_expected_time_is_file_or_a_duration(value, expected):
+    assert make_config("cmds", expected_time=value).expected_time == expected
+    assert make_config("cmds").expected_time is None
+
+
+@pytest.mark.parametrize("value", ["never", 0, "-5", True])
+def test_a_bad_expected_time_names_the_setting(value):
+    with pytest.raises(OptionError) as info:
+        make_config("cmds", expected_time=value)
+    assert info.value.setting == "expected_time" and "'file'" in str(info.value)

@@ -108,6 +108,20 @@ def test_per_task_cores_are_written_only_when_they_differ_from_the_default():
     assert got == {0: (4, False), 1: (2, False), 2: (4, True)}
 
 
+def test_expected_times_round_trip_and_are_written_only_when_given():
+    tasks = [Task(0, "a", expected=3600.0), Task(1, "b"), Task(2, "c", expected=0.25)]
+    text = render(Ledger(tasks), StateMeta(run="ab"), ONE)
+    body = [line for line in text.splitlines() if line[:1].isdigit()]
+    assert body == ["0 expected=3600: a", "1: b", "2 expected=0.25: c"]
+    assert [r.task.expected for r in parse(text, "qs", ONE).ledger] == [3600.0, None, 0.25]
+
+
+def test_a_bad_expected_time_in_a_queuestate_names_file_and_line():
+    text = render(Ledger([Task(0, "a", expected=10.0)]), StateMeta(run="ab"), ONE).replace("expected=10", "expected=-1")
+    with pytest.raises(InputError, match=r"^qs:6: task 0: expected must be"):
+        parse(text, "qs", ONE)
+
+
 def test_whole_node_tasks_round_trip_under_node_default():
     tasks = parse_commandlines("./a\n./b\n", "cmds", CoresSpec("node"))
     text = render(Ledger(tasks), StateMeta(run="ab", cores="node"), CoresSpec("node"))

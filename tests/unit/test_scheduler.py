@@ -299,7 +299,8 @@ def test_too_wide_task_never_starts_but_others_do():
     actions = step(sched, *join(4))
     assert started_ids(actions) == [0, 2]
     step(sched, TaskFinished(0, 0))
-    assert step(sched, TaskFinished(2, 0)) == []  # task 1 can never run: no AllDone
+    # task 1 can never run: nothing runs and nothing can start, so the run is over (and resumable)
+    assert step(sched, TaskFinished(2, 0)) == [AllDone(stranded=1)]
     assert sched.status[1] == QUEUED
 
 

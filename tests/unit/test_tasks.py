@@ -186,3 +186,53 @@ def test_block_of_one_or_of_more_than_the_file_holds(block):
 def test_a_bad_line_inside_a_block_is_named_by_its_own_line():
     with pytest.raises(InputError, match=r"^cmds:3: missing 'N,'"):
         parse_commandlines("1,./a\n1,./b\n./c\n", "cmds", FILE, block=2)
+
+
+# -- expected times (--expected-time) -------------------------------------------------
+def test_expected_times_per_line_come_after_the_core_count():
+    text = "4,1:00:00,./big\n1, 90 ,./small\n2,-,./unknown\n"
+    tasks = parse_commandlines(text, "cmds", FILE, expected="file")
+    assert [(t.cores, t.expected, t.command) for t in tasks] == [
+        (4, 3600.0, "./big"),
+        (1, 90.0, "./small"),
+        (2, None, "./unknown"),
+    ]
+
+
+def test_expected_times_per_line_alone_in_slurms_notation_or_seconds():
+    text = "10:00,./a x,y\n2-00:00:00,./b\n0.5,./c\n"
+    tasks = parse_commandlines(text, "cmds", ONE, expected="file")
+    assert [(t.expected, t.command) for t in tasks] == [(600.0, "./a x,y"), (172800.0, "./b"), (0.5, "./c")]
+
+
+def test_one_expected_time_for_every_task():
+    tasks = parse_commandlines("./a\n./b\n", "cmds", ONE, expected=30.0)
+    assert [t.expected for t in tasks] == [30.0, 30.0]
+    assert [t.expected for t in parse_commandlines("./a\n", "cmds", ONE)] == [None]
+
+
+@pytest.mark.parametrize(
+    ("text", "cores", "problem"),
+    [
+        ("./prog", ONE, "missing 'T,' expected time"),
+        ("abc,./a", ONE, "bad expected time before ',': must be seconds or [[D-]HH:]MM:SS, not 'abc'"),
+        ("0,./a", ONE, "bad expected time before ',': must be greater than 0"),
+        (
+            "400-00:00:00,./a",
+            ONE,
+            "bad expected time before ',': must be greater than 0 and at most 31,536,000 s (365 days)",
+        ),
+        ("10,", ONE, "no command after the expected time"),
+        ("4,./a", FILE, "missing 'T,' expected time"),
+    ],
+)
+def test_a_bad_expected_time_names_the_file_and_line(text, cores, problem):
+    with pytest.raises(InputError) as info:
+        parse_commandlines(f"# sweep\n{text}\n", "sweep.txt", cores, expected="file")
+    assert str(info.value).startswith("sweep.txt:2: ") and problem in str(info.value)
+    assert info.value.exit_status == EXIT_BAD_INPUT
+
+
+def test_a_blocks_expected_time_is_the_sum_of_its_lines_or_none():
+    tasks = parse_commandlines("10,./a\n20,./b\n-,./c\n5,./d\n", "cmds", ONE, block=2, expected="file")
+    assert [t.expected for t in tasks] == [30.0, None]
