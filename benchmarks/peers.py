@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bench = Bench(args, peers, workloads)
     locations = {}
+    interrupted = False
     began = time.time()
     try:
         for where, base in scratch_bases(args).items():
@@ -283,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench.warm_up(where)
         for number in range(1, args.repeat + 1):
             bench.run_round(number)
+    except KeyboardInterrupt:  # a long run stopped by hand: what was measured so far is still worth a table
+        interrupted = True
+        print("\ninterrupted: writing what was measured so far", flush=True)
     finally:
         bench.cleanup()
 
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/peers.py" + (" " + shlex.join(argv) if argv else ""),
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(began)),
         "duration_s": round(time.time() - began, 1),
+        "interrupted": interrupted,
         "info": info,
         "locations": locations,
         "settings": {
@@ -310,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     broken = [c for c in ours if c["status"] not in ("ok",)]
     for cell in broken:
         print(f"peers: {cell['peer']} {cell['status']} on {cell['workload']} ({cell['location']}): {cell['problem']}")
-    return 1 if broken else 0
+    return 130 if interrupted else 1 if broken else 0
 
 
 def _workload(w: Workload) -> dict[str, object]:

@@ -53,6 +53,8 @@ def markdown(document: dict) -> str:
         " seconds.  `> N`: stopped at the timeout, so at least N.",
         "",
     ]
+    if document.get("interrupted"):
+        out += ["**Interrupted** by hand: the cells that show `not run` were not reached.", ""]
     for location, where in document["locations"].items():
         out += _table(document, location, where)
     out += _noise(document)
@@ -111,7 +113,7 @@ def _bound(workload: dict) -> str:
 
 
 def _cell(cell: dict | None, peer: str) -> str:
-    if cell is None:
+    if cell is None or (cell["status"] == "ok" and not cell["wall_s"]):
         return "not run"
     if cell["status"] == "timed out":
         bound = f"> {cell['ratio_at_least']:.0f}" if cell.get("ratio_at_least") else "timed out"

@@ -92,12 +92,9 @@ class Peer:
     def how(self, job: Job) -> str:
         """The command as a user would type it (paths shortened), for the report."""
         command = self.command(job)
-        words = ["python" if w in (self.python_names()) else w for w in command.argv]
+        words = ["python" if os.path.isabs(w) and Path(w).name.startswith("python") else w for w in command.argv]
         text = shlex.join(words).replace(str(DRIVERS), "benchmarks/benchkit/drivers.py")
         return text + (f" < {command.stdin.name}" if command.stdin else "")
-
-    def python_names(self) -> tuple[str, ...]:
-        return ()
 
 
 def mpiexec_ranks(workload: Workload) -> int:
@@ -133,18 +130,12 @@ class Futures(Peer):
         argv = ["mpiexec", "-n", str(ranks), self.python, "-m", "mpi4py.futures", str(DRIVERS), "futures"]
         return Command([*argv, str(job.lines)], dict(os.environ), counts=True)
 
-    def python_names(self) -> tuple[str, ...]:
-        return (self.python,)
-
 
 class HyperQueue(Peer):
     def command(self, job: Job) -> Command:
         env = dict(os.environ, TMPDIR=str(job.rundir))  # its server directory
         argv = [str(self.found.path), str(DRIVERS), "hyperqueue", str(job.lines), str(job.workload.slots)]
         return Command(argv, env, counts=True)
-
-    def python_names(self) -> tuple[str, ...]:
-        return (str(self.found.path),)
 
 
 class PyLauncher(Peer):
@@ -157,9 +148,6 @@ class PyLauncher(Peer):
         if self.delay is not None:
             argv.append(str(self.delay))
         return Command(argv, dict(os.environ), counts=True)
-
-    def python_names(self) -> tuple[str, ...]:
-        return (str(self.found.path),)
 
 
 class Mpilauncher(Peer):
@@ -180,9 +168,6 @@ class Mpilauncher(Peer):
             argv += ["--cores-per-node", str(w.slots)]
         return Command(argv, checkout_env(self.root), counts=True)
 
-    def python_names(self) -> tuple[str, ...]:
-        return (self.python,)
-
 
 class MpiHello(Peer):
     """Not a launcher: ``mpiexec -n R python -c 'from mpi4py import MPI'`` (MPI_Init and MPI_Finalize) with
@@ -195,9 +180,6 @@ class MpiHello(Peer):
     def command(self, job: Job) -> Command:
         argv = ["mpiexec", "-n", str(mpiexec_ranks(job.workload)), self.python, "-c", "from mpi4py import MPI"]
         return Command(argv, dict(os.environ))
-
-    def python_names(self) -> tuple[str, ...]:
-        return (self.python,)
 
 
 def make_peers(names: list[str], installer: Installer, python: str, checkouts: dict[str, Path]) -> list[Peer]:
