@@ -29,7 +29,7 @@ from benchkit.install import Installer, default_cache
 from benchkit.machine import default_slots, file_create_cost, filesystem_of, machine_info
 from benchkit.report import derive, markdown, plot
 from benchkit.runners import BASELINE, PEER_NAMES, REFERENCE, Job, Peer, make_peers
-from benchkit.timing import measure
+from benchkit.timing import Outcome, measure
 from benchkit.workloads import Workload, standard, warmup
 
 WORKLOADS = ("W1", "W2", "W3", "W4")
@@ -153,27 +153,25 @@ class Bench:
             self.inputs[where, w.key] = w.write_inputs(scratch)
         return {"path": str(scratch), "fs": filesystem_of(scratch), "create_us": round(file_create_cost(scratch), 1)}
 
-    def job(self, where: str, w: Workload, peer: Peer, label: str) -> Job:
+    def run(self, where: str, w: Workload, peer: Peer, label: str) -> tuple[Outcome, str | None]:
+        """One run of ``peer`` on ``w`` in a fresh folder of ``where``: its outcome, and why it does not count."""
         rundir = self.scratch[where] / f"{peer.name}-{w.key}-{label}"
         rundir.mkdir()
-        lines, nul = self.inputs[where, w.key]
-        return Job(w, lines, nul, rundir)
+        job = Job(w, *self.inputs[where, w.key], rundir)
+        command = peer.command(job)
+        timeout = self.args.timeout
+        outcome = measure(command.argv, cwd=rundir, env=command.env, stdin_path=command.stdin, timeout=timeout)
+        return outcome, peer.check(outcome, job)
 
     def warm_up(self, where: str) -> None:
-        w = warmup()
         for peer in self.peers:
             if peer.problem:
                 continue
-            job = self.job(where, w, peer, "warm-up")
-            command = peer.command(job)
-            outcome = measure(
-                command.argv, cwd=job.rundir, env=command.env, stdin_path=command.stdin, timeout=self.args.timeout
-            )
-            problem = peer.check(outcome, job)
+            _, problem = self.run(where, warmup(), peer, "warm-up")
             if problem:
                 print(f"  [{where}] warm-up of {peer.name} failed: {problem}", flush=True)
-                for key in (w.key for w in self.workloads):
-                    cell = self.cells[where, key, peer.name]
+                for w in self.workloads:
+                    cell = self.cells[where, w.key, peer.name]
                     cell.update(status="failed", problem=f"warm-up: {problem}", settled=True)
 
     def run_round(self, number: int) -> None:
@@ -185,12 +183,7 @@ class Bench:
                         self.run_once(where, w, peer, cell, number)
 
     def run_once(self, where: str, w: Workload, peer: Peer, cell: dict, number: int) -> None:
-        job = self.job(where, w, peer, str(number))
-        command = peer.command(job)
-        outcome = measure(
-            command.argv, cwd=job.rundir, env=command.env, stdin_path=command.stdin, timeout=self.args.timeout
-        )
-        problem = peer.check(outcome, job)
+        outcome, problem = self.run(where, w, peer, str(number))
         sample = outcome.sample
         line = f"  [{where}] {w.key} run {number}/{self.args.repeat} {peer.name:<22} {sample.wall:7.2f} s"
         if outcome.timed_out:

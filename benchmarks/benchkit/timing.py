@@ -99,7 +99,8 @@ def measure(
             stdin.close()
     others = None
     if busy0 is not None and busy1 is not None:
-        others = max(0.0, (busy1 - busy0 - ours) / (wall * (os.cpu_count() or 1)))
+        # /proc/stat counts in clock ticks (10 ms): a run of a few ticks can read below 0% or above 100%.
+        others = min(1.0, max(0.0, (busy1 - busy0 - ours) / (wall * (os.cpu_count() or 1))))
     return Outcome(Sample(wall, cpu, others=others), raw.decode("utf-8", "replace"), returncode)
 
 
