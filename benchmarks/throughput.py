@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -33,103 +31,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchkit.machine import checkout_env, default_slots, file_create_cost, filesystem_of, machine_info
+from benchkit.timing import Sample, measure
+
 TARGET_RATIO = 0.80
 NOISY = 0.10  # warn when other processes kept more than this share of the CPUs busy
 TASK_COMMAND = "true"
 OWN_TIME = re.compile(r"total running time:\s*([0-9.]+)")
 COMPLETED = re.compile(r"# tasks completed:\s*(\d+)")
-
-
-# -- machine description ------------------------------------------------------
-def default_slots() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, env=env)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
-
-
-def checkout_env() -> dict[str, str]:
-    """This environment, with the checkout this script lives in first on the path (installed or not)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return env
-
-
-def machine_info(python: str) -> dict[str, object]:
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
-    return {
-        "python": f"{platform.python_implementation()} {platform.python_version()} ({python})",
-        "os": platform.platform(),
-        "kernel": " ".join(platform.uname()[2:4]),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": default_slots(),
-        "loadavg": [round(x, 2) for x in load],
-        "sh": os.path.realpath("/bin/sh"),
-        "xargs": first_line(["xargs", "--version"]) if shutil.which("xargs") else "not found",
-        "mpilauncher": first_line([python, "-m", "mpilauncher", "--version"], checkout_env()),
-    }
-
-
-def filesystem_of(path: Path) -> str:
-    """``type device mountpoint (options)`` of the mount holding ``path`` (Linux), else ``unknown``."""
-    best = ("", "unknown")
-    try:
-        with open("/proc/mounts", encoding="utf-8") as f:
-            for line in f:
-                device, mountpoint, fstype, options = line.split()[:4]
-                inside = str(path) == mountpoint or str(path).startswith(mountpoint.rstrip("/") + "/")
-                if inside and len(mountpoint) >= len(best[0]):
-                    best = (mountpoint, f"{fstype} {device} on {mountpoint} ({options})")
-    except OSError:
-        pass
-    return best[1]
-
-
-def file_create_cost(directory: Path, count: int = 500) -> float:
-    """Microseconds to create one empty file in ``directory``: mpilauncher creates two a task
-    (``exec<N>`` and ``out<N>``), the peers none, so this explains much of the gap on slow disks."""
-    probe = directory / "create-probe"
-    probe.mkdir()
-    t0 = time.perf_counter()
-    for i in range(count):
-        os.close(os.open(probe / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-    cost = (time.perf_counter() - t0) / count * 1e6
-    shutil.rmtree(probe)
-    return cost
-
-
-# -- one measured run ---------------------------------------------------------
-@dataclass
-class Sample:
-    wall: float  # seconds, whole command
-    cpu: float  # seconds, user+sys of the command and everything it waited for
-    own: float | None = None  # seconds, the tool's own figure when it prints one
-    others: float | None = None  # share of the machine's CPUs busy with *other* processes meanwhile
 
 
 @dataclass
@@ -144,48 +53,12 @@ class Tool:
         return [n / s.own for s in self.samples if s.own]
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy() -> float | None:
-    """CPU seconds all CPUs spent busy since boot (Linux ``/proc/stat``), or None elsewhere."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    guest = sum(fields[8:10])  # already counted in user/nice
-    return (sum(fields) - idle - guest) / os.sysconf("SC_CLK_TCK")
-
-
 def timed(argv: list[str], *, stdin_path: Path | None = None, cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     """Run ``argv`` to completion; fail loudly (not on timing) if it did not run every task."""
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-    try:
-        busy0, self0, cpu0 = machine_busy(), self_cpu(), children_cpu()
-        t0 = time.perf_counter()
-        proc = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        wall = time.perf_counter() - t0
-        cpu = children_cpu() - cpu0
-        busy1, ours = machine_busy(), cpu + self_cpu() - self0
-    finally:
-        if stdin_path:
-            stdin.close()
-    others = None
-    if busy0 is not None and busy1 is not None:
-        others = max(0.0, (busy1 - busy0 - ours) / (wall * (os.cpu_count() or 1)))
-    output = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        sys.exit(f"throughput: {' '.join(argv[:4])} ... exited {proc.returncode}:\n{output[-2000:]}")
-    return Sample(wall, cpu, others=others), output
+    outcome = measure(argv, stdin_path=stdin_path, cwd=cwd, env=env)
+    if outcome.returncode != 0:
+        sys.exit(f"throughput: {' '.join(argv[:4])} ... exited {outcome.returncode}:\n{outcome.output[-2000:]}")
+    return outcome.sample, outcome.output
 
 
 class Bench:

@@ -36,3 +36,30 @@ def test_throughput_runs_and_reports_a_ratio(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "ratio mpilauncher/xargs" in result.stdout
+
+
+def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tmp_path: Path) -> None:
+    """peers.py at tiny sizes, disk and tmpfs: xargs and mpilauncher (alone and under mpiexec) measured,
+    and PyLauncher, which is never on PATH and may not be installed here (``--no-install``, an empty
+    cache), reported as not installed rather than dropped."""
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), "--quick", "--tasks", "12", "--repeat", "1", "--no-warmup",
+         "--workload", "W1,W4", "--peers", "xargs,mpilauncher,mpilauncher-mpiexec,pylauncher", "--no-install",
+         "--cache", str(tmp_path / "cache"), "--disk", str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads((out / "peers.json").read_text())
+    cells = {(c["location"], c["workload"], c["peer"]): c for c in document["cells"]}
+    for location in ("disk", "tmpfs"):
+        for workload in ("W1", "W4"):
+            for peer in ("xargs", "mpilauncher", "mpilauncher-mpiexec", "mpi-hello"):
+                cell = cells[location, workload, peer]
+                assert cell["status"] == "ok" and len(cell["wall_s"]) == 1, cell
+            assert cells[location, workload, "mpilauncher"]["ratio_median"] > 0
+        assert 0 < cells[location, "W4", "mpilauncher"]["busy_fraction"] <= 1
+    assert document["peers"]["pylauncher"]["problem"].startswith("not installed")
+    table = (out / "peers.md").read_text()
+    assert "python benchmarks/peers.py --quick" in table and "| mpilauncher " in table
+    assert "not installed" in table

@@ -1,0 +1,95 @@
+"""What the figures were measured on: the machine, its load, and the file system under a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+#: The checkout the benchmarks live in: the one they measure unless told otherwise.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_slots() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def first_line(argv: list[str], env: dict[str, str] | None = None) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def checkout_env(root: Path = REPO_ROOT) -> dict[str, str]:
+    """This environment, with the checkout ``root`` first on the path (installed or not): the benchmark
+    measures that checkout's ``mpilauncher``, not whatever ``pip install -e`` pointed at last."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def machine_info(python: str) -> dict[str, object]:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()} ({python})",
+        "os": platform.platform(),
+        "kernel": " ".join(platform.uname()[2:4]),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": default_slots(),
+        "loadavg": [round(x, 2) for x in load],
+        "sh": os.path.realpath("/bin/sh"),
+        "xargs": first_line(["xargs", "--version"]) if shutil.which("xargs") else "not found",
+        "mpilauncher": first_line([python, "-m", "mpilauncher", "--version"], checkout_env()),
+    }
+
+
+def filesystem_of(path: Path) -> str:
+    """``type device mountpoint (options)`` of the mount holding ``path`` (Linux), else ``unknown``."""
+    best = ("", "unknown")
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                device, mountpoint, fstype, options = line.split()[:4]
+                inside = str(path) == mountpoint or str(path).startswith(mountpoint.rstrip("/") + "/")
+                if inside and len(mountpoint) >= len(best[0]):
+                    best = (mountpoint, f"{fstype} {device} on {mountpoint} ({options})")
+    except OSError:
+        pass
+    return best[1]
+
+
+def file_create_cost(directory: Path, count: int = 500) -> float:
+    """Microseconds to create one empty file in ``directory``: mpilauncher creates two a task
+    (``exec<N>`` and ``out<N>``), xargs none, so this explains much of the gap on slow disks."""
+    probe = directory / "create-probe"
+    probe.mkdir()
+    t0 = time.perf_counter()
+    for i in range(count):
+        os.close(os.open(probe / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    cost = (time.perf_counter() - t0) / count * 1e6
+    shutil.rmtree(probe)
+    return cost

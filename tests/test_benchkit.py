@@ -1,0 +1,96 @@
+"""The pieces of benchmarks/peers.py that decide what a figure says: the bound W4 is read against, the
+table's wording of a peer that did not run, and a timed-out run leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from benchkit.report import derive, markdown  # noqa: E402
+from benchkit.timing import measure  # noqa: E402
+from benchkit.workloads import list_schedule_makespan, standard  # noqa: E402
+
+
+def test_list_scheduling_bound_starts_each_task_on_the_core_that_frees_first() -> None:
+    assert list_schedule_makespan([2, 1, 1, 1], 2) == 3  # 2 | 1+1+1: the third 1 waits for the first core
+    assert list_schedule_makespan([1.5], 64) == 1.5  # fewer tasks than cores: the longest task
+    assert list_schedule_makespan([1] * 128, 64) == 2
+    assert list_schedule_makespan([], 4) == 0
+
+
+def test_w4_is_the_same_for_every_peer_and_run_and_its_bound_is_near_full() -> None:
+    first, again = standard()[3], standard()[3]
+    assert first.commands == again.commands and first.tasks == 1000 and first.slots == 64
+    assert all(0.5 <= d <= 2.0 for d in first.durations)
+    assert 0.9 < first.busy_fraction(first.list_bound()) <= 1.0
+
+
+def _document(cells: list[dict]) -> dict:
+    return {
+        "command": "python benchmarks/peers.py --workload W1",
+        "date": "2026-11-30 12:00",
+        "info": {"cpu": "test CPU", "usable_cpus": 2, "os": "Linux", "python": "CPython 3.11.7 (python)",
+                 "sh": "/bin/dash", "loadavg": [0.1, 0.1, 0.1]},
+        "locations": {"disk": {"path": "/scratch", "fs": "ext4 /dev/sda on /", "create_us": 40.0}},
+        "settings": {"repeat": 3},
+        "workloads": {"W1": {"key": "W1", "title": "2,000 x `true`, 2 slots", "tasks": 2000, "slots": 2}},
+        "peers": {
+            "xargs": {"label": "`xargs -P`", "version": "4.9", "problem": None, "how": {"W1": "xargs"}},
+            "pylauncher": {"label": "PyLauncher", "version": "4.0", "problem": None, "how": {"W1": "python ..."}},
+            "hyperqueue": {"label": "HyperQueue", "version": "0.27", "problem": None, "how": {"W1": "python ..."}},
+            "parallel": {"label": "GNU parallel", "version": "", "problem": "not installed: apt-get download failed"},
+            "mpilauncher": {"label": "mpilauncher", "version": "0.1", "problem": None, "how": {"W1": "python ..."}},
+        },
+        "cells": [{"location": "disk", "workload": "W1", "timeout_s": 150.0, "problem": None, "others": [],
+                   **cell} for cell in cells],
+    }  # fmt: skip
+
+
+def test_the_table_says_how_a_peer_fell_short_instead_of_dropping_it() -> None:
+    document = _document([
+        {"peer": "xargs", "status": "ok", "wall_s": [1.0, 1.2, 0.9]},
+        {"peer": "pylauncher", "status": "timed out", "wall_s": []},
+        {"peer": "hyperqueue", "status": "failed", "problem": "exit status 1: boom", "wall_s": []},
+        {"peer": "mpilauncher", "status": "ok", "wall_s": [1.1, 1.5, 1.0]},
+    ])  # fmt: skip
+    derive(document)
+    table = markdown(document)
+    rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "| 1.00 s (0.90) |" in rows["| `xargs -P`"]
+    assert "| 1.10 (1.11) |" in rows["| mpilauncher"]  # median over median, best over best
+    assert "> 150 (stopped at 150 s)" in rows["| PyLauncher"]  # a lower bound, not a figure
+    assert "failed: exit status 1: boom" in rows["| HyperQueue"]
+    assert "not installed: apt-get download failed" in rows["| GNU parallel"]
+    assert "python benchmarks/peers.py --workload W1" in table
+
+
+def test_a_run_stopped_at_its_timeout_leaves_no_process_behind(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $$ $! > {pids}; wait"
+    began = time.monotonic()
+    outcome = measure(["sh", "-c", script], cwd=tmp_path, env=dict(os.environ), timeout=1.0)
+    assert outcome.timed_out and time.monotonic() - began < 30
+    for pid in map(int, pids.read_text().split()):
+        assert _ends_within(pid, 5.0), f"{pid} outlived the timeout"
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    """Gone or a zombie within ``seconds``: a killed process closes its files (the pipe's EOF ends the
+    run) a moment before the kernel marks it a zombie, and on a busy machine that moment can be seen."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
