@@ -28,9 +28,10 @@ class Allocation:
     def in_slurm(self) -> bool:
         return self.job_id is not None
 
-    def cores_of(self, node: str) -> int | None:
+    def cores_of(self, host: str) -> int | None:
+        """The core count of node ``host`` (a name of ``nodes``); None: not one of the job's."""
         try:
-            return self.cores_per_node[self.nodes.index(node)]
+            return self.cores_per_node[self.nodes.index(host)]
         except ValueError:
             return None
 

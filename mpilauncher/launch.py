@@ -409,14 +409,14 @@ def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
     the queuestate's ``gpu_share`` says whether the share was used (earlier releases: yes).
     """
     per_task = config.gpus_per_task or int(plan.meta.extra.get("gpus_per_task", 0))
-    gpu_nodes = [h for h in hellos if h.gpus]
+    gpu_nodes = [h for h in hellos if h.gpu_ids]
     if not gpu_nodes:
         where = ", ".join(sorted({h.node_name for h in hellos})[:4])
         raise InputError(
             f"GPU tasks, but no GPU found on {where} (looked at --gpus-per-node, SLURM_JOB_GPUS,"
             " CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE, nvidia-smi)"
         )
-    share = min(h.cores * per_task // len(h.gpus) for h in gpu_nodes)
+    share = min(h.cores * per_task // len(h.gpu_ids) for h in gpu_nodes)
     asked = config.cores_given or plan.default_cores.kind != "fixed" or not plan.meta.extra.get("gpu_share", True)
     plan.meta.extra["gpus_per_task"] = per_task
     plan.meta.extra["gpu_share"] = not asked
@@ -762,7 +762,7 @@ def _startup(
     source = plan.meta.commandlines or str(plan.resumed_from)
     if plan.resumed_from is not None:
         source = f"{source} (resuming {plan.resumed_from})"
-    gpus = sum(len(set(hello.gpus)) for hello in hellos) if plan.meta.extra.get("gpus_per_task") else 0
+    gpus = sum(len(set(hello.gpu_ids)) for hello in hellos) if plan.meta.extra.get("gpus_per_task") else 0
     text = startup_lines(
         __version__, config.job_type, source, len(plan.ledger), len(plan.to_run), per_task,
         plan.meta.workdir, str(plan.state_path), list(nodes.items()), gpus,
@@ -807,7 +807,7 @@ def _run_locked(
         return _nothing_left(plan, link, pool_size, transport, out)
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
-    check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpus) for _, h in hellos])
+    check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
     check_state_target(plan, config.start_over)
     workdir = choose_workdir(config, plan, allocation)
     created = not workdir.exists()

@@ -28,10 +28,10 @@ from collections import namedtuple
 PROTOCOL_VERSION = 6
 
 
-class Hello(namedtuple("Hello", "node_name cores version gpus bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
+class Hello(namedtuple("Hello", "node_name cores version gpu_ids bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
     """Agent -> master: a node is ready.
 
-    ``cores``: the node's core count; ``gpus``: its GPU ids, by index;
+    ``node_name``: its host name; ``cores``: the node's core count; ``gpu_ids``: its GPU ids, by index;
     ``bound_cpus``: the CPU id of each core slot when the agent binds tasks, () when it does not.
     """
 

@@ -145,7 +145,7 @@ Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | Cloc
 # -- instructions, which are facts too ----------------------------------------
 @dataclass(slots=True)
 class Start:
-    """Run ``task_id`` on ``node`` using exactly the core ids ``cores`` (and GPU indices ``gpus``).
+    """Run ``task_id`` on ``node`` using exactly the core ids ``core_ids`` (and GPU indices ``gpu_indices``).
 
     Without ``after`` this is also the fact that the task started (the master
     sends it at once); a standby start (``after``) becomes that fact when it is
@@ -155,9 +155,9 @@ class Start:
 
     node: int
     task_id: int
-    cores: tuple[int, ...]
-    gpus: tuple[int, ...] = ()
-    #: MPI tasks: every (node, core ids) segment, the first being (node, cores).
+    core_ids: tuple[int, ...]
+    gpu_indices: tuple[int, ...] = ()
+    #: MPI tasks: every (node, core ids) segment, the first being (node, core_ids).
     span: tuple[tuple[int, tuple[int, ...]], ...] = ()
     #: A standby start: run it the moment task ``after`` ends, on ``after``'s cores and GPUs.
     after: int | None = None
@@ -168,7 +168,7 @@ class Start:
     @property
     def segments(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
         """Every (node, core ids) the task runs on: its span, or its one node."""
-        return self.span or ((self.node, self.cores),)
+        return self.span or ((self.node, self.core_ids),)
 
 
 @dataclass(slots=True)

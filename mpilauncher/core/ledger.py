@@ -31,15 +31,17 @@ STATES = (QUEUED, RUNNING, COMPLETED, FAILED)
 
 @dataclass(slots=True)
 class TaskRecord:
-    """A task and its latest outcome.  Times are seconds since the epoch."""
+    """A task and its latest outcome.  Times are seconds since the epoch; ``host`` (the name of the
+    node it runs or ran on) and ``core_ids`` (its core ids there) are the queuestate's ``host=``
+    and ``slots=``."""
 
     task: Task
     state: str = QUEUED
     exit_code: int | None = None
     start: float | None = None
     runtime: float | None = None
-    node: str | None = None
-    cores_used: tuple[int, ...] = ()
+    host: str | None = None
+    core_ids: tuple[int, ...] = ()
 
     @property
     def id(self) -> int:
@@ -66,9 +68,9 @@ class Ledger:
     def __len__(self) -> int:
         return len(self.records)
 
-    def started(self, task_id: int, node: str, cores: tuple[int, ...], start: float) -> None:
+    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
         rec = self.records[task_id]
-        rec.state, rec.node, rec.cores_used, rec.start = RUNNING, node, cores, start
+        rec.state, rec.host, rec.core_ids, rec.start = RUNNING, host, core_ids, start
         rec.exit_code = rec.runtime = None
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
@@ -79,7 +81,7 @@ class Ledger:
     def requeued(self, task_id: int) -> None:
         rec = self.records[task_id]
         rec.state, rec.exit_code, rec.runtime = QUEUED, None, None
-        rec.start, rec.node, rec.cores_used = None, None, ()
+        rec.start, rec.host, rec.core_ids = None, None, ()
 
     def ids_in(self, *states: str) -> list[int]:
         return [r.id for r in self.records.values() if r.state in states]

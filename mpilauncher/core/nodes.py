@@ -32,8 +32,8 @@ class Node:
         return tuple(gpu_ids[i] for i in gpu_indices)
 
 
-def binding(cpus: tuple[int, ...], cores: tuple[int, ...]) -> tuple[int, ...]:
-    """The CPUs a task on core slots ``cores`` is bound to; () when binding is impossible."""
-    if not cpus or any(core >= len(cpus) for core in cores):
+def binding(cpus: tuple[int, ...], core_ids: tuple[int, ...]) -> tuple[int, ...]:
+    """The CPUs a task on core slots ``core_ids`` is bound to; () when binding is impossible."""
+    if not cpus or any(core >= len(cpus) for core in core_ids):
         return ()
-    return tuple(cpus[core] for core in cores)
+    return tuple(cpus[core] for core in core_ids)

@@ -343,13 +343,14 @@ class Scheduler:
             assert pred is not None and self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
             assert self._shape(self.tasks[tid]) == self._shape(self.tasks[pred]), (tid, pred)
             placed = self.running[pred]
-            assert (start.node, start.cores, start.gpus) == (placed.node, placed.cores, placed.gpus), (tid, pred)
+            same = (start.node, start.core_ids, start.gpu_indices) == (placed.node, placed.core_ids, placed.gpu_indices)
+            assert same, (tid, pred)
         assert len(self.follower) == len(self.waiting)
         used: dict[int, set[int]] = {}
         for start in self.running.values():
             if start.task is not None and not start.task.cores:  # a GPU task that shares one core (slots.py)
-                assert start.gpus and len(start.cores) == 1, start
-                assert 0 <= start.cores[0] < self.pool.nodes[start.node].cores, start
+                assert start.gpu_indices and len(start.core_ids) == 1, start
+                assert 0 <= start.core_ids[0] < self.pool.nodes[start.node].cores, start
                 continue
             for node, cores in start.segments:
                 if not self.pool.nodes[node].alive:  # a node out of use: its cores are not the pool's
@@ -363,14 +364,14 @@ class Scheduler:
             assert not taken & set(self.pool.nodes[node].free), f"busy core listed free on {node}"
         gpus_used: dict[int, set[int]] = {}
         for start in self.running.values():
-            if not start.gpus or not self.pool.nodes[start.node].alive:
+            if not start.gpu_indices or not self.pool.nodes[start.node].alive:
                 continue
             taken = gpus_used.setdefault(start.node, set())
-            assert not taken & set(start.gpus), f"GPU given twice on node {start.node}"
-            assert not set(start.gpus) & set(self.pool.nodes[start.node].free_gpus), (
+            assert not taken & set(start.gpu_indices), f"GPU given twice on node {start.node}"
+            assert not set(start.gpu_indices) & set(self.pool.nodes[start.node].free_gpus), (
                 f"busy GPU listed free on {start.node}"
             )
-            taken |= set(start.gpus)
+            taken |= set(start.gpu_indices)
 
     # -- transitions ------------------------------------------------------
     def _on_joined(self, event: AgentJoined, actions: list[Action]) -> None:
@@ -431,7 +432,7 @@ class Scheduler:
             successor = self._next_in_order(shape) if not benched or start.node not in benched else None
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
                 heapq.heappop(self._queues[shape])
-                actions.append(self._run(start.node, successor, start.cores, start.gpus, shape))
+                actions.append(self._run(start.node, successor, start.core_ids, start.gpu_indices, shape))
             else:
                 self._release(start)
 
@@ -484,9 +485,9 @@ class Scheduler:
                 for segment_node, segment_cores in start.span:
                     pool.release(segment_node, segment_cores)
             else:
-                pool.release(start.node, start.cores)
-        if start.gpus:
-            pool.release_gpus(start.node, start.gpus)
+                pool.release(start.node, start.core_ids)
+        if start.gpu_indices:
+            pool.release_gpus(start.node, start.gpu_indices)
 
     def _on_never_started(self, event: NeverStarted, actions: list[Action]) -> None:
         """Its start failed on the node: queued again, its cores to its standby (started at once there) or freed."""
@@ -520,10 +521,10 @@ class Scheduler:
             self._bare[shape][follower] = None
         return shape, Promoted(standby, at)
 
-    def _run(self, node: int, tid: int, cores: tuple[int, ...], gpus: tuple[int, ...], shape: Shape) -> Start:
-        """``tid`` runs now on ``cores`` (and ``gpus``) of ``node``, which a task of its shape just left."""
+    def _run(self, node: int, tid: int, core_ids: tuple[int, ...], gpu_indices: tuple[int, ...], shape: Shape) -> Start:
+        """``tid`` runs now on ``core_ids`` (and ``gpu_indices``) of ``node``, which a task of its shape just left."""
         attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
-        start = Start(node, tid, cores, gpus, (), None, attempt, self.tasks[tid])
+        start = Start(node, tid, core_ids, gpu_indices, (), None, attempt, self.tasks[tid])
         self.running[tid] = start
         self.status[tid] = RUNNING
         self._bare[shape][tid] = None
@@ -600,23 +601,23 @@ class Scheduler:
             heapq.heappop(self._queues[best_shape])
             width, gpus, mpi = best_shape
             span: tuple[tuple[int, tuple[int, ...]], ...] = ()
-            gpu_ids: tuple[int, ...] = ()
+            gpu_indices: tuple[int, ...] = ()
             if gpus:
-                node, cores, gpu_ids = pool.take_with_gpus(width, gpus)
+                node, core_ids, gpu_indices = pool.take_with_gpus(width, gpus)
             elif mpi and width != WHOLE_NODE:
                 run = pool.find_run(width)
                 if run is not None:
-                    node, cores = run[0], pool.take_run(run[0], run[1], width)
-                    span = ((node, cores),)
+                    node, core_ids = run[0], pool.take_run(run[0], run[1], width)
+                    span = ((node, core_ids),)
                 else:
                     span = pool.take_span(pool.find_span(width))
-                    node, cores = span[0]
+                    node, core_ids = span[0]
             else:
-                node, cores = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
+                node, core_ids = pool.take_whole_node() if width == WHOLE_NODE else pool.take(width)
                 if mpi:
-                    span = ((node, cores),)
+                    span = ((node, core_ids),)
             attempt = self.attempts.get(best_id, 0) + 1 if self.attempts else 1
-            start = Start(node, best_id, cores, gpu_ids, span, None, attempt, self.tasks[best_id])
+            start = Start(node, best_id, core_ids, gpu_indices, span, None, attempt, self.tasks[best_id])
             self.running[best_id] = start
             self.status[best_id] = RUNNING
             if not mpi:
@@ -728,7 +729,7 @@ class Scheduler:
                 if segment_node == node and task.cores:
                     busy.update(cores)
             if start.node == node:
-                busy_gpus.update(start.gpus)
+                busy_gpus.update(start.gpu_indices)
                 shape = self._shape(task)
                 if not shape[2] and tid not in self.follower:
                     self._bare[shape][tid] = None
@@ -746,7 +747,7 @@ class Scheduler:
             tid = heapq.heappop(queue)
             placed = self.running[pred]
             attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
-            start = Start(placed.node, tid, placed.cores, placed.gpus, (), pred, attempt, self.tasks[tid])
+            start = Start(placed.node, tid, placed.core_ids, placed.gpu_indices, (), pred, attempt, self.tasks[tid])
             self.status[tid] = STANDBY
             self.follower[pred], self.waiting[tid] = tid, start
             waiting[tid] = self._ends

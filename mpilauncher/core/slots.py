@@ -155,11 +155,11 @@ class SlotPool:
         """Is some GPU free?  (A GPU task with no core slot of its own may start with no core free.)"""
         return bool(self._gpu_nodes)
 
-    def release_gpus(self, index: int, gpus: tuple[int, ...]) -> None:
+    def release_gpus(self, index: int, gpu_indices: tuple[int, ...]) -> None:
         node = self.nodes[index]
-        if not node.alive or not gpus:
+        if not node.alive or not gpu_indices:
             return
-        for gpu in gpus:
+        for gpu in gpu_indices:
             heapq.heappush(node.free_gpus, gpu)
         self._gpu_nodes.setdefault(index, None)
 
@@ -258,14 +258,14 @@ class SlotPool:
         self._file(node)
         return tuple(range(start, start + width))
 
-    def release(self, index: int, cores: tuple[int, ...]) -> None:
+    def release(self, index: int, core_ids: tuple[int, ...]) -> None:
         node = self.nodes[index]
         if not node.alive:
             return
         self._unfile(node)
-        for core in cores:
+        for core in core_ids:
             heapq.heappush(node.free, core)
-        self.free_cores += len(cores)
+        self.free_cores += len(core_ids)
         self._file(node)
 
     # -- internals --------------------------------------------------------
@@ -316,10 +316,10 @@ class SlotPool:
             heapq.heappop(heap)
 
 
-def _first_run(cores: list[int], width: int) -> int | None:
-    """The first core of ``width`` consecutive ids in sorted ``cores``."""
+def _first_run(core_ids: list[int], width: int) -> int | None:
+    """The first core of ``width`` consecutive ids in sorted ``core_ids``."""
     run_start, length, previous = None, 0, None
-    for core in cores:
+    for core in core_ids:
         if previous is not None and core == previous + 1:
             length += 1
         else:

@@ -85,7 +85,7 @@ def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
     counts = ledger.counts()
     total = ledger.elapsed_before + elapsed
     aggregate = math.fsum(runtimes)
-    per_slot = Counter((r.node, r.cores_used[0] if r.cores_used else 0) for r in ledger if r.node is not None)
+    per_slot = Counter((r.host, r.core_ids[0] if r.core_ids else 0) for r in ledger if r.host is not None)
     executed = sum(per_slot.values())
     return Statistics(
         total_time=total,

@@ -31,13 +31,13 @@ def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not is_launcher_wiring(k)}
 
 
-def task_variables(task_id: int, cores: tuple[int, ...], node_name: str) -> dict[str, str]:
+def task_variables(task_id: int, core_ids: tuple[int, ...], node_name: str) -> dict[str, str]:
     """What a task learns about itself (PYL_ID as in PyLauncher, MPILAUNCHER_* as ours)."""
     return {
         "PYL_ID": str(task_id),
         "MPILAUNCHER_TASK_ID": str(task_id),
-        "MPILAUNCHER_NCORES": str(len(cores)),
-        "MPILAUNCHER_CORES": ",".join(map(str, cores)),
+        "MPILAUNCHER_NCORES": str(len(core_ids)),
+        "MPILAUNCHER_CORES": ",".join(map(str, core_ids)),
         "MPILAUNCHER_NODE": node_name,
     }
 

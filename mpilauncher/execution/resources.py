@@ -91,11 +91,11 @@ def detect_gpus(environ: Mapping[str, str] | None = None, override: int | None =
     return Gpus()
 
 
-def gpu_environment(gpus: Gpus, indices: tuple[int, ...]) -> dict[str, str]:
-    """The variables that make a task see exactly its GPUs."""
-    if not indices:
+def gpu_environment(gpus: Gpus, gpu_indices: tuple[int, ...]) -> dict[str, str]:
+    """The variables that make a task see exactly its GPUs (``gpu_indices``, by index into ``gpus``)."""
+    if not gpu_indices:
         return {}
-    ids = ",".join(dict.fromkeys(gpus.ids[i] for i in indices))  # a shared GPU is listed once
+    ids = ",".join(dict.fromkeys(gpus.ids[i] for i in gpu_indices))  # a shared GPU is listed once
     env = {"CUDA_VISIBLE_DEVICES": ids, "MPILAUNCHER_GPUS": ids}
     if gpus.vendor == "amd":
         env["ROCR_VISIBLE_DEVICES"] = ids

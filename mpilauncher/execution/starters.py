@@ -60,7 +60,7 @@ class Segment:
     host: str
     ranks: int
     offset: int  # index of the first slot among all the job's slots (ibrun -o)
-    cores: str = ""  # the node-local core ids, for MPILAUNCHER_HOST_CORES
+    core_ids: str = ""  # the node-local core ids ("0-3"), for MPILAUNCHER_HOST_CORES
 
 
 def choose(requested: str | None, environ: Mapping[str, str]) -> str:
@@ -126,7 +126,7 @@ def wrap(
     elif mpiexec_flavour() == "openmpi":
         sections = [
             f"-n {s.ranks} --host {'localhost' if emulated else s.host}:{s.ranks} -x MPILAUNCHER_HOST={s.host}"
-            f" -x MPILAUNCHER_HOST_CORES={s.cores or '-'} {shell_program(program)}"
+            f" -x MPILAUNCHER_HOST_CORES={s.core_ids or '-'} {shell_program(program)}"
             for s in segments
         ]
         # Open MPI would bind ranks to cores of its own choosing, trampling other tasks: the
@@ -137,7 +137,7 @@ def wrap(
         # segment (same order) tells each rank where it is.
         hosts = f"localhost:{ranks}" if emulated else ",".join(f"{s.host}:{s.ranks}" for s in segments)
         sections = [
-            f"-n {s.ranks} -env MPILAUNCHER_HOST {s.host} -env MPILAUNCHER_HOST_CORES {s.cores or '-'}"
+            f"-n {s.ranks} -env MPILAUNCHER_HOST {s.host} -env MPILAUNCHER_HOST_CORES {s.core_ids or '-'}"
             f" {shell_program(program)}"
             for s in segments
         ]

@@ -55,8 +55,8 @@ class JournalWriter:
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot create journal: {err.strerror or err}") from None
 
-    def started(self, task_id: int, start: float, host: str, cores: tuple[int, ...]) -> None:
-        slots = compress(cores, ",")
+    def started(self, task_id: int, start: float, host: str, core_ids: tuple[int, ...]) -> None:
+        slots = compress(core_ids, ",")
         self._pending.append(f"S\t{task_id}\t{start:.3f}\t{host}\t{slots}\n")
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:

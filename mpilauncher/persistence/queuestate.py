@@ -78,10 +78,10 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
         parts.append(f"start={rec.start:.3f}")
     if rec.runtime is not None and rec.state in (COMPLETED, FAILED):
         parts.append(f"runtime={rec.runtime:.3f}")
-    if rec.state != QUEUED and rec.node:
-        parts.append(f"host={rec.node}")
-        if rec.cores_used:
-            parts.append(f"slots={compress(rec.cores_used, ',')}")
+    if rec.state != QUEUED and rec.host:
+        parts.append(f"host={rec.host}")
+        if rec.core_ids:
+            parts.append(f"slots={compress(rec.core_ids, ',')}")
     return " ".join(parts)
 
 
@@ -370,8 +370,8 @@ def _parse_task_line(
     rec.exit_code = facts.get("exit")
     rec.start = facts.get("start")
     rec.runtime = facts.get("runtime")
-    rec.node = facts.get("host")
-    rec.cores_used = facts.get("slots", ())
+    rec.host = facts.get("host")
+    rec.core_ids = facts.get("slots", ())
     if section == FAILED and rec.exit_code is None:
         rec.exit_code = 1
     return rec

@@ -69,7 +69,7 @@ class StateStore(Observer):
 
     # -- the facts ----------------------------------------------------------
     def on_started(self, start: Start, at: float) -> None:
-        self.started(start.task_id, self.nodes[start.node].name, start.cores, at)
+        self.started(start.task_id, self.nodes[start.node].name, start.core_ids, at)
 
     def on_ended(self, ended: TaskEnded) -> None:
         report = ended.report
@@ -82,9 +82,9 @@ class StateStore(Observer):
         self.flush(wall, elapsed)
 
     # -- changes ----------------------------------------------------------
-    def started(self, task_id: int, host: str, cores: tuple[int, ...], start: float) -> None:
-        self.ledger.started(task_id, host, cores, start)
-        self._journal.started(task_id, start, host, cores)
+    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
+        self.ledger.started(task_id, host, core_ids, start)
+        self._journal.started(task_id, start, host, core_ids)
         self._dirty = True
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:

@@ -73,10 +73,10 @@ class Joblog(Observer):
             where = "+".join(self.nodes[n].name for n, _ in start.span)
             slots = "+".join(compress(cores, ",") for _, cores in start.span)
         else:
-            where, slots = node.name, compress(start.cores, ",")
+            where, slots = node.name, compress(start.core_ids, ",")
         task = start.task
         self.add(
-            start.task_id, where, slots, node.cpus_of(start.cores), node.gpu_ids_of(start.gpus), report.start,
+            start.task_id, where, slots, node.cpus_of(start.core_ids), node.gpu_ids_of(start.gpu_indices), report.start,
             report.runtime, report.exit_code, ended.outcome, start.attempt, report.leftovers,
             task.command if task is not None else "", report.cpu_user, report.cpu_system, report.max_rss,
         )  # fmt: skip
@@ -87,10 +87,10 @@ class Joblog(Observer):
     def add(
         self,
         task_id: int,
-        node: str,
-        cores: str,
+        host: str,
+        slots: str,
         cpus: tuple[int, ...],
-        gpus: tuple[str, ...],
+        gpu_ids: tuple[str, ...],
         start: float,
         runtime: float,
         exit_code: int,
@@ -102,14 +102,17 @@ class Joblog(Observer):
         cpu_system: float | None = None,
         max_rss: int | None = None,
     ) -> None:
+        """One row: ``host`` the node's name and ``slots`` its core ids (``0-3``; an MPI task over
+        several nodes: ``a+b`` and ``0-3+0-1``), ``cpus`` the CPU ids it was bound to, ``gpu_ids``
+        the ids of its GPUs (the columns node, cores, cpus, gpus)."""
         bound = compress(cpus, ",") if cpus else UNKNOWN
-        seen = ",".join(gpus) if gpus else UNKNOWN
+        seen = ",".join(gpu_ids) if gpu_ids else UNKNOWN
         if cpu_user is None:
             usage = "-\t-\t-"
         else:
             usage = f"{cpu_user:.3f}\t{cpu_system:.3f}\t{max_rss if max_rss is not None else UNKNOWN}"
         line = (
-            f"{task_id}\t{node}\t{cores}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
+            f"{task_id}\t{host}\t{slots}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
             f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}\t{usage}\t{leftovers}\t{command}\n"
         )
         if self._pick is not None:

@@ -50,8 +50,8 @@ def draw(sweep: Sweep, path: Path) -> None:
     rows = 0
     nodes = dict(sweep.pool)
     for a in attempts:
-        for node, cores in a.slots:
-            nodes[node] = max(nodes.get(node, 0), max(cores, default=0) + 1)
+        for host, core_ids in a.slots:
+            nodes[host] = max(nodes.get(host, 0), max(core_ids, default=0) + 1)
     for node, count in nodes.items():
         row_base[node] = rows
         rows += count
@@ -60,9 +60,9 @@ def draw(sweep: Sweep, path: Path) -> None:
     for a in attempts:
         x0, x1 = (a.start - first) / scale, (a.end - first) / scale
         colour = COLOURS.get(a.status, COLOURS["failed"])
-        for node, cores in a.slots:
-            base = row_base[node]
-            for low, high in _runs(cores):
+        for host, core_ids in a.slots:
+            base = row_base[host]
+            for low, high in _runs(core_ids):
                 y0, y1 = base + low + 0.08, base + high + 0.92
                 boxes.append(((x0, y0), (x0, y1), (x1, y1), (x1, y0)))
                 colours.append(colour)
@@ -120,10 +120,10 @@ def draw(sweep: Sweep, path: Path) -> None:
     plt.close(figure)
 
 
-def _runs(cores: list[int]) -> list[tuple[int, int]]:
+def _runs(core_ids: list[int]) -> list[tuple[int, int]]:
     """Consecutive core ids as (first, last) runs: one bar for a 4-core task, not four."""
     runs: list[tuple[int, int]] = []
-    for core in sorted(cores):
+    for core in sorted(core_ids):
         if runs and core == runs[-1][1] + 1:
             runs[-1] = (runs[-1][0], core)
         else:

@@ -83,7 +83,7 @@ class Progress(Observer):
 
     def on_started(self, start: Start, at: float) -> None:
         counts = self.counts
-        cores = sum(len(c) for _, c in start.span) if start.span else len(start.cores)
+        cores = sum(len(c) for _, c in start.span) if start.span else len(start.core_ids)
         counts.running[start.task_id] = cores
         counts.busy += cores
         counts.queued -= 1

@@ -32,7 +32,7 @@ class Attempt:
     status: str  # ok, failed, signal, timeout, running
     exit_code: int | None
     attempt: int
-    #: (node, core ids) it held; an MPI task over nodes has several.
+    #: (host, core ids) it held; an MPI task over nodes has several.
     slots: list[tuple[str, list[int]]]
     cpu: float | None = None  # user + system CPU seconds
     max_rss: int | None = None  # KiB
@@ -48,7 +48,7 @@ class Attempt:
 
     @property
     def where(self) -> str:
-        return "+".join(f"{node}:{_ranges(cores)}" for node, cores in self.slots)
+        return "+".join(f"{host}:{_ranges(core_ids)}" for host, core_ids in self.slots)
 
 
 @dataclass(slots=True)
@@ -76,8 +76,8 @@ def attempts_from_joblog(rows: Iterable[Mapping[str, str]]) -> list[Attempt]:
     attempts = []
     for row in rows:
         try:
-            nodes, cells = row["node"].split("+"), row["cores"].split("+")
-            slots = [(n, _core_ids(c)) for n, c in zip(nodes, cells, strict=True)]
+            hosts, cells = row["node"].split("+"), row["cores"].split("+")
+            slots = [(h, _core_ids(c)) for h, c in zip(hosts, cells, strict=True)]
             user, system, rss = row.get("user", "-"), row.get("sys", "-"), row.get("maxrss_kib", "-")
             attempts.append(
                 Attempt(
@@ -105,7 +105,7 @@ def _core_ids(cell: str) -> list[int]:
 def running_attempts(ledger: Ledger, now: float) -> list[Attempt]:
     """The tasks the queuestate (journal replayed) says are running, as attempts that end ``now``."""
     return [
-        Attempt(r.id, r.start, max(now, r.start), "running", None, 0, [(r.node or "?", list(r.cores_used))],
+        Attempt(r.id, r.start, max(now, r.start), "running", None, 0, [(r.host or "?", list(r.core_ids))],
                 command=r.task.command)
         for r in ledger if r.state == RUNNING and r.start is not None
     ]  # fmt: skip
@@ -115,8 +115,8 @@ def pool_of(attempts: Iterable[Attempt]) -> dict[str, int]:
     """The pool as the attempts show it (highest core id + 1 per node), when the queuestate does not say."""
     pool: dict[str, int] = {}
     for a in attempts:
-        for node, cores in a.slots:
-            pool[node] = max(pool.get(node, 0), max(cores, default=0) + 1)
+        for host, core_ids in a.slots:
+            pool[host] = max(pool.get(host, 0), max(core_ids, default=0) + 1)
     return pool
 
 

@@ -25,7 +25,7 @@ class TaskLog(Observer):
 
     def on_started(self, start: Start, at: float) -> None:
         where = "+".join(f"{self.nodes[n].name}:{compress(c, ',')}" for n, c in start.segments)
-        gpus = f" gpus {','.join(self.nodes[start.node].gpu_ids_of(start.gpus))}" if start.gpus else ""
+        gpus = f" gpus {','.join(self.nodes[start.node].gpu_ids_of(start.gpu_indices))}" if start.gpu_indices else ""
         again = f" (attempt {start.attempt})" if start.attempt > 1 else ""
         command = start.task.command if start.task is not None else "?"
         log.debug(f"task {start.task_id} started{again} on {where}{gpus}: {command}")

@@ -54,10 +54,10 @@ class Trace(Observer):
         self._tick = 0
         self._next = 0.0  # the run's elapsed time of the next block
         self._running: dict[int, Start] = {}  # where each task runs (show_hosts only)
-        self._node_notes: dict[str, str] = {}  # node -> "out of use" / "suspect" (show_hosts only)
-        self._node_cores: dict[str, int] = {}
+        self._host_notes: dict[str, str] = {}  # host -> "out of use" / "suspect" (show_hosts only)
+        self._host_cores: dict[str, int] = {}  # host -> core count
         for node in nodes.values():  # in index order; a name twice adds up (as the agents' hellos do)
-            self._node_cores[node.name] = self._node_cores.get(node.name, 0) + node.core_count
+            self._host_cores[node.name] = self._host_cores.get(node.name, 0) + node.core_count
 
     def on_started(self, start: Start, at: float) -> None:
         if self.show_hosts:
@@ -72,11 +72,11 @@ class Trace(Observer):
     def on_node(self, fact: NodeFact) -> None:
         name = self.nodes[fact.node].name
         if isinstance(fact, NodeSuspended):
-            self._node_notes[name] = "suspect: no new task"
+            self._host_notes[name] = "suspect: no new task"
         elif isinstance(fact, NodeOutOfUse):
-            self._node_notes[name] = "out of use"
+            self._host_notes[name] = "out of use"
         elif isinstance(fact, NodeBackInUse):
-            self._node_notes.pop(name, None)
+            self._host_notes.pop(name, None)
 
     def on_turn_end(self, wall: float, elapsed: float) -> float:
         if elapsed >= self._next:
@@ -87,9 +87,9 @@ class Trace(Observer):
                 placements = {}
                 for tid, start in self._running.items():
                     node = self.nodes[start.node]
-                    placements[tid] = (node.name, start.cores, node.cpus_of(start.cores))
+                    placements[tid] = (node.name, start.core_ids, node.cpus_of(start.core_ids))
             self.out.write(
-                tick_block(self._tick, self.ledger, self.show_hosts, placements, self._node_cores, self._node_notes)
+                tick_block(self._tick, self.ledger, self.show_hosts, placements, self._host_cores, self._host_notes)
             )
             self.out.flush()
         return self._next
@@ -100,24 +100,25 @@ def tick_block(
     ledger: Ledger,
     show_hosts: bool,
     placements: Mapping[int, tuple[str, tuple[int, ...], tuple[int, ...]]] | None = None,
-    node_cores: Mapping[str, int] | None = None,
-    node_notes: Mapping[str, str] | None = None,
+    host_cores: Mapping[str, int] | None = None,
+    host_notes: Mapping[str, str] | None = None,
 ) -> str:
-    """One trace block.  ``placements`` maps running task ids to (node, core slots, bound CPUs or ());
-    ``node_notes`` says which nodes take no new task (suspect, out of use)."""
+    """One trace block.  ``placements`` maps running task ids to (host, core ids, bound CPUs or ());
+    ``host_cores`` gives each host's core count, ``host_notes`` says which hosts take no new task
+    (suspect, out of use)."""
     lines = [f"tick {tick}", "Queue:", *queue_lines(ledger)]
     if show_hosts:
         lines.append("Hosts:")
-        by_node: dict[str, list] = {name: [] for name in (node_cores or {})}
-        for task_id, (node, cores, cpus) in (placements or {}).items():
-            by_node.setdefault(node, []).append((task_id, cores, cpus))
-        for node, tasks in by_node.items():
+        by_host: dict[str, list] = {name: [] for name in (host_cores or {})}
+        for task_id, (host, core_ids, cpus) in (placements or {}).items():
+            by_host.setdefault(host, []).append((task_id, core_ids, cpus))
+        for host, tasks in by_host.items():
             busy = len({core for _, c, _ in tasks for core in c})  # GPU tasks may share a core
-            total = (node_cores or {}).get(node, busy)
+            total = (host_cores or {}).get(host, busy)
             where = " ".join(_placement(tid, c, cpus) for tid, c, cpus in sorted(tasks))
-            note = (node_notes or {}).get(node)
+            note = (host_notes or {}).get(host)
             state = f" ({note})" if note else ""
-            lines.append(f"{node}: {busy}/{total} cores busy{state}: {where}".rstrip())
+            lines.append(f"{host}: {busy}/{total} cores busy{state}: {where}".rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -137,9 +138,9 @@ def format_queue(completed: list[int], aborted: list[int], queued: list[int], ru
     ]
 
 
-def _placement(task_id: int, cores: tuple[int, ...], cpus: tuple[int, ...]) -> str:
+def _placement(task_id: int, core_ids: tuple[int, ...], cpus: tuple[int, ...]) -> str:
     """``45@0-3`` (task@core slots), plus ``:cpu4-7`` when bound to CPUs numbered otherwise."""
-    text = f"{task_id}@{compress(cores, ',')}"
-    if cpus and cpus != cores:
+    text = f"{task_id}@{compress(core_ids, ',')}"
+    if cpus and cpus != core_ids:
         text += f":cpu{compress(cpus, ',')}"
     return text

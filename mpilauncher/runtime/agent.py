@@ -76,7 +76,7 @@ class Agent:
             configure(setup.workdir, setup.cwd)
 
     def hello(self) -> Hello:
-        return Hello(self.node_name, self.cores, gpus=self.gpus.ids, bound_cpus=self.bound_cpus)
+        return Hello(self.node_name, self.cores, gpu_ids=self.gpus.ids, bound_cpus=self.bound_cpus)
 
     def start(self, message: StartTasks) -> None:
         backend = self.backend

@@ -79,7 +79,7 @@ from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequ
 def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
     """The node table the master and the observers share, from the agents' hellos."""
     return {
-        index: Node(index, hello.node_name, hello.cores, hello.bound_cpus, hello.gpus)
+        index: Node(index, hello.node_name, hello.cores, hello.bound_cpus, hello.gpu_ids)
         for index, hello in sorted(hellos, key=lambda item: item[0])
     }
 
@@ -267,8 +267,8 @@ class Master:
         """The start message for one task, built from its Start alone."""
         task = start.task
         assert task is not None, "the scheduler's starts carry their task"
-        segments = tuple(self._segment(node, cores) for node, cores in start.span) if start.span else ()
-        return StartRequest(task.id, task.command, start.cores, start.gpus, task.line, segments, start.after)
+        segments = tuple(self._segment(node, core_ids) for node, core_ids in start.span) if start.span else ()
+        return StartRequest(task.id, task.command, start.core_ids, start.gpu_indices, task.line, segments, start.after)
 
     def _notify(self, facts: list[Action]) -> None:
         """The burst's facts to the observers, in order; the master notes its own (done, pace)."""
@@ -371,7 +371,7 @@ class Master:
                 due = wanted
         return due
 
-    def _segment(self, node: int, cores: tuple[int, ...]) -> Segment:
+    def _segment(self, node: int, core_ids: tuple[int, ...]) -> Segment:
         """Where an MPI task's ranks go on one node; ``offset`` numbers slots across the job."""
         if self._slot_base is None:
             cores_by_name: dict[str, int] = {}
@@ -384,7 +384,7 @@ class Master:
                 self._slot_base[name] = base
                 base += cores_by_name[name]
         name = self.nodes[node].name
-        return Segment(name, len(cores), self._slot_base[name] + cores[0], compress(cores, ","))
+        return Segment(name, len(core_ids), self._slot_base[name] + core_ids[0], compress(core_ids, ","))
 
     def _events(self, messages) -> list[Event]:
         """The events of the agents' messages, in order (ends held back once a stop signal is in)."""

@@ -126,12 +126,13 @@ def with_starter(command: str, starter: str) -> str:
 
 
 class Status:
-    """A job's status line read back: ``exit`` (the script's exit status), ``start``, ``end``, ``node``."""
+    """A job's status line read back: ``exit`` (the script's exit status), ``start``, ``end``, ``host`` (its
+    ``node=``: the name of the node the job ran on)."""
 
-    __slots__ = ("token", "job", "exit", "start", "end", "node")
+    __slots__ = ("token", "job", "exit", "start", "end", "host")
 
-    def __init__(self, token: str, job: str, exit_status: int, start: float, end: float, node: str) -> None:
-        self.token, self.job, self.exit, self.start, self.end, self.node = token, job, exit_status, start, end, node
+    def __init__(self, token: str, job: str, exit_status: int, start: float, end: float, host: str) -> None:
+        self.token, self.job, self.exit, self.start, self.end, self.host = token, job, exit_status, start, end, host
 
     @property
     def runtime(self) -> float:

@@ -119,7 +119,7 @@ class FakeCluster:
 
     # -- the transport the master sees --------------------------------------------------------
     def hellos(self) -> list[tuple[int, Hello]]:
-        return [(n.index, Hello(n.name, n.cores, gpus=n.gpu_ids, bound_cpus=n.bound_cpus)) for n in self.nodes]
+        return [(n.index, Hello(n.name, n.cores, gpu_ids=n.gpu_ids, bound_cpus=n.bound_cpus)) for n in self.nodes]
 
     def setup(self, *args, **kwargs) -> None:
         pass

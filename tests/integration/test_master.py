@@ -27,14 +27,14 @@ def tasks(count: int, cores: int = 1, **kw) -> list[Task]:
 
 def assert_consistent(record: RunRecord) -> None:
     """What every run must satisfy, whatever happened in it."""
-    final = {r.id: (r.state, r.exit_code, r.node) for r in record.ledger}
-    assert final == {r.id: (r.state, r.exit_code, r.node) for r in record.replayed}, "a kill -9 loses nothing"
+    final = {r.id: (r.state, r.exit_code, r.host) for r in record.ledger}
+    assert final == {r.id: (r.state, r.exit_code, r.host) for r in record.replayed}, "a kill -9 loses nothing"
     for rec in record.ledger:
         rows = record.rows_of(rec.id)
         if rec.state in ("completed", "failed"):
             last = rows[-1]
             first_node = last["node"].split("+")[0]  # an MPI task over nodes: the queuestate names the first
-            assert (int(last["exit"]), first_node) == (rec.exit_code, rec.node), rec
+            assert (int(last["exit"]), first_node) == (rec.exit_code, rec.host), rec
             assert [int(r["attempt"]) for r in rows] == list(range(1, len(rows) + 1)), rows
     stats = record.statistics
     states = record.states()
@@ -124,13 +124,13 @@ def test_an_mpi_task_over_nodes_gets_its_segments_and_one_joblog_line_naming_the
     record = run_sweep(tmp_path, cluster, work)
     items = {item.task_id: (node, item) for _, node, item in cluster.starts}
     node, wide = items[1]
-    assert node == 1 and [(s.host, s.ranks, s.offset, s.cores) for s in wide.segments] == [
+    assert node == 1 and [(s.host, s.ranks, s.offset, s.core_ids) for s in wide.segments] == [
         ("n1", 4, 4, "0-3"),
         ("n2", 2, 8, "0-1"),
     ]
     (row,) = record.rows_of(1)
     assert (row["node"], row["cores"]) == ("n1+n2", "0-3+0-1")
-    assert record.ledger.records[1].node == "n1"
+    assert record.ledger.records[1].host == "n1"
     assert [(s.host, s.ranks) for s in items[2][1].segments] == [("n0", 3)]
     assert all(s == "completed" for s in record.states().values())
     assert_consistent(record)

@@ -13,14 +13,14 @@ def make_ledger(n: int, elapsed_before: float = 0.0) -> Ledger:
 def finished_ledger() -> Ledger:
     """6 tasks on 2 nodes x 2 cores: 4 completed, 1 failed, 1 queued."""
     ledger = make_ledger(6, elapsed_before=10.0)
-    runs = [  # id, node, cores, exit, runtime
+    runs = [  # id, host, core ids, exit, runtime
         (0, "c1", (0,), 0, 4.0),
         (1, "c1", (1,), 0, 2.0),
         (2, "c2", (0, 1), 0, 6.0),
         (3, "c1", (0,), 1, 3.0),
         (4, "c1", (0,), 0, 5.0),
     ]
-    for tid, node, cores, code, runtime in runs:
-        ledger.started(tid, node, cores, 1000.0 + tid)
+    for tid, host, core_ids, code, runtime in runs:
+        ledger.started(tid, host, core_ids, 1000.0 + tid)
         ledger.finished(tid, code, 1000.0 + tid, runtime)
     return ledger

@@ -161,7 +161,7 @@ def test_an_unknown_message_is_refused(agent):
 def test_the_local_transport_drives_the_in_process_agent_as_node_0(agent, backend, tmp_path):
     transport = LocalTransport(agent)
     assert isinstance(transport, Transport) and isinstance(agent, InProcessAgent)
-    assert transport.hellos() == [(0, Hello("c101", 4, gpus=("GPU-a", "GPU-b")))]
+    assert transport.hellos() == [(0, Hello("c101", 4, gpu_ids=("GPU-a", "GPU-b")))]
     transport.setup(str(tmp_path / "w"), "/elsewhere", task_timeout=None)
     transport.send(0, StartTasks((StartRequest(5, "true", (1,)),)))
     assert backend.started[0].output == f"{tmp_path}/w/out5" and backend.started[0].timeout is None

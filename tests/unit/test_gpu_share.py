@@ -21,7 +21,7 @@ def plan_of(text: str, cores: CoresSpec, extra: dict | None = None) -> Plan:
 
 
 def node(cores: int, gpus: int, tasks_per_gpu: int = 1) -> Hello:
-    return Hello("n", cores, gpus=Gpus(tuple(str(i) for i in range(gpus))).shared(tasks_per_gpu).ids)
+    return Hello("n", cores, gpu_ids=Gpus(tuple(str(i) for i in range(gpus))).shared(tasks_per_gpu).ids)
 
 
 @pytest.mark.parametrize(

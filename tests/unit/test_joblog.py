@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mpilauncher.report.joblog import HEADER, Joblog, read
 
-ROW = dict(node="n1", cores="0", cpus=(), gpus=(), start=100.0, runtime=1.5, exit_code=0, status="ok", attempt=1)
+ROW = dict(host="n1", slots="0", cpus=(), gpu_ids=(), start=100.0, runtime=1.5, exit_code=0, status="ok", attempt=1)
 
 
 def test_a_row_says_how_many_leftovers_were_killed_and_command_stays_last(tmp_path: Path) -> None:

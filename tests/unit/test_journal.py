@@ -23,7 +23,7 @@ def fresh_ledger(n: int = 5) -> Ledger:
 
 
 def snapshot_of(ledger: Ledger) -> list[tuple]:
-    return [(r.id, r.state, r.exit_code, r.start, r.runtime, r.node, r.cores_used) for r in ledger]
+    return [(r.id, r.state, r.exit_code, r.start, r.runtime, r.host, r.core_ids) for r in ledger]
 
 
 def kept_by_snapshot(ledger: Ledger) -> list[tuple]:
@@ -87,17 +87,17 @@ def test_replay_applies_start_end_and_requeue(tmp_path: Path):
     ledger = fresh_ledger()
     assert replay(path, "r1", ledger) == 7
     recs = ledger.records
-    assert (recs[0].state, recs[0].exit_code, recs[0].runtime, recs[0].node, recs[0].cores_used) == (
+    assert (recs[0].state, recs[0].exit_code, recs[0].runtime, recs[0].host, recs[0].core_ids) == (
         COMPLETED,
         0,
         1.25,
         "c1",
         (0,),
     )
-    assert (recs[1].state, recs[1].exit_code, recs[1].cores_used) == (FAILED, 2, (1, 2, 3))
-    assert (recs[2].state, recs[2].start, recs[2].node) == (RUNNING, 11.0, "c2")
+    assert (recs[1].state, recs[1].exit_code, recs[1].core_ids) == (FAILED, 2, (1, 2, 3))
+    assert (recs[2].state, recs[2].start, recs[2].host) == (RUNNING, 11.0, "c2")
     assert recs[3].state == QUEUED
-    assert recs[4].state == QUEUED and recs[4].node is None
+    assert recs[4].state == QUEUED and recs[4].host is None
 
 
 def test_replay_is_idempotent(tmp_path: Path):
@@ -334,7 +334,7 @@ def test_start_without_core_ids_round_trips(tmp_path: Path):
     writer.close()
     ledger = fresh_ledger()
     assert replay(tmp_path / "j", "r", ledger) == 1
-    assert (ledger.records[1].state, ledger.records[1].cores_used) == (RUNNING, ())
+    assert (ledger.records[1].state, ledger.records[1].core_ids) == (RUNNING, ())
 
 
 def test_pylauncher_queuestate_loads_without_journal_replay(tmp_path: Path):

@@ -28,7 +28,7 @@ def test_ledger_transitions():
     ledger = make_ledger(4)
     ledger.started(0, "c1", (0, 1), 100.0)
     rec = ledger.records[0]
-    assert (rec.state, rec.node, rec.cores_used, rec.start, rec.exit_code, rec.runtime) == (
+    assert (rec.state, rec.host, rec.core_ids, rec.start, rec.exit_code, rec.runtime) == (
         RUNNING,
         "c1",
         (0, 1),
@@ -37,7 +37,7 @@ def test_ledger_transitions():
         None,
     )
     ledger.finished(0, 0, 100.5, 2.25)
-    assert (rec.state, rec.exit_code, rec.start, rec.runtime, rec.node) == (COMPLETED, 0, 100.5, 2.25, "c1")
+    assert (rec.state, rec.exit_code, rec.start, rec.runtime, rec.host) == (COMPLETED, 0, 100.5, 2.25, "c1")
     ledger.started(1, "c2", (3,), 101.0)
     ledger.finished(1, -9, 101.0, 1.0)
     assert ledger.records[1].state == FAILED
@@ -58,7 +58,7 @@ def test_restart_clears_the_previous_outcome():
     ledger.finished(0, 2, 1.0, 3.0)
     ledger.started(0, "b", (5,), 10.0)
     rec = ledger.records[0]
-    assert (rec.state, rec.exit_code, rec.runtime, rec.node, rec.cores_used) == (RUNNING, None, None, "b", (5,))
+    assert (rec.state, rec.exit_code, rec.runtime, rec.host, rec.core_ids) == (RUNNING, None, None, "b", (5,))
 
 
 # -- statistics ------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_the_masters_start_pickles_with_its_segments_for_the_mpi_wire():
 
 def test_records_keep_their_field_names_and_defaults():
     assert StartRequest(1, "true", (0,)) == (1, "true", (0,), (), 0, (), None, "", None, (), None, None, None)
-    assert Hello("n", 2).version > 0 and Hello("n", 2).gpus == ()
+    assert Hello("n", 2).version > 0 and Hello("n", 2).gpu_ids == ()
     assert Ended(1, 0, 0.0, 0.1).not_started == "" and Completions(()).retracted == ()
     assert Ended(1, 0, 0.0, 0.1).cpu_user is None, "an Ended of an older release loads: its usage is unknown"
     assert Ended(*(1, 0, 0.0, 0.1, False, 0, "")).max_rss is None

@@ -48,8 +48,8 @@ def comparable(rec):
         rec.exit_code,
         rec.start if placed else None,
         rec.runtime,
-        rec.node if placed else None,
-        rec.cores_used if placed else (),
+        rec.host if placed else None,
+        rec.core_ids if placed else (),
     )
 
 
@@ -312,7 +312,7 @@ def test_a_gpu_sweeps_tasks_without_a_core_of_their_own_round_trip():
     text = render(ledger, meta, ONE)
     assert "0 line=1 cores=0 exit=0" in text and "1 line=2 cores=0 start=1764072000.500 host=g1 slots=1:" in text
     loaded = parse(text, "qs", ONE)
-    assert [(r.task.cores, r.state, r.cores_used) for r in sorted(loaded.ledger, key=lambda r: r.id)] == [
+    assert [(r.task.cores, r.state, r.core_ids) for r in sorted(loaded.ledger, key=lambda r: r.id)] == [
         (0, COMPLETED, (1,)), (0, RUNNING, (1,)), (0, QUEUED, ()),
     ]  # fmt: skip
     cpu_sweep = text.replace('"gpus_per_task": 1', '"gpus_per_task": 0')

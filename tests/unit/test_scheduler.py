@@ -76,7 +76,7 @@ def test_tasks_start_in_file_order_and_fill_the_cores():
     actions = step(sched, *join(2, 2))
     assert started_ids(actions) == [0, 1, 2, 3]
     # best fit: the first node is filled before the second is touched
-    assert [(a.node, a.cores) for a in starts(actions)] == [(0, (0,)), (0, (1,)), (1, (0,)), (1, (1,))]
+    assert [(a.node, a.core_ids) for a in starts(actions)] == [(0, (0,)), (0, (1,)), (1, (0,)), (1, (1,))]
     assert sched.queued_count == 2
     assert all(sched.status[i] == RUNNING for i in range(4))
     assert not any(isinstance(a, AllDone) for a in actions)
@@ -155,16 +155,16 @@ def test_mixed_core_counts_pack_onto_nodes():
     # two 8-core nodes: 4+4 fill node 0, then 8 takes node 1; the next 4 must wait
     sched = Scheduler(tasks_of(4, 4, 8, 4, 2))
     actions = step(sched, *join(8, 8))
-    assert [(a.task_id, a.node, a.cores) for a in starts(actions)] == [
+    assert [(a.task_id, a.node, a.core_ids) for a in starts(actions)] == [
         (0, 0, (0, 1, 2, 3)),
         (1, 0, (4, 5, 6, 7)),
         (2, 1, tuple(range(8))),
     ]
     assert sched.pool.free_cores == 0
     actions = step(sched, TaskFinished(1, 0))
-    assert [(a.task_id, a.node, a.cores) for a in starts(actions)] == [(3, 0, (4, 5, 6, 7))]
+    assert [(a.task_id, a.node, a.core_ids) for a in starts(actions)] == [(3, 0, (4, 5, 6, 7))]
     actions = step(sched, TaskFinished(0, 0))
-    assert [(a.task_id, a.node, a.cores) for a in starts(actions)] == [(4, 0, (0, 1))]
+    assert [(a.task_id, a.node, a.core_ids) for a in starts(actions)] == [(4, 0, (0, 1))]
 
 
 def test_narrow_tasks_backfill_around_a_wide_one():
@@ -178,7 +178,7 @@ def test_narrow_tasks_backfill_around_a_wide_one():
     assert started_ids(actions) == [3, 4]
     actions = step(sched, TaskFinished(2, 0), TaskFinished(3, 0), TaskFinished(4, 0))
     assert started_ids(actions) == [1]
-    assert actions[0].cores == (0, 1, 2, 3)
+    assert actions[0].core_ids == (0, 1, 2, 3)
 
 
 def test_wide_task_goes_first_when_it_fits():
@@ -193,7 +193,7 @@ def test_whole_node_tasks_get_an_idle_node():
     actions = step(sched, *join(4, 6))
     # task 0 takes the lowest idle node whole; task 1 lands on node 1 (the only one with room);
     # task 2 then finds no idle node and waits
-    assert [(a.task_id, a.node, a.cores) for a in starts(actions)] == [(0, 0, (0, 1, 2, 3)), (1, 1, (0,))]
+    assert [(a.task_id, a.node, a.core_ids) for a in starts(actions)] == [(0, 0, (0, 1, 2, 3)), (1, 1, (0,))]
     assert sched.pool.free_cores == 5
     assert step(sched, TaskFinished(1, 0)) == [Start(1, 2, tuple(range(6)))]
     assert step(sched, TaskFinished(0, 0)) == [Start(0, 3, (0, 1, 2, 3))]
@@ -333,8 +333,8 @@ def test_random_simulation(seed):
                 task = tasks[action.task_id]
                 assert action.node in alive
                 node_cores = nodes[action.node]
-                assert len(action.cores) == (node_cores if task.whole_node else task.cores)
-                assert all(0 <= c < node_cores for c in action.cores)
+                assert len(action.core_ids) == (node_cores if task.whole_node else task.cores)
+                assert all(0 <= c < node_cores for c in action.core_ids)
                 start_count[action.task_id] += 1
                 heapq.heappush(ends, (clock + rng.uniform(0.1, 10.0), action.task_id))
             elif isinstance(action, Requeued):
@@ -413,9 +413,9 @@ def test_gpu_cores_and_gpus_are_handed_on_together():
     tasks = [Task(i, f"t {i}", 1, gpus=1) for i in range(3)]
     sched = Scheduler(tasks)
     step(sched, AgentJoined(0, "g", 4, gpus=1))
-    gpus = sched.running[0].gpus
-    assert step(sched, TaskFinished(0, 0)) == [Start(0, 1, sched.running[1].cores, gpus)]
-    assert [(tid, start.gpus) for tid, start in sched.running.items()] == [(1, gpus)]
+    gpus = sched.running[0].gpu_indices
+    assert step(sched, TaskFinished(0, 0)) == [Start(0, 1, sched.running[1].core_ids, gpus)]
+    assert [(tid, start.gpu_indices) for tid, start in sched.running.items()] == [(1, gpus)]
 
 
 def test_no_hand_off_after_stop_in_the_same_burst():

@@ -17,12 +17,12 @@ def test_gpu_tasks_get_distinct_gpus_and_wait_for_a_free_one() -> None:
     sched = Scheduler([Task(i, f"t{i}", cores=2, gpus=1) for i in range(5)])
     first = starts(sched.handle(AgentJoined(0, "g0", 8, 2), AgentJoined(1, "cpu", 8, 0), AgentJoined(2, "g2", 4, 1)))
     sched.validate()
-    placed = {(s.node, s.gpus) for s in first}
+    placed = {(s.node, s.gpu_indices) for s in first}
     assert len(first) == 3 and placed == {(0, (0,)), (0, (1,)), (2, (0,))}
     assert all(s.node != 1 for s in first), "no GPU on node 1"
-    freed = next(s for s in first if s.node == 0 and s.gpus == (1,))
+    freed = next(s for s in first if s.node == 0 and s.gpu_indices == (1,))
     again = starts(sched.handle(TaskFinished(freed.task_id, 0)))
-    assert [(s.node, s.gpus) for s in again] == [(0, (1,))]
+    assert [(s.node, s.gpu_indices) for s in again] == [(0, (1,))]
     sched.validate()
 
 
@@ -30,8 +30,8 @@ def test_gpu_tasks_need_cores_too_and_cpu_tasks_fill_around_them() -> None:
     tasks = [Task(0, "gpu", cores=3, gpus=1), Task(1, "gpu", cores=3, gpus=1), Task(2, "cpu", cores=1)]
     sched = Scheduler(tasks)
     actions = starts(sched.handle(AgentJoined(0, "g", 4, 2)))
-    assert [(s.task_id, s.gpus) for s in actions] == [(0, (0,)), (2, ())]
-    assert len(actions[0].cores) == 3
+    assert [(s.task_id, s.gpu_indices) for s in actions] == [(0, (0,)), (2, ())]
+    assert len(actions[0].core_ids) == 3
     assert starts(sched.handle(TaskFinished(2, 0))) == [], "1 free core is not enough for the second GPU task"
     assert [s.task_id for s in starts(sched.handle(TaskFinished(0, 0)))] == [1]
     sched.validate()
@@ -75,12 +75,14 @@ def test_four_gpus_on_two_cores_run_four_tasks_at_once() -> None:
     sched = Scheduler(gpu_tasks(6))
     first = starts(step(sched, AgentJoined(0, "g", 2, 4)))
     assert [s.task_id for s in first] == [0, 1, 2, 3], "every GPU busy, though the node has 2 cores"
-    assert sorted(s.gpus for s in first) == [(0,), (1,), (2,), (3,)]
-    assert Counter(s.cores for s in first) == {(0,): 2, (1,): 2}, "each shares one core slot, evenly spread"
+    assert sorted(s.gpu_indices for s in first) == [(0,), (1,), (2,), (3,)]
+    assert Counter(s.core_ids for s in first) == {(0,): 2, (1,): 2}, "each shares one core slot, evenly spread"
     assert sched.pool.free_cores == 2, "no core slot of their own"
     ended = first[2]
     again = starts(step(sched, TaskFinished(ended.task_id, 0)))
-    assert [(s.task_id, s.gpus, s.cores) for s in again] == [(4, ended.gpus, ended.cores)], "handed on: GPU and core"
+    assert [(s.task_id, s.gpu_indices, s.core_ids) for s in again] == [(4, ended.gpu_indices, ended.core_ids)], (
+        "handed on: GPU and core"
+    )
     step(sched, *(TaskFinished(t, 0) for t in (0, 1, 3, 4)))
     assert starts(step(sched, TaskFinished(5, 0))) == [] and sched.pool.free_cores == 2
 
@@ -88,33 +90,35 @@ def test_four_gpus_on_two_cores_run_four_tasks_at_once() -> None:
 def test_eight_gpus_on_two_cores_run_eight_tasks_at_once() -> None:
     sched = Scheduler(gpu_tasks(9))
     first = starts(step(sched, AgentJoined(0, "g", 2, 8)))
-    assert len(first) == 8 and sorted(g for s in first for g in s.gpus) == list(range(8))
-    assert Counter(s.cores for s in first) == {(0,): 4, (1,): 4}
+    assert len(first) == 8 and sorted(g for s in first for g in s.gpu_indices) == list(range(8))
+    assert Counter(s.core_ids for s in first) == {(0,): 4, (1,): 4}
     assert sched.queued_count == 1
 
 
 def test_two_gpus_per_task_on_two_cores_use_every_gpu() -> None:
     sched = Scheduler(gpu_tasks(5, gpus=2))
     first = starts(step(sched, AgentJoined(0, "g", 2, 8)))
-    assert len(first) == 4 and sorted(g for s in first for g in s.gpus) == list(range(8)), "4 disjoint pairs"
-    assert all(len(s.gpus) == 2 and len(s.cores) == 1 for s in first)
+    assert len(first) == 4 and sorted(g for s in first for g in s.gpu_indices) == list(range(8)), "4 disjoint pairs"
+    assert all(len(s.gpu_indices) == 2 and len(s.core_ids) == 1 for s in first)
     freed = first[1]
-    assert [(s.task_id, s.gpus) for s in starts(step(sched, TaskFinished(freed.task_id, 0)))] == [(4, freed.gpus)]
+    assert [(s.task_id, s.gpu_indices) for s in starts(step(sched, TaskFinished(freed.task_id, 0)))] == [
+        (4, freed.gpu_indices)
+    ]
 
 
 def test_tasks_sharing_gpus_on_few_cores_use_every_gpu_slot() -> None:
     """--tasks-per-gpu 2 with 4 GPUs: the node offers 8 GPU slots (resources.Gpus.shared)."""
     sched = Scheduler(gpu_tasks(8))
     first = starts(step(sched, AgentJoined(0, "g", 2, 4 * 2)))
-    assert len(first) == 8 and sorted(s.gpus for s in first) == [(i,) for i in range(8)]
-    assert Counter(s.cores for s in first) == {(0,): 4, (1,): 4}
+    assert len(first) == 8 and sorted(s.gpu_indices for s in first) == [(i,) for i in range(8)]
+    assert Counter(s.core_ids for s in first) == {(0,): 4, (1,): 4}
 
 
 def test_gpu_tasks_on_several_nodes_share_each_nodes_own_cores() -> None:
     sched = Scheduler(gpu_tasks(7))
     first = starts(step(sched, AgentJoined(0, "a", 2, 4), AgentJoined(1, "b", 3, 2), AgentJoined(2, "cpu", 4, 0)))
     assert Counter(s.node for s in first) == {0: 4, 1: 2}
-    assert {s.cores for s in first if s.node == 1} == {(0,), (1,)}, "b's own core slots"
+    assert {s.core_ids for s in first if s.node == 1} == {(0,), (1,)}, "b's own core slots"
     assert sched.pool.free_cores == 9
 
 
@@ -128,17 +132,17 @@ def test_a_mixed_sweep_gives_cpu_tasks_whole_cores_and_gpu_tasks_what_they_asked
     ]
     sched = Scheduler(tasks)
     first = starts(step(sched, AgentJoined(0, "g", 2, 4)))
-    placed = [(s.task_id, len(s.cores), len(s.gpus)) for s in first]
+    placed = [(s.task_id, len(s.core_ids), len(s.gpu_indices)) for s in first]
     assert placed == [(0, 2, 0), (1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)], "no free core blocks a GPU"
     assert sched.pool.free_cores == 0, "the CPU task holds both cores"
-    assert starts(step(sched, TaskFinished(1, 0))) == [Start(0, 7, first[1].cores, first[1].gpus)], (
+    assert starts(step(sched, TaskFinished(1, 0))) == [Start(0, 7, first[1].core_ids, first[1].gpu_indices)], (
         "the freed GPU goes to the next task that needs no core: 5 and 6 wait for one"
     )
     after = starts(step(sched, TaskFinished(0, 0)))
-    assert [(s.task_id, len(s.cores), s.gpus) for s in after] == [(5, 1, ())], "6 still waits for a GPU"
+    assert [(s.task_id, len(s.core_ids), s.gpu_indices) for s in after] == [(5, 1, ())], "6 still waits for a GPU"
     assert sched.pool.free_cores == 1
     last = starts(step(sched, TaskFinished(2, 0)))
-    assert [(s.task_id, len(s.cores), s.gpus) for s in last] == [(6, 1, first[2].gpus)]
+    assert [(s.task_id, len(s.core_ids), s.gpu_indices) for s in last] == [(6, 1, first[2].gpu_indices)]
     assert sched.pool.free_cores == 0, "6 holds a core of its own"
     step(sched, *(TaskFinished(t, 0) for t in (3, 4, 5, 6, 7)))
     assert sched.pool.free_cores == 2 and len(sched.pool.nodes[0].free_gpus) == 4
@@ -147,7 +151,9 @@ def test_a_mixed_sweep_gives_cpu_tasks_whole_cores_and_gpu_tasks_what_they_asked
 def test_a_whole_node_gpu_task_gets_every_core_and_its_gpus() -> None:
     sched = Scheduler([Task(i, f"w{i}", cores=1, whole_node=True, gpus=1) for i in range(2)])
     first = starts(step(sched, AgentJoined(0, "g", 4, 2)))
-    assert [(s.task_id, s.cores, s.gpus) for s in first] == [(0, (0, 1, 2, 3), (0,))], "the node's cores, one GPU"
+    assert [(s.task_id, s.core_ids, s.gpu_indices) for s in first] == [(0, (0, 1, 2, 3), (0,))], (
+        "the node's cores, one GPU"
+    )
     assert [s.task_id for s in starts(step(sched, TaskFinished(0, 0)))] == [1]
 
 
@@ -156,9 +162,9 @@ def test_standby_gpu_tasks_wait_behind_their_gpu_and_take_it_over() -> None:
     actions = starts(step(sched, AgentJoined(0, "g", 2, 4)))
     running = [s for s in actions if s.after is None]
     ahead = [s for s in actions if s.after is not None]
-    assert len(running) == 4 and len(ahead) == 4 and {s.cores for s in running} == {(0,), (1,)}
+    assert len(running) == 4 and len(ahead) == 4 and {s.core_ids for s in running} == {(0,), (1,)}
     by_task = {s.task_id: s for s in running}
-    assert all((s.cores, s.gpus) == (by_task[s.after].cores, by_task[s.after].gpus) for s in ahead)
+    assert all((s.core_ids, s.gpu_indices) == (by_task[s.after].core_ids, by_task[s.after].gpu_indices) for s in ahead)
     promoted = step(sched, TaskFinished(ahead[0].after, 0))
     assert any(isinstance(a, Promoted) and a.task_id == ahead[0].task_id for a in promoted)
     assert sched.pool.free_cores == 2 and not sched.pool.nodes[0].free_gpus
@@ -180,7 +186,7 @@ def test_lost_node_with_gpu_tasks_frees_nothing_twice() -> None:
     assert len(sched.running) == 6
     step(sched, AgentLost(0))
     assert sched.pool.free_cores == 1 and sched.pool.total_cores == 1
-    assert {tid: (s.node, s.cores) for tid, s in sched.running.items()} == {4: (1, (0,)), 5: (1, (0,))}
+    assert {tid: (s.node, s.core_ids) for tid, s in sched.running.items()} == {4: (1, (0,)), 5: (1, (0,))}
 
 
 def test_find_unplaceable_gpu_tasks_without_a_core_of_their_own() -> None:

@@ -18,7 +18,7 @@ def nodes(count: int, cores: int = 4):
 def test_mpi_task_within_a_node_has_a_one_segment_span() -> None:
     sched = Scheduler([Task(0, "prog", cores=3, mpi=True)])
     (start,) = starts(sched.handle(*nodes(2)))
-    assert start.span == ((start.node, start.cores),) and len(start.cores) == 3
+    assert start.span == ((start.node, start.core_ids),) and len(start.core_ids) == 3
 
 
 def test_wide_mpi_task_takes_consecutive_whole_nodes_plus_remainder() -> None:
@@ -27,7 +27,7 @@ def test_wide_mpi_task_takes_consecutive_whole_nodes_plus_remainder() -> None:
     sched.validate()
     wide = next(a for a in actions if a.task_id == 1)
     assert [(n, len(c)) for n, c in wide.span] == [(1, 4), (2, 4), (3, 2)], "node 0 is busy with the narrow task"
-    assert wide.node == 1 and wide.cores == (0, 1, 2, 3)
+    assert wide.node == 1 and wide.core_ids == (0, 1, 2, 3)
     free_before = sched.pool.free_cores
     sched.handle(TaskFinished(1, 0))
     sched.validate()
@@ -64,5 +64,5 @@ def test_mpi_task_gets_a_contiguous_run_of_cores() -> None:
     sched.handle(TaskFinished(0, 0), TaskFinished(2, 0))  # frees cores 0 and 2: no run of 2
     assert sched.status[4] == "queued"
     (start,) = starts(sched.handle(TaskFinished(3, 0)))  # frees 3: run 2-3
-    assert start.task_id == 4 and start.cores == (2, 3)
+    assert start.task_id == 4 and start.core_ids == (2, 3)
     sched.validate()

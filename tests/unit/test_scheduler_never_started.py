@@ -50,7 +50,7 @@ def test_the_standby_behind_it_was_started_at_once_and_takes_its_cores():
     step(sched, *join(2))  # 0 and 1 run; 2 waits behind 0, 3 behind 1
     actions = step(sched, FAILURE, NeverStarted(0))
     assert actions == [Retract(0, 2), Retract(0, 3), promoted(2, after=0), Requeued(0, 0, NOT_STARTED)]
-    assert sched.status[2] == RUNNING and (sched.running[2].node, sched.running[2].cores) == (0, (0,))
+    assert sched.status[2] == RUNNING and (sched.running[2].node, sched.running[2].core_ids) == (0, (0,))
     assert sched.status[3] == STANDBY, "asked back: queued when the node answers"
     assert step(sched, Retracted(3)) == []
     assert sched.status[3] == QUEUED
@@ -66,7 +66,7 @@ def test_a_promoted_standby_that_could_not_start_hands_on_to_the_one_behind_it()
     assert step(sched, TaskFinished(0, 0)) == [promoted(2, after=0), Start(0, 4, (0,), after=2)]
     actions = step(sched, FAILURE, NeverStarted(2))
     assert actions[-2:] == [promoted(4, after=2), Requeued(2, 0, NOT_STARTED)]
-    assert sched.status[2] == QUEUED and (sched.running[4].node, sched.running[4].cores) == (0, (0,))
+    assert sched.status[2] == QUEUED and (sched.running[4].node, sched.running[4].core_ids) == (0, (0,))
 
 
 def test_asked_back_standbys_whose_predecessor_ended_first_run():

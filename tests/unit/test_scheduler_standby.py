@@ -42,7 +42,7 @@ def test_an_end_promotes_the_standby_onto_the_same_cores_and_sends_the_next():
     step(sched, *join(2))
     actions = step(sched, TaskFinished(0, 0))
     assert actions == [promoted(2, after=0), Start(0, 4, (0,), after=2)]
-    assert (sched.running[2].node, sched.running[2].cores) == (0, (0,)) and sched.status[0] == COMPLETED
+    assert (sched.running[2].node, sched.running[2].core_ids) == (0, (0,)) and sched.status[0] == COMPLETED
     assert sched.pool.free_cores == 0  # the core went straight from task 0 to task 2
 
 
@@ -127,10 +127,10 @@ def test_gpu_standby_inherits_the_predecessors_gpus():
     sched = Scheduler(tasks, standby=True)
     actions = step(sched, AgentJoined(0, "g", 4, gpus=2))
     follow = [a for a in actions if isinstance(a, Start) and a.after is not None]
-    gpus = {tid: start.gpus for tid, start in sched.running.items()}
-    assert [(a.task_id, a.after, a.gpus) for a in follow] == [(2, 0, gpus[0]), (3, 1, gpus[1])]
+    gpus = {tid: start.gpu_indices for tid, start in sched.running.items()}
+    assert [(a.task_id, a.after, a.gpu_indices) for a in follow] == [(2, 0, gpus[0]), (3, 1, gpus[1])]
     step(sched, TaskFinished(0, 0))
-    assert sched.running[2].gpus == follow[0].gpus and 0 not in sched.running
+    assert sched.running[2].gpu_indices == follow[0].gpu_indices and 0 not in sched.running
 
 
 def test_mpi_tasks_never_stand_by():
