@@ -326,7 +326,7 @@ class MasterTransport:
 
         status = MPI.Status()
         try:
-            message = self.comm.improbe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG if tag is None else tag, status=status)
+            message = improbe(self.comm, MPI.ANY_SOURCE, MPI.ANY_TAG if tag is None else tag, status)
         except MPI.Exception as err:
             self._on_failure(err)  # acknowledged: the next probe goes on with the living ranks
             return None
@@ -369,6 +369,20 @@ class MasterTransport:
 
 
 # -- other ranks ------------------------------------------------------------
+def improbe(comm, source: int, tag: int, status):
+    """``comm.improbe``, asked twice before it counts as "nothing there".
+
+    MPICH moves a message that has arrived into its matching queue on one probe
+    and reports it only on the next (measured: every message sent to an idle rank
+    needed exactly two probes).  A loop that probes once and then sleeps therefore
+    saw every message one sleep late -- a parked rank its SHUTDOWN up to half a
+    second late, an idle agent its next task one back-off late.  The second probe
+    costs about a microsecond.
+    """
+    message = comm.improbe(source=source, tag=tag, status=status)
+    return message if message is not None else comm.improbe(source=source, tag=tag, status=status)
+
+
 class MpiAgentEndpoint:
     """An agent's or a parked rank's link to rank 0 (an :class:`~mpilauncher.transport.base.AgentEndpoint`).
 
@@ -390,7 +404,7 @@ class MpiAgentEndpoint:
 
     def messages(self) -> list[ToAgent]:
         out = []
-        while (message := self.comm.improbe(source=0, tag=self._any_tag, status=self._status)) is not None:
+        while (message := improbe(self.comm, 0, self._any_tag, self._status)) is not None:
             payload = message.recv()
             if not isinstance(payload, (Setup, StartTasks, Shutdown)):
                 raise ProtocolError(f"agent got unexpected {type(payload).__name__}")
@@ -400,7 +414,7 @@ class MpiAgentEndpoint:
         return out
 
     def shutdown_message(self) -> Shutdown | None:
-        message = self.comm.improbe(source=0, tag=TAG_SHUTDOWN, status=self._status)
+        message = improbe(self.comm, 0, TAG_SHUTDOWN, self._status)
         return None if message is None else message.recv()
 
     def report(self, message: Completions | Signalled | None) -> None:

@@ -197,3 +197,22 @@ def test_backoff_doubles_and_resets() -> None:
     assert [backoff.next() for _ in range(4)] == [0.001, 0.002, 0.004, 0.004]
     backoff.reset()
     assert backoff.next() == 0.001
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_message_that_has_arrived_is_seen_by_the_first_look() -> None:
+    """MPICH reports a message that arrived while the rank slept only on the second probe; a loop
+    that looks once and sleeps again saw each one a sleep late (a parked rank its SHUTDOWN half a
+    second late: every run under mpiexec ended that much later)."""
+    comm = mpi_transport.world()
+    rank = comm.Get_rank()
+    comm.Barrier()
+    if rank == 0:
+        request = comm.isend(Shutdown(0.0, 5), dest=1, tag=mpi_transport.TAG_SHUTDOWN)
+        while not request.Test():
+            time.sleep(0.001)
+    elif rank == 1:
+        time.sleep(0.3)  # no MPI call meanwhile: the message has arrived, unprobed
+        message = link(comm).shutdown_message()
+        assert message is not None and message.exit_status == 5
+    comm.Barrier()
