@@ -1,0 +1,189 @@
+"""A million tasks: how long until the first task starts, how long --status and a resume take, and rank 0's memory.
+
+    python benchmarks/million.py                      # 1,000,000 tasks of `true`, workdir on the disk
+    python benchmarks/million.py --tasks 200000 --dir /dev/shm
+    python benchmarks/million.py --bytes-only         # where the bytes go per task (tracemalloc), no launcher run
+
+What is measured, each from the outside as a user meets it (``python -m mpilauncher``,
+one process, 2 cores):
+
+1. **First start**: from just before the command is started to the first ``S``
+   (task started) line in the journal: reading the commandlines, checking them,
+   the lock, the first queuestate snapshot (written before any task may start)
+   and the scheduler's set-up.
+2. **Peak memory** of the launcher process (``VmHWM`` from /proc) a few seconds
+   into the run, when every per-task structure exists.
+3. The run is then killed with ``kill -9`` (what a node failure or an
+   out-of-memory kill does), and **--status** of its queuestate is timed (the
+   snapshot read and the journal replayed, then the counts printed).
+4. **Resume**: from the start of ``--resume`` to the first ``S`` line of its
+   journal (the same reading plus replay, then a new snapshot).
+
+``--bytes-only`` (or the end of a full run) attributes the bytes a task costs
+to the structures that hold it, with tracemalloc, in this process: the parsed
+Task objects and their command strings, the ledger's records, the scheduler.
+
+No assertion on time: these machines are shared.  The targets (issue 15) are
+first start <= 1 s, --status and resume <= 2 s, peak <= 300 MB at a million.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def write_commandlines(path: Path, tasks: int) -> None:
+    path.write_text("true\n" * tasks)
+
+
+def wait_for_start(journal: Path, since: float, timeout: float) -> float | None:
+    """Seconds from ``since`` until ``journal`` holds a task-started line, or None at the timeout."""
+    deadline = since + timeout
+    offset = 0
+    while time.monotonic() < deadline:
+        try:
+            with open(journal, "rb") as stream:
+                stream.seek(offset)
+                chunk = stream.read()
+        except FileNotFoundError:
+            chunk = b""
+        if b"\nS\t" in chunk or chunk.startswith(b"S\t"):
+            return time.monotonic() - since
+        offset += max(0, len(chunk) - 2)
+        time.sleep(0.002)
+    return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def launcher(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mpilauncher", *args]
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_and_kill(cl: Path, work: Path, timeout: float, settle: float) -> tuple[float | None, float | None]:
+    """Start a sweep, time its first task start, read its peak memory ``settle`` s later, kill -9 it."""
+    queuestate = work / "qs"
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        launcher(str(cl), "--workdir", str(work / "w"), "--queuestate", str(queuestate), "--cores-per-node", "2",
+                 "--no-bind", "--quiet"),
+        cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        first = wait_for_start(Path(f"{queuestate}.journal"), began, timeout)
+        time.sleep(settle)
+        peak = peak_rss_mb(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return first, peak
+
+
+def timed_status(work: Path) -> float:
+    began = time.monotonic()
+    subprocess.run(launcher("--status", str(work / "qs")), cwd=work, env=environment(), capture_output=True)
+    return time.monotonic() - began
+
+
+def timed_resume(work: Path, timeout: float) -> float | None:
+    queuestate = work / "qs"
+    journal = Path(f"{queuestate}.journal")
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        launcher("--resume", str(queuestate), "--quiet"),
+        cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        # The resume writes a new journal (a header, then its own lines): wait for it to be replaced first.
+        old = journal.stat().st_ino if journal.exists() else None
+        while journal.exists() and journal.stat().st_ino == old and time.monotonic() - began < timeout:
+            time.sleep(0.002)
+        return wait_for_start(journal, began, timeout - (time.monotonic() - began))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def bytes_per_task(tasks: int) -> list[tuple[str, float]]:
+    """Bytes a task costs in each structure, measured one after the other with tracemalloc."""
+    from mpilauncher.core.ledger import Ledger
+    from mpilauncher.core.scheduler import Scheduler
+    from mpilauncher.core.tasks import CoresSpec, parse_commandlines
+
+    text = "true\n" * tasks
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    parsed = parse_commandlines(text, "cl", CoresSpec("fixed", 1))
+    after_parse = tracemalloc.get_traced_memory()[0]
+    ledger = Ledger(parsed)
+    after_ledger = tracemalloc.get_traced_memory()[0]
+    scheduler = Scheduler(parsed, standby=True)
+    after_scheduler = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del scheduler, ledger
+    return [
+        ("tasks (Task objects, command strings, the list)", (after_parse - base) / tasks),
+        ("ledger (a TaskRecord each, the dict by id)", (after_ledger - after_parse) / tasks),
+        ("scheduler (task and status dicts, queues)", (after_scheduler - after_ledger) / tasks),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--dir", default=None, help="where the workdir and queuestate go (default: the temp folder)")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds after the first start before the kill")
+    parser.add_argument("--bytes-only", action="store_true")
+    args = parser.parse_args()
+
+    if not args.bytes_only:
+        with tempfile.TemporaryDirectory(prefix="mpl-million-", dir=args.dir) as scratch:
+            work = Path(scratch)
+            cl = work / "commandlines"
+            write_commandlines(cl, args.tasks)
+            first, peak = run_and_kill(cl, work, args.timeout, args.settle)
+            status = timed_status(work)
+            resume = timed_resume(work, args.timeout)
+        shown = {None: "none within the timeout"}
+        print(f"# {args.tasks:,} tasks of `true`, one process, workdir in {args.dir or tempfile.gettempdir()}")
+        print(f"first task started: {shown.get(first) or f'{first:.2f} s'} after the command  (target <= 1 s)")
+        print(f"peak memory (VmHWM) {args.settle:g} s later: {peak:.0f} MB  (target <= 300 MB)" if peak else "peak: ?")
+        print(f"--status after kill -9: {status:.2f} s  (target <= 2 s)")
+        print(f"--resume, first task started: {shown.get(resume) or f'{resume:.2f} s'}  (target <= 2 s)")
+    print(f"# bytes a task costs, by structure ({min(args.tasks, 200_000):,} tasks, tracemalloc):")
+    total = 0.0
+    for what, size in bytes_per_task(min(args.tasks, 200_000)):
+        total += size
+        print(f"  {size:6.0f} B  {what}")
+    print(f"  {total:6.0f} B  in all, before any snapshot, journal or output buffer")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
