@@ -230,14 +230,25 @@ class Scheduler:
         #: A success may matter beyond its task: there is a deadline, or some task failed (a streak may be
         #: open).  False in a healthy sweep without one, which then pays one test per end for both features.
         self._watching = False
-        for task in tasks:
-            if task.id in self.tasks:
-                raise ValueError(f"task id {task.id} given twice")
-            self.tasks[task.id] = task
-            self.status[task.id] = QUEUED
-            self._queues.setdefault(self._shape(task), []).append(task.id)
-            if task.expected is not None and task.expected > self._time.longest_given:
-                self._time.longest_given = task.expected
+        # (A million tasks: each statement below is one pass in C where it can be, not a Python loop turn.)
+        tasks = list(tasks)
+        self.tasks = {task.id: task for task in tasks}
+        if len(self.tasks) != len(tasks):
+            seen: set[int] = set()
+            twice = next(t.id for t in tasks if t.id in seen or seen.add(t.id))  # type: ignore[func-returns-value]
+            raise ValueError(f"task id {twice} given twice")
+        self.status = dict.fromkeys(self.tasks, QUEUED)
+        shape = self._shape
+        first = shape(tasks[0]) if tasks else None
+        if all(shape(task) == first for task in tasks):  # one shape: the common sweep
+            if tasks:
+                self._queues[first] = list(self.tasks)  # type: ignore[index]
+        else:
+            for task in tasks:
+                self._queues.setdefault(shape(task), []).append(task.id)
+        given = [task.expected for task in tasks if task.expected is not None]
+        if given:
+            self._time.longest_given = max(self._time.longest_given, max(given))
         for task, runtime in history:
             self._time.estimates.add(self._shape(task), runtime)
         for queue in self._queues.values():

@@ -139,23 +139,39 @@ def parse_commandlines(
         raise InputError("binary file (NUL bytes), not a commandlines file", source)
     if text.count("\n") >= MAX_LINE:  # (line numbers are bounded in the queuestate too)
         raise InputError(f"more than {MAX_LINE:,} lines: split the sweep into several files", source)
-    tasks: list[Task] = []
-    append = tasks.append  # (a million lines: every attribute look-up out of the loop counts)
     per_line, count, whole_node = cores.kind == "file", cores.count, cores.kind == "node"
     timed, seconds = expected == "file", (expected if not isinstance(expected, str) else None)
-    for number, raw in enumerate(text.split("\n"), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped[0] == "#":
-            continue
-        task_id = len(tasks)
-        if per_line:
-            count, stripped = split_core_prefix(stripped, source, number)
-        if timed:
-            seconds, stripped = split_time_prefix(stripped, source, number)
-        append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number, expected=seconds))
+    if not per_line and not timed:
+        tasks = _plain_lines(text, count, whole_node, seconds)
+    else:
+        tasks = []
+        append = tasks.append  # (a million lines: every attribute look-up out of the loop counts)
+        for number, raw in enumerate(text.split("\n"), start=1):
+            stripped = raw.strip()
+            if not stripped or stripped[0] == "#":
+                continue
+            task_id = len(tasks)
+            if per_line:
+                count, stripped = split_core_prefix(stripped, source, number)
+            if timed:
+                seconds, stripped = split_time_prefix(stripped, source, number)
+            append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number, expected=seconds))
     if not tasks:
         raise InputError("no tasks: the file holds only blank and comment lines", source)
     return join_blocks(tasks, block) if block > 1 else tasks
+
+
+def _plain_lines(text: str, count: int, whole_node: bool, seconds: float | None) -> list[Task]:
+    """The tasks of a file whose lines carry no prefix to read: list comprehensions instead of a
+    loop (a million lines: a quarter less time before the first task may start)."""
+    lines = [raw.strip() for raw in text.split("\n")]
+    numbers = [number for number, line in enumerate(lines, 1) if line and line[0] != "#"]
+    if "PYL" in text or seconds is not None:
+        return [
+            Task(i, substitute_id(lines[n - 1], i), count, whole_node, n, expected=seconds)
+            for i, n in enumerate(numbers)
+        ]
+    return [Task(i, lines[n - 1], count, whole_node, n) for i, n in enumerate(numbers)]
 
 
 def join_blocks(lines: list[Task], block: int) -> list[Task]:
