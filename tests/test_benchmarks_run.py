@@ -63,3 +63,23 @@ def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tm
     table = (out / "peers.md").read_text()
     assert "python benchmarks/peers.py --quick" in table and "| mpilauncher " in table
     assert "not installed" in table
+
+
+def test_master_ceiling_runs_every_task_to_completion(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "master_ceiling.py"), "--nodes", "4", "--cores", "8", "--tasks", "500",
+         "--repeat", "1", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "completions/s, master alone" in result.stdout and "cores busy" in result.stdout
+
+
+def test_million_runs_at_a_small_size(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "million.py"), "--tasks", "2000", "--settle", "0.2", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "none within the timeout" not in result.stdout, result.stdout
+    assert "--status after kill -9:" in result.stdout and "B  in all" in result.stdout
