@@ -191,8 +191,9 @@ class Scheduler:
         history: Iterable[tuple[Task, float]] = (),
     ) -> None:
         """``history``: (task, runtime) of tasks of the sweep completed in earlier runs (for the estimates)."""
-        self.tasks: dict[int, Task] = {}
-        self.status: dict[int, str] = {}
+        tasks = list(tasks)
+        self.tasks: dict[int, Task] = {task.id: task for task in tasks}
+        self.status: dict[int, str] = dict.fromkeys(self.tasks, QUEUED)
         self.pool = SlotPool()
         #: Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt.
         self.running: dict[int, Start] = {}
@@ -230,19 +231,16 @@ class Scheduler:
         #: A success may matter beyond its task: there is a deadline, or some task failed (a streak may be
         #: open).  False in a healthy sweep without one, which then pays one test per end for both features.
         self._watching = False
-        # (A million tasks: each statement below is one pass in C where it can be, not a Python loop turn.)
-        tasks = list(tasks)
-        self.tasks = {task.id: task for task in tasks}
+        # (A million tasks: the tasks and their states above, and the queues here, are made in passes
+        # in C where they can be, not a Python loop turn per task.)
         if len(self.tasks) != len(tasks):
             seen: set[int] = set()
             twice = next(t.id for t in tasks if t.id in seen or seen.add(t.id))  # type: ignore[func-returns-value]
             raise ValueError(f"task id {twice} given twice")
-        self.status = dict.fromkeys(self.tasks, QUEUED)
         shape = self._shape
         first = shape(tasks[0]) if tasks else None
-        if all(shape(task) == first for task in tasks):  # one shape: the common sweep
-            if tasks:
-                self._queues[first] = list(self.tasks)  # type: ignore[index]
+        if tasks and all(shape(task) == first for task in tasks):  # one shape: the common sweep
+            self._queues[first] = list(self.tasks)  # type: ignore[index]
         else:
             for task in tasks:
                 self._queues.setdefault(shape(task), []).append(task.id)
