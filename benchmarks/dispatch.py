@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit.processes import TAG_VARIABLE, new_tag, tagged
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -103,25 +105,21 @@ def cpu_ticks(pid: int) -> int:
 
 def rank_pids(marker: str) -> dict[int, int]:
     ranks = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid, env in tagged(marker).items():
+        rank = [e for e in env if e.startswith(b"PMI_RANK=")]
         try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            if rank and b"python" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                ranks[int(rank[0].split(b"=")[1])] = pid
         except OSError:
             continue
-        if f"MPILAUNCHER_BENCH={marker}".encode() in env:
-            rank = [e for e in env if e.startswith(b"PMI_RANK=")]
-            if rank and b"python" in Path(f"/proc/{entry}/cmdline").read_bytes():
-                ranks[int(rank[0].split(b"=")[1])] = int(entry)
     return ranks
 
 
 def idle_cost(work: Path, seconds: float = 4.0) -> dict:
     """6 ranks as 3 nodes: rank 0 runs one long task; ranks 2 and 4 are idle agents, 1, 3, 5 parked."""
     (work / "long").write_text("sleep 8\n")
-    marker = str(os.getpid())
-    env = {**os.environ, "MPILAUNCHER_BENCH": marker}
+    marker = new_tag()
+    env = {**os.environ, TAG_VARIABLE: marker}
     cmd = [
         "mpiexec", "-n", "6", sys.executable, "-m", "mpilauncher", "long", "--emulate-nodes", "3",
         "--cores-per-node", "1", "--workdir", "widle", "--queuestate", "qsidle",

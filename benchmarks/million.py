@@ -39,6 +39,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from benchkit.processes import TAG_VARIABLE, new_tag, wait_until_gone
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -79,8 +81,14 @@ def launcher(*args: str) -> list[str]:
     return [sys.executable, "-m", "mpilauncher", *args]
 
 
+#: Every process of this benchmark's runs carries it: after a kill -9 the launcher's watchdog ends its
+#: tasks within its grace, and the scratch folder is removed only once they are all gone.
+TAG = new_tag()
+
+
 def environment() -> dict[str, str]:
     env = dict(os.environ)
+    env[TAG_VARIABLE] = TAG
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -99,9 +107,16 @@ def run_and_kill(cl: Path, work: Path, timeout: float, settle: float) -> tuple[f
         time.sleep(settle)
         peak = peak_rss_mb(proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill(proc)
     return first, peak
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """kill -9 the launcher, then wait for its watchdog to end the tasks it had started."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not wait_until_gone(TAG):
+        print("warning: the killed launcher's tasks are still running after 15 s", file=sys.stderr)
 
 
 def timed_status(work: Path) -> float:
@@ -125,8 +140,7 @@ def timed_resume(work: Path, timeout: float) -> float | None:
             time.sleep(0.002)
         return wait_for_start(journal, began, timeout - (time.monotonic() - began))
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill(proc)
 
 
 def bytes_per_task(tasks: int) -> list[tuple[str, float]]:

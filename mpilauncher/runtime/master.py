@@ -89,7 +89,10 @@ def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
 #: every process of the job at once), a moment before the stop reaches rank 0 itself: its end is
 #: held this long, and a stop that comes meanwhile makes it an interruption (rerun on resume) rather
 #: than a failure.  Without a stop it is an ordinary end (someone's own kill), only that much later.
-STOP_DEATHS = frozenset(-s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1))
+#: A shell's exit status 128+N counts too: Slurm signals the processes of a step one by one, so the
+#: shell of ``sleep 1 && echo`` may see its child die of the signal and exit 138 before its own turn.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+STOP_DEATHS = frozenset([-s for s in _STOP_SIGNALS] + [128 + s for s in _STOP_SIGNALS])
 SUSPECT_WAIT = 2.0
 
 
