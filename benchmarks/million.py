@@ -21,7 +21,7 @@ one process, 2 cores):
 
 ``--bytes-only`` (or the end of a full run) attributes the bytes a task costs
 to the structures that hold it, with tracemalloc, in this process: the parsed
-Task objects and their command strings, the ledger's records, the scheduler.
+task table (command strings, line numbers), the ledger's records, the scheduler.
 
 No assertion on time: these machines are shared.  The targets (issue 15) are
 first start <= 1 s, --status and resume <= 2 s, peak <= 300 MB at a million.
@@ -161,9 +161,9 @@ def bytes_per_task(tasks: int) -> list[tuple[str, float]]:
     tracemalloc.stop()
     del scheduler, ledger
     return [
-        ("tasks (Task objects, command strings, the list)", (after_parse - base) / tasks),
-        ("ledger (a TaskRecord each, the dict by id)", (after_ledger - after_parse) / tasks),
-        ("scheduler (task and status dicts, queues)", (after_scheduler - after_ledger) / tasks),
+        ("tasks (the table: the command strings and their list, line numbers)", (after_parse - base) / tasks),
+        ("ledger (a record for each task that started: none yet)", (after_ledger - after_parse) / tasks),
+        ("scheduler (the state of each task by id, its queue)", (after_scheduler - after_ledger) / tasks),
     ]
 
 

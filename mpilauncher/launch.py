@@ -28,7 +28,7 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import FinalStatistics, Statistics, compute
-from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
+from mpilauncher.core.tasks import CoresSpec, TaskTable, parse_commandlines
 from mpilauncher.errors import (
     EXIT_LAUNCHER_FAILED,
     EXIT_OK,
@@ -99,7 +99,7 @@ class Plan:
     """The checked inputs of a run."""
 
     ledger: Ledger
-    to_run: list[Task]
+    to_run: TaskTable
     meta: StateMeta
     default_cores: CoresSpec
     state_path: Path
@@ -161,11 +161,8 @@ def plan_from_queuestate(config: Config) -> Plan:
     ledger = loaded.ledger
     to_run = ledger.to_run(config.rerun_failed)
     if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
-        to_run = [dataclasses.replace(task, expected=config.expected_time) for task in to_run]
-        for task in to_run:
-            ledger.records[task.id].task = task
-    for task in to_run:
-        ledger.requeued(task.id)
+        to_run = ledger.revise(to_run, expected=config.expected_time)
+    ledger.requeue(to_run)
     meta = loaded.meta
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
@@ -286,9 +283,7 @@ def mark_mpi_tasks(plan: Plan, config: Config) -> None:
     if not (config.mpi or plan.meta.extra.get("mpi")):
         return
     plan.meta.extra["mpi"] = True
-    plan.to_run = [dataclasses.replace(t, mpi=True) for t in plan.to_run]
-    for task in plan.to_run:
-        plan.ledger.records[task.id].task = task
+    plan.to_run = plan.ledger.revise(plan.to_run, mpi=True)
 
 
 def check_state_target(plan: Plan, start_over: bool = False) -> None:
@@ -382,7 +377,7 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
     bad = find_unplaceable(plan.to_run, node_cores, node_gpus or [])
     if bad:
         first = bad[0]
-        task = plan.ledger.records[first.task_id].task
+        task = plan.ledger.tasks[first.task_id]
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         if first.gpus_needed:
             problem = (
@@ -420,13 +415,8 @@ def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
     asked = config.cores_given or plan.default_cores.kind != "fixed" or not plan.meta.extra.get("gpu_share", True)
     plan.meta.extra["gpus_per_task"] = per_task
     plan.meta.extra["gpu_share"] = not asked
-    tasks = []
-    for task in plan.to_run:
-        cores = task.cores if asked else share
-        updated = dataclasses.replace(task, gpus=per_task, cores=cores)
-        plan.ledger.records[task.id].task = updated
-        tasks.append(updated)
-    plan.to_run = tasks
+    changes = {"gpus": per_task} if asked else {"gpus": per_task, "cores": share}
+    plan.to_run = plan.ledger.revise(plan.to_run, **changes)
 
 
 class _SignalGuard:
@@ -743,7 +733,7 @@ def _startup(
     for hello in hellos:  # one entry per node, in rank order
         nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
     cores = plan.default_cores
-    count = plan.to_run[0].cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
+    count = next(iter(plan.to_run)).cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
     per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
         cores.kind, f"{count} core{'s' if count != 1 else ''} per task"
     )
@@ -860,7 +850,7 @@ def _run_locked(
         observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
-    history = [(r.task, r.runtime) for r in plan.ledger if r.state == COMPLETED and r.runtime is not None]
+    history = [(r.task, r.runtime) for r in plan.ledger.told() if r.state == COMPLETED and r.runtime is not None]
     master = Master(
         Scheduler(
             plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval, history=history

@@ -16,10 +16,10 @@ scheduler while the run goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from mpilauncher.core.tasks import Task
+from mpilauncher.core.tasks import Task, TaskTable
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -49,50 +49,133 @@ class TaskRecord:
 
 
 class Ledger:
-    """Every task's record, by id, plus sweep-wide facts."""
+    """Every task of the sweep (a :class:`TaskTable`) and a record for each task that has a story.
+
+    A task that has only ever waited in the queue has no record of its own: it is its table
+    entry (a million tasks: no million records before the first start).  A record is made when
+    the task starts, or when someone asks for it by id (:attr:`records`, which then keeps it so
+    that a change made to it stays).
+    """
 
     def __init__(self, tasks: Iterable[Task], elapsed_before: float = 0.0) -> None:
-        self.records: dict[int, TaskRecord] = {t.id: TaskRecord(t) for t in tasks}
+        self.tasks: TaskTable = TaskTable.of(tasks)
+        self._told: dict[int, TaskRecord] = {}  # the tasks with a story (started once, or asked for)
+        self.records = Records(self)
         self.elapsed_before = elapsed_before
 
     @classmethod
-    def from_records(cls, records: Iterable[TaskRecord], elapsed_before: float = 0.0) -> Ledger:
-        """A ledger of records read back (a queuestate): each kept as it is, none made twice."""
-        ledger = cls((), elapsed_before)
-        ledger.records = {rec.task.id: rec for rec in records}
+    def from_records(
+        cls, tasks: TaskTable | Iterable[TaskRecord], elapsed_before: float = 0.0, told: Iterable[TaskRecord] = ()
+    ) -> Ledger:
+        """A ledger read back (a queuestate): its table, and the records of the tasks with a story;
+        or records only (each kept as it is, the table made of their tasks)."""
+        if isinstance(tasks, TaskTable):
+            ledger = cls(tasks, elapsed_before)
+        else:
+            told = list(tasks)
+            ledger = cls([rec.task for rec in told], elapsed_before)
+        ledger._told = {rec.task.id: rec for rec in told}
         return ledger
 
     def __iter__(self) -> Iterator[TaskRecord]:
-        return iter(self.records.values())
+        """Every task's record, in table order (one made for each task without one; not kept)."""
+        told, tasks = self._told, self.tasks
+        for task_id in tasks.ids:
+            rec = told.get(task_id)
+            yield rec if rec is not None else TaskRecord(tasks[task_id])
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.tasks)
+
+    def told(self) -> Iterator[TaskRecord]:
+        """The records of tasks with a story: every task that started, ran or ended is among them."""
+        return iter(self._told.values())
+
+    def state(self, task_id: int) -> str:
+        rec = self._told.get(task_id)
+        if rec is not None:
+            return rec.state
+        if task_id not in self.tasks:
+            raise KeyError(task_id)
+        return QUEUED
+
+    def _record(self, task_id: int) -> TaskRecord:
+        rec = self._told.get(task_id)
+        if rec is None:
+            rec = self._told[task_id] = TaskRecord(self.tasks[task_id])
+        return rec
 
     def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
-        rec = self.records[task_id]
+        rec = self._record(task_id)
         rec.state, rec.host, rec.core_ids, rec.start = RUNNING, host, core_ids, start
         rec.exit_code = rec.runtime = None
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
-        rec = self.records[task_id]
+        rec = self._record(task_id)
         rec.state = COMPLETED if exit_code == 0 else FAILED
         rec.exit_code, rec.start, rec.runtime = exit_code, start, runtime
 
     def requeued(self, task_id: int) -> None:
-        rec = self.records[task_id]
-        rec.state, rec.exit_code, rec.runtime = QUEUED, None, None
-        rec.start, rec.host, rec.core_ids = None, None, ()
+        """Back in the queue, its story forgotten: a queued task is its table entry again."""
+        if self._told.pop(task_id, None) is None and task_id not in self.tasks:
+            raise KeyError(task_id)
+
+    def requeue(self, tasks: TaskTable) -> None:
+        """Every task of ``tasks`` back in the queue (what a resume runs): only those with a story
+        have anything to forget."""
+        for task_id in [i for i in self._told if i in tasks]:
+            del self._told[task_id]
 
     def ids_in(self, *states: str) -> list[int]:
-        return [r.id for r in self.records.values() if r.state in states]
+        told = self._told
+        if QUEUED not in states:
+            return sorted(i for i, r in told.items() if r.state in states)
+        if not told:
+            return list(self.tasks.ids)
+        return [i for i in self.tasks.ids if i not in told or told[i].state in states]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
-        for rec in self.records.values():
+        for rec in self._told.values():
             counts[rec.state] += 1
+        counts[QUEUED] += len(self.tasks) - len(self._told)
         return counts
 
-    def to_run(self, rerun_failed: bool = False) -> list[Task]:
+    def to_run(self, rerun_failed: bool = False) -> TaskTable:
         """Tasks a resume must run: queued and running ones, failed ones on request."""
-        wanted = (QUEUED, RUNNING, FAILED) if rerun_failed else (QUEUED, RUNNING)
-        return [r.task for r in self.records.values() if r.state in wanted]
+        ids = self.ids_in(*((QUEUED, RUNNING, FAILED) if rerun_failed else (QUEUED, RUNNING)))
+        return self.tasks if len(ids) == len(self.tasks) else self.tasks.subset(ids)
+
+    def revise(self, tasks: TaskTable, **changes: object) -> TaskTable:
+        """Change the needs of ``tasks`` (the ones to run), here and in what is returned: the table of
+        them as they now are.  (IbrunLauncher's tasks are MPI programs, GPU tasks get their GPUs.)"""
+        whole = len(tasks) == len(self.tasks)
+        self.tasks = self.tasks.revised(None if whole else tasks.ids, **changes)
+        for task_id in tasks.ids:
+            rec = self._told.get(task_id)
+            if rec is not None:
+                rec.task = self.tasks[task_id]
+        return self.tasks if whole else self.tasks.subset(tasks.ids)
+
+
+class Records(Mapping[int, TaskRecord]):
+    """The ledger's records by task id, as a mapping; a record asked for is kept (see :class:`Ledger`)."""
+
+    __slots__ = ("_ledger",)
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __getitem__(self, task_id: int) -> TaskRecord:
+        if task_id not in self._ledger.tasks:
+            raise KeyError(task_id)
+        return self._ledger._record(task_id)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ledger.tasks
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ledger.tasks.ids)
+
+    def __len__(self) -> int:
+        return len(self._ledger.tasks)

@@ -137,7 +137,7 @@ from mpilauncher.core.events import (
 from mpilauncher.core.health import NodeHealth, Suspicion, Verdict, is_fast_failure
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
 from mpilauncher.core.slots import WHOLE_NODE, SlotPool
-from mpilauncher.core.tasks import Task
+from mpilauncher.core.tasks import Task, TaskTable
 from mpilauncher.errors import Unplaceable
 
 #: A task sent ahead behind a running one, not started yet (no fact says it started).
@@ -191,9 +191,12 @@ class Scheduler:
         history: Iterable[tuple[Task, float]] = (),
     ) -> None:
         """``history``: (task, runtime) of tasks of the sweep completed in earlier runs (for the estimates)."""
-        tasks = list(tasks)
-        self.tasks: dict[int, Task] = {task.id: task for task in tasks}
-        self.status: dict[int, str] = dict.fromkeys(self.tasks, QUEUED)
+        table = TaskTable.of(tasks)
+        #: Every task by id (a table: a Task is made when one is asked for, at its start).
+        self.tasks: TaskTable = table
+        groups = table.groups()  # (the tasks by needs: the queues below)
+        # (one group: its list of ids serves the states too, and they share their int objects)
+        self.status: dict[int, str] = dict.fromkeys(groups[0][1] if len(groups) == 1 else table.ids, QUEUED)
         self.pool = SlotPool()
         #: Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt.
         self.running: dict[int, Start] = {}
@@ -233,20 +236,12 @@ class Scheduler:
         self._watching = False
         # (A million tasks: the tasks and their states above, and the queues here, are made in passes
         # in C where they can be, not a Python loop turn per task.)
-        if len(self.tasks) != len(tasks):
-            seen: set[int] = set()
-            twice = next(t.id for t in tasks if t.id in seen or seen.add(t.id))  # type: ignore[func-returns-value]
-            raise ValueError(f"task id {twice} given twice")
-        shape = self._shape
-        first = shape(tasks[0]) if tasks else None
-        if tasks and all(shape(task) == first for task in tasks):  # one shape: the common sweep
-            self._queues[first] = list(self.tasks)  # type: ignore[index]
-        else:
-            for task in tasks:
-                self._queues.setdefault(shape(task), []).append(task.id)
-        given = [task.expected for task in tasks if task.expected is not None]
-        if given:
-            self._time.longest_given = max(self._time.longest_given, max(given))
+        if len(self.status) != len(table):  # (a table made of a list refuses a repeated id itself)
+            raise ValueError("a task id given twice")
+        for first, ids in groups:  # one group, made in one pass, in the common sweep
+            self._queues.setdefault(self._shape(first), []).extend(ids)
+            if first.expected is not None:
+                self._time.longest_given = max(self._time.longest_given, first.expected)
         for task, runtime in history:
             self._time.estimates.add(self._shape(task), runtime)
         for queue in self._queues.values():
@@ -824,13 +819,14 @@ def find_unplaceable(
     largest = max(cores, default=0)
     bad = []
     total = sum(cores)
-    for task in tasks:
+    for task, ids in TaskTable.of(tasks).groups():  # the tasks of one shape fit, or none of them
         if task.mpi and not task.gpus:
             if task.cores > total:
-                bad.append(Unplaceable(task.id, task.cores, total))
+                bad.extend(Unplaceable(i, task.cores, total) for i in ids)
             continue
         if task.gpus and not any(g >= task.gpus and c >= task.cores for c, g in zip(cores, gpus, strict=True)):
-            bad.append(Unplaceable(task.id, task.cores, largest, task.gpus, max(gpus, default=0)))
+            bad.extend(Unplaceable(i, task.cores, largest, task.gpus, max(gpus, default=0)) for i in ids)
         elif task.cores > largest:
-            bad.append(Unplaceable(task.id, task.cores, largest))
+            bad.extend(Unplaceable(i, task.cores, largest) for i in ids)
+    bad.sort(key=lambda u: u.task_id)
     return bad

@@ -11,7 +11,10 @@ time the same way, after the core count if there is one: ``4,2:00:00,./sim``
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, duration, whole_number
@@ -75,6 +78,184 @@ class Task:
     expected: float | None = None
 
 
+#: The fields of a task that say what it needs (and so which queue it waits in); the rest is its
+#: id, its command and where it came from.
+SHAPE_FIELDS = ("cores", "whole_node", "gpus", "mpi", "expected")
+
+
+class TaskTable:
+    """The tasks of a sweep, by id, held as columns: one list of commands, one of line numbers, and
+    one *prototype* task whose needs (cores, GPUs, MPI, expected time) every task shares unless it
+    is one of the *overrides*.
+
+    Why: a sweep may hold a million tasks, and a million Task objects (plus their records and the
+    scheduler's entries) cost half a gigabyte and two seconds before the first task may start,
+    for tasks that mostly wait in a queue.  Here a waiting task costs its command string and a
+    line number; ``table[task_id]`` makes its Task when someone needs one (the scheduler at its
+    start, a report), and iteration makes them one by one.
+
+    A table either holds every task of its columns, numbered 0.. in order (a sweep read from its
+    commandlines), or a chosen subset of ids (:meth:`subset`: what a resume runs), with the same
+    columns shared.  ``positions`` maps an id to its place in the columns when ids are not 0..n-1
+    (a queuestate with holes, which PyLauncher's format allows).  Treat a table as immutable:
+    :meth:`revised` makes a changed one.
+    """
+
+    __slots__ = ("commands", "lines", "prototype", "overrides", "_ids", "_positions", "_members")
+
+    def __init__(
+        self,
+        commands: list[str],
+        lines: Sequence[int],
+        prototype: Task,
+        overrides: dict[int, Task] | None = None,
+        ids: Sequence[int] | None = None,
+        positions: dict[int, int] | None = None,
+    ) -> None:
+        self.commands, self.lines, self.prototype = commands, lines, prototype
+        self.overrides: dict[int, Task] = overrides or {}
+        self._ids = ids  # None: every position, ids 0..n-1
+        self._positions = positions  # None: an id is its position
+        self._members: set[int] | None = None
+
+    @classmethod
+    def of(cls, tasks: Iterable[Task]) -> TaskTable:
+        """A table of these tasks (in this order): those that differ from the first in their needs
+        are overrides, so a list of one shape costs no more than its commands."""
+        if isinstance(tasks, TaskTable):
+            return tasks
+        tasks = list(tasks)
+        prototype = tasks[0] if tasks else Task(0, "")
+        key = _needs(prototype)
+        dense = all(task.id == i for i, task in enumerate(tasks))
+        positions = None if dense else {t.id: i for i, t in enumerate(tasks)}
+        if positions is not None and len(positions) != len(tasks):
+            seen: set[int] = set()
+            twice = next(t.id for t in tasks if t.id in seen or seen.add(t.id))  # type: ignore[func-returns-value]
+            raise ValueError(f"task id {twice} given twice")
+        return cls(
+            [t.command for t in tasks],
+            [t.line for t in tasks],
+            Task(-1, "", **{name: getattr(prototype, name) for name in SHAPE_FIELDS}),
+            {t.id: t for t in tasks if _needs(t) != key},
+            None,
+            positions,
+        )
+
+    # -- reading -------------------------------------------------------------
+    @property
+    def ids(self) -> Sequence[int]:
+        """The ids of the tasks in the table, in order."""
+        if self._ids is not None:
+            return self._ids
+        if self._positions is not None:
+            return list(self._positions)
+        return range(len(self.commands))
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._ids is not None else len(self.commands)
+
+    def __contains__(self, task_id: object) -> bool:
+        if self._ids is not None:
+            if self._members is None:
+                self._members = set(self._ids)
+            return task_id in self._members
+        if self._positions is not None:
+            return task_id in self._positions
+        return type(task_id) is int and 0 <= task_id < len(self.commands)
+
+    def __getitem__(self, task_id: int) -> Task:
+        """The task of this id (made now, unless it is an override)."""
+        task = self.overrides.get(task_id)
+        if task is not None:
+            return task
+        position = task_id if self._positions is None else self._positions[task_id]
+        if position < 0:
+            raise IndexError(task_id)
+        p = self.prototype
+        return Task(task_id, self.commands[position], p.cores, p.whole_node, self.lines[position], p.gpus, p.mpi,
+                    p.expected)  # fmt: skip
+
+    def command(self, task_id: int) -> str:
+        task = self.overrides.get(task_id)
+        if task is not None:
+            return task.command
+        return self.commands[task_id if self._positions is None else self._positions[task_id]]
+
+    def line(self, task_id: int) -> int:
+        task = self.overrides.get(task_id)
+        if task is not None:
+            return task.line
+        return self.lines[task_id if self._positions is None else self._positions[task_id]]
+
+    def __iter__(self) -> Iterator[Task]:
+        get = self.__getitem__
+        return (get(task_id) for task_id in self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (TaskTable, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TaskTable({len(self)} tasks, {len(self.overrides)} overrides, like {self.prototype})"
+
+    def is_plain(self, task_id: int) -> bool:
+        """Whether the task has the prototype's needs (then its command and line say all of it)."""
+        return task_id not in self.overrides
+
+    def groups(self) -> list[tuple[Task, list[int]]]:
+        """The tasks by needs: (the first task of each, the ids with the same needs, in order).
+
+        One group in a sweep of one shape, made without a Task per task: what the scheduler
+        queues by and what :func:`mpilauncher.core.scheduler.find_unplaceable` checks."""
+        if not self.overrides:
+            ids = list(self.ids)
+            return [(self[ids[0]], ids)] if ids else []
+        groups: dict[tuple, tuple[Task, list[int]]] = {}
+        plain = _needs(self.prototype)
+        for task_id in self.ids:
+            task = self.overrides.get(task_id)
+            key = plain if task is None else _needs(task)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = (self[task_id], [task_id])
+            else:
+                group[1].append(task_id)
+        return list(groups.values())
+
+    # -- changed copies --------------------------------------------------------
+    def subset(self, ids: Iterable[int]) -> TaskTable:
+        """The tasks of these ids (in this order), sharing this table's columns."""
+        return TaskTable(self.commands, self.lines, self.prototype, self.overrides, list(ids), self._positions)
+
+    def replaced(self, task: Task) -> None:
+        """Put a changed task in place of the one of its id (its needs or command changed)."""
+        if task.id not in self:
+            raise KeyError(task.id)
+        self.overrides[task.id] = task
+
+    def revised(self, ids: Iterable[int] | None = None, **changes: object) -> TaskTable:
+        """The table with ``changes`` made to the tasks of ``ids`` (all by default).
+
+        The whole table: a new prototype, no Task made.  A part of it: each changed task
+        becomes an override."""
+        if ids is None:
+            overrides = {i: dataclasses.replace(t, **changes) for i, t in self.overrides.items()}
+            prototype = dataclasses.replace(self.prototype, **changes)
+            return TaskTable(self.commands, self.lines, prototype, overrides, self._ids, self._positions)
+        overrides = dict(self.overrides)
+        for task_id in ids:
+            overrides[task_id] = dataclasses.replace(self[task_id], **changes)
+        return TaskTable(self.commands, self.lines, self.prototype, overrides, self._ids, self._positions)
+
+
+def _needs(task: Task) -> tuple:
+    return (task.cores, task.whole_node, task.gpus, task.mpi, task.expected)
+
+
 def substitute_id(command: str, task_id: int) -> str:
     """Replace PyLauncher's task-number markers in a command.
 
@@ -127,7 +308,7 @@ def split_time_prefix(text: str, source: str, line: int) -> tuple[float | None, 
 
 def parse_commandlines(
     text: str, source: str, cores: CoresSpec, block: int = 1, expected: float | str | None = None
-) -> list[Task]:
+) -> TaskTable:
     """Turn the text of a commandlines file into tasks numbered from 0.
 
     ``block`` > 1 is PyLauncher's ``schedule="blockN"``: see :func:`join_blocks`.
@@ -158,23 +339,21 @@ def parse_commandlines(
             append(Task(task_id, substitute_id(stripped, task_id), count, whole_node, number, expected=seconds))
     if not tasks:
         raise InputError("no tasks: the file holds only blank and comment lines", source)
-    return join_blocks(tasks, block) if block > 1 else tasks
+    return join_blocks(list(tasks), block) if block > 1 else TaskTable.of(tasks)
 
 
-def _plain_lines(text: str, count: int, whole_node: bool, seconds: float | None) -> list[Task]:
-    """The tasks of a file whose lines carry no prefix to read: list comprehensions instead of a
-    loop (a million lines: a quarter less time before the first task may start)."""
+def _plain_lines(text: str, count: int, whole_node: bool, seconds: float | None) -> TaskTable:
+    """The tasks of a file whose lines carry no prefix to read, straight into a table's columns:
+    list comprehensions, no Task per line (a million lines: the first task starts sooner)."""
     lines = [raw.strip() for raw in text.split("\n")]
     numbers = [number for number, line in enumerate(lines, 1) if line and line[0] != "#"]
-    if "PYL" in text or seconds is not None:
-        return [
-            Task(i, substitute_id(lines[n - 1], i), count, whole_node, n, expected=seconds)
-            for i, n in enumerate(numbers)
-        ]
-    return [Task(i, lines[n - 1], count, whole_node, n) for i, n in enumerate(numbers)]
+    commands = [lines[n - 1] for n in numbers]
+    if "PYL" in text:
+        commands = [substitute_id(command, i) for i, command in enumerate(commands)]
+    return TaskTable(commands, array("i", numbers), Task(-1, "", count, whole_node, expected=seconds))
 
 
-def join_blocks(lines: list[Task], block: int) -> list[Task]:
+def join_blocks(lines: list[Task], block: int) -> TaskTable:
     """Every ``block`` consecutive lines (the last block may be shorter) become one task.
 
     The lines are joined with ``&&``: they run one after another and the block
@@ -193,4 +372,4 @@ def join_blocks(lines: list[Task], block: int) -> list[Task]:
         times = [line.expected for line in group]
         expected = None if None in times else sum(times)  # type: ignore[arg-type]
         tasks.append(Task(len(tasks), command, cores, group[0].whole_node, group[0].line, expected=expected))
-    return tasks
+    return TaskTable.of(tasks)

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 from mpilauncher.core import limits
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, STATES, Ledger, TaskRecord
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, TaskRecord
 from mpilauncher.core.ranges import compress
-from mpilauncher.core.tasks import CoresSpec, Task, split_core_prefix
+from mpilauncher.core.tasks import CoresSpec, Task, TaskTable, split_core_prefix
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import read_text
@@ -88,28 +90,43 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
 def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
     """The snapshot text for ``ledger``.
 
-    A queued task's line is written directly (``7 line=8: cmd``): at a million
-    tasks most lines are that, and the first snapshot is written before the
-    first task may start.
+    A task that only waits in the queue, with the sweep's default needs, is written straight from
+    the table's columns (``7 line=8: cmd``): at a million tasks most lines are that, and the first
+    snapshot is written before the first task may start.
     """
-    records = ledger.records
-    ids = sorted(records)  # a resumed ledger is in section order; a new one is sorted already (cheap then)
+    table = ledger.tasks
     fixed = default_cores.count if default_cores.kind == "fixed" else None
     node_default = default_cores.kind == "node"
+    proto = table.prototype
+    plain = proto.expected is None and proto.whole_node == node_default and (node_default or proto.cores == fixed)
     by_state: dict[str, list[str]] = {s: [] for s in STATES}
     queued = by_state[QUEUED]
-    for task_id in ids:
-        rec = records[task_id]
-        task = rec.task
-        if (
-            rec.state == QUEUED
-            and task.expected is None
-            and task.whole_node == node_default
-            and (node_default or task.cores == fixed)
-        ):
-            queued.append(f"{task_id} line={task.line}: {task.command}" if task.line else f"{task_id}: {task.command}")
-        else:
-            by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {task.command}")
+    told = {rec.id: rec for rec in ledger.told()}
+    overrides = table.overrides
+    ids = table.ids
+    if plain and isinstance(ids, range):  # (a table by id: runs of plain queued tasks between the others)
+        others = sorted(told.keys() | overrides.keys())
+        commands, numbers = table.commands, table.lines
+        begin = 0
+        for end in [*others, len(ids)]:
+            queued.extend(
+                f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
+            )
+            if end < len(ids):
+                rec = told.get(end) or TaskRecord(table[end])
+                by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+            begin = end + 1
+    else:
+        for task_id in sorted(ids):
+            rec = told.get(task_id)
+            if rec is None and plain and task_id not in overrides:
+                number, command = table.line(task_id), table.command(task_id)
+                queued.append(f"{task_id} line={number}: {command}" if number else f"{task_id}: {command}")
+                continue
+            if rec is None:
+                rec = TaskRecord(table[task_id])
+            by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
     counts = ", ".join(f"{len(v)} {k}" for k, v in by_state.items())
     lines = [
         f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.",
@@ -136,25 +153,41 @@ class LoadedState:
 
 
 def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedState:
-    """Read a snapshot (ours or PyLauncher's) into a ledger."""
+    """Read a snapshot (ours or PyLauncher's) into a ledger.
+
+    Every task goes into the ledger's table (its command and line in the columns; a task whose
+    needs differ from the sweep's default as an override); a task that ran or runs gets its
+    record too.  Our queued section is read in one pass of one pattern when every line has the
+    common shape, and makes no object per task (a million tasks: ``--status`` and the start of
+    a resume); anything else is read line by line, every field checked."""
     meta: StateMeta | None = None
     section: str | None = None
-    records: list[TaskRecord] = []
-    seen: set[int] = set()
+    ids: list[int] = []
+    commands: list[str] = []
+    numbers = array("i")
+    told: list[TaskRecord] = []
+    overrides: dict[int, Task] = {}
     default = cores_for_pylauncher
+    proto = Task(-1, "", default.count, default.kind == "node")
+    lines = text.split("\n")
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.strip()
+    number = 0
+    while number < len(lines):
+        line = lines[number].strip()
+        number += 1
         if line.startswith(META_PREFIX):
             if meta is not None:
                 raise InputError("a second #meta line (a queuestate has one)", source, number)
             meta = _parse_meta(line[len(META_PREFIX) :], source, number)
             default = CoresSpec.parse(meta.cores)
+            proto = Task(-1, "", default.count, default.kind == "node")
             continue
         if not line or line.startswith("#"):
             continue
         if line in STATES:
             section = line
+            if section == QUEUED and meta is not None and default.kind != "file":
+                number = _read_queued_section(lines, number, ids, commands, numbers)
             continue
         if section is None:
             raise InputError(
@@ -168,16 +201,82 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
             rec = _parse_task_line(
                 line, section, default, from_pylauncher=meta is None, gpu_sweep=gpu_sweep, source=source, number=number
             )
-        if rec.id in seen:
-            raise InputError(f"task {rec.id} listed twice", source, number)
-        seen.add(rec.id)
-        records.append(rec)
-    if not records and meta is None:
+        task = rec.task
+        ids.append(task.id)
+        numbers.append(task.line)
+        commands.append(task.command)
+        if (task.cores, task.whole_node, task.gpus, task.mpi, task.expected) != (
+            proto.cores, proto.whole_node, proto.gpus, proto.mpi, proto.expected
+        ):  # fmt: skip
+            overrides[task.id] = task
+        if section != QUEUED:
+            told.append(rec)
+    if not ids and meta is None:
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
-    if meta is not None and last_line != f"{END_MARK} {len(records)} tasks":
+    if meta is not None and last_line != f"{END_MARK} {len(ids)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
-    ledger = Ledger.from_records(records, elapsed_before=meta.elapsed if meta else 0.0)
+    table = _table(ids, commands, numbers, proto, overrides, source, text)
+    ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default)
+
+
+#: Our queued section, every line of the common shape (a command is written stripped), in one pass.
+_QUEUED_SECTION = re.compile(r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (\S(?:[^\n]*\S)?)$", re.MULTILINE)
+
+
+def _read_queued_section(lines: list[str], first: int, ids: list[int], commands: list[str], numbers: array) -> int:
+    """Read the queued section that starts at index ``first`` of ``lines`` in one pass, when every
+    line of it has the common shape; returns the index to go on from (``first`` when it did not:
+    then the lines are read one by one, and a bad one is named)."""
+    try:
+        end = lines.index(RUNNING, first)  # (our snapshots write the four sections in order)
+    except ValueError:
+        return first
+    block = "\n".join(lines[first:end])
+    found = _QUEUED_SECTION.findall(block) if "\0" not in block else []
+    if len(found) != end - first:
+        return first
+    ids.extend(map(int, map(itemgetter(0), found)))  # (map and itemgetter: loops in C)
+    numbers.extend(map(int, map(itemgetter(1), found)))
+    commands.extend(map(itemgetter(2), found))
+    return end
+
+
+def _table(
+    ids: list[int],
+    commands: list[str],
+    numbers: array,
+    proto: Task,
+    overrides: dict[int, Task],
+    source: str,
+    text: str,
+) -> TaskTable:
+    """The table of the tasks read: by id when the ids are 0..n-1 in any order (ours always are:
+    the columns are put in id order), else with a position per id (PyLauncher's files allow holes)."""
+    count = len(ids)
+    if ids != list(range(count)):
+        order = sorted(range(count), key=ids.__getitem__)
+        if all(ids[position] == task_id for task_id, position in enumerate(order)):
+            return TaskTable([commands[p] for p in order], array("i", [numbers[p] for p in order]), proto, overrides)
+        positions = {task_id: i for i, task_id in enumerate(ids)}
+        if len(positions) != count:
+            seen: set[int] = set()
+            twice = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise InputError(f"task {twice} listed twice", source, _line_of(text, twice))
+        return TaskTable(commands, numbers, proto, overrides, None, positions)
+    return TaskTable(commands, numbers, proto, overrides)
+
+
+def _line_of(text: str, task_id: int) -> int | None:
+    """The line of the second listing of ``task_id`` (for the message; read again, as it is rare)."""
+    seen = False
+    pattern = re.compile(rf"{task_id}(?:[ :]|$)")
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if pattern.match(raw.strip()):
+            if seen:
+                return number
+            seen = True
+    return None
 
 
 def load(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
@@ -310,8 +409,9 @@ def _parse_common_line(line: str, section: str, default: CoresSpec) -> TaskRecor
         command = match.group(3).strip()
         if not command or "\0" in command:
             return None
-        task = Task(int(match.group(1)), command, default.count, default.kind == "node", int(match.group(2)))
-        return TaskRecord(task)
+        return TaskRecord(
+            Task(int(match.group(1)), command, default.count, default.kind == "node", int(match.group(2)))
+        )
     if section != COMPLETED:
         return None
     match = _COMPLETED_LINE.fullmatch(line)

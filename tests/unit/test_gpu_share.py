@@ -41,7 +41,7 @@ def test_a_gpu_tasks_share_of_the_cores(cores: int, gpus: int, per_task: int, pe
     plan = plan_of("a\nb\n", CoresSpec("fixed", 1))
     give_gpus(plan, make_config(commandlines="cl", gpus_per_task=per_task), [node(cores, gpus, per_gpu)])
     assert [(t.cores, t.gpus) for t in plan.to_run] == [(share, per_task)] * 2
-    assert plan.ledger.records[0].task is plan.to_run[0], "the queuestate shows what runs"
+    assert plan.ledger.records[0].task == plan.to_run[0], "the queuestate shows what runs"
 
 
 def test_the_smallest_gpu_nodes_share_counts_and_cpu_only_nodes_do_not() -> None:

@@ -193,7 +193,7 @@ def test_parse_pylauncher_queuestate():
     assert ledger.ids_in(RUNNING) == [4]
     assert ledger.ids_in(COMPLETED) == [0, 1, 2, 3]
     assert ledger.records[5].task == Task(5, "./prog 5", 1, False, 0)
-    assert [t.id for t in ledger.to_run()] == [5, 6, 4]
+    assert [t.id for t in ledger.to_run()] == [4, 5, 6]  # (in id order: the order they start in)
 
 
 def test_parse_pylauncher_queuestate_with_fixed_and_node_cores():
@@ -321,3 +321,54 @@ def test_a_gpu_sweeps_tasks_without_a_core_of_their_own_round_trip():
     )
     with pytest.raises(InputError, match=only_gpu_sweeps):
         parse(cpu_sweep, "qs", ONE)
+
+
+# -- a large sweep: the queued section in one pass, the table by id ---------------------------
+def big_snapshot(tasks: int = 3000) -> str:
+    ledger = sample_ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(tasks)), "cmds", ONE))
+    for task_id in range(10, 60):  # a run of completed tasks among the queued
+        ledger.started(task_id, "c1", (0,), 1764072000.0)
+        ledger.finished(task_id, 0, 1764072000.0, 1.0)
+    return render(ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE)
+
+
+def test_a_resumed_sweeps_snapshot_reads_back_as_a_table_by_id_whatever_its_section_order():
+    loaded = parse(big_snapshot(), "qs", ONE)
+    table = loaded.ledger.tasks
+    assert isinstance(table.ids, range) and len(table) == 3000, "ids 0..n-1: no position per id"
+    assert [table[i].command for i in (0, 11, 2999)] == ["./prog 0", "./prog 11", "./prog 2999"]
+    assert table.line(2999) == 3000 and not table.overrides
+    counts = loaded.ledger.counts()
+    assert (counts[COMPLETED], counts[FAILED], counts[RUNNING]) == (51, 2, 1)
+    assert len(list(loaded.ledger.told())) == 54, "a queued task has no record of its own"
+    assert render(loaded.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == big_snapshot()
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("1500 cores=0: ./prog 1500", "task 1500: cores must be a whole number from 1"),
+        ("1500 line=1501: ", "no command"),
+        ("1500 line=x: ./prog 1500", "line must be a whole number"),
+    ],
+)
+def test_a_bad_line_amid_a_large_queued_section_is_named_by_its_line(bad: str, problem: str):
+    lines = big_snapshot().split("\n")
+    number = lines.index("1500 line=1501: ./prog 1500")
+    lines[number] = bad
+    with pytest.raises(InputError) as info:
+        parse("\n".join(lines), "qs", ONE)
+    assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
+
+
+def test_a_queued_line_with_its_own_needs_amid_the_common_ones_is_kept():
+    text = big_snapshot().replace("\n1500 line=1501: ./prog 1500\n", "\n1500 line=1501 cores=4: ./prog 1500\n")
+    table = parse(text, "qs", ONE).ledger.tasks
+    assert table[1500].cores == 4 and table[1499].cores == 1 and set(table.overrides) == {1500}
+
+
+def test_pylauncher_ids_with_holes_keep_a_position_each():
+    text = "queued\n7: ./a\n3: ./b\ncompleted\n40: ./c\n"
+    ledger = parse(text, "qs", ONE).ledger
+    assert sorted(ledger.tasks.ids) == [3, 7, 40] and ledger.tasks[40].command == "./c"
+    assert 5 not in ledger.records and ledger.ids_in(QUEUED) == [7, 3]

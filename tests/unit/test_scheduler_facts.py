@@ -56,7 +56,7 @@ def test_a_start_carries_where_the_task_runs_which_attempt_and_the_task_itself()
     (start,) = facts(handle(Scheduler(tasks), AgentJoined(0, "g", 4, gpus=2)), Start)
     assert (start.node, start.task_id, start.core_ids, start.gpu_indices, start.span) == (0, 0, (0, 1), (0,), ())
     assert start.attempt == 1 and start.after is None
-    assert start.task is tasks[0] and start.task.command == "./gpu 0" and start.task.line == 7
+    assert start.task == tasks[0] and start.task.command == "./gpu 0" and start.task.line == 7
     assert start.segments == ((0, (0, 1)),)
 
 

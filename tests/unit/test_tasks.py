@@ -39,7 +39,8 @@ def test_substitute_id_leaves_other_text_alone():
 def test_last_line_without_newline_is_a_task():
     tasks = parse_commandlines("./a\n./b", "cmds", ONE)
     assert commands(tasks) == ["./a", "./b"]
-    assert tasks[-1].id == 1 and tasks[-1].line == 2
+    *_, last = tasks
+    assert last.id == 1 and last.line == 2
 
 
 def test_crlf_lines_lose_their_carriage_return():
@@ -180,7 +181,7 @@ def test_a_block_needs_the_most_cores_any_of_its_lines_asks_for():
 def test_block_of_one_or_of_more_than_the_file_holds(block):
     tasks = parse_commandlines("./a\n./b\n./c\n", "cmds", ONE, block=block)
     assert len(tasks) == (3 if block == 1 else 1)
-    assert tasks[-1].command == ("./c" if block == 1 else "./a && ./b && ./c")
+    assert list(tasks)[-1].command == ("./c" if block == 1 else "./a && ./b && ./c")
 
 
 def test_a_bad_line_inside_a_block_is_named_by_its_own_line():
