@@ -338,14 +338,14 @@ class Scheduler:
         for node in self.health.benched:
             assert not self.pool.nodes[node].alive, f"node {node} is out of use but its cores are in the pool"
         for tid, start in self.waiting.items():  # a standby on a node out of use is asked back, or started
-            waiting = self._standby_of[self._shape(self.tasks[tid])]
+            waiting = self._standby_of[self._shape(self.tasks.needs(tid))]
             assert start.node not in self.health.benched or tid not in waiting, (tid, "standby left on a bad node")
         for tid, start in self.running.items():
             assert start.task_id == tid, (tid, start)
         for tid, start in self.waiting.items():
             pred = start.after
             assert pred is not None and self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
-            assert self._shape(self.tasks[tid]) == self._shape(self.tasks[pred]), (tid, pred)
+            assert self._shape(self.tasks.needs(tid)) == self._shape(self.tasks.needs(pred)), (tid, pred)
             placed = self.running[pred]
             same = (start.node, start.core_ids, start.gpu_indices) == (placed.node, placed.core_ids, placed.gpu_indices)
             assert same, (tid, pred)
@@ -512,7 +512,7 @@ class Scheduler:
         on those very cores and GPUs at ``at`` (promoted here), if one waited behind it."""
         tid = start.task_id
         del self.running[tid]
-        shape = self._shape(self.tasks[tid])
+        shape = self._shape(self.tasks.needs(tid))
         self._bare[shape].pop(tid, None)
         follower = self.follower.get(tid)
         if follower is None:
@@ -561,7 +561,7 @@ class Scheduler:
         """Forget standby ``tid``'s link to the task it waits behind."""
         pred = self.waiting.pop(tid).after
         del self.follower[pred]  # type: ignore[arg-type]
-        self._standby_of[self._shape(self.tasks[tid])].pop(tid, None)
+        self._standby_of[self._shape(self.tasks.needs(tid))].pop(tid, None)
 
     def _on_lost(self, event: AgentLost, actions: list[Action]) -> None:
         node = event.node
@@ -574,7 +574,7 @@ class Scheduler:
                 follower = self.follower[tid]
                 self._unlink(follower)
                 self._enqueue(follower)
-            self._bare[self._shape(self.tasks[tid])].pop(tid, None)
+            self._bare[self._shape(self.tasks.needs(tid))].pop(tid, None)
             start = self.running.pop(tid)
             for segment_node, segment_cores in start.span[1:]:
                 self.pool.release(segment_node, segment_cores)
@@ -583,7 +583,7 @@ class Scheduler:
 
     def _enqueue(self, tid: int) -> None:
         self.status[tid] = QUEUED
-        heapq.heappush(self._queues[self._shape(self.tasks[tid])], tid)
+        heapq.heappush(self._queues[self._shape(self.tasks.needs(tid))], tid)
 
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
@@ -649,7 +649,7 @@ class Scheduler:
 
     def _hold_back(self, tid: int, shape: Shape, actions: list[Action]) -> bool:
         """Hold ``tid`` back (out of its queue, for the next job) if it cannot finish before the deadline."""
-        task = self.tasks[tid]
+        task = self.tasks.needs(tid)
         expected = task.expected if task.expected is not None else self._time.estimates.of(shape)
         left = self._time.at - self._now  # type: ignore[operator]  # (the end game has both)
         if expected is None or expected <= left:
@@ -686,7 +686,7 @@ class Scheduler:
         for tid, start in self.running.items():
             if start.node != node:
                 continue
-            shape = self._shape(self.tasks[tid])
+            shape = self._shape(self.tasks.needs(tid))
             self._bare[shape].pop(tid, None)
             follower = self.follower.get(tid)
             if follower is not None and self._standby_of[shape].pop(follower, None) is not None:
@@ -728,7 +728,7 @@ class Scheduler:
         busy: set[int] = set()
         busy_gpus: set[int] = set()
         for tid, start in self.running.items():
-            task = self.tasks[tid]
+            task = self.tasks.needs(tid)
             for segment_node, cores in start.segments:
                 if segment_node == node and task.cores:
                     busy.update(cores)

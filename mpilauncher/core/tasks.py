@@ -176,6 +176,11 @@ class TaskTable:
         return Task(task_id, self.commands[position], p.cores, p.whole_node, self.lines[position], p.gpus, p.mpi,
                     p.expected)  # fmt: skip
 
+    def needs(self, task_id: int) -> Task:
+        """A task with the needs of ``task_id`` (cores, GPUs, MPI, expected time), made for no one:
+        the prototype for a plain task (the scheduler asks this at every decision)."""
+        return self.overrides.get(task_id) or self.prototype
+
     def command(self, task_id: int) -> str:
         task = self.overrides.get(task_id)
         if task is not None:
