@@ -19,6 +19,9 @@ Imports inside functions count too: a lazy import is still an arrow.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,19 @@ def test_the_checker_sees_relative_lazy_and_package_imports(tmp_path: Path):
     fake.parent.mkdir(parents=True)
     fake.write_text(source)
     assert our_imports(fake, tmp_path / "mpilauncher") == {"mpilauncher.cluster", "mpilauncher.runtime.agent"}
+
+
+def test_the_command_line_does_not_load_the_pylauncher_layer_and_a_script_gets_every_name():
+    """``python -m mpilauncher`` runs on every rank of an MPI job: the PyLauncher layer (20-30 ms of
+    imports a process) is loaded only when a script asks for one of its names."""
+    probe = (
+        "import sys, mpilauncher.cli, mpilauncher.launch; assert 'mpilauncher.compat' not in sys.modules;"
+        "import mpilauncher as pylauncher; from mpilauncher import compat;"
+        "missing = [n for n in compat.__all__ if getattr(pylauncher, n) is not getattr(compat, n)];"
+        "assert not missing, missing; assert set(compat.__all__) <= set(dir(pylauncher));"
+        "namespace = {}; exec('from mpilauncher import *', namespace);"
+        "assert {'ClassicLauncher', 'RunResult', 'InputError'} <= set(namespace), sorted(namespace)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
