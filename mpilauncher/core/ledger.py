@@ -99,14 +99,17 @@ class Ledger:
             raise KeyError(task_id)
         return QUEUED
 
-    def _record(self, task_id: int) -> TaskRecord:
+    def _record(self, task_id: int, task: Task | None = None) -> TaskRecord:
         rec = self._told.get(task_id)
         if rec is None:
-            rec = self._told[task_id] = TaskRecord(self.tasks[task_id])
+            rec = self._told[task_id] = TaskRecord(task or self.tasks[task_id])
         return rec
 
-    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
-        rec = self._record(task_id)
+    def started(
+        self, task_id: int, host: str, core_ids: tuple[int, ...], start: float, task: Task | None = None
+    ) -> None:
+        """``task``: the task as it starts, when the caller has it (the scheduler's start carries it)."""
+        rec = self._record(task_id, task)
         rec.state, rec.host, rec.core_ids, rec.start = RUNNING, host, core_ids, start
         rec.exit_code = rec.runtime = None
 

@@ -28,6 +28,8 @@ class Node:
         return binding(self.bound_cpus, core_ids)
 
     def gpu_ids_of(self, gpu_indices: tuple[int, ...]) -> tuple[str, ...]:
+        if not gpu_indices:  # (most tasks: no generator made, once a task in the joblog)
+            return ()
         gpu_ids = self.gpu_ids
         return tuple(gpu_ids[i] for i in gpu_indices)
 

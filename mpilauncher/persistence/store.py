@@ -21,7 +21,7 @@ from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
-from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.lock import Holder, current_holder, is_stale
@@ -69,7 +69,7 @@ class StateStore(Observer):
 
     # -- the facts ----------------------------------------------------------
     def on_started(self, start: Start, at: float) -> None:
-        self.started(start.task_id, self.nodes[start.node].name, start.core_ids, at)
+        self.started(start.task_id, self.nodes[start.node].name, start.core_ids, at, start.task)
 
     def on_ended(self, ended: TaskEnded) -> None:
         report = ended.report
@@ -82,8 +82,10 @@ class StateStore(Observer):
         self.flush(wall, elapsed)
 
     # -- changes ----------------------------------------------------------
-    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
-        self.ledger.started(task_id, host, core_ids, start)
+    def started(
+        self, task_id: int, host: str, core_ids: tuple[int, ...], start: float, task: Task | None = None
+    ) -> None:
+        self.ledger.started(task_id, host, core_ids, start, task)
         self._journal.started(task_id, start, host, core_ids)
         self._dirty = True
 
