@@ -106,7 +106,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mpilauncher.core.estimates import RuntimeEstimates
@@ -194,6 +194,9 @@ class Scheduler:
         table = TaskTable.of(tasks)
         #: Every task by id (a table: a Task is made when one is asked for, at its start).
         self.tasks: TaskTable = table
+        #: A task's shape, asked at nearly every decision: the prototype's, unless the task has needs of its
+        #: own (one look-up in a small dict, no Task and no method of the table on the way).
+        self._shape_of: Callable[[int], Shape] = _shapes(table)
         groups = table.groups()  # (the tasks by needs: the queues below)
         # (one group: its list of ids serves the states too, and they share their int objects)
         self.status: dict[int, str] = dict.fromkeys(groups[0][1] if len(groups) == 1 else table.ids, QUEUED)
@@ -338,14 +341,14 @@ class Scheduler:
         for node in self.health.benched:
             assert not self.pool.nodes[node].alive, f"node {node} is out of use but its cores are in the pool"
         for tid, start in self.waiting.items():  # a standby on a node out of use is asked back, or started
-            waiting = self._standby_of[self._shape(self.tasks.needs(tid))]
+            waiting = self._standby_of[self._shape_of(tid)]
             assert start.node not in self.health.benched or tid not in waiting, (tid, "standby left on a bad node")
         for tid, start in self.running.items():
             assert start.task_id == tid, (tid, start)
         for tid, start in self.waiting.items():
             pred = start.after
             assert pred is not None and self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
-            assert self._shape(self.tasks.needs(tid)) == self._shape(self.tasks.needs(pred)), (tid, pred)
+            assert self._shape_of(tid) == self._shape_of(pred), (tid, pred)
             placed = self.running[pred]
             same = (start.node, start.core_ids, start.gpu_indices) == (placed.node, placed.core_ids, placed.gpu_indices)
             assert same, (tid, pred)
@@ -512,7 +515,7 @@ class Scheduler:
         on those very cores and GPUs at ``at`` (promoted here), if one waited behind it."""
         tid = start.task_id
         del self.running[tid]
-        shape = self._shape(self.tasks.needs(tid))
+        shape = self._shape_of(tid)
         self._bare[shape].pop(tid, None)
         follower = self.follower.get(tid)
         if follower is None:
@@ -561,7 +564,7 @@ class Scheduler:
         """Forget standby ``tid``'s link to the task it waits behind."""
         pred = self.waiting.pop(tid).after
         del self.follower[pred]  # type: ignore[arg-type]
-        self._standby_of[self._shape(self.tasks.needs(tid))].pop(tid, None)
+        self._standby_of[self._shape_of(tid)].pop(tid, None)
 
     def _on_lost(self, event: AgentLost, actions: list[Action]) -> None:
         node = event.node
@@ -574,7 +577,7 @@ class Scheduler:
                 follower = self.follower[tid]
                 self._unlink(follower)
                 self._enqueue(follower)
-            self._bare[self._shape(self.tasks.needs(tid))].pop(tid, None)
+            self._bare[self._shape_of(tid)].pop(tid, None)
             start = self.running.pop(tid)
             for segment_node, segment_cores in start.span[1:]:
                 self.pool.release(segment_node, segment_cores)
@@ -583,7 +586,7 @@ class Scheduler:
 
     def _enqueue(self, tid: int) -> None:
         self.status[tid] = QUEUED
-        heapq.heappush(self._queues[self._shape(self.tasks.needs(tid))], tid)
+        heapq.heappush(self._queues[self._shape_of(tid)], tid)
 
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
@@ -686,7 +689,7 @@ class Scheduler:
         for tid, start in self.running.items():
             if start.node != node:
                 continue
-            shape = self._shape(self.tasks.needs(tid))
+            shape = self._shape_of(tid)
             self._bare[shape].pop(tid, None)
             follower = self.follower.get(tid)
             if follower is not None and self._standby_of[shape].pop(follower, None) is not None:
@@ -800,6 +803,17 @@ class Scheduler:
         """Tasks that need the same resources queue together: (cores or WHOLE_NODE, GPUs, may span);
         cores 0: a GPU task with no core slot of its own."""
         return (WHOLE_NODE if task.whole_node else task.cores, task.gpus, task.mpi)
+
+
+def _shapes(table: TaskTable) -> Callable[[int], Shape]:
+    """The function that gives a task's shape by id (see ``Scheduler._shape_of``)."""
+    overrides, plain, shape = table.overrides.get, Scheduler._shape(table.prototype), Scheduler._shape
+
+    def shape_of(task_id: int) -> Shape:
+        task = overrides(task_id)
+        return plain if task is None else shape(task)
+
+    return shape_of
 
 
 def _names(entry: Event | Action, task_id: int) -> bool:

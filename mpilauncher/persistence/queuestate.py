@@ -109,10 +109,11 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
         commands, numbers = table.commands, table.lines
         begin = 0
         for end in [*others, len(ids)]:
-            queued.extend(
-                f"{i} line={n}: {c}" if n else f"{i}: {c}"
-                for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
-            )
+            if end > begin:  # (none between two neighbours: a sweep well under way has many)
+                queued.extend(
+                    f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                    for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
+                )
             if end < len(ids):
                 rec = told.get(end) or TaskRecord(table[end])
                 by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
