@@ -3,7 +3,7 @@
     python benchmarks/dispatch.py                 # 65 ranks x 64 cores, 20,000 `true` tasks, vs xargs -P 2
     python benchmarks/dispatch.py --tasks 5000 --ranks 17 --nodes 16
 
-Three figures, all measured in the same run on this machine:
+Four figures, all measured in the same run on this machine:
 
 1. Throughput: ``mpiexec -n 65 python -m mpilauncher`` with 64 emulated nodes
    of 64 cores (4,096 cores) runs N tasks that each run ``true``; next to it
@@ -13,7 +13,10 @@ Three figures, all measured in the same run on this machine:
    the dispatch latency, from the master's decision to the agent's process
    start, p50 and p99 (for a standby start, sent ahead behind a running
    task: from that task's end to its own start, the time its cores idled).
-3. Idle cost: with one long task running, the CPU share of an idle agent rank
+3. Start-up: from the command to the first task start (the joblog's earliest
+   start), next to an MPI hello-world at the same rank count (mpi4py: Init, a
+   barrier, Finalize) run in the same session (target: at most twice as long).
+4. Idle cost: with one long task running, the CPU share of an idle agent rank
    and of a parked rank, read from /proc (target: each below 2% of a core).
 
 The inner run (``--inner``) is this same script started under mpiexec: every
@@ -89,13 +92,33 @@ def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: i
         "--workdir", str(work / f"w{run}"), "--queuestate", str(work / f"qs{run}"), "--cores", str(cores),
         "--nodes", str(nodes), "--json", str(out),
     ]  # fmt: skip
-    began = time.perf_counter()
+    began, began_epoch = time.perf_counter(), time.time()
     subprocess.run(cmd, check=True, cwd=work)
     figures = json.loads(out.read_text())
     figures["command_seconds"] = time.perf_counter() - began
     figures["rate"] = figures["tasks"] / figures["launcher_seconds"]
+    figures["first_start_seconds"] = first_start(work / f"w{run}" / "joblog") - began_epoch
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
+
+
+def first_start(joblog: Path) -> float:
+    """The earliest task start (seconds since the epoch) in a joblog (its ``start`` column)."""
+    rows = [line.split("\t") for line in joblog.read_text().splitlines()]
+    column = rows[0].index("start")
+    return min(float(row[column]) for row in rows[1:])
+
+
+def hello_seconds(ranks: int, repeat: int = 3) -> float:
+    """The best of ``repeat`` runs of an MPI hello-world at ``ranks`` ranks (mpi4py: Init, a barrier,
+    Finalize), command to exit: what any MPI program pays before it does anything."""
+    argv = ["mpiexec", "-n", str(ranks), sys.executable, "-c", "from mpi4py import MPI; MPI.COMM_WORLD.Barrier()"]
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - began)
+    return best
 
 
 def cpu_ticks(pid: int) -> int:
@@ -177,6 +200,7 @@ def main() -> int:
                 flush=True,
             )
         best = max(ours, key=lambda f: f["rate"])
+        hello = hello_seconds(args.ranks)
         idle = idle_cost(work)
     rate_ratio = best["rate"] / max(peer)
     median_ratio = statistics.median(f["rate"] for f in ours) / statistics.median(peer)
@@ -190,13 +214,20 @@ def main() -> int:
         f"dispatch latency (decision -> process start): p50 {best['latency_p50_ms']:.2f} ms, "
         f"p99 {best['latency_p99_ms']:.2f} ms"
     )
+    first = min(f["first_start_seconds"] for f in ours)
+    print(
+        f"start-up at {args.ranks} ranks: first task started {first:.2f} s after the command (best run); an MPI"
+        f" hello-world at {args.ranks} ranks takes {hello:.2f} s to its exit: {first / hello:.2f} x  (target: <= 2)"
+    )
     print(
         f"idle cost: idle agent {idle['idle_agent_percent']:.2f}% of a core, parked rank "
         f"{idle['parked_percent']:.2f}%, master with one running task {idle['master_with_one_task_percent']:.2f}%"
         "  (target: < 2%)"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": ours, "xargs": peer, "idle": idle}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"runs": ours, "xargs": peer, "idle": idle, "hello_seconds": hello}, indent=2)
+        )
     return 0
 
 

@@ -83,3 +83,16 @@ def test_million_runs_at_a_small_size(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "none within the timeout" not in result.stdout, result.stdout
     assert "--status after kill -9:" in result.stdout and "B  in all" in result.stdout
+
+
+def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "dispatch.py"), "--tasks", "300", "--ranks", "5", "--nodes", "4", "--cores",
+         "4", "--repeat", "1", "--json", str(tmp_path / "dispatch.json")],
+        capture_output=True, text=True, timeout=300, env=launcher_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "dispatch.json").read_text())
+    (run,) = document["runs"]
+    assert run["completed"] == 300 and 0 < run["first_start_seconds"] < run["command_seconds"]
+    assert document["hello_seconds"] > 0 and "an MPI hello-world at 5 ranks" in result.stdout
