@@ -426,15 +426,27 @@ def auto_groups(cores: int, task_seconds: float, cores_per_node: int, master_cos
     return max(1, cores // per_group)
 
 
-def greedy_makespan(durations, cores: int) -> float:
+def greedy_schedule(durations, cores: int, slow_cores: int = 0, pace: float = 1.0) -> tuple[float, float]:
     """One ideal master: greedy list scheduling in file order on all the cores, no cost and no latency
-    (peers.py's bound, in slices so that a sweep of millions is never one Python list)."""
-    free_at = [0.0] * min(cores, len(durations))
+    (peers.py's bound, in slices so that a sweep of millions is never one Python list).  ``slow_cores``
+    of the cores take ``pace`` times as long over each task (the slow group's, for a like comparison).
+    Its makespan, and the core-seconds its tasks ran (more than the sweep says where some ran slowly)."""
+    slices = (durations[begin : begin + (1 << 20)].tolist() for begin in range(0, len(durations), 1 << 20))
     replace = heapq.heapreplace
-    for begin in range(0, len(durations), 1 << 20):
-        for duration in durations[begin : begin + (1 << 20)].tolist():
-            replace(free_at, free_at[0] + duration)
-    return max(free_at)
+    if not slow_cores or pace == 1.0:
+        free_at = [0.0] * min(cores, len(durations))
+        for piece in slices:
+            for duration in piece:
+                replace(free_at, free_at[0] + duration)
+        return max(free_at), float(durations.sum())
+    paced = [(0.0, 1.0)] * (cores - slow_cores) + [(0.0, pace)] * slow_cores  # (free at, pace) of each core
+    work = 0.0
+    for piece in slices:
+        for duration in piece:
+            at, core_pace = paced[0]
+            work += duration * core_pace
+            replace(paced, (at + duration * core_pace, core_pace))
+    return max(at for at, _ in paced), work
 
 
 def peak_per_second(times: list[float]) -> int:
@@ -487,7 +499,7 @@ def simulate(config: Configuration, design: Design, calibration: Calibration, se
     work = real.work + sum(m.work for m in modelled)  # core-seconds the tasks ran (a slow group's longer)
     cores = groups * per_group
     bound = max(work / cores, float(durations.max()) * max(1.0, slow))
-    greedy = greedy_makespan(durations, cores) if slow == 1.0 else None  # (the same durations: not then)
+    greedy, greedy_work = greedy_schedule(durations, cores, per_group if modelled else 0, slow)
     return {
         "cores": cores,
         "groups": groups,
@@ -520,10 +532,10 @@ def simulate(config: Configuration, design: Design, calibration: Calibration, se
         "work_core_s": round(work),
         "makespan_s": round(makespan, 3),
         "bound_s": round(bound, 3),
-        "greedy_makespan_s": None if greedy is None else round(greedy, 3),
+        "greedy_makespan_s": round(greedy, 3),
         "busy": round(work / (cores * makespan), 4),
         "bound_busy": round(work / (cores * bound), 4),
-        "greedy_busy": None if greedy is None else round(work / (cores * greedy), 4),
+        "greedy_busy": round(greedy_work / (cores * greedy), 4),
         "tail_s": round(makespan - top.last_handout, 3) if groups > 1 else None,
         "group_end_spread_s": round(makespan - min(ends), 3),
         "slow_group": slow if modelled else 1.0,
