@@ -128,6 +128,7 @@ class TopMaster:
         return min(remaining, max(self.min_chunk, math.ceil(remaining / (self.design.guided_k * self.groups))))
 
     def serve(self, group: int, asked_at: float) -> Chunk:
+        """Answer ``group``'s request sent at ``asked_at``: the next ids, and when they reach it."""
         if self.groups == 1:
             self.next_id = self.tasks
             return Chunk(0, self.tasks, asked_at, True)
@@ -186,7 +187,6 @@ class RealGroup:
 
     def __init__(self, cores: int, capacity: int, low_water: int, design: Design, durations) -> None:
         self.design, self.low_water, self.capacity = design, low_water, capacity
-        self.cores = cores
         self.all_durations = durations  # the sweep's, by global id
         self.durations: list[float] = []  # this group's, by local id (the order the chunks came in)
         self.scheduler = SubMasterScheduler(capacity)
@@ -206,6 +206,7 @@ class RealGroup:
         self.asking = True  # a request is out (the first one goes at time 0): no other until its chunk comes
         self.final = False
         self.end = self.work = 0.0
+        self.first_fill: float | None = None  # the busy time of the burst that admitted the first chunk
         nodes = cores // design.cores_per_node
         began = time.perf_counter()
         self.scheduler.handle(*(AgentJoined(n, f"node{n}", design.cores_per_node) for n in range(nodes)))
@@ -226,6 +227,8 @@ class RealGroup:
             self.push(chunk.arrives, CHUNK, chunk)
 
     def advance(self) -> float | None:
+        """Run the group's events in time order until its sub-master asks for a chunk (when), or, after
+        the final one, until its last task ends (None).  Paused there: the answer depends on the others."""
         events = self.events
         handlers = (self.on_end, self.on_at_sub, self.on_at_node, self.on_chunk, self.on_wake)
         while events:
@@ -267,6 +270,7 @@ class RealGroup:
 
     # -- the sub-master ----------------------------------------------------------------
     def wake(self, now: float) -> None:
+        """Something arrived: the sub-master takes it in its next turn, once it is free (one turn pending)."""
         if not self.wake_pending:
             self.wake_pending = True
             self.push(max(now, self.busy_until), WAKE, None)
@@ -299,6 +303,8 @@ class RealGroup:
         service = spent + ends * self.design.observer_cost
         self.busy += service
         self.bursts += 1
+        if chunks and self.first_fill is None:  # placing the first round (and its standbys): cores wait for it
+            self.first_fill = service
         done = self.busy_until = now + service
         arrives = done + self.design.latency
         for action in actions:
@@ -517,6 +523,7 @@ def simulate(config: Configuration, design: Design, calibration: Calibration, se
         "sub_load": round(real.busy / real.end, 3),
         "sub_bursts": real.bursts,
         "sub_standby_share": round(real.standby_starts / real.completed, 3),
+        "sub_first_fill_s": round(real.first_fill or 0.0, 3),
         "group0_busy": round(real.work / (per_group * real.end), 4),
         "modelled_busy": round(sum(m.work / (per_group * m.end) for m in modelled) / len(modelled), 4)
         if modelled
