@@ -28,6 +28,26 @@ def test_simulate_runs_and_every_task_is_decided(tmp_path: Path) -> None:
     assert all(r["decisions_per_second"] > 0 and r["standby_starts"] >= 0 for r in rows)
 
 
+def test_submasters_runs_and_every_task_is_decided(tmp_path: Path) -> None:
+    """submasters.py at a tiny size: one master, then four sub-masters under a top master; every task
+    decided in both, and the figures written as JSON and as a Markdown table."""
+    pytest.importorskip("numpy")
+    out = tmp_path / "submasters.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "submasters.py"), "--quick", "--cores", "512,2048", "--groups", "1,4",
+         "--task-seconds", "0.5", "--tasks", "3000", "--workdir", str(tmp_path), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert document["calibration"]["master_cost"] > 0 and document["calibration"]["observer_cost"] > 0
+    rows = document["rows"]
+    assert [(r["groups"], r["cores_per_group"], r["completed"]) for r in rows] == [(1, 512, 3000), (4, 512, 3000)]
+    assert rows[0]["top_chunks"] == 0 and rows[1]["top_chunks"] >= 4
+    assert all(0 < r["busy"] <= r["bound_busy"] <= 1 and r["sub_load"] > 0 for r in rows)
+    assert "| 2,048 | 4 x 512 | 0.5 | 3,000 |" in result.stdout
+
+
 def test_throughput_runs_and_reports_a_ratio(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH / "throughput.py"), "--tasks", "40", "--repeat", "1", "--no-warmup",
