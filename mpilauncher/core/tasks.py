@@ -126,18 +126,14 @@ class TaskTable:
             return tasks
         tasks = list(tasks)
         prototype = tasks[0] if tasks else Task(0, "")
-        key = _needs(prototype)
+        key = needs_key(prototype)
         dense = all(task.id == i for i, task in enumerate(tasks))
-        positions = None if dense else {t.id: i for i, t in enumerate(tasks)}
-        if positions is not None and len(positions) != len(tasks):
-            seen: set[int] = set()
-            twice = next(t.id for t in tasks if t.id in seen or seen.add(t.id))  # type: ignore[func-returns-value]
-            raise ValueError(f"task id {twice} given twice")
+        positions = None if dense else positions_of([t.id for t in tasks])
         return cls(
             [t.command for t in tasks],
             [t.line for t in tasks],
             Task(-1, "", **{name: getattr(prototype, name) for name in SHAPE_FIELDS}),
-            {t.id: t for t in tasks if _needs(t) != key},
+            {t.id: t for t in tasks if needs_key(t) != key},
             None,
             positions,
         )
@@ -207,10 +203,6 @@ class TaskTable:
     def __repr__(self) -> str:
         return f"TaskTable({len(self)} tasks, {len(self.overrides)} overrides, like {self.prototype})"
 
-    def is_plain(self, task_id: int) -> bool:
-        """Whether the task has the prototype's needs (then its command and line say all of it)."""
-        return task_id not in self.overrides
-
     def groups(self) -> list[tuple[Task, list[int]]]:
         """The tasks by needs: (the first task of each, the ids with the same needs, in order).
 
@@ -220,10 +212,10 @@ class TaskTable:
             ids = list(self.ids)
             return [(self[ids[0]], ids)] if ids else []
         groups: dict[tuple, tuple[Task, list[int]]] = {}
-        plain = _needs(self.prototype)
+        plain = needs_key(self.prototype)
         for task_id in self.ids:
             task = self.overrides.get(task_id)
-            key = plain if task is None else _needs(task)
+            key = plain if task is None else needs_key(task)
             group = groups.get(key)
             if group is None:
                 groups[key] = (self[task_id], [task_id])
@@ -235,12 +227,6 @@ class TaskTable:
     def subset(self, ids: Iterable[int]) -> TaskTable:
         """The tasks of these ids (in this order), sharing this table's columns."""
         return TaskTable(self.commands, self.lines, self.prototype, self.overrides, list(ids), self._positions)
-
-    def replaced(self, task: Task) -> None:
-        """Put a changed task in place of the one of its id (its needs or command changed)."""
-        if task.id not in self:
-            raise KeyError(task.id)
-        self.overrides[task.id] = task
 
     def revised(self, ids: Iterable[int] | None = None, **changes: object) -> TaskTable:
         """The table with ``changes`` made to the tasks of ``ids`` (all by default).
@@ -257,7 +243,27 @@ class TaskTable:
         return TaskTable(self.commands, self.lines, self.prototype, overrides, self._ids, self._positions)
 
 
-def _needs(task: Task) -> tuple:
+class RepeatedId(ValueError):
+    """A task id given twice (``task_id``: the first one repeated)."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"task id {task_id} given twice")
+        self.task_id = task_id
+
+
+def positions_of(ids: Sequence[int]) -> dict[int, int]:
+    """Each id's place in ``ids``, for a table whose ids are not 0..n-1; :class:`RepeatedId` if one
+    comes twice."""
+    positions = {task_id: i for i, task_id in enumerate(ids)}
+    if len(positions) != len(ids):
+        seen: set[int] = set()
+        raise RepeatedId(next(i for i in ids if i in seen or seen.add(i)))  # type: ignore[func-returns-value]
+    return positions
+
+
+def needs_key(task: Task) -> tuple:
+    """What ``task`` needs (its :data:`SHAPE_FIELDS`), as a value to compare: tasks with equal keys are
+    alike but for their id, command and line."""
     return (task.cores, task.whole_node, task.gpus, task.mpi, task.expected)
 
 

@@ -30,7 +30,15 @@ from pathlib import Path
 from mpilauncher.core import limits
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, TaskRecord
 from mpilauncher.core.ranges import compress
-from mpilauncher.core.tasks import CoresSpec, Task, TaskTable, split_core_prefix
+from mpilauncher.core.tasks import (
+    CoresSpec,
+    RepeatedId,
+    Task,
+    TaskTable,
+    needs_key,
+    positions_of,
+    split_core_prefix,
+)
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import read_text
@@ -206,9 +214,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         ids.append(task.id)
         numbers.append(task.line)
         commands.append(task.command)
-        if (task.cores, task.whole_node, task.gpus, task.mpi, task.expected) != (
-            proto.cores, proto.whole_node, proto.gpus, proto.mpi, proto.expected
-        ):  # fmt: skip
+        if needs_key(task) != needs_key(proto):
             overrides[task.id] = task
         if section != QUEUED:
             told.append(rec)
@@ -259,11 +265,10 @@ def _table(
         order = sorted(range(count), key=ids.__getitem__)
         if all(ids[position] == task_id for task_id, position in enumerate(order)):
             return TaskTable([commands[p] for p in order], array("i", [numbers[p] for p in order]), proto, overrides)
-        positions = {task_id: i for i, task_id in enumerate(ids)}
-        if len(positions) != count:
-            seen: set[int] = set()
-            twice = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise InputError(f"task {twice} listed twice", source, _line_of(text, twice))
+        try:
+            positions = positions_of(ids)
+        except RepeatedId as twice:
+            raise InputError(f"task {twice.task_id} listed twice", source, _line_of(text, twice.task_id)) from None
         return TaskTable(commands, numbers, proto, overrides, None, positions)
     return TaskTable(commands, numbers, proto, overrides)
 
