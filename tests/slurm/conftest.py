@@ -77,6 +77,18 @@ class SlurmCluster:
     def total_cpus(self) -> int:
         return len(self.nodes) * self.cpus_per_node
 
+    def _state(self) -> str:
+        """The queue and the nodes as Slurm sees them now (for the message of a command that hung:
+        a job waiting for resources, a node still completing the previous job, or a launcher stuck)."""
+        lines = []
+        for argv in (["squeue", "-h", "-o", "%i %j %T %R"], ["sinfo", "-N", "-h", "-o", "%N %T %E"]):
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=10, env={**os.environ, **self.env})
+                lines.append(f"{' '.join(argv[:2])}: {done.stdout.strip() or done.stderr.strip() or '(empty)'}")
+            except (OSError, subprocess.TimeoutExpired) as err:
+                lines.append(f"{argv[0]}: {err}")
+        return "\n".join(lines)
+
     def run(
         self,
         cmd: Sequence[str],
@@ -104,18 +116,19 @@ class SlurmCluster:
             stderr=subprocess.PIPE,
             text=True,
             cwd=cwd,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},  # (a run that hangs still shows its output)
             start_new_session=True,
         )
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            state = self._state()  # (before the kill: where the job was when it did not finish)
             os.killpg(proc.pid, 9)
             out, err = proc.communicate()
             if job_name:
                 subprocess.run(["scancel", f"--name={job_name}"], timeout=10, check=False, capture_output=True)
             raise SlurmTimeout(
-                f"{' '.join(cmd)!r} did not finish within {timeout} s\nstdout: {out}\nstderr: {err}"
+                f"{' '.join(cmd)!r} did not finish within {timeout} s\nstdout: {out}\nstderr: {err}\n{state}"
             ) from None
         result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         if check and result.returncode != 0:
