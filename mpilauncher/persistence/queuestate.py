@@ -178,6 +178,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     overrides: dict[int, Task] = {}
     default = cores_for_pylauncher
     proto = Task(-1, "", default.count, default.kind == "node")
+    plain = needs_key(proto)
     lines = text.split("\n")
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     number = 0
@@ -190,6 +191,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
             meta = _parse_meta(line[len(META_PREFIX) :], source, number)
             default = CoresSpec.parse(meta.cores)
             proto = Task(-1, "", default.count, default.kind == "node")
+            plain = needs_key(proto)
             continue
         if not line or line.startswith("#"):
             continue
@@ -214,7 +216,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         ids.append(task.id)
         numbers.append(task.line)
         commands.append(task.command)
-        if needs_key(task) != needs_key(proto):
+        if needs_key(task) != plain:
             overrides[task.id] = task
         if section != QUEUED:
             told.append(rec)
