@@ -9,7 +9,9 @@ Four figures, all measured in the same run on this machine:
    of 64 cores (4,096 cores) runs N tasks that each run ``true``; next to it
    ``xargs -P <real cores>`` runs the same lines.  Forking is the bound here,
    so the ratio is the figure (target: >= 0.5 of xargs).
-2. The master's CPU per task (rank 0's own CPU time, children excluded) and
+2. Where the CPU goes, in microseconds a task: rank 0, the agent ranks, their
+   executor processes, and the tasks themselves (the joblog's user and sys),
+   next to everything xargs ran; the master's CPU per task and
    the dispatch latency, from the master's decision to the agent's process
    start, p50 and p99 (for a standby start, sent ahead behind a running
    task: from that task's end to its own start, the time its cores idled).
@@ -61,9 +63,14 @@ def inner(args: argparse.Namespace) -> int:
     result = run(config)
     wall = time.perf_counter() - wall0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # an agent's executors, and their tasks
+    rank = os.environ.get("PMI_RANK", "0")
+    Path(f"{args.json}.cpu{rank}").write_text(
+        json.dumps({"self": cpu_seconds(cpu1) - cpu_seconds(cpu0), "children": cpu_seconds(children)})
+    )
     if result.statistics is not None:
         lat = sorted(result.dispatch_latencies)
-        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        cpu = cpu_seconds(cpu1) - cpu_seconds(cpu0)
         figures = {
             "tasks": result.statistics.completed + result.statistics.aborted,
             "completed": result.statistics.completed,
@@ -78,11 +85,35 @@ def inner(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
-def xargs_rate(lines_file: Path, tasks: int, slots: int) -> float:
+def cpu_seconds(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def xargs_rate(lines_file: Path, tasks: int, slots: int) -> tuple[float, float]:
+    """xargs' tasks a second, and the CPU seconds a task of everything it ran (xargs, sh, the task)."""
+    cpu0 = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
     began = time.perf_counter()
     with open(lines_file) as lines:
         subprocess.run(["xargs", "-d", "\n", "-P", str(slots), "-n", "1", "sh", "-c"], stdin=lines, check=True)
-    return tasks / (time.perf_counter() - began)
+    rate = tasks / (time.perf_counter() - began)
+    return rate, (cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0) / tasks
+
+
+def cpu_split(figures_file: Path, joblog: Path, ranks: int, tasks: int) -> dict:
+    """Where the CPU went, in microseconds a task: rank 0, the agent ranks, their executor processes,
+    and the tasks themselves (``sh`` and what it ran, from the joblog's user and sys columns)."""
+    used = [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
+    rows = [line.split("\t") for line in joblog.read_text().splitlines()]
+    user, system = rows[0].index("user"), rows[0].index("sys")
+    in_tasks = sum(float(row[user]) + float(row[system]) for row in rows[1:] if row[user] != "-")
+    children = sum(u["children"] for u in used)
+    per_task = {
+        "master": used[0]["self"],  # rank 0 (with a node of its own: its agent too)
+        "agents": sum(u["self"] for u in used[1:]),
+        "executors": children - in_tasks,
+        "tasks": in_tasks,
+    }
+    return {name: 1e6 * seconds / tasks for name, seconds in per_task.items()}
 
 
 def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: int, run: int) -> dict:
@@ -98,6 +129,7 @@ def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: i
     figures["command_seconds"] = time.perf_counter() - began
     figures["rate"] = figures["tasks"] / figures["launcher_seconds"]
     figures["first_start_seconds"] = first_start(work / f"w{run}" / "joblog") - began_epoch
+    figures["cpu_us_a_task"] = cpu_split(out, work / f"w{run}" / "joblog", ranks, figures["tasks"])
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
 
@@ -191,12 +223,19 @@ def main() -> int:
         lines.write_text("true\n" * args.tasks)
         peer, ours = [], []
         for run in range(args.repeat):
-            peer.append(xargs_rate(lines, args.tasks, slots))
+            rate, xargs_cpu = xargs_rate(lines, args.tasks, slots)
+            peer.append(rate)
             ours.append(launcher_rate(work, lines, args.ranks, args.nodes, args.cores, run))
             print(
                 f"run {run}: xargs {peer[-1]:,.0f} tasks/s; mpilauncher {ours[-1]['rate']:,.0f} tasks/s "
                 f"({ours[-1]['launcher_seconds']:.2f} s in the launcher, "
                 f"{ours[-1]['command_seconds']:.2f} s with MPI start-up)",
+                flush=True,
+            )
+            split = ours[-1]["cpu_us_a_task"]
+            print(
+                f"  CPU a task: xargs {1e6 * xargs_cpu:.0f} us in all; mpilauncher {sum(split.values()):.0f} us: "
+                + ", ".join(f"{name} {us:.0f}" for name, us in split.items()),
                 flush=True,
             )
         best = max(ours, key=lambda f: f["rate"])

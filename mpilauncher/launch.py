@@ -551,7 +551,7 @@ def _run_submit(config: Config, out: TextIO, began: float) -> RunResult:
 
 def _agent(config: Config, node_name: str, cores: int) -> Agent:
     gpus = detect_gpus(override=config.gpus_per_node, probe=config.gpus_per_task > 0).shared(config.tasks_per_gpu)
-    return Agent(node_name, cores, gpus=gpus, bind=config.bind)
+    return Agent(node_name, cores, gpus=gpus, bind=config.bind, cpus_shared_by=config.emulate_nodes or 1)
 
 
 def _warn_if_confined(node_name: str, cores: int) -> None:

@@ -31,7 +31,9 @@ class Agent:
     """Runs tasks on this node; see the module docstring.
 
     ``backend``: how tasks run; by default the executor processes (see
-    :func:`~mpilauncher.execution.backend.default_backend`).
+    :func:`~mpilauncher.execution.backend.default_backend`), one per CPU of
+    this node's share of the host: ``cpus_shared_by`` nodes share it (emulated
+    nodes; 1 on a real cluster).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Agent:
         gpus: Gpus | None = None,
         bind: bool = False,
         backend: ExecutionBackend | None = None,
+        cpus_shared_by: int = 1,
     ) -> None:
         self.node_name = node_name
         self.cores = cores
@@ -54,7 +57,9 @@ class Agent:
         self._omp_set = "OMP_NUM_THREADS" in base_env
         # Bind only when every core slot maps to a CPU we may use (not with emulated nodes).
         self._all_cpus = allowed_cpus()
-        lanes = min(cores, len(self._all_cpus), MAX_LANES)
+        # A lane per CPU of this node's share of the host: emulated nodes share one host's CPUs, and
+        # more executors than CPUs only contend for them.
+        lanes = min(cores, max(1, len(self._all_cpus) // max(1, cpus_shared_by)), MAX_LANES)
         self.backend: ExecutionBackend = backend if backend is not None else default_backend(base_env, lanes, cores)
         self._early: list[Ended] = []  # tasks that could not even start
         self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()

@@ -23,6 +23,13 @@ from mpilauncher.protocol import Setup, Shutdown, Signalled
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.transport.base import AgentEndpoint, Backoff, StopSignal, no_signal
 
+#: An agent's MPI probe schedule, seconds: after progress it probes again in 0.5 ms (rank 0's answer to a report
+#: comes within a millisecond or two), doubling to 0.1 s while nothing happens.  A task's end needs no probe (it
+#: wakes the agent's epoll at once); what a long wait delays is only what rank 0 sends unasked (a task that became
+#: runnable, the shutdown).  The cap is the idle cost: a wake-up of a Python rank costs 50-150 us of CPU here,
+#: so 64 agents on a host at 20 ms took a fifth of a 2-CPU machine from its tasks (benchmarks/dispatch.py).
+AGENT_PROBE = (0.0005, 0.1)
+
 
 def serve_agent(
     link: AgentEndpoint, agent: Agent, beat_interval: float | None = None, stop_signal: StopSignal = no_signal
@@ -36,7 +43,7 @@ def serve_agent(
     rank 0 sends the SHUTDOWN.
     """
     link.hello(agent.hello())
-    backoff = Backoff(0.0005, 0.02)
+    backoff = Backoff(*AGENT_PROBE)
     last_sent = time.monotonic()
     relay = _SignalRelay(link, stop_signal)
     while True:

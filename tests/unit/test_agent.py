@@ -253,6 +253,17 @@ def test_a_silent_agent_rank_sends_heartbeats(backend, monkeypatch):
     assert link.sent.count(("beat",)) == 2
 
 
+def test_an_idle_agent_rank_waits_longer_each_time_up_to_a_tenth_of_a_second(backend):
+    """Nothing happening: each wait doubles, up to 0.1 s (an idle agent wakes ten times a second, not
+    fifty: 64 agents on one host took a fifth of its 2 CPUs); a message from rank 0 starts again at 0.5 ms."""
+    idle = [[]] * 10
+    link = FakeLink([*idle, [StartTasks((StartRequest(1, "a", (0,)),))], *idle[:3], [Shutdown()]])
+    serve_agent(link, Agent("c102", 1, backend=backend), beat_interval=60)
+    waits = [w for w in backend.waits if w]  # (0: a look right after progress)
+    assert waits[:10] == [0.0005 * 2**k for k in range(8)] + [0.1, 0.1]
+    assert waits[10:] == [0.0005, 0.001, 0.002], "progress: the next answer is expected soon"
+
+
 def test_a_parked_rank_passes_a_signal_on_and_waits_for_shutdown():
     link = FakeLink([[], [], [Shutdown(0, 130)]])
     naps: list[float] = []

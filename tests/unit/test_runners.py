@@ -277,3 +277,17 @@ def test_a_standby_sent_in_the_turn_its_predecessor_was_reaped_is_reported_after
         runner.close()
         os.close(requests)
         os.close(send)
+
+
+@pytest.mark.parametrize(("shared_by", "expected"), [(1, 4), (2, 2), (3, 1), (64, 1)])
+def test_emulated_nodes_share_the_hosts_cpus_between_their_lanes(monkeypatch, shared_by, expected):
+    """A lane per CPU of the node's share of the host: 64 emulated nodes on 4 CPUs get one lane each, not four
+    (more executors than CPUs only contend for them); a real node (shared by 1) gets one a CPU."""
+    from mpilauncher.runtime import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "allowed_cpus", lambda: (0, 1, 2, 3))
+    made = agent_module.Agent("vnode0", 16, cpus_shared_by=shared_by)
+    try:
+        assert made.backend.lanes == expected
+    finally:
+        made.backend.close()
