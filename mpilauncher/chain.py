@@ -31,13 +31,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mpilauncher import log
 from mpilauncher.core.limits import MAX_CHAIN as MAX_JOBS
 from mpilauncher.errors import InputError, LauncherFailure
+
+if TYPE_CHECKING:  # subprocess loads when a job is submitted: every run asks position(), few submit
+    import subprocess
 
 VARIABLE = "MPILAUNCHER_CHAIN"
 
@@ -71,13 +74,21 @@ def position(environ: Mapping[str, str] | None = None) -> Position | None:
     return Position(index, length) if 1 <= index <= length <= MAX_JOBS else None
 
 
-Runner = Callable[..., subprocess.CompletedProcess]
+Runner = Callable[..., "subprocess.CompletedProcess"]
+
+
+def _subprocess_run(*args, **kwargs) -> subprocess.CompletedProcess:
+    import subprocess
+
+    return subprocess.run(*args, **kwargs)
 
 
 def _sbatch(args: Sequence[str], run: Runner) -> str:
     """``sbatch --parsable ARGS``: the new job's id, or one clear line."""
     if shutil.which("sbatch") is None:
         raise LauncherFailure("sbatch not found: submit from a login node of a Slurm cluster")
+    import subprocess
+
     try:
         result = run(["sbatch", "--parsable", *args], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -91,7 +102,7 @@ def _sbatch(args: Sequence[str], run: Runner) -> str:
     return job
 
 
-def submit_chain(length: int, sbatch_args: Sequence[str], run: Runner = subprocess.run) -> list[str]:
+def submit_chain(length: int, sbatch_args: Sequence[str], run: Runner = _subprocess_run) -> list[str]:
     """Submit ``length`` jobs of the same script (the last of ``sbatch_args``, with its arguments).
 
     Job k depends on every earlier job having ended not ok (see the module
@@ -108,7 +119,7 @@ def submit_chain(length: int, sbatch_args: Sequence[str], run: Runner = subproce
     return jobs
 
 
-def resubmit(here: Position, job: str, run: Runner = subprocess.run) -> tuple[str, Position]:
+def resubmit(here: Position, job: str, run: Runner = _subprocess_run) -> tuple[str, Position]:
     """Submit the continuation of Slurm job ``job`` (this one): its script, after it ends.
 
     What is carried over from this job: its script and directory, partition,
@@ -135,6 +146,8 @@ def resubmit(here: Position, job: str, run: Runner = subprocess.run) -> tuple[st
 
 def _job_fields(job: str, run: Runner) -> dict[str, str]:
     """``scontrol show job`` as key=value pairs (the job's own record; no accounting needed)."""
+    import subprocess
+
     try:
         result = run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as err:

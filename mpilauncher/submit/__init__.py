@@ -20,13 +20,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mpilauncher.persistence.queuestate import META_PREFIX
-from mpilauncher.submit.backend import SlurmJobs
 from mpilauncher.submit.record import check_settled
 from mpilauncher.submit.settings import META_KEY, NODE_NAME, Settings
 
+if TYPE_CHECKING:
+    from mpilauncher.submit.backend import SlurmJobs
+
 __all__ = ["META_KEY", "NODE_NAME", "Settings", "SlurmJobs", "check_settled", "recorded_settings"]
+
+
+def __getattr__(name: str):
+    """``SlurmJobs`` (the backend, with sbatch, squeue and their subprocesses) loads when submit mode runs:
+    every other run only reads a queuestate's submission settings (``recorded_settings``)."""
+    if name == "SlurmJobs":
+        from mpilauncher.submit.backend import SlurmJobs
+
+        return SlurmJobs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def recorded_settings(queuestate: Path) -> dict | None:

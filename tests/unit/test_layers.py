@@ -153,3 +153,19 @@ def test_the_command_line_does_not_load_the_pylauncher_layer_and_a_script_gets_e
     env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_ordinary_run_does_not_load_submit_mode_or_subprocess(tmp_path: Path):
+    """Every rank of an MPI job starts the command line: submit mode's backend (sbatch, squeue) and the
+    subprocess module (~10 ms of imports) load only when a run submits jobs or chains them."""
+    (tmp_path / "lines").write_text("true\n")
+    probe = (
+        "import sys, mpilauncher.cli; status = mpilauncher.cli.main(['lines', '--workdir', 'w', '--quiet']);"
+        "loaded = [m for m in ('subprocess', 'mpilauncher.submit.backend', 'mpilauncher.submit.slurm')"
+        " if m in sys.modules]; assert status == 0 and not loaded, (status, loaded)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
