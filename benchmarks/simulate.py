@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
+from mpilauncher.runtime.heap import young_collections_only  # noqa: E402
 
 
 def max_rss_mib() -> float:
@@ -55,6 +56,13 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
     rss_before = max_rss_mib()
     scheduler = Scheduler(task_list, standby=standby)
     del task_list
+    with young_collections_only():  # the collector as the launcher's rank 0 runs it
+        return {**_drive(scheduler, nodes, cores_per_node, durations, tasks, rss_before), "mixed": mixed}
+
+
+def _drive(
+    scheduler: Scheduler, nodes: int, cores_per_node: int, durations: list, tasks: int, rss_before: float
+) -> dict:
     in_core = 0.0
     decisions = standbys = 0
     finishes: list[tuple[float, int, int]] = []  # (time, task id, exit code)
@@ -120,7 +128,6 @@ def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int
         "cores": nodes * cores_per_node,
         "nodes": nodes,
         "tasks": tasks,
-        "mixed": mixed,
         "scheduler_seconds": round(in_core, 3),
         "decisions_per_second": round(decisions / in_core),
         "standby_starts": standbys,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import hashlib
 import os
 import signal
@@ -50,6 +49,7 @@ from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
 from mpilauncher.runtime.agent import Agent
+from mpilauncher.runtime.heap import young_collections_only
 from mpilauncher.runtime.master import Master, StopRequest, nodes_from_hellos
 from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport.local import LocalTransport
@@ -864,13 +864,11 @@ def _run_locked(
         paced=config.start_interval is not None,
         job_nodes=allocation.nodes,
     )
-    # The tasks, the ledger and the scheduler's maps live as long as the run: out of the cyclic
-    # garbage collector's sight, or every full collection walks them all (measured: a full pass
-    # takes 0.24 s at 1,000,000 tasks; GC was 13% of rank 0's CPU at 20,000).  Undone at the
-    # end, for scripts that call the API.
-    gc.freeze()
+    # The tasks, the ledger and the scheduler's maps live as long as the run, and so do most of
+    # what it makes a task: out of the cyclic garbage collector's sight (see runtime/heap.py;
+    # a full pass takes 0.24 s at 1,000,000 tasks).
     try:
-        with _SignalGuard(stop, wake=transport):
+        with young_collections_only(), _SignalGuard(stop, wake=transport):
             outcome = master.run()
     except BaseException:
         # Whatever broke, no task may outlive us and the state on disk must say where we are.
@@ -878,8 +876,6 @@ def _run_locked(
         with contextlib.suppress(Exception):  # the first error is the one to report
             close_observers(observers, time.time(), time.monotonic() - master.began)
         raise
-    finally:
-        gc.unfreeze()
     close_observers(observers, time.time(), outcome.elapsed)
     assert statistics.result is not None
     if config.print_statistics:
