@@ -62,15 +62,12 @@ def inner(args: argparse.Namespace) -> int:
     wall0 = time.perf_counter()
     result = run(config)
     wall = time.perf_counter() - wall0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(cpu0)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # an agent's executors, and their tasks
     rank = os.environ.get("PMI_RANK", "0")
-    Path(f"{args.json}.cpu{rank}").write_text(
-        json.dumps({"self": cpu_seconds(cpu1) - cpu_seconds(cpu0), "children": cpu_seconds(children)})
-    )
+    Path(f"{args.json}.cpu{rank}").write_text(json.dumps({"self": cpu, "children": cpu_seconds(children)}))
     if result.statistics is not None:
         lat = sorted(result.dispatch_latencies)
-        cpu = cpu_seconds(cpu1) - cpu_seconds(cpu0)
         figures = {
             "tasks": result.statistics.completed + result.statistics.aborted,
             "completed": result.statistics.completed,
@@ -99,11 +96,10 @@ def xargs_rate(lines_file: Path, tasks: int, slots: int) -> tuple[float, float]:
     return rate, (cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0) / tasks
 
 
-def cpu_split(figures_file: Path, joblog: Path, ranks: int, tasks: int) -> dict:
+def cpu_split(figures_file: Path, rows: list[list[str]], ranks: int, tasks: int) -> dict:
     """Where the CPU went, in microseconds a task: rank 0, the agent ranks, their executor processes,
     and the tasks themselves (``sh`` and what it ran, from the joblog's user and sys columns)."""
     used = [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
-    rows = [line.split("\t") for line in joblog.read_text().splitlines()]
     user, system = rows[0].index("user"), rows[0].index("sys")
     in_tasks = sum(float(row[user]) + float(row[system]) for row in rows[1:] if row[user] != "-")
     children = sum(u["children"] for u in used)
@@ -128,15 +124,15 @@ def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: i
     figures = json.loads(out.read_text())
     figures["command_seconds"] = time.perf_counter() - began
     figures["rate"] = figures["tasks"] / figures["launcher_seconds"]
-    figures["first_start_seconds"] = first_start(work / f"w{run}" / "joblog") - began_epoch
-    figures["cpu_us_a_task"] = cpu_split(out, work / f"w{run}" / "joblog", ranks, figures["tasks"])
+    rows = [line.split("\t") for line in (work / f"w{run}" / "joblog").read_text().splitlines()]
+    figures["first_start_seconds"] = first_start(rows) - began_epoch
+    figures["cpu_us_a_task"] = cpu_split(out, rows, ranks, figures["tasks"])
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
 
 
-def first_start(joblog: Path) -> float:
-    """The earliest task start (seconds since the epoch) in a joblog (its ``start`` column)."""
-    rows = [line.split("\t") for line in joblog.read_text().splitlines()]
+def first_start(rows: list[list[str]]) -> float:
+    """The earliest task start (seconds since the epoch) in a joblog's rows (its ``start`` column)."""
     column = rows[0].index("start")
     return min(float(row[column]) for row in rows[1:])
 
