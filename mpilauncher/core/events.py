@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mpilauncher.core.tasks import Task
+from mpilauncher.core.tasks import Task, TaskTable
 
 
 # -- events (stimuli) ------------------------------------------------------
@@ -150,7 +150,10 @@ class Start:
     Without ``after`` this is also the fact that the task started (the master
     sends it at once); a standby start (``after``) becomes that fact when it is
     :class:`Promoted`.  ``task`` is the task itself (its command and line), so
-    that the start message can be built from this record alone.
+    that the start message can be built from this record alone: made from
+    ``table`` when first asked for, by the start message.  The scheduler decides
+    on ids and needs only; a Task made at every decision, touching a command
+    string read long before, was a fifth of a decision's cost at 100,000 cores.
     """
 
     node: int
@@ -163,7 +166,16 @@ class Start:
     after: int | None = None
     #: Which run of the task this is, from 1 (``--retries``).
     attempt: int = 1
-    task: Task | None = field(default=None, compare=False, repr=False)
+    #: The tasks of the sweep, where ``task`` comes from (None: a start made by hand, with no task).
+    table: TaskTable | None = field(default=None, compare=False, repr=False)
+    _task: Task | None = field(default=None, compare=False, repr=False, init=False)
+
+    @property
+    def task(self) -> Task | None:
+        """The task started (made once, when first asked for)."""
+        if self._task is None and self.table is not None:
+            self._task = self.table[self.task_id]
+        return self._task
 
     @property
     def segments(self) -> tuple[tuple[int, tuple[int, ...]], ...]:

@@ -137,13 +137,20 @@ from mpilauncher.core.events import (
 from mpilauncher.core.health import NodeHealth, Suspicion, Verdict, is_fast_failure
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
 from mpilauncher.core.slots import WHOLE_NODE, SlotPool
+from mpilauncher.core.states import (
+    AS_COMPLETED,
+    AS_FAILED,
+    AS_HELD,
+    AS_QUEUED,
+    AS_RUNNING,
+    AS_STANDBY,
+    HELD,
+    STANDBY,
+    TaskStates,
+)
 from mpilauncher.core.tasks import Task, TaskTable
 from mpilauncher.errors import Unplaceable
 
-#: A task sent ahead behind a running one, not started yet (no fact says it started).
-STANDBY = "standby"
-#: A queued task that cannot finish before the deadline: left for the next job (the ledger says queued).
-HELD = "held"
 #: The end game begins when less than this many times the longest expected task time is left.
 END_GAME_ROUNDS = 2
 #: How many recent events and actions the scheduler keeps for the story of an invalid transition.
@@ -163,6 +170,44 @@ class _Deadline:
     estimates: RuntimeEstimates = field(default_factory=RuntimeEstimates)
     held: dict[int, None] = field(default_factory=dict)
     longest_given: float = 0.0
+
+
+class _Log:
+    """The scheduler's recent bursts, (events, actions), for the story of an invalid transition.
+
+    A burst is logged whole, one append (one a record was 8% of a decision at 100,000 cores), and
+    dropped whole once :data:`STORY_DEPTH` newer records are kept.
+    """
+
+    __slots__ = ("bursts", "records", "now")
+
+    def __init__(self) -> None:
+        self.bursts: deque[tuple[tuple[Event, ...], list[Action]]] = deque()
+        self.records = 0  # events and actions in ``bursts``
+        self.now: tuple[tuple[Event, ...], list[Action]] = ((), [])  # the burst being handled
+
+    def handled(self) -> None:
+        """The burst being handled is done: logged."""
+        events, actions = self.now
+        self.bursts.append(self.now)
+        self.records += len(events) + len(actions)
+        self.now = ((), [])
+        while self.records > STORY_DEPTH:
+            oldest_events, oldest_actions = self.bursts[0]
+            size = len(oldest_events) + len(oldest_actions)
+            if self.records - size < STORY_DEPTH:
+                return
+            self.bursts.popleft()
+            self.records -= size
+
+    def story(self, task_id: int) -> list[Event | Action]:
+        """The logged events and actions that name ``task_id``, the burst being handled included."""
+        return [
+            entry
+            for events, actions in (*self.bursts, self.now)
+            for entry in (*events, *actions)
+            if _names(entry, task_id)
+        ]
 
 
 class InvalidTransition(RuntimeError):
@@ -198,8 +243,8 @@ class Scheduler:
         #: own (one look-up in a small dict, no Task and no method of the table on the way).
         self._shape_of: Callable[[int], Shape] = _shapes(table)
         groups = table.groups()  # (the tasks by needs: the queues below)
-        # (one group: its list of ids serves the states too, and they share their int objects)
-        self.status: dict[int, str] = dict.fromkeys(groups[0][1] if len(groups) == 1 else table.ids, QUEUED)
+        #: Every task's one state (see :mod:`.states`: the hot path writes its codes, ``status.codes[tid]``).
+        self.status = TaskStates(table.ids)
         self.pool = SlotPool()
         #: Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt.
         self.running: dict[int, Start] = {}
@@ -209,7 +254,7 @@ class Scheduler:
         self.retries = retries
         self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
         self.standby = standby
-        self.follower: dict[int, int] = {}  # running task -> the standby task waiting behind it
+        self.follower: dict[int, Start] = {}  # running task -> the standby waiting behind it (its Start)
         self.waiting: dict[int, Start] = {}  # standby task -> its Start (``after``: the task it waits behind)
         # OrderedDicts, not dicts: taking the oldest entry of a plain dict again and again
         # scans the holes its deletions left at the front (measured: 9 s of 21 at 100,000 cores).
@@ -219,8 +264,7 @@ class Scheduler:
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
         self._lost: set[int] = set()  # nodes given up: what they report is stale
         self._dropped: dict[int, int] = {}  # standby -> its node, queued by a StopDispatch that dropped it
-        self._log: deque[Event | Action] = deque(maxlen=STORY_DEPTH)  # recent events and actions: stories
-        self._burst: list[Action] | tuple[()] = ()  # the actions of the burst being handled (not logged yet)
+        self._log = _Log()  # recent events and actions: stories
         self.start_interval = start_interval  # pacing: at most one start per this many seconds
         if start_interval is not None:
             self.standby = False  # a standby would start the moment its predecessor ends, unpaced
@@ -239,8 +283,6 @@ class Scheduler:
         self._watching = False
         # (A million tasks: the tasks and their states above, and the queues here, are made in passes
         # in C where they can be, not a Python loop turn per task.)
-        if len(self.status) != len(table):  # (a table made of a list refuses a repeated id itself)
-            raise ValueError("a task id given twice")
         for first, ids in groups:  # one group, made in one pass, in the common sweep
             self._queues.setdefault(self._shape(first), []).extend(ids)
             if first.expected is not None:
@@ -269,15 +311,13 @@ class Scheduler:
         if not events:
             return []
         actions: list[Action] = []
-        self._burst = actions
-        log = self._log
+        self._log.now = (events, actions)
         drop = False  # a StopDispatch(ask_back=False): drop the standbys once the ends are in
         for event in events:  # first: nothing starts from a burst that says stop; the burst happens now
             kind = type(event)
             if kind is TaskFinished:  # (most events: one test)
                 continue
             if kind is StopDispatch:
-                log.append(event)
                 drop = self._on_stop(event, actions) or drop
             elif kind is ClockTick:
                 self._now = event.now
@@ -290,7 +330,6 @@ class Scheduler:
         for event in events:
             kind = type(event)
             if kind is not StopDispatch:
-                log.append(event)
                 handler = handlers.get(kind)
                 if handler is None:
                     if kind is ClockTick or kind is Deadline:
@@ -311,8 +350,7 @@ class Scheduler:
                 # may yet join: the master decides what no node at all means)
                 self._done_sent = True
                 actions.append(AllDone(held=len(self._time.held), stranded=self.queued_count))
-        log.extend(actions)
-        self._burst = ()
+        self._log.handled()
         return actions
 
     # -- queries (tests, and the simulation's checks) -------------------------
@@ -328,7 +366,7 @@ class Scheduler:
     def story(self, task_id: int) -> list[Event | Action]:
         """The recent events and actions that named ``task_id`` (as its own, or as the task a standby
         waits behind), oldest first."""
-        return [entry for entry in (*self._log, *self._burst) if _names(entry, task_id)]
+        return self._log.story(task_id)
 
     def validate(self) -> None:
         """Check cross-structure invariants (tests call this after every step)."""
@@ -347,7 +385,7 @@ class Scheduler:
             assert start.task_id == tid, (tid, start)
         for tid, start in self.waiting.items():
             pred = start.after
-            assert pred is not None and self.follower[pred] == tid and self.status[pred] == RUNNING, (tid, pred)
+            assert pred is not None and self.follower[pred] is start and self.status[pred] == RUNNING, (tid, pred)
             assert self._shape_of(tid) == self._shape_of(pred), (tid, pred)
             placed = self.running[pred]
             same = (start.node, start.core_ids, start.gpu_indices) == (placed.node, placed.core_ids, placed.gpu_indices)
@@ -355,7 +393,7 @@ class Scheduler:
         assert len(self.follower) == len(self.waiting)
         used: dict[int, set[int]] = {}
         for start in self.running.values():
-            if start.task is not None and not start.task.cores:  # a GPU task that shares one core (slots.py)
+            if not _holds_cores(start):  # a GPU task that shares one core (slots.py)
                 assert start.gpu_indices and len(start.core_ids) == 1, start
                 assert 0 <= start.core_ids[0] < self.pool.nodes[start.node].cores, start
                 continue
@@ -408,7 +446,7 @@ class Scheduler:
         start = self.running.get(tid)
         if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid])):
             return
-        state = self.status.get(tid, "not a task of this run")
+        state = self.status.state(tid) or "not a task of this run"
         if start is not None:
             state = f"running on node {start.node}"
         raise InvalidTransition(tid, state, event, self.story(tid))
@@ -427,7 +465,7 @@ class Scheduler:
         code = event.exit_code
         judged = None
         if code == 0:
-            self.status[tid] = COMPLETED
+            self.status.codes[tid] = AS_COMPLETED
             if self._watching:  # a deadline to estimate for, or a node's health to follow
                 judged = self._succeeded(start, shape, event, actions)
         else:
@@ -480,14 +518,14 @@ class Scheduler:
             self._enqueue(tid)
             actions.append(Retried(tid, start.attempt, node if excused else None))
         else:
-            self.status[tid] = FAILED
+            self.status.codes[tid] = AS_FAILED
         return judged
 
     def _release(self, start: Start) -> None:
         """The cores of ``start`` (on every node of an MPI task) and its GPUs go back to the pool; a GPU
         task with no core slot of its own (``cores=0``) only shared its core: it gives back its GPUs."""
         pool = self.pool
-        if start.task is None or start.task.cores:
+        if _holds_cores(start):
             if start.span:
                 for segment_node, segment_cores in start.span:
                     pool.release(segment_node, segment_cores)
@@ -516,14 +554,15 @@ class Scheduler:
         tid = start.task_id
         del self.running[tid]
         shape = self._shape_of(tid)
-        self._bare[shape].pop(tid, None)
-        follower = self.follower.get(tid)
-        if follower is None:
+        standby = self.follower.pop(tid, None)
+        if standby is None:
+            self._bare[shape].pop(tid, None)  # (a task with a standby behind it is not bare)
             return shape, None
-        standby = self.waiting[follower]
-        self._unlink(follower)
+        follower = standby.task_id
+        del self.waiting[follower]
+        self._standby_of[shape].pop(follower, None)
         self.running[follower] = standby
-        self.status[follower] = RUNNING
+        self.status.codes[follower] = AS_RUNNING
         if not self._benched or standby.node not in self._benched:
             self._bare[shape][follower] = None
         return shape, Promoted(standby, at)
@@ -531,9 +570,9 @@ class Scheduler:
     def _run(self, node: int, tid: int, core_ids: tuple[int, ...], gpu_indices: tuple[int, ...], shape: Shape) -> Start:
         """``tid`` runs now on ``core_ids`` (and ``gpu_indices``) of ``node``, which a task of its shape just left."""
         attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
-        start = Start(node, tid, core_ids, gpu_indices, (), None, attempt, self.tasks[tid])
+        start = Start(node, tid, core_ids, gpu_indices, (), None, attempt, self.tasks)
         self.running[tid] = start
-        self.status[tid] = RUNNING
+        self.status.codes[tid] = AS_RUNNING
         self._bare[shape][tid] = None
         return start
 
@@ -556,7 +595,7 @@ class Scheduler:
 
     def _on_retracted(self, event: Retracted, actions: list[Action]) -> None:
         tid = event.task_id
-        if self.status.get(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
+        if self.status.state(tid) == STANDBY:  # else: promoted meanwhile, or dropped by a stop
             self._unlink(tid)  # its predecessor takes no new standby: it is slow, or the sweep ends
             self._enqueue(tid)
 
@@ -573,10 +612,10 @@ class Scheduler:
         self.health.lost(node)
         lost = sorted(tid for tid, start in self.running.items() if start.node == node)
         for tid in lost:
-            if tid in self.follower:  # it waited there, never started (or died with the node)
-                follower = self.follower[tid]
-                self._unlink(follower)
-                self._enqueue(follower)
+            standby = self.follower.get(tid)
+            if standby is not None:  # it waited there, never started (or died with the node)
+                self._unlink(standby.task_id)
+                self._enqueue(standby.task_id)
             self._bare[self._shape_of(tid)].pop(tid, None)
             start = self.running.pop(tid)
             for segment_node, segment_cores in start.span[1:]:
@@ -585,7 +624,7 @@ class Scheduler:
             actions.append(Requeued(tid, node))
 
     def _enqueue(self, tid: int) -> None:
-        self.status[tid] = QUEUED
+        self.status.codes[tid] = AS_QUEUED
         heapq.heappush(self._queues[self._shape_of(tid)], tid)
 
     def _place(self, actions: list[Action]) -> None:
@@ -624,9 +663,9 @@ class Scheduler:
                 if mpi:
                     span = ((node, core_ids),)
             attempt = self.attempts.get(best_id, 0) + 1 if self.attempts else 1
-            start = Start(node, best_id, core_ids, gpu_indices, span, None, attempt, self.tasks[best_id])
+            start = Start(node, best_id, core_ids, gpu_indices, span, None, attempt, self.tasks)
             self.running[best_id] = start
-            self.status[best_id] = RUNNING
+            self.status.codes[best_id] = AS_RUNNING
             if not mpi:
                 self._bare[best_shape][best_id] = None
             actions.append(start)
@@ -658,7 +697,7 @@ class Scheduler:
         if expected is None or expected <= left:
             return False
         heapq.heappop(self._queues[shape])
-        self.status[tid] = HELD
+        self.status.codes[tid] = AS_HELD
         self._time.held[tid] = None
         actions.append(HeldBack(tid, expected, left, estimated=task.expected is None))
         return True
@@ -691,9 +730,9 @@ class Scheduler:
                 continue
             shape = self._shape_of(tid)
             self._bare[shape].pop(tid, None)
-            follower = self.follower.get(tid)
-            if follower is not None and self._standby_of[shape].pop(follower, None) is not None:
-                actions.append(self._ask_back(follower))
+            standby = self.follower.get(tid)
+            if standby is not None and self._standby_of[shape].pop(standby.task_id, None) is not None:
+                actions.append(self._ask_back(standby.task_id))
         health.suspect(suspicion, on_trial)
         for tid in on_trial:
             health.tried.add(tid)
@@ -754,9 +793,9 @@ class Scheduler:
             tid = heapq.heappop(queue)
             placed = self.running[pred]
             attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
-            start = Start(placed.node, tid, placed.core_ids, placed.gpu_indices, (), pred, attempt, self.tasks[tid])
-            self.status[tid] = STANDBY
-            self.follower[pred], self.waiting[tid] = tid, start
+            start = Start(placed.node, tid, placed.core_ids, placed.gpu_indices, (), pred, attempt, self.tasks)
+            self.status.codes[tid] = AS_STANDBY
+            self.follower[pred] = self.waiting[tid] = start
             waiting[tid] = self._ends
             actions.append(start)
 
@@ -814,6 +853,12 @@ def _shapes(table: TaskTable) -> Callable[[int], Shape]:
         return plain if task is None else shape(task)
 
     return shape_of
+
+
+def _holds_cores(start: Start) -> bool:
+    """Whether ``start``'s core ids are its own, not a GPU task's share of one core (read from its needs:
+    no Task made here)."""
+    return start.table is None or bool(start.table.needs(start.task_id).cores)
 
 
 def _names(entry: Event | Action, task_id: int) -> bool:
