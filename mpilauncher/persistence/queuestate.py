@@ -179,16 +179,18 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     default = cores_for_pylauncher
     proto = Task(-1, "", default.count, default.kind == "node")
     plain = needs_key(proto)
-    lines = text.split("\n")
+    head, body, tail = _cut_queued(text)
+    lines = text.split("\n") if body is None else head.split("\n")
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
-    number = 0
+    number = 0  # the line number of lines[i] is i + 1 + base
+    base = 0
     while number < len(lines):
         line = lines[number].strip()
         number += 1
         if line.startswith(META_PREFIX):
             if meta is not None:
-                raise InputError("a second #meta line (a queuestate has one)", source, number)
-            meta = _parse_meta(line[len(META_PREFIX) :], source, number)
+                raise InputError("a second #meta line (a queuestate has one)", source, base + number)
+            meta = _parse_meta(line[len(META_PREFIX) :], source, base + number)
             default = CoresSpec.parse(meta.cores)
             proto = Task(-1, "", default.count, default.kind == "node")
             plain = needs_key(proto)
@@ -197,20 +199,31 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
             continue
         if line in STATES:
             section = line
-            if section == QUEUED and meta is not None and default.kind != "file":
-                number = _read_queued_section(lines, number, ids, commands, numbers)
+            if body is not None and number == len(lines):  # the queued header cut off before its lines
+                count = body.count("\n") + 1
+                if meta is not None and default.kind != "file" and _read_queued(body, count, ids, commands, numbers):
+                    lines, base, number = tail.split("\n"), base + number + count, 0
+                else:  # read its lines one by one, and name a bad one
+                    lines = lines + body.split("\n") + tail.split("\n")
+                body = None
             continue
         if section is None:
             raise InputError(
                 f"task line before any of the sections {', '.join(STATES)}: not a queuestate file",
                 source,
-                number,
+                base + number,
             )
         rec = _parse_common_line(line, section, default) if meta is not None else None
         if rec is None:  # anything else, and every line that is not quite right, gets the full reading
             gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
             rec = _parse_task_line(
-                line, section, default, from_pylauncher=meta is None, gpu_sweep=gpu_sweep, source=source, number=number
+                line,
+                section,
+                default,
+                from_pylauncher=meta is None,
+                gpu_sweep=gpu_sweep,
+                source=source,
+                number=base + number,
             )
         task = rec.task
         ids.append(task.id)
@@ -233,22 +246,31 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
 _QUEUED_SECTION = re.compile(r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (\S(?:[^\n]*\S)?)$", re.MULTILINE)
 
 
-def _read_queued_section(lines: list[str], first: int, ids: list[int], commands: list[str], numbers: array) -> int:
-    """Read the queued section that starts at index ``first`` of ``lines`` in one pass, when every
-    line of it has the common shape; returns the index to go on from (``first`` when it did not:
-    then the lines are read one by one, and a bad one is named)."""
-    try:
-        end = lines.index(RUNNING, first)  # (our snapshots write the four sections in order)
-    except ValueError:
-        return first
-    block = "\n".join(lines[first:end])
-    found = _QUEUED_SECTION.findall(block) if "\0" not in block else []
-    if len(found) != end - first:
-        return first
+def _cut_queued(text: str) -> tuple[str, str | None, str]:
+    """``text`` cut around the lines of its queued section: up to and including the ``queued``
+    header, its lines, and from the ``running`` header on (body None when there is no such cut:
+    no queued section, an empty one, or not in our order).  At a million tasks the queued lines
+    are nearly the whole file: they are then read in one pass and never split into lines."""
+    begin = text.find(f"\n{QUEUED}\n")
+    if begin < 0:
+        return text, None, ""
+    first = begin + len(QUEUED) + 2
+    end = text.find(f"\n{RUNNING}\n", first - 1)
+    if end < first:
+        return text, None, ""
+    return text[: first - 1], text[first:end], text[end + 1 :]
+
+
+def _read_queued(body: str, count: int, ids: list[int], commands: list[str], numbers: array) -> bool:
+    """Read the ``count`` lines of a queued section in one pass, when every one has the common shape;
+    False (nothing read) when one does not: they are then read one by one, and a bad one named."""
+    found = _QUEUED_SECTION.findall(body) if "\0" not in body else []
+    if len(found) != count:
+        return False
     ids.extend(map(int, map(itemgetter(0), found)))  # (map and itemgetter: loops in C)
     numbers.extend(map(int, map(itemgetter(1), found)))
     commands.extend(map(itemgetter(2), found))
-    return end
+    return True
 
 
 def _table(

@@ -361,6 +361,31 @@ def test_a_bad_line_amid_a_large_queued_section_is_named_by_its_line(bad: str, p
     assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("section", "bad", "problem"),
+    [
+        ("completed", "20 line=21 exit=zero: ./prog 20", "task 20: exit must be a whole number"),
+        ("failed", "x: ./prog", "task id must be"),
+    ],
+)
+def test_a_bad_line_after_a_large_queued_section_read_in_one_pass_is_named_by_its_line(section, bad, problem):
+    """The queued lines are read without splitting them into lines: what comes after still has its number."""
+    lines = big_snapshot().split("\n")
+    number = lines.index(section) + 1
+    lines.insert(number, bad)
+    with pytest.raises(InputError) as info:
+        parse("\n".join(lines), "qs", ONE)
+    assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
+
+
+def test_a_second_meta_line_after_the_queued_section_is_named_by_its_line():
+    lines = big_snapshot().split("\n")
+    number = lines.index("completed")
+    lines.insert(number, META)
+    with pytest.raises(InputError, match=rf"^qs:{number + 1}: a second #meta line"):
+        parse("\n".join(lines), "qs", ONE)
+
+
 def test_a_queued_line_with_its_own_needs_amid_the_common_ones_is_kept():
     text = big_snapshot().replace("\n1500 line=1501: ./prog 1500\n", "\n1500 line=1501 cores=4: ./prog 1500\n")
     table = parse(text, "qs", ONE).ledger.tasks
