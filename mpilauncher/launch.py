@@ -106,6 +106,8 @@ class Plan:
     resumed_from: Path | None
     #: Lines for the start-up block (e.g. that an unfinished run of this sweep is continued).
     notes: list[str] = field(default_factory=list)
+    #: A resume: the queued lines of the queuestate as read, for the first snapshot to copy from.
+    earlier_queued: str = ""
 
 
 @dataclass(slots=True)
@@ -169,6 +171,7 @@ def plan_from_queuestate(config: Config) -> Plan:
     elif not config.force_resume:
         check_commandlines_unchanged(meta, source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
+    plan.earlier_queued = loaded.queued_text
     mark_mpi_tasks(plan, config)
     return plan
 
@@ -824,8 +827,10 @@ def _run_locked(
 
     nodes = nodes_from_hellos(hellos)
     store = StateStore(
-        plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes
-    )
+        plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes,
+        earlier_queued=plan.earlier_queued,
+    )  # fmt: skip
+    plan.earlier_queued = ""  # (the store drops it after its first snapshot)
     try:
         store.open(time.time())
         joblog = Joblog(workdir / "joblog", nodes)

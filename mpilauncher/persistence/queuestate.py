@@ -95,12 +95,15 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
     return " ".join(parts)
 
 
-def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
+def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_queued: str = "") -> str:
     """The snapshot text for ``ledger``.
 
     A task that only waits in the queue, with the sweep's default needs, is written straight from
     the table's columns (``7 line=8: cmd``): at a million tasks most lines are that, and the first
-    snapshot is written before the first task may start.
+    snapshot is written before the first task may start.  ``earlier_queued``: the queued lines of
+    the snapshot the table was read from (:attr:`LoadedState.queued_text`); a long run of tasks
+    still queued is copied from it as it stands instead of formatted again (a resume's first
+    snapshot, before its first start: a million lines are ~0.3 s of f-strings).
     """
     table = ledger.tasks
     fixed = default_cores.count if default_cores.kind == "fixed" else None
@@ -112,16 +115,24 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
     told = {rec.id: rec for rec in ledger.told()}
     overrides = table.overrides
     ids = table.ids
+    copied = 0  # queued lines copied from earlier_queued, as len(copies) entries of ``queued``
+    copies = 0
     if plain and isinstance(ids, range):  # (a table by id: runs of plain queued tasks between the others)
         others = sorted(told.keys() | overrides.keys())
         commands, numbers = table.commands, table.lines
+        earlier = _EarlierLines(earlier_queued, commands, numbers)
         begin = 0
         for end in [*others, len(ids)]:
             if end > begin:  # (none between two neighbours: a sweep well under way has many)
-                queued.extend(
-                    f"{i} line={n}: {c}" if n else f"{i}: {c}"
-                    for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
-                )
+                chunk = earlier.lines(begin, end) if end - begin >= COPY_AT_LEAST else None
+                if chunk is not None:
+                    queued.append(chunk)
+                    copied, copies = copied + end - begin, copies + 1
+                else:
+                    queued.extend(
+                        f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                        for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
+                    )
             if end < len(ids):
                 rec = told.get(end) or TaskRecord(table[end])
                 by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
@@ -136,7 +147,9 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec) -> str:
             if rec is None:
                 rec = TaskRecord(table[task_id])
             by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
-    counts = ", ".join(f"{len(v)} {k}" for k, v in by_state.items())
+    sizes = {state: len(lines) for state, lines in by_state.items()}
+    sizes[QUEUED] += copied - copies
+    counts = ", ".join(f"{size} {state}" for state, size in sizes.items())
     lines = [
         f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.",
         "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).",
@@ -159,6 +172,9 @@ class LoadedState:
     meta: StateMeta
     from_pylauncher: bool
     default_cores: CoresSpec
+    #: The queued section's lines as read, when they were read in one pass (else ""): the next
+    #: snapshot copies the runs of them that are still queued (see :func:`render`).
+    queued_text: str = ""
 
 
 def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedState:
@@ -180,6 +196,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     proto = Task(-1, "", default.count, default.kind == "node")
     plain = needs_key(proto)
     head, body, tail = _cut_queued(text)
+    queued_text = ""
     lines = text.split("\n") if body is None else head.split("\n")
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     number = 0  # the line number of lines[i] is i + 1 + base
@@ -201,8 +218,12 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
             section = line
             if body is not None and number == len(lines):  # the queued header cut off before its lines
                 count = body.count("\n") + 1
+                read_before = len(ids)
                 if meta is not None and default.kind != "file" and _read_queued(body, count, ids, commands, numbers):
                     lines, base, number = tail.split("\n"), base + number + count, 0
+                    queued_ids = ids[read_before:]
+                    if queued_ids == sorted(queued_ids):  # (ours always are; copied from, they must be)
+                        queued_text = body
                 else:  # read its lines one by one, and name a bad one
                     lines = lines + body.split("\n") + tail.split("\n")
                 body = None
@@ -239,11 +260,65 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
     table = _table(ids, commands, numbers, proto, overrides, source, text)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
-    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default)
+    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, queued_text)
 
 
 #: Our queued section, every line of the common shape (a command is written stripped), in one pass.
 _QUEUED_SECTION = re.compile(r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (\S(?:[^\n]*\S)?)$", re.MULTILINE)
+
+
+#: A run of queued tasks shorter than this is formatted, not looked for in the earlier text.
+COPY_AT_LEAST = 256
+
+
+class _EarlierLines:
+    """The queued lines of an earlier snapshot of the same table, to copy runs of them from.
+
+    The lines are in id order and were read by the one-pass pattern, so the table's columns hold
+    exactly what they say: a run of ids ``begin..end-1`` may be copied when the text has the line of
+    ``begin`` and, ``end - begin - 1`` lines further, the line of ``end - 1`` (ids in order and each
+    once: then every id between is there), and both read as the table would write them now.
+    Runs are asked for in id order, so the text is searched from where the last one ended.
+    """
+
+    __slots__ = ("text", "at", "commands", "numbers")
+
+    def __init__(self, text: str, commands, numbers) -> None:
+        self.text, self.at, self.commands, self.numbers = text, 0, commands, numbers
+
+    def lines(self, begin: int, end: int) -> str | None:
+        """The text of the lines of ids ``begin..end-1`` (without the last newline); None if it is not there."""
+        text = self.text
+        if not text:
+            return None
+        first = self._line_of(begin, self.at)
+        if first < 0:
+            return None
+        last = self._line_of(end - 1, first)
+        if last < 0:
+            return None
+        stop = text.find("\n", last)
+        stop = len(text) if stop < 0 else stop
+        if text.count("\n", first, stop) != end - begin - 1:
+            return None
+        closing = self._line(end - 1)
+        if not (text.startswith(self._line(begin) + "\n", first) and stop - last == len(closing)):
+            return None
+        if not text.startswith(closing, last):
+            return None
+        self.at = stop
+        return text[first:stop]
+
+    def _line(self, task_id: int) -> str:
+        return f"{task_id} line={self.numbers[task_id]}: {self.commands[task_id]}"
+
+    def _line_of(self, task_id: int, start: int) -> int:
+        """Where the line of ``task_id`` begins, from ``start`` on; -1 if it is not there."""
+        text, key = self.text, f"{task_id} line="
+        at = text.find(key, start)
+        while at > 0 and text[at - 1] != "\n":  # (inside another line: a command may say "7 line=")
+            at = text.find(key, at + 1)
+        return at
 
 
 def _cut_queued(text: str) -> tuple[str, str | None, str]:

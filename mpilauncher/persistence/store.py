@@ -49,8 +49,12 @@ class StateStore(Observer):
         default_cores: CoresSpec,
         fsync_interval: float,
         nodes: Mapping[int, Node] | None = None,
+        earlier_queued: str = "",
     ) -> None:
+        """``earlier_queued``: a resume's queued lines as read (:attr:`LoadedState.queued_text`), for
+        the first snapshot to copy from (see :func:`queuestate.render`); dropped once it is written."""
         self.path = path
+        self._earlier_queued = earlier_queued
         self.nodes: Mapping[int, Node] = nodes or {}
         self.ledger = ledger
         self.meta = meta
@@ -110,7 +114,8 @@ class StateStore(Observer):
         began = time.monotonic()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
-        atomic_write(self.path, queuestate.render(self.ledger, self.meta, self.default_cores))
+        atomic_write(self.path, queuestate.render(self.ledger, self.meta, self.default_cores, self._earlier_queued))
+        self._earlier_queued = ""
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
         self._dirty = False

@@ -397,3 +397,79 @@ def test_pylauncher_ids_with_holes_keep_a_position_each():
     ledger = parse(text, "qs", ONE).ledger
     assert sorted(ledger.tasks.ids) == [3, 7, 40] and ledger.tasks[40].command == "./c"
     assert 5 not in ledger.records and ledger.ids_in(QUEUED) == [7, 3]
+
+
+# -- a resume's first snapshot copies the runs of queued lines still queued ----------------
+def resumed(tasks: int, seed: int, commands=None) -> tuple[queuestate.LoadedState, StateMeta]:
+    """A snapshot taken mid-sweep, read back, then what a resume does before its first snapshot:
+    the journal's starts and ends replayed, the running requeued.  Tasks start roughly in file
+    order, as they do: long runs stay queued between the ones with a story."""
+    import random
+
+    rng = random.Random(seed)
+    lines = commands or [f"./prog {i}" for i in range(tasks)]
+    ledger = Ledger(parse_commandlines("\n".join(lines), "cmds", ONE))
+    done = tasks // 5
+    for task_id in [*range(done), *rng.sample(range(done, tasks), 40)]:  # the first run
+        ledger.started(task_id, "c1", (0,), 1764072000.0)
+        if rng.random() < 0.95:
+            ledger.finished(task_id, rng.choice((0, 0, 0, 2)), 1764072000.0, 1.0)
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    loaded = parse(render(ledger, meta, ONE), "qs", ONE)
+    assert loaded.queued_text, "read in one pass: kept to copy from"
+    journal = [*range(done, done + tasks // 10), *rng.sample(range(tasks), 60), tasks - 1]
+    for task_id in journal:
+        if loaded.ledger.state(task_id) == QUEUED:
+            loaded.ledger.started(task_id, "c2", (1,), 1764072100.0)
+            if rng.random() < 0.8:
+                loaded.ledger.finished(task_id, 0, 1764072100.0, 2.0)
+    loaded.ledger.requeue(loaded.ledger.to_run())
+    return loaded, meta
+
+
+def copying(monkeypatch) -> list[int]:
+    """How many lines each copied run had (the test sees that copying happened at all)."""
+    runs: list[int] = []
+    lines = queuestate._EarlierLines.lines
+
+    def counted(self, begin: int, end: int):
+        text = lines(self, begin, end)
+        if text is not None:
+            runs.append(end - begin)
+        return text
+
+    monkeypatch.setattr(queuestate._EarlierLines, "lines", counted)
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_resumes_first_snapshot_copied_from_the_lines_read_is_the_snapshot_formatted_anew(seed: int, monkeypatch):
+    loaded, meta = resumed(20_000, seed)
+    fresh = render(loaded.ledger, meta, ONE)
+    runs = copying(monkeypatch)
+    copied = render(loaded.ledger, meta, ONE, loaded.queued_text)
+    assert copied == fresh
+    assert sum(runs) > 5_000, runs
+    again = parse(copied, "qs", ONE).ledger
+    assert again.counts() == loaded.ledger.counts()
+
+
+def test_lines_that_only_look_like_another_tasks_line_are_not_copied_from(monkeypatch):
+    """A command may say "12 line=13: ..." itself: only a line that begins so is task 12's."""
+    commands = [f"echo {i + 1} line={i + 2}: {i} line={i + 1}: x" for i in range(20_000)]
+    loaded, meta = resumed(20_000, 7, commands)
+    fresh = render(loaded.ledger, meta, ONE)
+    runs = copying(monkeypatch)
+    assert render(loaded.ledger, meta, ONE, loaded.queued_text) == fresh and sum(runs) > 5_000
+
+
+def test_a_queued_section_out_of_order_is_not_copied_from():
+    """Hand-edited: ids 0..n-1 in any order still load; but a run copied from such text could bring
+    another task's line along, so it is formatted anew."""
+    text = big_snapshot()
+    lines = text.split("\n")
+    a, b = lines.index("100 line=101: ./prog 100"), lines.index("2000 line=2001: ./prog 2000")
+    lines[a], lines[b] = lines[b], lines[a]
+    loaded = parse("\n".join(lines), "qs", ONE)
+    assert loaded.queued_text == "" and loaded.ledger.state(100) == QUEUED
+    assert render(loaded.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == text
