@@ -1,7 +1,7 @@
 """Past one master: sub-masters per group of nodes, simulated at up to a million cores.
 
-One master takes some 64,000 task ends a second (``master_ceiling.py``), so it keeps about
-64,000 cores busy with tasks of one second.  Past that, a two-level design: a *top master*
+One master takes some 86,000 task ends a second (``master_ceiling.py``, 2026-12-01), so it keeps
+about 86,000 cores busy with tasks of one second.  Past that, a two-level design: a *top master*
 holds the sweep's task ids and hands them out in chunks (ranges of ids) to ``G``
 *sub-masters*, each running the real :class:`~mpilauncher.core.scheduler.Scheduler` over its
 own group of nodes and writing its own journal segment; the top master journals only the
