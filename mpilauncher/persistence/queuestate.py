@@ -115,7 +115,7 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
     told = {rec.id: rec for rec in ledger.told()}
     overrides = table.overrides
     ids = table.ids
-    copied = 0  # queued lines copied from earlier_queued, as len(copies) entries of ``queued``
+    copied = 0  # queued lines copied from earlier_queued, in ``copies`` entries of ``queued``
     copies = 0
     if plain and isinstance(ids, range):  # (a table by id: runs of plain queued tasks between the others)
         others = sorted(told.keys() | overrides.keys())
