@@ -558,7 +558,7 @@ class Scheduler:
         if standby is None:
             self._bare[shape].pop(tid, None)  # (a task with a standby behind it is not bare)
             return shape, None
-        follower = standby.task_id
+        follower = standby.task_id  # (what _unlink does, with the follower entry already popped above)
         del self.waiting[follower]
         self._standby_of[shape].pop(follower, None)
         self.running[follower] = standby

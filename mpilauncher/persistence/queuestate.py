@@ -301,10 +301,7 @@ class _EarlierLines:
         stop = len(text) if stop < 0 else stop
         if text.count("\n", first, stop) != end - begin - 1:
             return None
-        closing = self._line(end - 1)
-        if not (text.startswith(self._line(begin) + "\n", first) and stop - last == len(closing)):
-            return None
-        if not text.startswith(closing, last):
+        if not text.startswith(self._line(begin) + "\n", first) or text[last:stop] != self._line(end - 1):
             return None
         self.at = stop
         return text[first:stop]

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 #: Net allocations between collections of the young generation during a run (CPython's default: 700).
 YOUNG = 10_000
 #: The old generation's threshold during a run: collections of the middle generation before a full
-#: one.  One is counted each ~7,000 net allocations, so this is never reached.
+#: one.  One is counted each ~YOUNG x 10 (CPython's middle threshold) net allocations, so this is
+#: never reached.
 NEVER = 2**30
 
 
