@@ -141,7 +141,7 @@ def test_mpi_tasks_never_stand_by():
 
 
 # -- randomized: a node that starts standbys on ends and answers retracts ---------
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_random_simulation_with_standby(seed):
     rng = random.Random(seed)
     nodes = [rng.choice([2, 4, 8]) for _ in range(12)]
@@ -155,6 +155,7 @@ def test_random_simulation_with_standby(seed):
     runs = dict.fromkeys(range(len(tasks)), 0)
     alive = set(range(len(nodes)))
     pending: list = []  # answers the node sends on its next report
+    asked: set[int] = set()  # standbys asked back since they were last sent
     done = 0
 
     def run(tid: int) -> None:
@@ -168,6 +169,7 @@ def test_random_simulation_with_standby(seed):
         for action in actions:
             if isinstance(action, Start):
                 assert action.node in alive
+                asked.discard(action.task_id)
                 if action.after is None:
                     run(action.task_id)
                 elif action.after in running_on_node:
@@ -177,6 +179,10 @@ def test_random_simulation_with_standby(seed):
                     running_on_node.add(action.task_id)
                     continue
             elif isinstance(action, Retract):
+                # asked back once a send, and only while it waits (a task sent ahead again is in the
+                # scheduler's line twice until the head passes the earlier entry)
+                assert action.task_id not in asked and sched.status[action.task_id] == STANDBY, action
+                asked.add(action.task_id)
                 standby_of = {t: p for p, t in behind.items()}
                 if action.task_id in standby_of:
                     del behind[standby_of[action.task_id]]
@@ -235,3 +241,51 @@ def test_a_standby_stuck_behind_a_long_task_is_asked_back_after_four_rounds():
     actions = step(sched, TaskFinished(short, 0))
     fast = next(a.task_id for a in actions if isinstance(a, Promoted))
     assert Start(0, 2, (1,), after=fast) in actions  # next in line behind the fast core
+
+
+def test_a_task_sent_ahead_again_is_asked_back_once_and_only_while_it_waits():
+    """A standby promoted, failed and retried is sent ahead again while the entry of its first send is
+    still in its shape's line (behind an older standby): it is asked back at most once for that send,
+    and only while it waits."""
+    sched = standby(*[1] * 60, retries=1)
+    step(sched, *join(3))  # 0, 1, 2 run; 3 waits behind 0, 4 behind 1, 5 behind 2
+    step(sched, TaskFinished(2, 0))  # 5 promoted (its entry stays in the line, behind 3's); 6 behind 5
+    actions = step(sched, TaskFinished(5, 1))  # 5 fails: retried, 6 promoted, 5 sent ahead again behind 6
+    assert any(isinstance(a, Retried) and a.task_id == 5 for a in actions)
+    assert sched.status[5] == STANDBY and sched.waiting[5].after == 6
+    retracts: list[int] = []
+    short = 1  # 0 and 6 run on; core 1 cycles, so the standbys behind 0 and 6 grow old
+    for _ in range(30):
+        actions = step(sched, TaskFinished(short, 0))
+        for action in actions:
+            if isinstance(action, Retract):
+                assert sched.status[action.task_id] == STANDBY and action.task_id not in retracts, action
+                retracts.append(action.task_id)
+        for tid in retracts:
+            if tid in sched.waiting:
+                step(sched, Retracted(tid))
+        short = next(t for t, start in sched.running.items() if start.core_ids == (1,))
+    assert 3 in retracts and 5 in retracts, retracts  # both asked back, once each
+
+
+def test_the_standby_line_skips_what_was_asked_back_or_left_and_keeps_the_order_of_sends():
+    from mpilauncher.core.scheduler import _StandbyLine
+
+    waiting = dict.fromkeys((10, 11, 12, 13))  # (the scheduler's map: standby -> its Start)
+    line = _StandbyLine(waiting)  # type: ignore[arg-type]
+    for ends, tid in enumerate((10, 11, 12, 13)):
+        line.add(tid, ends)
+    assert line.oldest() == 10 and line.sent[0] == 0
+    assert line.ask(11) and not line.ask(11)  # asked back from the middle: once
+    del waiting[10]  # promoted: it leaves without a word to the line
+    assert line.oldest() == 12 and line.sent[0] == 2 and not line.holds(11)
+    assert line.ask_oldest() == 12 and line.ask_oldest() == 13 and line.ask_oldest() is None and not line
+    line.left(11)  # its node answered: it waits no more
+    del waiting[11]
+    waiting[11] = None  # and it is sent ahead again
+    line.add(11, 12)
+    assert line.oldest() == 11 and line.sent[0] == 12 and line.ask_oldest() == 11 and not line.holds(11)
+    assert line.asked == {11, 12, 13}
+    for tid in (11, 12, 13):
+        line.left(tid)
+    assert not line.asked
