@@ -31,10 +31,10 @@ from mpilauncher.core.ledger import Ledger  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.stats import FinalStatistics  # noqa: E402
 from mpilauncher.core.tasks import CoresSpec, Task  # noqa: E402
-from mpilauncher.launch import close_observers  # noqa: E402
 from mpilauncher.persistence.queuestate import StateMeta  # noqa: E402
 from mpilauncher.persistence.store import StateStore  # noqa: E402
 from mpilauncher.protocol import Completions, Ended, Hello, StartTasks  # noqa: E402
+from mpilauncher.rank0 import close_observers  # noqa: E402
 from mpilauncher.report.joblog import Joblog  # noqa: E402
 from mpilauncher.report.latency import DispatchLatencies  # noqa: E402
 from mpilauncher.runtime.heap import young_collections_only  # noqa: E402
@@ -133,7 +133,7 @@ def run(nodes: int, cores: int, tasks: int, workdir: Path) -> dict[str, float]:
     master = Master(timer, transport, node_map, observers, delay=1.0, grace=0.0, stop=StopRequest())  # type: ignore[arg-type]
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
-    with young_collections_only():  # as launch.py runs the master
+    with young_collections_only():  # as rank0.py runs the master
         outcome = master.run()
     close_observers(observers, time.time(), outcome.elapsed)
     wall = time.perf_counter() - began

@@ -486,7 +486,7 @@ def simulate(config: Configuration, design: Design, calibration: Calibration, se
     requests = [(0.0, g) for g in range(groups)]  # every sub-master asks at the start
     # The cyclic GC off while simulating: a full collection walks every object alive, the simulation's own
     # hundreds of thousands of events in flight included, and would be charged to whichever handle call it
-    # interrupts.  (The launcher freezes its long-lived objects for the same reason: see launch.py.)
+    # interrupts.  (The launcher freezes its long-lived objects for the same reason: see rank0.py.)
     gc.disable()
     try:
         while requests:  # in the order they were sent: the top master serves them in that order

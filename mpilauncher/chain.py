@@ -3,7 +3,7 @@
 Jobs end by time limit more often than by finishing, and a resume is one more
 job to submit by hand.  Two ways to let one job script serve the first run and
 every continuation (the launcher continues an unfinished run of the same
-commandlines by itself, see ``launch.make_plan``):
+commandlines by itself, see ``rank0.make_plan``):
 
 - ``python -m mpilauncher chain -n K [sbatch options] SCRIPT`` on the login
   node submits K jobs at once (TACC and other centres allow ``sbatch`` only

@@ -16,8 +16,6 @@ from mpilauncher import __version__, log
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, DEFAULT_POLL_INTERVAL, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
-from mpilauncher.persistence.lock import process_start
-from mpilauncher.persistence.store import describe_state
 
 #: make_config's settings whose name here is not simply ``--setting-with-dashes``.
 FLAGS = {"beat_timeout": "--agent-timeout", "commandlines": "the commandlines file"}
@@ -299,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 def process_began() -> float:
     """``time.monotonic()`` at this process's start: --max-runtime counts the interpreter's start-up too."""
     try:
+        from mpilauncher.persistence.lock import process_start
+
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - process_start(os.getpid()) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return time.monotonic()
@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.status:
+            from mpilauncher.persistence.store import describe_state
+
             print(describe_state(Path(args.status)), end="")
             return 0
         config = make_config(

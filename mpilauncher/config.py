@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
-from mpilauncher.report.progress import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
-from mpilauncher.report.progress import MODES as PROGRESS_MODES
-from mpilauncher.report.trace import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
+from mpilauncher.report.words import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
+from mpilauncher.report.words import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
+from mpilauncher.report.words import MODES as PROGRESS_MODES
 
 DEFAULT_DELAY = 0.5
 DEFAULT_QUEUESTATE = "queuestate"

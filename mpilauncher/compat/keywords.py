@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from mpilauncher.config import DEFAULT_DELAY
 from mpilauncher.core import limits
-from mpilauncher.report.trace import DEBUG_WORDS
+from mpilauncher.report.words import DEBUG_WORDS
 
 
 @dataclass

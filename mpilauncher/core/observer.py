@@ -3,7 +3,7 @@
 The master hands every fact that :meth:`Scheduler.handle` returns to each
 registered observer, in the order the facts happened, and tells them when a
 loop turn ends and when the run is over.  A new consumer (a progress line,
-a report) is one new class registered in ``launch.py``; the loop does not
+a report) is one new class registered in ``rank0.py``; the loop does not
 change.  Every hook does nothing by default, and the master calls only the
 hooks an observer overrides, so an observer pays only for what it reads.
 

@@ -7,7 +7,7 @@ backend starts it, tells when it ends, signals or stops it.  Two backends exist:
 default) and :class:`~mpilauncher.execution.processes.ProcessRunner` (in the
 agent's own process: ``MPILAUNCHER_EXECUTOR=inline``, or where no executor
 process can start).  A third runs each task as a Slurm job (PyLauncher's
-SubmitLauncher): :class:`~mpilauncher.submit.backend.SlurmJobs`, which launch.py
+SubmitLauncher): :class:`~mpilauncher.submit.backend.SlurmJobs`, which rank0.py
 gives the agent for ``--submit``; nothing above the agent changes.
 """
 

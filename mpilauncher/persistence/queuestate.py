@@ -426,7 +426,7 @@ def _pool(value: object) -> dict[str, int]:
 
 #: Every #meta key the launcher reads, and how its value is checked (the others are kept as
 #: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
-#: their GPUs' share of the cores, not cores asked for) are facts of the sweep that launch.py
+#: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
 #: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against).
 _META_CHECKS = {

@@ -36,11 +36,9 @@ from typing import TextIO
 from mpilauncher import log
 from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.observer import Observer
+from mpilauncher.report.words import DEFAULT_INTERVAL as DEFAULT_INTERVAL  # noqa: E402  (where they were)
+from mpilauncher.report.words import MODES as MODES  # noqa: E402
 
-#: ``--progress``: auto (a live line on a terminal, status lines elsewhere), bar, lines, off.
-MODES = ("auto", "bar", "lines", "off")
-#: Seconds between two status lines in a batch log, by default.
-DEFAULT_INTERVAL = 60.0
 #: Seconds between two redraws of the live line.
 LIVE_INTERVAL = 0.5
 #: The rate (and so the ETA) is measured over this many seconds of the run, at most: recent enough to

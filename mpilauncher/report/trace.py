@@ -26,22 +26,9 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
-
-#: PyLauncher's debug words and what each does here (None: nothing; accepted so scripts run unchanged).
-#: As in PyLauncher, a word counts wherever it occurs in the debug string: "jobs" means job.
-DEBUG_WORDS: dict[str, str | None] = {
-    "job": "the trace: a `tick N` block with the queue every `delay` seconds",
-    "host": "the trace, plus each node's busy cores and which task runs on which",
-    "queue": "the trace (as `job`)",
-    "task": "each task's start (where, which command) and end (how, after how long), on stderr",
-    "exec": "as `task`",
-    "command": "as `task`",
-    "cmd": "as `task`",
-    "ssh": None,
-}
-KNOWN_DEBUG = frozenset(DEBUG_WORDS)
-#: The words that ask for each task's start and end (``TaskLog``), as PyLauncher's did.
-TASK_WORDS = frozenset({"task", "exec", "command", "cmd"})
+from mpilauncher.report.words import DEBUG_WORDS as DEBUG_WORDS  # noqa: E402  (where they were)
+from mpilauncher.report.words import KNOWN_DEBUG as KNOWN_DEBUG  # noqa: E402
+from mpilauncher.report.words import TASK_WORDS as TASK_WORDS  # noqa: E402
 
 
 class Trace(Observer):

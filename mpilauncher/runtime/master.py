@@ -36,7 +36,6 @@ ends of its node that the same signal caused.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -71,9 +70,10 @@ from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer, overrides
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
-from mpilauncher.errors import EXIT_SIGNAL_BASE, EXIT_STOPPED, LauncherFailure, ProtocolError
+from mpilauncher.errors import LauncherFailure, ProtocolError
 from mpilauncher.execution.starters import Segment
 from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
+from mpilauncher.runtime.stop import STOP_SIGNALS, StopRequest
 
 
 def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
@@ -91,8 +91,7 @@ def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
 #: than a failure.  Without a stop it is an ordinary end (someone's own kill), only that much later.
 #: A shell's exit status 128+N counts too: Slurm signals the processes of a step one by one, so the
 #: shell of ``sleep 1 && echo`` may see its child die of the signal and exit 138 before its own turn.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-STOP_DEATHS = frozenset([-s for s in _STOP_SIGNALS] + [128 + s for s in _STOP_SIGNALS])
+STOP_DEATHS = frozenset([-s for s in STOP_SIGNALS] + [128 + s for s in STOP_SIGNALS])
 SUSPECT_WAIT = 2.0
 
 
@@ -104,63 +103,6 @@ class Outcome:
     interrupted: str | None
     elapsed: float
     failure: str | None = None
-
-
-class StopRequest:
-    """Why the run must end early: a signal (set from its handler, or passed on by another rank) or a deadline.
-
-    The loop checks it every turn; a deadline (``--max-runtime``, or the
-    Slurm job's end less a margin) also bounds how long the loop sleeps.
-    Every rank of an MPI run holds one from its start: a signal handler only
-    sets :attr:`signum` (no MPI call, no I/O), the rank's loop acts on it.
-    """
-
-    def __init__(self, deadline: float | None = None, deadline_reason: str = "", deadline_name: str = "") -> None:
-        self.signum: int | None = None
-        self.origin = ""  # where a signal passed on by another rank arrived, e.g. "rank 2 on c102"
-        self.deadline = deadline  # time.monotonic() value
-        self.deadline_reason = deadline_reason  # why the run stops there: "reached --max-runtime of 60 s"
-        self.deadline_name = deadline_name or "the deadline"  # what it is: "--max-runtime", "the job's time limit"
-        self.expired = False
-
-    def __call__(self, signum: int, _frame: object) -> None:
-        if self.signum is None:
-            self.signum = signum
-
-    def relayed(self, signum: int, origin: str) -> None:
-        """Another rank was signalled: stop as if the signal had reached this one (the first signal counts)."""
-        if self.signum is None:
-            self.signum, self.origin = signum, origin
-
-    def limit(self, deadline: float | None, reason: str, name: str = "") -> None:
-        """Set the deadline once the run's limits are known (the handler may already be in place)."""
-        self.deadline, self.deadline_reason = deadline, reason
-        self.deadline_name = name or "the deadline"
-
-    def check(self, now: float) -> bool:
-        if self.deadline is not None and now >= self.deadline:
-            self.expired = True
-        return self.signum is not None or self.expired
-
-    def seconds_left(self, now: float) -> float:
-        return float("inf") if self.deadline is None else max(0.0, self.deadline - now)
-
-    @property
-    def reason(self) -> str | None:
-        if self.signum is not None:
-            where = f" (received by {self.origin})" if self.origin else ""
-            return f"stopped by {signal.Signals(self.signum).name}{where}"
-        return self.deadline_reason if self.expired else None
-
-    @property
-    def exit_status(self) -> int:
-        return EXIT_SIGNAL_BASE + self.signum if self.signum is not None else EXIT_STOPPED
-
-    @property
-    def signalled_by_user(self) -> bool:
-        """Stopped by Ctrl-C, SIGTERM or SIGHUP: someone ended the run (``scancel``), as opposed to a
-        deadline or the time limit's early warning (SIGUSR1): no continuation is wanted then."""
-        return self.signum is not None and self.signum != signal.SIGUSR1
 
 
 class Master:

@@ -182,7 +182,7 @@ class SlurmJobs:
             ) from None
 
     def prepare(self, plan, workdir: str | None = None) -> None:
-        """launch.py's hook for a submitted run, once the plan is read and before anything is written.
+        """rank0.py's hook for a submitted run, once the plan is read and before anything is written.
 
         ``plan`` is launch's Plan: its tasks become one slot each (their sizes are
         kept here), the submission's settings go into the queuestate (a plain

@@ -30,7 +30,7 @@ it has seen SHUTDOWN, and a message to a rank that is finalizing is an error
 Signals.  A stop signal may reach any rank: the starter forwards Ctrl-C and
 SIGTERM to all of them, Slurm signals every process of a step, a ``kill``
 reaches one.  Only rank 0 decides.  On the other ranks the signal handler just
-records it (see ``launch._SignalGuard``); the agent's or parked rank's loop
+records it (see ``runtime.stop.SignalGuard``); the agent's or parked rank's loop
 then sends SIGNALLED to rank 0, once, and goes on serving until SHUTDOWN, so
 every rank ends the way rank 0 decides, with its exit status.  An agent sends
 SIGNALLED before any end it reports after the signal: MPI keeps the order of

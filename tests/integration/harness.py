@@ -29,11 +29,11 @@ from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.core.stats import FinalStatistics, Statistics
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.execution.processes import Ended
-from mpilauncher.launch import close_observers
 from mpilauncher.persistence import journal
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, journal_path, load_state
 from mpilauncher.protocol import Completions, Hello, Message, Shutdown, Signalled, StartRequest, StartTasks
+from mpilauncher.rank0 import close_observers
 from mpilauncher.report import joblog
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.latency import DispatchLatencies
@@ -267,7 +267,7 @@ def run_sweep(
     extra: Iterable[Observer] = (),
     ledger: Ledger | None = None,
 ) -> RunRecord:
-    """One run of ``tasks`` on ``cluster``, as ``launch.py`` wires it, with the fakes' clock
+    """One run of ``tasks`` on ``cluster``, as ``rank0.py`` wires it, with the fakes' clock
     (``ledger``: the one the state store keeps, when the test wants to watch it)."""
     tasks = list(tasks)
     ledger = Ledger(tasks) if ledger is None else ledger

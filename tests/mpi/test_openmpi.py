@@ -110,7 +110,7 @@ def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanl
 @pytest.mark.parametrize("case", ["SIGUSR1 to mpirun", "SIGTERM to the agent rank only"])
 def test_a_stop_signal_under_open_mpi_stops_every_rank_cleanly(sweep_dir: Path, case: str) -> None:
     """mpirun forwards SIGUSR1 to every rank; a kill may reach one rank.  (mpirun ends the job
-    itself on Ctrl-C and SIGTERM, see launch.STOP_SIGNALS: nothing the ranks can change.)"""
+    itself on Ctrl-C and SIGTERM, see runtime/stop.py STOP_SIGNALS: nothing the ranks can change.)"""
     import collections
     import signal
     import time

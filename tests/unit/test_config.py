@@ -256,7 +256,7 @@ def test_max_runtime_counts_from_when_the_run_began_not_from_after_planning():
     """Issue 10.9: reading a million commandlines took 3-6 s that --max-runtime did not count."""
     import time
 
-    from mpilauncher.launch import run_deadline
+    from mpilauncher.rank0 import run_deadline
 
     began = time.monotonic() - 5.0
     deadline, reason, name = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began)

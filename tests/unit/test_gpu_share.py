@@ -1,4 +1,4 @@
-"""A GPU task's share of its node's cores (launch.give_gpus): below one core it takes no core slot (issue 12)."""
+"""A GPU task's share of its node's cores (rank0.give_gpus): below one core it takes no core slot (issue 12)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from mpilauncher.config import make_config
 from mpilauncher.core.ledger import Ledger
 from mpilauncher.core.tasks import CoresSpec, parse_commandlines
 from mpilauncher.execution.resources import Gpus
-from mpilauncher.launch import Plan, give_gpus
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.protocol import Hello
+from mpilauncher.rank0 import Plan, give_gpus
 
 
 def plan_of(text: str, cores: CoresSpec, extra: dict | None = None) -> Plan:

@@ -6,9 +6,10 @@ never a peer package of its own layer nor anything above::
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
-    runtime, config, relaunch, chain, submit, commands   the master and the agent (and its serving loop) beside
-                                                  it; report and output, which read a sweep
-    launch
+    runtime, config, relaunch, chain, submit, commands, result   the master and the agent (and its serving loop)
+                                                  beside it; report and output, which read a sweep; a run's result
+    rank0                      rank 0's part of a run: plan, master, report
+    launch                     which part this process plays (agent ranks never import rank0)
     cli
     compat
     mpilauncher (the package's __init__), __main__
@@ -33,7 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
-    ("runtime", "config", "relaunch", "chain", "submit", "commands"),
+    ("runtime", "config", "relaunch", "chain", "submit", "commands", "result"),
+    ("rank0",),
     ("launch",),
     ("cli",),
     ("compat",),
@@ -149,6 +151,24 @@ def test_the_command_line_does_not_load_the_pylauncher_layer_and_a_script_gets_e
         "assert not missing, missing; assert set(compat.__all__) <= set(dir(pylauncher));"
         "namespace = {}; exec('from mpilauncher import *', namespace);"
         "assert {'ClassicLauncher', 'RunResult', 'InputError'} <= set(namespace), sorted(namespace)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_agent_rank_does_not_load_rank_0s_modules():
+    """Every rank of an MPI job imports the command line before MPI starts, and the job starts when
+    the slowest has (benchmarks/dispatch.py: 65 ranks on 2 CPUs): what only rank 0 uses -- the plan,
+    the scheduler, the queuestate, the observers -- is imported by rank 0 alone (launch.py)."""
+    probe = (
+        "import sys, mpilauncher.cli, mpilauncher.launch, mpilauncher.runtime.serve, mpilauncher.transport.mpi;"
+        "mpilauncher.cli.process_began();"
+        "rank0 = ['mpilauncher.rank0', 'mpilauncher.core.scheduler', 'mpilauncher.core.events',"
+        " 'mpilauncher.runtime.master', 'mpilauncher.persistence.store', 'mpilauncher.persistence.queuestate',"
+        " 'mpilauncher.report.progress', 'mpilauncher.report.trace', 'mpilauncher.report.joblog',"
+        " 'mpilauncher.submit'];"
+        "loaded = [m for m in rank0 if m in sys.modules]; assert not loaded, loaded"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)

@@ -56,7 +56,7 @@ def test_find_unplaceable_names_gpu_shortage_first() -> None:
 
 # -- GPUs are the scarce resource: a GPU task's share of the cores may be below one core (issue 12) --------
 #
-# A GPU task with ``cores=0`` (launch.py gives it that when its GPUs' share of the node's cores is below
+# A GPU task with ``cores=0`` (rank0.py gives it that when its GPUs' share of the node's cores is below
 # one core) takes no core slot of its own: only its GPUs.  It is bound to one core slot of its node,
 # shared with other GPU tasks, and CPU tasks still find every core slot free.
 

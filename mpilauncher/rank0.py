@@ -1,0 +1,617 @@
+"""Rank 0's part of a run (and a single process's): check everything, then run, then report.
+
+Order matters for "bad input loses nothing": every input is read and checked
+(commandlines or queuestate, cores, workdir, the queuestate we would
+overwrite) *before* the first byte is written.  Only then is the workdir
+created, the first snapshot written and the first task started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from io import TextIOBase as TextIO
+from pathlib import Path
+
+from mpilauncher import __version__, chain, cluster, log, submit
+from mpilauncher.config import DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.observer import Observer
+from mpilauncher.core.scheduler import Scheduler, find_unplaceable
+from mpilauncher.core.stats import FinalStatistics, compute
+from mpilauncher.core.tasks import CoresSpec, TaskTable, parse_commandlines
+from mpilauncher.errors import (
+    EXIT_LAUNCHER_FAILED,
+    EXIT_OK,
+    EXIT_TASKS_FAILED,
+    InputError,
+    LauncherError,
+    LauncherFailure,
+)
+from mpilauncher.persistence.files import read_text
+from mpilauncher.persistence.lock import SweepLock
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore, load_state
+from mpilauncher.report import progress
+from mpilauncher.report.joblog import Joblog
+from mpilauncher.report.latency import DispatchLatencies
+from mpilauncher.report.summary import final_report, startup_lines
+from mpilauncher.report.tasklog import TaskLog
+from mpilauncher.report.trace import Trace
+from mpilauncher.result import RunResult
+from mpilauncher.runtime.agent import Agent
+from mpilauncher.runtime.heap import young_collections_only
+from mpilauncher.runtime.master import Master, nodes_from_hellos
+from mpilauncher.runtime.stop import SignalGuard, StopRequest
+from mpilauncher.transport.local import LocalTransport
+
+
+@dataclass(slots=True)
+class Plan:
+    """The checked inputs of a run."""
+
+    ledger: Ledger
+    to_run: TaskTable
+    meta: StateMeta
+    default_cores: CoresSpec
+    state_path: Path
+    resumed_from: Path | None
+    #: Lines for the start-up block (e.g. that an unfinished run of this sweep is continued).
+    notes: list[str] = field(default_factory=list)
+    #: A resume: the queued lines of the queuestate as read, for the first snapshot to copy from.
+    earlier_queued: str = ""
+
+
+def plan_from_commandlines(config: Config) -> Plan:
+    path = Path(config.commandlines)
+    given = config.commandlines_text is not None  # from Python: ``commandlines`` only names them
+    text = config.commandlines_text if given else read_text(path, "commandlines file")
+    tasks = parse_commandlines(text, str(path), config.cores, config.block, config.expected_time)
+    meta = StateMeta(
+        commandlines=config.commandlines if given else str(path.resolve()),
+        sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+        cores=str(config.cores),
+    )
+    if config.block > 1:
+        meta.extra["block"] = config.block
+    if config.expected_time == "file":  # the same file read without the prefixes is another sweep
+        meta.extra["expected_time"] = "file"
+    plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
+    mark_mpi_tasks(plan, config)
+    return plan
+
+
+def plan_from_queuestate(config: Config) -> Plan:
+    source = Path(config.resume)
+    loaded = load_state(source, config.cores)
+    ledger = loaded.ledger
+    to_run = ledger.to_run(config.rerun_failed)
+    if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
+        to_run = ledger.revise(to_run, expected=config.expected_time)
+    ledger.requeue(to_run)
+    meta = loaded.meta
+    if loaded.from_pylauncher:
+        meta.cores = str(config.cores)
+    elif not config.force_resume:
+        check_commandlines_unchanged(meta, source)
+    plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
+    plan.earlier_queued = loaded.queued_text
+    mark_mpi_tasks(plan, config)
+    return plan
+
+
+def state_target(config: Config) -> Path:
+    """Where this run keeps the sweep's state: ``--queuestate``, else the resumed file, else ./queuestate."""
+    return Path(config.queuestate or config.resume or DEFAULT_QUEUESTATE)
+
+
+def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
+    """Take the exclusive lock of every queuestate this run reads or writes (see persistence/lock.py).
+
+    Before anything is read: a plan read while another launcher still writes
+    the state could miss its last completions and run them again.
+    """
+    paths = [state_target(config)]
+    if config.resume and Path(config.resume).resolve() != paths[0].resolve():
+        paths.append(Path(config.resume))  # read here: nobody else may be writing it meanwhile
+    stack = contextlib.ExitStack()
+    try:
+        for path in paths:
+            lock = stack.enter_context(SweepLock(path, job_id))
+            lock.acquire(config.break_lock)
+            if lock.took_over is not None:
+                warn(f"{path}: took over the lock of a launcher that no longer runs ({lock.took_over.describe()})")
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def warn(text: str) -> None:
+    log.warning(text)
+
+
+def make_plan(config: Config, continuation: bool = False) -> Plan:
+    """The run's plan: a new sweep, a resume, or -- the same commandlines again over
+    a queuestate that holds an unfinished run of them -- that run continued.
+
+    ``continuation``: this is a later job of a chain (mpilauncher/chain.py): a
+    queuestate of the same sweep is continued even when it is finished (then
+    there is nothing left to run), never started over.
+    """
+    if not config.commandlines:
+        return plan_from_queuestate(config)
+    plan = plan_from_commandlines(config)
+    earlier = earlier_run_of(plan) if not config.start_over else None
+    if earlier is None or not (earlier[0] or continuation):
+        return plan
+    left, total = earlier
+    continued = plan_from_queuestate(dataclasses.replace(config, commandlines=None, resume=str(plan.state_path)))
+    if left:
+        continued.notes.append(
+            f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"
+            " completed): continuing it (start over with --start-over, start_over=True)"
+        )
+    return continued
+
+
+def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
+    """(tasks left, tasks) when the plan's queuestate holds a run of the same sweep, else None.
+
+    The same sweep: the same commandlines content (hash), cores and blocking.
+    Re-submitting the job script after a time limit then goes on where it
+    stopped instead of being refused or running everything again.
+    """
+    target = plan.state_path
+    if not target.is_file():
+        return None
+    try:
+        loaded = load_state(target, CoresSpec("fixed", 1))
+    except InputError:
+        return None  # check_state_target says what is wrong with it
+    meta = loaded.meta
+    same = (
+        not loaded.from_pylauncher
+        and meta.sha256 == plan.meta.sha256
+        and meta.cores == plan.meta.cores
+        and meta.extra.get("block", 1) == plan.meta.extra.get("block", 1)
+        and meta.extra.get("expected_time") == plan.meta.extra.get("expected_time")
+        and bool(meta.extra.get("mpi")) == bool(plan.meta.extra.get("mpi"))
+    )
+    return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
+
+
+def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
+    """Refuse to resume when the commandlines file changed since the sweep began.
+
+    Task numbers are positions in that file: after an edit, "task 7" may be
+    another command, and a resume would silently mix two sweeps.  (A missing
+    file is fine: the queuestate holds every command.)
+    """
+    path = Path(meta.commandlines) if meta.commandlines else None
+    if path is None or not meta.sha256:
+        return
+    try:
+        if not path.is_file():
+            return
+        current = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:  # (unreadable now: the queuestate holds every command)
+        return
+    if current != meta.sha256:
+        raise InputError(
+            f"the commandlines file {path} changed since this sweep began: task numbers may no longer match;"
+            " --force-resume resumes anyway with the commands the queuestate holds",
+            str(source),
+        )
+
+
+def mark_mpi_tasks(plan: Plan, config: Config) -> None:
+    """IbrunLauncher / --mpi: every task is an MPI program (remembered for resume)."""
+    if not (config.mpi or plan.meta.extra.get("mpi")):
+        return
+    plan.meta.extra["mpi"] = True
+    plan.to_run = plan.ledger.revise(plan.to_run, mpi=True)
+
+
+def check_state_target(plan: Plan, start_over: bool = False) -> None:
+    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep
+    (unless told to start over: then it is overwritten)."""
+    target = plan.state_path
+    if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
+        return
+    if not target.exists():
+        return
+    if target.is_dir():
+        raise InputError("is a directory; --queuestate must name a file", str(target))
+    try:
+        other = load_state(target, CoresSpec("fixed", 1)).ledger
+    except InputError:
+        raise InputError(
+            "exists and is not a readable queuestate: remove it or choose another --queuestate", str(target)
+        ) from None
+    unfinished = len(other.ids_in("queued", RUNNING))
+    if unfinished and not start_over:
+        raise InputError(
+            f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume {target},"
+            " or remove it, or choose another --queuestate, or overwrite it with --start-over",
+            str(target),
+        )
+
+
+def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
+    if config.workdir:
+        workdir = Path(config.workdir)
+    elif plan.resumed_from is not None and plan.meta.workdir:
+        workdir = Path(plan.meta.workdir)
+    else:
+        workdir = default_workdir(allocation.job_id)
+    resuming_same = (
+        plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
+    )
+    if workdir.exists() and not workdir.is_dir():
+        raise InputError("workdir exists and is not a directory", str(workdir))
+    if workdir.exists() and not resuming_same:
+        raise InputError(
+            "workdir already exists: remove it or choose another with --workdir (PyLauncher never reuses one)",
+            str(workdir),
+        )
+    parent = workdir.resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create workdir: {parent} does not exist", str(workdir))
+    if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
+        raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
+    return workdir
+
+
+def default_workdir(job_id: str | None) -> Path:
+    """``pylauncher_tmp<jobid>`` (outside Slurm ``pylauncher_tmplocal<date>-<pid>``), made unique per run.
+
+    A second run in the same allocation (an interactive ``salloc``/``idev``
+    session, two sweeps of one job script) would otherwise find the first run's
+    workdir and be refused, as PyLauncher refuses it; here it gets
+    ``pylauncher_tmp<jobid>-2`` (then -3, ...), and the start-up lines say so.
+    """
+    local_id = job_id or f"local{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    base = f"pylauncher_tmp{local_id}"
+    workdir, run = Path(base), 1
+    while workdir.exists() and run < 1000:
+        run += 1
+        workdir = Path(f"{base}-{run}")
+    return workdir
+
+
+def run_deadline(config: Config, began: float) -> tuple[float | None, str, str]:
+    """When the run must stop by itself: --max-runtime counted from ``began`` (the start of the
+    process, or of the API call: reading a million commandlines counts), or the Slurm job's end
+    less a margin.  (deadline, why the run stops there, what the deadline is called in messages)."""
+    now = time.monotonic()
+    candidates = []
+    if config.max_runtime:
+        candidates.append(
+            (began + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s", "--max-runtime")
+        )
+    left = cluster.job_seconds_left()
+    if left is not None:
+        margin = config.time_limit_margin
+        reason = f"stopping {margin:g} s before the job's time limit"
+        candidates.append((now + left - margin, reason, "the job's time limit (less --time-limit-margin)"))
+    if not candidates:
+        return None, "", ""
+    return min(candidates)
+
+
+def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: list[int] | None = None) -> None:
+    bad = find_unplaceable(plan.to_run, node_cores, node_gpus or [])
+    if bad:
+        first = bad[0]
+        task = plan.ledger.tasks[first.task_id]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        if first.gpus_needed:
+            problem = (
+                f"task {first.task_id} needs {first.gpus_needed} GPUs with {first.needed} cores, but no node has"
+                f" them (most GPUs on a node: {first.most_gpus}){more}"
+            )
+        elif task.mpi:
+            problem = f"MPI task {first.task_id} needs {first.needed} cores, but all nodes together have"
+            problem += f" {first.largest_node}{more}"
+        else:
+            problem = f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}"
+            problem += more
+        raise InputError(problem, source, task.line or None)
+
+
+def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
+    """GPU tasks: G GPUs each and, unless the sweep says how many cores, their GPUs' share of a node's cores.
+
+    The share is the node's cores times the task's part of the node's GPU slots, rounded
+    down, on the GPU node where it is smallest.  Below one core it is 0: the task takes no
+    core slot of its own, only its GPUs (see core/slots.py), so that a node with fewer cores
+    than GPUs keeps every GPU busy -- GPUs are the scarce resource.  Cores the sweep asked
+    for (``--cores N``, ``node``, ``N,`` per line) are what its GPU tasks get, on resume too:
+    the queuestate's ``gpu_share`` says whether the share was used (earlier releases: yes).
+    """
+    per_task = config.gpus_per_task or int(plan.meta.extra.get("gpus_per_task", 0))
+    gpu_nodes = [h for h in hellos if h.gpu_ids]
+    if not gpu_nodes:
+        where = ", ".join(sorted({h.node_name for h in hellos})[:4])
+        raise InputError(
+            f"GPU tasks, but no GPU found on {where} (looked at --gpus-per-node, SLURM_JOB_GPUS,"
+            " CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, SLURM_GPUS_ON_NODE, nvidia-smi)"
+        )
+    share = min(h.cores * per_task // len(h.gpu_ids) for h in gpu_nodes)
+    asked = config.cores_given or plan.default_cores.kind != "fixed" or not plan.meta.extra.get("gpu_share", True)
+    plan.meta.extra["gpus_per_task"] = per_task
+    plan.meta.extra["gpu_share"] = not asked
+    changes = {"gpus": per_task} if asked else {"gpus": per_task, "cores": share}
+    plan.to_run = plan.ledger.revise(plan.to_run, **changes)
+
+
+def run_submit(config: Config, out: TextIO, began: float) -> RunResult:
+    """--submit (SubmitLauncher): this process submits the tasks as Slurm jobs and watches them.
+
+    The run is the ordinary one; only the agent's backend differs (mpilauncher/submit/),
+    and its "cores" are the job slots: a task takes one, whatever its size.
+    """
+    settings = submit.Settings(
+        config.submit or "", config.max_active or 1, config.tasks_per_job or 1,
+        config.poll_interval or DEFAULT_POLL_INTERVAL, config.cancel_on_stop, config.partition, config.task_timeout,
+        config.time_limit_margin, config.grace,
+    )  # fmt: skip
+    backend = submit.SlurmJobs(settings)
+    transport = LocalTransport(Agent(submit.NODE_NAME, backend.slots, backend=backend))
+    prepare = functools.partial(backend.prepare, workdir=config.workdir)
+    try:
+        return run_master(config, transport, cluster.detect(), out, began, prepare=prepare)
+    finally:
+        transport.close()
+
+
+def output_mode(config: Config, plan: Plan) -> str:
+    """per-task or per-node: as --output says, else as the sweep began (the queuestate remembers per-node)."""
+    mode = config.output or plan.meta.extra.get("output") or "per-task"
+    if mode == "per-node":
+        plan.meta.extra["output"] = mode
+    else:
+        plan.meta.extra.pop("output", None)
+    return mode
+
+
+def _progress_counts(ledger: Ledger) -> tuple[int, int, int]:
+    """(done, failed, still to run) as a run begins: a resumed sweep's earlier ends count."""
+    counts = ledger.counts()
+    return counts[COMPLETED], counts[FAILED], counts[QUEUED] + counts[RUNNING]
+
+
+def close_observers(observers: list[Observer], wall: float, elapsed: float) -> None:
+    """Close every observer, even when one fails (each writes its own file); then raise the first failure."""
+    failure: BaseException | None = None
+    for observer in observers:
+        try:
+            observer.close(wall, elapsed)
+        except Exception as err:
+            failure = failure or err
+    if failure is not None:
+        raise failure
+
+
+def _remove_empty_workdir(workdir: Path) -> None:
+    for name in ("joblog",):
+        try:
+            (workdir / name).unlink()
+        except OSError:
+            pass
+    try:
+        workdir.rmdir()
+    except OSError:
+        pass
+
+
+def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, out: TextIO) -> RunResult:
+    """A later job of a chain over a sweep that an earlier job finished: run nothing, write nothing,
+    exit 0 (which ends the chain: the jobs after this one can no longer start)."""
+    statistics = compute(plan.ledger, 0.0, pool_size)
+    out.write(
+        f"mpilauncher: {link}: the sweep in {plan.state_path} is finished ({statistics.completed} completed,"
+        f" {statistics.aborted} aborted in earlier jobs): nothing left to run; the chain ends here\n"
+    )
+    out.flush()
+    transport.shutdown(0.0, EXIT_OK)
+    return RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
+                     EXIT_OK)  # fmt: skip
+
+
+def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> None:
+    """Stopped at the time limit with tasks left: submit this job script again (``--resubmit K``)."""
+    if not left:
+        return
+    here = chain.Position(link.index if link else 1, config.resubmit)
+    if not job:
+        warn("--resubmit works inside a Slurm batch job only: resume by hand")
+    elif here.last:
+        warn(f"{here} stopped with {left} tasks left: the chain ends; resume by hand or submit more jobs")
+    else:
+        try:
+            submitted, following = chain.resubmit(here, job)
+        except LauncherError as err:
+            warn(f"could not submit the next job of the chain ({err}): resume by hand")
+            return
+        log.info(f"submitted Slurm job {submitted} to go on with the {left} tasks left ({following})")
+
+
+def _startup(
+    config: Config, plan: Plan, hellos: list, link: chain.Position | None = None, job: str | None = None
+) -> str:
+    """The start-up lines' facts, from the checked plan and the agents' hellos."""
+    nodes: dict[str, int] = {}
+    for hello in hellos:  # one entry per node, in rank order
+        nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
+    cores = plan.default_cores
+    count = next(iter(plan.to_run)).cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
+    per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
+        cores.kind, f"{count} core{'s' if count != 1 else ''} per task"
+    )
+    if plan.meta.extra.get("gpu_share") and not count:
+        per_task = "a shared core per task (its GPUs' share of the cores is below one)"
+    if config.block > 1 or plan.meta.extra.get("block"):
+        per_task += f", {plan.meta.extra.get('block', config.block)} lines per task (schedule=block)"
+    if plan.meta.extra.get("gpus_per_task"):
+        per_task += f", {plan.meta.extra['gpus_per_task']} GPU(s) per task"
+    if plan.meta.extra.get("mpi"):
+        per_task += ", MPI tasks"
+    if plan.meta.extra.get("expected_time") == "file":
+        per_task += ", expected time per line ('T,' prefix)"
+    elif isinstance(config.expected_time, float):
+        per_task += f", {config.expected_time:g} s expected per task"
+    source = plan.meta.commandlines or str(plan.resumed_from)
+    if plan.resumed_from is not None:
+        source = f"{source} (resuming {plan.resumed_from})"
+    gpus = sum(len(set(hello.gpu_ids)) for hello in hellos) if plan.meta.extra.get("gpus_per_task") else 0
+    text = startup_lines(
+        __version__, config.job_type, source, len(plan.ledger), len(plan.to_run), per_task,
+        plan.meta.workdir, str(plan.state_path), list(nodes.items()), gpus,
+    )  # fmt: skip
+    if link is not None:
+        text += f" .. {link} (Slurm job {job or '?'})\n"
+    return text
+
+
+def run_master(
+    config: Config,
+    transport,
+    allocation: cluster.Allocation,
+    out: TextIO,
+    began: float,
+    stop: StopRequest | None = None,
+    prepare=None,
+) -> RunResult:
+    """Rank 0's part, the same for one machine and for many: lock, check, run, report.
+
+    ``stop``: under MPI, the stop request whose handler has been in place since MPI started.
+    ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
+    """
+    with lock_sweep(config, allocation.job_id):
+        return _run_locked(config, transport, allocation, out, began, stop, prepare)
+
+
+def _run_locked(
+    config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None,
+    prepare=None,
+) -> RunResult:  # fmt: skip
+    link = chain.position()
+    plan = make_plan(config, continuation=link is not None and link.continuation)
+    if prepare is not None:
+        prepare(plan)
+    elif plan.meta.extra.pop(submit.META_KEY, None) is not None:  # begun with --submit, going on without
+        submit.check_settled(plan.meta.workdir, str(plan.resumed_from or plan.state_path))
+    source = config.commandlines or config.resume
+    hellos = transport.hellos()
+    pool_size = sum(hello.cores for _, hello in hellos)
+    if link is not None and link.continuation and not plan.to_run and plan.resumed_from is not None:
+        return _nothing_left(plan, link, pool_size, transport, out)
+    if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
+        give_gpus(plan, config, [hello for _, hello in hellos])
+    check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
+    check_state_target(plan, config.start_over)
+    workdir = choose_workdir(config, plan, allocation)
+    created = not workdir.exists()
+    try:
+        workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
+    except OSError as err:
+        raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
+    plan.meta.workdir = str(workdir.resolve())
+    output = output_mode(config, plan)
+    pool: dict[str, int] = {}
+    for _, hello in hellos:
+        pool[hello.node_name] = pool.get(hello.node_name, 0) + hello.cores
+    plan.meta.extra["pool"] = pool  # for the report: the cores that could have been busy
+    if not config.quiet:
+        out.write(_startup(config, plan, [hello for _, hello in hellos], link, allocation.job_id))  # for the log
+        if output == "per-node":
+            out.write(" .. output: per node (output.<node>.*; python -m mpilauncher output WORKDIR TASK_ID)\n")
+        out.flush()
+    for note in (*config.notes, *plan.notes):
+        log.note(note)
+    transport.setup(
+        plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout, output
+    )  # fmt: skip
+
+    nodes = nodes_from_hellos(hellos)
+    store = StateStore(
+        plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes,
+        earlier_queued=plan.earlier_queued,
+    )  # fmt: skip
+    plan.earlier_queued = ""  # (the store drops it after its first snapshot)
+    try:
+        store.open(time.time())
+        joblog = Joblog(workdir / "joblog", nodes)
+    except LauncherError:
+        # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.
+        if created:
+            _remove_empty_workdir(workdir)
+        raise
+    statistics = FinalStatistics(plan.ledger, pool_size, nodes)
+    latencies = DispatchLatencies()
+    # The consumers of the scheduler's facts; a new one (a progress line, a report) is one more here.
+    observers: list[Observer] = [store, joblog, statistics, latencies]
+    if config.trace_jobs:
+        observers.append(Trace(out, plan.ledger, nodes, config.delay, config.trace_hosts))
+    if config.trace_tasks:
+        observers.append(TaskLog(nodes))
+    shown = progress.make_progress(
+        progress.choose(config.progress, config.quiet, config.trace_jobs), *_progress_counts(plan.ledger), pool_size,
+        config.progress_interval,
+    )  # fmt: skip
+    if shown is not None:
+        observers.append(shown)
+    stop = stop or StopRequest()
+    stop.limit(*run_deadline(config, began))
+    history = [(r.task, r.runtime) for r in plan.ledger.told() if r.state == COMPLETED and r.runtime is not None]
+    master = Master(
+        Scheduler(
+            plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval, history=history
+        ),
+        transport,
+        nodes,
+        observers,
+        delay=config.delay,
+        grace=config.grace,
+        stop=stop,
+        paced=config.start_interval is not None,
+        job_nodes=allocation.nodes,
+    )
+    # The tasks, the ledger and the scheduler's maps live as long as the run, and so do most of
+    # what it makes a task: out of the cyclic garbage collector's sight (see runtime/heap.py;
+    # a full pass takes 0.24 s at 1,000,000 tasks).
+    try:
+        with young_collections_only(), SignalGuard(stop, wake=transport):
+            outcome = master.run()
+    except BaseException:
+        # Whatever broke, no task may outlive us and the state on disk must say where we are.
+        transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            close_observers(observers, time.time(), time.monotonic() - master.began)
+        raise
+    close_observers(observers, time.time(), outcome.elapsed)
+    assert statistics.result is not None
+    if config.print_statistics:
+        interrupted = outcome.failure or outcome.interrupted
+        out.write(final_report(statistics.result, interrupted, str(link) if link else None))
+        out.flush()
+    if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
+        _resubmit(config, link, allocation.job_id, statistics.result.not_run)
+    if outcome.failure is not None:  # its one line is on stderr already; the state is saved
+        transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
+        raise LauncherFailure(outcome.failure, reported=True)
+    if outcome.interrupted is not None:
+        status = stop.exit_status
+    elif plan.ledger.ids_in(FAILED):
+        status = EXIT_TASKS_FAILED
+    else:
+        status = EXIT_OK
+    transport.shutdown(0.0, status)
+    return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values)
