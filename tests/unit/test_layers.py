@@ -141,6 +141,13 @@ def test_the_checker_sees_relative_lazy_and_package_imports(tmp_path: Path):
     assert our_imports(fake, tmp_path / "mpilauncher") == {"mpilauncher.cluster", "mpilauncher.runtime.agent"}
 
 
+def run_probe(probe: str) -> None:
+    """Run ``probe`` (Python code that asserts) in a fresh interpreter: imports are counted from nothing."""
+    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_command_line_does_not_load_the_pylauncher_layer_and_a_script_gets_every_name():
     """``python -m mpilauncher`` runs on every rank of an MPI job: the PyLauncher layer (20-30 ms of
     imports a process) is loaded only when a script asks for one of its names."""
@@ -152,9 +159,7 @@ def test_the_command_line_does_not_load_the_pylauncher_layer_and_a_script_gets_e
         "namespace = {}; exec('from mpilauncher import *', namespace);"
         "assert {'ClassicLauncher', 'RunResult', 'InputError'} <= set(namespace), sorted(namespace)"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 0, result.stderr
+    run_probe(probe)
 
 
 def test_an_agent_rank_does_not_load_rank_0s_modules():
@@ -170,9 +175,7 @@ def test_an_agent_rank_does_not_load_rank_0s_modules():
         " 'mpilauncher.submit'];"
         "loaded = [m for m in rank0 if m in sys.modules]; assert not loaded, loaded"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(mpilauncher.__file__).parent.parent)}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
-    assert result.returncode == 0, result.stderr
+    run_probe(probe)
 
 
 def test_an_ordinary_run_does_not_load_submit_mode_or_subprocess(tmp_path: Path):
