@@ -8,13 +8,16 @@ Four figures, all measured in the same run on this machine:
 1. Throughput: ``mpiexec -n 65 python -m mpilauncher`` with 64 emulated nodes
    of 64 cores (4,096 cores) runs N tasks that each run ``true``; next to it
    ``xargs -P <real cores>`` runs the same lines.  Forking is the bound here,
-   so the ratio is the figure (target: >= 0.5 of xargs).
+   so the ratio is the figure (target: >= 0.9 of xargs).
 2. Where the CPU goes, in microseconds a task: rank 0, the agent ranks, their
    executor processes, and the tasks themselves (the joblog's user and sys),
    next to everything xargs ran; the master's CPU per task and
    the dispatch latency, from the master's decision to the agent's process
    start, p50 and p99 (for a standby start, sent ahead behind a running
    task: from that task's end to its own start, the time its cores idled).
+   The CPU each rank spends before the run (interpreter, imports) and in
+   MPI_Init is printed apart: a rank spins in MPI_Init until the last rank
+   arrives, so on an oversubscribed host that is the start-up's, not dispatch's.
 3. Start-up: from the command to the first task start (the joblog's earliest
    start), next to an MPI hello-world at the same rank count (mpi4py: Init, a
    barrier, Finalize) run in the same session (target: at most twice as long).
@@ -58,6 +61,13 @@ def inner(args: argparse.Namespace) -> int:
         emulate_nodes=args.nodes,
     )
     config.print_statistics = False
+    # MPI_Init apart: under oversubscription a rank spins in it until the last rank arrives, so its CPU
+    # is the job's start-up (as for the hello-world), not dispatch; run() finds MPI started.
+    from mpilauncher.transport.mpi import world
+
+    before_init = resource.getrusage(resource.RUSAGE_SELF)
+    world()
+    init = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(before_init)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     result = run(config)
@@ -65,7 +75,8 @@ def inner(args: argparse.Namespace) -> int:
     cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(cpu0)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # an agent's executors, and their tasks
     rank = os.environ.get("PMI_RANK", "0")
-    Path(f"{args.json}.cpu{rank}").write_text(json.dumps({"self": cpu, "children": cpu_seconds(children)}))
+    used = {"self": cpu, "children": cpu_seconds(children), "init": init, "before": cpu_seconds(before_init)}
+    Path(f"{args.json}.cpu{rank}").write_text(json.dumps(used))
     if result.statistics is not None:
         lat = sorted(result.dispatch_latencies)
         figures = {
@@ -112,6 +123,16 @@ def cpu_split(figures_file: Path, rows: list[list[str]], ranks: int, tasks: int)
     return {name: 1e6 * seconds / tasks for name, seconds in per_task.items()}
 
 
+def startup_cpu(figures_file: Path, ranks: int) -> dict:
+    """CPU milliseconds a rank before the run (the interpreter and the imports) and in MPI_Init, mean
+    over the ranks: what the start-up costs, apart from the CPU a task above."""
+    used = [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
+    return {
+        name: 1000 * statistics.mean(u[key] for u in used)
+        for name, key in (("imports", "before"), ("MPI_Init", "init"))
+    }
+
+
 def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: int, run: int) -> dict:
     out = work / f"figures{run}.json"
     cmd = [
@@ -127,6 +148,7 @@ def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: i
     rows = [line.split("\t") for line in (work / f"w{run}" / "joblog").read_text().splitlines()]
     figures["first_start_seconds"] = first_start(rows) - began_epoch
     figures["cpu_us_a_task"] = cpu_split(out, rows, ranks, figures["tasks"])
+    figures["startup_cpu_ms_a_rank"] = startup_cpu(out, ranks)
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
 
@@ -234,13 +256,19 @@ def main() -> int:
                 + ", ".join(f"{name} {us:.0f}" for name, us in split.items()),
                 flush=True,
             )
+            start = ours[-1]["startup_cpu_ms_a_rank"]
+            print(
+                f"  start-up CPU a rank (not in the above): interpreter and imports {start['imports']:.0f} ms,"
+                f" MPI_Init {start['MPI_Init']:.0f} ms (a rank spins there until the last one arrives)",
+                flush=True,
+            )
         best = max(ours, key=lambda f: f["rate"])
         hello = hello_seconds(args.ranks)
         idle = idle_cost(work)
     rate_ratio = best["rate"] / max(peer)
     median_ratio = statistics.median(f["rate"] for f in ours) / statistics.median(peer)
     print(f"throughput: mpilauncher {best['rate']:,.0f} tasks/s, xargs {max(peer):,.0f} tasks/s (best of each)")
-    print(f"ratio mpilauncher/xargs: best {rate_ratio:.2f}, median {median_ratio:.2f}  (target: >= 0.50)")
+    print(f"ratio mpilauncher/xargs: best {rate_ratio:.2f}, median {median_ratio:.2f}  (target: >= 0.90)")
     print(
         f"master CPU per task: {1e6 * best['master_cpu_seconds'] / best['tasks']:.0f} us "
         f"({best['master_cpu_seconds']:.2f} s for {best['tasks']:,} tasks)"

@@ -20,11 +20,7 @@ from pathlib import Path
 
 from mpilauncher import cluster, log, relaunch
 from mpilauncher.config import Config, check_submit, option_error
-from mpilauncher.errors import (
-    EXIT_LAUNCHER_FAILED,
-    InputError,
-    LauncherError,
-)
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.result import RunResult as RunResult
