@@ -116,3 +116,6 @@ def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world
     (run,) = document["runs"]
     assert run["completed"] == 300 and 0 < run["first_start_seconds"] < run["command_seconds"]
     assert document["hello_seconds"] > 0 and "an MPI hello-world at 5 ranks" in result.stdout
+    start_up = run["startup_cpu_ms_a_rank"]  # (MPI_Init apart from the CPU a task: a rank may spin there)
+    assert start_up["imports"] > 0 and start_up["MPI_Init"] >= 0 and "start-up CPU a rank" in result.stdout
+    assert set(run["cpu_us_a_task"]) == {"master", "agents", "executors", "tasks"}
