@@ -14,7 +14,7 @@ from mpilauncher.errors import LauncherFailure as LauncherFailure  # noqa: E402
 # (``pylauncher.ClassicLauncher``, ``from mpilauncher import *``), not by ``import mpilauncher``: the
 # command line (``python -m mpilauncher``, on every rank of an MPI run) needs none of them, and the
 # PyLauncher layer costs 20-30 ms of imports a process.
-_LAZY = {"RunResult": "mpilauncher.launch", "compat": None}
+_LAZY = {"RunResult": "mpilauncher.result", "compat": None}
 
 #: PyLauncher names (5.4 and the 4.x module) with no counterpart here, and what to use instead.
 NOT_OFFERED = {

@@ -38,7 +38,8 @@ from mpilauncher.errors import (
     LauncherError,
     OptionError,
 )
-from mpilauncher.launch import RunResult, run
+from mpilauncher.launch import run
+from mpilauncher.result import RunResult
 
 #: Notes already printed by this process: each difference is said once, not at every call.
 _noted: set[str] = set()

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 
 from mpilauncher.compat.errors import LauncherException, refuse
 from mpilauncher.compat.launchers import launch
-from mpilauncher.launch import RunResult
 from mpilauncher.report.summary import PYLAUNCHER_VERSION, final_report
 from mpilauncher.report.trace import format_queue
+from mpilauncher.result import RunResult
 
 pylauncher_version = PYLAUNCHER_VERSION
 
