@@ -119,3 +119,18 @@ def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world
     start_up = run["startup_cpu_ms_a_rank"]  # (MPI_Init apart from the CPU a task: a rank may spin there)
     assert start_up["imports"] > 0 and start_up["MPI_Init"] >= 0 and "start-up CPU a rank" in result.stdout
     assert set(run["cpu_us_a_task"]) == {"master", "agents", "executors", "tasks"}
+
+
+def test_after_delete_runs_every_kind_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "after_delete.py"), "--tasks", "40", "--rounds", "1", "--dir", str(tmp_path),
+         "--json", str(tmp_path / "times.json")],
+        capture_output=True, text=True, timeout=300, env=launcher_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    times = json.loads((tmp_path / "times.json").read_text())["seconds"]
+    assert {kind: len(seconds) for kind, seconds in times.items()} == {
+        "xargs": 2, "fresh": 1, "after rm": 1, "per-node after rm": 1
+    }  # fmt: skip
+    assert "per-node after rm" in result.stdout and "x xargs" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["times.json"], "its workdirs are removed"
