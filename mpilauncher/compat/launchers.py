@@ -3,7 +3,7 @@
 Each takes PyLauncher's arguments and keywords (see :mod:`.keywords`), builds
 one :class:`~mpilauncher.config.Config` and runs it, printing the start-up
 lines and the final statistics as PyLauncher does, and returns a
-:class:`~mpilauncher.launch.RunResult` -- also when the run stopped at
+:class:`~mpilauncher.result.RunResult` -- also when the run stopped at
 ``maxruntime`` or before the job's time limit (its ``interrupted``,
 ``completed``, ``left`` and ``resume_command`` say what happened), so the
 script's own post-processing runs.  A signal: SIGINT raises
