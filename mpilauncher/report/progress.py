@@ -36,8 +36,6 @@ from typing import TextIO
 from mpilauncher import log
 from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.observer import Observer
-from mpilauncher.report.words import DEFAULT_INTERVAL as DEFAULT_INTERVAL  # noqa: E402  (where they were)
-from mpilauncher.report.words import MODES as MODES  # noqa: E402
 
 #: Seconds between two redraws of the live line.
 LIVE_INTERVAL = 0.5

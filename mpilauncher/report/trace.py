@@ -26,9 +26,6 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
-from mpilauncher.report.words import DEBUG_WORDS as DEBUG_WORDS  # noqa: E402  (where they were)
-from mpilauncher.report.words import KNOWN_DEBUG as KNOWN_DEBUG  # noqa: E402
-from mpilauncher.report.words import TASK_WORDS as TASK_WORDS  # noqa: E402
 
 
 class Trace(Observer):

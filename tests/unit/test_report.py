@@ -7,7 +7,8 @@ import pytest
 from mpilauncher.core.ledger import Ledger
 from mpilauncher.core.stats import Statistics, compute
 from mpilauncher.report.summary import final_report
-from mpilauncher.report.trace import KNOWN_DEBUG, tick_block
+from mpilauncher.report.trace import tick_block
+from mpilauncher.report.words import KNOWN_DEBUG
 from tests.unit.ledgers import finished_ledger, make_ledger
 
 
