@@ -27,25 +27,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from benchkit.machine import checkout_env
+from benchkit.timing import measure
+
 KINDS = ("xargs", "fresh", "after rm", "per-node after rm")
 
 
-def timed(argv: list[str], stdin: Path | None = None) -> float:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    began = time.monotonic()
-    with open(stdin or os.devnull, "rb") as source:
-        subprocess.run(argv, stdin=source, stdout=subprocess.DEVNULL, env=env, check=True)
-    return time.monotonic() - began
+def timed(argv: list[str], root: Path, stdin: Path | None = None) -> float:
+    """Wall seconds of ``argv`` run to its end (benchkit's measure: this checkout's mpilauncher first on the path)."""
+    outcome = measure(argv, cwd=root, env=checkout_env(), stdin_path=stdin)
+    if outcome.returncode != 0:
+        sys.exit(f"after_delete: {' '.join(argv[:4])} ... exited {outcome.returncode}:\n{outcome.output[-2000:]}")
+    return outcome.sample.wall
 
 
 def launcher(lines: Path, workdir: Path, slots: int, output: str = "per-task") -> list[str]:
@@ -54,21 +53,22 @@ def launcher(lines: Path, workdir: Path, slots: int, output: str = "per-task") -
             "--output", output, "--quiet"]  # fmt: skip
 
 
-def measure(root: Path, lines: Path, slots: int, rounds: int) -> dict[str, list[float]]:
+def all_samples(root: Path, lines: Path, slots: int, rounds: int) -> dict[str, list[float]]:
     """Every time, by kind.  The fresh runs come first and their workdirs stay: ext4 skips inodes freed in
     the last 30 s, so a fresh run must not follow one of this script's deletions; then each round
     deletes a fresh workdir and runs at once, per task and (after one more deletion) per node."""
     samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
     xargs = ["xargs", "-P", str(slots), "-n", "1", "sh", "-c"]
     for round_no in range(rounds):
-        samples["xargs"].append(timed(xargs, stdin=lines))
-        samples["fresh"].append(timed(launcher(lines, root / f"fresh{round_no}", slots)))
+        samples["xargs"].append(timed(xargs, root, stdin=lines))
+        samples["fresh"].append(timed(launcher(lines, root / f"fresh{round_no}", slots), root))
     for round_no in range(rounds):
-        samples["xargs"].append(timed(xargs, stdin=lines))
+        samples["xargs"].append(timed(xargs, root, stdin=lines))
         shutil.rmtree(root / f"fresh{round_no}")
-        samples["after rm"].append(timed(launcher(lines, root / f"after{round_no}", slots)))
+        samples["after rm"].append(timed(launcher(lines, root / f"after{round_no}", slots), root))
         shutil.rmtree(root / f"after{round_no}")
-        samples["per-node after rm"].append(timed(launcher(lines, root / f"pernode{round_no}", slots, "per-node")))
+        per_node = launcher(lines, root / f"pernode{round_no}", slots, "per-node")
+        samples["per-node after rm"].append(timed(per_node, root))
     return samples
 
 
@@ -84,7 +84,7 @@ def main() -> int:
         root = Path(tmp)
         lines = root / "commandlines"
         lines.write_text("true\n" * args.tasks)
-        samples = measure(root, lines, args.slots, args.rounds)
+        samples = all_samples(root, lines, args.slots, args.rounds)
     xargs = statistics.median(samples["xargs"])
     print(f"# {args.tasks:,} x `true` on {args.slots} slots, workdirs under {args.dir}; median of {args.rounds} rounds")
     print("# fresh: no deletion by this script before it (one in the last minute on this file system counts too)")
