@@ -5,7 +5,8 @@
     python benchmarks/after_delete.py --dir /scratch/me --tasks 5000 --slots 8
 
 A user who deletes the last sweep's workdir and runs again creates the new run's
-files (``out<N>`` and ``exec<N>``, two a task) among inodes freed a moment before.
+files (``out<N>``, one a task, and ``exec<N>`` for a task that fails or runs a
+second) among inodes freed a moment before.
 On ext4 the inode allocator then skips those (``recently_deleted``), block by
 block, and the creates of two executor lanes spin on the directory's lock in
 turn (``perf``: README, "mpilauncher next to its peers").  Each command is timed
@@ -13,7 +14,7 @@ from the outside (interpreter start-up included):
 
 1. ``xargs -P S``, which creates no file (the reference), beside every round;
 2. mpilauncher into a new workdir, nothing deleted by this script before (*fresh*);
-3. the same right after ``rm -rf`` of a fresh workdir (*after rm*: 2N files freed);
+3. the same right after ``rm -rf`` of a fresh workdir (*after rm*: N files freed);
 4. ``--output per-node`` right after ``rm -rf`` of that one (a few files a node).
 
 Prints the median of each and its ratio to xargs.  A script that prints figures;

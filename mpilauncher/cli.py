@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=None,
         metavar="per-task|per-node",
-        help="per-task (default): each task's output in the workdir's out<N>, its command in exec<N>, as in "
-        "PyLauncher; per-node: a few files per node however many tasks (for parallel file systems), read back "
+        help="per-task (default): each task's output in the workdir's out<N>, as in PyLauncher, its command in "
+        "exec<N> if it failed or ran a second ('output WORKDIR ID --exec' prints any task's); "
+        "per-node: a few files per node however many tasks (for parallel file systems), read back "
         "with 'python -m mpilauncher output WORKDIR ID'; a resume keeps the sweep's mode",
     )
     parser.add_argument(

@@ -71,10 +71,13 @@ class StartRequest(
     starter (``segments`` are then folded into it and left empty), ``output`` (the
     ``out<N>`` path), ``env_changes`` (variables to set; a None value removes one),
     ``cpu_ids`` (CPUs to bind the task to; () leaves it unbound), ``timeout``
-    (seconds, or None) and ``exec_file`` ((path, text) of ``exec<N>``, written once
-    the task has started); with ``--output per-node``, ``gather`` is (the node's spool
-    directory, ``<workdir>/output.<node>``) and ``output`` is empty: the output and the
-    exec text go to the node's output files instead (see execution/gather.py).  Every
+    (seconds, or None) and ``exec_file``: (the ``exec<N>`` path, or "" for none; the
+    exec script's text; the base of the lane files its text is recorded in once the
+    task has started, ``<workdir>/exec.<node>`` or, per-node, ``<workdir>/output.<node>``).
+    ``exec<N>`` itself is written for a task that fails or runs ``EXEC_FILE_AFTER``
+    seconds (see execution/processes.py).  With ``--output per-node``, ``gather`` is
+    (the node's spool directory, ``<workdir>/output.<node>``) and ``output`` is empty:
+    the output goes to the node's output files instead (see execution/gather.py).  Every
     field is then a plain str, int, float, tuple, dict or None, as ``marshal`` carries it.
     """
 

@@ -44,6 +44,16 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> sub
     )
 
 
+def exec_text(workdir: Path, task_id: int) -> str:
+    """Task ``task_id``'s exec script as ``output --exec`` finds it: its ``exec<N>`` (a task that
+    failed or ran a while) or its lane's ``exec.<node>.<lane>`` record, whichever was written last."""
+    from mpilauncher.execution.gather import locate, read_record
+
+    found = locate(str(workdir), task_id, "exec")
+    assert found is not None, f"no exec script of task {task_id} in {workdir}"
+    return read_record(found).decode()
+
+
 def find_launcher_pid(marker: str, variable: str) -> int | None:
     """The launcher process (not its starter) whose environment holds ``MPL_TEST_MARK=marker``
     and ``variable`` (``NAME=value``): how fault tests find the rank they kill."""

@@ -19,7 +19,10 @@ index::
 
 ``kind`` is ``out`` (its output) or ``exec`` (the command exactly as run, what
 ``exec<N>`` holds otherwise); ``end`` (seconds since the epoch) tells the latest
-attempt of a task that ran more than once.  So a task's output comes back with
+attempt of a task that ran more than once.  Per-task output uses the same format for
+the exec scripts alone, in ``exec.<node>.<lane>``: ``exec<N>`` is written only for
+the tasks that fail or run a second (see processes.EXEC_FILE_AFTER), so this is
+where the script of every other task is kept.  So a task's output comes back with
 one seek and one read, whole and in order, and the shared file system sees a few
 large sequential appends instead of two creates a task.  The price: a running
 task's output is in the workdir only once it ends, and what a task left running
@@ -39,6 +42,9 @@ from collections.abc import Iterator
 INDEX_HEADER = "#mpilauncher-output 1\n"
 INDEX_SUFFIX = ".index"
 PREFIX = "output."
+#: Per-task output: every task's exec script in ``exec.<node>.<lane>`` (the same format, ``exec``
+#: records only), as ``exec<N>`` is written only for the tasks that fail or run a while.
+EXEC_PREFIX = "exec."
 #: Where a running task's output waits when no spool directory is named.
 SPOOL_VARIABLE = "MPILAUNCHER_SPOOL"
 
@@ -130,12 +136,13 @@ class Record:
 
 
 def index_files(workdir: str) -> list[str]:
+    """The workdir's index files: per-node output's ``output.*`` and per-task output's ``exec.*``."""
     try:
         names = os.listdir(workdir)
     except OSError:
         return []
     return sorted(
-        os.path.join(workdir, n) for n in names if n.startswith(PREFIX) and n.endswith(INDEX_SUFFIX)
+        os.path.join(workdir, n) for n in names if n.startswith((PREFIX, EXEC_PREFIX)) and n.endswith(INDEX_SUFFIX)
     )  # fmt: skip
 
 

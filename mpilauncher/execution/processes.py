@@ -33,6 +33,7 @@ import os
 import select
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 
 if __package__:
@@ -59,9 +60,10 @@ DEFAULT_SIGNALS = (
 # and dataclasses (with inspect) would add ~6 ms to each one's start-up, before any task runs.
 class Running:
     """A started task: its process and when it began (``start``: epoch seconds); per-node output:
-    the unnamed file its output goes to (``spool``) and the lane's files it is appended to at its end."""
+    the unnamed file its output goes to (``spool``) and the lane's files it is appended to at its end;
+    ``exec_file``: its ``exec<N>`` (path, text) while not yet written (see EXEC_FILE_AFTER)."""
 
-    __slots__ = ("task_id", "pid", "pidfd", "start", "start_mono", "timed_out", "spool", "stream")
+    __slots__ = ("task_id", "pid", "pidfd", "start", "start_mono", "timed_out", "spool", "stream", "exec_file")
 
     def __init__(
         self, task_id: int, pid: int, pidfd: int, start: float, start_mono: float, spool: int = -1,
@@ -70,9 +72,17 @@ class Running:
         self.task_id, self.pid, self.pidfd, self.start, self.start_mono = task_id, pid, pidfd, start, start_mono
         self.timed_out = False
         self.spool, self.stream = spool, stream
+        self.exec_file: tuple[str, str] | None = None
 
 
 INFINITY = float("inf")
+#: Seconds a task runs before its ``exec<N>`` is written (a task that fails gets one at its end).
+#: Why not at every start: on a disk, creating ``exec<N>`` was half of what a short task's files
+#: cost (measured: 3.02 -> 1.95 s for 2,000 ``true`` without it), and a sweep of short tasks
+#: that succeed never needs it -- its script is in the lane's ``exec.<node>.<lane>`` record
+#: (``output --exec``).  A task that hangs or fails, where ``sh exec<N>`` by hand is how
+#: people debug (PyLauncher's user guide), has one, a second into its run at the latest.
+EXEC_FILE_AFTER = 1.0
 #: Seconds a timed-out task gets between SIGTERM and SIGKILL.
 TIMEOUT_GRACE = 2.0
 #: stop_all: seconds to wait, after SIGKILL, for leftovers to vanish before giving up on them.
@@ -175,13 +185,16 @@ class ProcessRunner:
         )
         self._reaped: dict[int, int] = {}  # task -> pid, reaped this loop turn: their leftovers are looked for
         self._deadlines: list[tuple[float, int, int]] = []  # (monotonic, task, pid): TERM, then KILL
+        # (monotonic, task, pid): when a task still running gets its exec<N>; in start order, as every
+        # task waits the same EXEC_FILE_AFTER, so a deque serves where the deadlines need a heap.
+        self._exec_due: deque[tuple[float, int, int]] = deque()
         # pin_self (executor processes): bind ourselves to a task's CPUs before spawning it, so
         # the task inherits them from its first instruction.  Binding the child after the spawn
         # races with the shell: under load it can fork the command before we get to it.
         self._pin_self = pin_self
         self._pinned: tuple[int, ...] = ()
         self._unpinned: tuple[int, ...] = ()  # our own CPUs before the first pin
-        self._streams: dict[str, Stream] = {}  # per-node output: <workdir>/output.<node> -> this lane's files
+        self._streams: dict[str, Stream] = {}  # <workdir>/output.<node> or exec.<node> -> this lane's files
         self._standbys = Standbys()
         self.retracted = self._standbys.retracted  # standby tasks taken back, for the next report
 
@@ -228,8 +241,10 @@ class ProcessRunner:
         (the task is still to run).  ``cpu_ids``: bind the task to them.
         ``after``: a standby start, spawned when that task ends (None returned
         now); at once if its end has already been returned by :meth:`wait`.
-        ``exec_file``: (path, text) of the task's ``exec<N>``, written once it has
-        been spawned, so the file exists exactly for the tasks that started.
+        ``exec_file``: (``exec<N>`` path or "", its text, the base of the lane files the
+        text is recorded in): recorded once the task has been spawned, so for exactly
+        the tasks that started; ``exec<N>`` is written when the task fails or has run
+        EXEC_FILE_AFTER seconds.
         """
         task_id, command, after, output = request.task_id, request.command, request.after, request.output
         if after is not None and (after in self._by_task or after in self._reaped):
@@ -274,12 +289,9 @@ class ProcessRunner:
         except OSError:
             if stream is not None:
                 os.close(spool)
-                self._exec_record(stream, task_id, request.exec_file, start)
-                return Ended(task_id, 127, start, 0.0)
-            unwritable = cannot_create(output)
-            if unwritable:
+            elif unwritable := cannot_create(output):
                 return Ended(task_id, 127, start, 0.0, not_started=unwritable)
-            write_text(request.exec_file)
+            write_text(self._record_exec(task_id, request.exec_file, start))  # it failed: exec<N> now
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
             bind(pid, cpus)
@@ -297,14 +309,14 @@ class ProcessRunner:
         if pidfd >= 0:
             self._by_fd[pidfd] = running
             self._epoll.register(pidfd, select.EPOLLIN)
-        if stream is not None:
-            self._exec_record(stream, task_id, request.exec_file, start)
-        else:
-            write_text(request.exec_file)
+        exec_file = self._record_exec(task_id, request.exec_file, start)
+        if exec_file is not None:
+            running.exec_file = exec_file
+            self._exec_due.append((start_mono + EXEC_FILE_AFTER, task_id, pid))
         return running
 
     def _stream(self, base: str) -> Stream:
-        """This lane's output files for ``base`` (``<workdir>/output.<node>``), created on first use."""
+        """This lane's files for ``base`` (``<workdir>/output.<node>`` or ``exec.<node>``), made on first use."""
         stream = self._streams.get(base)
         if stream is None:
             stream = Stream(base)
@@ -312,15 +324,37 @@ class ProcessRunner:
             self._streams[base] = stream
         return stream
 
-    @staticmethod
-    def _exec_record(stream: Stream, task_id: int, exec_file: tuple[str, str] | None, start: float) -> None:
-        """Per-node output: the exec script as a record of the node's files (what exec<N> holds otherwise)."""
+    def _record_exec(
+        self, task_id: int, exec_file: tuple[str, str, str] | None, start: float
+    ) -> tuple[str, str] | None:
+        """Record a started task's exec script in its lane's files; its ``exec<N>`` (path, text), if any, to write."""
         if exec_file is None:
-            return
-        try:
-            stream.add_text(task_id, "exec", exec_file[1], start)
-        except OSError:
-            pass  # a convenience, as exec<N> is: left out when it cannot be written
+            return None
+        path, text, records = exec_file
+        if records:
+            try:
+                self._stream(records).add_text(task_id, "exec", text, start)
+            except OSError:
+                pass  # a convenience, as exec<N> is: left out when it cannot be written
+        return (path, text) if path else None
+
+    def _exec_head(self) -> float:
+        """When the next exec<N> is due (INFINITY: none); drops the entries of tasks that ended."""
+        line, by_task = self._exec_due, self._by_task
+        while line:
+            due, task_id, pid = line[0]
+            running = by_task.get(task_id)
+            if running is not None and running.pid == pid and running.exec_file is not None:
+                return due
+            line.popleft()
+        return INFINITY
+
+    def _write_due_exec(self, now: float) -> None:
+        """Write the exec<N> of every task that has now run EXEC_FILE_AFTER seconds."""
+        while self._exec_head() <= now:
+            running = self._by_task[self._exec_due.popleft()[1]]
+            write_text(running.exec_file)
+            running.exec_file = None
 
     @staticmethod
     def _gather(running: Running) -> None:
@@ -355,12 +389,16 @@ class ProcessRunner:
         due = self._leftovers.due(bool(self._by_task))
         if self._deadlines:
             due = min(due, self._deadlines[0][0])
+        if self._exec_due:
+            due = min(due, self._exec_head())
         if due != INFINITY:
             left = max(0.0, due - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
         ended = self._reap_ready(self._epoll.poll(kernel_timeout(timeout)))
         if self._deadlines:
             self._enforce_timeouts(time.monotonic())
+        if self._exec_due:
+            self._write_due_exec(time.monotonic())
         if any(r.pidfd < 0 for r in self._by_task.values()):
             ended.extend(self._reap_unwatched())
         if self._standbys:
@@ -486,10 +524,13 @@ class ProcessRunner:
             os.close(running.pidfd)
         if running.spool >= 0:
             self._gather(running)
+        exit_code = decode_status(status)
+        if running.exec_file is not None and (exit_code or running.timed_out or runtime >= EXEC_FILE_AFTER):
+            write_text(running.exec_file)  # it failed (or ran its second while nobody looked)
         if usage is None:
-            return Ended(running.task_id, decode_status(status), running.start, runtime, running.timed_out)
+            return Ended(running.task_id, exit_code, running.start, runtime, running.timed_out)
         return Ended(
-            running.task_id, decode_status(status), running.start, runtime, running.timed_out, 0, "",
+            running.task_id, exit_code, running.start, runtime, running.timed_out, 0, "",
             usage.ru_utime, usage.ru_stime, usage.ru_maxrss,  # ru_maxrss: KiB on Linux
         )  # fmt: skip
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from mpilauncher.execution import starters
 from mpilauncher.execution.backend import ExecutionBackend, default_backend
 from mpilauncher.execution.environment import base_environment, exec_script, task_variables
-from mpilauncher.execution.gather import PREFIX, spool_directory
+from mpilauncher.execution.gather import EXEC_PREFIX, PREFIX, spool_directory
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
 from mpilauncher.protocol import Completions, Ended, Hello, Setup, Shutdown, StartRequest, StartTasks, ToAgent
 
@@ -67,6 +67,8 @@ class Agent:
         self.task_timeout: float | None = None
         self.emulated = False
         self._gather: tuple[str, str] | None = None  # per-node output: (spool directory, <workdir>/output.<node>)
+        # The base of the lane files every exec script is recorded in ("": none).
+        self._exec_records = f"{self._prefix}{EXEC_PREFIX}{node_name}" if workdir is not None else ""
 
     def configure(self, setup: Setup) -> None:
         """The master's Setup: where files go, where tasks run, how MPI tasks start, how long they may run."""
@@ -74,8 +76,10 @@ class Agent:
         self.emulated, self.task_timeout = setup.emulated, setup.task_timeout
         self._prefix = f"{setup.workdir}{os.sep}"
         self.mpi_starter = starters.choose(setup.mpi_starter, os.environ)
+        self._exec_records = f"{setup.workdir}{os.sep}{EXEC_PREFIX}{self.node_name}"
         if setup.output == "per-node":
             self._gather = (spool_directory(os.environ), f"{setup.workdir}{os.sep}{PREFIX}{self.node_name}")
+            self._exec_records = self._gather[1]  # beside the outputs, in the same files
         configure = getattr(self.backend, "configure", None)  # a backend that keeps files of its own
         if configure is not None:
             configure(setup.workdir, setup.cwd)
@@ -111,11 +115,12 @@ class Agent:
             changes.update(wrapped)
             variables.update({k: v for k, v in wrapped.items() if v is not None})
         script = exec_script(command, self.cwd, variables, ncores, self._omp_set, request.line)
-        output = "" if self._gather else f"{self._prefix}out{task_id}"
+        prefix = self._prefix
+        output, exec_path = ("", "") if self._gather else (f"{prefix}out{task_id}", f"{prefix}exec{task_id}")
         return StartRequest(
             task_id, command, core_ids, request.gpu_indices, request.line, (), request.after,
             output, changes, binding(self.bound_cpus, core_ids), self.task_timeout,
-            (f"{self._prefix}exec{task_id}", script), self._gather,
+            (exec_path, script, self._exec_records), self._gather,
         )  # fmt: skip
 
     def handle(self, message: ToAgent) -> list[Ended]:

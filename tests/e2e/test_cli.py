@@ -25,7 +25,8 @@ def test_basic_sweep_files_statistics_and_exit_code(sweep_dir: Path) -> None:
     assert (work / "out0").read_text() == "hello 0\n"
     assert (work / "out1").read_text() == "second 1\n"
     assert (work / "out2").read_text() == "no newline"
-    assert "echo hello 0" in (work / "exec0").read_text()
+    assert not list(work.glob("exec[0-9]*")), "short tasks that succeed leave one file each, out<N>"
+    assert "echo hello 0" in run_cli(["output", "work", "0", "--exec"], sweep_dir).stdout
     rows = read_joblog(work / "joblog")
     assert sorted(int(r["id"]) for r in rows) == [0, 1, 2]
     assert all(r["exit"] == "0" for r in rows)
@@ -38,15 +39,27 @@ def test_basic_sweep_files_statistics_and_exit_code(sweep_dir: Path) -> None:
     assert not (sweep_dir / "queuestate.journal").exists(), "a clean end folds the journal into the snapshot"
 
 
-def test_exec_file_reruns_the_task_by_hand(sweep_dir: Path) -> None:
-    write(sweep_dir / "commandlines", "echo id=$PYL_ID omp=$OMP_NUM_THREADS dir=$(basename $PWD)\n")
-    assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir).returncode == 0
+def test_exec_file_reruns_a_failed_task_by_hand(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo id=$PYL_ID omp=$OMP_NUM_THREADS dir=$(basename $PWD); exit 3\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir).returncode != 0
     first = (sweep_dir / "w" / "out0").read_text()
     assert first == f"id=0 omp=2 dir={sweep_dir.name}\n"
     import subprocess
 
     again = subprocess.run(["sh", str(sweep_dir / "w" / "exec0")], capture_output=True, text=True, cwd="/")
-    assert again.stdout == first
+    assert again.stdout == first and again.returncode == 3
+
+
+def test_the_exec_script_of_a_task_that_succeeded_reruns_it_by_hand(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo id=$PYL_ID omp=$OMP_NUM_THREADS dir=$(basename $PWD)\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir).returncode == 0
+    assert not (sweep_dir / "w" / "exec0").exists()
+    script = run_cli(["output", "w", "0", "--exec"], sweep_dir).stdout
+    (sweep_dir / "again.sh").write_text(script)
+    import subprocess
+
+    again = subprocess.run(["sh", str(sweep_dir / "again.sh")], capture_output=True, text=True, cwd="/")
+    assert again.stdout == (sweep_dir / "w" / "out0").read_text() == f"id=0 omp=2 dir={sweep_dir.name}\n"
 
 
 def test_task_environment_process_group_and_cwd(sweep_dir: Path) -> None:

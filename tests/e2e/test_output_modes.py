@@ -56,10 +56,15 @@ def test_a_resume_keeps_per_node_output_and_output_gives_the_latest_attempt(tmp_
 
 
 def test_the_default_keeps_pylauncher_files_and_output_reads_them_too(tmp_path: Path) -> None:
-    (tmp_path / "commandlines").write_text("echo hello PYL_ID\n")
-    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 0
-    assert (tmp_path / "w" / "out0").read_text() == "hello 0\n" and (tmp_path / "w" / "exec0").exists()
+    (tmp_path / "commandlines").write_text("echo hello PYL_ID\necho failing PYL_ID; exit 4\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 1
+    work = tmp_path / "w"
+    assert (work / "out0").read_text() == "hello 0\n" and (work / "out1").read_text() == "failing 1\n"
+    assert not (work / "exec0").exists(), "a short task that succeeded: its script only in exec.<node>.<lane>"
+    assert "echo failing 1; exit 4" in (work / "exec1").read_text(), "a failed one: exec<N>, as PyLauncher's"
     assert run_cli(["output", "w", "0"], tmp_path).stdout == "hello 0\n"
+    for task, line in ((0, "echo hello 0\n"), (1, "echo failing 1; exit 4\n")):
+        assert run_cli(["output", "w", str(task), "--exec"], tmp_path).stdout.endswith(line)
 
 
 def test_output_of_a_task_that_has_none_or_of_no_workdir_is_one_line(tmp_path: Path) -> None:

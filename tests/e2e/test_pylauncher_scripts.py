@@ -264,7 +264,7 @@ def test_ctrl_c_raises_keyboard_interrupt_after_the_state_is_saved(sweep_dir: Pa
             print("caught Ctrl-C; state saved:", "running" in open("queuestate").read())
         """,
     )
-    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    wait_for(lambda: (sweep_dir / "w" / "out1").exists())
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
@@ -277,7 +277,7 @@ def test_sigterm_ends_the_script_with_143_after_saving_the_state(sweep_dir: Path
     proc = start_script(
         sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2)\nprint("post")\n'
     )
-    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    wait_for(lambda: (sweep_dir / "w" / "out1").exists())
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -294,7 +294,7 @@ def test_slurms_early_warning_sigusr1_returns_like_a_time_limit(sweep_dir: Path)
         print("post-processing:", result.exit_status, result.left, result.resume_command)
         """,
     )
-    wait_for(lambda: (sweep_dir / "w" / "exec1").exists())
+    wait_for(lambda: (sweep_dir / "w" / "out1").exists())
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

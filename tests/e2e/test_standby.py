@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.execution.gather import records
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import run_cli
@@ -36,8 +37,10 @@ def test_standbys_never_run_after_a_stop(sweep_dir: Path) -> None:
     completed = {r.id for r in state.ledger if r.state == "completed"}
     assert completed == ran  # a standby that never started is not counted, nor lost
     workdir = sweep_dir / "w"
-    started = {p.name[3:] for p in workdir.glob("out*")}
-    assert started == {p.name[4:] for p in workdir.glob("exec*")}  # exec<N> exactly for started tasks
+    started = {int(p.name[3:]) for p in workdir.glob("out[0-9]*")}
+    assert started == set(records(str(workdir), "exec")), "exec scripts recorded exactly for started tasks"
+    killed = {int(p.name[4:]) for p in workdir.glob("exec[0-9]*")}
+    assert killed <= started - completed, "exec<N> only for the tasks the stop ended, not the ones that succeeded"
     assert len(started) < 400
     resumed = run_cli(["--resume", "queuestate"], sweep_dir)
     assert resumed.returncode == 0, resumed.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.persistence.lock import Holder
-from tests.conftest import launcher_env, run_cli
+from tests.conftest import exec_text, launcher_env, run_cli
 
 
 def appending_sweep(directory: Path, n: int, seconds: float) -> None:
@@ -117,7 +117,7 @@ def test_a_second_launcher_on_a_running_sweep_is_refused_naming_the_holder(sweep
     """Issue 10.2: a resume while the first run was alive ran every remaining task a second time."""
     appending_sweep(sweep_dir, 6, 1.0)
     first = start(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
-    wait_until(lambda: (sweep_dir / "w" / "exec0").exists())
+    wait_until(lambda: (sweep_dir / "w" / "out0").exists())
     for args in (["--resume", "queuestate"], ["commandlines", "--workdir", "w2"]):
         second = run_cli(args, sweep_dir)
         assert second.returncode == 2, second.stderr
@@ -146,7 +146,7 @@ def test_two_new_runs_started_at_the_same_instant_one_runs_the_sweep(sweep_dir: 
 def test_the_lock_of_a_killed_launcher_is_taken_over_by_the_resume(sweep_dir: Path) -> None:
     appending_sweep(sweep_dir, 6, 0.5)
     first = start(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
-    wait_until(lambda: (sweep_dir / "w" / "exec0").exists())
+    wait_until(lambda: (sweep_dir / "w" / "out0").exists())
     first.kill()
     first.wait(timeout=10)
     assert (sweep_dir / "queuestate.lock").exists()
@@ -233,8 +233,9 @@ def test_a_line_starting_with_a_dash_or_plus_is_a_command_not_shell_options(swee
     assert sorted(ran_counts(sweep_dir)) == [0, 1], "the rest of each line ran"
     for task in (0, 1):
         assert "not found" in (sweep_dir / "w" / f"out{task}").read_text()
-        by_hand = subprocess.run(["sh", f"w/exec{task}"], cwd=sweep_dir, capture_output=True, text=True)
-        assert by_hand.returncode == 0 and "not found" in by_hand.stderr, "exec<N> runs it the same way"
+        (sweep_dir / f"again{task}").write_text(exec_text(sweep_dir / "w", task))
+        by_hand = subprocess.run(["sh", f"again{task}"], cwd=sweep_dir, capture_output=True, text=True)
+        assert by_hand.returncode == 0 and "not found" in by_hand.stderr, "its exec script runs it the same way"
     assert ran_counts(sweep_dir) == collections.Counter({0: 2, 1: 2})
 
 

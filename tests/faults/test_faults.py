@@ -76,7 +76,7 @@ def test_usr1_and_ctrl_c_stop_like_sigterm(sweep_dir: Path, signum: int) -> None
     (sweep_dir / "commandlines").write_text("sleep 5\n" * 4)
     proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2")
     deadline = time.monotonic() + 20
-    while not (sweep_dir / "w" / "exec1").exists():
+    while not (sweep_dir / "w" / "out1").exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signum)

@@ -169,7 +169,7 @@ def test_a_sweep_run_by_mpiexec_is_locked_against_a_second_launcher(sweep_dir: P
     first = subprocess.Popen(["mpiexec", "-n", "3", sys.executable, "-m", "mpilauncher", *args], cwd=sweep_dir,
                              env=launcher_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 60
-    while not (sweep_dir / "w" / "exec0").exists():
+    while not (sweep_dir / "w" / "out0").exists():
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     second = run_cli(["--resume", "mine"], sweep_dir)

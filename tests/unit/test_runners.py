@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.execution.executor import Executors
-from mpilauncher.execution.processes import ProcessRunner
+from mpilauncher.execution.gather import locate, read_record
+from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
 from tests.conftest import kill_tagged, new_tag, tagged_pids, wait_for
 
@@ -44,9 +45,20 @@ def request(task_id, command, output, changes=None, after=None, core=0, timeout=
     )  # fmt: skip
 
 
+def exec_file(tmp_path: Path, task_id: int, text: str) -> tuple[str, str, str]:
+    """What the agent gives a per-task start: exec<N>, its text, and the lane files that record it."""
+    return str(tmp_path / f"exec{task_id}"), text, str(tmp_path / "exec.node0")
+
+
 def start(runner, tmp_path: Path, task_id: int, command: str, after=None, core: int = 0):
-    output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
-    return runner.start(request(task_id, command, output, {"PYL_ID": str(task_id)}, after, core, exec_file=exec_file))
+    output, script = str(tmp_path / f"out{task_id}"), exec_file(tmp_path, task_id, command)
+    return runner.start(request(task_id, command, output, {"PYL_ID": str(task_id)}, after, core, exec_file=script))
+
+
+def recorded_exec(tmp_path: Path, task_id: int) -> str | None:
+    """Task ``task_id``'s exec script as ``output --exec`` finds it (None: nowhere)."""
+    found = locate(str(tmp_path), task_id, "exec")
+    return None if found is None else read_record(found).decode()
 
 
 def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
@@ -56,7 +68,7 @@ def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
     assert not (tmp_path / "out2").exists()  # still waiting
     ended = collect(runner, 2)
     assert [e.task_id for e in ended] == [1, 2]
-    assert (tmp_path / "exec2").read_text() == "date +%s.%N"
+    assert recorded_exec(tmp_path, 2) == "date +%s.%N"
     first_end = ended[0].start + ended[0].runtime
     assert ended[1].start >= first_end - 0.01
     assert float((tmp_path / "out2").read_text()) >= float((tmp_path / "out1").read_text())
@@ -78,7 +90,7 @@ def test_a_retracted_standby_never_runs(runner, tmp_path):
     assert runner.retracted == [2]
     assert collect(runner, 1, timeout=0.3) == []
     assert not (tmp_path / "out2").exists() and not (tmp_path / "ran").exists()
-    assert not (tmp_path / "exec2").exists()  # exec<N> only for tasks that started
+    assert recorded_exec(tmp_path, 2) is None  # exec scripts only for tasks that started
 
 
 def test_retracting_a_started_standby_changes_nothing(runner, tmp_path):
@@ -137,9 +149,9 @@ def test_waits_and_task_timeouts_beyond_what_epoll_takes(runner, tmp_path, wait)
 # -- what a task leaves behind ----------------------------------------------
 def tagged(runner, tmp_path: Path, task_id: int, command: str, tag: str):
     """Start ``command`` with ``MPL_TEST_TAG=tag`` in its environment, so its processes can be found."""
-    output, exec_file = str(tmp_path / f"out{task_id}"), (str(tmp_path / f"exec{task_id}"), command)
+    output, script = str(tmp_path / f"out{task_id}"), exec_file(tmp_path, task_id, command)
     changes = {"PYL_ID": str(task_id), "MPILAUNCHER_TASK_ID": str(task_id), "MPL_TEST_TAG": tag}
-    return runner.start(request(task_id, command, output, changes, exec_file=exec_file))
+    return runner.start(request(task_id, command, output, changes, exec_file=script))
 
 
 @pytest.fixture
@@ -230,10 +242,11 @@ def started_or_ended(runner, result, count: int = 1) -> list[Ended]:
 
 def test_an_output_file_that_cannot_be_created_is_the_launchers_failure_not_the_tasks(runner, tmp_path):
     output = tmp_path / "gone" / "out1"  # the workdir was deleted (or is full, or read-only)
-    result = runner.start(request(1, "touch ran", str(output), exec_file=(str(tmp_path / "exec1"), "x")))
+    result = runner.start(request(1, "touch ran", str(output), exec_file=exec_file(tmp_path, 1, "x")))
     (ended,) = started_or_ended(runner, result)
     assert ended.task_id == 1 and ended.not_started == f"{output}: No such file or directory"
     assert not (tmp_path / "exec1").exists() and not (tmp_path / "ran").exists()
+    assert recorded_exec(tmp_path, 1) is None, "it did not start: no exec script recorded either"
 
 
 def test_a_command_too_long_to_exec_is_the_tasks_own_failure(runner, tmp_path):
@@ -291,3 +304,44 @@ def test_emulated_nodes_share_the_hosts_cpus_between_their_lanes(monkeypatch, sh
         assert made.backend.lanes == expected
     finally:
         made.backend.close()
+
+
+# -- exec<N>: for the tasks that fail or run a while; every script in the lane's record --------
+def test_a_short_task_that_succeeds_leaves_no_exec_file_but_its_script_is_recorded(runner, tmp_path):
+    for task_id in range(6):
+        start(runner, tmp_path, task_id, f"echo {task_id}", core=task_id % 2)
+    ended = collect(runner, 6)
+    assert sorted((e.task_id, e.exit_code) for e in ended) == [(i, 0) for i in range(6)]
+    assert not list(tmp_path.glob("exec[0-9]*")), "no exec<N> for a short task that succeeded"
+    assert [recorded_exec(tmp_path, i) for i in range(6)] == [f"echo {i}" for i in range(6)]
+    lanes = sorted(p.name for p in tmp_path.glob("exec.node0.*") if not p.name.endswith(".index"))
+    assert 1 <= len(lanes) <= 2, f"one record file a lane, not one a task: {lanes}"
+
+
+@pytest.mark.parametrize("command", ["exit 3", "kill -9 $$"])
+def test_a_task_that_fails_gets_its_exec_file(runner, tmp_path, command):
+    start(runner, tmp_path, 4, command)
+    (ended,) = collect(runner, 1)
+    assert ended.exit_code in (3, -9)
+    assert (tmp_path / "exec4").read_text() == command, "sh exec<N> reruns a failed task by hand"
+
+
+def test_a_task_that_fails_to_spawn_gets_its_exec_file(runner, tmp_path):
+    command = "echo " + "x" * 200_000  # too long to exec
+    (ended,) = started_or_ended(runner, start(runner, tmp_path, 5, command))
+    assert ended.exit_code == 127 and (tmp_path / "exec5").read_text() == command
+
+
+def test_a_task_still_running_gets_its_exec_file_after_a_second(runner, tmp_path):
+    started = time.monotonic()
+    start(runner, tmp_path, 1, "sleep 30")
+    start(runner, tmp_path, 2, "sleep 0.2", core=1)
+    seen = None
+    while time.monotonic() - started < 10 and seen is None:
+        runner.wait(0.05)
+        if (tmp_path / "exec1").exists():
+            seen = time.monotonic() - started
+    assert seen is not None and seen >= EXEC_FILE_AFTER, f"exec1 after {seen} s"
+    assert (tmp_path / "exec1").read_text() == "sleep 30", "written while the task runs (one that hangs)"
+    assert not (tmp_path / "exec2").exists(), "the short one that succeeded has none"
+    runner.stop_all(0.5)
