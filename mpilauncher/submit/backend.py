@@ -55,6 +55,7 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.errors import InputError, LauncherError, LauncherFailure, OptionError
 from mpilauncher.execution.environment import exec_script
+from mpilauncher.execution.gather import EXEC_PREFIX
 from mpilauncher.execution.processes import Standbys
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.queuestate import StateMeta, render
@@ -545,6 +546,7 @@ class SlurmJobs:
                         pass
             elif task not in submission.entry.done:
                 left.append(task)
+        self._adopt_exec_records(chunk)
         if left and go_on and ended:
             self.say(f"{submission.describe()}: {why}; {describe_tasks(left)} go on in a new job")
             again = []
@@ -561,6 +563,20 @@ class SlurmJobs:
                      f" (exit {code})")  # fmt: skip
             ended += [Ended(task, code, start, max(0.0, end - start)) for task in left]
         self._finish(submission, ended)
+
+    def _adopt_exec_records(self, chunk: Path) -> None:
+        """Move the chunk's ``exec.<node>.<lane>`` files into the workdir as ``exec.<chunk>.<node>.<lane>``:
+        the exec scripts of its tasks that left no ``exec<N>`` (they succeeded within a second), which
+        ``output WORKDIR N --exec`` reads there."""
+        try:
+            names = [n for n in os.listdir(chunk) if n.startswith(EXEC_PREFIX)]
+        except OSError:
+            return
+        for name in names:
+            try:
+                os.replace(chunk / name, self.workdir / f"{EXEC_PREFIX}{chunk.name}.{name[len(EXEC_PREFIX) :]}")
+            except OSError:
+                pass  # a convenience: the records stay in the chunk's folder
 
     def _finish(self, submission: Submission, ended: list[Ended]) -> None:
         self._alive.pop(submission.entry.seq, None)

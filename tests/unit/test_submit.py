@@ -22,7 +22,7 @@ from mpilauncher.runtime.agent import Agent
 from mpilauncher.submit import Settings, SlurmJobs
 from mpilauncher.submit.record import FILE_NAME, SubmissionRecord
 from mpilauncher.submit.slurm import ENDED_STATES, JobRecord, JobState, SlurmCommands, SubmitRefused, exit_code_of
-from tests.conftest import ROOT
+from tests.conftest import ROOT, exec_text
 
 QOS = "QOSMaxSubmitJobPerUserLimit Batch job submission failed: Job violates accounting/QOS policy"
 
@@ -343,6 +343,9 @@ def test_chunks_run_the_launcher_inside_the_job_and_each_task_is_reported_with_i
     assert ended == {0: 0, 1: 7, 2: 0, 3: 0, 4: 0}
     assert (tmp_path / "ran0").read_text() == "0\n" and (tmp_path / "w" / "out3").read_text() == "3\n"
     assert (tmp_path / "w" / "chunk2" / "launcher.out").read_text().count("Launcherjob run completed.") == 1
+    assert (tmp_path / "w" / "exec1").read_text().endswith("exit 7\n"), "the failed task's exec<N> is moved out"
+    for task in range(5):  # each task's exec script, as `output WORKDIR N --exec` finds it, chunk or not
+        assert exec_text(tmp_path / "w", task).endswith(f"{tasks[task].command}\n"), task
 
 
 def test_a_chunk_stopped_before_its_time_limit_goes_on_in_a_new_job_with_the_tasks_it_left(tmp_path, slurm):
