@@ -100,11 +100,15 @@ class Stream:
         """Append the whole of ``source`` (an fd) as task ``task_id``'s output, then its index line."""
         size = os.fstat(source).st_size
         at, done = self.offset, 0
-        while done < size:
-            sent = os.sendfile(self.data, source, done, size - done)
-            if sent == 0:  # the file shrank under us (truncated by a leftover): keep what is there
-                break
-            done += sent
+        try:
+            while done < size:
+                sent = os.sendfile(self.data, source, done, size - done)
+                if sent == 0:  # the file shrank under us (truncated by a leftover): keep what is there
+                    break
+                done += sent
+        except OSError:
+            self._rewind()
+            raise
         self.offset += done
         os.write(self.index, f"{task_id}\tout\t{at}\t{done}\t{end:.3f}\n".encode())
 
@@ -113,10 +117,22 @@ class Stream:
         data = text.encode("utf-8", "surrogateescape")
         at = self.offset
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.data, view) :]
+        try:
+            while view:
+                view = view[os.write(self.data, view) :]
+        except OSError:
+            self._rewind()
+            raise
         self.offset += len(data)
         os.write(self.index, f"{task_id}\t{kind}\t{at}\t{len(data)}\t{end:.3f}\n".encode())
+
+    def _rewind(self) -> None:
+        """After a write that failed part-way (a full disk, a quota): the next record goes where this one
+        began, over its unindexed bytes -- not after them, where every later index line would point wrong."""
+        try:
+            os.lseek(self.data, self.offset, os.SEEK_SET)
+        except OSError:
+            pass
 
     def close(self) -> None:
         for fd in (self.data, self.index):
