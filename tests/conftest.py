@@ -18,9 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The MPICH wheel's UCX network module now and then fails its address exchange on this
 #: single host (seen: "UCX ERROR failed to unpack address", slurmstepd "mpi/pmi2: value not
 #: properly terminated", an MPI_Init that never returns under srun): the tests use the OFI
-#: module, which needs no such exchange for ranks on one host.  Nothing in the launcher
-#: depends on the choice; clusters use their own MPI.
-MPI_TEST_SETTINGS = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+#: module, which needs no such exchange for ranks on one host.  Within OFI, the provider it
+#: picks by itself here is "sockets", which now and then loses a message between the emulated
+#: nodes of the local Slurm cluster under CPU load: every rank then spins in a collective inside
+#: MPI_Init for good (seen: srun -N 4 --ntasks-per-node=2 printed nothing for 90 s, 5 of 42 runs
+#: hung with the CPUs busy; all TCP queues empty; MPICH names the sockets provider's collective
+#: hangs a known libfabric bug, pmodels/mpich#5437): the tests use "tcp;ofi_rxm" (0 of 95 hung).
+#: Nothing in the launcher depends on the choice; clusters use their own MPI.
+MPI_TEST_SETTINGS = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp;ofi_rxm"}
 
 
 def launcher_env(**extra: str) -> dict[str, str]:
@@ -56,17 +61,22 @@ def exec_text(workdir: Path, task_id: int) -> str:
 
 def find_launcher_pid(marker: str, variable: str) -> int | None:
     """The launcher process (not its starter) whose environment holds ``MPL_TEST_MARK=marker``
-    and ``variable`` (``NAME=value``): how fault tests find the rank they kill."""
+    and ``variable`` (``NAME=value``): how fault tests find the rank they kill.
+
+    Only a ``python -m mpilauncher`` process counts: the rank's executors (``python -I -S -c
+    "...mpilauncher/execution..."``) inherit its environment, ``SLURMD_NODENAME`` included, and
+    once pids wrap one of them may come first in /proc (seen: the test killed an executor)."""
     wanted = (f"MPL_TEST_MARK={marker}".encode(), variable.encode())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-            cmdline = (entry / "cmdline").read_bytes()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if all(w in environ for w in wanted) and b"mpilauncher" in cmdline and b"srun" not in cmdline:
+        runs_launcher = any(a == b"-m" and b == b"mpilauncher" for a, b in zip(argv, argv[1:], strict=False))
+        if all(w in environ for w in wanted) and runs_launcher and Path(argv[0].decode()).name != "srun":
             return int(entry.name)
     return None
 
