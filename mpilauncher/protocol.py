@@ -74,7 +74,7 @@ class StartRequest(
     (seconds, or None) and ``exec_file``: (the ``exec<N>`` path, or "" for none; the
     exec script's text; the base of the lane files its text is recorded in once the
     task has started, ``<workdir>/exec.<node>`` or, per-node, ``<workdir>/output.<node>``).
-    ``exec<N>`` itself is written for a task that fails or runs ``EXEC_FILE_AFTER``
+    ``exec<N>`` itself is written for a task that fails or runs ``EXEC_FILE_AFTER`` (10)
     seconds (see execution/processes.py).  With ``--output per-node``, ``gather`` is
     (the node's spool directory, ``<workdir>/output.<node>``) and ``output`` is empty:
     the output goes to the node's output files instead (see execution/gather.py).  Every

@@ -84,7 +84,7 @@ def filesystem_of(path: Path) -> str:
 
 def file_create_cost(directory: Path, count: int = 500) -> float:
     """Microseconds to create one empty file in ``directory``: mpilauncher creates one a task
-    (``out<N>``; ``exec<N>`` too for one that fails or runs a second), xargs none, so this
+    (``out<N>``; ``exec<N>`` too for one that fails or runs 10 s), xargs none, so this
     explains much of the gap on slow disks."""
     probe = directory / "create-probe"
     probe.mkdir()

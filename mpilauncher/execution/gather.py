@@ -21,7 +21,7 @@ index::
 ``exec<N>`` holds otherwise); ``end`` (seconds since the epoch) tells the latest
 attempt of a task that ran more than once.  Per-task output uses the same format for
 the exec scripts alone, in ``exec.<node>.<lane>``: ``exec<N>`` is written only for
-the tasks that fail or run a second (see processes.EXEC_FILE_AFTER), so this is
+the tasks that fail or run 10 s (see processes.EXEC_FILE_AFTER), so this is
 where the script of every other task is kept.  So a task's output comes back with
 one seek and one read, whole and in order, and the shared file system sees a few
 large sequential appends instead of two creates a task.  The price: a running

@@ -78,11 +78,14 @@ class Running:
 INFINITY = float("inf")
 #: Seconds a task runs before its ``exec<N>`` is written (a task that fails gets one at its end).
 #: Why not at every start: on a disk, creating ``exec<N>`` was half of what a short task's files
-#: cost (measured: 3.02 -> 1.95 s for 2,000 ``true`` without it), and a sweep of short tasks
-#: that succeed never needs it -- its script is in the lane's ``exec.<node>.<lane>`` record
-#: (``output --exec``).  A task that hangs or fails, where ``sh exec<N>`` by hand is how
-#: people debug (PyLauncher's user guide), has one, a second into its run at the latest.
-EXEC_FILE_AFTER = 1.0
+#: cost (measured: 3.02 -> 2.21-2.41 s for 2,000 ``true`` right after ``rm -rf`` of the last
+#: workdir), and a sweep of short tasks that succeed never needs it -- its script is in the
+#: lane's ``exec.<node>.<lane>`` record (``output --exec``).  A task that hangs or fails, where
+#: ``sh exec<N>`` by hand is how people debug (PyLauncher's user guide), has one.  Why 10 s and
+#: not 1: on a crowded host even ``true`` can take seconds from spawn to reap (4,096 emulated
+#: cores on 2 CPUs, benchmarks/dispatch.py: 1 s wrote 14,939 of 20,000), and for a task of 10 s
+#: one more file is nothing.
+EXEC_FILE_AFTER = 10.0
 #: Seconds a timed-out task gets between SIGTERM and SIGKILL.
 TIMEOUT_GRACE = 2.0
 #: stop_all: seconds to wait, after SIGKILL, for leftovers to vanish before giving up on them.
@@ -165,11 +168,13 @@ class ProcessRunner:
         pin_self: bool = False,
         tag: str | None = None,
         subreaper: bool = False,
+        exec_file_after: float = EXEC_FILE_AFTER,
     ) -> None:
         """``tag``: this runner's lane tag, set in every task's environment (``MPILAUNCHER_LANE``):
         by it, what escaped a task is found when the run ends, or when the runner has died.
         ``subreaper``: this process is a child subreaper (an executor process): leftovers are
-        found in its subtree, else by process group (see :mod:`leftovers`)."""
+        found in its subtree, else by process group (see :mod:`leftovers`).
+        ``exec_file_after``: seconds a task runs before its ``exec<N>`` is written (tests shorten it)."""
         self._epoll = select.epoll()
         self._by_fd: dict[int, Running] = {}
         self._by_task: dict[int, Running] = {}
@@ -188,6 +193,7 @@ class ProcessRunner:
         # (monotonic, task, pid): when a task still running gets its exec<N>; in start order, as every
         # task waits the same EXEC_FILE_AFTER, so a deque serves where the deadlines need a heap.
         self._exec_due: deque[tuple[float, int, int]] = deque()
+        self._exec_file_after = exec_file_after
         # pin_self (executor processes): bind ourselves to a task's CPUs before spawning it, so
         # the task inherits them from its first instruction.  Binding the child after the spawn
         # races with the shell: under load it can fork the command before we get to it.
@@ -312,7 +318,7 @@ class ProcessRunner:
         exec_file = self._record_exec(task_id, request.exec_file, start)
         if exec_file is not None:
             running.exec_file = exec_file
-            self._exec_due.append((start_mono + EXEC_FILE_AFTER, task_id, pid))
+            self._exec_due.append((start_mono + self._exec_file_after, task_id, pid))
         return running
 
     def _stream(self, base: str) -> Stream:
@@ -350,7 +356,7 @@ class ProcessRunner:
         return INFINITY
 
     def _write_due_exec(self, now: float) -> None:
-        """Write the exec<N> of every task that has now run EXEC_FILE_AFTER seconds."""
+        """Write the exec<N> of every task that has now run its ``exec_file_after`` seconds."""
         while self._exec_head() <= now:
             running = self._by_task[self._exec_due.popleft()[1]]
             write_text(running.exec_file)
@@ -525,7 +531,7 @@ class ProcessRunner:
         if running.spool >= 0:
             self._gather(running)
         exit_code = decode_status(status)
-        if running.exec_file is not None and (exit_code or running.timed_out or runtime >= EXEC_FILE_AFTER):
+        if running.exec_file is not None and (exit_code or running.timed_out or runtime >= self._exec_file_after):
             write_text(running.exec_file)  # it failed (or ran its second while nobody looked)
         if usage is None:
             return Ended(running.task_id, exit_code, running.start, runtime, running.timed_out)

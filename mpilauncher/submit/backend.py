@@ -566,7 +566,7 @@ class SlurmJobs:
 
     def _adopt_exec_records(self, chunk: Path) -> None:
         """Move the chunk's ``exec.<node>.<lane>`` files into the workdir as ``exec.<chunk>.<node>.<lane>``:
-        the exec scripts of its tasks that left no ``exec<N>`` (they succeeded within a second), which
+        the exec scripts of its tasks that left no ``exec<N>`` (they succeeded within 10 s), which
         ``output WORKDIR N --exec`` reads there."""
         try:
             names = [n for n in os.listdir(chunk) if n.startswith(EXEC_PREFIX)]

@@ -15,7 +15,7 @@ from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.gather import locate, read_record
 from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
-from tests.conftest import kill_tagged, new_tag, tagged_pids, wait_for
+from tests.conftest import ROOT, kill_tagged, new_tag, tagged_pids, wait_for
 
 
 @pytest.fixture(params=["inline", "one-lane", "two-lanes"])
@@ -332,16 +332,37 @@ def test_a_task_that_fails_to_spawn_gets_its_exec_file(runner, tmp_path):
     assert ended.exit_code == 127 and (tmp_path / "exec5").read_text() == command
 
 
-def test_a_task_still_running_gets_its_exec_file_after_a_second(runner, tmp_path):
-    started = time.monotonic()
-    start(runner, tmp_path, 1, "sleep 30")
-    start(runner, tmp_path, 2, "sleep 0.2", core=1)
-    seen = None
-    while time.monotonic() - started < 10 and seen is None:
-        runner.wait(0.05)
-        if (tmp_path / "exec1").exists():
-            seen = time.monotonic() - started
-    assert seen is not None and seen >= EXEC_FILE_AFTER, f"exec1 after {seen} s"
-    assert (tmp_path / "exec1").read_text() == "sleep 30", "written while the task runs (one that hangs)"
-    assert not (tmp_path / "exec2").exists(), "the short one that succeeded has none"
-    runner.stop_all(0.5)
+def test_a_task_still_running_gets_its_exec_file_while_it_runs(tmp_path):
+    """One that hangs has its exec<N> for `sh exec<N>` by hand (here after 0.5 s, EXEC_FILE_AFTER by default)."""
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ), exec_file_after=0.5)
+    try:
+        started = time.monotonic()
+        start(runner, tmp_path, 1, "sleep 30")
+        start(runner, tmp_path, 2, "sleep 0.2", core=1)
+        seen = None
+        while time.monotonic() - started < 10 and seen is None:
+            runner.wait(0.05)
+            if (tmp_path / "exec1").exists():
+                seen = time.monotonic() - started
+        assert seen is not None and seen >= 0.5, f"exec1 after {seen} s"
+        assert (tmp_path / "exec1").read_text() == "sleep 30", "written while the task runs"
+        assert not (tmp_path / "exec2").exists(), "the short one that succeeded has none"
+    finally:
+        runner.close()
+
+
+def test_a_task_that_succeeds_after_its_exec_time_keeps_its_exec_file(tmp_path):
+    """The end decides when no wait() came between: a task that ran its time has exec<N> however it ended."""
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ), exec_file_after=0.2)
+    try:
+        start(runner, tmp_path, 1, "sleep 0.4")
+        time.sleep(0.6)  # no wait() meanwhile: its end is the first the runner hears of it
+        assert [e.task_id for e in collect(runner, 1)] == [1]
+        assert (tmp_path / "exec1").read_text() == "sleep 0.4"
+    finally:
+        runner.close()
+
+
+def test_the_default_exec_time_is_what_the_readme_says():
+    assert EXEC_FILE_AFTER == 10.0
+    assert "ran 10 seconds" in (ROOT / "README.md").read_text()
