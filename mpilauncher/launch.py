@@ -29,6 +29,7 @@ from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.runtime.stop import STOP_SIGNALS as STOP_SIGNALS  # (re-exported: what the starters do with them)
 from mpilauncher.runtime.stop import SignalGuard, StopRequest
 from mpilauncher.transport.local import LocalTransport
+from mpilauncher.transport.wake import WakeableSleep
 
 
 def run(config: Config, out: TextIO | None = None, began: float | None = None) -> RunResult:
@@ -156,10 +157,11 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
         _warn_if_confined(node_name, cores)
     if role != "master":
         try:
-            link = mpi_transport.MpiAgentEndpoint(comm)
             if role == "parked":
-                status = park(link, stop_signal=lambda: stop.signum)
+                with WakeableSleep() as sleep:
+                    status = park(mpi_transport.MpiAgentEndpoint(comm), sleep, stop_signal=lambda: stop.signum)
             else:
+                link = mpi_transport.MpiAgentEndpoint(comm, parked=layout.parked_beside(rank))
                 agent = _agent(config, node_name, cores)
                 status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting

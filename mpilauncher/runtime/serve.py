@@ -74,19 +74,23 @@ def serve_agent(
             backoff.reset()
 
 
-def park(link: AgentEndpoint, sleep: Callable[[float], None] = time.sleep, stop_signal: StopSignal = no_signal) -> int:
+def park(
+    link: AgentEndpoint, sleep: Callable[[float], bool | None] = time.sleep, stop_signal: StopSignal = no_signal
+) -> int:
     """A surplus rank: wait for SHUTDOWN at negligible CPU and answer BYE; returns the exit status it carries.
 
     A stop signal recorded by this rank is passed on to rank 0, and SHUTDOWN seen, within one
-    sleep: 0.1 s at most, so that the end of a run waits no longer on its parked ranks (ten
-    wake-ups a second of two probes each cost a parked rank well under 0.1% of a core).
+    sleep: 0.1 s at most (ten wake-ups a second of two probes each cost a parked rank well
+    under 0.1% of a core), or at once where ``sleep`` can be woken (see transport/wake.py):
+    a sleep that says it was woken starts the back-off again, for a SHUTDOWN still on its way.
     """
     backoff = Backoff(0.001, 0.1)
     relay = _SignalRelay(link, stop_signal)
     while (shutdown := link.shutdown_message()) is None:
         relay.check()
         link.settle()
-        sleep(backoff.next())
+        if sleep(backoff.next()):
+            backoff.reset()
     link.bye(())  # after it rank 0 may finalize
     return shutdown.exit_status
 

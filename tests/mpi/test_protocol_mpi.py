@@ -22,6 +22,7 @@ from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport import mpi as mpi_transport
 from mpilauncher.transport.base import Transport
+from mpilauncher.transport.wake import WakeableSleep
 
 
 def link(comm) -> mpi_transport.MpiAgentEndpoint:
@@ -175,6 +176,41 @@ def test_shutdown_waits_for_every_ranks_bye_parked_ones_included() -> None:
     returned = time.monotonic()
     last_wakes = [side.recv(source=other) for other in range(1, size)]
     assert max(last_wakes) < returned, "rank 0 went on while a parked rank could still send to it"
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_parked_ranks_are_woken_by_the_shutdown_not_at_their_next_probe() -> None:
+    """Every MPI run ends when its last parked rank has seen SHUTDOWN: they sleep in a wakeable sleep
+    (here one that would last 30 s) and rank 0 wakes those of its node right after the message."""
+    world = mpi_transport.world()
+    comm, side = world.Dup(), world.Dup()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=1)  # one node: rank 0 is its agent, the others park
+    assert layout.parked_beside(0) == list(layout.identities[1:]) and layout.identities[rank][1] == os.getpid()
+    if rank != 0:
+        slept: list[bool] = []
+        with WakeableSleep() as sleep:
+
+            def long_sleep(seconds: float) -> bool:
+                if not slept:
+                    side.send(None, dest=0)  # about to sleep: rank 0 may shut down now
+                slept.append(sleep(30.0 if not slept else seconds))  # after a wake: the back-off's own
+                return slept[-1]
+
+            assert park(link(comm), sleep=long_sleep) == 0
+        side.send(slept, dest=0)
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=60)
+    transport.hellos(timeout=60)
+    for other in range(1, size):
+        side.recv(source=other)
+    began = time.monotonic()
+    transport.shutdown(0.0, 0)
+    took = time.monotonic() - began
+    sleeps = [side.recv(source=other) for other in range(1, size)]
+    assert took < 15, f"the parked ranks slept on: shutdown took {took:.1f} s"
+    assert all(s[0] for s in sleeps), f"woken out of the first sleep: {sleeps}"
     transport.close()
 
 

@@ -1,0 +1,72 @@
+"""Waking a node's parked ranks at SHUTDOWN, instead of at their next probe.
+
+Why: a parked rank (``srun``/``ibrun``/``mpiexec`` start one rank per core; all but one a
+node park) looks for SHUTDOWN between sleeps that grow to 0.1 s, so that a run of hours
+costs it nothing.  But every MPI run ends when its last rank has seen SHUTDOWN: on average
+half a sleep after rank 0 said it, up to a whole one (measured under ``mpiexec -n 2``:
+runs took 0.03-0.10 s longer than an MPI hello-world above a single process).
+
+How: the parked rank sleeps in ``sigtimedwait`` on :data:`WAKE_SIGNAL`, which it keeps
+blocked, so a wake sent at any moment -- before it sleeps, or while it does -- ends the
+sleep at once, and is never lost or delivered to a handler.  Whoever gives the node its
+SHUTDOWN (the node's agent, or rank 0 for its own node) sends that signal to the node's
+parked ranks on its host, right after the message.  Each rank's pid and start time
+(``/proc/<pid>/stat``) are gathered at start-up: the signal goes only to a process that is
+still that rank, never to a reused pid.  SIGURG because its default action is to be
+ignored: a signal that reached any other process would do nothing.  Where none of this
+works (no ``/proc``, another pid namespace, a thread of the MPI library taking the
+signal), the rank wakes at its next probe, as it did before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable
+
+WAKE_SIGNAL = signal.SIGURG
+
+
+def start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat``, field 22); "" if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return fields[19].decode() if len(fields) > 19 else ""
+
+
+def identity() -> tuple[str, int, str]:
+    """This process as the others can find it again: (host, pid, start time)."""
+    pid = os.getpid()
+    return os.uname().nodename, pid, start_time(pid)
+
+
+def wake(ranks: Iterable[tuple[str, int, str]]) -> None:
+    """Send :data:`WAKE_SIGNAL` to each ``(host, pid, start time)`` on this host that is still that process."""
+    here = os.uname().nodename
+    for host, pid, started in ranks:
+        if host != here or not started or start_time(pid) != started:
+            continue
+        try:
+            os.kill(pid, WAKE_SIGNAL)
+        except OSError:
+            pass
+
+
+class WakeableSleep:
+    """A parked rank's sleep: a context in which ``sleep(seconds)`` ends early when woken, and says so."""
+
+    def __enter__(self) -> WakeableSleep:
+        self._before = signal.pthread_sigmask(signal.SIG_BLOCK, {WAKE_SIGNAL})
+        return self
+
+    def __call__(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when a wake ended it (or was already pending)."""
+        return signal.sigtimedwait({WAKE_SIGNAL}, max(0.0, seconds)) is not None
+
+    def __exit__(self, *exc: object) -> None:
+        while signal.sigtimedwait({WAKE_SIGNAL}, 0) is not None:  # none left pending for later
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._before)

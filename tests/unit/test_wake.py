@@ -1,0 +1,82 @@
+"""Waking parked ranks (transport/wake.py): a real signal between real processes, found by pid and start time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mpilauncher.transport.wake import WAKE_SIGNAL, identity, start_time, wake
+from tests.conftest import ROOT
+
+#: A parked rank's sleep in a child: says "ready", waits for "go" on stdin (a wake may come meanwhile),
+#: sleeps up to SLEEP seconds, and prints whether a wake ended it and how long it slept.
+SLEEPER = """
+import sys, time
+from mpilauncher.transport.wake import WakeableSleep
+with WakeableSleep() as sleep:
+    print("ready", flush=True)
+    sys.stdin.readline()
+    began = time.monotonic()
+    woken = sleep(float(sys.argv[1]))
+    print(woken, round(time.monotonic() - began, 2), flush=True)
+import signal
+print("blocked after:", signal.SIGURG in signal.pthread_sigmask(signal.SIG_BLOCK, []), flush=True)
+"""
+
+
+def sleeper(seconds: float) -> subprocess.Popen:
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLEEPER, str(seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def finish(child: subprocess.Popen) -> tuple[bool, float]:
+    out, _ = child.communicate(timeout=60)
+    first, last = out.splitlines()
+    assert last == "blocked after: False", "the signal mask is as it was"
+    woken, slept = first.split()
+    return woken == "True", float(slept)
+
+
+def test_a_wake_ends_the_sleep_at_once() -> None:
+    child = sleeper(30)
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    time.sleep(0.3)
+    wake([(os.uname().nodename, child.pid, start_time(child.pid))])
+    woken, slept = finish(child)
+    assert woken and slept < 20
+
+
+def test_a_wake_sent_before_the_sleep_is_not_lost() -> None:
+    child = sleeper(30)
+    wake([(os.uname().nodename, child.pid, start_time(child.pid))])
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    woken, slept = finish(child)
+    assert woken and slept < 20
+
+
+@pytest.mark.parametrize("who", ["another process with that pid", "another host"])
+def test_no_signal_to_a_process_that_is_not_the_rank(who: str) -> None:
+    child = sleeper(1.0)
+    host, started = os.uname().nodename, start_time(child.pid)
+    wake([("elsewhere", child.pid, started)] if who == "another host" else [(host, child.pid, str(int(started) - 1))])
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    woken, slept = finish(child)
+    assert not woken and slept >= 0.9
+
+
+def test_identity_is_this_process_and_its_start_time_stays() -> None:
+    host, pid, started = identity()
+    assert (host, pid) == (os.uname().nodename, os.getpid()) and started.isdigit()
+    assert start_time(pid) == started and start_time(2**22 + 12345) == ""
+    assert WAKE_SIGNAL not in (2, 15), "not a signal anyone sends to stop a rank"
