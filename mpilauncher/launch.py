@@ -29,7 +29,7 @@ from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.runtime.stop import STOP_SIGNALS as STOP_SIGNALS  # (re-exported: what the starters do with them)
 from mpilauncher.runtime.stop import SignalGuard, StopRequest
 from mpilauncher.transport.local import LocalTransport
-from mpilauncher.transport.wake import WakeableSleep
+from mpilauncher.transport.wake import WakeableSleep, WakeFd
 
 
 def run(config: Config, out: TextIO | None = None, began: float | None = None) -> RunResult:
@@ -163,7 +163,10 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
             else:
                 link = mpi_transport.MpiAgentEndpoint(comm, parked=layout.parked_beside(rank))
                 agent = _agent(config, node_name, cores)
-                status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
+                with WakeFd() as woken:
+                    if woken.fd >= 0:
+                        agent.add_wake_fd(woken.fd)  # rank 0 on this host wakes us with its SHUTDOWN
+                    status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             log.error(f"rank {rank} ({node_name}) failed: {type(err).__name__}: {err}")
             comm.Abort(EXIT_LAUNCHER_FAILED)

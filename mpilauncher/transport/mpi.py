@@ -21,7 +21,8 @@ the loops that serve them are in :mod:`mpilauncher.runtime.serve`):
     any -> master    SIGNALLED (signum)       a stop signal reached this rank
 
 Ranks that are neither master nor agent (``srun``/``ibrun`` start one rank per
-core) park: they look for SHUTDOWN a few times a second and sleep otherwise.
+core) park: they look for SHUTDOWN a few times a second and sleep otherwise, and
+whoever sends their node its SHUTDOWN wakes them with a signal (see wake.py).
 Every rank answers SHUTDOWN with BYE, and rank 0 waits for them all before it
 goes on to MPI_Finalize: a parked rank may send SIGNALLED at any moment until
 it has seen SHUTDOWN, and a message to a rank that is finalizing is an error
@@ -288,7 +289,8 @@ class MasterTransport:
         for rank in range(1, self.comm.Get_size()):  # first: the other ranks stop while node 0 does
             if rank not in self._dead_ranks:
                 self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
-        wake(self.layout.parked_beside(0))  # node 0's parked ranks: now, not at their next probe
+        # The ranks on this host (node 0's parked ones; with emulated nodes, every one): now, not at their next probe.
+        wake(i for rank, i in enumerate(self.layout.identities) if rank and rank not in self._dead_ranks)
         ended = self.local.shutdown(grace, exit_status)
         waiting = {rank for rank in range(1, self.comm.Get_size()) if rank not in self._dead_ranks}
         # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.

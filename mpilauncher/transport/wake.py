@@ -10,7 +10,9 @@ How: the parked rank sleeps in ``sigtimedwait`` on :data:`WAKE_SIGNAL`, which it
 blocked, so a wake sent at any moment -- before it sleeps, or while it does -- ends the
 sleep at once, and is never lost or delivered to a handler.  Whoever gives the node its
 SHUTDOWN (the node's agent, or rank 0 for its own node) sends that signal to the node's
-parked ranks on its host, right after the message.  Each rank's pid and start time
+parked ranks on its host, right after the message; rank 0 wakes every other rank on its own
+host too (emulated nodes: all of them), whose agents sleep in their backend's epoll with
+Python's signal wake-up fd in it (:class:`WakeFd`).  Each rank's pid and start time
 (``/proc/<pid>/stat``) are gathered at start-up: the signal goes only to a process that is
 still that rank, never to a reused pid.  SIGURG because its default action is to be
 ignored: a signal that reached any other process would do nothing.  Where none of this
@@ -53,6 +55,48 @@ def wake(ranks: Iterable[tuple[str, int, str]]) -> None:
             os.kill(pid, WAKE_SIGNAL)
         except OSError:
             pass
+
+
+class WakeFd:
+    """An agent rank's wake: a context in which :data:`WAKE_SIGNAL` makes ``fd`` readable.
+
+    An agent sleeps in its backend's epoll (its tasks' ends wake it), so the signal's wake
+    comes as Python's signal wake-up fd, registered there: ``fd`` is -1 (nothing to
+    register) where the wake-up fd is someone else's already, or this is not the main thread.
+    """
+
+    fd = -1
+
+    def __enter__(self) -> WakeFd:
+        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            old = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            old = None
+        if old is None or old != -1:  # someone else's: leave it so
+            if old is not None:
+                signal.set_wakeup_fd(old)
+            self._close()
+            return self
+        self._handler = signal.signal(WAKE_SIGNAL, _woken)  # a Python handler: the fd gets a byte
+        self.fd = self._pipe[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd < 0:
+            return
+        signal.signal(WAKE_SIGNAL, self._handler)
+        signal.set_wakeup_fd(-1)
+        self._close()
+        self.fd = -1
+
+    def _close(self) -> None:
+        for fd in self._pipe:
+            os.close(fd)
+
+
+def _woken(_signum: int, _frame: object) -> None:
+    """Nothing to do: the signal's byte on the wake-up fd has already ended the agent's wait."""
 
 
 class WakeableSleep:

@@ -190,10 +190,12 @@ def run_script_mpi(directory: Path, body: str, ranks: int = 3) -> subprocess.Com
 
 
 def test_a_stopped_pylauncher_script_returns_on_every_rank_and_only_rank_0_speaks(sweep_dir: Path) -> None:
-    (sweep_dir / "commandlines").write_text("sleep 0.4\n" * 12)
+    # maxruntime=3, not 1: under a loaded CI machine mpiexec -n 3's start-up alone once took the whole second,
+    # and no task had started to be traced; 12 tasks of 2 s on 2 cores still cannot finish in time.
+    (sweep_dir / "commandlines").write_text("sleep 2\n" * 12)
     res = run_script_mpi(
         sweep_dir,
-        "result = pylauncher.ClassicLauncher('commandlines', workdir='w', corespernode=2, maxruntime=1,"
+        "result = pylauncher.ClassicLauncher('commandlines', workdir='w', corespernode=2, maxruntime=3,"
         " debug='job+exec+ssh')\n"
         "open(f'rank{os.environ[\"PMI_RANK\"]}', 'w').write(f'{result.exit_status} {result.left > 0}')\n",
     )

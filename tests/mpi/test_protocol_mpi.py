@@ -22,7 +22,7 @@ from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.transport import mpi as mpi_transport
 from mpilauncher.transport.base import Transport
-from mpilauncher.transport.wake import WakeableSleep
+from mpilauncher.transport.wake import WakeableSleep, WakeFd
 
 
 def link(comm) -> mpi_transport.MpiAgentEndpoint:
@@ -211,6 +211,36 @@ def test_parked_ranks_are_woken_by_the_shutdown_not_at_their_next_probe() -> Non
     sleeps = [side.recv(source=other) for other in range(1, size)]
     assert took < 15, f"the parked ranks slept on: shutdown took {took:.1f} s"
     assert all(s[0] for s in sleeps), f"woken out of the first sleep: {sleeps}"
+    transport.close()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_agents_on_rank_0s_host_are_woken_by_the_shutdown(monkeypatch) -> None:
+    """Emulated nodes: every agent is on rank 0's host; idle, it would look for SHUTDOWN only at its next
+    probe (here 30 s away): rank 0 wakes it through the signal wake-up fd in its backend's epoll."""
+    from mpilauncher.runtime import serve
+
+    world = mpi_transport.world()
+    comm, side = world.Dup(), world.Dup()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    layout = mpi_transport.discover(comm, emulate_nodes=size)  # every rank the agent of a node
+    if rank != 0:
+        monkeypatch.setattr(serve, "AGENT_PROBE", (30.0, 30.0))
+        agent = Agent(f"n{rank}", 1)
+        with WakeFd() as woken:
+            agent.add_wake_fd(woken.fd)
+            side.send(None, dest=0)
+            assert serve_agent(link(comm), agent, beat_interval=600) == 0
+        return
+    transport = mpi_transport.MasterTransport(comm, layout, Agent("n0", 1), beat_timeout=600)
+    transport.hellos(timeout=60)
+    for other in range(1, size):
+        side.recv(source=other)
+    time.sleep(0.3)  # each agent is in its 30 s wait by now
+    began = time.monotonic()
+    transport.shutdown(0.0, 0)
+    took = time.monotonic() - began
+    assert took < 15 and not transport.unclean, f"the agents slept on: shutdown took {took:.1f} s"
     transport.close()
 
 

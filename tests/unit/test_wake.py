@@ -80,3 +80,48 @@ def test_identity_is_this_process_and_its_start_time_stays() -> None:
     assert (host, pid) == (os.uname().nodename, os.getpid()) and started.isdigit()
     assert start_time(pid) == started and start_time(2**22 + 12345) == ""
     assert WAKE_SIGNAL not in (2, 15), "not a signal anyone sends to stop a rank"
+
+
+#: An agent's wake in a child: says "ready", waits on the wake fd for up to 30 s, says whether it became
+#: readable and how long it took, and whether SIGURG's handler and the wake-up fd are as they were after.
+AGENT = """
+import select, signal, sys, time
+from mpilauncher.transport.wake import WAKE_SIGNAL, WakeFd
+with WakeFd() as woken:
+    print("ready", flush=True)
+    began = time.monotonic()
+    readable, _, _ = select.select([woken.fd], [], [], 30)
+    print(bool(readable), round(time.monotonic() - began, 2), flush=True)
+print("restored:", signal.getsignal(WAKE_SIGNAL) is signal.SIG_DFL and signal.set_wakeup_fd(-1) == -1, flush=True)
+"""
+
+
+def test_an_agents_wake_fd_becomes_readable_at_the_signal_and_everything_is_restored_after() -> None:
+    child = subprocess.Popen([sys.executable, "-c", AGENT], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert child.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    wake([(os.uname().nodename, child.pid, start_time(child.pid))])
+    out, _ = child.communicate(timeout=60)
+    first, last = out.splitlines()
+    readable, waited = first.split()
+    assert readable == "True" and float(waited) < 20
+    assert last == "restored: True"
+
+
+def test_a_wake_fd_that_is_someone_elses_is_left_alone() -> None:
+    import signal
+
+    from mpilauncher.transport.wake import WakeFd
+
+    theirs = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    before = signal.set_wakeup_fd(theirs[1])
+    try:
+        with WakeFd() as woken:
+            assert woken.fd == -1 and signal.getsignal(WAKE_SIGNAL) is not None
+            assert signal.set_wakeup_fd(theirs[1]) == theirs[1], "still theirs"
+        assert signal.set_wakeup_fd(theirs[1]) == theirs[1], "still theirs after"
+    finally:
+        signal.set_wakeup_fd(before)
+        for fd in theirs:
+            os.close(fd)
