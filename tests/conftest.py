@@ -49,14 +49,21 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **env: str) -> sub
     )
 
 
-def exec_text(workdir: Path, task_id: int) -> str:
+def recorded_exec(workdir: Path, task_id: int) -> str | None:
     """Task ``task_id``'s exec script as ``output --exec`` finds it: its ``exec<N>`` (a task that
-    failed or ran a while) or its lane's ``exec.<node>.<lane>`` record, whichever was written last."""
+    failed or ran a while) or its lane's ``exec.<node>.<lane>`` record, whichever was written last;
+    None: nowhere."""
     from mpilauncher.execution.gather import locate, read_record
 
     found = locate(str(workdir), task_id, "exec")
-    assert found is not None, f"no exec script of task {task_id} in {workdir}"
-    return read_record(found).decode()
+    return None if found is None else read_record(found).decode()
+
+
+def exec_text(workdir: Path, task_id: int) -> str:
+    """:func:`recorded_exec`, for a task that must have one."""
+    text = recorded_exec(workdir, task_id)
+    assert text is not None, f"no exec script of task {task_id} in {workdir}"
+    return text
 
 
 def find_launcher_pid(marker: str, variable: str) -> int | None:

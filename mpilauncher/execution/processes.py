@@ -532,7 +532,7 @@ class ProcessRunner:
             self._gather(running)
         exit_code = decode_status(status)
         if running.exec_file is not None and (exit_code or running.timed_out or runtime >= self._exec_file_after):
-            write_text(running.exec_file)  # it failed (or ran its second while nobody looked)
+            write_text(running.exec_file)  # it failed (or ran its time while nobody looked)
         if usage is None:
             return Ended(running.task_id, exit_code, running.start, runtime, running.timed_out)
         return Ended(

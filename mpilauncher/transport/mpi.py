@@ -286,13 +286,12 @@ class MasterTransport:
         if self._shut_down:
             return []
         self._shut_down = True
-        for rank in range(1, self.comm.Get_size()):  # first: the other ranks stop while node 0 does
-            if rank not in self._dead_ranks:
-                self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
-        # The ranks on this host (node 0's parked ones; with emulated nodes, every one): now, not at their next probe.
-        wake(i for rank, i in enumerate(self.layout.identities) if rank and rank not in self._dead_ranks)
-        ended = self.local.shutdown(grace, exit_status)
         waiting = {rank for rank in range(1, self.comm.Get_size()) if rank not in self._dead_ranks}
+        for rank in sorted(waiting):  # first: the other ranks stop while node 0 does
+            self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
+        # The ranks on this host (node 0's parked ones; with emulated nodes, every one): now, not at their next probe.
+        wake(i for rank, i in enumerate(self.layout.identities) if rank in waiting)
+        ended = self.local.shutdown(grace, exit_status)
         # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.
         deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
         backoff = Backoff(0.0005, SHUTDOWN_PROBE)

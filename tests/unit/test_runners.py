@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.execution.executor import Executors
-from mpilauncher.execution.gather import locate, read_record
 from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
-from tests.conftest import ROOT, kill_tagged, new_tag, tagged_pids, wait_for
+from tests.conftest import ROOT, kill_tagged, new_tag, recorded_exec, tagged_pids, wait_for
 
 
 @pytest.fixture(params=["inline", "one-lane", "two-lanes"])
@@ -53,12 +52,6 @@ def exec_file(tmp_path: Path, task_id: int, text: str) -> tuple[str, str, str]:
 def start(runner, tmp_path: Path, task_id: int, command: str, after=None, core: int = 0):
     output, script = str(tmp_path / f"out{task_id}"), exec_file(tmp_path, task_id, command)
     return runner.start(request(task_id, command, output, {"PYL_ID": str(task_id)}, after, core, exec_file=script))
-
-
-def recorded_exec(tmp_path: Path, task_id: int) -> str | None:
-    """Task ``task_id``'s exec script as ``output --exec`` finds it (None: nowhere)."""
-    found = locate(str(tmp_path), task_id, "exec")
-    return None if found is None else read_record(found).decode()
 
 
 def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
