@@ -160,13 +160,13 @@ class SubMasterScheduler(Scheduler):
     def __init__(self, capacity: int) -> None:
         super().__init__(TaskTable(["sim"] * capacity, range(1, capacity + 1), Task(-1, "sim")), standby=True)
         for queue in self._queues.values():
-            queue.clear()
+            queue.fresh.clear()
 
     def admit(self, first: int, count: int) -> None:
-        """Queue local ids ``first .. first + count - 1``: each higher than any queued, so appending
-        them keeps the heap a heap.  (Their state is QUEUED since the Scheduler was made.)"""
+        """Queue local ids ``first .. first + count - 1``: each higher than any queued, so they join
+        the queue's ids in order.  (Their state is QUEUED since the Scheduler was made.)"""
         (queue,) = self._queues.values()  # one shape: one-core tasks
-        queue.extend(range(first, first + count))
+        queue.admit(range(first, first + count))
 
     @property
     def held(self) -> int:

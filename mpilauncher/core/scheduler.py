@@ -28,8 +28,11 @@ it was given up as lost (``AgentLost``; it may come back), and the end of a
 standby that a ``StopDispatch`` dropped (its node may have started it before
 the shutdown came); such a task stays where the core has it.
 
-Queued tasks wait in one min-heap per *shape* (a core count, or "whole
-node"; with a GPU count), keyed by task id.  A placement pass repeatedly
+Queued tasks wait in one queue per *shape* (a core count, or "whole
+node"; with a GPU count), lowest task id first (:mod:`.queues`: the ids
+queued at the start in order, those queued again in a small heap beside
+them).  Where each running task and standby is, is kept by task id
+(:mod:`.placements`).  A placement pass repeatedly
 starts the lowest-id task among the heads of the shapes that fit somewhere
 (a GPU task of 0 cores, see :mod:`.slots`, fits wherever a GPU is free),
 so tasks start in file order wherever they fit and narrow tasks backfill
@@ -105,8 +108,8 @@ in use is never suspected.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mpilauncher.core.estimates import RuntimeEstimates
@@ -136,6 +139,8 @@ from mpilauncher.core.events import (
 )
 from mpilauncher.core.health import NodeHealth, Suspicion, Verdict, is_fast_failure
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
+from mpilauncher.core.placements import Placements
+from mpilauncher.core.queues import TaskQueue
 from mpilauncher.core.slots import WHOLE_NODE, SlotPool
 from mpilauncher.core.states import (
     AS_COMPLETED,
@@ -153,6 +158,8 @@ from mpilauncher.errors import Unplaceable
 
 #: The end game begins when less than this many times the longest expected task time is left.
 END_GAME_ROUNDS = 2
+#: A shape's line of tasks that could take a standby is compacted when longer than this plus twice the running tasks.
+BARE_SLACK = 1024
 #: How many recent events and actions the scheduler keeps for the story of an invalid transition.
 STORY_DEPTH = 10_000
 #: At most this many entries of a story are told.
@@ -218,19 +225,19 @@ class _StandbyLine:
     tasks after it joined, from anywhere in it, and an OrderedDict's removal from the middle unlinks
     its neighbours, memory last touched a round ago -- measured at 100,000 cores, 0.85 us of a
     6.5 us decision.  Here a standby joins at the tail of two deques and leaves without a trace:
-    it is still in the line while it waits (``waiting``, the scheduler's map) and is not in
-    ``asked`` (asked back); the head drops the entries that no longer are.  A task sent ahead
+    it is still in the line while it waits (its state is STANDBY) and is not in ``asked``
+    (asked back); the head drops the entries that no longer are.  A task sent ahead
     again (retried, or asked back and sent anew) while an entry of its earlier send is still in
     the line is seen at the earlier place, with the earlier age: it is asked back a little sooner,
     which is always allowed.  The deques hold at most the sends of the last four rounds of ends.
     """
 
-    __slots__ = ("order", "sent", "waiting", "asked")
+    __slots__ = ("order", "sent", "codes", "asked")
 
-    def __init__(self, waiting: dict[int, Start]) -> None:
+    def __init__(self, codes: bytearray | dict[int, int]) -> None:
         self.order: deque[int] = deque()  # task ids, in the order they were sent ahead
         self.sent: deque[int] = deque()  # how many ends had been seen when each was sent
-        self.waiting = waiting  # (the scheduler's: every standby, asked back or not)
+        self.codes = codes  # (the scheduler's task states: AS_STANDBY for every standby, asked back or not)
         self.asked: set[int] = set()  # standbys asked back whose node has not answered yet
 
     def add(self, tid: int, ends: int) -> None:
@@ -239,14 +246,14 @@ class _StandbyLine:
 
     def holds(self, tid: int) -> bool:
         """Whether standby ``tid`` waits and has not been asked back."""
-        return tid in self.waiting and tid not in self.asked
+        return self.codes[tid] == AS_STANDBY and tid not in self.asked
 
     def oldest(self) -> int | None:
         """The standby that has waited longest (still in the line), or None."""
-        order, sent, waiting, asked = self.order, self.sent, self.waiting, self.asked
+        order, sent, codes, asked = self.order, self.sent, self.codes, self.asked
         while order:
             tid = order[0]
-            if tid in waiting and tid not in asked:
+            if codes[tid] == AS_STANDBY and tid not in asked:
                 return tid
             order.popleft()
             sent.popleft()
@@ -313,19 +320,19 @@ class Scheduler:
         #: Every task's one state (see :mod:`.states`: the hot path writes its codes, ``status.codes[tid]``).
         self.status = TaskStates(table.ids)
         self.pool = SlotPool()
-        #: Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt.
-        self.running: dict[int, Start] = {}
-        self._queues: dict[tuple[int, int], list[int]] = {}
+        #: Every running task's and standby's Start (node, core ids, GPU indices, span over nodes, attempt) and
+        #: the standby behind each running task, by id (read through ``running``, ``waiting``, ``follower``).
+        self._placed = Placements(self.status.codes)
+        self._queues: dict[Shape, TaskQueue] = {}
         self._stopping = False
         self._done_sent = False
         self.retries = retries
         self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
         self.standby = standby
-        self.follower: dict[int, Start] = {}  # running task -> the standby waiting behind it (its Start)
-        self.waiting: dict[int, Start] = {}  # standby task -> its Start (``after``: the task it waits behind)
-        # OrderedDicts, not dicts: taking the oldest entry of a plain dict again and again
-        # scans the holes its deletions left at the front (measured: 9 s of 21 at 100,000 cores).
-        self._bare: dict[Shape, OrderedDict[int, None]] = {}  # running tasks that could take a standby, oldest first
+        # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
+        # taken from the head when it still can (it runs, has no standby, its node is in use); an entry
+        # that no longer can is dropped there, or by the compaction of _place (see _compact_bare).
+        self._bare: dict[Shape, deque[int]] = {}
         self._standby_of: dict[Shape, _StandbyLine] = {}  # standbys not yet asked back, by shape, oldest first
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
         self._lost: set[int] = set()  # nodes given up: what they report is stale
@@ -349,16 +356,17 @@ class Scheduler:
         self._watching = False
         # (A million tasks: the tasks and their states above, and the queues here, are made in passes
         # in C where they can be, not a Python loop turn per task.)
+        queued: dict[Shape, list[int]] = {}
         for first, ids in groups:  # one group, made in one pass, in the common sweep
-            self._queues.setdefault(self._shape(first), []).extend(ids)
+            queued.setdefault(self._shape(first), []).extend(ids)
             if first.expected is not None:
                 self._time.longest_given = max(self._time.longest_given, first.expected)
         for task, runtime in history:
             self._time.estimates.add(self._shape(task), runtime)
-        for queue in self._queues.values():
-            heapq.heapify(queue)
-        self._bare = {shape: OrderedDict() for shape in self._queues}
-        self._standby_of = {shape: _StandbyLine(self.waiting) for shape in self._queues}
+        self._queues = {shape: TaskQueue(ids) for shape, ids in queued.items()}
+        del queued
+        self._bare = {shape: deque() for shape in self._queues}
+        self._standby_of = {shape: _StandbyLine(self.status.codes) for shape in self._queues}
         self._handlers = {
             TaskFinished: self._on_finished,
             AgentJoined: self._on_joined,
@@ -408,7 +416,7 @@ class Scheduler:
             self._place(actions)
             if self._pace_held:
                 actions.append(StartDue(self._next_start))
-        if not self.running and not self._done_sent and (self.pool.nodes or self._stopping):
+        if not self._placed.running_count and not self._done_sent and (self.pool.nodes or self._stopping):
             if self._stopping or not self.queued_count:
                 self._done_sent = True
                 actions.append(AllDone(held=len(self._time.held)))
@@ -420,6 +428,21 @@ class Scheduler:
         return actions
 
     # -- queries (tests, and the simulation's checks) -------------------------
+    @property
+    def running(self) -> Mapping[int, Start]:
+        """Running task -> its Start: node, core ids, GPU indices, span over nodes, attempt."""
+        return self._placed.running
+
+    @property
+    def waiting(self) -> Mapping[int, Start]:
+        """Standby -> its Start (``after``: the task it waits behind)."""
+        return self._placed.waiting
+
+    @property
+    def follower(self) -> Mapping[int, Start]:
+        """Running task -> the Start of the standby waiting behind it."""
+        return self._placed.follower
+
     @property
     def next_start_due(self) -> float | None:
         """Paced: when the next start may go, if a queued task that fits waits only for that."""
@@ -437,18 +460,25 @@ class Scheduler:
     def validate(self) -> None:
         """Check cross-structure invariants (tests call this after every step)."""
         queued = {tid for q in self._queues.values() for tid in q}
+        assert len(queued) == self.queued_count, "a task queued twice"
+        for queue in self._queues.values():
+            assert list(queue.fresh) == sorted(queue.fresh), "the fresh ids out of order"
+        placed, counts = self._placed, dict.fromkeys((RUNNING, STANDBY), 0)
         for tid, status in self.status.items():
             assert (status == QUEUED) == (tid in queued), (tid, status)
-            assert (status == RUNNING) == (tid in self.running), (tid, status)
-            assert (status == STANDBY) == (tid in self.waiting), (tid, status)
             assert (status == HELD) == (tid in self._time.held), (tid, status)
+            start, follower = placed.starts[tid], placed.behind[tid]
+            assert (start is not None) == (status in (RUNNING, STANDBY)), (tid, status, start)
+            assert start is None or start.task_id == tid, (tid, start)
+            assert follower is None or (status == RUNNING and follower.after == tid), (tid, status, follower)
+            assert follower is None or placed.starts[follower.task_id] is follower, (tid, follower)
+            counts[status] = counts.get(status, 0) + 1
+        assert (placed.running_count, placed.waiting_count) == (counts[RUNNING], counts[STANDBY]), counts
         for node in self.health.benched:
             assert not self.pool.nodes[node].alive, f"node {node} is out of use but its cores are in the pool"
         for tid, start in self.waiting.items():  # a standby on a node out of use is asked back, or started
             line = self._standby_of[self._shape_of(tid)]
             assert start.node not in self.health.benched or not line.holds(tid), (tid, "standby left on a bad node")
-        for tid, start in self.running.items():
-            assert start.task_id == tid, (tid, start)
         for tid, start in self.waiting.items():
             pred = start.after
             assert pred is not None and self.follower[pred] is start and self.status[pred] == RUNNING, (tid, pred)
@@ -519,8 +549,9 @@ class Scheduler:
 
     def _on_finished(self, event: TaskFinished, actions: list[Action]) -> None:
         tid, node = event.task_id, event.node
-        start = self.running.get(tid)
-        if start is None or (node is not None and node != start.node):
+        placed = self._placed
+        start = placed.starts[tid] if 0 <= tid < placed.top else None  # (Placements.running_start, inlined)
+        if start is None or placed.codes[tid] != AS_RUNNING or (node is not None and node != start.node):
             self._out_of_step(event)
             return
         self._ends += 1
@@ -542,7 +573,7 @@ class Scheduler:
             benched = self._benched
             successor = self._next_in_order(shape) if not benched or start.node not in benched else None
             if successor is not None:  # hand the cores (and GPUs) straight on: no trip through the pool
-                heapq.heappop(self._queues[shape])
+                self._queues[shape].pop()
                 actions.append(self._run(start.node, successor, start.core_ids, start.gpu_indices, shape))
             else:
                 self._release(start)
@@ -602,7 +633,7 @@ class Scheduler:
 
     def _on_never_started(self, event: NeverStarted, actions: list[Action]) -> None:
         """Its start failed on the node: queued again, its cores to its standby (started at once there) or freed."""
-        start = self.running.get(event.task_id)
+        start = self._placed.running_start(event.task_id)
         if start is None or (event.node is not None and event.node != start.node):
             self._out_of_step(event)
             return
@@ -617,30 +648,32 @@ class Scheduler:
     def _vacate(self, start: Start, at: float) -> tuple[Shape, Promoted | None]:
         """``start``'s task no longer runs: its shape, and the standby that its node has started
         on those very cores and GPUs at ``at`` (promoted here), if one waited behind it."""
-        tid = start.task_id
-        del self.running[tid]
+        tid, placed = start.task_id, self._placed
+        placed.starts[tid] = None  # (its entry in _bare, if any, is dropped where it is met: tid's state changes)
         shape = self._shape_of(tid)
-        standby = self.follower.pop(tid, None)
+        standby = placed.behind[tid]
         if standby is None:
-            self._bare[shape].pop(tid, None)  # (a task with a standby behind it is not bare)
+            placed.running_count -= 1
             return shape, None
-        follower = standby.task_id  # (what _unlink does, with the follower entry already popped above)
-        del self.waiting[follower]
+        placed.behind[tid] = None  # (what _unlink does, with the running count left as it is: one for one)
+        placed.waiting_count -= 1
+        follower = standby.task_id
         if self._standby_of[shape].asked:  # (_StandbyLine.left, inlined: the hot path)
             self._standby_of[shape].asked.discard(follower)
-        self.running[follower] = standby
         self.status.codes[follower] = AS_RUNNING
         if not self._benched or standby.node not in self._benched:
-            self._bare[shape][follower] = None
+            self._bare[shape].append(follower)
         return shape, Promoted(standby, at)
 
     def _run(self, node: int, tid: int, core_ids: tuple[int, ...], gpu_indices: tuple[int, ...], shape: Shape) -> Start:
         """``tid`` runs now on ``core_ids`` (and ``gpu_indices``) of ``node``, which a task of its shape just left."""
         attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
         start = Start(node, tid, core_ids, gpu_indices, (), None, attempt, self.tasks)
-        self.running[tid] = start
+        placed = self._placed
+        placed.starts[tid] = start
+        placed.running_count += 1
         self.status.codes[tid] = AS_RUNNING
-        self._bare[shape][tid] = None
+        self._bare[shape].append(tid)
         return start
 
     def _next_in_order(self, shape: Shape) -> int | None:
@@ -650,14 +683,16 @@ class Scheduler:
             return None
         if self._lowest_queued_shape() != shape:
             return None
-        return self._queues[shape][0]
+        return self._queues[shape].head()
 
     def _lowest_queued_shape(self) -> Shape | None:
         """The shape of the lowest queued task id: the only one that may move ahead (file order)."""
         first = lowest = None
         for shape, queue in self._queues.items():
-            if queue and (first is None or queue[0] < first):
-                first, lowest = queue[0], shape
+            if queue:
+                head = queue.head()
+                if first is None or head < first:
+                    first, lowest = head, shape
         return lowest
 
     def _on_retracted(self, event: Retracted, actions: list[Action]) -> None:
@@ -668,8 +703,10 @@ class Scheduler:
 
     def _unlink(self, tid: int) -> None:
         """Forget standby ``tid``'s link to the task it waits behind."""
-        pred = self.waiting.pop(tid).after
-        del self.follower[pred]  # type: ignore[arg-type]
+        placed = self._placed
+        pred = placed.starts[tid].after  # type: ignore[union-attr]
+        placed.starts[tid] = placed.behind[pred] = None  # type: ignore[index]
+        placed.waiting_count -= 1
         self._standby_of[self._shape_of(tid)].left(tid)
 
     def _on_lost(self, event: AgentLost, actions: list[Action]) -> None:
@@ -677,22 +714,39 @@ class Scheduler:
         self._lost.add(node)
         self.pool.remove_node(node)
         self.health.lost(node)
-        lost = sorted(tid for tid, start in self.running.items() if start.node == node)
+        placed = self._placed
+        lost = [tid for tid, start in self.running.items() if start.node == node]  # (in id order)
         for tid in lost:
-            standby = self.follower.get(tid)
+            standby = placed.behind[tid]
             if standby is not None:  # it waited there, never started (or died with the node)
                 self._unlink(standby.task_id)
                 self._enqueue(standby.task_id)
-            self._bare[self._shape_of(tid)].pop(tid, None)
-            start = self.running.pop(tid)
+            start = placed.starts[tid]
+            placed.starts[tid] = None
+            placed.running_count -= 1
             for segment_node, segment_cores in start.span[1:]:
                 self.pool.release(segment_node, segment_cores)
             self._enqueue(tid)
             actions.append(Requeued(tid, node))
 
+    def _compact(self, bare: deque[int]) -> None:
+        """Drop the entries of ``bare`` that can take no standby any more (see _send_ahead), in place.
+
+        Entries are dropped where _send_ahead meets them, which it does not while few tasks are queued
+        (the sweep's last round) or with no standby at all: this keeps the line within twice the
+        running tasks."""
+        codes, starts, behind, benched = self.status.codes, self._placed.starts, self._placed.behind, self._benched
+        kept = [
+            tid
+            for tid in bare
+            if codes[tid] == AS_RUNNING and behind[tid] is None and starts[tid].node not in benched  # type: ignore[union-attr]
+        ]
+        bare.clear()
+        bare.extend(dict.fromkeys(kept))  # (one entry a task: a task can be in the line twice)
+
     def _enqueue(self, tid: int) -> None:
         self.status.codes[tid] = AS_QUEUED
-        heapq.heappush(self._queues[self._shape_of(tid)], tid)
+        self._queues[self._shape_of(tid)].push(tid)
 
     def _place(self, actions: list[Action]) -> None:
         pool = self.pool
@@ -700,8 +754,8 @@ class Scheduler:
         while pool.free_cores or pool.has_free_gpus:  # a GPU task may need no free core
             best_shape = best_id = None
             for shape, queue in self._queues.items():
-                if queue and (best_id is None or queue[0] < best_id) and self._fits(shape):
-                    best_shape, best_id = shape, queue[0]
+                if queue and (best_id is None or queue.head() < best_id) and self._fits(shape):
+                    best_shape, best_id = shape, queue.head()
             if best_shape is None:
                 break
             if self._end_game and self._hold_back(best_id, best_shape, actions):
@@ -711,7 +765,7 @@ class Scheduler:
                     self._pace_held = True
                     break
                 self._next_start = self._now + self.start_interval
-            heapq.heappop(self._queues[best_shape])
+            self._queues[best_shape].pop()
             width, gpus, mpi = best_shape
             span: tuple[tuple[int, tuple[int, ...]], ...] = ()
             gpu_indices: tuple[int, ...] = ()
@@ -731,13 +785,18 @@ class Scheduler:
                     span = ((node, core_ids),)
             attempt = self.attempts.get(best_id, 0) + 1 if self.attempts else 1
             start = Start(node, best_id, core_ids, gpu_indices, span, None, attempt, self.tasks)
-            self.running[best_id] = start
+            placed = self._placed
+            placed.starts[best_id] = start
+            placed.running_count += 1
             self.status.codes[best_id] = AS_RUNNING
             if not mpi:
-                self._bare[best_shape][best_id] = None
+                self._bare[best_shape].append(best_id)
             actions.append(start)
+        for bare in self._bare.values():
+            if len(bare) > 2 * self._placed.running_count + BARE_SLACK:
+                self._compact(bare)
         if self.standby and not self._end_game:
-            if self.waiting:
+            if self._placed.waiting_count:
                 if pool.free_cores or pool.has_free_gpus:
                     self._retract_idle(actions)
                 self._retract_stale(actions)
@@ -761,7 +820,7 @@ class Scheduler:
         left = self._time.at - self._now  # type: ignore[operator]  # (the end game has both)
         if expected is None or expected <= left:
             return False
-        heapq.heappop(self._queues[shape])
+        self._queues[shape].pop()
         self.status.codes[tid] = AS_HELD
         self._time.held[tid] = None
         actions.append(HeldBack(tid, expected, left, estimated=task.expected is None))
@@ -793,9 +852,8 @@ class Scheduler:
         for tid, start in self.running.items():
             if start.node != node:
                 continue
-            shape = self._shape_of(tid)
-            self._bare[shape].pop(tid, None)
-            standby = self.follower.get(tid)
+            shape = self._shape_of(tid)  # (its entry in _bare, if any, is dropped where it is met: its node is benched)
+            standby = self._placed.behind[tid]
             if standby is not None and self._standby_of[shape].ask(standby.task_id):
                 actions.append(self._ask_back(standby.task_id))
         health.suspect(suspicion, on_trial)
@@ -842,8 +900,8 @@ class Scheduler:
             if start.node == node:
                 busy_gpus.update(start.gpu_indices)
                 shape = self._shape(task)
-                if not shape[2] and tid not in self.follower:
-                    self._bare[shape][tid] = None
+                if not shape[2] and self._placed.behind[tid] is None:
+                    self._bare[shape].append(tid)  # (one still there from before is met twice: the second is dropped)
         self.pool.restore_node(node, busy, busy_gpus)
         actions.append(NodeBackInUse(node, verdict.task_id, verdict.where))
 
@@ -854,14 +912,22 @@ class Scheduler:
             return
         bare, queue, line = self._bare[shape], self._queues[shape], self._standby_of[shape]
         in_order, sent = line.order, line.sent  # (line.add, inlined: the hot path)
-        while bare and len(queue) > len(self.running):
-            pred = bare.popitem(last=False)[0]  # the oldest: likely to end first
-            tid = heapq.heappop(queue)
-            placed = self.running[pred]
+        placed, codes, benched = self._placed, self.status.codes, self._benched
+        starts, behind = placed.starts, placed.behind
+        fresh, again = queue.fresh, queue.again  # (queue.pop, inlined: the hot path)
+        queued = len(fresh) + len(again)
+        while bare and queued > placed.running_count:
+            pred = bare.popleft()  # the oldest: likely to end first
+            ahead = starts[pred]
+            if codes[pred] != AS_RUNNING or behind[pred] is not None or (benched and ahead.node in benched):  # type: ignore[union-attr]
+                continue  # (no longer bare: ended, took a standby, or its node is out of use)
+            tid = heapq.heappop(again) if again and (not fresh or again[0] < fresh[0]) else fresh.popleft()
+            queued -= 1
             attempt = self.attempts.get(tid, 0) + 1 if self.attempts else 1
-            start = Start(placed.node, tid, placed.core_ids, placed.gpu_indices, (), pred, attempt, self.tasks)
-            self.status.codes[tid] = AS_STANDBY
-            self.follower[pred] = self.waiting[tid] = start
+            start = Start(ahead.node, tid, ahead.core_ids, ahead.gpu_indices, (), pred, attempt, self.tasks)  # type: ignore[union-attr]
+            codes[tid] = AS_STANDBY
+            behind[pred] = starts[tid] = start
+            placed.waiting_count += 1
             in_order.append(tid)
             sent.append(self._ends)
             actions.append(start)
@@ -883,7 +949,7 @@ class Scheduler:
         a long task): they go back to the head of the queue and start behind a faster one.
         Four, not one or two: with exponential task times a standby's predecessor outlasts
         two rounds 13% of the time, four rounds 2% (simulated), and each ask costs a round trip."""
-        limit = 4 * len(self.running)
+        limit = 4 * self._placed.running_count
         for line in self._standby_of.values():
             while (tid := line.oldest()) is not None and self._ends - line.sent[0] > limit:
                 line.ask_oldest()
@@ -898,7 +964,7 @@ class Scheduler:
     def _ask_back(self, tid: int) -> Retract:
         """Standby ``tid``, already out of its shape's list, is asked back from its node; it stays
         STANDBY until the node answers (or its predecessor's end shows it had started)."""
-        return Retract(self.waiting[tid].node, tid)
+        return Retract(self._placed.starts[tid].node, tid)  # type: ignore[union-attr]
 
     def _fits(self, shape: tuple[int, int, bool]) -> bool:
         width, gpus, mpi = shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 
@@ -391,7 +392,12 @@ def test_late_node_gets_queued_work():
 def test_validate_notices_corruption():
     sched = Scheduler(tasks_of(1, 1))
     step(sched, *join(2))
-    sched.running[1] = sched.running[0]  # the same core twice
+    sched._placed.starts[1] = dataclasses.replace(sched.running[0], task_id=1)  # the same core twice
+    with pytest.raises(AssertionError, match="core given twice"):
+        sched.validate()
+    sched = Scheduler(tasks_of(1, 1))
+    step(sched, *join(2))
+    sched._placed.running_count += 1  # a count that lost track
     with pytest.raises(AssertionError):
         sched.validate()
     sched = Scheduler(tasks_of(1))

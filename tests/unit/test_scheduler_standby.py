@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from mpilauncher.core import scheduler as scheduler_module
 from mpilauncher.core.events import (
     AgentJoined,
     AgentLost,
@@ -20,7 +21,8 @@ from mpilauncher.core.events import (
     TaskFinished,
 )
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING
-from mpilauncher.core.scheduler import STANDBY, Scheduler
+from mpilauncher.core.scheduler import STANDBY, InvalidTransition, Scheduler
+from mpilauncher.core.states import AS_QUEUED, AS_RUNNING, AS_STANDBY
 from mpilauncher.core.tasks import Task
 from tests.unit.test_scheduler import join, promoted, step, tasks_of
 
@@ -271,21 +273,68 @@ def test_a_task_sent_ahead_again_is_asked_back_once_and_only_while_it_waits():
 def test_the_standby_line_skips_what_was_asked_back_or_left_and_keeps_the_order_of_sends():
     from mpilauncher.core.scheduler import _StandbyLine
 
-    waiting = dict.fromkeys((10, 11, 12, 13))  # (the scheduler's map: standby -> its Start)
-    line = _StandbyLine(waiting)  # type: ignore[arg-type]
+    codes = bytearray(16)  # (the scheduler's task states)
+    codes[10:14] = bytes([AS_STANDBY]) * 4
+    line = _StandbyLine(codes)
     for ends, tid in enumerate((10, 11, 12, 13)):
         line.add(tid, ends)
     assert line.oldest() == 10 and line.sent[0] == 0
     assert line.ask(11) and not line.ask(11)  # asked back from the middle: once
-    del waiting[10]  # promoted: it leaves without a word to the line
+    codes[10] = AS_RUNNING  # promoted: it leaves without a word to the line
     assert line.oldest() == 12 and line.sent[0] == 2 and not line.holds(11)
     assert line.ask_oldest() == 12 and line.ask_oldest() == 13 and line.ask_oldest() is None and not line
     line.left(11)  # its node answered: it waits no more
-    del waiting[11]
-    waiting[11] = None  # and it is sent ahead again
+    codes[11] = AS_QUEUED
+    codes[11] = AS_STANDBY  # and it is sent ahead again
     line.add(11, 12)
     assert line.oldest() == 11 and line.sent[0] == 12 and line.ask_oldest() == 11 and not line.holds(11)
     assert line.asked == {11, 12, 13}
     for tid in (11, 12, 13):
         line.left(tid)
     assert not line.asked
+
+
+def test_ids_far_apart_run_with_standbys_to_the_end():
+    """A resume of a PyLauncher queuestate may number its tasks up to 999,999,999: the placements are then
+    kept in dicts, not lists as long as the largest id, and take the same reads and writes."""
+    ids = [0, 5, 77, 4_000_000, 999_999_998, 999_999_999]
+    sched = Scheduler([Task(tid, f"./t {tid}") for tid in ids], standby=True)
+    actions = step(sched, *join(1))
+    assert actions == [Start(0, 0, (0,)), Start(0, 5, (0,), after=0)]
+    ended = []
+    while sched.running:
+        (tid,) = sched.running
+        ended.append(tid)
+        step(sched, TaskFinished(tid, 0))
+    assert ended == ids and all(state == COMPLETED for state in sched.status.values())
+
+
+@pytest.mark.parametrize("task_id", [-1, 2, 10**12])
+def test_an_end_of_an_id_outside_the_run_is_refused_not_taken_for_another_task(task_id):
+    """-1 would read the last task's place in a list indexed by id (it runs)."""
+    sched = Scheduler(tasks_of(1, 1))
+    step(sched, *join(2))
+    with pytest.raises(InvalidTransition, match=f"task {task_id} is not a task of this run"):
+        sched.handle(TaskFinished(task_id, 0, 0))
+
+
+def test_the_end_of_a_standby_that_never_started_is_refused():
+    sched = standby(*[1] * 6)
+    step(sched, *join(1))
+    assert sched.status[1] == STANDBY
+    with pytest.raises(InvalidTransition, match="task 1 is standby"):
+        sched.handle(TaskFinished(1, 0, 0))
+
+
+@pytest.mark.parametrize("with_standby", [True, False])
+def test_the_line_of_tasks_that_could_take_a_standby_stays_short(monkeypatch, with_standby):
+    """Tasks join it at their start and leave it only where a standby is sent; with no standby (or
+    in the sweep's last round) nothing leaves it that way: it is compacted instead."""
+    monkeypatch.setattr(scheduler_module, "BARE_SLACK", 4)
+    sched = Scheduler(tasks_of(*[1] * 300), standby=with_standby)
+    step(sched, *join(2, 2))
+    while sched.running:
+        step(sched, *(TaskFinished(tid, 0) for tid in list(sched.running)[:3]))
+        (line,) = sched._bare.values()
+        assert len(line) <= 2 * 4 + 4 + 3, len(line)
+        assert len(set(line)) == len(line)
