@@ -27,10 +27,17 @@ from mpilauncher.core.states import AS_RUNNING, AS_STANDBY
 
 
 class _NoneForMissing(dict):
-    """A dict that answers None for an id it does not hold, as the dense lists do for an empty place."""
+    """A dict that answers None for an id it does not hold, as the dense lists do for an empty place, and
+    forgets an id set to None (it holds the running tasks and standbys only, not every task that ran)."""
 
     def __missing__(self, task_id: int) -> None:
         return None
+
+    def __setitem__(self, task_id: int, start: Start | None) -> None:
+        if start is None:
+            self.pop(task_id, None)
+        else:
+            super().__setitem__(task_id, start)
 
 
 class Placements:

@@ -307,6 +307,7 @@ def test_ids_far_apart_run_with_standbys_to_the_end():
         ended.append(tid)
         step(sched, TaskFinished(tid, 0))
     assert ended == ids and all(state == COMPLETED for state in sched.status.values())
+    assert not sched._placed.starts and not sched._placed.behind, "a sparse run forgets the tasks that ended"
 
 
 @pytest.mark.parametrize("task_id", [-1, 2, 10**12])
