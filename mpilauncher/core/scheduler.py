@@ -331,7 +331,7 @@ class Scheduler:
         self.standby = standby
         # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
         # taken from the head when it still can (it runs, has no standby, its node is in use); an entry
-        # that no longer can is dropped there, or by the compaction of _place (see _compact_bare).
+        # that no longer can is dropped there, or by the compaction of _place (see _compact).
         self._bare: dict[Shape, deque[int]] = {}
         self._standby_of: dict[Shape, _StandbyLine] = {}  # standbys not yet asked back, by shape, oldest first
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
