@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 
@@ -144,17 +145,24 @@ def test_mpi_tasks_never_stand_by():
 
 # -- randomized: a node that starts standbys on ends and answers retracts ---------
 @pytest.mark.parametrize("seed", range(12))
-def test_random_simulation_with_standby(seed):
+@pytest.mark.parametrize("layout", ["dense", "far apart"])
+def test_random_simulation_with_standby(seed, layout, monkeypatch):
+    """``far apart``: ids up to billions (the placements in dicts, not lists) and a line of bare tasks
+    compacted at every turn past a handful, so that entries met stale and compaction both happen."""
     rng = random.Random(seed)
     nodes = [rng.choice([2, 4, 8]) for _ in range(12)]
     widths = [rng.choice([1, 1, 1, 2, "node"]) if rng.random() < 0.3 else 1 for _ in range(400)]
     tasks = tasks_of(*widths)
+    if layout == "far apart":
+        tasks = [dataclasses.replace(t, id=t.id * 10_000_019) for t in tasks]
+        monkeypatch.setattr(scheduler_module, "BARE_SLACK", 2)
     sched = Scheduler(tasks, retries=1, standby=True)
+    assert (type(sched.status.codes) is dict) == (layout == "far apart")
     clock = 0.0
     ends: list[tuple[float, int, int]] = []  # (time, seq, task id)
     seq = 0
     behind: dict[int, int] = {}  # the node's view: predecessor -> standby it will start
-    runs = dict.fromkeys(range(len(tasks)), 0)
+    runs = dict.fromkeys((t.id for t in tasks), 0)
     alive = set(range(len(nodes)))
     pending: list = []  # answers the node sends on its next report
     asked: set[int] = set()  # standbys asked back since they were last sent
