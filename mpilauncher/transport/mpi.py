@@ -54,7 +54,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mpilauncher.errors import LauncherFailure, ProtocolError, StoppedBySignal
 from mpilauncher.protocol import (
@@ -109,11 +109,15 @@ class Layout:
     node_names: tuple[str, ...]  # per node index
     agent_ranks: tuple[int, ...]  # per node index
     node_of_rank: tuple[int, ...]  # per rank
-    #: Per rank: (host, pid, start time), by which its node's agent wakes it if it parks (see wake.py).
-    identities: tuple[tuple[str, int, str], ...] = ()
+    #: Rank -> (host, pid, start time), for the ranks on this rank's host only: by it a node's agent wakes the
+    #: ranks parked beside it, and rank 0 every rank on its host (see wake.py).  Only this host's: a signal
+    #: reaches no other, and at 100,000 ranks everyone's would be 100,000 entries on every rank.
+    identities: Mapping[int, tuple[str, int, str]] = field(default_factory=dict, hash=False)
 
     @classmethod
-    def from_names(cls, names_by_rank: list[str], identities: list[tuple[str, int, str]] | None = None) -> Layout:
+    def from_names(
+        cls, names_by_rank: list[str], identities: Mapping[int, tuple[str, int, str]] | None = None
+    ) -> Layout:
         order: dict[str, int] = {}
         agents: list[int] = []
         node_of_rank = []
@@ -122,7 +126,7 @@ class Layout:
                 order[name] = len(order)
                 agents.append(rank)
             node_of_rank.append(order[name])
-        return cls(tuple(order), tuple(agents), tuple(node_of_rank), tuple(identities or ()))
+        return cls(tuple(order), tuple(agents), tuple(node_of_rank), dict(identities or {}))
 
     def role(self, rank: int) -> str:
         if rank == 0:
@@ -130,11 +134,12 @@ class Layout:
         return "agent" if self.agent_ranks[self.node_of_rank[rank]] == rank else "parked"
 
     def parked_beside(self, rank: int) -> list[tuple[str, int, str]]:
-        """The identities of the ranks parked on ``rank``'s node (what it wakes when it gets SHUTDOWN)."""
+        """The identities of the ranks parked on ``rank``'s node (what it wakes when it gets SHUTDOWN), in
+        rank order; those on another host than ``rank``'s are not known here (nor could a signal reach them)."""
         node = self.node_of_rank[rank]
         return [
-            self.identities[other] for other, n in enumerate(self.node_of_rank)
-            if n == node and other < len(self.identities) and self.role(other) == "parked"
+            found for other, found in sorted(self.identities.items())
+            if self.node_of_rank[other] == node and self.role(other) == "parked"
         ]  # fmt: skip
 
 
@@ -161,13 +166,21 @@ def processor_name() -> str:
 
 
 def discover(comm, emulate_nodes: int | None) -> Layout:
-    """Every rank's node, grouped, and how to find its process (one short collective at start-up)."""
+    """Every rank's node, grouped (an allgather of the names), and how to find the processes of the ranks
+    on this host (an allgather within the host's shared-memory communicator): two short collectives."""
     if emulate_nodes:
         name = emulated_node_name(comm.Get_rank(), comm.Get_size(), emulate_nodes)
     else:
         name = os.environ.get("SLURMD_NODENAME") or processor_name()
-    gathered = comm.allgather((name, identity()))
-    return Layout.from_names([n for n, _ in gathered], [i for _, i in gathered])
+    names = comm.allgather(name)
+    from mpi4py import MPI
+
+    host = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())  # the ranks on this host
+    try:
+        identities = dict(host.allgather((comm.Get_rank(), identity())))
+    finally:
+        host.Free()
+    return Layout.from_names(names, identities)
 
 
 # -- rank 0 ---------------------------------------------------------------
@@ -290,7 +303,7 @@ class MasterTransport:
         for rank in sorted(waiting):  # first: the other ranks stop while node 0 does
             self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
         # The ranks on this host (node 0's parked ones; with emulated nodes, every one): now, not at their next probe.
-        wake(i for rank, i in enumerate(self.layout.identities) if rank in waiting)
+        wake(found for rank, found in self.layout.identities.items() if rank in waiting)
         ended = self.local.shutdown(grace, exit_status)
         # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.
         deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
