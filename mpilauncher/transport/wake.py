@@ -12,9 +12,10 @@ sleep at once, and is never lost or delivered to a handler.  Whoever gives the n
 SHUTDOWN (the node's agent, or rank 0 for its own node) sends that signal to the node's
 parked ranks on its host, right after the message; rank 0 wakes every other rank on its own
 host too (emulated nodes: all of them), whose agents sleep in their backend's epoll with
-Python's signal wake-up fd in it (:class:`WakeFd`).  Each rank's pid and start time
-(``/proc/<pid>/stat``) are gathered at start-up: the signal goes only to a process that is
-still that rank, never to a reused pid.  SIGURG because its default action is to be
+Python's signal wake-up fd in it (:class:`WakeFd`).  The pid and start time
+(``/proc/<pid>/stat``) of every rank on a host are gathered at start-up among that host's
+ranks (transport/mpi.py's ``discover``): the signal goes only to a process that is still
+that rank, never to a reused pid.  SIGURG because its default action is to be
 ignored: a signal that reached any other process would do nothing.  Where none of this
 works (no ``/proc``, another pid namespace, a thread of the MPI library taking the
 signal), the rank wakes at its next probe, as it did before.
