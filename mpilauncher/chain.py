@@ -32,12 +32,12 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mpilauncher import log
 from mpilauncher.core.limits import MAX_CHAIN as MAX_JOBS
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.records import record
 
 if TYPE_CHECKING:  # subprocess loads when a job is submitted: every run asks position(), few submit
     import subprocess
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # subprocess loads when a job is submitted: every run asks po
 VARIABLE = "MPILAUNCHER_CHAIN"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Position:
     """Job ``index`` (from 1) of a chain of at most ``length`` jobs."""
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from mpilauncher.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Allocation:
     """The resources as the environment describes them."""
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
 
 from mpilauncher.core import limits
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import InputError, OptionError
+from mpilauncher.records import field, record
 from mpilauncher.report.words import DEBUG_WORDS, KNOWN_DEBUG, TASK_WORDS
 from mpilauncher.report.words import DEFAULT_INTERVAL as DEFAULT_PROGRESS_INTERVAL
 from mpilauncher.report.words import MODES as PROGRESS_MODES
@@ -42,7 +42,7 @@ REFUSED_SBATCH_OPTIONS = (
 )
 
 
-@dataclass(slots=True)
+@record
 class Config:
     """What to run and how; see ``python -m mpilauncher --help``."""
 

@@ -11,7 +11,8 @@ API can print it as it is, without a traceback.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+
+from mpilauncher.records import record
 
 #: Documented exit statuses of ``python -m mpilauncher`` (see README).
 EXIT_OK = 0
@@ -85,7 +86,7 @@ class StoppedBySignal(LauncherError):
         self.exit_status = EXIT_SIGNAL_BASE + signum
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Unplaceable:
     """A task no node can ever hold: the core reports it, the caller words it."""
 

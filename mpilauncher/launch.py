@@ -11,7 +11,6 @@ starts, are what an MPI job's start-up waits for (benchmarks/dispatch.py).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from mpilauncher import cluster, log, relaunch
 from mpilauncher.config import Config, check_submit, option_error
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
+from mpilauncher.records import replace
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
 from mpilauncher.result import RunResult as RunResult
 from mpilauncher.runtime.agent import Agent
@@ -88,7 +88,7 @@ def _resumed_submission(config: Config) -> Config:
         recorded = submit.recorded_settings(Path(config.resume))
     if recorded is not None:
         try:
-            config = dataclasses.replace(
+            config = replace(
                 config, submit=str(recorded["sbatch"]), max_active=config.max_active or int(recorded["max_active"]),
                 tasks_per_job=config.tasks_per_job or int(recorded["tasks_per_job"]),
                 poll_interval=config.poll_interval or float(recorded["poll_interval"]),

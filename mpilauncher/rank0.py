@@ -9,12 +9,10 @@ created, the first snapshot written and the first task started.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
 import time
-from dataclasses import dataclass, field
 from io import TextIOBase as TextIO
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from mpilauncher.persistence.files import read_text
 from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
+from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
 from mpilauncher.report.latency import DispatchLatencies
@@ -51,7 +50,7 @@ from mpilauncher.runtime.stop import SignalGuard, StopRequest
 from mpilauncher.transport.local import LocalTransport
 
 
-@dataclass(slots=True)
+@record
 class Plan:
     """The checked inputs of a run."""
 
@@ -151,7 +150,7 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
     if earlier is None or not (earlier[0] or continuation):
         return plan
     left, total = earlier
-    continued = plan_from_queuestate(dataclasses.replace(config, commandlines=None, resume=str(plan.state_path)))
+    continued = plan_from_queuestate(replace(config, commandlines=None, resume=str(plan.state_path)))
     if left:
         continued.notes.append(
             f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpilauncher.errors import EXIT_OK
+from mpilauncher.records import field, record
 
 if TYPE_CHECKING:
     from mpilauncher.core.stats import Statistics
 
 
-@dataclass(slots=True)
+@record
 class RunResult:
     """What a finished (or stopped) run reports back to the API and the CLI."""
 

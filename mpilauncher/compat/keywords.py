@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from mpilauncher.config import DEFAULT_DELAY
 from mpilauncher.core import limits
+from mpilauncher.records import field, record
 from mpilauncher.report.words import DEBUG_WORDS
 
 
-@dataclass
+@record
 class Call:
     """One launcher call's keywords, sorted: ``config`` goes to make_config, the rest is the API's."""
 
@@ -43,7 +43,7 @@ class Call:
 Apply = Callable[[object, Call], str | None]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Keyword:
     name: str
     effect: str

@@ -16,7 +16,6 @@ limit.  Bad input prints one line and raises
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
@@ -39,6 +38,7 @@ from mpilauncher.errors import (
     OptionError,
 )
 from mpilauncher.launch import run
+from mpilauncher.records import replace
 from mpilauncher.result import RunResult
 
 #: Notes already printed by this process: each difference is said once, not at every call.
@@ -73,7 +73,7 @@ def launch(
         name, text = commandlines_from(commandlines, call)
         config = make_config(None if call.resume else name, resume=name if call.resume else None, **call.config)
         notes = [note for note in (*config.notes, *call.notes) if note not in _noted]
-        config = dataclasses.replace(
+        config = replace(
             config, commandlines_text=text, job_type=job_type, notes=tuple(notes), relaunch=not call.local,
             print_statistics=print_statistics,
         )  # fmt: skip
@@ -141,7 +141,7 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
             " exit codes); the joblog's exit and status columns say which"
         )
     resume = f"ResumeClassicLauncher({str(result.queuestate)!r})" if result.queuestate else None
-    result = dataclasses.replace(result, resume_command=resume)
+    result = replace(result, resume_command=resume)
     status = result.exit_status
     if not rank0 and status == EXIT_BAD_INPUT:  # rank 0 raised with the one line; every rank stops alike
         raise ScriptInputError("bad input (rank 0 said which)")

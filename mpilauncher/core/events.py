@@ -21,8 +21,8 @@ A fact carries everything its consumers need (where a task ran, on which
 core ids and GPU indices, which attempt, how it ended), so nobody outside
 the core ever reads the scheduler's own maps.
 
-The records are slotted dataclasses, but not frozen ones: a frozen
-dataclass sets each field through ``object.__setattr__``, which measured
+The records (:mod:`mpilauncher.records`) are slotted, but not frozen: a frozen
+record sets each field through ``object.__setattr__``, which measured
 ~110 ns a field here against ~30, and a :class:`Start`, a
 :class:`TaskFinished` and a :class:`TaskEnded` are made for every task.
 Treat them as values all the same: nothing changes one once it is made.
@@ -30,13 +30,12 @@ Treat them as values all the same: nothing changes one once it is made.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from mpilauncher.core.tasks import Task, TaskTable
+from mpilauncher.records import field, record
 
 
 # -- events (stimuli) ------------------------------------------------------
-@dataclass(slots=True)
+@record
 class AgentJoined:
     """A node's agent is ready with ``cores`` cores (a count) and ``gpus`` GPUs (a count)."""
 
@@ -46,7 +45,7 @@ class AgentJoined:
     gpus: int = 0
 
 
-@dataclass(slots=True)
+@record
 class TaskFinished:
     """A task ended on ``node``: ``exit_code`` as Popen reports it (negative: killed by that signal).
 
@@ -72,7 +71,7 @@ class TaskFinished:
     max_rss: int | None = None
 
 
-@dataclass(slots=True)
+@record
 class AgentLost:
     """A node's agent is gone; its running tasks must run again elsewhere.  Whatever it
     reports later (it may come back) is stale and ignored."""
@@ -80,7 +79,7 @@ class AgentLost:
     node: int
 
 
-@dataclass(slots=True)
+@record
 class StopDispatch:
     """Start nothing more (time limit, signal, the launcher cannot start tasks): running tasks are left alone.
 
@@ -98,14 +97,14 @@ class StopDispatch:
     ask_back: bool = False
 
 
-@dataclass(slots=True)
+@record
 class Retracted:
     """A standby task was taken back before it started (answer to :class:`Retract`)."""
 
     task_id: int
 
 
-@dataclass(slots=True)
+@record
 class ClockTick:
     """The time is ``now`` (seconds, any fixed origin): what a paced scheduler starts by.
 
@@ -116,7 +115,7 @@ class ClockTick:
     now: float
 
 
-@dataclass(slots=True)
+@record
 class NeverStarted:
     """``node`` could not start ``task_id`` for the launcher's own fault (``reason``: its output
     file cannot be created): it never ran and is queued again.  Its cores go to the standby
@@ -130,7 +129,7 @@ class NeverStarted:
     at: float = 0.0
 
 
-@dataclass(slots=True)
+@record
 class Deadline:
     """The run must stop at ``at`` (the clock of :class:`ClockTick`): ``--max-runtime``, or the Slurm
     job's end less its margin.  A task that cannot finish by then is held back (:class:`HeldBack`);
@@ -143,7 +142,7 @@ Event = AgentJoined | TaskFinished | AgentLost | StopDispatch | Retracted | Cloc
 
 
 # -- instructions, which are facts too ----------------------------------------
-@dataclass(slots=True)
+@record
 class Start:
     """Run ``task_id`` on ``node`` using exactly the core ids ``core_ids`` (and GPU indices ``gpu_indices``).
 
@@ -183,7 +182,7 @@ class Start:
         return self.span or ((self.node, self.core_ids),)
 
 
-@dataclass(slots=True)
+@record
 class Retract:
     """Take standby task ``task_id`` back from ``node``: cores are free elsewhere and it waits there."""
 
@@ -192,7 +191,7 @@ class Retract:
 
 
 # -- facts ---------------------------------------------------------------------
-@dataclass(slots=True)
+@record
 class Promoted:
     """Standby task ``start.task_id`` is running: its predecessor ``start.after`` ended (or never
     started) and its node started it on the same cores and GPUs at ``at`` (seconds since the epoch,
@@ -210,7 +209,7 @@ class Promoted:
         return self.start.after  # type: ignore[return-value]  # a standby's Start always has one
 
 
-@dataclass(slots=True)
+@record
 class TaskEnded:
     """A task ended: where and which attempt (``start``), and how (``report``, the node's own words)."""
 
@@ -240,7 +239,7 @@ class TaskEnded:
         return "signal" if report.exit_code < 0 else "failed"
 
 
-@dataclass(slots=True)
+@record
 class Requeued:
     """A task is queued again: it was running on ``node``, which was lost (``reason`` empty), or
     ``node`` could not start it (``reason`` says why: see :class:`NeverStarted`)."""
@@ -250,7 +249,7 @@ class Requeued:
     reason: str = ""
 
 
-@dataclass(slots=True)
+@record
 class Retried:
     """A failed task is queued again (``--retries``); ``attempt`` is the one that failed, from 1.
 
@@ -264,7 +263,7 @@ class Retried:
     excused: int | None = None
 
 
-@dataclass(slots=True)
+@record
 class HeldBack:
     """A queued task that cannot finish before the deadline is not started: it stays queued for the
     next job.  ``expected``: the seconds it needs (its own expected time, or the estimate from the
@@ -276,7 +275,7 @@ class HeldBack:
     estimated: bool = False
 
 
-@dataclass(slots=True)
+@record
 class NodeSuspended:
     """No new task starts on ``node`` until one of the tasks it failed at once has run elsewhere:
     ``failures`` fast failures in a row there, while ``elsewhere`` tasks of the same kind succeeded on
@@ -288,7 +287,7 @@ class NodeSuspended:
     exit_code: int
 
 
-@dataclass(slots=True)
+@record
 class NodeOutOfUse:
     """``node`` is out of use for the rest of the run: ``task_id``, which failed at once there, succeeded
     on ``where`` (None: before the suspicion, on another node); the rest as :class:`NodeSuspended` said."""
@@ -301,7 +300,7 @@ class NodeOutOfUse:
     exit_code: int
 
 
-@dataclass(slots=True)
+@record
 class NodeBackInUse:
     """Suspect ``node`` takes tasks again: ``task_id``, which failed at once there, failed on ``where``
     too (or succeeded on ``node`` itself): it is the tasks, not the node."""
@@ -311,7 +310,7 @@ class NodeBackInUse:
     where: int
 
 
-@dataclass(slots=True)
+@record
 class StartDue:
     """Paced: a queued task that fits waits only for the pace; the next start may go at ``at``
     (the clock of :class:`ClockTick`).  Said after every burst for as long as it holds."""
@@ -319,7 +318,7 @@ class StartDue:
     at: float
 
 
-@dataclass(slots=True)
+@record
 class AllDone:
     """Nothing is queued or running any more (or nothing more starts and nothing runs).
 

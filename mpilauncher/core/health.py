@@ -42,7 +42,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from mpilauncher.records import field, record
 
 #: A non-zero end within this many seconds of the task's start is a fast failure.
 FAST_SECONDS = 1.0
@@ -71,7 +72,7 @@ def chance_of_luck(failures: int, others_fast: int, others_ok: int) -> float:
     return math.exp(math.lgamma(k + 1) - math.lgamma(k - s + 1) - math.lgamma(n + 1) + math.lgamma(n - s + 1))
 
 
-@dataclass(slots=True)
+@record
 class _Streak:
     """A node's fast failures of one shape since its last success of that shape."""
 
@@ -80,7 +81,7 @@ class _Streak:
     failures: list[tuple[int, int, int]] = field(default_factory=list)  # (task, attempt, exit code), oldest first
 
 
-@dataclass(slots=True)
+@record
 class Suspicion:
     """A node to suspect: ``failures`` fast failures in a row there, ``elsewhere`` successes of the same
     shape on other nodes meanwhile, ``exit_code`` the most frequent among the failures; ``victims``:
@@ -93,7 +94,7 @@ class Suspicion:
     victims: dict[int, tuple[int, int]]
 
 
-@dataclass(slots=True)
+@record
 class Verdict:
     """The end of ``task_id`` on ``where`` decided on suspect ``node``: ``guilty`` (it succeeded there)."""
 

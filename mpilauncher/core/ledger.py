@@ -17,9 +17,9 @@ scheduler while the run goes on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 
 from mpilauncher.core.tasks import Task, TaskTable
+from mpilauncher.records import record
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -29,7 +29,7 @@ FAILED = "failed"
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED)
 
 
-@dataclass(slots=True)
+@record
 class TaskRecord:
     """A task and its latest outcome.  Times are seconds since the epoch; ``host`` (the name of the
     node it runs or ran on) and ``core_ids`` (its core ids there) are the queuestate's ``host=``

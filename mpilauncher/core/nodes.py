@@ -8,10 +8,10 @@ agents' hellos.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mpilauncher.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Node:
     """One node: ``index`` (the scheduler's), ``name`` (its host name), ``core_count``, the CPU id
     of each core slot where its agent binds tasks (``bound_cpus``, () when it does not), and the

@@ -110,7 +110,6 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 
 from mpilauncher.core.estimates import RuntimeEstimates
 from mpilauncher.core.events import (
@@ -155,6 +154,7 @@ from mpilauncher.core.states import (
 )
 from mpilauncher.core.tasks import Task, TaskTable
 from mpilauncher.errors import Unplaceable
+from mpilauncher.records import field, record
 
 #: The end game begins when less than this many times the longest expected task time is left.
 END_GAME_ROUNDS = 2
@@ -168,7 +168,7 @@ STORY_TOLD = 12
 Shape = tuple[int, int, bool]
 
 
-@dataclass(slots=True)
+@record
 class _Deadline:
     """What the scheduler knows of the deadline: when (``at``, the ClockTick clock; None: none), the
     estimates of how long tasks run, the tasks held back (in order), the longest time a task was given."""

@@ -33,14 +33,15 @@ core is a function of the GPU, and a cost of O(1) on top of the GPU placement.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+
+from mpilauncher.records import field, record
 
 #: ``width`` of a task that takes every core of the node it lands on (``cores="node"``);
 #: real widths are >= 0 (0: a GPU task with no core slot of its own).
 WHOLE_NODE = -1
 
 
-@dataclass(slots=True)
+@record
 class NodeSlots:
     """One node's cores; ``free`` is a heap of free core ids."""
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
 from mpilauncher.core.events import HeldBack, NodeFact, NodeOutOfUse
 from mpilauncher.core.ledger import COMPLETED, FAILED, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
+from mpilauncher.records import record, replace
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Statistics:
     """What the final report prints (PyLauncher's figures, same meaning)."""
 

@@ -11,20 +11,19 @@ time the same way, after the core count if there is one: ``4,2:00:00,./sim``
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, duration, whole_number
 from mpilauncher.errors import InputError
+from mpilauncher.records import record, replace
 
 #: Markers PyLauncher replaces by the task number: PYL_ID, and its older PYLTID.
 _ID_PATTERN = re.compile(r"(?<!\$)(?<!\$\{)(?:PYL_ID|PYLTID)")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class CoresSpec:
     """How many cores each task gets: a fixed number, a whole node, or per line."""
 
@@ -52,7 +51,7 @@ class CoresSpec:
         return str(self.count) if self.kind == "fixed" else self.kind
 
 
-@dataclass(slots=True)
+@record
 class Task:
     """One command line of the sweep.
 
@@ -63,8 +62,8 @@ class Task:
     1-based line in the source file, for messages.  ``expected``: the seconds
     the user expects it to run (``--expected-time``), or None.
 
-    Treat it as immutable (``dataclasses.replace`` makes a changed copy): it is
-    not frozen only because a frozen dataclass takes half again as long to make,
+    Treat it as immutable (``records.replace`` makes a changed copy): it is
+    not frozen only because a frozen record takes half again as long to make,
     and a sweep makes a million of them before its first task starts.
     """
 
@@ -234,12 +233,12 @@ class TaskTable:
         The whole table: a new prototype, no Task made.  A part of it: each changed task
         becomes an override."""
         if ids is None:
-            overrides = {i: dataclasses.replace(t, **changes) for i, t in self.overrides.items()}
-            prototype = dataclasses.replace(self.prototype, **changes)
+            overrides = {i: replace(t, **changes) for i, t in self.overrides.items()}
+            prototype = replace(self.prototype, **changes)
             return TaskTable(self.commands, self.lines, prototype, overrides, self._ids, self._positions)
         overrides = dict(self.overrides)
         for task_id in ids:
-            overrides[task_id] = dataclasses.replace(self[task_id], **changes)
+            overrides[task_id] = replace(self[task_id], **changes)
         return TaskTable(self.commands, self.lines, self.prototype, overrides, self._ids, self._positions)
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from mpilauncher.core.nodes import binding  # noqa: F401  (the agent binds with it; the joblog and trace read it)
+from mpilauncher.records import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Gpus:
     ids: tuple[str, ...] = ()  # the ids to put in *_VISIBLE_DEVICES, by GPU index
     vendor: str = ""  # "nvidia" | "amd" | ""

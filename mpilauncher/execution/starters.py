@@ -36,9 +36,9 @@ import shlex
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from mpilauncher.errors import InputError
+from mpilauncher.records import record
 
 STARTERS = ("auto", "ibrun", "srun", "mpiexec", "spawn")
 #: Seconds a spawned program has to start MPI (spawn starter); MPILAUNCHER_SPAWN_TIMEOUT overrides.
@@ -53,7 +53,7 @@ SRUN_LAYOUT_VARIABLES = (
 _SHELL_SYNTAX = re.compile(r"[;&|<>()`$*?\[\]{}~'\"\\\n]")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Segment:
     """Part of an MPI task's slots on one host."""
 

@@ -38,10 +38,10 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mpilauncher.errors import InputError
+from mpilauncher.records import asdict, record
 
 SUFFIX = ".lock"
 
@@ -50,7 +50,7 @@ def lock_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + SUFFIX)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Holder:
     """Who holds a lock: enough to tell, from the same host, whether it still runs."""
 

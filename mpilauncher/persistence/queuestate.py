@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from mpilauncher.core.tasks import (
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import read_text
+from mpilauncher.records import field, record
 
 FORMAT = 1
 META_PREFIX = "#meta "
@@ -50,7 +50,7 @@ META_PREFIX = "#meta "
 END_MARK = "# end of queuestate:"
 
 
-@dataclass(slots=True)
+@record
 class StateMeta:
     """Sweep-wide facts stored in the snapshot's ``#meta`` line."""
 
@@ -164,7 +164,7 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
     return "\n".join(lines) + "\n"
 
 
-@dataclass(slots=True)
+@record
 class LoadedState:
     """A queuestate read back: the ledger, its meta, and whether PyLauncher wrote it."""
 

@@ -9,12 +9,12 @@ is :mod:`mpilauncher.report.plot`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.ranges import expand
 from mpilauncher.core.stats import compute
+from mpilauncher.records import field, record
 from mpilauncher.report.progress import clock
 from mpilauncher.report.summary import final_report
 
@@ -22,7 +22,7 @@ from mpilauncher.report.summary import final_report
 MOST_CORES = 1 << 16
 
 
-@dataclass(slots=True)
+@record
 class Attempt:
     """One run of a task: a joblog line, or a running task of the queuestate (``status`` "running")."""
 
@@ -51,7 +51,7 @@ class Attempt:
         return "+".join(f"{host}:{_ranges(core_ids)}" for host, core_ids in self.slots)
 
 
-@dataclass(slots=True)
+@record
 class Sweep:
     """A sweep as the report sees it: every attempt, where the sweep stands, the pool of cores."""
 
@@ -121,7 +121,7 @@ def pool_of(attempts: Iterable[Attempt]) -> dict[str, int]:
 
 
 # -- figures -------------------------------------------------------------------------------
-@dataclass(slots=True)
+@record
 class Usage:
     """How busy the pool was: the busy curve's area against the pool's, and the tail at the end."""
 

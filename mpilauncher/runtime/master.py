@@ -39,7 +39,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 from mpilauncher import log
 from mpilauncher.core.events import (
@@ -73,6 +72,7 @@ from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import LauncherFailure, ProtocolError
 from mpilauncher.execution.starters import Segment
 from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
+from mpilauncher.records import record
 from mpilauncher.runtime.stop import STOP_SIGNALS, StopRequest
 
 
@@ -95,7 +95,7 @@ STOP_DEATHS = frozenset([-s for s in STOP_SIGNALS] + [128 + s for s in STOP_SIGN
 SUSPECT_WAIT = 2.0
 
 
-@dataclass(slots=True)
+@record
 class Outcome:
     """How the loop ended: ``interrupted`` names the signal when it did not finish; ``failure``
     why the launcher could not start tasks (already reported on stderr), if it could not."""

@@ -41,7 +41,6 @@ per job, a place in the next chunk) and an end is learned from the job:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 import shlex
@@ -61,6 +60,7 @@ from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.queuestate import StateMeta, render
 from mpilauncher.persistence.store import load_state
 from mpilauncher.protocol import Ended, StartRequest
+from mpilauncher.records import field, record, replace
 from mpilauncher.submit import scripts
 from mpilauncher.submit.record import FILE_NAME, Entry, SubmissionRecord, check_settled, describe_tasks, token
 from mpilauncher.submit.settings import META_KEY, Settings, job_shape
@@ -77,7 +77,7 @@ _STATE_SIGNAL = {"NODE_FAIL": -9, "BOOT_FAIL": -9, "OUT_OF_MEMORY": -9}
 _DEFAULT_LOST = -15  # CANCELLED, TIMEOUT, PREEMPTED, DEADLINE: Slurm's SIGTERM
 
 
-@dataclasses.dataclass(eq=False, slots=True)
+@record(eq=False)
 class Submission:
     """One job of the sweep, from the moment it was handed to sbatch until its end is known."""
 
@@ -85,7 +85,7 @@ class Submission:
     token: str
     status: str  # where its status line appears
     chunk: Path | None = None  # the chunk's directory, for a job of several tasks
-    requests: dict[int, StartRequest] = dataclasses.field(default_factory=dict)  # the tasks asked to start
+    requests: dict[int, StartRequest] = field(default_factory=dict)  # the tasks asked to start
     submitted: float = 0.0  # epoch seconds
     missing_since: float | None = None  # monotonic time squeue first said it had ended (no status yet)
 
@@ -141,7 +141,7 @@ class SlurmJobs:
         """Keep the tasks' real sizes (the jobs' ``-n``); the scheduler gets them as one slot each."""
         for task in tasks:
             self._tasks[task.id] = task
-        return [dataclasses.replace(t, cores=1, whole_node=False, mpi=False, gpus=0) for t in tasks]
+        return [replace(t, cores=1, whole_node=False, mpi=False, gpus=0) for t in tasks]
 
     def check(self, source: str | None = None) -> None:
         """Before anything is written: sbatch is there and would take such jobs (``sbatch --test-only``).

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.records import field, record
 
 FILE_NAME = "slurm-jobs"
 HEADER = "# mpilauncher: the Slurm jobs of this sweep, one event per line (read by --resume; do not edit)\n"
 
 
-@dataclass(slots=True)
+@record
 class Entry:
     """One submission: its number, its tasks, its Slurm job once known, the tasks it reported."""
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from mpilauncher.core.tasks import Task
+from mpilauncher.records import record
 
 #: The agent's name for the Slurm jobs' "node": what the joblog, the queuestate and the trace show.
 NODE_NAME = "slurm"
@@ -30,7 +30,7 @@ NODE_NAME = "slurm"
 META_KEY = "submit"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Settings:
     """The submitter's settings: see ``--submit`` and its companions in ``python -m mpilauncher --help``."""
 

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+
+from mpilauncher.records import record
 
 #: A job in one of these states is still the submitter's to watch (anything else Slurm shows has ended).
 ENDED_STATES = frozenset(
@@ -58,7 +59,7 @@ class SubmitRefused(Exception):
         self.transient = transient
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class JobState:
     """A job as ``squeue --states=all`` shows it: its state and Slurm's reason (``None`` when there is none)."""
 
@@ -70,7 +71,7 @@ class JobState:
         return self.state in ENDED_STATES
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class JobRecord:
     """What ``scontrol show job`` says of an ended job: enough to record a job that left no status."""
 

@@ -54,7 +54,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from mpilauncher.errors import LauncherFailure, ProtocolError, StoppedBySignal
 from mpilauncher.protocol import (
@@ -70,6 +69,7 @@ from mpilauncher.protocol import (
     StartTasks,
     ToAgent,
 )
+from mpilauncher.records import field, record
 from mpilauncher.transport.base import Backoff, InProcessAgent, StopSignal, no_signal
 from mpilauncher.transport.local import LOCAL_NODE, LocalTransport
 from mpilauncher.transport.wake import identity, wake
@@ -102,7 +102,7 @@ def started_by_mpi(environ: Mapping[str, str] | None = None) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True)
 class Layout:
     """Which rank is on which node, and who is each node's agent."""
 
@@ -112,7 +112,7 @@ class Layout:
     #: Rank -> (host, pid, start time), for the ranks on this rank's host only: by it a node's agent wakes the
     #: ranks parked beside it, and rank 0 every rank on its host (see wake.py).  Only this host's: a signal
     #: reaches no other, and at 100,000 ranks everyone's would be 100,000 entries on every rank.
-    identities: Mapping[int, tuple[str, int, str]] = field(default_factory=dict, hash=False)
+    identities: Mapping[int, tuple[str, int, str]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_names(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -10,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from mpilauncher import records
 from mpilauncher.errors import InputError
 from mpilauncher.persistence.lock import Holder, SweepLock, is_stale, lock_path, process_start
 
 
 def here(**changes) -> Holder:
-    return dataclasses.replace(Holder.me(""), **changes)
+    return records.replace(Holder.me(""), **changes)
 
 
 def never_asked(job: str) -> bool | None:

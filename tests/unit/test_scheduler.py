@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import random
 
 import pytest
 
+from mpilauncher import records
 from mpilauncher.core.events import (
     AgentJoined,
     AgentLost,
@@ -392,7 +392,7 @@ def test_late_node_gets_queued_work():
 def test_validate_notices_corruption():
     sched = Scheduler(tasks_of(1, 1))
     step(sched, *join(2))
-    sched._placed.starts[1] = dataclasses.replace(sched.running[0], task_id=1)  # the same core twice
+    sched._placed.starts[1] = records.replace(sched.running[0], task_id=1)  # the same core twice
     with pytest.raises(AssertionError, match="core given twice"):
         sched.validate()
     sched = Scheduler(tasks_of(1, 1))

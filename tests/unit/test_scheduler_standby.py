@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import random
 
 import pytest
 
+from mpilauncher import records
 from mpilauncher.core import scheduler as scheduler_module
 from mpilauncher.core.events import (
     AgentJoined,
@@ -154,7 +154,7 @@ def test_random_simulation_with_standby(seed, layout, monkeypatch):
     widths = [rng.choice([1, 1, 1, 2, "node"]) if rng.random() < 0.3 else 1 for _ in range(400)]
     tasks = tasks_of(*widths)
     if layout == "far apart":
-        tasks = [dataclasses.replace(t, id=t.id * 10_000_019) for t in tasks]
+        tasks = [records.replace(t, id=t.id * 10_000_019) for t in tasks]
         monkeypatch.setattr(scheduler_module, "BARE_SLACK", 2)
     sched = Scheduler(tasks, retries=1, standby=True)
     assert (type(sched.status.codes) is dict) == (layout == "far apart")
