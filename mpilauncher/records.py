@@ -140,7 +140,10 @@ def _no_key(_obj) -> tuple:
 # -- making one ----------------------------------------------------------------------
 def _make(cls: type, frozen: bool, eq: bool) -> type:
     namespace = dict(cls.__dict__)
-    own = [name for name, kind in namespace.get("__annotations__", {}).items() if not _is_classvar(kind)]
+    annotations = namespace.get("__annotations__")
+    if annotations is None:  # Python 3.14 may keep them behind __annotate__; none: no fields of its own
+        annotations = cls.__annotations__ if "__annotate__" in namespace else {}
+    own = [name for name, kind in annotations.items() if not _is_classvar(kind)]
     specs: dict[str, Field] = {}
     for base in reversed(cls.__mro__[1:]):
         specs.update(getattr(base, "__record_specs__", {}))
