@@ -1,8 +1,6 @@
 """``python -m mpilauncher commandlines``."""
 
-import sys
-
-from mpilauncher.cli import main
+from mpilauncher.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
