@@ -396,13 +396,20 @@ def leave(status: int) -> NoReturn:
     Under MPI, the normal way: MPI_Finalize (mpi4py's exit hook, at the end of the teardown)
     does not end together on every rank, and a rank that leaves with a non-zero status while
     another is still in it has the starter kill that one (MPICH: "BAD TERMINATION", status 9).
-    With a thread of ours still going, the normal way too: its work would be cut short.
+    With a thread of ours still going, the normal way too: its work would be cut short; and
+    under a profiler or tracer (``python -m cProfile``, coverage), which writes what it saw
+    once the program returns.
     """
     mpi = sys.modules.get("mpi4py.MPI")
     threading = sys.modules.get("threading")
-    if (mpi is not None and mpi.Is_initialized()) or (
-        threading is not None
-        and any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate())
+    if (
+        (mpi is not None and mpi.Is_initialized())
+        or sys.getprofile() is not None
+        or sys.gettrace() is not None
+        or (
+            threading is not None
+            and any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate())
+        )
     ):
         sys.exit(status)
     import atexit

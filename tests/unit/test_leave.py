@@ -49,3 +49,11 @@ def test_a_full_stdout_changes_neither_the_status_nor_stderr():
     result = run(shell_redirect=">/dev/full")
     assert result.returncode == 3, result.stderr
     assert result.stderr == ""
+
+
+def test_under_a_profiler_the_normal_exit_so_that_it_writes_what_it_saw(tmp_path):
+    """benchmarks/README.md profiles the command with ``python -m cProfile -o prof -m mpilauncher``."""
+    script = tmp_path / "script.py"
+    script.write_text("from mpilauncher.cli import leave\nleave(0)\n")
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "prof"), str(script)], check=True)
+    assert (tmp_path / "prof").stat().st_size > 0
