@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         f" {REFERENCE} is always run, {BASELINE} with mpilauncher-mpiexec)",
     )
     parser.add_argument("--workload", default=",".join(WORKLOADS), help="comma-separated, of W1-W4 (default all)")
-    parser.add_argument("--where", default=",".join(LOCATIONS), help="disk, tmpfs or both (default both)")
+    parser.add_argument("--where", default="both", help="disk, tmpfs, or both (also written disk,tmpfs; default both)")
     parser.add_argument(
         "--disk",
         type=Path,
@@ -90,9 +90,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.workloads = [w.strip().upper() for w in args.workload.split(",") if w.strip()]
     if not args.workloads or set(args.workloads) - set(WORKLOADS):
         parser.error(f"--workload: {args.workload!r}: a comma-separated list of {', '.join(WORKLOADS)}")
-    args.locations = [w.strip() for w in args.where.split(",") if w.strip()]
+    where = ",".join(LOCATIONS) if args.where.strip() == "both" else args.where
+    args.locations = [w.strip() for w in where.split(",") if w.strip()]
     if not args.locations or set(args.locations) - set(LOCATIONS):
-        parser.error(f"--where: {args.where!r}: disk, tmpfs or disk,tmpfs")
+        parser.error(f"--where: {args.where!r}: disk, tmpfs or both")
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.timeout = args.timeout or (30.0 if args.quick else 150.0)
     if args.repeat < 1 or (args.tasks is not None and args.tasks < 1) or args.timeout <= 0:
