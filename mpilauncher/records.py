@@ -208,6 +208,8 @@ def _init(qualname: str, specs: dict[str, Field], frozen: bool) -> Callable[...,
                 value = f"__f_{name}()"
             seen_default = True
         elif spec.default is not MISSING:
+            if isinstance(spec.default, (list, dict, set)):  # one object shared by every record: say so now
+                raise ValueError(f"{qualname}.{name}: a mutable default; use field(default_factory=...)")
             scope[f"__d_{name}"] = spec.default
             if spec.init:
                 params.append(f"{name}=__d_{name}")

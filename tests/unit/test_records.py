@@ -148,6 +148,12 @@ def test_declaration_errors_are_told_when_the_class_is_made():
         class AlsoBad:
             a: int = field(init=False)
 
+    with pytest.raises(ValueError, match="mutable default"):
+
+        @record
+        class Shared:
+            items: list = []  # noqa: RUF012 (the mistake the check is for)
+
 
 def test_start_up_imports_no_dataclasses():
     """The point of records: the modules every rank imports before its first task (the CLI and
