@@ -386,24 +386,26 @@ def console() -> NoReturn:
 
 
 def leave(status: int) -> NoReturn:
-    """Exit with ``status``; as one process, without the interpreter's teardown.
+    """Exit with ``status`` without the interpreter's teardown.
 
     Everything the run writes is closed by then (queuestate, journal, joblog, outputs); what
     is left is freeing every object one by one: ~15 ms here after a run's imports, more after
-    a large sweep's tables.  What a normal exit does that matters is done here: the ``atexit``
-    handlers (logging's among them) and the standard streams' flush (an error there is
-    dropped, as everywhere on stdout: a closed or full stdout must not fail the sweep).
-    Under MPI, the normal way: MPI_Finalize (mpi4py's exit hook, at the end of the teardown)
-    does not end together on every rank, and a rank that leaves with a non-zero status while
-    another is still in it has the starter kill that one (MPICH: "BAD TERMINATION", status 9).
-    With a thread of ours still going, the normal way too: its work would be cut short; and
-    under a profiler or tracer (``python -m cProfile``, coverage), which writes what it saw
-    once the program returns.
+    a large sweep's tables, on every rank.  What a normal exit does that matters is done here:
+    the ``atexit`` handlers (logging's among them), the standard streams' flush (an error there
+    is dropped, as everywhere on stdout: a closed or full stdout must not fail the sweep), and
+    under MPI, MPI_Finalize (mpi4py's own hook runs only at the end of a full teardown) and
+    then the C library's ``exit``: MPICH's starter killed the ranks still in MPI_Finalize when
+    another left through ``os._exit``, which skips the C exit handlers (BAD TERMINATION, status
+    9, with every rank at status 0).  The normal way instead: under MPI with a non-zero status
+    (the first rank out would have the starter kill the others still finalizing), with a thread
+    of ours still going (its work would be cut short), and under a profiler or tracer
+    (``python -m cProfile``, coverage), which writes what it saw once the program returns.
     """
     mpi = sys.modules.get("mpi4py.MPI")
+    under_mpi = mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
     threading = sys.modules.get("threading")
     if (
-        (mpi is not None and mpi.Is_initialized())
+        (under_mpi and status != 0)
         or sys.getprofile() is not None
         or sys.gettrace() is not None
         or (
@@ -421,4 +423,13 @@ def leave(status: int) -> NoReturn:
                 stream.flush()
         except (OSError, ValueError):
             pass
+    if under_mpi:
+        try:
+            import ctypes
+
+            c_exit = ctypes.CDLL(None).exit
+        except (ImportError, OSError, AttributeError):  # no ctypes in this Python: the normal way
+            sys.exit(status)
+        mpi.Finalize()
+        c_exit(status)
     os._exit(status)
