@@ -414,6 +414,14 @@ def leave(status: int) -> NoReturn:
         )
     ):
         sys.exit(status)
+    c_exit = None
+    if under_mpi:
+        try:
+            import ctypes
+
+            c_exit = ctypes.CDLL(None).exit
+        except (ImportError, OSError, AttributeError):  # no ctypes in this Python: the normal way
+            sys.exit(status)
     import atexit
 
     atexit._run_exitfuncs()
@@ -423,13 +431,7 @@ def leave(status: int) -> NoReturn:
                 stream.flush()
         except (OSError, ValueError):
             pass
-    if under_mpi:
-        try:
-            import ctypes
-
-            c_exit = ctypes.CDLL(None).exit
-        except (ImportError, OSError, AttributeError):  # no ctypes in this Python: the normal way
-            sys.exit(status)
+    if c_exit is not None:
         mpi.Finalize()
         c_exit(status)
     os._exit(status)
