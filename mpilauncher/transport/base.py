@@ -147,3 +147,30 @@ class Backoff:
         value = self.current
         self.current = min(self.high, self.current * 2)
         return value
+
+
+class QuietBackoff(Backoff):
+    """A :class:`Backoff` whose ceiling grows with a quiet spell: rank 0's probe for the agents' reports.
+
+    While reports keep coming the sleeps double from ``low`` to ``busy`` (a report is seen within a few
+    milliseconds: short tasks' ends).  Once nothing has happened for a while the ceiling becomes a
+    ``share`` of that spell, at most ``quiet``: the master of a sweep of long tasks then wakes a few
+    dozen times a second, not 200 (each wake-up of a Python rank costs 50-150 us here), and sees an
+    end at most ``share`` of the quiet spell late.  What that delays is bookkeeping, not work: the
+    next task on those cores is already there as a standby start, or it is the run's end.
+    """
+
+    def __init__(self, low: float, busy: float, quiet: float, share: float, now: float) -> None:
+        super().__init__(low, busy)
+        self.busy, self.quiet, self.share = busy, quiet, share
+        self.since = now
+
+    def active(self, now: float) -> None:
+        """Something happened (a report came, work was sent): short sleeps again."""
+        self.since = now
+        self.reset()
+
+    def next_at(self, now: float) -> float:
+        """The next sleep, ``now`` being the time of the clock :meth:`active` was given."""
+        self.high = min(self.quiet, max(self.busy, (now - self.since) * self.share))
+        return self.next()

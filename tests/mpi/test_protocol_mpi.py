@@ -279,6 +279,22 @@ def test_backoff_doubles_and_resets() -> None:
     assert backoff.next() == 0.001
 
 
+def test_rank0_probes_less_often_the_longer_nothing_has_happened() -> None:
+    """While reports come rank 0 sleeps 5 ms at most between probes; after a quiet spell up to 1% of
+    it, at most 50 ms (a sweep of long tasks kept rank 0 at 3.5% of a core, waking 200 times a
+    second); news of any kind (or work sent out) brings the short sleeps back at once."""
+    probe = mpi_transport.QuietBackoff(
+        *mpi_transport.MASTER_PROBE, mpi_transport.MASTER_QUIET_PROBE, mpi_transport.MASTER_QUIET_SHARE, now=100.0
+    )
+    busy = [probe.next_at(100.1) for _ in range(8)]
+    assert busy[0] == 0.0002 and max(busy) == 0.005, busy
+    assert max(probe.next_at(102.0) for _ in range(4)) == pytest.approx(0.02), "2 s quiet: 20 ms"
+    assert max(probe.next_at(200.0) for _ in range(4)) == 0.05, "never more than 50 ms"
+    probe.active(200.0)
+    assert probe.next_at(200.001) == 0.0002
+    assert max(probe.next_at(200.01) for _ in range(8)) == 0.005
+
+
 @pytest.mark.mpi(min_size=2)
 def test_a_message_that_has_arrived_is_seen_by_the_first_look() -> None:
     """A message that arrived while the rank slept must be seen by the first look; a loop that
