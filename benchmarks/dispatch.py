@@ -2,6 +2,7 @@
 
     python benchmarks/dispatch.py                 # 65 ranks x 64 cores, 20,000 `true` tasks, vs xargs -P 2
     python benchmarks/dispatch.py --tasks 5000 --ranks 17 --nodes 16
+    python benchmarks/dispatch.py --dir /dev/shm     # the workdirs on tmpfs (default: the temp folder)
 
 Four figures, all measured in the same run on this machine:
 
@@ -43,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit.machine import file_create_cost, filesystem_of
 from benchkit.processes import TAG_VARIABLE, new_tag, tagged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +223,9 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=64, help="cores per emulated node")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--dir", default=None, help="where the workdirs go (default: the temp folder); its file system is printed"
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--commandlines", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -235,8 +240,9 @@ def main() -> int:
         f"# mpilauncher: mpiexec -n {args.ranks}, {args.nodes} emulated nodes x {args.cores} cores "
         f"= {args.nodes * args.cores:,} cores; {args.tasks:,} tasks of `true`; peer: xargs -P {slots}"
     )
-    with tempfile.TemporaryDirectory(prefix="mpl-dispatch-") as tmp:
-        work = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="mpl-dispatch-", dir=args.dir) as tmp:
+        work = Path(tmp).resolve()
+        print(f"# workdirs in {work}: {filesystem_of(work)}; a create there {file_create_cost(work):.0f} us")
         lines = work / "commandlines"
         lines.write_text("true\n" * args.tasks)
         peer, ours = [], []
