@@ -14,6 +14,7 @@ transport around it differs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from mpilauncher.execution import starters
@@ -62,6 +63,12 @@ class Agent:
         lanes = min(cores, max(1, len(self._all_cpus) // max(1, cpus_shared_by)), MAX_LANES)
         self.backend: ExecutionBackend = backend if backend is not None else default_backend(base_env, lanes, cores)
         self._early: list[Ended] = []  # tasks that could not even start
+        # The node's cores that have a task (see `saturated`): each started task not yet reported, with its
+        # core count; each standby waits apart, behind the task whose end starts it.
+        self._holding: dict[int, int] = {}
+        self._behind: dict[int, list[tuple[int, int]]] = {}
+        self._standby_of: dict[int, int] = {}
+        self._taken = 0
         self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()
         self.mpi_starter = "mpiexec"  # resolved by configure()
         self.task_timeout: float | None = None
@@ -95,7 +102,34 @@ class Agent:
             started = backend.start(self.resolve(request))
             if isinstance(started, Ended):
                 self._early.append(started)
+                continue
+            task_id, after, cores = request.task_id, request.after, len(request.core_ids) or 1
+            if after is not None and after in self._holding:
+                self._behind.setdefault(after, []).append((task_id, cores))
+                self._standby_of[task_id] = after
+            else:
+                self._holding[task_id] = cores
+                self._taken += cores
         backend.flush()  # the executors start spawning while the master journals
+
+    @property
+    def saturated(self) -> bool:
+        """Every core of the node has a task (started, or waiting in the backend to be): rank 0's next
+        start for it is not urgent.  The serving loop probes for rank 0's messages less eagerly then."""
+        return self._taken >= self.cores
+
+    def _release(self, task_ids: Iterable[int]) -> None:
+        """These tasks were reported ended, or taken back: their cores are free, or their standbys' now."""
+        for task_id in task_ids:
+            self._taken -= self._holding.pop(task_id, 0)
+            predecessor = self._standby_of.pop(task_id, None)
+            if predecessor is not None:  # a standby taken back (or, out of order, ended) before it started
+                waiting = self._behind.get(predecessor, [])
+                waiting[:] = [w for w in waiting if w[0] != task_id]
+            for standby, cores in self._behind.pop(task_id, ()):  # started on its cores as it ended
+                del self._standby_of[standby]
+                self._holding[standby] = cores
+                self._taken += cores
 
     def resolve(self, request: StartRequest) -> StartRequest:
         """The master's request made concrete for this node: what the backend runs, and how."""
@@ -144,11 +178,17 @@ class Agent:
             return None
         report = Completions(tuple(ended), tuple(retracted))
         retracted.clear()
+        self._release([e.task_id for e in ended])
+        self._release(report.retracted)
         return report
 
     def shutdown(self, grace: float) -> list[Ended]:
         ended = self._early + self.backend.stop_all(grace)
         self._early = []
+        self._holding.clear()
+        self._behind.clear()
+        self._standby_of.clear()
+        self._taken = 0
         return ended
 
     def add_wake_fd(self, fd: int) -> None:

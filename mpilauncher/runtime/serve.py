@@ -29,6 +29,11 @@ from mpilauncher.transport.base import AgentEndpoint, Backoff, StopSignal, no_si
 #: runnable, the shutdown).  The cap is the idle cost: a wake-up of a Python rank costs 50-150 us of CPU here,
 #: so 64 agents on a host at 20 ms took a fifth of a 2-CPU machine from its tasks (benchmarks/dispatch.py).
 AGENT_PROBE = (0.0005, 0.1)
+#: Where the probes start again after progress when every core of the node has a task (running, or queued
+#: in its executors): rank 0's answer then only adds standbys behind them, and is not worth a wake-up every
+#: half millisecond.  Measured at 64 emulated nodes on 2 CPUs (benchmarks/dispatch.py): an agent's loop turn
+#: costs ~90 us there, and the turns that found nothing after each report were most of the agents' CPU.
+AGENT_PROBE_SATURATED = 0.01
 
 
 def serve_agent(
@@ -71,7 +76,7 @@ def serve_agent(
             last_sent = now
         link.settle()
         if progressed:
-            backoff.reset()
+            backoff.reset(AGENT_PROBE_SATURATED if agent.saturated else None)
 
 
 def park(

@@ -140,8 +140,9 @@ class Backoff:
         self.low, self.high = low, high
         self.current = low
 
-    def reset(self) -> None:
-        self.current = self.low
+    def reset(self, start: float | None = None) -> None:
+        """Short sleeps again: from ``low``, or from ``start`` where the next news is not urgent."""
+        self.current = self.low if start is None else max(self.low, min(self.high, start))
 
     def next(self) -> float:
         value = self.current

@@ -44,6 +44,7 @@ class FakeBackend:
         self.flushes = 0
         self.closed = False
         self.refuse: set[int] = set()  # tasks whose output file "cannot be created"
+        self.end_at: dict[int, list[Ended]] = {}  # ends the Nth wait() reports (counting from 1)
 
     def start(self, request: StartRequest) -> Ended | None:
         self.received.append(request)
@@ -69,6 +70,7 @@ class FakeBackend:
 
     def wait(self, timeout: float | None) -> list[Ended]:
         self.waits.append(timeout)
+        self.ending += self.end_at.pop(len(self.waits), [])
         ended, self.ending = self.ending, []
         done = {e.task_id for e in ended}
         self.started = [r for r in self.started if r.task_id not in done]
@@ -259,10 +261,46 @@ def test_an_idle_agent_rank_waits_longer_each_time_up_to_a_tenth_of_a_second(bac
     fifty: 64 agents on one host took a fifth of its 2 CPUs); a message from rank 0 starts again at 0.5 ms."""
     idle = [[]] * 10
     link = FakeLink([*idle, [StartTasks((StartRequest(1, "a", (0,)),))], *idle[:3], [Shutdown()]])
-    serve_agent(link, Agent("c102", 1, backend=backend), beat_interval=60)
+    serve_agent(link, Agent("c102", 2, backend=backend), beat_interval=60)
     waits = [w for w in backend.waits if w]  # (0: a look right after progress)
     assert waits[:10] == [0.0005 * 2**k for k in range(8)] + [0.1, 0.1]
-    assert waits[10:] == [0.0005, 0.001, 0.002], "progress: the next answer is expected soon"
+    assert waits[10:] == [0.0005, 0.001, 0.002], "a core is free: rank 0's next start is expected soon"
+
+
+def test_an_agent_whose_cores_all_have_a_task_looks_for_more_work_less_eagerly(backend):
+    """Every core has a task (running, or standing by behind one): after progress the probes start at
+    10 ms, not 0.5 (at 64 emulated nodes on 2 CPUs the turns that found nothing were most of the agents'
+    CPU); once a task's end is reported a core is free, and rank 0's answer is awaited eagerly again."""
+    one, two = StartRequest(1, "a", (0,)), StartRequest(2, "b", (1,))
+    standby = StartRequest(3, "c", (0,), after=1)
+    link = FakeLink([[StartTasks((one, two, standby))], [], [], [], [], [], [], [Shutdown()]])
+    backend.end_at = {3: [Ended(1, 0, 1.0, 0.5)], 5: [Ended(2, 0, 1.0, 0.5)]}
+    serve_agent(link, Agent("c102", 2, backend=backend), beat_interval=60)
+    assert backend.waits[:5] == [0, 0.01, 0.02, 0.01, 0.02], "task 1's end started its standby: still saturated"
+    assert backend.waits[5:] == [0.0005, 0.001], "task 2 ended with nothing behind it: core 1 is free"
+
+
+def test_an_agent_counts_the_cores_its_tasks_hold_until_each_is_reported(backend):
+    """Started tasks hold their cores until their end is reported; a standby holds none until the task it
+    waits for ends (then it runs on those cores), and none once taken back; a task that could not start
+    holds none."""
+    agent = Agent("c102", 4, backend=backend)
+    wide, narrow = StartRequest(1, "a", (0, 1, 2)), StartRequest(2, "b", (3,))
+    backend.refuse.add(3)
+    agent.start(StartTasks((wide, StartRequest(3, "c", (3,)))))
+    assert not agent.saturated, "3 of 4 cores"
+    agent.start(StartTasks((narrow, StartRequest(4, "d", (3,), after=2), StartRequest(5, "e", (0, 1, 2), after=1))))
+    assert agent.saturated
+    backend.ending.append(Ended(2, 0, 1.0, 0.5))
+    assert agent.poll(0) is not None and agent.saturated, "task 4 started on core 3 as task 2 ended"
+    agent.start(StartTasks((), retract=(5,)))
+    backend.ending.append(Ended(1, 0, 1.0, 0.5))
+    report = agent.poll(0)
+    assert report is not None and report.retracted == (5,)
+    assert not agent.saturated, "task 5 was taken back before task 1 ended: cores 0-2 are free"
+    backend.ending.append(Ended(4, 0, 1.0, 0.5))
+    agent.poll(0)
+    assert agent._taken == 0 and not agent._holding and not agent._behind and not agent._standby_of
 
 
 def test_a_parked_rank_passes_a_signal_on_and_waits_for_shutdown():
