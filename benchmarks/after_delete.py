@@ -7,9 +7,12 @@
 A user who deletes the last sweep's workdir and runs again creates the new run's
 files (``out<N>``, one a task, and ``exec<N>`` for a task that fails or runs a
 second) among inodes freed a moment before.
-On ext4 the inode allocator then skips those (``recently_deleted``), block by
-block, and the creates of two executor lanes spin on the directory's lock in
-turn (``perf``: README, "mpilauncher next to its peers").  Each command is timed
+On an ext4 *without a journal* (this project's VMs' root file system) the inode
+allocator then skips those (``recently_deleted``: freed in the last 60 s, 360 while
+their table block is dirty), block by block, and the creates of two executor lanes
+spin on the directory's lock in turn (``perf``: README, "mpilauncher next to its
+peers"); a journaled ext4 does not skip them (benchmarks/README.md, "On a disk, file
+creation").  The script prints the file system it ran on.  Each command is timed
 from the outside (interpreter start-up included):
 
 1. ``xargs -P S``, which creates no file (the reference), beside every round;
@@ -19,9 +22,9 @@ from the outside (interpreter start-up included):
 
 Prints the median of each and its ratio to xargs.  A script that prints figures;
 it asserts nothing.  Everything it writes is under ``--dir`` and removed at the end --
-so a second run within a minute finds its *fresh* workdirs among the first run's
-freed inodes too (ext4 skips inodes freed in the last 30 s): for a fresh figure,
-run it where nothing was deleted in the last minute.
+so a second run within a few minutes finds its *fresh* workdirs among the first run's
+freed inodes too (on an ext4 without a journal): for a fresh figure there, run it where
+nothing was deleted in the last five minutes.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchkit.machine import checkout_env
+from benchkit.machine import checkout_env, filesystem_of
 from benchkit.timing import measure
 
 KINDS = ("xargs", "fresh", "after rm", "per-node after rm")
@@ -88,6 +91,7 @@ def main() -> int:
         samples = all_samples(root, lines, args.slots, args.rounds)
     xargs = statistics.median(samples["xargs"])
     print(f"# {args.tasks:,} x `true` on {args.slots} slots, workdirs under {args.dir}; median of {args.rounds} rounds")
+    print(f"# file system: {filesystem_of(Path(args.dir).resolve())}")
     print("# fresh: no deletion by this script before it (one in the last minute on this file system counts too)")
     for kind in KINDS:
         median = statistics.median(samples[kind])
