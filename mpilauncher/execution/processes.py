@@ -178,6 +178,7 @@ class ProcessRunner:
         self._epoll = select.epoll()
         self._by_fd: dict[int, Running] = {}
         self._by_task: dict[int, Running] = {}
+        self._unwatched = 0  # running tasks without a pidfd (out of fds): polled each turn
         self._wake_fds: set[int] = set()
         self._readers: dict[int, Callable[[int], None]] = {}
         self._guard = guard
@@ -308,6 +309,7 @@ class ProcessRunner:
             pidfd = os.pidfd_open(pid)
         except OSError:  # already reaped cannot happen; out of fds can: fall back to polling it
             pidfd = -1
+            self._unwatched += 1
         running = Running(task_id, pid, pidfd, start, start_mono, spool, stream)
         self._by_task[task_id] = running
         if request.timeout:
@@ -405,7 +407,7 @@ class ProcessRunner:
             self._enforce_timeouts(time.monotonic())
         if self._exec_due:
             self._write_due_exec(time.monotonic())
-        if any(r.pidfd < 0 for r in self._by_task.values()):
+        if self._unwatched:  # (a count, not a look at every running task each turn)
             ended.extend(self._reap_unwatched())
         if self._standbys:
             for done in list(ended):
@@ -524,7 +526,9 @@ class ProcessRunner:
         self._reaped[running.task_id] = running.pid  # what it left running (`daemon &`) goes next: see wait()
         if self._watchdog is not None:
             self._watchdog.unwatch(running.pid)  # only now: until reaped, the pid cannot be reused
-        if running.pidfd >= 0:
+        if running.pidfd < 0:
+            self._unwatched -= 1
+        else:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)

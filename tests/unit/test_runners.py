@@ -67,6 +67,28 @@ def test_a_standby_starts_when_its_predecessor_ends(runner, tmp_path):
     assert float((tmp_path / "out2").read_text()) >= float((tmp_path / "out1").read_text())
 
 
+def test_a_task_with_no_pidfd_is_reaped_by_polling(tmp_path, monkeypatch):
+    """Out of file descriptors, ``pidfd_open`` fails: the task still runs and its end is still seen
+    (looked for every turn), beside tasks that have a pidfd."""
+    runner = ProcessRunner(guard=False, base_env=dict(os.environ))
+    try:
+        real = os.pidfd_open
+
+        def out_of_fds(pid: int, flags: int = 0) -> int:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(os, "pidfd_open", out_of_fds)
+        start(runner, tmp_path, 1, "sleep 0.2; echo one")
+        monkeypatch.setattr(os, "pidfd_open", real)
+        start(runner, tmp_path, 2, "sleep 0.1; echo two")
+        ended = collect(runner, 2, timeout=10)
+        assert sorted((e.task_id, e.exit_code) for e in ended) == [(1, 0), (2, 0)]
+        assert (tmp_path / "out1").read_text() == "one\n"
+        assert runner._unwatched == 0 and not runner._by_task
+    finally:
+        runner.close()
+
+
 def test_a_standby_behind_a_task_that_already_ended_starts_at_once(runner, tmp_path):
     start(runner, tmp_path, 1, "true")
     assert [e.task_id for e in collect(runner, 1)] == [1]
