@@ -157,8 +157,9 @@ class QuietBackoff(Backoff):
     milliseconds: short tasks' ends).  Once nothing has happened for a while the ceiling becomes a
     ``share`` of that spell, at most ``quiet``: the master of a sweep of long tasks then wakes a few
     dozen times a second, not 200 (each wake-up of a Python rank costs 50-150 us here), and sees an
-    end at most ``share`` of the quiet spell late.  What that delays is bookkeeping, not work: the
-    next task on those cores is already there as a standby start, or it is the run's end.
+    end at most ``share`` of the quiet spell late.  What that delays is mostly bookkeeping: the next
+    task on those cores is already there as a standby start, or it is the run's end; at worst (the
+    sweep's last round, no standbys) the cores wait that ``share`` of their task's time longer.
     """
 
     def __init__(self, low: float, busy: float, quiet: float, share: float, now: float) -> None:
