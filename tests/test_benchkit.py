@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from benchkit import machine  # noqa: E402
 from benchkit.report import derive, markdown  # noqa: E402
 from benchkit.timing import measure  # noqa: E402
 from benchkit.workloads import list_schedule_makespan, standard  # noqa: E402
@@ -94,3 +95,19 @@ def _ends_within(pid: int, seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def test_an_ext4_without_a_journal_is_named_so(monkeypatch) -> None:
+    """The figures on such a disk are not a user's: creates there are slow for minutes after a deletion."""
+    journals = {"/sys/fs/ext4/vda/journal_task": "<none>\n", "/sys/fs/ext4/loop0/journal_task": "15367\n"}
+
+    def read_text(self: Path, *args, **kwargs) -> str:
+        if str(self) not in journals:
+            raise FileNotFoundError(str(self))
+        return journals[str(self)]
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert machine.ext4_journal("ext4", "/dev/vda") == " without a journal"
+    assert machine.ext4_journal("ext4", "/dev/loop0") == "", "it has a journal (its thread's pid)"
+    assert machine.ext4_journal("ext4", "/dev/mapper/vg-root") == "", "unknown: nothing said"
+    assert machine.ext4_journal("tmpfs", "tmpfs") == "" and machine.ext4_journal("xfs", "/dev/vda") == ""

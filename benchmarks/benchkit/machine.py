@@ -86,9 +86,9 @@ def ext4_journal(fstype: str, device: str) -> str:
     """`` without a journal`` for an ext4 that has none (else "", also when unknown).
 
     Why it is said: without a journal, ext4's inode allocator skips every inode freed in the
-    last minute (five while its table block is dirty), so on such a file system a create
-    costs 200-500 us after any large ``rm`` on it, where a journaled ext4 on the same host
-    takes 26 us (measured on this project's VMs, whose root file system has no journal).
+    last minute (six while its table block is dirty), so on such a file system a create
+    costs 200-700 us after any large ``rm`` on it, where a journaled ext4 on the same host
+    takes 21-26 us (measured on this project's VMs, whose root file system has no journal).
     Users' disks and Lustre's metadata targets (ldiskfs) have journals.
     """
     if fstype not in ("ext4", "ext3"):
