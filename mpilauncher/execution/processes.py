@@ -88,6 +88,8 @@ INFINITY = float("inf")
 EXEC_FILE_AFTER = 10.0
 #: Seconds a timed-out task gets between SIGTERM and SIGKILL.
 TIMEOUT_GRACE = 2.0
+#: How often a task with no pidfd (out of file descriptors) is looked at: nothing else wakes us at its end.
+UNWATCHED_POLL = 0.05
 #: stop_all: seconds to wait, after SIGKILL, for leftovers to vanish before giving up on them.
 KILL_WAIT = 5.0
 
@@ -399,6 +401,8 @@ class ProcessRunner:
             due = min(due, self._deadlines[0][0])
         if self._exec_due:
             due = min(due, self._exec_head())
+        if self._unwatched:
+            due = min(due, time.monotonic() + UNWATCHED_POLL)
         if due != INFINITY:
             left = max(0.0, due - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)

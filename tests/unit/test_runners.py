@@ -85,6 +85,14 @@ def test_a_task_with_no_pidfd_is_reaped_by_polling(tmp_path, monkeypatch):
         assert sorted((e.task_id, e.exit_code) for e in ended) == [(1, 0), (2, 0)]
         assert (tmp_path / "out1").read_text() == "one\n"
         assert runner._unwatched == 0 and not runner._by_task
+        # A wait with no timeout (an executor's) must still look: no pidfd will wake it.
+        monkeypatch.setattr(os, "pidfd_open", out_of_fds)
+        start(runner, tmp_path, 3, "true")
+        began = time.monotonic()
+        seen: list[Ended] = []
+        while not seen and time.monotonic() - began < 5:
+            seen = runner.wait(None)
+        assert [e.task_id for e in seen] == [3] and time.monotonic() - began < 1
     finally:
         runner.close()
 
