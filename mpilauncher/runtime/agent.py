@@ -21,6 +21,7 @@ from mpilauncher.execution import starters
 from mpilauncher.execution.backend import ExecutionBackend, default_backend
 from mpilauncher.execution.environment import base_environment, exec_script, task_variables
 from mpilauncher.execution.gather import EXEC_PREFIX, PREFIX, spool_directory
+from mpilauncher.execution.processes import Standbys
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
 from mpilauncher.protocol import Completions, Ended, Hello, Setup, Shutdown, StartRequest, StartTasks, ToAgent
 
@@ -64,10 +65,9 @@ class Agent:
         self.backend: ExecutionBackend = backend if backend is not None else default_backend(base_env, lanes, cores)
         self._early: list[Ended] = []  # tasks that could not even start
         # The node's cores that have a task (see `saturated`): each started task not yet reported, with its
-        # core count; each standby waits apart, behind the task whose end starts it.
+        # core count; each standby waits apart, behind the task whose end starts it (as in the backends).
         self._holding: dict[int, int] = {}
-        self._behind: dict[int, list[tuple[int, int]]] = {}
-        self._standby_of: dict[int, int] = {}
+        self._waiting = Standbys()
         self._taken = 0
         self.bound_cpus = self._all_cpus[:cores] if bind and len(self._all_cpus) >= cores else ()
         self.mpi_starter = "mpiexec"  # resolved by configure()
@@ -102,14 +102,10 @@ class Agent:
             started = backend.start(self.resolve(request))
             if isinstance(started, Ended):
                 self._early.append(started)
-                continue
-            task_id, after, cores = request.task_id, request.after, len(request.core_ids) or 1
-            if after is not None and after in self._holding:
-                self._behind.setdefault(after, []).append((task_id, cores))
-                self._standby_of[task_id] = after
+            elif request.after is not None and request.after in self._holding:
+                self._waiting.hold(request)
             else:
-                self._holding[task_id] = cores
-                self._taken += cores
+                self._hold(request)
         backend.flush()  # the executors start spawning while the master journals
 
     @property
@@ -118,18 +114,20 @@ class Agent:
         start for it is not urgent.  The serving loop probes for rank 0's messages less eagerly then."""
         return self._taken >= self.cores
 
+    def _hold(self, request: StartRequest) -> None:
+        cores = self._holding[request.task_id] = len(request.core_ids) or 1
+        self._taken += cores
+
     def _release(self, task_ids: Iterable[int]) -> None:
         """These tasks were reported ended, or taken back: their cores are free, or their standbys' now."""
+        waiting = self._waiting
         for task_id in task_ids:
             self._taken -= self._holding.pop(task_id, 0)
-            predecessor = self._standby_of.pop(task_id, None)
-            if predecessor is not None:  # a standby taken back (or, out of order, ended) before it started
-                waiting = self._behind.get(predecessor, [])
-                waiting[:] = [w for w in waiting if w[0] != task_id]
-            for standby, cores in self._behind.pop(task_id, ()):  # started on its cores as it ended
-                del self._standby_of[standby]
-                self._holding[standby] = cores
-                self._taken += cores
+            waiting.retract(task_id)  # a standby taken back (or, out of order, ended) before it started
+            follower = waiting.follower(task_id)
+            if follower is not None:  # it started on this task's cores as this one ended
+                self._hold(follower)
+        waiting.retracted.clear()  # (the backend's list is what gets reported)
 
     def resolve(self, request: StartRequest) -> StartRequest:
         """The master's request made concrete for this node: what the backend runs, and how."""
@@ -186,8 +184,7 @@ class Agent:
         ended = self._early + self.backend.stop_all(grace)
         self._early = []
         self._holding.clear()
-        self._behind.clear()
-        self._standby_of.clear()
+        self._waiting.clear()
         self._taken = 0
         return ended
 

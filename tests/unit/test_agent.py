@@ -300,7 +300,7 @@ def test_an_agent_counts_the_cores_its_tasks_hold_until_each_is_reported(backend
     assert not agent.saturated, "task 5 was taken back before task 1 ended: cores 0-2 are free"
     backend.ending.append(Ended(4, 0, 1.0, 0.5))
     agent.poll(0)
-    assert agent._taken == 0 and not agent._holding and not agent._behind and not agent._standby_of
+    assert agent._taken == 0 and not agent._holding and not agent._waiting
 
 
 def test_a_parked_rank_passes_a_signal_on_and_waits_for_shutdown():
