@@ -92,7 +92,7 @@ def main() -> int:
     xargs = statistics.median(samples["xargs"])
     print(f"# {args.tasks:,} x `true` on {args.slots} slots, workdirs under {args.dir}; median of {args.rounds} rounds")
     print(f"# file system: {filesystem_of(Path(args.dir).resolve())}")
-    print("# fresh: no deletion by this script before it (one in the last minute on this file system counts too)")
+    print("# fresh: no deletion by this script before it (with no journal, one in the last minutes counts too)")
     for kind in KINDS:
         median = statistics.median(samples[kind])
         every = ", ".join(f"{s:.2f}" for s in samples[kind])

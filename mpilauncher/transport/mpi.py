@@ -265,8 +265,7 @@ class MasterTransport:
 
     def receive(self, timeout: float) -> list[tuple[int, Message]]:
         """Messages from all agents, waiting up to ``timeout`` s (polling with back-off)."""
-        now = time.monotonic()
-        deadline = now + timeout
+        deadline = time.monotonic() + timeout
         while True:
             out: list[tuple[int, Message]] = []
             self._drain(out)
