@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit.machine import file_create_cost, filesystem_of
+from benchkit.machine import compile_checkout, file_create_cost, filesystem_of
 from benchkit.processes import TAG_VARIABLE, new_tag, tagged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,8 @@ def inner(args: argparse.Namespace) -> int:
     before_init = resource.getrusage(resource.RUSAGE_SELF)
     world()
     init = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(before_init)
+    tally = MessageTally()
+    tally.install()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     result = run(config)
@@ -90,9 +92,52 @@ def inner(args: argparse.Namespace) -> int:
             "master_cpu_seconds": cpu,
             "latency_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
             "latency_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+            "messages": tally.figures(),
         }
         Path(args.json).write_text(json.dumps(figures))
     return result.exit_status
+
+
+class MessageTally:
+    """Rank 0's messages to the other nodes' agents and their reports, counted by wrapping its transport:
+    which regime a run fell into (benchmarks/README.md, "its two regimes"), read from the run itself.
+    A message or report of one item is the fragmented regime's: a wake-up of rank 0, an agent and
+    an executor for a single task."""
+
+    def __init__(self) -> None:
+        self.messages = self.starts = self.single_starts = 0
+        self.reports = self.ends = self.single_ends = 0
+
+    def install(self) -> None:
+        from mpilauncher.protocol import Completions, StartTasks
+        from mpilauncher.transport.local import LOCAL_NODE
+        from mpilauncher.transport.mpi import MasterTransport
+
+        send, receive = MasterTransport.send, MasterTransport.receive
+
+        def counted_send(transport, node, message):
+            if node != LOCAL_NODE and isinstance(message, StartTasks) and message.items:
+                self.messages += 1
+                self.starts += len(message.items)
+                self.single_starts += len(message.items) == 1
+            return send(transport, node, message)
+
+        def counted_receive(transport, timeout):
+            got = receive(transport, timeout)
+            for node, message in got:
+                if node != LOCAL_NODE and isinstance(message, Completions) and message.items:
+                    self.reports += 1
+                    self.ends += len(message.items)
+                    self.single_ends += len(message.items) == 1
+            return got
+
+        MasterTransport.send, MasterTransport.receive = counted_send, counted_receive
+
+    def figures(self) -> dict:
+        return {
+            "start_messages": self.messages, "starts": self.starts, "one_start_messages": self.single_starts,
+            "reports": self.reports, "ends": self.ends, "one_end_reports": self.single_ends,
+        }  # fmt: skip
 
 
 def cpu_seconds(usage: resource.struct_rusage) -> float:
@@ -234,6 +279,7 @@ def main() -> int:
     if args.inner:
         return inner(args)
 
+    compile_checkout(ROOT)  # every rank imports the checkout: compiled as an install would be
     slots = len(os.sched_getaffinity(0))
     print(f"# dispatch benchmark: Python {platform.python_version()}, {platform.machine()}, {slots} real cores")
     print(
@@ -260,6 +306,14 @@ def main() -> int:
             print(
                 f"  CPU a task: xargs {1e6 * xargs_cpu:.0f} us in all; mpilauncher {sum(split.values()):.0f} us: "
                 + ", ".join(f"{name} {us:.0f}" for name, us in split.items()),
+                flush=True,
+            )
+            tally = ours[-1]["messages"]
+            print(
+                f"  rank 0 and the other nodes: {tally['start_messages']:,} start messages"
+                f" ({tally['starts'] / max(1, tally['start_messages']):.1f} starts each,"
+                f" {tally['one_start_messages']:,} of one), {tally['reports']:,} reports"
+                f" ({tally['ends'] / max(1, tally['reports']):.1f} ends each, {tally['one_end_reports']:,} of one)",
                 flush=True,
             )
             start = ours[-1]["startup_cpu_ms_a_rank"]

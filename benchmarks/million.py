@@ -39,6 +39,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from benchkit.machine import checkout_env
 from benchkit.processes import TAG_VARIABLE, new_tag, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,10 +88,7 @@ TAG = new_tag()
 
 
 def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env[TAG_VARIABLE] = TAG
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return {**checkout_env(ROOT), TAG_VARIABLE: TAG}
 
 
 def run_and_kill(cl: Path, work: Path, timeout: float, settle: float) -> tuple[float | None, float | None]:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit.machine import checkout_env
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METADATA_CALLS = (
     "openat,creat,mkdir,mkdirat,unlink,unlinkat,rename,renameat,renameat2,stat,lstat,newfstatat,statx,access,"
@@ -38,7 +40,7 @@ CREATING = re.compile(r"O_CREAT|O_TMPFILE|^\d+\s+(mkdir|creat|link|symlink)")
 
 
 def run(commandlines: Path, workdir: Path, mode: str, spool: Path, strace_log: Path | None) -> float:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPILAUNCHER_SPOOL": str(spool), "MPIR_CVAR_CH4_NETMOD": "ofi"}
+    env = {**checkout_env(REPO_ROOT), "MPILAUNCHER_SPOOL": str(spool), "MPIR_CVAR_CH4_NETMOD": "ofi"}
     command = [sys.executable, "-m", "mpilauncher", str(commandlines), "--workdir", str(workdir), "--output", mode,
                "--quiet", "--queuestate", str(workdir.parent / f"q-{workdir.name}")]  # fmt: skip
     if strace_log is not None:

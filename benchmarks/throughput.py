@@ -65,7 +65,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args = args
         self.tmp = tmp
-        self.env = checkout_env()
+        self.env = checkout_env(python=args.python)
         self.files: dict[int, tuple[Path, Path]] = {}
         self.counter = 0
 

@@ -111,3 +111,20 @@ def test_an_ext4_without_a_journal_is_named_so(monkeypatch) -> None:
     assert machine.ext4_journal("ext4", "/dev/loop0") == "", "it has a journal (its thread's pid)"
     assert machine.ext4_journal("ext4", "/dev/mapper/vg-root") == "", "unknown: nothing said"
     assert machine.ext4_journal("tmpfs", "tmpfs") == "" and machine.ext4_journal("xfs", "/dev/vda") == ""
+
+
+def test_a_checkout_is_measured_with_its_bytecode_compiled_even_where_python_writes_none(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A fresh clone run with PYTHONDONTWRITEBYTECODE (these machines) would compile every module in every
+    launcher process of every run: a cost no user of an installed copy pays, and not the launcher's."""
+    package = tmp_path / "mpilauncher"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sample.py").write_text("VALUE = 1\n")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = machine.checkout_env(tmp_path)
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path)
+    tag = sys.implementation.cache_tag
+    assert (package / "__pycache__" / f"sample.{tag}.pyc").is_file()
+    assert (package / "__pycache__" / f"__init__.{tag}.pyc").is_file()

@@ -166,7 +166,7 @@ class Mpilauncher(Peer):
             argv = ["mpiexec", "-n", str(mpiexec_ranks(w)), *argv, "--cores-per-node", str(w.slots)]
         else:
             argv += ["--cores-per-node", str(w.slots)]
-        return Command(argv, checkout_env(self.root), counts=True)
+        return Command(argv, checkout_env(self.root, self.python), counts=True)
 
 
 class MpiHello(Peer):
@@ -197,7 +197,7 @@ def make_peers(names: list[str], installer: Installer, python: str, checkouts: d
         peers: list[Peer] = []
         title = "mpilauncher under mpiexec" if under else "mpilauncher, one process"
         for label, root in {"": REPO_ROOT, **checkouts}.items():
-            version = first_line([python, "-m", "mpilauncher", "--version"], checkout_env(root))
+            version = first_line([python, "-m", "mpilauncher", "--version"], checkout_env(root, python))
             found = mpi if under and mpi.problem else Found(python, version)
             suffix, note = (f"@{label}", f" ({label})") if label else ("", "")
             peers.append(Mpilauncher(name + suffix, title + note, found, python, root, under))
