@@ -70,7 +70,8 @@ def inner(args: argparse.Namespace) -> int:
     before_init = resource.getrusage(resource.RUSAGE_SELF)
     world()
     init = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(before_init)
-    tally = MessageTally()
+    with open(args.commandlines, "rb") as lines:
+        tally = MessageTally(sum(1 for _ in lines))
     tally.install()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
@@ -102,11 +103,15 @@ class MessageTally:
     """Rank 0's messages to the other nodes' agents and their reports, counted by wrapping its transport:
     which regime a run fell into (benchmarks/README.md, "its two regimes"), read from the run itself.
     A message or report of one item is the fragmented regime's: a wake-up of rank 0, an agent and
-    an executor for a single task."""
+    an executor for a single task.  The reports of one end are also counted by fifth of the sweep
+    (by the ends reported before them): in its last round no standbys are sent (see the
+    scheduler's "Standby"), so there an end frees its core and the report is rank 0's cue."""
 
-    def __init__(self) -> None:
+    def __init__(self, tasks: int) -> None:
+        self.tasks = max(1, tasks)
         self.messages = self.starts = self.single_starts = 0
         self.reports = self.ends = self.single_ends = 0
+        self.single_by_fifth = [0] * 5
 
     def install(self) -> None:
         from mpilauncher.protocol import Completions, StartTasks
@@ -127,8 +132,10 @@ class MessageTally:
             for node, message in got:
                 if node != LOCAL_NODE and isinstance(message, Completions) and message.items:
                     self.reports += 1
+                    if len(message.items) == 1:
+                        self.single_ends += 1
+                        self.single_by_fifth[min(4, self.ends * 5 // self.tasks)] += 1
                     self.ends += len(message.items)
-                    self.single_ends += len(message.items) == 1
             return got
 
         MasterTransport.send, MasterTransport.receive = counted_send, counted_receive
@@ -137,6 +144,7 @@ class MessageTally:
         return {
             "start_messages": self.messages, "starts": self.starts, "one_start_messages": self.single_starts,
             "reports": self.reports, "ends": self.ends, "one_end_reports": self.single_ends,
+            "one_end_reports_by_fifth": self.single_by_fifth,
         }  # fmt: skip
 
 
@@ -313,7 +321,8 @@ def main() -> int:
                 f"  rank 0 and the other nodes: {tally['start_messages']:,} start messages"
                 f" ({tally['starts'] / max(1, tally['start_messages']):.1f} starts each,"
                 f" {tally['one_start_messages']:,} of one), {tally['reports']:,} reports"
-                f" ({tally['ends'] / max(1, tally['reports']):.1f} ends each, {tally['one_end_reports']:,} of one)",
+                f" ({tally['ends'] / max(1, tally['reports']):.1f} ends each, {tally['one_end_reports']:,} of one;"
+                f" by fifth of the sweep {' / '.join(map(str, tally['one_end_reports_by_fifth']))})",
                 flush=True,
             )
             start = ours[-1]["startup_cpu_ms_a_rank"]
