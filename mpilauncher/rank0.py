@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import time
 from io import TextIOBase as TextIO
@@ -31,7 +30,7 @@ from mpilauncher.errors import (
     LauncherError,
     LauncherFailure,
 )
-from mpilauncher.persistence.files import read_text
+from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
@@ -73,7 +72,7 @@ def plan_from_commandlines(config: Config) -> Plan:
     tasks = parse_commandlines(text, str(path), config.cores, config.block, config.expected_time)
     meta = StateMeta(
         commandlines=config.commandlines if given else str(path.resolve()),
-        sha256=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+        sha256=sha256_hex(text.encode("utf-8", "surrogateescape")),
         cores=str(config.cores),
     )
     if config.block > 1:
@@ -198,7 +197,7 @@ def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
     try:
         if not path.is_file():
             return
-        current = hashlib.sha256(path.read_bytes()).hexdigest()
+        current = sha256_hex(path.read_bytes())
     except OSError:  # (unreadable now: the queuestate holds every command)
         return
     if current != meta.sha256:

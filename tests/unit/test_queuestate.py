@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,8 @@ import pytest
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.errors import InputError
-from mpilauncher.persistence import queuestate
-from mpilauncher.persistence.files import atomic_write, read_text
+from mpilauncher.persistence import files, queuestate
+from mpilauncher.persistence.files import atomic_write, read_text, sha256_hex
 from mpilauncher.persistence.queuestate import StateMeta, parse, render
 
 ONE = CoresSpec("fixed", 1)
@@ -473,3 +476,20 @@ def test_a_queued_section_out_of_order_is_not_copied_from():
     loaded = parse("\n".join(lines), "qs", ONE)
     assert loaded.queued_text == "" and loaded.ledger.state(100) == QUEUED
     assert render(loaded.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == text
+
+
+@pytest.mark.parametrize("size", [0, 5, files.BUILTIN_DIGEST_BYTES, files.BUILTIN_DIGEST_BYTES + 1])
+def test_the_commandlines_digest_is_sha256_whichever_implementation_computes_it(size: int) -> None:
+    """A queuestate written by any version names its commandlines by this digest: a resume compares it."""
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_small_commandlines_file_is_digested_without_loading_openssl() -> None:
+    """Importing hashlib loads libcrypto: milliseconds of every start, for a file the builtin digests in 40 us."""
+    code = (
+        "import sys; from mpilauncher.persistence.files import sha256_hex; sha256_hex(b'true\\n' * 2000);"
+        " print(sorted(m for m in ('hashlib', '_hashlib') if m in sys.modules))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "[]"
