@@ -31,13 +31,13 @@ from mpilauncher.core.ledger import Ledger  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.stats import FinalStatistics  # noqa: E402
 from mpilauncher.core.tasks import CoresSpec, Task  # noqa: E402
+from mpilauncher.heap import young_collections_only  # noqa: E402
 from mpilauncher.persistence.queuestate import StateMeta  # noqa: E402
 from mpilauncher.persistence.store import StateStore  # noqa: E402
 from mpilauncher.protocol import Completions, Ended, Hello, StartTasks  # noqa: E402
 from mpilauncher.rank0 import close_observers  # noqa: E402
 from mpilauncher.report.joblog import Joblog  # noqa: E402
 from mpilauncher.report.latency import DispatchLatencies  # noqa: E402
-from mpilauncher.runtime.heap import young_collections_only  # noqa: E402
 from mpilauncher.runtime.master import Master, StopRequest, nodes_from_hellos  # noqa: E402
 
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
-from mpilauncher.runtime.heap import young_collections_only  # noqa: E402
+from mpilauncher.heap import young_collections_only  # noqa: E402
 
 
 def max_rss_mib() -> float:

@@ -22,6 +22,7 @@ from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.lock import Holder, current_holder, is_stale
@@ -132,9 +133,12 @@ class StateStore(Observer):
 
 def load_state(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
     """Read a queuestate and replay its journal: the sweep as it stood at the stop."""
-    loaded = queuestate.load(path, cores_for_pylauncher)
-    if not loaded.from_pylauncher and loaded.meta.run:
-        journal.replay(path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger)
+    with no_full_collections():  # (a million tasks: see heap.py)
+        loaded = queuestate.load(path, cores_for_pylauncher)
+        if not loaded.from_pylauncher and loaded.meta.run:
+            journal.replay(
+                path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger
+            )
     return loaded
 
 

@@ -3,7 +3,7 @@
 The order, lowest first; a module may import its own package and the layers below,
 never a peer package of its own layer nor anything above::
 
-    records                    how a value record is declared (instead of dataclasses)
+    records, heap              how a value record is declared (instead of dataclasses); the collector's rules
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
@@ -32,7 +32,7 @@ import mpilauncher
 
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("records",),
+    ("records", "heap"),
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
