@@ -298,10 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def process_began() -> float:
     """``time.monotonic()`` at this process's start: --max-runtime counts the interpreter's start-up too."""
-    try:
-        from mpilauncher.persistence.lock import process_start
+    from mpilauncher.procfs import start_ticks
 
-        age = time.clock_gettime(time.CLOCK_BOOTTIME) - process_start(os.getpid()) / os.sysconf("SC_CLK_TCK")
+    ticks = start_ticks(os.getpid())
+    try:
+        if ticks is None:
+            return time.monotonic()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return time.monotonic()
     return time.monotonic() - min(max(0.0, age), 60.0)

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpilauncher.errors import InputError
+from mpilauncher.procfs import start_ticks
 from mpilauncher.records import asdict, record
 
 SUFFIX = ".lock"
@@ -87,13 +88,8 @@ class Holder:
 
 def process_start(pid: int) -> int:
     """The start time of process ``pid`` in clock ticks since boot; -1 if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return -1
-    # The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    return int(text[text.rindex(b")") + 2 :].split()[19])
+    ticks = start_ticks(pid)
+    return -1 if ticks is None else ticks
 
 
 def boot_id() -> str:

@@ -27,17 +27,15 @@ import os
 import signal
 from collections.abc import Iterable
 
+from mpilauncher.procfs import start_ticks
+
 WAKE_SIGNAL = signal.SIGURG
 
 
 def start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot (``/proc/<pid>/stat``, field 22); "" if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return ""
-    return fields[19].decode() if len(fields) > 19 else ""
+    ticks = start_ticks(pid)
+    return "" if ticks is None else str(ticks)
 
 
 def identity() -> tuple[str, int, str]:

@@ -3,7 +3,8 @@
 The order, lowest first; a module may import its own package and the layers below,
 never a peer package of its own layer nor anything above::
 
-    records, heap              how a value record is declared (instead of dataclasses); the collector's rules
+    records, heap, procfs      how a value record is declared (instead of dataclasses); the collector's rules;
+                               what /proc says of a process
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
@@ -32,7 +33,7 @@ import mpilauncher
 
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("records", "heap"),
+    ("records", "heap", "procfs"),
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
@@ -174,7 +175,7 @@ def test_an_agent_rank_does_not_load_rank_0s_modules():
         "rank0 = ['mpilauncher.rank0', 'mpilauncher.core.scheduler', 'mpilauncher.core.events',"
         " 'mpilauncher.runtime.master', 'mpilauncher.persistence.store', 'mpilauncher.persistence.queuestate',"
         " 'mpilauncher.report.progress', 'mpilauncher.report.trace', 'mpilauncher.report.joblog',"
-        " 'mpilauncher.submit'];"
+        " 'mpilauncher.submit', 'mpilauncher.persistence.lock', 'json'];"
         "loaded = [m for m in rank0 if m in sys.modules]; assert not loaded, loaded"
     )
     run_probe(probe)
