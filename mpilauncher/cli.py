@@ -17,6 +17,7 @@ from mpilauncher import __version__, log
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, DEFAULT_POLL_INTERVAL, make_config
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
+from mpilauncher.procfs import start_ticks
 
 #: make_config's settings whose name here is not simply ``--setting-with-dashes``.
 FLAGS = {"beat_timeout": "--agent-timeout", "commandlines": "the commandlines file"}
@@ -298,12 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def process_began() -> float:
     """``time.monotonic()`` at this process's start: --max-runtime counts the interpreter's start-up too."""
-    from mpilauncher.procfs import start_ticks
-
     ticks = start_ticks(os.getpid())
+    if ticks is None:  # (no /proc)
+        return time.monotonic()
     try:
-        if ticks is None:
-            return time.monotonic()
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, AttributeError):
         return time.monotonic()
