@@ -20,19 +20,17 @@ def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields(tm
     shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
     child = subprocess.Popen([str(program), "30"])
     try:
-        deadline = time.monotonic() + 10
-        while (fields := stat_fields(child.pid)) is not None and b"(x" not in Path(
-            f"/proc/{child.pid}/stat"
-        ).read_bytes():
+        deadline, stat = time.monotonic() + 10, Path(f"/proc/{child.pid}/stat")
+        while b"(x" not in stat.read_bytes():  # (until the child has exec'd the copy)
             assert time.monotonic() < deadline, "the copy never ran under its own name"
             time.sleep(0.01)
+        fields = stat_fields(child.pid)
         assert fields is not None and fields[0] in (b"S", b"R")  # field 3: the state
         assert int(fields[1]) == os.getpid()  # field 4: the parent
         ours = start_ticks(os.getpid())
         assert ours is not None and start_ticks(child.pid) >= ours  # started after us
-        assert start_time(child.pid) == str(start_ticks(child.pid)) and process_start(child.pid) == start_ticks(
-            child.pid
-        )
+        assert start_time(child.pid) == str(start_ticks(child.pid))
+        assert process_start(child.pid) == start_ticks(child.pid)
     finally:
         child.kill()
         child.wait()
