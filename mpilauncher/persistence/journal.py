@@ -18,7 +18,8 @@ A kill can cut the last line short: a last line without its newline is
 ignored (that event is lost, which at worst reruns one task -- at-least-once);
 a malformed line anywhere else means the file is corrupt and is refused.
 Lines are handed to the OS after every loop turn (a killed launcher loses
-nothing the OS has) and fsynced at least every ``fsync_interval`` seconds.
+nothing the OS has), and an fsync begins at least every ``fsync_interval``
+seconds, in a thread beside the loop (see :mod:`mpilauncher.persistence.syncer`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from mpilauncher.core.ranges import compress
 from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.persistence import fields
 from mpilauncher.persistence.files import ENCODING, ERRORS, fsync_directory, read_text
+from mpilauncher.persistence.syncer import BackgroundSync
 
 HEADER = "#mpilauncher-journal 1 run="
 
 
 class JournalWriter:
-    """Buffered appends, flushed per loop turn, fsynced on an interval."""
+    """Buffered appends, flushed per loop turn, fsynced on an interval (in a thread: see the module docstring)."""
 
     def __init__(self, path: Path, run: str, fsync_interval: float) -> None:
         self.path = path
@@ -54,6 +56,7 @@ class JournalWriter:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot create journal: {err.strerror or err}") from None
+        self._sync = BackgroundSync(self._fd, f"fsync {path.name}")
 
     def started(self, task_id: int, start: float, host: str, core_ids: tuple[int, ...]) -> None:
         slots = compress(core_ids, ",")
@@ -66,16 +69,20 @@ class JournalWriter:
         self._pending.append(f"Q\t{task_id}\n")
 
     def flush(self, now: float, force_sync: bool = False) -> None:
-        """Hand pending lines to the OS; fsync when the interval has passed."""
+        """Hand pending lines to the OS; begin an fsync when the interval has passed (``force_sync``:
+        fsync now, and return when it is done)."""
         try:
+            self._sync.check()
             if self._pending:
                 data = "".join(self._pending).encode(ENCODING, ERRORS)
                 self._pending.clear()
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self._fd, view) :]
-            if force_sync or now - self._last_sync >= self.fsync_interval:
-                os.fsync(self._fd)
+            if force_sync:
+                self._sync.sync_now()
+                self._last_sync = now
+            elif now - self._last_sync >= self.fsync_interval and self._sync.request():
                 self._last_sync = now
         except OSError as err:
             raise LauncherFailure(f"{self.path}: cannot write journal: {err.strerror or err}") from None
@@ -83,6 +90,7 @@ class JournalWriter:
     def close(self, remove: bool = False) -> None:
         if self._fd < 0:
             return
+        self._sync.close()
         os.close(self._fd)
         self._fd = -1
         if remove:
