@@ -71,6 +71,21 @@ def test_the_table_says_how_a_peer_fell_short_instead_of_dropping_it() -> None:
     assert "python benchmarks/peers.py --workload W1" in table
 
 
+def test_the_cpu_table_sets_the_launchers_own_cpu_apart_from_idle_cores() -> None:
+    document = _document([
+        {"peer": "xargs", "status": "ok", "wall_s": [1.0, 1.2, 0.9], "cpu_s": [1.8, 2.0, 1.7]},
+        {"peer": "mpilauncher", "status": "ok", "wall_s": [1.2, 1.3, 1.25], "cpu_s": [2.2, 2.4, 2.3]},
+    ])  # fmt: skip
+    document["settings"]["cpus"] = 2
+    derive(document)
+    rows = {line.split(" | ")[0]: line for line in markdown(document).splitlines() if line.startswith("| ")}
+    assert rows["| `xargs -P`"].endswith("| 1.80 / 0.20 |")  # median CPU; median of 2 x wall - CPU per run
+    assert rows["| mpilauncher"].endswith("| 2.30 / 0.20 (+0.50 s, +250 us a task) |")
+    document = _document([{"peer": "xargs", "status": "ok", "wall_s": [1.0]}])
+    derive(document)
+    assert "CPU seconds of each run" not in markdown(document)  # an old JSON without CPU figures
+
+
 def test_a_run_stopped_at_its_timeout_leaves_no_process_behind(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = f"sleep 60 & echo $$ $! > {pids}; wait"

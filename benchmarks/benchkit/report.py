@@ -101,7 +101,50 @@ def _table(document: dict, location: str, where: dict) -> list[str]:
     extra = _mpiexec_overhead(cells, workloads)
     if extra:
         out += ["", extra]
-    return [*out, ""]
+    return [*out, "", *_cpu_table(document, cells)]
+
+
+def _cpu_table(document: dict, cells: dict) -> list[str]:
+    """Where each mpilauncher row's time went next to xargs': the CPU its run used (the command and
+    everything it waited for: launcher, executors, tasks), and how much CPU time the machine's usable
+    CPUs stood idle during it (wall x CPUs - that CPU).  On a CPU-bound workload (W1) a launcher that
+    keeps the cores as busy as xargs does but reads slower spends the difference on its own CPU."""
+    cpus = document["settings"].get("cpus") or 1
+    workloads = document["workloads"]
+    rows = []
+    for name, peer in document["peers"].items():
+        if name != REFERENCE and not name.startswith("mpilauncher"):
+            continue
+        figures = []
+        for key, w in workloads.items():
+            cell = cells.get((name, key))
+            if not cell or cell["status"] != "ok" or not cell.get("cpu_s"):
+                figures.append("")
+                continue
+            cpu = statistics.median(cell["cpu_s"])
+            idle = statistics.median(
+                wall * cpus - used for wall, used in zip(cell["wall_s"], cell["cpu_s"], strict=False)
+            )
+            text = f"{cpu:.2f} / {idle:.2f}"
+            xargs = cells.get((REFERENCE, key))
+            if name != REFERENCE and xargs and xargs["status"] == "ok" and xargs.get("cpu_s"):
+                more = cpu - statistics.median(xargs["cpu_s"])
+                text += f" ({more:+.2f} s, {more / w['tasks'] * 1e6:+.0f} us a task)"
+            figures.append(text)
+        if any(figures):
+            rows.append(f"| {peer['label']} | " + " | ".join(figures) + " |")
+    if not rows:
+        return []
+    return [
+        f"CPU seconds of each run (the command and all it waited for) / CPU-seconds that the {cpus} usable"
+        " CPUs stood idle during it (wall x CPUs - CPU), medians; in parentheses the CPU more than xargs', in all"
+        " and a task:",
+        "",
+        "| peer | " + " | ".join(workloads) + " |",
+        "|---|" + "---|" * len(workloads),
+        *rows,
+        "",
+    ]
 
 
 def _bound(workload: dict) -> str:
