@@ -15,10 +15,15 @@ crash of the node can lose).  An fsync that fails is reported by the next
 :meth:`BackgroundSync.check` of the loop, as the synchronous call would have
 been one turn earlier.  The file is never closed while its fsync runs:
 :meth:`BackgroundSync.close` waits for it first.
+
+The thread blocks every signal, so that the stop signals and the wake-ups reach the
+loop's thread as they did before it existed, and it never calls MPI (rank 0
+initialises MPI without thread support: what MPI minds is threads that call it).
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 from os import fsync
 
@@ -34,7 +39,11 @@ class BackgroundSync:
         self._closing = False
         self._error: OSError | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # inherited by the thread
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     def request(self) -> bool:
         """Begin an fsync unless one is running; whether one began."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -94,3 +95,16 @@ def test_a_forced_sync_is_done_when_flush_returns(tmp_path: Path, slow_disk: Slo
     assert slow_disk.calls[-1][0] == threading.get_ident()  # the last one in this thread, after the other
     assert len(slow_disk.calls) == 2
     writer.close()
+
+
+def test_signals_reach_the_loops_thread_not_the_fsync_thread(tmp_path: Path):
+    writer = JournalWriter(tmp_path / "j", "r", fsync_interval=1.0)
+    try:
+        thread = writer._sync._thread
+        status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGURG, signal.SIGUSR1, signal.SIGCHLD):
+            assert blocked >> (signum - 1) & 1, signum
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, ())  # the caller's mask is as it was
+    finally:
+        writer.close()
