@@ -356,12 +356,18 @@ def test_a_resumed_sweeps_snapshot_reads_back_as_a_table_by_id_whatever_its_sect
     ],
 )
 def test_a_bad_line_amid_a_large_queued_section_is_named_by_its_line(bad: str, problem: str):
+    number, error = replaced_line_error("1500 line=1501: ./prog 1500", bad)
+    assert (error.line, problem in str(error)) == (number, True), str(error)
+
+
+def replaced_line_error(good: str, bad: str) -> tuple[int, InputError]:
+    """The number of ``big_snapshot()``'s line ``good``, and the error of the snapshot with ``bad`` in its place."""
     lines = big_snapshot().split("\n")
-    number = lines.index("1500 line=1501: ./prog 1500")
+    number = lines.index(good)
     lines[number] = bad
     with pytest.raises(InputError) as info:
         parse("\n".join(lines), "qs", ONE)
-    assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
+    return number + 1, info.value
 
 
 @pytest.mark.parametrize(
@@ -379,6 +385,36 @@ def test_a_bad_line_after_a_large_queued_section_read_in_one_pass_is_named_by_it
     with pytest.raises(InputError) as info:
         parse("\n".join(lines), "qs", ONE)
     assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
+
+
+def test_completed_tasks_on_one_node_share_its_name_and_their_slots():
+    """Half a million completed lines name a few hosts and slot lists: one object each, not one a record."""
+    ledger = sample_ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(400)), "cmds", ONE))
+    for task_id in range(300):
+        ledger.started(task_id, f"c{task_id % 2}", (task_id % 4,), 1764072000.0 + task_id)
+        ledger.finished(task_id, 0, 1764072000.0 + task_id, 1.0)
+    text = render(ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE)
+    records = parse(text, "qs", ONE).ledger.records
+    done = [records[i] for i in range(300)]
+    assert len({id(rec.host) for rec in done}) == 2 and len({id(rec.core_ids) for rec in done}) == 4
+    assert [(rec.host, rec.core_ids, rec.start) for rec in done[5:7]] == [
+        ("c1", (1,), 1764072005.0),
+        ("c0", (2,), 1764072006.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("20 line=21 exit=0 start=1764072000.000 runtime=1.000 host=c" + "x" * 300 + " slots=0: ./prog 20", "host"),
+        ("20 line=21 exit=0 start=1764072000.000 runtime=1.000 host=c1 slots=70000: ./prog 20", "slots"),
+    ],
+)
+def test_a_bad_host_or_slots_after_good_ones_is_named_by_its_line(bad: str, problem: str):
+    """A host or slot list checked once is not taken on trust for a line that differs from it."""
+    good = "20 line=21 exit=0 start=1764072000.000 runtime=1.000 host=c1 slots=0: ./prog 20"
+    number, error = replaced_line_error(good, bad)
+    assert (error.line, f"task 20: {problem}" in str(error)) == (number, True), str(error)
 
 
 def test_a_second_meta_line_after_the_queued_section_is_named_by_its_line():
