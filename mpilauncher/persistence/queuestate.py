@@ -71,6 +71,27 @@ class StateMeta:
         return json.dumps(data, sort_keys=False)
 
 
+def _completed_line(
+    rec: TaskRecord, task_id: int, number: int, command: str, slot_texts: dict[tuple[int, ...], str]
+) -> str | None:
+    """The line of a completed task with the sweep's needs, as :func:`_attributes` writes it, in one
+    f-string; None when it lacks a time or a host (then :func:`_attributes` writes it).  ``slot_texts``:
+    the ``slots=`` of each slot list written so far (a sweep has few; half a million completed tasks
+    repeat them).  Half of a snapshot of a sweep half-way through is these lines: it is written before
+    a resume's first start, and now and then while rank 0's loop waits for it."""
+    start, runtime, host = rec.start, rec.runtime, rec.host
+    if start is None or runtime is None or not host:
+        return None
+    core_ids = rec.core_ids
+    slots = slot_texts.get(core_ids)
+    if slots is None:
+        slots = slot_texts[core_ids] = f" slots={compress(core_ids, ',')}" if core_ids else ""
+    where = f" line={number}" if number else ""
+    return (
+        f"{task_id}{where} exit={rec.exit_code} start={start:.3f} runtime={runtime:.3f} host={host}{slots}: {command}"
+    )
+
+
 def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
     task = rec.task
     parts = [str(task.id)]
@@ -111,7 +132,8 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
     proto = table.prototype
     plain = proto.expected is None and proto.whole_node == node_default and (node_default or proto.cores == fixed)
     by_state: dict[str, list[str]] = {s: [] for s in STATES}
-    queued = by_state[QUEUED]
+    queued, completed = by_state[QUEUED], by_state[COMPLETED]
+    slot_texts: dict[tuple[int, ...], str] = {}  # see _completed_line
     told = {rec.id: rec for rec in ledger.told()}
     overrides = table.overrides
     ids = table.ids
@@ -134,7 +156,14 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
                         for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
                     )
             if end < len(ids):
-                rec = told.get(end) or TaskRecord(table[end])
+                rec = told.get(end)
+                if rec is not None and rec.state == COMPLETED and end not in overrides:
+                    line = _completed_line(rec, end, numbers[end], commands[end], slot_texts)
+                    if line is not None:
+                        completed.append(line)
+                        begin = end + 1
+                        continue
+                rec = rec or TaskRecord(table[end])
                 by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
             begin = end + 1
     else:

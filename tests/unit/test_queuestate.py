@@ -403,6 +403,27 @@ def test_completed_tasks_on_one_node_share_its_name_and_their_slots():
     ]
 
 
+@pytest.mark.parametrize("cores", [ONE, CoresSpec("fixed", 4), CoresSpec("node", 1)])
+def test_completed_lines_written_in_one_go_read_as_those_written_field_by_field(cores: CoresSpec):
+    """The snapshot writes a completed task of the sweep's needs with one f-string: the same line as the
+    general writer, whatever its slots, line number, exit code and times."""
+    tasks = [Task(i, f"./prog {i}", cores.count, cores.kind == "node", line=i % 3) for i in range(60)]
+    ledger = sample_ledger(tasks)
+    slot_lists = [(), (0,), (0, 1, 2, 3), (0, 2, 5), (7, 8), (3,)]
+    for task_id in range(0, 60, 2):
+        start = 1764072000.0 + task_id * 0.0015 + (0.0005 if task_id % 4 else 0.0)
+        ledger.started(task_id, f"c{task_id % 3}", slot_lists[task_id // 2 % len(slot_lists)], start)
+        ledger.finished(task_id, 0, start, task_id * 1.0007)
+    text = render(ledger, StateMeta(run="abc", cores=str(cores), journal="qs.journal"), cores)
+    section = text.split("\ncompleted\n")[1].split("\nfailed\n")[0].split("\n")
+    records = ledger.records
+    assert section == [
+        f"{queuestate._attributes(records[task_id], cores)}: ./prog {task_id}" for task_id in range(0, 60, 2)
+    ]
+    assert "0 exit=0 start=1764072000.000 runtime=0.000 host=c0: ./prog 0" in section  # no line, no slots
+    assert "4 line=1 exit=0 start=1764072000.006 runtime=4.003 host=c1 slots=0-3: ./prog 4" in section
+
+
 @pytest.mark.parametrize(
     ("bad", "problem"),
     [
