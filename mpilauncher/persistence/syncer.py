@@ -37,7 +37,7 @@ class BackgroundSync:
         self._idle = threading.Event()
         self._idle.set()
         self._closing = False
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         before = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # inherited by the thread
         try:
@@ -54,7 +54,7 @@ class BackgroundSync:
         return True
 
     def check(self) -> None:
-        """Raise the OSError of the last fsync that failed (once)."""
+        """Raise the error of the last fsync that failed (once): an OSError, as ``os.fsync`` raises."""
         error, self._error = self._error, None
         if error is not None:
             raise error
@@ -84,6 +84,7 @@ class BackgroundSync:
                 return
             try:
                 fsync(self._fd)
-            except OSError as err:
+            except Exception as err:  # (an OSError; whatever it is, the thread must go on: close waits for it)
                 self._error = err
-            self._idle.set()
+            finally:
+                self._idle.set()

@@ -108,3 +108,21 @@ def test_signals_reach_the_loops_thread_not_the_fsync_thread(tmp_path: Path):
         assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, ())  # the caller's mask is as it was
     finally:
         writer.close()
+
+
+def test_an_unexpected_error_in_the_fsync_thread_is_raised_and_never_hangs_the_close(
+    tmp_path: Path, slow_disk: SlowDisk
+):
+    slow_disk.fail = RuntimeError("not an OSError")
+    slow_disk.release.set()
+    writer = JournalWriter(tmp_path / "j", "r", fsync_interval=0.5)
+    writer.flush(now=100.0)
+    writer._sync.wait()
+    with pytest.raises(RuntimeError, match="not an OSError"):
+        writer.flush(now=100.1)
+    slow_disk.fail = None
+    writer.flush(now=101.0)  # the thread still serves
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    closer.join(WAIT)
+    assert not closer.is_alive() and len(slow_disk.calls) == 2
