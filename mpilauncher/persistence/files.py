@@ -8,6 +8,7 @@ unchanged instead of crashing the launcher.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from mpilauncher.errors import InputError, LauncherFailure
@@ -16,12 +17,17 @@ ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that a crash leaves the old or the new file, never half."""
+def atomic_write(path: Path, text: str | Iterable[str]) -> None:
+    """Replace ``path`` by ``text`` (or the pieces of text, written one after the other) so that a
+    crash leaves the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w", encoding=ENCODING, errors=ERRORS) as out:
-            out.write(text)
+            if isinstance(text, str):
+                out.write(text)
+            else:
+                for piece in text:
+                    out.write(piece)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

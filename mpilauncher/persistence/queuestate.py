@@ -116,8 +116,61 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
     return " ".join(parts)
 
 
+#: Lines of a section joined into one piece of the snapshot at a time (see :class:`_Section`).
+PIECE_LINES = 4096
+
+
+class _Section:
+    """The lines of one section of a snapshot, kept as pieces of up to :data:`PIECE_LINES` lines joined.
+
+    Why pieces: a snapshot of a million tasks was a million line strings, then their join, then
+    that text encoded, all alive at once: 140 MB at the first start of a fresh million, 257 MB
+    half-way through it, most of rank 0's peak memory.  Joined as they come, the lines live only
+    as long as their piece; the pieces are written one by one (:func:`render_pieces`), and no
+    whole text or its bytes is ever made."""
+
+    __slots__ = ("pieces", "count", "_lines")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.count = 0
+        self._lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= PIECE_LINES:
+            self._flush()
+
+    def add_piece(self, text: str, count: int) -> None:
+        """``count`` lines already joined (no newline at the end), after those added before."""
+        self._flush()
+        self.pieces.append(text)
+        self.count += count
+
+    def extend(self, lines) -> None:
+        """Lines from an iterable, joined a piece at a time as they come."""
+        for line in lines:
+            self.add(line)
+
+    def done(self) -> list[str]:
+        self._flush()
+        return self.pieces
+
+    def _flush(self) -> None:
+        if self._lines:
+            self.pieces.append("\n".join(self._lines))
+            self.count += len(self._lines)
+            self._lines = []
+
+
 def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_queued: str = "") -> str:
-    """The snapshot text for ``ledger``.
+    """The snapshot text for ``ledger`` (see :func:`render_pieces`, what the state store writes)."""
+    return "".join(render_pieces(ledger, meta, default_cores, earlier_queued))
+
+
+def render_pieces(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_queued: str = "") -> list[str]:
+    """The snapshot of ``ledger`` as pieces of text, to be written one after the other.
 
     A task that only waits in the queue, with the sweep's default needs, is written straight from
     the table's columns (``7 line=8: cmd``): at a million tasks most lines are that, and the first
@@ -131,14 +184,12 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
     node_default = default_cores.kind == "node"
     proto = table.prototype
     plain = proto.expected is None and proto.whole_node == node_default and (node_default or proto.cores == fixed)
-    by_state: dict[str, list[str]] = {s: [] for s in STATES}
-    queued, completed = by_state[QUEUED], by_state[COMPLETED]
+    sections = {s: _Section() for s in STATES}
+    queued, completed = sections[QUEUED], sections[COMPLETED]
     slot_texts: dict[tuple[int, ...], str] = {}  # see _completed_line
     told = {rec.id: rec for rec in ledger.told()}
     overrides = table.overrides
     ids = table.ids
-    copied = 0  # queued lines copied from earlier_queued, in ``copies`` entries of ``queued``
-    copies = 0
     if plain and isinstance(ids, range):  # (a table by id: runs of plain queued tasks between the others)
         others = sorted(told.keys() | overrides.keys())
         commands, numbers = table.commands, table.lines
@@ -148,8 +199,7 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
             if end > begin:  # (none between two neighbours: a sweep well under way has many)
                 chunk = earlier.lines(begin, end) if end - begin >= COPY_AT_LEAST else None
                 if chunk is not None:
-                    queued.append(chunk)
-                    copied, copies = copied + end - begin, copies + 1
+                    queued.add_piece(chunk, end - begin)
                 else:
                     queued.extend(
                         f"{i} line={n}: {c}" if n else f"{i}: {c}"
@@ -160,37 +210,37 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_qu
                 if rec is not None and rec.state == COMPLETED and end not in overrides:
                     line = _completed_line(rec, end, numbers[end], commands[end], slot_texts)
                     if line is not None:
-                        completed.append(line)
+                        completed.add(line)
                         begin = end + 1
                         continue
                 rec = rec or TaskRecord(table[end])
-                by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+                sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
             begin = end + 1
     else:
         for task_id in sorted(ids):
             rec = told.get(task_id)
             if rec is None and plain and task_id not in overrides:
                 number, command = table.line(task_id), table.command(task_id)
-                queued.append(f"{task_id} line={number}: {command}" if number else f"{task_id}: {command}")
+                queued.add(f"{task_id} line={number}: {command}" if number else f"{task_id}: {command}")
                 continue
             if rec is None:
                 rec = TaskRecord(table[task_id])
-            by_state[rec.state].append(f"{_attributes(rec, default_cores)}: {rec.task.command}")
-    sizes = {state: len(lines) for state, lines in by_state.items()}
-    sizes[QUEUED] += copied - copies
-    counts = ", ".join(f"{size} {state}" for state, size in sizes.items())
-    lines = [
-        f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.",
-        "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).",
+            sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+    bodies = {state: section.done() for state, section in sections.items()}
+    counts = ", ".join(f"{section.count} {state}" for state, section in sections.items())
+    pieces = [
+        f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.\n"
+        "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).\n"
         f"# Events after this snapshot are in {meta.journal or 'the journal'};"
-        " 'python -m mpilauncher --status <this file>' shows both merged.",
-        META_PREFIX + meta.to_json(),
+        " 'python -m mpilauncher --status <this file>' shows both merged.\n"
+        f"{META_PREFIX}{meta.to_json()}\n"
     ]
     for state in STATES:
-        lines.append(state)
-        lines.extend(by_state[state])
-    lines.append(f"{END_MARK} {len(ledger)} tasks")
-    return "\n".join(lines) + "\n"
+        pieces.append(f"{state}\n")
+        for piece in bodies[state]:
+            pieces += (piece, "\n")
+    pieces.append(f"{END_MARK} {len(ledger)} tasks\n")
+    return pieces
 
 
 @record

@@ -115,7 +115,8 @@ class StateStore(Observer):
         began = time.monotonic()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
-        atomic_write(self.path, queuestate.render(self.ledger, self.meta, self.default_cores, self._earlier_queued))
+        pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier_queued)
+        atomic_write(self.path, pieces)
         self._earlier_queued = ""
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)

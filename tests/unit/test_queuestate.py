@@ -438,6 +438,26 @@ def test_a_bad_host_or_slots_after_good_ones_is_named_by_its_line(bad: str, prob
     assert (error.line, f"task 20: {problem}" in str(error)) == (number, True), str(error)
 
 
+def test_a_large_snapshot_is_pieces_of_bounded_size_written_one_after_the_other(tmp_path: Path, monkeypatch):
+    """No line string of a big snapshot outlives its piece, and no text of the whole snapshot is made:
+    the pieces hold at most PIECE_LINES lines each, and the file is their concatenation."""
+    monkeypatch.setattr(queuestate, "PIECE_LINES", 100)
+    ledger = sample_ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(3000)), "cmds", ONE))
+    for task_id in range(500, 1700):
+        ledger.started(task_id, f"c{task_id % 2}", (task_id % 4,), 1764072000.0 + task_id)
+        ledger.finished(task_id, 0 if task_id % 7 else 3, 1764072000.0 + task_id, 1.0)
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    pieces = queuestate.render_pieces(ledger, meta, ONE)
+    assert max(piece.count("\n") for piece in pieces) < 100 and len(pieces) > 2 * 3000 // 100
+    atomic_write(tmp_path / "qs", iter(pieces))
+    text = (tmp_path / "qs").read_text()
+    assert text == "".join(pieces) == render(ledger, meta, ONE)
+    counts = ledger.counts()
+    assert parse(text, "qs", ONE).ledger.counts() == counts and counts[COMPLETED] > 1000
+    said = ", ".join(f"{counts[state]} {state}" for state in STATES)
+    assert text.splitlines()[0].endswith(f": {said}.")  # the counts of the pieces, not of one list
+
+
 def test_a_second_meta_line_after_the_queued_section_is_named_by_its_line():
     lines = big_snapshot().split("\n")
     number = lines.index("completed")
