@@ -360,6 +360,40 @@ def test_a_bad_line_amid_a_large_queued_section_is_named_by_its_line(bad: str, p
     assert (error.line, problem in str(error)) == (number, True), str(error)
 
 
+def test_the_queued_section_read_in_blocks_reads_as_in_one(monkeypatch):
+    """Matched a few lines at a time, the queued lines read as they do at once; a bad one in a later
+    block undoes what the blocks before it read, and the line-by-line reading names it."""
+    whole = parse(big_snapshot(), "qs", ONE)
+    monkeypatch.setattr(queuestate, "READ_BLOCK", 64)
+    blocks = parse(big_snapshot(), "qs", ONE)
+    assert blocks.queued_text == whole.queued_text and blocks.queued_text
+    assert render(blocks.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == big_snapshot()
+    number, error = replaced_line_error("2500 line=2501: ./prog 2500", "2500 line=2501 cores=0: ./prog 2500")
+    assert (error.line, "task 2500: cores must be" in str(error)) == (number, True), str(error)
+
+
+def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(monkeypatch):
+    """The matches of the whole section at once were most of a resume's peak at a million: read in
+    blocks, the memory that comes and goes while reading is a block's, not the section's."""
+    import tracemalloc
+
+    body = "\n".join(f"{i} line={i + 1}: ./prog {i}" for i in range(30_000))
+
+    def passing_peak(block: int) -> int:
+        monkeypatch.setattr(queuestate, "READ_BLOCK", block)
+        ids, commands, numbers = [], [], queuestate.array("i")
+        tracemalloc.start()
+        try:
+            assert queuestate._read_queued(body, 30_000, ids, commands, numbers)
+            held, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert ids == list(range(30_000)) and commands[-1] == "./prog 29999" and numbers[-1] == 30_000
+        return peak - held
+
+    assert passing_peak(1 << 14) * 10 < passing_peak(len(body))  # (~0.1 MB against ~5 MB)
+
+
 def replaced_line_error(good: str, bad: str) -> tuple[int, InputError]:
     """The number of ``big_snapshot()``'s line ``good``, and the error of the snapshot with ``bad`` in its place."""
     lines = big_snapshot().split("\n")
