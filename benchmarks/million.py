@@ -18,7 +18,7 @@ one process, 2 cores):
    snapshot read and the journal replayed, then the counts printed).
 4. **Resume**: from the start of ``--resume`` to the first ``S`` line of its
    journal (the same reading plus replay, then a new snapshot).
-5. **Half-way** (``--halfway``, on by default): the same sweep as a kill -9 half-way
+5. **Half-way** (``--no-halfway`` skips it): the same sweep as a kill -9 half-way
    through leaves it.  Running half a million tasks here would take minutes, so the
    first half is marked completed in the queuestate by the launcher's own ledger and
    snapshot writer (on one of two hosts, each task on one of 64 cores, as a 2-node
