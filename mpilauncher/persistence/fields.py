@@ -95,6 +95,33 @@ def slots(text: str) -> tuple[int, ...]:
         raise ValueError(f"slots {err}") from None
 
 
+class Known:
+    """The host names and slot lists a reader has checked, by their text.
+
+    A sweep has few of either, and a file repeats them on every line of a task that ran (half a
+    million completed lines of a sweep half-way through, the S records of its journal): each text is
+    checked once (:func:`host`, :func:`slots`, raising as they do) and its value then shared by
+    every record that names it, one string a host and one tuple a slot list."""
+
+    __slots__ = ("_hosts", "_slot_lists")
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, str] = {}
+        self._slot_lists: dict[str, tuple[int, ...]] = {}
+
+    def host(self, text: str) -> str:
+        value = self._hosts.get(text)
+        if value is None:
+            value = self._hosts[text] = host(text)
+        return value
+
+    def slots(self, text: str) -> tuple[int, ...]:
+        value = self._slot_lists.get(text)
+        if value is None:
+            value = self._slot_lists[text] = slots(text)
+        return value
+
+
 def command(text: str) -> str:
     if not text:
         raise ValueError("has no command")

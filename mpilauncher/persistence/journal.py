@@ -116,17 +116,19 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
         return 0
     complete = lines[1:-1]  # the text after the last newline is a cut-short line, or ''
     applied = 0
+    known = fields.Known()
     for number, line in enumerate(complete, start=2):
         try:
-            _apply(line, ledger)
+            _apply(line, ledger, known)
         except ValueError as err:
             raise InputError(f"corrupt journal record {line[:60]!r}: {err}", str(path), number) from None
         applied += 1
     return applied
 
 
-def _apply(line: str, ledger: Ledger) -> None:
-    """One record, every field checked (see :mod:`.fields`); ValueError names the problem."""
+def _apply(line: str, ledger: Ledger, known: fields.Known) -> None:
+    """One record, every field checked (see :mod:`.fields`; ``known``: the hosts and slot lists checked
+    before); ValueError names the problem."""
     items = line.split("\t")
     kind = items[0]
     if kind not in _FIELD_COUNTS:
@@ -137,7 +139,7 @@ def _apply(line: str, ledger: Ledger) -> None:
     if task_id not in ledger.records:
         raise ValueError(f"task {task_id} is not in the queuestate")
     if kind == "S":
-        ledger.started(task_id, fields.host(items[3]), fields.slots(items[4]), fields.start_time(items[2]))
+        ledger.started(task_id, known.host(items[3]), known.slots(items[4]), fields.start_time(items[2]))
     elif kind == "E":
         ledger.finished(task_id, fields.exit_code(items[2]), fields.start_time(items[3]), fields.runtime(items[4]))
     else:

@@ -276,7 +276,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     plain = needs_key(proto)
     head, body, tail = _cut_queued(text)
     queued_text = ""
-    seen: tuple[dict[str, str], dict[str, tuple[int, ...]]] = ({}, {})  # see _parse_common_line
+    known = fields.Known()  # the host names and slot lists checked so far
     lines = text.split("\n") if body is None else head.split("\n")
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     number = 0  # the line number of lines[i] is i + 1 + base
@@ -314,7 +314,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
                 source,
                 base + number,
             )
-        rec = _parse_common_line(line, section, default, seen) if meta is not None else None
+        rec = _parse_common_line(line, section, default, known) if meta is not None else None
         if rec is None:  # anything else, and every line that is not quite right, gets the full reading
             gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
             rec = _parse_task_line(
@@ -611,15 +611,12 @@ _COMPLETED_LINE = re.compile(
 )
 
 
-def _parse_common_line(
-    line: str, section: str, default: CoresSpec, seen: tuple[dict[str, str], dict[str, tuple[int, ...]]]
-) -> TaskRecord | None:
+def _parse_common_line(line: str, section: str, default: CoresSpec, known: fields.Known) -> TaskRecord | None:
     """A queued or completed line of the common shape, or None (then the full reading decides).
 
-    ``seen``: the host names and the slot lists of the lines read before, by their text.  A sweep
-    has few of either, and half a million completed lines repeat them: each is checked once and
-    then shared by every record that names it (a million tasks, half of them completed: the
-    checks were a fifth of a ``--status``, and a string and a tuple a record ~100 bytes)."""
+    ``known``: the host names and slot lists of the lines read before (a million tasks, half of
+    them completed: checking each line's were a fifth of a ``--status``, and a string and a tuple
+    a record ~100 bytes)."""
     if default.kind == "file":
         return None
     if section == QUEUED:
@@ -641,13 +638,8 @@ def _parse_common_line(
     command = command.strip()
     if not command or "\0" in command:
         return None
-    hosts, slot_lists = seen
-    host, slots = hosts.get(host_text), slot_lists.get(slots_text)
     try:
-        if host is None:
-            host = hosts[host_text] = fields.host(host_text)
-        if slots is None:
-            slots = slot_lists[slots_text] = fields.slots(slots_text)
+        host, slots = known.host(host_text), known.slots(slots_text)
     except ValueError:
         return None
     task = Task(int(task_id), command, default.count, default.kind == "node", int(number))

@@ -209,6 +209,20 @@ def test_writer_output_replays_to_the_same_ledger(tmp_path: Path):
     assert snapshot_of(replayed) == snapshot_of(live)
 
 
+def test_replayed_starts_on_one_node_share_its_name_and_their_slots(tmp_path: Path):
+    """A journal repeats a few hosts and slot lists on every start: each is checked once and shared."""
+    records = [f"S\t{i}\t{100.0 + i:.3f}\tc{i % 2}\t{i % 2}" for i in range(5)]
+    ledger = fresh_ledger()
+    assert replay(write_journal(tmp_path, "r", *records), "r", ledger) == 5
+    started = [ledger.records[i] for i in range(5)]
+    assert [(rec.host, rec.core_ids) for rec in started[:2]] == [("c0", (0,)), ("c1", (1,))]
+    assert len({id(rec.host) for rec in started}) == 2 and len({id(rec.core_ids) for rec in started}) == 2
+    bad = write_journal(tmp_path, "r", records[0], "S\t1\t101.000\tc0\t0-x")  # a known host, a new bad slot list
+    with pytest.raises(InputError, match="slots") as info:
+        replay(bad, "r", fresh_ledger())
+    assert info.value.line == 3
+
+
 # -- state store -----------------------------------------------------------------
 def new_store(tmp_path: Path, n: int = 6, cores: CoresSpec = ONE) -> StateStore:
     meta = StateMeta(commandlines="cmds", cores=str(cores), workdir="wd")
