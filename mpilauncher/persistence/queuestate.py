@@ -591,7 +591,9 @@ def _parse_meta(text: str, source: str, number: int) -> StateMeta:
 _TASK_FIELDS = {
     "line": fields.line_number,
     "cores": lambda text, gpu_sweep: text if text == "node" else fields.core_count(text, gpu_sweep),
-    "exit": fields.exit_code,
+    # (``exit=None``: what earlier versions wrote for a finished task of a PyLauncher file, which has
+    # no exit code; read as none, so that such a snapshot still resumes.)
+    "exit": lambda text: None if text == "None" else fields.exit_code(text),
     "start": fields.start_time,
     "runtime": fields.runtime,
     "expected": fields.expected_time,
@@ -690,8 +692,8 @@ def _parse_task_line(
     rec.runtime = facts.get("runtime")
     rec.host = facts.get("host")
     rec.core_ids = facts.get("slots", ())
-    if section == FAILED and rec.exit_code is None:
-        rec.exit_code = 1
+    if rec.exit_code is None and section in (COMPLETED, FAILED):  # (PyLauncher's lines have none)
+        rec.exit_code = 0 if section == COMPLETED else 1
     return rec
 
 

@@ -134,6 +134,8 @@ def test_resume_into_a_new_workdir(sweep_dir: Path) -> None:
     assert (sweep_dir / "w2" / "out1").read_text() == "one\n"
     assert not (sweep_dir / "w2" / "out2").exists(), "completed tasks are not rerun"
     assert "# tasks completed: 3\n" in result.stdout
+    again = run_cli(["--resume", "queuestate", "--workdir", "w2"], sweep_dir)  # our snapshot of PyLauncher's file
+    assert again.returncode == 0 and "# tasks completed: 3\n" in again.stdout, again.stderr
 
 
 def test_resume_a_pylauncher_queuestate_with_core_counts(sweep_dir: Path) -> None:

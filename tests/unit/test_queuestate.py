@@ -223,6 +223,18 @@ def test_failed_section_without_exit_code_means_exit_1():
     assert (loaded.ledger.records[2].state, loaded.ledger.records[2].exit_code) == (FAILED, 1)
 
 
+def test_a_resumed_pylauncher_queuestate_is_read_again_after_our_snapshot_of_it():
+    """PyLauncher's finished lines carry no exit code: our snapshot of them must still read back
+    (it said ``exit=None`` for a completed task, and the second resume stopped at that line)."""
+    loaded = parse(PYLAUNCHER_STATE + "failed\n7: ./prog 7\n", "queuestate", ONE)
+    again = parse(render(loaded.ledger, loaded.meta, loaded.default_cores), "queuestate", ONE).ledger
+    assert again.ids_in(COMPLETED) == [0, 1, 2, 3] and again.ids_in(FAILED) == [7]
+    assert [again.records[i].exit_code for i in (0, 7)] == [0, 1]
+    assert [t.id for t in again.to_run(rerun_failed=True)] == [4, 5, 6, 7]
+    written_before = render(loaded.ledger, loaded.meta, ONE).replace("exit=0", "exit=None")  # (earlier versions)
+    assert parse(written_before, "queuestate", ONE).ledger.records[0].exit_code == 0
+
+
 # -- corrupt files ----------------------------------------------------------------------
 META = "#meta " + json.dumps({"format": 1, "run": "ab"})
 
