@@ -33,7 +33,7 @@ from mpilauncher.errors import (
 from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock
-from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.queuestate import Earlier, StateMeta
 from mpilauncher.persistence.store import StateStore, load_state
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
@@ -61,8 +61,8 @@ class Plan:
     resumed_from: Path | None
     #: Lines for the start-up block (e.g. that an unfinished run of this sweep is continued).
     notes: list[str] = field(default_factory=list)
-    #: A resume: the queued lines of the queuestate as read, for the first snapshot to copy from.
-    earlier_queued: str = ""
+    #: A resume: the queuestate as read, for the first snapshot to copy from.
+    earlier: Earlier | None = None
 
 
 def plan_from_commandlines(config: Config) -> Plan:
@@ -98,7 +98,7 @@ def plan_from_queuestate(config: Config) -> Plan:
     elif not config.force_resume:
         check_commandlines_unchanged(meta, source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
-    plan.earlier_queued = loaded.queued_text
+    plan.earlier = loaded.earlier
     mark_mpi_tasks(plan, config)
     return plan
 
@@ -542,9 +542,9 @@ def _run_locked(
     nodes = nodes_from_hellos(hellos)
     store = StateStore(
         plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes,
-        earlier_queued=plan.earlier_queued,
+        earlier=plan.earlier,
     )  # fmt: skip
-    plan.earlier_queued = ""  # (the store drops it after its first snapshot)
+    plan.earlier = None  # (the store drops it after its first snapshot)
     try:
         store.open(time.time())
         joblog = Joblog(workdir / "joblog", nodes)
@@ -569,7 +569,7 @@ def _run_locked(
         observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
-    history = [(r.task, r.runtime) for r in plan.ledger.told() if r.state == COMPLETED and r.runtime is not None]
+    history = plan.ledger.completed_runtimes()
     master = Master(
         Scheduler(
             plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval, history=history

@@ -28,6 +28,8 @@ grown by a tenth since, so collecting costs one append per completed task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mpilauncher.core.stats import percentile
 
 #: Which percentile of the completed tasks' runtimes is a task's expected time.
@@ -56,6 +58,12 @@ class RuntimeEstimates:
         runtimes.append(runtime)
         if runtime > self.longest:
             self.longest = runtime
+
+    def add_all(self, shape: Shape, runtimes: Sequence[float]) -> None:
+        """Many runtimes at once (the completed tasks of earlier runs: half a million, half-way through a million)."""
+        if runtimes:
+            self._runtimes.setdefault(shape, []).extend(runtimes)
+            self.longest = max(self.longest, max(runtimes))
 
     def of(self, shape: Shape) -> float | None:
         """The expected runtime of a task of ``shape``, or None while too few have completed."""

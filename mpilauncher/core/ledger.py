@@ -12,21 +12,46 @@ it as they come (see :mod:`mpilauncher.persistence.store`) and journal replay
 applies again after a stop -- the same facts, written down.  A standby is
 "queued" here until a fact says it started; a task's one state lives in the
 scheduler while the run goes on.
+
+The outcomes are held as columns (:class:`Outcomes`), one entry per task of
+the table, not as an object per task: a sweep of a million tasks half-way
+through has half a million finished tasks, and an object each (a record and
+its Task, ~300 bytes and ~2 us to make) was most of the memory and the time of
+a ``--status`` or a resume.  A record (:class:`TaskRecord`) is made when one is
+asked for, from the columns, and is a copy: the ledger's methods are the only
+writers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from array import array
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import compress
+from operator import eq
 
-from mpilauncher.core.tasks import Task, TaskTable
+from mpilauncher.core.tasks import Task, TaskTable, needs_key
 from mpilauncher.records import record
 
 QUEUED = "queued"
 RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
-#: Section order in the queuestate file (PyLauncher's three plus ours).
+#: Section order in the queuestate file (PyLauncher's three plus ours); a state's code in the
+#: ledger's column is its place here (0: queued, which is also every task without a story).
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED)
+CODES = {state: code for code, state in enumerate(STATES)}
+AS_QUEUED, AS_RUNNING, AS_COMPLETED, AS_FAILED = range(len(STATES))
+#: The exit-code column's value for none (an exit code is from -128 to 255).
+NO_EXIT = -(1 << 31)
+#: The time columns' value for none.
+NO_TIME = float("nan")
+#: The place column's value for none (no host).
+NO_PLACE = -1
+
+#: A place: the host a task runs or ran on and its core ids there (the queuestate's host= and slots=).
+Place = tuple[str | None, tuple[int, ...]]
 
 
 @record
@@ -48,18 +73,58 @@ class TaskRecord:
         return self.task.id
 
 
-class Ledger:
-    """Every task of the sweep (a :class:`TaskTable`) and a record for each task that has a story.
+class Outcomes:
+    """The ledger's columns, one entry per place in the table's columns (a task's *row*): its state's
+    code, exit code, start, runtime and place (an index into :attr:`places`).
 
-    A task that has only ever waited in the queue has no record of its own: it is its table
-    entry (a million tasks: no million records before the first start).  A record is made when
-    the task starts, or when someone asks for it by id (:attr:`records`, which then keeps it so
-    that a change made to it stays).
-    """
+    Read them (the queuestate's writer does, a run of completed tasks at a time); only the ledger
+    writes them.  A queued task's other entries mean nothing.  The places are few -- the slots of
+    the allocation -- and each is kept once: half a million completed tasks name the same few."""
+
+    __slots__ = ("state", "exit_code", "start", "runtime", "place", "places", "_place_of")
+
+    def __init__(self, rows: int) -> None:
+        # (each made by repeating one item in C: no list of a million items on the way)
+        self.state = bytearray(rows)
+        self.exit_code = array("i", (NO_EXIT,)) * rows
+        self.start = array("d", (NO_TIME,)) * rows
+        self.runtime = array("d", (NO_TIME,)) * rows
+        self.place = array("i", (NO_PLACE,)) * rows
+        self.places: list[Place] = []
+        self._place_of: dict[Place, int] = {}
+
+    def place_index(self, host: str | None, core_ids: tuple[int, ...]) -> int:
+        if host is None and not core_ids:
+            return NO_PLACE
+        key = (host, core_ids)
+        index = self._place_of.get(key)
+        if index is None:
+            index = self._place_of[key] = len(self.places)
+            self.places.append(key)
+        return index
+
+    def where(self, row: int) -> Place:
+        place = self.place[row]
+        return self.places[place] if place >= 0 else (None, ())
+
+
+#: Pattern of the runs of one code in the state column (see :meth:`Ledger.runs`).
+_RUNS = re.compile(rb"\x00+|\x01+|\x02+|\x03+")
+
+
+class Ledger:
+    """Every task of the sweep (a :class:`TaskTable`) and its outcome (:class:`Outcomes`).
+
+    A task that has only ever waited in the queue has no story: its table entry says all.  The
+    columns are made at the first story (a million tasks: none before the first start)."""
 
     def __init__(self, tasks: Iterable[Task], elapsed_before: float = 0.0) -> None:
-        self.tasks: TaskTable = TaskTable.of(tasks)
-        self._told: dict[int, TaskRecord] = {}  # the tasks with a story (started once, or asked for)
+        table = TaskTable.of(tasks)
+        if table.is_subset:  # (a row per task: a part of a table gets columns of its own)
+            table = TaskTable.of(list(table))
+        self.tasks: TaskTable = table
+        #: The outcomes by row (see :class:`Outcomes`); None until a task has a story.
+        self.outcomes: Outcomes | None = None
         self.records = Records(self)
         self.elapsed_before = elapsed_before
 
@@ -68,80 +133,49 @@ class Ledger:
         cls, tasks: TaskTable | Iterable[TaskRecord], elapsed_before: float = 0.0, told: Iterable[TaskRecord] = ()
     ) -> Ledger:
         """A ledger read back (a queuestate): its table, and the records of the tasks with a story;
-        or records only (each kept as it is, the table made of their tasks)."""
+        or records only (the table made of their tasks)."""
         if isinstance(tasks, TaskTable):
             ledger = cls(tasks, elapsed_before)
         else:
             told = list(tasks)
             ledger = cls([rec.task for rec in told], elapsed_before)
-        ledger._told = {rec.task.id: rec for rec in told}
+        for rec in told:
+            ledger._set(rec)
         return ledger
 
+    # -- reading -------------------------------------------------------------
     def __iter__(self) -> Iterator[TaskRecord]:
-        """Every task's record, in table order (one made for each task without one; not kept)."""
-        told, tasks = self._told, self.tasks
-        for task_id in tasks.ids:
-            rec = told.get(task_id)
-            yield rec if rec is not None else TaskRecord(tasks[task_id])
+        """Every task's record, in table order (made now)."""
+        record_of = self._record_of
+        return (record_of(task_id) for task_id in self.tasks.ids)
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     def told(self) -> Iterator[TaskRecord]:
-        """The records of tasks with a story: every task that started, ran or ended is among them."""
-        return iter(self._told.values())
+        """The records of the tasks with a story (every task that started, ran or ended), by id."""
+        record_of = self._record_of
+        return (record_of(task_id) for task_id in self.ids_in(RUNNING, COMPLETED, FAILED))
 
     def state(self, task_id: int) -> str:
-        rec = self._told.get(task_id)
-        if rec is not None:
-            return rec.state
-        if task_id not in self.tasks:
-            raise KeyError(task_id)
-        return QUEUED
-
-    def _record(self, task_id: int, task: Task | None = None) -> TaskRecord:
-        rec = self._told.get(task_id)
-        if rec is None:
-            rec = self._told[task_id] = TaskRecord(task or self.tasks[task_id])
-        return rec
-
-    def started(
-        self, task_id: int, host: str, core_ids: tuple[int, ...], start: float, task: Task | None = None
-    ) -> None:
-        """``task``: the task as it starts, when the caller has it (the scheduler's start carries it)."""
-        rec = self._record(task_id, task)
-        rec.state, rec.host, rec.core_ids, rec.start = RUNNING, host, core_ids, start
-        rec.exit_code = rec.runtime = None
-
-    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
-        rec = self._record(task_id)
-        rec.state = COMPLETED if exit_code == 0 else FAILED
-        rec.exit_code, rec.start, rec.runtime = exit_code, start, runtime
-
-    def requeued(self, task_id: int) -> None:
-        """Back in the queue, its story forgotten: a queued task is its table entry again."""
-        if self._told.pop(task_id, None) is None and task_id not in self.tasks:
-            raise KeyError(task_id)
-
-    def requeue(self, tasks: TaskTable) -> None:
-        """Every task of ``tasks`` back in the queue (what a resume runs): only those with a story
-        have anything to forget."""
-        for task_id in [i for i in self._told if i in tasks]:
-            del self._told[task_id]
+        row = self.tasks.position(task_id)
+        return STATES[self.outcomes.state[row]] if self.outcomes is not None else QUEUED
 
     def ids_in(self, *states: str) -> list[int]:
-        told = self._told
-        if QUEUED not in states:
-            return sorted(i for i, r in told.items() if r.state in states)
-        if not told:
-            return list(self.tasks.ids)
-        return [i for i in self.tasks.ids if i not in told or told[i].state in states]
+        """The ids of the tasks in these states: in table order when queued ones are asked for, else by id."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return list(self.tasks.ids) if QUEUED in states else []
+        ids = self._ids_of(self._rows_in(*(CODES[state] for state in states)))
+        return ids if QUEUED in states or self.tasks.by_id else sorted(ids)
 
     def counts(self) -> dict[str, int]:
+        outcomes = self.outcomes
         counts = dict.fromkeys(STATES, 0)
-        for rec in self._told.values():
-            counts[rec.state] += 1
-        counts[QUEUED] += len(self.tasks) - len(self._told)
+        if outcomes is not None:
+            for code in (AS_RUNNING, AS_COMPLETED, AS_FAILED):
+                counts[STATES[code]] = outcomes.state.count(code)
+        counts[QUEUED] = len(self.tasks) - counts[RUNNING] - counts[COMPLETED] - counts[FAILED]
         return counts
 
     def to_run(self, rerun_failed: bool = False) -> TaskTable:
@@ -149,20 +183,196 @@ class Ledger:
         ids = self.ids_in(*((QUEUED, RUNNING, FAILED) if rerun_failed else (QUEUED, RUNNING)))
         return self.tasks if len(ids) == len(self.tasks) else self.tasks.subset(ids)
 
+    def runs(self, begin: int, end: int) -> Iterator[tuple[int, int, str]]:
+        """The runs of rows ``begin..end-1`` in one state: (first row, row after the last, state).
+
+        Rows are ids in a table by id (:attr:`TaskTable.by_id`).  What the queuestate's writer walks:
+        a sweep half-way through is a few long runs, each written in one go."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            if end > begin:
+                yield begin, end, QUEUED
+            return
+        state = outcomes.state
+        for match in _RUNS.finditer(state, begin, end):
+            first, after = match.span()
+            yield first, after, STATES[state[first]]
+
+    def completed_runtimes(self) -> list[tuple[Task, list[float]]]:
+        """The runtimes of the completed tasks, by needs: (a task of those needs, their runtimes).
+
+        What the scheduler's estimates start from on a resume (see :mod:`.estimates`); one group,
+        made without a Task or a record per task, in a sweep of one shape."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return []
+        rows = self._rows_in(AS_COMPLETED)
+        table, runtime = self.tasks, outcomes.runtime
+        if not table.overrides:
+            times = [t for t in map(runtime.__getitem__, rows) if t == t]  # (NaN: no runtime)
+            return [(table.prototype, times)] if times else []
+        groups: dict[tuple, tuple[Task, list[float]]] = {}
+        rows = list(rows)
+        for task_id, row in zip(self._ids_of(rows), rows, strict=True):
+            seconds = runtime[row]
+            if seconds != seconds:
+                continue
+            needs = table.needs(task_id)
+            group = groups.get(needs_key(needs))
+            if group is None:
+                groups[needs_key(needs)] = (needs, [seconds])
+            else:
+                group[1].append(seconds)
+        return list(groups.values())
+
+    def runtimes(self, *states: str) -> list[float]:
+        """The runtimes of the tasks in these states that have one (in row order)."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return []
+        rows = self._rows_in(*(CODES[s] for s in states))
+        return [t for t in map(outcomes.runtime.__getitem__, rows) if t == t]
+
+    def places_used(self) -> Counter[Place]:
+        """How many tasks with a story each place holds (where each runs or last ran)."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return Counter()
+        rows = self._rows_in(AS_RUNNING, AS_COMPLETED, AS_FAILED)
+        counts = Counter(map(outcomes.place.__getitem__, rows))
+        counts.pop(NO_PLACE, None)
+        return Counter({outcomes.places[place]: count for place, count in counts.items()})
+
+    # -- the facts -------------------------------------------------------------
+    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
+        row = self.tasks.position(task_id)
+        outcomes = self.outcomes or self._open()
+        outcomes.state[row] = AS_RUNNING
+        outcomes.place[row] = outcomes.place_index(host, core_ids)
+        outcomes.start[row] = start
+        outcomes.exit_code[row] = NO_EXIT
+        outcomes.runtime[row] = NO_TIME
+
+    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
+        row = self.tasks.position(task_id)
+        outcomes = self.outcomes or self._open()
+        outcomes.state[row] = AS_COMPLETED if exit_code == 0 else AS_FAILED
+        outcomes.exit_code[row] = exit_code
+        outcomes.start[row] = start
+        outcomes.runtime[row] = runtime
+
+    def requeued(self, task_id: int) -> None:
+        """Back in the queue, its story forgotten."""
+        row = self.tasks.position(task_id)
+        if self.outcomes is not None:
+            self._forget(row)
+
+    def requeue(self, tasks: TaskTable) -> None:
+        """Every task of ``tasks`` back in the queue (what a resume runs): only those with a story
+        have anything to forget."""
+        outcomes = self.outcomes
+        if outcomes is None:
+            return
+        rows = list(tasks.ids) if self.tasks.by_id else list(map(self.tasks.position, tasks.ids))
+        for row in compress(rows, map(outcomes.state.__getitem__, rows)):  # (loops in C: half a million to run)
+            self._forget(row)
+
+    def finished_all(
+        self, ids: Sequence[int], exit_code: int, starts: Sequence[float], runtimes: Sequence[float],
+        places: Sequence[int], names: Sequence[Place],
+    ) -> None:  # fmt: skip
+        """Many tasks finished with one exit code (a queuestate's completed section, read in one pass):
+        ``places`` index ``names``.  Loops in C, no call a task."""
+        outcomes = self.outcomes or self._open()
+        index = [outcomes.place_index(*name) for name in names]
+        if index != list(range(len(names))):
+            places = list(map(index.__getitem__, places))
+        count = len(ids)
+        code = AS_COMPLETED if exit_code == 0 else AS_FAILED
+        columns = (
+            (outcomes.state, bytes((code,)) * count),
+            (outcomes.exit_code, array("i", (exit_code,)) * count),
+            (outcomes.start, starts),
+            (outcomes.runtime, runtimes),
+            (outcomes.place, places),
+        )
+        first = self.tasks.position(ids[0]) if count else 0
+        if self.tasks.by_id and all(map(eq, ids, range(first, first + count))):  # (one run: a slice each)
+            for column, values in columns:
+                if isinstance(column, array) and not (isinstance(values, array) and values.typecode == column.typecode):
+                    values = array(column.typecode, values)
+                column[first : first + count] = values
+            return
+        rows = list(map(self.tasks.position, ids))
+        for column, values in columns:
+            deque(map(column.__setitem__, rows, values), maxlen=0)  # (a loop in C)
+
     def revise(self, tasks: TaskTable, **changes: object) -> TaskTable:
         """Change the needs of ``tasks`` (the ones to run), here and in what is returned: the table of
         them as they now are.  (IbrunLauncher's tasks are MPI programs, GPU tasks get their GPUs.)"""
         whole = len(tasks) == len(self.tasks)
         self.tasks = self.tasks.revised(None if whole else tasks.ids, **changes)
-        for task_id in tasks.ids:
-            rec = self._told.get(task_id)
-            if rec is not None:
-                rec.task = self.tasks[task_id]
         return self.tasks if whole else self.tasks.subset(tasks.ids)
+
+    # -- inside ------------------------------------------------------------------
+    def _open(self) -> Outcomes:
+        self.outcomes = Outcomes(self.tasks.rows)
+        return self.outcomes
+
+    def _forget(self, row: int) -> None:
+        outcomes = self.outcomes
+        outcomes.state[row] = AS_QUEUED
+        outcomes.exit_code[row] = NO_EXIT
+        outcomes.start[row] = outcomes.runtime[row] = NO_TIME
+        outcomes.place[row] = NO_PLACE
+
+    def _set(self, rec: TaskRecord) -> None:
+        """A record read back, as it is."""
+        row = self.tasks.position(rec.id)
+        outcomes = self.outcomes or self._open()
+        outcomes.state[row] = CODES[rec.state]
+        outcomes.exit_code[row] = NO_EXIT if rec.exit_code is None else rec.exit_code
+        outcomes.start[row] = NO_TIME if rec.start is None else rec.start
+        outcomes.runtime[row] = NO_TIME if rec.runtime is None else rec.runtime
+        outcomes.place[row] = outcomes.place_index(rec.host, rec.core_ids)
+
+    def _record_of(self, task_id: int) -> TaskRecord:
+        task = self.tasks[task_id]
+        outcomes = self.outcomes
+        if outcomes is None:
+            return TaskRecord(task)
+        row = self.tasks.position(task_id)
+        code = outcomes.state[row]
+        if code == AS_QUEUED:
+            return TaskRecord(task)
+        exit_code, start, runtime = outcomes.exit_code[row], outcomes.start[row], outcomes.runtime[row]
+        host, core_ids = outcomes.where(row)
+        return TaskRecord(
+            task,
+            STATES[code],
+            None if exit_code == NO_EXIT else exit_code,
+            None if start != start else start,
+            None if runtime != runtime else runtime,
+            host,
+            core_ids,
+        )
+
+    def _rows_in(self, *codes: int) -> Iterator[int]:
+        """The rows in these states, in order: the state column translated to 1 for these codes, 0 for
+        the others, and the rows of its ones taken (loops in C: a million rows in milliseconds)."""
+        state = self.outcomes.state
+        mask = bytes(1 if code in codes else 0 for code in range(len(STATES))).ljust(256, b"\0")
+        return compress(range(len(state)), state.translate(mask))
+
+    def _ids_of(self, rows: Iterable[int]) -> list[int]:
+        if self.tasks.by_id:
+            return list(rows)
+        ids = list(self.tasks.ids)  # (in row order: a table with positions lists its ids by position)
+        return [ids[row] for row in rows]
 
 
 class Records(Mapping[int, TaskRecord]):
-    """The ledger's records by task id, as a mapping; a record asked for is kept (see :class:`Ledger`)."""
+    """The ledger's records by task id, as a mapping; each made when asked for (a copy)."""
 
     __slots__ = ("_ledger",)
 
@@ -172,7 +382,7 @@ class Records(Mapping[int, TaskRecord]):
     def __getitem__(self, task_id: int) -> TaskRecord:
         if task_id not in self._ledger.tasks:
             raise KeyError(task_id)
-        return self._ledger._record(task_id)
+        return self._ledger._record_of(task_id)
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._ledger.tasks

@@ -109,7 +109,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from mpilauncher.core.estimates import RuntimeEstimates
 from mpilauncher.core.events import (
@@ -307,9 +307,10 @@ class Scheduler:
         retries: int = 0,
         standby: bool = False,
         start_interval: float | None = None,
-        history: Iterable[tuple[Task, float]] = (),
+        history: Iterable[tuple[Task, Sequence[float]]] = (),
     ) -> None:
-        """``history``: (task, runtime) of tasks of the sweep completed in earlier runs (for the estimates)."""
+        """``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
+        estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them."""
         table = TaskTable.of(tasks)
         #: Every task by id (a table: a Task is made when one is asked for, at its start).
         self.tasks: TaskTable = table
@@ -361,8 +362,8 @@ class Scheduler:
             queued.setdefault(self._shape(first), []).extend(ids)
             if first.expected is not None:
                 self._time.longest_given = max(self._time.longest_given, first.expected)
-        for task, runtime in history:
-            self._time.estimates.add(self._shape(task), runtime)
+        for task, runtimes in history:
+            self._time.estimates.add_all(self._shape(task), runtimes)
         self._queues = {shape: TaskQueue(ids) for shape, ids in queued.items()}
         del queued
         self._bare = {shape: deque() for shape in self._queues}

@@ -81,11 +81,14 @@ def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
     their cores); a task counts on the core slot it started on, as in PyLauncher,
     whose "node" is one core of the host pool.
     """
-    runtimes = sorted(r.runtime for r in ledger.told() if r.state in (COMPLETED, FAILED) and r.runtime is not None)
+    runtimes = sorted(ledger.runtimes(COMPLETED, FAILED))
     counts = ledger.counts()
     total = ledger.elapsed_before + elapsed
     aggregate = math.fsum(runtimes)
-    per_slot = Counter((r.host, r.core_ids[0] if r.core_ids else 0) for r in ledger.told() if r.host is not None)
+    per_slot: Counter[tuple[str, int]] = Counter()
+    for (host, core_ids), count in ledger.places_used().items():
+        if host is not None:
+            per_slot[host, core_ids[0] if core_ids else 0] += count
     executed = sum(per_slot.values())
     return Statistics(
         total_time=total,

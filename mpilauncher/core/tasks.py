@@ -150,6 +150,29 @@ class TaskTable:
     def __len__(self) -> int:
         return len(self._ids) if self._ids is not None else len(self.commands)
 
+    @property
+    def rows(self) -> int:
+        """How many tasks the columns hold (a subset's included)."""
+        return len(self.commands)
+
+    @property
+    def is_subset(self) -> bool:
+        """A chosen part of the columns' tasks (:meth:`subset`), not all of them."""
+        return self._ids is not None
+
+    @property
+    def by_id(self) -> bool:
+        """Each task's place in the columns is its id (ids 0..n-1: every sweep read from its commandlines)."""
+        return self._positions is None
+
+    def position(self, task_id: int) -> int:
+        """The place of ``task_id`` in the columns; KeyError when the columns have no such task."""
+        if self._positions is not None:
+            return self._positions[task_id]
+        if type(task_id) is int and 0 <= task_id < len(self.commands):
+            return task_id
+        raise KeyError(task_id)
+
     def __contains__(self, task_id: object) -> bool:
         if self._ids is not None:
             if self._members is None:

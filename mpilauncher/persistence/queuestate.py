@@ -20,14 +20,17 @@ written is in the journal beside it (see :mod:`.journal`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from array import array
-from operator import eq, itemgetter
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice, repeat
+from operator import add, eq, itemgetter, ne
 from pathlib import Path
 
 from mpilauncher.core import limits
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, TaskRecord
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, Outcomes, Place, TaskRecord
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import (
     CoresSpec,
@@ -71,25 +74,42 @@ class StateMeta:
         return json.dumps(data, sort_keys=False)
 
 
-def _completed_line(
-    rec: TaskRecord, task_id: int, number: int, command: str, slot_texts: dict[tuple[int, ...], str]
-) -> str | None:
-    """The line of a completed task with the sweep's needs, as :func:`_attributes` writes it, in one
-    f-string; None when it lacks a time or a host (then :func:`_attributes` writes it).  ``slot_texts``:
-    the ``slots=`` of each slot list written so far (a sweep has few; half a million completed tasks
-    repeat them).  Half of a snapshot of a sweep half-way through is these lines: it is written before
-    a resume's first start, and now and then while rank 0's loop waits for it."""
-    start, runtime, host = rec.start, rec.runtime, rec.host
-    if start is None or runtime is None or not host:
-        return None
-    core_ids = rec.core_ids
-    slots = slot_texts.get(core_ids)
-    if slots is None:
-        slots = slot_texts[core_ids] = f" slots={compress(core_ids, ',')}" if core_ids else ""
-    where = f" line={number}" if number else ""
-    return (
-        f"{task_id}{where} exit={rec.exit_code} start={start:.3f} runtime={runtime:.3f} host={host}{slots}: {command}"
-    )
+def _place_texts(outcomes: Outcomes | None) -> list[str | None]:
+    """The `` host=... slots=...`` of each place of ``outcomes``, and None last: a row without a place
+    (-1) reads it.  A sweep runs on few places; half a million completed lines repeat them."""
+    texts: list[str | None] = []
+    for host, core_ids in outcomes.places if outcomes is not None else ():
+        slots = f" slots={compress(core_ids, ',')}" if core_ids else ""
+        texts.append(f" host={host}{slots}" if host else None)
+    return [*texts, None]
+
+
+def _completed_lines(
+    ledger: Ledger, first: int, after: int, where: list[str | None], default_cores: CoresSpec
+) -> Iterator[str]:
+    """The lines of the completed tasks of rows ``first..after-1`` (a table by id, the sweep's needs),
+    each in one f-string from the ledger's columns, as :func:`_attributes` writes them (a test ties the
+    two); one without a time or a host goes through :func:`_attributes`.  Half of a snapshot of a
+    sweep half-way through is these lines: it is written before a resume's first start, and now and
+    then while rank 0's loop waits for it."""
+    outcomes, table = ledger.outcomes, ledger.tasks
+    for task_id, number, command, exit_code, start, runtime, place in zip(  # noqa: B905
+        range(first, after),
+        table.lines[first:after],
+        table.commands[first:after],
+        outcomes.exit_code[first:after],
+        outcomes.start[first:after],
+        outcomes.runtime[first:after],
+        outcomes.place[first:after],
+    ):
+        host = where[place]
+        if host is None or exit_code or start != start or runtime != runtime:  # (NaN: no time)
+            rec = ledger.records[task_id]
+            yield f"{_attributes(rec, default_cores)}: {command}"
+        elif number:
+            yield f"{task_id} line={number} exit=0 start={start:.3f} runtime={runtime:.3f}{host}: {command}"
+        else:
+            yield f"{task_id} exit=0 start={start:.3f} runtime={runtime:.3f}{host}: {command}"
 
 
 def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
@@ -148,10 +168,14 @@ class _Section:
         self.pieces.append(text)
         self.count += count
 
-    def extend(self, lines) -> None:
+    def extend(self, lines: Iterable[str]) -> None:
         """Lines from an iterable, joined a piece at a time as they come."""
-        for line in lines:
-            self.add(line)
+        lines = iter(lines)
+        while True:
+            self._lines.extend(islice(lines, PIECE_LINES - len(self._lines)))
+            if len(self._lines) < PIECE_LINES:
+                return
+            self._flush()
 
     def done(self) -> list[str]:
         self._flush()
@@ -164,20 +188,23 @@ class _Section:
             self._lines = []
 
 
-def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_queued: str = "") -> str:
+def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None) -> str:
     """The snapshot text for ``ledger`` (see :func:`render_pieces`, what the state store writes)."""
-    return "".join(render_pieces(ledger, meta, default_cores, earlier_queued))
+    return "".join(render_pieces(ledger, meta, default_cores, earlier))
 
 
-def render_pieces(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier_queued: str = "") -> list[str]:
+def render_pieces(
+    ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None
+) -> list[str]:
     """The snapshot of ``ledger`` as pieces of text, to be written one after the other.
 
-    A task that only waits in the queue, with the sweep's default needs, is written straight from
-    the table's columns (``7 line=8: cmd``): at a million tasks most lines are that, and the first
-    snapshot is written before the first task may start.  ``earlier_queued``: the queued lines of
-    the snapshot the table was read from (:attr:`LoadedState.queued_text`); a long run of tasks
-    still queued is copied from it as it stands instead of formatted again (a resume's first
-    snapshot, before its first start: a million lines are ~0.3 s of f-strings).
+    A task of the sweep's default needs that waits in the queue or has completed on one node is
+    written straight from the columns of the table and the ledger (``7 line=8: cmd``): at a million
+    tasks most lines are that, and the first snapshot is written before the first task may start.
+    ``earlier``: the snapshot the ledger was read from (:attr:`LoadedState.earlier`); a long run of
+    tasks still queued, or still completed, is copied from it as it stands instead of formatted
+    again (a resume's first snapshot, before its first start: a million lines are ~0.3 s of
+    f-strings queued, ~1 s completed).
     """
     table = ledger.tasks
     fixed = default_cores.count if default_cores.kind == "fixed" else None
@@ -186,45 +213,46 @@ def render_pieces(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, ear
     plain = proto.expected is None and proto.whole_node == node_default and (node_default or proto.cores == fixed)
     sections = {s: _Section() for s in STATES}
     queued, completed = sections[QUEUED], sections[COMPLETED]
-    slot_texts: dict[tuple[int, ...], str] = {}  # see _completed_line
-    told = {rec.id: rec for rec in ledger.told()}
     overrides = table.overrides
-    ids = table.ids
-    if plain and isinstance(ids, range):  # (a table by id: runs of plain queued tasks between the others)
-        others = sorted(told.keys() | overrides.keys())
+    records = ledger.records
+    if plain and table.by_id:  # (runs of tasks in one state between the tasks of needs of their own)
         commands, numbers = table.commands, table.lines
-        earlier = _EarlierLines(earlier_queued, commands, numbers)
+        where = _place_texts(ledger.outcomes)
+        earlier = earlier or Earlier()
+        queued_before = _EarlierLines(earlier.text, earlier.queued, lambda i: f"{i} line={numbers[i]}: {commands[i]}")
+        completed_before = _EarlierLines(
+            earlier.text, earlier.completed, lambda i: next(_completed_lines(ledger, i, i + 1, where, default_cores))
+        )
         begin = 0
-        for end in [*others, len(ids)]:
-            if end > begin:  # (none between two neighbours: a sweep well under way has many)
-                chunk = earlier.lines(begin, end) if end - begin >= COPY_AT_LEAST else None
-                if chunk is not None:
-                    queued.add_piece(chunk, end - begin)
+        for end in [*sorted(overrides), len(table)]:
+            for first, after, state in ledger.runs(begin, end):
+                if state == QUEUED:
+                    chunk = queued_before.lines(first, after)
+                    if chunk is not None:
+                        queued.add_piece(chunk, after - first)
+                    else:
+                        queued.extend(
+                            f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                            for i, c, n in zip(range(first, after), commands[first:after], numbers[first:after])  # noqa: B905
+                        )
+                elif state == COMPLETED:
+                    chunk = completed_before.lines(first, after)
+                    if chunk is not None:
+                        completed.add_piece(chunk, after - first)
+                    else:
+                        completed.extend(_completed_lines(ledger, first, after, where, default_cores))
                 else:
-                    queued.extend(
-                        f"{i} line={n}: {c}" if n else f"{i}: {c}"
-                        for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
-                    )
-            if end < len(ids):
-                rec = told.get(end)
-                if rec is not None and rec.state == COMPLETED and end not in overrides:
-                    line = _completed_line(rec, end, numbers[end], commands[end], slot_texts)
-                    if line is not None:
-                        completed.add(line)
-                        begin = end + 1
-                        continue
-                rec = rec or TaskRecord(table[end])
+                    section = sections[state]
+                    for task_id in range(first, after):
+                        rec = records[task_id]
+                        section.add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+            if end < len(table):
+                rec = records[end]
                 sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
             begin = end + 1
     else:
-        for task_id in sorted(ids):
-            rec = told.get(task_id)
-            if rec is None and plain and task_id not in overrides:
-                number, command = table.line(task_id), table.command(task_id)
-                queued.add(f"{task_id} line={number}: {command}" if number else f"{task_id}: {command}")
-                continue
-            if rec is None:
-                rec = TaskRecord(table[task_id])
+        for task_id in sorted(table.ids):
+            rec = records[task_id]
             sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
     bodies = {state: section.done() for state, section in sections.items()}
     counts = ", ".join(f"{section.count} {state}" for state, section in sections.items())
@@ -251,9 +279,21 @@ class LoadedState:
     meta: StateMeta
     from_pylauncher: bool
     default_cores: CoresSpec
-    #: The queued section's lines as read, when they were read in one pass (else ""): the next
-    #: snapshot copies the runs of them that are still queued (see :func:`render`).
-    queued_text: str = ""
+    #: The text as read, for the next snapshot to copy from (see :class:`Earlier`); None when there is
+    #: nothing to copy.
+    earlier: Earlier | None = None
+
+
+@record
+class Earlier:
+    """A snapshot's text as read, and where its queued and its completed lines are in it (``(0, 0)``: not
+    to be copied from).  A section's lines are kept when they were read in one pass of its pattern, in
+    id order: the columns then hold exactly what they say, and the next snapshot copies the runs of
+    them that still stand (see :class:`_EarlierLines`)."""
+
+    text: str = ""
+    queued: tuple[int, int] = (0, 0)
+    completed: tuple[int, int] = (0, 0)
 
 
 def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedState:
@@ -261,9 +301,10 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
 
     Every task goes into the ledger's table (its command and line in the columns; a task whose
     needs differ from the sweep's default as an override); a task that ran or runs gets its
-    record too.  Our queued section is read in one pass of one pattern when every line has the
-    common shape, and makes no object per task (a million tasks: ``--status`` and the start of
-    a resume); anything else is read line by line, every field checked."""
+    outcome too.  Our queued and completed sections are each read in one pass of one pattern when
+    every line has the common shape, and make no object per task (a million tasks, half of them
+    completed: ``--status`` and the start of a resume); anything else is read line by line, every
+    field checked, and a bad line named."""
     meta: StateMeta | None = None
     section: str | None = None
     ids: list[int] = []
@@ -274,177 +315,247 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     default = cores_for_pylauncher
     proto = Task(-1, "", default.count, default.kind == "node")
     plain = needs_key(proto)
-    head, body, tail = _cut_queued(text)
-    queued_text = ""
+    earlier = Earlier(text)
     known = fields.Known()  # the host names and slot lists checked so far
-    lines = text.split("\n") if body is None else head.split("\n")
+    done = _Completed(known)
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
-    number = 0  # the line number of lines[i] is i + 1 + base
-    base = 0
-    while number < len(lines):
-        line = lines[number].strip()
-        number += 1
-        if line.startswith(META_PREFIX):
-            if meta is not None:
-                raise InputError("a second #meta line (a queuestate has one)", source, base + number)
-            meta = _parse_meta(line[len(META_PREFIX) :], source, base + number)
-            default = CoresSpec.parse(meta.cores)
-            proto = Task(-1, "", default.count, default.kind == "node")
-            plain = needs_key(proto)
-            continue
-        if not line or line.startswith("#"):
-            continue
-        if line in STATES:
-            section = line
-            if body is not None and number == len(lines):  # the queued header cut off before its lines
-                count = body.count("\n") + 1
-                read_before = len(ids)
-                if meta is not None and default.kind != "file" and _read_queued(body, count, ids, commands, numbers):
-                    lines, base, number = tail.split("\n"), base + number + count, 0
-                    queued_ids = ids[read_before:]
-                    if queued_ids == sorted(queued_ids):  # (ours always are; copied from, they must be)
-                        queued_text = body
-                else:  # read its lines one by one, and name a bad one
-                    lines = lines + body.split("\n") + tail.split("\n")
-                body = None
-            continue
-        if section is None:
-            raise InputError(
-                f"task line before any of the sections {', '.join(STATES)}: not a queuestate file",
-                source,
-                base + number,
-            )
-        rec = _parse_common_line(line, section, default, known) if meta is not None else None
-        if rec is None:  # anything else, and every line that is not quite right, gets the full reading
-            gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
-            rec = _parse_task_line(
-                line,
-                section,
-                default,
-                from_pylauncher=meta is None,
-                gpu_sweep=gpu_sweep,
-                source=source,
-                number=base + number,
-            )
-        task = rec.task
-        ids.append(task.id)
-        numbers.append(task.line)
-        commands.append(task.command)
-        if needs_key(task) != plain:
-            overrides[task.id] = task
-        if section != QUEUED:
-            told.append(rec)
+    base = 0  # the lines before the segment
+    for name, begin, end in _segments(text):
+        count = text.count("\n", begin, end) + 1
+        if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
+            before = len(ids)
+            if name == QUEUED and _read_lines(text, begin, end, _QUEUED_SECTION, ids, commands, numbers):
+                if ids[before:] == sorted(ids[before:]):  # (ours always are; copied from, they must be)
+                    earlier.queued = (begin, end)
+                base += count
+                continue
+            if name == COMPLETED and done.read(text, begin, end, ids, commands, numbers):
+                if ids[before:] == sorted(ids[before:]):
+                    earlier.completed = (begin, end)
+                base += count
+                continue
+        for number, raw in enumerate(text[begin:end].split("\n"), base + 1):
+            line = raw.strip()
+            if line.startswith(META_PREFIX):
+                if meta is not None:
+                    raise InputError("a second #meta line (a queuestate has one)", source, number)
+                meta = _parse_meta(line[len(META_PREFIX) :], source, number)
+                default = CoresSpec.parse(meta.cores)
+                proto = Task(-1, "", default.count, default.kind == "node")
+                plain = needs_key(proto)
+                continue
+            if not line or line.startswith("#"):
+                continue
+            if line in STATES:
+                section = line
+                continue
+            if section is None:
+                raise InputError(
+                    f"task line before any of the sections {', '.join(STATES)}: not a queuestate file", source, number
+                )
+            rec = _parse_common_line(line, section, default, known) if meta is not None else None
+            if rec is None:  # anything else, and every line that is not quite right, gets the full reading
+                gpu_sweep = meta is not None and bool(meta.extra.get("gpus_per_task"))
+                rec = _parse_task_line(
+                    line,
+                    section,
+                    default,
+                    from_pylauncher=meta is None,
+                    gpu_sweep=gpu_sweep,
+                    source=source,
+                    number=number,
+                )
+            task = rec.task
+            ids.append(task.id)
+            numbers.append(task.line)
+            commands.append(task.command)
+            if needs_key(task) != plain:
+                overrides[task.id] = task
+            if section != QUEUED:
+                told.append(rec)
+        base += count
     if not ids and meta is None:
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
     if meta is not None and last_line != f"{END_MARK} {len(ids)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
-    del lines, head, body, tail  # (half a million lines and two copies of the text: gone before the table)
     table = _table(ids, commands, numbers, proto, overrides, source, text)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
-    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, queued_text)
+    if done.runtimes:
+        ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
+    copy = earlier if earlier.queued != (0, 0) or earlier.completed != (0, 0) else None
+    return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
+
+
+def _segments(text: str) -> list[tuple[str | None, int, int]]:
+    """``text`` cut around the lines of its queued and its completed section, as spans ``(begin, end)``:
+    (None, ...) lines to read one by one, up to and including a section's header, and (the section, ...)
+    its lines; with the newlines between them they are the whole text.  A section is cut out only when
+    it has lines and the next header is ours (running after queued, failed after completed).  At a
+    million tasks these lines are nearly the whole file: they are then read in one pass each, never
+    split into lines nor copied."""
+    segments: list[tuple[str | None, int, int]] = []
+    at = 0  # where the text not cut yet begins
+    for name, following in ((QUEUED, RUNNING), (COMPLETED, FAILED)):
+        header = text.find(f"\n{name}\n", max(at - 1, 0))
+        if header < 0:
+            continue
+        first = header + len(name) + 2
+        end = text.find(f"\n{following}\n", first - 1)
+        if end < first:  # (none, or the section has no lines)
+            continue
+        segments += [(None, at, first - 1), (name, first, end)]
+        at = end + 1
+    segments.append((None, at, len(text)))
+    return segments
 
 
 #: Our queued section, every line of the common shape (a command is written stripped), in one pass.
 _QUEUED_SECTION = re.compile(r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (\S(?:[^\n]*\S)?)$", re.MULTILINE)
 
 
-#: A run of queued tasks shorter than this is formatted, not looked for in the earlier text.
-COPY_AT_LEAST = 256
+#: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
+#: a few dozen lines do; a sweep with 1% failures has runs of completed tasks ~100 long).
+COPY_AT_LEAST = 48
 
 
 class _EarlierLines:
-    """The queued lines of an earlier snapshot of the same table, to copy runs of them from.
+    """The lines of a section of an earlier snapshot of the same sweep, to copy runs of them from.
 
-    The lines are in id order and were read by the one-pass pattern, so the table's columns hold
+    The lines are in id order and were read by the section's one-pass pattern, so the columns hold
     exactly what they say: a run of ids ``begin..end-1`` may be copied when the text has the line of
     ``begin`` and, ``end - begin - 1`` lines further, the line of ``end - 1`` (ids in order and each
-    once: then every id between is there), and both read as the table would write them now.
+    once: then every id between is there), and both read as they would be written now (``line_of``).
     Runs are asked for in id order, so the text is searched from where the last one ended.
     """
 
-    __slots__ = ("text", "at", "commands", "numbers")
+    __slots__ = ("text", "at", "end", "line_of")
 
-    def __init__(self, text: str, commands, numbers) -> None:
-        self.text, self.at, self.commands, self.numbers = text, 0, commands, numbers
+    def __init__(self, text: str, span: tuple[int, int], line_of: Callable[[int], str]) -> None:
+        self.text, (self.at, self.end), self.line_of = text, span, line_of
 
     def lines(self, begin: int, end: int) -> str | None:
-        """The text of the lines of ids ``begin..end-1`` (without the last newline); None if it is not there."""
+        """The text of the lines of ids ``begin..end-1`` (without the last newline); None if it is not there
+        (or the run is short: then it is as fast to write)."""
         text = self.text
-        if not text:
+        if self.at >= self.end or end - begin < COPY_AT_LEAST:
             return None
-        first = self._line_of(begin, self.at)
+        first = self._find(begin, self.at)
         if first < 0:
             return None
-        last = self._line_of(end - 1, first)
+        last = self._find(end - 1, first)
         if last < 0:
             return None
-        stop = text.find("\n", last)
-        stop = len(text) if stop < 0 else stop
+        stop = text.find("\n", last, self.end)
+        stop = self.end if stop < 0 else stop
         if text.count("\n", first, stop) != end - begin - 1:
             return None
-        if not text.startswith(self._line(begin) + "\n", first) or text[last:stop] != self._line(end - 1):
+        if not text.startswith(self.line_of(begin) + "\n", first) or text[last:stop] != self.line_of(end - 1):
             return None
         self.at = stop
         return text[first:stop]
 
-    def _line(self, task_id: int) -> str:
-        return f"{task_id} line={self.numbers[task_id]}: {self.commands[task_id]}"
-
-    def _line_of(self, task_id: int, start: int) -> int:
+    def _find(self, task_id: int, start: int) -> int:
         """Where the line of ``task_id`` begins, from ``start`` on; -1 if it is not there."""
         text, key = self.text, f"{task_id} line="
-        at = text.find(key, start)
+        at = text.find(key, start, self.end)
         while at > 0 and text[at - 1] != "\n":  # (inside another line: a command may say "7 line=")
-            at = text.find(key, at + 1)
+            at = text.find(key, at + 1, self.end)
         return at
 
 
-def _cut_queued(text: str) -> tuple[str, str | None, str]:
-    """``text`` cut around the lines of its queued section: up to and including the ``queued``
-    header, its lines, and from the ``running`` header on (body None when there is no such cut:
-    no queued section, an empty one, or not in our order).  At a million tasks the queued lines
-    are nearly the whole file: they are then read in one pass and never split into lines."""
-    begin = text.find(f"\n{QUEUED}\n")
-    if begin < 0:
-        return text, None, ""
-    first = begin + len(QUEUED) + 2
-    end = text.find(f"\n{RUNNING}\n", first - 1)
-    if end < first:
-        return text, None, ""
-    return text[: first - 1], text[first:end], text[end + 1 :]
-
-
-#: Characters of a queued section matched at a time (then to the end of its line).
+#: Characters of a section matched at a time (then to the end of its line).
 READ_BLOCK = 1 << 21
 
 
-def _read_queued(body: str, count: int, ids: list[int], commands: list[str], numbers: array) -> bool:
-    """Read the ``count`` lines of a queued section in one pass, when every one has the common shape;
-    False (nothing read) when one does not: they are then read one by one, and a bad one named.
+def _read_lines(
+    text: str,
+    begin: int,
+    end: int,
+    pattern: re.Pattern,
+    ids: list[int],
+    commands: list[str],
+    numbers: array,
+    take: Callable[[list[tuple[str, ...]]], bool] | None = None,
+) -> bool:
+    """Read the lines of ``text[begin:end]`` (a section's) in one pass of ``pattern`` (groups: the id, the
+    line number, ..., the command), when every one has the common shape; ``take`` is given each block's
+    matches for the other groups, and may refuse them.  False (nothing read) when a line does not match
+    or a block is refused: the lines are then read one by one, and a bad one named.
 
-    The pattern runs over blocks of about :data:`READ_BLOCK` characters cut at line ends: the
-    matches of a whole million-line section at once were a million tuples of three strings,
-    ~150 MB alive together for a moment at the start of every resume of a million."""
+    The pattern runs over blocks of about :data:`READ_BLOCK` characters ending at line ends: the
+    matches of a whole million-line section at once were a million tuples of strings, ~150 MB
+    alive together for a moment at the start of every resume of a million."""
     before = len(ids)
+    count = text.count("\n", begin, end) + 1
     lines = 0
-    at = 0
-    while at < len(body):
-        end = body.find("\n", at + READ_BLOCK)
-        end = len(body) if end < 0 else end
-        block = body[at:end]
-        found = _QUEUED_SECTION.findall(block) if "\0" not in block else []
+    at = begin
+    while at < end:
+        stop = text.find("\n", at + READ_BLOCK, end)
+        stop = end if stop < 0 else stop
+        found = pattern.findall(text, at, stop) if text.find("\0", at, stop) < 0 else []
         lines += len(found)
-        if len(found) != block.count("\n") + 1:
-            del ids[before:], commands[before:], numbers[before:]
-            return False
+        if len(found) != text.count("\n", at, stop) + 1 or (take is not None and not take(found)):
+            break
         ids.extend(map(int, map(itemgetter(0), found)))  # (map and itemgetter: loops in C)
         numbers.extend(map(int, map(itemgetter(1), found)))
-        commands.extend(map(itemgetter(2), found))
-        at = end + 1
-    if lines != count:
-        del ids[before:], commands[before:], numbers[before:]
-        return False
-    return True
+        commands.extend(map(itemgetter(-1), found))
+        at = stop + 1
+    else:
+        if lines == count:
+            return True
+    del ids[before:], commands[before:], numbers[before:]
+    return False
+
+
+#: Our completed section, every line of the common shape (a task of the sweep's needs on one node), in one pass.
+#: Its host and slots are one group (a place: few texts, each read once); a host with a colon is left to
+#: the line-by-line reading (the pattern is half again as fast without it).
+_COMPLETED_SECTION = re.compile(
+    r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}) exit=0 start=([0-9]{1,10}\.[0-9]{3})"
+    r" runtime=([0-9]{1,10}\.[0-9]{3}) host=([^\s:]+(?: slots=[0-9][0-9,-]*)?): (\S(?:[^\n]*\S)?)$",
+    re.MULTILINE,
+)
+
+
+class _Completed:
+    """The completed section read in one pass (:meth:`read`): the columns ``Ledger.finished_all`` takes.
+
+    The tasks are ``ids[first:after]`` of the parser's columns; ``places`` index ``names``, each host
+    and slot list checked once (a sweep half-way through: half a million lines naming a few)."""
+
+    __slots__ = ("first", "after", "starts", "runtimes", "places", "names", "_index", "_known")
+
+    def __init__(self, known: fields.Known) -> None:
+        self.first = self.after = 0
+        self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
+        self.names: list[Place] = []
+        self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
+        self._known = known
+
+    def read(self, text: str, begin: int, end: int, ids: list[int], commands: list[str], numbers: array) -> bool:
+        """The lines of ``text[begin:end]`` (see :func:`_read_lines`)."""
+        first = len(ids)
+        if not _read_lines(text, begin, end, _COMPLETED_SECTION, ids, commands, numbers, self._take):
+            del self.starts[:], self.runtimes[:], self.places[:]
+            return False
+        self.first, self.after = first, len(ids)
+        return True
+
+    def _take(self, found: list[tuple[str, ...]]) -> bool:
+        index = self._index
+        texts = list(map(itemgetter(4), found))
+        for text in set(texts).difference(index):
+            host_text, _, slots_text = text.partition(" slots=")
+            try:
+                name = (self._known.host(host_text), self._known.slots(slots_text) if slots_text else ())
+            except ValueError:
+                return False
+            index[text] = len(self.names)
+            self.names.append(name)
+        self.starts.extend(map(float, map(itemgetter(2), found)))
+        self.runtimes.extend(map(float, map(itemgetter(3), found)))
+        self.places.extend(map(index.__getitem__, texts))
+        return True
 
 
 def _table(
@@ -460,9 +571,16 @@ def _table(
     the columns are put in id order), else with a position per id (PyLauncher's files allow holes)."""
     count = len(ids)
     if not all(map(eq, ids, range(count))):
-        # Ours in section order (queued, running, completed, failed) are 0..n-1 shuffled: each column is
-        # scattered into id order, one pass and two new columns (sorting the positions by id made three
-        # lists and a million ints besides: ~90 MB for a moment, half-way through a million).
+        runs = _runs(ids)
+        if runs is not None:  # (ours: a few runs of ids in order, one or two a section)
+            commands_by_id = []
+            numbers_by_id = array("i")
+            for begin, end in runs:
+                commands_by_id += commands[begin:end]
+                numbers_by_id += numbers[begin:end]
+            return TaskTable(commands_by_id, numbers_by_id, proto, overrides)
+        # Else each column is scattered into id order, one pass and two new columns (sorting the
+        # positions by id made three lists and a million ints besides: ~90 MB for a moment).
         commands_by_id: list[str | None] = [None] * count
         numbers_by_id = array("i", bytes(numbers.itemsize * count))
         for position, task_id in enumerate(ids):
@@ -478,6 +596,30 @@ def _table(
             raise InputError(f"task {twice.task_id} listed twice", source, _line_of(text, twice.task_id)) from None
         return TaskTable(commands, numbers, proto, overrides, None, positions)
     return TaskTable(commands, numbers, proto, overrides)
+
+
+#: Most runs of consecutive ids :func:`_runs` puts in order (a section of a sweep well under way has a
+#: run between every two tasks of another state; past this, a loop over the tasks is as fast).
+MOST_RUNS = 4096
+
+
+def _runs(ids: list[int]) -> list[tuple[int, int]] | None:
+    """The positions of ``ids`` as runs ``(begin, end)`` of consecutive ids, in the order of their ids,
+    when they are 0..n-1 in at most :data:`MOST_RUNS` runs (a snapshot's sections: the queued half of
+    a sweep, then its completed half); else None.  Found by loops in C: no Python turn an id."""
+    count = len(ids)
+    breaks = map(ne, islice(ids, 1, None), map(add, ids, repeat(1)))  # (the id after is not this one + 1)
+    ends = list(islice(itertools.compress(range(1, count), breaks), MOST_RUNS))
+    if len(ends) >= MOST_RUNS:
+        return None
+    bounds = [0, *ends, count]
+    runs = sorted(zip(bounds, bounds[1:]), key=lambda run: ids[run[0]])  # noqa: B905
+    expected = 0  # (each run must start where the one before ended: every id of 0..n-1 once)
+    for begin, end in runs:
+        if ids[begin] != expected:
+            return None
+        expected += end - begin
+    return runs
 
 
 def _line_of(text: str, task_id: int) -> int | None:

@@ -21,7 +21,7 @@ from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import compress
-from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
@@ -50,12 +50,12 @@ class StateStore(Observer):
         default_cores: CoresSpec,
         fsync_interval: float,
         nodes: Mapping[int, Node] | None = None,
-        earlier_queued: str = "",
+        earlier: queuestate.Earlier | None = None,
     ) -> None:
-        """``earlier_queued``: a resume's queued lines as read (:attr:`LoadedState.queued_text`), for
-        the first snapshot to copy from (see :func:`queuestate.render`); dropped once it is written."""
+        """``earlier``: a resume's queuestate as read (:attr:`LoadedState.earlier`), for the first
+        snapshot to copy from (see :func:`queuestate.render_pieces`); dropped once it is written."""
         self.path = path
-        self._earlier_queued = earlier_queued
+        self._earlier = earlier
         self.nodes: Mapping[int, Node] = nodes or {}
         self.ledger = ledger
         self.meta = meta
@@ -74,7 +74,7 @@ class StateStore(Observer):
 
     # -- the facts ----------------------------------------------------------
     def on_started(self, start: Start, at: float) -> None:
-        self.started(start.task_id, self.nodes[start.node].name, start.core_ids, at, start.task)
+        self.started(start.task_id, self.nodes[start.node].name, start.core_ids, at)
 
     def on_ended(self, ended: TaskEnded) -> None:
         report = ended.report
@@ -87,10 +87,8 @@ class StateStore(Observer):
         self.flush(wall, elapsed)
 
     # -- changes ----------------------------------------------------------
-    def started(
-        self, task_id: int, host: str, core_ids: tuple[int, ...], start: float, task: Task | None = None
-    ) -> None:
-        self.ledger.started(task_id, host, core_ids, start, task)
+    def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
+        self.ledger.started(task_id, host, core_ids, start)
         self._journal.started(task_id, start, host, core_ids)
         self._dirty = True
 
@@ -115,9 +113,9 @@ class StateStore(Observer):
         began = time.monotonic()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
-        pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier_queued)
+        pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier)
         atomic_write(self.path, pieces)
-        self._earlier_queued = ""
+        self._earlier = None
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
         self._dirty = False

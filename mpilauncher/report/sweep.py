@@ -107,7 +107,7 @@ def running_attempts(ledger: Ledger, now: float) -> list[Attempt]:
     return [
         Attempt(r.id, r.start, max(now, r.start), "running", None, 0, [(r.host or "?", list(r.core_ids))],
                 command=r.task.command)
-        for r in ledger.told() if r.state == RUNNING and r.start is not None
+        for r in map(ledger.records.__getitem__, ledger.ids_in(RUNNING)) if r.start is not None
     ]  # fmt: skip
 
 

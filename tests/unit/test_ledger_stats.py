@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
 from mpilauncher.core.stats import compute, percentile
-from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.persistence import queuestate
 from tests.unit.ledgers import finished_ledger, make_ledger
 
@@ -37,6 +37,8 @@ def test_ledger_transitions():
         None,
     )
     ledger.finished(0, 0, 100.5, 2.25)
+    assert rec.state == RUNNING, "a record is a copy: what the ledger said when it was asked"
+    rec = ledger.records[0]
     assert (rec.state, rec.exit_code, rec.start, rec.runtime, rec.host) == (COMPLETED, 0, 100.5, 2.25, "c1")
     ledger.started(1, "c2", (3,), 101.0)
     ledger.finished(1, -9, 101.0, 1.0)
@@ -59,6 +61,48 @@ def test_restart_clears_the_previous_outcome():
     ledger.started(0, "b", (5,), 10.0)
     rec = ledger.records[0]
     assert (rec.state, rec.exit_code, rec.runtime, rec.host, rec.core_ids) == (RUNNING, None, None, "b", (5,))
+
+
+@pytest.mark.parametrize("first_ids", [(0, 2, 3), (1, 2, 3)])  # (a run of ids is put in as slices)
+def test_many_finished_at_once_is_each_finished_in_turn(first_ids):
+    """A queuestate's completed section goes into the ledger's columns in one call."""
+    one_by_one, at_once = make_ledger(6), make_ledger(6)
+    for ledger in (one_by_one, at_once):
+        ledger.started(5, "c9", (3,), 50.0)  # (a place the ledger has before)
+    names = [("c1", (0, 1)), ("c9", (3,))]
+    rows = list(zip(first_ids, (10.0, 11.0, 12.0), (1.5, 2.5, 0.25), (0, 1, 0), strict=True))
+    for task_id, start, runtime, place in rows:
+        one_by_one.started(task_id, *names[place], start)
+        one_by_one.finished(task_id, 0, start, runtime)
+    ids, starts, runtimes, places = zip(*rows, strict=True)
+    at_once.finished_all(ids, 0, starts, runtimes, places, names)
+    assert list(at_once) == list(one_by_one)
+    assert at_once.counts() == {QUEUED: 2, RUNNING: 1, COMPLETED: 3, FAILED: 0}
+    assert at_once.ids_in(COMPLETED) == list(first_ids)
+    assert at_once.outcomes.places == [("c9", (3,)), ("c1", (0, 1))], "each place once"
+
+
+def test_a_ledger_of_ids_with_holes_keeps_a_row_each():
+    ledger = Ledger([Task(7, "./a"), Task(3, "./b"), Task(999_999_999, "./c")])
+    ledger.started(999_999_999, "c1", (0,), 5.0)
+    ledger.finished(999_999_999, 1, 5.0, 1.0)
+    ledger.started(3, "c1", (1,), 6.0)
+    assert ledger.ids_in(QUEUED) == [7] and ledger.ids_in(RUNNING, FAILED) == [3, 999_999_999]
+    assert [r.id for r in ledger.told()] == [3, 999_999_999] and ledger.state(999_999_999) == FAILED
+    assert len(ledger.outcomes.state) == 3, "a row a task, not a byte an id"
+    with pytest.raises(KeyError):
+        ledger.started(4, "c1", (0,), 1.0)
+
+
+def test_the_runtimes_a_resume_starts_its_estimates_from_are_grouped_by_needs():
+    ledger = Ledger([Task(i, f"./p {i}", cores=4 if i in (2, 5) else 1) for i in range(7)])
+    for task_id, code, runtime in ((0, 0, 3.0), (1, 0, 5.0), (2, 0, 40.0), (3, 1, 99.0), (5, 0, 60.0)):
+        ledger.started(task_id, "c1", (0,), 1.0)
+        ledger.finished(task_id, code, 1.0, runtime)
+    ledger.started(6, "c1", (0,), 1.0)
+    groups = {(task.cores, tuple(times)) for task, times in ledger.completed_runtimes()}
+    assert groups == {(1, (3.0, 5.0)), (4, (40.0, 60.0))}, "completed only: a failure says nothing of a runtime"
+    assert make_ledger(3).completed_runtimes() == []
 
 
 # -- statistics ------------------------------------------------------------------

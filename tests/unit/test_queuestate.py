@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -372,13 +373,22 @@ def test_a_bad_line_amid_a_large_queued_section_is_named_by_its_line(bad: str, p
     assert (error.line, problem in str(error)) == (number, True), str(error)
 
 
+def test_a_snapshot_of_many_runs_of_ids_reads_as_one_of_a_few(monkeypatch):
+    """The sections' runs of ids are put in id order as slices; past MOST_RUNS of them, a task at a time."""
+    few = parse(big_snapshot(), "qs", ONE).ledger
+    monkeypatch.setattr(queuestate, "MOST_RUNS", 3)
+    many = parse(big_snapshot(), "qs", ONE).ledger
+    assert many.tasks.commands == few.tasks.commands and many.tasks.lines == few.tasks.lines
+    assert list(many) == list(few) and isinstance(many.tasks.ids, range)
+
+
 def test_the_queued_section_read_in_blocks_reads_as_in_one(monkeypatch):
     """Matched a few lines at a time, the queued lines read as they do at once; a bad one in a later
     block undoes what the blocks before it read, and the line-by-line reading names it."""
     whole = parse(big_snapshot(), "qs", ONE)
     monkeypatch.setattr(queuestate, "READ_BLOCK", 64)
     blocks = parse(big_snapshot(), "qs", ONE)
-    assert blocks.queued_text == whole.queued_text and blocks.queued_text
+    assert blocks.earlier == whole.earlier and blocks.earlier.queued != (0, 0)
     assert render(blocks.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == big_snapshot()
     number, error = replaced_line_error("2500 line=2501: ./prog 2500", "2500 line=2501 cores=0: ./prog 2500")
     assert (error.line, "task 2500: cores must be" in str(error)) == (number, True), str(error)
@@ -396,7 +406,7 @@ def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(
         ids, commands, numbers = [], [], queuestate.array("i")
         tracemalloc.start()
         try:
-            assert queuestate._read_queued(body, 30_000, ids, commands, numbers)
+            assert queuestate._read_lines(body, 0, len(body), queuestate._QUEUED_SECTION, ids, commands, numbers)
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -431,6 +441,53 @@ def test_a_bad_line_after_a_large_queued_section_read_in_one_pass_is_named_by_it
     with pytest.raises(InputError) as info:
         parse("\n".join(lines), "qs", ONE)
     assert (info.value.line, problem in str(info.value)) == (number + 1, True), str(info.value)
+
+
+def half_done(tasks: int = 2000) -> Ledger:
+    """A sweep with most of its first half completed on a few places (some with no slots, some lines
+    without a number), a failure, a running task and a task of needs of its own among them."""
+    commands = [f"./prog {i}" for i in range(tasks)]
+    ledger = sample_ledger([Task(i, c, 2 if i == 700 else 1, line=0 if i % 97 == 5 else i + 1)
+                            for i, c in enumerate(commands)])  # fmt: skip
+    for task_id in range(6, tasks // 2):
+        start = 1764072000.0 + task_id * 0.125  # (times the file's milliseconds hold exactly)
+        ledger.started(task_id, f"c{task_id % 3}", () if task_id % 11 == 0 else (task_id % 5, 7), start)
+        if task_id != 800:
+            ledger.finished(task_id, 0 if task_id != 900 else 2, start, task_id % 50 * 0.25)
+    return ledger
+
+
+def test_the_completed_section_read_in_one_pass_reads_as_line_by_line(monkeypatch):
+    """Read in blocks of one pattern, the completed lines give the ledger the line-by-line reading gives."""
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    text = render(half_done(), meta, ONE)
+    one_pass = parse(text, "qs", ONE).ledger
+    assert one_pass.outcomes.places == parse(text, "qs", ONE).ledger.outcomes.places
+    monkeypatch.setattr(queuestate, "READ_BLOCK", 300)
+    blocks = parse(text, "qs", ONE).ledger
+    monkeypatch.setattr(queuestate, "_COMPLETED_SECTION", re.compile("(?!)"))
+    by_line = parse(text, "qs", ONE).ledger
+    expected = [comparable(rec) for rec in half_done()]
+    for ledger in (one_pass, blocks, by_line):
+        assert [comparable(rec) for rec in ledger] == expected
+        assert render(ledger, meta, ONE) == text
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "problem"),
+    [
+        ("host=c1 slots=1,7", "host=c1 slots=7-1", "slots"),
+        ("host=c1 slots=1,7", f"host={'c' * 300} slots=1,7", "host"),
+        ("exit=0", "exit=0 exit=0", "given twice"),
+    ],
+)
+def test_a_bad_line_amid_a_large_completed_section_is_named_by_its_line(good: str, bad: str, problem: str):
+    lines = render(half_done(), StateMeta(run="abc", cores="1", journal="qs.journal"), ONE).split("\n")
+    number = next(n for n, line in enumerate(lines) if line.startswith("601 ") and good in line)
+    lines[number] = lines[number].replace(good, bad)
+    with pytest.raises(InputError) as info:
+        parse("\n".join(lines), "qs", ONE)
+    assert (info.value.line, "task 601:" in str(info.value), problem in str(info.value)) == (number + 1, True, True)
 
 
 def test_completed_tasks_on_one_node_share_its_name_and_their_slots():
@@ -538,11 +595,11 @@ def resumed(tasks: int, seed: int, commands=None) -> tuple[queuestate.LoadedStat
     done = tasks // 5
     for task_id in [*range(done), *rng.sample(range(done, tasks), 40)]:  # the first run
         ledger.started(task_id, "c1", (0,), 1764072000.0)
-        if rng.random() < 0.95:
-            ledger.finished(task_id, rng.choice((0, 0, 0, 2)), 1764072000.0, 1.0)
+        if rng.random() < 0.995:  # (a few running and failed among the completed: runs of ~70 each)
+            ledger.finished(task_id, 2 if rng.random() < 0.01 else 0, 1764072000.0, 1.0)
     meta = StateMeta(run="abc", cores="1", journal="qs.journal")
     loaded = parse(render(ledger, meta, ONE), "qs", ONE)
-    assert loaded.queued_text, "read in one pass: kept to copy from"
+    assert loaded.earlier.queued != (0, 0) and loaded.earlier.completed != (0, 0), "read in one pass: kept"
     journal = [*range(done, done + tasks // 10), *rng.sample(range(tasks), 60), tasks - 1]
     for task_id in journal:
         if loaded.ledger.state(task_id) == QUEUED:
@@ -553,15 +610,15 @@ def resumed(tasks: int, seed: int, commands=None) -> tuple[queuestate.LoadedStat
     return loaded, meta
 
 
-def copying(monkeypatch) -> list[int]:
-    """How many lines each copied run had (the test sees that copying happened at all)."""
-    runs: list[int] = []
+def copying(monkeypatch) -> dict[str, int]:
+    """How many lines were copied, by section (the test sees that copying happened at all)."""
+    runs = {QUEUED: 0, COMPLETED: 0}
     lines = queuestate._EarlierLines.lines
 
     def counted(self, begin: int, end: int):
         text = lines(self, begin, end)
         if text is not None:
-            runs.append(end - begin)
+            runs[COMPLETED if " exit=0 start=" in text.partition("\n")[0] else QUEUED] += end - begin
         return text
 
     monkeypatch.setattr(queuestate._EarlierLines, "lines", counted)
@@ -573,9 +630,9 @@ def test_a_resumes_first_snapshot_copied_from_the_lines_read_is_the_snapshot_for
     loaded, meta = resumed(20_000, seed)
     fresh = render(loaded.ledger, meta, ONE)
     runs = copying(monkeypatch)
-    copied = render(loaded.ledger, meta, ONE, loaded.queued_text)
+    copied = render(loaded.ledger, meta, ONE, loaded.earlier)
     assert copied == fresh
-    assert sum(runs) > 5_000, runs
+    assert runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000, runs
     again = parse(copied, "qs", ONE).ledger
     assert again.counts() == loaded.ledger.counts()
 
@@ -586,7 +643,7 @@ def test_lines_that_only_look_like_another_tasks_line_are_not_copied_from(monkey
     loaded, meta = resumed(20_000, 7, commands)
     fresh = render(loaded.ledger, meta, ONE)
     runs = copying(monkeypatch)
-    assert render(loaded.ledger, meta, ONE, loaded.queued_text) == fresh and sum(runs) > 5_000
+    assert render(loaded.ledger, meta, ONE, loaded.earlier) == fresh and runs[QUEUED] > 5_000, runs
 
 
 def test_a_queued_section_out_of_order_is_not_copied_from():
@@ -597,7 +654,7 @@ def test_a_queued_section_out_of_order_is_not_copied_from():
     a, b = lines.index("100 line=101: ./prog 100"), lines.index("2000 line=2001: ./prog 2000")
     lines[a], lines[b] = lines[b], lines[a]
     loaded = parse("\n".join(lines), "qs", ONE)
-    assert loaded.queued_text == "" and loaded.ledger.state(100) == QUEUED
+    assert loaded.earlier.queued == (0, 0) and loaded.ledger.state(100) == QUEUED
     assert render(loaded.ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE) == text
 
 

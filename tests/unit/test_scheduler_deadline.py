@@ -180,14 +180,14 @@ def test_failed_tasks_do_not_count_in_the_estimate():
 
 
 def test_the_runtimes_of_earlier_runs_of_the_sweep_count():
-    history = [(task(100 + i), 9.0) for i in range(MIN_SAMPLES)]
+    history = [(task(100), [9.0] * MIN_SAMPLES)]
     sched = Scheduler([task(0), task(1)], standby=False, history=history)
     actions = step(sched, AgentJoined(0, "n0", 1), Deadline(5.0), ClockTick(0.0))
     assert started(actions) == [] and held(actions)[0] == HeldBack(0, 9.0, 5.0, estimated=True)
 
 
 def test_a_task_of_its_own_expected_time_is_not_judged_by_the_estimate():
-    history = [(task(100 + i), 50.0) for i in range(MIN_SAMPLES)]
+    history = [(task(100), [50.0] * MIN_SAMPLES)]
     sched = Scheduler([task(0, 2.0), task(1)], standby=False, history=history)
     actions = step(sched, AgentJoined(0, "n0", 2), Deadline(5.0), ClockTick(0.0))
     assert started(actions) == [0] and [h.task_id for h in held(actions)] == [1]

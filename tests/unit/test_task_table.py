@@ -64,10 +64,11 @@ def test_a_new_ledger_makes_no_record_until_a_task_has_a_story():
         ledger.requeued(7)
 
 
-def test_a_record_asked_for_is_kept_so_that_a_change_to_it_stays():
+def test_a_record_is_a_copy_and_the_ledgers_methods_its_only_writers():
     ledger = Ledger(parse_commandlines("./a\n./b\n", "cl", ONE))
     ledger.records[0].host = "c9"
-    assert ledger.records[0].host == "c9" and 5 not in ledger.records
+    assert ledger.records[0].host is None and ledger.outcomes is None, "no story made by asking"
+    assert 1 in ledger.records and 5 not in ledger.records
     with pytest.raises(KeyError):
         ledger.records[5]
 
