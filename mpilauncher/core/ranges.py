@@ -10,18 +10,23 @@ def compress(ids: Iterable[int], sep: str = " ") -> str:
 
     The trace separates runs by spaces; files use ``sep=","`` so a range is one field.
     """
-    parts: list[str] = []
-    start = prev = None
-    for value in sorted(ids):
-        if prev is not None and value == prev + 1:
-            prev = value
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = value
-    if start is not None:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-    return sep.join(parts)
+    return runs_text(runs_of(ids), sep)
+
+
+def runs_of(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """The ids, sorted, as runs of consecutive ids ``(first, after the last)``."""
+    runs: list[tuple[int, int]] = []
+    for task_id in sorted(ids):
+        if runs and runs[-1][1] == task_id:
+            runs[-1] = (runs[-1][0], task_id + 1)
+        elif not runs or runs[-1][1] < task_id:  # (an id given twice is one id)
+            runs.append((task_id, task_id + 1))
+    return runs
+
+
+def runs_text(runs: Iterable[tuple[int, int]], sep: str = " ") -> str:
+    """Runs ``(first, after the last)`` of ids, in order, written as :func:`compress` writes them."""
+    return sep.join(str(first) if after == first + 1 else f"{first}-{after - 1}" for first, after in runs)
 
 
 def expand(text: str, *, largest: int) -> list[int]:

@@ -147,12 +147,13 @@ class _Section:
     that text encoded, all alive at once: 140 MB at the first start of a fresh million, 257 MB
     half-way through it, most of rank 0's peak memory.  Joined as they come, the lines live only
     as long as their piece; the pieces are written one by one (:func:`render_pieces`), and no
-    whole text or its bytes is ever made."""
+    whole text or its bytes is ever made.  A piece copied from the text read (:class:`Earlier`)
+    is kept as its span, and cut from that text only as it is written."""
 
     __slots__ = ("pieces", "count", "_lines")
 
     def __init__(self) -> None:
-        self.pieces: list[str] = []
+        self.pieces: list[str | tuple[str, int, int]] = []
         self.count = 0
         self._lines: list[str] = []
 
@@ -162,10 +163,10 @@ class _Section:
         if len(lines) >= PIECE_LINES:
             self._flush()
 
-    def add_piece(self, text: str, count: int) -> None:
-        """``count`` lines already joined (no newline at the end), after those added before."""
+    def add_copy(self, text: str, span: tuple[int, int], count: int) -> None:
+        """The ``count`` lines of ``text[begin:end]`` (no newline at the end), after those added before."""
         self._flush()
-        self.pieces.append(text)
+        self.pieces.append((text, *span))
         self.count += count
 
     def extend(self, lines: Iterable[str]) -> None:
@@ -177,7 +178,7 @@ class _Section:
                 return
             self._flush()
 
-    def done(self) -> list[str]:
+    def done(self) -> list[str | tuple[str, int, int]]:
         self._flush()
         return self.pieces
 
@@ -195,8 +196,9 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: E
 
 def render_pieces(
     ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None
-) -> list[str]:
-    """The snapshot of ``ledger`` as pieces of text, to be written one after the other.
+) -> Iterator[str]:
+    """The snapshot of ``ledger`` as pieces of text, to be written one after the other (made now; the
+    runs copied from ``earlier`` are cut from its text as they are written, a slice at a time).
 
     A task of the sweep's default needs that waits in the queue or has completed on one node is
     written straight from the columns of the table and the ledger (``7 line=8: cmd``): at a million
@@ -227,18 +229,18 @@ def render_pieces(
         for end in [*sorted(overrides), len(table)]:
             for first, after, state in ledger.runs(begin, end):
                 if state == QUEUED:
-                    chunk = queued_before.lines(first, after)
-                    if chunk is not None:
-                        queued.add_piece(chunk, after - first)
+                    span = queued_before.span(first, after)
+                    if span is not None:
+                        queued.add_copy(earlier.text, span, after - first)
                     else:
                         queued.extend(
                             f"{i} line={n}: {c}" if n else f"{i}: {c}"
                             for i, c, n in zip(range(first, after), commands[first:after], numbers[first:after])  # noqa: B905
                         )
                 elif state == COMPLETED:
-                    chunk = completed_before.lines(first, after)
-                    if chunk is not None:
-                        completed.add_piece(chunk, after - first)
+                    span = completed_before.span(first, after)
+                    if span is not None:
+                        completed.add_copy(earlier.text, span, after - first)
                     else:
                         completed.extend(_completed_lines(ledger, first, after, where, default_cores))
                 else:
@@ -256,19 +258,39 @@ def render_pieces(
             sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
     bodies = {state: section.done() for state, section in sections.items()}
     counts = ", ".join(f"{section.count} {state}" for state, section in sections.items())
-    pieces = [
+    header = (
         f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.\n"
         "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).\n"
         f"# Events after this snapshot are in {meta.journal or 'the journal'};"
         " 'python -m mpilauncher --status <this file>' shows both merged.\n"
         f"{META_PREFIX}{meta.to_json()}\n"
-    ]
+    )
+    return _text(header, bodies, f"{END_MARK} {len(ledger)} tasks\n")
+
+
+#: Characters of a copied run written at a time (then to the end of its line).
+COPY_SLICE = 1 << 20
+
+
+def _text(header: str, bodies: dict[str, list[str | tuple[str, int, int]]], end_mark: str) -> Iterator[str]:
+    """The pieces of a snapshot in order: a copied run is cut from the text it was read from a slice at
+    a time (half a million completed lines are one run, 43 MB: a copy whole, beside the text it came
+    from and its bytes as written, was the top of a resumed launcher's memory)."""
+    yield header
     for state in STATES:
-        pieces.append(f"{state}\n")
+        yield f"{state}\n"
         for piece in bodies[state]:
-            pieces += (piece, "\n")
-    pieces.append(f"{END_MARK} {len(ledger)} tasks\n")
-    return pieces
+            if type(piece) is str:
+                yield piece
+            else:
+                text, at, end = piece
+                while at < end:
+                    stop = text.find("\n", at + COPY_SLICE, end)
+                    stop = end if stop < 0 else stop + 1
+                    yield text[at:stop]
+                    at = stop
+            yield "\n"
+    yield end_mark
 
 
 @record
@@ -307,7 +329,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     field checked, and a bad line named."""
     meta: StateMeta | None = None
     section: str | None = None
-    ids: list[int] = []
+    ids: list[int] = []  # (an array would be 32 MB less at a resume's peak and ~0.08 s slower a million)
     commands: list[str] = []
     numbers = array("i")
     told: list[TaskRecord] = []
@@ -324,13 +346,13 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
         count = text.count("\n", begin, end) + 1
         if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
             before = len(ids)
-            if name == QUEUED and _read_lines(text, begin, end, _QUEUED_SECTION, ids, commands, numbers):
-                if ids[before:] == sorted(ids[before:]):  # (ours always are; copied from, they must be)
+            if name == QUEUED and _read_lines(text, begin, end, count, _QUEUED_SECTION, ids, commands, numbers):
+                if _ascending(ids, before):  # (ours always are; copied from, they must be)
                     earlier.queued = (begin, end)
                 base += count
                 continue
-            if name == COMPLETED and done.read(text, begin, end, ids, commands, numbers):
-                if ids[before:] == sorted(ids[before:]):
+            if name == COMPLETED and done.read(text, begin, end, count, ids, commands, numbers):
+                if _ascending(ids, before):
                     earlier.completed = (begin, end)
                 base += count
                 continue
@@ -433,8 +455,8 @@ class _EarlierLines:
     def __init__(self, text: str, span: tuple[int, int], line_of: Callable[[int], str]) -> None:
         self.text, (self.at, self.end), self.line_of = text, span, line_of
 
-    def lines(self, begin: int, end: int) -> str | None:
-        """The text of the lines of ids ``begin..end-1`` (without the last newline); None if it is not there
+    def span(self, begin: int, end: int) -> tuple[int, int] | None:
+        """Where the lines of ids ``begin..end-1`` are (without the last newline); None if they are not there
         (or the run is short: then it is as fast to write)."""
         text = self.text
         if self.at >= self.end or end - begin < COPY_AT_LEAST:
@@ -452,7 +474,7 @@ class _EarlierLines:
         if not text.startswith(self.line_of(begin) + "\n", first) or text[last:stop] != self.line_of(end - 1):
             return None
         self.at = stop
-        return text[first:stop]
+        return first, stop
 
     def _find(self, task_id: int, start: int) -> int:
         """Where the line of ``task_id`` begins, from ``start`` on; -1 if it is not there."""
@@ -471,13 +493,14 @@ def _read_lines(
     text: str,
     begin: int,
     end: int,
+    count: int,
     pattern: re.Pattern,
     ids: list[int],
     commands: list[str],
     numbers: array,
     take: Callable[[list[tuple[str, ...]]], bool] | None = None,
 ) -> bool:
-    """Read the lines of ``text[begin:end]`` (a section's) in one pass of ``pattern`` (groups: the id, the
+    """Read the ``count`` lines of ``text[begin:end]`` (a section's) in one pass of ``pattern`` (groups: the id, the
     line number, ..., the command), when every one has the common shape; ``take`` is given each block's
     matches for the other groups, and may refuse them.  False (nothing read) when a line does not match
     or a block is refused: the lines are then read one by one, and a bad one named.
@@ -486,7 +509,6 @@ def _read_lines(
     matches of a whole million-line section at once were a million tuples of strings, ~150 MB
     alive together for a moment at the start of every resume of a million."""
     before = len(ids)
-    count = text.count("\n", begin, end) + 1
     lines = 0
     at = begin
     while at < end:
@@ -532,10 +554,12 @@ class _Completed:
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
         self._known = known
 
-    def read(self, text: str, begin: int, end: int, ids: list[int], commands: list[str], numbers: array) -> bool:
-        """The lines of ``text[begin:end]`` (see :func:`_read_lines`)."""
+    def read(
+        self, text: str, begin: int, end: int, count: int, ids: list[int], commands: list[str], numbers: array
+    ) -> bool:
+        """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`)."""
         first = len(ids)
-        if not _read_lines(text, begin, end, _COMPLETED_SECTION, ids, commands, numbers, self._take):
+        if not _read_lines(text, begin, end, count, _COMPLETED_SECTION, ids, commands, numbers, self._take):
             del self.starts[:], self.runtimes[:], self.places[:]
             return False
         self.first, self.after = first, len(ids)
@@ -601,6 +625,12 @@ def _table(
 #: Most runs of consecutive ids :func:`_runs` puts in order (a section of a sweep well under way has a
 #: run between every two tasks of another state; past this, a loop over the tasks is as fast).
 MOST_RUNS = 4096
+
+
+def _ascending(ids: list[int], begin: int) -> bool:
+    """Whether ``ids[begin:]`` are in ascending order (sorting sorted ids is one pass, in C)."""
+    after = ids[begin:]
+    return after == sorted(after)
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]] | None:

@@ -20,7 +20,7 @@ from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.ledger import FAILED, QUEUED, RUNNING, STATES, Ledger
 from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
-from mpilauncher.core.ranges import compress
+from mpilauncher.core.ranges import runs_text
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
@@ -159,7 +159,7 @@ def describe_state(path: Path) -> str:
             lines.append(f"in use: a launcher is running this sweep ({holder.describe()})")
     for state in STATES:
         label = "aborted" if state == FAILED else state
-        lines.append(f"{label:<9} {counts[state]:3d} jobs: {compress(ledger.ids_in(state))}")
+        lines.append(f"{label:<9} {counts[state]:3d} jobs: {runs_text(ledger.id_runs(state))}")
     todo = counts[QUEUED] + counts[RUNNING]
     if todo:
         lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {path}")

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.ranges import compress, runs_of, runs_text
 from mpilauncher.core.stats import compute, percentile
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.persistence import queuestate
@@ -92,6 +93,21 @@ def test_a_ledger_of_ids_with_holes_keeps_a_row_each():
     assert len(ledger.outcomes.state) == 3, "a row a task, not a byte an id"
     with pytest.raises(KeyError):
         ledger.started(4, "c1", (0,), 1.0)
+
+
+@pytest.mark.parametrize("ids", [range(12), [40, 3, 7, 8, 9, 100, 2, 1]])
+def test_the_runs_of_ids_in_a_state_are_those_of_its_ids(ids):
+    """What --status prints (``0-4 7``) found in the state column, as the ids it lists."""
+    ledger = Ledger([Task(i, f"./p {i}") for i in ids])
+    assert ledger.id_runs(QUEUED) == runs_of(ids) and ledger.id_runs(RUNNING) == []
+    for n, task_id in enumerate(ids):
+        if n % 4 != 3:
+            ledger.started(task_id, "c1", (0,), 1.0)
+        if n % 4 in (0, 1):
+            ledger.finished(task_id, n % 2, 1.0, 1.0)
+    for state in STATES:
+        assert ledger.id_runs(state) == runs_of(ledger.ids_in(state)), state
+    assert runs_text(ledger.id_runs(COMPLETED)) == compress(ledger.ids_in(COMPLETED))
 
 
 def test_the_runtimes_a_resume_starts_its_estimates_from_are_grouped_by_needs():

@@ -406,7 +406,9 @@ def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(
         ids, commands, numbers = [], [], queuestate.array("i")
         tracemalloc.start()
         try:
-            assert queuestate._read_lines(body, 0, len(body), queuestate._QUEUED_SECTION, ids, commands, numbers)
+            assert queuestate._read_lines(
+                body, 0, len(body), 30_000, queuestate._QUEUED_SECTION, ids, commands, numbers
+            )
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -550,7 +552,7 @@ def test_a_large_snapshot_is_pieces_of_bounded_size_written_one_after_the_other(
         ledger.started(task_id, f"c{task_id % 2}", (task_id % 4,), 1764072000.0 + task_id)
         ledger.finished(task_id, 0 if task_id % 7 else 3, 1764072000.0 + task_id, 1.0)
     meta = StateMeta(run="abc", cores="1", journal="qs.journal")
-    pieces = queuestate.render_pieces(ledger, meta, ONE)
+    pieces = list(queuestate.render_pieces(ledger, meta, ONE))
     assert max(piece.count("\n") for piece in pieces) < 100 and len(pieces) > 2 * 3000 // 100
     atomic_write(tmp_path / "qs", iter(pieces))
     text = (tmp_path / "qs").read_text()
@@ -613,15 +615,17 @@ def resumed(tasks: int, seed: int, commands=None) -> tuple[queuestate.LoadedStat
 def copying(monkeypatch) -> dict[str, int]:
     """How many lines were copied, by section (the test sees that copying happened at all)."""
     runs = {QUEUED: 0, COMPLETED: 0}
-    lines = queuestate._EarlierLines.lines
+    span_of = queuestate._EarlierLines.span
 
     def counted(self, begin: int, end: int):
-        text = lines(self, begin, end)
-        if text is not None:
-            runs[COMPLETED if " exit=0 start=" in text.partition("\n")[0] else QUEUED] += end - begin
-        return text
+        span = span_of(self, begin, end)
+        if span is not None:
+            runs[COMPLETED if " exit=0 start=" in self.text[span[0] : span[1]].partition("\n")[0] else QUEUED] += (
+                end - begin
+            )
+        return span
 
-    monkeypatch.setattr(queuestate._EarlierLines, "lines", counted)
+    monkeypatch.setattr(queuestate._EarlierLines, "span", counted)
     return runs
 
 
@@ -635,6 +639,19 @@ def test_a_resumes_first_snapshot_copied_from_the_lines_read_is_the_snapshot_for
     assert runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000, runs
     again = parse(copied, "qs", ONE).ledger
     assert again.counts() == loaded.ledger.counts()
+
+
+def test_a_copied_run_is_cut_from_the_text_read_a_slice_at_a_time(monkeypatch):
+    """Half a million completed lines are one run: copied whole, beside the text they come from, they
+    were the top of a resumed launcher's memory.  Cut as they are written, the pieces stay small."""
+    loaded, meta = resumed(20_000, 3)
+    fresh = render(loaded.ledger, meta, ONE)
+    monkeypatch.setattr(queuestate, "COPY_SLICE", 500)
+    monkeypatch.setattr(queuestate, "PIECE_LINES", 10)
+    runs = copying(monkeypatch)
+    pieces = list(queuestate.render_pieces(loaded.ledger, meta, ONE, loaded.earlier))
+    assert "".join(pieces) == fresh and runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000
+    assert max(len(piece) for piece in pieces[1:]) < 2_000, "slices, and ten lines formatted (runs of 100 kB copied)"
 
 
 def test_lines_that_only_look_like_another_tasks_line_are_not_copied_from(monkeypatch):
