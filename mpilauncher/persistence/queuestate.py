@@ -30,7 +30,18 @@ from operator import add, eq, itemgetter, ne
 from pathlib import Path
 
 from mpilauncher.core import limits
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, Outcomes, Place, TaskRecord
+from mpilauncher.core.ledger import (
+    COMPLETED,
+    FAILED,
+    NO_TIME,
+    QUEUED,
+    RUNNING,
+    STATES,
+    Ledger,
+    Outcomes,
+    Place,
+    TaskRecord,
+)
 from mpilauncher.core.ranges import compress
 from mpilauncher.core.tasks import (
     CoresSpec,
@@ -318,7 +329,7 @@ class Earlier:
     completed: tuple[int, int] = (0, 0)
 
 
-def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedState:
+def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
     """Read a snapshot (ours or PyLauncher's) into a ledger.
 
     Every task goes into the ledger's table (its command and line in the columns; a task whose
@@ -326,7 +337,12 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     outcome too.  Our queued and completed sections are each read in one pass of one pattern when
     every line has the common shape, and make no object per task (a million tasks, half of them
     completed: ``--status`` and the start of a resume); anything else is read line by line, every
-    field checked, and a bad line named."""
+    field checked, and a bad line named.
+
+    ``states_only`` (``--status``): those two sections' lines are checked as closely, but only their
+    ids, states and places are kept -- no command, line number or time of theirs (the table holds ""
+    and 0 for them): half the time of a reading, in which most of the cost is making those strings
+    and numbers.  Not for a ledger that runs or is written again."""
     meta: StateMeta | None = None
     section: str | None = None
     ids: list[int] = []  # (an array would be 32 MB less at a resume's peak and ~0.08 s slower a million)
@@ -339,19 +355,20 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec) -> LoadedStat
     plain = needs_key(proto)
     earlier = Earlier(text)
     known = fields.Known()  # the host names and slot lists checked so far
-    done = _Completed(known)
+    columns = _Columns(ids, commands, numbers)
+    done = _Completed(columns, known, states_only)
     last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
         count = text.count("\n", begin, end) + 1
         if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
             before = len(ids)
-            if name == QUEUED and _read_lines(text, begin, end, count, _QUEUED_SECTION, ids, commands, numbers):
+            if name == QUEUED and columns.read_queued(text, begin, end, count, states_only):
                 if _ascending(ids, before):  # (ours always are; copied from, they must be)
                     earlier.queued = (begin, end)
                 base += count
                 continue
-            if name == COMPLETED and done.read(text, begin, end, count, ids, commands, numbers):
+            if name == COMPLETED and done.read(text, begin, end, count):
                 if _ascending(ids, before):
                     earlier.completed = (begin, end)
                 base += count
@@ -431,8 +448,33 @@ def _segments(text: str) -> list[tuple[str | None, int, int]]:
     return segments
 
 
-#: Our queued section, every line of the common shape (a command is written stripped), in one pass.
-_QUEUED_SECTION = re.compile(r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (\S(?:[^\n]*\S)?)$", re.MULTILINE)
+#: The fields of our sections' common lines, as patterns (digits bounded: ids and line numbers below
+#: 10**9, times below 10**10 s).  A place is a host and its slots, one field: few texts, each checked
+#: once; a host with a colon is left to the line-by-line reading (the pattern is half again as fast).
+_FIELDS = {
+    "id": r"0|[1-9][0-9]{0,8}",
+    "line": r"[1-9][0-9]{0,8}",
+    "start": r"[0-9]{1,10}\.[0-9]{3}",
+    "runtime": r"[0-9]{1,10}\.[0-9]{3}",
+    "place": r"[^\s:]+(?: slots=[0-9][0-9,-]*)?",
+    "command": r"\S(?:[^\n]*\S)?",  # (a command is written stripped)
+}
+_QUEUED_SHAPE = "<id> line=<line>: <command>"
+#: A completed task of the sweep's needs on one node.
+_COMPLETED_SHAPE = "<id> line=<line> exit=0 start=<start> runtime=<runtime> host=<place>: <command>"
+
+
+def _section_pattern(shape: str, *groups: str) -> re.Pattern:
+    """The lines of a section, each of ``shape``, with ``groups`` its groups (the other fields are matched
+    as closely, not kept: findall's tuples and strings are half of its time)."""
+    fill = {name: f"({text})" if name in groups else f"(?:{text})" for name, text in _FIELDS.items()}
+    return re.compile("^" + re.sub(r"<(\w+)>", lambda field: fill[field.group(1)], shape) + "$", re.MULTILINE)
+
+
+_QUEUED_SECTION = _section_pattern(_QUEUED_SHAPE, "id", "line", "command")
+_QUEUED_IDS = _section_pattern(_QUEUED_SHAPE, "id")
+_COMPLETED_SECTION = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "place", "command")
+_COMPLETED_IDS = _section_pattern(_COMPLETED_SHAPE, "id", "place")
 
 
 #: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
@@ -489,26 +531,15 @@ class _EarlierLines:
 READ_BLOCK = 1 << 21
 
 
-def _read_lines(
-    text: str,
-    begin: int,
-    end: int,
-    count: int,
-    pattern: re.Pattern,
-    ids: list[int],
-    commands: list[str],
-    numbers: array,
-    take: Callable[[list[tuple[str, ...]]], bool] | None = None,
-) -> bool:
-    """Read the ``count`` lines of ``text[begin:end]`` (a section's) in one pass of ``pattern`` (groups: the id, the
-    line number, ..., the command), when every one has the common shape; ``take`` is given each block's
-    matches for the other groups, and may refuse them.  False (nothing read) when a line does not match
-    or a block is refused: the lines are then read one by one, and a bad one named.
+def _read_lines(text: str, begin: int, end: int, count: int, pattern: re.Pattern, take: Callable[[list], bool]) -> bool:
+    """Read the ``count`` lines of ``text[begin:end]`` (a section's) in one pass of ``pattern``, when every
+    one has the common shape: ``take`` is given each block's matches, keeps what it needs, and may
+    refuse them.  False when a line does not match or a block is refused (the caller then undoes what
+    was taken, and the lines are read one by one, a bad one named).
 
     The pattern runs over blocks of about :data:`READ_BLOCK` characters ending at line ends: the
     matches of a whole million-line section at once were a million tuples of strings, ~150 MB
     alive together for a moment at the start of every resume of a million."""
-    before = len(ids)
     lines = 0
     at = begin
     while at < end:
@@ -516,58 +547,79 @@ def _read_lines(
         stop = end if stop < 0 else stop
         found = pattern.findall(text, at, stop) if text.find("\0", at, stop) < 0 else []
         lines += len(found)
-        if len(found) != text.count("\n", at, stop) + 1 or (take is not None and not take(found)):
-            break
-        ids.extend(map(int, map(itemgetter(0), found)))  # (map and itemgetter: loops in C)
-        numbers.extend(map(int, map(itemgetter(1), found)))
-        commands.extend(map(itemgetter(-1), found))
+        if len(found) != text.count("\n", at, stop) + 1 or not take(found):
+            return False
         at = stop + 1
-    else:
-        if lines == count:
+    return lines == count
+
+
+class _Columns:
+    """The parser's columns, in the order of the lines read: ids, commands, line numbers."""
+
+    __slots__ = ("ids", "commands", "numbers")
+
+    def __init__(self, ids: list[int], commands: list[str], numbers: array) -> None:
+        self.ids, self.commands, self.numbers = ids, commands, numbers
+
+    def read_queued(self, text: str, begin: int, end: int, count: int, states_only: bool) -> bool:
+        """A queued section in one pass (see :func:`_read_lines`); nothing kept when it cannot be."""
+        before = len(self.ids)
+        pattern = _QUEUED_IDS if states_only else _QUEUED_SECTION
+        if _read_lines(text, begin, end, count, pattern, self.take_ids if states_only else self.take):
             return True
-    del ids[before:], commands[before:], numbers[before:]
-    return False
+        self.undo(before)
+        return False
 
+    def take(self, found: list[tuple[str, ...]]) -> bool:
+        """Matches whose groups are the id, the line number, ... and the command."""
+        self.ids.extend(map(int, map(itemgetter(0), found)))  # (map and itemgetter: loops in C)
+        self.numbers.extend(map(int, map(itemgetter(1), found)))
+        self.commands.extend(map(itemgetter(-1), found))
+        return True
 
-#: Our completed section, every line of the common shape (a task of the sweep's needs on one node), in one pass.
-#: Its host and slots are one group (a place: few texts, each read once); a host with a colon is left to
-#: the line-by-line reading (the pattern is half again as fast without it).
-_COMPLETED_SECTION = re.compile(
-    r"^(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}) exit=0 start=([0-9]{1,10}\.[0-9]{3})"
-    r" runtime=([0-9]{1,10}\.[0-9]{3}) host=([^\s:]+(?: slots=[0-9][0-9,-]*)?): (\S(?:[^\n]*\S)?)$",
-    re.MULTILINE,
-)
+    def take_ids(self, found: list) -> bool:
+        """Matches whose first group is the id (a pattern of one group gives the strings themselves): the
+        other columns get "" and 0 (``states_only``)."""
+        ids = found if not found or type(found[0]) is str else map(itemgetter(0), found)
+        self.ids.extend(map(int, ids))
+        self.numbers.extend(repeat(0, len(found)))
+        self.commands.extend(repeat("", len(found)))
+        return True
+
+    def undo(self, before: int) -> None:
+        del self.ids[before:], self.commands[before:], self.numbers[before:]
 
 
 class _Completed:
     """The completed section read in one pass (:meth:`read`): the columns ``Ledger.finished_all`` takes.
 
     The tasks are ``ids[first:after]`` of the parser's columns; ``places`` index ``names``, each host
-    and slot list checked once (a sweep half-way through: half a million lines naming a few)."""
+    and slot list checked once (a sweep half-way through: half a million lines naming a few).
+    ``states_only``: no times (NaN), as the parser's ``states_only`` keeps no command."""
 
-    __slots__ = ("first", "after", "starts", "runtimes", "places", "names", "_index", "_known")
+    __slots__ = ("first", "after", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_ids")
 
-    def __init__(self, known: fields.Known) -> None:
+    def __init__(self, columns: _Columns, known: fields.Known, states_only: bool) -> None:
         self.first = self.after = 0
         self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
         self.names: list[Place] = []
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
-        self._known = known
+        self._known, self._columns, self._ids = known, columns, states_only
 
-    def read(
-        self, text: str, begin: int, end: int, count: int, ids: list[int], commands: list[str], numbers: array
-    ) -> bool:
-        """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`)."""
-        first = len(ids)
-        if not _read_lines(text, begin, end, count, _COMPLETED_SECTION, ids, commands, numbers, self._take):
+    def read(self, text: str, begin: int, end: int, count: int) -> bool:
+        """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`); nothing kept when they cannot be."""
+        first = len(self._columns.ids)
+        pattern = _COMPLETED_IDS if self._ids else _COMPLETED_SECTION
+        if not _read_lines(text, begin, end, count, pattern, self._take):
+            self._columns.undo(first)
             del self.starts[:], self.runtimes[:], self.places[:]
             return False
-        self.first, self.after = first, len(ids)
+        self.first, self.after = first, len(self._columns.ids)
         return True
 
     def _take(self, found: list[tuple[str, ...]]) -> bool:
         index = self._index
-        texts = list(map(itemgetter(4), found))
+        texts = list(map(itemgetter(1 if self._ids else 4), found))  # (the place's group)
         for text in set(texts).difference(index):
             host_text, _, slots_text = text.partition(" slots=")
             try:
@@ -576,8 +628,14 @@ class _Completed:
                 return False
             index[text] = len(self.names)
             self.names.append(name)
-        self.starts.extend(map(float, map(itemgetter(2), found)))
-        self.runtimes.extend(map(float, map(itemgetter(3), found)))
+        if self._ids:
+            self._columns.take_ids(found)
+            self.starts.extend(repeat(NO_TIME, len(found)))
+            self.runtimes.extend(repeat(NO_TIME, len(found)))
+        else:
+            self._columns.take(found)
+            self.starts.extend(map(float, map(itemgetter(2), found)))
+            self.runtimes.extend(map(float, map(itemgetter(3), found)))
         self.places.extend(map(index.__getitem__, texts))
         return True
 
@@ -664,8 +722,8 @@ def _line_of(text: str, task_id: int) -> int | None:
     return None
 
 
-def load(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
-    return parse(read_text(path, "queuestate file"), str(path), cores_for_pylauncher)
+def load(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
+    return parse(read_text(path, "queuestate file"), str(path), cores_for_pylauncher, states_only)
 
 
 def _cores_text(value: object) -> str:

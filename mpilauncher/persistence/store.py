@@ -130,10 +130,11 @@ class StateStore(Observer):
             self._journal = None
 
 
-def load_state(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
-    """Read a queuestate and replay its journal: the sweep as it stood at the stop."""
+def load_state(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
+    """Read a queuestate and replay its journal: the sweep as it stood at the stop (``states_only``:
+    see :func:`queuestate.parse`)."""
     with no_full_collections():  # (a million tasks: see heap.py)
-        loaded = queuestate.load(path, cores_for_pylauncher)
+        loaded = queuestate.load(path, cores_for_pylauncher, states_only)
         if not loaded.from_pylauncher and loaded.meta.run:
             journal.replay(
                 path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger
@@ -143,7 +144,7 @@ def load_state(path: Path, cores_for_pylauncher: CoresSpec) -> LoadedState:
 
 def describe_state(path: Path) -> str:
     """A human summary of a queuestate with its journal replayed (``--status``)."""
-    loaded = load_state(path, CoresSpec("fixed", 1))
+    loaded = load_state(path, CoresSpec("fixed", 1), states_only=True)  # (every line checked all the same)
     ledger = loaded.ledger
     counts = ledger.counts()
     lines = [f"{path}: {len(ledger)} tasks" + (" (written by PyLauncher)" if loaded.from_pylauncher else "")]

@@ -406,9 +406,8 @@ def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(
         ids, commands, numbers = [], [], queuestate.array("i")
         tracemalloc.start()
         try:
-            assert queuestate._read_lines(
-                body, 0, len(body), 30_000, queuestate._QUEUED_SECTION, ids, commands, numbers
-            )
+            columns = queuestate._Columns(ids, commands, numbers)
+            assert columns.read_queued(body, 0, len(body), 30_000, states_only=False)
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -490,6 +489,44 @@ def test_a_bad_line_amid_a_large_completed_section_is_named_by_its_line(good: st
     with pytest.raises(InputError) as info:
         parse("\n".join(lines), "qs", ONE)
     assert (info.value.line, "task 601:" in str(info.value), problem in str(info.value)) == (number + 1, True, True)
+
+
+def snapshots() -> list[str]:
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    return [render(half_done(), meta, ONE), big_snapshot(), PYLAUNCHER_STATE, render(Ledger([Task(0, "x")]), meta, ONE)]
+
+
+@pytest.mark.parametrize("number", range(4))
+def test_the_states_only_reading_of_status_has_the_states_of_the_full_one(number: int, monkeypatch):
+    """--status reads the common lines keeping ids, states and places only: the same ids in each state,
+    and the same places, in one pass or in blocks."""
+    text = snapshots()[number]
+    full = parse(text, "qs", ONE).ledger
+    monkeypatch.setattr(queuestate, "READ_BLOCK", 400)
+    for ledger in (parse(text, "qs", ONE, states_only=True).ledger, parse(text, "qs", ONE).ledger):
+        assert ledger.counts() == full.counts() and len(ledger) == len(full)
+        assert all(ledger.id_runs(state) == full.id_runs(state) for state in STATES)
+        assert ledger.places_used() == full.places_used()
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ("host=c1 slots=1,7", "host=c1 slots=7-1"),
+        ("601 line=602 ", "601 line=6x2 "),
+        ("exit=0", "exit=0 exit=0"),
+    ],
+)
+def test_the_states_only_reading_names_a_bad_completed_line_as_the_full_one(good: str, bad: str):
+    lines = render(half_done(), StateMeta(run="abc", cores="1", journal="qs.journal"), ONE).split("\n")
+    number = next(n for n, line in enumerate(lines) if line.startswith("601 ") and good in line)
+    lines[number] = lines[number].replace(good, bad)
+    errors = []
+    for states_only in (False, True):
+        with pytest.raises(InputError) as info:
+            parse("\n".join(lines), "qs", ONE, states_only=states_only)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1] and f"qs:{number + 1}: task 601" in errors[0]
 
 
 def test_completed_tasks_on_one_node_share_its_name_and_their_slots():
