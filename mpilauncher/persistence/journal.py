@@ -44,7 +44,13 @@ class JournalWriter:
         self.path = path
         self.fsync_interval = fsync_interval
         self._pending: list[str] = []
+        self._fd = -1
+        self._create(run)
+
+    def _create(self, run: str) -> None:
+        """An empty journal of ``run`` in place of any file at the path: written aside, fsynced, renamed."""
         self._last_sync = float("-inf")
+        path = self.path
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -57,6 +63,21 @@ class JournalWriter:
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot create journal: {err.strerror or err}") from None
         self._sync = BackgroundSync(self._fd, f"fsync {path.name}")
+
+    def restart(self, run: str) -> None:
+        """Start over as the journal of ``run``: the snapshot of that id, just written and durable, holds
+        every fact written here so far.  Why: the journal of a run is replayed whole at every ``--status``
+        and resume, and a run half-way through a million tasks had a million lines of it (seconds to
+        replay, and a file that only grows).  A crash before the new file replaces the old one leaves the
+        old journal, of another id: it is not replayed, and nothing is lost (the snapshot has it all)."""
+        self._pending.clear()  # (facts the snapshot has: they were in the ledger it was written from)
+        self._sync.close()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass  # (what it held is in the snapshot)
+        self._fd = -1
+        self._create(run)
 
     def started(self, task_id: int, start: float, host: str, core_ids: tuple[int, ...]) -> None:
         slots = compress(core_ids, ",")

@@ -109,13 +109,20 @@ class StateStore(Observer):
         if self._dirty and now >= self._next_snapshot:
             self.snapshot(now, elapsed)
 
-    def snapshot(self, now: float, elapsed: float) -> None:
+    def snapshot(self, now: float, elapsed: float, restart_journal: bool = True) -> None:
+        """Write the snapshot; the journal then starts over (``restart_journal``), under a new id that
+        pairs it with this snapshot (see :meth:`journal.JournalWriter.restart`)."""
         began = time.monotonic()
+        restart = restart_journal and self._journal is not None
+        if restart:
+            self.meta.run = os.urandom(6).hex()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
         pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier)
         atomic_write(self.path, pieces)
         self._earlier = None
+        if restart:
+            self._journal.restart(self.meta.run)
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
         self._dirty = False
@@ -124,7 +131,7 @@ class StateStore(Observer):
         """Final snapshot; the journal is then redundant and removed."""
         if self._journal is not None:
             self._journal.flush(now, force_sync=True)
-        self.snapshot(now, elapsed)
+        self.snapshot(now, elapsed, restart_journal=False)  # (the journal is removed next)
         if self._journal is not None:
             self._journal.close(remove=True)
             self._journal = None

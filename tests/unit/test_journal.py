@@ -312,6 +312,47 @@ def test_kill_after_a_later_snapshot_replays_over_it(tmp_path: Path):
     store.close(now=1002.0, elapsed=1002.0)
 
 
+def test_a_later_snapshot_starts_the_journal_over(tmp_path: Path):
+    """A run's journal was replayed whole at every --status and resume: half-way through a million
+    tasks, a million lines.  Each snapshot now starts it over, under the snapshot's new id."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    first_id = store.meta.run
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)
+    assert len((tmp_path / "queuestate.journal").read_text().splitlines()) > 5
+    store.flush(now=1000.0, elapsed=1000.0)  # due: the snapshot is rewritten, the journal starts over
+    assert store.meta.run != first_id
+    assert (tmp_path / "queuestate.journal").read_text() == f"{HEADER}{store.meta.run}\n"
+    store.started(5, "c2", (3,), 103.0)
+    store.flush(now=1001.0, elapsed=1001.0)
+    assert (tmp_path / "queuestate.journal").read_text().splitlines()[1:] == ["S\t5\t103.000\tc2\t3"]
+    loaded = load_state(copy_as_killed(tmp_path), ONE)
+    assert sorted(snapshot_of(loaded.ledger)) == sorted(snapshot_of(store.ledger))
+    store.close(now=1002.0, elapsed=1002.0)
+    assert not (tmp_path / "queuestate.journal").exists()
+
+
+def test_a_kill_between_a_snapshot_and_its_new_journal_loses_nothing(tmp_path: Path, monkeypatch):
+    """The snapshot is written (and durable) first, then the journal replaced: killed in between, the old
+    journal is of another id and is not replayed, and the snapshot holds every fact it held."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)
+    old_journal = (tmp_path / "queuestate.journal").read_text()
+
+    def killed(self, run: str) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(JournalWriter, "_create", killed)
+    with pytest.raises(SystemExit):
+        store.flush(now=1000.0, elapsed=1000.0)
+    assert (tmp_path / "queuestate.journal").read_text() == old_journal
+    loaded = load_state(tmp_path / "queuestate", ONE)
+    assert sorted(snapshot_of(loaded.ledger)) == sorted(snapshot_of(store.ledger))
+
+
 def test_kill_with_unflushed_events_loses_only_those(tmp_path: Path):
     store = new_store(tmp_path)
     store.open(now=0.0)
