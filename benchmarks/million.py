@@ -22,8 +22,10 @@ one process, 2 cores):
    through leaves it.  Running half a million tasks here would take minutes, so the
    first half is marked completed in the queuestate by the launcher's own ledger and
    snapshot writer (on one of two hosts, each task on one of 64 cores, as a 2-node
-   run writes them); then ``--status`` and ``--resume`` are timed as above, with the
-   resumed launcher's peak memory.  This is the queuestate a user meets when they
+   run writes them), those of the last snapshot interval in the journal beside it (a
+   kill -9 just before the next snapshot: see ``complete_first_half``); then
+   ``--status`` and ``--resume`` are timed as above, with the resumed launcher's peak
+   memory.  This is the queuestate a user meets when they
    look at a long sweep: nearly all its lines are completed ones.
 
 ``--bytes-only`` (or the end of a full run) attributes the bytes a task costs
@@ -153,26 +155,40 @@ def timed_resume(work: Path, timeout: float, settle: float = 0.0) -> tuple[float
         kill(proc)
 
 
-def complete_first_half(work: Path) -> int:
-    """Mark the first half of the sweep completed in its queuestate, with the launcher's own ledger and
-    snapshot writer, as a 2-node run half-way leaves it (its journal folded in); how many tasks that is."""
+def complete_first_half(work: Path) -> tuple[int, int]:
+    """Mark the first half of the sweep completed, as a 2-node run half-way leaves it at a kill -9 just
+    before its next snapshot: the snapshot, written with the launcher's own ledger and writer, has the
+    tasks completed until one snapshot interval ago, and the journal beside it the starts and ends since
+    (the journal starts over at each snapshot).  The interval is the launcher's own rule, from what the
+    snapshot took to write here; tasks complete at 1,000 a second.  Returns (completed, in the journal)."""
     from mpilauncher.core.tasks import CoresSpec
-    from mpilauncher.persistence import queuestate
+    from mpilauncher.persistence import journal, queuestate
     from mpilauncher.persistence.files import atomic_write
-    from mpilauncher.persistence.store import journal_path, load_state
+    from mpilauncher.persistence.store import MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE, journal_path, load_state
 
     path = work / "qs"
     loaded = load_state(path, CoresSpec("fixed", 1))
-    ledger = loaded.ledger
+    ledger, meta = loaded.ledger, loaded.meta
     half = len(ledger) // 2
     began = time.time() - half / 1000
-    for task_id in range(half):
-        start = began + task_id / 1000
-        ledger.started(task_id, f"node{task_id % 2}", (task_id // 2 % 64,), start)
+    runs = [(i, f"node{i % 2}", (i // 2 % 64,), began + i / 1000) for i in range(half)]
+    for task_id, host, core_ids, start in runs:
+        ledger.started(task_id, host, core_ids, start)
         ledger.finished(task_id, 0, start, 0.002)
-    atomic_write(path, queuestate.render(ledger, loaded.meta, loaded.default_cores))
-    journal_path(path).unlink(missing_ok=True)
-    return half
+    cost = time.monotonic()
+    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
+    cost = time.monotonic() - cost
+    tail = min(half, round(max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost) * 1000))
+    for task_id in range(half - tail, half):
+        ledger.requeued(task_id)
+    meta.run = os.urandom(6).hex()
+    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
+    lines = [f"{journal.HEADER}{meta.run}\n"]
+    for task_id, host, core_ids, start in runs[half - tail :]:
+        lines.append(f"S\t{task_id}\t{start:.3f}\t{host}\t{core_ids[0]}\n")
+        lines.append(f"E\t{task_id}\t0\t{start:.3f}\t0.002\n")
+    journal_path(path).write_text("".join(lines))
+    return half, tail
 
 
 def bytes_per_task(tasks: int) -> list[tuple[str, float]]:
@@ -218,7 +234,7 @@ def main() -> int:
             status = timed_status(work)
             resume, _ = timed_resume(work, args.timeout)
             if args.halfway:
-                half = complete_first_half(work)
+                half, tail = complete_first_half(work)
                 half_status = timed_status(work)
                 half_resume, half_peak = timed_resume(work, args.timeout, args.settle)
         shown = {None: "none within the timeout"}
@@ -228,7 +244,8 @@ def main() -> int:
         print(f"--status after kill -9: {status:.2f} s  (target <= 2 s)")
         print(f"--resume, first task started: {shown.get(resume) or f'{resume:.2f} s'}  (target <= 2 s)")
         if args.halfway:
-            print(f"half-way ({half:,} tasks completed): --status {half_status:.2f} s, --resume first task started"
+            print(f"half-way ({half:,} tasks completed, the last {tail:,} in the journal):"
+                  f" --status {half_status:.2f} s, --resume first task started"
                   f" {shown.get(half_resume) or f'{half_resume:.2f} s'}, its peak memory {args.settle:g} s later"
                   f" {f'{half_peak:.0f} MB' if half_peak else '?'}")  # fmt: skip
     print(f"# bytes a task costs, by structure ({min(args.tasks, 200_000):,} tasks, tracemalloc):")
