@@ -421,7 +421,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
     if done.runtimes:
         ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
-    copy = earlier if earlier.queued != (0, 0) or earlier.completed != (0, 0) else None
+    copy = earlier if (earlier.queued != (0, 0) or earlier.completed != (0, 0)) and not states_only else None
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
 
 

@@ -503,6 +503,7 @@ def test_the_states_only_reading_of_status_has_the_states_of_the_full_one(number
     text = snapshots()[number]
     full = parse(text, "qs", ONE).ledger
     monkeypatch.setattr(queuestate, "READ_BLOCK", 400)
+    assert parse(text, "qs", ONE, states_only=True).earlier is None, "nothing to copy lines from"
     for ledger in (parse(text, "qs", ONE, states_only=True).ledger, parse(text, "qs", ONE).ledger):
         assert ledger.counts() == full.counts() and len(ledger) == len(full)
         assert all(ledger.id_runs(state) == full.id_runs(state) for state in STATES)
