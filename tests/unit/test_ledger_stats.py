@@ -192,3 +192,47 @@ def test_requeued_task_that_never_ran_again_is_not_counted_as_executed():
 def test_percentile_interpolates_as_numpy_does(values, q):
     np = pytest.importorskip("numpy")
     assert percentile(sorted(values), q) == pytest.approx(float(np.percentile(values, q)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_columns_agree_with_a_record_a_task_under_random_facts(seed: int):
+    """The ledger's columns against the simplest model of it (a dict of records, as it was): random
+    starts, ends, requeues and resumes, on a table by id and on one with holes."""
+    import random
+
+    rng = random.Random(seed)
+    ids = list(range(40)) if seed % 2 else rng.sample(range(1000), 40)
+    ledger = Ledger([Task(i, f"./p {i}", line=n + 1) for n, i in enumerate(ids)])
+    model: dict[int, tuple] = {}  # id -> (state, exit, start, runtime, host, core_ids)
+    for step in range(400):
+        task_id, roll = rng.choice(ids), rng.random()
+        if roll < 0.4:
+            place = (f"c{rng.randrange(3)}", tuple(sorted(rng.sample(range(8), rng.randrange(1, 3)))))
+            ledger.started(task_id, *place, float(step))
+            model[task_id] = (RUNNING, None, float(step), None, *place)
+        elif roll < 0.75:
+            code = rng.choice((0, 0, 1, -9))
+            ledger.finished(task_id, code, float(step), step / 8)
+            host, core_ids = model[task_id][4:] if task_id in model else (None, ())
+            model[task_id] = (COMPLETED if code == 0 else FAILED, code, float(step), step / 8, host, core_ids)
+        elif roll < 0.95:
+            ledger.requeued(task_id)
+            model.pop(task_id, None)
+        else:
+            again = ledger.to_run(rerun_failed=rng.random() < 0.5)
+            ledger.requeue(again)
+            for other in again.ids:
+                model.pop(other, None)
+        if step % 40 == 0 or step == 399:
+            for task_id in ids:
+                rec = ledger.records[task_id]
+                assert (rec.state, rec.exit_code, rec.start, rec.runtime, rec.host, rec.core_ids) == model.get(
+                    task_id, (QUEUED, None, None, None, None, ())
+                ), (step, task_id)
+            for state in STATES:
+                expected = sorted(i for i in ids if model.get(i, (QUEUED,))[0] == state)
+                assert sorted(ledger.ids_in(state)) == expected and ledger.id_runs(state) == runs_of(expected)
+                assert ledger.counts()[state] == len(expected)
+            assert sorted(ledger.runtimes(COMPLETED, FAILED)) == sorted(
+                r[3] for r in model.values() if r[0] in (COMPLETED, FAILED)
+            )
