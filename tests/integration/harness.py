@@ -238,8 +238,8 @@ class RunRecord:
 
     outcome: Outcome
     ledger: Ledger  # the queuestate as a resume reads it
-    journal: list[str]  # the journal's records at the end of the run (before the final snapshot)
-    replayed: Ledger  # the first snapshot with that journal replayed: what a kill -9 at the end would leave
+    journal: list[str]  # every record journaled in the run (the journal starts over at each snapshot)
+    replayed: Ledger  # the last snapshot with its journal replayed: what a kill -9 at the end would leave
     joblog: list[dict[str, str]]
     statistics: Statistics
     trace: str
@@ -278,7 +278,7 @@ def run_sweep(
     clock = cluster.clock
     store = StateStore(state_path, ledger, meta, CoresSpec("fixed", 1), fsync_interval=delay, nodes=nodes)
     store.open(clock.wall())
-    first_snapshot = state_path.read_text()
+    journaled = _keep_journal_records(store, journal_path(state_path))
     log = Joblog(workdir / "joblog", nodes)
     statistics = FinalStatistics(ledger, sum(hello.cores for _, hello in hellos), nodes)
     latencies = DispatchLatencies()
@@ -297,8 +297,8 @@ def run_sweep(
         wall_clock=clock.wall,
     )
     outcome = master.run()
-    records = journal_path(state_path).read_text().split("\n")[1:-1]
-    replayed = _replayed(workdir, first_snapshot, journal_path(state_path).read_text())
+    records = journaled + journal_path(state_path).read_text().split("\n")[1:-1]
+    replayed = _replayed(workdir, state_path.read_text(), journal_path(state_path).read_text())
     close_observers(observers, clock.wall(), outcome.elapsed)
     assert statistics.result is not None
     return RunRecord(
@@ -313,8 +313,22 @@ def run_sweep(
     )
 
 
+def _keep_journal_records(store: StateStore, path: Path) -> list[str]:
+    """The records of the journal kept as it starts over at each snapshot (the test sees them all)."""
+    kept: list[str] = []
+    writer = store._journal
+    restart = writer.restart
+
+    def keeping(run: str) -> None:
+        kept.extend(path.read_text().split("\n")[1:-1])
+        restart(run)
+
+    writer.restart = keeping
+    return kept
+
+
 def _replayed(workdir: Path, snapshot: str, journal_text: str) -> Ledger:
-    """The ledger a resume would read had the launcher been killed now: first snapshot + journal."""
+    """The ledger a resume would read had the launcher been killed now: the snapshot + its journal."""
     crashed = workdir / "crashed"
     crashed.mkdir()
     (crashed / "queuestate").write_text(snapshot)
