@@ -134,7 +134,7 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
         parts.append(f"cores={task.cores}")
     if task.expected is not None:
         parts.append(f"expected={task.expected:.3f}".rstrip("0").rstrip("."))
-    if rec.state in (COMPLETED, FAILED):
+    if rec.state in (COMPLETED, FAILED) and rec.exit_code is not None:  # (none: its section says it)
         parts.append(f"exit={rec.exit_code}")
     if rec.state != QUEUED and rec.start is not None:
         parts.append(f"start={rec.start:.3f}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, STATES, Ledger, TaskRecord
 from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import files, queuestate
@@ -232,6 +232,9 @@ def test_a_resumed_pylauncher_queuestate_is_read_again_after_our_snapshot_of_it(
     assert again.ids_in(COMPLETED) == [0, 1, 2, 3] and again.ids_in(FAILED) == [7]
     assert [again.records[i].exit_code for i in (0, 7)] == [0, 1]
     assert [t.id for t in again.to_run(rerun_failed=True)] == [4, 5, 6, 7]
+    told = [TaskRecord(Task(0, "./a"), COMPLETED), TaskRecord(Task(1, "./b"), FAILED)]  # (records made without one)
+    text = render(Ledger.from_records(told), StateMeta(run="ab"), ONE)
+    assert "exit=None" not in text and parse(text, "qs", ONE).ledger.counts()[FAILED] == 1
     written_before = render(loaded.ledger, loaded.meta, ONE).replace("exit=0", "exit=None")  # (earlier versions)
     assert parse(written_before, "queuestate", ONE).ledger.records[0].exit_code == 0
 
