@@ -480,6 +480,8 @@ _COMPLETED_IDS = _section_pattern(_COMPLETED_SHAPE, "id", "place")
 #: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
 #: a few dozen lines do; a sweep with 1% failures has runs of completed tasks ~100 long).
 COPY_AT_LEAST = 48
+#: Runs looked for in vain before the rest of a section is formatted (see :class:`_EarlierLines`).
+MOST_MISSES = 16
 
 
 class _EarlierLines:
@@ -489,25 +491,28 @@ class _EarlierLines:
     exactly what they say: a run of ids ``begin..end-1`` may be copied when the text has the line of
     ``begin`` and, ``end - begin - 1`` lines further, the line of ``end - 1`` (ids in order and each
     once: then every id between is there), and both read as they would be written now (``line_of``).
-    Runs are asked for in id order, so the text is searched from where the last one ended.
+    Runs are asked for in id order, so the text is searched from where the last one ended; a run that
+    is not there costs a search to the end of the section, so after :data:`MOST_MISSES` of them the
+    rest are formatted (a sweep whose tasks ran in scattered order: thousands of runs each missing
+    its last line would each have searched the rest of 40 MB).
     """
 
-    __slots__ = ("text", "at", "end", "line_of")
+    __slots__ = ("text", "at", "end", "line_of", "misses")
 
     def __init__(self, text: str, span: tuple[int, int], line_of: Callable[[int], str]) -> None:
         self.text, (self.at, self.end), self.line_of = text, span, line_of
+        self.misses = 0
 
     def span(self, begin: int, end: int) -> tuple[int, int] | None:
         """Where the lines of ids ``begin..end-1`` are (without the last newline); None if they are not there
         (or the run is short: then it is as fast to write)."""
         text = self.text
-        if self.at >= self.end or end - begin < COPY_AT_LEAST:
+        if self.at >= self.end or end - begin < COPY_AT_LEAST or self.misses >= MOST_MISSES:
             return None
         first = self._find(begin, self.at)
-        if first < 0:
-            return None
-        last = self._find(end - 1, first)
+        last = self._find(end - 1, first) if first >= 0 else -1
         if last < 0:
+            self.misses += 1
             return None
         stop = text.find("\n", last, self.end)
         stop = self.end if stop < 0 else stop
@@ -597,19 +602,21 @@ class _Completed:
     and slot list checked once (a sweep half-way through: half a million lines naming a few).
     ``states_only``: no times (NaN), as the parser's ``states_only`` keeps no command."""
 
-    __slots__ = ("first", "after", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_ids")
+    __slots__ = (
+        "first", "after", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_states_only",
+    )  # fmt: skip
 
     def __init__(self, columns: _Columns, known: fields.Known, states_only: bool) -> None:
         self.first = self.after = 0
         self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
         self.names: list[Place] = []
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
-        self._known, self._columns, self._ids = known, columns, states_only
+        self._known, self._columns, self._states_only = known, columns, states_only
 
     def read(self, text: str, begin: int, end: int, count: int) -> bool:
         """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`); nothing kept when they cannot be."""
         first = len(self._columns.ids)
-        pattern = _COMPLETED_IDS if self._ids else _COMPLETED_SECTION
+        pattern = _COMPLETED_IDS if self._states_only else _COMPLETED_SECTION
         if not _read_lines(text, begin, end, count, pattern, self._take):
             self._columns.undo(first)
             del self.starts[:], self.runtimes[:], self.places[:]
@@ -619,7 +626,7 @@ class _Completed:
 
     def _take(self, found: list[tuple[str, ...]]) -> bool:
         index = self._index
-        texts = list(map(itemgetter(1 if self._ids else 4), found))  # (the place's group)
+        texts = list(map(itemgetter(1 if self._states_only else 4), found))  # (the place's group)
         for text in set(texts).difference(index):
             host_text, _, slots_text = text.partition(" slots=")
             try:
@@ -628,7 +635,7 @@ class _Completed:
                 return False
             index[text] = len(self.names)
             self.names.append(name)
-        if self._ids:
+        if self._states_only:
             self._columns.take_ids(found)
             self.starts.extend(repeat(NO_TIME, len(found)))
             self.runtimes.extend(repeat(NO_TIME, len(found)))

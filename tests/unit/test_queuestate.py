@@ -695,6 +695,31 @@ def test_a_copied_run_is_cut_from_the_text_read_a_slice_at_a_time(monkeypatch):
     assert max(len(piece) for piece in pieces[1:]) < 2_000, "slices, and ten lines formatted (runs of 100 kB copied)"
 
 
+def test_runs_not_in_the_text_read_are_looked_for_a_bounded_number_of_times(monkeypatch):
+    """Each run that is not in the text costs a search to the end of its section: after MOST_MISSES of
+    them the rest is formatted, and the snapshot is the same."""
+    ledger = Ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(12_000)), "cmds", ONE))
+    for task_id in range(0, 12_000, 60):  # every 60th: completed; the one before it was running
+        ledger.started(task_id, "c1", (0,), 1764072000.0)
+        ledger.finished(task_id, 0, 1764072000.0, 1.0)
+        if task_id:
+            ledger.started(task_id - 1, "c1", (1,), 1764072000.0)
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    loaded = parse(render(ledger, meta, ONE), "qs", ONE)
+    loaded.ledger.requeue(loaded.ledger.to_run())  # the running ones are queued again: each run ends off the text
+    searches: list[int] = []
+    find = queuestate._EarlierLines._find
+
+    def counted(self, task_id: int, start: int) -> int:
+        at = find(self, task_id, start)
+        searches.append(at)
+        return at
+
+    monkeypatch.setattr(queuestate._EarlierLines, "_find", counted)
+    assert render(loaded.ledger, meta, ONE, loaded.earlier) == render(loaded.ledger, meta, ONE)
+    assert searches.count(-1) == queuestate.MOST_MISSES, "199 runs end off the text; 16 are looked for"
+
+
 def test_lines_that_only_look_like_another_tasks_line_are_not_copied_from(monkeypatch):
     """A command may say "12 line=13: ..." itself: only a line that begins so is task 12's."""
     commands = [f"echo {i + 1} line={i + 2}: {i} line={i + 1}: x" for i in range(20_000)]
