@@ -115,12 +115,16 @@ def _completed_lines(
     ):
         host = where[place]
         if host is None or exit_code or start != start or runtime != runtime:  # (NaN: no time)
-            rec = ledger.records[task_id]
-            yield f"{_attributes(rec, default_cores)}: {command}"
+            yield _line(ledger.records[task_id], default_cores)
         elif number:
             yield f"{task_id} line={number} exit=0 start={start:.3f} runtime={runtime:.3f}{host}: {command}"
         else:
             yield f"{task_id} exit=0 start={start:.3f} runtime={runtime:.3f}{host}: {command}"
+
+
+def _line(rec: TaskRecord, default_cores: CoresSpec) -> str:
+    """The line of any task, field by field (the general writer; the common lines have faster twins)."""
+    return f"{_attributes(rec, default_cores)}: {rec.task.command}"
 
 
 def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
@@ -255,18 +259,15 @@ def render_pieces(
                     else:
                         completed.extend(_completed_lines(ledger, first, after, where, default_cores))
                 else:
-                    section = sections[state]
-                    for task_id in range(first, after):
-                        rec = records[task_id]
-                        section.add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+                    sections[state].extend(_line(records[i], default_cores) for i in range(first, after))
             if end < len(table):
                 rec = records[end]
-                sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+                sections[rec.state].add(_line(rec, default_cores))
             begin = end + 1
     else:
         for task_id in sorted(table.ids):
             rec = records[task_id]
-            sections[rec.state].add(f"{_attributes(rec, default_cores)}: {rec.task.command}")
+            sections[rec.state].add(_line(rec, default_cores))
     bodies = {state: section.done() for state, section in sections.items()}
     counts = ", ".join(f"{section.count} {state}" for state, section in sections.items())
     header = (
@@ -628,9 +629,8 @@ class _Completed:
         index = self._index
         texts = list(map(itemgetter(1 if self._states_only else 4), found))  # (the place's group)
         for text in set(texts).difference(index):
-            host_text, _, slots_text = text.partition(" slots=")
             try:
-                name = (self._known.host(host_text), self._known.slots(slots_text) if slots_text else ())
+                name = _place(self._known, text)
             except ValueError:
                 return False
             index[text] = len(self.names)
@@ -839,50 +839,40 @@ _TASK_FIELDS = {
 }
 
 
-#: The two shapes of nearly every line of our snapshots -- a queued task and a completed one on
-#: one node -- matched at once instead of field by field (a million tasks: --status and the start
-#: of a resume).  Digits are bounded by the pattern itself (ids and lines below 10**9, times below
-#: 10**10 s); the other fields go through the same readers as the full path.
-_QUEUED_LINE = re.compile(r"(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}): (.*)")
-_COMPLETED_LINE = re.compile(
-    r"(0|[1-9][0-9]{0,8}) line=([1-9][0-9]{0,8}) exit=0 start=([0-9]{1,10}\.[0-9]{3})"
-    r" runtime=([0-9]{1,10}\.[0-9]{3}) host=(\S+) slots=([0-9][0-9,-]*): (.*)"
-)
-
-
 def _parse_common_line(line: str, section: str, default: CoresSpec, known: fields.Known) -> TaskRecord | None:
-    """A queued or completed line of the common shape, or None (then the full reading decides).
+    """A queued or completed line of the common shape -- the one the sections' one-pass patterns read
+    -- or None (then the full reading decides).
 
     ``known``: the host names and slot lists of the lines read before (a million tasks, half of
     them completed: checking each line's were a fifth of a ``--status``, and a string and a tuple
     a record ~100 bytes)."""
-    if default.kind == "file":
+    if default.kind == "file" or "\0" in line:
         return None
     if section == QUEUED:
-        match = _QUEUED_LINE.fullmatch(line)
+        match = _QUEUED_SECTION.fullmatch(line)
         if match is None:
             return None
-        command = match.group(3).strip()
-        if not command or "\0" in command:
-            return None
-        return TaskRecord(
-            Task(int(match.group(1)), command, default.count, default.kind == "node", int(match.group(2)))
-        )
+        task_id, number, command = match.groups()
+        return TaskRecord(Task(int(task_id), command, default.count, default.kind == "node", int(number)))
     if section != COMPLETED:
         return None
-    match = _COMPLETED_LINE.fullmatch(line)
+    match = _COMPLETED_SECTION.fullmatch(line)
     if match is None:
         return None
-    task_id, number, start, runtime, host_text, slots_text, command = match.groups()
-    command = command.strip()
-    if not command or "\0" in command:
-        return None
+    task_id, number, start, runtime, place, command = match.groups()
     try:
-        host, slots = known.host(host_text), known.slots(slots_text)
+        host, slots = _place(known, place)
     except ValueError:
         return None
     task = Task(int(task_id), command, default.count, default.kind == "node", int(number))
     return TaskRecord(task, COMPLETED, 0, float(start), float(runtime), host, slots)
+
+
+def _place(known: fields.Known, text: str) -> Place:
+    """A place's text as our lines write it (``c101 slots=0-3``, or a host alone), checked; ValueError
+    names the problem."""
+    host_text, _, slots_text = text.partition(" slots=")
+    return known.host(host_text), known.slots(slots_text) if slots_text else ()
 
 
 def _parse_task_line(
