@@ -201,15 +201,11 @@ class Ledger:
 
     def id_runs(self, state: str) -> list[tuple[int, int]]:
         """The ids in ``state`` as runs of consecutive ids ``(first, after the last)``, in order: what
-        ``--status`` prints (``0-499999``).  In a table by id, found in the state column by one pattern:
-        no list of a million ids on the way."""
+        ``--status`` prints (``0-499999``).  In a table by id, the state column's :meth:`runs`: no list
+        of a million ids on the way."""
         if not self.tasks.by_id:
             return runs_of(self.ids_in(state))
-        outcomes = self.outcomes
-        if outcomes is None:
-            return [(0, len(self.tasks))] if state == QUEUED and len(self.tasks) else []
-        code = re.escape(bytes((CODES[state],)))
-        return [match.span() for match in re.finditer(code + b"+", outcomes.state)]
+        return [(first, after) for first, after, name in self.runs(0, len(self.tasks)) if name == state]
 
     def completed_runtimes(self) -> list[tuple[Task, list[float]]]:
         """The runtimes of the completed tasks, by needs: (a task of those needs, their runtimes).
@@ -231,11 +227,7 @@ class Ledger:
             if seconds != seconds:
                 continue
             needs = table.needs(task_id)
-            group = groups.get(needs_key(needs))
-            if group is None:
-                groups[needs_key(needs)] = (needs, [seconds])
-            else:
-                group[1].append(seconds)
+            groups.setdefault(needs_key(needs), (needs, []))[1].append(seconds)
         return list(groups.values())
 
     def runtimes(self, *states: str) -> list[float]:
