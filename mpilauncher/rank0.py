@@ -61,7 +61,7 @@ class Plan:
     resumed_from: Path | None
     #: Lines for the start-up block (e.g. that an unfinished run of this sweep is continued).
     notes: list[str] = field(default_factory=list)
-    #: A resume: the queuestate as read, for the first snapshot to copy from.
+    #: A resume: the queuestate as read, for the snapshots to copy lines from.
     earlier: Earlier | None = None
 
 
@@ -169,7 +169,7 @@ def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
     if not target.is_file():
         return None
     try:
-        loaded = load_state(target, CoresSpec("fixed", 1))
+        loaded = load_state(target, CoresSpec("fixed", 1), states_only=True)  # (counts and meta only)
     except InputError:
         return None  # check_state_target says what is wrong with it
     meta = loaded.meta
@@ -227,7 +227,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> None:
     if target.is_dir():
         raise InputError("is a directory; --queuestate must name a file", str(target))
     try:
-        other = load_state(target, CoresSpec("fixed", 1)).ledger
+        other = load_state(target, CoresSpec("fixed", 1), states_only=True).ledger  # (its counts only)
     except InputError:
         raise InputError(
             "exists and is not a readable queuestate: remove it or choose another --queuestate", str(target)
@@ -544,7 +544,7 @@ def _run_locked(
         plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes,
         earlier=plan.earlier,
     )  # fmt: skip
-    plan.earlier = None  # (the store drops it after its first snapshot)
+    plan.earlier = None  # (the store's now: it keeps it while the run goes on)
     try:
         store.open(time.time())
         joblog = Joblog(workdir / "joblog", nodes)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import compress
 from operator import eq
 
@@ -50,9 +50,12 @@ NO_EXIT = -(1 << 31)
 NO_TIME = float("nan")
 #: The place column's value for none (no host).
 NO_PLACE = -1
+_NO_TIME_BYTES = array("d", (NO_TIME,)).tobytes()
 
 #: A place: the host a task runs or ran on and its core ids there (the queuestate's host= and slots=).
 Place = tuple[str | None, tuple[int, ...]]
+#: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts.
+LaterColumns = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[float]]
 
 
 @record
@@ -128,6 +131,8 @@ class Ledger:
         self.outcomes: Outcomes | None = None
         self.records = Records(self)
         self.elapsed_before = elapsed_before
+        #: Columns read later (see :meth:`read_later`): (their source, what reads them), or None.
+        self._later: tuple[object, Callable[[], LaterColumns]] | None = None
 
     @classmethod
     def from_records(
@@ -143,6 +148,58 @@ class Ledger:
         for rec in told:
             ledger._set(rec)
         return ledger
+
+    def read_later(self, source: object, read: Callable[[], LaterColumns]) -> None:
+        """The commands, line numbers and starts of the completed tasks read so far without them are
+        read when first asked for, by ``read`` (from ``source``, the text they are in).
+
+        Why: a resume half-way through a million tasks reads half a million completed lines, and what
+        the run needs of them is their state, place and runtime (what not to run, the estimates, the
+        statistics); their commands, lines and starts are for the file, whose next snapshots copy
+        those lines as they stand (see :meth:`unread`).  Reading them was ~1 s of a resume's start.
+        Until then such a task's command is "" in the table and its start NaN in the columns; a Task
+        or a record made of such a row reads them all first (the table sees the "", see
+        :meth:`TaskTable.read_later`), and so does anything that would run such a task again; what
+        wrote a row since keeps what it wrote."""
+        self._later = (source, read)
+        self.tasks.read_later(self.read_now)
+
+    def read_now(self) -> None:
+        """Read the columns left for later, if any (see :meth:`read_later`)."""
+        if self._later is None:
+            return
+        read = self._later[1]
+        self._later = None
+        table, outcomes = self.tasks, self.outcomes
+        table.read_now()  # (its reader is this method: one reading, whoever asks first)
+        ids, commands, lines, starts = read()
+        rows = list(map(table.position, ids))
+        deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
+        deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
+        if outcomes is None:
+            return
+        first = rows[0] if rows else 0
+        if all(map(eq, rows, range(first, first + len(rows)))) and self._untouched(first, first + len(rows)):
+            outcomes.start[first : first + len(rows)] = array("d", starts)  # (one run, as read: a slice)
+            return
+        state, start = outcomes.state, outcomes.start
+        for row, value in zip(rows, starts, strict=True):  # (only a row nothing wrote since: completed, no start)
+            if state[row] == AS_COMPLETED and start[row] != start[row]:
+                start[row] = value
+
+    def unread(self, source: object, first: int, after: int) -> bool:
+        """Whether rows ``first..after-1`` are completed tasks whose columns wait to be read from
+        ``source`` and that nothing wrote since: their lines there are what they would be written."""
+        return self._later is not None and self._later[0] is source and self._untouched(first, after)
+
+    def _untouched(self, first: int, after: int) -> bool:
+        """Whether rows ``first..after-1`` are all completed without a start (as read, nothing written since)."""
+        outcomes = self.outcomes
+        return (
+            outcomes is not None
+            and outcomes.state.count(AS_COMPLETED, first, after) == after - first
+            and outcomes.start[first:after].tobytes() == _NO_TIME_BYTES * (after - first)
+        )
 
     # -- reading -------------------------------------------------------------
     def __iter__(self) -> Iterator[TaskRecord]:
@@ -252,6 +309,8 @@ class Ledger:
     def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
+        if self._later is not None and outcomes.state[row] == AS_COMPLETED:
+            self.read_now()  # (to run again, it needs its command)
         outcomes.state[row] = AS_RUNNING
         outcomes.place[row] = outcomes.place_index(host, core_ids)
         outcomes.start[row] = start
@@ -270,6 +329,8 @@ class Ledger:
         """Back in the queue, its story forgotten."""
         row = self.tasks.position(task_id)
         if self.outcomes is not None:
+            if self._later is not None and self.outcomes.state[row] == AS_COMPLETED:
+                self.read_now()  # (to run again, it needs its command)
             self._forget(row)
 
     def requeue(self, tasks: TaskTable) -> None:
@@ -279,7 +340,10 @@ class Ledger:
         if outcomes is None:
             return
         rows = tasks.ids if self.tasks.by_id else list(map(self.tasks.position, tasks.ids))
-        for row in list(compress(rows, map(outcomes.state.__getitem__, rows))):  # (loops in C: a million to run)
+        told = list(compress(rows, map(outcomes.state.__getitem__, rows)))  # (loops in C: a million to run)
+        if self._later is not None and AS_COMPLETED in map(outcomes.state.__getitem__, told):
+            self.read_now()  # (to run again, they need their commands)
+        for row in told:
             self._forget(row)
 
     def finished_all(
@@ -316,6 +380,10 @@ class Ledger:
         """Change the needs of ``tasks`` (the ones to run), here and in what is returned: the table of
         them as they now are.  (IbrunLauncher's tasks are MPI programs, GPU tasks get their GPUs.)"""
         whole = len(tasks) == len(self.tasks)
+        if not whole and self._later is not None and self.outcomes is not None:
+            state = self.outcomes.state
+            if AS_COMPLETED in map(state.__getitem__, map(self.tasks.position, tasks.ids)):
+                self.read_now()  # (a changed task is made whole, its command with it)
         self.tasks = self.tasks.revised(None if whole else tasks.ids, **changes)
         return self.tasks if whole else self.tasks.subset(tasks.ids)
 
@@ -342,7 +410,7 @@ class Ledger:
         outcomes.place[row] = outcomes.place_index(rec.host, rec.core_ids)
 
     def _record_of(self, task_id: int) -> TaskRecord:
-        task = self.tasks[task_id]
+        task = self.tasks[task_id]  # (first: a row left for later is read then, its start with it)
         outcomes = self.outcomes
         if outcomes is None:
             return TaskRecord(task)

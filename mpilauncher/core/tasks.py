@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from mpilauncher.core.limits import MAX_LINE, MAX_TASK_CORES, duration, whole_number
 from mpilauncher.errors import InputError
@@ -100,7 +100,7 @@ class TaskTable:
     :meth:`revised` makes a changed one.
     """
 
-    __slots__ = ("commands", "lines", "prototype", "overrides", "_ids", "_positions", "_members")
+    __slots__ = ("commands", "lines", "prototype", "overrides", "_ids", "_positions", "_members", "_later")
 
     def __init__(
         self,
@@ -116,6 +116,22 @@ class TaskTable:
         self._ids = ids  # None: every position, ids 0..n-1
         self._positions = positions  # None: an id is its position
         self._members: set[int] | None = None
+        #: What reads the columns of the rows left for later (see :meth:`read_later`), shared by the
+        #: tables made from this one; empty once they are read.
+        self._later: list[Callable[[], None]] = []
+
+    def read_later(self, read: Callable[[], None]) -> None:
+        """Some rows' commands and lines are not in the columns yet: their command is "" (no task has
+        that command), and ``read`` fills them in.  A task asked for from such a row is read first,
+        all of them at once (see :meth:`mpilauncher.core.ledger.Ledger.read_later`)."""
+        self._later[:] = [read]
+
+    def read_now(self) -> None:
+        """Read the rows left for later, if any (for this table and those made from it)."""
+        later = self._later[:]
+        self._later.clear()
+        for read in later:
+            read()
 
     @classmethod
     def of(cls, tasks: Iterable[Task]) -> TaskTable:
@@ -190,9 +206,12 @@ class TaskTable:
         position = task_id if self._positions is None else self._positions[task_id]
         if position < 0:
             raise IndexError(task_id)
+        command = self.commands[position]
+        if not command and self._later:
+            self.read_now()
+            command = self.commands[position]
         p = self.prototype
-        return Task(task_id, self.commands[position], p.cores, p.whole_node, self.lines[position], p.gpus, p.mpi,
-                    p.expected)  # fmt: skip
+        return Task(task_id, command, p.cores, p.whole_node, self.lines[position], p.gpus, p.mpi, p.expected)
 
     def needs(self, task_id: int) -> Task:
         """A task with the needs of ``task_id`` (cores, GPUs, MPI, expected time), made for no one:
@@ -203,13 +222,20 @@ class TaskTable:
         task = self.overrides.get(task_id)
         if task is not None:
             return task.command
-        return self.commands[task_id if self._positions is None else self._positions[task_id]]
+        command = self.commands[task_id if self._positions is None else self._positions[task_id]]
+        if not command and self._later:
+            self.read_now()
+            return self.command(task_id)
+        return command
 
     def line(self, task_id: int) -> int:
         task = self.overrides.get(task_id)
         if task is not None:
             return task.line
-        return self.lines[task_id if self._positions is None else self._positions[task_id]]
+        position = task_id if self._positions is None else self._positions[task_id]
+        if self._later and not self.commands[position]:
+            self.read_now()
+        return self.lines[position]
 
     def __iter__(self) -> Iterator[Task]:
         get = self.__getitem__
@@ -248,7 +274,7 @@ class TaskTable:
     # -- changed copies --------------------------------------------------------
     def subset(self, ids: Iterable[int]) -> TaskTable:
         """The tasks of these ids (in this order), sharing this table's columns."""
-        return TaskTable(self.commands, self.lines, self.prototype, self.overrides, list(ids), self._positions)
+        return self._made(self.prototype, self.overrides, list(ids))
 
     def revised(self, ids: Iterable[int] | None = None, **changes: object) -> TaskTable:
         """The table with ``changes`` made to the tasks of ``ids`` (all by default).
@@ -258,11 +284,17 @@ class TaskTable:
         if ids is None:
             overrides = {i: replace(t, **changes) for i, t in self.overrides.items()}
             prototype = replace(self.prototype, **changes)
-            return TaskTable(self.commands, self.lines, prototype, overrides, self._ids, self._positions)
+            return self._made(prototype, overrides, self._ids)
         overrides = dict(self.overrides)
         for task_id in ids:
             overrides[task_id] = replace(self[task_id], **changes)
-        return TaskTable(self.commands, self.lines, self.prototype, overrides, self._ids, self._positions)
+        return self._made(self.prototype, overrides, self._ids)
+
+    def _made(self, prototype: Task, overrides: dict[int, Task], ids: Sequence[int] | None) -> TaskTable:
+        """A table of this one's columns (and of its rows left for later: read once for both)."""
+        table = TaskTable(self.commands, self.lines, prototype, overrides, ids, self._positions)
+        table._later = self._later
+        return table
 
 
 class RepeatedId(ValueError):

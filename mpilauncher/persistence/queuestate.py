@@ -24,6 +24,7 @@ import itertools
 import json
 import re
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice, repeat
 from operator import add, eq, itemgetter, ne
@@ -37,6 +38,7 @@ from mpilauncher.core.ledger import (
     QUEUED,
     RUNNING,
     STATES,
+    LaterColumns,
     Ledger,
     Outcomes,
     Place,
@@ -114,7 +116,8 @@ def _completed_lines(
         outcomes.place[first:after],
     ):
         host = where[place]
-        if host is None or exit_code or start != start or runtime != runtime:  # (NaN: no time)
+        if host is None or exit_code or start != start or runtime != runtime or not command:  # (NaN: no time, and
+            # "": a line left to read later, see Ledger.read_later: the record reads it)
             yield _line(ledger.records[task_id], default_cores)
         elif number:
             yield f"{task_id} line={number} exit=0 start={start:.3f} runtime={runtime:.3f}{host}: {command}"
@@ -236,28 +239,31 @@ def render_pieces(
         commands, numbers = table.commands, table.lines
         where = _place_texts(ledger.outcomes)
         earlier = earlier or Earlier()
-        queued_before = _EarlierLines(earlier.text, earlier.queued, lambda i: f"{i} line={numbers[i]}: {commands[i]}")
-        completed_before = _EarlierLines(
-            earlier.text, earlier.completed, lambda i: next(_completed_lines(ledger, i, i + 1, where, default_cores))
+        queued_before = _EarlierLines(
+            earlier.text, earlier.queued, earlier.queued_runs, lambda i: f"{i} line={numbers[i]}: {commands[i]}"
         )
+        completed_before = _EarlierLines(  # (a completed task's line is copied only as it was read: see there)
+            earlier.text, earlier.completed, earlier.completed_runs,
+            as_read=lambda first, after: ledger.unread(earlier.text, first, after),
+        )  # fmt: skip
         begin = 0
         for end in [*sorted(overrides), len(table)]:
             for first, after, state in ledger.runs(begin, end):
                 if state == QUEUED:
-                    span = queued_before.span(first, after)
-                    if span is not None:
-                        queued.add_copy(earlier.text, span, after - first)
-                    else:
-                        queued.extend(
-                            f"{i} line={n}: {c}" if n else f"{i}: {c}"
-                            for i, c, n in zip(range(first, after), commands[first:after], numbers[first:after])  # noqa: B905
-                        )
+                    for part, upto, span in queued_before.parts(first, after):
+                        if span is not None:
+                            queued.add_copy(earlier.text, span, upto - part)
+                        else:
+                            queued.extend(
+                                f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                                for i, c, n in zip(range(part, upto), commands[part:upto], numbers[part:upto])  # noqa: B905
+                            )
                 elif state == COMPLETED:
-                    span = completed_before.span(first, after)
-                    if span is not None:
-                        completed.add_copy(earlier.text, span, after - first)
-                    else:
-                        completed.extend(_completed_lines(ledger, first, after, where, default_cores))
+                    for part, upto, span in completed_before.parts(first, after):
+                        if span is not None:
+                            completed.add_copy(earlier.text, span, upto - part)
+                        else:
+                            completed.extend(_completed_lines(ledger, part, upto, where, default_cores))
                 else:
                     sections[state].extend(_line(records[i], default_cores) for i in range(first, after))
             if end < len(table):
@@ -328,6 +334,47 @@ class Earlier:
     text: str = ""
     queued: tuple[int, int] = (0, 0)
     completed: tuple[int, int] = (0, 0)
+    #: The ids of each section's lines as runs of consecutive ids, in the text's order.
+    queued_runs: IdRuns | None = None
+    completed_runs: IdRuns | None = None
+
+
+@record
+class IdRuns:
+    """Ids in ascending order as runs of consecutive ids: run ``k`` is ``firsts[k]..afters[k]-1``."""
+
+    firsts: list[int]
+    afters: list[int]
+
+    def around(self, task_id: int) -> tuple[int, bool]:
+        """Where ``task_id`` is: (the id after the last of its run, True), or (the first id of the next
+        run after it, False; a very large number when there is none)."""
+        k = bisect_right(self.firsts, task_id) - 1
+        if k >= 0 and task_id < self.afters[k]:
+            return self.afters[k], True
+        return (self.firsts[k + 1] if k + 1 < len(self.firsts) else 1 << 62), False
+
+
+#: Most runs of consecutive ids a section may be in for its lines to be copied from (more are runs of a
+#: few dozen lines, as fast to format as to look for).
+MOST_COPIED_RUNS = 1 << 16
+
+
+def _id_runs(ids: list[int], begin: int) -> IdRuns | None:
+    """The runs of ``ids[begin:]`` when they ascend in at most :data:`MOST_COPIED_RUNS` runs, else None.
+    Loops in C: no Python turn an id."""
+    after = ids[begin:]
+    if not after or after != sorted(after):  # (sorting sorted ids is one pass, in C)
+        return None
+    breaks = list(
+        islice(itertools.compress(range(1, len(after)), map(ne, islice(after, 1, None), map(add, after, repeat(1)))),
+               MOST_COPIED_RUNS)
+    )  # fmt: skip
+    if len(breaks) >= MOST_COPIED_RUNS:
+        return None
+    firsts = [after[0], *map(after.__getitem__, breaks)]
+    afters = [*(after[i - 1] + 1 for i in breaks), after[-1] + 1]
+    return IdRuns(firsts, afters)
 
 
 def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
@@ -357,20 +404,22 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     earlier = Earlier(text)
     known = fields.Known()  # the host names and slot lists checked so far
     columns = _Columns(ids, commands, numbers)
-    done = _Completed(columns, known, states_only)
-    last_line = text.rstrip("\n").rsplit("\n", 1)[-1]
+    done = _Completed(columns, known, "states" if states_only else "run")
+    last_line = _last_line(text)
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
         count = text.count("\n", begin, end) + 1
         if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
             before = len(ids)
             if name == QUEUED and columns.read_queued(text, begin, end, count, states_only):
-                if _ascending(ids, before):  # (ours always are; copied from, they must be)
+                earlier.queued_runs = None if states_only else _id_runs(ids, before)
+                if earlier.queued_runs is not None:  # (ours always ascend; copied from, they must)
                     earlier.queued = (begin, end)
                 base += count
                 continue
             if name == COMPLETED and done.read(text, begin, end, count):
-                if _ascending(ids, before):
+                earlier.completed_runs = None if states_only else _id_runs(ids, before)
+                if earlier.completed_runs is not None:
                     earlier.completed = (begin, end)
                 base += count
                 continue
@@ -422,8 +471,18 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
     if done.runtimes:
         ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
+        if not states_only:
+            ledger.read_later(text, _ReadLater(text, done.span, done.after - done.first))
     copy = earlier if (earlier.queued != (0, 0) or earlier.completed != (0, 0)) and not states_only else None
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
+
+
+def _last_line(text: str) -> str:
+    """The last line of ``text`` that is not empty (found from the end: no copy of a 50 MB text)."""
+    end = len(text)
+    while end and text[end - 1] == "\n":
+        end -= 1
+    return text[text.rfind("\n", 0, end) + 1 : end]
 
 
 def _segments(text: str) -> list[tuple[str | None, int, int]]:
@@ -476,6 +535,9 @@ _QUEUED_SECTION = _section_pattern(_QUEUED_SHAPE, "id", "line", "command")
 _QUEUED_IDS = _section_pattern(_QUEUED_SHAPE, "id")
 _COMPLETED_SECTION = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "place", "command")
 _COMPLETED_IDS = _section_pattern(_COMPLETED_SHAPE, "id", "place")
+#: What a run needs of a completed line (:meth:`Ledger.read_later`), and what it reads later.
+_COMPLETED_NOW = _section_pattern(_COMPLETED_SHAPE, "id", "runtime", "place")
+_COMPLETED_LATER = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "command")
 
 
 #: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
@@ -489,26 +551,51 @@ class _EarlierLines:
     """The lines of a section of an earlier snapshot of the same sweep, to copy runs of them from.
 
     The lines are in id order and were read by the section's one-pass pattern, so the columns hold
-    exactly what they say: a run of ids ``begin..end-1`` may be copied when the text has the line of
-    ``begin`` and, ``end - begin - 1`` lines further, the line of ``end - 1`` (ids in order and each
-    once: then every id between is there), and both read as they would be written now (``line_of``).
-    Runs are asked for in id order, so the text is searched from where the last one ended; a run that
-    is not there costs a search to the end of the section, so after :data:`MOST_MISSES` of them the
-    rest are formatted (a sweep whose tasks ran in scattered order: thousands of runs each missing
-    its last line would each have searched the rest of 40 MB).
+    exactly what they say, and ``runs`` says which ids the text has.  Ids ``begin..end-1`` of one run
+    there are copied when their rows are as they were read from this text (``as_read``: completed
+    tasks whose lines are read later and that nothing wrote since, see :meth:`Ledger.read_later`),
+    or -- a queued section, whose lines say only what never changes, a task's id, line and command
+    (``line_of``) -- when the text's line of ``begin`` and, ``end - begin - 1`` lines further, its
+    line of ``end - 1`` read as they would be written now.  Asked in id order (see :meth:`parts`),
+    the text is searched from where the last copy ended.  A run whose ends read otherwise costs a
+    search; after :data:`MOST_MISSES` of them the rest is formatted.
     """
 
-    __slots__ = ("text", "at", "end", "line_of", "misses")
+    __slots__ = ("text", "at", "end", "runs", "line_of", "as_read", "misses")
 
-    def __init__(self, text: str, span: tuple[int, int], line_of: Callable[[int], str]) -> None:
-        self.text, (self.at, self.end), self.line_of = text, span, line_of
+    def __init__(
+        self,
+        text: str,
+        span: tuple[int, int],
+        runs: IdRuns | None,
+        line_of: Callable[[int], str] | None = None,
+        as_read: Callable[[int, int], bool] = lambda first, after: False,
+    ) -> None:
+        self.text, (self.at, self.end), self.runs, self.line_of, self.as_read = text, span, runs, line_of, as_read
         self.misses = 0
 
-    def span(self, begin: int, end: int) -> tuple[int, int] | None:
-        """Where the lines of ids ``begin..end-1`` are (without the last newline); None if they are not there
-        (or the run is short: then it is as fast to write)."""
-        text = self.text
-        if self.at >= self.end or end - begin < COPY_AT_LEAST or self.misses >= MOST_MISSES:
+    def parts(self, begin: int, end: int) -> Iterator[tuple[int, int, tuple[int, int] | None]]:
+        """Ids ``begin..end-1`` in order as parts ``(first, after, span)``: ``span`` is where their lines
+        are in the text (without the last newline), None for lines to format.  A run of the ledger
+        may begin or end inside a run of the text: a resume's journal completes the tasks after the
+        snapshot's completed ones, and its first snapshot copies those and formats these."""
+        runs = self.runs
+        at = begin
+        while at < end:
+            if runs is None or self.at >= self.end:
+                yield at, end, None
+                return
+            bound, inside = runs.around(at)
+            upto = min(end, bound)
+            yield at, upto, self._span(at, upto) if inside else None
+            at = upto
+
+    def _span(self, begin: int, end: int) -> tuple[int, int] | None:
+        """Where the lines of ids ``begin..end-1``, one run of the text, are; None when they do not read
+        as they would be written now (or are few: then it is as fast to write them)."""
+        text, line_of = self.text, self.line_of
+        as_read = self.as_read(begin, end)  # (then copied however few: formatting them would read them all)
+        if self.misses >= MOST_MISSES or not (as_read or (line_of is not None and end - begin >= COPY_AT_LEAST)):
             return None
         first = self._find(begin, self.at)
         last = self._find(end - 1, first) if first >= 0 else -1
@@ -517,9 +604,10 @@ class _EarlierLines:
             return None
         stop = text.find("\n", last, self.end)
         stop = self.end if stop < 0 else stop
-        if text.count("\n", first, stop) != end - begin - 1:
-            return None
-        if not text.startswith(self.line_of(begin) + "\n", first) or text[last:stop] != self.line_of(end - 1):
+        if text.count("\n", first, stop) != end - begin - 1 or not (
+            as_read or (text.startswith(line_of(begin) + "\n", first) and text[last:stop] == line_of(end - 1))
+        ):
+            self.misses += 1
             return None
         self.at = stop
         return first, stop
@@ -601,33 +689,37 @@ class _Completed:
 
     The tasks are ``ids[first:after]`` of the parser's columns; ``places`` index ``names``, each host
     and slot list checked once (a sweep half-way through: half a million lines naming a few).
-    ``states_only``: no times (NaN), as the parser's ``states_only`` keeps no command."""
+    What is kept of each line (``keep``): ``"all"``; ``"run"``, what a run needs (the id, runtime and
+    place: the commands, line numbers and starts are read later, see :class:`_ReadLater`); or
+    ``"states"`` (the id and place, no time: NaN, as the parser's ``states_only`` keeps no command)."""
 
     __slots__ = (
-        "first", "after", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_states_only",
+        "first", "after", "span", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_keep",
     )  # fmt: skip
 
-    def __init__(self, columns: _Columns, known: fields.Known, states_only: bool) -> None:
+    _PATTERNS = {"all": _COMPLETED_SECTION, "run": _COMPLETED_NOW, "states": _COMPLETED_IDS}
+
+    def __init__(self, columns: _Columns, known: fields.Known, keep: str) -> None:
         self.first = self.after = 0
+        self.span = (0, 0)  # (where the section's lines are in the text)
         self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
         self.names: list[Place] = []
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
-        self._known, self._columns, self._states_only = known, columns, states_only
+        self._known, self._columns, self._keep = known, columns, keep
 
     def read(self, text: str, begin: int, end: int, count: int) -> bool:
         """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`); nothing kept when they cannot be."""
         first = len(self._columns.ids)
-        pattern = _COMPLETED_IDS if self._states_only else _COMPLETED_SECTION
-        if not _read_lines(text, begin, end, count, pattern, self._take):
+        if not _read_lines(text, begin, end, count, self._PATTERNS[self._keep], self._take):
             self._columns.undo(first)
             del self.starts[:], self.runtimes[:], self.places[:]
             return False
-        self.first, self.after = first, len(self._columns.ids)
+        self.first, self.after, self.span = first, len(self._columns.ids), (begin, end)
         return True
 
     def _take(self, found: list[tuple[str, ...]]) -> bool:
-        index = self._index
-        texts = list(map(itemgetter(1 if self._states_only else 4), found))  # (the place's group)
+        index, keep = self._index, self._keep
+        texts = list(map(itemgetter(-1 if keep != "all" else 4), found))  # (the place's group)
         for text in set(texts).difference(index):
             try:
                 name = _place(self._known, text)
@@ -635,16 +727,46 @@ class _Completed:
                 return False
             index[text] = len(self.names)
             self.names.append(name)
-        if self._states_only:
-            self._columns.take_ids(found)
-            self.starts.extend(repeat(NO_TIME, len(found)))
-            self.runtimes.extend(repeat(NO_TIME, len(found)))
-        else:
+        if keep == "all":
             self._columns.take(found)
             self.starts.extend(map(float, map(itemgetter(2), found)))
             self.runtimes.extend(map(float, map(itemgetter(3), found)))
+        else:
+            self._columns.take_ids(found)
+            self.starts.extend(repeat(NO_TIME, len(found)))
+            if keep == "run":
+                self.runtimes.extend(map(float, map(itemgetter(1), found)))
+            else:
+                self.runtimes.extend(repeat(NO_TIME, len(found)))
         self.places.extend(map(index.__getitem__, texts))
         return True
+
+
+class _ReadLater:
+    """The commands, line numbers and starts of a completed section read with :data:`_COMPLETED_NOW`,
+    read from its text when first asked for (see :meth:`Ledger.read_later`): the same lines, already
+    checked, in one pass of :data:`_COMPLETED_LATER`."""
+
+    __slots__ = ("text", "span", "count")
+
+    def __init__(self, text: str, span: tuple[int, int], count: int) -> None:
+        self.text, self.span, self.count = text, span, count
+
+    def __call__(self) -> LaterColumns:
+        ids: list[int] = []
+        commands: list[str] = []
+        numbers, starts = array("i"), array("d")
+
+        def take(found: list[tuple[str, ...]]) -> bool:
+            ids.extend(map(int, map(itemgetter(0), found)))
+            numbers.extend(map(int, map(itemgetter(1), found)))
+            starts.extend(map(float, map(itemgetter(2), found)))
+            commands.extend(map(itemgetter(3), found))
+            return True
+
+        if not _read_lines(self.text, *self.span, self.count, _COMPLETED_LATER, take):
+            raise AssertionError("completed lines read once no longer read the same")  # (the text is immutable)
+        return ids, commands, numbers, starts
 
 
 def _table(
@@ -690,12 +812,6 @@ def _table(
 #: Most runs of consecutive ids :func:`_runs` puts in order (a section of a sweep well under way has a
 #: run between every two tasks of another state; past this, a loop over the tasks is as fast).
 MOST_RUNS = 4096
-
-
-def _ascending(ids: list[int], begin: int) -> bool:
-    """Whether ``ids[begin:]`` are in ascending order (sorting sorted ids is one pass, in C)."""
-    after = ids[begin:]
-    return after == sorted(after)
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]] | None:

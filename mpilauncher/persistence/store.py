@@ -52,8 +52,9 @@ class StateStore(Observer):
         nodes: Mapping[int, Node] | None = None,
         earlier: queuestate.Earlier | None = None,
     ) -> None:
-        """``earlier``: a resume's queuestate as read (:attr:`LoadedState.earlier`), for the first
-        snapshot to copy from (see :func:`queuestate.render_pieces`); dropped once it is written."""
+        """``earlier``: a resume's queuestate as read (:attr:`LoadedState.earlier`), for its snapshots
+        to copy lines from (see :func:`queuestate.render_pieces`): kept for the run, as the completed
+        lines of earlier runs are copied from it, not read (:meth:`Ledger.read_later`)."""
         self.path = path
         self._earlier = earlier
         self.nodes: Mapping[int, Node] = nodes or {}
@@ -120,7 +121,6 @@ class StateStore(Observer):
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
         pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier)
         atomic_write(self.path, pieces)
-        self._earlier = None
         if restart:
             self._journal.restart(self.meta.run)
         cost = time.monotonic() - began

@@ -656,7 +656,7 @@ def resumed(tasks: int, seed: int, commands=None) -> tuple[queuestate.LoadedStat
 def copying(monkeypatch) -> dict[str, int]:
     """How many lines were copied, by section (the test sees that copying happened at all)."""
     runs = {QUEUED: 0, COMPLETED: 0}
-    span_of = queuestate._EarlierLines.span
+    span_of = queuestate._EarlierLines._span
 
     def counted(self, begin: int, end: int):
         span = span_of(self, begin, end)
@@ -666,17 +666,16 @@ def copying(monkeypatch) -> dict[str, int]:
             )
         return span
 
-    monkeypatch.setattr(queuestate._EarlierLines, "span", counted)
+    monkeypatch.setattr(queuestate._EarlierLines, "_span", counted)
     return runs
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_resumes_first_snapshot_copied_from_the_lines_read_is_the_snapshot_formatted_anew(seed: int, monkeypatch):
     loaded, meta = resumed(20_000, seed)
-    fresh = render(loaded.ledger, meta, ONE)
     runs = copying(monkeypatch)
     copied = render(loaded.ledger, meta, ONE, loaded.earlier)
-    assert copied == fresh
+    assert copied == render(loaded.ledger, meta, ONE), "(the completed lines read now, all formatted)"
     assert runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000, runs
     again = parse(copied, "qs", ONE).ledger
     assert again.counts() == loaded.ledger.counts()
@@ -686,18 +685,18 @@ def test_a_copied_run_is_cut_from_the_text_read_a_slice_at_a_time(monkeypatch):
     """Half a million completed lines are one run: copied whole, beside the text they come from, they
     were the top of a resumed launcher's memory.  Cut as they are written, the pieces stay small."""
     loaded, meta = resumed(20_000, 3)
-    fresh = render(loaded.ledger, meta, ONE)
     monkeypatch.setattr(queuestate, "COPY_SLICE", 500)
     monkeypatch.setattr(queuestate, "PIECE_LINES", 10)
     runs = copying(monkeypatch)
     pieces = list(queuestate.render_pieces(loaded.ledger, meta, ONE, loaded.earlier))
-    assert "".join(pieces) == fresh and runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000
+    assert "".join(pieces) == render(loaded.ledger, meta, ONE) and runs[QUEUED] > 5_000 and runs[COMPLETED] > 2_000
     assert max(len(piece) for piece in pieces[1:]) < 2_000, "slices, and ten lines formatted (runs of 100 kB copied)"
 
 
-def test_runs_not_in_the_text_read_are_looked_for_a_bounded_number_of_times(monkeypatch):
-    """Each run that is not in the text costs a search to the end of its section: after MOST_MISSES of
-    them the rest is formatted, and the snapshot is the same."""
+def test_runs_that_end_off_the_text_read_copy_what_it_has_without_searching_for_the_rest(monkeypatch):
+    """Each run of the ledger that goes on past a run of the text (a task that was running, queued
+    again) copies the text's part and formats the rest: the text's runs say where it ends, so no
+    search runs off the section."""
     ledger = Ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(12_000)), "cmds", ONE))
     for task_id in range(0, 12_000, 60):  # every 60th: completed; the one before it was running
         ledger.started(task_id, "c1", (0,), 1764072000.0)
@@ -716,8 +715,66 @@ def test_runs_not_in_the_text_read_are_looked_for_a_bounded_number_of_times(monk
         return at
 
     monkeypatch.setattr(queuestate._EarlierLines, "_find", counted)
+    runs = copying(monkeypatch)
     assert render(loaded.ledger, meta, ONE, loaded.earlier) == render(loaded.ledger, meta, ONE)
-    assert searches.count(-1) == queuestate.MOST_MISSES, "199 runs end off the text; 16 are looked for"
+    assert -1 not in searches and runs[QUEUED] == 199 * 58 + 59, "58 of 59 queued lines copied, none looked for in vain"
+
+
+def test_completed_lines_written_since_they_were_read_are_formatted_without_looking(monkeypatch):
+    """A completed task's line is copied only as it was read: one that something wrote since (what no
+    run does to a completed task, but a ledger allows) is formatted, and its run with it (the ends
+    of a run say nothing of its middle), without a look at the text."""
+    ledger = Ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(12_000)), "cmds", ONE))
+    for task_id in range(12_000):
+        ledger.started(task_id, "c1", (0,), 1764072000.0)
+        if task_id % 60:  # every 60th is running: runs of 59 completed
+            ledger.finished(task_id, 0, 1764072000.0, 1.0)
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    loaded = parse(render(ledger, meta, ONE), "qs", ONE)
+    for task_id in range(30, 12_000, 60):  # the middle of each run: another runtime than the text says
+        loaded.ledger.finished(task_id, 0, 1764072000.0, 3.0)
+    find = queuestate._EarlierLines._find
+    looks: list[int] = []
+    monkeypatch.setattr(queuestate._EarlierLines, "_find", lambda self, i, at: looks.append(i) or find(self, i, at))
+    copied = render(loaded.ledger, meta, ONE, loaded.earlier)
+    assert copied == render(loaded.ledger, meta, ONE) and copied.count("runtime=3.000") == 200
+    assert [i for i in looks if loaded.ledger.state(i) == COMPLETED] == [], "no completed line looked for"
+
+
+def test_queued_lines_that_read_otherwise_are_looked_for_a_bounded_number_of_times(monkeypatch):
+    """Copied from a text that is not what the ledger was read from (its commands differ), every run
+    of queued lines reads otherwise: after MOST_MISSES of them the rest is formatted, unlooked for."""
+
+    def snapshot(program: str) -> str:
+        ledger = Ledger(parse_commandlines("\n".join(f"{program} {i}" for i in range(12_000)), "cmds", ONE))
+        for task_id in range(0, 12_000, 60):  # runs of 59 queued
+            ledger.started(task_id, "c1", (0,), 1764072000.0)
+        return render(ledger, StateMeta(run="abc", cores="1", journal="qs.journal"), ONE)
+
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    ledger, other = parse(snapshot("./prog"), "qs", ONE).ledger, parse(snapshot("./other"), "qs", ONE).earlier
+    find = queuestate._EarlierLines._find
+    looks: list[int] = []
+    monkeypatch.setattr(queuestate._EarlierLines, "_find", lambda self, i, at: looks.append(i) or find(self, i, at))
+    assert render(ledger, meta, ONE, other) == render(ledger, meta, ONE)
+    assert len(looks) == 2 * queuestate.MOST_MISSES, "two looks a run (its first and last line), 16 runs"
+
+
+def test_a_resumes_journal_completing_tasks_after_the_snapshots_completed_ones_leaves_those_copied(monkeypatch):
+    """Killed between two snapshots, a run leaves a journal of the tasks completed since: on resume the
+    completed tasks are one run of the ledger, of which the text has the first part."""
+    ledger = Ledger(parse_commandlines("\n".join(f"./prog {i}" for i in range(10_000)), "cmds", ONE))
+    for task_id in range(6_000):
+        ledger.started(task_id, f"c{task_id % 2}", (task_id % 4,), 1764072000.0 + task_id)
+        ledger.finished(task_id, 0, 1764072000.0 + task_id, 0.5)
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal")
+    loaded = parse(render(ledger, meta, ONE), "qs", ONE)
+    for task_id in range(6_000, 7_000):  # the journal's tasks
+        loaded.ledger.started(task_id, "c1", (2,), 1764079000.0)
+        loaded.ledger.finished(task_id, 0, 1764079000.0, 0.25)
+    runs = copying(monkeypatch)
+    assert render(loaded.ledger, meta, ONE, loaded.earlier) == render(loaded.ledger, meta, ONE)
+    assert runs == {COMPLETED: 6_000, QUEUED: 3_000}, runs
 
 
 def test_lines_that_only_look_like_another_tasks_line_are_not_copied_from(monkeypatch):

@@ -1,0 +1,144 @@
+"""A resume reads the commands, line numbers and starts of earlier runs' completed tasks only when asked.
+
+What a run needs of them (state, place, runtime) is read at once; the rest is read, all at once, the
+first time a Task or a record of such a task is made, or such a task would run again; the snapshots
+copy those lines from the text read.  Each test holds a read-later ledger against the same sweep read
+whole (or the ledger it was written from), so a row read wrong, or never read, shows."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.stats import compute
+from mpilauncher.core.tasks import CoresSpec, parse_commandlines
+from mpilauncher.persistence import queuestate
+from mpilauncher.persistence.queuestate import StateMeta, parse, render
+
+ONE = CoresSpec("fixed", 1)
+META = StateMeta(run="abc", cores="1", journal="qs.journal")
+
+
+def written(tasks: int = 4000, seed: int = 0) -> Ledger:
+    """A sweep part-way through: completed runs with failures, running and queued tasks between."""
+    rng = random.Random(seed)
+    ledger = Ledger(parse_commandlines("\n".join(f"./prog {i} --seed {i * 7}" for i in range(tasks)), "cmds", ONE))
+    for task_id in range(tasks * 3 // 5):
+        ledger.started(task_id, f"c{task_id % 3}", (task_id % 8,), 1764072000.0 + task_id / 4)
+        if rng.random() < 0.99:
+            ledger.finished(
+                task_id, 0 if rng.random() < 0.98 else 1, 1764072000.0 + task_id / 4, round(rng.random() * 9, 3)
+            )
+    return ledger
+
+
+@pytest.fixture
+def readings(monkeypatch) -> list[int]:
+    """How many times completed lines were read later (each reading appends its line count)."""
+    counted: list[int] = []
+    call = queuestate._ReadLater.__call__
+
+    def counting(self):
+        columns = call(self)
+        counted.append(len(columns[0]))
+        return columns
+
+    monkeypatch.setattr(queuestate._ReadLater, "__call__", counting)
+    return counted
+
+
+def test_what_a_run_needs_of_completed_tasks_reads_none_of_them_later(readings):
+    text = render(written(), META, ONE)
+    whole = parse(text, "qs", ONE).ledger
+    whole.read_now()
+    readings.clear()
+    loaded = parse(text, "qs", ONE)
+    ledger = loaded.ledger
+    for each in (ledger, whole):  # (what a resume does before its first start)
+        each.requeue(each.to_run())
+    to_run = ledger.to_run().ids
+    assert [ledger.tasks[i] for i in to_run] == [whole.tasks[i] for i in to_run]
+    assert ledger.counts() == whole.counts() and ledger.completed_runtimes() == whole.completed_runtimes()
+    assert ledger.runtimes(COMPLETED, FAILED) == whole.runtimes(COMPLETED, FAILED)
+    assert ledger.places_used() == whole.places_used() and compute(ledger, 1.0, 8) == compute(whole, 1.0, 8)
+    snapshot = render(ledger, META, ONE, loaded.earlier)
+    assert readings == [], "the statistics, the estimates and a snapshot copying the lines read none"
+    assert snapshot == render(whole, META, ONE)
+    ledger.read_now()
+    assert readings == [whole.counts()[COMPLETED]] and list(ledger) == list(whole)
+
+
+@pytest.mark.parametrize(
+    "ask",
+    [
+        lambda ledger, i: ledger.tasks[i].command,
+        lambda ledger, i: ledger.tasks.command(i),
+        lambda ledger, i: ledger.tasks.line(i),
+        lambda ledger, i: ledger.records[i].start,
+        lambda ledger, i: next(r for r in ledger.told() if r.id == i).task.command,
+        lambda ledger, i: list(ledger.tasks.subset([i]))[0].command,
+        lambda ledger, i: ledger.revise(ledger.tasks.subset([i]), expected=5.0)[i].command,
+        lambda ledger, i: ledger.requeued(i),
+        lambda ledger, i: ledger.started(i, "c9", (3,), 1764079999.0),
+    ],
+    ids=["task", "command", "line", "record", "told", "subset", "revise", "requeued", "started"],
+)
+def test_asking_for_one_completed_task_reads_them_all_once_and_right(readings, ask):
+    source = written()
+    ledger = parse(render(source, META, ONE), "qs", ONE).ledger
+    completed = source.ids_in(COMPLETED)
+    ask(ledger, completed[5])
+    assert readings == [len(completed)], "one reading, of every completed line"
+    for task_id in completed:
+        task, was = ledger.tasks[task_id], source.tasks[task_id]
+        assert (task.command, task.line) == (was.command, was.line)
+        if task_id != completed[5]:  # (the one asked about may have been changed by the asking)
+            assert ledger.records[task_id] == source.records[task_id]
+    assert readings == [len(completed)]
+
+
+def test_a_table_made_before_the_reading_sees_what_it_read(readings):
+    source = written()
+    ledger = parse(render(source, META, ONE), "qs", ONE).ledger
+    everything = ledger.tasks.subset(ledger.tasks.ids)  # (shares the columns and what reads them)
+    revised = ledger.revise(everything, expected=3.0)
+    task_id = source.ids_in(COMPLETED)[-1]
+    assert revised[task_id].command == source.tasks[task_id].command and revised[task_id].expected == 3.0
+    assert everything.line(task_id) == source.tasks.line(task_id) and len(readings) == 1
+
+
+def test_a_snapshot_without_the_text_read_formats_every_line_reading_them_first(readings):
+    source = written()
+    ledger = parse(render(source, META, ONE), "qs", ONE).ledger
+    assert render(ledger, META, ONE) == render(source, META, ONE) and len(readings) == 1
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_facts_after_the_load_and_snapshots_copying_the_text_read_agree_with_the_sweep_read_whole(seed: int):
+    """Random starts, ends and requeues (of queued, running and completed tasks) on a read-later ledger
+    and on the same sweep read whole: every snapshot written with the text read is the one written
+    anew from the whole ledger, and so are the records at the end."""
+    rng = random.Random(seed)
+    text = render(written(3000, seed), META, ONE)
+    loaded = parse(text, "qs", ONE)
+    later, whole = loaded.ledger, parse(text, "qs", ONE).ledger
+    whole.read_now()
+    for step in range(300):
+        task_id = rng.randrange(3000)
+        action = rng.choice(["start", "end", "end", "requeue", "refinish"])
+        for ledger in (later, whole):
+            state = ledger.state(task_id)
+            if action == "start" and state in (QUEUED, COMPLETED):
+                ledger.started(task_id, "c7", (step % 4,), 1764080000.0 + step)
+            elif action == "end" and state == RUNNING:
+                ledger.finished(task_id, step % 3 == 0, 1764080000.0 + step, 1.5)
+            elif action == "requeue" and state != QUEUED:
+                ledger.requeued(task_id)
+            elif action == "refinish" and state == COMPLETED:  # (what no run does; the file must say it all the same)
+                ledger.finished(task_id, 0, 1764090000.0 + step, 2.5)
+        if step % 50 == 0:
+            assert "".join(queuestate.render_pieces(later, META, ONE, loaded.earlier)) == render(whole, META, ONE)
+    assert render(later, META, ONE, loaded.earlier) == render(whole, META, ONE)
+    assert list(later) == list(whole)
