@@ -676,7 +676,7 @@ class _Columns:
         other columns get "" and 0 (``states_only``)."""
         ids = found if not found or type(found[0]) is str else map(itemgetter(0), found)
         self.ids.extend(map(int, ids))
-        self.numbers.extend(repeat(0, len(found)))
+        self.numbers.extend(array("i", bytes(4 * len(found))))  # (an array of zeros: no item converted)
         self.commands.extend(repeat("", len(found)))
         return True
 
@@ -733,13 +733,17 @@ class _Completed:
             self.runtimes.extend(map(float, map(itemgetter(3), found)))
         else:
             self._columns.take_ids(found)
-            self.starts.extend(repeat(NO_TIME, len(found)))
+            self.starts.extend(_NO_TIMES * len(found))
             if keep == "run":
                 self.runtimes.extend(map(float, map(itemgetter(1), found)))
             else:
-                self.runtimes.extend(repeat(NO_TIME, len(found)))
+                self.runtimes.extend(_NO_TIMES * len(found))
         self.places.extend(map(index.__getitem__, texts))
         return True
+
+
+#: One missing time, to be repeated (an array times a count: made in C, no item converted).
+_NO_TIMES = array("d", (NO_TIME,))
 
 
 class _ReadLater:
