@@ -25,9 +25,11 @@ seconds, in a thread beside the loop (see :mod:`mpilauncher.persistence.syncer`)
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mpilauncher.core.ledger import Ledger
+from mpilauncher.core.limits import MAX_EXIT, MIN_EXIT
 from mpilauncher.core.ranges import compress
 from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.persistence import fields
@@ -138,9 +140,11 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
     complete = lines[1:-1]  # the text after the last newline is a cut-short line, or ''
     applied = 0
     known = fields.Known()
+    common = _Common(ledger, known)
     for number, line in enumerate(complete, start=2):
         try:
-            _apply(line, ledger, known)
+            if not common.apply(line):
+                _apply(line, ledger, known)
         except ValueError as err:
             raise InputError(f"corrupt journal record {line[:60]!r}: {err}", str(path), number) from None
         applied += 1
@@ -169,3 +173,41 @@ def _apply(line: str, ledger: Ledger, known: fields.Known) -> None:
 
 #: Tab-separated fields of each kind of record, the kind included.
 _FIELD_COUNTS = {"S": 5, "E": 5, "Q": 2}
+
+#: Start and end records as our writer writes them, digits bounded (ids below 10**9, exit codes of
+#: three digits, times below 10**10 s with three decimals): what the fields' readers accept of them.
+_ID, _TIME = r"(0|[1-9][0-9]{0,8})", r"([0-9]{1,10}\.[0-9]{3})"
+_COMMON_START = re.compile(rf"S\t{_ID}\t{_TIME}\t([^\t]+)\t([^\t]*)")
+_COMMON_END = re.compile(rf"E\t{_ID}\t(0|-?[1-9][0-9]{{0,2}})\t{_TIME}\t{_TIME}")
+
+
+class _Common:
+    """The start and end records of the common shapes, applied with one match each (a journal of one
+    snapshot interval of short tasks: 112,612 records, 0.35 s a field reader at a time)."""
+
+    __slots__ = ("started", "finished", "known")
+
+    def __init__(self, ledger: Ledger, known: fields.Known) -> None:
+        self.started, self.finished, self.known = ledger.started, ledger.finished, known
+
+    def apply(self, line: str) -> bool:
+        """Apply ``line`` if it has a common shape, its fields within bounds and its task in the ledger;
+        False (nothing done) otherwise: :func:`_apply` reads it then, and names what is wrong."""
+        try:
+            if line[0] == "S":
+                match = _COMMON_START.fullmatch(line)
+                if match is not None:
+                    task_id, start, host, slots = match.groups()
+                    self.started(int(task_id), self.known.host(host), self.known.slots(slots), float(start))
+                    return True
+            elif line[0] == "E":
+                match = _COMMON_END.fullmatch(line)
+                if match is not None:
+                    task_id, exit_code, start, runtime = match.groups()
+                    code = int(exit_code)
+                    if MIN_EXIT <= code <= MAX_EXIT:
+                        self.finished(int(task_id), code, float(start), float(runtime))
+                        return True
+        except (KeyError, IndexError, ValueError):  # (no such task, an empty line, a bad host or slots)
+            pass
+        return False

@@ -159,6 +159,11 @@ def test_replay_without_journal(tmp_path: Path):
         "Q\t0\t1",
         "S\t-1\t1.000\th\t0",
         "S\t+0\t1.000\th\t0",
+        "E\t0\t999\t1.000\t1.000",  # of the common shape, beyond an exit status
+        "E\t0\t-200\t1.000\t1.000",
+        "S\t5\t1.000\th\t0",  # of the common shape, no such task
+        "E\t7\t0\t1.000\t1.000",
+        "S\t0\t1.000\th\t0-2,x",  # of the common shape, slots that are not slots
     ],
 )
 def test_replay_refuses_a_corrupt_middle_line(tmp_path: Path, bad: str):
@@ -167,6 +172,35 @@ def test_replay_refuses_a_corrupt_middle_line(tmp_path: Path, bad: str):
         replay(path, "r", fresh_ledger())
     assert info.value.line == 3
     assert str(info.value).startswith(f"{path}:3: ")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_records_of_the_common_shapes_apply_as_the_field_by_field_reading_does(tmp_path: Path, seed: int, monkeypatch):
+    """Starts and ends as the writer writes them are applied with one match each; the ledger is the one
+    the full reading of every field gives (odd ones among them: leading zeros, a host of its own)."""
+    import random
+
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(400):
+        task_id = rng.randrange(20)
+        kind = rng.choice("SSEEQ")
+        if kind == "S":
+            host = rng.choice(["c1", "c2", "node-7.cluster"])
+            lines.append(f"S\t{task_id}\t{rng.uniform(0, 2e9):.3f}\t{host}\t{rng.choice(['0', '0-3', '1,5', ''])}")
+        elif kind == "E":
+            code = rng.choice([0, 0, 0, 1, 137, -9, 255, -128])
+            lines.append(f"E\t{task_id}\t{code}\t{rng.uniform(0, 2e9):.3f}\t{rng.uniform(0, 1e5):.3f}")
+        else:
+            lines.append(f"Q\t{task_id}")
+    lines += ["S\t3\t0001.500\tc1\t0", "E\t3\t000\t1.5\t2"]  # (not as written, read all the same)
+    path = write_journal(tmp_path, "r", *lines)
+    fast = fresh_ledger(20)
+    assert replay(path, "r", fast) == len(lines)
+    monkeypatch.setattr(journal._Common, "apply", lambda self, line: False)
+    slow = fresh_ledger(20)
+    assert replay(path, "r", slow) == len(lines)
+    assert snapshot_of(fast) == snapshot_of(slow)
 
 
 def test_replay_refuses_a_file_that_is_not_a_journal(tmp_path: Path):
