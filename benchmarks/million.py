@@ -182,6 +182,7 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     for task_id in range(half - tail, half):
         ledger.requeued(task_id)
     meta.run = os.urandom(6).hex()
+    meta.longest = ledger.longest_completed()  # (as the state store writes it)
     atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
     lines = [f"{journal.HEADER}{meta.run}\n"]
     for task_id, host, core_ids, start in runs[half - tail :]:

@@ -569,10 +569,14 @@ def _run_locked(
         observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began))
-    history = plan.ledger.completed_runtimes()
+    history = (plan.ledger.longest_completed(), plan.ledger.completed_runtimes)  # (read when first needed)
     master = Master(
         Scheduler(
-            plan.to_run, retries=config.retries, standby=True, start_interval=config.start_interval, history=history
+            plan.to_run,
+            retries=config.retries,
+            standby=True,
+            start_interval=config.start_interval,
+            history_later=history,
         ),
         transport,
         nodes,

@@ -28,7 +28,7 @@ grown by a tenth since, so collecting costs one append per completed task.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from mpilauncher.core.stats import percentile
 
@@ -50,6 +50,13 @@ class RuntimeEstimates:
         self._cached: dict[Shape, tuple[int, float]] = {}  # shape -> (sample size when computed, estimate)
         #: The longest runtime seen: no estimate is above it (the scheduler's end game starts by it).
         self.longest = 0.0
+        self._later: Callable[[], Iterable[tuple[Shape, Sequence[float]]]] | None = None
+
+    def add_later(self, longest: float, read: Callable[[], Iterable[tuple[Shape, Sequence[float]]]]) -> None:
+        """Runtimes of earlier runs (by shape), read by ``read`` when an estimate is first asked for --
+        near the deadline, if ever; ``longest``, the longest of them, counts now."""
+        self.longest = max(self.longest, longest)
+        self._later = read
 
     def add(self, shape: Shape, runtime: float) -> None:
         runtimes = self._runtimes.get(shape)
@@ -67,6 +74,10 @@ class RuntimeEstimates:
 
     def of(self, shape: Shape) -> float | None:
         """The expected runtime of a task of ``shape``, or None while too few have completed."""
+        if self._later is not None:
+            read, self._later = self._later, None
+            for each, runtimes in read():
+                self.add_all(each, runtimes)
         runtimes = self._runtimes.get(shape)
         if runtimes is None or len(runtimes) < MIN_SAMPLES:
             return None

@@ -54,8 +54,8 @@ _NO_TIME_BYTES = array("d", (NO_TIME,)).tobytes()
 
 #: A place: the host a task runs or ran on and its core ids there (the queuestate's host= and slots=).
 Place = tuple[str | None, tuple[int, ...]]
-#: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts.
-LaterColumns = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[float]]
+#: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts, runtimes.
+LaterColumns = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[float], Sequence[float]]
 
 
 @record
@@ -133,6 +133,9 @@ class Ledger:
         self.elapsed_before = elapsed_before
         #: Columns read later (see :meth:`read_later`): (their source, what reads them), or None.
         self._later: tuple[object, Callable[[], LaterColumns]] | None = None
+        #: The longest runtime of a task that completed (an upper bound once one is queued again); None:
+        #: not known without reading the runtimes left for later.
+        self._longest: float | None = 0.0
 
     @classmethod
     def from_records(
@@ -149,19 +152,22 @@ class Ledger:
             ledger._set(rec)
         return ledger
 
-    def read_later(self, source: object, read: Callable[[], LaterColumns]) -> None:
-        """The commands, line numbers and starts of the completed tasks read so far without them are
-        read when first asked for, by ``read`` (from ``source``, the text they are in).
+    def read_later(self, source: object, read: Callable[[], LaterColumns], longest: float | None) -> None:
+        """The commands, line numbers, starts and runtimes of the completed tasks read so far without
+        them are read when first asked for, by ``read`` (from ``source``, the text they are in);
+        ``longest``: the longest of those runtimes, if known without them.
 
         Why: a resume half-way through a million tasks reads half a million completed lines, and what
-        the run needs of them is their state, place and runtime (what not to run, the estimates, the
-        statistics); their commands, lines and starts are for the file, whose next snapshots copy
-        those lines as they stand (see :meth:`unread`).  Reading them was ~1 s of a resume's start.
+        its start needs of them is their state (what not to run) and the longest runtime (when the
+        end game begins); their runtimes are for the estimates near a deadline and the statistics at
+        the end, their commands, lines and starts for the file, whose snapshots copy those lines as
+        they stand (see :meth:`unread`).  Reading them was ~1 s of a resume's start here.
         Until then such a task's command is "" in the table and its start NaN in the columns; a Task
         or a record made of such a row reads them all first (the table sees the "", see
         :meth:`TaskTable.read_later`), and so does anything that would run such a task again; what
         wrote a row since keeps what it wrote."""
         self._later = (source, read)
+        self._longest = None if longest is None or self._longest is None else max(self._longest, longest)
         self.tasks.read_later(self.read_now)
 
     def read_now(self) -> None:
@@ -172,7 +178,7 @@ class Ledger:
         self._later = None
         table, outcomes = self.tasks, self.outcomes
         table.read_now()  # (its reader is this method: one reading, whoever asks first)
-        ids, commands, lines, starts = read()
+        ids, commands, lines, starts, runtimes = read()
         rows = list(map(table.position, ids))
         deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
         deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
@@ -180,12 +186,22 @@ class Ledger:
             return
         first = rows[0] if rows else 0
         if all(map(eq, rows, range(first, first + len(rows)))) and self._untouched(first, first + len(rows)):
-            outcomes.start[first : first + len(rows)] = array("d", starts)  # (one run, as read: a slice)
-            return
-        state, start = outcomes.state, outcomes.start
-        for row, value in zip(rows, starts, strict=True):  # (only a row nothing wrote since: completed, no start)
-            if state[row] == AS_COMPLETED and start[row] != start[row]:
-                start[row] = value
+            outcomes.start[first : first + len(rows)] = array("d", starts)  # (one run, as read: slices)
+            outcomes.runtime[first : first + len(rows)] = array("d", runtimes)
+        else:
+            state, start, runtime = outcomes.state, outcomes.start, outcomes.runtime
+            for row, began, took in zip(rows, starts, runtimes, strict=True):  # (only rows nothing wrote since:
+                if state[row] == AS_COMPLETED and start[row] != start[row]:  # completed, no start)
+                    start[row], runtime[row] = began, took
+        if self._longest is None:  # (not in the file read: from every completed task's runtime now)
+            self._longest = _longest(map(outcomes.runtime.__getitem__, self._rows_in(AS_COMPLETED)))
+
+    def longest_completed(self) -> float:
+        """The longest runtime of a completed task (an upper bound once one is queued again: what the
+        scheduler's end game starts by, and what the queuestate's meta keeps for a resume)."""
+        if self._longest is None:
+            self.read_now()
+        return self._longest or 0.0  # (None still: nothing was left to read)
 
     def unread(self, source: object, first: int, after: int) -> bool:
         """Whether rows ``first..after-1`` are completed tasks whose columns wait to be read from
@@ -269,6 +285,7 @@ class Ledger:
 
         What the scheduler's estimates start from on a resume (see :mod:`.estimates`); one group,
         made without a Task or a record per task, in a sweep of one shape."""
+        self.read_now()
         outcomes = self.outcomes
         if outcomes is None:
             return []
@@ -289,6 +306,7 @@ class Ledger:
 
     def runtimes(self, *states: str) -> list[float]:
         """The runtimes of the tasks in these states that have one (in row order)."""
+        self.read_now()
         outcomes = self.outcomes
         if outcomes is None:
             return []
@@ -324,6 +342,8 @@ class Ledger:
         outcomes.exit_code[row] = exit_code
         outcomes.start[row] = start
         outcomes.runtime[row] = runtime
+        if exit_code == 0 and self._longest is not None and runtime > self._longest:
+            self._longest = runtime
 
     def requeued(self, task_id: int) -> None:
         """Back in the queue, its story forgotten."""
@@ -353,6 +373,8 @@ class Ledger:
         """Many tasks finished with one exit code (a queuestate's completed section, read in one pass):
         ``places`` index ``names``.  Loops in C, no call a task."""
         outcomes = self.outcomes or self._open()
+        if exit_code == 0 and self._longest is not None:
+            self._longest = max(self._longest, _longest(runtimes))
         index = [outcomes.place_index(*name) for name in names]
         if index != list(range(len(names))):
             places = list(map(index.__getitem__, places))
@@ -408,6 +430,8 @@ class Ledger:
         outcomes.start[row] = NO_TIME if rec.start is None else rec.start
         outcomes.runtime[row] = NO_TIME if rec.runtime is None else rec.runtime
         outcomes.place[row] = outcomes.place_index(rec.host, rec.core_ids)
+        if rec.state == COMPLETED and rec.runtime is not None and self._longest is not None:
+            self._longest = max(self._longest, rec.runtime)
 
     def _record_of(self, task_id: int) -> TaskRecord:
         task = self.tasks[task_id]  # (first: a row left for later is read then, its start with it)
@@ -442,6 +466,11 @@ class Ledger:
             return list(rows)
         ids = list(self.tasks.ids)  # (in row order: a table with positions lists its ids by position)
         return [ids[row] for row in rows]
+
+
+def _longest(runtimes: Iterable[float]) -> float:
+    """The longest of ``runtimes``, NaN (none) left out; 0 for none (a filter in C: NaN <= is false)."""
+    return max(filter((0.0).__le__, runtimes), default=0.0)
 
 
 class Records(Mapping[int, TaskRecord]):

@@ -308,9 +308,12 @@ class Scheduler:
         standby: bool = False,
         start_interval: float | None = None,
         history: Iterable[tuple[Task, Sequence[float]]] = (),
+        history_later: tuple[float, Callable[[], Iterable[tuple[Task, Sequence[float]]]]] | None = None,
     ) -> None:
         """``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
-        estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them."""
+        estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them;
+        or ``history_later``: (the longest of them, what gives them when an estimate is first asked for:
+        a resume half-way through a million tasks need not read half a million runtimes to start)."""
         table = TaskTable.of(tasks)
         #: Every task by id (a table: a Task is made when one is asked for, at its start).
         self.tasks: TaskTable = table
@@ -364,6 +367,9 @@ class Scheduler:
                 self._time.longest_given = max(self._time.longest_given, first.expected)
         for task, runtimes in history:
             self._time.estimates.add_all(self._shape(task), runtimes)
+        if history_later is not None:
+            longest, read = history_later
+            self._time.estimates.add_later(longest, lambda: [(self._shape(task), times) for task, times in read()])
         self._queues = {shape: TaskQueue(ids) for shape, ids in queued.items()}
         del queued
         self._bare = {shape: deque() for shape in self._queues}

@@ -78,11 +78,14 @@ class StateMeta:
     journal: str = ""
     elapsed: float = 0.0
     written: str = ""
+    #: The longest runtime of a completed task (None: not written, by earlier versions): a resume's
+    #: scheduler starts with it, not with every completed task's runtime (see Ledger.read_later).
+    longest: float | None = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {"format": FORMAT}
-        data.update({k: getattr(self, k) for k in self.__slots__ if k != "extra"})
+        data.update({k: getattr(self, k) for k in self.__slots__ if k != "extra" and getattr(self, k) is not None})
         data.update(self.extra)
         return json.dumps(data, sort_keys=False)
 
@@ -404,7 +407,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     earlier = Earlier(text)
     known = fields.Known()  # the host names and slot lists checked so far
     columns = _Columns(ids, commands, numbers)
-    done = _Completed(columns, known, "states" if states_only else "run")
+    done = _Completed(columns, known)
     last_line = _last_line(text)
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
@@ -471,8 +474,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
     if done.runtimes:
         ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
-        if not states_only:
-            ledger.read_later(text, _ReadLater(text, done.span, done.after - done.first))
+        ledger.read_later(text, _ReadLater(text, done.span, done.after - done.first), meta.longest if meta else None)
     copy = earlier if (earlier.queued != (0, 0) or earlier.completed != (0, 0)) and not states_only else None
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
 
@@ -535,9 +537,8 @@ _QUEUED_SECTION = _section_pattern(_QUEUED_SHAPE, "id", "line", "command")
 _QUEUED_IDS = _section_pattern(_QUEUED_SHAPE, "id")
 _COMPLETED_SECTION = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "place", "command")
 _COMPLETED_IDS = _section_pattern(_COMPLETED_SHAPE, "id", "place")
-#: What a run needs of a completed line (:meth:`Ledger.read_later`), and what it reads later.
-_COMPLETED_NOW = _section_pattern(_COMPLETED_SHAPE, "id", "runtime", "place")
-_COMPLETED_LATER = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "command")
+#: What is read of a completed line later (see :meth:`Ledger.read_later`).
+_COMPLETED_LATER = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "command")
 
 
 #: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
@@ -685,41 +686,35 @@ class _Columns:
 
 
 class _Completed:
-    """The completed section read in one pass (:meth:`read`): the columns ``Ledger.finished_all`` takes.
+    """The completed section read in one pass (:meth:`read`): its ids and places, the columns
+    ``Ledger.finished_all`` takes, and no times (NaN): the tasks are ``ids[first:after]`` of the parser's
+    columns, their commands "" and lines 0 (see :meth:`_Columns.take_ids`); the rest is read later
+    (:class:`_ReadLater`).  ``places`` index ``names``, each host and slot list checked once (a sweep
+    half-way through: half a million lines naming a few)."""
 
-    The tasks are ``ids[first:after]`` of the parser's columns; ``places`` index ``names``, each host
-    and slot list checked once (a sweep half-way through: half a million lines naming a few).
-    What is kept of each line (``keep``): ``"all"``; ``"run"``, what a run needs (the id, runtime and
-    place: the commands, line numbers and starts are read later, see :class:`_ReadLater`); or
-    ``"states"`` (the id and place, no time: NaN, as the parser's ``states_only`` keeps no command)."""
+    __slots__ = ("first", "after", "span", "starts", "runtimes", "places", "names", "_index", "_known", "_columns")
 
-    __slots__ = (
-        "first", "after", "span", "starts", "runtimes", "places", "names", "_index", "_known", "_columns", "_keep",
-    )  # fmt: skip
-
-    _PATTERNS = {"all": _COMPLETED_SECTION, "run": _COMPLETED_NOW, "states": _COMPLETED_IDS}
-
-    def __init__(self, columns: _Columns, known: fields.Known, keep: str) -> None:
+    def __init__(self, columns: _Columns, known: fields.Known) -> None:
         self.first = self.after = 0
         self.span = (0, 0)  # (where the section's lines are in the text)
         self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
         self.names: list[Place] = []
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
-        self._known, self._columns, self._keep = known, columns, keep
+        self._known, self._columns = known, columns
 
     def read(self, text: str, begin: int, end: int, count: int) -> bool:
         """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`); nothing kept when they cannot be."""
         first = len(self._columns.ids)
-        if not _read_lines(text, begin, end, count, self._PATTERNS[self._keep], self._take):
+        if not _read_lines(text, begin, end, count, _COMPLETED_IDS, self._take):
             self._columns.undo(first)
             del self.starts[:], self.runtimes[:], self.places[:]
             return False
         self.first, self.after, self.span = first, len(self._columns.ids), (begin, end)
         return True
 
-    def _take(self, found: list[tuple[str, ...]]) -> bool:
-        index, keep = self._index, self._keep
-        texts = list(map(itemgetter(-1 if keep != "all" else 4), found))  # (the place's group)
+    def _take(self, found: list[tuple[str, str]]) -> bool:
+        index = self._index
+        texts = list(map(itemgetter(1), found))  # (the place's group)
         for text in set(texts).difference(index):
             try:
                 name = _place(self._known, text)
@@ -727,17 +722,9 @@ class _Completed:
                 return False
             index[text] = len(self.names)
             self.names.append(name)
-        if keep == "all":
-            self._columns.take(found)
-            self.starts.extend(map(float, map(itemgetter(2), found)))
-            self.runtimes.extend(map(float, map(itemgetter(3), found)))
-        else:
-            self._columns.take_ids(found)
-            self.starts.extend(_NO_TIMES * len(found))
-            if keep == "run":
-                self.runtimes.extend(map(float, map(itemgetter(1), found)))
-            else:
-                self.runtimes.extend(_NO_TIMES * len(found))
+        self._columns.take_ids(found)
+        self.starts.extend(_NO_TIMES * len(found))
+        self.runtimes.extend(_NO_TIMES * len(found))
         self.places.extend(map(index.__getitem__, texts))
         return True
 
@@ -747,9 +734,9 @@ _NO_TIMES = array("d", (NO_TIME,))
 
 
 class _ReadLater:
-    """The commands, line numbers and starts of a completed section read with :data:`_COMPLETED_NOW`,
-    read from its text when first asked for (see :meth:`Ledger.read_later`): the same lines, already
-    checked, in one pass of :data:`_COMPLETED_LATER`."""
+    """The commands, line numbers, starts and runtimes of a completed section read with
+    :data:`_COMPLETED_IDS`, read from its text when first asked for (see :meth:`Ledger.read_later`):
+    the same lines, already checked, in one pass of :data:`_COMPLETED_LATER`."""
 
     __slots__ = ("text", "span", "count")
 
@@ -759,18 +746,19 @@ class _ReadLater:
     def __call__(self) -> LaterColumns:
         ids: list[int] = []
         commands: list[str] = []
-        numbers, starts = array("i"), array("d")
+        numbers, starts, runtimes = array("i"), array("d"), array("d")
 
         def take(found: list[tuple[str, ...]]) -> bool:
             ids.extend(map(int, map(itemgetter(0), found)))
             numbers.extend(map(int, map(itemgetter(1), found)))
             starts.extend(map(float, map(itemgetter(2), found)))
-            commands.extend(map(itemgetter(3), found))
+            runtimes.extend(map(float, map(itemgetter(3), found)))
+            commands.extend(map(itemgetter(4), found))
             return True
 
         if not _read_lines(self.text, *self.span, self.count, _COMPLETED_LATER, take):
             raise AssertionError("completed lines read once no longer read the same")  # (the text is immutable)
-        return ids, commands, numbers, starts
+        return ids, commands, numbers, starts, runtimes
 
 
 def _table(
@@ -905,6 +893,7 @@ _META_CHECKS = {
     "workdir": limits.path,
     "journal": limits.file_name,
     "elapsed": _elapsed,
+    "longest": _elapsed,
     "written": limits.text,
     "mpi": _flag,
     "gpus_per_task": _gpu_count,

@@ -118,6 +118,7 @@ class StateStore(Observer):
         if restart:
             self.meta.run = os.urandom(6).hex()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
+        self.meta.longest = round(self.ledger.longest_completed(), 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
         pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier)
         atomic_write(self.path, pieces)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.ledger import COMPLETED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.stats import compute
 from mpilauncher.core.tasks import CoresSpec, parse_commandlines
 from mpilauncher.persistence import queuestate
@@ -49,8 +49,10 @@ def readings(monkeypatch) -> list[int]:
     return counted
 
 
-def test_what_a_run_needs_of_completed_tasks_reads_none_of_them_later(readings):
-    text = render(written(), META, ONE)
+def test_what_a_resumes_start_needs_of_completed_tasks_reads_none_of_them(readings):
+    source = written()
+    meta = StateMeta(run="abc", cores="1", journal="qs.journal", longest=source.longest_completed())
+    text = render(source, meta, ONE)
     whole = parse(text, "qs", ONE).ledger
     whole.read_now()
     readings.clear()
@@ -60,14 +62,40 @@ def test_what_a_run_needs_of_completed_tasks_reads_none_of_them_later(readings):
         each.requeue(each.to_run())
     to_run = ledger.to_run().ids
     assert [ledger.tasks[i] for i in to_run] == [whole.tasks[i] for i in to_run]
-    assert ledger.counts() == whole.counts() and ledger.completed_runtimes() == whole.completed_runtimes()
-    assert ledger.runtimes(COMPLETED, FAILED) == whole.runtimes(COMPLETED, FAILED)
-    assert ledger.places_used() == whole.places_used() and compute(ledger, 1.0, 8) == compute(whole, 1.0, 8)
-    snapshot = render(ledger, META, ONE, loaded.earlier)
-    assert readings == [], "the statistics, the estimates and a snapshot copying the lines read none"
-    assert snapshot == render(whole, META, ONE)
-    ledger.read_now()
-    assert readings == [whole.counts()[COMPLETED]] and list(ledger) == list(whole)
+    assert ledger.counts() == whole.counts() and ledger.places_used() == whole.places_used()
+    assert ledger.longest_completed() == whole.longest_completed() == max(source.runtimes(COMPLETED)) > 0
+    snapshot = render(ledger, meta, ONE, loaded.earlier)
+    assert readings == [], "the counts, the places, the longest runtime and a snapshot copying the lines read none"
+    assert snapshot == render(whole, meta, ONE)
+    assert ledger.completed_runtimes() == whole.completed_runtimes(), "the estimates' runtimes: read now"
+    assert readings == [whole.counts()[COMPLETED]] and compute(ledger, 1.0, 8) == compute(whole, 1.0, 8)
+    assert list(ledger) == list(whole) and readings == [whole.counts()[COMPLETED]]
+
+
+def test_a_queuestate_without_the_longest_runtime_reads_the_runtimes_for_it(readings):
+    """Earlier versions wrote no ``longest``: the runtimes are read for it, and it counts the tasks
+    completed since the load too (a journal's)."""
+    source = written()
+    text = render(source, META, ONE)
+    assert '"longest"' not in text
+    ledger = parse(text, "qs", ONE).ledger
+    task_id = ledger.ids_in(QUEUED)[0]
+    ledger.started(task_id, "c1", (0,), 1764079000.0)
+    ledger.finished(task_id, 0, 1764079000.0, 99.5)
+    assert readings == [] and ledger.longest_completed() == 99.5 and len(readings) == 1
+
+
+def test_the_snapshot_keeps_the_longest_runtime_and_a_resume_starts_with_it(tmp_path, readings):
+    from mpilauncher.persistence.store import StateStore, load_state
+
+    source = written()
+    path = tmp_path / "qs"
+    store = StateStore(path, source, StateMeta(cores="1"), ONE, fsync_interval=1.0)
+    store.open(1764080000.0)
+    store.close(1764080001.0, 1.0)
+    loaded = load_state(path, ONE)
+    assert loaded.meta.longest == round(max(source.runtimes(COMPLETED)), 3)
+    assert loaded.ledger.longest_completed() == loaded.meta.longest and readings == []
 
 
 @pytest.mark.parametrize(

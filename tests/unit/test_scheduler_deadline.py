@@ -186,6 +186,30 @@ def test_the_runtimes_of_earlier_runs_of_the_sweep_count():
     assert started(actions) == [] and held(actions)[0] == HeldBack(0, 9.0, 5.0, estimated=True)
 
 
+def test_the_runtimes_of_earlier_runs_given_for_later_are_read_at_the_first_estimate_and_their_longest_at_once():
+    """A resume gives the longest earlier runtime now and the runtimes when an estimate is first asked
+    for: far from the deadline they are not read, and the end game begins by the longest all the same."""
+    reads: list[int] = []
+
+    def earlier():
+        reads.append(1)
+        return [(task(100), [9.0] * MIN_SAMPLES)]
+
+    sched = Scheduler([task(i) for i in range(6)], standby=True, history_later=(9.0, earlier))
+    first = step(sched, AgentJoined(0, "n0", 2), Deadline(100.0), ClockTick(0.0))
+    assert started(first) == [0, 1] and [a for a in first if isinstance(a, Start) and a.after is not None]
+    assert reads == [], "91 s left, more than twice the longest: no estimate asked for"
+    actions = step(sched, ClockTick(83.0))  # 17 s left: less than twice the longest earlier runtime
+    assert [a for a in actions if isinstance(a, Retract)], "the end game began by the longest given at once"
+    for a in actions:
+        if isinstance(a, Retract):
+            step(sched, Retracted(a.task_id), ClockTick(83.0))
+    actions = step(sched, TaskFinished(0, 0, runtime=1.0), ClockTick(95.0))  # 5 s left: 9 s expected
+    assert reads == [1] and started(actions) == [] and held(actions)[0].expected == 9.0
+    step(sched, TaskFinished(1, 0, runtime=1.0), ClockTick(95.5))
+    assert reads == [1], "read once"
+
+
 def test_a_task_of_its_own_expected_time_is_not_judged_by_the_estimate():
     history = [(task(100), [50.0] * MIN_SAMPLES)]
     sched = Scheduler([task(0, 2.0), task(1)], standby=False, history=history)
