@@ -112,6 +112,30 @@ def test_sigterm_stops_cleanly_saves_state_and_resume_finishes(sweep_dir: Path) 
     assert set(counts) == set(range(12)) and all(c == 1 for c in counts.values())
 
 
+def test_a_resume_keeps_every_earlier_runs_completed_line_and_counts_its_runtimes(sweep_dir: Path) -> None:
+    """A resume reads earlier runs' completed tasks without their commands and times, and copies their
+    lines into its snapshots: the finished sweep's queuestate has each of them as it was, and the
+    statistics count their runtimes (the longest task ran in the first run only)."""
+    lines = ["sleep 0.9 && echo 0 >> ran", *(f"sleep 0.05 && echo {i} >> ran" for i in range(1, 60))]
+    (sweep_dir / "commandlines").write_text("\n".join(lines) + "\n")
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", "--grace", "0.1")
+    wait_for(lambda: len(journal_finishes(sweep_dir)) >= 12 and 0 in journal_finishes(sweep_dir))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    before = (sweep_dir / "queuestate").read_text()
+    completed = before.split("\ncompleted\n")[1].split("\nfailed\n")[0].split("\n")
+    assert len(completed) >= 12 and completed[0].startswith("0 line=1 exit=0 start="), completed[:2]
+
+    result = run_cli(["--resume", "queuestate", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert "# tasks completed: 60\n" in result.stdout
+    longest = float(result.stdout.split("max runningtime:")[1].split()[0])
+    assert longest >= 0.9, "the first run's longest task counts in the statistics"
+    after = (sweep_dir / "queuestate").read_text()
+    assert all(f"\n{line}\n" in after for line in completed), "each earlier completed line kept as it was"
+    assert sorted(ran_counts(sweep_dir)) == list(range(60)) and max(ran_counts(sweep_dir).values()) == 1
+
+
 def test_resume_reruns_failed_only_on_request(sweep_dir: Path) -> None:
     (sweep_dir / "commandlines").write_text("echo a >> ran_a\ntest -e flag && echo b >> ran_b\n")
     first = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
