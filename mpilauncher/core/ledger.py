@@ -403,8 +403,8 @@ class Ledger:
         them as they now are.  (IbrunLauncher's tasks are MPI programs, GPU tasks get their GPUs.)"""
         whole = len(tasks) == len(self.tasks)
         if not whole and self._later is not None and self.outcomes is not None:
-            state = self.outcomes.state
-            if AS_COMPLETED in map(state.__getitem__, map(self.tasks.position, tasks.ids)):
+            rows = tasks.ids if self.tasks.by_id else map(self.tasks.position, tasks.ids)
+            if AS_COMPLETED in map(self.outcomes.state.__getitem__, rows):
                 self.read_now()  # (a changed task is made whole, its command with it)
         self.tasks = self.tasks.revised(None if whole else tasks.ids, **changes)
         return self.tasks if whole else self.tasks.subset(tasks.ids)
