@@ -30,6 +30,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import compress
 from operator import eq
+from typing import Protocol
 
 from mpilauncher.core.ranges import runs_of
 from mpilauncher.core.tasks import Task, TaskTable, needs_key
@@ -56,6 +57,19 @@ _NO_TIME_BYTES = array("d", (NO_TIME,)).tobytes()
 Place = tuple[str | None, tuple[int, ...]]
 #: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts, runtimes.
 LaterColumns = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[float], Sequence[float]]
+#: Commands read later, a part at a time (see :meth:`Ledger.read_queued_later`): the ids, commands, line numbers.
+LaterTasks = tuple[Sequence[int], Sequence[str], Sequence[int]]
+
+
+class PartReader(Protocol):
+    """What reads the commands and line numbers of queued tasks left for later, a part at a time."""
+
+    #: Every part read.
+    done: bool
+
+    def read(self, first: int, after: int) -> list[LaterTasks]:
+        """The parts not read yet that hold any of the tasks ``first..after-1``, read now."""
+        ...
 
 
 @record
@@ -133,6 +147,8 @@ class Ledger:
         self.elapsed_before = elapsed_before
         #: Columns read later (see :meth:`read_later`): (their source, what reads them), or None.
         self._later: tuple[object, Callable[[], LaterColumns]] | None = None
+        #: Queued tasks' commands read later, a part at a time (see :meth:`read_queued_later`), or None.
+        self._queued_later: tuple[object, PartReader] | None = None
         #: The longest runtime of a task that completed (an upper bound once one is queued again); None:
         #: not known without reading the runtimes left for later.
         self._longest: float | None = 0.0
@@ -168,7 +184,50 @@ class Ledger:
         wrote a row since keeps what it wrote."""
         self._later = (source, read)
         self._longest = None if longest is None or self._longest is None else max(self._longest, longest)
-        self.tasks.read_later(self.read_now)
+        self.tasks.read_later(self._read_task)
+
+    def read_queued_later(self, source: object, reader: PartReader) -> None:
+        """The commands and line numbers of the queued tasks read so far without them (their command
+        "" in the table) are read by ``reader`` (from ``source``, the text they are in) a part at a
+        time, the part of a task when the task is first asked for (its start: a resume's dispatch
+        goes in id order, the parts are read as it reaches them) and the parts of the tasks a
+        snapshot writes anew (:meth:`read_tasks`); those it copies need not be (:meth:`queued_unread`).
+        Why: a resume half-way through a million tasks read half a million queued lines whole
+        before its first start (~0.3 s here of the ~0.55 s their reading took)."""
+        self._queued_later = (source, reader)
+        self.tasks.read_later(self._read_task)
+
+    def read_tasks(self, first: int, after: int) -> None:
+        """Read the commands and line numbers of tasks ``first..after-1`` left for later, if any."""
+        if self._queued_later is not None:
+            reader = self._queued_later[1]
+            for ids, commands, lines in reader.read(first, after):
+                table = self.tasks
+                rows = list(map(table.position, ids))
+                deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
+                deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
+            if reader.done:
+                self._queued_later = None
+                self._check_all_read()
+
+    def queued_unread(self, source: object, first: int, after: int) -> bool:
+        """Whether tasks ``first..after-1`` (rows of a table by id) are queued ones whose commands wait to
+        be read from ``source``: their lines there are what they would be written."""
+        return (
+            self._queued_later is not None
+            and self._queued_later[0] is source
+            and self.tasks.commands[first:after].count("") == after - first
+        )
+
+    def _read_task(self, task_id: int) -> None:
+        """The table met a task whose command is left for later: its queued part, else the completed lines."""
+        self.read_tasks(task_id, task_id + 1)
+        if not self.tasks.commands[self.tasks.position(task_id)]:
+            self.read_now()
+
+    def _check_all_read(self) -> None:
+        if self._later is None and self._queued_later is None:
+            self.tasks.all_read()
 
     def read_now(self) -> None:
         """Read the columns left for later, if any (see :meth:`read_later`)."""
@@ -176,8 +235,8 @@ class Ledger:
             return
         read = self._later[1]
         self._later = None
+        self._check_all_read()
         table, outcomes = self.tasks, self.outcomes
-        table.read_now()  # (its reader is this method: one reading, whoever asks first)
         ids, commands, lines, starts, runtimes = read()
         rows = list(map(table.position, ids))
         deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)

@@ -117,21 +117,22 @@ class TaskTable:
         self._positions = positions  # None: an id is its position
         self._members: set[int] | None = None
         #: What reads the columns of the rows left for later (see :meth:`read_later`), shared by the
-        #: tables made from this one; empty once they are read.
-        self._later: list[Callable[[], None]] = []
+        #: tables made from this one; empty once they are all read.
+        self._later: list[Callable[[int], None]] = []
 
-    def read_later(self, read: Callable[[], None]) -> None:
+    def read_later(self, read: Callable[[int], None]) -> None:
         """Some rows' commands and lines are not in the columns yet: their command is "" (no task has
-        that command), and ``read`` fills them in.  A task asked for from such a row is read first,
-        all of them at once (see :meth:`mpilauncher.core.ledger.Ledger.read_later`)."""
+        that command), and ``read(task_id)`` fills in that task's (and maybe more).  A task asked for
+        from such a row is read first (see :meth:`mpilauncher.core.ledger.Ledger.read_later`)."""
         self._later[:] = [read]
 
-    def read_now(self) -> None:
-        """Read the rows left for later, if any (for this table and those made from it)."""
-        later = self._later[:]
+    def all_read(self) -> None:
+        """No row is left for later any more (for this table and those made from it)."""
         self._later.clear()
-        for read in later:
-            read()
+
+    def _read(self, task_id: int) -> None:
+        for read in self._later[:]:
+            read(task_id)
 
     @classmethod
     def of(cls, tasks: Iterable[Task]) -> TaskTable:
@@ -208,7 +209,7 @@ class TaskTable:
             raise IndexError(task_id)
         command = self.commands[position]
         if not command and self._later:
-            self.read_now()
+            self._read(task_id)
             command = self.commands[position]
         p = self.prototype
         return Task(task_id, command, p.cores, p.whole_node, self.lines[position], p.gpus, p.mpi, p.expected)
@@ -222,10 +223,11 @@ class TaskTable:
         task = self.overrides.get(task_id)
         if task is not None:
             return task.command
-        command = self.commands[task_id if self._positions is None else self._positions[task_id]]
+        position = task_id if self._positions is None else self._positions[task_id]
+        command = self.commands[position]
         if not command and self._later:
-            self.read_now()
-            return self.command(task_id)
+            self._read(task_id)
+            command = self.commands[position]
         return command
 
     def line(self, task_id: int) -> int:
@@ -234,7 +236,7 @@ class TaskTable:
             return task.line
         position = task_id if self._positions is None else self._positions[task_id]
         if self._later and not self.commands[position]:
-            self.read_now()
+            self._read(task_id)
         return self.lines[position]
 
     def __iter__(self) -> Iterator[Task]:

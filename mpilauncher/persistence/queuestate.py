@@ -39,6 +39,7 @@ from mpilauncher.core.ledger import (
     RUNNING,
     STATES,
     LaterColumns,
+    LaterTasks,
     Ledger,
     Outcomes,
     Place,
@@ -243,8 +244,10 @@ def render_pieces(
         where = _place_texts(ledger.outcomes)
         earlier = earlier or Earlier()
         queued_before = _EarlierLines(
-            earlier.text, earlier.queued, earlier.queued_runs, lambda i: f"{i} line={numbers[i]}: {commands[i]}"
-        )
+            earlier.text, earlier.queued, earlier.queued_runs,
+            lambda i: f"{i} line={table.line(i)}: {table.command(i)}",  # (read if left for later)
+            lambda first, after: ledger.queued_unread(earlier.text, first, after),
+        )  # fmt: skip
         completed_before = _EarlierLines(  # (a completed task's line is copied only as it was read: see there)
             earlier.text, earlier.completed, earlier.completed_runs,
             as_read=lambda first, after: ledger.unread(earlier.text, first, after),
@@ -257,6 +260,7 @@ def render_pieces(
                         if span is not None:
                             queued.add_copy(earlier.text, span, upto - part)
                         else:
+                            ledger.read_tasks(part, upto)  # (their commands, if they were left for later)
                             queued.extend(
                                 f"{i} line={n}: {c}" if n else f"{i}: {c}"
                                 for i, c, n in zip(range(part, upto), commands[part:upto], numbers[part:upto])  # noqa: B905
@@ -266,6 +270,7 @@ def render_pieces(
                         if span is not None:
                             completed.add_copy(earlier.text, span, upto - part)
                         else:
+                            ledger.read_tasks(part, upto)  # (queued in the text read: a journal's tasks)
                             completed.extend(_completed_lines(ledger, part, upto, where, default_cores))
                 else:
                     sections[state].extend(_line(records[i], default_cores) for i in range(first, after))
@@ -408,13 +413,16 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     known = fields.Known()  # the host names and slot lists checked so far
     columns = _Columns(ids, commands, numbers)
     done = _Completed(columns, known)
+    queued_later: _QueuedLater | None = None  # (the queued section read in one pass: what reads the rest)
     last_line = _last_line(text)
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
         count = text.count("\n", begin, end) + 1
         if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
             before = len(ids)
-            if name == QUEUED and columns.read_queued(text, begin, end, count, states_only):
+            if name == QUEUED:
+                queued_later = columns.read_queued(text, begin, end, count)
+            if name == QUEUED and queued_later is not None:
                 earlier.queued_runs = None if states_only else _id_runs(ids, before)
                 if earlier.queued_runs is not None:  # (ours always ascend; copied from, they must)
                     earlier.queued = (begin, end)
@@ -472,6 +480,8 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
     table = _table(ids, commands, numbers, proto, overrides, source, text)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
+    if queued_later is not None:
+        ledger.read_queued_later(text, queued_later)
     if done.runtimes:
         ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
         ledger.read_later(text, _ReadLater(text, done.span, done.after - done.first), meta.longest if meta else None)
@@ -626,7 +636,10 @@ class _EarlierLines:
 READ_BLOCK = 1 << 21
 
 
-def _read_lines(text: str, begin: int, end: int, count: int, pattern: re.Pattern, take: Callable[[list], bool]) -> bool:
+def _read_lines(
+    text: str, begin: int, end: int, count: int, pattern: re.Pattern, take: Callable[[list], bool],
+    blocks: list[tuple[int, int, int]] | None = None,
+) -> bool:  # fmt: skip
     """Read the ``count`` lines of ``text[begin:end]`` (a section's) in one pass of ``pattern``, when every
     one has the common shape: ``take`` is given each block's matches, keeps what it needs, and may
     refuse them.  False when a line does not match or a block is refused (the caller then undoes what
@@ -634,7 +647,8 @@ def _read_lines(text: str, begin: int, end: int, count: int, pattern: re.Pattern
 
     The pattern runs over blocks of about :data:`READ_BLOCK` characters ending at line ends: the
     matches of a whole million-line section at once were a million tuples of strings, ~150 MB
-    alive together for a moment at the start of every resume of a million."""
+    alive together for a moment at the start of every resume of a million.  ``blocks``, if given, gets
+    each block's span and line count, ``(begin, end, lines)``."""
     lines = 0
     at = begin
     while at < end:
@@ -644,6 +658,8 @@ def _read_lines(text: str, begin: int, end: int, count: int, pattern: re.Pattern
         lines += len(found)
         if len(found) != text.count("\n", at, stop) + 1 or not take(found):
             return False
+        if blocks is not None:
+            blocks.append((at, stop, len(found)))
         at = stop + 1
     return lines == count
 
@@ -656,14 +672,15 @@ class _Columns:
     def __init__(self, ids: list[int], commands: list[str], numbers: array) -> None:
         self.ids, self.commands, self.numbers = ids, commands, numbers
 
-    def read_queued(self, text: str, begin: int, end: int, count: int, states_only: bool) -> bool:
-        """A queued section in one pass (see :func:`_read_lines`); nothing kept when it cannot be."""
+    def read_queued(self, text: str, begin: int, end: int, count: int) -> _QueuedLater | None:
+        """A queued section in one pass, its ids only (see :func:`_read_lines`): what reads the rest of
+        its lines later; None, nothing kept, when it cannot be read so."""
         before = len(self.ids)
-        pattern = _QUEUED_IDS if states_only else _QUEUED_SECTION
-        if _read_lines(text, begin, end, count, pattern, self.take_ids if states_only else self.take):
-            return True
+        blocks: list[tuple[int, int, int]] = []
+        if _read_lines(text, begin, end, count, _QUEUED_IDS, self.take_ids, blocks):
+            return _QueuedLater(text, blocks, self.ids, before)
         self.undo(before)
-        return False
+        return None
 
     def take(self, found: list[tuple[str, ...]]) -> bool:
         """Matches whose groups are the id, the line number, ... and the command."""
@@ -727,6 +744,39 @@ class _Completed:
         self.runtimes.extend(_NO_TIMES * len(found))
         self.places.extend(map(index.__getitem__, texts))
         return True
+
+
+class _QueuedLater:
+    """The line numbers and commands of a queued section read with :data:`_QUEUED_IDS`, read from its
+    text a block at a time (the ~2 MB blocks it was read in, see :func:`_read_lines`) when a task of
+    a block is first asked for (see :meth:`Ledger.read_queued_later`): the same lines, already
+    checked, in one pass of :data:`_QUEUED_SECTION`."""
+
+    __slots__ = ("text", "blocks", "unread", "done")
+
+    def __init__(self, text: str, blocks: list[tuple[int, int, int]], ids: list[int], first: int) -> None:
+        self.text = text
+        #: Each block: (its lowest id, its highest, where it is in the text, its lines).
+        self.blocks: list[tuple[int, int, int, int, int]] = []
+        for begin, end, lines in blocks:
+            part = ids[first : first + lines]
+            self.blocks.append((min(part), max(part), begin, end, lines))
+            first += lines
+        self.unread = bytearray(b"\x01") * len(self.blocks)
+        self.done = not self.blocks
+
+    def read(self, first: int, after: int) -> list[LaterTasks]:
+        """The blocks not read yet that may hold any of the tasks ``first..after-1``, read now."""
+        parts = []
+        for k, (low, high, begin, end, lines) in enumerate(self.blocks):
+            if self.unread[k] and low < after and high >= first:
+                columns = _Columns([], [], array("i"))
+                if not _read_lines(self.text, begin, end, lines, _QUEUED_SECTION, columns.take):
+                    raise AssertionError("queued lines read once no longer read the same")  # (the text is immutable)
+                parts.append((columns.ids, columns.commands, columns.numbers))
+                self.unread[k] = 0
+        self.done = not any(self.unread)
+        return parts
 
 
 #: One missing time, to be repeated (an array times a count: made in C, no item converted).

@@ -410,7 +410,7 @@ def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(
         tracemalloc.start()
         try:
             columns = queuestate._Columns(ids, commands, numbers)
-            assert columns.read_queued(body, 0, len(body), 30_000, states_only=False)
+            assert queuestate._read_lines(body, 0, len(body), 30_000, queuestate._QUEUED_SECTION, columns.take)
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -34,6 +34,30 @@ def written(tasks: int = 4000, seed: int = 0) -> Ledger:
     return ledger
 
 
+def read_whole(text: str) -> Ledger:
+    """The sweep of ``text`` with every line read now."""
+    ledger = parse(text, "qs", ONE).ledger
+    ledger.read_now()
+    ledger.read_tasks(0, len(ledger))
+    assert "" not in ledger.tasks.commands
+    return ledger
+
+
+@pytest.fixture
+def blocks_read(monkeypatch) -> list[tuple[int, int]]:
+    """The queued blocks read later, as (lowest id, highest id) each."""
+    read: list[tuple[int, int]] = []
+    call = queuestate._QueuedLater.read
+
+    def counting(self, first: int, after: int):
+        parts = call(self, first, after)
+        read.extend((min(ids), max(ids)) for ids, _, _ in parts)
+        return parts
+
+    monkeypatch.setattr(queuestate._QueuedLater, "read", counting)
+    return read
+
+
 @pytest.fixture
 def readings(monkeypatch) -> list[int]:
     """How many times completed lines were read later (each reading appends its line count)."""
@@ -53,8 +77,7 @@ def test_what_a_resumes_start_needs_of_completed_tasks_reads_none_of_them(readin
     source = written()
     meta = StateMeta(run="abc", cores="1", journal="qs.journal", longest=source.longest_completed())
     text = render(source, meta, ONE)
-    whole = parse(text, "qs", ONE).ledger
-    whole.read_now()
+    whole = read_whole(text)
     readings.clear()
     loaded = parse(text, "qs", ONE)
     ledger = loaded.ledger
@@ -151,8 +174,7 @@ def test_facts_after_the_load_and_snapshots_copying_the_text_read_agree_with_the
     rng = random.Random(seed)
     text = render(written(3000, seed), META, ONE)
     loaded = parse(text, "qs", ONE)
-    later, whole = loaded.ledger, parse(text, "qs", ONE).ledger
-    whole.read_now()
+    later, whole = loaded.ledger, read_whole(text)
     for step in range(300):
         task_id = rng.randrange(3000)
         action = rng.choice(["start", "end", "end", "requeue", "refinish"])
@@ -170,3 +192,37 @@ def test_facts_after_the_load_and_snapshots_copying_the_text_read_agree_with_the
             assert "".join(queuestate.render_pieces(later, META, ONE, loaded.earlier)) == render(whole, META, ONE)
     assert render(later, META, ONE, loaded.earlier) == render(whole, META, ONE)
     assert list(later) == list(whole)
+
+
+def test_queued_tasks_are_read_a_block_at_a_time_as_they_are_asked_for(monkeypatch, blocks_read):
+    """A resume's dispatch asks for its tasks in id order: each asks for its block of queued lines (a
+    few thousand here), read once; its first snapshot copies them all unread."""
+    monkeypatch.setattr(queuestate, "READ_BLOCK", 1 << 12)  # (~100 lines a block)
+    source = written(6000)
+    text = render(source, META, ONE)
+    loaded = parse(text, "qs", ONE)
+    ledger = loaded.ledger
+    whole = read_whole(text)
+    for each in (ledger, whole):
+        each.requeue(each.to_run())
+    blocks_read.clear()
+    assert render(ledger, META, ONE, loaded.earlier) == render(whole, META, ONE) and blocks_read == []
+    queued = source.ids_in(QUEUED)  # (the queued section's: those that were running were read whole)
+    assert ledger.tasks[queued[0]] == source.tasks[queued[0]] and len(blocks_read) == 1
+    low, high = blocks_read[0]
+    assert low <= queued[0] <= high and ledger.tasks.command(high) == source.tasks.command(high)
+    assert len(blocks_read) == 1, "the next tasks of the block: read with it"
+    assert [ledger.tasks.line(i) for i in queued] == [source.tasks.line(i) for i in queued]
+    assert len(blocks_read) == len(set(blocks_read)) > 10, "each block read once"
+    assert "" not in [ledger.tasks.command(i) for i in range(len(ledger))]
+
+
+def test_a_snapshot_writes_queued_tasks_that_it_cannot_copy_reading_their_blocks_first(monkeypatch, blocks_read):
+    """Copied from another text (or formatted: a run too short, a task queued again), queued lines are
+    read before they are written: the snapshot is the one written from the sweep read whole."""
+    monkeypatch.setattr(queuestate, "READ_BLOCK", 1 << 12)
+    text = render(written(6000), META, ONE)
+    whole = read_whole(text)
+    blocks_read.clear()
+    ledger = parse(text, "qs", ONE).ledger
+    assert render(ledger, META, ONE) == render(whole, META, ONE) and len(blocks_read) > 10
