@@ -169,6 +169,8 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     path = work / "qs"
     loaded = load_state(path, CoresSpec("fixed", 1))
     ledger, meta = loaded.ledger, loaded.meta
+    ledger.read_now()  # (what the read left for later: a run that began from the commandlines has it all)
+    ledger.read_tasks(0, len(ledger))
     half = len(ledger) // 2
     began = time.time() - half / 1000
     runs = [(i, f"node{i % 2}", (i // 2 % 64,), began + i / 1000) for i in range(half)]
