@@ -202,10 +202,7 @@ class Ledger:
         if self._queued_later is not None:
             reader = self._queued_later[1]
             for ids, commands, lines in reader.read(first, after):
-                table = self.tasks
-                rows = list(map(table.position, ids))
-                deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
-                deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
+                self._fill_table(ids, commands, lines)
             if reader.done:
                 self._queued_later = None
                 self._check_all_read()
@@ -225,6 +222,21 @@ class Ledger:
         if not self.tasks.commands[self.tasks.position(task_id)]:
             self.read_now()
 
+    def _fill_table(self, ids: Sequence[int], commands: Sequence[str], lines: Sequence[int]) -> list[int]:
+        """The commands and line numbers read later of tasks ``ids``, into the table; their rows."""
+        table = self.tasks
+        rows = list(map(table.position, ids))
+        deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
+        deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
+        return rows
+
+    def _read_before_running(self, rows: Iterable[int]) -> None:
+        """Rows about to run again (or be changed): any completed one left for later is read first, as
+        it will need its command."""
+        outcomes = self.outcomes
+        if self._later is not None and outcomes is not None and AS_COMPLETED in map(outcomes.state.__getitem__, rows):
+            self.read_now()
+
     def _check_all_read(self) -> None:
         if self._later is None and self._queued_later is None:
             self.tasks.all_read()
@@ -236,11 +248,9 @@ class Ledger:
         read = self._later[1]
         self._later = None
         self._check_all_read()
-        table, outcomes = self.tasks, self.outcomes
+        outcomes = self.outcomes
         ids, commands, lines, starts, runtimes = read()
-        rows = list(map(table.position, ids))
-        deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
-        deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
+        rows = self._fill_table(ids, commands, lines)
         if outcomes is None:
             return
         first = rows[0] if rows else 0
@@ -386,8 +396,8 @@ class Ledger:
     def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
-        if self._later is not None and outcomes.state[row] == AS_COMPLETED:
-            self.read_now()  # (to run again, it needs its command)
+        if self._later is not None:
+            self._read_before_running((row,))
         outcomes.state[row] = AS_RUNNING
         outcomes.place[row] = outcomes.place_index(host, core_ids)
         outcomes.start[row] = start
@@ -408,8 +418,8 @@ class Ledger:
         """Back in the queue, its story forgotten."""
         row = self.tasks.position(task_id)
         if self.outcomes is not None:
-            if self._later is not None and self.outcomes.state[row] == AS_COMPLETED:
-                self.read_now()  # (to run again, it needs its command)
+            if self._later is not None:
+                self._read_before_running((row,))
             self._forget(row)
 
     def requeue(self, tasks: TaskTable) -> None:
@@ -420,8 +430,7 @@ class Ledger:
             return
         rows = tasks.ids if self.tasks.by_id else list(map(self.tasks.position, tasks.ids))
         told = list(compress(rows, map(outcomes.state.__getitem__, rows)))  # (loops in C: a million to run)
-        if self._later is not None and AS_COMPLETED in map(outcomes.state.__getitem__, told):
-            self.read_now()  # (to run again, they need their commands)
+        self._read_before_running(told)
         for row in told:
             self._forget(row)
 
@@ -461,10 +470,8 @@ class Ledger:
         """Change the needs of ``tasks`` (the ones to run), here and in what is returned: the table of
         them as they now are.  (IbrunLauncher's tasks are MPI programs, GPU tasks get their GPUs.)"""
         whole = len(tasks) == len(self.tasks)
-        if not whole and self._later is not None and self.outcomes is not None:
-            rows = tasks.ids if self.tasks.by_id else map(self.tasks.position, tasks.ids)
-            if AS_COMPLETED in map(self.outcomes.state.__getitem__, rows):
-                self.read_now()  # (a changed task is made whole, its command with it)
+        if not whole and self._later is not None:  # (a changed task is made whole, its command with it)
+            self._read_before_running(tasks.ids if self.tasks.by_id else map(self.tasks.position, tasks.ids))
         self.tasks = self.tasks.revised(None if whole else tasks.ids, **changes)
         return self.tasks if whole else self.tasks.subset(tasks.ids)
 
