@@ -59,18 +59,25 @@ def write_commandlines(path: Path, tasks: int) -> None:
     path.write_text("true\n" * tasks)
 
 
-def wait_for_start(journal: Path, since: float, timeout: float) -> float | None:
-    """Seconds from ``since`` until ``journal`` holds a task-started line, or None at the timeout."""
+def wait_for_start(journal: Path, since: float, timeout: float, after: os.stat_result | None = None) -> float | None:
+    """Seconds from ``since`` until ``journal`` holds a task-started line, or None at the timeout.
+
+    ``after``: the journal as it was before (a resume's): a line appended past its end counts (a resume
+    that changed nothing but the queue goes on with it), and any in a new file in its place."""
     deadline = since + timeout
     offset = 0
     while time.monotonic() < deadline:
         try:
             with open(journal, "rb") as stream:
+                if after is not None and os.fstat(stream.fileno()).st_ino == after.st_ino:
+                    offset = max(offset, after.st_size - 1)
+                elif after is not None:
+                    after, offset = None, 0  # (replaced: from its first line)
                 stream.seek(offset)
                 chunk = stream.read()
         except FileNotFoundError:
             chunk = b""
-        if b"\nS\t" in chunk or chunk.startswith(b"S\t"):
+        if b"\nS\t" in chunk or (offset == 0 and chunk.startswith(b"S\t")):
             return time.monotonic() - since
         offset += max(0, len(chunk) - 2)
         time.sleep(0.002)
@@ -136,17 +143,14 @@ def timed_resume(work: Path, timeout: float, settle: float = 0.0) -> tuple[float
     """Seconds from ``--resume`` to its first task start, and its peak memory ``settle`` s later (or None)."""
     queuestate = work / "qs"
     journal = Path(f"{queuestate}.journal")
+    before = journal.stat() if journal.exists() else None  # (its lines: the run resumed)
     began = time.monotonic()
     proc = subprocess.Popen(
         launcher("--resume", str(queuestate), "--quiet"),
         cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        # The resume writes a new journal (a header, then its own lines): wait for it to be replaced first.
-        old = journal.stat().st_ino if journal.exists() else None
-        while journal.exists() and journal.stat().st_ino == old and time.monotonic() - began < timeout:
-            time.sleep(0.002)
-        first = wait_for_start(journal, began, timeout - (time.monotonic() - began))
+        first = wait_for_start(journal, began, timeout, after=before)
         if not settle:
             return first, None
         time.sleep(settle)

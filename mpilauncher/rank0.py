@@ -34,7 +34,7 @@ from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import Earlier, StateMeta
-from mpilauncher.persistence.store import StateStore, load_state
+from mpilauncher.persistence.store import StateStore, journal_path, load_state
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -63,6 +63,36 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: A resume: the queuestate as read, for the snapshots to copy lines from.
     earlier: Earlier | None = None
+    #: A resume that may go on with the snapshot on disk and its journal (see :func:`goes_on`).
+    resumed: Resumed | None = None
+
+
+@record
+class Resumed:
+    """A queuestate as a resume read it: the table and the sweep's facts (see
+    :meth:`StateMeta.sweep_facts`) as loaded, and the tasks it queued again."""
+
+    tasks: TaskTable
+    facts: str
+    requeued: list[int]
+
+
+def goes_on(plan: Plan) -> list[int] | None:
+    """The tasks a resume queued again, when that is all it changed of the snapshot it resumed and it
+    keeps it in the same place: then its store goes on with that snapshot and its journal (see
+    :meth:`StateStore.open`).  None: a first snapshot is due (a new sweep, a resume that revised the
+    tasks or the sweep's facts, or one written under another name)."""
+    resumed = plan.resumed
+    if resumed is None or plan.resumed_from is None or plan.ledger.tasks is not resumed.tasks:
+        return None
+    if plan.meta.sweep_facts() != resumed.facts:
+        return None
+    try:
+        if plan.state_path.resolve() != plan.resumed_from.resolve():
+            return None
+    except OSError:
+        return None
+    return resumed.requeued
 
 
 def plan_from_commandlines(config: Config) -> Plan:
@@ -88,17 +118,20 @@ def plan_from_queuestate(config: Config) -> Plan:
     source = Path(config.resume)
     loaded = load_state(source, config.cores)
     ledger = loaded.ledger
+    meta = loaded.meta
+    as_read = ledger.tasks, meta.sweep_facts()
     to_run = ledger.to_run(config.rerun_failed)
     if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
         to_run = ledger.revise(to_run, expected=config.expected_time)
-    ledger.requeue(to_run)
-    meta = loaded.meta
+    requeued = ledger.requeue(to_run)
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
     elif not config.force_resume:
         check_commandlines_unchanged(meta, source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     plan.earlier = loaded.earlier
+    if not loaded.from_pylauncher and meta.journal in ("", journal_path(source).name):
+        plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
     return plan
 
@@ -546,7 +579,7 @@ def _run_locked(
     )  # fmt: skip
     plan.earlier = None  # (the store's now: it keeps it while the run goes on)
     try:
-        store.open(time.time())
+        store.open(time.time(), goes_on(plan))
         joblog = Joblog(workdir / "joblog", nodes)
     except LauncherError:
         # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.

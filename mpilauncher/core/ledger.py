@@ -422,17 +422,22 @@ class Ledger:
                 self._read_before_running((row,))
             self._forget(row)
 
-    def requeue(self, tasks: TaskTable) -> None:
+    def requeue(self, tasks: TaskTable) -> list[int]:
         """Every task of ``tasks`` back in the queue (what a resume runs): only those with a story
-        have anything to forget."""
+        have anything to forget.  Returns their ids (what a journal records of this: see
+        :meth:`mpilauncher.persistence.store.StateStore.open`)."""
         outcomes = self.outcomes
         if outcomes is None:
-            return
-        rows = tasks.ids if self.tasks.by_id else list(map(self.tasks.position, tasks.ids))
-        told = list(compress(rows, map(outcomes.state.__getitem__, rows)))  # (loops in C: a million to run)
-        self._read_before_running(told)
-        for row in told:
+            return []
+        ids = tasks.ids
+        rows = ids if self.tasks.by_id else list(map(self.tasks.position, ids))
+        told = list(map(outcomes.state.__getitem__, rows))  # (loops in C: a million to run)
+        told_rows = list(compress(rows, told))
+        told_ids = told_rows if self.tasks.by_id else list(compress(ids, told))
+        self._read_before_running(told_rows)
+        for row in told_rows:
             self._forget(row)
+        return told_ids
 
     def finished_all(
         self, ids: Sequence[int], exit_code: int, starts: Sequence[float], runtimes: Sequence[float],

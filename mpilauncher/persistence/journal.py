@@ -1,4 +1,4 @@
-"""The journal: an append-only log of starts and finishes since the last run began.
+"""The journal: an append-only log of starts and finishes since the snapshot it belongs to.
 
 Why a journal: rewriting the whole queuestate for every finished task costs
 O(tasks) per completion (PyLauncher does this every tick).  Appending one
@@ -14,6 +14,8 @@ Format (text, one record per line, tab-separated)::
 
 Each record is idempotent and the log is in order, so replaying the whole
 journal over the snapshot it belongs to (same run id) gives the latest state.
+A resume that changed nothing but the queue appends to the journal it
+replayed (:meth:`JournalWriter.reopen`); each later snapshot starts a new one.
 A kill can cut the last line short: a last line without its newline is
 ignored (that event is lost, which at worst reruns one task -- at-least-once);
 a malformed line anywhere else means the file is corrupt and is refused.
@@ -42,16 +44,52 @@ HEADER = "#mpilauncher-journal 1 run="
 class JournalWriter:
     """Buffered appends, flushed per loop turn, fsynced on an interval (in a thread: see the module docstring)."""
 
-    def __init__(self, path: Path, run: str, fsync_interval: float) -> None:
+    def __init__(self, path: Path, run: str, fsync_interval: float, reopened: int = -1) -> None:
+        """A new, empty journal of ``run`` at ``path`` (``reopened``: the one there, open to append
+        to: see :meth:`reopen`)."""
         self.path = path
         self.fsync_interval = fsync_interval
         self._pending: list[str] = []
-        self._fd = -1
-        self._create(run)
+        self._last_sync = float("-inf")
+        if reopened < 0:
+            self._create(run)
+        else:
+            self._fd = reopened
+            self._sync = BackgroundSync(reopened, f"fsync {path.name}")
+
+    @classmethod
+    def reopen(cls, path: Path, run: str, fsync_interval: float) -> JournalWriter | None:
+        """The journal of ``run`` at ``path``, to append to; None when there is none.
+
+        What a resume that changed nothing but the queue does (see
+        :meth:`mpilauncher.persistence.store.StateStore.open`): the snapshot on
+        disk and this journal, replayed, are the state it began from.  A last
+        line cut short by a kill (which :func:`replay` ignored) is cut off first:
+        a record appended to it would make one corrupt line of the two."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise LauncherFailure(f"{path}: cannot open journal: {err.strerror or err}") from None
+        try:
+            first, newline, _ = os.pread(fd, 4096, 0).partition(b"\n")
+            if not newline or run_of(first.decode(ENCODING, ERRORS)) != run:
+                os.close(fd)
+                return None
+            size = os.fstat(fd).st_size
+            end = _after_last_newline(fd, size)
+            if end != size:
+                os.ftruncate(fd, end)
+        except OSError as err:
+            os.close(fd)
+            raise LauncherFailure(f"{path}: cannot open journal: {err.strerror or err}") from None
+        return cls(path, run, fsync_interval, reopened=fd)
 
     def _create(self, run: str) -> None:
         """An empty journal of ``run`` in place of any file at the path: written aside, fsynced, renamed."""
         self._last_sync = float("-inf")
+        self._fd = -1
         path = self.path
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
@@ -133,9 +171,10 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
         return 0
     text = read_text(path, "journal")
     lines = text.split("\n")
-    if not lines[0].startswith(HEADER):
+    journal_run = run_of(lines[0])
+    if journal_run is None:
         raise InputError("not an mpilauncher journal (bad first line)", str(path), 1)
-    if lines[0][len(HEADER) :].strip() != run:
+    if journal_run != run:
         return 0
     complete = lines[1:-1]  # the text after the last newline is a cut-short line, or ''
     applied = 0
@@ -149,6 +188,23 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
             raise InputError(f"corrupt journal record {line[:60]!r}: {err}", str(path), number) from None
         applied += 1
     return applied
+
+
+def run_of(first_line: str) -> str | None:
+    """The run a journal belongs to, from its first line; None: not a journal's first line."""
+    return first_line[len(HEADER) :].strip() if first_line.startswith(HEADER) else None
+
+
+def _after_last_newline(fd: int, size: int, chunk: int = 65536) -> int:
+    """The length of the file's complete lines: the offset after its last newline (0: none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - chunk)
+        found = os.pread(fd, end - begin, begin).rfind(b"\n")
+        if found >= 0:
+            return begin + found + 1
+        end = begin
+    return 0
 
 
 def _apply(line: str, ledger: Ledger, known: fields.Known) -> None:

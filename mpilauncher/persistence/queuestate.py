@@ -84,11 +84,23 @@ class StateMeta:
     longest: float | None = None
     extra: dict = field(default_factory=dict)
 
+    def sweep_facts(self) -> str:
+        """What the ``#meta`` line says of the sweep, less what each run's snapshots rewrite anyway: its
+        bookkeeping (run, journal, elapsed, written, longest) and the pool of cores it had (the
+        report's).  Equal before and after a resume's preparations: nothing for a snapshot to say."""
+        data = {k: getattr(self, k) for k in self.__slots__ if k not in _RUN_BOOKKEEPING}
+        data["extra"] = {k: v for k, v in self.extra.items() if k != "pool"}
+        return json.dumps(data, sort_keys=True, default=str)
+
     def to_json(self) -> str:
         data = {"format": FORMAT}
         data.update({k: getattr(self, k) for k in self.__slots__ if k != "extra" and getattr(self, k) is not None})
         data.update(self.extra)
         return json.dumps(data, sort_keys=False)
+
+
+#: The fields of :class:`StateMeta` about a run, not the sweep (see :meth:`StateMeta.sweep_facts`).
+_RUN_BOOKKEEPING = frozenset({"run", "journal", "elapsed", "written", "longest", "extra"})
 
 
 def _place_texts(outcomes: Outcomes | None) -> list[str | None]:

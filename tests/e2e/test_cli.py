@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -209,7 +210,8 @@ def test_workdir_default_name_and_queuestate_option(sweep_dir: Path) -> None:
 
 def test_slurm_job_id_names_the_workdir(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "true\n")
-    result = run_cli(["commandlines"], sweep_dir, SLURM_JOB_ID="424242")
+    end = str(int(time.time()) + 3600)  # (as Slurm sets it: no squeue asked, which waits 10 s without a controller)
+    result = run_cli(["commandlines"], sweep_dir, SLURM_JOB_ID="424242", SLURM_JOB_END_TIME=end)
     assert result.returncode == 0, result.stderr
     assert (sweep_dir / "pylauncher_tmp424242" / "out0").exists()
 

@@ -49,8 +49,8 @@ def test_tasks_that_cannot_finish_before_max_runtime_are_held_back_and_a_resume_
 
 
 def test_the_sweeps_own_runtimes_hold_back_what_would_be_cut_short(sweep_dir: Path) -> None:
-    (sweep_dir / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 40)
-    first = run_cli(["commandlines", "--max-runtime", "14", "--grace", "5", "--workdir", "w",
+    (sweep_dir / "commandlines").write_text("sleep 0.5 && echo PYL_ID >> ran\n" * 40)
+    first = run_cli(["commandlines", "--max-runtime", "7", "--grace", "2.5", "--workdir", "w",
                      "--cores-per-node", "2"], sweep_dir)  # fmt: skip
     assert first.returncode == 4, first.stderr
     assert "(the 90th percentile of the sweep's completed tasks of its size)" in first.stderr

@@ -280,8 +280,10 @@ def test_a_second_run_in_the_same_allocation_gets_a_workdir_of_its_own(sweep_dir
     second because the default workdir pylauncher_tmp<jobid> existed."""
     (sweep_dir / "one").write_text("echo PYL_ID >> ran\n" * 2)
     (sweep_dir / "two").write_text("echo PYL_ID >> ran2\n" * 3)
-    first = run_cli(["one", "--queuestate", "qs1"], sweep_dir, SLURM_JOB_ID="4242")
-    second = run_cli(["two", "--queuestate", "qs2"], sweep_dir, SLURM_JOB_ID="4242")
+    job = {"SLURM_JOB_ID": "4242", "SLURM_JOB_END_TIME": str(int(time.time()) + 3600)}  # (no squeue asked:
+    # without a controller it waits out its 10 s)
+    first = run_cli(["one", "--queuestate", "qs1"], sweep_dir, **job)
+    second = run_cli(["two", "--queuestate", "qs2"], sweep_dir, **job)
     assert first.returncode == second.returncode == 0, second.stderr
     assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242") + "\n" in first.stdout
     assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242-2") + "\n" in second.stdout

@@ -305,9 +305,9 @@ def test_store_round_trip_after_close(tmp_path: Path):
     assert loaded.meta.commandlines == "cmds"
 
 
-def copy_as_killed(tmp_path: Path) -> Path:
+def copy_as_killed(tmp_path: Path, into: str = "after-kill") -> Path:
     """What a kill -9 leaves: both files as they are now, copied elsewhere."""
-    dead = tmp_path / "after-kill"
+    dead = tmp_path / into
     dead.mkdir()
     for name in ("queuestate", "queuestate.journal"):
         shutil.copy2(tmp_path / name, dead / name)
@@ -410,6 +410,73 @@ def test_journal_of_an_older_run_is_not_replayed_over_a_newer_snapshot(tmp_path:
     loaded = load_state(tmp_path / "queuestate", ONE)
     assert loaded.ledger.records[0].state == RUNNING
     assert loaded.ledger.records[0].start == 100.0
+
+
+def killed_midway(tmp_path: Path, cut_short: str = "") -> Path:
+    """A run killed with tasks running, one failed and one completed (``cut_short``: a last record
+    the kill cut short, appended to its journal); the files as the kill left them."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)
+    dead = copy_as_killed(tmp_path)
+    store.close(now=2.0, elapsed=2.0)
+    with open(journal_path(dead), "a") as journal_file:
+        journal_file.write(cut_short)
+    return dead
+
+
+def resumed_store(state: Path, rerun_failed: bool = False) -> tuple[StateStore, list[int]]:
+    loaded = load_state(state, ONE)
+    requeued = loaded.ledger.requeue(loaded.ledger.to_run(rerun_failed))
+    store = StateStore(state, loaded.ledger, loaded.meta, ONE, fsync_interval=0.5, earlier=loaded.earlier)
+    return store, requeued
+
+
+@pytest.mark.parametrize("cut_short", ["", "E\t3\t0\t101.5"])
+def test_a_resume_that_only_requeues_goes_on_with_the_snapshot_and_its_journal(tmp_path: Path, cut_short: str):
+    """No snapshot before the first start of such a resume (52 MB at a half-way million): the tasks it
+    queued again are appended to the snapshot's journal (a record the kill cut short cut off first),
+    and any kill from then on loads what the resumed run knew."""
+    state = killed_midway(tmp_path, cut_short)
+    snapshot_before, journal_before = state.read_bytes(), journal_path(state).read_text()
+    store, requeued = resumed_store(state, rerun_failed=True)
+    assert requeued == [1, 3]  # the failed one and the running one (2 was queued again already)
+    store.open(now=10.0, requeued=requeued)
+    assert state.read_bytes() == snapshot_before
+    complete = journal_before[: len(journal_before) - len(cut_short)]
+    assert journal_path(state).read_text() == complete + "Q\t1\nQ\t3\n"
+    assert snapshot_of(load_state(copy_as_killed(state.parent, "kill-1"), ONE).ledger) == snapshot_of(store.ledger)
+    store.started(3, "c2", (1,), 110.0)
+    store.started(4, "c1", (0,), 110.0)
+    store.flush(now=10.0, elapsed=0.0)  # the turn of the first starts ends: the first snapshot
+    assert state.read_bytes() != snapshot_before
+    assert journal_path(state).read_text() == f"{HEADER}{store.meta.run}\n"
+    store.finished(4, 0, 110.0, 1.0)
+    store.flush(now=11.0, elapsed=1.0)
+    again = load_state(copy_as_killed(state.parent, "kill-2"), ONE)
+    assert snapshot_of(again.ledger) == snapshot_of(store.ledger)
+    store.close(now=12.0, elapsed=2.0)
+    final = load_state(state, ONE)
+    assert sorted(kept_by_snapshot(final.ledger)) == sorted(kept_by_snapshot(store.ledger))
+    assert final.ledger.elapsed_before == pytest.approx(7.0)  # 5 + this run's 2 (a journal keeps no elapsed time)
+
+
+def test_a_resume_without_its_journal_writes_its_snapshot_first(tmp_path: Path):
+    """After a clean stop the journal is gone (and a stale one of another run is not the snapshot's):
+    then nothing says on disk what the resume changed but a snapshot, written before any start."""
+    state = killed_midway(tmp_path)
+    journal_path(state).write_text(journal_path(state).read_text().replace(load_state(state, ONE).meta.run, "0ld"))
+    for stale in (True, False):
+        if not stale:
+            journal_path(state).unlink()
+        store, requeued = resumed_store(state, rerun_failed=True)
+        earlier_run = store.meta.run
+        store.open(now=10.0, requeued=requeued)
+        assert store.meta.run != earlier_run
+        assert journal_path(state).read_text() == f"{HEADER}{store.meta.run}\n"
+        assert sorted(kept_by_snapshot(load_state(state, ONE).ledger)) == sorted(kept_by_snapshot(store.ledger))
+        store._journal.close()  # (left as a kill leaves it)
 
 
 def test_journal_module_exports():

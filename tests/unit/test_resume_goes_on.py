@@ -1,0 +1,77 @@
+"""When a resume may go on with the snapshot it resumed and that snapshot's journal, and when a first
+snapshot is due before anything starts (see ``rank0.goes_on`` and ``StateStore.open``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mpilauncher.config import make_config
+from mpilauncher.core.ledger import Ledger
+from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.persistence.files import sha256_hex
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore, journal_path
+from mpilauncher.rank0 import goes_on, make_plan
+
+ONE = CoresSpec("fixed", 1)
+
+
+@pytest.fixture
+def killed(tmp_path: Path, monkeypatch) -> Path:
+    """A sweep of six killed with task 0 completed, 1 failed, 3 running (in the snapshot's journal)."""
+    monkeypatch.chdir(tmp_path)
+    commands = tmp_path / "commands"
+    commands.write_text("".join(f"./prog {i}\n" for i in range(6)))
+    meta = StateMeta(
+        commandlines=str(commands), sha256=sha256_hex(commands.read_bytes()), cores=str(ONE), workdir=str(tmp_path)
+    )
+    ledger = Ledger(Task(i, f"./prog {i}", line=i + 1) for i in range(6))
+    store = StateStore(tmp_path / "qs", ledger, meta, ONE, fsync_interval=0.5)
+    store.open(now=0.0)
+    store.started(0, "c1", (0,), 100.0)
+    store.started(1, "c1", (1,), 100.0)
+    store.finished(0, 0, 100.0, 1.5)
+    store.finished(1, 4, 100.0, 2.0)
+    store.started(3, "c1", (0,), 101.5)
+    store.flush(now=1.0, elapsed=1.0)
+    store._journal.close()  # (as a kill leaves it)
+    return tmp_path / "qs"
+
+
+def test_a_plain_resume_goes_on_with_the_tasks_it_queued_again(killed: Path):
+    assert goes_on(make_plan(make_config(None, resume="qs"))) == [3]
+    assert goes_on(make_plan(make_config(None, resume="qs", rerun_failed=True))) == [1, 3]
+    assert goes_on(make_plan(make_config(None, resume="qs", queuestate=str(killed.resolve())))) == [3]
+
+
+def test_the_same_commandlines_again_continue_and_go_on(killed: Path):
+    """Re-submitting the job script over an unfinished state continues it (make_plan): the same."""
+    plan = make_plan(make_config("commands", queuestate="qs"))
+    assert plan.resumed_from == Path("qs") and goes_on(plan) == [3]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"queuestate": "elsewhere"},  # the state goes on under another name: written there first
+        {"expected_time": "30"},  # the tasks' needs revised: the snapshot says so before they start
+        {"mpi": True},  # (IbrunLauncher: every task an MPI program, remembered in the sweep's facts)
+    ],
+)
+def test_a_resume_that_changes_what_the_snapshot_says_writes_it_first(killed: Path, settings: dict):
+    assert goes_on(make_plan(make_config(None, resume="qs", **settings))) is None
+
+
+def test_a_changed_sweep_fact_or_a_renamed_state_writes_it_first(killed: Path):
+    plan = make_plan(make_config(None, resume="qs"))
+    plan.meta.workdir = str(killed.with_name("another-workdir"))
+    assert goes_on(plan) is None
+    plan = make_plan(make_config(None, resume="qs"))
+    plan.meta.extra["pool"] = {"c9": 64}  # (the report's: every run writes its own)
+    assert goes_on(plan) == [3]
+    shutil.copy(killed, killed.with_name("renamed"))
+    shutil.copy(journal_path(killed), journal_path(killed.with_name("renamed")))
+    assert goes_on(make_plan(make_config(None, resume="renamed"))) is None  # its meta names qs.journal
