@@ -55,8 +55,11 @@ _NO_TIME_BYTES = array("d", (NO_TIME,)).tobytes()
 
 #: A place: the host a task runs or ran on and its core ids there (the queuestate's host= and slots=).
 Place = tuple[str | None, tuple[int, ...]]
-#: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts, runtimes.
-LaterColumns = tuple[Sequence[int], Sequence[str], Sequence[int], Sequence[float], Sequence[float]]
+#: Columns read later (see :meth:`Ledger.read_later`): the ids, their commands, line numbers, starts, runtimes,
+#: and places (None: read before).
+LaterColumns = tuple[
+    Sequence[int], Sequence[str], Sequence[int], Sequence[float], Sequence[float], "Sequence[Place] | None"
+]
 #: Commands read later, a part at a time (see :meth:`Ledger.read_queued_later`): the ids, commands, line numbers.
 LaterTasks = tuple[Sequence[int], Sequence[str], Sequence[int]]
 
@@ -249,19 +252,26 @@ class Ledger:
         self._later = None
         self._check_all_read()
         outcomes = self.outcomes
-        ids, commands, lines, starts, runtimes = read()
+        ids, commands, lines, starts, runtimes, places = read()
         rows = self._fill_table(ids, commands, lines)
         if outcomes is None:
             return
+        if places is not None:  # (each place's index once: a few places, half a million rows)
+            index = {place: outcomes.place_index(*place) for place in set(places)}
+            places = array("i", map(index.__getitem__, places))
         first = rows[0] if rows else 0
         if all(map(eq, rows, range(first, first + len(rows)))) and self._untouched(first, first + len(rows)):
             outcomes.start[first : first + len(rows)] = array("d", starts)  # (one run, as read: slices)
             outcomes.runtime[first : first + len(rows)] = array("d", runtimes)
+            if places is not None:
+                outcomes.place[first : first + len(rows)] = places
         else:
-            state, start, runtime = outcomes.state, outcomes.start, outcomes.runtime
-            for row, began, took in zip(rows, starts, runtimes, strict=True):  # (only rows nothing wrote since:
-                if state[row] == AS_COMPLETED and start[row] != start[row]:  # completed, no start)
-                    start[row], runtime[row] = began, took
+            state, start, runtime, place = outcomes.state, outcomes.start, outcomes.runtime, outcomes.place
+            for k, row in enumerate(rows):  # (only rows nothing wrote since: completed, no start)
+                if state[row] == AS_COMPLETED and start[row] != start[row]:
+                    start[row], runtime[row] = starts[k], runtimes[k]
+                    if places is not None:
+                        place[row] = places[k]
         if self._longest is None:  # (not in the file read: from every completed task's runtime now)
             self._longest = _longest(map(outcomes.runtime.__getitem__, self._rows_in(AS_COMPLETED)))
 
@@ -384,6 +394,7 @@ class Ledger:
 
     def places_used(self) -> Counter[Place]:
         """How many tasks with a story each place holds (where each runs or last ran)."""
+        self.read_now()  # (a completed task's place may be left for later)
         outcomes = self.outcomes
         if outcomes is None:
             return Counter()
@@ -407,6 +418,8 @@ class Ledger:
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
+        if self._later is not None and outcomes.state[row] == AS_COMPLETED:  # (a row left for later keeps its
+            self.read_now()  # place: read first; no run ends a completed task without starting it again)
         outcomes.state[row] = AS_COMPLETED if exit_code == 0 else AS_FAILED
         outcomes.exit_code[row] = exit_code
         outcomes.start[row] = start

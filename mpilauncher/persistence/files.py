@@ -17,14 +17,14 @@ ENCODING = "utf-8"
 ERRORS = "surrogateescape"
 
 
-def atomic_write(path: Path, text: str | Iterable[str]) -> None:
-    """Replace ``path`` by ``text`` (or the pieces of text, written one after the other) so that a
+def atomic_write(path: Path, text: str | Iterable[bytes]) -> None:
+    """Replace ``path`` by ``text`` (or the pieces of its bytes, written one after the other) so that a
     crash leaves the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding=ENCODING, errors=ERRORS) as out:
+        with open(tmp, "wb") as out:
             if isinstance(text, str):
-                out.write(text)
+                out.write(text.encode(ENCODING, ERRORS))
             else:
                 for piece in text:
                     out.write(piece)
@@ -56,6 +56,11 @@ def fsync_directory(directory: Path) -> None:
 
 def read_text(path: Path, what: str) -> str:
     """Read a user file whole, turning every OS error into one clear line."""
+    return read_bytes(path, what).decode(ENCODING, ERRORS)
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """A user file's bytes, every OS error turned into one clear line."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -66,7 +71,7 @@ def read_text(path: Path, what: str) -> str:
         raise InputError(f"cannot read {what}: permission denied", str(path)) from None
     except OSError as err:
         raise InputError(f"cannot read {what}: {err.strerror or err}", str(path)) from None
-    return data.decode(ENCODING, ERRORS)
+    return data
 
 
 #: Up to this many bytes the interpreter's own SHA-256 digests a file.  Why not always hashlib's:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ from mpilauncher.core import limits
 from mpilauncher.core.ledger import (
     COMPLETED,
     FAILED,
+    NO_PLACE,
     NO_TIME,
     QUEUED,
     RUNNING,
@@ -45,7 +47,7 @@ from mpilauncher.core.ledger import (
     Place,
     TaskRecord,
 )
-from mpilauncher.core.ranges import compress
+from mpilauncher.core.ranges import compress, runs_text
 from mpilauncher.core.tasks import (
     CoresSpec,
     RepeatedId,
@@ -57,7 +59,7 @@ from mpilauncher.core.tasks import (
 )
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
-from mpilauncher.persistence.files import read_text
+from mpilauncher.persistence.files import ENCODING, ERRORS, read_bytes
 from mpilauncher.records import field, record
 
 FORMAT = 1
@@ -113,15 +115,17 @@ def _place_texts(outcomes: Outcomes | None) -> list[str | None]:
     return [*texts, None]
 
 
-def _completed_lines(
-    ledger: Ledger, first: int, after: int, where: list[str | None], default_cores: CoresSpec
-) -> Iterator[str]:
+def _completed_lines(ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> Iterator[str]:
     """The lines of the completed tasks of rows ``first..after-1`` (a table by id, the sweep's needs),
     each in one f-string from the ledger's columns, as :func:`_attributes` writes them (a test ties the
     two); one without a time or a host goes through :func:`_attributes`.  Half of a snapshot of a
     sweep half-way through is these lines: it is written before a resume's first start, and now and
     then while rank 0's loop waits for it."""
+    ledger.read_tasks(first, after)  # (queued in the text read: a journal's tasks)
+    if "" in ledger.tasks.commands[first:after]:  # (completed lines left for later: read first, with their places)
+        ledger.read_now()
     outcomes, table = ledger.outcomes, ledger.tasks
+    where = _place_texts(outcomes)
     for task_id, number, command, exit_code, start, runtime, place in zip(  # noqa: B905
         range(first, after),
         table.lines[first:after],
@@ -225,13 +229,13 @@ class _Section:
 
 def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None) -> str:
     """The snapshot text for ``ledger`` (see :func:`render_pieces`, what the state store writes)."""
-    return "".join(render_pieces(ledger, meta, default_cores, earlier))
+    return b"".join(render_pieces(ledger, meta, default_cores, earlier)).decode(ENCODING, ERRORS)
 
 
 def render_pieces(
     ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None
-) -> Iterator[str]:
-    """The snapshot of ``ledger`` as pieces of text, to be written one after the other (made now; the
+) -> Iterator[bytes]:
+    """The snapshot of ``ledger`` as pieces of bytes, to be written one after the other (made now; the
     runs copied from ``earlier`` are cut from its text as they are written, a slice at a time).
 
     A task of the sweep's default needs that waits in the queue or has completed on one node is
@@ -243,6 +247,7 @@ def render_pieces(
     f-strings queued, ~1 s completed).
     """
     table = ledger.tasks
+    sealed: dict[str, list[tuple[int, int]]] = {}  # (see _end_mark)
     fixed = default_cores.count if default_cores.kind == "fixed" else None
     node_default = default_cores.kind == "node"
     proto = table.prototype
@@ -253,7 +258,6 @@ def render_pieces(
     records = ledger.records
     if plain and table.by_id:  # (runs of tasks in one state between the tasks of needs of their own)
         commands, numbers = table.commands, table.lines
-        where = _place_texts(ledger.outcomes)
         earlier = earlier or Earlier()
         queued_before = _EarlierLines(
             earlier.text, earlier.queued, earlier.queued_runs,
@@ -264,9 +268,12 @@ def render_pieces(
             earlier.text, earlier.completed, earlier.completed_runs,
             as_read=lambda first, after: ledger.unread(earlier.text, first, after),
         )  # fmt: skip
+        sealed = {QUEUED: [], COMPLETED: []}
         begin = 0
         for end in [*sorted(overrides), len(table)]:
             for first, after, state in ledger.runs(begin, end):
+                if state in sealed:
+                    _add_run(sealed[state], first, after)
                 if state == QUEUED:
                     for part, upto, span in queued_before.parts(first, after):
                         if span is not None:
@@ -282,13 +289,13 @@ def render_pieces(
                         if span is not None:
                             completed.add_copy(earlier.text, span, upto - part)
                         else:
-                            ledger.read_tasks(part, upto)  # (queued in the text read: a journal's tasks)
-                            completed.extend(_completed_lines(ledger, part, upto, where, default_cores))
+                            completed.extend(_completed_lines(ledger, part, upto, default_cores))
                 else:
                     sections[state].extend(_line(records[i], default_cores) for i in range(first, after))
             if end < len(table):
                 rec = records[end]
                 sections[rec.state].add(_line(rec, default_cores))
+                sealed.pop(rec.state, None)  # (a task of needs of its own: its section is read line by line)
             begin = end + 1
     else:
         for task_id in sorted(table.ids):
@@ -303,32 +310,71 @@ def render_pieces(
         " 'python -m mpilauncher --status <this file>' shows both merged.\n"
         f"{META_PREFIX}{meta.to_json()}\n"
     )
-    return _text(header, bodies, f"{END_MARK} {len(ledger)} tasks\n")
+    return _text(header, bodies, _end_mark(len(ledger), sealed))
+
+
+def _add_run(runs: list[tuple[int, int]], first: int, after: int) -> None:
+    if runs and runs[-1][1] == first:
+        runs[-1] = (runs[-1][0], after)
+    else:
+        runs.append((first, after))
+
+
+#: A section's ids are written in the last line when they are at most this many runs of consecutive ids.
+MOST_SEALED_RUNS = 1 << 12
+#: The last field of our last line: the CRC-32 of the file's bytes before it (see :func:`_end_mark`).
+SEAL = "; crc32 "
+
+
+def _end_mark(count: int, sealed: dict[str, list[tuple[int, int]]]) -> str:
+    """The last line, less its seal (:func:`_text` adds it): the task count, then the ids of each
+    queued or completed section in which every line is a task of the sweep's needs, as runs
+    (``; queued 422781-999999; completed 0-422780``).
+
+    Why: a file whose seal matches is the file as written, and its lines as its writer wrote them:
+    such a section need not be matched line by line to know its tasks and that they read, and its
+    lines are read when they are needed (see :func:`parse`).  Matching half a million completed
+    lines and half a million queued ones was 0.4-0.9 s of a resume's start here, most of what was
+    left of it; the CRC of 52 MB is 0.02 s."""
+    parts = [f"{END_MARK} {count} tasks"]
+    for state, runs in sealed.items():
+        if runs and len(runs) <= MOST_SEALED_RUNS:
+            parts.append(f"{state} {runs_text(runs, ',')}")
+    return "; ".join(parts)
 
 
 #: Characters of a copied run written at a time (then to the end of its line).
 COPY_SLICE = 1 << 20
 
 
-def _text(header: str, bodies: dict[str, list[str | tuple[str, int, int]]], end_mark: str) -> Iterator[str]:
-    """The pieces of a snapshot in order: a copied run is cut from the text it was read from a slice at
-    a time (half a million completed lines are one run, 43 MB: a copy whole, beside the text it came
-    from and its bytes as written, was the top of a resumed launcher's memory)."""
-    yield header
+def _text(header: str, bodies: dict[str, list[str | tuple[str, int, int]]], end_mark: str) -> Iterator[bytes]:
+    """The pieces of a snapshot in order, encoded, the last line sealed with the CRC-32 of all the
+    bytes before its seal (see :func:`_end_mark`): a copied run is cut from the text it was read from a
+    slice at a time (half a million completed lines are one run, 43 MB: a copy whole, beside the text
+    it came from and its bytes as written, was the top of a resumed launcher's memory)."""
+    crc = 0
+
+    def encoded(piece: str) -> bytes:
+        nonlocal crc
+        data = piece.encode(ENCODING, ERRORS)
+        crc = zlib.crc32(data, crc)
+        return data
+
+    yield encoded(header)
     for state in STATES:
-        yield f"{state}\n"
+        yield encoded(f"{state}\n")
         for piece in bodies[state]:
             if type(piece) is str:
-                yield piece
+                yield encoded(piece)
             else:
                 text, at, end = piece
                 while at < end:
                     stop = text.find("\n", at + COPY_SLICE, end)
                     stop = end if stop < 0 else stop + 1
-                    yield text[at:stop]
+                    yield encoded(text[at:stop])
                     at = stop
-            yield "\n"
-    yield end_mark
+            yield encoded("\n")
+    yield encoded(end_mark) + f"{SEAL}{crc:08x}\n".encode()
 
 
 @record
@@ -397,7 +443,9 @@ def _id_runs(ids: list[int], begin: int) -> IdRuns | None:
     return IdRuns(firsts, afters)
 
 
-def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
+def parse(
+    text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: bool = False, crc: int | None = None
+) -> LoadedState:
     """Read a snapshot (ours or PyLauncher's) into a ledger.
 
     Every task goes into the ledger's table (its command and line in the columns; a task whose
@@ -410,7 +458,11 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     ``states_only`` (``--status``): those two sections' lines are checked as closely, but only their
     ids, states and places are kept -- no command, line number or time of theirs (the table holds ""
     and 0 for them): half the time of a reading, in which most of the cost is making those strings
-    and numbers.  Not for a ledger that runs or is written again."""
+    and numbers.  Not for a ledger that runs or is written again.
+
+    A file whose last line's seal matches its bytes (``crc``: theirs before it, see :func:`crc_before_seal`) is as we
+    wrote it: the queued and completed sections that line gives the ids of are not matched at all
+    (see :func:`_end_mark`), their lines are read when first needed, as a resume reads them anyway."""
     meta: StateMeta | None = None
     section: str | None = None
     ids: list[int] = []  # (an array would be 32 MB less at a resume's peak and ~0.08 s slower a million)
@@ -427,11 +479,27 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
     done = _Completed(columns, known)
     queued_later: _QueuedLater | None = None  # (the queued section read in one pass: what reads the rest)
     last_line = _last_line(text)
+    sealed = _sealed_runs(last_line, crc_before_seal(text.encode(ENCODING, ERRORS)) if crc is None else crc)
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
         count = text.count("\n", begin, end) + 1
         if name is not None and meta is not None and default.kind != "file":  # a section's lines: in one pass?
             before = len(ids)
+            runs = sealed.get(name)
+            if runs is not None and sum(after - first for first, after in runs) == count:
+                for first, after in runs:
+                    ids.extend(range(first, after))
+                columns.take_count(count)
+                copied = None if states_only else IdRuns([run[0] for run in runs], [run[1] for run in runs])
+                lines = _SealedLines(text, _blocks(text, begin, end), default, bool(meta.extra.get("gpus_per_task")))
+                if name == QUEUED:
+                    queued_later = _QueuedLater(text, lines.blocks, ids, before, lines)
+                    earlier.queued_runs, earlier.queued = copied, (begin, end)
+                else:
+                    done.take_sealed(before, count, (begin, end), lines)
+                    earlier.completed_runs, earlier.completed = copied, (begin, end)
+                base += count
+                continue
             if name == QUEUED:
                 queued_later = columns.read_queued(text, begin, end, count)
             if name == QUEUED and queued_later is not None:
@@ -488,7 +556,7 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
         base += count
     if not ids and meta is None:
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
-    if meta is not None and last_line != f"{END_MARK} {len(ids)} tasks":
+    if meta is not None and last_line.partition("; ")[0] != f"{END_MARK} {len(ids)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
     table = _table(ids, commands, numbers, proto, overrides, source, text)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
@@ -496,9 +564,57 @@ def parse(text: str, source: str, cores_for_pylauncher: CoresSpec, states_only: 
         ledger.read_queued_later(text, queued_later)
     if done.runtimes:
         ledger.finished_all(ids[done.first : done.after], 0, done.starts, done.runtimes, done.places, done.names)
-        ledger.read_later(text, _ReadLater(text, done.span, done.after - done.first), meta.longest if meta else None)
+        read = _ReadLater(text, done.span, done.after - done.first, done.sealed)
+        ledger.read_later(text, read, meta.longest if meta else None)
     copy = earlier if (earlier.queued != (0, 0) or earlier.completed != (0, 0)) and not states_only else None
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
+
+
+def crc_before_seal(data: bytes) -> int:
+    """The CRC-32 of a file's bytes before the seal of its last line (of them all when there is none)."""
+    cut = data.rfind(SEAL.encode())
+    return zlib.crc32(memoryview(data)[: cut if cut >= 0 else len(data)])
+
+
+def _sealed_runs(last_line: str, crc: int) -> dict[str, list[tuple[int, int]]]:
+    """The runs of ids the last line gives of sections (see :func:`_end_mark`) when its seal is ``crc``,
+    the CRC-32 of the bytes before it, else none."""
+    head, seal, crc_text = last_line.rpartition(SEAL)
+    if not seal or len(crc_text) != 8:
+        return {}
+    sealed: dict[str, list[tuple[int, int]]] = {}
+    try:
+        seal_crc = int(crc_text, 16)
+        for part in head.split("; ")[1:]:
+            state, _, runs = part.partition(" ")
+            if state not in (QUEUED, COMPLETED) or state in sealed:
+                return {}
+            sealed[state] = [_run(run) for run in runs.split(",")]
+    except ValueError:
+        return {}
+    return sealed if seal_crc == crc else {}
+
+
+def _run(text: str) -> tuple[int, int]:
+    """``a-b`` or ``a`` (as :func:`runs_text` writes them) as ``(a, b + 1)``; ValueError if not."""
+    low, sep, high = text.partition("-")
+    first, last = int(low), int(high) if sep else int(low)
+    if not 0 <= first <= last:
+        raise ValueError(text)
+    return first, last + 1
+
+
+def _blocks(text: str, begin: int, end: int) -> list[tuple[int, int, int]]:
+    """``text[begin:end]`` cut into blocks of about :data:`READ_BLOCK` characters ending at line ends, as
+    :func:`_read_lines` reads them: each ``(begin, end, lines)``."""
+    blocks = []
+    at = begin
+    while at < end:
+        stop = text.find("\n", at + READ_BLOCK, end)
+        stop = end if stop < 0 else stop
+        blocks.append((at, stop, text.count("\n", at, stop) + 1))
+        at = stop + 1
+    return blocks
 
 
 def _last_line(text: str) -> str:
@@ -710,6 +826,18 @@ class _Columns:
         self.commands.extend(repeat("", len(found)))
         return True
 
+    def take_count(self, count: int) -> None:
+        """``count`` tasks whose ids are in already: "" and 0 for the other columns, as :meth:`take_ids`."""
+        self.numbers.extend(array("i", bytes(4 * count)))
+        self.commands.extend(repeat("", count))
+
+    def take_records(self, records: Iterable[TaskRecord]) -> None:
+        """Lines read one by one (see :class:`_SealedLines`)."""
+        for rec in records:
+            self.ids.append(rec.task.id)
+            self.commands.append(rec.task.command)
+            self.numbers.append(rec.task.line)
+
     def undo(self, before: int) -> None:
         del self.ids[before:], self.commands[before:], self.numbers[before:]
 
@@ -721,11 +849,15 @@ class _Completed:
     (:class:`_ReadLater`).  ``places`` index ``names``, each host and slot list checked once (a sweep
     half-way through: half a million lines naming a few)."""
 
-    __slots__ = ("first", "after", "span", "starts", "runtimes", "places", "names", "_index", "_known", "_columns")
+    __slots__ = (
+        "first", "after", "span", "starts", "runtimes", "places", "names", "sealed", "_index", "_known", "_columns"
+    )  # fmt: skip
 
     def __init__(self, columns: _Columns, known: fields.Known) -> None:
         self.first = self.after = 0
         self.span = (0, 0)  # (where the section's lines are in the text)
+        #: A sealed section's lines (see :func:`_end_mark`): their places are read later too.
+        self.sealed: _SealedLines | None = None
         self.starts, self.runtimes, self.places = array("d"), array("d"), array("i")
         self.names: list[Place] = []
         self._index: dict[str, int] = {}  # a place's text (``c101 slots=0-3``) -> its place
@@ -740,6 +872,14 @@ class _Completed:
             return False
         self.first, self.after, self.span = first, len(self._columns.ids), (begin, end)
         return True
+
+    def take_sealed(self, first: int, count: int, span: tuple[int, int], lines: _SealedLines) -> None:
+        """A sealed section of ``count`` tasks, their ids in the columns from ``first``: nothing of their
+        lines is read now, their places neither."""
+        self.first, self.after, self.span, self.sealed = first, first + count, span, lines
+        self.starts.extend(_NO_TIMES * count)
+        self.runtimes.extend(_NO_TIMES * count)
+        self.places.extend(_NO_PLACES * count)
 
     def _take(self, found: list[tuple[str, str]]) -> bool:
         index = self._index
@@ -764,10 +904,15 @@ class _QueuedLater:
     a block is first asked for (see :meth:`Ledger.read_queued_later`): the same lines, already
     checked, in one pass of :data:`_QUEUED_SECTION`."""
 
-    __slots__ = ("text", "blocks", "unread", "done")
+    __slots__ = ("text", "blocks", "unread", "done", "sealed")
 
-    def __init__(self, text: str, blocks: list[tuple[int, int, int]], ids: list[int], first: int) -> None:
-        self.text = text
+    def __init__(
+        self, text: str, blocks: list[tuple[int, int, int]], ids: list[int], first: int,
+        sealed: _SealedLines | None = None,
+    ) -> None:  # fmt: skip
+        """``sealed``: a sealed section's lines (see :func:`_end_mark`), not matched yet: a block of
+        them not of the common shape is read line by line."""
+        self.text, self.sealed = text, sealed
         #: Each block: (its lowest id, its highest, where it is in the text, its lines).
         self.blocks: list[tuple[int, int, int, int, int]] = []
         for begin, end, lines in blocks:
@@ -784,43 +929,95 @@ class _QueuedLater:
             if self.unread[k] and low < after and high >= first:
                 columns = _Columns([], [], array("i"))
                 if not _read_lines(self.text, begin, end, lines, _QUEUED_SECTION, columns.take):
-                    raise AssertionError("queued lines read once no longer read the same")  # (the text is immutable)
+                    if self.sealed is None:
+                        raise AssertionError("queued lines read once no longer read the same")  # (an immutable text)
+                    columns.undo(0)
+                    columns.take_records(self.sealed.records(begin, end, QUEUED))
                 parts.append((columns.ids, columns.commands, columns.numbers))
                 self.unread[k] = 0
         self.done = not any(self.unread)
         return parts
 
 
-#: One missing time, to be repeated (an array times a count: made in C, no item converted).
+#: One missing time, and one missing place, to be repeated (an array times a count: made in C, no item
+#: converted).
 _NO_TIMES = array("d", (NO_TIME,))
+_NO_PLACES = array("i", (NO_PLACE,))
 
 
 class _ReadLater:
     """The commands, line numbers, starts and runtimes of a completed section read with
     :data:`_COMPLETED_IDS`, read from its text when first asked for (see :meth:`Ledger.read_later`):
-    the same lines, already checked, in one pass of :data:`_COMPLETED_LATER`."""
+    the same lines, already checked, in one pass of :data:`_COMPLETED_LATER`.  A sealed section's
+    (see :func:`_end_mark`) were not matched yet: their places are read too, a block at a time, and
+    a block not of the common shape line by line."""
 
-    __slots__ = ("text", "span", "count")
+    __slots__ = ("text", "span", "count", "sealed")
 
-    def __init__(self, text: str, span: tuple[int, int], count: int) -> None:
-        self.text, self.span, self.count = text, span, count
+    def __init__(self, text: str, span: tuple[int, int], count: int, sealed: _SealedLines | None = None) -> None:
+        self.text, self.span, self.count, self.sealed = text, span, count, sealed
 
     def __call__(self) -> LaterColumns:
         ids: list[int] = []
         commands: list[str] = []
         numbers, starts, runtimes = array("i"), array("d"), array("d")
+        sealed = self.sealed
+        places: list[Place] | None = None if sealed is None else []
+        place_of: dict[str, Place] = {}
 
         def take(found: list[tuple[str, ...]]) -> bool:
+            if places is not None:
+                try:
+                    for text in set(map(itemgetter(4), found)).difference(place_of):
+                        place_of[text] = _place(sealed.known, text)
+                except ValueError:
+                    return False
+                places.extend(map(place_of.__getitem__, map(itemgetter(4), found)))
             ids.extend(map(int, map(itemgetter(0), found)))
             numbers.extend(map(int, map(itemgetter(1), found)))
             starts.extend(map(float, map(itemgetter(2), found)))
             runtimes.extend(map(float, map(itemgetter(3), found)))
-            commands.extend(map(itemgetter(4), found))
+            commands.extend(map(itemgetter(-1), found))
             return True
 
-        if not _read_lines(self.text, *self.span, self.count, _COMPLETED_LATER, take):
-            raise AssertionError("completed lines read once no longer read the same")  # (the text is immutable)
-        return ids, commands, numbers, starts, runtimes
+        if sealed is None:
+            if not _read_lines(self.text, *self.span, self.count, _COMPLETED_LATER, take):
+                raise AssertionError("completed lines read once no longer read the same")  # (the text is immutable)
+            return ids, commands, numbers, starts, runtimes, None
+        for begin, end, lines in sealed.blocks:
+            read = len(ids)
+            if not _read_lines(self.text, begin, end, lines, _COMPLETED_SECTION, take):
+                del ids[read:], commands[read:], numbers[read:], starts[read:], runtimes[read:], places[read:]
+                for rec in sealed.records(begin, end, COMPLETED):
+                    ids.append(rec.task.id)
+                    commands.append(rec.task.command)
+                    numbers.append(rec.task.line)
+                    starts.append(NO_TIME if rec.start is None else rec.start)
+                    runtimes.append(NO_TIME if rec.runtime is None else rec.runtime)
+                    places.append((rec.host, rec.core_ids))
+        return ids, commands, numbers, starts, runtimes, places
+
+
+class _SealedLines:
+    """The lines of a sealed section (see :func:`_end_mark`): the blocks it is read in, a block at a time
+    when it is needed, and what reads a block line by line when its lines are not all of the common shape
+    (a task without a line number, a host with a colon: written as they are, read as the file's other
+    lines are, every field checked)."""
+
+    __slots__ = ("text", "blocks", "default", "gpu_sweep", "known")
+
+    def __init__(self, text: str, blocks: list[tuple[int, int, int]], default: CoresSpec, gpu_sweep: bool) -> None:
+        self.text, self.blocks, self.default, self.gpu_sweep = text, blocks, default, gpu_sweep
+        self.known = fields.Known()
+
+    def records(self, begin: int, end: int, section: str) -> list[TaskRecord]:
+        default, known = self.default, self.known
+        return [
+            _parse_common_line(line, section, default, known)
+            or _parse_task_line(line, section, default, from_pylauncher=False, gpu_sweep=self.gpu_sweep,
+                                source="queuestate", number=0)
+            for line in map(str.strip, self.text[begin:end].split("\n"))
+        ]  # fmt: skip
 
 
 def _table(
@@ -900,7 +1097,10 @@ def _line_of(text: str, task_id: int) -> int | None:
 
 
 def load(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
-    return parse(read_text(path, "queuestate file"), str(path), cores_for_pylauncher, states_only)
+    data = read_bytes(path, "queuestate file")
+    text, crc = data.decode(ENCODING, ERRORS), crc_before_seal(data)
+    del data  # (50 MB at a half-way million: not beside the text while it is read)
+    return parse(text, str(path), cores_for_pylauncher, states_only, crc)
 
 
 def _cores_text(value: object) -> str:
