@@ -257,7 +257,7 @@ class Ledger:
         if outcomes is None:
             return
         if places is not None:  # (each place's index once: a few places, half a million rows)
-            index = {place: outcomes.place_index(*place) for place in set(places)}
+            index = {place: outcomes.place_index(*place) for place in dict.fromkeys(places)}  # (in order)
             places = array("i", map(index.__getitem__, places))
         first = rows[0] if rows else 0
         if all(map(eq, rows, range(first, first + len(rows)))) and self._untouched(first, first + len(rows)):
@@ -407,8 +407,8 @@ class Ledger:
     def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
-        if self._later is not None:
-            self._read_before_running((row,))
+        if self._later is not None and outcomes.state[row] == AS_COMPLETED:  # (see _read_before_running: a
+            self.read_now()  # journal's 75,000 starts at a half-way resume, no call each)
         outcomes.state[row] = AS_RUNNING
         outcomes.place[row] = outcomes.place_index(host, core_ids)
         outcomes.start[row] = start

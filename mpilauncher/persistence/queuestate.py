@@ -460,9 +460,10 @@ def parse(
     and 0 for them): half the time of a reading, in which most of the cost is making those strings
     and numbers.  Not for a ledger that runs or is written again.
 
-    A file whose last line's seal matches its bytes (``crc``: theirs before it, see :func:`crc_before_seal`) is as we
-    wrote it: the queued and completed sections that line gives the ids of are not matched at all
-    (see :func:`_end_mark`), their lines are read when first needed, as a resume reads them anyway."""
+    A file whose last line's seal matches its bytes (``crc``: theirs before it, see
+    :func:`crc_before_seal`) is as we wrote it: the queued and completed sections that line gives
+    the ids of are not matched at all (see :func:`_end_mark`), their lines are read when first
+    needed, as a resume reads them anyway."""
     meta: StateMeta | None = None
     section: str | None = None
     ids: list[int] = []  # (an array would be 32 MB less at a resume's peak and ~0.08 s slower a million)
@@ -479,7 +480,10 @@ def parse(
     done = _Completed(columns, known)
     queued_later: _QueuedLater | None = None  # (the queued section read in one pass: what reads the rest)
     last_line = _last_line(text)
-    sealed = _sealed_runs(last_line, crc_before_seal(text.encode(ENCODING, ERRORS)) if crc is None else crc)
+    if crc is None and SEAL in last_line:
+        crc = crc_before_seal(text.encode(ENCODING, ERRORS))
+    sealed = _sealed_runs(last_line, crc) if crc is not None else {}
+    sealed_runs: list[tuple[int, int]] = []  # (the runs of ids read from the last line, in the file's order)
     base = 0  # the lines before the segment
     for name, begin, end in _segments(text):
         count = text.count("\n", begin, end) + 1
@@ -489,6 +493,7 @@ def parse(
             if runs is not None and sum(after - first for first, after in runs) == count:
                 for first, after in runs:
                     ids.extend(range(first, after))
+                sealed_runs += runs
                 columns.take_count(count)
                 copied = None if states_only else IdRuns([run[0] for run in runs], [run[1] for run in runs])
                 lines = _SealedLines(text, _blocks(text, begin, end), default, bool(meta.extra.get("gpus_per_task")))
@@ -558,7 +563,8 @@ def parse(
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
     if meta is not None and last_line.partition("; ")[0] != f"{END_MARK} {len(ids)} tasks":
         raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
-    table = _table(ids, commands, numbers, proto, overrides, source, text)
+    in_order = _runs_in_order(sealed_runs) if len(ids) == sum(after - first for first, after in sealed_runs) else None
+    table = _table(ids, commands, numbers, proto, overrides, source, text, in_order)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
     if queued_later is not None:
         ledger.read_queued_later(text, queued_later)
@@ -570,10 +576,12 @@ def parse(
     return LoadedState(ledger, meta or StateMeta(cores=str(cores_for_pylauncher)), meta is None, default, copy)
 
 
-def crc_before_seal(data: bytes) -> int:
-    """The CRC-32 of a file's bytes before the seal of its last line (of them all when there is none)."""
+def crc_before_seal(data: bytes) -> int | None:
+    """The CRC-32 of a file's bytes before the seal of its last line; None when its last line has none."""
     cut = data.rfind(SEAL.encode())
-    return zlib.crc32(memoryview(data)[: cut if cut >= 0 else len(data)])
+    if cut < 0 or b"\n" in data[cut:].rstrip(b"\n"):
+        return None
+    return zlib.crc32(memoryview(data)[:cut])
 
 
 def _sealed_runs(last_line: str, crc: int) -> dict[str, list[tuple[int, int]]]:
@@ -1028,36 +1036,41 @@ def _table(
     overrides: dict[int, Task],
     source: str,
     text: str,
+    in_order: list[tuple[int, int]] | None = None,
 ) -> TaskTable:
     """The table of the tasks read: by id when the ids are 0..n-1 in any order (ours always are:
-    the columns are put in id order), else with a position per id (PyLauncher's files allow holes)."""
+    the columns are put in id order), else with a position per id (PyLauncher's files allow holes).
+    ``in_order``: the positions of ``ids`` as runs in id order, when known (see :func:`_runs_in_order`)."""
     count = len(ids)
-    if not all(map(eq, ids, range(count))):
-        runs = _runs(ids)
-        if runs is not None:  # (ours: a few runs of ids in order, one or two a section)
-            commands_by_id = []
-            numbers_by_id = array("i")
-            for begin, end in runs:
-                commands_by_id += commands[begin:end]
-                numbers_by_id += numbers[begin:end]
-            return TaskTable(commands_by_id, numbers_by_id, proto, overrides)
-        # Else each column is scattered into id order, one pass and two new columns (sorting the
-        # positions by id made three lists and a million ints besides: ~90 MB for a moment).
-        commands_by_id: list[str | None] = [None] * count
-        numbers_by_id = array("i", bytes(numbers.itemsize * count))
-        for position, task_id in enumerate(ids):
-            if not 0 <= task_id < count or commands_by_id[task_id] is not None:
-                break  # not 0..n-1 each once
-            commands_by_id[task_id] = commands[position]
-            numbers_by_id[task_id] = numbers[position]
-        else:
-            return TaskTable(commands_by_id, numbers_by_id, proto, overrides)  # type: ignore[arg-type]
-        try:
-            positions = positions_of(ids)
-        except RepeatedId as twice:
-            raise InputError(f"task {twice.task_id} listed twice", source, _line_of(text, twice.task_id)) from None
-        return TaskTable(commands, numbers, proto, overrides, None, positions)
-    return TaskTable(commands, numbers, proto, overrides)
+    if in_order is None:
+        if all(map(eq, ids, range(count))):
+            return TaskTable(commands, numbers, proto, overrides)
+        in_order = _runs(ids)
+    elif in_order == [(0, count)]:
+        return TaskTable(commands, numbers, proto, overrides)
+    if in_order is not None:  # (ours: a few runs of ids in order, one or two a section)
+        commands_by_id = []
+        numbers_by_id = array("i")
+        for begin, end in in_order:
+            commands_by_id += commands[begin:end]
+            numbers_by_id += numbers[begin:end]
+        return TaskTable(commands_by_id, numbers_by_id, proto, overrides)
+    # Else each column is scattered into id order, one pass and two new columns (sorting the
+    # positions by id made three lists and a million ints besides: ~90 MB for a moment).
+    commands_by_id: list[str | None] = [None] * count
+    numbers_by_id = array("i", bytes(numbers.itemsize * count))
+    for position, task_id in enumerate(ids):
+        if not 0 <= task_id < count or commands_by_id[task_id] is not None:
+            break  # not 0..n-1 each once
+        commands_by_id[task_id] = commands[position]
+        numbers_by_id[task_id] = numbers[position]
+    else:
+        return TaskTable(commands_by_id, numbers_by_id, proto, overrides)  # type: ignore[arg-type]
+    try:
+        positions = positions_of(ids)
+    except RepeatedId as twice:
+        raise InputError(f"task {twice.task_id} listed twice", source, _line_of(text, twice.task_id)) from None
+    return TaskTable(commands, numbers, proto, overrides, None, positions)
 
 
 #: Most runs of consecutive ids :func:`_runs` puts in order (a section of a sweep well under way has a
@@ -1082,6 +1095,22 @@ def _runs(ids: list[int]) -> list[tuple[int, int]] | None:
             return None
         expected += end - begin
     return runs
+
+
+def _runs_in_order(runs: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """The positions of the ids of ``runs`` (of ids, in the order read) as runs ``(begin, end)`` in the
+    order of their ids, as :func:`_runs` finds them, when they are 0..n-1 each once; else None."""
+    positions, at = [], 0
+    for first, after in runs:
+        positions.append((first, at, at + after - first))
+        at += after - first
+    positions.sort()
+    expected = 0
+    for first, begin, end in positions:
+        if first != expected:
+            return None
+        expected += end - begin
+    return [(begin, end) for _, begin, end in positions]
 
 
 def _line_of(text: str, task_id: int) -> int | None:
