@@ -59,7 +59,7 @@ class JournalWriter:
 
     @classmethod
     def reopen(cls, path: Path, run: str, fsync_interval: float) -> JournalWriter | None:
-        """The journal of ``run`` at ``path``, to append to; None when there is none.
+        """The journal of ``run`` at ``path``, to append to; None when there is none (or it cannot be).
 
         What a resume that changed nothing but the queue does (see
         :meth:`mpilauncher.persistence.store.StateStore.open`): the snapshot on
@@ -68,10 +68,8 @@ class JournalWriter:
         a record appended to it would make one corrupt line of the two."""
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
+        except OSError:  # (none; or one we may not write, as a copy made read-only: a new one replaces it)
             return None
-        except OSError as err:
-            raise LauncherFailure(f"{path}: cannot open journal: {err.strerror or err}") from None
         try:
             first, newline, _ = os.pread(fd, 4096, 0).partition(b"\n")
             if not newline or run_of(first.decode(ENCODING, ERRORS)) != run:
@@ -81,9 +79,9 @@ class JournalWriter:
             end = _after_last_newline(fd, size)
             if end != size:
                 os.ftruncate(fd, end)
-        except OSError as err:
+        except OSError:
             os.close(fd)
-            raise LauncherFailure(f"{path}: cannot open journal: {err.strerror or err}") from None
+            return None  # (the snapshot is written first then, and says what cannot be written, if anything)
         return cls(path, run, fsync_interval, reopened=fd)
 
     def _create(self, run: str) -> None:

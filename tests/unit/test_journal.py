@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -500,3 +501,23 @@ def test_pylauncher_queuestate_loads_without_journal_replay(tmp_path: Path):
     loaded = load_state(state, ONE)
     assert loaded.from_pylauncher
     assert loaded.ledger.records[1].state == QUEUED
+
+
+def test_a_resume_whose_journal_cannot_be_reopened_writes_its_snapshot_first(tmp_path: Path, monkeypatch):
+    """A journal it may not append to (a copy made read-only, as root cannot show here): the snapshot is
+    written first and a new journal replaces that one, as for a new run."""
+    state = killed_midway(tmp_path)
+    store, requeued = resumed_store(state)
+    real_open = os.open
+
+    def refusing(path, flags, *args):
+        if flags & os.O_RDWR and Path(path) == journal_path(state):  # (reopen; a new journal is written only)
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(journal.os, "open", refusing)
+    earlier_run = store.meta.run
+    store.open(now=10.0, requeued=requeued)
+    assert store.meta.run != earlier_run and journal_path(state).read_text() == f"{HEADER}{store.meta.run}\n"
+    assert sorted(kept_by_snapshot(load_state(state, ONE).ledger)) == sorted(kept_by_snapshot(store.ledger))
+    store.close(now=11.0, elapsed=1.0)
