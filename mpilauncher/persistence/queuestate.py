@@ -496,7 +496,7 @@ def parse(
                 sealed_runs += runs
                 columns.take_count(count)
                 copied = None if states_only else IdRuns([run[0] for run in runs], [run[1] for run in runs])
-                lines = _SealedLines(text, _blocks(text, begin, end), default, bool(meta.extra.get("gpus_per_task")))
+                lines = _SealedLines(text, (begin, end), default, bool(meta.extra.get("gpus_per_task")))
                 if name == QUEUED:
                     queued_later = _QueuedLater(text, lines.blocks, ids, before, lines)
                     earlier.queued_runs, earlier.queued = copied, (begin, end)
@@ -612,17 +612,15 @@ def _run(text: str) -> tuple[int, int]:
     return first, last + 1
 
 
-def _blocks(text: str, begin: int, end: int) -> list[tuple[int, int, int]]:
-    """``text[begin:end]`` cut into blocks of about :data:`READ_BLOCK` characters ending at line ends, as
-    :func:`_read_lines` reads them: each ``(begin, end, lines)``."""
-    blocks = []
+def _blocks(text: str, begin: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``text[begin:end]`` cut into blocks of about :data:`READ_BLOCK` characters ending at line ends (what
+    :func:`_read_lines` matches at a time): each ``(begin, end, lines)``, cut as they are asked for."""
     at = begin
     while at < end:
         stop = text.find("\n", at + READ_BLOCK, end)
         stop = end if stop < 0 else stop
-        blocks.append((at, stop, text.count("\n", at, stop) + 1))
+        yield at, stop, text.count("\n", at, stop) + 1
         at = stop + 1
-    return blocks
 
 
 def _last_line(text: str) -> str:
@@ -787,17 +785,13 @@ def _read_lines(
     alive together for a moment at the start of every resume of a million.  ``blocks``, if given, gets
     each block's span and line count, ``(begin, end, lines)``."""
     lines = 0
-    at = begin
-    while at < end:
-        stop = text.find("\n", at + READ_BLOCK, end)
-        stop = end if stop < 0 else stop
+    for at, stop, expected in _blocks(text, begin, end):
         found = pattern.findall(text, at, stop) if text.find("\0", at, stop) < 0 else []
         lines += len(found)
-        if len(found) != text.count("\n", at, stop) + 1 or not take(found):
+        if len(found) != expected or not take(found):
             return False
         if blocks is not None:
-            blocks.append((at, stop, len(found)))
-        at = stop + 1
+            blocks.append((at, stop, expected))
     return lines == count
 
 
@@ -967,9 +961,9 @@ class _ReadLater:
         self.text, self.span, self.count, self.sealed = text, span, count, sealed
 
     def __call__(self) -> LaterColumns:
-        ids: list[int] = []
-        commands: list[str] = []
-        numbers, starts, runtimes = array("i"), array("d"), array("d")
+        columns = _Columns([], [], array("i"))
+        ids, commands, numbers = columns.ids, columns.commands, columns.numbers
+        starts, runtimes = array("d"), array("d")
         sealed = self.sealed
         places: list[Place] | None = None if sealed is None else []
         place_of: dict[str, Place] = {}
@@ -996,11 +990,11 @@ class _ReadLater:
         for begin, end, lines in sealed.blocks:
             read = len(ids)
             if not _read_lines(self.text, begin, end, lines, _COMPLETED_SECTION, take):
-                del ids[read:], commands[read:], numbers[read:], starts[read:], runtimes[read:], places[read:]
-                for rec in sealed.records(begin, end, COMPLETED):
-                    ids.append(rec.task.id)
-                    commands.append(rec.task.command)
-                    numbers.append(rec.task.line)
+                columns.undo(read)
+                del starts[read:], runtimes[read:], places[read:]
+                records = sealed.records(begin, end, COMPLETED)
+                columns.take_records(records)
+                for rec in records:
                     starts.append(NO_TIME if rec.start is None else rec.start)
                     runtimes.append(NO_TIME if rec.runtime is None else rec.runtime)
                     places.append((rec.host, rec.core_ids))
@@ -1013,11 +1007,20 @@ class _SealedLines:
     (a task without a line number, a host with a colon: written as they are, read as the file's other
     lines are, every field checked)."""
 
-    __slots__ = ("text", "blocks", "default", "gpu_sweep", "known")
+    __slots__ = ("text", "span", "default", "gpu_sweep", "known", "_blocks")
 
-    def __init__(self, text: str, blocks: list[tuple[int, int, int]], default: CoresSpec, gpu_sweep: bool) -> None:
-        self.text, self.blocks, self.default, self.gpu_sweep = text, blocks, default, gpu_sweep
+    def __init__(self, text: str, span: tuple[int, int], default: CoresSpec, gpu_sweep: bool) -> None:
+        self.text, self.span, self.default, self.gpu_sweep = text, span, default, gpu_sweep
         self.known = fields.Known()
+        self._blocks: list[tuple[int, int, int]] | None = None
+
+    @property
+    def blocks(self) -> list[tuple[int, int, int]]:
+        """The section's blocks (see :func:`_blocks`), cut when first asked for: a completed section's
+        when its lines are read, at the end of a run, not at its start (36 MB of lines counted)."""
+        if self._blocks is None:
+            self._blocks = list(_blocks(self.text, *self.span))
+        return self._blocks
 
     def records(self, begin: int, end: int, section: str) -> list[TaskRecord]:
         default, known = self.default, self.known
