@@ -28,9 +28,8 @@ class TaskQueue:
     __slots__ = ("fresh", "again")
 
     def __init__(self, ids: Iterable[int] = ()) -> None:
-        """``ids`` in any order (sorted here; the common sweep's already are)."""
-        ordered = ids if isinstance(ids, list) else list(ids)
-        ordered.sort()
+        """``ids`` in any order (sorted here; the common sweep's already are: a range is taken as it is)."""
+        ordered = ids if isinstance(ids, range) and ids.step > 0 else sorted(ids)  # (a copy: ids may be a table's)
         self.fresh: deque[int] = deque(ordered)
         self.again: list[int] = []
 

@@ -360,9 +360,11 @@ class Scheduler:
         self._watching = False
         # (A million tasks: the tasks and their states above, and the queues here, are made in passes
         # in C where they can be, not a Python loop turn per task.)
-        queued: dict[Shape, list[int]] = {}
+        queued: dict[Shape, Sequence[int]] = {}
         for first, ids in groups:  # one group, made in one pass, in the common sweep
-            queued.setdefault(self._shape(first), []).extend(ids)
+            shape = self._shape(first)
+            same = queued.get(shape)  # (tasks of needs of their own may share a shape: one queue)
+            queued[shape] = ids if same is None else [*same, *ids]
             if first.expected is not None:
                 self._time.longest_given = max(self._time.longest_given, first.expected)
         for task, runtimes in history:

@@ -253,14 +253,15 @@ class TaskTable:
     def __repr__(self) -> str:
         return f"TaskTable({len(self)} tasks, {len(self.overrides)} overrides, like {self.prototype})"
 
-    def groups(self) -> list[tuple[Task, list[int]]]:
+    def groups(self) -> list[tuple[Task, Sequence[int]]]:
         """The tasks by needs: (the first task of each, the ids with the same needs, in order).
 
-        One group in a sweep of one shape, made without a Task per task: what the scheduler
-        queues by and what :func:`mpilauncher.core.scheduler.find_unplaceable` checks."""
+        One group in a sweep of one shape, made without a Task per task and with the table's own ids
+        (a fresh sweep's are a range, not a list of a million): what the scheduler queues by and what
+        :func:`mpilauncher.core.scheduler.find_unplaceable` checks."""
         if not self.overrides:
-            ids = list(self.ids)
-            return [(self[ids[0]], ids)] if ids else []
+            ids = self.ids
+            return [(self[ids[0]], ids)] if len(ids) else []
         groups: dict[tuple, tuple[Task, list[int]]] = {}
         plain = needs_key(self.prototype)
         for task_id in self.ids:
@@ -411,13 +412,24 @@ def parse_commandlines(
 
 def _plain_lines(text: str, count: int, whole_node: bool, seconds: float | None) -> TaskTable:
     """The tasks of a file whose lines carry no prefix to read, straight into a table's columns:
-    list comprehensions, no Task per line (a million lines: the first task starts sooner)."""
+    list comprehensions, no Task per line (a million lines: the first task starts sooner).
+
+    Most sweeps are a generated file with a command on every line: no comment (no ``#`` anywhere)
+    and no blank line, so a task's line number is its id + 1 and the stripped lines are the
+    commands as they stand; its numbers are then a ``range``, not a column built and filled (a
+    million lines: 0.11 s instead of 0.35-0.45 s, the largest part of a fresh sweep's start)."""
     lines = [raw.strip() for raw in text.split("\n")]
-    numbers = [number for number, line in enumerate(lines, 1) if line and line[0] != "#"]
-    commands = [lines[n - 1] for n in numbers]
+    if lines[-1] == "":
+        lines.pop()  # (after the last newline)
+    numbers: Sequence[int]
+    if "#" not in text and "" not in lines:
+        commands, numbers = lines, range(1, len(lines) + 1)
+    else:
+        numbers = array("i", [number for number, line in enumerate(lines, 1) if line and line[0] != "#"])
+        commands = [lines[n - 1] for n in numbers]
     if "PYL" in text:
         commands = [substitute_id(command, i) for i, command in enumerate(commands)]
-    return TaskTable(commands, array("i", numbers), Task(-1, "", count, whole_node, expected=seconds))
+    return TaskTable(commands, numbers, Task(-1, "", count, whole_node, expected=seconds))
 
 
 def join_blocks(lines: list[Task], block: int) -> TaskTable:

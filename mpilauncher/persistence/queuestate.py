@@ -26,7 +26,7 @@ import re
 import zlib
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from operator import add, eq, itemgetter, ne
 from pathlib import Path
@@ -59,6 +59,7 @@ from mpilauncher.core.tasks import (
 )
 from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
+from mpilauncher.persistence.columnar import queued_text
 from mpilauncher.persistence.files import ENCODING, ERRORS, read_bytes
 from mpilauncher.records import field, record
 
@@ -207,6 +208,12 @@ class _Section:
         self.pieces.append((text, *span))
         self.count += count
 
+    def add_piece(self, text: str, count: int) -> None:
+        """``count`` lines joined (no newline at the end), after those added before."""
+        self._flush()
+        self.pieces.append(text)
+        self.count += count
+
     def extend(self, lines: Iterable[str]) -> None:
         """Lines from an iterable, joined a piece at a time as they come."""
         lines = iter(lines)
@@ -280,10 +287,7 @@ def render_pieces(
                             queued.add_copy(earlier.text, span, upto - part)
                         else:
                             ledger.read_tasks(part, upto)  # (their commands, if they were left for later)
-                            queued.extend(
-                                f"{i} line={n}: {c}" if n else f"{i}: {c}"
-                                for i, c, n in zip(range(part, upto), commands[part:upto], numbers[part:upto])  # noqa: B905
-                            )
+                            _queued_lines(queued, part, upto, commands, numbers)
                 elif state == COMPLETED:
                     for part, upto, span in completed_before.parts(first, after):
                         if span is not None:
@@ -311,6 +315,21 @@ def render_pieces(
         f"{META_PREFIX}{meta.to_json()}\n"
     )
     return _text(header, bodies, _end_mark(len(ledger), sealed))
+
+
+def _queued_lines(section: _Section, first: int, after: int, commands: list[str], numbers: Sequence[int]) -> None:
+    """The queued lines of rows (and ids) ``first..after-1``, made a piece at a time by columns (see
+    :mod:`.columnar`); a piece in which some task has no line number, an f-string per line."""
+    for begin in range(first, after, PIECE_LINES):
+        end = min(begin + PIECE_LINES, after)
+        text = queued_text(begin, commands[begin:end], numbers[begin:end])
+        if text is not None:
+            section.add_piece(text, end - begin)
+        else:
+            section.extend(
+                f"{i} line={n}: {c}" if n else f"{i}: {c}"
+                for i, c, n in zip(range(begin, end), commands[begin:end], numbers[begin:end])  # noqa: B905
+            )
 
 
 def _add_run(runs: list[tuple[int, int]], first: int, after: int) -> None:
