@@ -34,11 +34,15 @@ def test_queued_text_of_a_fresh_sweep_is_its_lines(first, offset):
     assert queued_text(first, commands, numbers) == per_line(first, commands, numbers)
 
 
-def test_queued_text_of_numbers_read_from_a_file():
-    """Line numbers with gaps (comments and blank lines between tasks), as an array read back."""
+@pytest.mark.parametrize(
+    "numbers",
+    [[3, 7, 1000, 123456], [998, 999, 1000, 1001], [1, 1, 3, 4], [5, 4, 3, 2], [999, 1001, 1000, 1002]],
+)
+def test_queued_text_of_numbers_read_from_a_file(numbers):
+    """Line numbers as an array read back from a queuestate: consecutive ones (cut like a range), with
+    gaps (comments and blank lines between tasks), or edited (in any order, twice the same)."""
     commands = ["a", "b c", "", "d"]
-    numbers = array("i", [3, 7, 1000, 123456])
-    assert queued_text(41, commands, numbers) == per_line(41, commands, numbers)
+    assert queued_text(41, commands, array("i", numbers)) == per_line(41, commands, numbers)
 
 
 def test_a_task_without_a_line_number_is_left_to_the_caller():

@@ -570,6 +570,31 @@ def test_completed_lines_written_in_one_go_read_as_those_written_field_by_field(
     assert "4 line=1 exit=0 start=1764072000.006 runtime=4.003 host=c1 slots=0-3: ./prog 4" in section
 
 
+@pytest.mark.parametrize("cores", [ONE, CoresSpec("node", 1)])
+def test_lines_made_by_columns_read_as_those_written_field_by_field(cores: CoresSpec):
+    """Thousands of queued lines of the common shape (a line number each, every task of the sweep's needs)
+    are made a piece at a time by columns, completed ones in an f-string each: the same lines as the
+    general writer, across thousands of ids; lines of other shapes (no host, a failure) beside them."""
+    text = "\n".join(f"./prog {i} --x=é" for i in range(5000))
+    ledger = sample_ledger(parse_commandlines("# header\n" + text, "cmds", cores))
+    slot_lists = [(0,), (0, 1, 2, 3), (0, 2, 5), (7, 8), ()]
+    for task_id in range(300, 4700):
+        start = 1764072000.0 + task_id * 0.0015 + (0.0005 if task_id % 4 else 0.0)
+        host = "" if task_id == 2222 else f"c{task_id % 3}"
+        ledger.started(task_id, host, slot_lists[task_id % len(slot_lists)], start)
+        if task_id % 1000 != 7:  # (running ones between runs of completed)
+            ledger.finished(task_id, 3 if task_id == 3333 else 0, start, task_id * 1.0007)
+    text = render(ledger, StateMeta(run="abc", cores=str(cores), journal="qs.journal"), cores)
+    records = [ledger.records[task_id] for task_id in range(5000)]
+    for state in (QUEUED, COMPLETED):
+        written = [f"{queuestate._attributes(rec, cores)}: {rec.task.command}" for rec in records if rec.state == state]
+        assert text.split(f"\n{state}\n")[1].split("\n")[: len(written)] == written
+    assert "\n299 line=301: ./prog 299 --x=é\n4700 line=4702: ./prog 4700 --x=é\n" in text
+    assert "\n1000 line=1002 exit=0 start=1764072001.500 runtime=1000.700 host=c1 slots=0: ./prog 1000 --x=é\n" in text
+    assert "\n2222 line=2224 exit=0 start=1764072003.333 runtime=2223.555: ./prog 2222" in text  # (no host)
+    assert "\n3333 line=3335 exit=3 " in text.split("\nfailed\n")[1]
+
+
 @pytest.mark.parametrize(
     ("bad", "problem"),
     [
