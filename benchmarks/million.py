@@ -164,11 +164,14 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     before its next snapshot: the snapshot, written with the launcher's own ledger and writer, has the
     tasks completed until one snapshot interval ago, and the journal beside it the starts and ends since
     (the journal starts over at each snapshot).  The interval is the launcher's own rule, from what the
-    snapshot took to write here; tasks complete at 1,000 a second.  Returns (completed, in the journal)."""
+    snapshot took to write here (as a run writes it: the completed lines copied from the snapshot before,
+    see mpilauncher/persistence/written.py); tasks complete at 1,000 a second.  Returns (completed, in
+    the journal)."""
     from mpilauncher.core.tasks import CoresSpec
     from mpilauncher.persistence import journal, queuestate
     from mpilauncher.persistence.files import atomic_write
     from mpilauncher.persistence.store import MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE, journal_path, load_state
+    from mpilauncher.persistence.written import WrittenLines
 
     path = work / "qs"
     loaded = load_state(path, CoresSpec("fixed", 1))
@@ -181,9 +184,14 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     for task_id, host, core_ids, start in runs:
         ledger.started(task_id, host, core_ids, start)
         ledger.finished(task_id, 0, start, 0.002)
-    cost = time.monotonic()
-    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
+    spans: list[tuple[int, int, int, int]] = []  # (the run's snapshot before: formatted)
+    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores, spans=spans))
+    before = WrittenLines.open(path, spans)
+    cost = time.monotonic()  # (the next: the completed lines copied from the one before, as the store does)
+    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores, written=before))
     cost = time.monotonic() - cost
+    if before is not None:
+        before.close()
     tail = min(half, round(max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost) * 1000))
     for task_id in range(half - tail, half):
         ledger.requeued(task_id)

@@ -155,6 +155,9 @@ class Ledger:
         #: The longest runtime of a task that completed (an upper bound once one is queued again); None:
         #: not known without reading the runtimes left for later.
         self._longest: float | None = 0.0
+        #: How many times a completed task's row was written again (started, ended, queued or set anew):
+        #: the completed lines of a snapshot stand as long as this does (see persistence/written.py).
+        self.completed_rewritten = 0
 
     @classmethod
     def from_records(
@@ -413,8 +416,8 @@ class Ledger:
     def started(self, task_id: int, host: str, core_ids: tuple[int, ...], start: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
-        if self._later is not None and outcomes.state[row] == AS_COMPLETED:  # (see _read_before_running: a
-            self.read_now()  # journal's 75,000 starts at a half-way resume, no call each)
+        if outcomes.state[row] == AS_COMPLETED:  # (see _read_before_running: a journal's 75,000 starts at a
+            self._completed_again()  # half-way resume, no call each)
         outcomes.state[row] = AS_RUNNING
         outcomes.place[row] = outcomes.place_index(host, core_ids)
         outcomes.start[row] = start
@@ -424,8 +427,8 @@ class Ledger:
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
         row = self.tasks.position(task_id)
         outcomes = self.outcomes or self._open()
-        if self._later is not None and outcomes.state[row] == AS_COMPLETED:  # (a row left for later keeps its
-            self.read_now()  # place: read first; no run ends a completed task without starting it again)
+        if outcomes.state[row] == AS_COMPLETED:  # (a row left for later keeps its place: read first; no run
+            self._completed_again()  # ends a completed task without starting it again)
         outcomes.state[row] = AS_COMPLETED if exit_code == 0 else AS_FAILED
         outcomes.exit_code[row] = exit_code
         outcomes.start[row] = start
@@ -504,8 +507,16 @@ class Ledger:
         self.outcomes = Outcomes(self.tasks.rows)
         return self.outcomes
 
+    def _completed_again(self) -> None:
+        """A completed task's row is about to be written again."""
+        self.completed_rewritten += 1
+        if self._later is not None:
+            self.read_now()
+
     def _forget(self, row: int) -> None:
         outcomes = self.outcomes
+        if outcomes.state[row] == AS_COMPLETED:
+            self.completed_rewritten += 1
         outcomes.state[row] = AS_QUEUED
         outcomes.exit_code[row] = NO_EXIT
         outcomes.start[row] = outcomes.runtime[row] = NO_TIME
@@ -515,6 +526,8 @@ class Ledger:
         """A record read back, as it is."""
         row = self.tasks.position(rec.id)
         outcomes = self.outcomes or self._open()
+        if outcomes.state[row] == AS_COMPLETED:
+            self.completed_rewritten += 1
         outcomes.state[row] = CODES[rec.state]
         outcomes.exit_code[row] = NO_EXIT if rec.exit_code is None else rec.exit_code
         outcomes.start[row] = NO_TIME if rec.start is None else rec.start

@@ -61,6 +61,7 @@ from mpilauncher.errors import InputError
 from mpilauncher.persistence import fields
 from mpilauncher.persistence.columnar import queued_text
 from mpilauncher.persistence.files import ENCODING, ERRORS, read_bytes
+from mpilauncher.persistence.written import WrittenLines
 from mpilauncher.records import field, record
 
 FORMAT = 1
@@ -116,7 +117,33 @@ def _place_texts(outcomes: Outcomes | None) -> list[str | None]:
     return [*texts, None]
 
 
-def _completed_lines(ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> Iterator[str]:
+def _completed_lines(
+    section: _Section, ledger: Ledger, first: int, after: int, default_cores: CoresSpec, written: WrittenLines | None
+) -> None:
+    """The lines of the completed tasks of rows ``first..after-1`` (a table by id, the sweep's needs):
+    the runs of them that the run's last snapshot wrote are copied from its file (``written``: a
+    completed task's line does not change), the others made from the ledger's columns."""
+    at = first
+    for span_first, span_after, offset, length in written.within(first, after) if written is not None else ():
+        if at < span_first:
+            _format_completed(section, ledger, at, span_first, default_cores)
+        section.add_written(written, span_first, span_after, offset, length)
+        at = span_after
+    if at < after:
+        _format_completed(section, ledger, at, after, default_cores)
+
+
+def _format_completed(section: _Section, ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> None:
+    """The lines of the completed tasks of rows ``first..after-1``, a piece of up to :data:`PIECE_LINES`
+    at a time, each piece knowing its ids (see :meth:`_Section.add_piece`)."""
+    for begin in range(first, after, PIECE_LINES):
+        end = min(begin + PIECE_LINES, after)
+        section.add_piece(
+            "\n".join(_completed_line_texts(ledger, begin, end, default_cores)), end - begin, (begin, end)
+        )
+
+
+def _completed_line_texts(ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> Iterator[str]:
     """The lines of the completed tasks of rows ``first..after-1`` (a table by id, the sweep's needs),
     each in one f-string from the ledger's columns, as :func:`_attributes` writes them (a test ties the
     two); one without a time or a host goes through :func:`_attributes`.  Half of a snapshot of a
@@ -179,6 +206,15 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
 PIECE_LINES = 4096
 
 
+class _Written:
+    """A piece of a snapshot copied from the run's last one: ``length`` bytes from ``offset`` of its file."""
+
+    __slots__ = ("source", "offset", "length")
+
+    def __init__(self, source: WrittenLines, offset: int, length: int) -> None:
+        self.source, self.offset, self.length = source, offset, length
+
+
 class _Section:
     """The lines of one section of a snapshot, kept as pieces of up to :data:`PIECE_LINES` lines joined.
 
@@ -189,10 +225,12 @@ class _Section:
     whole text or its bytes is ever made.  A piece copied from the text read (:class:`Earlier`)
     is kept as its span, and cut from that text only as it is written."""
 
-    __slots__ = ("pieces", "count", "_lines")
+    __slots__ = ("pieces", "ids", "count", "_lines")
 
     def __init__(self) -> None:
-        self.pieces: list[str | tuple[str, int, int]] = []
+        self.pieces: list[str | tuple[str, int, int] | _Written] = []
+        #: The ids of each piece's lines (first, after), where they are one run of ids, else None.
+        self.ids: list[tuple[int, int] | None] = []
         self.count = 0
         self._lines: list[str] = []
 
@@ -202,17 +240,36 @@ class _Section:
         if len(lines) >= PIECE_LINES:
             self._flush()
 
-    def add_copy(self, text: str, span: tuple[int, int], count: int) -> None:
-        """The ``count`` lines of ``text[begin:end]`` (no newline at the end), after those added before."""
+    def add_copy(self, text: str, span: tuple[int, int], ids: tuple[int, int]) -> None:
+        """The lines of tasks ``ids`` (first, after) as ``text[begin:end]`` holds them (no newline at the end)."""
         self._flush()
         self.pieces.append((text, *span))
-        self.count += count
+        self.ids.append(ids)
+        self.count += ids[1] - ids[0]
 
-    def add_piece(self, text: str, count: int) -> None:
-        """``count`` lines joined (no newline at the end), after those added before."""
+    def add_piece(self, text: str, count: int, ids: tuple[int, int] | None = None) -> None:
+        """``count`` lines joined (no newline at the end), after those added before; ``ids``: they are
+        the lines of tasks first..after-1."""
         self._flush()
         self.pieces.append(text)
+        self.ids.append(ids)
         self.count += count
+
+    def add_written(self, source: WrittenLines, first: int, after: int, offset: int, length: int) -> None:
+        """The lines of tasks ``first..after-1``, copied from ``source``; one piece with the copy before
+        it when they follow it there (the next snapshot then copies them as one)."""
+        self._flush()
+        last = self.pieces[-1] if self.pieces else None
+        ids = self.ids[-1] if self.ids else None
+        follows = type(last) is _Written and last.source is source and ids is not None and ids[1] == first
+        if follows and last.offset + last.length + 1 == offset:  # (+1: the newline between the two)
+            last.length = offset + length - last.offset
+            self.ids[-1] = (ids[0], after)
+            self.count += after - first
+            return
+        self.pieces.append(_Written(source, offset, length))
+        self.ids.append((first, after))
+        self.count += after - first
 
     def extend(self, lines: Iterable[str]) -> None:
         """Lines from an iterable, joined a piece at a time as they come."""
@@ -223,13 +280,14 @@ class _Section:
                 return
             self._flush()
 
-    def done(self) -> list[str | tuple[str, int, int]]:
+    def done(self) -> list[str | tuple[str, int, int] | _Written]:
         self._flush()
         return self.pieces
 
     def _flush(self) -> None:
         if self._lines:
             self.pieces.append("\n".join(self._lines))
+            self.ids.append(None)
             self.count += len(self._lines)
             self._lines = []
 
@@ -240,7 +298,12 @@ def render(ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: E
 
 
 def render_pieces(
-    ledger: Ledger, meta: StateMeta, default_cores: CoresSpec, earlier: Earlier | None = None
+    ledger: Ledger,
+    meta: StateMeta,
+    default_cores: CoresSpec,
+    earlier: Earlier | None = None,
+    written: WrittenLines | None = None,
+    spans: list[tuple[int, int, int, int]] | None = None,
 ) -> Iterator[bytes]:
     """The snapshot of ``ledger`` as pieces of bytes, to be written one after the other (made now; the
     runs copied from ``earlier`` are cut from its text as they are written, a slice at a time).
@@ -251,7 +314,10 @@ def render_pieces(
     ``earlier``: the snapshot the ledger was read from (:attr:`LoadedState.earlier`); a long run of
     tasks still queued, or still completed, is copied from it as it stands instead of formatted
     again (a resume's first snapshot, before its first start: a million lines are ~0.3 s of
-    f-strings queued, ~1 s completed).
+    f-strings queued, ~1 s completed).  ``written``: the completed lines of this run's last
+    snapshot, where they lie in its file (see :mod:`.written`; the caller knows they still stand):
+    the runs of them inside a run of completed tasks are copied from there.  ``spans``: where this
+    snapshot's completed lines lie in it, appended as they are written, for the next one.
     """
     table = ledger.tasks
     sealed: dict[str, list[tuple[int, int]]] = {}  # (see _end_mark)
@@ -284,16 +350,16 @@ def render_pieces(
                 if state == QUEUED:
                     for part, upto, span in queued_before.parts(first, after):
                         if span is not None:
-                            queued.add_copy(earlier.text, span, upto - part)
+                            queued.add_copy(earlier.text, span, (part, upto))
                         else:
                             ledger.read_tasks(part, upto)  # (their commands, if they were left for later)
                             _queued_lines(queued, part, upto, commands, numbers)
                 elif state == COMPLETED:
                     for part, upto, span in completed_before.parts(first, after):
                         if span is not None:
-                            completed.add_copy(earlier.text, span, upto - part)
+                            completed.add_copy(earlier.text, span, (part, upto))
                         else:
-                            completed.extend(_completed_lines(ledger, part, upto, default_cores))
+                            _completed_lines(completed, ledger, part, upto, default_cores, written)
                 else:
                     sections[state].extend(_line(records[i], default_cores) for i in range(first, after))
             if end < len(table):
@@ -314,7 +380,7 @@ def render_pieces(
         " 'python -m mpilauncher --status <this file>' shows both merged.\n"
         f"{META_PREFIX}{meta.to_json()}\n"
     )
-    return _text(header, bodies, _end_mark(len(ledger), sealed))
+    return _text(header, bodies, _end_mark(len(ledger), sealed), completed.ids, spans)
 
 
 def _queued_lines(section: _Section, first: int, after: int, commands: list[str], numbers: Sequence[int]) -> None:
@@ -366,34 +432,53 @@ def _end_mark(count: int, sealed: dict[str, list[tuple[int, int]]]) -> str:
 COPY_SLICE = 1 << 20
 
 
-def _text(header: str, bodies: dict[str, list[str | tuple[str, int, int]]], end_mark: str) -> Iterator[bytes]:
+def _text(
+    header: str,
+    bodies: dict[str, list[str | tuple[str, int, int] | _Written]],
+    end_mark: str,
+    completed_ids: list[tuple[int, int] | None] | None = None,
+    spans: list[tuple[int, int, int, int]] | None = None,
+) -> Iterator[bytes]:
     """The pieces of a snapshot in order, encoded, the last line sealed with the CRC-32 of all the
     bytes before its seal (see :func:`_end_mark`): a copied run is cut from the text it was read from a
     slice at a time (half a million completed lines are one run, 43 MB: a copy whole, beside the text
-    it came from and its bytes as written, was the top of a resumed launcher's memory)."""
-    crc = 0
+    it came from and its bytes as written, was the top of a resumed launcher's memory), and one copied
+    from the run's last snapshot is read back from its file a slice at a time.
 
-    def encoded(piece: str) -> bytes:
-        nonlocal crc
-        data = piece.encode(ENCODING, ERRORS)
+    ``spans``: where each completed piece of known ids (``completed_ids``, as :class:`_Section` keeps
+    them) lies in the file, appended as (first id, after id, offset, length) while it is written:
+    what the next snapshot may copy (see :mod:`.written`)."""
+    crc = 0
+    offset = 0
+
+    def counted(data: bytes) -> bytes:
+        nonlocal crc, offset
         crc = zlib.crc32(data, crc)
+        offset += len(data)
         return data
 
-    yield encoded(header)
+    yield counted(header.encode(ENCODING, ERRORS))
     for state in STATES:
-        yield encoded(f"{state}\n")
-        for piece in bodies[state]:
+        yield counted(f"{state}\n".encode())
+        ids = completed_ids if state == COMPLETED and spans is not None else None
+        for k, piece in enumerate(bodies[state]):
+            begin = offset
             if type(piece) is str:
-                yield encoded(piece)
+                yield counted(piece.encode(ENCODING, ERRORS))
+            elif type(piece) is _Written:
+                for data in piece.source.read(piece.offset, piece.length):
+                    yield counted(data)
             else:
                 text, at, end = piece
                 while at < end:
                     stop = text.find("\n", at + COPY_SLICE, end)
                     stop = end if stop < 0 else stop + 1
-                    yield encoded(text[at:stop])
+                    yield counted(text[at:stop].encode(ENCODING, ERRORS))
                     at = stop
-            yield encoded("\n")
-    yield encoded(end_mark) + f"{SEAL}{crc:08x}\n".encode()
+            if ids is not None and ids[k] is not None:
+                spans.append((*ids[k], begin, offset - begin))  # type: ignore[union-attr]
+            yield counted(b"\n")
+    yield counted(end_mark.encode(ENCODING, ERRORS)) + f"{SEAL}{crc:08x}\n".encode()
 
 
 @record

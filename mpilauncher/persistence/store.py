@@ -27,6 +27,7 @@ from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.lock import Holder, current_holder, is_stale
 from mpilauncher.persistence.queuestate import LoadedState, StateMeta
+from mpilauncher.persistence.written import WrittenLines
 
 #: Snapshot at most every this many seconds...
 MIN_SNAPSHOT_INTERVAL = 5.0
@@ -66,6 +67,10 @@ class StateStore(Observer):
         self._journal: journal.JournalWriter | None = None
         self._next_snapshot = 0.0
         self._dirty = False
+        #: The completed lines of the last snapshot, for the next to copy (see :mod:`.written`), with
+        #: what they stand on: the ledger's table and its count of completed rows written again.
+        self._written: WrittenLines | None = None
+        self._written_for: tuple[object, int] | None = None
 
     def open(self, now: float, requeued: Sequence[int] | None = None) -> None:
         """Write the first snapshot, then start this run's journal (in that order: see resume).
@@ -137,19 +142,45 @@ class StateStore(Observer):
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
         self.meta.longest = round(self.ledger.longest_completed(), 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
-        pieces = queuestate.render_pieces(self.ledger, self.meta, self.default_cores, self._earlier)
+        spans: list[tuple[int, int, int, int]] = []
+        pieces = queuestate.render_pieces(
+            self.ledger, self.meta, self.default_cores, self._earlier, self._copyable(), spans
+        )
         atomic_write(self.path, pieces)
+        self._keep_written(spans)
         if restart:
             self._journal.restart(self.meta.run)
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
         self._dirty = False
 
+    def _copyable(self) -> WrittenLines | None:
+        """The last snapshot's completed lines, if they still stand: nothing wrote a completed task's row
+        since, the table is the same, and its file is as written."""
+        written = self._written
+        if written is None:
+            return None
+        if self._written_for != (self.ledger.tasks, self.ledger.completed_rewritten) or not written.unchanged():
+            self._forget_written()
+            return None
+        return written
+
+    def _keep_written(self, spans: list[tuple[int, int, int, int]]) -> None:
+        self._forget_written()
+        self._written = WrittenLines.open(self.path, spans)
+        self._written_for = (self.ledger.tasks, self.ledger.completed_rewritten)
+
+    def _forget_written(self) -> None:
+        if self._written is not None:
+            self._written.close()
+            self._written = None
+
     def close(self, now: float, elapsed: float) -> None:
         """Final snapshot; the journal is then redundant and removed."""
         if self._journal is not None:
             self._journal.flush(now, force_sync=True)
         self.snapshot(now, elapsed, restart_journal=False)  # (the journal is removed next)
+        self._forget_written()
         if self._journal is not None:
             self._journal.close(remove=True)
             self._journal = None
