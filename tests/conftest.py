@@ -28,6 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 MPI_TEST_SETTINGS = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp;ofi_rxm"}
 
 
+def recording_task(seconds: float) -> str:
+    """A task line that works ``seconds``, then appends its id to ``ran``: exactly when it exits 0.
+
+    Once its work is done it ignores SIGTERM, so a stop (``--max-runtime``, Ctrl-C) that reaches
+    it after the append sees it exit 0 within the grace, which counts as completed; without the
+    trap, a TERM between the append and the shell's exit recorded a run the launcher rightly
+    never saw complete, and the "nothing ran twice" checks failed under load (CI, once)."""
+    return f"sleep {seconds} && trap '' TERM && echo PYL_ID >> ran"
+
+
 def launcher_env(**extra: str) -> dict[str, str]:
     """An environment for running the launcher as a user would, outside any Slurm job."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PMI_", "HYDI_", "OMP_NUM"))}

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.persistence.lock import Holder
-from tests.conftest import exec_text, launcher_env, run_cli
+from tests.conftest import exec_text, launcher_env, recording_task, run_cli
 
 
 def appending_sweep(directory: Path, n: int, seconds: float) -> None:
-    """Tasks that append their id to ``ran`` once they have done their work."""
-    (directory / "commandlines").write_text(f"sleep {seconds} && echo PYL_ID >> ran\n" * n)
+    """Tasks that append their id to ``ran`` once they have done their work (see recording_task)."""
+    (directory / "commandlines").write_text(f"{recording_task(seconds)}\n" * n)
 
 
 def ran_counts(directory: Path) -> collections.Counter:

@@ -20,7 +20,7 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, new_tag, run_cli, tagged_pids, wait_for
+from tests.conftest import launcher_env, new_tag, recording_task, run_cli, tagged_pids, wait_for
 
 
 def launch(directory: Path, *args: str, **env: str) -> subprocess.Popen:
@@ -60,7 +60,7 @@ def test_retries_rerun_a_failed_task_and_record_every_attempt(sweep_dir: Path) -
 
 
 def test_max_runtime_stops_cleanly_and_resume_finishes(sweep_dir: Path) -> None:
-    (sweep_dir / "commandlines").write_text("sleep 0.4 && echo PYL_ID >> ran\n" * 12)
+    (sweep_dir / "commandlines").write_text(f"{recording_task(0.4)}\n" * 12)
     first = run_cli(["commandlines", "--workdir", "w", "--max-runtime", "1", "--grace", "0.1",
                      "--cores-per-node", "2"], sweep_dir)  # fmt: skip
     assert first.returncode == 4, first.stderr
