@@ -70,7 +70,7 @@ class StateStore(Observer):
         #: The completed lines of the last snapshot, for the next to copy (see :mod:`.written`), with
         #: what they stand on: the ledger's table and its count of completed rows written again.
         self._written: WrittenLines | None = None
-        self._written_for: tuple[object, int] | None = None
+        self._written_for: tuple[object, int] = (None, 0)
 
     def open(self, now: float, requeued: Sequence[int] | None = None) -> None:
         """Write the first snapshot, then start this run's journal (in that order: see resume).
@@ -160,7 +160,8 @@ class StateStore(Observer):
         written = self._written
         if written is None:
             return None
-        if self._written_for != (self.ledger.tasks, self.ledger.completed_rewritten) or not written.unchanged():
+        table, rewritten = self._written_for  # (the table by identity: comparing two is a pass over both)
+        if table is not self.ledger.tasks or rewritten != self.ledger.completed_rewritten or not written.unchanged():
             self._forget_written()
             return None
         return written
