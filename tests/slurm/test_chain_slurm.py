@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, launcher_env
+from tests.conftest import ROOT, launcher_env, recording_task
 
 PYTHON = sys.executable
 #: 2 cores: 9 rounds of 4 s = 36 s of work, about 3 rounds per job.
-SWEEP = "sleep 4 && echo PYL_ID >> ran\n" * 18
+SWEEP = f"{recording_task(4)}\n" * 18
 
 
 def job_script(directory: Path, *launcher_args: str, extra: str = "") -> Path:
@@ -116,7 +116,7 @@ def test_a_job_holds_back_what_cannot_finish_stops_early_and_the_next_job_of_the
     10 s (it takes 2).  A job starts tasks while 10 s are left, holds the rest back instead of killing them
     at the stop, and ends as soon as nothing more can start (exit 4, long before its limit); the chain's
     next job runs what was held back."""
-    (tmp_path / "commandlines").write_text("10,sleep 2 && echo PYL_ID >> ran\n" * 8)
+    (tmp_path / "commandlines").write_text(f"10,{recording_task(2)}\n" * 8)
     script = job_script(tmp_path, "--time-limit-margin", "45", "--expected-time", "file")
     submitted = subprocess.run([PYTHON, "-m", "mpilauncher", "chain", "-n", "3", str(script)], cwd=tmp_path,
                                env=launcher_env(), capture_output=True, text=True, timeout=120)  # fmt: skip

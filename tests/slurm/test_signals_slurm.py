@@ -21,7 +21,7 @@ import pytest
 
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
-from tests.conftest import ROOT
+from tests.conftest import ROOT, recording_task
 
 pytestmark = pytest.mark.timeout(150, func_only=True)
 
@@ -62,7 +62,7 @@ def test_slurm_signals_stop_the_sweep_cleanly_and_a_second_job_resumes_it(
     slurm_cluster, tmp_path: Path, case: str
 ) -> None:
     scancel, signal_name, per_node = CASES[case]
-    (tmp_path / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * TASKS)
+    (tmp_path / "commandlines").write_text(f"{recording_task(1)}\n" * TASKS)
     script = job_script(tmp_path, "job.sh", "commandlines --workdir w")
     layout = ["-N", "2", f"--ntasks-per-node={per_node}", "--exclusive"]
     job = slurm_cluster.sbatch(*layout, "-o", str(tmp_path / "job.out"), str(script))
