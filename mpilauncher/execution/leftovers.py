@@ -50,13 +50,24 @@ from __future__ import annotations
 import heapq
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable, Mapping
 
 if __package__:
-    from mpilauncher.execution.watchdog import LANE_VARIABLE, stop_groups, tagged_groups
+    from mpilauncher.execution.watchdog import (
+        LANE_VARIABLE,
+        proc_stat,
+        settled_environment,
+        stop_groups,
+        tagged_groups,
+    )
 else:  # an executor process: the siblings are top-level modules there
-    from watchdog import LANE_VARIABLE, stop_groups, tagged_groups  # type: ignore[no-redef]
+    from watchdog import (  # type: ignore[no-redef]
+        LANE_VARIABLE,
+        proc_stat,
+        settled_environment,
+        stop_groups,
+        tagged_groups,
+    )
 
 #: In every task's environment: its number (see environment.task_variables), next to its lane's tag.
 TASK_VARIABLE = "MPILAUNCHER_TASK_ID"
@@ -68,11 +79,6 @@ SCAN_INTERVAL = 1.0
 RECHECK = 0.05
 #: A sweep that finds more processes than this under one task stops walking (a fork bomb).
 MAX_WALK = 100_000
-#: A process caught in an exec reads an empty environment until the kernel has set up the new
-#: program's (measured here: ~5 ms, 6.6 ms at worst on a busy machine, for ``setsid sleep``):
-#: its owner is looked for again this long before it is taken for one that cleared its own.
-EXEC_WAIT = 0.1
-EXEC_POLL = 0.002
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -103,17 +109,6 @@ def enable_subreaper() -> bool:
 
 
 # -- /proc ------------------------------------------------------------------
-def proc_stat(pid: int) -> tuple[bytes, int, int, int] | None:
-    """(state, parent, process group, session) of ``pid``; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
-
-
 def children_of(pid: int) -> list[int]:
     """The children of ``pid``, all of its threads' (a child belongs to the thread that forked it)."""
     try:
@@ -128,33 +123,6 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def environment(pid: int) -> list[bytes]:
-    """The environment ``pid`` was started with (``NAME=value`` entries); [] if unreadable."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return environ.read().split(b"\0")
-    except OSError:
-        return []
-
-
-def settled_environment(pid: int) -> list[bytes]:
-    """``pid``'s environment, an exec in progress waited out: an empty read is read again every
-    :data:`EXEC_POLL` s for up to :data:`EXEC_WAIT` s while the process lives.  Why: a leftover
-    re-parented to the executor as its task ends is often between ``setsid()`` and the exec of its
-    program (``setsid sleep 300 &``): read then, it had no tag and no longer its task's session,
-    and went uncounted and unended while other tasks ran (a test caught it under load).  A process
-    whose environment is empty for good (``env -i``) costs the wait once, when it is adopted."""
-    entries = environment(pid)
-    deadline = time.monotonic() + EXEC_WAIT
-    while not any(entries) and time.monotonic() < deadline:
-        stat = proc_stat(pid)
-        if stat is None or stat[0] == b"Z":
-            break
-        time.sleep(EXEC_POLL)
-        entries = environment(pid)
-    return entries
 
 
 def group_members(pgid: int) -> list[int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mpilauncher.execution import leftovers
+from mpilauncher.execution import watchdog
 from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
@@ -227,8 +227,8 @@ def test_an_environment_read_in_the_middle_of_an_exec_is_read_again(monkeypatch)
     """A leftover caught between setsid() and its program's exec reads an empty environment (the new
     one is not set up yet): it is read again until it is there, not taken for nobody's."""
     reads = iter([[b""], [b""], [b"MPILAUNCHER_TASK_ID=7", b""]])
-    monkeypatch.setattr(leftovers, "environment", lambda pid: next(reads))
-    assert leftovers.settled_environment(os.getpid()) == [b"MPILAUNCHER_TASK_ID=7", b""]
+    monkeypatch.setattr(watchdog, "environment", lambda pid: next(reads))
+    assert watchdog.settled_environment(os.getpid()) == [b"MPILAUNCHER_TASK_ID=7", b""]
 
 
 def test_an_environment_empty_for_good_costs_one_short_wait(tmp_path):
@@ -238,13 +238,13 @@ def test_an_environment_empty_for_good_costs_one_short_wait(tmp_path):
         cmdline = Path(f"/proc/{process.pid}/cmdline")
         wait_for(lambda: cmdline.read_bytes().startswith(b"sleep\0"), 10, "the exec of sleep")
         began = time.monotonic()
-        assert not any(leftovers.settled_environment(process.pid))
-        assert leftovers.EXEC_WAIT <= time.monotonic() - began < leftovers.EXEC_WAIT + 1.0
+        assert not any(watchdog.settled_environment(process.pid))
+        assert watchdog.EXEC_WAIT <= time.monotonic() - began < watchdog.EXEC_WAIT + 1.0
     finally:
         process.kill()
         process.wait()
     began = time.monotonic()
-    assert leftovers.settled_environment(process.pid) == [] and time.monotonic() - began < leftovers.EXEC_WAIT
+    assert watchdog.settled_environment(process.pid) == [] and time.monotonic() - began < watchdog.EXEC_WAIT
 
 
 def test_the_inline_runner_ends_escaped_daemons_when_it_closes(tmp_path, tag):

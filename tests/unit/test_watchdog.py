@@ -280,3 +280,27 @@ def test_partial_lines_unwatch_and_dead_groups(tmp_path: Path) -> None:
         for task in (split, cut, forgotten):
             task.kill()
             task.wait()
+
+
+def test_a_tagged_process_caught_in_an_exec_is_found_by_its_tag(monkeypatch) -> None:
+    """What left its task's group is found by the tag in its environment; a process read in the middle
+    of an exec (an empty environment until the new program's is set up) is read again, not missed."""
+    tag = f"MPILAUNCHER_LANE=test-{os.getpid()}-{time.monotonic_ns()}"
+    name, value = tag.split("=")
+    process = subprocess.Popen(["sleep", "30"], env={**os.environ, name: value}, start_new_session=True)
+    try:
+        read = watchdog.environment
+        first_reads: set[int] = set()
+
+        def in_exec_at_first(pid: int) -> list[bytes]:
+            if pid == process.pid and pid not in first_reads:
+                first_reads.add(pid)
+                return [b""]
+            return read(pid)
+
+        monkeypatch.setattr(watchdog, "environment", in_exec_at_first)
+        assert watchdog.tagged_groups(tag.encode()) == [process.pid]
+        assert first_reads == {process.pid}
+    finally:
+        process.kill()
+        process.wait()
