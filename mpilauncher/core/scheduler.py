@@ -110,6 +110,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 
 from mpilauncher.core.estimates import RuntimeEstimates
 from mpilauncher.core.events import (
@@ -360,11 +361,9 @@ class Scheduler:
         self._watching = False
         # (A million tasks: the tasks and their states above, and the queues here, are made in passes
         # in C where they can be, not a Python loop turn per task.)
-        queued: dict[Shape, Sequence[int]] = {}
+        queued: dict[Shape, list[Sequence[int]]] = {}  # (groups of other needs may share a shape: one queue)
         for first, ids in groups:  # one group, made in one pass, in the common sweep
-            shape = self._shape(first)
-            same = queued.get(shape)  # (tasks of needs of their own may share a shape: one queue)
-            queued[shape] = ids if same is None else [*same, *ids]
+            queued.setdefault(self._shape(first), []).append(ids)
             if first.expected is not None:
                 self._time.longest_given = max(self._time.longest_given, first.expected)
         for task, runtimes in history:
@@ -372,7 +371,10 @@ class Scheduler:
         if history_later is not None:
             longest, read = history_later
             self._time.estimates.add_later(longest, lambda: [(self._shape(task), times) for task, times in read()])
-        self._queues = {shape: TaskQueue(ids) for shape, ids in queued.items()}
+        self._queues = {
+            shape: TaskQueue(parts[0] if len(parts) == 1 else chain.from_iterable(parts))  # (the table's range kept)
+            for shape, parts in queued.items()
+        }
         del queued
         self._bare = {shape: deque() for shape in self._queues}
         self._standby_of = {shape: _StandbyLine(self.status.codes) for shape in self._queues}

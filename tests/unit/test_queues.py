@@ -51,3 +51,15 @@ def test_it_agrees_with_one_heap_of_every_id(seed):
             queue.push(again)
             heapq.heappush(heap, again)
         assert len(queue) == len(heap) and sorted(queue) == sorted(heap)
+
+
+def test_a_scheduler_queues_groups_of_one_shape_in_one_queue_in_id_order():
+    """Tasks whose needs differ only in their expected time (``T,`` prefixes) are groups of their own that
+    share one shape: one queue of all their ids, lowest first, made in one pass (not a list copied per group)."""
+    from mpilauncher.core.scheduler import Scheduler
+    from mpilauncher.core.tasks import CoresSpec, parse_commandlines
+
+    text = "".join(f"{1 + (i * 7919) % 1000 * 0.01:.2f},true\n" for i in range(3000))
+    scheduler = Scheduler(parse_commandlines(text, "cl", CoresSpec("fixed", 1), expected="file"))
+    (queue,) = scheduler._queues.values()
+    assert list(queue.fresh) == list(range(3000))
