@@ -135,25 +135,27 @@ def _completed_lines(
 
 def _format_completed(section: _Section, ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> None:
     """The lines of the completed tasks of rows ``first..after-1``, a piece of up to :data:`PIECE_LINES`
-    at a time, each piece knowing its ids (see :meth:`_Section.add_piece`)."""
+    at a time, each piece knowing its ids (see :meth:`_Section.add_piece`).  What is left for later is
+    read first, then the place texts made once (a read adds places: see :func:`_place_texts`)."""
+    ledger.read_tasks(first, after)  # (queued in the text read: a journal's tasks)
+    if "" in ledger.tasks.commands[first:after]:  # (completed lines left for later: read first, with their places)
+        ledger.read_now()
+    where = _place_texts(ledger.outcomes)
     for begin in range(first, after, PIECE_LINES):
         end = min(begin + PIECE_LINES, after)
-        section.add_piece(
-            "\n".join(_completed_line_texts(ledger, begin, end, default_cores)), end - begin, (begin, end)
-        )
+        lines = _completed_line_texts(ledger, begin, end, where, default_cores)
+        section.add_piece("\n".join(lines), end - begin, (begin, end))
 
 
-def _completed_line_texts(ledger: Ledger, first: int, after: int, default_cores: CoresSpec) -> Iterator[str]:
+def _completed_line_texts(
+    ledger: Ledger, first: int, after: int, where: list[str | None], default_cores: CoresSpec
+) -> Iterator[str]:
     """The lines of the completed tasks of rows ``first..after-1`` (a table by id, the sweep's needs),
     each in one f-string from the ledger's columns, as :func:`_attributes` writes them (a test ties the
     two); one without a time or a host goes through :func:`_attributes`.  Half of a snapshot of a
     sweep half-way through is these lines: it is written before a resume's first start, and now and
-    then while rank 0's loop waits for it."""
-    ledger.read_tasks(first, after)  # (queued in the text read: a journal's tasks)
-    if "" in ledger.tasks.commands[first:after]:  # (completed lines left for later: read first, with their places)
-        ledger.read_now()
+    then while rank 0's loop waits for it.  ``where``: :func:`_place_texts` of the ledger, its rows read."""
     outcomes, table = ledger.outcomes, ledger.tasks
-    where = _place_texts(outcomes)
     for task_id, number, command, exit_code, start, runtime, place in zip(  # noqa: B905
         range(first, after),
         table.lines[first:after],
