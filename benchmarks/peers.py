@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -109,6 +110,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"{folder}: no such folder")
     if args.render and not args.render.is_file():
         parser.error(f"--render {args.render}: no such file")
+    # Before the runs, not after them: a run of many minutes must not end in "cannot write the figures".
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {args.out}: cannot make the folder: {err.strerror or err}")
+    if not os.access(args.out, os.W_OK):
+        parser.error(f"--out {args.out}: cannot write there")
     return args
 
 

@@ -86,8 +86,8 @@ class Bench:
         lines, _ = self.inputs(n)
         argv = [self.args.python, "-m", "mpilauncher", str(lines), "--workdir", str(workdir)]
         argv += ["--queuestate", str(queuestate), "--cores-per-node", str(self.args.slots)]
-        if not self.args.bind:
-            argv.append("--no-bind")  # like for like: xargs does not bind its tasks either
+        if self.args.no_bind:
+            argv.append("--no-bind")  # tasks unbound, as xargs leaves them
         sample, output = timed(argv, cwd=self.tmp, env=self.env)
         completed = COMPLETED.search(output)
         if completed is None or int(completed.group(1)) != n:
@@ -222,10 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmpdir", metavar="DIR", help="where the scratch directory goes (default: system temp)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for mpilauncher (default: this one)")
     parser.add_argument(
-        "--bind",
+        "--no-bind",
         action="store_true",
-        help="keep mpilauncher's default CPU binding (off here by default: xargs does not bind, and on a small"
-        " machine pinned tasks compete with the launcher for their core)",
+        help="run mpilauncher with --no-bind, its tasks unbound as xargs leaves them (default: as users run it,"
+        " with its default binding of each task to its core where the slots map to this machine's CPUs)",
     )
     parser.add_argument("--no-warmup", action="store_true", help="skip the small unmeasured warm-up round")
     parser.add_argument("--popen-pool", metavar="FILE", help=argparse.SUPPRESS)  # internal: the Popen reference
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:<12} {value}")
     n = args.tasks
     print(f"  workload     {n} x `{TASK_COMMAND}` under sh -c, {args.slots} slots, {args.repeat} interleaved repeats")
+    binding = "--no-bind (tasks unbound, as xargs)" if args.no_bind else "its default (a task bound to its core)"
+    info["mpilauncher_binding"] = binding
+    print(f"  binding      mpilauncher: {binding}")
 
     tools = [Tool("mpilauncher")]
     if shutil.which("xargs"):

@@ -67,7 +67,8 @@ def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tm
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(BENCH / "peers.py"), "--quick", "--tasks", "12", "--repeat", "1", "--no-warmup",
-         "--workload", "W1,W4", "--peers", "xargs,mpilauncher,mpilauncher-mpiexec,pylauncher", "--no-install",
+         "--workload", "W1,W4", "--peers", "xargs,mpilauncher,mpilauncher-nobind,mpilauncher-mpiexec,pylauncher",
+         "--no-install",
          "--cache", str(tmp_path / "cache"), "--disk", str(tmp_path), "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=launcher_env(),
     )  # fmt: skip
@@ -76,15 +77,32 @@ def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tm
     cells = {(c["location"], c["workload"], c["peer"]): c for c in document["cells"]}
     for location in ("disk", "tmpfs"):
         for workload in ("W1", "W4"):
-            for peer in ("xargs", "mpilauncher", "mpilauncher-mpiexec", "mpi-hello"):
+            for peer in ("xargs", "mpilauncher", "mpilauncher-nobind", "mpilauncher-mpiexec", "mpi-hello"):
                 cell = cells[location, workload, peer]
                 assert cell["status"] == "ok" and len(cell["wall_s"]) == 1, cell
             assert cells[location, workload, "mpilauncher"]["ratio_median"] > 0
         assert 0 < cells[location, "W4", "mpilauncher"]["busy_fraction"] <= 1
     assert document["peers"]["pylauncher"]["problem"].startswith("not installed")
+    # mpilauncher as users run it (its default binding), and unbound as xargs leaves its tasks
+    assert "--no-bind" not in document["peers"]["mpilauncher"]["how"]["W1"]
+    assert "--no-bind" in document["peers"]["mpilauncher-nobind"]["how"]["W1"]
     table = (out / "peers.md").read_text()
     assert "python benchmarks/peers.py --quick" in table and "| mpilauncher " in table
     assert "not installed" in table
+
+
+def test_peers_refuses_a_figures_folder_it_cannot_write_before_measuring_anything(tmp_path: Path) -> None:
+    """--out is checked first: a run of many minutes must not end in an error that loses its figures."""
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder\n")
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "peers.py"), "--peers", "xargs", "--out", str(taken)],
+        capture_output=True, text=True, timeout=60, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"--out {taken}: cannot make the folder" in result.stderr
+    assert "run 1/" not in result.stdout  # nothing was measured
+    assert taken.read_text() == "not a folder\n"
 
 
 def test_master_ceiling_runs_every_task_to_completion(tmp_path: Path) -> None:

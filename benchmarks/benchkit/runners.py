@@ -32,6 +32,7 @@ PEER_NAMES = (
     "pylauncher",
     "pylauncher-0.05",
     "mpilauncher",
+    "mpilauncher-nobind",
     "mpilauncher-mpiexec",
     "mpi-hello",
 )
@@ -151,14 +152,22 @@ class PyLauncher(Peer):
 
 
 class Mpilauncher(Peer):
-    def __init__(self, name: str, label: str, found: Found, python: str, root: Path, mpiexec: bool) -> None:
+    """mpilauncher as users run it: with its default CPU binding (each task pinned to its core where the
+    node's core slots map to CPUs: W1-W3 here, not W4's emulated nodes); ``bind=False`` adds ``--no-bind``,
+    tasks unbound as xargs leaves them."""
+
+    def __init__(
+        self, name: str, label: str, found: Found, python: str, root: Path, mpiexec: bool, bind: bool = True
+    ) -> None:  # fmt: skip
         super().__init__(name, label, found)
-        self.python, self.root, self.mpiexec = python, root, mpiexec
+        self.python, self.root, self.mpiexec, self.bind = python, root, mpiexec, bind
 
     def command(self, job: Job) -> Command:
         w = job.workload
         argv = [self.python, "-m", "mpilauncher", str(job.lines), "--workdir", str(job.rundir / "workdir")]
-        argv += ["--queuestate", str(job.rundir / "queuestate"), "--no-bind"]  # like xargs: no binding
+        argv += ["--queuestate", str(job.rundir / "queuestate")]
+        if not self.bind:
+            argv.append("--no-bind")
         if self.mpiexec and w.nodes > 1:
             argv = ["mpiexec", "-n", str(w.nodes), *argv, "--emulate-nodes", str(w.nodes)]
             argv += ["--cores-per-node", str(w.slots // w.nodes)]
@@ -193,14 +202,16 @@ def make_peers(names: list[str], installer: Installer, python: str, checkouts: d
         label = f"PyLauncher LocalLauncher, delay={delay}" if delay else "PyLauncher LocalLauncher, delay=0.5 (default)"
         return PyLauncher(name, label, found, delay)
 
-    def mpilaunchers(name: str, under: bool) -> list[Peer]:
+    def mpilaunchers(name: str, under: bool, bind: bool = True) -> list[Peer]:
         peers: list[Peer] = []
         title = "mpilauncher under mpiexec" if under else "mpilauncher, one process"
+        if not bind:
+            title += ", `--no-bind`"
         for label, root in {"": REPO_ROOT, **checkouts}.items():
             version = first_line([python, "-m", "mpilauncher", "--version"], checkout_env(root, python))
             found = mpi if under and mpi.problem else Found(python, version)
             suffix, note = (f"@{label}", f" ({label})") if label else ("", "")
-            peers.append(Mpilauncher(name + suffix, title + note, found, python, root, under))
+            peers.append(Mpilauncher(name + suffix, title + note, found, python, root, under, bind))
         return peers
 
     makers = {
@@ -213,6 +224,7 @@ def make_peers(names: list[str], installer: Installer, python: str, checkouts: d
         "pylauncher": lambda: [pylauncher("pylauncher", None)],
         "pylauncher-0.05": lambda: [pylauncher("pylauncher-0.05", 0.05)],
         "mpilauncher": lambda: mpilaunchers("mpilauncher", False),
+        "mpilauncher-nobind": lambda: mpilaunchers("mpilauncher-nobind", False, bind=False),
         "mpilauncher-mpiexec": lambda: mpilaunchers("mpilauncher-mpiexec", True),
         "mpi-hello": lambda: [MpiHello("mpi-hello", "mpiexec + MPI_Init alone (seconds)", mpi, python)],
     }
