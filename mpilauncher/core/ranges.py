@@ -10,6 +10,8 @@ def compress(ids: Iterable[int], sep: str = " ") -> str:
 
     The trace separates runs by spaces; files use ``sep=","`` so a range is one field.
     """
+    if type(ids) is tuple and len(ids) == 1:  # a task's one core: the journal and joblog write it every task
+        return str(ids[0])
     return runs_text(runs_of(ids), sep)
 
 

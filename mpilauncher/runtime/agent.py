@@ -14,12 +14,12 @@ transport around it differs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mpilauncher.execution import starters
 from mpilauncher.execution.backend import ExecutionBackend, default_backend
-from mpilauncher.execution.environment import base_environment, exec_script, task_variables
+from mpilauncher.execution.environment import PlaceEnvironments, base_environment, exec_script, task_variables
 from mpilauncher.execution.gather import EXEC_PREFIX, PREFIX, spool_directory
 from mpilauncher.execution.processes import Standbys
 from mpilauncher.execution.resources import Gpus, allowed_cpus, binding, gpu_environment
@@ -76,11 +76,18 @@ class Agent:
         self._gather: tuple[str, str] | None = None  # per-node output: (spool directory, <workdir>/output.<node>)
         # The base of the lane files every exec script is recorded in ("": none).
         self._exec_records = f"{self._prefix}{EXEC_PREFIX}{node_name}" if workdir is not None else ""
+        self._places = self._place_environments()
+
+    def _place_environments(self) -> PlaceEnvironments:
+        return PlaceEnvironments(
+            self.node_name, self.cwd, self._omp_set, lambda gpu_indices: gpu_environment(self.gpus, gpu_indices)
+        )
 
     def configure(self, setup: Setup) -> None:
         """The master's Setup: where files go, where tasks run, how MPI tasks start, how long they may run."""
         self.workdir, self.cwd = Path(setup.workdir), setup.cwd
         self.emulated, self.task_timeout = setup.emulated, setup.task_timeout
+        self._places = self._place_environments()  # (the cwd is in every exec<N>)
         self._prefix = f"{setup.workdir}{os.sep}"
         self.mpi_starter = starters.choose(setup.mpi_starter, os.environ)
         self._exec_records = f"{setup.workdir}{os.sep}{EXEC_PREFIX}{self.node_name}"
@@ -132,21 +139,12 @@ class Agent:
     def resolve(self, request: StartRequest) -> StartRequest:
         """The master's request made concrete for this node: what the backend runs, and how."""
         task_id, core_ids = request.task_id, request.core_ids
-        variables = task_variables(task_id, core_ids, self.node_name)
-        variables.update(gpu_environment(self.gpus, request.gpu_indices))
-        ncores = len(core_ids)
-        command = request.command
-        changes: dict[str, str | None] = dict(variables)
-        if not self._omp_set:
-            changes["OMP_NUM_THREADS"] = str(ncores)
+        changes: Mapping[str, str | None]
         if request.segments:  # an MPI task: its starter runs the ranks on exactly its slots
-            segments = list(request.segments)
-            command, wrapped = starters.wrap(self.mpi_starter, command, segments, self.cores, self.emulated)
-            if self._omp_set:
-                wrapped.pop("OMP_NUM_THREADS", None)
-            changes.update(wrapped)
-            variables.update({k: v for k, v in wrapped.items() if v is not None})
-        script = exec_script(command, self.cwd, variables, ncores, self._omp_set, request.line)
+            command, changes, script = self._mpi_task(request)
+        else:
+            command = request.command
+            changes, script = self._places.resolve(task_id, core_ids, request.gpu_indices, command, request.line)
         prefix = self._prefix
         output, exec_path = ("", "") if self._gather else (f"{prefix}out{task_id}", f"{prefix}exec{task_id}")
         return StartRequest(
@@ -154,6 +152,22 @@ class Agent:
             output, changes, binding(self.bound_cpus, core_ids), self.task_timeout,
             (exec_path, script, self._exec_records), self._gather,
         )  # fmt: skip
+
+    def _mpi_task(self, request: StartRequest) -> tuple[str, dict[str, str | None], str]:
+        """An MPI task's command wrapped by the starter, its environment's changes and its exec<N> text."""
+        core_ids, ncores = request.core_ids, len(request.core_ids)
+        variables = task_variables(request.task_id, core_ids, self.node_name)
+        variables.update(gpu_environment(self.gpus, request.gpu_indices))
+        changes: dict[str, str | None] = dict(variables)
+        if not self._omp_set:
+            changes["OMP_NUM_THREADS"] = str(ncores)
+        segments = list(request.segments)
+        command, wrapped = starters.wrap(self.mpi_starter, request.command, segments, self.cores, self.emulated)
+        if self._omp_set:
+            wrapped.pop("OMP_NUM_THREADS", None)
+        changes.update(wrapped)
+        variables.update({k: v for k, v in wrapped.items() if v is not None})
+        return command, changes, exec_script(command, self.cwd, variables, ncores, self._omp_set, request.line)
 
     def handle(self, message: ToAgent) -> list[Ended]:
         """Act on a master message; a Shutdown returns the tasks it ended."""

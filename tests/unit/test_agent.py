@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.execution.backend import ExecutionBackend, default_backend
+from mpilauncher.execution.environment import PlaceEnvironments, exec_script, task_variables
 from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import ProcessRunner
-from mpilauncher.execution.resources import Gpus
+from mpilauncher.execution.resources import Gpus, gpu_environment
 from mpilauncher.execution.starters import Segment
 from mpilauncher.protocol import (
     Completions,
@@ -122,6 +123,29 @@ def test_the_agent_resolves_the_masters_request_for_its_backend(agent, backend, 
     assert records == f"{tmp_path}/exec.c101", "every exec script is recorded in the node's lane files"
     assert request.cpu_ids == () and request.segments == ()
     assert backend.flushes == 1, "one flush a message: the executors start while the master journals"
+
+
+@pytest.mark.parametrize("omp_set", [False, True])
+def test_a_tasks_environment_and_exec_script_are_what_the_general_builders_make_wherever_it_runs(omp_set, monkeypatch):
+    """The agent makes what depends on a task's place once a place (PlaceEnvironments): every task still
+    gets exactly the variables and exec<N> that task_variables, the GPUs' variables and exec_script make
+    for it alone -- in the same order, quoted the same -- through places seen before, new ones, and the
+    cache starting over at its limit."""
+    monkeypatch.setattr(PlaceEnvironments, "LIMIT", 3)
+    gpus = Gpus(("GPU-a", "GPU b"), vendor="amd")
+    places = PlaceEnvironments("node 7's", "/work dir/$HOME", omp_set, lambda g: gpu_environment(gpus, g))
+    shapes = [((0,), ()), ((2, 3), (1,)), ((0,), ()), ((1,), (0, 1)), ((4, 5, 6, 7), ()), ((2, 3), (1,)), ((0,), ())]
+    for task_id, (core_ids, gpu_indices) in enumerate(shapes * 2, start=1):
+        command, line = f"./sim --case {task_id} 'a b'", task_id * 3
+        expected = task_variables(task_id, core_ids, "node 7's") | gpu_environment(gpus, gpu_indices)
+        changes, script = places.resolve(task_id, core_ids, gpu_indices, command, line)
+        assert script == exec_script(command, "/work dir/$HOME", expected, len(core_ids), omp_set, line)
+        if not omp_set:
+            expected["OMP_NUM_THREADS"] = str(len(core_ids))
+        assert list(changes.items()) == list(expected.items())
+        assert len(places._places) <= 3
+    assert "export PYL_ID=14 MPILAUNCHER_TASK_ID=14 MPILAUNCHER_NCORES=1" in script
+    assert "MPILAUNCHER_NODE='node 7'\"'\"'s'" in script and "cd '/work dir/$HOME' || exit 1" in script
 
 
 def test_an_mpi_task_reaches_the_backend_wrapped_in_its_starter_with_no_segments_left(agent, backend):
