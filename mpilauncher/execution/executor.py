@@ -45,6 +45,10 @@ import signal
 import sys
 import time
 
+TYPE_CHECKING = False  # (typing itself is not imported: see the test of what an executor loads)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 if __package__:
     from mpilauncher.execution.leftovers import LANE_VARIABLE
     from mpilauncher.execution.processes import decode_status, kernel_timeout
@@ -60,9 +64,11 @@ else:  # an executor process (see _BOOT): the siblings, and the protocol one lev
 
 WATCHDOG_GRACE = 2.0
 #: How an executor process starts: this module imported from its cached bytecode (run as
-#: a script it would be compiled afresh every time), with nothing but the standard library.
+#: a script it would be compiled afresh every time), with nothing but the standard library;
+#: and how it ends (:func:`leave`).
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; sys.exit(executor.serve())"
+_SERVE = "executor.leave(executor.serve())"
+_BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; {_SERVE}"
 
 
 def frame(message: list) -> bytes:
@@ -360,5 +366,23 @@ def serve() -> int:
     return 0
 
 
+def leave(status: int) -> NoReturn:
+    """End the executor process with ``status`` now, without the interpreter's teardown.
+
+    By the time :func:`serve` returns, every task has been stopped and reaped and every file of
+    the executor's is closed; a normal exit would go on to free its objects one by one, which the
+    agent waits for: it reaps its executors before it can itself exit, so every run's end paid it
+    (BYE to reaped 8-16 ms measured here, 2 ms so).  What a normal exit does that could matter is
+    done: the standard streams are flushed (stderr may hold a warning; the events go out with
+    ``os.write``), and nothing in the executor registers an ``atexit`` handler.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stream: nothing to tell it with
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(serve())
+    leave(serve())
