@@ -153,8 +153,8 @@ class PyLauncher(Peer):
 
 class Mpilauncher(Peer):
     """mpilauncher as users run it: with its default CPU binding (each task pinned to its core where the
-    node's core slots map to CPUs: W1-W3 here, not W4's emulated nodes); ``bind=False`` adds ``--no-bind``,
-    tasks unbound as xargs leaves them."""
+    node's core slots map to this machine's CPUs: W1 and W2 on 2 CPUs, W3 where it has 8; never W4's
+    emulated nodes); ``bind=False`` adds ``--no-bind``, tasks unbound as xargs leaves them."""
 
     def __init__(
         self, name: str, label: str, found: Found, python: str, root: Path, mpiexec: bool, bind: bool = True
