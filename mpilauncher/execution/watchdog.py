@@ -290,10 +290,11 @@ def settled_environment(pid: int) -> list[bytes]:
     re-parented to the executor as its task ends is often between ``setsid()`` and the exec of its
     program (``setsid sleep 300 &``): read then, it had no tag and no longer its task's session,
     and went uncounted and unended while other tasks ran (a test caught it under load).  A process
-    whose environment is empty for good (``env -i``) costs the wait once, when it is adopted."""
+    whose environment is empty for good (``env -i``) costs the wait once, when it is adopted; one whose
+    environment cannot be read at all (a set-uid program's: no exec in progress reads so) costs none."""
     entries = environment(pid)
     deadline = time.monotonic() + EXEC_WAIT
-    while not any(entries) and time.monotonic() < deadline:
+    while entries == [b""] and time.monotonic() < deadline:  # (read, and empty: as tagged_groups tells it)
         stat = proc_stat(pid)
         if stat is None or stat[0] == b"Z":
             break

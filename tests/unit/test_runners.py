@@ -231,6 +231,16 @@ def test_an_environment_read_in_the_middle_of_an_exec_is_read_again(monkeypatch)
     assert watchdog.settled_environment(os.getpid()) == [b"MPILAUNCHER_TASK_ID=7", b""]
 
 
+def test_an_environment_that_cannot_be_read_is_not_waited_for(monkeypatch):
+    """A live process whose environment cannot be read at all (a set-uid program's, for a user) is in no
+    exec: nothing to wait for, unlike an empty read."""
+    reads = []
+    monkeypatch.setattr(watchdog, "environment", lambda pid: reads.append(pid) or [])
+    began = time.monotonic()
+    assert watchdog.settled_environment(os.getpid()) == []
+    assert reads == [os.getpid()] and time.monotonic() - began < watchdog.EXEC_WAIT
+
+
 def test_an_environment_empty_for_good_costs_one_short_wait(tmp_path):
     """``env -i``: nothing to wait for; the wait is bounded, and ends at once for a process that is gone."""
     process = subprocess.Popen(["env", "-i", "sleep", "30"])
