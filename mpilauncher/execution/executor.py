@@ -374,7 +374,9 @@ def leave(status: int) -> NoReturn:
     agent waits for: it reaps its executors before it can itself exit, so every run's end paid it
     (BYE to reaped 8-16 ms measured here, 2 ms so).  What a normal exit does that could matter is
     done: the standard streams are flushed (stderr may hold a warning; the events go out with
-    ``os.write``), and nothing in the executor registers an ``atexit`` handler.
+    ``os.write``), and nothing in the executor registers an ``atexit`` handler.  (The launcher's
+    own processes leave through ``mpilauncher.cli.leave``, which also runs ``atexit`` and
+    MPI_Finalize; the executor imports nothing of the package.)
     """
     for stream in (sys.stdout, sys.stderr):
         try:
