@@ -25,7 +25,7 @@ from mpilauncher.protocol import (
     StartTasks,
 )
 from mpilauncher.runtime.agent import Agent
-from mpilauncher.runtime.serve import park, serve_agent
+from mpilauncher.runtime.serve import HeldEnds, park, serve_agent
 from mpilauncher.transport.base import AgentEndpoint, InProcessAgent, Transport
 from mpilauncher.transport.local import LocalTransport
 
@@ -291,7 +291,7 @@ def test_an_idle_agent_rank_waits_longer_each_time_up_to_a_tenth_of_a_second(bac
     assert waits[10:] == [0.0005, 0.001, 0.002], "a core is free: rank 0's next start is expected soon"
 
 
-def test_an_agent_whose_cores_all_have_a_task_looks_for_more_work_less_eagerly(backend):
+def test_an_agent_whose_cores_all_have_a_task_looks_for_more_work_less_eagerly(backend, monkeypatch):
     """Every core has a task (running, or standing by behind one): after progress the probes start at
     10 ms, not 0.5 (at 64 emulated nodes on 2 CPUs the turns that found nothing were most of the agents'
     CPU); once a task's end is reported a core is free, and rank 0's answer is awaited eagerly again."""
@@ -299,9 +299,115 @@ def test_an_agent_whose_cores_all_have_a_task_looks_for_more_work_less_eagerly(b
     standby = StartRequest(3, "c", (0,), after=1)
     link = FakeLink([[StartTasks((one, two, standby))], [], [], [], [], [], [], [Shutdown()]])
     backend.end_at = {3: [Ended(1, 0, 1.0, 0.5)], 5: [Ended(2, 0, 1.0, 0.5)]}
-    serve_agent(link, Agent("c102", 2, backend=backend), beat_interval=60)
-    assert backend.waits[:5] == [0, 0.01, 0.02, 0.01, 0.02], "task 1's end started its standby: still saturated"
+    clock = FakeClock(monkeypatch)
+    serve_agent(link, Agent("c102", 2, backend=backend), beat_interval=60, sleep=clock.sleep)
+    assert backend.waits[:3] == [0, 0.01, 0.02], "every core has a task: after progress, 10 ms"
+    assert clock.slept == [0.01, 0.01], "task 1's end is held (its standby runs): the agent sleeps, at 10 ms"
+    assert backend.waits[3:5] == [0, 0], "...and then looks without waiting, for everything at once"
     assert backend.waits[5:] == [0.0005, 0.001], "task 2 ended with nothing behind it: core 1 is free"
+
+
+class FakeClock:
+    """The serving loop's clock (``time.monotonic``), moved on only by its sleeps."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch | None = None) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+        if monkeypatch is not None:
+            monkeypatch.setattr("mpilauncher.runtime.serve.time.monotonic", lambda: self.now)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 9))
+        self.now += seconds
+
+
+def test_held_ends_wait_a_share_of_their_shortest_runtime_at_most_20_ms():
+    held = HeldEnds()
+    assert not held
+    held.add(Completions((Ended(1, 0, 1.0, 0.5),)), now=10.0, urgent=False)
+    assert held and held.due == 10.02, "a tenth of 0.5 s is more than 20 ms: 20 ms"
+    held.add(Completions((Ended(2, 0, 1.0, 0.05),)), now=10.001, urgent=False)
+    assert held.due == pytest.approx(10.005), "a tenth of the shortest, counted from the first end held"
+    held.add(Completions((Ended(3, 0, 1.0, 9.0),)), now=10.002, urgent=False)
+    assert held.due == pytest.approx(10.005), "a longer task never makes them wait longer"
+    assert held.take() == Completions((Ended(1, 0, 1.0, 0.5), Ended(2, 0, 1.0, 0.05), Ended(3, 0, 1.0, 9.0)), ())
+    assert not held and held.take() == Completions((), ())
+    held.add(Completions((Ended(4, 0, 1.0, 0.001),)), now=20.0, urgent=False)
+    assert held.due == pytest.approx(20.0001), "tasks of a millisecond: no wait to speak of"
+
+
+@pytest.mark.parametrize(
+    "report",
+    [Completions((Ended(1, 0, 1.0, 5.0),)), Completions((), (7,)), Completions((Ended(1, 0, 1.0, 5.0),), (7,))],
+    ids=["said urgent", "a standby taken back", "an end and a standby taken back"],
+)
+def test_held_ends_are_due_at_once_with_news_rank_0_acts_on(report):
+    held = HeldEnds()
+    held.add(Completions((Ended(9, 0, 1.0, 5.0),)), now=10.0, urgent=False)
+    held.add(report, now=10.001, urgent=not report.retracted)
+    assert held.due == 10.001, "what was held goes with it"
+    assert held.take() == Completions((Ended(9, 0, 1.0, 5.0), *report.items), report.retracted)
+
+
+def saturated_agent(backend: FakeBackend, standbys: tuple[int, ...] = (1, 2)) -> tuple[Agent, StartTasks]:
+    """An agent of 2 cores running tasks 1 and 2, with a standby (11, 12) behind those in ``standbys``."""
+    starts = [StartRequest(1, "a", (0,)), StartRequest(2, "b", (1,))]
+    starts += [StartRequest(10 + t, "s", (t - 1,), after=t) for t in standbys]
+    return Agent("c102", 2, backend=backend), StartTasks(tuple(starts))
+
+
+def test_ends_that_leave_every_core_busy_are_held_a_moment_and_reported_together(backend, monkeypatch):
+    """Task 1's and task 2's standbys start as they end: the node stays busy, and rank 0's answer would be only
+    one more standby each.  The ends wait up to 20 ms (the agent asleep, not woken by each) and go in one report."""
+    clock = FakeClock(monkeypatch)
+    agent, starts = saturated_agent(backend)
+    link = FakeLink([[starts], [], [], [], [Shutdown()]])
+    backend.end_at = {2: [Ended(1, 0, 1.0, 0.5)], 3: [Ended(2, 0, 1.0, 0.5)]}
+    serve_agent(link, agent, beat_interval=60, sleep=clock.sleep)
+    reports = [m for m in link.sent if isinstance(m, Completions)]
+    assert reports == [Completions((Ended(1, 0, 1.0, 0.5), Ended(2, 0, 1.0, 0.5)), ())]
+    assert clock.slept == [0.01, 0.01] and clock.now == 1000.02, "sent 20 ms after the first end"
+
+
+@pytest.mark.parametrize(
+    ("second", "standbys", "why"),
+    [
+        (Ended(2, 0, 1.0, 0.5), (1,), "task 2's core has nothing to run: rank 0 may have a task for it"),
+        (Ended(2, 1, 1.0, 0.5), (1, 2), "task 2 failed: rank 0 may retry it, or doubt the node"),
+    ],
+    ids=["a core left idle", "a failure"],
+)
+def test_an_end_rank_0_may_act_on_goes_at_once_with_those_held(backend, monkeypatch, second, standbys, why):
+    clock = FakeClock(monkeypatch)
+    agent, starts = saturated_agent(backend, standbys)
+    link = FakeLink([[starts], [], [], [Shutdown()]])
+    backend.end_at = {2: [Ended(1, 0, 1.0, 0.5)], 3: [second]}
+    serve_agent(link, agent, beat_interval=60, sleep=clock.sleep)
+    assert link.sent[1] == Completions((Ended(1, 0, 1.0, 0.5), second), ()), why
+    assert clock.now == 1000.01, "sent as soon as it was seen, 10 ms after the first, not when that was due"
+
+
+def test_ends_held_go_to_rank_0_before_a_shutdown_is_acted_on_and_before_the_news_of_a_signal(backend, monkeypatch):
+    clock = FakeClock(monkeypatch)
+    agent, starts = saturated_agent(backend)
+    link = FakeLink([[starts], [], [Shutdown(0.0, 143)]])
+    backend.end_at = {2: [Ended(1, 0, 1.0, 5.0)]}
+    assert serve_agent(link, agent, beat_interval=60, sleep=clock.sleep) == 143
+    assert link.sent[1] == Completions((Ended(1, 0, 1.0, 5.0),), ()) and link.sent[2][0] == "bye"
+    assert clock.now == 1000.0, "not held through the shutdown"
+
+    backend, signalled = FakeBackend(), []
+    agent, starts = saturated_agent(backend)
+    link = FakeLink([[starts], [], [], [Shutdown(0.0, 143)]], lambda turn: turn == 2 and signalled.append(15))
+    backend.end_at = {2: [Ended(1, 0, 1.0, 5.0)], 3: [Ended(2, -15, 1.0, 5.0)]}
+    serve_agent(
+        link, agent, beat_interval=60, stop_signal=lambda: signalled[0] if signalled else None, sleep=clock.sleep
+    )
+    assert link.sent[1:4] == [
+        Completions((Ended(1, 0, 1.0, 5.0),), ()),  # seen before the signal
+        Signalled(15, 3),
+        Completions((Ended(2, -15, 1.0, 5.0),), ()),  # seen after it: the signal may be its cause
+    ]
 
 
 def test_an_agent_counts_the_cores_its_tasks_hold_until_each_is_reported(backend):
