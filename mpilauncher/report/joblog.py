@@ -13,7 +13,9 @@ was bound to (``-`` when not bound), ``gpus`` the GPU ids it saw (``-``: none);
 ``status`` is ok, failed, signal (killed by a signal) or timeout (killed at
 ``--task-timeout``); ``attempt`` counts from 1 (``--retries``); ``start``/``end`` are
 seconds since the epoch; ``exit`` is the exit code, negative when a signal
-killed the task (``-9``: SIGKILL); ``user``/``sys`` are the CPU seconds and
+killed the task (``-9``: SIGKILL); ``user``/``sys`` are the CPU seconds (to the microsecond the kernel counts in: a
+sweep's tasks of a fraction of a millisecond each, rounded to milliseconds, would sum to
+twice their CPU or none of it) and
 ``maxrss_kib`` the peak resident memory (KiB, of the largest single process) of the
 task's process tree as the kernel accounted it when the task was reaped (``wait4``:
 it covers every descendant that was waited for, not what the task left running
@@ -110,7 +112,7 @@ class Joblog(Observer):
         if cpu_user is None:
             usage = "-\t-\t-"
         else:
-            usage = f"{cpu_user:.3f}\t{cpu_system:.3f}\t{max_rss if max_rss is not None else UNKNOWN}"
+            usage = f"{cpu_user:.6f}\t{cpu_system:.6f}\t{max_rss if max_rss is not None else UNKNOWN}"
         line = (
             f"{task_id}\t{host}\t{slots}\t{bound}\t{seen}\t{start:.3f}\t{start + runtime:.3f}"
             f"\t{runtime:.3f}\t{exit_code}\t{status}\t{attempt}\t{usage}\t{leftovers}\t{command}\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mpilauncher.report.joblog import HEADER, Joblog, read
 
 ROW = dict(host="n1", slots="0", cpus=(), gpu_ids=(), start=100.0, runtime=1.5, exit_code=0, status="ok", attempt=1)
@@ -46,5 +48,16 @@ def test_resource_use_is_seconds_and_kib_or_a_dash_when_unknown(tmp_path: Path) 
     log.add(1, **ROW, leftovers=0, command="b")  # a Slurm job of submit mode: not known
     log.close()
     known, unknown = read(tmp_path / "joblog")
-    assert (known["user"], known["sys"], known["maxrss_kib"]) == ("1.250", "0.500", "2048")
+    assert (known["user"], known["sys"], known["maxrss_kib"]) == ("1.250000", "0.500000", "2048")
     assert (unknown["user"], unknown["sys"], unknown["maxrss_kib"]) == ("-", "-", "-")
+
+
+def test_the_cpu_of_many_short_tasks_sums_to_what_they_used(tmp_path: Path) -> None:
+    """``sh -c true`` uses ~0.4 ms of CPU: rounded to milliseconds, 1,000 of them would read as a
+    second (or as nothing), and a sweep's CPU summed from its joblog would be off by as much."""
+    log = Joblog(tmp_path / "joblog")
+    for task_id in range(1000):
+        log.add(task_id, **ROW, leftovers=0, command="true", cpu_user=0.000262, cpu_system=0.000141, max_rss=1)
+    log.close()
+    rows = read(tmp_path / "joblog")
+    assert sum(float(r["user"]) + float(r["sys"]) for r in rows) == pytest.approx(0.403)
