@@ -41,9 +41,13 @@ from __future__ import annotations
 import marshal
 import os
 import select
-import signal
 import sys
 import time
+
+try:  # the C module: all an executor calls, without the enums `signal` adds (and `enum`: ~5 ms of
+    import _signal as signal  # each executor's start, of ~19; at 64 nodes on 2 CPUs, a third of a second)
+except ImportError:  # (an interpreter without it)
+    import signal
 
 TYPE_CHECKING = False  # (typing itself is not imported: see the test of what an executor loads)
 if TYPE_CHECKING:
@@ -155,7 +159,7 @@ class Lane:
                 break
             if pid:
                 code = decode_status(status)
-                how = f", killed by {signal.Signals(-code).name}" if code < 0 else f", exit status {code}"
+                how = f", killed by {signal_name(-code)}" if code < 0 else f", exit status {code}"
                 break
             time.sleep(0.005)
         stop_groups(tagged_groups(self.tag), WATCHDOG_GRACE)  # its orphans must not run beside a resume
@@ -297,6 +301,16 @@ class Executors:
 def _number(text: bytes, kind: type):
     """A figure of an ``E`` line; ``-``: unknown (None)."""
     return None if text == b"-" else kind(text)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9 (the names are ``signal``'s enums: imported only when one is needed)."""
+    import signal as names
+
+    try:
+        return names.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 # -- the executor process ---------------------------------------------------

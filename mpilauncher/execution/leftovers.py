@@ -49,8 +49,12 @@ from __future__ import annotations
 
 import heapq
 import os
-import signal
 from collections.abc import Callable, Iterable, Mapping
+
+try:  # the C module, as in an executor, whose start-up this is on (see executor.py)
+    import _signal as signal
+except ImportError:
+    import signal
 
 if __package__:
     from mpilauncher.execution.watchdog import (

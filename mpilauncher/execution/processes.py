@@ -31,10 +31,14 @@ from __future__ import annotations
 import heapq
 import os
 import select
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+
+try:  # the C module, as in an executor, whose start-up this is on (see executor.py)
+    import _signal as signal
+except ImportError:
+    import signal
 
 if __package__:
     from mpilauncher.execution.gather import Stream, open_spool

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import sys
 import time
 from collections.abc import Iterable
+
+try:  # the C module, as in an executor, whose start-up this is on (see executor.py)
+    import _signal as signal
+except ImportError:
+    import signal
 
 DEFAULT_GRACE = 2.0
 # The launcher's stop signals (a terminal's Ctrl-C, scancel, Slurm's --signal) reach the watchdog too

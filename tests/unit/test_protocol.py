@@ -58,3 +58,13 @@ def test_an_executor_process_imports_only_the_standard_library_and_no_dataclasse
     modules = set(eval(loaded.stdout))  # a printed list of names
     assert {"protocol", "processes", "leftovers", "watchdog"} <= modules
     assert not {"dataclasses", "typing", "inspect", "mpilauncher"} & modules
+    assert "enum" not in modules, "signal's enums: a third of what the executor's imports cost"
+
+
+def test_a_dead_executor_is_said_killed_by_its_signal_s_name():
+    """The executor-side modules use the C module ``_signal`` (no names); the launcher's message names it."""
+    assert (executor.signal_name(9), executor.signal_name(15), executor.signal_name(99)) == (
+        "SIGKILL",
+        "SIGTERM",
+        "signal 99",
+    )
