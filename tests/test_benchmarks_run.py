@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,21 @@ def test_after_delete_runs_every_kind_and_leaves_nothing_behind(tmp_path: Path) 
     }  # fmt: skip
     assert "per-node after rm" in result.stdout and "x xargs" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["times.json"], "its workdirs are removed"
+
+
+def test_executor_floor_runs_both_executors_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    compiler = os.environ.get("CC", "cc")
+    probe = tmp_path / "probe.c"
+    probe.write_text("#include <spawn.h>\n#include <sys/epoll.h>\nint main(void) { return 0; }\n")
+    if shutil.which(compiler) is None or subprocess.run([compiler, "-o", os.devnull, str(probe)]).returncode:
+        pytest.skip("no working C compiler here: executor_floor.py says so and exits 2")
+    probe.unlink()
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "executor_floor.py"), "--tasks", "40", "--repeat", "1", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    medians = result.stdout.split("medians:")[1]
+    assert "python executor" in medians and "C floor" in medians
+    assert "a compiled executor would take" in result.stdout
+    assert list(tmp_path.iterdir()) == [], "its scratch folder is removed"

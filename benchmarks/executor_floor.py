@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""What an executor costs a task, against the same work done in C: the floor under W1's gap.
+
+peers.py's W1 (2,000 ``true`` on 2 slots) is CPU-bound on 2 CPUs, and of the launcher's own CPU
+the executor processes, which spawn and reap the tasks, take the larger part.  This script drives
+them as the agent does -- one lane per CPU, each task pinned to its lane's CPU, the variables and
+exec record of a plain task -- with N tasks of ``true`` and reads their CPU from ``/proc``; then,
+interleaved, the same tasks through ``executor_floor.c``: the same system calls a task (see its
+header) and nothing of the interpreter.  The difference is what a compiled executor would take
+off each task, the figure that decides whether one is worth its build.
+
+    python benchmarks/executor_floor.py                    # 3,000 tasks, 3 runs each, scratch in the temp folder
+    python benchmarks/executor_floor.py --dir /mnt/j --repeat 5
+
+It compiles the C file with ``$CC`` (default ``cc``) into a temporary folder; without a compiler it
+says so and exits 2.  A script that prints figures; it never asserts on timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchkit.machine import REPO_ROOT, compile_checkout, default_slots
+
+sys.path.insert(0, str(REPO_ROOT))
+from mpilauncher.execution.executor import Executors  # noqa: E402  (this checkout's)
+from mpilauncher.protocol import StartRequest  # noqa: E402
+
+SOURCE = Path(__file__).with_name("executor_floor.c")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def task_fields(task_id: int, cpu: int, workdir: str) -> tuple[dict[str, str], str]:
+    """A plain task's variables and exec script, as the agent makes them (environment.py)."""
+    number = str(task_id)
+    variables = {"PYL_ID": number, "MPILAUNCHER_TASK_ID": number, "MPILAUNCHER_NCORES": "1",
+                 "MPILAUNCHER_CORES": str(cpu), "MPILAUNCHER_NODE": "bench", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    exports = " ".join(f"{k}={v}" for k, v in variables.items())
+    script = (f"#!/bin/sh\n# mpilauncher task {number} (commandlines line {task_id + 1}): run by hand with"
+              f"  sh <this file>\ncd {workdir} || exit 1\nexport {exports}\ntrue\n")  # fmt: skip
+    return variables, script
+
+
+class PythonLanes:
+    """The launcher's own executor processes (this checkout), driven through :class:`Executors`."""
+
+    label = "python executor"
+
+    def __init__(self, lanes: int, workdir: str) -> None:
+        self.workdir = workdir
+        self.executors = Executors(dict(os.environ), lanes, lanes)
+        self.pids = [lane.pid for lane in self.executors._lanes]
+
+    def start(self, task_id: int, cpu: int) -> None:
+        variables, script = task_fields(task_id, cpu, self.workdir)
+        prefix = f"{self.workdir}{os.sep}"
+        self.executors.start(StartRequest(
+            task_id, "true", (cpu,), (), task_id + 1, (), None, f"{prefix}out{task_id}", variables, (cpu,), None,
+            ("", script, f"{prefix}exec.bench"), None,
+        ))  # fmt: skip
+
+    def ended(self) -> list[int]:
+        return [e.task_id for e in self.executors.wait(None)]
+
+    def close(self) -> None:
+        self.executors.close()
+
+
+class CompiledLanes:
+    """``executor_floor.c``: one process per lane, requests and events as text lines."""
+
+    label = "C floor"
+
+    def __init__(self, lanes: int, workdir: str, binary: str) -> None:
+        self.workdir = workdir
+        self.epoll = select.epoll()
+        self.lanes: list[tuple[int, int, int]] = []  # (pid, requests, events)
+        self.lane_of_fd: dict[int, int] = {}
+        self.tails: list[bytes] = []
+        for _ in range(lanes):
+            requests_read, requests = os.pipe()
+            events, events_write = os.pipe()
+            actions = [(os.POSIX_SPAWN_DUP2, requests_read, 0), (os.POSIX_SPAWN_DUP2, events_write, 1)]
+            pid = os.posix_spawn(binary, [binary], dict(os.environ), file_actions=actions, setsid=True)
+            os.close(requests_read)
+            os.close(events_write)
+            self.lane_of_fd[events] = len(self.lanes)
+            self.lanes.append((pid, requests, events))
+            self.tails.append(b"")
+            self.epoll.register(events, select.EPOLLIN)
+        self.pids = [pid for pid, _, _ in self.lanes]
+
+    def start(self, task_id: int, cpu: int) -> None:
+        variables, script = task_fields(task_id, cpu, self.workdir)
+        prefix = f"{self.workdir}{os.sep}"
+        fields = ["S", str(task_id), str(cpu), f"{prefix}out{task_id}", f"{prefix}exec.bench.c{cpu}", "true",
+                  script.replace("\n", "\x01"), *(f"{k}={v}" for k, v in variables.items())]  # fmt: skip
+        os.write(self.lanes[cpu % len(self.lanes)][1], ("\t".join(fields) + "\n").encode())
+
+    def ended(self) -> list[int]:
+        done = []
+        for fd, _ in self.epoll.poll():
+            lane = self.lane_of_fd[fd]
+            lines = (self.tails[lane] + os.read(fd, 1 << 16)).split(b"\n")
+            self.tails[lane] = lines.pop()
+            done += [int(line.split()[1]) for line in lines]
+        return done
+
+    def close(self) -> None:
+        for pid, requests, events in self.lanes:
+            os.write(requests, b"B\n")
+            os.close(requests)
+            os.waitpid(pid, 0)
+            os.close(events)
+        self.epoll.close()
+
+
+def run(make, tasks: int, lanes: int, scratch: Path, label: str) -> dict[str, float]:
+    """``tasks`` x ``true``, ``lanes`` at a time (one a lane, pinned to its CPU): wall and the lanes' CPU."""
+    workdir = scratch / label.replace(" ", "-")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    runner = make(str(workdir))
+    try:
+        time.sleep(0.3)  # the executors' own start-up is not what is measured
+        before = [process_cpu(pid) for pid in runner.pids]
+        began = time.perf_counter()
+        free, cpu_of, started, done = list(range(lanes)), {}, 0, 0
+        while done < tasks:
+            while free and started < tasks:
+                cpu = free.pop()
+                runner.start(started, cpu)
+                cpu_of[started] = cpu
+                started += 1
+            for task_id in runner.ended():
+                free.append(cpu_of.pop(task_id))
+                done += 1
+        wall = time.perf_counter() - began
+        after = [process_cpu(pid) for pid in runner.pids]
+    finally:
+        runner.close()
+    user = sum(b[0] - a[0] for a, b in zip(before, after, strict=True)) / tasks * 1e6
+    system = sum(b[1] - a[1] for a, b in zip(before, after, strict=True)) / tasks * 1e6
+    return {"wall": wall, "user": user, "system": system, "cpu": user + system}
+
+
+def described(figures: dict[str, float]) -> str:
+    """A run's line: the wall time (the driver's share differs between the two kinds) and the lanes' CPU."""
+    return (
+        f"wall {figures['wall']:.3f} s  lanes' CPU {figures['cpu']:4.0f} us a task"
+        f" (user {figures['user']:.0f}, system {figures['system']:.0f})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=3000, help="tasks a run (default 3000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, interleaved (default 3)")
+    parser.add_argument(
+        "--lanes", type=int, default=min(default_slots(), 8), help="lanes, one a CPU (default: the CPUs, at most 8)"
+    )
+    parser.add_argument("--dir", default=None, help="scratch folder (default: the system temp folder)")
+    args = parser.parse_args()
+    compiler = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory(prefix="executor-floor-", dir=args.dir) as folder:
+        scratch = Path(folder)
+        binary = str(scratch / "executor_floor")
+        try:
+            built = subprocess.run([compiler, "-O2", "-o", binary, str(SOURCE)], capture_output=True, text=True)
+            problem = built.stderr.strip() or f"exit status {built.returncode}" if built.returncode else ""
+        except OSError as err:
+            problem = err.strerror or str(err)
+        if problem:
+            print(f"cannot compile {SOURCE.name} with {compiler} (set $CC): {problem}")
+            return 2
+        compile_checkout()
+        kinds = [
+            ("python executor", lambda workdir: PythonLanes(args.lanes, workdir)),
+            ("C floor", lambda workdir: CompiledLanes(args.lanes, workdir, binary)),
+        ]
+        rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in kinds}
+        print(f"{args.tasks} x true, {args.lanes} lanes (one task a lane, pinned to its CPU), scratch {scratch}")
+        for round_ in range(1, args.repeat + 1):
+            for label, make in kinds:
+                figures = run(make, args.tasks, args.lanes, scratch, label)
+                rows[label].append(figures)
+                print(f"  run {round_}/{args.repeat} {label:16s} {described(figures)}")
+    medians = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in rows.items()}
+    print("medians:")
+    for label, figures in medians.items():
+        print(f"  {label:16s} {described(figures)}")
+    gap = medians["python executor"]["cpu"] - medians["C floor"]["cpu"]
+    print(f"a compiled executor would take ~{gap:.0f} us of CPU off each task "
+          f"({gap * args.tasks / 1e6:.2f} CPU-s a run of {args.tasks})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
