@@ -46,11 +46,11 @@ def process_cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
-def task_fields(task_id: int, cpu: int, workdir: str) -> tuple[dict[str, str], str]:
+def task_fields(task_id: int, slot: int, workdir: str) -> tuple[dict[str, str], str]:
     """A plain task's variables and exec script, as the agent makes them (environment.py)."""
     number = str(task_id)
     variables = {"PYL_ID": number, "MPILAUNCHER_TASK_ID": number, "MPILAUNCHER_NCORES": "1",
-                 "MPILAUNCHER_CORES": str(cpu), "MPILAUNCHER_NODE": "bench", "OMP_NUM_THREADS": "1"}  # fmt: skip
+                 "MPILAUNCHER_CORES": str(slot), "MPILAUNCHER_NODE": "bench", "OMP_NUM_THREADS": "1"}  # fmt: skip
     exports = " ".join(f"{k}={v}" for k, v in variables.items())
     script = (f"#!/bin/sh\n# mpilauncher task {number} (commandlines line {task_id + 1}): run by hand with"
               f"  sh <this file>\ncd {workdir} || exit 1\nexport {exports}\ntrue\n")  # fmt: skip
@@ -67,11 +67,11 @@ class PythonLanes:
         self.executors = Executors(dict(os.environ), lanes, lanes)
         self.pids = [lane.pid for lane in self.executors._lanes]
 
-    def start(self, task_id: int, cpu: int) -> None:
-        variables, script = task_fields(task_id, cpu, self.workdir)
+    def start(self, task_id: int, slot: int, cpu: int) -> None:
+        variables, script = task_fields(task_id, slot, self.workdir)
         prefix = f"{self.workdir}{os.sep}"
         self.executors.start(StartRequest(
-            task_id, "true", (cpu,), (), task_id + 1, (), None, f"{prefix}out{task_id}", variables, (cpu,), None,
+            task_id, "true", (slot,), (), task_id + 1, (), None, f"{prefix}out{task_id}", variables, (cpu,), None,
             ("", script, f"{prefix}exec.bench"), None,
         ))  # fmt: skip
 
@@ -106,12 +106,12 @@ class CompiledLanes:
             self.epoll.register(events, select.EPOLLIN)
         self.pids = [pid for pid, _, _ in self.lanes]
 
-    def start(self, task_id: int, cpu: int) -> None:
-        variables, script = task_fields(task_id, cpu, self.workdir)
+    def start(self, task_id: int, slot: int, cpu: int) -> None:
+        variables, script = task_fields(task_id, slot, self.workdir)
         prefix = f"{self.workdir}{os.sep}"
-        fields = ["S", str(task_id), str(cpu), f"{prefix}out{task_id}", f"{prefix}exec.bench.c{cpu}", "true",
+        fields = ["S", str(task_id), str(cpu), f"{prefix}out{task_id}", f"{prefix}exec.bench.c{slot}", "true",
                   script.replace("\n", "\x01"), *(f"{k}={v}" for k, v in variables.items())]  # fmt: skip
-        os.write(self.lanes[cpu % len(self.lanes)][1], ("\t".join(fields) + "\n").encode())
+        os.write(self.lanes[slot][1], ("\t".join(fields) + "\n").encode())
 
     def ended(self) -> list[int]:
         done = []
@@ -131,8 +131,9 @@ class CompiledLanes:
         self.epoll.close()
 
 
-def run(make, tasks: int, lanes: int, scratch: Path, label: str) -> dict[str, float]:
-    """``tasks`` x ``true``, ``lanes`` at a time (one a lane, pinned to its CPU): wall and the lanes' CPU."""
+def run(make, tasks: int, cpus: list[int], scratch: Path, label: str) -> dict[str, float]:
+    """``tasks`` x ``true``, one a lane at a time, slot ``k`` (lane ``k``) pinned to ``cpus[k]``: the wall
+    time and the lanes' CPU."""
     workdir = scratch / label.replace(" ", "-")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -141,15 +142,15 @@ def run(make, tasks: int, lanes: int, scratch: Path, label: str) -> dict[str, fl
         time.sleep(0.3)  # the executors' own start-up is not what is measured
         before = [process_cpu(pid) for pid in runner.pids]
         began = time.perf_counter()
-        free, cpu_of, started, done = list(range(lanes)), {}, 0, 0
+        free, slot_of, started, done = list(range(len(cpus))), {}, 0, 0
         while done < tasks:
             while free and started < tasks:
-                cpu = free.pop()
-                runner.start(started, cpu)
-                cpu_of[started] = cpu
+                slot = free.pop()
+                runner.start(started, slot, cpus[slot])
+                slot_of[started] = slot
                 started += 1
             for task_id in runner.ended():
-                free.append(cpu_of.pop(task_id))
+                free.append(slot_of.pop(task_id))
                 done += 1
         wall = time.perf_counter() - began
         after = [process_cpu(pid) for pid in runner.pids]
@@ -177,6 +178,10 @@ def main() -> int:
     )
     parser.add_argument("--dir", default=None, help="scratch folder (default: the system temp folder)")
     args = parser.parse_args()
+    usable = sorted(os.sched_getaffinity(0))
+    if not 1 <= args.lanes <= len(usable):
+        parser.error(f"--lanes {args.lanes}: between 1 and the {len(usable)} CPUs this process may use")
+    cpus = usable[: args.lanes]
     compiler = os.environ.get("CC", "cc")
     with tempfile.TemporaryDirectory(prefix="executor-floor-", dir=args.dir) as folder:
         scratch = Path(folder)
@@ -195,10 +200,10 @@ def main() -> int:
             ("C floor", lambda workdir: CompiledLanes(args.lanes, workdir, binary)),
         ]
         rows: dict[str, list[dict[str, float]]] = {label: [] for label, _ in kinds}
-        print(f"{args.tasks} x true, {args.lanes} lanes (one task a lane, pinned to its CPU), scratch {scratch}")
+        print(f"{args.tasks} x true, {args.lanes} lanes (one task a lane, pinned to CPUs {cpus}), scratch {scratch}")
         for round_ in range(1, args.repeat + 1):
             for label, make in kinds:
-                figures = run(make, args.tasks, args.lanes, scratch, label)
+                figures = run(make, args.tasks, cpus, scratch, label)
                 rows[label].append(figures)
                 print(f"  run {round_}/{args.repeat} {label:16s} {described(figures)}")
     medians = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in rows.items()}
