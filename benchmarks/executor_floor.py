@@ -60,8 +60,6 @@ def task_fields(task_id: int, slot: int, workdir: str) -> tuple[dict[str, str], 
 class PythonLanes:
     """The launcher's own executor processes (this checkout), driven through :class:`Executors`."""
 
-    label = "python executor"
-
     def __init__(self, lanes: int, workdir: str) -> None:
         self.workdir = workdir
         self.executors = Executors(dict(os.environ), lanes, lanes)
@@ -84,8 +82,6 @@ class PythonLanes:
 
 class CompiledLanes:
     """``executor_floor.c``: one process per lane, requests and events as text lines."""
-
-    label = "C floor"
 
     def __init__(self, lanes: int, workdir: str, binary: str) -> None:
         self.workdir = workdir
