@@ -32,7 +32,9 @@ from pathlib import Path
 from benchkit.machine import REPO_ROOT, compile_checkout, default_slots
 
 sys.path.insert(0, str(REPO_ROOT))
-from mpilauncher.execution.executor import Executors  # noqa: E402  (this checkout's)
+from mpilauncher.execution.environment import exec_script, task_variables  # noqa: E402  (this checkout's)
+from mpilauncher.execution.executor import Executors  # noqa: E402
+from mpilauncher.procfs import stat_fields  # noqa: E402
 from mpilauncher.protocol import StartRequest  # noqa: E402
 
 SOURCE = Path(__file__).with_name("executor_floor.c")
@@ -40,21 +42,17 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of ``pid`` so far (``/proc/<pid>/stat``)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
+    """User and system CPU seconds of ``pid`` so far (fields 14 and 15 of ``/proc/<pid>/stat``)."""
+    fields = stat_fields(pid)
+    if fields is None:
+        raise ProcessLookupError(f"no process {pid}")
     return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def task_fields(task_id: int, slot: int, workdir: str) -> tuple[dict[str, str], str]:
-    """A plain task's variables and exec script, as the agent makes them (environment.py)."""
-    number = str(task_id)
-    variables = {"PYL_ID": number, "MPILAUNCHER_TASK_ID": number, "MPILAUNCHER_NCORES": "1",
-                 "MPILAUNCHER_CORES": str(slot), "MPILAUNCHER_NODE": "bench", "OMP_NUM_THREADS": "1"}  # fmt: skip
-    exports = " ".join(f"{k}={v}" for k, v in variables.items())
-    script = (f"#!/bin/sh\n# mpilauncher task {number} (commandlines line {task_id + 1}): run by hand with"
-              f"  sh <this file>\ncd {workdir} || exit 1\nexport {exports}\ntrue\n")  # fmt: skip
-    return variables, script
+    """A plain task's variables and exec script, made by the agent's own functions (environment.py)."""
+    variables = {**task_variables(task_id, (slot,), "bench"), "OMP_NUM_THREADS": "1"}
+    return variables, exec_script("true", workdir, variables, 1, False, task_id + 1)
 
 
 class PythonLanes:
