@@ -8,7 +8,8 @@
    end wait4 with the rusage, the look at its children (leftovers) and the event line -- and
    nothing else: no standbys, timeouts, leftover sweeps, per-node output, STOP.  What it costs
    is what a compiled executor could cost; the Python executor's CPU above it is the
-   interpreter's.
+   interpreter's.  (The launcher's compiled loop, mpilauncher/execution/_cexecutor.c, does all of
+   the executor's duties; this file stays the floor both loops are measured against.)
 
    Requests on stdin, a line each, tab-separated:
      S <id> <cpu> <output> <records base> <command> <exec text, \x01 for newline> [NAME=value ...]

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: hung with the CPUs busy; all TCP queues empty; MPICH names the sockets provider's collective
 #: hangs a known libfabric bug, pmodels/mpich#5437): the tests use "tcp;ofi_rxm" (0 of 95 hung).
 #: Nothing in the launcher depends on the choice; clusters use their own MPI.
+#: The executor processes' loops a test of their duties runs against (``MPILAUNCHER_EXECUTOR``):
+#: "process" runs the compiled loop where it is built, "python" the Python loop.
+EXECUTOR_LOOPS = ["process", "python"]
 MPI_TEST_SETTINGS = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp;ofi_rxm"}
 
 

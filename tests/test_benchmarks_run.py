@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mpilauncher.execution.executor import compiled_available
 from tests.conftest import ROOT, launcher_env
 
 BENCH = ROOT / "benchmarks"
@@ -159,7 +160,7 @@ def test_after_delete_runs_every_kind_and_leaves_nothing_behind(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["times.json"], "its workdirs are removed"
 
 
-def test_executor_floor_runs_both_executors_and_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_executor_floor_runs_each_executor_loop_and_the_floor_and_leaves_nothing_behind(tmp_path: Path) -> None:
     compiler = os.environ.get("CC", "cc")
     probe = tmp_path / "probe.c"
     # The floor's own headers, and the newest things it uses (pidfd_open's number, posix_spawn's setsid):
@@ -175,6 +176,7 @@ def test_executor_floor_runs_both_executors_and_leaves_nothing_behind(tmp_path: 
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     medians = result.stdout.split("medians:")[1]
-    assert "python executor" in medians and "C floor" in medians
-    assert "a compiled executor would take" in result.stdout
+    assert "python loop" in medians and "C floor" in medians
+    assert ("compiled loop" in medians) == compiled_available()
+    assert "the python loop costs" in result.stdout
     assert list(tmp_path.iterdir()) == [], "its scratch folder is removed"

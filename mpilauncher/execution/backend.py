@@ -23,9 +23,10 @@ from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
 
-#: The environment variable that picks the backend: "process" (default) or "inline".
+#: The environment variable that picks the backend: "process" (default: executor processes, their
+#: compiled loop where it is built), "python" (executor processes, their Python loop) or "inline".
 BACKEND_VARIABLE = "MPILAUNCHER_EXECUTOR"
-BACKENDS = ("process", "inline")
+BACKENDS = ("process", "python", "inline")
 
 
 @typing.runtime_checkable
@@ -94,7 +95,7 @@ def default_backend(base_env: Mapping[str, str], lanes: int, cores: int) -> Exec
         log.warning(f"{BACKEND_VARIABLE}={choice!r} is not one of {', '.join(BACKENDS)}; using executor processes")
     if choice != "inline":
         try:
-            return Executors(dict(base_env), lanes, cores)
+            return Executors(dict(base_env), lanes, cores, compiled=choice != "python")
         except OSError as err:
             log.warning(f"no executor process ({err}); spawning tasks in-process")
     return ProcessRunner(base_env=base_env)

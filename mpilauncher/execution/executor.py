@@ -55,14 +55,14 @@ if TYPE_CHECKING:
 
 if __package__:
     from mpilauncher.execution.leftovers import LANE_VARIABLE
-    from mpilauncher.execution.processes import decode_status, kernel_timeout
+    from mpilauncher.execution.processes import EXEC_FILE_AFTER, decode_status, kernel_timeout
     from mpilauncher.execution.watchdog import IGNORED, stop_groups, tagged_groups
     from mpilauncher.protocol import Ended, StartRequest
 else:  # an executor process (see _BOOT): the siblings, and the protocol one level up, are top-level modules there
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # after the standard library
     from leftovers import LANE_VARIABLE, enable_subreaper  # type: ignore[no-redef]
-    from processes import ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
+    from processes import EXEC_FILE_AFTER, ProcessRunner, decode_status, kernel_timeout  # type: ignore[no-redef]
     from protocol import Ended, StartRequest  # type: ignore[no-redef]
     from watchdog import IGNORED, _close_inherited, stop_groups, tagged_groups  # type: ignore[no-redef]
 
@@ -71,8 +71,17 @@ WATCHDOG_GRACE = 2.0
 #: a script it would be compiled afresh every time), with nothing but the standard library;
 #: and how it ends (:func:`leave`).
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SERVE = "executor.leave(executor.serve())"
-_BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; {_SERVE}"
+_BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; "
+_SERVE = "executor.leave(executor.serve({compiled}))"
+#: The compiled loop (``_cexecutor.c``, built by pip where a C compiler is), as the agent finds it.
+COMPILED_MODULE = "mpilauncher.execution._cexecutor"
+
+
+def compiled_available() -> bool:
+    """The compiled executor loop is built for this interpreter (else executors run the Python loop)."""
+    from importlib.util import find_spec  # (the agent's process only: an executor just tries the import)
+
+    return find_spec(COMPILED_MODULE) is not None
 
 
 def frame(message: list) -> bytes:
@@ -84,7 +93,7 @@ def frame(message: list) -> bytes:
 class Lane:
     """One executor process, seen from the agent: requests out, event lines in."""
 
-    def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "") -> None:
+    def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "", compiled: bool = True) -> None:
         # Every task of this lane inherits the tag: if the executor dies, its orphaned tasks
         # are found by it (/proc/*/environ) and stopped.
         tag = tag or str(os.getpid())
@@ -96,10 +105,10 @@ class Lane:
             (os.POSIX_SPAWN_DUP2, requests_read, 0),
             (os.POSIX_SPAWN_DUP2, events_write, 1),
         ]
+        argv = [sys.executable, "-I", "-S", "-c", _BOOT + _SERVE.format(compiled=compiled)]
         try:
             self.pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-I", "-S", "-c", _BOOT], base_env, file_actions=actions,
-                setsid=True, setsigmask=IGNORED,
+                sys.executable, argv, base_env, file_actions=actions, setsid=True, setsigmask=IGNORED
             )  # fmt: skip
         finally:
             os.close(requests_read)
@@ -199,7 +208,8 @@ class Executors:
     predecessor) lands where its predecessor runs.
     """
 
-    def __init__(self, base_env: dict[str, str], lanes: int = 1, cores: int = 1) -> None:
+    def __init__(self, base_env: dict[str, str], lanes: int = 1, cores: int = 1, compiled: bool = True) -> None:
+        """``compiled``: the executors run the compiled loop where it is built (False: the Python loop)."""
         self.retracted: list[int] = []  # as ProcessRunner.retracted
         self._cores = max(1, cores)
         self._epoll = select.epoll()
@@ -207,7 +217,7 @@ class Executors:
         self._by_fd: dict[int, Lane] = {}
         try:
             for _ in range(max(1, min(lanes, cores))):
-                lane = Lane(base_env, self.retracted, f"{os.getpid()}.{len(self._lanes)}")
+                lane = Lane(base_env, self.retracted, f"{os.getpid()}.{len(self._lanes)}", compiled)
                 self._lanes.append(lane)
                 self._by_fd[lane.events] = lane
                 self._epoll.register(lane.events, select.EPOLLIN)
@@ -324,11 +334,22 @@ def event_line(e: Ended) -> str:
     )
 
 
-def serve() -> int:
+def serve(compiled: bool = True) -> int:
+    """The executor process's loop, until the agent says BYE or is gone: the compiled one
+    (``_cexecutor.c``) where it is built and ``compiled`` asks for it, else this module's."""
     for signum in IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     _close_inherited()  # hold none of the agent's other fds (MPI sockets): only the two pipes and stderr
+    if compiled:
+        try:
+            import _cexecutor  # type: ignore[import-not-found]  (beside this file, as the siblings)
+        except ImportError:
+            pass  # not built here (no C compiler at install): the Python loop below
+        else:
+            tag = os.environ.get(LANE_VARIABLE) or str(os.getpid())
+            if _cexecutor.serve(tag, EXEC_FILE_AFTER) == 0:
+                return 0  # (-1: this process cannot be a child subreaper, and nothing was done)
     subreaper = enable_subreaper()  # before the first task: from then on, nothing a task leaves escapes us
     runner = ProcessRunner(guard=False, pin_self=True, tag=os.environ.get(LANE_VARIABLE), subreaper=subreaper)
     out = sys.stdout.fileno()

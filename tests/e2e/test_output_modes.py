@@ -6,9 +6,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from mpilauncher.execution.gather import iter_output
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import run_cli
+from tests.conftest import EXECUTOR_LOOPS, run_cli
 
 
 def test_ten_thousand_tasks_make_a_handful_of_files_and_every_output_comes_back(tmp_path: Path) -> None:
@@ -40,15 +42,17 @@ def test_ten_thousand_tasks_make_a_handful_of_files_and_every_output_comes_back(
     assert script.stdout.startswith("#!/bin/sh\n") and "seq 17" in script.stdout
 
 
-def test_a_resume_keeps_per_node_output_and_output_gives_the_latest_attempt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_a_resume_keeps_per_node_output_and_output_gives_the_latest_attempt(tmp_path: Path, executor: str) -> None:
     # The first attempt fails, the second (on --rerun-failed) succeeds: each says which it is.
     (tmp_path / "commandlines").write_text(
         "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; echo attempt $n; [ $n -ge 1 ]\necho fine\n"
     )
-    first = run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path)
+    first = run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path,
+                    MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
     assert first.returncode == 1, first.stderr
     assert run_cli(["output", "w", "0"], tmp_path).stdout == "attempt 0\n"
-    again = run_cli(["--resume", "queuestate", "--rerun-failed", "--quiet"], tmp_path)
+    again = run_cli(["--resume", "queuestate", "--rerun-failed", "--quiet"], tmp_path, MPILAUNCHER_EXECUTOR=executor)
     assert again.returncode == 0, again.stderr
     assert run_cli(["output", "w", "0"], tmp_path).stdout == "attempt 1\n"
     assert not any(p.name.startswith("out") and p.name[3:].isdigit() for p in (tmp_path / "w").iterdir())
@@ -77,10 +81,13 @@ def test_output_of_a_task_that_has_none_or_of_no_workdir_is_one_line(tmp_path: P
     assert nowhere.returncode == 2 and nowhere.stderr == "mpilauncher: error: nowhere: no such workdir\n"
 
 
-def test_a_spool_directory_that_cannot_be_used_stops_the_launcher_and_nothing_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_a_spool_directory_that_cannot_be_used_stops_the_launcher_and_nothing_fails(
+    tmp_path: Path, executor: str
+) -> None:
     (tmp_path / "commandlines").write_text("echo a\necho b\n")
     result = run_cli(["commandlines", "--workdir", "w", "--output", "per-node"], tmp_path,
-                     MPILAUNCHER_SPOOL=str(tmp_path / "no-such-dir"))  # fmt: skip
+                     MPILAUNCHER_SPOOL=str(tmp_path / "no-such-dir"), MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
     assert result.returncode == 3, result.stderr
     assert "cannot start tasks: spool directory" in result.stderr and "no-such-dir" in result.stderr
     assert "tasks aborted: 0" in result.stdout

@@ -20,7 +20,7 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, new_tag, recording_task, run_cli, tagged_pids, wait_for
+from tests.conftest import EXECUTOR_LOOPS, launcher_env, new_tag, recording_task, run_cli, tagged_pids, wait_for
 
 
 def launch(directory: Path, *args: str, **env: str) -> subprocess.Popen:
@@ -30,11 +30,13 @@ def launch(directory: Path, *args: str, **env: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_task_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_task_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(sweep_dir: Path, executor: str) -> None:
     tag = new_tag()
     (sweep_dir / "commandlines").write_text("sleep 30\ntrap '' TERM; sleep 30 & sleep 31\ntrue\n")
     began = time.monotonic()
-    result = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1"], sweep_dir, MPL_TEST_TAG=tag)
+    result = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1"], sweep_dir, MPL_TEST_TAG=tag,
+                     MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
     assert time.monotonic() - began < 15
     assert result.returncode == 1
     rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
@@ -132,7 +134,8 @@ def test_twenty_kill_9_at_random_instants_then_resume_loses_nothing(sweep_dir: P
     assert f"# tasks completed: {n}" in final.stdout
 
 
-def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path, executor: str) -> None:
     huge = "echo " + "x" * 200_000
     lines = [
         "sleep 30 & echo daemon started",  # leaves a background process behind
@@ -143,7 +146,7 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
     ]
     (sweep_dir / "commandlines").write_bytes(("\n".join(lines) + "\n").encode() + b"echo caf\xe9\n")
     tag = new_tag()
-    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir, MPL_TEST_TAG=tag)
+    result = run_cli(["commandlines", "--workdir", "w"], sweep_dir, MPL_TEST_TAG=tag, MPILAUNCHER_EXECUTOR=executor)
     assert result.returncode == 1, result.stderr  # only the huge line fails
     rows = {int(r["id"]): r for r in read_joblog(sweep_dir / "w" / "joblog")}
     assert set(rows) == set(range(6))
@@ -157,7 +160,8 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_dir: Path, executor: str) -> None:
     disk = sweep_dir / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)]).returncode != 0:
@@ -165,7 +169,7 @@ def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_d
     try:
         (sweep_dir / "commandlines").write_text("head -c 60000 /dev/zero; sleep 0.05\n" * 40)
         result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", str(disk / "qs")],
-                         sweep_dir)  # fmt: skip
+                         sweep_dir, MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
         assert result.returncode == 3, (result.returncode, result.stderr)
         errors = [line for line in result.stderr.splitlines() if "error" in line]
         assert len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in result.stderr
@@ -209,12 +213,14 @@ def test_more_bad_input_is_one_line_and_exit_2(sweep_dir: Path, case: str) -> No
     assert sorted(p.name for p in sweep_dir.iterdir()) == before
 
 
-def test_a_dead_executor_stops_its_tasks_and_the_run_with_one_line(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_a_dead_executor_stops_its_tasks_and_the_run_with_one_line(sweep_dir: Path, executor: str) -> None:
     """An executor lane killed from outside (OOM killer, an admin): its orphaned tasks must not
     run on beside a resume, and the user gets one line and exit 3, not a traceback."""
     tag = new_tag()
     (sweep_dir / "commandlines").write_text("sleep 30\n" * 4)
-    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", MPL_TEST_TAG=tag)
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2", MPL_TEST_TAG=tag,
+                  MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
     deadline = time.monotonic() + 30
     while not all((sweep_dir / "w" / f"out{i}").exists() for i in (0, 1)):
         assert proc.poll() is None and time.monotonic() < deadline

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import kill_tagged, launcher_env, new_tag, tagged_pids, wait_for
+from tests.conftest import EXECUTOR_LOOPS, kill_tagged, launcher_env, new_tag, tagged_pids, wait_for
 
 #: What users' tasks leave behind: kinds that survived the launcher before (all in the background).
 LEFTOVERS = {
@@ -56,11 +56,15 @@ def tags_to_clean() -> list[str]:
         kill_tagged(tag)
 
 
-def test_leftovers_end_soon_after_their_task_while_the_launcher_runs_on(sweep_dir: Path, tags_to_clean) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_leftovers_end_soon_after_their_task_while_the_launcher_runs_on(
+    sweep_dir: Path, executor: str, tags_to_clean
+) -> None:
     tags = write_sweep(sweep_dir)
     tags_to_clean.extend(tags.values())
     slots = str(len(LEFTOVERS) + 1)
-    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", slots, "--no-bind")
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", slots, "--no-bind",
+                  MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
     try:
         wait_for(lambda: all((sweep_dir / "w" / f"out{i}").exists() for i in tags), what="the tasks to start")
         # SIGTERM, a 2 s grace, SIGKILL: gone within seconds, while another task keeps the launcher busy
@@ -100,7 +104,7 @@ def test_inline_runner_ends_its_groups_at_the_task_end_and_escaped_daemons_at_th
     assert rows[0]["leftovers"] == "1"
 
 
-@pytest.mark.parametrize("executor", ["process", "inline"])
+@pytest.mark.parametrize("executor", [*EXECUTOR_LOOPS, "inline"])
 def test_escaped_daemons_do_not_outlive_a_launcher_killed_with_kill_9(
     sweep_dir: Path, executor: str, tags_to_clean
 ) -> None:

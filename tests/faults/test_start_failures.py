@@ -23,7 +23,7 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, run_cli, wait_for
+from tests.conftest import EXECUTOR_LOOPS, launcher_env, run_cli, wait_for
 
 N_TASKS = 100
 
@@ -79,11 +79,14 @@ def resume_finishes(directory: Path) -> None:
     assert ran(directory) == collections.Counter(range(N_TASKS)), "every task ran exactly once"
 
 
-def test_a_file_count_quota_mid_sweep_stops_with_one_line_and_resume_finishes(sweep_dir: Path, small_disk: Path):
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_a_file_count_quota_mid_sweep_stops_with_one_line_and_resume_finishes(
+    sweep_dir: Path, small_disk: Path, executor: str
+):
     write_sweep(sweep_dir)
     workdir = small_disk / "w"
     args = ["commandlines", "--workdir", str(workdir), "--queuestate", "qs", "--cores-per-node", "2"]
-    result = run_cli(args, sweep_dir)
+    result = run_cli(args, sweep_dir, MPILAUNCHER_EXECUTOR=executor)
     check_stopped_cleanly(result, sweep_dir, workdir, "No space left on device")
     subprocess.run(["mount", "-o", "remount,nr_inodes=1000,size=8m", str(small_disk)], check=True)
     resume_finishes(sweep_dir)

@@ -446,6 +446,7 @@ def test_a_parked_rank_passes_a_signal_on_and_waits_for_shutdown():
     [
         (None, Executors, ""),
         ("process", Executors, ""),
+        ("python", Executors, ""),
         ("inline", ProcessRunner, ""),
         ("inlined", Executors, "inlined"),
     ],

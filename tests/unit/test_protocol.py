@@ -46,14 +46,14 @@ def test_records_keep_their_field_names_and_defaults():
 def test_an_executor_process_leaves_with_its_status_and_what_it_wrote_on_stderr():
     """leave() skips the interpreter's teardown (the agent waits for it at every run's end), not what
     a normal exit does that matters: a warning still in stderr's buffer comes out."""
-    probe = executor._BOOT.replace(executor._SERVE, "sys.stderr.write('executor: a warning'); executor.leave(3)")
+    probe = executor._BOOT + "sys.stderr.write('executor: a warning'); executor.leave(3)"
     left = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60)
     assert (left.returncode, left.stderr, left.stdout) == (3, "executor: a warning", "")
 
 
 def test_an_executor_process_imports_only_the_standard_library_and_no_dataclasses():
     """The executor is started as ``python -I -S``: what it imports is on every node's start-up path."""
-    probe = executor._BOOT.replace(executor._SERVE, "print(sorted(sys.modules))")
+    probe = executor._BOOT + "print(sorted(sys.modules))"
     loaded = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=True)
     modules = set(eval(loaded.stdout))  # a printed list of names
     assert {"protocol", "processes", "leftovers", "watchdog"} <= modules

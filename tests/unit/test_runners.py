@@ -18,14 +18,19 @@ from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
 from tests.conftest import ROOT, kill_tagged, new_tag, recorded_exec, tagged_pids, wait_for
 
+#: Each runner: in-process, executor lanes (their compiled loop where it is built), a lane's Python loop.
+RUNNERS = ["inline", "one-lane", "two-lanes", "one-lane-python"]
 
-@pytest.fixture(params=["inline", "one-lane", "two-lanes"])
+
+def make_runner(kind: str, env: dict[str, str]):
+    if kind == "inline":
+        return ProcessRunner(guard=False, base_env=env)
+    return Executors(env, lanes=2 if kind == "two-lanes" else 1, cores=2, compiled=not kind.endswith("python"))
+
+
+@pytest.fixture(params=RUNNERS)
 def runner(request):
-    env = dict(os.environ)
-    if request.param == "inline":
-        made = ProcessRunner(guard=False, base_env=env)
-    else:
-        made = Executors(env, lanes=1 if request.param == "one-lane" else 2, cores=2)
+    made = make_runner(request.param, dict(os.environ))
     yield made
     made.close()
 
@@ -138,8 +143,9 @@ def test_stop_drops_standbys_and_ends_running_tasks(runner, tmp_path):
     assert not (tmp_path / "out2").exists() and not (tmp_path / "ran").exists()
 
 
-def test_lanes_are_separate_processes_chosen_by_first_core(tmp_path):
-    runner = Executors(dict(os.environ), lanes=2, cores=4)
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_lanes_are_separate_processes_chosen_by_first_core(compiled, tmp_path):
+    runner = Executors(dict(os.environ), lanes=2, cores=4, compiled=compiled)
     try:
         assert runner.lanes == 2
         for task_id, core in enumerate([0, 1, 2, 3]):
@@ -210,9 +216,10 @@ def test_a_task_that_leaves_nothing_says_so(runner, tmp_path, tag):
     assert [(e.task_id, e.leftovers) for e in collect(runner, 1)] == [(1, 0)]
 
 
-def test_escaped_daemons_are_ended_with_their_task_by_executors(tmp_path, tag):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_escaped_daemons_are_ended_with_their_task_by_executors(compiled, tmp_path, tag):
     """A subreaper executor finds what left the task's process group and session, however deep."""
-    runner = Executors(dict(os.environ), lanes=1, cores=2)
+    runner = Executors(dict(os.environ), lanes=1, cores=2, compiled=compiled)
     try:
         tagged(runner, tmp_path, 1, "setsid sleep 300 & (setsid sh -c 'sleep 300' &); exit 3", tag)
         ended = collect(runner, 1)
@@ -269,9 +276,10 @@ def test_the_inline_runner_ends_escaped_daemons_when_it_closes(tmp_path, tag):
     wait_for(lambda: not tagged_pids(tag), 10, "the daemon to end once the runner has closed")
 
 
-def test_a_running_tasks_own_daemon_is_left_alone_until_the_task_ends(tmp_path, tag):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_running_tasks_own_daemon_is_left_alone_until_the_task_ends(compiled, tmp_path, tag):
     """Orphans are adopted (and reaped) while their task runs, but only ended with it."""
-    runner = Executors(dict(os.environ), lanes=1, cores=2)
+    runner = Executors(dict(os.environ), lanes=1, cores=2, compiled=compiled)
     try:
         command = f"(setsid sh -c 'sleep 1.5; echo alive > {tmp_path}/flag' &); sleep 2.5; cat {tmp_path}/flag"
         tagged(runner, tmp_path, 1, command, tag)
@@ -425,3 +433,21 @@ def test_a_task_that_succeeds_after_its_exec_time_keeps_its_exec_file(tmp_path):
 def test_the_default_exec_time_is_what_the_readme_says():
     assert EXEC_FILE_AFTER == 10.0
     assert "ran 10 seconds" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("kind", RUNNERS)
+def test_a_tasks_environment_is_the_base_with_its_changes(kind, tmp_path):
+    """Set, replace and remove variables; a value that is not UTF-8 (surrogate-escaped) comes through as bytes."""
+    runner = make_runner(kind, {**os.environ, "MPL_KEPT": "kept", "MPL_REPLACED": "old", "MPL_GONE": "here"})
+    try:
+        value = b"caf\xe9".decode("utf-8", "surrogateescape")
+        changes = {"MPL_NEW": "new", "MPL_REPLACED": "new too", "MPL_GONE": None, "MPL_BYTES": value}
+        command = 'echo "$MPL_KEPT|$MPL_NEW|$MPL_REPLACED|${MPL_GONE-unset}|$MPL_BYTES|$MPILAUNCHER_LANE"'
+        output = tmp_path / "out1"
+        result = runner.start(request(1, command, str(output), changes))
+        assert [e.exit_code for e in started_or_ended(runner, result)] == [0]
+        *seen, lane = output.read_bytes().rstrip(b"\n").split(b"|")
+        assert seen == [b"kept", b"new", b"new too", b"unset", b"caf\xe9"]
+        assert lane, "every task carries its lane's tag (what it leaves behind is found by it)"
+    finally:
+        runner.close()
