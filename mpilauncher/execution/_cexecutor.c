@@ -9,9 +9,10 @@
  *
  * What it is: a CPython extension module, so that it is built by pip where a C compiler
  * is (setup.py; optional: without one, the Python executor runs) and so that the requests
- * are read with the interpreter's own marshal reader.  executor.serve() prepares the
- * process as for the Python loop (signals, inherited fds, the lane tag) and calls
- * serve() here, which returns when the agent says BYE or is gone.  The protocol, the
+ * are read with the interpreter's own marshal reader.  An executor process started with
+ * executor._BOOT_COMPILED imports it (and nothing of the package) and calls run(), which
+ * prepares the process as executor.serve() does (signals, inherited fds, the subreaper) and
+ * returns once the agent has said BYE or is gone and every task has ended.  The protocol, the
  * events and every duty are the Python executor's, documented there; this file says
  * where it differs in how, never in what.
  *
@@ -1457,10 +1458,39 @@ static int setup(const char *tag, double exec_file_after) {
     return 0;
 }
 
-static PyObject *serve(PyObject *module, PyObject *args) {
-    const char *tag;
+/* What executor.serve() does before its loop: the stop signals ignored (the launcher handles them and
+ * stops the tasks itself), none blocked, and none of the agent's other fds held (MPI sockets: its
+ * peers must see it die). */
+static void prepare_process(void) {
+    int ignored[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) signal(ignored[i], SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir) return;
+    Pids fds = {0};
+    struct dirent *entry;
+    while ((entry = readdir(dir)))
+        if (entry->d_name[0] >= '0' && entry->d_name[0] <= '9') {
+            int fd = atoi(entry->d_name);
+            if (fd > 2 && fd != dirfd(dir)) pids_add(&fds, fd);
+        }
+    closedir(dir);
+    for (size_t i = 0; i < fds.len; i++) close(fds.pids[i]);
+    free(fds.pids);
+}
+
+static PyObject *run(PyObject *module, PyObject *args) {
     double exec_file_after;
-    if (!PyArg_ParseTuple(args, "sd", &tag, &exec_file_after)) return NULL;
+    if (!PyArg_ParseTuple(args, "d", &exec_file_after)) return NULL;
+    const char *tag = getenv("MPILAUNCHER_LANE");
+    char own[32];
+    if (!tag || !*tag) {
+        snprintf(own, sizeof own, "%d", (int)getpid());
+        tag = own;
+    }
+    prepare_process();
     if (setup(tag, exec_file_after) < 0) return PyLong_FromLong(-1);  /* the Python loop takes over */
     EndedList ended = {0};
     while (!L.eof && !L.bye) {
@@ -1479,9 +1509,9 @@ static PyObject *serve(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"serve", serve, METH_VARARGS,
-     "serve(tag, exec_file_after) -> 0 when the agent said BYE or is gone; -1 when this process cannot be a"
-     " child subreaper (then nothing was done: run the Python loop)."},
+    {"run", run, METH_VARARGS,
+     "run(exec_file_after) -> 0 when the agent said BYE or is gone and every task has ended; -1 when this"
+     " process cannot be a child subreaper (no task was started: run the Python loop)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -51,3 +53,13 @@ def test_lanes_run_the_loop_asked_for(tmp_path, compiled):
         assert ("_cexecutor" in maps) == compiled
     finally:
         runner.close()
+
+
+def test_where_the_compiled_loop_is_missing_its_boot_runs_the_python_loop():
+    """An install without a C compiler has no _cexecutor: the same boot serves with the Python loop
+    (here it is told BYE at once, and leaves with status 0 and nothing on its outputs)."""
+    boot = executor._BOOT_COMPILED.replace("import _cexecutor", "import _no_compiled_loop_here")
+    assert boot != executor._BOOT_COMPILED
+    bye = executor.frame(["BYE"])
+    left = subprocess.run([sys.executable, "-I", "-S", "-c", boot], input=bye, capture_output=True, timeout=60)
+    assert (left.returncode, left.stdout, left.stderr) == (0, b"", b"")
