@@ -293,8 +293,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="on Ctrl-C, SIGTERM or SIGHUP cancel the submitted jobs (scancel); by default they are left to run "
         "and a resume picks up their results",
     )
-    parser.add_argument("--version", action="version", version=f"mpilauncher {__version__}")
+    parser.add_argument("--version", action=ShowVersion, help="show the version, and which executor loop runs tasks")
     return parser
+
+
+class ShowVersion(argparse.Action):
+    """``--version``: the version and the executor loop this install runs (whether pip built the
+    compiled one: its warning is easily lost in pip's output), looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
+        from mpilauncher.execution.executor import compiled_available
+
+        loop = (
+            "compiled"
+            if compiled_available()
+            else "Python (the compiled one is not built: reinstall where a C compiler is, see README)"
+        )
+        sys.stdout.write(f"mpilauncher {__version__}\ntask executors' loop: {loop}\n")
+        parser.exit()
 
 
 def process_began() -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mpilauncher.execution.executor import compiled_available
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import run_cli
 
@@ -298,7 +299,10 @@ def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
 def test_help_and_version() -> None:
     result = run_cli(["--help"], Path("/"))
     assert result.returncode == 0 and "--resume" in result.stdout and "Exit status" in result.stdout
-    assert run_cli(["--version"], Path("/")).stdout.startswith("mpilauncher ")
+    version = run_cli(["--version"], Path("/"))
+    assert version.returncode == 0 and version.stdout.startswith("mpilauncher ")
+    loop = "compiled" if compiled_available() else "Python (the compiled one is not built"
+    assert f"\ntask executors' loop: {loop}" in version.stdout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make an unreadable file readable again")
