@@ -227,8 +227,13 @@ def hello_seconds(ranks: int, repeat: int = 3) -> float:
 
 
 def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    """The CPU ``pid`` has used so far (utime + stime), in clock ticks."""
+    from mpilauncher.procfs import stat_fields  # (this checkout's: see sys.path above)
+
+    fields = stat_fields(pid)
+    if fields is None:
+        raise ProcessLookupError(f"no process {pid}")
+    return int(fields[11]) + int(fields[12])
 
 
 def rank_pids(marker: str) -> dict[int, int]:

@@ -62,7 +62,7 @@ class LauncherLanes:
     def __init__(self, lanes: int, workdir: str, compiled: bool) -> None:
         self.workdir = workdir
         self.executors = Executors(dict(os.environ), lanes, lanes, compiled=compiled)
-        self.pids = [lane.pid for lane in self.executors._lanes]
+        self.pids = self.executors.pids
 
     def start(self, task_id: int, slot: int, cpu: int) -> None:
         variables, script = task_fields(task_id, slot, self.workdir)

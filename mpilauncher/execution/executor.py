@@ -239,6 +239,11 @@ class Executors:
     def lanes(self) -> int:
         return len(self._lanes)
 
+    @property
+    def pids(self) -> list[int]:
+        """The executor processes, one a lane (what benchmarks measure, and tests look into)."""
+        return [lane.pid for lane in self._lanes]
+
     def add_wake_fd(self, fd: int) -> None:
         self._epoll.register(fd, select.EPOLLIN)
         self._wake_fds.add(fd)

@@ -49,7 +49,7 @@ def test_lanes_run_the_loop_asked_for(tmp_path, compiled):
         while not ended:
             ended = runner.wait(5)
         assert ended[0].exit_code == 0
-        maps = Path(f"/proc/{runner._lanes[0].pid}/maps").read_text()  # (it served a task: past its imports)
+        maps = Path(f"/proc/{runner.pids[0]}/maps").read_text()  # (it served a task: past its imports)
         assert ("_cexecutor" in maps) == compiled
     finally:
         runner.close()

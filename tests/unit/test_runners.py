@@ -6,6 +6,7 @@ Standby starts (``after=``) and their retraction must behave the same in both.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -451,3 +452,14 @@ def test_a_tasks_environment_is_the_base_with_its_changes(kind, tmp_path):
         assert lane, "every task carries its lane's tag (what it leaves behind is found by it)"
     finally:
         runner.close()
+
+
+def test_a_signal_reaches_the_tasks_whole_group(runner, tmp_path):
+    """``signal`` (the backend contract's K request): the task's process group gets it, children included."""
+    start(runner, tmp_path, 1, "sleep 30 & sleep 30")
+    time.sleep(0.3)  # both sleeps started
+    began = time.monotonic()
+    runner.signal(1, signal.SIGTERM)
+    ended = collect(runner, 1, timeout=10)
+    assert [(e.task_id, e.exit_code) for e in ended] == [(1, -signal.SIGTERM)]
+    assert time.monotonic() - began < 5, "it ended at the signal, not after its 30 s"
