@@ -10,6 +10,12 @@ instead of in series with it.  Why several (lanes, one per CPU, up to 8 a
 node): ``posix_spawn`` blocks its caller until the child has exec'd, so one
 executor both caps a node's start rate and cannot reap while it spawns.
 
+Its loop exists twice: compiled (``_cexecutor.c``, a CPython extension that pip builds where a
+C compiler is; ~30 us of CPU a task over the system calls, against ~150 us for the interpreter's,
+benchmarks/executor_floor.py) and here, in Python: the fallback where it is not built, and
+``MPILAUNCHER_EXECUTOR=python``.  Both keep the protocol and every duty described here; the
+tests of these duties run against both.
+
 It is also the tasks' watchdog: the tasks are its children, and when the
 agent's end of the request pipe closes without ``BYE`` (the launcher died,
 ``kill -9`` included) it ends every task's process group (TERM, grace, KILL),

@@ -5,6 +5,7 @@ and really what the lanes run.  Its behaviour is tested with the Python loop's, 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,3 +64,22 @@ def test_where_the_compiled_loop_is_missing_its_boot_runs_the_python_loop():
     bye = executor.frame(["BYE"])
     left = subprocess.run([sys.executable, "-I", "-S", "-c", boot], input=bye, capture_output=True, timeout=60)
     assert (left.returncode, left.stdout, left.stderr) == (0, b"", b"")
+
+
+def test_the_compiled_loop_uses_the_python_loops_constants():
+    """The C file repeats the Python modules' constants (graces, intervals, the shell, the index header):
+    one changed on one side only would make the two loops differ where no behaviour test looks."""
+    from mpilauncher.execution import gather, leftovers, processes, watchdog
+
+    defined = dict(re.findall(r"^#define (\w+) (.+)$", SOURCE.read_text(), re.M))
+    python = {
+        "TIMEOUT_GRACE": processes.TIMEOUT_GRACE, "UNWATCHED_POLL": processes.UNWATCHED_POLL,
+        "KILL_WAIT": processes.KILL_WAIT, "LONGEST_WAIT": processes.LONGEST_WAIT,
+        "WATCHDOG_GRACE": executor.WATCHDOG_GRACE, "GRACE": leftovers.GRACE,
+        "SCAN_INTERVAL": leftovers.SCAN_INTERVAL, "RECHECK": leftovers.RECHECK, "MAX_WALK": leftovers.MAX_WALK,
+        "EXEC_WAIT": watchdog.EXEC_WAIT, "EXEC_POLL": watchdog.EXEC_POLL,
+        "PR_SET_CHILD_SUBREAPER": leftovers.PR_SET_CHILD_SUBREAPER,
+    }  # fmt: skip
+    assert {name: float(defined[name]) for name in python} == {name: float(v) for name, v in python.items()}
+    assert defined["SHELL"] == f'"{processes.ProcessRunner.SHELL}"'
+    assert defined["INDEX_HEADER"] == '"' + gather.INDEX_HEADER.replace("\n", "\\n") + '"'
