@@ -206,6 +206,12 @@ static void pids_add(Pids *list, pid_t pid) {
     list->pids[list->len++] = pid;
 }
 
+static int pids_contain(const Pids *list, pid_t pid) {
+    for (size_t i = 0; i < list->len; i++)
+        if (list->pids[i] == pid) return 1;
+    return 0;
+}
+
 static void parse_pids(const char *text, Pids *into) {
     while (*text) {
         char *end;
@@ -467,6 +473,8 @@ typedef struct {
     size_t n_sweeps, cap_sweeps;
     double limit, next_scan;
     int rescan;
+    /* every task's spawn: its own session, the stop signals back to default, none blocked */
+    posix_spawnattr_t attributes;
     /* the protocol */
     Buffer requests;
     int eof, bye, stopping;
@@ -544,8 +552,6 @@ static Sweep *sweep_of(int has_owner, long owner) {
 }
 
 /* ---------------------------------------------------------------- leftovers: the subreaper's subtree */
-static void signal_pid(pid_t pid, int signum) { kill(pid, signum); }
-
 /* Send signum to pid if it is still parent's child (not a stranger that reused the pid). */
 static void signal_below(pid_t pid, pid_t parent, int signum) {
     Stat stat;
@@ -597,15 +603,11 @@ static void tree_of(int has_owner, long owner, Tree *found) {
 static void signal_tree(Tree *tree, int signum, Pids *skip) {
     for (size_t i = 0; i < tree->len; i++) {
         Member *m = &tree->items[i];
-        if (skip) {
-            int seen = 0;
-            for (size_t j = 0; j < skip->len && !seen; j++) seen = skip->pids[j] == m->pid;
-            if (seen) continue;
-        }
+        if (skip && pids_contain(skip, m->pid)) continue;
         if (m->parent)
             signal_below(m->pid, m->parent, signum);
         else
-            signal_pid(m->pid, signum);  /* our own child: its pid stays ours until we reap it */
+            kill(m->pid, signum);  /* our own child: its pid stays ours until we reap it */
     }
 }
 
@@ -617,7 +619,7 @@ static void forget_orphan(Orphan *orphan) {
     free(orphan->suspects);
     size_t at = (size_t)(orphan - L.orphans);
     L.orphans[at] = L.orphans[--L.n_orphans];
-    /* the moved orphan's pidfd points at its slot by pid, not by address: see on_orphan_exit */
+    /* (nothing holds an orphan's address: on_orphan_exit finds it by its pidfd) */
 }
 
 static void on_orphan_exit(int pidfd) {
@@ -789,11 +791,8 @@ static void carry_on(double now) {
         } else {
             signal_tree(&tree, SIGTERM, &sweep->termed);
             signal_tree(&tree, SIGCONT, &sweep->termed);
-            for (size_t j = 0; j < tree.len; j++) {
-                int seen = 0;
-                for (size_t k = 0; k < sweep->termed.len && !seen; k++) seen = sweep->termed.pids[k] == tree.items[j].pid;
-                if (!seen) pids_add(&sweep->termed, tree.items[j].pid);
-            }
+            for (size_t j = 0; j < tree.len; j++)
+                if (!pids_contain(&sweep->termed, tree.items[j].pid)) pids_add(&sweep->termed, tree.items[j].pid);
         }
         free(tree.items);
         i++;
@@ -915,16 +914,10 @@ static int cpus_of(PyObject *ids, cpu_set_t *set) {
 
 static void bind_task(pid_t pid, cpu_set_t *cpus) {
     if (sched_setaffinity(pid, sizeof *cpus, cpus) < 0) return;
-    char path[80];
-    size_t len;
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    char *text = read_file(path, &len);
-    if (!text) return;
     Pids early = {0};
-    parse_pids(text, &early);
+    children_of(pid, &early);
     for (size_t i = 0; i < early.len; i++) sched_setaffinity(early.pids[i], sizeof *cpus, cpus);
     free(early.pids);
-    free(text);
 }
 
 /* The task's environment: the lane's, with env_changes applied (a None value removes one). */
@@ -1032,16 +1025,6 @@ static void start_task(PyObject *request, int ignore_after, EndedList *early) {
     else
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t defaults, empty;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    int to_default[] = {SIGPIPE, SIGXFSZ, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof to_default / sizeof *to_default; i++) sigaddset(&defaults, to_default[i]);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setsigmask(&attributes, &empty);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     Buffer store = {0};
     char **envp = task_environment(field(request, F_ENV_CHANGES), &store);
     size_t command_len;
@@ -1063,9 +1046,8 @@ static void start_task(PyObject *request, int ignore_after, EndedList *early) {
     }
     double start = wall(), start_mono = monotonic();
     pid_t pid;
-    int failed = posix_spawn(&pid, SHELL, &actions, &attributes, argv, envp);
+    int failed = posix_spawn(&pid, SHELL, &actions, &L.attributes, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
     free(envp);
     free(store.data);
     free(command);
@@ -1427,6 +1409,7 @@ static void close_lane(void) {
         if (L.streams[i]->index >= 0) close(L.streams[i]->index);
     }
     close(L.epoll);
+    posix_spawnattr_destroy(&L.attributes);
 }
 
 static int setup(const char *tag, double exec_file_after) {
@@ -1447,6 +1430,17 @@ static int setup(const char *tag, double exec_file_after) {
         if (*c == '/') *c = '_';
     L.exec_file_after = exec_file_after;
     L.pin_self = 1;
+    /* posix_spawn leaves ignored signals ignored in the child: Python ignores SIGPIPE and SIGXFSZ, and the
+     * executor the stop signals (processes.DEFAULT_SIGNALS) */
+    int to_default[] = {SIGPIPE, SIGXFSZ, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    sigset_t defaults, none;
+    sigemptyset(&defaults);
+    sigemptyset(&none);
+    for (size_t i = 0; i < sizeof to_default / sizeof *to_default; i++) sigaddset(&defaults, to_default[i]);
+    posix_spawnattr_init(&L.attributes);
+    posix_spawnattr_setsigdefault(&L.attributes, &defaults);
+    posix_spawnattr_setsigmask(&L.attributes, &none);
+    posix_spawnattr_setflags(&L.attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     L.limit = INFINITY;
     for (char **e = environ; *e; e++) {
         L.base_env = realloc(L.base_env, (L.base_env_len + 1) * sizeof(char *));
