@@ -105,6 +105,45 @@ def test_a_task_with_no_pidfd_is_reaped_by_polling(tmp_path, monkeypatch):
         runner.close()
 
 
+@pytest.mark.parametrize("kind", ["one-lane", "one-lane-python"])
+def test_a_lane_out_of_file_descriptors_polls_its_tasks_and_recovers(kind, tmp_path):
+    """The lanes' loops (the compiled one too) under a file-descriptor limit that leaves them no fd:
+    a task's ``pidfd_open`` fails, the task runs all the same and its end is found by polling; once
+    fds are free again the next task has its pidfd.  The limit is lowered on the lane process itself
+    (``prlimit``) to its lowest free descriptor, so that any open fails, as in a lane out of fds."""
+    import resource
+
+    runner = make_runner(kind, dict(os.environ))
+    try:
+        lane = runner.pids[0]
+        start(runner, tmp_path, 1, "true")  # the lane's exec-record files are opened: its fds are all there
+        assert [e.exit_code for e in collect(runner, 1)] == [0]
+
+        def pidfds() -> list[str]:
+            fds = Path(f"/proc/{lane}/fd")
+            return [n for n in os.listdir(fds) if "pidfd" in os.readlink(fds / n)]
+
+        used = {int(n) for n in os.listdir(f"/proc/{lane}/fd")}
+        soft, hard = resource.prlimit(lane, resource.RLIMIT_NOFILE)
+        resource.prlimit(lane, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used), hard))
+        try:
+            start(runner, tmp_path, 2, "sleep 0.3; echo two")
+            runner.flush()
+            time.sleep(0.15)
+            assert pidfds() == []  # running, unwatched
+            ended = collect(runner, 1, timeout=10)
+        finally:
+            resource.prlimit(lane, resource.RLIMIT_NOFILE, (soft, hard))
+        assert [(e.task_id, e.exit_code) for e in ended] == [(2, 0)]
+        assert (tmp_path / "out2").read_text() == "two\n" and ended[0].runtime < 3.0
+        start(runner, tmp_path, 3, "sleep 0.3")
+        runner.flush()
+        wait_for(lambda: len(pidfds()) == 1, timeout=10, what="the next task's pidfd")
+        assert [(e.task_id, e.exit_code) for e in collect(runner, 1)] == [(3, 0)]
+    finally:
+        runner.close()
+
+
 def test_a_standby_behind_a_task_that_already_ended_starts_at_once(runner, tmp_path):
     start(runner, tmp_path, 1, "true")
     assert [e.task_id for e in collect(runner, 1)] == [1]
