@@ -29,7 +29,7 @@ from pathlib import Path
 from benchkit.install import Installer, default_cache
 from benchkit.machine import default_slots, file_create_cost, filesystem_of, machine_info
 from benchkit.report import derive, markdown, plot
-from benchkit.runners import BASELINE, PEER_NAMES, REFERENCE, Job, Peer, make_peers
+from benchkit.runners import BASELINES, MPI_BASELINE, PEER_NAMES, PYTHON_BASELINE, REFERENCE, Job, Peer, make_peers
 from benchkit.timing import Outcome, measure
 from benchkit.workloads import Workload, standard, warmup
 
@@ -43,7 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--peers",
         default="all",
         help=f"comma-separated, of: {', '.join(PEER_NAMES)} (default all;"
-        f" {REFERENCE} is always run, {BASELINE} with mpilauncher-mpiexec)",
+        f" {REFERENCE} is always run, {MPI_BASELINE} with mpilauncher-mpiexec, {PYTHON_BASELINE} with"
+        " any mpilauncher)",
     )
     parser.add_argument("--workload", default=",".join(WORKLOADS), help="comma-separated, of W1-W4 (default all)")
     parser.add_argument("--where", default="both", help="disk, tmpfs, or both (also written disk,tmpfs; default both)")
@@ -85,9 +86,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(names) - set(PEER_NAMES))
     if unknown:
         parser.error(f"--peers: unknown {', '.join(unknown)}; known: {', '.join(PEER_NAMES)}")
-    args.peer_names = [n for n in PEER_NAMES if n in names or n == REFERENCE]
-    if "mpilauncher-mpiexec" in names and BASELINE not in args.peer_names:
-        args.peer_names.append(BASELINE)
+    wanted = set(names) | {REFERENCE}
+    if "mpilauncher-mpiexec" in names:
+        wanted.add(MPI_BASELINE)
+    if any(n.startswith("mpilauncher") for n in names):
+        wanted.add(PYTHON_BASELINE)
+    args.peer_names = [n for n in PEER_NAMES if n in wanted]
     args.workloads = [w.strip().upper() for w in args.workload.split(",") if w.strip()]
     if not args.workloads or set(args.workloads) - set(WORKLOADS):
         parser.error(f"--workload: {args.workload!r}: a comma-separated list of {', '.join(WORKLOADS)}")
@@ -208,7 +212,7 @@ class Bench:
         cell["own_s"].append(peer.own_time(outcome))
         cell["others"].append(sample.others)
         reference = self.cells[where, w.key, REFERENCE]["wall_s"]
-        if reference and peer.name not in (REFERENCE, BASELINE):
+        if reference and peer.name != REFERENCE and peer.name not in BASELINES:
             ratio = sample.wall / reference[-1]
             line += f"  {ratio:6.2f} x xargs"
             if ratio > self.args.settle:

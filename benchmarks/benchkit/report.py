@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from benchkit.runners import BASELINE, REFERENCE
+from benchkit.runners import BASELINES, MPI_BASELINE, PYTHON_BASELINE, REFERENCE
 
 NOISY = 0.10  # warn when other processes kept more than this share of the CPUs busy
 LOCATION_TITLES = {"disk": "Workdir on disk", "tmpfs": "Workdir on tmpfs"}
@@ -32,7 +32,7 @@ def derive(document: dict) -> None:
         if cell["status"] == "timed out" and xargs and xargs["wall_s"]:
             cell["ratio_at_least"] = cell["timeout_s"] / statistics.median(xargs["wall_s"])
         work = document["workloads"][cell["workload"]].get("work_s")
-        if work and walls and cell["status"] == "ok" and cell["peer"] != BASELINE:
+        if work and walls and cell["status"] == "ok" and cell["peer"] not in BASELINES:
             slots = document["workloads"][cell["workload"]]["slots"]
             cell["busy_fraction"] = work / (slots * cell["median_s"])
 
@@ -98,9 +98,9 @@ def _table(document: dict, location: str, where: dict) -> list[str]:
     bounds = [_bound(w) for w in workloads.values()]
     if any(bounds):
         out.append("| list scheduling, zero overhead (the bound) | " + " | ".join(bounds) + " |")
-    extra = _mpiexec_overhead(cells, workloads)
-    if extra:
-        out += ["", extra]
+    for extra in (_python_floor(cells, workloads), _mpiexec_overhead(cells, workloads)):
+        if extra:
+            out += ["", extra]
     return [*out, "", *_cpu_table(document, cells)]
 
 
@@ -163,7 +163,7 @@ def _cell(cell: dict | None, peer: str) -> str:
         return f"{bound} (stopped at {cell['timeout_s']:.0f} s)"
     if cell["status"] != "ok":
         return f"{cell['status']}: {cell['problem']}"
-    if peer in (REFERENCE, BASELINE):
+    if peer == REFERENCE or peer in BASELINES:
         text = f"{cell['median_s']:.2f} s ({cell['best_s']:.2f})"
     else:
         text = f"{cell.get('ratio_median', float('nan')):.2f} ({cell.get('ratio_best', float('nan')):.2f})"
@@ -172,11 +172,31 @@ def _cell(cell: dict | None, peer: str) -> str:
     return text
 
 
+def _python_floor(cells: dict, workloads: dict) -> str:
+    """What mpilauncher as one process adds to xargs' wall time, next to the interpreter's start alone:
+    the part of that gap any launcher started as ``python -m`` pays before its first task (and the
+    ratio it puts under such a launcher: xargs' time plus the start, over xargs')."""
+    parts = []
+    for key in workloads:
+        xargs, alone, start = (cells.get((p, key)) for p in (REFERENCE, "mpilauncher", PYTHON_BASELINE))
+        if all(c and c["status"] == "ok" and c["wall_s"] for c in (xargs, alone, start)):
+            gap, floor = alone["median_s"] - xargs["median_s"], start["median_s"]
+            under = 1 + floor / xargs["median_s"]
+            parts.append(f"{key} {gap:+.2f} s (the interpreter alone {floor:.3f} s: {under:.3f})")
+    if not parts:
+        return ""
+    return (
+        "mpilauncher as one process minus xargs (medians), next to the interpreter's start alone (`python -c"
+        " pass`, this environment's `site`) and the ratio that start alone puts under a launcher run as"
+        " `python -m`: " + "; ".join(parts)
+    )
+
+
 def _mpiexec_overhead(cells: dict, workloads: dict) -> str:
     """What mpiexec adds to mpilauncher, next to what it costs to start MPI at all (the issue's target)."""
     parts = []
     for key in workloads:
-        alone, under, hello = (cells.get((p, key)) for p in ("mpilauncher", "mpilauncher-mpiexec", BASELINE))
+        alone, under, hello = (cells.get((p, key)) for p in ("mpilauncher", "mpilauncher-mpiexec", MPI_BASELINE))
         if all(c and c["status"] == "ok" for c in (alone, under, hello)):
             parts.append(f"{key} {under['median_s'] - alone['median_s']:+.2f} s (MPI alone {hello['median_s']:.2f} s)")
     if not parts:
@@ -211,7 +231,7 @@ def plot(document: dict, path: Path) -> str | None:
         return "no plot: matplotlib is not installed (pip install matplotlib)"
     locations = list(document["locations"])
     workloads = list(document["workloads"])
-    peers = [n for n, p in document["peers"].items() if n not in (REFERENCE, BASELINE) and not p.get("problem")]
+    peers = [n for n, p in document["peers"].items() if n != REFERENCE and n not in BASELINES and not p.get("problem")]
     if not peers:
         return "no plot: no peer besides xargs ran"
     fig, axes = plt.subplots(1, len(locations), figsize=(6.5 * len(locations), 4.8), sharey=True, squeeze=False)

@@ -35,12 +35,16 @@ PEER_NAMES = (
     "mpilauncher-nobind",
     "mpilauncher-mpiexec",
     "mpi-hello",
+    "python-start",
 )
 REFERENCE = "xargs"
 #: The venvs of the Python peers: (folder under the cache, requirements, module to import, distribution).
 PYLAUNCHER_VENV = ("pylauncher-4.0", ["pylauncher==4.0", "paramiko"], "pylauncher.pylauncher", "pylauncher")
 HYPERQUEUE_VENV = ("hyperqueue", ["hyperqueue"], "hyperqueue", "hyperqueue")
-BASELINE = "mpi-hello"  # not a launcher: the cost of starting MPI with the ranks mpilauncher-mpiexec uses
+MPI_BASELINE = "mpi-hello"  # not a launcher: the cost of starting MPI with the ranks mpilauncher-mpiexec uses
+PYTHON_BASELINE = "python-start"  # not a launcher: the interpreter's start, under any launcher written in Python
+#: The rows that are floors, not launchers: shown in seconds, never as a ratio.
+BASELINES = (MPI_BASELINE, PYTHON_BASELINE)
 
 
 @dataclass
@@ -191,11 +195,25 @@ class MpiHello(Peer):
         return Command(argv, dict(os.environ))
 
 
+class PythonStart(Peer):
+    """Not a launcher: ``python -c pass`` with the interpreter and environment (``site``, its ``.pth``
+    files) that mpilauncher runs with, so with its checkout first on the path: the floor under any
+    launcher started as ``python -m ...``, which xargs' figure does not carry."""
+
+    def __init__(self, name: str, label: str, found: Found, python: str) -> None:
+        super().__init__(name, label, found)
+        self.python = python
+
+    def command(self, job: Job) -> Command:
+        return Command([self.python, "-c", "pass"], checkout_env(REPO_ROOT, self.python))
+
+
 def make_peers(names: list[str], installer: Installer, python: str, checkouts: dict[str, Path]) -> list[Peer]:
     """The peers named, found or installed, in :data:`PEER_NAMES` order; each mpilauncher peer named comes
     again for every other checkout (``LABEL -> root``), as ``mpilauncher@LABEL``: old and new in one run."""
     mpiexec, mpi4py = installer.program("mpiexec"), installer.module("mpi4py", "mpi4py")
     mpi = mpiexec if mpiexec.problem else mpi4py  # what an MPI peer needs: both, or why not
+    interpreter = Found(python, first_line([python, "--version"]))
 
     def pylauncher(name: str, delay: float | None) -> Peer:
         found = installer.venv(*PYLAUNCHER_VENV)
@@ -227,6 +245,9 @@ def make_peers(names: list[str], installer: Installer, python: str, checkouts: d
         "mpilauncher-nobind": lambda: mpilaunchers("mpilauncher-nobind", False, bind=False),
         "mpilauncher-mpiexec": lambda: mpilaunchers("mpilauncher-mpiexec", True),
         "mpi-hello": lambda: [MpiHello("mpi-hello", "mpiexec + MPI_Init alone (seconds)", mpi, python)],
+        "python-start": lambda: [
+            PythonStart("python-start", "the interpreter's start alone (seconds)", interpreter, python)
+        ],
     }
     return [peer for name in PEER_NAMES if name in names for peer in makers[name]()]
 
