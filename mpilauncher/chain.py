@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mpilauncher import log
 from mpilauncher.core.limits import MAX_CHAIN as MAX_JOBS
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.programs import which
 from mpilauncher.records import record
 
 if TYPE_CHECKING:  # subprocess loads when a job is submitted: every run asks position(), few submit
@@ -85,7 +85,7 @@ def _subprocess_run(*args, **kwargs) -> subprocess.CompletedProcess:
 
 def _sbatch(args: Sequence[str], run: Runner) -> str:
     """``sbatch --parsable ARGS``: the new job's id, or one clear line."""
-    if shutil.which("sbatch") is None:
+    if which("sbatch") is None:
         raise LauncherFailure("sbatch not found: submit from a login node of a Slurm cluster")
     import subprocess
 

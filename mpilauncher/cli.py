@@ -28,9 +28,34 @@ def flag(setting: str) -> str:
     return FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, sized to the terminal as argparse sizes it but without ``shutil``: argparse
+    makes one for every ``add_argument`` (to check its metavar), and the default imports ``shutil`` for
+    ``get_terminal_size``, and with it ``zlib``, ``bz2`` and ``lzma``: ~3.5 ms of every run's start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
+
+
+def terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS`` if a positive number, else the width of the
+    terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mpilauncher",
+        formatter_class=HelpFormatter,
         description="Run every line of a commandlines file on the cores you have, as they free up "
         "(PyLauncher-compatible).",
         epilog="Exit status: 0 all tasks exited 0; 1 some task failed; 2 bad input (nothing was run); "

@@ -14,57 +14,50 @@ INFO (what the launcher did: a re-launch, a job submitted), NOTE (a keyword or
 word that does something else here), WARNING, OUTCOME (how a stopped run ended
 and how to resume it), ERROR.  ``--quiet`` shows WARNING and above.
 
-The handler writes to whatever ``sys.stderr`` is when a message is logged
-(tests and scripts swap it), and a failed write is dropped silently: a closed
-or full stderr must not end a sweep (see report/output.py for stdout).
+The handler (``_loghandler.py``) writes to whatever ``sys.stderr`` is when a
+message is logged, and drops a failed write silently: a closed or full stderr
+must not end a sweep (see report/output.py for stdout).  ``logging`` itself is
+imported at the first message (see :func:`logger`).
 """
 
 from __future__ import annotations
 
-import logging
-import sys
+#: logging's levels, and ours between them (named here: ``logging`` is imported at the first message).
+DEBUG, INFO, NOTE, WARNING, OUTCOME, ERROR = 10, 20, 25, 30, 35, 40
+_WORDS = {ERROR: "error: ", WARNING: "warning: ", NOTE: "note: "}
+NAME = "mpilauncher"
 
-NOTE = 25
-OUTCOME = 35
-logging.addLevelName(NOTE, "NOTE")
-logging.addLevelName(OUTCOME, "OUTCOME")
-_WORDS = {logging.ERROR: "error: ", logging.WARNING: "warning: ", NOTE: "note: "}
-
-LOGGER = logging.getLogger("mpilauncher")
+#: The logger once made (see :func:`logger`), and the level asked for until then.
+_logger = None
+_level = INFO
 
 
-class _Format(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"mpilauncher: {_WORDS.get(record.levelno, '')}{record.getMessage()}"
+def logger():
+    """The ``mpilauncher`` logger with its stderr handler, made at the first message that passes the
+    level (or at :func:`setup`): importing ``logging`` (with ``traceback``, ``tokenize``, ``string``,
+    ``weakref``) is ~5 ms of every rank's start, and most runs log nothing.  The API's modules call
+    :func:`setup` when imported, so an application that embeds it finds the logger made and its
+    handler in place, and may take it over, before it runs anything."""
+    global _logger
+    if _logger is None:
+        import logging
+
+        from mpilauncher import _loghandler
+
+        logging.addLevelName(NOTE, "NOTE")
+        logging.addLevelName(OUTCOME, "OUTCOME")
+        made = logging.getLogger(NAME)
+        if not any(isinstance(h, _loghandler.StderrHandler) for h in made.handlers):
+            made.addHandler(_loghandler.StderrHandler(_WORDS, lambda: _around))
+            made.propagate = False  # an application's root handler would print every line twice
+            made.setLevel(_level)
+        _logger = made
+    return _logger
 
 
-class _StderrHandler(logging.StreamHandler):
-    """A handler on the current ``sys.stderr``, flushed per message, that never raises."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(_Format())
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        pass  # stderr closed or full: nothing to tell it with, and the sweep goes on
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if _around is None:
-            super().emit(record)
-            return
-        try:
-            with _around():  # a live progress line steps aside for the message
-                super().emit(record)
-        except (OSError, ValueError):
-            pass
+def setup() -> None:
+    """Make the logger now (the API's import: see :func:`logger`)."""
+    logger()
 
 
 #: A context manager factory wrapped around every message (see :func:`around_messages`), or None.
@@ -78,40 +71,39 @@ def around_messages(factory) -> None:
     _around = factory
 
 
-if not any(isinstance(h, _StderrHandler) for h in LOGGER.handlers):
-    LOGGER.addHandler(_StderrHandler())
-    LOGGER.propagate = False  # an application's root handler would print every line twice
-    LOGGER.setLevel(logging.INFO)
-
-
 def configure(quiet: bool = False, tasks: bool = False) -> None:
     """``quiet``: warnings and worse only; ``tasks``: also each task's start and end (DEBUG)."""
-    LOGGER.setLevel(logging.WARNING if quiet else logging.DEBUG if tasks else logging.INFO)
+    global _level
+    _level = WARNING if quiet else DEBUG if tasks else INFO
+    if _logger is not None:
+        _logger.setLevel(_level)
+
+
+def _log(level: int, text: str) -> None:
+    # Below the level asked for, and no logger made yet: no one can have lowered it (see logger()).
+    if _logger is not None or level >= _level:
+        logger().log(level, text)
 
 
 def debug(text: str) -> None:
-    LOGGER.debug(text)
+    _log(DEBUG, text)
 
 
 def info(text: str) -> None:
-    LOGGER.info(text)
+    _log(INFO, text)
 
 
 def note(text: str) -> None:
-    LOGGER.log(NOTE, text)
+    _log(NOTE, text)
 
 
 def warning(text: str) -> None:
-    LOGGER.warning(text)
+    _log(WARNING, text)
 
 
 def outcome(text: str) -> None:
-    LOGGER.log(OUTCOME, text)
+    _log(OUTCOME, text)
 
 
 def error(text: str) -> None:
-    LOGGER.error(text)
-
-
-def enabled(level: int) -> bool:
-    return LOGGER.isEnabledFor(level)
+    _log(ERROR, text)

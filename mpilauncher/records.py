@@ -7,8 +7,8 @@ process of a run defines its records before its first task can start, and a data
 ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``, and the class made twice for its
 slots), and importing ``dataclasses`` imports ``inspect`` (5 ms).  Rank 0 defines about fifty
 records: ~25 ms of a start-up of ~110 ms, every run; an agent rank ~10 of them.  Here a record
-costs one ``compile`` (its ``__init__``, which must stay as fast as a dataclass's: a ``Start``,
-a ``TaskFinished`` and a ``TaskEnded`` are made for every task) and one class; ``__repr__``,
+costs one class, and one ``compile`` when it is first made (its ``__init__``, which must stay as
+fast as a dataclass's: a ``Start``, a ``TaskFinished`` and a ``TaskEnded`` are made for every task); ``__repr__``,
 ``__eq__`` and ``__hash__`` are shared functions that read the class's field names.
 
 What it does not do: ordering, ``__post_init__``, keyword-only fields, ``dataclasses.fields``
@@ -162,7 +162,7 @@ def _make(cls: type, frozen: bool, eq: bool) -> type:
     namespace["__match_args__"] = namespace["__record_init__"]
     compared = tuple(name for name in names if specs[name].compare)
     namespace["__record_key__"] = staticmethod(attrgetter(*compared) if len(compared) > 1 else _single_key(compared))
-    namespace["__init__"] = _init(cls.__qualname__, specs, frozen)
+    namespace["__init__"] = init = _init(cls.__qualname__, specs, frozen)
     namespace.setdefault("__repr__", _repr)
     namespace["__reduce__"] = _reduce
     if eq:
@@ -174,6 +174,7 @@ def _make(cls: type, frozen: bool, eq: bool) -> type:
         namespace["__delattr__"] = _frozen_delattr
     made = type(cls)(cls.__name__, cls.__bases__, namespace)
     made.__qualname__ = cls.__qualname__  # (not in the class's dict: a nested class would lose its path)
+    init.__record_owner__ = made
     return made
 
 
@@ -191,7 +192,13 @@ def _is_classvar(annotation: Any) -> bool:
 
 
 def _init(qualname: str, specs: dict[str, Field], frozen: bool) -> Callable[..., None]:
-    """``__init__``, compiled as a dataclass's is: one assignment a field, defaults bound as globals."""
+    """``__init__``, compiled as a dataclass's is: one assignment a field, defaults bound as globals.
+
+    Compiled at the record's first instantiation, not at its declaration: a run declares ~50 records
+    before its first task and makes about half of them ever (the errors, Slurm's and the rarer events'
+    stay unmade), and a compile costs ~150 us.  What is wrong in a declaration is still said at once:
+    the source, checked here, is only compiled later.  The first call compiles, puts the compiled
+    ``__init__`` on the class (``__record_owner__``, set once the class is made) and runs it."""
     scope: dict[str, Any] = {"MISSING": MISSING, "__builtins__": {}}
     params, body = ["self"], []
     assign = "__set(self, {name!r}, {value})" if frozen else "self.{name} = {value}"
@@ -226,7 +233,13 @@ def _init(qualname: str, specs: dict[str, Field], frozen: bool) -> Callable[...,
             value = name
         body.append(assign.format(name=name, value=value))
     source = f"def __init__({', '.join(params)}):\n    " + ("\n    ".join(body) or "pass") + "\n"
-    exec(compile(source, f"<record {qualname}>", "exec"), scope)
-    init = scope["__init__"]
-    init.__qualname__ = f"{qualname}.__init__"
-    return init
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: N807 (it is the class's __init__)
+        exec(compile(source, f"<record {qualname}>", "exec"), scope)
+        compiled = scope["__init__"]
+        compiled.__qualname__ = f"{qualname}.__init__"
+        __init__.__record_owner__.__init__ = compiled
+        compiled(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{qualname}.__init__"
+    return __init__

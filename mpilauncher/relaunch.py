@@ -19,13 +19,13 @@ re-launched processes so this happens once.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping
 
 from mpilauncher import log
 from mpilauncher.cluster import Allocation
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.programs import which
 
 MARKER = "MPILAUNCHER_RELAUNCHED"
 STARTERS = ("srun", "ibrun", "mpiexec", "none")
@@ -99,7 +99,7 @@ def relaunch_command(environ: Mapping[str, str], allocation: Allocation, argv: l
     )
     if starter == "none":
         raise InputError(how)
-    path = shutil.which(starter)
+    path = which(starter)
     if path is None:
         raise LauncherFailure(f"{how}: {starter} is not on PATH to do it automatically")
     if starter == "srun":

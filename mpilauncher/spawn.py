@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from mpilauncher.programs import which
+
 TAG_STATUS = 7710
 
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if host:
             info.Set("host", host)
         infos.append(info)
-    command = program[0] if os.sep in program[0] else (_which(program[0]) or program[0])
+    command = program[0] if os.sep in program[0] else (which(program[0]) or program[0])
     inter = MPI.COMM_SELF.Spawn_multiple(
         [command] * len(segments), [program[1:]] * len(segments), [n for _, n in segments], infos
     )
@@ -94,12 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     code = inter.recv(source=0, tag=TAG_STATUS)
     inter.Disconnect()
     return int(code)
-
-
-def _which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 - :mod:`.errors`: what the API raises.
 """
 
+from mpilauncher import log
 from mpilauncher.compat.errors import LauncherException, ScriptInputError, ScriptLauncherFailure
 from mpilauncher.compat.launchers import (
     ClassicLauncher,
@@ -43,6 +44,10 @@ from mpilauncher.compat.objects import (
     WrappedTaskGenerator,
     pylauncher_version,
 )
+
+# An application that embeds the API may take the launcher's messages over (logging.getLogger("mpilauncher")):
+# the logger and its handler are there once it is imported, as the CLI makes them only at the first message.
+log.setup()
 
 __all__ = [
     # PyLauncher's launcher functions, as its package exports them

@@ -17,10 +17,10 @@ A task then sees only its own GPUs: ``CUDA_VISIBLE_DEVICES`` (and, on AMD,
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 
 from mpilauncher.core.nodes import binding  # noqa: F401  (the agent binds with it; the joblog and trace read it)
+from mpilauncher.programs import which
 from mpilauncher.records import record
 
 
@@ -51,7 +51,7 @@ def _ids(value: str | None) -> tuple[str, ...]:
 
 
 def _nvidia_smi_count() -> int:
-    if shutil.which("nvidia-smi") is None:
+    if which("nvidia-smi") is None:
         return 0
     import subprocess  # here: only this rare path needs it (start-up time)
 

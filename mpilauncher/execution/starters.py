@@ -33,11 +33,11 @@ import functools
 import os
 import re
 import shlex
-import shutil
 import sys
 from collections.abc import Mapping
 
 from mpilauncher.errors import InputError
+from mpilauncher.programs import which
 from mpilauncher.records import record
 
 STARTERS = ("auto", "ibrun", "srun", "mpiexec", "spawn")
@@ -70,9 +70,9 @@ def choose(requested: str | None, environ: Mapping[str, str]) -> str:
         raise InputError(f"unknown MPI starter {requested!r}: use one of {', '.join(STARTERS)}")
     if starter != "auto":
         return starter
-    if shutil.which("ibrun"):
+    if which("ibrun"):
         return "ibrun"
-    if environ.get("SLURM_JOB_ID") and shutil.which("srun"):
+    if environ.get("SLURM_JOB_ID") and which("srun"):
         return "srun"
     return "mpiexec"
 

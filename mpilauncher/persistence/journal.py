@@ -26,6 +26,7 @@ seconds, in a thread beside the loop (see :mod:`mpilauncher.persistence.syncer`)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -231,31 +232,38 @@ _FIELD_COUNTS = {"S": 5, "E": 5, "Q": 2}
 #: Start and end records as our writer writes them, digits bounded (ids below 10**9, exit codes of
 #: three digits, times below 10**10 s with three decimals): what the fields' readers accept of them.
 _ID, _TIME = r"(0|[1-9][0-9]{0,8})", r"([0-9]{1,10}\.[0-9]{3})"
-_COMMON_START = re.compile(rf"S\t{_ID}\t{_TIME}\t([^\t]+)\t([^\t]*)")
-_COMMON_END = re.compile(rf"E\t{_ID}\t(0|-?[1-9][0-9]{{0,2}})\t{_TIME}\t{_TIME}")
+
+
+@functools.cache
+def _common_shapes() -> tuple[re.Pattern, re.Pattern]:
+    """The patterns of the start and end records, compiled when a journal is first read (a new sweep
+    reads none: ~0.5 ms of its start)."""
+    start = re.compile(rf"S\t{_ID}\t{_TIME}\t([^\t]+)\t([^\t]*)")
+    return start, re.compile(rf"E\t{_ID}\t(0|-?[1-9][0-9]{{0,2}})\t{_TIME}\t{_TIME}")
 
 
 class _Common:
     """The start and end records of the common shapes, applied with one match each (a journal of one
     snapshot interval of short tasks: 112,612 records, 0.35 s a field reader at a time)."""
 
-    __slots__ = ("started", "finished", "known")
+    __slots__ = ("started", "finished", "known", "start_shape", "end_shape")
 
     def __init__(self, ledger: Ledger, known: fields.Known) -> None:
         self.started, self.finished, self.known = ledger.started, ledger.finished, known
+        self.start_shape, self.end_shape = _common_shapes()
 
     def apply(self, line: str) -> bool:
         """Apply ``line`` if it has a common shape, its fields within bounds and its task in the ledger;
         False (nothing done) otherwise: :func:`_apply` reads it then, and names what is wrong."""
         try:
             if line[0] == "S":
-                match = _COMMON_START.fullmatch(line)
+                match = self.start_shape.fullmatch(line)
                 if match is not None:
                     task_id, start, host, slots = match.groups()
                     self.started(int(task_id), self.known.host(host), self.known.slots(slots), float(start))
                     return True
             elif line[0] == "E":
-                match = _COMMON_END.fullmatch(line)
+                match = self.end_shape.fullmatch(line)
                 if match is not None:
                     task_id, exit_code, start, runtime = match.groups()
                     code = int(exit_code)

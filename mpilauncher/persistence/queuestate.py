@@ -20,6 +20,7 @@ written is in the journal beside it (see :mod:`.journal`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -783,12 +784,33 @@ def _section_pattern(shape: str, *groups: str) -> re.Pattern:
     return re.compile("^" + re.sub(r"<(\w+)>", lambda field: fill[field.group(1)], shape) + "$", re.MULTILINE)
 
 
-_QUEUED_SECTION = _section_pattern(_QUEUED_SHAPE, "id", "line", "command")
-_QUEUED_IDS = _section_pattern(_QUEUED_SHAPE, "id")
-_COMPLETED_SECTION = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "place", "command")
-_COMPLETED_IDS = _section_pattern(_COMPLETED_SHAPE, "id", "place")
-#: What is read of a completed line later (see :meth:`Ledger.read_later`).
-_COMPLETED_LATER = _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "command")
+class _SectionPatterns:
+    """The sections' patterns, compiled when a queuestate is first read: ~1.6 ms that a run which
+    never reads one (a new sweep) would otherwise pay at its start."""
+
+    @functools.cached_property
+    def queued(self) -> re.Pattern:
+        return _section_pattern(_QUEUED_SHAPE, "id", "line", "command")
+
+    @functools.cached_property
+    def queued_ids(self) -> re.Pattern:
+        return _section_pattern(_QUEUED_SHAPE, "id")
+
+    @functools.cached_property
+    def completed(self) -> re.Pattern:
+        return _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "place", "command")
+
+    @functools.cached_property
+    def completed_ids(self) -> re.Pattern:
+        return _section_pattern(_COMPLETED_SHAPE, "id", "place")
+
+    @functools.cached_property
+    def completed_later(self) -> re.Pattern:
+        """What is read of a completed line later (see :meth:`Ledger.read_later`)."""
+        return _section_pattern(_COMPLETED_SHAPE, "id", "line", "start", "runtime", "command")
+
+
+_PATTERNS = _SectionPatterns()
 
 
 #: A run of tasks shorter than this is formatted, not looked for in the earlier text (a look costs what
@@ -914,7 +936,7 @@ class _Columns:
         its lines later; None, nothing kept, when it cannot be read so."""
         before = len(self.ids)
         blocks: list[tuple[int, int, int]] = []
-        if _read_lines(text, begin, end, count, _QUEUED_IDS, self.take_ids, blocks):
+        if _read_lines(text, begin, end, count, _PATTERNS.queued_ids, self.take_ids, blocks):
             return _QueuedLater(text, blocks, self.ids, before)
         self.undo(before)
         return None
@@ -975,7 +997,7 @@ class _Completed:
     def read(self, text: str, begin: int, end: int, count: int) -> bool:
         """The ``count`` lines of ``text[begin:end]`` (see :func:`_read_lines`); nothing kept when they cannot be."""
         first = len(self._columns.ids)
-        if not _read_lines(text, begin, end, count, _COMPLETED_IDS, self._take):
+        if not _read_lines(text, begin, end, count, _PATTERNS.completed_ids, self._take):
             self._columns.undo(first)
             del self.starts[:], self.runtimes[:], self.places[:]
             return False
@@ -1008,10 +1030,10 @@ class _Completed:
 
 
 class _QueuedLater:
-    """The line numbers and commands of a queued section read with :data:`_QUEUED_IDS`, read from its
+    """The line numbers and commands of a queued section read with :data:`_PATTERNS.queued_ids`, read from its
     text a block at a time (the blocks it was read in, see :func:`_read_lines`) when a task of
     a block is first asked for (see :meth:`Ledger.read_queued_later`): the same lines, already
-    checked, in one pass of :data:`_QUEUED_SECTION`."""
+    checked, in one pass of :data:`_PATTERNS.queued`."""
 
     __slots__ = ("text", "blocks", "unread", "done", "sealed")
 
@@ -1037,7 +1059,7 @@ class _QueuedLater:
         for k, (low, high, begin, end, lines) in enumerate(self.blocks):
             if self.unread[k] and low < after and high >= first:
                 columns = _Columns([], [], array("i"))
-                if not _read_lines(self.text, begin, end, lines, _QUEUED_SECTION, columns.take):
+                if not _read_lines(self.text, begin, end, lines, _PATTERNS.queued, columns.take):
                     if self.sealed is None:
                         raise AssertionError("queued lines read once no longer read the same")  # (an immutable text)
                     columns.undo(0)
@@ -1056,8 +1078,8 @@ _NO_PLACES = array("i", (NO_PLACE,))
 
 class _ReadLater:
     """The commands, line numbers, starts and runtimes of a completed section read with
-    :data:`_COMPLETED_IDS`, read from its text when first asked for (see :meth:`Ledger.read_later`):
-    the same lines, already checked, in one pass of :data:`_COMPLETED_LATER`.  A sealed section's
+    :data:`_PATTERNS.completed_ids`, read from its text when first asked for (see :meth:`Ledger.read_later`):
+    the same lines, already checked, in one pass of :data:`_PATTERNS.completed_later`.  A sealed section's
     (see :func:`_end_mark`) were not matched yet: their places are read too, a block at a time, and
     a block not of the common shape line by line."""
 
@@ -1090,12 +1112,12 @@ class _ReadLater:
             return True
 
         if sealed is None:
-            if not _read_lines(self.text, *self.span, self.count, _COMPLETED_LATER, take):
+            if not _read_lines(self.text, *self.span, self.count, _PATTERNS.completed_later, take):
                 raise AssertionError("completed lines read once no longer read the same")  # (the text is immutable)
             return ids, commands, numbers, starts, runtimes, None
         for begin, end, lines in sealed.blocks:
             read = len(ids)
-            if not _read_lines(self.text, begin, end, lines, _COMPLETED_SECTION, take):
+            if not _read_lines(self.text, begin, end, lines, _PATTERNS.completed, take):
                 columns.undo(read)
                 del starts[read:], runtimes[read:], places[read:]
                 records = sealed.records(begin, end, COMPLETED)
@@ -1359,14 +1381,14 @@ def _parse_common_line(line: str, section: str, default: CoresSpec, known: field
     if default.kind == "file" or "\0" in line:
         return None
     if section == QUEUED:
-        match = _QUEUED_SECTION.fullmatch(line)
+        match = _PATTERNS.queued.fullmatch(line)
         if match is None:
             return None
         task_id, number, command = match.groups()
         return TaskRecord(Task(int(task_id), command, default.count, default.kind == "node", int(number)))
     if section != COMPLETED:
         return None
-    match = _COMPLETED_SECTION.fullmatch(line)
+    match = _PATTERNS.completed.fullmatch(line)
     if match is None:
         return None
     task_id, number, start, runtime, place, command = match.groups()

@@ -26,10 +26,10 @@ waits for it, so the status is written after a clean stop too.
 from __future__ import annotations
 
 import shlex
-import shutil
 import sys
 
 from mpilauncher.execution.starters import MARKER, shell_program
+from mpilauncher.programs import which
 
 #: Our variables whose values in a job differ from what the agent resolved for a one-slot task.
 JOB_OWNED = ("MPILAUNCHER_CORES", "MPILAUNCHER_NODE", "MPILAUNCHER_NCORES", "OMP_NUM_THREADS")
@@ -114,7 +114,7 @@ def chunk_script(tasks: str, queuestate: str, cwd: str, token: str, status: str,
 
 def mpi_starter() -> str:
     """The starter of an MPI task that is a job of its own: ``ibrun`` where it exists (TACC), else ``srun``."""
-    return "ibrun" if shutil.which("ibrun") else "srun"
+    return "ibrun" if which("ibrun") else "srun"
 
 
 def with_starter(command: str, starter: str) -> str:

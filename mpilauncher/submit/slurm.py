@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from mpilauncher.programs import which
 from mpilauncher.records import record
 
 #: A job in one of these states is still the submitter's to watch (anything else Slurm shows has ended).
@@ -107,7 +107,7 @@ class SlurmCommands:
 
     @staticmethod
     def available() -> bool:
-        return shutil.which("sbatch") is not None
+        return which("sbatch") is not None
 
     def submit(self, args: Sequence[str]) -> str:
         """``sbatch --parsable ARGS``: the new job's id; raises :class:`SubmitRefused`."""

@@ -28,7 +28,7 @@ class FakeSlurm:
 
 @pytest.fixture(autouse=True)
 def sbatch_found(monkeypatch):
-    monkeypatch.setattr(chain.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(chain, "which", lambda name: f"/usr/bin/{name}")
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 The order, lowest first; a module may import its own package and the layers below,
 never a peer package of its own layer nor anything above::
 
-    records, heap, procfs      how a value record is declared (instead of dataclasses); the collector's rules;
-                               what /proc says of a process
+    records, heap, procfs, programs, _loghandler   how a value record is declared (instead of dataclasses);
+                               the collector's rules; what /proc says of a process; where a program is on
+                               PATH; the messages' handler (imported with logging, at the first message)
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
@@ -33,7 +34,7 @@ import mpilauncher
 
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("records", "heap", "procfs"),
+    ("records", "heap", "procfs", "programs", "_loghandler"),
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),

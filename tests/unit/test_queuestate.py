@@ -410,7 +410,7 @@ def test_the_queued_section_read_in_blocks_holds_one_block_of_matches_at_a_time(
         tracemalloc.start()
         try:
             columns = queuestate._Columns(ids, commands, numbers)
-            assert queuestate._read_lines(body, 0, len(body), 30_000, queuestate._QUEUED_SECTION, columns.take)
+            assert queuestate._read_lines(body, 0, len(body), 30_000, queuestate._PATTERNS.queued, columns.take)
             held, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -469,7 +469,7 @@ def test_the_completed_section_read_in_one_pass_reads_as_line_by_line(monkeypatc
     assert one_pass.outcomes.places == parse(text, "qs", ONE).ledger.outcomes.places
     monkeypatch.setattr(queuestate, "READ_BLOCK", 300)
     blocks = parse(text, "qs", ONE).ledger
-    monkeypatch.setattr(queuestate, "_COMPLETED_SECTION", re.compile("(?!)"))
+    monkeypatch.setattr(queuestate._PATTERNS, "completed", re.compile("(?!)"))
     by_line = parse(text, "qs", ONE).ledger
     expected = [comparable(rec) for rec in half_done()]
     for ledger in (one_pass, blocks, by_line):

@@ -134,6 +134,35 @@ def test_a_subclass_adds_its_fields_after_its_base_s():
     assert records.fields(Derived) == ("a", "b") and Derived.__slots__ == ("b",)
 
 
+def test_init_is_compiled_at_the_first_instantiation_and_behaves_the_same_from_then_on():
+    """Declaring a record compiles nothing (start-up); the first record made compiles its ``__init__`` and
+    puts it on the class, whether it was made through the class or a plain subclass of it."""
+
+    @record(frozen=True)
+    class Lazy:
+        a: int
+        b: str = "b"
+
+    class Plain(Lazy):
+        pass
+
+    first = Lazy.__init__
+    assert Plain(1) == Plain(1, "b") and Plain(2).a == 2  # first made through the subclass
+    assert Lazy.__init__ is not first and "a" in Lazy.__init__.__code__.co_varnames
+    assert Lazy.__init__.__qualname__.endswith("Lazy.__init__")
+    assert Lazy(3, b="c") == Lazy(3, "c") and repr(Lazy(4)).endswith("Lazy(a=4, b='b')")
+    with pytest.raises(TypeError):
+        Lazy()  # the compiled signature, as a dataclass's
+
+    @record
+    class Unmade:
+        x: int
+
+    with pytest.raises(TypeError):
+        Unmade(1, 2)  # too many arguments: told at the very first call too
+    assert Unmade(5).x == 5
+
+
 def test_declaration_errors_are_told_when_the_class_is_made():
     with pytest.raises(TypeError, match="without a default follows"):
 
