@@ -18,6 +18,7 @@ from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRAC
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.procfs import start_ticks
+from mpilauncher.result import shell_word
 
 #: make_config's settings whose name here is not simply ``--setting-with-dashes``.
 FLAGS = {"beat_timeout": "--agent-timeout", "commandlines": "the commandlines file"}
@@ -421,8 +422,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a bug: still one line, with where to look
         log.error(f"internal: {type(err).__name__}: {err} (please report it)")
         return EXIT_LAUNCHER_FAILED
+    resume = f"python -m mpilauncher --resume {shell_word(result.queuestate)}" if result.queuestate else ""
     if result.interrupted:
-        log.outcome(f"{result.interrupted}; resume with: python -m mpilauncher --resume {result.queuestate}")
+        log.outcome(f"{result.interrupted}; resume with: {resume}")
+    elif resume:
+        failures = result.failures_text(f"{resume} --rerun-failed")
+        if failures:
+            log.outcome(failures)
     return result.exit_status
 
 

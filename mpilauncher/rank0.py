@@ -42,7 +42,7 @@ from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
-from mpilauncher.result import RunResult
+from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos
 from mpilauncher.runtime.stop import SignalGuard, StopRequest
@@ -643,11 +643,19 @@ def _run_locked(
     if outcome.failure is not None:  # its one line is on stderr already; the state is saved
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         raise LauncherFailure(outcome.failure, reported=True)
+    failed = plan.ledger.ids_in(FAILED)
     if outcome.interrupted is not None:
         status = stop.exit_status
-    elif plan.ledger.ids_in(FAILED):
+    elif failed:
         status = EXIT_TASKS_FAILED
     else:
         status = EXIT_OK
     transport.shutdown(0.0, status)
-    return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values)
+    result = RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values)
+    return replace(result, failed_tasks=failed_tasks(plan.ledger, failed))
+
+
+def failed_tasks(ledger: Ledger, failed: list[int]) -> tuple[FailedTask, ...]:
+    """The first of the sweep's ``failed`` tasks (ids, in order), as the end of the run names them."""
+    records = (ledger.records[task_id] for task_id in failed[:FAILED_NAMED])
+    return tuple(FailedTask(rec.id, rec.task.line, rec.exit_code) for rec in records)

@@ -12,6 +12,30 @@ if TYPE_CHECKING:
     from mpilauncher.core.stats import Statistics
 
 
+#: How many failed tasks a run names at its end (the joblog and ``report`` list them all).
+FAILED_NAMED = 5
+
+
+@record(frozen=True)
+class FailedTask:
+    """A failed task as the end of a run names it: its id, its line in the commandlines (0: none, as
+    for a generated task) and how it ended (its exit code; negative: killed by that signal)."""
+
+    task_id: int
+    line: int
+    exit_code: int | None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        if self.exit_code is None:
+            how = "no exit code"
+        elif self.exit_code < 0:
+            how = f"killed by signal {-self.exit_code}"
+        else:
+            how = f"exit {self.exit_code}"
+        return f"task {self.task_id}{where}: {how}"
+
+
 @record
 class RunResult:
     """What a finished (or stopped) run reports back to the API and the CLI."""
@@ -24,6 +48,8 @@ class RunResult:
     dispatch_latencies: list[float] = field(default_factory=list)
     #: How to run what is left (set by the caller that knows its own words: CLI flag or API call).
     resume_command: str | None = None
+    #: The sweep's first failed tasks, by id (at most :data:`FAILED_NAMED`; their count: ``statistics.aborted``).
+    failed_tasks: tuple[FailedTask, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -34,7 +60,27 @@ class RunResult:
         """Tasks of the sweep that exited 0 (earlier runs included); 0 on ranks other than 0."""
         return self.statistics.completed if self.statistics else 0
 
+    def failures_text(self, rerun: str) -> str | None:
+        """How the run ended for its failed tasks, in one line: which (the first few), where to read
+        why, and ``rerun``, the caller's own words for running them again; None when none failed."""
+        if self.statistics is None or not self.statistics.aborted:
+            return None
+        count, named = self.statistics.aborted, self.failed_tasks
+        text = f"{count} task{'s' if count != 1 else ''} of the sweep failed: " + "; ".join(map(str, named))
+        if count > len(named):
+            text += f"; and {count - len(named)} more"
+        if self.queuestate is not None:
+            text += f". Why (their output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
+        return f"{text}; run them again: {rerun}"
+
     @property
     def left(self) -> int:
         """Tasks of the sweep not run to an end yet (queued, or interrupted): what a resume runs."""
         return self.statistics.not_run if self.statistics else 0
+
+
+def shell_word(path: Path) -> str:
+    """``path`` as a shell word, for a command the user is told to run (a name with spaces is quoted)."""
+    import shlex
+
+    return shlex.quote(str(path))

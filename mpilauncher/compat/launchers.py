@@ -142,6 +142,10 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
         )
     resume = f"ResumeClassicLauncher({str(result.queuestate)!r})" if result.queuestate else None
     result = replace(result, resume_command=resume)
+    if rank0 and resume and not result.interrupted:
+        failures = result.failures_text(f"{resume[:-1]}, rerun_failed=True)")
+        if failures:
+            log.outcome(failures)
     status = result.exit_status
     if not rank0 and status == EXIT_BAD_INPUT:  # rank 0 raised with the one line; every rank stops alike
         raise ScriptInputError("bad input (rank 0 said which)")

@@ -173,6 +173,43 @@ def test_resume_a_pylauncher_queuestate_with_core_counts(sweep_dir: Path) -> Non
     assert (work / "out4").read_text() == "2\n" and (work / "out3").read_text() == "1\n"
 
 
+def test_a_run_with_failed_tasks_names_them_and_the_rerun_it_prints_works_as_printed(sweep_dir: Path) -> None:
+    """The end of a run with failures names the failed tasks (the first five: line, exit code or
+    signal) and says how to see why and how to run them again; that command, run as printed (a
+    queuestate whose name has a space), reruns those tasks and only them."""
+    lines = ["echo ok >> ran_ok", *(f"test -e flag || exit {code}" for code in (3, 4, 5, 6, 7, 8)), "kill -9 $$"]
+    (sweep_dir / "commandlines").write_text("\n".join(lines) + "\n")
+    first = run_cli(["commandlines", "--workdir", "w", "--queuestate", "my state", "--quiet"], sweep_dir)
+    assert first.returncode == 1
+    said = [line for line in first.stderr.splitlines() if "failed:" in line]
+    assert said == [
+        "mpilauncher: 7 tasks of the sweep failed: task 1 (line 2): exit 3; task 2 (line 3): exit 4;"
+        " task 3 (line 4): exit 5; task 4 (line 5): exit 6; task 5 (line 6): exit 7; and 2 more."
+        " Why (their output's last lines): python -m mpilauncher report 'my state';"
+        " run them again: python -m mpilauncher --resume 'my state' --rerun-failed"
+    ], first.stderr
+    report = said[0].split("Why (their output's last lines): ")[1].split(";")[0]
+    shown = subprocess.run(report, shell=True, cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True)
+    assert shown.returncode == 0 and "7 failed" in shown.stdout, shown.stdout + shown.stderr
+    (sweep_dir / "flag").touch()
+    rerun = said[0].split("run them again: ")[1]
+    again = subprocess.run(rerun, shell=True, cwd=sweep_dir, env=launcher_env(), capture_output=True, text=True)
+    assert again.returncode == 1, again.stderr  # the kill -9 fails again, alone
+    assert [line for line in again.stderr.splitlines() if "failed:" in line] == [
+        "mpilauncher: 1 task of the sweep failed: task 7 (line 8): killed by signal 9."
+        " Why (their output's last lines): python -m mpilauncher report 'my state';"
+        " run them again: python -m mpilauncher --resume 'my state' --rerun-failed"
+    ]
+    assert "# tasks completed: 7\n" in again.stdout
+    assert (sweep_dir / "ran_ok").read_text() == "ok\n"  # the task that succeeded did not run again
+
+
+def test_a_run_with_no_failed_task_says_nothing_of_failures(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("true\ntrue\n")
+    run = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert run.returncode == 0 and "failed" not in run.stderr and "rerun" not in run.stderr
+
+
 def test_python_api_is_source_compatible(sweep_dir: Path) -> None:
     (sweep_dir / "commandlines").write_text("echo api PYL_ID\nexit 2\n")
     script = sweep_dir / "example_classic_launcher.py"
@@ -190,6 +227,10 @@ def test_python_api_is_source_compatible(sweep_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "exit status 1" in proc.stdout
+    assert (
+        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 1. Why (their output's last lines):"
+        " python -m mpilauncher report qs; run them again: ResumeClassicLauncher('qs', rerun_failed=True)\n"
+    ) in proc.stderr
     assert proc.stdout.count("Launcherjob run completed.") == 2
     assert (sweep_dir / "pw" / "out0").read_text() == "api 0\n"
     assert "\ncompleted\n0 " in (sweep_dir / "qs").read_text() and "\nfailed\n" + "" in (sweep_dir / "qs").read_text()
