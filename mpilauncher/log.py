@@ -22,6 +22,8 @@ imported at the first message (see :func:`logger`).
 
 from __future__ import annotations
 
+import _thread
+
 #: logging's levels, and ours between them (named here: ``logging`` is imported at the first message).
 DEBUG, INFO, NOTE, WARNING, OUTCOME, ERROR = 10, 20, 25, 30, 35, 40
 _WORDS = {ERROR: "error: ", WARNING: "warning: ", NOTE: "note: "}
@@ -30,6 +32,7 @@ NAME = "mpilauncher"
 #: The logger once made (see :func:`logger`), and the level asked for until then.
 _logger = None
 _level = INFO
+_making = _thread.allocate_lock()  # (the first message may come from two threads at once: one handler)
 
 
 def logger():
@@ -40,19 +43,25 @@ def logger():
     handler in place, and may take it over, before it runs anything."""
     global _logger
     if _logger is None:
-        import logging
-
-        from mpilauncher import _loghandler
-
-        logging.addLevelName(NOTE, "NOTE")
-        logging.addLevelName(OUTCOME, "OUTCOME")
-        made = logging.getLogger(NAME)
-        if not any(isinstance(h, _loghandler.StderrHandler) for h in made.handlers):
-            made.addHandler(_loghandler.StderrHandler(_WORDS, lambda: _around))
-            made.propagate = False  # an application's root handler would print every line twice
-            made.setLevel(_level)
-        _logger = made
+        with _making:
+            if _logger is None:
+                _logger = _make()
     return _logger
+
+
+def _make():
+    import logging
+
+    from mpilauncher import _loghandler
+
+    logging.addLevelName(NOTE, "NOTE")
+    logging.addLevelName(OUTCOME, "OUTCOME")
+    made = logging.getLogger(NAME)
+    if not any(isinstance(h, _loghandler.StderrHandler) for h in made.handlers):
+        made.addHandler(_loghandler.StderrHandler(_WORDS, lambda: _around))
+        made.propagate = False  # an application's root handler would print every line twice
+        made.setLevel(_level)
+    return made
 
 
 def setup() -> None:
