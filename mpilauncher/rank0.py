@@ -452,8 +452,9 @@ def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, o
     )
     out.flush()
     transport.shutdown(0.0, EXIT_OK)
-    return RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
-                     EXIT_OK)  # fmt: skip
+    result = RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
+                       EXIT_OK)  # fmt: skip
+    return replace(result, failed_tasks=failed_tasks(plan.ledger, plan.ledger.ids_in(FAILED)))
 
 
 def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> None:

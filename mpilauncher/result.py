@@ -66,9 +66,11 @@ class RunResult:
         if self.statistics is None or not self.statistics.aborted:
             return None
         count, named = self.statistics.aborted, self.failed_tasks
-        text = f"{count} task{'s' if count != 1 else ''} of the sweep failed: " + "; ".join(map(str, named))
-        if count > len(named):
-            text += f"; and {count - len(named)} more"
+        text = f"{count} task{'s' if count != 1 else ''} of the sweep failed"
+        if named:
+            text += ": " + "; ".join(map(str, named))
+            if count > len(named):
+                text += f"; and {count - len(named)} more"
         if self.queuestate is not None:
             text += f". Why (their output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
         return f"{text}; run them again: {rerun}"
