@@ -204,6 +204,21 @@ def test_a_run_with_failed_tasks_names_them_and_the_rerun_it_prints_works_as_pri
     assert (sweep_dir / "ran_ok").read_text() == "ok\n"  # the task that succeeded did not run again
 
 
+def test_a_later_job_of_a_chain_over_a_finished_sweep_names_its_failed_tasks(sweep_dir: Path) -> None:
+    """The chain ends at a finished sweep (exit 0, nothing run); what failed earlier is still named."""
+    (sweep_dir / "commandlines").write_text("true\nexit 5\n")
+    first = run_cli(["commandlines", "--workdir", "w"], sweep_dir, MPILAUNCHER_CHAIN="1/3")
+    assert first.returncode == 1, first.stderr
+    later = run_cli(["--resume", "queuestate"], sweep_dir, MPILAUNCHER_CHAIN="2/3")
+    assert later.returncode == 0, later.stderr
+    assert "nothing left to run; the chain ends here" in later.stdout
+    assert [line for line in later.stderr.splitlines() if "failed" in line] == [
+        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 5. Why (their output's last lines):"
+        " python -m mpilauncher report queuestate; run them again: python -m mpilauncher --resume queuestate"
+        " --rerun-failed"
+    ]
+
+
 def test_a_run_with_no_failed_task_says_nothing_of_failures(sweep_dir: Path) -> None:
     (sweep_dir / "commandlines").write_text("true\ntrue\n")
     run = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
