@@ -452,9 +452,8 @@ def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, o
     )
     out.flush()
     transport.shutdown(0.0, EXIT_OK)
-    result = RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
-                       EXIT_OK)  # fmt: skip
-    return replace(result, failed_tasks=failed_tasks(plan.ledger, plan.ledger.ids_in(FAILED)))
+    return RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
+                     EXIT_OK, failed_tasks=failed_tasks(plan.ledger, plan.ledger.ids_in(FAILED)))  # fmt: skip
 
 
 def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> None:
@@ -652,8 +651,8 @@ def _run_locked(
     else:
         status = EXIT_OK
     transport.shutdown(0.0, status)
-    result = RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values)
-    return replace(result, failed_tasks=failed_tasks(plan.ledger, failed))
+    return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values,
+                     failed_tasks=failed_tasks(plan.ledger, failed))  # fmt: skip
 
 
 def failed_tasks(ledger: Ledger, failed: list[int]) -> tuple[FailedTask, ...]:

@@ -143,7 +143,7 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
     resume = f"ResumeClassicLauncher({str(result.queuestate)!r})" if result.queuestate else None
     result = replace(result, resume_command=resume)
     if rank0 and resume and not result.interrupted:
-        failures = result.failures_text(f"{resume[:-1]}, rerun_failed=True)")
+        failures = result.failures_text(f"ResumeClassicLauncher({str(result.queuestate)!r}, rerun_failed=True)")
         if failures:
             log.outcome(failures)
     status = result.exit_status
