@@ -164,6 +164,57 @@ def sweep_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` (``/proc/<pid>/stat``: R, S, D...); "" once it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return ""
+    return data[data.rindex(b")") + 2 :].split()[0].decode()
+
+
+@pytest.fixture
+def frozen_fs(tmp_path: Path):
+    """A small ext4 file system, frozen (``fsfreeze``): a process that writes to it sleeps in the
+    kernel, uninterruptible, and outlives SIGKILL until the file system thaws -- as a task does
+    on a hung Lustre or NFS mount.  Thawed and unmounted at the end, so what was stuck ends.
+
+    Needs root, a loop device and fsfreeze (util-linux); skipped where any is missing."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting and freezing a file system needs root")
+    image, mount = tmp_path / "frozen.img", tmp_path / "frozen"
+    mount.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    for step in (["mkfs.ext4", "-q", "-F", str(image)], ["mount", "-o", "loop", str(image), str(mount)]):
+        try:
+            done = run(*step)
+        except FileNotFoundError:
+            pytest.skip(f"{step[0]} is not installed")
+        if done.returncode:
+            pytest.skip(f"{' '.join(step[:3])}: {done.stderr.strip()}")
+    try:
+        frozen = run("fsfreeze", "--freeze", str(mount))
+    except FileNotFoundError:
+        frozen = subprocess.CompletedProcess([], 1, "", "fsfreeze is not installed")
+    if frozen.returncode:
+        run("umount", str(mount))
+        pytest.skip(f"cannot freeze a file system here: {frozen.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        run("fsfreeze", "--unfreeze", str(mount))
+        deadline = time.monotonic() + 10
+        while run("umount", str(mount)).returncode and time.monotonic() < deadline:
+            time.sleep(0.1)  # (what was stuck there ends now that it can: it held files open there)
+        if os.path.ismount(mount):
+            run("umount", "--lazy", str(mount))
+
+
 def remove_stale_mpich_segments() -> int:
     """Delete /dev/shm/mpich_shm_* files no live process maps.
 

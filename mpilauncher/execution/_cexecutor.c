@@ -471,6 +471,7 @@ typedef struct {
     size_t n_orphans, cap_orphans;
     Sweep *sweeps;
     size_t n_sweeps, cap_sweeps;
+    Pids left_behind;  /* tasks' processes given up on (give_up): never adopted, never swept */
     double limit, next_scan;
     int rescan;
     /* every task's spawn: its own session, the stop signals back to default, none blocked */
@@ -711,11 +712,13 @@ static void scan(double now) {
     listing[n] = 0;
     size_t spaces = 0;
     for (ssize_t i = 0; i < n; i++) spaces += listing[i] == ' ';
-    if (spaces == L.n_running + L.n_orphans) return;  /* exactly the running tasks and the orphans known */
+    /* exactly the running tasks, the orphans known and what was left behind: */
+    if (spaces == L.n_running + L.n_orphans + L.left_behind.len) return;
     Pids pids = {0};
     parse_pids(listing, &pids);
     for (size_t i = 0; i < pids.len; i++)
-        if (!is_task_pid(pids.pids[i]) && !orphan_of_pid(pids.pids[i])) adopt(pids.pids[i]);
+        if (!is_task_pid(pids.pids[i]) && !orphan_of_pid(pids.pids[i]) && !pids_contain(&L.left_behind, pids.pids[i]))
+            adopt(pids.pids[i]);
     free(pids.pids);
 }
 
@@ -1132,6 +1135,32 @@ static void remove_running(Task *task) {
         }
 }
 
+/* The task runs no more, reaped or given up (ProcessRunner._record_end): its record added to ended
+ * (usage NULL: unknown), its output gathered, its exec<N> written where it failed or ran long; freed. */
+static void record_end(Task *task, int exit_code, const struct rusage *usage, EndedList *ended) {
+    double runtime = monotonic() - task->start_mono;
+    remove_running(task);
+    if (task->pidfd < 0) {
+        L.unwatched--;
+    } else {
+        unwatch(task->pidfd);
+        close(task->pidfd);
+    }
+    if (task->spool >= 0) gather_output(task);
+    if (task->exec_path && (exit_code || task->timed_out || runtime >= L.exec_file_after))
+        write_text(task->exec_path, task->exec_text, task->exec_len);  /* it failed (or ran its time) */
+    drop_exec(task);
+    Ended *e = ended_add(ended, task->task_id, exit_code, task->start, runtime);
+    e->timed_out = task->timed_out;
+    if (usage) {
+        e->has_usage = 1;
+        e->user = (double)usage->ru_utime.tv_sec + (double)usage->ru_utime.tv_usec * 1e-6;
+        e->system = (double)usage->ru_stime.tv_sec + (double)usage->ru_stime.tv_usec * 1e-6;
+        e->max_rss = usage->ru_maxrss;
+    }
+    free(task);
+}
+
 /* Reap the task if it ended (ProcessRunner._try_reap); 1 with its record added to ended. */
 static int try_reap(Task *task, EndedList *ended) {
     int status = 0;
@@ -1145,31 +1174,27 @@ static int try_reap(Task *task, EndedList *ended) {
     } else if (got == 0) {
         return 0;
     }
-    double runtime = monotonic() - task->start_mono;
-    remove_running(task);
     L.reaped = grow(L.reaped, &L.cap_reaped, L.n_reaped + 1, sizeof(Reaped));
     L.reaped[L.n_reaped++] = (Reaped){task->task_id, task->pid};
-    if (task->pidfd < 0) {
-        L.unwatched--;
-    } else {
-        unwatch(task->pidfd);
-        close(task->pidfd);
-    }
-    if (task->spool >= 0) gather_output(task);
-    int exit_code = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
-    if (task->exec_path && (exit_code || task->timed_out || runtime >= L.exec_file_after))
-        write_text(task->exec_path, task->exec_text, task->exec_len);  /* it failed (or ran its time) */
-    drop_exec(task);
-    Ended *e = ended_add(ended, task->task_id, exit_code, task->start, runtime);
-    e->timed_out = task->timed_out;
-    if (has_usage) {
-        e->has_usage = 1;
-        e->user = (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec * 1e-6;
-        e->system = (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec * 1e-6;
-        e->max_rss = usage.ru_maxrss;
-    }
-    free(task);
+    record_end(task, WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status), has_usage ? &usage : NULL, ended);
     return 1;
+}
+
+/* A task still there KILL_WAIT s after SIGKILL (ProcessRunner._give_up): reported ended by SIGKILL and
+ * left behind, said on stderr. */
+static void give_up(Task *task, EndedList *ended) {
+    Stat stat;
+    char state[8] = "unknown";
+    if (proc_stat(task->pid, &stat)) snprintf(state, sizeof state, "%c", stat.state);
+    char message[512];
+    int n = snprintf(message, sizeof message,
+                     "mpilauncher: warning: task %ld: its process %d outlived SIGKILL by %g s (state %s%s); left"
+                     " behind, it ends when the kernel lets it\n",
+                     task->task_id, (int)task->pid, KILL_WAIT, state,
+                     strcmp(state, "D") ? "" : ", uninterruptible sleep: a hung file system?");
+    write_all(2, message, (size_t)(n < (int)sizeof message ? n : (int)sizeof message - 1));
+    pids_add(&L.left_behind, task->pid);
+    record_end(task, -SIGKILL, NULL, ended);
 }
 
 static void signal_task(long task_id, int signum) {
@@ -1389,9 +1414,10 @@ static EndedList stop_all(double grace) {
     while ((L.n_running || L.n_sweeps) && monotonic() < deadline)
         wait_turn(fmin(0.05, fmax(0.0, deadline - monotonic())), &ended);
     for (size_t i = 0; i < L.n_running; i++) killpg(L.running[i]->pid, SIGKILL);
-    while (L.n_running) wait_turn(0.05, &ended);
-    double give_up = monotonic() + KILL_WAIT;  /* a process in uninterruptible sleep outlasts even SIGKILL */
-    while (L.n_sweeps && monotonic() < give_up) wait_turn(0.05, &ended);
+    double given_up = monotonic() + KILL_WAIT;  /* a process in uninterruptible sleep outlasts even SIGKILL */
+    while (L.n_running && monotonic() < given_up) wait_turn(0.05, &ended);
+    while (L.n_running) give_up(L.running[L.n_running - 1], &ended);
+    while (L.n_sweeps && monotonic() < given_up) wait_turn(0.05, &ended);
     hold_requests(0);
     free(none.items);
     return ended;

@@ -19,7 +19,9 @@ tests of these duties run against both.
 It is also the tasks' watchdog: the tasks are its children, and when the
 agent's end of the request pipe closes without ``BYE`` (the launcher died,
 ``kill -9`` included) it ends every task's process group (TERM, grace, KILL),
-and whatever they left behind, before it exits.  It ignores the stop signals
+and whatever they left behind, before it exits.  A task still there KILL_WAIT s after its
+SIGKILL (asleep in the kernel: a write to a hung file system) is given up, named on stderr:
+no stop waits for a file system to come back.  It ignores the stop signals
 the launcher handles itself.  It is a child subreaper, so that nothing a task
 leaves behind escapes it (see :mod:`leftovers`).
 

@@ -217,6 +217,7 @@ class Subtree:
         self._limit = float("inf")  # stop_all: no sweep waits for SIGKILL past this
         self._next_scan = 0.0
         self._rescan = False  # an orphan ended: its children were just re-parented to us
+        self.left_behind: set[int] = set()  # tasks' processes given up on (see ProcessRunner._give_up)
 
     @property
     def active(self) -> bool:
@@ -268,11 +269,11 @@ class Subtree:
                 if _reap(orphan.pid):
                     self._forget(orphan)
         listing = os.pread(self._listing, 1 << 20, 0)
-        if listing.count(b" ") == len(running) + len(self.orphans):
-            return  # exactly the running tasks and the orphans already known
+        if listing.count(b" ") == len(running) + len(self.orphans) + len(self.left_behind):
+            return  # exactly the running tasks, the orphans already known and what was left behind
         tasks = {r.pid for r in running.values()}
         for pid in map(int, listing.split()):
-            if pid not in tasks and pid not in self.orphans:
+            if pid not in tasks and pid not in self.orphans and pid not in self.left_behind:
                 self._adopt(pid, reaped, running)
 
     def _adopt(self, pid: int, reaped: Mapping[int, int], running: Mapping) -> None:
@@ -393,6 +394,7 @@ class GroupSweeper:
         self.grace = grace
         self._groups: list[tuple[float, int, list[tuple[int, int]]]] = []  # heap: (SIGKILL due, pgid, members)
         self._limit = float("inf")
+        self.left_behind: set[int] = set()  # tasks' processes given up on (see ProcessRunner._give_up)
 
     @property
     def active(self) -> bool:
@@ -430,7 +432,7 @@ class GroupSweeper:
         for _, pgid, members in self._groups:
             _kill_group(pgid, members)
         self._groups.clear()
-        stop_groups(tagged_groups(self._lane_tag), grace)
+        stop_groups([group for group in tagged_groups(self._lane_tag) if group not in self.left_behind], grace)
 
 
 def _pidfd(pid: int) -> int:

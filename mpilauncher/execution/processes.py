@@ -43,11 +43,17 @@ except ImportError:
 if __package__:
     from mpilauncher.execution.gather import Stream, open_spool
     from mpilauncher.execution.leftovers import LANE_VARIABLE, GroupSweeper, Subtree
+    from mpilauncher.execution.watchdog import proc_stat
     from mpilauncher.protocol import Ended, StartRequest
 else:  # an executor process: the siblings, and the protocol, are top-level modules there
     from gather import Stream, open_spool  # type: ignore[no-redef]
     from leftovers import LANE_VARIABLE, GroupSweeper, Subtree  # type: ignore[no-redef]
     from protocol import Ended, StartRequest  # type: ignore[no-redef]
+    from watchdog import proc_stat  # type: ignore[no-redef]
+
+TYPE_CHECKING = False  # (typing is not imported: this module is on every executor's start)
+if TYPE_CHECKING:
+    from resource import struct_rusage
 
 __all__ = ["Ended", "ProcessRunner", "Running", "StartRequest"]
 
@@ -94,7 +100,8 @@ EXEC_FILE_AFTER = 10.0
 TIMEOUT_GRACE = 2.0
 #: How often a task with no pidfd (out of file descriptors) is looked at: nothing else wakes us at its end.
 UNWATCHED_POLL = 0.05
-#: stop_all: seconds to wait, after SIGKILL, for leftovers to vanish before giving up on them.
+#: stop_all: seconds to wait, after SIGKILL, for the tasks and their leftovers to vanish before giving
+#: up on them: a process asleep in the kernel (a write to a hung file system) outlives even SIGKILL.
 KILL_WAIT = 5.0
 
 #: The longest one sleep in the kernel lasts.  ``epoll`` takes at most 2**31 - 1 ms (24.8 days)
@@ -456,9 +463,10 @@ class ProcessRunner:
             ended.extend(self.wait(min(0.05, max(0.0, deadline - time.monotonic()))))
         for task_id in list(self._by_task):
             self.signal(task_id, signal.SIGKILL)
-        while self._by_task:
+        give_up = time.monotonic() + KILL_WAIT
+        while self._by_task and time.monotonic() < give_up:
             ended.extend(self.wait(0.05))
-        give_up = time.monotonic() + KILL_WAIT  # (a process in uninterruptible sleep outlasts even SIGKILL)
+        ended.extend(self._give_up(running) for running in list(self._by_task.values()))
         while self._leftovers.active and time.monotonic() < give_up:
             ended.extend(self.wait(0.05))
         return ended
@@ -529,11 +537,36 @@ class ProcessRunner:
             pid, status, usage = running.pid, 255 << 8, None
         if pid == 0:
             return None
+        self._reaped[running.task_id] = running.pid  # what it left running (`daemon &`) goes next: see wait()
+        return self._record_end(running, decode_status(status), usage)
+
+    def _give_up(self, running: Running) -> Ended:
+        """A task still there KILL_WAIT s after SIGKILL (asleep in the kernel: no signal reaches it until
+        its system call returns) is reported ended by SIGKILL and left behind, said on stderr: a stop that
+        waited for it would never end, and neither would the launcher.  Once this process exits, the
+        kernel hands it to an ancestor that reaps it when it does end; until then it is no leftover to
+        sweep (it had its SIGKILL), which would only hold the lane up again at its exit."""
+        stat = proc_stat(running.pid)
+        state = stat[0].decode() if stat is not None else "unknown"
+        why = ", uninterruptible sleep: a hung file system?" if state == "D" else ""
+        message = (
+            f"mpilauncher: warning: task {running.task_id}: its process {running.pid} outlived SIGKILL by"
+            f" {KILL_WAIT:g} s (state {state}{why}); left behind, it ends when the kernel lets it\n"
+        )
+        try:
+            os.write(2, message.encode())
+        except OSError:
+            pass
+        self._leftovers.left_behind.add(running.pid)  # (a task leads its own group: its pid is the group's id)
+        return self._record_end(running, -signal.SIGKILL, None)
+
+    def _record_end(self, running: Running, exit_code: int, usage: struct_rusage | None) -> Ended:
+        """The task runs no more (reaped, or given up): its record, its output gathered, its exec<N> written
+        where it failed or ran long."""
         runtime = time.monotonic() - running.start_mono
         del self._by_task[running.task_id]
-        self._reaped[running.task_id] = running.pid  # what it left running (`daemon &`) goes next: see wait()
         if self._watchdog is not None:
-            self._watchdog.unwatch(running.pid)  # only now: until reaped, the pid cannot be reused
+            self._watchdog.unwatch(running.pid)  # only now: until reaped (or given up), the pid cannot be reused
         if running.pidfd < 0:
             self._unwatched -= 1
         else:
@@ -542,7 +575,6 @@ class ProcessRunner:
             os.close(running.pidfd)
         if running.spool >= 0:
             self._gather(running)
-        exit_code = decode_status(status)
         if running.exec_file is not None and (exit_code or running.timed_out or runtime >= self._exec_file_after):
             write_text(running.exec_file)  # it failed (or ran its time while nobody looked)
         if usage is None:

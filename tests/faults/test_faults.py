@@ -20,7 +20,16 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import EXECUTOR_LOOPS, launcher_env, new_tag, recording_task, run_cli, tagged_pids, wait_for
+from tests.conftest import (
+    EXECUTOR_LOOPS,
+    launcher_env,
+    new_tag,
+    process_state,
+    recording_task,
+    run_cli,
+    tagged_pids,
+    wait_for,
+)  # fmt: skip
 
 
 def launch(directory: Path, *args: str, **env: str) -> subprocess.Popen:
@@ -87,6 +96,32 @@ def test_usr1_and_ctrl_c_stop_like_sigterm(sweep_dir: Path, signum: int) -> None
     assert f"stopped by {signal.Signals(signum).name}" in err and "Launcherjob stopped" in out
     counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
     assert counts["running"] + counts["queued"] == 4
+
+
+def test_ctrl_c_ends_the_run_even_with_a_task_stuck_in_the_kernel(sweep_dir: Path, frozen_fs: Path) -> None:
+    """A task asleep in the kernel (a write to a hung file system: here a frozen one) outlives
+    SIGKILL.  Ctrl-C used to print the final report and then hang for good in the executor's exit
+    (seen: still there 40 s on, until the file system thawed); under Slurm the job then burns its
+    allocation to the time limit.  Now the run ends within the grace and KILL_WAIT, names the task
+    it left behind, and keeps it to run again on resume."""
+    tag = new_tag()
+    (sweep_dir / "commandlines").write_text(f"echo stuck > {frozen_fs}/file\nsleep 30\n")
+    proc = launch(sweep_dir, "commandlines", "--workdir", "w", "--grace", "0.2", "--cores-per-node", "2",
+                  MPL_TEST_TAG=tag)  # fmt: skip
+    try:
+        wait_for(lambda: "D" in map(process_state, tagged_pids(tag)) and (sweep_dir / "w" / "out1").exists(), 20,
+                 "the stuck write and the other task")  # fmt: skip
+        (stuck,) = [pid for pid in tagged_pids(tag) if process_state(pid) == "D"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Launcherjob stopped" in out
+    assert f"mpilauncher: warning: task 0: its process {stuck} outlived SIGKILL by 5 s (state D," in err
+    assert process_state(stuck) == "D", "left behind, as the warning says"
+    counts = load_state(sweep_dir / "queuestate", CoresSpec("fixed", 1)).ledger.counts()
+    assert counts["completed"] == 0 and counts["running"] + counts["queued"] == 2, "both run again on resume"
 
 
 def test_resume_refuses_a_changed_commandlines_file_unless_forced(sweep_dir: Path) -> None:

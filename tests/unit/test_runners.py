@@ -15,9 +15,9 @@ import pytest
 
 from mpilauncher.execution import watchdog
 from mpilauncher.execution.executor import Executors
-from mpilauncher.execution.processes import EXEC_FILE_AFTER, ProcessRunner
+from mpilauncher.execution.processes import EXEC_FILE_AFTER, KILL_WAIT, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
-from tests.conftest import ROOT, kill_tagged, new_tag, recorded_exec, tagged_pids, wait_for
+from tests.conftest import ROOT, kill_tagged, new_tag, process_state, recorded_exec, tagged_pids, wait_for
 
 #: Each runner: in-process, executor lanes (their compiled loop where it is built), a lane's Python loop.
 RUNNERS = ["inline", "one-lane", "two-lanes", "one-lane-python"]
@@ -339,6 +339,36 @@ def test_stop_all_ends_running_tasks_and_what_they_left(runner, tmp_path, tag):
         wait_for(lambda: not tagged_pids(tag), 10, "everything of the stopped task to end")
     runner.close()
     wait_for(lambda: not tagged_pids(tag), 10, "nothing to be left once the runner has closed")
+
+
+@pytest.mark.parametrize("kind", ["inline", "one-lane", "one-lane-python"])
+def test_a_stop_gives_up_on_a_task_that_outlives_sigkill(kind, frozen_fs, tmp_path, tag, capfd):
+    """A task stuck in the kernel (here a write to a frozen file system; on a cluster, a hung Lustre
+    or NFS mount) cannot be killed.  A stop waits KILL_WAIT s for it after SIGKILL, then reports it
+    ended by SIGKILL and says, naming it, that it is left behind -- rather than waiting for good:
+    a lane that waited kept the agent in its reap, and the launcher never exited (the job then
+    burns its allocation to the time limit)."""
+    runner = make_runner(kind, dict(os.environ))
+    try:
+        tagged(runner, tmp_path, 1, f"echo stuck > {frozen_fs}/file", tag)
+        keep_waiting(runner, lambda: [p for p in tagged_pids(tag) if process_state(p) == "D"], what="the stuck write")
+        (stuck,) = tagged_pids(tag)
+        began = time.monotonic()
+        ended = runner.stop_all(0.2)
+        took = time.monotonic() - began
+        assert [(e.task_id, e.exit_code) for e in ended] == [(1, -signal.SIGKILL)]
+        assert KILL_WAIT <= took < KILL_WAIT + 10
+        closing = time.monotonic()
+        runner.close()  # returns, and soon: what was left behind is no leftover to sweep (and wait for) again
+        assert time.monotonic() - closing < KILL_WAIT
+        message = [line for line in capfd.readouterr().err.splitlines() if "outlived SIGKILL" in line]
+        assert message == [
+            f"mpilauncher: warning: task 1: its process {stuck} outlived SIGKILL by {KILL_WAIT:g} s (state D,"
+            " uninterruptible sleep: a hung file system?); left behind, it ends when the kernel lets it"
+        ]
+        assert process_state(stuck) == "D", "left behind, as said (it ends once the file system thaws)"
+    finally:
+        runner.close()
 
 
 # -- starts that fail ----------------------------------------------------------
