@@ -380,8 +380,8 @@ typedef struct {
     pid_t pid;
     int pidfd;
     double start, start_mono;
-    int timed_out;
-    double deadline;  /* TERM at its timeout, KILL a grace later (INFINITY: none) */
+    int timed_out, killed;
+    double deadline;  /* TERM at its timeout, KILL a grace later, given up KILL_WAIT after that (INFINITY: none) */
     int spool;
     Stream *stream;
     char *exec_path, *exec_text;  /* its exec<N>, while not yet written */
@@ -1202,18 +1202,26 @@ static void signal_task(long task_id, int signum) {
     if (task) killpg(task->pid, signum);
 }
 
-static void enforce_timeouts(double now) {
-    for (size_t i = 0; i < L.n_running; i++) {
+static void enforce_timeouts(double now, EndedList *ended) {
+    for (size_t i = 0; i < L.n_running;) {
         Task *task = L.running[i];
-        if (task->deadline > now) continue;
+        if (task->deadline > now) {
+            i++;
+            continue;
+        }
         if (!task->timed_out) {
             task->timed_out = 1;
             killpg(task->pid, SIGTERM);
             task->deadline = now + TIMEOUT_GRACE;
-        } else {
+        } else if (!task->killed) {
+            task->killed = 1;
             killpg(task->pid, SIGKILL);
-            task->deadline = INFINITY;
+            task->deadline = now + KILL_WAIT;
+        } else {
+            give_up(task, ended);
+            continue;  /* removed: the slot holds another */
         }
+        i++;
     }
 }
 
@@ -1366,7 +1374,7 @@ static void wait_turn(double timeout, EndedList *ended) {
     }
     if (L.n_running) {
         double now = monotonic();
-        enforce_timeouts(now);
+        enforce_timeouts(now, ended);
         write_due_exec(now);
     }
     if (L.unwatched)

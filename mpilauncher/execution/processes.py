@@ -73,14 +73,16 @@ class Running:
     the unnamed file its output goes to (``spool``) and the lane's files it is appended to at its end;
     ``exec_file``: its ``exec<N>`` (path, text) while not yet written (see EXEC_FILE_AFTER)."""
 
-    __slots__ = ("task_id", "pid", "pidfd", "start", "start_mono", "timed_out", "spool", "stream", "exec_file")
+    __slots__ = (
+        "task_id", "pid", "pidfd", "start", "start_mono", "timed_out", "killed", "spool", "stream", "exec_file",
+    )  # fmt: skip
 
     def __init__(
         self, task_id: int, pid: int, pidfd: int, start: float, start_mono: float, spool: int = -1,
         stream: Stream | None = None,
     ) -> None:  # fmt: skip
         self.task_id, self.pid, self.pidfd, self.start, self.start_mono = task_id, pid, pidfd, start, start_mono
-        self.timed_out = False
+        self.timed_out = self.killed = False  # (killed: at its timeout)
         self.spool, self.stream = spool, stream
         self.exec_file: tuple[str, str] | None = None
 
@@ -419,7 +421,7 @@ class ProcessRunner:
             timeout = left if timeout is None else min(timeout, left)
         ended = self._reap_ready(self._epoll.poll(kernel_timeout(timeout)))
         if self._deadlines:
-            self._enforce_timeouts(time.monotonic())
+            ended.extend(self._enforce_timeouts(time.monotonic()))
         if self._exec_due:
             self._write_due_exec(time.monotonic())
         if self._unwatched:  # (a count, not a look at every running task each turn)
@@ -508,8 +510,10 @@ class ProcessRunner:
     def _reap_unwatched(self) -> list[Ended]:
         return [e for r in list(self._by_task.values()) if r.pidfd < 0 if (e := self._try_reap(r)) is not None]
 
-    def _enforce_timeouts(self, now: float) -> None:
-        """SIGTERM the groups of tasks past their timeout; SIGKILL them a grace later."""
+    def _enforce_timeouts(self, now: float) -> list[Ended]:
+        """SIGTERM the groups of tasks past their timeout; SIGKILL them a grace later; the tasks given up
+        KILL_WAIT s after that (see _give_up: the sweep goes on, their cores go to the next tasks)."""
+        given_up = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, task_id, pid = heapq.heappop(self._deadlines)
             running = self._by_task.get(task_id)
@@ -519,8 +523,13 @@ class ProcessRunner:
                 running.timed_out = True
                 self.signal(task_id, signal.SIGTERM)
                 heapq.heappush(self._deadlines, (now + TIMEOUT_GRACE, task_id, pid))
-            else:
+            elif not running.killed:
+                running.killed = True
                 self.signal(task_id, signal.SIGKILL)
+                heapq.heappush(self._deadlines, (now + KILL_WAIT, task_id, pid))
+            else:
+                given_up.append(self._give_up(running))
+        return given_up
 
     def _try_reap(self, running: Running) -> Ended | None:
         """Reap the task if it ended, with the kernel's account of its resource use (``wait4``).

@@ -15,7 +15,7 @@ import pytest
 
 from mpilauncher.execution import watchdog
 from mpilauncher.execution.executor import Executors
-from mpilauncher.execution.processes import EXEC_FILE_AFTER, KILL_WAIT, ProcessRunner
+from mpilauncher.execution.processes import EXEC_FILE_AFTER, KILL_WAIT, TIMEOUT_GRACE, ProcessRunner
 from mpilauncher.protocol import Ended, StartRequest
 from tests.conftest import ROOT, kill_tagged, new_tag, process_state, recorded_exec, tagged_pids, wait_for
 
@@ -367,6 +367,32 @@ def test_a_stop_gives_up_on_a_task_that_outlives_sigkill(kind, frozen_fs, tmp_pa
             " uninterruptible sleep: a hung file system?); left behind, it ends when the kernel lets it"
         ]
         assert process_state(stuck) == "D", "left behind, as said (it ends once the file system thaws)"
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("kind", ["inline", "one-lane"])
+def test_a_task_past_its_timeout_that_outlives_sigkill_is_given_up_and_the_next_one_starts(
+    kind, frozen_fs, tmp_path, tag, capfd
+):
+    """At its --task-timeout a task gets SIGTERM, a grace, SIGKILL; one asleep in the kernel outlives it
+    and held its cores for good (nothing behind it ever started, the sweep never ended).  KILL_WAIT s
+    after the SIGKILL it is given up (ended by SIGKILL, timed out, named on stderr) and the standby
+    behind it starts on its cores.  (The in-process runner shares the Python lane's code.)"""
+    runner = make_runner(kind, dict(os.environ))
+    try:
+        command = f"echo stuck > {frozen_fs}/file"
+        changes = {"PYL_ID": "1", "MPILAUNCHER_TASK_ID": "1", "MPL_TEST_TAG": tag}
+        runner.start(
+            request(1, command, str(tmp_path / "out1"), changes, timeout=0.3, exec_file=exec_file(tmp_path, 1, command))
+        )
+        start(runner, tmp_path, 2, "echo next", after=1)
+        began = time.monotonic()
+        ended = collect(runner, 2, timeout=30)
+        assert [(e.task_id, e.exit_code, e.timed_out) for e in ended] == [(1, -signal.SIGKILL, True), (2, 0, False)]
+        assert 0.3 + TIMEOUT_GRACE + KILL_WAIT <= time.monotonic() - began < 0.3 + TIMEOUT_GRACE + KILL_WAIT + 10
+        assert (tmp_path / "out2").read_text() == "next\n"
+        assert "mpilauncher: warning: task 1: its process " in capfd.readouterr().err
     finally:
         runner.close()
 
