@@ -706,6 +706,12 @@ static void scan(double now) {
         else
             i++;
     }
+    for (size_t i = 0; i < L.left_behind.len;) {  /* reaped once the kernel let them end */
+        if (reap_pid(L.left_behind.pids[i]))
+            L.left_behind.pids[i] = L.left_behind.pids[--L.left_behind.len];
+        else
+            i++;
+    }
     static char listing[1 << 20];
     ssize_t n = pread(L.listing, listing, sizeof listing - 1, 0);
     if (n < 0) return;

@@ -268,6 +268,8 @@ class Subtree:
             for orphan in [o for o in self.orphans.values() if o.pidfd < 0]:  # no pidfd to wake us: reaped here
                 if _reap(orphan.pid):
                     self._forget(orphan)
+        if self.left_behind:
+            self.left_behind.difference_update([pid for pid in self.left_behind if _reap(pid)])  # (the kernel let go)
         listing = os.pread(self._listing, 1 << 20, 0)
         if listing.count(b" ") == len(running) + len(self.orphans) + len(self.left_behind):
             return  # exactly the running tasks, the orphans already known and what was left behind

@@ -371,28 +371,35 @@ def test_a_stop_gives_up_on_a_task_that_outlives_sigkill(kind, frozen_fs, tmp_pa
         runner.close()
 
 
-@pytest.mark.parametrize("kind", ["inline", "one-lane"])
+@pytest.mark.parametrize("kind", ["inline", "one-lane", "one-lane-python"])
 def test_a_task_past_its_timeout_that_outlives_sigkill_is_given_up_and_the_next_one_starts(
     kind, frozen_fs, tmp_path, tag, capfd
 ):
     """At its --task-timeout a task gets SIGTERM, a grace, SIGKILL; one asleep in the kernel outlives it
     and held its cores for good (nothing behind it ever started, the sweep never ended).  KILL_WAIT s
     after the SIGKILL it is given up (ended by SIGKILL, timed out, named on stderr) and the standby
-    behind it starts on its cores.  (The in-process runner shares the Python lane's code.)"""
+    behind it starts on its cores.  Once the file system is back, a lane reaps it."""
     runner = make_runner(kind, dict(os.environ))
     try:
         command = f"echo stuck > {frozen_fs}/file"
         changes = {"PYL_ID": "1", "MPILAUNCHER_TASK_ID": "1", "MPL_TEST_TAG": tag}
+        began = time.monotonic()
         runner.start(
             request(1, command, str(tmp_path / "out1"), changes, timeout=0.3, exec_file=exec_file(tmp_path, 1, command))
         )
+        keep_waiting(runner, lambda: tagged_pids(tag), what="the stuck task")
+        (stuck,) = tagged_pids(tag)
         start(runner, tmp_path, 2, "echo next", after=1)
-        began = time.monotonic()
         ended = collect(runner, 2, timeout=30)
         assert [(e.task_id, e.exit_code, e.timed_out) for e in ended] == [(1, -signal.SIGKILL, True), (2, 0, False)]
         assert 0.3 + TIMEOUT_GRACE + KILL_WAIT <= time.monotonic() - began < 0.3 + TIMEOUT_GRACE + KILL_WAIT + 10
         assert (tmp_path / "out2").read_text() == "next\n"
-        assert "mpilauncher: warning: task 1: its process " in capfd.readouterr().err
+        assert f"mpilauncher: warning: task 1: its process {stuck} outlived SIGKILL" in capfd.readouterr().err
+        subprocess.run(["fsfreeze", "--unfreeze", str(frozen_fs)], check=True)  # the file system is back
+        start(runner, tmp_path, 3, "sleep 1.5")  # (a lane looks at its children while tasks run)
+        assert [e.exit_code for e in collect(runner, 1)] == [0]
+        if kind != "inline":  # (its own child then: a zombie until the launcher exits, as any other)
+            assert process_state(stuck) == "", "a lane reaps what it left behind once it ends"
     finally:
         runner.close()
 
