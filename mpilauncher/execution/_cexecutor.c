@@ -90,24 +90,28 @@ static void buffer_add(Buffer *b, const char *data, size_t len) {
     b->data[b->len] = 0;
 }
 
-static void buffer_printf(Buffer *b, const char *format, ...) {
+static void buffer_vprintf(Buffer *b, const char *format, va_list args) {
     char line[512];
+    va_list again;
+    va_copy(again, args);
+    int n = vsnprintf(line, sizeof line, format, args);
+    if (n >= 0 && (size_t)n < sizeof line) {
+        buffer_add(b, line, (size_t)n);
+    } else if (n >= 0) {
+        char *big = malloc((size_t)n + 1);
+        if (!big) abort();
+        vsnprintf(big, (size_t)n + 1, format, again);
+        buffer_add(b, big, (size_t)n);
+        free(big);
+    }
+    va_end(again);
+}
+
+static void buffer_printf(Buffer *b, const char *format, ...) {
     va_list args;
     va_start(args, format);
-    int n = vsnprintf(line, sizeof line, format, args);
+    buffer_vprintf(b, format, args);
     va_end(args);
-    if (n < 0) return;
-    if ((size_t)n < sizeof line) {
-        buffer_add(b, line, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) abort();
-    va_start(args, format);
-    vsnprintf(big, (size_t)n + 1, format, args);
-    va_end(args);
-    buffer_add(b, big, (size_t)n);
-    free(big);
 }
 
 static void *grow(void *array, size_t *cap, size_t need, size_t item) {
@@ -1121,14 +1125,23 @@ static void drop_exec(Task *task) {
     task->exec_due = INFINITY;
 }
 
+/* One line on stderr, "mpilauncher: warning: " and the text (processes.py's _warn). */
+static void warn(const char *format, ...) {
+    Buffer line = {0};
+    buffer_add(&line, "mpilauncher: warning: ", 22);
+    va_list args;
+    va_start(args, format);
+    buffer_vprintf(&line, format, args);
+    va_end(args);
+    buffer_add(&line, "\n", 1);
+    write_all(2, line.data, line.len);
+    free(line.data);
+}
+
 static void gather_output(Task *task) {
-    if (stream_add_file(task->stream, task->task_id, task->spool, wall()) < 0) {
-        char message[1024];
-        int n = snprintf(message, sizeof message,
-                         "mpilauncher: warning: cannot append the output of task %ld to %s.*: %s; it is lost\n",
-                         task->task_id, task->stream->base, strerror(errno));
-        write_all(2, message, (size_t)(n < (int)sizeof message ? n : (int)sizeof message - 1));
-    }
+    if (stream_add_file(task->stream, task->task_id, task->spool, wall()) < 0)
+        warn("cannot append the output of task %ld to %s.*: %s; it is lost", task->task_id, task->stream->base,
+             strerror(errno));
     close(task->spool);
     task->spool = -1;
 }
@@ -1192,13 +1205,9 @@ static void give_up(Task *task, EndedList *ended) {
     Stat stat;
     char state[8] = "unknown";
     if (proc_stat(task->pid, &stat)) snprintf(state, sizeof state, "%c", stat.state);
-    char message[512];
-    int n = snprintf(message, sizeof message,
-                     "mpilauncher: warning: task %ld: its process %d outlived SIGKILL by %g s (state %s%s); left"
-                     " behind, it ends when the kernel lets it\n",
-                     task->task_id, (int)task->pid, KILL_WAIT, state,
-                     strcmp(state, "D") ? "" : ", uninterruptible sleep: a hung file system?");
-    write_all(2, message, (size_t)(n < (int)sizeof message ? n : (int)sizeof message - 1));
+    warn("task %ld: its process %d outlived SIGKILL by %g s (state %s%s); left behind, it ends when the kernel"
+         " lets it", task->task_id, (int)task->pid, KILL_WAIT, state,
+         strcmp(state, "D") ? "" : ", uninterruptible sleep: a hung file system?");
     pids_add(&L.left_behind, task->pid);
     record_end(task, -SIGKILL, NULL, ended);
 }

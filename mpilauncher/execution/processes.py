@@ -386,11 +386,7 @@ class ProcessRunner:
             running.stream.add_file(running.task_id, running.spool, time.time())  # type: ignore[union-attr]
         except OSError as err:
             where = f"{running.stream.base}.*"  # type: ignore[union-attr]
-            message = f"mpilauncher: warning: cannot append the output of task {running.task_id} to {where}"
-            try:
-                os.write(2, f"{message}: {err.strerror or err}; it is lost\n".encode())
-            except OSError:
-                pass
+            _warn(f"cannot append the output of task {running.task_id} to {where}: {err.strerror or err}; it is lost")
         finally:
             os.close(running.spool)
             running.spool = -1
@@ -558,14 +554,10 @@ class ProcessRunner:
         stat = proc_stat(running.pid)
         state = stat[0].decode() if stat is not None else "unknown"
         why = ", uninterruptible sleep: a hung file system?" if state == "D" else ""
-        message = (
-            f"mpilauncher: warning: task {running.task_id}: its process {running.pid} outlived SIGKILL by"
-            f" {KILL_WAIT:g} s (state {state}{why}); left behind, it ends when the kernel lets it\n"
+        _warn(
+            f"task {running.task_id}: its process {running.pid} outlived SIGKILL by {KILL_WAIT:g} s"
+            f" (state {state}{why}); left behind, it ends when the kernel lets it"
         )
-        try:
-            os.write(2, message.encode())
-        except OSError:
-            pass
         self._leftovers.left_behind.add(running.pid)  # (a task leads its own group: its pid is the group's id)
         return self._record_end(running, -signal.SIGKILL, None)
 
@@ -592,6 +584,15 @@ class ProcessRunner:
             running.task_id, exit_code, running.start, runtime, running.timed_out, 0, "",
             usage.ru_utime, usage.ru_stime, usage.ru_maxrss,  # ru_maxrss: KiB on Linux
         )  # fmt: skip
+
+
+def _warn(text: str) -> None:
+    """One line on stderr, written at once (an executor process has no logger: it imports no more than it
+    must); a stderr that is gone loses it, and nothing else."""
+    try:
+        os.write(2, f"mpilauncher: warning: {text}\n".encode())
+    except OSError:
+        pass
 
 
 def cannot_create(output: str) -> str:
