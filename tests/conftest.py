@@ -166,11 +166,10 @@ def sweep_dir(tmp_path: Path) -> Path:
 
 def process_state(pid: int) -> str:
     """The one-letter state of ``pid`` (``/proc/<pid>/stat``: R, S, D...); "" once it is gone."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return ""
-    return data[data.rindex(b")") + 2 :].split()[0].decode()
+    from mpilauncher.execution.watchdog import proc_stat
+
+    stat = proc_stat(pid)
+    return stat[0].decode() if stat is not None else ""
 
 
 @pytest.fixture
