@@ -185,6 +185,8 @@ static char *read_file(const char *path, size_t *len) {
 typedef struct {
     char state;
     pid_t parent, group, session;
+    unsigned long long ticks;  /* user + system CPU time */
+    char name[64];
 } Stat;
 
 static int proc_stat(pid_t pid, Stat *stat) {
@@ -193,9 +195,15 @@ static int proc_stat(pid_t pid, Stat *stat) {
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     char *data = read_file(path, &len);
     if (!data) return 0;
-    char *close_paren = strrchr(data, ')');  /* the command name may hold spaces and ')' */
-    int ok = close_paren && sscanf(close_paren + 2, "%c %d %d %d", &stat->state, &stat->parent, &stat->group,
-                                   &stat->session) == 4;
+    char *open_paren = strchr(data, '('), *close_paren = strrchr(data, ')');  /* the name may hold ')' */
+    unsigned long long user = 0, system = 0;
+    int ok = open_paren && close_paren && close_paren > open_paren &&
+             sscanf(close_paren + 2, "%c %d %d %d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &stat->state,
+                    &stat->parent, &stat->group, &stat->session, &user, &system) == 6;
+    if (ok) {
+        stat->ticks = user + system;
+        snprintf(stat->name, sizeof stat->name, "%.*s", (int)(close_paren - open_paren - 1), open_paren + 1);
+    }
     free(data);
     return ok;
 }
@@ -391,6 +399,12 @@ typedef struct {
     char *exec_path, *exec_text;  /* its exec<N>, while not yet written */
     size_t exec_len;
     double exec_due;
+    /* its process seen in uninterruptible sleep (stuck.py's Asleep; asleep_pid 0: none) */
+    pid_t asleep_pid;
+    unsigned long long asleep_ticks;
+    double asleep_since;
+    int asleep_named;
+    char asleep_name[64];
 } Task;
 
 typedef struct {
@@ -478,6 +492,9 @@ typedef struct {
     Pids left_behind;  /* tasks' processes given up on (give_up): never adopted, never swept */
     double limit, next_scan;
     int rescan;
+    /* tasks long in uninterruptible sleep (stuck.py): after 0 never looks */
+    double stuck_after, look_interval, next_look;
+    char node[256];
     /* every task's spawn: its own session, the stop signals back to default, none blocked */
     posix_spawnattr_t attributes;
     /* the protocol */
@@ -1180,6 +1197,8 @@ static void record_end(Task *task, int exit_code, const struct rusage *usage, En
     free(task);
 }
 
+static void say_woke(Task *task, double now);
+
 /* Reap the task if it ended (ProcessRunner._try_reap); 1 with its record added to ended. */
 static int try_reap(Task *task, EndedList *ended) {
     int status = 0;
@@ -1195,6 +1214,7 @@ static int try_reap(Task *task, EndedList *ended) {
     }
     L.reaped = grow(L.reaped, &L.cap_reaped, L.n_reaped + 1, sizeof(Reaped));
     L.reaped[L.n_reaped++] = (Reaped){task->task_id, task->pid};
+    if (task->asleep_named) say_woke(task, monotonic());
     record_end(task, WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status), has_usage ? &usage : NULL, ended);
     return 1;
 }
@@ -1240,6 +1260,89 @@ static void enforce_timeouts(double now, EndedList *ended) {
     }
 }
 
+/* ---------------------------------------------------------------- tasks asleep in the kernel (stuck.py) */
+#define STUCK_AFTER 600.0
+#define LONGEST_LOOK 60.0
+#define MOST_PROCESSES 1000
+
+/* Seconds as a person reads them in a warning (stuck.duration). */
+static void duration(char *out, size_t size, double seconds) {
+    if (seconds < 120)
+        snprintf(out, size, "%.0f s", seconds);
+    else
+        snprintf(out, size, "%.0f min", seconds / 60);
+}
+
+/* The first process of pid's tree (breadth first) in uninterruptible sleep (stuck.first_sleeper): 0 if none. */
+static pid_t first_sleeper(pid_t pid, Stat *sleep) {
+    Pids tree = {0};
+    pids_add(&tree, pid);
+    pid_t found = 0;
+    for (size_t at = 0; at < tree.len && !found; at++) {
+        if (proc_stat(tree.pids[at], sleep) && sleep->state == 'D')
+            found = tree.pids[at];
+        else if (tree.len < MOST_PROCESSES)
+            children_of(tree.pids[at], &tree);
+    }
+    free(tree.pids);
+    return found;
+}
+
+static void say_woke(Task *task, double now) {
+    char slept[32];
+    duration(slept, sizeof slept, now - task->asleep_since);
+    warn("task %ld on %s: its process %d (%s) woke after %s in the kernel", task->task_id, L.node,
+         (int)task->asleep_pid, task->asleep_name, slept);
+}
+
+/* Name a task whose process has slept in the kernel for long (stuck.Sleepers.look). */
+static void look_for_sleepers(double now) {
+    L.next_look = now + L.look_interval;
+    for (size_t i = 0; i < L.n_running; i++) {
+        Task *task = L.running[i];
+        Stat sleep;
+        pid_t found = first_sleeper(task->pid, &sleep);
+        if (task->asleep_pid && found == task->asleep_pid && sleep.ticks == task->asleep_ticks) {
+            if (!task->asleep_named && now - task->asleep_since >= L.stuck_after) {
+                task->asleep_named = 1;
+                char slept[32], path[64];
+                duration(slept, sizeof slept, now - task->asleep_since);
+                snprintf(path, sizeof path, "/proc/%d/wchan", (int)found);
+                size_t len = 0;
+                char *where = read_file(path, &len);
+                while (where && len && (where[len - 1] == '\n' || where[len - 1] == ' ')) where[--len] = 0;
+                int said = where && len && strcmp(where, "0") != 0;
+                warn("task %ld on %s: its process %d (%s) has slept in the kernel for %s (state D%s%s) using no CPU:"
+                     " a hung file system? No signal ends it until the kernel lets it go", task->task_id, L.node,
+                     (int)found, task->asleep_name, slept, said ? ", in " : "", said ? where : "");
+                free(where);
+            }
+            continue;
+        }
+        if (task->asleep_pid && task->asleep_named) say_woke(task, now);
+        task->asleep_pid = found;
+        task->asleep_named = 0;
+        if (found) {
+            task->asleep_ticks = sleep.ticks;
+            task->asleep_since = now;
+            snprintf(task->asleep_name, sizeof task->asleep_name, "%s", sleep.name);
+        }
+    }
+}
+
+/* MPILAUNCHER_STUCK_AFTER, as the agent passes it on (stuck.stuck_after, checked there); garbage: the default. */
+static void setup_sleepers(void) {
+    const char *text = getenv("MPILAUNCHER_STUCK_AFTER");
+    char *end = NULL;
+    double after = text && *text ? strtod(text, &end) : STUCK_AFTER;
+    if (end && (*end || !(after >= 0) || isinf(after))) after = STUCK_AFTER;
+    L.stuck_after = after;
+    L.look_interval = fmin(fmax(after / 10, 0.1), LONGEST_LOOK);
+    L.next_look = monotonic() + L.look_interval;
+    if (gethostname(L.node, sizeof L.node) != 0) snprintf(L.node, sizeof L.node, "?");
+    L.node[sizeof L.node - 1] = 0;
+}
+
 static void write_due_exec(double now) {
     for (size_t i = 0; i < L.n_running; i++) {
         Task *task = L.running[i];
@@ -1257,6 +1360,7 @@ static double next_due(void) {
         if (L.running[i]->exec_due < due) due = L.running[i]->exec_due;
     }
     if (L.unwatched) due = fmin(due, monotonic() + UNWATCHED_POLL);
+    if (L.n_running && L.stuck_after > 0) due = fmin(due, L.next_look);
     return due;
 }
 
@@ -1391,6 +1495,7 @@ static void wait_turn(double timeout, EndedList *ended) {
         double now = monotonic();
         enforce_timeouts(now, ended);
         write_due_exec(now);
+        if (L.stuck_after > 0 && now >= L.next_look) look_for_sleepers(now);
     }
     if (L.unwatched)
         for (size_t i = 0; i < L.n_running;) {
@@ -1491,6 +1596,7 @@ static int setup(const char *tag, double exec_file_after) {
     posix_spawnattr_setsigmask(&L.attributes, &none);
     posix_spawnattr_setflags(&L.attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     L.limit = INFINITY;
+    setup_sleepers();
     for (char **e = environ; *e; e++) {
         L.base_env = realloc(L.base_env, (L.base_env_len + 1) * sizeof(char *));
         if (strncmp(*e, "MPILAUNCHER_LANE=", 17) != 0) L.base_env[L.base_env_len++] = *e;

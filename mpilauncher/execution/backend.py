@@ -21,6 +21,7 @@ from typing import Protocol
 from mpilauncher import log
 from mpilauncher.execution.executor import Executors
 from mpilauncher.execution.processes import ProcessRunner
+from mpilauncher.execution.stuck import STUCK_AFTER, STUCK_VARIABLE, stuck_after
 from mpilauncher.protocol import Ended, StartRequest
 
 #: The environment variable that picks the backend: "process" (default: executor processes, their
@@ -93,6 +94,13 @@ def default_backend(base_env: Mapping[str, str], lanes: int, cores: int) -> Exec
     choice = os.environ.get(BACKEND_VARIABLE, "process")
     if choice not in BACKENDS:
         log.warning(f"{BACKEND_VARIABLE}={choice!r} is not one of {', '.join(BACKENDS)}; using executor processes")
+    if STUCK_VARIABLE in base_env:  # checked once here, and passed on as the lanes' C loop reads it (a float's repr)
+        after = stuck_after(base_env)
+        if after is None:
+            log.warning(
+                f"{STUCK_VARIABLE}={base_env[STUCK_VARIABLE]!r} is not a number of seconds >= 0; using {STUCK_AFTER:g}"
+            )
+        base_env = {**base_env, STUCK_VARIABLE: repr(STUCK_AFTER if after is None else after)}
     if choice != "inline":
         try:
             return Executors(dict(base_env), lanes, cores, compiled=choice != "python")

@@ -43,12 +43,14 @@ except ImportError:
 if __package__:
     from mpilauncher.execution.gather import Stream, open_spool
     from mpilauncher.execution.leftovers import LANE_VARIABLE, GroupSweeper, Subtree
+    from mpilauncher.execution.stuck import STUCK_AFTER, Sleepers, stuck_after
     from mpilauncher.execution.watchdog import proc_stat
     from mpilauncher.protocol import Ended, StartRequest
 else:  # an executor process: the siblings, and the protocol, are top-level modules there
     from gather import Stream, open_spool  # type: ignore[no-redef]
     from leftovers import LANE_VARIABLE, GroupSweeper, Subtree  # type: ignore[no-redef]
     from protocol import Ended, StartRequest  # type: ignore[no-redef]
+    from stuck import STUCK_AFTER, Sleepers, stuck_after  # type: ignore[no-redef]
     from watchdog import proc_stat  # type: ignore[no-redef]
 
 TYPE_CHECKING = False  # (typing is not imported: this module is on every executor's start)
@@ -219,6 +221,9 @@ class ProcessRunner:
         self._streams: dict[str, Stream] = {}  # <workdir>/output.<node> or exec.<node> -> this lane's files
         self._standbys = Standbys()
         self.retracted = self._standbys.retracted  # standby tasks taken back, for the next report
+        after = stuck_after(self.base_env)  # (one not understood is said by the agent: see default_backend)
+        self._sleepers = Sleepers(STUCK_AFTER if after is None else after)
+        self._next_look = time.monotonic() + self._sleepers.interval if self._sleepers.after else INFINITY
 
     def _watched(self):
         """The watchdog that kills our tasks if we die (see watchdog.py); None if it cannot run."""
@@ -412,6 +417,8 @@ class ProcessRunner:
             due = min(due, self._exec_head())
         if self._unwatched:
             due = min(due, time.monotonic() + UNWATCHED_POLL)
+        if self._by_task:
+            due = min(due, self._next_look)
         if due != INFINITY:
             left = max(0.0, due - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
@@ -422,6 +429,8 @@ class ProcessRunner:
             self._write_due_exec(time.monotonic())
         if self._unwatched:  # (a count, not a look at every running task each turn)
             ended.extend(self._reap_unwatched())
+        if self._by_task and time.monotonic() >= self._next_look:
+            self._look_for_sleepers()
         if self._standbys:
             for done in list(ended):
                 follow = self._standbys.follower(done.task_id)
@@ -527,6 +536,13 @@ class ProcessRunner:
                 given_up.append(self._give_up(running))
         return given_up
 
+    def _look_for_sleepers(self) -> None:
+        """Name a task whose process has slept in the kernel for long (see :mod:`stuck`)."""
+        now = time.monotonic()
+        self._next_look = now + self._sleepers.interval
+        for line in self._sleepers.look({task_id: running.pid for task_id, running in self._by_task.items()}, now):
+            _warn(line)
+
     def _try_reap(self, running: Running) -> Ended | None:
         """Reap the task if it ended, with the kernel's account of its resource use (``wait4``).
 
@@ -543,6 +559,8 @@ class ProcessRunner:
         if pid == 0:
             return None
         self._reaped[running.task_id] = running.pid  # what it left running (`daemon &`) goes next: see wait()
+        if self._sleepers and (woke := self._sleepers.ended(running.task_id, time.monotonic())) is not None:
+            _warn(woke)
         return self._record_end(running, decode_status(status), usage)
 
     def _give_up(self, running: Running) -> Ended:

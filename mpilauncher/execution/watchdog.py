@@ -268,14 +268,24 @@ EXEC_WAIT = 0.1
 EXEC_POLL = 0.002
 
 
-def proc_stat(pid: int) -> tuple[bytes, int, int, int] | None:
-    """(state, parent, process group, session) of ``pid``; None once it is gone."""
+def proc_stat_fields(pid: int) -> tuple[bytes, list[bytes]] | None:
+    """``pid``'s command name and the fields of ``/proc/<pid>/stat`` after it (state first); None once
+    it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
     except OSError:
         return None
-    fields = data[data.rindex(b")") + 2 :].split()  # the command name may hold spaces and ')'
+    close = data.rindex(b")")  # the command name may hold spaces and ')'
+    return data[data.index(b"(") + 1 : close], data[close + 2 :].split()
+
+
+def proc_stat(pid: int) -> tuple[bytes, int, int, int] | None:
+    """(state, parent, process group, session) of ``pid``; None once it is gone."""
+    found = proc_stat_fields(pid)
+    if found is None:
+        return None
+    fields = found[1]
     return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 

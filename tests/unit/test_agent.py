@@ -463,3 +463,23 @@ def test_mpilauncher_executor_picks_the_backend_and_a_wrong_value_says_so(monkey
         backend.close()
     err = capsys.readouterr().err
     assert (warning in err and "MPILAUNCHER_EXECUTOR" in err) if warning else err == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "passed_on", "warning"),
+    [(None, None, ""), ("30", "30.0", ""), ("0", "0.0", ""), ("ten", "600.0", "'ten' is not a number of seconds")],
+)
+def test_mpilauncher_stuck_after_is_checked_once_a_node_and_passed_on_as_the_lanes_read_it(
+    monkeypatch, capsys, value, passed_on, warning
+):
+    """A value that is not seconds gets one line and the default, not a lane that quietly reads it its own way."""
+    monkeypatch.setenv("MPILAUNCHER_EXECUTOR", "inline")
+    env = {"PATH": "/bin:/usr/bin"} | ({} if value is None else {"MPILAUNCHER_STUCK_AFTER": value})
+    backend = default_backend(env, lanes=1, cores=1)
+    try:
+        assert isinstance(backend, ProcessRunner)
+        assert backend.base_env.get("MPILAUNCHER_STUCK_AFTER") == passed_on
+    finally:
+        backend.close()
+    err = capsys.readouterr().err
+    assert (warning in err and "using 600" in err and len(err.splitlines()) == 1) if warning else err == ""

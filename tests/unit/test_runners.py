@@ -6,6 +6,7 @@ Standby starts (``after=``) and their retraction must behave the same in both.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -400,6 +401,50 @@ def test_a_task_past_its_timeout_that_outlives_sigkill_is_given_up_and_the_next_
         assert [e.exit_code for e in collect(runner, 1)] == [0]
         if kind != "inline":  # (its own child then: a zombie until the launcher exits, as any other)
             assert process_state(stuck) == "", "a lane reaps what it left behind once it ends"
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("kind", ["inline", "one-lane", "one-lane-python"])
+def test_a_task_asleep_in_the_kernel_for_long_is_named_once_and_again_when_it_wakes(
+    kind, frozen_fs, tmp_path, tag, capfd
+):
+    """A write to a hung file system neither ends nor progresses, and the sweep stalls behind it with
+    nothing to tell why.  A process of a task (here the shell's child) in one uninterruptible sleep for
+    MPILAUNCHER_STUCK_AFTER s (1 here, 600 by default) is named on stderr, once, with its node; and
+    once more when it wakes.  A task asleep interruptibly (``sleep``, state S) is never named."""
+    runner = make_runner(kind, {**os.environ, "MPILAUNCHER_STUCK_AFTER": "1"})
+    node, err = os.uname().nodename, []
+    try:
+        tagged(runner, tmp_path, 1, f"sh -c 'echo stuck > {frozen_fs}/file'; echo back", tag)
+        tagged(runner, tmp_path, 2, "sleep 30", tag)
+
+        def asleep_in_the_kernel():
+            return [p for p in tagged_pids(tag) if process_state(p) == "D"]
+
+        keep_waiting(runner, asleep_in_the_kernel, what="the stuck write")
+        (stuck,) = asleep_in_the_kernel()
+
+        def said(pattern: str) -> list[str]:
+            err.extend(capfd.readouterr().err.splitlines())
+            return [line for line in err if re.fullmatch(pattern, line)]
+
+        named = (
+            rf"mpilauncher: warning: task 1 on {re.escape(node)}: its process {stuck} \(sh\) has slept in the kernel"
+            r" for \d+ s \(state D(, in \w+)?\) using no CPU: a hung file system\? No signal ends it until the"
+            r" kernel lets it go"
+        )
+        keep_waiting(runner, lambda: said(named), what="the warning")
+        assert collect(runner, 1, timeout=0.5) == []  # (looks 0.1 s apart: a second line would come now)
+        assert len(said(named)) == 1 and len(said(".*slept in the kernel.*")) == 1, err
+        subprocess.run(["fsfreeze", "--unfreeze", str(frozen_fs)], check=True)  # the file system is back
+        ended = collect(runner, 1)
+        assert [(e.task_id, e.exit_code) for e in ended] == [(1, 0)]
+        assert (tmp_path / "out1").read_text() == "back\n"
+        woke = rf"mpilauncher: warning: task 1 on {re.escape(node)}: its process {stuck} \(sh\) woke after \d+ s in the"
+        woke += " kernel"
+        keep_waiting(runner, lambda: said(woke), what="the line that says it woke")
+        assert not said(".*task 2.*"), err
     finally:
         runner.close()
 
