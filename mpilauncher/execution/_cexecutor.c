@@ -1263,7 +1263,7 @@ static void enforce_timeouts(double now, EndedList *ended) {
 /* ---------------------------------------------------------------- tasks asleep in the kernel (stuck.py) */
 #define STUCK_AFTER 600.0
 #define LONGEST_LOOK 60.0
-#define MOST_PROCESSES 1000
+#define MOST_PROCESSES 100
 
 /* Seconds as a person reads them in a warning (stuck.duration). */
 static void duration(char *out, size_t size, double seconds) {
@@ -1278,7 +1278,7 @@ static pid_t first_sleeper(pid_t pid, Stat *sleep) {
     Pids tree = {0};
     pids_add(&tree, pid);
     pid_t found = 0;
-    for (size_t at = 0; at < tree.len && !found; at++) {
+    for (size_t at = 0; at < tree.len && at < MOST_PROCESSES && !found; at++) {
         if (proc_stat(tree.pids[at], sleep) && sleep->state == 'D')
             found = tree.pids[at];
         else if (tree.len < MOST_PROCESSES)

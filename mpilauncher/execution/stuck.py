@@ -34,8 +34,9 @@ STUCK_VARIABLE = "MPILAUNCHER_STUCK_AFTER"
 STUCK_AFTER = 600.0
 #: The longest time between two looks at the running tasks' processes.
 LONGEST_LOOK = 60.0
-#: The most processes of one task's tree looked at (a task that forks thousands: its first ones).
-MOST_PROCESSES = 1000
+#: The most processes of one task's tree looked at, breadth first (its main process and its children are where a
+#: task waits on a file system; a task that forks thousands costs no more than 100 reads a minute).
+MOST_PROCESSES = 100
 
 #: (command name, CPU ticks) of a process in state D; None when it is not, or gone.
 Sleep = tuple[str, int]
@@ -81,7 +82,7 @@ def duration(seconds: float) -> str:
 def first_sleeper(pid: int, sleep_of: Callable[[int], Sleep | None]) -> tuple[int, Sleep] | None:
     """The first process of ``pid``'s tree (breadth first) in uninterruptible sleep, and its sleep."""
     tree, at = [pid], 0
-    while at < len(tree):
+    while at < len(tree) and at < MOST_PROCESSES:
         sleep = sleep_of(tree[at])
         if sleep is not None:
             return tree[at], sleep
