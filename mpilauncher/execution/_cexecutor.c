@@ -1313,7 +1313,7 @@ static void look_for_sleepers(double now) {
                 while (where && len && (where[len - 1] == '\n' || where[len - 1] == ' ')) where[--len] = 0;
                 int said = where && len && strcmp(where, "0") != 0;
                 warn("task %ld on %s: its process %d (%s) has slept in the kernel for %s (state D%s%s) using no CPU:"
-                     " a hung file system? No signal ends it until the kernel lets it go", task->task_id, L.node,
+                     " a hung file system or device? No signal ends it until the kernel lets it go", task->task_id, L.node,
                      (int)found, task->asleep_name, slept, said ? ", in " : "", said ? where : "");
                 free(where);
             }

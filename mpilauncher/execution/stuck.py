@@ -133,7 +133,7 @@ class Sleepers:
                     said.append(
                         f"task {task_id} on {self.node}: its process {was.pid} ({was.name}) has slept in the kernel"
                         f" for {duration(now - was.since)} (state D{', in ' + where if where else ''}) using no CPU:"
-                        " a hung file system? No signal ends it until the kernel lets it go"
+                        " a hung file system or device? No signal ends it until the kernel lets it go"
                     )
                 continue
             if was is not None and was.named:

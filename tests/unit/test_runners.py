@@ -431,8 +431,8 @@ def test_a_task_asleep_in_the_kernel_for_long_is_named_once_and_again_when_it_wa
 
         named = (
             rf"mpilauncher: warning: task 1 on {re.escape(node)}: its process {stuck} \(sh\) has slept in the kernel"
-            r" for \d+ s \(state D(, in \w+)?\) using no CPU: a hung file system\? No signal ends it until the"
-            r" kernel lets it go"
+            r" for \d+ s \(state D(, in \w+)?\) using no CPU: a hung file system or device\? No signal ends it until"
+            r" the kernel lets it go"
         )
         keep_waiting(runner, lambda: said(named), what="the warning")
         assert collect(runner, 1, timeout=0.5) == []  # (looks 0.1 s apart: a second line would come now)

@@ -40,7 +40,7 @@ def sleepers(proc, after: float = 600.0) -> Sleepers:
 def named(task_id: int, pid: int, name: str, slept: str) -> str:
     return (
         f"task {task_id} on c401-001: its process {pid} ({name}) has slept in the kernel for {slept} (state D)"
-        " using no CPU: a hung file system? No signal ends it until the kernel lets it go"
+        " using no CPU: a hung file system or device? No signal ends it until the kernel lets it go"
     )
 
 
