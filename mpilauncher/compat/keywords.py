@@ -198,7 +198,9 @@ KEYWORDS: tuple[Keyword, ...] = (
             _resume, "`resume=0`/`False` mean no (PyLauncher 5.4 resumed for them)"),
     Keyword("schedule", "`\"blockN\"`: every N consecutive lines run as one task, joined with `&&`", _schedule,
             "as PyLauncher: `PYL_ID` in a line is that line's number; `out<N>`, `$PYL_ID` and the queuestate"
-            " count blocks; a block gets the most cores any of its lines asks for"),
+            " count blocks; a block gets the most cores any of its lines asks for; a line with a shell operator"
+            " (a trailing `#` comment, `;`, `||`, `&`) runs whole, through `eval`: PyLauncher's bare `&&` lost"
+            " the lines after a comment"),
     Keyword("maxruntime", "stop cleanly after this many seconds (0: no limit); the call returns its result,"
             " resumable", _to("max_runtime", True), "none: PyLauncher returned too (its queuestate was not"
             " always current)"),

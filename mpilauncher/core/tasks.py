@@ -432,11 +432,26 @@ def _plain_lines(text: str, count: int, whole_node: bool, seconds: float | None)
     return TaskTable(commands, numbers, Task(-1, "", count, whole_node, expected=seconds))
 
 
+#: A line holding none of these joins its block as it stands (PyLauncher's ``a && b``); one that does is
+#: passed to ``eval`` whole: joined bare, a trailing comment (``run #1``) would swallow the lines after
+#: it, ``a; b`` or ``a || b`` would run on past an earlier line's failure, and ``cmd &`` is a syntax error.
+SHELL_OPERATORS = frozenset("#;&|()`\\\n")
+
+
+def block_part(command: str) -> str:
+    """``command`` as one line of a block: itself, or ``eval '<command>'`` where it holds an operator
+    (:data:`SHELL_OPERATORS`): each line is then read by the shell as its own complete command line,
+    in the block's one shell (a ``cd`` carries over to the next line, as with PyLauncher's joining)."""
+    if SHELL_OPERATORS.isdisjoint(command):
+        return command
+    return "eval '" + command.replace("'", "'\"'\"'") + "'"
+
+
 def join_blocks(lines: list[Task], block: int) -> TaskTable:
     """Every ``block`` consecutive lines (the last block may be shorter) become one task.
 
-    The lines are joined with ``&&``: they run one after another and the block
-    stops at its first failure.  As in PyLauncher, ``PYL_ID`` in each line has
+    The lines are joined with ``&&`` (each as :func:`block_part` makes it): they run one after
+    another and the block stops at its first failure.  As in PyLauncher, ``PYL_ID`` in each line has
     already become that *line's* number; the task -- its ``out<N>``,
     ``$PYL_ID`` and queuestate entry -- is numbered by block.  A block needs
     the most cores any of its lines asks for, and starts at its first line.  Its
@@ -446,7 +461,7 @@ def join_blocks(lines: list[Task], block: int) -> TaskTable:
     tasks: list[Task] = []
     for first in range(0, len(lines), block):
         group = lines[first : first + block]
-        command = " && ".join(line.command for line in group)
+        command = " && ".join(block_part(line.command) for line in group)
         cores = max(line.cores for line in group)
         times = [line.expected for line in group]
         expected = None if None in times else sum(times)  # type: ignore[arg-type]

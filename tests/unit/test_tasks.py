@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines, split_core_prefix, substitute_id
@@ -168,6 +170,32 @@ def test_blocks_join_consecutive_lines_with_and_and_keep_each_lines_own_pyl_id()
     assert commands(tasks) == ["echo 0 && echo 1", "echo 2 && echo 3", "echo 4"], "the last block is shorter"
     assert [t.id for t in tasks] == [0, 1, 2], "tasks are numbered by block"
     assert [t.line for t in tasks] == [2, 5, 7], "a block is where its first line is"
+
+
+@pytest.mark.parametrize(
+    ("lines", "output", "status"),
+    [
+        (["echo ran 0 #first", "echo ran 1 #second"], "ran 0\nran 1\n", 0),  # (the README's own lines end in #N)
+        (["false", "echo a || echo b"], "", 1),  # the block stops at its first failure, whatever the next line holds
+        (["false", "echo a; echo b"], "", 1),
+        (["echo 'it''s' \"#\" $((2+2))", "echo `echo q`"], "its # 4\nq\n", 0),
+        (["sleep 0 &", "wait; echo after"], "after\n", 0),  # (joined bare: a syntax error)
+        (["cd /", "pwd"], "/\n", 0),  # one shell: a cd carries over, as with PyLauncher's plain &&
+        (["echo it\\'s", "echo x | tr x y"], "it's\ny\n", 0),
+    ],
+)
+def test_every_line_of_a_block_runs_as_it_would_alone_and_the_block_stops_at_the_first_failure(lines, output, status):
+    """PyLauncher joins a block's lines with a bare ``&&``: ``run #1 && run #2`` ran only the first
+    (the rest was a comment: a sweep that lost lines and said nothing), and ``false && a || b`` ran b."""
+    (task,) = parse_commandlines("\n".join(lines) + "\n", "cmds", ONE, block=len(lines))
+    done = subprocess.run(["/bin/sh", "-c", task.command], capture_output=True, text=True)
+    assert (done.stdout, done.returncode, done.stderr) == (output, status, "")
+
+
+def test_plain_lines_join_a_block_as_pylauncher_joins_them():
+    """Only a line with a shell operator goes through ``eval``: the common block reads as it did."""
+    (task,) = parse_commandlines('./a --x 1 > out\necho "a b" $HOME\n', "cmds", ONE, block=2)
+    assert task.command == './a --x 1 > out && echo "a b" $HOME'
 
 
 def test_a_block_needs_the_most_cores_any_of_its_lines_asks_for():
