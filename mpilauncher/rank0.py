@@ -34,7 +34,7 @@ from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import Earlier, StateMeta
-from mpilauncher.persistence.store import StateStore, journal_path, load_state
+from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -99,6 +99,10 @@ def plan_from_commandlines(config: Config) -> Plan:
     path = Path(config.commandlines)
     given = config.commandlines_text is not None  # from Python: ``commandlines`` only names them
     text = config.commandlines_text if given else read_text(path, "commandlines file")
+    kind = None if given else state_file_kind(text)
+    if kind is not None:
+        state = path if kind != "queuestate journal" else path.with_name(path.name.removesuffix(".journal"))
+        raise InputError(f"is a {kind}, not a commandlines file: to go on with its sweep, --resume {state}", str(path))
     tasks = parse_commandlines(text, str(path), config.cores, config.block, config.expected_time)
     meta = StateMeta(
         commandlines=config.commandlines if given else str(path.resolve()),

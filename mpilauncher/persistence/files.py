@@ -55,8 +55,10 @@ def fsync_directory(directory: Path) -> None:
 
 
 def read_text(path: Path, what: str) -> str:
-    """Read a user file whole, turning every OS error into one clear line."""
-    return read_bytes(path, what).decode(ENCODING, ERRORS)
+    """Read a user file whole, turning every OS error into one clear line; a leading byte-order mark
+    (Windows editors write one) is no part of the text: kept, it was the first command's first word."""
+    text = read_bytes(path, what).decode(ENCODING, ERRORS)
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def read_bytes(path: Path, what: str) -> bytes:

@@ -67,6 +67,8 @@ from mpilauncher.records import field, record
 
 FORMAT = 1
 META_PREFIX = "#meta "
+#: How a snapshot begins (its first line's start): by it a queuestate given as a commandlines file is told.
+SNAPSHOT_MARK = "# mpilauncher queuestate "
 #: Last line of our snapshots: a file we wrote that lacks it was cut short (copied
 #: while incomplete, or by a full disk outside our atomic write).
 END_MARK = "# end of queuestate:"
@@ -377,7 +379,7 @@ def render_pieces(
     bodies = {state: section.done() for state, section in sections.items()}
     counts = ", ".join(f"{section.count} {state}" for state, section in sections.items())
     header = (
-        f"# mpilauncher queuestate (format {FORMAT}) written {meta.written}: {counts}.\n"
+        f"{SNAPSHOT_MARK}(format {FORMAT}) written {meta.written}: {counts}.\n"
         "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).\n"
         f"# Events after this snapshot are in {meta.journal or 'the journal'};"
         " 'python -m mpilauncher --status <this file>' shows both merged.\n"

@@ -199,6 +199,18 @@ def load_state(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = 
     return loaded
 
 
+def state_file_kind(text: str) -> str | None:
+    """What ``text`` is if it is a queuestate or its journal ("queuestate", "queuestate journal",
+    "PyLauncher queuestate"), else None: such a file given as the commandlines would run its lines as
+    commands, and write a new sweep's queuestate over the one it was (a forgotten ``--resume``)."""
+    if text.startswith(queuestate.SNAPSHOT_MARK):
+        return "queuestate"
+    if text.startswith(journal.HEADER):
+        return "queuestate journal"
+    first = text.lstrip().split("\n", 1)[0].strip()
+    return "PyLauncher queuestate" if first == "queued" else None
+
+
 def describe_state(path: Path) -> str:
     """A human summary of a queuestate with its journal replayed (``--status``)."""
     loaded = load_state(path, CoresSpec("fixed", 1), states_only=True)  # (every line checked all the same)

@@ -298,6 +298,39 @@ def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
     assert (sweep_dir / "queuestate").read_text().startswith("queued\n")
 
 
+@pytest.mark.parametrize("given", ["queuestate", "queuestate.journal", "pylauncher_state"])
+def test_a_queuestate_given_as_the_commandlines_is_refused_and_left_as_it_was(sweep_dir: Path, given: str) -> None:
+    """``python -m mpilauncher queuestate``, ``--resume`` forgotten: its lines ran as commands (``0 line=1
+    ... : cmd; rest`` ran ``rest``) and a new sweep's queuestate was written over the finished one."""
+    write(sweep_dir / "commandlines", "echo one > ran\ntrue\n")
+    assert run_cli(["commandlines", "--workdir", "w1"], sweep_dir).returncode == 0
+    write(sweep_dir / "pylauncher_state", "queued\n0: echo again > ran\nrunning\ncompleted\n")
+    if given.endswith(".journal"):  # (a finished sweep's is folded into its snapshot: one of a sweep under way)
+        write(sweep_dir / given, "#mpilauncher-journal 1 run=r1\nS\t1\t1.000\tnode0\t0\n")
+    (sweep_dir / "ran").unlink()
+    before = {p.name: p.read_bytes() for p in sweep_dir.iterdir() if p.is_file()}
+    result = run_cli([given, "--workdir", "w2"], sweep_dir)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    kind = {"queuestate.journal": "queuestate journal", "pylauncher_state": "PyLauncher queuestate"}.get(given, given)
+    state = given.removesuffix(".journal")
+    what = f"is a {kind}, not a commandlines file: to go on with its sweep, --resume {state}"
+    assert result.stderr == f"mpilauncher: error: {given}: {what}\n"
+    assert {p.name: p.read_bytes() for p in sweep_dir.iterdir() if p.is_file()} == before, "nothing run or written"
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_command(sweep_dir: Path) -> None:
+    """Windows editors begin a UTF-8 file with U+FEFF: it was the first command's first word (exit 127),
+    or it made a ``#`` comment a task, and ``--cores file`` refused ``'\\ufeff2'``."""
+    write(sweep_dir / "commandlines", "\ufeff# sweep\necho bom PYL_ID\n")
+    result = run_cli(["commandlines", "--workdir", "w1"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w1" / "out0").read_text() == "bom 0\n"
+    write(sweep_dir / "per_line", "\ufeff2,echo two PYL_ID\n")
+    result = run_cli(["per_line", "--cores", "file", "--workdir", "w2", "--queuestate", "q2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (sweep_dir / "w2" / "out0").read_text() == "two 0\n"
+
+
 def test_help_and_version() -> None:
     result = run_cli(["--help"], Path("/"))
     assert result.returncode == 0 and "--resume" in result.stdout and "Exit status" in result.stdout
