@@ -208,6 +208,7 @@ class SlurmJobs:
         self._adopt()
 
     def _adopt(self) -> None:
+        self._credit_cancelled_chunks()
         record = self.record
         unsettled = record.unsettled()
         if not unsettled:
@@ -528,25 +529,7 @@ class SlurmJobs:
         self, submission: Submission, exit_code: int | None, why: str, *, go_on: bool, start: float, end: float
     ) -> None:
         """A chunk's job ended: each task as the chunk's queuestate has it; the rest go on or fail."""
-        chunk = submission.chunk
-        try:
-            ledger = load_state(chunk / "queuestate", CoresSpec("fixed", 1)).ledger
-        except LauncherError:
-            ledger = None
-        ended: list[Ended] = []
-        left: list[int] = []
-        for task in submission.entry.tasks:
-            rec = ledger.records.get(task) if ledger is not None else None
-            if rec is not None and rec.state in (COMPLETED, FAILED):
-                ended.append(Ended(task, rec.exit_code, rec.start or start, rec.runtime or 0.0))
-                for name in (f"out{task}", f"exec{task}"):
-                    try:
-                        os.replace(chunk / name, self.workdir / name)
-                    except OSError:
-                        pass
-            elif task not in submission.entry.done:
-                left.append(task)
-        self._adopt_exec_records(chunk)
+        ended, left = self._chunk_ends(submission, submission.entry.tasks, start)
         if left and go_on and ended:
             self.say(f"{submission.describe()}: {why}; {describe_tasks(left)} go on in a new job")
             again = []
@@ -563,6 +546,43 @@ class SlurmJobs:
                      f" (exit {code})")  # fmt: skip
             ended += [Ended(task, code, start, max(0.0, end - start)) for task in left]
         self._finish(submission, ended)
+
+    def _chunk_ends(
+        self, submission: Submission, tasks: tuple[int, ...], start: float
+    ) -> tuple[list[Ended], list[int]]:
+        """The ends of ``tasks`` that the chunk's own queuestate (and journal) records, their ``out<N>`` and
+        ``exec<N>`` moved into the workdir; and those of them it did not finish (nor reported before)."""
+        chunk = submission.chunk
+        try:
+            ledger = load_state(chunk / "queuestate", CoresSpec("fixed", 1)).ledger
+        except LauncherError:
+            ledger = None
+        ended: list[Ended] = []
+        left: list[int] = []
+        for task in tasks:
+            rec = ledger.records.get(task) if ledger is not None else None
+            if rec is not None and rec.state in (COMPLETED, FAILED):
+                ended.append(Ended(task, rec.exit_code, rec.start or start, rec.runtime or 0.0))
+                for name in (f"out{task}", f"exec{task}"):
+                    try:
+                        os.replace(chunk / name, self.workdir / name)
+                    except OSError:
+                        pass
+            elif task not in submission.entry.done:
+                left.append(task)
+        self._adopt_exec_records(chunk)
+        return ended, left
+
+    def _credit_cancelled_chunks(self) -> None:
+        """What the chunks cancelled at a stop (``--cancel-on-stop``) finished before their cancel: reported
+        when a resume asks for those tasks, not run again.  Read here, at the resume, when the chunks'
+        launchers have written their last (a task they were still running runs again)."""
+        for seq, (entry, tasks) in sorted(self.record.dropped_open().items()):
+            if not (self.workdir / f"chunk{seq}").is_dir():
+                continue
+            submission = self._submission(entry, chunked=True)
+            ended, _ = self._chunk_ends(submission, tasks, submission.submitted or time.time())
+            self._finish(submission, ended)
 
     def _adopt_exec_records(self, chunk: Path) -> None:
         """Move the chunk's ``exec.<node>.<lane>`` files into the workdir as ``exec.<chunk>.<node>.<lane>``:

@@ -125,13 +125,20 @@ class SubmissionRecord:
 
     def unsettled(self) -> dict[int, tuple[Entry, tuple[int, ...]]]:
         """Submissions with tasks not reported yet, as seq -> (entry, those tasks): each task's latest only."""
+        return self._open(dropped=False)
+
+    def dropped_open(self) -> dict[int, tuple[Entry, tuple[int, ...]]]:
+        """The same of the submissions dropped at a stop: a cancelled chunk may have finished some."""
+        return self._open(dropped=True)
+
+    def _open(self, dropped: bool) -> dict[int, tuple[Entry, tuple[int, ...]]]:
         latest: dict[int, Entry] = {}
         for seq in sorted(self.entries):
             for task in self.entries[seq].tasks:
                 latest[task] = self.entries[seq]
         open_tasks: dict[int, list[int]] = {}
         for task, entry in latest.items():
-            if not entry.dropped and task not in entry.done:
+            if entry.dropped == dropped and task not in entry.done:
                 open_tasks.setdefault(entry.seq, []).append(task)
         return {seq: (self.entries[seq], tuple(sorted(tasks))) for seq, tasks in open_tasks.items()}
 

@@ -329,6 +329,30 @@ def test_a_stop_leaves_the_jobs_running_and_says_so_or_cancels_them(tmp_path, sl
         assert sorted(SubmissionRecord(tmp_path / "w" / FILE_NAME).unsettled()) == [1, 2]
 
 
+def test_what_a_chunk_cancelled_at_a_stop_had_finished_is_not_run_again_on_resume(tmp_path, slurm):
+    """``--cancel-on-stop`` with ``--tasks-per-job``: the chunk's own launcher had finished some of its
+    tasks when the stop cancelled its job; they ran again on resume (found by a user walk: 8 of 8 run
+    twice).  A resume now reads the cancelled chunks' queuestates: what they finished is reported, and
+    only the rest is submitted."""
+    chunk = tmp_path / "w" / "chunk1"
+    inner = f"{chunk}/queuestat[e]"  # (the chunk's launcher by its unique argument; [e]: not this shell's own)
+    tasks = sweep("echo done $PYL_ID", f"sleep 1; pkill -TERM -f -- '{inner}'; sleep 30", "sleep 30", "sleep 30")
+    backend, agent = submitter(tmp_path, slurm, tasks, None, max_active=2, tasks_per_job=2, cancel_on_stop=True)
+    start(agent, *tasks)
+    assert slurm.run("100").returncode == 143  # its launcher stopped (as by the job's cancel) after task 0
+    (chunk / "status").unlink()  # ...and the stop cancelled the job before its status was looked at:
+    slurm.jobs["100"].state = "RUNNING"
+    assert agent.shutdown(2.0) == []
+    assert [j.state for j in slurm.jobs.values()] == ["CANCELLED", "CANCELLED"]
+    clock = Clock()
+    backend2, agent2 = submitter(tmp_path, slurm, tasks, clock, max_active=2, tasks_per_job=2, cancel_on_stop=True)
+    start(agent2, *tasks)
+    assert [(e.task_id, e.exit_code) for e in ends(agent2)] == [(0, 0)], "finished in the cancelled chunk"
+    assert (tmp_path / "w" / "out0").read_text() == "done 0\n"
+    again = [backend2.record.entries[seq].tasks for seq in sorted(backend2.record.entries)[2:]]
+    assert sorted(task for entry in again for task in entry) == [1, 2, 3], "the rest, submitted again"
+
+
 def test_chunks_run_the_launcher_inside_the_job_and_each_task_is_reported_with_its_own_number(tmp_path, slurm):
     tasks = sweep("echo $PYL_ID > ran$PYL_ID", "exit 7", "true", "echo $PYL_ID", "true")
     clock = Clock()
