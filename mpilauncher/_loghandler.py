@@ -8,8 +8,9 @@ stderr must not end a sweep.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
+
+from mpilauncher import outbox
 
 
 class StderrHandler(logging.StreamHandler):
@@ -28,7 +29,7 @@ class StderrHandler(logging.StreamHandler):
 
     @property
     def stream(self):  # type: ignore[override]
-        return sys.stderr
+        return outbox.standard_error()
 
     @stream.setter
     def stream(self, _value) -> None:

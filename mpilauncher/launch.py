@@ -17,7 +17,7 @@ import time
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import cluster, log, relaunch
+from mpilauncher import cluster, log, outbox, relaunch
 from mpilauncher.config import Config, check_submit, option_error
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
@@ -33,7 +33,8 @@ from mpilauncher.transport.wake import WakeableSleep, WakeFd
 
 
 def run(config: Config, out: TextIO | None = None, began: float | None = None) -> RunResult:
-    """Run a sweep (or resume one) and return its result.
+    """Run a sweep (or resume one) and return its result, once all it wrote is written (see
+    :mod:`mpilauncher.report.output`: the launcher's output is written by a thread of its own).
 
     Singleton (no MPI starter): one in-process agent on this machine.  Under
     ``mpiexec``/``srun``/``ibrun``: rank 0 is the master, one rank per node is
@@ -45,7 +46,16 @@ def run(config: Config, out: TextIO | None = None, began: float | None = None) -
     began = time.monotonic() if began is None else began
     log.configure(config.quiet, tasks=config.trace_tasks)
     ensure_standard_fds()
-    out = TolerantOutput(out or sys.stdout)
+    outbox.new_run()
+    result = None
+    try:
+        result = _run(config, TolerantOutput(out or sys.stdout), began)
+        return result
+    finally:
+        outbox.run_ended(stopped=result is None or bool(result.interrupted))
+
+
+def _run(config: Config, out: TextIO, began: float) -> RunResult:
     from mpilauncher.transport import mpi as mpi_transport
 
     config = _resumed_submission(config)

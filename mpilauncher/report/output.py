@@ -5,7 +5,8 @@ after three lines, a batch system may start the launcher with its stdout
 closed, and the file system holding a job's output file fills up; none of
 that may stop or fail a sweep of thousands of tasks.  An output error is
 reported once on stderr and later output is dropped; the exit status keeps
-reflecting the tasks.
+reflecting the tasks.  Nor is a reader that does not read waited for: see
+:mod:`mpilauncher.outbox`.
 """
 
 from __future__ import annotations
@@ -14,34 +15,17 @@ import os
 from typing import TextIO
 
 from mpilauncher import log
+from mpilauncher.outbox import TextOutbox
 
 
-class TolerantOutput:
-    """Writes to ``stream`` until the first error, then says so once and drops the rest."""
+class TolerantOutput(TextOutbox):
+    """Writes to ``stream`` (through its outbox) until the first error, then says so once and drops the rest."""
 
     def __init__(self, stream: TextIO | None, name: str = "standard output") -> None:
-        self.stream = stream
         self.name = name
-        self.failed = False
+        super().__init__(stream, self._say)
 
-    def write(self, text: str) -> None:
-        if self.failed:
-            return
-        try:
-            self.stream.write(text)
-        except (OSError, ValueError, AttributeError) as err:  # ValueError: closed; AttributeError: None
-            self._fail(err)
-
-    def flush(self) -> None:
-        if self.failed:
-            return
-        try:
-            self.stream.flush()
-        except (OSError, ValueError, AttributeError) as err:
-            self._fail(err)
-
-    def _fail(self, err: BaseException) -> None:
-        self.failed = True
+    def _say(self, err: BaseException) -> None:
         if self.stream is None:
             why = "it is closed"
         elif isinstance(err, OSError):

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from mpilauncher import log
+from mpilauncher import log, outbox
 from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
 from mpilauncher.core.observer import Observer
 
@@ -246,7 +246,7 @@ def make_progress(
         return None
     if mode == "bar":
         try:
-            line = LiveLine(stream or sys.stderr, done + failed + queued, done + failed, pool)
+            line = LiveLine(stream or outbox.standard_error(), done + failed + queued, done + failed, pool)
         except ImportError:
             log.note("no live progress line: tqdm is not installed (pip install tqdm); status lines instead")
         except (OSError, ValueError):

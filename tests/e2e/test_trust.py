@@ -7,6 +7,8 @@ own name, two launchers on one sweep, a broken stdout, a directory where nothing
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mpilauncher.outbox import STOP_DRAIN
 from mpilauncher.persistence.lock import Holder
 from tests.conftest import exec_text, launcher_env, recording_task, run_cli
 
@@ -211,6 +214,62 @@ def test_debug_trace_piped_into_head_does_not_stop_the_sweep(sweep_dir: Path) ->
     assert err.count("cannot write to standard output") == 1 and "Traceback" not in err, err
     assert nothing_left(sweep_dir, "queuestate")
     assert set(ran_counts(sweep_dir)) == set(range(12))
+
+
+def unread_pipe() -> tuple[int, int]:
+    """A pipe that holds 4 KiB (a reader that does not read: ``| less`` not scrolled, a terminal paused)."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: full after a few trace ticks, not 64 KiB of them
+    return read_end, write_end
+
+
+def test_a_reader_that_does_not_read_holds_up_nothing_and_gets_it_all_once_it_reads(sweep_dir: Path) -> None:
+    """``--debug host+job | less`` not scrolled: the trace filled the pipe, the master's loop blocked in
+    its write, and no task started until the reader read (a user walk: 90 of 300 done for 19 s)."""
+    appending_sweep(sweep_dir, 40, 0.05)
+    read_end, write_end = unread_pipe()
+    try:
+        proc = start(sweep_dir, "commandlines", "--workdir", "w", "--debug", "host+job", "--delay", "0.01",
+                     "--cores-per-node", "2", stdout=write_end)  # fmt: skip
+        os.close(write_end)
+        state = sweep_dir / "queuestate"
+        wait_until(lambda: state.exists() and nothing_left(sweep_dir, "queuestate"), timeout=60)  # nothing read
+        assert proc.poll() is None, "a plain end waits for its reader, as any program does"
+        with os.fdopen(read_end, "rb") as reader:
+            trace = reader.read()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"Launcherjob run completed." in trace and b"tasks completed: 40" in trace, trace[-300:]
+    assert set(ran_counts(sweep_dir)) == set(range(40))
+
+
+def test_a_stop_signal_acts_at_once_and_the_launcher_ends_though_nothing_reads_its_output(sweep_dir: Path) -> None:
+    """The same unread pipe: SIGTERM was not acted on until the reader read, as the loop sat in a write;
+    under Slurm the job's KillWait then ended it with SIGKILL.  It stops at once now, and what it could
+    not write is given STOP_DRAIN s."""
+    appending_sweep(sweep_dir, 200, 0.1)
+    read_end, write_end = unread_pipe()
+    try:
+        proc = start(sweep_dir, "commandlines", "--workdir", "w", "--debug", "host+job", "--delay", "0.01",
+                     "--cores-per-node", "2", "--grace", "0.2", stdout=write_end)  # fmt: skip
+        os.close(write_end)
+        wait_until(lambda: len(ran_counts(sweep_dir)) >= 10, timeout=60)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+        took = time.monotonic() - began
+        assert took < STOP_DRAIN + 5, took
+        assert "stopped by SIGTERM; resume with" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(read_end)
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert status.returncode == 0 and "nothing left to run" not in status.stdout
 
 
 @pytest.mark.parametrize("redirect", [">&-", ">/dev/full"], ids=["stdout closed", "stdout on a full device"])

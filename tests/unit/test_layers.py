@@ -3,6 +3,7 @@
 The order, lowest first; a module may import its own package and the layers below,
 never a peer package of its own layer nor anything above::
 
+    outbox                     the thread that writes the launcher's output (the standard library only)
     records, heap, procfs, programs, _loghandler   how a value record is declared (instead of dataclasses);
                                the collector's rules; what /proc says of a process; where a program is on
                                PATH; the messages' handler (imported with logging, at the first message)
@@ -34,6 +35,7 @@ import mpilauncher
 
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
+    ("outbox",),
     ("records", "heap", "procfs", "programs", "_loghandler"),
     ("errors", "protocol", "log"),
     ("core",),
