@@ -1,6 +1,10 @@
 """``python -m mpilauncher commandlines``."""
 
-from mpilauncher.cli import console
-
 if __name__ == "__main__":
+    from mpilauncher.runtime.stop import hold_stop_signals
+
+    hold_stop_signals()  # before the imports of the rest: a Ctrl-C there is no traceback
+
+    from mpilauncher.cli import console
+
     console()

@@ -19,6 +19,7 @@ from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.procfs import start_ticks
 from mpilauncher.result import shell_word
+from mpilauncher.runtime.stop import hold_stop_signals, release_stop_signals, signal_name, take_pending
 
 #: make_config's settings whose name here is not simply ``--setting-with-dashes``.
 FLAGS = {"beat_timeout": "--agent-timeout", "commandlines": "the commandlines file"}
@@ -359,15 +360,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "chain" and not Path("chain").is_file():  # a commandlines file may be called so
         from mpilauncher.chain import main as chain_main
 
+        release_stop_signals()
         return chain_main(argv[1:])
     if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
         from mpilauncher.commands import COMMANDS
 
+        release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
         return COMMANDS[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.status:
             from mpilauncher.persistence.store import describe_state
+
+            release_stop_signals()
 
             print(describe_state(Path(args.status)), end="")
             return 0
@@ -429,11 +434,17 @@ def main(argv: list[str] | None = None) -> int:
         failures = result.failures_text(f"{resume} --rerun-failed")
         if failures:
             log.outcome(failures)
+    late = take_pending()
+    if late and result.statistics is not None:  # (rank 0 says it; the other ranks held it too)
+        names = " and ".join(dict.fromkeys(signal_name(signum) for signum in late))
+        log.note(f"{names} came after the run had ended: nothing was stopped, the exit status is the run's")
     return result.exit_status
 
 
 def console() -> NoReturn:
-    """The command's entry (``python -m mpilauncher``, the ``mpilauncher`` script): :func:`main`, then out."""
+    """The command's entry (``python -m mpilauncher``, the ``mpilauncher`` script): :func:`main`, then out;
+    the stop signals held from the start to the end (see :func:`~mpilauncher.runtime.stop.hold_stop_signals`)."""
+    hold_stop_signals()
     leave(main())
 
 

@@ -52,6 +52,46 @@ through them.  Tasks run in sessions of their own, so only Slurm's signals reach
 """
 
 
+#: Stop signals that came while no run's guard held them (see :func:`hold_stop_signals`), first first.
+PENDING: list[int] = []
+
+
+def _hold(signum: int, _frame: object) -> None:
+    PENDING.append(signum)
+
+
+def hold_stop_signals() -> None:
+    """The command line's own handler of the stop signals, from its first instant to its exit.
+
+    Why: between the process's start and the run's :class:`SignalGuard` (the imports, reading the
+    commandlines, taking the sweep's lock), and after the guard is gone (the final statistics, the
+    lock released), a stop signal did what it does by default: Ctrl-C a traceback, SIGTERM a silent
+    death, exit 143, with the lock of a sweep that had completed still there (found by a user walk:
+    4 of 15 SIGTERMs sent as the statistics were printed).  Held here instead: one that comes before
+    the guard is acted on as soon as the guard is in place (the run stops at once, as for any stop),
+    and one that comes after is said by the command line (see :func:`take_pending`)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _hold)
+
+
+def release_stop_signals() -> None:
+    """The stop signals back to Python's defaults (a subcommand that reads a sweep is simply interrupted)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    PENDING.clear()
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def take_pending() -> list[int]:
+    """The stop signals held since the last look, and none held any more."""
+    taken = PENDING[:]
+    PENDING.clear()
+    return taken
+
+
 class StopRequest:
     """Why the run must end early: a signal (set from its handler, or passed on by another rank) or a deadline.
 
@@ -95,7 +135,7 @@ class StopRequest:
     def reason(self) -> str | None:
         if self.signum is not None:
             where = f" (received by {self.origin})" if self.origin else ""
-            return f"stopped by {signal.Signals(self.signum).name}{where}"
+            return f"stopped by {signal_name(self.signum)}{where}"
         return self.deadline_reason if self.expired else None
 
     @property
@@ -142,6 +182,8 @@ class SignalGuard:
             self._old_fd = signal.set_wakeup_fd(self._pipe[1])
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self.stop)
+        for signum in take_pending():  # (came before the guard: see hold_stop_signals)
+            self.stop(signum, None)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from mpilauncher.execution.executor import compiled_available
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import run_cli
+from tests.conftest import launcher_env, run_cli
 
 
 def write(path: Path, text: str) -> Path:
@@ -346,3 +349,76 @@ def test_unreadable_commandlines(sweep_dir: Path) -> None:
     (sweep_dir / "commandlines").mkdir()
     result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
     assert result.returncode == 2 and "is a directory, not a commandlines file" in result.stderr
+
+
+# -- stop signals outside the run's guard (a user walk: its first and last instants) --------------
+def test_a_stop_signal_before_the_run_guards_them_stops_the_run_as_soon_as_it_does(
+    sweep_dir: Path, monkeypatch, capfd
+) -> None:
+    """SIGTERM while the launcher imports or reads the commandlines: it was a silent death (exit 143, the
+    sweep's lock left behind) or, for Ctrl-C, a traceback.  Held, it stops the run at its first turn."""
+    from mpilauncher import cli
+    from mpilauncher.runtime import stop
+
+    write(sweep_dir / "commandlines", "echo ran >> ran\n" * 4)
+    monkeypatch.chdir(sweep_dir)
+    monkeypatch.setattr(stop, "PENDING", [signal.SIGTERM])  # (as hold_stop_signals records one)
+    status = cli.main(["commandlines", "--workdir", "w"])
+    err = capfd.readouterr().err
+    assert status == 143, err
+    assert "mpilauncher: stopped by SIGTERM; resume with: python -m mpilauncher --resume queuestate" in err
+    assert not (sweep_dir / "ran").exists() and not (sweep_dir / "queuestate.lock").exists()
+
+
+def test_a_stop_signal_after_the_run_is_said_and_the_exit_status_stays_the_runs(
+    sweep_dir: Path, monkeypatch, capfd
+) -> None:
+    """SIGTERM as the final statistics were written: exit 143 with nothing said, after a sweep that had
+    completed (4 of 15 tries), so a batch script took it for a stopped run; Ctrl-C a traceback."""
+    from mpilauncher import cli, launch
+    from mpilauncher.runtime import stop
+
+    write(sweep_dir / "commandlines", "true\n")
+    monkeypatch.chdir(sweep_dir)
+    real_run = launch.run
+
+    def run_then_signal(config, **kwargs):
+        result = real_run(config, **kwargs)
+        stop.PENDING.extend([signal.SIGTERM, signal.SIGINT, signal.SIGTERM])  # (held, as by hold_stop_signals)
+        return result
+
+    monkeypatch.setattr(cli, "run", run_then_signal)
+    status = cli.main(["commandlines", "--workdir", "w"])
+    err = capfd.readouterr().err
+    assert status == 0, err
+    assert err.endswith(
+        "mpilauncher: note: SIGTERM and SIGINT came after the run had ended: nothing was stopped, the exit status"
+        " is the run's\n"
+    )
+
+
+PROBE = """
+import builtins, runpy, signal, sys
+
+real_import = builtins.__import__
+
+
+def spying_import(name, *args, **kwargs):
+    if name == "mpilauncher.cli":
+        print("SIGTERM", "held" if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL else "default")
+    return real_import(name, *args, **kwargs)
+
+
+builtins.__import__ = spying_import
+sys.argv = ["mpilauncher", "--version"]
+runpy.run_module("mpilauncher", run_name="__main__")
+"""
+
+
+def test_the_command_holds_the_stop_signals_from_before_its_imports(sweep_dir: Path) -> None:
+    """``python -m mpilauncher`` has its handler in place before it imports the rest of the launcher."""
+    (sweep_dir / "probe.py").write_text(PROBE)
+    done = subprocess.run([sys.executable, "probe.py"], cwd=sweep_dir, env=launcher_env(), capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SIGTERM held\n"), done.stdout
