@@ -109,6 +109,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         sha256=sha256_hex(text.encode("utf-8", "surrogateescape")),
         cores=str(config.cores),
     )
+    meta.extra["cwd"] = os.getcwd()  # where its tasks run: see plan_from_queuestate
     if config.block > 1:
         meta.extra["block"] = config.block
     if config.expected_time == "file":  # the same file read without the prefixes is another sweep
@@ -134,6 +135,10 @@ def plan_from_queuestate(config: Config) -> Plan:
         check_commandlines_unchanged(meta, source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     plan.earlier = loaded.earlier
+    here, began = os.getcwd(), meta.extra.get("cwd")
+    if began and began != here:  # (a command's relative paths are read from where it runs)
+        warn(f"{source}: its tasks ran in {began}; they run here now, in {here}, where their relative paths lead")
+    meta.extra["cwd"] = here
     if not loaded.from_pylauncher and meta.journal in ("", journal_path(source).name):
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)

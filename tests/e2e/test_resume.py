@@ -310,3 +310,22 @@ def test_other_cores_or_blocks_make_another_sweep(sweep_dir: Path) -> None:
     for other in (["--cores", "2"], ["--schedule", "block2"]):
         refused = run_cli(["commandlines", "--workdir", "w2", "--cores-per-node", "2", *other], sweep_dir)
         assert refused.returncode == 2 and "holds an unfinished sweep" in refused.stderr, other
+
+
+def test_a_resume_from_another_directory_says_where_its_tasks_run_now(tmp_path: Path) -> None:
+    """Tasks run where the launcher runs: a resume from elsewhere ran the rest of the sweep there, relative
+    paths and all, without a word (found by a user walk).  It says so now, once; from the same place, nothing."""
+    first, second = tmp_path / "A", tmp_path / "B"
+    first.mkdir()
+    second.mkdir()
+    (first / "cl").write_text("sleep 0.4; pwd\n" * 6)
+    stopped = run_cli(["cl", "--workdir", "../w", "--queuestate", "../qs", "--max-runtime", "0.5",
+                       "--cores-per-node", "2", "--grace", "0.05"], first)  # fmt: skip
+    assert stopped.returncode == 4, stopped.stderr
+    resumed = run_cli(["--resume", "../qs"], second)
+    assert resumed.returncode == 0, resumed.stderr
+    said = f"mpilauncher: warning: ../qs: its tasks ran in {first}; they run here now, in {second}, where their"
+    assert said + " relative paths lead" in resumed.stderr.splitlines()
+    assert (tmp_path / "w" / "out5").read_text() == f"{second}\n"
+    again = run_cli(["--resume", "../qs", "--rerun-failed"], second)
+    assert again.returncode == 0 and "its tasks ran in" not in again.stderr, again.stderr
