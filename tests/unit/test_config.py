@@ -274,3 +274,21 @@ def test_a_bad_expected_time_names_the_setting(value):
     with pytest.raises(OptionError) as info:
         make_config("cmds", expected_time=value)
     assert info.value.setting == "expected_time" and "'file'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "taken", "said"),
+    [
+        ({"delay": "1e-9"}, {"delay": 0.01}, ["a delay of 1e-09 s is taken as 0.01 s"]),
+        ({"delay": 0.01}, {"delay": 0.01}, []),
+        ({"progress_interval": 0.001}, {"progress_interval": 0.01}, ["a progress interval of 0.001 s is taken"]),
+        ({"delay": 1e-4, "progress_interval": 1e-6}, {"delay": 0.01, "progress_interval": 0.01}, ["delay", "progress"]),
+    ],
+)  # fmt: skip
+def test_a_tiny_interval_is_taken_as_the_shortest_with_a_note_not_a_busy_core(given, taken, said):
+    """``--delay 1e-9`` ticked 14,000 times a second and kept a core busy (a user walk); a PyLauncher
+    script's tiny ``delay=`` still runs, at 0.01 s, and is told so."""
+    config = make_config("cl", **given)
+    assert {name: getattr(config, name) for name in taken} == taken
+    notes = [n for n in config.notes if "is taken as" in n]
+    assert len(notes) == len(said) and all(part in note for part, note in zip(said, notes, strict=True)), notes
