@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
         release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
         return COMMANDS[argv[0]](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_with_attached_values(argv))
     try:
         if args.status:
             from mpilauncher.persistence.store import describe_state
@@ -439,6 +439,25 @@ def main(argv: list[str] | None = None) -> int:
         names = " and ".join(dict.fromkeys(signal_name(signum) for signum in late))
         log.note(f"{names} came after the run had ended: nothing was stopped, the exit status is the run's")
     return result.exit_status
+
+
+#: Options whose value is often one word that starts with "-" (sbatch's own options: ``--submit -t1``).
+_DASH_VALUES = ("--submit",)
+
+
+def _with_attached_values(argv: list[str]) -> list[str]:
+    """``--submit -t1`` as ``--submit=-t1``: argparse takes a lone ``-t1`` or ``--time=1`` for an option
+    of ours and said "--submit: expected one argument" with its whole usage (a user walk); a value of
+    several words (``"-p debug -t 5"``) it reads as it is."""
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in _DASH_VALUES:
+            value = next(words, None)
+            joined.append(word if value is None else f"{word}={value}")
+        else:
+            joined.append(word)
+    return joined
 
 
 def console() -> NoReturn:

@@ -47,6 +47,17 @@ def test_every_task_is_a_job_and_the_joblog_has_their_exit_codes_and_runtimes(tm
     assert len(submissions(slurm)) == 4
 
 
+@pytest.mark.parametrize("options", ["-t1", "--time=1"])
+def test_sbatch_options_of_one_word_that_starts_with_a_dash_are_taken(tmp_path: Path, slurm, options) -> None:
+    """``--submit -t1`` was argparse's "--submit: expected one argument" with the whole usage (a user walk)."""
+    (tmp_path / "commandlines").write_text("true\n")
+    result = run_cli(["commandlines", "--submit", options, "--poll-interval", "1", "--workdir", "w"], tmp_path,
+                     **slurm)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (submitted,) = submissions(slurm)
+    assert f" {options} " in f" {submitted} ", submitted
+
+
 def test_a_stopped_submitter_leaves_its_jobs_and_a_plain_resume_picks_them_up(tmp_path: Path, slurm) -> None:
     (tmp_path / "commandlines").write_text("sleep 3 && echo PYL_ID >> ran\n" * 3)
     first = run_cli(["commandlines", "--submit", "-t 1", "--max-active", "2", "--poll-interval", "1",
