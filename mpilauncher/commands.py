@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mpilauncher import log
 from mpilauncher.core.ledger import QUEUED, RUNNING
-from mpilauncher.core.ranges import expand
+from mpilauncher.core.ranges import compress, expand
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution import gather
@@ -201,7 +201,7 @@ def output_main(argv: list[str]) -> int:
         if not workdir.is_dir():
             raise InputError("no such workdir", args.workdir)
         try:
-            ids = [i for word in args.tasks for i in expand(word, largest=MOST_IDS * 1000)]
+            ids = expand(" ".join(args.tasks), largest=MOST_IDS * 1000, most=MOST_IDS)
         except ValueError as err:
             raise InputError(f"task ids: {err}") from None
     except LauncherError as err:
@@ -209,19 +209,29 @@ def output_main(argv: list[str]) -> int:
     kind = "exec" if args.exec else "out"
     status = EXIT_OK
     out = sys.stdout.buffer
-    for task_id, data in gather.iter_output(str(workdir), ids, kind):
-        if data is None:
+    missing: list[int] = []  # (said in runs: 0-100000 on a sweep of 10 is one line, not 99,990)
+
+    def say_missing() -> None:
+        if missing:
+            what = f"task {missing[0]}" if len(missing) == 1 else f"tasks {compress(missing, ',')}"
             log.error(
-                f"task {task_id}: no {'exec script' if args.exec else 'output'} in {workdir} (not run yet, or still"
+                f"{what}: no {'exec script' if args.exec else 'output'} in {workdir} (not run yet, or still"
                 " running: per-node output is in the workdir once the task ends)"
             )
+            missing.clear()
+
+    for task_id, data in gather.iter_output(str(workdir), ids, kind):
+        if data is None:
+            missing.append(task_id)
             status = EXIT_TASKS_FAILED
             continue
+        say_missing()
         if len(ids) > 1:
             out.write(f"==> task {task_id} <==\n".encode())
         out.write(data)
         if len(ids) > 1 and data and not data.endswith(b"\n"):
             out.write(b"\n")
+    say_missing()
     try:
         out.flush()
     except BrokenPipeError:  # `output W 7 | head`: fine

@@ -31,8 +31,9 @@ def runs_text(runs: Iterable[tuple[int, int]], sep: str = " ") -> str:
     return sep.join(str(first) if after == first + 1 else f"{first}-{after - 1}" for first, after in runs)
 
 
-def expand(text: str, *, largest: int) -> list[int]:
-    """The inverse of :func:`compress`, whichever separator it used: distinct ids from 0 to ``largest``.
+def expand(text: str, *, largest: int, most: int | None = None) -> list[int]:
+    """The inverse of :func:`compress`, whichever separator it used: distinct ids from 0 to ``largest``,
+    at most ``most`` of them (``largest + 1`` if None).
 
     Why the bound: the text comes from files people edit, and ``0-999999999999``
     would otherwise be expanded into a trillion ints before anything could refuse
@@ -40,13 +41,16 @@ def expand(text: str, *, largest: int) -> list[int]:
     ``largest + 1`` ids is ever built.  Raises ValueError with the problem.
     """
     ids: list[int] = []
+    most = largest + 1 if most is None else most
     for part in text.replace(",", " ").split():
         low, sep, high = part.partition("-")
         if not (_is_id(low) and (_is_id(high) or not sep)):
             raise ValueError(f"{part[:40]!r} is not an id or a range of ids (like 0-3)")
         first, last = int(low), int(high) if sep else int(low)
-        if last > largest or first > last or len(ids) + last - first >= largest + 1:
+        if last > largest or first > last:
             raise ValueError(f"{part[:40]!r} is not a range of ids from 0 to {largest:,}")
+        if len(ids) + last - first >= most:
+            raise ValueError(f"{part[:40]!r}: more than {most:,} ids at once")
         ids.extend(range(first, last + 1))
     if len(set(ids)) != len(ids):
         raise ValueError(f"{text!r} lists an id twice")

@@ -79,6 +79,14 @@ def test_output_of_a_task_that_has_none_or_of_no_workdir_is_one_line(tmp_path: P
     assert missing.stderr.startswith("mpilauncher: error: task 5: no output in w (not run yet")
     nowhere = run_cli(["output", "nowhere", "0"], tmp_path)
     assert nowhere.returncode == 2 and nowhere.stderr == "mpilauncher: error: nowhere: no such workdir\n"
+    wide = run_cli(["output", "w", "0-100000"], tmp_path)  # (a range past the sweep: one line, not 100,000)
+    assert wide.returncode == 1 and wide.stdout == "==> task 0 <==\n", wide.stdout[:200]
+    assert wide.stderr.splitlines() == [
+        "mpilauncher: error: tasks 1-100000: no output in w (not run yet, or still running: per-node output is in"
+        " the workdir once the task ends)"
+    ]
+    huge = run_cli(["output", "w", "0-1000000000"], tmp_path)
+    assert huge.returncode == 2 and "more than 1,000,000 ids at once" in huge.stderr
 
 
 @pytest.mark.parametrize("executor", EXECUTOR_LOOPS)

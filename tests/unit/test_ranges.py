@@ -86,6 +86,14 @@ def test_expand_refuses_ids_beyond_the_bound_reversed_or_repeated(text):
 
 
 def test_expand_of_many_copies_of_the_widest_range_stops_at_the_bound():
-    with pytest.raises(ValueError, match="from 0 to 65,535"):
+    with pytest.raises(ValueError, match="more than 65,536 ids at once"):
         expand("0-65535," * 100, largest=65_535)
     assert len(expand("0-65535", largest=65_535)) == 65_536
+
+
+def test_expand_bounds_the_count_apart_from_the_largest_id():
+    """``output WORKDIR 0-1000000000``: ids may be that large, but a billion of them at once was a list of
+    a billion ints being built (a user walk); the count has a bound of its own."""
+    assert expand("999999990-999999999", largest=10**9, most=10) == list(range(999_999_990, 10**9))
+    with pytest.raises(ValueError, match="'0-1000000000': more than 1,000,000 ids at once"):
+        expand("0-1000000000", largest=10**9, most=1_000_000)
