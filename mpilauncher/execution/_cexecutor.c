@@ -1078,6 +1078,9 @@ static void start_task(PyObject *request, int ignore_after, EndedList *early) {
     pid_t pid;
     int failed = posix_spawn(&pid, SHELL, &actions, &L.attributes, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
+    size_t environment_len = 0;
+    if (failed)
+        for (char **e = envp; *e; e++) environment_len += strlen(*e) + 1;
     free(envp);
     free(store.data);
     free(command);
@@ -1091,6 +1094,17 @@ static void start_task(PyObject *request, int ignore_after, EndedList *early) {
             free(output);
             ended_add(early, task_id, 127, start, 0.0)->not_started = why;
             return;
+        }
+        else {  /* the reason, where the task's output would be (processes.cannot_start) */
+            Buffer text = {0};
+            buffer_printf(&text, "mpilauncher: cannot start this task: %s", strerror(failed));
+            if (failed == E2BIG)
+                buffer_printf(&text, " (its command is %zu bytes and its environment %zu; the kernel takes at most"
+                              " %d bytes in one argument or variable, and %ld in all)", command_len,
+                              environment_len, 32 * 4096, sysconf(_SC_ARG_MAX));
+            buffer_add(&text, "\n", 1);
+            write_text(output, text.data, text.len);
+            free(text.data);
         }
         free(output);
         if (record_exec(task_id, field(request, F_EXEC_FILE), start, &exec_path, &exec_text, &exec_len)) {

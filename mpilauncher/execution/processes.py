@@ -28,6 +28,7 @@ What a task leaves behind when its main process ends (a background child, a
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import select
@@ -313,11 +314,13 @@ class ProcessRunner:
                 self.SHELL, [self.SHELL, "-c", "--", command], env, file_actions=actions, setsid=True,
                 setsigdef=DEFAULT_SIGNALS, setsigmask=(),
             )  # fmt: skip
-        except OSError:
+        except OSError as err:
             if stream is not None:
                 os.close(spool)
             elif unwritable := cannot_create(output):
                 return Ended(task_id, 127, start, 0.0, not_started=unwritable)
+            else:  # the reason, where the task's output would be (else its output is empty and nothing says why)
+                write_text((output, cannot_start(err, command, env)))
             write_text(self._record_exec(task_id, request.exec_file, start))  # it failed: exec<N> now
             return Ended(task_id, 127, start, 0.0)
         if cpus and not self._pin_self:
@@ -611,6 +614,20 @@ def _warn(text: str) -> None:
         os.write(2, f"mpilauncher: warning: {text}\n".encode())
     except OSError:
         pass
+
+
+def cannot_start(err: OSError, command: str, env: Mapping[str, str]) -> str:
+    """Why a task could not be spawned, as its output says it (the C loop writes the same)."""
+    text = f"mpilauncher: cannot start this task: {err.strerror or err}"
+    if err.errno == errno.E2BIG:  # (MAX_ARG_STRLEN: 32 pages; ARG_MAX: a quarter of the stack limit)
+        size = sum(len(k.encode("utf-8", "surrogateescape")) + len(v.encode("utf-8", "surrogateescape")) + 2
+                   for k, v in env.items())  # fmt: skip
+        text += (
+            f" (its command is {len(command.encode('utf-8', 'surrogateescape'))} bytes and its environment {size};"
+            f" the kernel takes at most {32 * 4096} bytes in one argument or variable, and"
+            f" {os.sysconf('SC_ARG_MAX')} in all)"
+        )
+    return text + "\n"
 
 
 def cannot_create(output: str) -> str:

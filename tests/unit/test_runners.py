@@ -472,10 +472,19 @@ def test_an_output_file_that_cannot_be_created_is_the_launchers_failure_not_the_
     assert recorded_exec(tmp_path, 1) is None, "it did not start: no exec script recorded either"
 
 
-def test_a_command_too_long_to_exec_is_the_tasks_own_failure(runner, tmp_path):
+def test_a_command_too_long_to_exec_is_the_tasks_own_failure_and_its_output_says_why(runner, tmp_path):
+    """Exit 127 and an empty output, nothing saying why (a user walk: a 200,000-byte line; or a task of
+    24,000 cores, whose MPILAUNCHER_CORES is longer than one variable may be)."""
     result = start(runner, tmp_path, 1, "echo " + "x" * 200_000)
     (ended,) = started_or_ended(runner, result)
     assert (ended.exit_code, ended.not_started) == (127, "")
+    said = (tmp_path / "out1").read_text()
+    assert said.startswith(
+        "mpilauncher: cannot start this task: Argument list too long (its command is 200005 bytes and its environment "
+    ), said
+    assert "; the kernel takes at most 131072 bytes in one argument or variable, and " in said and said.endswith(
+        " in all)\n"
+    )
 
 
 def test_a_standby_whose_start_fails_is_reported_after_its_predecessor(runner, tmp_path):
