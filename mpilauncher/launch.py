@@ -179,6 +179,7 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
                     status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
         except BaseException as err:  # an agent that cannot go on must not leave rank 0 waiting
             log.error(f"rank {rank} ({node_name}) failed: {type(err).__name__}: {err}")
+            outbox.drain_all(outbox.STOP_DRAIN)  # (MPI_Abort ends the process: what it wrote first)
             comm.Abort(EXIT_LAUNCHER_FAILED)
             raise
         return RunResult(None, None, None, None, status)
@@ -213,11 +214,16 @@ def _check_emulation(config: Config, ranks: int) -> None:
 
 
 def _abort_if_unclean(comm, transport, status: int) -> None:
-    """The state is saved; if some rank is gone, MPI_Finalize would wait for it forever: end the job instead."""
+    """The state is saved; if some rank is gone, MPI_Finalize would wait for it forever: end the job instead.
+
+    With the run's own status: a sweep whose every task exited 0, those of a lost node run again
+    elsewhere, is a success (MPICH's mpiexec exits with the status given to MPI_Abort, 0 included;
+    it said 3, "the launcher failed", although nothing was left to resume: a user walk)."""
     if transport.unclean:
         log.warning(
             "some ranks did not end cleanly (lost agents); the queuestate is complete:"
             " aborting the MPI job so the allocation is freed"
         )
         sys.stdout.flush()
-        comm.Abort(status or EXIT_LAUNCHER_FAILED)
+        outbox.drain_all(outbox.STOP_DRAIN)  # (MPI_Abort ends the process: the statistics first)
+        comm.Abort(status)

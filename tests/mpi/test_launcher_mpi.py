@@ -254,3 +254,48 @@ def test_a_node_whose_tasks_fail_at_once_is_taken_out_of_use_and_its_tasks_run_e
     ran = (sweep_dir / "ran").read_text().split()
     assert sorted(map(int, ran)) == list(range(60)), "every task completed once, elsewhere"
     assert "# tasks completed: 60" in res.stdout and "nodes taken out of use: vnode2" in res.stdout
+
+
+@pytest.mark.timeout(120)
+def test_a_lost_agent_under_mpich_ends_the_job_with_the_sweeps_own_status(sweep_dir: Path) -> None:
+    """An agent rank that stops answering (SIGSTOP: a hung node) is given up after --agent-timeout, its
+    tasks run elsewhere, and MPICH's job is ended with MPI_Abort (its Finalize would wait for the lost
+    rank).  The status was 3, "the launcher failed", for a sweep whose every task exited 0 (a user walk);
+    it is the sweep's: 0, the statistics printed before the abort."""
+    import signal as signals
+
+    from tests.conftest import find_launcher_pid, new_tag, remove_stale_mpich_segments
+
+    marker = new_tag()
+    (sweep_dir / "commandlines").write_text("sleep 1.5; echo PYL_ID >> ran\n" * 8)
+    proc = subprocess.Popen(
+        ["mpiexec", "-n", "3", sys.executable, "-m", "mpilauncher", "commandlines", "--emulate-nodes", "2",
+         "--cores-per-node", "2", "--workdir", "w", "--agent-timeout", "2"],
+        cwd=sweep_dir, env=launcher_env(MPL_TEST_MARK=marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    victim = None
+    try:
+        deadline = time.monotonic() + 60
+        while victim is None or not (sweep_dir / "w" / "out1").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the launcher did not start within 60 s"
+            victim = find_launcher_pid(marker, "PMI_RANK=2")
+            time.sleep(0.05)
+        os.kill(victim, signals.SIGSTOP)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if victim is not None:
+            for signum in (signals.SIGCONT, signals.SIGKILL):
+                try:
+                    os.kill(victim, signum)
+                except ProcessLookupError:
+                    pass
+        if proc.poll() is None:
+            proc.kill()
+        remove_stale_mpich_segments()
+    assert "lost contact with the agent of node vnode1" in err, err
+    assert proc.returncode == 0, out + err
+    assert "# tasks completed: 8" in out, out + err
+    ran = [int(x) for x in (sweep_dir / "ran").read_text().split()]
+    assert set(ran) == set(range(8)), "every task; those of the lost node at least once (they ran on there)"
