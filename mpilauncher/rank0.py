@@ -131,8 +131,10 @@ def plan_from_queuestate(config: Config) -> Plan:
     requeued = ledger.requeue(to_run)
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
-    elif not config.force_resume:
-        check_commandlines_unchanged(meta, source)
+    else:
+        if not config.force_resume:
+            check_commandlines_unchanged(meta, source)
+        warn_unchanged_by_resume(config, meta, source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     plan.earlier = loaded.earlier
     here, began = os.getcwd(), meta.extra.get("cwd")
@@ -143,6 +145,18 @@ def plan_from_queuestate(config: Config) -> Plan:
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
     return plan
+
+
+def warn_unchanged_by_resume(config: Config, meta: StateMeta, source: Path) -> None:
+    """What a sweep is made of is fixed at its start: cores per task and blocks given to a resume were
+    silently not taken (a user walk: ``--resume qs --cores 2`` said "1 core per task" and ran so)."""
+    if config.cores_given and str(config.cores) != meta.cores:
+        warn(f"{source}: its tasks keep the cores per task they began with ({meta.cores}), not {config.cores}:"
+             " a resume does not change them (--start-over does, with the commandlines)")  # fmt: skip
+    began_block = int(meta.extra.get("block", 1))
+    if config.block > 1 and config.block != began_block:
+        warn(f"{source}: its tasks keep the blocks they began with (block{began_block}), not block{config.block}:"
+             " a resume does not change them (--start-over does, with the commandlines)")  # fmt: skip
 
 
 def state_target(config: Config) -> Path:

@@ -329,3 +329,24 @@ def test_a_resume_from_another_directory_says_where_its_tasks_run_now(tmp_path: 
     assert (tmp_path / "w" / "out5").read_text() == f"{second}\n"
     again = run_cli(["--resume", "../qs", "--rerun-failed"], second)
     assert again.returncode == 0 and "its tasks ran in" not in again.stderr, again.stderr
+
+
+def test_a_resume_given_other_cores_or_blocks_says_it_keeps_the_sweeps_own(tmp_path: Path) -> None:
+    """Cores per task and blocks are the sweep's from its start: ``--resume qs --cores 2`` ran on with one
+    core a task and said nothing (a user walk).  Each is said, once; given the same, nothing."""
+    (tmp_path / "cl").write_text("sleep 0.4; echo $MPILAUNCHER_NCORES\n" * 6)
+    stopped = run_cli(["cl", "--workdir", "w", "--max-runtime", "0.5", "--cores-per-node", "2", "--grace", "0.05"],
+                      tmp_path)  # fmt: skip
+    assert stopped.returncode == 4, stopped.stderr
+    resumed = run_cli(["--resume", "queuestate", "--cores", "2", "--schedule", "block2"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "a resume does not change them" in line]
+    assert warnings == [
+        "mpilauncher: warning: queuestate: its tasks keep the cores per task they began with (1), not 2: a resume"
+        " does not change them (--start-over does, with the commandlines)",
+        "mpilauncher: warning: queuestate: its tasks keep the blocks they began with (block1), not block2: a"
+        " resume does not change them (--start-over does, with the commandlines)",
+    ]
+    assert (tmp_path / "w" / "out5").read_text() == "1\n"
+    same = run_cli(["--resume", "queuestate", "--cores", "1", "--rerun-failed"], tmp_path)
+    assert same.returncode == 0 and "does not change them" not in same.stderr, same.stderr
