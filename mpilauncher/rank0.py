@@ -675,7 +675,24 @@ def _run_locked(
         status = EXIT_OK
     transport.shutdown(0.0, status)
     return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values,
-                     failed_tasks=failed_tasks(plan.ledger, failed))  # fmt: skip
+                     failed_tasks=failed_tasks(plan.ledger, failed),
+                     full_disk=full_file_system(workdir) if failed else "")  # fmt: skip
+
+
+#: Free bytes below which a workdir's file system counts as full when tasks failed (a task's write that
+#: did not fit failed it, with nothing from the launcher to say so: a user walk, a 1 MiB tmpfs).
+NEARLY_FULL = 1 << 20
+
+
+def full_file_system(workdir: Path) -> str:
+    """``workdir`` if its file system has (next to) no space or no inodes left, else ""."""
+    try:
+        found = os.statvfs(workdir)
+    except OSError:
+        return ""
+    no_space = found.f_bavail * found.f_frsize < NEARLY_FULL
+    no_files = found.f_files > 0 and found.f_favail == 0
+    return str(workdir) if no_space or no_files else ""
 
 
 def failed_tasks(ledger: Ledger, failed: list[int]) -> tuple[FailedTask, ...]:

@@ -50,6 +50,8 @@ class RunResult:
     resume_command: str | None = None
     #: The sweep's first failed tasks, by id (at most :data:`FAILED_NAMED`; their count: ``statistics.aborted``).
     failed_tasks: tuple[FailedTask, ...] = ()
+    #: The workdir, when tasks failed and its file system was full at the end (their writes may not have fit).
+    full_disk: str = ""
 
     @property
     def ok(self) -> bool:
@@ -71,6 +73,9 @@ class RunResult:
             text += ": " + "; ".join(map(str, named))
             if count > len(named):
                 text += f"; and {count - len(named)} more"
+        if self.full_disk:
+            text += (f". The file system of the workdir ({self.full_disk}) is full: tasks that write there may have"
+                     " failed for want of space; free some before running them again")  # fmt: skip
         if self.queuestate is not None:
             text += f". Why (their output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
         return f"{text}; run them again: {rerun}"

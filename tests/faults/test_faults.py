@@ -195,6 +195,24 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path, executor: str) -> 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_tasks_that_failed_on_a_full_workdir_are_told_its_file_system_is_full(sweep_dir: Path) -> None:
+    """The tasks' own writes filled the workdir's file system: they failed (exit 1, their own), and the
+    end of the run named them with nothing about the disk (a user walk: 7 of 10 on a 1 MiB tmpfs)."""
+    disk = sweep_dir / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (sweep_dir / "commandlines").write_text("head -c 300000 /dev/zero; echo PYL_ID\n" * 10)
+        result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", "qs"], sweep_dir)
+        assert result.returncode == 1, result.stderr
+        (line,) = [line for line in result.stderr.splitlines() if "of the sweep failed" in line]
+        assert f"The file system of the workdir ({disk / 'w'}) is full: tasks that write there may have failed" in line
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 @pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
 def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_dir: Path, executor: str) -> None:
     disk = sweep_dir / "disk"
