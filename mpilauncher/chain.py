@@ -95,6 +95,8 @@ def _sbatch(args: Sequence[str], run: Runner) -> str:
         raise LauncherFailure("sbatch did not answer within 120 s") from None
     if result.returncode != 0:
         why = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
+        if "Unable to open file" in why:  # bad input (a script that is not there), not the launcher's failure
+            raise InputError(f"sbatch refused the job: {why}")
         raise LauncherFailure(f"sbatch refused the job: {why}")
     job = result.stdout.strip().split(";")[0]
     if not job.isdigit():

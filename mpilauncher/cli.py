@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 all tasks exited 0; 1 some task failed; 2 bad input (nothing was run); "
         "3 the launcher itself failed; 4 stopped at --max-runtime or before the job's time limit; "
         "128+N stopped by signal N (resume with --resume after 4 or 128+N).  "
-        "Also: 'python -m mpilauncher chain -n K [sbatch options] SCRIPT' submits a chain of up to K Slurm jobs "
-        "of SCRIPT that continue the sweep until it is done.",
+        "Also: 'python -m mpilauncher report QUEUESTATE' tells how a sweep went and why its failed tasks failed "
+        "(their output's last lines); 'python -m mpilauncher output WORKDIR TASK_ID...' prints a task's output "
+        "(--exec: its script), whichever output mode it ran in; 'python -m mpilauncher chain -n K "
+        "[sbatch options] SCRIPT' submits a chain of up to K Slurm jobs of SCRIPT that continue the sweep until "
+        "it is done.  Each has its own --help.",
     )
     parser.add_argument("commandlines", nargs="?", help="file with one command per line ('#' comments)")
     parser.add_argument(

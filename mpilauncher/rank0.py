@@ -311,7 +311,8 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
         raise InputError("workdir exists and is not a directory", str(workdir))
     if workdir.exists() and not resuming_same:
         raise InputError(
-            "workdir already exists: remove it or choose another with --workdir (PyLauncher never reuses one)",
+            "workdir already exists: remove it or choose another with --workdir (PyLauncher wrote into it; here a"
+            " run never writes over another run's files)",
             str(workdir),
         )
     parent = workdir.resolve().parent

@@ -337,6 +337,8 @@ def test_a_byte_order_mark_is_no_part_of_the_first_command(sweep_dir: Path) -> N
 def test_help_and_version() -> None:
     result = run_cli(["--help"], Path("/"))
     assert result.returncode == 0 and "--resume" in result.stdout and "Exit status" in result.stdout
+    help_text = " ".join(result.stdout.split())
+    assert "python -m mpilauncher report QUEUESTATE" in help_text and "mpilauncher output WORKDIR" in help_text
     version = run_cli(["--version"], Path("/"))
     assert version.returncode == 0 and version.stdout.startswith("mpilauncher ")
     loop = "compiled" if compiled_available() else "Python (the compiled one is not built"

@@ -61,6 +61,16 @@ def test_a_refused_submission_is_one_line():
         chain.submit_chain(0, ["job.slurm"], run=refuse)
 
 
+def test_a_job_script_that_is_not_there_is_bad_input_not_the_launchers_failure():
+    """``chain -n 2 nonexist.sh`` exited 3, "the launcher itself failed" (a user walk): it is exit 2."""
+
+    def no_file(argv, **_kw):
+        return subprocess.CompletedProcess(argv, 1, "", "sbatch: error: Unable to open file nonexist.sh\n")
+
+    with pytest.raises(InputError, match="sbatch refused the job: sbatch: error: Unable to open file nonexist.sh"):
+        chain.submit_chain(2, ["nonexist.sh"], run=no_file)
+
+
 def test_resubmit_carries_the_script_and_the_jobs_resources_over(tmp_path):
     script = tmp_path / "job.slurm"
     script.write_text("#!/bin/bash\n")
