@@ -93,9 +93,12 @@ def relaunch_command(environ: Mapping[str, str], allocation: Allocation, argv: l
     nodes = job_node_count(environ)
     if starter not in STARTERS:
         raise InputError(f"MPILAUNCHER_STARTER={starter!r}: use one of {', '.join(STARTERS)}")
+    # (the MPI plugin the re-launch gives srun, in the command suggested too: without it, on a cluster
+    # whose MpiDefault is none, the suggestion failed -- "MPI sees one rank in each", a user walk)
+    mpi = _mpi_flag() if starter in ("none", "srun") else []
     how = (
         f"this Slurm job has {nodes} nodes but mpilauncher was started without an MPI starter; "
-        f"start it as 'srun --ntasks-per-node=1 {' '.join(argv)}' (or with ibrun/mpiexec)"
+        f"start it as 'srun --ntasks-per-node=1 {' '.join([*mpi, *argv])}' (or with ibrun/mpiexec)"
     )
     if starter == "none":
         raise InputError(how)
@@ -106,7 +109,7 @@ def relaunch_command(environ: Mapping[str, str], allocation: Allocation, argv: l
         cpus = min(allocation.cores_per_node) if allocation.cores_per_node else 1
         return [
             path, f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", f"--cpus-per-task={cpus}",
-            "--cpu-bind=none", *_mpi_flag(), *argv,
+            "--cpu-bind=none", *mpi, *argv,
         ]  # fmt: skip
     if starter == "ibrun":
         return [path, *argv]  # one rank per core: surplus ranks park
