@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from mpilauncher import log
+from mpilauncher import log, outbox
 from mpilauncher.cluster import Allocation
 from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.programs import which
@@ -128,6 +128,7 @@ def exec_across_job(environ: Mapping[str, str], allocation: Allocation) -> None:
     command = relaunch_command(environ, allocation, python_command_line())
     log.info(f"{job_node_count(environ)}-node job: re-launching across it: {' '.join(command)}")
     sys.stdout.flush()
+    outbox.drain_all(outbox.STOP_DRAIN)  # (the exec ends this process: what it wrote goes first)
     env = dict(environ)
     env[MARKER] = "1"
     os.execvpe(command[0], command, env)
