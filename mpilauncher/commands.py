@@ -137,9 +137,24 @@ def output_tail(workdir: Path):
         except OSError:
             return None
         text = data.decode("utf-8", "replace").rstrip("\n")
-        return text.split("\n")[-lines:] if text else []
+        if not text or lines == 0:  # ([-0:] is every line: --tail 0 showed the whole 64 KiB read)
+            return []
+        return [_clipped(line, task_id) for line in text.split("\n")[-lines:]]
 
     return tail
+
+
+#: The most characters of one output line a report shows (a failed task's 6.6 MB without a newline was
+#: one "line" of 64 KiB, NUL bytes and all, in the report: a user walk).
+LONGEST_LINE = 400
+
+
+def _clipped(line: str, task_id: int) -> str:
+    """``line`` as a report shows it: at most LONGEST_LINE characters of it, its NUL bytes written ``\\0``."""
+    if len(line) <= LONGEST_LINE:
+        return line.replace("\0", "\\0")
+    whole = f"python -m mpilauncher output WORKDIR {task_id}"
+    return f"{line[:LONGEST_LINE].replace(chr(0), chr(92) + '0')}... ({len(line):,} characters; all of it: {whole})"
 
 
 # -- report -------------------------------------------------------------------------------

@@ -227,6 +227,8 @@ class TextOutbox:
             self._fail(err)
 
     def __getattr__(self, name: str):
+        if name == "stream":  # (not set yet: a copy or an unpickling looks before __init__ has run)
+            raise AttributeError(name)
         return getattr(self.stream, name)
 
     def _fail(self, err: BaseException) -> None:

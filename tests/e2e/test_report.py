@@ -113,3 +113,21 @@ def test_bad_report_input_is_one_line_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert says in result.stderr, result.stderr
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_a_failed_tasks_endless_line_is_clipped_and_tail_0_shows_none(tmp_path: Path) -> None:
+    """A failed task whose 6.6 MB of output held no newline showed one "line" of 64 KiB, NUL bytes and all,
+    and --tail 0 still showed it (a user walk)."""
+    endless = "import sys; sys.stdout.write('x' * 100000)"
+    nul = "import sys; sys.stdout.write('a' + chr(0) + 'b')"
+    (tmp_path / "commandlines").write_text(
+        f'{sys.executable} -c "{endless}"; exit 3\n{sys.executable} -c "{nul}"; exit 4\n'
+    )
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 1
+    text = run_cli(["report", "w"], tmp_path).stdout
+    shown = [line.strip() for line in text.split("Failed tasks (2):")[1].splitlines() if line.lstrip().startswith("|")]
+    assert len(shown) == 2 and len(shown[0]) < 600, shown
+    assert shown[0].endswith("xx... (65,536 characters; all of it: python -m mpilauncher output WORKDIR 0)")
+    assert shown[1] == "| a\\0b"
+    none = run_cli(["report", "w", "--tail", "0"], tmp_path).stdout.split("Failed tasks (2):")[1]
+    assert not [line for line in none.splitlines() if line.lstrip().startswith("|")], none
