@@ -292,6 +292,11 @@ def make_config(
         else DEFAULT_PROGRESS_INTERVAL
     )
     if (commandlines is None) == (resume is None):
+        if commandlines is None and isinstance(debug, str) and debug and os.path.isfile(debug):
+            raise InputError(  # (`--debug cl`: the file went to --debug as its words, a user walk)
+                f"give either a commandlines file or --resume QUEUESTATE: {debug!r} was read as --debug's words"
+                f" (host, job, task, ...); put the commandlines file first: {debug} --debug WORDS"
+            )
         raise InputError("give either a commandlines file or --resume QUEUESTATE (exactly one)")
     config = Config(
         commandlines=_path("commandlines", commandlines),

@@ -424,3 +424,15 @@ def test_the_command_holds_the_stop_signals_from_before_its_imports(sweep_dir: P
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("SIGTERM held\n"), done.stdout
+
+
+def test_a_commandlines_file_taken_as_debug_words_is_said_so(sweep_dir: Path) -> None:
+    """``--debug cl``: argparse gives ``cl`` to --debug, and the error said only "give either a commandlines
+    file or --resume" (a user walk)."""
+    write(sweep_dir / "cl", "true\n")
+    result = run_cli(["--debug", "cl"], sweep_dir)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mpilauncher: error: give either a commandlines file or --resume QUEUESTATE: 'cl' was read as --debug's"
+        " words (host, job, task, ...); put the commandlines file first: cl --debug WORDS\n"
+    )
