@@ -96,7 +96,7 @@ class StateMeta:
         bookkeeping (run, journal, elapsed, written, longest) and the pool of cores it had (the
         report's).  Equal before and after a resume's preparations: nothing for a snapshot to say."""
         data = {k: getattr(self, k) for k in self.__slots__ if k not in _RUN_BOOKKEEPING}
-        data["extra"] = {k: v for k, v in self.extra.items() if k != "pool"}
+        data["extra"] = {k: v for k, v in self.extra.items() if k not in _RUN_EXTRA}
         return json.dumps(data, sort_keys=True, default=str)
 
     def to_json(self) -> str:
@@ -108,6 +108,8 @@ class StateMeta:
 
 #: The fields of :class:`StateMeta` about a run, not the sweep (see :meth:`StateMeta.sweep_facts`).
 _RUN_BOOKKEEPING = frozenset({"run", "journal", "elapsed", "written", "longest", "extra"})
+#: The same of its ``extra``: the pool of cores a run had (the report's), the directory its tasks ran in.
+_RUN_EXTRA = frozenset({"pool", "cwd"})
 
 
 def _place_texts(outcomes: Outcomes | None) -> list[str | None]:
