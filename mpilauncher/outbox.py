@@ -27,6 +27,8 @@ from typing import TextIO
 
 #: Bytes an outbox holds for a reader that does not read; beyond, output is dropped (and counted).
 BACKLOG = 16 << 20
+#: The outbox's thread gathers what is put for up to this long (seconds), or this many bytes, per write.
+GATHER_WAIT, GATHER_BYTES = 0.05, 64 << 10
 #: Seconds :func:`drain_all` waits, at the end of a run that a signal stopped, for a reader that
 #: does not read (after a plain end it waits as long as the reader takes, as any program does).
 STOP_DRAIN = 5.0
@@ -46,6 +48,7 @@ class Outbox:
         self._chunks: deque[tuple[int, bytes]] = deque()
         self._held = 0  # bytes in _chunks and in the write under way
         self._failed: set[int] = set()
+        self._draining = 0  # drains waiting: the thread writes at once, gathering nothing more
         self._ready = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
 
@@ -64,27 +67,43 @@ class Outbox:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._write_on, name="mpilauncher output", daemon=True)
                 self._thread.start()
-            self._ready.notify()
+            if len(self._chunks) == 1 or self._held >= GATHER_BYTES:  # (else it is gathering already)
+                self._ready.notify()
 
     def drain(self, timeout: float | None) -> bool:
         """Wait until all that was put is written (or failed); False if ``timeout`` s passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
-            while self._held:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self._ready.wait(left)
+            self._draining += 1
+            self._ready.notify_all()
+            try:
+                while self._held:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    self._ready.wait(left)
+            finally:
+                self._draining -= 1
         return True
 
     def _write_on(self) -> None:
+        """Write what was put, gathered for up to GATHER_WAIT s: one wake-up of this thread, and one
+        write, for many trace lines.  Woken at each put instead, it took the interpreter's lock from the
+        master's loop as often (2,000 ``true`` with ``--debug job --delay 0.01``: 3.2-5.1 s against 2.3-2.7
+        s with the writes in the loop itself)."""
         while True:
             with self._ready:
                 while not self._chunks:
                     self._ready.wait()
-                fd, data = self._chunks.popleft()
-                failed = fd in self._failed
-            if not failed:
+                if not self._draining and self._held < GATHER_BYTES:
+                    self._ready.wait(GATHER_WAIT)
+                batch = list(self._chunks)
+                self._chunks.clear()
+            size = 0
+            for fd, data in _by_descriptor(batch):
+                size += len(data)
+                if fd in self._failed:
+                    continue
                 try:
                     _write_all(fd, data)
                 except OSError as err:
@@ -92,8 +111,19 @@ class Outbox:
                         self._failed.add(fd)
                     self.on_error.get(fd, lambda err: None)(err)
             with self._ready:
-                self._held -= len(data)
+                self._held -= size
                 self._ready.notify_all()
+
+
+def _by_descriptor(batch: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Consecutive chunks for one descriptor joined: one write each run of them, in their order."""
+    runs: list[tuple[int, list[bytes]]] = []
+    for fd, data in batch:
+        if runs and runs[-1][0] == fd:
+            runs[-1][1].append(data)
+        else:
+            runs.append((fd, [data]))
+    return [(fd, b"".join(parts)) for fd, parts in runs]
 
 
 def _write_all(fd: int, data: bytes) -> None:
