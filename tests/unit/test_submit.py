@@ -335,8 +335,10 @@ def test_what_a_chunk_cancelled_at_a_stop_had_finished_is_not_run_again_on_resum
     twice).  A resume now reads the cancelled chunks' queuestates: what they finished is reported, and
     only the rest is submitted."""
     chunk = tmp_path / "w" / "chunk1"
-    inner = f"{chunk}/queuestat[e]"  # (the chunk's launcher by its unique argument; [e]: not this shell's own)
-    tasks = sweep("echo done $PYL_ID", f"sleep 1; pkill -TERM -f -- '{inner}'; sleep 30", "sleep 30", "sleep 30")
+    # (the chunk's launcher by ancestry, not by a pattern: the task's parent is its executor lane, whose
+    # parent is the launcher)
+    stop_own_launcher = "kill -TERM $(cut -d' ' -f4 /proc/$PPID/stat)"
+    tasks = sweep("echo done $PYL_ID", f"sleep 1; {stop_own_launcher}; sleep 30", "sleep 30", "sleep 30")
     backend, agent = submitter(tmp_path, slurm, tasks, None, max_active=2, tasks_per_job=2, cancel_on_stop=True)
     start(agent, *tasks)
     assert slurm.run("100").returncode == 143  # its launcher stopped (as by the job's cancel) after task 0
