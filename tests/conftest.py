@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -170,6 +171,19 @@ def process_state(pid: int) -> str:
 
     stat = proc_stat(pid)
     return stat[0].decode() if stat is not None else ""
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, options: str):
+    """A tmpfs mounted at ``where`` (made here) with ``options`` (``size=1m,nr_inodes=40``...): a small
+    or full disk for a test; skipped where it cannot be mounted (not root); unmounted at the end."""
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)])
 
 
 @pytest.fixture

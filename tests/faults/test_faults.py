@@ -23,6 +23,7 @@ from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import (
     EXECUTOR_LOOPS,
     launcher_env,
+    mounted_tmpfs,
     new_tag,
     process_state,
     recording_task,
@@ -198,28 +199,18 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path, executor: str) -> 
 def test_tasks_that_failed_on_a_full_workdir_are_told_its_file_system_is_full(sweep_dir: Path) -> None:
     """The tasks' own writes filled the workdir's file system: they failed (exit 1, their own), and the
     end of the run named them with nothing about the disk (a user walk: 7 of 10 on a 1 MiB tmpfs)."""
-    disk = sweep_dir / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(sweep_dir / "disk", "size=1m") as disk:
         (sweep_dir / "commandlines").write_text("head -c 300000 /dev/zero; echo PYL_ID\n" * 10)
         result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", "qs"], sweep_dir)
         assert result.returncode == 1, result.stderr
         (line,) = [line for line in result.stderr.splitlines() if "of the sweep failed" in line]
         assert f"The file system of the workdir ({disk / 'w'}) is full: tasks that write there may have failed" in line
-    finally:
-        subprocess.run(["umount", "-l", str(disk)])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 @pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
 def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_dir: Path, executor: str) -> None:
-    disk = sweep_dir / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
+    with mounted_tmpfs(sweep_dir / "disk", "size=400k") as disk:
         (sweep_dir / "commandlines").write_text("head -c 60000 /dev/zero; sleep 0.05\n" * 40)
         result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", str(disk / "qs")],
                          sweep_dir, MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
@@ -231,8 +222,6 @@ def test_disk_full_mid_run_is_a_clear_error_and_the_state_stays_readable(sweep_d
         assert status.returncode == 0, status.stderr
         ledger = load_state(disk / "qs", CoresSpec("fixed", 1)).ledger
         assert len(ledger) == 40
-    finally:
-        subprocess.run(["umount", "-l", str(disk)])
 
 
 def test_stops_before_the_slurm_jobs_time_limit(sweep_dir: Path) -> None:

@@ -23,26 +23,16 @@ import pytest
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.store import load_state
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import EXECUTOR_LOOPS, launcher_env, run_cli, wait_for
+from tests.conftest import EXECUTOR_LOOPS, launcher_env, mounted_tmpfs, run_cli, wait_for
 
 N_TASKS = 100
-
-
-def mount_tmpfs(where: Path, options: str) -> None:
-    where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
 
 
 @pytest.fixture
 def small_disk(sweep_dir: Path):
     """A tmpfs with room for 40 files (inodes): a file-count quota that runs out mid-sweep."""
-    disk = sweep_dir / "disk"
-    mount_tmpfs(disk, "size=1m,nr_inodes=40")
-    try:
+    with mounted_tmpfs(sweep_dir / "disk", "size=1m,nr_inodes=40") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)])
 
 
 def write_sweep(directory: Path, before: str = "") -> None:
@@ -133,10 +123,8 @@ def test_a_workdir_deleted_mid_sweep_stops_with_one_line_and_resume_finishes(swe
 
 
 def test_a_workdir_made_read_only_mid_sweep_stops_with_one_line_and_resume_finishes(sweep_dir: Path):
-    disk = sweep_dir / "disk"
-    mount_tmpfs(disk, "size=4m")
-    workdir = disk / "w"
-    try:
+    with mounted_tmpfs(sweep_dir / "disk", "size=4m") as disk:
+        workdir = disk / "w"
         proc = start_blocked(sweep_dir, workdir)
         # root ignores permission bits, and a file system with open files cannot be remounted
         # read-only: the immutable attribute refuses new files to root too
@@ -149,5 +137,3 @@ def test_a_workdir_made_read_only_mid_sweep_stops_with_one_line_and_resume_finis
             subprocess.run(["chattr", "-i", str(workdir)])
         assert completed == {0, 1}
         resume_finishes(sweep_dir)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)])
