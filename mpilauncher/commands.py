@@ -151,10 +151,10 @@ LONGEST_LINE = 400
 
 def _clipped(line: str, task_id: int) -> str:
     """``line`` as a report shows it: at most LONGEST_LINE characters of it, its NUL bytes written ``\\0``."""
+    shown = line[:LONGEST_LINE].replace("\0", "\\0")
     if len(line) <= LONGEST_LINE:
-        return line.replace("\0", "\\0")
-    whole = f"python -m mpilauncher output WORKDIR {task_id}"
-    return f"{line[:LONGEST_LINE].replace(chr(0), chr(92) + '0')}... ({len(line):,} characters; all of it: {whole})"
+        return shown
+    return f"{shown}... ({len(line):,} characters; all of it: python -m mpilauncher output WORKDIR {task_id})"
 
 
 # -- report -------------------------------------------------------------------------------
