@@ -25,7 +25,7 @@ from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution import gather
 from mpilauncher.persistence.lock import Holder, current_holder, is_stale
-from mpilauncher.persistence.store import load_state
+from mpilauncher.persistence.store import journal_path, load_state
 from mpilauncher.report import joblog
 from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
 
@@ -86,9 +86,11 @@ def load_sweep(target: Path) -> Sweep:
         raise InputError("no such workdir or queuestate", str(target))
     now = time.time()
     sweep = Sweep([], {}, source=str(target))
+    earlier: list[Path] = []
     if state is not None:
         loaded = load_state(state, CoresSpec("fixed", 1))
         ledger, meta = loaded.ledger, loaded.meta
+        earlier = earlier_workdirs(meta.extra, workdir)
         sweep.ledger = ledger
         sweep.source = f"{meta.commandlines or state} (queuestate {state}, workdir {meta.workdir or workdir})"
         sweep.pool = dict(meta.extra.get("pool") or {})
@@ -106,34 +108,79 @@ def load_sweep(target: Path) -> Sweep:
         elif counts[QUEUED] or counts[RUNNING]:
             sweep.state = "stopped"
             sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {state}")
+            snapshot, last_written = _last_written(state)
+            # Killed (kill -9, a node's crash): the snapshot's time stops at its last write, the journal's
+            # ends and starts go on after it (a user walk: "total running time 0.00" after a kill -9).
+            ledger.elapsed_before += max(0.0, last_written - snapshot)
+            sweep.attempts += running_attempts(ledger, last_written, "interrupted")
     else:
         sweep.notes.append(
             "no queuestate found for this workdir (looked in the current directory and the workdir's parent):"
             " the joblog alone, finished tasks only; give the queuestate instead for the rest"
         )
+    ended = []
+    for earlier_workdir in earlier:  # (a resume into a new workdir left these: their tasks' lines stay there)
+        try:
+            ended += attempts_from_joblog(joblog.read(earlier_workdir / "joblog"))
+        except OSError as err:
+            sweep.notes.append(f"{earlier_workdir / 'joblog'}: {err.strerror}: the tasks that ended in this earlier"
+                               " workdir of the sweep are left out")  # fmt: skip
     log_path = workdir / "joblog"
     try:
-        sweep.attempts = attempts_from_joblog(joblog.read(log_path)) + sweep.attempts
+        ended += attempts_from_joblog(joblog.read(log_path))
     except OSError as err:
         if state is None:
             raise InputError(f"no joblog here ({err.strerror})", str(log_path)) from None
-        sweep.notes.append(f"{log_path}: {err.strerror}: no task has ended yet, or the workdir moved")
+        if not earlier:
+            sweep.notes.append(f"{log_path}: {err.strerror}: no task has ended yet, or the workdir moved")
+    sweep.attempts = ended + sweep.attempts
     if not sweep.pool:
         sweep.pool = pool_of(sweep.attempts)
     sweep.workdir = workdir
+    sweep.earlier_workdirs = earlier
     return sweep
 
 
-def output_tail(workdir: Path):
-    """``tail(task_id, lines)``: the last lines of a task's output, None if there is none."""
-    indexed = gather.records(str(workdir))
+def _last_written(state: Path) -> tuple[float, float]:
+    """When the snapshot ``state`` was written, and when it or its journal was last written to: for a
+    stopped sweep, about when it stopped (its tasks running then were interrupted)."""
+    times = []
+    for path in (state, journal_path(state)):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            times.append(0.0)
+    return times[0], max(times)
+
+
+def earlier_workdirs(extra: dict, workdir: Path) -> list[Path]:
+    """The workdirs a sweep wrote into before its current one ``workdir``, oldest first (its queuestate's
+    ``#meta`` names them: see rank0.note_earlier_workdir)."""
+    named = extra.get("earlier_workdirs")
+    if not isinstance(named, list):
+        return []
+    here = os.path.abspath(workdir)
+    return [Path(w) for w in dict.fromkeys(named) if isinstance(w, str) and os.path.abspath(w) != here]
+
+
+def workdirs_of(workdir: Path) -> list[Path]:
+    """``workdir`` and, newest first, the earlier workdirs of its sweep (by its queuestate, if found)."""
+    state = find_queuestate(workdir)
+    meta = _meta_of(state) if state is not None else None
+    return [workdir, *reversed(earlier_workdirs(meta or {}, workdir))]
+
+
+def output_tail(workdirs: list[Path]):
+    """``tail(task_id, lines)``: the last lines of a task's output, None if there is none; looked for in
+    ``workdirs`` in order (the sweep's current workdir first, then its earlier ones, newest first)."""
+    finder = gather.Finder([str(workdir) for workdir in workdirs])
 
     def tail(task_id: int, lines: int) -> list[str] | None:
-        record = gather.locate(str(workdir), task_id, "out", indexed)
-        if record is None:
+        found = finder.find(task_id)
+        if found is None:
             return None
         try:
-            data = gather.read_record(record, TAIL_BYTES)
+            data = gather.read_record(found[0], TAIL_BYTES)
         except OSError:
             return None
         text = data.decode("utf-8", "replace").rstrip("\n")
@@ -183,7 +230,8 @@ def report_main(argv: list[str]) -> int:
         if plot_path is not None and plot_path.suffix.lower() not in (".png", ".svg"):
             raise InputError("--plot must name a .png or .svg file", args.plot)
         sweep = load_sweep(Path(args.sweep))
-        text = render(sweep, args.top, args.tail, args.failed, output_tail(sweep.workdir or Path(".")))
+        workdirs = [sweep.workdir or Path("."), *reversed(sweep.earlier_workdirs)]
+        text = render(sweep, args.top, args.tail, args.failed, output_tail(workdirs))
         if plot_path is not None:
             from mpilauncher.report.plot import PlotUnavailable, draw
 
@@ -225,6 +273,7 @@ def output_main(argv: list[str]) -> int:
     status = EXIT_OK
     out = sys.stdout.buffer
     missing: list[int] = []  # (said in runs: 0-100000 on a sweep of 10 is one line, not 99,990)
+    told: set[str] = set()
 
     def say_missing() -> None:
         if missing:
@@ -235,12 +284,24 @@ def output_main(argv: list[str]) -> int:
             )
             missing.clear()
 
-    for task_id, data in gather.iter_output(str(workdir), ids, kind):
-        if data is None:
+    finder = gather.Finder([str(w) for w in workdirs_of(workdir)], kind)
+    for task_id in ids:
+        found = finder.find(task_id)
+        if found is None:
             missing.append(task_id)
             status = EXIT_TASKS_FAILED
             continue
         say_missing()
+        record, where = found
+        try:
+            data = gather.read_record(record)
+        except OSError as err:
+            log.error(f"{record.path}: task {task_id}: cannot read its {kind} ({err.strerror or err})")
+            status = EXIT_TASKS_FAILED
+            continue
+        if where != str(workdir) and where not in told:  # (a sweep resumed into a new workdir left it there)
+            told.add(where)
+            log.note(f"the output of tasks that ended before the sweep moved to {workdir} is read from {where}")
         if len(ids) > 1:
             out.write(f"==> task {task_id} <==\n".encode())
         out.write(data)

@@ -323,6 +323,23 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     return workdir
 
 
+#: Earlier workdirs a queuestate's ``#meta`` names at most (each resume into a new one adds one).
+MOST_EARLIER_WORKDIRS = 100
+
+
+def note_earlier_workdir(meta: StateMeta, workdir: str) -> None:
+    """The sweep writes into ``workdir`` from now on; a resume into another workdir than the sweep's keeps
+    the one left behind in the ``#meta`` (``earlier_workdirs``, oldest first), where the tasks that ended
+    there keep their output and joblog lines: ``report`` and ``output`` read them there (a user walk:
+    after ``--resume --workdir NEW`` a task that had failed showed "(no joblog line)" and no output)."""
+    left = meta.workdir
+    if left and left != workdir:
+        named = meta.extra.get("earlier_workdirs") or ()
+        earlier = [w for w in named if isinstance(w, str) and w not in (left, workdir)]
+        meta.extra["earlier_workdirs"] = [*earlier, left][-MOST_EARLIER_WORKDIRS:]
+    meta.workdir = workdir
+
+
 def default_workdir(job_id: str | None) -> Path:
     """``pylauncher_tmp<jobid>`` (outside Slurm ``pylauncher_tmplocal<date>-<pid>``), made unique per run.
 
@@ -579,7 +596,7 @@ def _run_locked(
         workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
-    plan.meta.workdir = str(workdir.resolve())
+    note_earlier_workdir(plan.meta, str(workdir.resolve()))
     output = output_mode(config, plan)
     pool: dict[str, int] = {}
     for _, hello in hellos:

@@ -36,7 +36,7 @@ The writer runs in the executor processes (standard library only); the reader
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 #: The first line of an index file.
 INDEX_HEADER = "#mpilauncher-output 1\n"
@@ -205,9 +205,30 @@ def read_record(record: Record, limit: int | None = None) -> bytes:
         return source.read(length - skip)
 
 
+class Finder:
+    """Finds tasks' output (or exec scripts) in several workdirs, the first that has one winning: a sweep
+    resumed into a new workdir left the output of the tasks that ended before in the earlier one.
+    Each workdir's index files are read once, at the first look."""
+
+    def __init__(self, workdirs: Sequence[str], kind: str = "out") -> None:
+        self.kind = kind
+        self._places: list[tuple[str, dict[int, Record] | None]] = [(w, None) for w in workdirs]
+
+    def find(self, task_id: int) -> tuple[Record, str] | None:
+        """Where ``task_id``'s output is, and in which workdir; None if in none."""
+        for number, (workdir, indexed) in enumerate(self._places):
+            if indexed is None:
+                indexed = records(workdir, self.kind)
+                self._places[number] = (workdir, indexed)
+            record = locate(workdir, task_id, self.kind, indexed)
+            if record is not None:
+                return record, workdir
+        return None
+
+
 def iter_output(workdir: str, task_ids: list[int], kind: str = "out") -> Iterator[tuple[int, bytes | None]]:
     """Each task's output (None: none found), reading the index files once."""
-    indexed = records(workdir, kind)
+    finder = Finder([workdir], kind)
     for task_id in task_ids:
-        record = locate(workdir, task_id, kind, indexed)
-        yield task_id, (read_record(record) if record is not None else None)
+        found = finder.find(task_id)
+        yield task_id, (read_record(found[0]) if found is not None else None)

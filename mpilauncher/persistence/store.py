@@ -222,8 +222,9 @@ def describe_state(path: Path) -> str:
     if loaded.meta.workdir:
         lines.append(f"workdir: {loaded.meta.workdir}")
     holder = current_holder(path)
+    live = holder is not None and not is_stale(holder, Holder.me(None), job_running=lambda job: None)
     if holder is not None:
-        if is_stale(holder, Holder.me(None), job_running=lambda job: None):
+        if not live:
             lines.append(f"lock: left by a launcher that no longer runs ({holder.describe()}); a resume takes it over")
         else:
             lines.append(f"in use: a launcher is running this sweep ({holder.describe()})")
@@ -232,6 +233,10 @@ def describe_state(path: Path) -> str:
         lines.append(f"{label:<9} {counts[state]:3d} jobs: {runs_text(ledger.id_runs(state))}")
     todo = counts[QUEUED] + counts[RUNNING]
     if todo:
+        if counts[RUNNING] and not live:  # (no launcher runs it: they were cut short, not running now)
+            lines.append(
+                f"(the {counts[RUNNING]} running were interrupted when the sweep stopped: a resume runs them again)"
+            )
         lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {path}")
     else:
         lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from mpilauncher.report.sweep import Sweep, busy_curve, core_time, usage
 
-COLOURS = {"ok": "#2e8b57", "failed": "#d62728", "signal": "#ff8c00", "timeout": "#ff8c00", "running": "#9e9e9e"}
+COLOURS = {
+    "ok": "#2e8b57",
+    "failed": "#d62728",
+    "signal": "#ff8c00",
+    "timeout": "#ff8c00",
+    "running": "#9e9e9e",
+    "interrupted": "#bdbdbd",
+}
 #: The time axis's unit by the sweep's length: seconds, minutes, hours, days.
 UNITS = ((120, 1, "s"), (2 * 3600, 60, "min"), (3 * 86400, 3600, "h"), (float("inf"), 86400, "days"))
 

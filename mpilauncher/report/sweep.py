@@ -64,6 +64,8 @@ class Sweep:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     workdir: Path | None = None
+    #: The workdirs the sweep wrote into before ``workdir``, oldest first (resumed into a new one).
+    earlier_workdirs: list[Path] = field(default_factory=list)
     name: str = "sweep"  # what the plot's title calls it: the commandlines file's name
 
     @property
@@ -102,10 +104,18 @@ def _core_ids(cell: str) -> list[int]:
     return expand(cell, largest=MOST_CORES) if cell not in ("", "-") else []
 
 
-def running_attempts(ledger: Ledger, now: float) -> list[Attempt]:
-    """The tasks the queuestate (journal replayed) says are running, as attempts that end ``now``."""
+#: The statuses of attempts that have not ended (or not by themselves), and how the report heads them.
+CUT_SHORT = {
+    "running": "Running now",
+    "interrupted": "Interrupted when the sweep stopped",
+}
+
+
+def running_attempts(ledger: Ledger, now: float, status: str = "running") -> list[Attempt]:
+    """The tasks the queuestate (journal replayed) says are running, as attempts that end ``now``; of a
+    stopped sweep (``status`` "interrupted"), the tasks its stop or its kill cut short."""
     return [
-        Attempt(r.id, r.start, max(now, r.start), "running", None, 0, [(r.host or "?", list(r.core_ids))],
+        Attempt(r.id, r.start, max(now, r.start), status, None, 0, [(r.host or "?", list(r.core_ids))],
                 command=r.task.command)
         for r in map(ledger.records.__getitem__, ledger.ids_in(RUNNING)) if r.start is not None
     ]  # fmt: skip
@@ -213,7 +223,7 @@ def render(
         counts = ledger.counts()
         out.append(
             f"State: {sweep.state}: {len(ledger)} tasks, {counts[COMPLETED]} completed, {counts[FAILED]} failed,"
-            f" {counts[RUNNING]} running, {counts[QUEUED]} queued"
+            f" {counts[RUNNING]} {'interrupted' if sweep.state == 'stopped' else 'running'}, {counts[QUEUED]} queued"
         )
     out += [f"Note: {note}" for note in sweep.notes]
     out.append("")
@@ -221,7 +231,7 @@ def render(
         interrupted = None if sweep.state == "finished" else f"the sweep is {sweep.state}"
         out.append(final_report(compute(ledger, 0.0, sweep.pool_size), interrupted).rstrip("\n"))
         out.append("")
-    ended = [a for a in sweep.attempts if a.status != "running"]
+    ended = [a for a in sweep.attempts if a.status not in CUT_SHORT]
     use = usage(sweep.attempts, sweep.pool_size)
     if use is not None and sweep.pool_size:
         pool = sweep.pool_size
@@ -291,14 +301,18 @@ def render(
         if len(failed_ids) > most_failed and output_tail is not None:
             out.append(f"  (the output of the first {most_failed} only: --failed N shows more)")
         out.append("")
-    running = [a for a in sweep.attempts if a.status == "running"]
-    if running:
-        out.append(f"Running now ({len(running)}):")
-        for a in sorted(running, key=lambda a: a.start)[:top]:
-            out.append(f"  task {a.task_id}: for {duration(a.runtime)} on {a.where}: {_short(a.command, 80)}")
-        if len(running) > top:
-            out.append(f"  ... and {len(running) - top} more")
-        out.append("")
+    for status, title in CUT_SHORT.items():
+        running = [a for a in sweep.attempts if a.status == status]
+        if running:
+            again = "" if status == "running" else "; a resume runs them again"
+            out.append(f"{title} ({len(running)}{again}):")
+            for a in sorted(running, key=lambda a: a.start)[:top]:
+                # (interrupted: known to have run until the queuestate's last write, not when the stop came)
+                ran = f"for {duration(a.runtime)}" if status == "running" else f"ran {duration(a.runtime)} or more"
+                out.append(f"  task {a.task_id}: {ran} on {a.where}: {_short(a.command, 80)}")
+            if len(running) > top:
+                out.append(f"  ... and {len(running) - top} more")
+            out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
 

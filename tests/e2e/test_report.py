@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,21 +67,28 @@ def test_the_plot_shows_the_tasks_on_their_cores_and_the_idle_tail(tmp_path: Pat
     assert svg.returncode == 0 and (tmp_path / "sweep.svg").read_text().lstrip().startswith("<?xml")
 
 
-def test_a_running_sweep_is_reported_from_its_journal(tmp_path: Path) -> None:
-    (tmp_path / "commandlines").write_text("sleep 0.2\n" * 8 + "sleep 60\n" * 2)
+def sweep_at_its_long_tasks(where: Path, short: list[str], long: list[str]) -> subprocess.Popen:
+    """A launcher (in a session of its own) running the ``short`` lines, then the ``long`` ones, on 2 cores in
+    ``where``, returned once the short ones have ended: the long ones run."""
+    (where / "commandlines").write_text("".join(f"{line}\n" for line in short + long))
     launcher = subprocess.Popen(
         [sys.executable, "-m", "mpilauncher", "commandlines", "--workdir", "w", "--cores-per-node", "2", "--quiet"],
-        cwd=tmp_path, env=launcher_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=where, env=launcher_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    deadline = time.monotonic() + 60
+    joblog = where / "w" / "joblog"
+    while time.monotonic() < deadline:
+        if joblog.exists() and joblog.read_text().count("\n") >= len(short) + 1:  # (its header, and a line a task)
+            return launcher
+        time.sleep(0.1)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait(timeout=60)
+    pytest.fail("the sweep did not get to its long tasks")
+
+
+def test_a_running_sweep_is_reported_from_its_journal(tmp_path: Path) -> None:
+    launcher = sweep_at_its_long_tasks(tmp_path, ["sleep 0.2"] * 8, ["sleep 60"] * 2)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # the two long tasks run, the short ones are done
-            joblog = tmp_path / "w" / "joblog"
-            if joblog.exists() and joblog.read_text().count("\n") >= 9:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the sweep did not get to its long tasks")
         result = run_cli(["report", "w", "--plot", "running.png"], tmp_path)
         assert result.returncode == 0, result.stderr
         text = result.stdout
@@ -98,8 +106,53 @@ def test_a_running_sweep_is_reported_from_its_journal(tmp_path: Path) -> None:
         os.kill(launcher.pid, signal.SIGTERM)
         launcher.wait(timeout=60)
     stopped = run_cli(["report", "queuestate"], tmp_path)
-    assert "State: stopped: 10 tasks, 8 completed" in stopped.stdout
+    assert "State: stopped: 10 tasks, 8 completed, 0 failed, 2 interrupted, 0 queued" in stopped.stdout
     assert "Note: not finished: resume with python -m mpilauncher --resume queuestate" in stopped.stdout
+    assert "Interrupted when the sweep stopped (2; a resume runs them again):" in stopped.stdout
+
+
+def test_a_killed_sweep_reports_its_time_and_the_tasks_the_kill_cut_short(tmp_path: Path) -> None:
+    """After a kill -9 the report said "total running time 0.00" (the snapshot's, written at the start)
+    and left out the tasks that were running (a user walk)."""
+    launcher = sweep_at_its_long_tasks(tmp_path, ["sleep 0.3"] * 8, ["sleep 5"])
+    os.killpg(launcher.pid, signal.SIGKILL)  # (its own session: the launcher, its executors, its tasks)
+    launcher.wait(timeout=60)
+    text = run_cli(["report", "w"], tmp_path).stdout
+    assert "State: stopped: 9 tasks, 8 completed, 0 failed, 1 interrupted, 0 queued" in text, text
+    total = float(text.split("total running time:")[1].split()[0])
+    assert total >= 1.0, text  # four rounds of 0.3 s at least ended before the kill
+    assert "Interrupted when the sweep stopped (1; a resume runs them again):\n  task 8: ran " in text, text
+    assert "Slowest tasks (8 of 8 ended):" in text, text
+    status = run_cli(["--status", "queuestate"], tmp_path).stdout
+    assert "(the 1 running were interrupted when the sweep stopped: a resume runs them again)\n1 tasks to run" in status
+
+
+def test_a_sweep_resumed_into_a_new_workdir_is_reported_with_the_earlier_one(tmp_path: Path) -> None:
+    """``--resume --workdir NEW``: the tasks that ended in the first workdir keep their joblog lines and output
+    there; the report and ``output`` read them there (they said "(no joblog line)" and "not run yet")."""
+    (tmp_path / "commandlines").write_text("echo first; exit 3\necho fine\nsleep 2; echo late\n")
+    first = run_cli(["commandlines", "--workdir", "a", "--max-runtime", "1", "--quiet"], tmp_path)
+    assert first.returncode != 0 and "reached --max-runtime" in first.stderr, first.stderr
+    stopped = run_cli(["report", "a"], tmp_path).stdout
+    assert "State: stopped: 3 tasks, 1 completed, 1 failed, 1 interrupted, 0 queued" in stopped, stopped
+    assert "Interrupted when the sweep stopped (1; a resume runs them again):\n  task 2: ran " in stopped, stopped
+    resumed = run_cli(["--resume", "queuestate", "--workdir", "b", "--quiet"], tmp_path)
+    assert resumed.returncode == 1, resumed.stderr  # (task 0 failed in the first run)
+    text = run_cli(["report", "b"], tmp_path).stdout
+    assert "State: finished: 3 tasks, 2 completed, 1 failed, 0 running, 0 queued" in text, text
+    assert "task 0: failed, exit 3, attempt 1" in text and "    | first\n" in text, text
+    assert "Slowest tasks (3 of 3 ended):" in text, text
+    output = run_cli(["output", "b", "0-2"], tmp_path)
+    assert output.returncode == 0, output.stderr
+    assert output.stdout == "==> task 0 <==\nfirst\n==> task 1 <==\nfine\n==> task 2 <==\nlate\n", output.stdout
+    assert output.stderr.count("\n") == 1 and f"is read from {tmp_path / 'a'}" in output.stderr, output.stderr
+    shutil.rmtree(tmp_path / "a")
+    gone = run_cli(["report", "b"], tmp_path)
+    assert gone.returncode == 0, gone.stderr
+    assert f"Note: {tmp_path / 'a' / 'joblog'}: No such file or directory: the tasks that ended in" in gone.stdout
+    assert "task 0: exit 3 (no joblog line)" in gone.stdout, gone.stdout
+    missing = run_cli(["output", "b", "0"], tmp_path)
+    assert missing.returncode == 1 and "task 0: no output in b" in missing.stderr, missing.stderr
 
 
 def test_bad_report_input_is_one_line_exit_2(tmp_path: Path) -> None:

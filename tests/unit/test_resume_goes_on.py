@@ -14,7 +14,7 @@ from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.persistence.files import sha256_hex
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, journal_path
-from mpilauncher.rank0 import goes_on, make_plan
+from mpilauncher.rank0 import MOST_EARLIER_WORKDIRS, goes_on, make_plan, note_earlier_workdir
 
 ONE = CoresSpec("fixed", 1)
 
@@ -75,3 +75,18 @@ def test_a_changed_sweep_fact_or_a_renamed_state_writes_it_first(killed: Path):
     shutil.copy(killed, killed.with_name("renamed"))
     shutil.copy(journal_path(killed), journal_path(killed.with_name("renamed")))
     assert goes_on(make_plan(make_config(None, resume="renamed"))) is None  # its meta names qs.journal
+
+
+def test_a_resume_into_another_workdir_keeps_the_ones_before_oldest_first():
+    """What ``report`` and ``output`` read the tasks that ended in an earlier workdir from."""
+    meta = StateMeta(workdir="/w/a")
+    note_earlier_workdir(meta, "/w/a")  # a resume into its own workdir: nothing to keep
+    assert meta.workdir == "/w/a" and "earlier_workdirs" not in meta.extra
+    for workdir in ("/w/b", "/w/c", "/w/a"):  # and back to the first
+        note_earlier_workdir(meta, workdir)
+    assert (meta.workdir, meta.extra["earlier_workdirs"]) == ("/w/a", ["/w/b", "/w/c"])
+    note_earlier_workdir(StateMeta(), "/w/new")  # a new sweep: none before
+    for number in range(MOST_EARLIER_WORKDIRS + 5):
+        note_earlier_workdir(meta, f"/w/{number}")
+    assert len(meta.extra["earlier_workdirs"]) == MOST_EARLIER_WORKDIRS
+    assert meta.extra["earlier_workdirs"][-1] == f"/w/{MOST_EARLIER_WORKDIRS + 3}"
