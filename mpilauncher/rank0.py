@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mpilauncher import __version__, chain, cluster, log, submit
 from mpilauncher.config import DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config
+from mpilauncher.core.events import TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
@@ -631,6 +632,9 @@ def _run_locked(
     latencies = DispatchLatencies()
     # The consumers of the scheduler's facts; a new one (a progress line, a report) is one more here.
     observers: list[Observer] = [store, joblog, statistics, latencies]
+    timed_out = TimedOut()
+    if config.task_timeout:
+        observers.append(timed_out)
     if config.trace_jobs:
         observers.append(Trace(out, plan.ledger, nodes, config.delay, config.trace_hosts))
     if config.trace_tasks:
@@ -693,7 +697,7 @@ def _run_locked(
         status = EXIT_OK
     transport.shutdown(0.0, status)
     return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values,
-                     failed_tasks=failed_tasks(plan.ledger, failed),
+                     failed_tasks=failed_tasks(plan.ledger, failed, timed_out.ids),
                      full_disk=full_file_system(workdir) if failed else "")  # fmt: skip
 
 
@@ -713,7 +717,23 @@ def full_file_system(workdir: Path) -> str:
     return str(workdir) if no_space or no_files else ""
 
 
-def failed_tasks(ledger: Ledger, failed: list[int]) -> tuple[FailedTask, ...]:
-    """The first of the sweep's ``failed`` tasks (ids, in order), as the end of the run names them."""
+def failed_tasks(ledger: Ledger, failed: list[int], timed_out: set[int] | None = None) -> tuple[FailedTask, ...]:
+    """The first of the sweep's ``failed`` tasks (ids, in order), as the end of the run names them;
+    ``timed_out``: those this run's time limit ended."""
     records = (ledger.records[task_id] for task_id in failed[:FAILED_NAMED])
-    return tuple(FailedTask(rec.id, rec.task.line, rec.exit_code) for rec in records)
+    return tuple(FailedTask(rec.id, rec.task.line, rec.exit_code, rec.id in (timed_out or ())) for rec in records)
+
+
+class TimedOut(Observer):
+    """This run's tasks whose latest attempt was ended by their time limit (``--task-timeout``): the run's
+    last line says so, as the joblog does (it said "killed by signal 15" where the joblog said timeout,
+    a user walk: the ledger keeps exit codes only).  Registered only when there is a time limit."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def on_ended(self, ended: TaskEnded) -> None:
+        if ended.report.timed_out:
+            self.ids.add(ended.task_id)
+        elif self.ids:
+            self.ids.discard(ended.task_id)

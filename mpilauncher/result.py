@@ -19,16 +19,20 @@ FAILED_NAMED = 5
 @record(frozen=True)
 class FailedTask:
     """A failed task as the end of a run names it: its id, its line in the commandlines (0: none, as
-    for a generated task) and how it ended (its exit code; negative: killed by that signal)."""
+    for a generated task) and how it ended (its exit code; negative: killed by that signal; ``timed_out``:
+    by its time limit)."""
 
     task_id: int
     line: int
     exit_code: int | None
+    timed_out: bool = False
 
     def __str__(self) -> str:
         where = f" (line {self.line})" if self.line else ""
         if self.exit_code is None:
             how = "no exit code"
+        elif self.timed_out:
+            how = "timed out" + (f" (killed by signal {-self.exit_code})" if self.exit_code < 0 else "")
         elif self.exit_code < 0:
             how = f"killed by signal {-self.exit_code}"
         else:

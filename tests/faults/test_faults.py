@@ -53,6 +53,9 @@ def test_task_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(sweep_dir:
     assert rows[0]["status"] == rows[1]["status"] == "timeout" and rows[2]["status"] == "ok"
     assert int(rows[1]["exit"]) < 0
     assert tagged_pids(tag) == [], "the timed-out trees are gone"
+    # The run's last line says what the joblog says (it said "killed by signal 15": a user walk).
+    assert "failed: task 0 (line 1): timed out (killed by signal " in result.stderr, result.stderr
+    assert "; task 1 (line 2): timed out (killed by signal " in result.stderr, result.stderr
 
 
 def test_retries_rerun_a_failed_task_and_record_every_attempt(sweep_dir: Path) -> None:

@@ -17,6 +17,7 @@ def test_each_way_a_task_fails_is_said_in_words():
     assert str(FailedTask(4, 5, 2)) == "task 4 (line 5): exit 2"
     assert str(FailedTask(4, 5, -9)) == "task 4 (line 5): killed by signal 9"
     assert str(FailedTask(4, 0, None)) == "task 4: no exit code"  # a generated task has no line
+    assert str(FailedTask(4, 5, -15, timed_out=True)) == "task 4 (line 5): timed out (killed by signal 15)"
 
 
 def test_the_line_names_the_failed_tasks_the_count_beyond_them_and_the_callers_rerun():
