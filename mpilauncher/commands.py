@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def load_sweep(target: Path) -> Sweep:
             sweep.attempts += running_attempts(ledger, now)
         elif counts[QUEUED] or counts[RUNNING]:
             sweep.state = "stopped"
-            sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {state}")
+            sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {shlex.quote(str(state))}")
             snapshot, last_written = _last_written(state)
             # Killed (kill -9, a node's crash): the snapshot's time stops at its last write, the journal's
             # ends and starts go on after it (a user walk: "total running time 0.00" after a kill -9).

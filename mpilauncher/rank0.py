@@ -43,7 +43,7 @@ from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
-from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult
+from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult, shell_word
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos
 from mpilauncher.runtime.stop import SignalGuard, StopRequest
@@ -103,7 +103,8 @@ def plan_from_commandlines(config: Config) -> Plan:
     kind = None if given else state_file_kind(text)
     if kind is not None:
         state = path if kind != "queuestate journal" else path.with_name(path.name.removesuffix(".journal"))
-        raise InputError(f"is a {kind}, not a commandlines file: to go on with its sweep, --resume {state}", str(path))
+        go_on = f"to go on with its sweep, --resume {shell_word(state)}"
+        raise InputError(f"is a {kind}, not a commandlines file: {go_on}", str(path))
     tasks = parse_commandlines(text, str(path), config.cores, config.block, config.expected_time)
     meta = StateMeta(
         commandlines=config.commandlines if given else str(path.resolve()),

@@ -383,11 +383,17 @@ def render_pieces(
     header = (
         f"{SNAPSHOT_MARK}(format {FORMAT}) written {meta.written}: {counts}.\n"
         "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).\n"
-        f"# Events after this snapshot are in {meta.journal or 'the journal'};"
+        f"# Events after this snapshot are in {_one_line(meta.journal) or 'the journal'};"
         " 'python -m mpilauncher --status <this file>' shows both merged.\n"
         f"{META_PREFIX}{meta.to_json()}\n"
     )
     return _text(header, bodies, _end_mark(len(ledger), sealed), completed.ids, spans)
+
+
+def _one_line(name: str) -> str:
+    """A file name as a comment line of the snapshot shows it: a newline in it (``--queuestate $'q\\nx'``)
+    ended the comment, and the file could not be read back."""
+    return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _queued_lines(section: _Section, first: int, after: int, commands: list[str], numbers: Sequence[int]) -> None:

@@ -12,6 +12,7 @@ often in between (never more than a small share of the run's time: see
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -237,7 +238,7 @@ def describe_state(path: Path) -> str:
             lines.append(
                 f"(the {counts[RUNNING]} running were interrupted when the sweep stopped: a resume runs them again)"
             )
-        lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {path}")
+        lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
     else:
         lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))
     return "\n".join(lines) + "\n"

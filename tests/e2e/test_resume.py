@@ -350,3 +350,18 @@ def test_a_resume_given_other_cores_or_blocks_says_it_keeps_the_sweeps_own(tmp_p
     assert (tmp_path / "w" / "out5").read_text() == "1\n"
     same = run_cli(["--resume", "queuestate", "--cores", "1", "--rerun-failed"], tmp_path)
     assert same.returncode == 0 and "does not change them" not in same.stderr, same.stderr
+
+
+def test_a_queuestate_named_with_a_newline_and_a_space_resumes_and_says_how(tmp_path: Path) -> None:
+    """``--queuestate $'q\\nx'``: the snapshot's comment naming its journal ended at the newline, and the
+    file it wrote could not be read back (a user walk); the resume it suggests quotes the name."""
+    (tmp_path / "commandlines").write_text("true\nsleep 3\n")
+    name = "my state\nx"
+    first = run_cli(["commandlines", "--queuestate", name, "--max-runtime", "1", "--quiet"], tmp_path)
+    assert "reached --max-runtime" in first.stderr, first.stderr
+    status = run_cli(["--status", name], tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "1 tasks to run: python -m mpilauncher --resume 'my state\nx'\n" in status.stdout, status.stdout
+    resumed = run_cli(["--resume", name, "--quiet"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "# tasks completed: 2" in resumed.stdout
