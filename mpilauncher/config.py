@@ -42,6 +42,10 @@ REFUSED_SBATCH_OPTIONS = (
 )
 
 
+#: The job type of a run from the command line (an API call's is its launcher's name).
+CLI_JOB_TYPE = "python -m mpilauncher"
+
+
 @record
 class Config:
     """What to run and how; see ``python -m mpilauncher --help``."""
@@ -96,7 +100,7 @@ class Config:
     #: ``commandlines`` then only names them.
     commandlines_text: str | None = None
     #: What started the run, for the start-up lines (PyLauncher prints its launcher type).
-    job_type: str = "python -m mpilauncher"
+    job_type: str = CLI_JOB_TYPE
     #: Lines printed once the input is checked, before the first task starts (on rank 0 only).
     notes: tuple[str, ...] = ()
     #: A multi-node Slurm batch script's singleton re-launches itself across the job (not LocalLauncher).

@@ -16,7 +16,7 @@ from io import TextIOBase as TextIO
 from pathlib import Path
 
 from mpilauncher import __version__, chain, cluster, log, submit
-from mpilauncher.config import DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config
+from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config
 from mpilauncher.core.events import TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
@@ -366,9 +366,9 @@ def run_deadline(config: Config, began: float) -> tuple[float | None, str, str]:
     now = time.monotonic()
     candidates = []
     if config.max_runtime:
-        candidates.append(
-            (began + config.max_runtime, f"reached --max-runtime of {config.max_runtime:g} s", "--max-runtime")
-        )
+        # (in the caller's words: a PyLauncher script gave maxruntime=, not the command line's option)
+        name = "--max-runtime" if config.job_type == CLI_JOB_TYPE else "maxruntime="
+        candidates.append((began + config.max_runtime, f"reached {name} of {config.max_runtime:g} s", name))
     left = cluster.job_seconds_left()
     if left is not None:
         margin = config.time_limit_margin

@@ -116,11 +116,15 @@ def commandlines_from(source: object, call: Call) -> tuple[str, str | None]:
         if not isinstance(item, str) and hasattr(item, "__getitem__"):  # a Commandline
             item, cores = item["command"], item["cores"]
         if not isinstance(item, str):
-            raise refuse(f"commandline {number} from Python is a {type(item).__name__}, not a string")
+            kind = type(item).__name__
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise refuse(f"commandline {number} from Python is {article} {kind}, not a string")
         if "\n" in item.strip():
             raise refuse(f"commandline {number} from Python holds a newline: give one command per item")
         per_line = per_line or cores is not None
         lines.append((cores, item.strip()))
+    if not any(line and not line.startswith("#") for _, line in lines):  # (not "the file holds ...": no file)
+        raise refuse(f"{call.launcher}: no tasks: the commandlines given from Python hold no command")
     if per_line and "cores" not in call.config:  # PyLauncher: a Commandline's own core count decides
         call.config["cores"] = "file"
         text = "\n".join(f"{cores or 1},{line}" if line and not line.startswith("#") else line for cores, line in lines)

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 INDEX_HEADER = "#mpilauncher-output 1\n"
 INDEX_SUFFIX = ".index"
 PREFIX = "output."
-#: Per-task output: every task's exec script in ``exec.<node>.<lane>`` (the same format, ``exec``
+#: Per-task output: every task's exec script in ``exec.<node>.<pid>.<lane>`` (the same format, ``exec``
 #: records only), as ``exec<N>`` is written only for the tasks that fail or run a while.
 EXEC_PREFIX = "exec."
 #: Where a running task's output waits when no spool directory is named.

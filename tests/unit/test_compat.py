@@ -138,9 +138,11 @@ def test_commandline_objects_bring_their_cores_unless_cores_is_given():
 
 @pytest.mark.parametrize(
     ("source", "problem"),
-    [(["ok", "two\nlines"], "commandline 2 from Python holds a newline"), ([1], "commandline 1 from Python is a int"),
+    [(["ok", "two\nlines"], "commandline 2 from Python holds a newline"), ([1], "commandline 1 from Python is an int"),
      (42, "commandlines must be a file name or a list"), (b"bytes", "commandlines must be a file name"),
-     (mpilauncher.CountedCommandGenerator(), "without nmax= never ends")],
+     (mpilauncher.CountedCommandGenerator(), "without nmax= never ends"),
+     ([], "no tasks: the commandlines given from Python hold no command"),
+     (["# only a comment", "  "], "no tasks: the commandlines given from Python hold no command")],
 )  # fmt: skip
 def test_what_cannot_be_commandlines_is_one_line(source, problem, capsys):
     with pytest.raises(ValueError, match=problem):
