@@ -901,7 +901,7 @@ static Stream *stream_for(PyObject *base_text, char **why) {
 static void write_text(const char *path, const char *text, size_t len) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return;  /* a convenience file that cannot be written is left out */
-    write_all(fd, text, len);
+    if (write_all(fd, text, len) < 0) unlink(path);  /* a full disk: out, not left empty or cut short */
     close(fd);
 }
 

@@ -640,17 +640,26 @@ def cannot_create(output: str) -> str:
 
 
 def write_text(file: tuple[str, str] | None) -> None:
-    """Write ``(path, text)``; a convenience file that cannot be written is left out."""
+    """Write ``(path, text)``; a convenience file that cannot be written is left out: one the disk took
+    no more of is removed (a full disk left ``exec<N>`` empty, or a script cut short, in silence: a
+    user walk)."""
     if file is None:
         return
     try:
         fd = os.open(file[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, file[1].encode("utf-8", "surrogateescape"))
-        finally:
-            os.close(fd)
     except OSError:
-        pass
+        return
+    try:
+        data = file[1].encode("utf-8", "surrogateescape")
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        try:
+            os.unlink(file[0])
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
 
 
 def bind(pid: int, cpus: tuple[int, ...]) -> None:

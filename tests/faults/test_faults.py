@@ -199,15 +199,20 @@ def test_awkward_tasks_are_all_accounted_for(sweep_dir: Path, executor: str) -> 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_tasks_that_failed_on_a_full_workdir_are_told_its_file_system_is_full(sweep_dir: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_tasks_that_failed_on_a_full_workdir_are_told_its_file_system_is_full(sweep_dir: Path, executor: str) -> None:
     """The tasks' own writes filled the workdir's file system: they failed (exit 1, their own), and the
-    end of the run named them with nothing about the disk (a user walk: 7 of 10 on a 1 MiB tmpfs)."""
+    end of the run named them with nothing about the disk (a user walk: 7 of 10 on a 1 MiB tmpfs); their
+    exec<N>, written at the failure, were left empty in silence."""
     with mounted_tmpfs(sweep_dir / "disk", "size=1m") as disk:
         (sweep_dir / "commandlines").write_text("head -c 300000 /dev/zero; echo PYL_ID\n" * 10)
-        result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", "qs"], sweep_dir)
+        result = run_cli(["commandlines", "--workdir", str(disk / "w"), "--queuestate", "qs"], sweep_dir,
+                         MPILAUNCHER_EXECUTOR=executor)  # fmt: skip
         assert result.returncode == 1, result.stderr
         (line,) = [line for line in result.stderr.splitlines() if "of the sweep failed" in line]
         assert f"The file system of the workdir ({disk / 'w'}) is full: tasks that write there may have failed" in line
+        scripts = {path.name: path.stat().st_size for path in (disk / "w").glob("exec[0-9]*")}
+        assert 0 not in scripts.values(), f"an exec script the disk took no more of is left out, not empty: {scripts}"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
