@@ -118,7 +118,30 @@ def plan_from_commandlines(config: Config) -> Plan:
         meta.extra["expected_time"] = "file"
     plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
     mark_mpi_tasks(plan, config)
+    warn_about_lines(text, str(path), mpi=bool(plan.meta.extra.get("mpi")))
     return plan
+
+
+def warn_about_lines(text: str, source: str, mpi: bool) -> None:
+    """Lines that run, but not as their writer meant (a user walk): ``PYL_MPIEXEC`` in a sweep that is not
+    of MPI tasks runs as a command (exit 127), and a line ending in a backslash is not continued on the
+    next (each line is a task, as in PyLauncher).  One warning each, at the first such line; a search of
+    the text (a million lines: milliseconds), not of the tasks."""
+    looks = [("\\\n", "ends in a backslash, but each line is a task of its own: the next line is not its"
+              " continuation (join them into one line)")]  # fmt: skip
+    if not mpi:
+        problem = ("PYL_MPIEXEC stands for the MPI starter only in a sweep of MPI tasks (--mpi, IbrunLauncher);"
+                   " here the shell runs it as a command, which it cannot find (exit 127)")  # fmt: skip
+        looks.append(("PYL_MPIEXEC", problem))
+    for needle, problem in looks:
+        at = text.find(needle)
+        while at >= 0:
+            begin = text.rfind("\n", 0, at) + 1
+            escaped = needle == "\\\n" and text[at - 1 : at] == "\\"  # (``\\``: a backslash, not a continuation)
+            if not escaped and not text[begin:at].lstrip().startswith("#"):  # (a comment line is no task)
+                warn(f"{source}:{text.count(chr(10), 0, begin) + 1}: {problem}")
+                break
+            at = text.find(needle, at + 1)
 
 
 def plan_from_queuestate(config: Config) -> Plan:
