@@ -20,6 +20,12 @@ ERRORS = "surrogateescape"
 def atomic_write(path: Path, text: str | Iterable[bytes]) -> None:
     """Replace ``path`` by ``text`` (or the pieces of its bytes, written one after the other) so that a
     crash leaves the old or the new file, never half."""
+    put_in_place(write_aside(path, text), path)
+
+
+def write_aside(path: Path, text: str | Iterable[bytes]) -> Path:
+    """The first half of :func:`atomic_write`: ``text`` written (handed to the OS, not synced) to a file
+    beside ``path``, whose name is returned; what cannot be written (a full disk) is raised here."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as out:
@@ -28,16 +34,32 @@ def atomic_write(path: Path, text: str | Iterable[bytes]) -> None:
             else:
                 for piece in text:
                     out.write(piece)
-            out.flush()
-            os.fsync(out.fileno())
+    except OSError as err:
+        _remove(tmp)
+        raise LauncherFailure(f"{path}: cannot write: {err.strerror or err}") from None
+    return tmp
+
+
+def put_in_place(tmp: Path, path: Path) -> None:
+    """The second half of :func:`atomic_write`: ``tmp`` synced, renamed to ``path``, the rename synced."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as err:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        _remove(tmp)
         raise LauncherFailure(f"{path}: cannot write: {err.strerror or err}") from None
     fsync_directory(path.parent)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def fsync_directory(directory: Path) -> None:

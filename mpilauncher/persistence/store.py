@@ -25,7 +25,7 @@ from mpilauncher.core.ranges import runs_text
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
-from mpilauncher.persistence.files import atomic_write
+from mpilauncher.persistence.files import atomic_write, put_in_place, write_aside
 from mpilauncher.persistence.lock import Holder, current_holder, is_stale
 from mpilauncher.persistence.queuestate import LoadedState, StateMeta
 from mpilauncher.persistence.written import WrittenLines
@@ -72,6 +72,7 @@ class StateStore(Observer):
         #: what they stand on: the ledger's table and its count of completed rows written again.
         self._written: WrittenLines | None = None
         self._written_for: tuple[object, int] = (None, 0)
+        self._spans_later: list[tuple[int, int, int, int]] | None = None
 
     def open(self, now: float, requeued: Sequence[int] | None = None) -> None:
         """Write the first snapshot, then start this run's journal (in that order: see resume).
@@ -93,8 +94,16 @@ class StateStore(Observer):
                 self._journal.flush(now)
                 return
         self.meta.run = os.urandom(6).hex()
-        self.snapshot(now, 0.0)
-        self._journal = journal.JournalWriter(journal_path(self.path), self.meta.run, self.fsync_interval)
+        aside = self.snapshot(now, 0.0, aside=True)  # (its text handed to the OS; synced and renamed by:)
+        self._journal = journal.JournalWriter(
+            journal_path(self.path), self.meta.run, self.fsync_interval, after=lambda: put_in_place(aside, self.path)
+        )
+
+    def settle(self) -> None:
+        """Return once the run's first snapshot is in place and its journal exists (:meth:`open` leaves
+        that to a thread); what failed there is raised here."""
+        if self._journal is not None:
+            self._journal.settle()
 
     # -- the facts ----------------------------------------------------------
     def on_started(self, start: Start, at: float) -> None:
@@ -133,10 +142,16 @@ class StateStore(Observer):
         if self._dirty and now >= self._next_snapshot:
             self.snapshot(now, elapsed)
 
-    def snapshot(self, now: float, elapsed: float, restart_journal: bool = True) -> None:
+    def snapshot(self, now: float, elapsed: float, restart_journal: bool = True, aside: bool = False) -> Path | None:
         """Write the snapshot; the journal then starts over (``restart_journal``), under a new id that
-        pairs it with this snapshot (see :meth:`journal.JournalWriter.restart`)."""
+        pairs it with this snapshot (see :meth:`journal.JournalWriter.restart`).  ``aside``: written
+        beside its place, not synced: the caller puts it in place (the first of a run: see :meth:`open`);
+        returns that file."""
         began = time.monotonic()
+        self.settle()  # (the first snapshot in place before this one is written: never the older one last)
+        if self._spans_later is not None:
+            self._keep_written(self._spans_later)
+            self._spans_later = None
         restart = restart_journal and self._journal is not None
         if restart:
             self.meta.run = os.urandom(6).hex()
@@ -147,13 +162,19 @@ class StateStore(Observer):
         pieces = queuestate.render_pieces(
             self.ledger, self.meta, self.default_cores, self._earlier, self._copyable(), spans
         )
-        atomic_write(self.path, pieces)
-        self._keep_written(spans)
+        written = None
+        if aside:
+            written = write_aside(self.path, pieces)
+            self._spans_later = spans  # (its lines are copied by the next snapshot once it is in place)
+        else:
+            atomic_write(self.path, pieces)
+            self._keep_written(spans)
         if restart:
             self._journal.restart(self.meta.run)
         cost = time.monotonic() - began
         self._next_snapshot = now + max(MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE * cost)
         self._dirty = False
+        return written
 
     def _copyable(self) -> WrittenLines | None:
         """The last snapshot's completed lines, if they still stand: nothing wrote a completed task's row

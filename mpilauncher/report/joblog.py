@@ -63,8 +63,9 @@ class Joblog(Observer):
             #: Resuming a sweep whose joblog an older version began: its rows keep its columns.
             self._pick = None if new else _picker(_first_line(path))
             self._file = open(path, "a", encoding="utf-8", errors="surrogateescape")
-            if new:
+            if new:  # (handed to the OS now, before any task can fill the disk: said here, nothing started)
                 self._file.write(HEADER)
+                self._file.flush()
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot write joblog: {err.strerror or err}") from None
 
