@@ -165,15 +165,15 @@ def earlier_workdirs(extra: dict, workdir: Path) -> list[Path]:
 
 
 def workdirs_of(workdir: Path) -> list[Path]:
-    """``workdir`` and, newest first, the earlier workdirs of its sweep (by its queuestate, if found)."""
+    """``workdir`` and the earlier workdirs of its sweep (by its queuestate, if found)."""
     state = find_queuestate(workdir)
     meta = _meta_of(state) if state is not None else None
-    return [workdir, *reversed(earlier_workdirs(meta or {}, workdir))]
+    return [workdir, *earlier_workdirs(meta or {}, workdir)]
 
 
 def output_tail(workdirs: list[Path]):
     """``tail(task_id, lines)``: the last lines of a task's output, None if there is none; looked for in
-    ``workdirs`` in order (the sweep's current workdir first, then its earlier ones, newest first)."""
+    ``workdirs`` (the sweep's current one and its earlier ones: the latest output wins)."""
     finder = gather.Finder([str(workdir) for workdir in workdirs])
 
     def tail(task_id: int, lines: int) -> list[str] | None:
@@ -231,7 +231,7 @@ def report_main(argv: list[str]) -> int:
         if plot_path is not None and plot_path.suffix.lower() not in (".png", ".svg"):
             raise InputError("--plot must name a .png or .svg file", args.plot)
         sweep = load_sweep(Path(args.sweep))
-        workdirs = [sweep.workdir or Path("."), *reversed(sweep.earlier_workdirs)]
+        workdirs = [sweep.workdir or Path("."), *sweep.earlier_workdirs]
         text = render(sweep, args.top, args.tail, args.failed, output_tail(workdirs))
         if plot_path is not None:
             from mpilauncher.report.plot import PlotUnavailable, draw

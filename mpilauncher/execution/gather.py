@@ -206,24 +206,23 @@ def read_record(record: Record, limit: int | None = None) -> bytes:
 
 
 class Finder:
-    """Finds tasks' output (or exec scripts) in several workdirs, the first that has one winning: a sweep
-    resumed into a new workdir left the output of the tasks that ended before in the earlier one.
-    Each workdir's index files are read once, at the first look."""
+    """Finds tasks' output (or exec scripts) in several workdirs: a sweep resumed into a new workdir left
+    the output of the tasks that ended before in the earlier one.  The latest record of a task wins,
+    wherever it is (a sweep taken back to its first workdir after a second one has both).  Each
+    workdir's index files are read once."""
 
     def __init__(self, workdirs: Sequence[str], kind: str = "out") -> None:
         self.kind = kind
-        self._places: list[tuple[str, dict[int, Record] | None]] = [(w, None) for w in workdirs]
+        self._places = [(workdir, records(workdir, kind)) for workdir in workdirs]
 
     def find(self, task_id: int) -> tuple[Record, str] | None:
-        """Where ``task_id``'s output is, and in which workdir; None if in none."""
-        for number, (workdir, indexed) in enumerate(self._places):
-            if indexed is None:
-                indexed = records(workdir, self.kind)
-                self._places[number] = (workdir, indexed)
+        """Where ``task_id``'s latest output is, and in which workdir; None if in none."""
+        found = None
+        for workdir, indexed in self._places:
             record = locate(workdir, task_id, self.kind, indexed)
-            if record is not None:
-                return record, workdir
-        return None
+            if record is not None and (found is None or record.end > found[0].end):
+                found = (record, workdir)
+        return found
 
 
 def iter_output(workdir: str, task_ids: list[int], kind: str = "out") -> Iterator[tuple[int, bytes | None]]:

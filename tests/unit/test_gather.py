@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mpilauncher.execution.gather import Stream, iter_output, locate, read_record, records
+from mpilauncher.execution.gather import Finder, Stream, iter_output, locate, read_record, records
 from tests.conftest import ROOT
 
 
@@ -62,3 +62,22 @@ def test_a_record_cut_short_by_a_full_disk_does_not_shift_the_ones_after_it(tmp_
     found = records(str(tmp_path), "exec")
     assert sorted(found) == [0, 2], "the cut-short record is not indexed"
     assert read_record(found[0]) == b"a" * 100 and read_record(found[2]) == b"c" * 30
+
+
+def test_a_sweeps_workdirs_are_searched_together_and_the_latest_output_wins(tmp_path: Path) -> None:
+    """A sweep resumed into a new workdir (b), then back into its first (a): each task's latest output,
+    wherever it is; one a workdir lacks is found in another."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    for where, task_id, text, when in ((first, 0, "a: 0", 100), (first, 1, "a: 1, first run", 100),
+                                       (second, 1, "b: 1, second run", 200), (second, 2, "b: 2", 200)):  # fmt: skip
+        (where / f"out{task_id}").write_text(text)
+        os.utime(where / f"out{task_id}", (when, when))
+    finder = Finder([str(first), str(second)])
+    found = {task_id: finder.find(task_id) for task_id in range(4)}
+    assert found[3] is None
+    assert {task_id: (read_record(f[0]).decode(), Path(f[1]).name) for task_id, f in found.items() if f} == {
+        0: ("a: 0", "a"),
+        1: ("b: 1, second run", "b"),
+        2: ("b: 2", "b"),
+    }
