@@ -25,7 +25,7 @@ from mpilauncher.core.ranges import compress, expand
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution import gather
-from mpilauncher.persistence.lock import Holder, current_holder, is_stale
+from mpilauncher.persistence.lock import current_holder, still_held
 from mpilauncher.persistence.store import journal_path, load_state
 from mpilauncher.report import joblog
 from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
@@ -98,7 +98,7 @@ def load_sweep(target: Path) -> Sweep:
         sweep.name = Path(meta.commandlines).name if meta.commandlines else state.name
         counts = ledger.counts()
         holder = current_holder(state)
-        live = holder is not None and not is_stale(holder, Holder.me(None), job_running=lambda job: None)
+        live = still_held(holder)
         if live:
             sweep.state = "running"
             try:  # the snapshot's elapsed time is as old as the snapshot

@@ -212,9 +212,6 @@ class _Creation:
         except BaseException as err:  # (a LauncherFailure; raised in the loop's thread by wait)
             self._error = err
 
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
     def wait(self) -> None:
         self._thread.join()
         if self._error is not None:

@@ -227,6 +227,12 @@ def read_lock(path: Path) -> str | None:
         raise InputError(f"cannot read the lock: {err.strerror or err}", str(path)) from None
 
 
+def still_held(holder: Holder | None) -> bool:
+    """Whether a lock's ``holder`` may still run, as a reader of the sweep (``--status``, ``report``) tells:
+    without asking Slurm about a job on another host (it counts as running)."""
+    return holder is not None and not is_stale(holder, Holder.me(None), job_running=lambda job: None)
+
+
 def current_holder(state_path: Path) -> Holder | None:
     """Who holds the lock of a queuestate now, if anyone (for ``--status``)."""
     try:

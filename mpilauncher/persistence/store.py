@@ -26,7 +26,7 @@ from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write, put_in_place, write_aside
-from mpilauncher.persistence.lock import Holder, current_holder, is_stale
+from mpilauncher.persistence.lock import current_holder, still_held
 from mpilauncher.persistence.queuestate import LoadedState, StateMeta
 from mpilauncher.persistence.written import WrittenLines
 
@@ -244,7 +244,7 @@ def describe_state(path: Path) -> str:
     if loaded.meta.workdir:
         lines.append(f"workdir: {loaded.meta.workdir}")
     holder = current_holder(path)
-    live = holder is not None and not is_stale(holder, Holder.me(None), job_running=lambda job: None)
+    live = still_held(holder)
     if holder is not None:
         if not live:
             lines.append(f"lock: left by a launcher that no longer runs ({holder.describe()}); a resume takes it over")
