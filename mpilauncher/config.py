@@ -459,13 +459,30 @@ def _grace(value: object) -> float:
 
 
 def _path(setting: str, value: object) -> str | None:
-    """A file or directory name as the OS takes it (a ``Path`` is fine too), or None."""
+    """A file or directory name as the OS takes it (a ``Path`` is fine too), or None.
+
+    A name that begins with ``~`` is refused while nothing of that name is here: nothing expands it
+    on this path (a shell does, before the launcher sees it; Python's ``open`` does not), so
+    ``workdir="~/run1"`` from a script, or ``--workdir=~/run1`` from ``sh``, names a folder ``~`` in
+    the current one, never the home the user meant: said here, once, for what it is (a user walk met
+    "cannot create workdir: ./~ does not exist"; PyLauncher made that folder ``~``, which a later
+    ``rm -rf ~/...`` typed to remove it would miss, or worse).
+    """
     if value is None:
         return None
     try:
-        return limits.path(os.fspath(value) if isinstance(value, os.PathLike) else value)
+        name = limits.path(os.fspath(value) if isinstance(value, os.PathLike) else value)
     except (ValueError, TypeError) as err:
         raise option_error(setting, err) from None
+    first = name.split("/", 1)[0]
+    if first.startswith("~") and not os.path.lexists(first):
+        raise option_error(
+            setting,
+            f"{name!r} begins with '~', which is not expanded here (a shell expands it, before the launcher"
+            f" sees it): give the path in full ({os.path.expanduser(name)!r}?), or ./{name} for a name that"
+            " begins with '~'",
+        )
+    return name
 
 
 def _starter(value: str | None) -> str | None:

@@ -113,6 +113,8 @@ def test_exactly_one_of_commandlines_and_resume(commandlines, resume):
         ({"workdir": "w\0rk"}, "workdir", "must not contain a NUL"),
         ({"workdir": "w" * 300}, "workdir", "names of at most 255"),
         ({"queuestate": 5}, "queuestate", "must be a path"),
+        ({"workdir": "~/run1"}, "workdir", "'~/run1' begins with '~', which is not expanded here"),
+        ({"queuestate": "~"}, "queuestate", "give the path in full ("),
         ({"schedule": "blocks"}, "schedule", "must be 'default' or 'blockN'"),
         ({"schedule": "block0"}, "schedule", "must be 'default' or 'blockN'"),
         ({"schedule": "cyclic"}, "schedule", "must be 'default' or 'blockN'"),
@@ -128,6 +130,20 @@ def test_bad_values_are_option_errors_that_name_the_setting(kwargs, setting, pro
     assert err.exit_status == EXIT_BAD_INPUT
     assert err.named("--the-flag") == f"--the-flag {err.problem}"
     assert str(err) == f"{LABELS.get(setting, setting.replace('_', ' '))} {err.problem}"  # neutral without a front end
+
+
+def test_a_name_that_begins_with_a_tilde_is_refused_unless_it_is_here(tmp_path, monkeypatch):
+    """Nothing expands ``~`` on this path: ``workdir="~/run1"`` from a script would be a folder named ``~``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionError) as info:
+        make_config(resume="~nosuchuser/qs")
+    assert info.value.setting == "resume" and "or ./~nosuchuser/qs for a name that begins with '~'" in str(info.value)
+    with pytest.raises(OptionError, match="commandlines '~/cl' begins with '~'"):
+        make_config("~/cl")
+    (tmp_path / "~").mkdir()  # a folder of that name, made on purpose: the name is what it says
+    assert make_config("cmds", workdir="~/run1").workdir == "~/run1"
+    assert make_config("cmds", workdir="./~x").workdir == "./~x"
+    assert make_config("cmds", workdir="a~b").workdir == "a~b"
 
 
 @pytest.mark.parametrize(
