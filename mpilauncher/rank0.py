@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import time
 from io import TextIOBase as TextIO
 from pathlib import Path
@@ -122,26 +123,56 @@ def plan_from_commandlines(config: Config) -> Plan:
     return plan
 
 
+#: What ``warn_about_lines`` says of a line ending in a backslash, and of PYL_MPIEXEC outside an MPI sweep.
+_CONTINUED = "ends in a backslash, but each line is a task of its own: the next line is not its continuation" \
+    " (join them into one line)"  # fmt: skip
+_NOT_MPI = "PYL_MPIEXEC stands for the MPI starter only in a sweep of MPI tasks (--mpi, IbrunLauncher); here" \
+    " the shell runs it as a command, which it cannot find (exit 127)"  # fmt: skip
+
+
 def warn_about_lines(text: str, source: str, mpi: bool) -> None:
-    """Lines that run, but not as their writer meant (a user walk): ``PYL_MPIEXEC`` in a sweep that is not
-    of MPI tasks runs as a command (exit 127), and a line ending in a backslash is not continued on the
-    next (each line is a task, as in PyLauncher).  One warning each, at the first such line; a search of
-    the text (a million lines: milliseconds), not of the tasks."""
-    looks = [("\\\n", "ends in a backslash, but each line is a task of its own: the next line is not its"
-              " continuation (join them into one line)")]  # fmt: skip
+    """Lines that run, but not as their writer meant (user walks): a line ending in a backslash is not
+    continued on the next (each line is a task, as in PyLauncher), ``$PYL_ID_out`` is the shell's
+    variable ``PYL_ID_out``, which nothing sets (every task would write the same file), and
+    ``PYL_MPIEXEC`` in a sweep that is not of MPI tasks runs as a command (exit 127).  One warning each,
+    at the first such line; searches of the text in C (a million lines: milliseconds), not of the tasks:
+    a sweep whose every line holds ``$PYL_ID.out`` visits none of them."""
+
+    def continued(at: int) -> str | None:
+        return None if text[at - 1 : at] == "\\" else _CONTINUED  # (``\\``: a backslash, not a continuation)
+
+    def longer_name(at: int) -> str | None:
+        name = _longer_name().match(text, at)[1]
+        marker, rest = name[:6], name[6:]
+        return (f"${name} is the shell's variable {name}, which nothing sets (every task gets the same empty"
+                f" text), not the task number {marker} followed by {rest}: write ${{{marker}}}{rest}")  # fmt: skip
+
+    looks = [(lambda at: _first(_longer_name(), text, at), longer_name)]
+    if "\\" in text:  # (a search for one character is ten times as fast as for two, and most sweeps have none)
+        looks.insert(0, (lambda at: text.find("\\\n", at), continued))
     if not mpi:
-        problem = ("PYL_MPIEXEC stands for the MPI starter only in a sweep of MPI tasks (--mpi, IbrunLauncher);"
-                   " here the shell runs it as a command, which it cannot find (exit 127)")  # fmt: skip
-        looks.append(("PYL_MPIEXEC", problem))
-    for needle, problem in looks:
-        at = text.find(needle)
+        looks.append((lambda at: text.find("PYL_MPIEXEC", at), lambda _at: _NOT_MPI))
+    for find, problem_at in looks:
+        at = find(0)
         while at >= 0:
             begin = text.rfind("\n", 0, at) + 1
-            escaped = needle == "\\\n" and text[at - 1 : at] == "\\"  # (``\\``: a backslash, not a continuation)
-            if not escaped and not text[begin:at].lstrip().startswith("#"):  # (a comment line is no task)
+            problem = None if text[begin:at].lstrip().startswith("#") else problem_at(at)  # (a comment: no task)
+            if problem is not None:
                 warn(f"{source}:{text.count(chr(10), 0, begin) + 1}: {problem}")
                 break
-            at = text.find(needle, at + 1)
+            at = find(at + 1)
+
+
+@functools.cache
+def _longer_name() -> re.Pattern:
+    """``$PYL_ID`` or ``$PYLTID`` read by the shell as the start of a longer name (its names are ASCII);
+    compiled when a commandlines file is first read, not at every start."""
+    return re.compile(r"\$((?:PYL_ID|PYLTID)[A-Za-z0-9_]+)")
+
+
+def _first(pattern: re.Pattern, text: str, at: int) -> int:
+    found = pattern.search(text, at)
+    return found.start() if found else -1
 
 
 def plan_from_queuestate(config: Config) -> Plan:
