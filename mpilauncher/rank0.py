@@ -34,7 +34,7 @@ from mpilauncher.errors import (
 )
 from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
-from mpilauncher.persistence.lock import SweepLock
+from mpilauncher.persistence.lock import SweepLock, lock_path
 from mpilauncher.persistence.queuestate import Earlier, StateMeta
 from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind
 from mpilauncher.records import field, record, replace
@@ -328,29 +328,72 @@ def mark_mpi_tasks(plan: Plan, config: Config) -> None:
     plan.to_run = plan.ledger.revise(plan.to_run, mpi=True)
 
 
-def check_state_target(plan: Plan, start_over: bool = False) -> None:
-    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep
-    (unless told to start over: then it is overwritten)."""
+def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int] | None:
+    """Refuse to overwrite a queuestate that still holds unfinished work of another sweep (unless told
+    to start over: then it is overwritten).  A finished one with failed tasks is not overwritten either:
+    the name to keep it under and its failed tasks are returned (see :func:`keep_aside`), ``None`` where
+    there is none to keep.
+
+    Why keep it: its run ended saying "run them again: --resume QUEUESTATE --rerun-failed", and a
+    second sweep started with the same default name (a PyLauncher script of two sweeps, say) replaced
+    it in silence -- the failed tasks could then be found only by running the whole first sweep again.
+    """
     target = plan.state_path
     if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
-        return
+        return None
     if not target.exists():
-        return
+        return None
     if target.is_dir():
         raise InputError("is a directory; --queuestate must name a file", str(target))
     try:
         other = load_state(target, CoresSpec("fixed", 1), states_only=True).ledger  # (its counts only)
-    except InputError:
+    except InputError as err:  # (the journal beside it, too: said as it is)
         raise InputError(
-            "exists and is not a readable queuestate: remove it or choose another --queuestate", str(target)
+            f"exists and is not a readable queuestate ({err}): remove it or choose another --queuestate", str(target)
         ) from None
-    unfinished = len(other.ids_in("queued", RUNNING))
+    counts = other.counts()
+    unfinished = counts[QUEUED] + counts[RUNNING]
     if unfinished and not start_over:
         raise InputError(
             f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume {target},"
             " or remove it, or choose another --queuestate, or overwrite it with --start-over",
             str(target),
         )
+    if not counts[FAILED] or start_over:
+        return None
+    if journal_path(target).exists():  # (its snapshot names that journal: it cannot move without it)
+        raise InputError(
+            f"holds a finished sweep with {counts[FAILED]} failed tasks and its journal: run them again with"
+            f" --resume {target} --rerun-failed, or remove it, or choose another --queuestate, or overwrite it"
+            " with --start-over",
+            str(target),
+        )
+    number = 1
+    while any(path.exists() for path in _files_of(target.with_name(f"{target.name}.{number}"))):
+        number += 1
+    return target.with_name(f"{target.name}.{number}"), counts[FAILED]
+
+
+def _files_of(state: Path) -> tuple[Path, Path, Path]:
+    """A queuestate's file, its journal and its lock."""
+    return state, journal_path(state), lock_path(state)
+
+
+def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
+    """Move the finished queuestate ``target`` to ``aside`` (see :func:`check_state_target`); what to say."""
+    try:
+        os.rename(target, aside)
+    except OSError as err:
+        raise InputError(
+            f"cannot keep the finished sweep it holds aside as {aside.name}: {err.strerror or err}", str(target)
+        ) from None
+    again = (
+        f"python -m mpilauncher --resume {shell_word(str(aside))} --rerun-failed"
+        if config.job_type == CLI_JOB_TYPE
+        else f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True)"
+    )
+    tasks, them = ("tasks", "them") if failed != 1 else ("task", "it")
+    return f"{target} held a finished sweep with {failed} failed {tasks}: kept as {aside} ({again} runs {them} again)"
 
 
 def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
@@ -645,7 +688,7 @@ def _run_locked(
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
-    check_state_target(plan, config.start_over)
+    aside = check_state_target(plan, config.start_over)
     workdir = choose_workdir(config, plan, allocation)
     created = not workdir.exists()
     try:
@@ -663,6 +706,8 @@ def _run_locked(
         if output == "per-node":
             out.write(" .. output: per node (output.<node>.*; python -m mpilauncher output WORKDIR TASK_ID)\n")
         out.flush()
+    if aside is not None:  # (after every check: a run refused at its start leaves the queuestate where it was)
+        plan.notes.append(keep_aside(plan.state_path, *aside, config))
     for note in (*config.notes, *plan.notes):
         log.note(note)
     transport.setup(

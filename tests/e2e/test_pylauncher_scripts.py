@@ -534,3 +534,24 @@ def test_sleep_command_generator_and_a_local_host_pool(sweep_dir: Path) -> None:
     assert (sweep_dir / "sleepcommandlines").read_text().startswith("echo 0 >> /dev/null 2>&1  ; sleep 0\n")
     assert "# tasks completed: 4" in result.stdout and "Host pool of size 2." in result.stdout
     assert f"5.4 {JOB}" in result.stdout
+
+
+def test_a_script_of_two_sweeps_keeps_the_first_ones_failures_to_run_again(sweep_dir: Path) -> None:
+    """Both sweeps use the default ./queuestate, as in PyLauncher; the first one's failed task was lost with it."""
+    commandlines(sweep_dir, "echo a\nfalse\n", "first")
+    commandlines(sweep_dir, "echo b\n", "second")
+    result = run_script(
+        sweep_dir,
+        """
+        import mpilauncher as pylauncher
+        pylauncher.ClassicLauncher("first", cores=1)
+        pylauncher.ClassicLauncher("second", cores=1)
+        print("script done")
+    """,
+    )
+    assert result.returncode == 0 and "script done" in result.stdout, result.stderr
+    assert (
+        "mpilauncher: note: queuestate held a finished sweep with 1 failed task: kept as queuestate.1"
+        " (ResumeClassicLauncher('queuestate.1', rerun_failed=True) runs it again)" in result.stderr.splitlines()
+    )
+    assert "false" in (sweep_dir / "queuestate.1").read_text() and "false" not in (sweep_dir / "queuestate").read_text()

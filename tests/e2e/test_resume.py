@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from mpilauncher.persistence import journal
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import launcher_env, new_tag, run_cli, tagged_pids, wait_for
 
@@ -365,3 +367,48 @@ def test_a_queuestate_named_with_a_newline_and_a_space_resumes_and_says_how(tmp_
     resumed = run_cli(["--resume", name, "--quiet"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "# tasks completed: 2" in resumed.stdout
+
+
+def test_a_new_sweep_keeps_a_finished_queuestate_with_failed_tasks_aside(tmp_path: Path) -> None:
+    """A sweep that ended with failed tasks says "run them again: --resume queuestate --rerun-failed"; the next
+    sweep started in the same folder replaced that queuestate in silence (a user walk: a script of two
+    sweeps), and the failed tasks could then be found only by running the whole first sweep again."""
+    (tmp_path / "first").write_text("echo a >> ran0\necho b >> ran1; test -e fixed\n")
+    failed = run_cli(["first", "--workdir", "w1"], tmp_path)
+    assert failed.returncode == 1 and "--resume queuestate --rerun-failed" in failed.stderr, failed.stderr
+    kept = (tmp_path / "queuestate").read_text()
+    (tmp_path / "second").write_text("echo c\n")
+    second = run_cli(["second", "--workdir", "w2"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert [line for line in second.stderr.splitlines() if "kept as" in line] == [
+        "mpilauncher: note: queuestate held a finished sweep with 1 failed task: kept as queuestate.1"
+        " (python -m mpilauncher --resume queuestate.1 --rerun-failed runs it again)"
+    ]
+    assert (tmp_path / "queuestate.1").read_text() == kept
+    assert "/second" in (tmp_path / "queuestate").read_text().split("\n", 4)[3], "the new sweep's own"
+    (tmp_path / "fixed").touch()
+    again = run_cli(["--resume", "queuestate.1", "--rerun-failed"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "ran0").read_text() == "a\n" and (tmp_path / "ran1").read_text() == "b\nb\n"
+    # nothing failed in the second sweep: a third one replaces it as before; --start-over replaces any
+    third = run_cli(["first", "--workdir", "w3"], tmp_path)
+    assert "kept as" not in third.stderr and not (tmp_path / "queuestate.2").exists()
+    assert third.returncode == 0, third.stderr  # (the fixed file is still there)
+    (tmp_path / "fixed").unlink()
+    run_cli(["first", "--workdir", "w4"], tmp_path)
+    fourth = run_cli(["second", "--workdir", "w5", "--start-over"], tmp_path)
+    assert fourth.returncode == 0 and "kept as" not in fourth.stderr and not (tmp_path / "queuestate.2").exists()
+
+
+def test_a_finished_queuestate_with_failed_tasks_and_a_journal_is_refused_not_kept_without_it(tmp_path: Path) -> None:
+    """Its snapshot names its journal: kept aside alone it would lose what only the journal holds."""
+    (tmp_path / "first").write_text("false\n")
+    assert run_cli(["first", "--workdir", "w1"], tmp_path).returncode == 1
+    kept = (tmp_path / "queuestate").read_text()
+    run = json.loads(kept.split("\n")[3].removeprefix("#meta "))["run"]
+    (tmp_path / "queuestate.journal").write_text(f"{journal.HEADER}{run}\n")  # (as a kill -9 at the end leaves it)
+    (tmp_path / "second").write_text("echo c\n")
+    refused = run_cli(["second", "--workdir", "w2"], tmp_path)
+    assert refused.returncode == 2
+    assert "queuestate: holds a finished sweep with 1 failed tasks and its journal" in refused.stderr
+    assert (tmp_path / "queuestate").read_text() == kept and not (tmp_path / "w2").exists()
