@@ -355,17 +355,18 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     unfinished = counts[QUEUED] + counts[RUNNING]
     if unfinished and not start_over:
         raise InputError(
-            f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume {target},"
-            " or remove it, or choose another --queuestate, or overwrite it with --start-over",
+            f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume"
+            f" {shell_word(str(target))}, or remove it, or choose another --queuestate, or overwrite it with"
+            " --start-over",
             str(target),
         )
     if not counts[FAILED] or start_over:
         return None
     if journal_path(target).exists():  # (its snapshot names that journal: it cannot move without it)
         raise InputError(
-            f"holds a finished sweep with {counts[FAILED]} failed tasks and its journal: run them again with"
-            f" --resume {target} --rerun-failed, or remove it, or choose another --queuestate, or overwrite it"
-            " with --start-over",
+            f"holds a finished sweep with {_failed_tasks(counts[FAILED])} and its journal: run them again with"
+            f" --resume {shell_word(str(target))} --rerun-failed, or remove it, or choose another --queuestate,"
+            " or overwrite it with --start-over",
             str(target),
         )
     number = 1
@@ -392,8 +393,12 @@ def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
         if config.job_type == CLI_JOB_TYPE
         else f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True)"
     )
-    tasks, them = ("tasks", "them") if failed != 1 else ("task", "it")
-    return f"{target} held a finished sweep with {failed} failed {tasks}: kept as {aside} ({again} runs {them} again)"
+    them = "them" if failed != 1 else "it"
+    return f"{target} held a finished sweep with {_failed_tasks(failed)}: kept as {aside} ({again} runs {them} again)"
+
+
+def _failed_tasks(count: int) -> str:
+    return f"{count} failed task{'s' if count != 1 else ''}"
 
 
 def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:

@@ -410,5 +410,5 @@ def test_a_finished_queuestate_with_failed_tasks_and_a_journal_is_refused_not_ke
     (tmp_path / "second").write_text("echo c\n")
     refused = run_cli(["second", "--workdir", "w2"], tmp_path)
     assert refused.returncode == 2
-    assert "queuestate: holds a finished sweep with 1 failed tasks and its journal" in refused.stderr
+    assert "queuestate: holds a finished sweep with 1 failed task and its journal" in refused.stderr
     assert (tmp_path / "queuestate").read_text() == kept and not (tmp_path / "w2").exists()
