@@ -328,6 +328,10 @@ def mark_mpi_tasks(plan: Plan, config: Config) -> None:
     plan.to_run = plan.ledger.revise(plan.to_run, mpi=True)
 
 
+#: What else a new sweep may do with a queuestate it must not overwrite as it stands.
+_OTHER_CHOICES = "or remove it, or choose another --queuestate, or overwrite it with --start-over"
+
+
 def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int] | None:
     """Refuse to overwrite a queuestate that still holds unfinished work of another sweep (unless told
     to start over: then it is overwritten).  A finished one with failed tasks is not overwritten either:
@@ -356,8 +360,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     if unfinished and not start_over:
         raise InputError(
             f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume"
-            f" {shell_word(str(target))}, or remove it, or choose another --queuestate, or overwrite it with"
-            " --start-over",
+            f" {shell_word(str(target))}, {_OTHER_CHOICES}",
             str(target),
         )
     if not counts[FAILED] or start_over:
@@ -365,14 +368,14 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     if journal_path(target).exists():  # (its snapshot names that journal: it cannot move without it)
         raise InputError(
             f"holds a finished sweep with {_failed_tasks(counts[FAILED])} and its journal: run them again with"
-            f" --resume {shell_word(str(target))} --rerun-failed, or remove it, or choose another --queuestate,"
-            " or overwrite it with --start-over",
+            f" --resume {shell_word(str(target))} --rerun-failed, {_OTHER_CHOICES}",
             str(target),
         )
-    number = 1
-    while any(path.exists() for path in _files_of(target.with_name(f"{target.name}.{number}"))):
+    number, aside = 1, target.with_name(f"{target.name}.1")
+    while any(path.exists() for path in _files_of(aside)):
         number += 1
-    return target.with_name(f"{target.name}.{number}"), counts[FAILED]
+        aside = target.with_name(f"{target.name}.{number}")
+    return aside, counts[FAILED]
 
 
 def _files_of(state: Path) -> tuple[Path, Path, Path]:
