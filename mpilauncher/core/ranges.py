@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import compress as _chosen
+from itertools import islice, repeat
+from operator import add, ne
 
 
 def compress(ids: Iterable[int], sep: str = " ") -> str:
@@ -24,6 +27,14 @@ def runs_of(ids: Iterable[int]) -> list[tuple[int, int]]:
         elif not runs or runs[-1][1] < task_id:  # (an id given twice is one id)
             runs.append((task_id, task_id + 1))
     return runs
+
+
+def run_breaks(ids: Sequence[int], most: int | None = None) -> list[int]:
+    """Where ``ids`` break into runs of consecutive ids: the indices ``i`` at which ``ids[i]`` is not
+    ``ids[i - 1] + 1``, in order, at most ``most`` of them.  Loops in C, no Python turn an id: a
+    million ids in about 0.1 s (a queuestate's sections are read so)."""
+    breaks = _chosen(range(1, len(ids)), map(ne, islice(ids, 1, None), map(add, ids, repeat(1))))
+    return list(breaks if most is None else islice(breaks, most))
 
 
 def runs_text(runs: Iterable[tuple[int, int]], sep: str = " ") -> str:

@@ -21,7 +21,6 @@ written is in the journal beside it (see :mod:`.journal`).
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import re
 import zlib
@@ -29,7 +28,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice, repeat
-from operator import add, eq, itemgetter, ne
+from operator import eq, itemgetter
 from pathlib import Path
 
 from mpilauncher.core import limits
@@ -48,7 +47,7 @@ from mpilauncher.core.ledger import (
     Place,
     TaskRecord,
 )
-from mpilauncher.core.ranges import compress, runs_text
+from mpilauncher.core.ranges import compress, run_breaks, runs_text
 from mpilauncher.core.tasks import (
     CoresSpec,
     RepeatedId,
@@ -549,10 +548,7 @@ def _id_runs(ids: list[int], begin: int) -> IdRuns | None:
     after = ids[begin:]
     if not after or after != sorted(after):  # (sorting sorted ids is one pass, in C)
         return None
-    breaks = list(
-        islice(itertools.compress(range(1, len(after)), map(ne, islice(after, 1, None), map(add, after, repeat(1)))),
-               MOST_COPIED_RUNS)
-    )  # fmt: skip
+    breaks = run_breaks(after, MOST_COPIED_RUNS)
     if len(breaks) >= MOST_COPIED_RUNS:
         return None
     firsts = [after[0], *map(after.__getitem__, breaks)]
@@ -1225,8 +1221,7 @@ def _runs(ids: list[int]) -> list[tuple[int, int]] | None:
     when they are 0..n-1 in at most :data:`MOST_RUNS` runs (a snapshot's sections: the queued half of
     a sweep, then its completed half); else None.  Found by loops in C: no Python turn an id."""
     count = len(ids)
-    breaks = map(ne, islice(ids, 1, None), map(add, ids, repeat(1)))  # (the id after is not this one + 1)
-    ends = list(islice(itertools.compress(range(1, count), breaks), MOST_RUNS))
+    ends = run_breaks(ids, MOST_RUNS)
     if len(ends) >= MOST_RUNS:
         return None
     bounds = [0, *ends, count]

@@ -64,22 +64,31 @@ def test_restart_clears_the_previous_outcome():
     assert (rec.state, rec.exit_code, rec.runtime, rec.host, rec.core_ids) == (RUNNING, None, None, "b", (5,))
 
 
-@pytest.mark.parametrize("first_ids", [(0, 2, 3), (1, 2, 3)])  # (a run of ids is put in as slices)
+@pytest.mark.parametrize(
+    "first_ids",
+    [
+        (1, 2, 3),  # (a run of ids is put in as a slice a column)
+        (0, 2, 3),
+        (*range(0, 4), *range(6, 10), *range(11, 15)),  # (a sweep's failures break its completed ids into runs)
+        (*range(10, 15), *range(0, 4)),  # (runs out of order)
+        (0, 2, 4, 6, 8, 10, 12, 14),  # (more runs than RUN_SLICES_FROM allows: a row at a time)
+    ],
+)
 def test_many_finished_at_once_is_each_finished_in_turn(first_ids):
     """A queuestate's completed section goes into the ledger's columns in one call."""
-    one_by_one, at_once = make_ledger(6), make_ledger(6)
+    one_by_one, at_once = make_ledger(21), make_ledger(21)
     for ledger in (one_by_one, at_once):
-        ledger.started(5, "c9", (3,), 50.0)  # (a place the ledger has before)
+        ledger.started(20, "c9", (3,), 50.0)  # (a place the ledger has before)
     names = [("c1", (0, 1)), ("c9", (3,))]
-    rows = list(zip(first_ids, (10.0, 11.0, 12.0), (1.5, 2.5, 0.25), (0, 1, 0), strict=True))
+    rows = [(task_id, 10.0 + task_id, 0.25 * task_id, task_id % 2) for task_id in first_ids]
     for task_id, start, runtime, place in rows:
         one_by_one.started(task_id, *names[place], start)
         one_by_one.finished(task_id, 0, start, runtime)
     ids, starts, runtimes, places = zip(*rows, strict=True)
     at_once.finished_all(ids, 0, starts, runtimes, places, names)
     assert list(at_once) == list(one_by_one)
-    assert at_once.counts() == {QUEUED: 2, RUNNING: 1, COMPLETED: 3, FAILED: 0}
-    assert at_once.ids_in(COMPLETED) == list(first_ids)
+    assert at_once.counts() == {QUEUED: 20 - len(ids), RUNNING: 1, COMPLETED: len(ids), FAILED: 0}
+    assert at_once.ids_in(COMPLETED) == sorted(ids)
     assert at_once.outcomes.places == [("c9", (3,)), ("c1", (0, 1))], "each place once"
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from mpilauncher.core.ranges import compress, expand
+from mpilauncher.core.ranges import compress, expand, run_breaks
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,12 @@ def test_expand_bounds_the_count_apart_from_the_largest_id():
     assert expand("999999990-999999999", largest=10**9, most=10) == list(range(999_999_990, 10**9))
     with pytest.raises(ValueError, match="'0-1000000000': more than 1,000,000 ids at once"):
         expand("0-1000000000", largest=10**9, most=1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("ids", "breaks"),
+    [([], []), ([7], []), ([3, 4, 5], []), ([0, 1, 3, 4, 9], [2, 4]), ([5, 6, 0, 1], [2]), ([2, 2, 1], [1, 2])],
+)
+def test_run_breaks_are_where_an_id_is_not_the_one_before_plus_one(ids, breaks):
+    assert run_breaks(ids) == breaks
+    assert run_breaks(ids, 1) == breaks[:1], "at most as many as asked"
