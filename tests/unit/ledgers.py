@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mpilauncher.core.ledger import Ledger
-from mpilauncher.core.tasks import Task
+from mpilauncher.core.tasks import CoresSpec, Task
+from mpilauncher.persistence.files import sha256_hex
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore
 
 
 def make_ledger(n: int, elapsed_before: float = 0.0) -> Ledger:
@@ -24,3 +29,16 @@ def finished_ledger() -> Ledger:
         ledger.started(tid, host, core_ids, 1000.0 + tid)
         ledger.finished(tid, code, 1000.0 + tid, runtime)
     return ledger
+
+
+def opened_store(folder: Path, n: int) -> StateStore:
+    """A sweep of ``n`` tasks (``./prog 0`` ...) from ``folder/commands``, its state store opened on
+    ``folder/qs`` as a run opens it, nothing run yet."""
+    commands = folder / "commands"
+    commands.write_text("".join(f"./prog {i}\n" for i in range(n)))
+    one = CoresSpec("fixed", 1)
+    meta = StateMeta(commandlines=str(commands), sha256=sha256_hex(commands.read_bytes()), cores=str(one),
+                     workdir=str(folder))  # fmt: skip
+    store = StateStore(folder / "qs", make_ledger(n), meta, one, fsync_interval=0.5)
+    store.open(now=0.0)
+    return store

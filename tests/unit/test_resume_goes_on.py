@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.config import make_config
-from mpilauncher.core.ledger import Ledger
-from mpilauncher.core.tasks import CoresSpec, Task
-from mpilauncher.persistence.files import sha256_hex
+from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.queuestate import StateMeta
-from mpilauncher.persistence.store import StateStore, journal_path
+from mpilauncher.persistence.store import journal_path
 from mpilauncher.rank0 import MOST_EARLIER_WORKDIRS, goes_on, make_plan, note_earlier_workdir
+from tests.unit.ledgers import opened_store
 
 ONE = CoresSpec("fixed", 1)
 
@@ -23,14 +22,7 @@ ONE = CoresSpec("fixed", 1)
 def killed(tmp_path: Path, monkeypatch) -> Path:
     """A sweep of six killed with task 0 completed, 1 failed, 3 running (in the snapshot's journal)."""
     monkeypatch.chdir(tmp_path)
-    commands = tmp_path / "commands"
-    commands.write_text("".join(f"./prog {i}\n" for i in range(6)))
-    meta = StateMeta(
-        commandlines=str(commands), sha256=sha256_hex(commands.read_bytes()), cores=str(ONE), workdir=str(tmp_path)
-    )
-    ledger = Ledger(Task(i, f"./prog {i}", line=i + 1) for i in range(6))
-    store = StateStore(tmp_path / "qs", ledger, meta, ONE, fsync_interval=0.5)
-    store.open(now=0.0)
+    store = opened_store(tmp_path, 6)
     store.started(0, "c1", (0,), 100.0)
     store.started(1, "c1", (1,), 100.0)
     store.finished(0, 0, 100.0, 1.5)

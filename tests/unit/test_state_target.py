@@ -1,0 +1,65 @@
+"""What a new sweep does with the queuestate already under its name (``rank0.make_plan`` and
+``rank0.check_state_target``): it reads it once, whatever it decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mpilauncher import rank0
+from mpilauncher.config import make_config
+from mpilauncher.persistence.store import journal_path
+from tests.unit.ledgers import opened_store
+
+
+@pytest.fixture
+def finished(tmp_path: Path, monkeypatch) -> Path:
+    """A finished sweep of four under ``qs``: tasks 0, 2, 3 completed, 1 failed; its final snapshot, no journal."""
+    monkeypatch.chdir(tmp_path)
+    store = opened_store(tmp_path, 4)
+    for task_id in range(4):
+        store.started(task_id, "c1", (0,), 100.0 + task_id)
+        store.finished(task_id, 1 if task_id == 1 else 0, 100.0 + task_id, 0.5)
+    store.close(now=1.0, elapsed=1.0)
+    assert not journal_path(tmp_path / "qs").exists()
+    return tmp_path / "qs"
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[Path]:
+    """The queuestates rank 0 reads, in order."""
+    read: list[Path] = []
+    real = rank0.load_state
+
+    def counted(path, *args, **kwargs):
+        read.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(rank0, "load_state", counted)
+    return read
+
+
+@pytest.mark.parametrize("lines", ["./prog 0\n./prog 1\n./prog 2\n./prog 3\n", "./other\n"])
+def test_a_new_sweep_reads_the_finished_queuestate_under_its_name_once(finished: Path, reads: list[Path], lines):
+    """The same sweep again (finished: not continued) or another: the state is read once, where it was
+    read twice (0.6 s a read for a finished sweep of a million tasks), and kept aside for its failure."""
+    Path("commands2").write_text(lines)
+    plan = rank0.make_plan(make_config("commands2", queuestate="qs"))
+    assert plan.resumed_from is None, "a finished sweep is not continued"
+    assert rank0.check_state_target(plan) == (Path("qs.1"), 1)
+    assert reads == [Path("qs")]
+    assert plan.found is None, "not held for the rest of the run"
+
+
+def test_told_to_start_over_the_queuestate_is_read_once_all_the_same(finished: Path, reads: list[Path]):
+    plan = rank0.make_plan(make_config("commands", queuestate="qs", start_over=True))
+    assert rank0.check_state_target(plan, start_over=True) is None
+    assert reads == [Path("qs")], "checked to be a queuestate before it is written over"
+
+
+def test_an_unreadable_queuestate_is_said_so_by_the_check(finished: Path, reads: list[Path]):
+    finished.write_text("not a queuestate\n")
+    plan = rank0.make_plan(make_config("commands", queuestate="qs"))
+    with pytest.raises(rank0.InputError, match="exists and is not a readable queuestate"):
+        rank0.check_state_target(plan)
