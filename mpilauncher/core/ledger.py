@@ -500,7 +500,7 @@ class Ledger:
                     values = array(column.typecode, values)
                 for begin, end in zip(bounds, bounds[1:]):  # noqa: B905
                     first = ids[begin]  # (by id: a task's row is its id)
-                    column[first : first + end - begin] = values[begin:end]
+                    column[first : first + end - begin] = values[begin:end] if end - begin < count else values
             return
         rows = list(map(self.tasks.position, ids))
         for column, values in columns:
