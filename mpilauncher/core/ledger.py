@@ -236,12 +236,15 @@ class Ledger:
     def _fill_table(self, ids: Sequence[int], commands: Sequence[str], lines: Sequence[int]) -> Sequence[int]:
         """The commands and line numbers read later of tasks ``ids``, into the table; their rows."""
         table = self.tasks
-        first, count = (ids[0], len(ids)) if ids else (0, 0)
-        run = range(first, first + count)
-        if table.by_id and first >= 0 and first + count <= table.rows and all(map(eq, ids, run)):
-            table.commands[first : first + count] = commands  # (a block of queued lines is one run of ids: slices,
-            table.lines[first : first + count] = array("i", lines)  # 84,000 rows 0.12 -> 0.01 s)
-            return run
+        runs = self._runs_of_rows(ids)
+        if runs is not None:  # (a block of queued lines is one run of ids: slices, 84,000 rows 0.12 -> 0.01 s)
+            lines = lines if isinstance(lines, array) and lines.typecode == "i" else array("i", lines)
+            whole = len(runs) == 1
+            for begin, end in runs:
+                first = ids[begin]
+                table.commands[first : first + end - begin] = commands if whole else commands[begin:end]
+                table.lines[first : first + end - begin] = lines if whole else lines[begin:end]
+            return ids
         rows = list(map(table.position, ids))
         deque(map(table.commands.__setitem__, rows, commands), maxlen=0)  # (loops in C)
         deque(map(table.lines.__setitem__, rows, lines), maxlen=0)
@@ -273,15 +276,19 @@ class Ledger:
         if places is not None:  # (each place's index once: a few places, half a million rows)
             index = {place: outcomes.place_index(*place) for place in dict.fromkeys(places)}  # (in order)
             places = array("i", map(index.__getitem__, places))
-        first = rows[0] if rows else 0
-        if all(map(eq, rows, range(first, first + len(rows)))) and self._untouched(first, first + len(rows)):
-            outcomes.start[first : first + len(rows)] = array("d", starts)  # (one run, as read: slices)
-            outcomes.runtime[first : first + len(rows)] = array("d", runtimes)
-            if places is not None:
-                outcomes.place[first : first + len(rows)] = places
-        else:
-            state, start, runtime, place = outcomes.state, outcomes.start, outcomes.runtime, outcomes.place
-            for k, row in enumerate(rows):  # (only rows nothing wrote since: completed, no start)
+        starts, runtimes = array("d", starts), array("d", runtimes)
+        state, start, runtime, place = outcomes.state, outcomes.start, outcomes.runtime, outcomes.place
+        runs = self._runs_of_rows(rows)
+        for begin, end in runs if runs is not None else [(0, len(rows))] if rows else []:
+            first = rows[begin]
+            if runs is not None and self._untouched(first, first + end - begin):  # (as read: slices)
+                start[first : first + end - begin] = starts[begin:end]
+                runtime[first : first + end - begin] = runtimes[begin:end]
+                if places is not None:
+                    place[first : first + end - begin] = places[begin:end]
+                continue
+            for k in range(begin, end):  # (only rows nothing wrote since: completed, no start)
+                row = rows[k]
                 if state[row] == AS_COMPLETED and start[row] != start[row]:
                     start[row], runtime[row] = starts[k], runtimes[k]
                     if places is not None:
@@ -300,6 +307,28 @@ class Ledger:
         """Whether rows ``first..after-1`` are completed tasks whose columns wait to be read from
         ``source`` and that nothing wrote since: their lines there are what they would be written."""
         return self._later is not None and self._later[0] is source and self._untouched(first, after)
+
+    def _runs_of_rows(self, ids: Sequence[int]) -> list[tuple[int, int]] | None:
+        """``ids`` cut where their rows stop being consecutive, as ``(begin, end)`` spans of ``ids``: by
+        id (a task's row is its id), every id a row, and the runs :data:`RUN_SLICES_FROM` tasks or more
+        on average; else None (a row at a time).  What is read into a row a task is written a slice a
+        run: one failed task in the middle of a sweep's completed section must not turn a million slice
+        writes into a million Python turns."""
+        count, table = len(ids), self.tasks
+        if not table.by_id:
+            return None
+        first = ids[0] if count else 0
+        if all(map(eq, ids, range(first, first + count))):  # (stops at the first break: the common case)
+            breaks: list[int] = []
+        else:
+            breaks = run_breaks(ids, count // RUN_SLICES_FROM + 1)
+            if len(breaks) > count // RUN_SLICES_FROM:
+                return None
+        bounds = [0, *breaks, count]
+        runs = [(begin, end) for begin, end in zip(bounds, bounds[1:]) if end > begin]  # noqa: B905
+        if not all(ids[begin] >= 0 and ids[begin] + end - begin <= table.rows for begin, end in runs):
+            return None  # (an id of no row: position() says which)
+        return runs
 
     def _untouched(self, first: int, after: int) -> bool:
         """Whether rows ``first..after-1`` are all completed without a start (as read, nothing written since)."""
@@ -488,19 +517,14 @@ class Ledger:
             (outcomes.runtime, runtimes),
             (outcomes.place, places),
         )
-        breaks: list[int] | None = None
-        if self.tasks.by_id and count:
-            first = ids[0]
-            one_run = all(map(eq, ids, range(first, first + count)))  # (stops at the first break: the common test)
-            breaks = [] if one_run else run_breaks(ids, count // RUN_SLICES_FROM + 1)
-        if breaks is not None and len(breaks) <= count // RUN_SLICES_FROM:  # (few runs: a slice each)
-            bounds = [0, *breaks, count]
+        runs = self._runs_of_rows(ids)
+        if runs is not None:  # (a slice a run of rows, a column at a time)
             for column, values in columns:
                 if isinstance(column, array) and not (isinstance(values, array) and values.typecode == column.typecode):
                     values = array(column.typecode, values)
-                for begin, end in zip(bounds, bounds[1:]):  # noqa: B905
+                for begin, end in runs:
                     first = ids[begin]  # (by id: a task's row is its id)
-                    column[first : first + end - begin] = values[begin:end] if end - begin < count else values
+                    column[first : first + end - begin] = values if len(runs) == 1 else values[begin:end]
             return
         rows = list(map(self.tasks.position, ids))
         for column, values in columns:
