@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit.machine import compile_checkout, file_create_cost, filesystem_of
+from benchkit.machine import checkout_env, compile_checkout, file_create_cost, filesystem_of
 from benchkit.processes import TAG_VARIABLE, new_tag, tagged
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,7 +252,7 @@ def idle_cost(work: Path, seconds: float = 4.0) -> dict:
     """6 ranks as 3 nodes: rank 0 runs one long task; ranks 2 and 4 are idle agents, 1, 3, 5 parked."""
     (work / "long").write_text("sleep 8\n")
     marker = new_tag()
-    env = {**os.environ, TAG_VARIABLE: marker}
+    env = {**checkout_env(ROOT), TAG_VARIABLE: marker}  # (this checkout's, as the inner runs: not what is installed)
     cmd = [
         "mpiexec", "-n", "6", sys.executable, "-m", "mpilauncher", "long", "--emulate-nodes", "3",
         "--cores-per-node", "1", "--workdir", "widle", "--queuestate", "qsidle",
@@ -263,7 +263,9 @@ def idle_cost(work: Path, seconds: float = 4.0) -> dict:
     before = {r: cpu_ticks(p) for r, p in pids.items()}
     time.sleep(seconds)
     after = {r: cpu_ticks(p) for r, p in pids.items()}
-    proc.wait(timeout=60)
+    status = proc.wait(timeout=60)
+    if status != 0 or not pids:
+        raise SystemExit(f"idle cost: the launcher's run ended with status {status}, {len(pids)} ranks found")
     tick = os.sysconf("SC_CLK_TCK")
     share = {r: 100.0 * (after[r] - before[r]) / tick / seconds for r in before}
     return {
