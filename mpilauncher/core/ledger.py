@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import compress
 from operator import eq
 from typing import Protocol
@@ -67,6 +67,20 @@ LaterColumns = tuple[
 ]
 #: Commands read later, a part at a time (see :meth:`Ledger.read_queued_later`): the ids, commands, line numbers.
 LaterTasks = tuple[Sequence[int], Sequence[str], Sequence[int]]
+#: Of the columns read later, what the statistics and the estimates need: the ids, runtimes, places (None: read before).
+LaterOutcomes = tuple[Sequence[int], Sequence[float], "Sequence[Place] | None"]
+
+
+class LaterReader(Protocol):
+    """What reads the completed tasks' columns left for later (see :meth:`Ledger.read_later`)."""
+
+    def __call__(self) -> LaterColumns:
+        """Every column, read now."""
+        ...
+
+    def outcomes(self) -> LaterOutcomes | None:
+        """The runtimes and places only, read now (None: they cannot be read apart from the rest)."""
+        ...
 
 
 class PartReader(Protocol):
@@ -154,7 +168,8 @@ class Ledger:
         self.records = Records(self)
         self.elapsed_before = elapsed_before
         #: Columns read later (see :meth:`read_later`): (their source, what reads them), or None.
-        self._later: tuple[object, Callable[[], LaterColumns]] | None = None
+        self._later: tuple[object, LaterReader] | None = None
+        self._outcomes_read = False  # (the runtimes and places of ``_later``'s rows are in the columns)
         #: Queued tasks' commands read later, a part at a time (see :meth:`read_queued_later`), or None.
         self._queued_later: tuple[object, PartReader] | None = None
         #: The longest runtime of a task that completed (an upper bound once one is queued again); None:
@@ -179,7 +194,7 @@ class Ledger:
             ledger._set(rec)
         return ledger
 
-    def read_later(self, source: object, read: Callable[[], LaterColumns], longest: float | None) -> None:
+    def read_later(self, source: object, read: LaterReader, longest: float | None) -> None:
         """The commands, line numbers, starts and runtimes of the completed tasks read so far without
         them are read when first asked for, by ``read`` (from ``source``, the text they are in);
         ``longest``: the longest of those runtimes, if known without them.
@@ -192,8 +207,10 @@ class Ledger:
         Until then such a task's command is "" in the table and its start NaN in the columns; a Task
         or a record made of such a row reads them all first (the table sees the "", see
         :meth:`TaskTable.read_later`), and so does anything that would run such a task again; what
-        wrote a row since keeps what it wrote."""
+        wrote a row since keeps what it wrote.  What needs only their runtimes and places (the final
+        statistics, the estimates, the longest runtime) reads only those (:meth:`_read_outcomes`)."""
         self._later = (source, read)
+        self._outcomes_read = False
         self._longest = None if longest is None or self._longest is None else max(self._longest, longest)
         self.tasks.read_later(self._read_task)
 
@@ -271,18 +288,43 @@ class Ledger:
         outcomes = self.outcomes
         ids, commands, lines, starts, runtimes, places = read()
         rows = self._fill_table(ids, commands, lines)
-        if outcomes is None:
+        if outcomes is not None:
+            self._write_read(rows, runtimes, places, starts)
+
+    def _read_outcomes(self) -> None:
+        """The runtimes and places of the completed tasks left for later, without their commands, lines
+        and starts, if they can be read so (else everything, :meth:`read_now`).  Their rows keep no
+        start: :meth:`read_now` still reads them whole when anything needs the rest."""
+        if self._later is None or self._outcomes_read:
             return
+        found = self._later[1].outcomes()
+        if found is None:
+            self.read_now()
+            return
+        self._outcomes_read = True
+        ids, runtimes, places = found
+        if self.outcomes is not None:
+            self._write_read(ids if self.tasks.by_id else list(map(self.tasks.position, ids)), runtimes, places)
+
+    def _write_read(
+        self, rows: Sequence[int], runtimes: Sequence[float], places: Sequence[Place] | None,
+        starts: Sequence[float] | None = None,
+    ) -> None:  # fmt: skip
+        """Columns read later into ``rows``: only into rows nothing wrote since (completed, no start)."""
+        outcomes = self.outcomes
+        assert outcomes is not None
         if places is not None:  # (each place's index once: a few places, half a million rows)
             index = {place: outcomes.place_index(*place) for place in dict.fromkeys(places)}  # (in order)
             places = array("i", map(index.__getitem__, places))
-        starts, runtimes = array("d", starts), array("d", runtimes)
+        read_starts = array("d", starts) if starts is not None else None
+        runtimes = array("d", runtimes)
         state, start, runtime, place = outcomes.state, outcomes.start, outcomes.runtime, outcomes.place
         runs = self._runs_of_rows(rows)
         for begin, end in runs if runs is not None else [(0, len(rows))] if rows else []:
             first = rows[begin]
             if runs is not None and self._untouched(first, first + end - begin):  # (as read: slices)
-                start[first : first + end - begin] = starts[begin:end]
+                if read_starts is not None:
+                    start[first : first + end - begin] = read_starts[begin:end]
                 runtime[first : first + end - begin] = runtimes[begin:end]
                 if places is not None:
                     place[first : first + end - begin] = places[begin:end]
@@ -290,17 +332,19 @@ class Ledger:
             for k in range(begin, end):  # (only rows nothing wrote since: completed, no start)
                 row = rows[k]
                 if state[row] == AS_COMPLETED and start[row] != start[row]:
-                    start[row], runtime[row] = starts[k], runtimes[k]
+                    if read_starts is not None:
+                        start[row] = read_starts[k]
+                    runtime[row] = runtimes[k]
                     if places is not None:
                         place[row] = places[k]
         if self._longest is None:  # (not in the file read: from every completed task's runtime now)
-            self._longest = _longest(map(outcomes.runtime.__getitem__, self._rows_in(AS_COMPLETED)))
+            self._longest = _longest(map(runtime.__getitem__, self._rows_in(AS_COMPLETED)))
 
     def longest_completed(self) -> float:
         """The longest runtime of a completed task (an upper bound once one is queued again: what the
         scheduler's end game starts by, and what the queuestate's meta keeps for a resume)."""
         if self._longest is None:
-            self.read_now()
+            self._read_outcomes()
         return self._longest or 0.0  # (None still: nothing was left to read)
 
     def unread(self, source: object, first: int, after: int) -> bool:
@@ -407,7 +451,7 @@ class Ledger:
 
         What the scheduler's estimates start from on a resume (see :mod:`.estimates`); one group,
         made without a Task or a record per task, in a sweep of one shape."""
-        self.read_now()
+        self._read_outcomes()
         outcomes = self.outcomes
         if outcomes is None:
             return []
@@ -428,7 +472,7 @@ class Ledger:
 
     def runtimes(self, *states: str) -> list[float]:
         """The runtimes of the tasks in these states that have one (in row order)."""
-        self.read_now()
+        self._read_outcomes()
         outcomes = self.outcomes
         if outcomes is None:
             return []
@@ -437,7 +481,7 @@ class Ledger:
 
     def places_used(self) -> Counter[Place]:
         """How many tasks with a story each place holds (where each runs or last ran)."""
-        self.read_now()  # (a completed task's place may be left for later)
+        self._read_outcomes()  # (a completed task's place may be left for later)
         outcomes = self.outcomes
         if outcomes is None:
             return Counter()

@@ -13,7 +13,7 @@ import pytest
 
 from mpilauncher.core.ledger import COMPLETED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.stats import compute
-from mpilauncher.core.tasks import CoresSpec, parse_commandlines
+from mpilauncher.core.tasks import CoresSpec, Task, parse_commandlines
 from mpilauncher.persistence import queuestate
 from mpilauncher.persistence.queuestate import StateMeta, parse, render
 
@@ -58,22 +58,33 @@ def blocks_read(monkeypatch) -> list[tuple[int, int]]:
     return read
 
 
-@pytest.fixture
-def readings(monkeypatch) -> list[int]:
-    """How many times completed lines were read later (each reading appends its line count)."""
+def counted_readings(monkeypatch, method: str, size) -> list[int]:
+    """How many lines each call of ``_ReadLater.<method>`` read (``size`` of what it returned), in order."""
     counted: list[int] = []
-    call = queuestate._ReadLater.__call__
+    call = getattr(queuestate._ReadLater, method)
 
     def counting(self):
-        columns = call(self)
-        counted.append(len(columns[0]))
-        return columns
+        found = call(self)
+        counted.append(size(found))
+        return found
 
-    monkeypatch.setattr(queuestate._ReadLater, "__call__", counting)
+    monkeypatch.setattr(queuestate._ReadLater, method, counting)
     return counted
 
 
-def test_what_a_resumes_start_needs_of_completed_tasks_reads_none_of_them(readings):
+@pytest.fixture
+def readings(monkeypatch) -> list[int]:
+    """How many times completed lines were read later, whole (each reading appends its line count)."""
+    return counted_readings(monkeypatch, "__call__", lambda columns: len(columns[0]))
+
+
+@pytest.fixture
+def outcome_readings(monkeypatch) -> list[int]:
+    """How many times their runtimes and places alone were read (each appends its count; -1: could not be)."""
+    return counted_readings(monkeypatch, "outcomes", lambda found: -1 if found is None else len(found[0]))
+
+
+def test_what_a_resumes_start_needs_of_completed_tasks_reads_none_of_them(readings, outcome_readings):
     source = written()
     meta = StateMeta(run="abc", cores="1", journal="qs.journal", longest=source.longest_completed())
     text = render(source, meta, ONE)
@@ -90,13 +101,16 @@ def test_what_a_resumes_start_needs_of_completed_tasks_reads_none_of_them(readin
     snapshot = render(ledger, meta, ONE, loaded.earlier)
     assert readings == [], "the counts, the longest runtime and a snapshot copying the lines read none"
     assert snapshot == render(whole, meta, ONE)
+    completed = whole.counts()[COMPLETED]
     assert ledger.completed_runtimes() == whole.completed_runtimes(), "the estimates' runtimes: read now"
-    assert readings == [whole.counts()[COMPLETED]] and compute(ledger, 1.0, 8) == compute(whole, 1.0, 8)
-    assert list(ledger) == list(whole) and readings == [whole.counts()[COMPLETED]]
-    assert ledger.places_used() == whole.places_used()
+    assert outcome_readings == [completed] and readings == [], "their runtimes and places only, no command"
+    assert compute(ledger, 1.0, 8) == compute(whole, 1.0, 8) and ledger.places_used() == whole.places_used()
+    assert outcome_readings == [completed] and readings == [], "the final statistics: nothing more"
+    assert list(ledger) == list(whole) and readings == [completed], "a record a task: everything, once"
+    assert ledger.places_used() == whole.places_used() and outcome_readings == [completed]
 
 
-def test_a_queuestate_without_the_longest_runtime_reads_the_runtimes_for_it(readings):
+def test_a_queuestate_without_the_longest_runtime_reads_the_runtimes_for_it(readings, outcome_readings):
     """Earlier versions wrote no ``longest``: the runtimes are read for it, and it counts the tasks
     completed since the load too (a journal's)."""
     source = written()
@@ -106,7 +120,8 @@ def test_a_queuestate_without_the_longest_runtime_reads_the_runtimes_for_it(read
     task_id = ledger.ids_in(QUEUED)[0]
     ledger.started(task_id, "c1", (0,), 1764079000.0)
     ledger.finished(task_id, 0, 1764079000.0, 99.5)
-    assert readings == [] and ledger.longest_completed() == 99.5 and len(readings) == 1
+    assert outcome_readings == [] and ledger.longest_completed() == 99.5 and len(outcome_readings) == 1
+    assert readings == [], "the runtimes alone"
 
 
 def test_the_snapshot_keeps_the_longest_runtime_and_a_resume_starts_with_it(tmp_path, readings):
@@ -178,7 +193,10 @@ def test_facts_after_the_load_and_snapshots_copying_the_text_read_agree_with_the
     later, whole = loaded.ledger, read_whole(text)
     for step in range(300):
         task_id = rng.randrange(3000)
-        action = rng.choice(["start", "end", "end", "requeue", "refinish"])
+        action = rng.choice(["start", "end", "end", "requeue", "refinish", "statistics"])
+        if action == "statistics":  # (the runtimes and places alone read, at any point: the rest may follow)
+            assert compute(later, 1.0, 8) == compute(whole, 1.0, 8)
+            assert later.completed_runtimes() == whole.completed_runtimes()
         for ledger in (later, whole):
             state = ledger.state(task_id)
             if action == "start" and state in (QUEUED, COMPLETED):
@@ -228,3 +246,38 @@ def test_a_snapshot_writes_queued_tasks_that_it_cannot_copy_reading_their_blocks
     blocks_read.clear()
     ledger = parse(text, "qs", ONE).ledger
     assert render(ledger, META, ONE) == render(whole, META, ONE) and len(blocks_read) > 10
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        lambda i: f"./prog {i} runtime=9.000 host=x slots=0: tail",  # (a command that reads like the fields)
+        lambda i: f"./prog {i}\tand a tab",
+    ],
+)
+def test_the_runtimes_and_places_read_alone_are_those_read_whole(readings, outcome_readings, odd):
+    """The pattern that reads a completed line's runtime and place matches from the line's beginning and
+    stops before its command, whatever the command holds."""
+    source = written()
+    for task_id in source.ids_in(COMPLETED)[::7]:
+        source.tasks.commands[task_id] = odd(task_id)
+    text = render(source, META, ONE)
+    ledger, whole = parse(text, "qs", ONE).ledger, read_whole(text)
+    readings.clear()
+    assert compute(ledger, 1.0, 8) == compute(whole, 1.0, 8) and ledger.places_used() == whole.places_used()
+    assert outcome_readings == [whole.counts()[COMPLETED]] and readings == []
+
+
+def test_lines_of_another_shape_have_their_runtimes_read_with_everything_else(readings, outcome_readings):
+    """A completed line the common pattern does not match (no line number, no host, a host with a
+    colon) makes the runtimes and places read with everything, line by line where need be: the same."""
+    source = Ledger(Task(i, f"./prog {i}", line=i + 1 if i % 5 else 0) for i in range(300))
+    for i in range(200):
+        if i % 11:
+            source.started(i, "c:1" if i == 100 else f"c{i % 3}", (i % 4,), 1764072000.0 + i)
+        source.finished(i, 0, 1764072000.0 + i, 0.5 + i % 7)
+    text = render(source, META, ONE)
+    ledger, whole = parse(text, "qs", ONE).ledger, read_whole(text)
+    readings.clear()
+    assert compute(ledger, 1.0, 8) == compute(whole, 1.0, 8) and ledger.places_used() == whole.places_used()
+    assert outcome_readings == [-1] and readings == [whole.counts()[COMPLETED]]
