@@ -27,6 +27,11 @@ one process, 2 cores):
    ``--status`` and ``--resume`` are timed as above, with the resumed launcher's peak
    memory.  This is the queuestate a user meets when they
    look at a long sweep: nearly all its lines are completed ones.
+6. **Finished** (``--no-finished`` skips it): the same sweep as its final snapshot leaves it, every
+   task completed but one in the middle, failed (written by the launcher's own ledger and writer, as
+   in 5.).  Timed: ``--status``; ``report``; the same commandlines started again (a new sweep over
+   it, which keeps it aside as ``qs.1``: its first task start); and ``--resume qs.1 --rerun-failed``
+   to its end (its final statistics read every earlier runtime).
 
 ``--bytes-only`` (or the end of a full run) attributes the bytes a task costs
 to the structures that hold it, with tracemalloc, in this process: the parsed
@@ -206,6 +211,56 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     return half, tail
 
 
+def complete_all(work: Path) -> int:
+    """Finish the sweep, as its final snapshot leaves it: every task completed but one in the middle,
+    failed (the usual end of a long sweep: a few failures between the completed), no journal.  Returns
+    the failed task's id."""
+    from mpilauncher.core.tasks import CoresSpec
+    from mpilauncher.persistence import queuestate
+    from mpilauncher.persistence.files import atomic_write
+    from mpilauncher.persistence.store import journal_path, load_state
+
+    path = work / "qs"
+    loaded = load_state(path, CoresSpec("fixed", 1))
+    ledger, meta = loaded.ledger, loaded.meta
+    ledger.read_now()
+    ledger.read_tasks(0, len(ledger))
+    failed, began = len(ledger) // 2, time.time() - len(ledger) / 1000
+    for task_id in ledger.ids_in("queued", "running"):
+        start = began + task_id / 1000
+        ledger.started(task_id, f"node{task_id % 2}", (task_id // 2 % 64,), start)
+        ledger.finished(task_id, 1 if task_id == failed else 0, start, 0.002)
+    meta.longest = ledger.longest_completed()
+    atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
+    journal_path(path).unlink(missing_ok=True)
+    return failed
+
+
+def timed_to_exit(work: Path, *args: str) -> float:
+    """Seconds the launcher's command takes to its end (one that fails says so, on stderr)."""
+    began = time.monotonic()
+    done = subprocess.run(launcher(*args), cwd=work, env=environment(), capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - began
+    if done.returncode != 0:
+        print(f"warning: {' '.join(args[:2])} ended with status {done.returncode}: {done.stderr.strip()[-300:]}",
+              file=sys.stderr)  # fmt: skip
+    return took
+
+
+def timed_new_sweep(cl: Path, work: Path, timeout: float) -> float | None:
+    """Seconds from a new run of the same commandlines, over the finished queuestate, to its first task start
+    (the finished one is kept aside as qs.1 for its failure)."""
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        launcher(str(cl), "--workdir", str(work / "w2"), "--queuestate", str(work / "qs"), "--quiet"),
+        cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        return wait_for_start(work / "qs.journal", began, timeout)
+    finally:
+        kill(proc)
+
+
 def bytes_per_task(tasks: int) -> list[tuple[str, float]]:
     """Bytes a task costs in each structure, measured one after the other with tracemalloc."""
     from mpilauncher.core.ledger import Ledger
@@ -238,6 +293,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after the first start before the kill")
     parser.add_argument("--bytes-only", action="store_true")
     parser.add_argument("--no-halfway", dest="halfway", action="store_false", help="skip the half-way step (5.)")
+    parser.add_argument("--no-finished", dest="finished", action="store_false", help="skip the finished step (6.)")
     args = parser.parse_args()
 
     if not args.bytes_only:
@@ -252,6 +308,12 @@ def main() -> int:
                 half, tail = complete_first_half(work)
                 half_status = timed_status(work)
                 half_resume, half_peak = timed_resume(work, args.timeout, args.settle)
+            if args.finished:
+                failed = complete_all(work)
+                done_status = timed_status(work)
+                done_report = timed_to_exit(work, "report", str(work / "qs"))
+                done_new = timed_new_sweep(cl, work, args.timeout)
+                done_rerun = timed_to_exit(work, "--resume", str(work / "qs.1"), "--rerun-failed", "--quiet")
         shown = {None: "none within the timeout"}
         print(f"# {args.tasks:,} tasks of `true`, one process, workdir in {args.dir or tempfile.gettempdir()}")
         print(f"first task started: {shown.get(first) or f'{first:.2f} s'} after the command  (target <= 1 s)")
@@ -263,6 +325,11 @@ def main() -> int:
                   f" --status {half_status:.2f} s, --resume first task started"
                   f" {shown.get(half_resume) or f'{half_resume:.2f} s'}, its peak memory {args.settle:g} s later"
                   f" {f'{half_peak:.0f} MB' if half_peak else '?'}")  # fmt: skip
+        if args.finished:
+            print(f"finished (all completed but task {failed:,}, failed): --status {done_status:.2f} s, report"
+                  f" {done_report:.2f} s, the same commandlines again (a new sweep over it) first task started"
+                  f" {shown.get(done_new) or f'{done_new:.2f} s'}, --resume --rerun-failed of its failure to its"
+                  f" end {done_rerun:.2f} s")  # fmt: skip
     print(f"# bytes a task costs, by structure ({min(args.tasks, 200_000):,} tasks, tracemalloc):")
     total = 0.0
     for what, size in bytes_per_task(min(args.tasks, 200_000)):
