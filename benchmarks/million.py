@@ -212,8 +212,8 @@ def complete_first_half(work: Path) -> tuple[int, int]:
 
 
 def complete_all(work: Path) -> int:
-    """Finish the sweep, as its final snapshot leaves it: every task completed but one in the middle,
-    failed (the usual end of a long sweep: a few failures between the completed), no journal.  Returns
+    """Finish the sweep, as its final snapshot leaves it: every task completed but one in the middle of
+    those left, failed (the usual end of a long sweep: a few failures between the completed), no journal.  Returns
     the failed task's id."""
     from mpilauncher.core.tasks import CoresSpec
     from mpilauncher.persistence import queuestate
@@ -225,8 +225,9 @@ def complete_all(work: Path) -> int:
     ledger, meta = loaded.ledger, loaded.meta
     ledger.read_now()
     ledger.read_tasks(0, len(ledger))
-    failed, began = len(ledger) // 2, time.time() - len(ledger) / 1000
-    for task_id in ledger.ids_in("queued", "running"):
+    todo = ledger.ids_in("queued", "running")  # (after step 5: its resume ran some past the half)
+    failed, began = todo[len(todo) // 2], time.time() - len(ledger) / 1000
+    for task_id in todo:
         start = began + task_id / 1000
         ledger.started(task_id, f"node{task_id % 2}", (task_id // 2 % 64,), start)
         ledger.finished(task_id, 1 if task_id == failed else 0, start, 0.002)
