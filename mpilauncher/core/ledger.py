@@ -45,9 +45,10 @@ FAILED = "failed"
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED)
 CODES = {state: code for code, state in enumerate(STATES)}
 AS_QUEUED, AS_RUNNING, AS_COMPLETED, AS_FAILED = range(len(STATES))
-#: Tasks a run of consecutive ids must have on average for :meth:`Ledger.finished_all` to write the
-#: columns a slice a run (a sweep's failures break its completed tasks into runs: one failure in a
-#: million made every one of them a Python turn, 1.4 s of a 1.6 s read); below it, a row at a time.
+#: Tasks a run of consecutive ids must have on average for what a queuestate's reading puts in the
+#: columns to go in a slice a run (see :meth:`Ledger._runs_of_rows`: a sweep's failures break its
+#: completed tasks into runs; one failure in a million made every one of them a Python turn, 1.4 s of
+#: a 1.6 s read); below it, a row at a time.
 RUN_SLICES_FROM = 4
 
 #: The exit-code column's value for none (an exit code is from -128 to 255).
