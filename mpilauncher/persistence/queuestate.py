@@ -1115,40 +1115,29 @@ class _ReadLater:
         most, so as many matches as lines are theirs in order; None when a block has a line of another
         shape (then everything is read, line by line where need be)."""
         runtimes = array("d")
-        places: list[Place] = []
-        place_of: dict[str, Place] = {}
-        known = self.sealed.known if self.sealed is not None else fields.Known()
+        places = _Places(self.sealed.known) if self.sealed is not None else None  # (else read at the start)
 
         def take(found: list[tuple[str, str]]) -> bool:
-            try:
-                for text in set(map(itemgetter(1), found)).difference(place_of):
-                    place_of[text] = _place(known, text)
-            except ValueError:
+            if places is not None and not places.take(list(map(itemgetter(1), found))):
                 return False
-            places.extend(map(place_of.__getitem__, map(itemgetter(1), found)))
             runtimes.extend(map(float, map(itemgetter(0), found)))
             return True
 
         if not _read_lines(self.text, *self.span, self.count, _PATTERNS.completed_outcomes, take):
             return None
-        return self.ids, runtimes, places if self.sealed is not None else None
+        return self.ids, runtimes, places.read if places is not None else None
 
     def __call__(self) -> LaterColumns:
         columns = _Columns([], [], array("i"))
         ids, commands, numbers = columns.ids, columns.commands, columns.numbers
         starts, runtimes = array("d"), array("d")
         sealed = self.sealed
-        places: list[Place] | None = None if sealed is None else []
-        place_of: dict[str, Place] = {}
+        reader = _Places(sealed.known) if sealed is not None else None
+        places = reader.read if reader is not None else None
 
         def take(found: list[tuple[str, ...]]) -> bool:
-            if places is not None:
-                try:
-                    for text in set(map(itemgetter(4), found)).difference(place_of):
-                        place_of[text] = _place(sealed.known, text)
-                except ValueError:
-                    return False
-                places.extend(map(place_of.__getitem__, map(itemgetter(4), found)))
+            if reader is not None and not reader.take(list(map(itemgetter(4), found))):
+                return False
             ids.extend(map(int, map(itemgetter(0), found)))
             numbers.extend(map(int, map(itemgetter(1), found)))
             starts.extend(map(float, map(itemgetter(2), found)))
@@ -1172,6 +1161,28 @@ class _ReadLater:
                     runtimes.append(NO_TIME if rec.runtime is None else rec.runtime)
                     places.append((rec.host, rec.core_ids))
         return ids, commands, numbers, starts, runtimes, places
+
+
+class _Places:
+    """The places of a sealed section's lines as they are read (``read``), each place's text checked
+    once: a few texts name half a million lines."""
+
+    __slots__ = ("known", "of", "read")
+
+    def __init__(self, known: fields.Known) -> None:
+        self.known = known
+        self.of: dict[str, Place] = {}  # a place's text (``c101 slots=0-3``) -> its place
+        self.read: list[Place] = []
+
+    def take(self, texts: list[str]) -> bool:
+        """The places of ``texts``, one a line, after those read; False (nothing taken) when one is not a place."""
+        try:
+            for text in set(texts).difference(self.of):
+                self.of[text] = _place(self.known, text)
+        except ValueError:
+            return False
+        self.read.extend(map(self.of.__getitem__, texts))
+        return True
 
 
 class _SealedLines:
