@@ -231,7 +231,7 @@ class Ledger:
         if self._queued_later is not None:
             reader = self._queued_later[1]
             for ids, commands, lines in reader.read(first, after):
-                self._fill_table(ids, commands, lines)
+                self._fill_table(ids, commands, lines, self._runs_of_rows(ids))
             if reader.done:
                 self._queued_later = None
                 self._check_all_read()
@@ -251,10 +251,12 @@ class Ledger:
         if not self.tasks.commands[self.tasks.position(task_id)]:
             self.read_now()
 
-    def _fill_table(self, ids: Sequence[int], commands: Sequence[str], lines: Sequence[int]) -> Sequence[int]:
-        """The commands and line numbers read later of tasks ``ids``, into the table; their rows."""
+    def _fill_table(
+        self, ids: Sequence[int], commands: Sequence[str], lines: Sequence[int], runs: list[tuple[int, int]] | None
+    ) -> Sequence[int]:
+        """The commands and line numbers read later of tasks ``ids``, into the table; their rows.  ``runs``:
+        :meth:`_runs_of_rows` of ``ids`` (the caller's, who writes the same rows next)."""
         table = self.tasks
-        runs = self._runs_of_rows(ids)
         if runs is not None:  # (a block of queued lines is one run of ids: slices, 84,000 rows 0.12 -> 0.01 s)
             lines = lines if isinstance(lines, array) and lines.typecode == "i" else array("i", lines)
             whole = len(runs) == 1
@@ -288,9 +290,10 @@ class Ledger:
         self._check_all_read()
         outcomes = self.outcomes
         ids, commands, lines, starts, runtimes, places = read()
-        rows = self._fill_table(ids, commands, lines)
+        runs = self._runs_of_rows(ids)  # (by id, the rows are the ids: found once for both)
+        rows = self._fill_table(ids, commands, lines, runs)
         if outcomes is not None:
-            self._write_read(rows, runtimes, places, starts)
+            self._write_read(rows, runs, runtimes, places, starts)
 
     def _read_outcomes(self) -> None:
         """The runtimes and places of the completed tasks left for later, without their commands, lines
@@ -305,13 +308,15 @@ class Ledger:
         self._outcomes_read = True
         ids, runtimes, places = found
         if self.outcomes is not None:
-            self._write_read(ids if self.tasks.by_id else list(map(self.tasks.position, ids)), runtimes, places)
+            rows = ids if self.tasks.by_id else list(map(self.tasks.position, ids))
+            self._write_read(rows, self._runs_of_rows(rows), runtimes, places)
 
     def _write_read(
-        self, rows: Sequence[int], runtimes: Sequence[float], places: Sequence[Place] | None,
-        starts: Sequence[float] | None = None,
+        self, rows: Sequence[int], runs: list[tuple[int, int]] | None, runtimes: Sequence[float],
+        places: Sequence[Place] | None, starts: Sequence[float] | None = None,
     ) -> None:  # fmt: skip
-        """Columns read later into ``rows``: only into rows nothing wrote since (completed, no start)."""
+        """Columns read later into ``rows``: only into rows nothing wrote since (completed, no start).
+        ``runs``: :meth:`_runs_of_rows` of ``rows``."""
         outcomes = self.outcomes
         assert outcomes is not None
         if places is not None:  # (each place's index once: a few places, half a million rows)
@@ -320,7 +325,6 @@ class Ledger:
         read_starts = array("d", starts) if starts is not None else None
         runtimes = array("d", runtimes)
         state, start, runtime, place = outcomes.state, outcomes.start, outcomes.runtime, outcomes.place
-        runs = self._runs_of_rows(rows)
         for begin, end in runs if runs is not None else [(0, len(rows))] if rows else []:
             first = rows[begin]
             if runs is not None and self._untouched(first, first + end - begin):  # (as read: slices)
