@@ -52,12 +52,16 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchkit.machine import checkout_env
 from benchkit.processes import TAG_VARIABLE, new_tag, wait_until_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from mpilauncher.persistence.queuestate import LoadedState
 
 
 def write_commandlines(path: Path, tasks: int) -> None:
@@ -112,22 +116,26 @@ def environment() -> dict[str, str]:
     return {**checkout_env(ROOT), TAG_VARIABLE: TAG}
 
 
-def run_and_kill(cl: Path, work: Path, timeout: float, settle: float) -> tuple[float | None, float | None]:
-    """Start a sweep, time its first task start, read its peak memory ``settle`` s later, kill -9 it."""
+def run_and_kill(
+    cl: Path, work: Path, timeout: float, settle: float, workdir: str = "w"
+) -> tuple[float | None, float | None]:
+    """Start a sweep (its queuestate ``qs``, over whatever is there), time its first task start, read its peak
+    memory ``settle`` s later (none for 0), kill -9 it."""
     queuestate = work / "qs"
     began = time.monotonic()
     proc = subprocess.Popen(
-        launcher(str(cl), "--workdir", str(work / "w"), "--queuestate", str(queuestate), "--cores-per-node", "2",
+        launcher(str(cl), "--workdir", str(work / workdir), "--queuestate", str(queuestate), "--cores-per-node", "2",
                  "--no-bind", "--quiet"),
         cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         first = wait_for_start(Path(f"{queuestate}.journal"), began, timeout)
+        if not settle:
+            return first, None
         time.sleep(settle)
-        peak = peak_rss_mb(proc.pid)
+        return first, peak_rss_mb(proc.pid)
     finally:
         kill(proc)
-    return first, peak
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -164,6 +172,23 @@ def timed_resume(work: Path, timeout: float, settle: float = 0.0) -> tuple[float
         kill(proc)
 
 
+def read_whole(path: Path) -> LoadedState:
+    """The queuestate at ``path`` with its journal replayed, every line read now (what a read leaves for
+    later: a run that began from the commandlines has it all)."""
+    from mpilauncher.core.tasks import CoresSpec
+    from mpilauncher.persistence.store import load_state
+
+    loaded = load_state(path, CoresSpec("fixed", 1))
+    loaded.ledger.read_now()
+    loaded.ledger.read_tasks(0, len(loaded.ledger))
+    return loaded
+
+
+def place_of(task_id: int) -> tuple[str, tuple[int, ...]]:
+    """Where task ``task_id`` ran, as a 2-node run of 64 cores a node places them: its host and core."""
+    return f"node{task_id % 2}", (task_id // 2 % 64,)
+
+
 def complete_first_half(work: Path) -> tuple[int, int]:
     """Mark the first half of the sweep completed, as a 2-node run half-way leaves it at a kill -9 just
     before its next snapshot: the snapshot, written with the launcher's own ledger and writer, has the
@@ -172,20 +197,17 @@ def complete_first_half(work: Path) -> tuple[int, int]:
     snapshot took to write here (as a run writes it: the completed lines copied from the snapshot before,
     see mpilauncher/persistence/written.py); tasks complete at 1,000 a second.  Returns (completed, in
     the journal)."""
-    from mpilauncher.core.tasks import CoresSpec
     from mpilauncher.persistence import journal, queuestate
     from mpilauncher.persistence.files import atomic_write
-    from mpilauncher.persistence.store import MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE, journal_path, load_state
+    from mpilauncher.persistence.store import MIN_SNAPSHOT_INTERVAL, SNAPSHOT_COST_SHARE, journal_path
     from mpilauncher.persistence.written import WrittenLines
 
     path = work / "qs"
-    loaded = load_state(path, CoresSpec("fixed", 1))
+    loaded = read_whole(path)
     ledger, meta = loaded.ledger, loaded.meta
-    ledger.read_now()  # (what the read left for later: a run that began from the commandlines has it all)
-    ledger.read_tasks(0, len(ledger))
     half = len(ledger) // 2
     began = time.time() - half / 1000
-    runs = [(i, f"node{i % 2}", (i // 2 % 64,), began + i / 1000) for i in range(half)]
+    runs = [(i, *place_of(i), began + i / 1000) for i in range(half)]
     for task_id, host, core_ids, start in runs:
         ledger.started(task_id, host, core_ids, start)
         ledger.finished(task_id, 0, start, 0.002)
@@ -215,21 +237,18 @@ def complete_all(work: Path) -> int:
     """Finish the sweep, as its final snapshot leaves it: every task completed but one in the middle of
     those left, failed (the usual end of a long sweep: a few failures between the completed), no journal.  Returns
     the failed task's id."""
-    from mpilauncher.core.tasks import CoresSpec
     from mpilauncher.persistence import queuestate
     from mpilauncher.persistence.files import atomic_write
-    from mpilauncher.persistence.store import journal_path, load_state
+    from mpilauncher.persistence.store import journal_path
 
     path = work / "qs"
-    loaded = load_state(path, CoresSpec("fixed", 1))
+    loaded = read_whole(path)
     ledger, meta = loaded.ledger, loaded.meta
-    ledger.read_now()
-    ledger.read_tasks(0, len(ledger))
     todo = ledger.ids_in("queued", "running")  # (after step 5: its resume ran some past the half)
     failed, began = todo[len(todo) // 2], time.time() - len(ledger) / 1000
     for task_id in todo:
         start = began + task_id / 1000
-        ledger.started(task_id, f"node{task_id % 2}", (task_id // 2 % 64,), start)
+        ledger.started(task_id, *place_of(task_id), start)
         ledger.finished(task_id, 1 if task_id == failed else 0, start, 0.002)
     meta.longest = ledger.longest_completed()
     atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
@@ -246,20 +265,6 @@ def timed_to_exit(work: Path, *args: str) -> float:
         print(f"warning: {' '.join(args[:2])} ended with status {done.returncode}: {done.stderr.strip()[-300:]}",
               file=sys.stderr)  # fmt: skip
     return took
-
-
-def timed_new_sweep(cl: Path, work: Path, timeout: float) -> float | None:
-    """Seconds from a new run of the same commandlines, over the finished queuestate, to its first task start
-    (the finished one is kept aside as qs.1 for its failure)."""
-    began = time.monotonic()
-    proc = subprocess.Popen(
-        launcher(str(cl), "--workdir", str(work / "w2"), "--queuestate", str(work / "qs"), "--quiet"),
-        cwd=work, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        return wait_for_start(work / "qs.journal", began, timeout)
-    finally:
-        kill(proc)
 
 
 def bytes_per_task(tasks: int) -> list[tuple[str, float]]:
@@ -313,7 +318,7 @@ def main() -> int:
                 failed = complete_all(work)
                 done_status = timed_status(work)
                 done_report = timed_to_exit(work, "report", str(work / "qs"))
-                done_new = timed_new_sweep(cl, work, args.timeout)
+                done_new, _ = run_and_kill(cl, work, args.timeout, 0.0, "w2")  # (keeps qs aside as qs.1)
                 done_rerun = timed_to_exit(work, "--resume", str(work / "qs.1"), "--rerun-failed", "--quiet")
         shown = {None: "none within the timeout"}
         print(f"# {args.tasks:,} tasks of `true`, one process, workdir in {args.dir or tempfile.gettempdir()}")

@@ -127,6 +127,7 @@ def test_million_runs_at_a_small_size(tmp_path: Path) -> None:
     assert "none within the timeout" not in result.stdout, result.stdout
     assert "--status after kill -9:" in result.stdout and "B  in all" in result.stdout
     assert "half-way (1,000 tasks completed, the last 1,000 in the journal): --status" in result.stdout, result.stdout
+    assert "finished (all completed but task " in result.stdout and "warning:" not in result.stderr, result.stderr
 
 
 def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world(tmp_path: Path) -> None:
