@@ -86,9 +86,10 @@ class StopDispatch:
     Standbys still waiting on their nodes: with ``ask_back=False`` (the nodes are
     about to be shut down, which drops them) they are queued once the burst's ends
     are applied (a standby whose predecessor ended in the same burst was started by
-    its node and is promoted), and an end that one of them reports anyway (its
-    predecessor ended before the shutdown came) is ignored: it stays queued, to run
-    again on resume; with
+    its node and is promoted); one of them that its node reports anyway (its
+    predecessor ended before the shutdown came) completed if it exited 0 (a task
+    that ends cleanly after a stop counts), and else stays queued, to run again on
+    resume; with
     ``ask_back=True`` (the nodes go on running their tasks) they are asked back with
     :class:`Retract` and queued when the node answers -- or run, if their
     predecessor ended first.

@@ -58,6 +58,14 @@ class TaskQueue:
         """Queue ``task_id`` again (it left the queue before)."""
         heapq.heappush(self.again, task_id)
 
+    def remove(self, task_id: int) -> None:
+        """Take ``task_id`` out wherever it waits (rare: a standby the stop queued again that ran after all)."""
+        if task_id in self.again:
+            self.again.remove(task_id)
+            heapq.heapify(self.again)
+        else:
+            self.fresh.remove(task_id)
+
     def admit(self, ids: Iterable[int]) -> None:
         """Queue new ids, ascending and each above every id waiting in ``fresh`` (a sweep growing at its end)."""
         self.fresh.extend(ids)

@@ -66,6 +66,7 @@ standby; the task asked back goes to the head of the queue::
 
     QUEUED --Start(after)--> STANDBY --TaskFinished(pred)/Promoted--> RUNNING
                                 |  --Retracted, AgentLost, StopDispatch--> QUEUED
+    QUEUED (dropped by StopDispatch) --its node's TaskFinished(exit 0)/Promoted--> COMPLETED
 
 A standby is not a started task: no fact says it started until it is promoted,
 so the queuestate and the trace only ever show tasks that really run.
@@ -341,7 +342,7 @@ class Scheduler:
         self._standby_of: dict[Shape, _StandbyLine] = {}  # standbys not yet asked back, by shape, oldest first
         self._ends = 0  # TaskFinished events so far: the clock-free measure of how long a standby waits
         self._lost: set[int] = set()  # nodes given up: what they report is stale
-        self._dropped: dict[int, int] = {}  # standby -> its node, queued by a StopDispatch that dropped it
+        self._dropped: dict[int, Start] = {}  # standby -> its start, queued by a StopDispatch that dropped it
         self._log = _Log()  # recent events and actions: stories
         self.start_interval = start_interval  # pacing: at most one start per this many seconds
         if start_interval is not None:
@@ -542,7 +543,7 @@ class Scheduler:
     def _drop_standbys(self) -> None:
         """The nodes are about to be shut down, which drops the standbys still waiting there."""
         for tid in list(self.waiting):  # never started (or killed by the stop): queued again
-            self._dropped[tid] = self.waiting[tid].node
+            self._dropped[tid] = self.waiting[tid]
             self._unlink(tid)
             self._enqueue(tid)
 
@@ -551,7 +552,7 @@ class Scheduler:
         docstring), or a transition that cannot happen (raised, with the task's story)."""
         tid, node = event.task_id, event.node
         start = self.running.get(tid)
-        if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid])):
+        if node in self._lost or (tid in self._dropped and node in (None, self._dropped[tid].node)):
             return
         state = self.status.state(tid) or "not a task of this run"
         if start is not None:
@@ -563,7 +564,8 @@ class Scheduler:
         placed = self._placed
         start = placed.starts[tid] if 0 <= tid < placed.top else None  # (Placements.running_start, inlined)
         if start is None or placed.codes[tid] != AS_RUNNING or (node is not None and node != start.node):
-            self._out_of_step(event)
+            if not self._ran_though_dropped(event, actions):
+                self._out_of_step(event)
             return
         self._ends += 1
         actions.append(TaskEnded(start, event))
@@ -588,6 +590,24 @@ class Scheduler:
                 actions.append(self._run(start.node, successor, start.core_ids, start.gpu_indices, shape))
             else:
                 self._release(start)
+
+    def _ran_though_dropped(self, event: TaskFinished, actions: list[Action]) -> bool:
+        """A standby the stop dropped that its node had started after all (behind a task that ended before
+        the shutdown came) and that completed in the grace: completed, as any task that ends cleanly
+        after a stop is.  Left queued, it would run again on resume: a sweep runs no completed task twice.
+        Any other end of a dropped standby is the stop's (the shutdown killed it): it stays queued."""
+        tid = event.task_id
+        start = self._dropped.get(tid)
+        if start is None or event.exit_code != 0 or event.node not in (None, start.node):
+            return False
+        if self.status.codes[tid] != AS_QUEUED:  # (nothing starts once stopping: only a second report)
+            return False
+        del self._dropped[tid]
+        self._queues[self._shape_of(tid)].remove(tid)
+        self.status.codes[tid] = AS_COMPLETED
+        actions.append(Promoted(start, event.start))
+        actions.append(TaskEnded(start, event))
+        return True
 
     def _succeeded(
         self, start: Start, shape: Shape, event: TaskFinished, actions: list[Action]

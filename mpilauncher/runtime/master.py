@@ -91,6 +91,8 @@ def nodes_from_hellos(hellos: Iterable[tuple[int, Hello]]) -> dict[int, Node]:
 #: than a failure.  Without a stop it is an ordinary end (someone's own kill), only that much later.
 #: A shell's exit status 128+N counts too: Slurm signals the processes of a step one by one, so the
 #: shell of ``sleep 1 && echo`` may see its child die of the signal and exit 138 before its own turn.
+#: Every later end of its node waits behind it, in order: the standby that the node started on its
+#: cores the moment it ended may end meanwhile, and its end means nothing before the end it followed.
 STOP_DEATHS = frozenset([-s for s in STOP_SIGNALS] + [128 + s for s in STOP_SIGNALS])
 SUSPECT_WAIT = 2.0
 
@@ -152,7 +154,9 @@ class Master:
         self._lost = 0
         self._lost_now: dict[int, int] = {}  # nodes given up this turn -> their tasks queued again
         self._held: list[tuple[int, Ended]] = []  # (node, Ended) read after a stop signal: see _stop_early
-        self._suspect: list[tuple[float, int, Ended]] = []  # (until, node, Ended): killed by a stop signal
+        self._suspect: list[tuple[float, int, Ended]] = []  # (until, node, Ended): killed by a stop signal,
+        # and the ends of its node that came after it (due with it)
+        self._suspect_until: dict[int, float] = {}  # node -> when the ends it has held are due
         self._done = False
         self._left_over: str | None = None  # why queued tasks cannot start in this run (AllDone says)
         self._held_told = False  # the first task held back is said in one line
@@ -190,7 +194,7 @@ class Master:
             if self._start_due is not None:
                 timeout = min(timeout, max(0.0, self._start_due - now))
             if self._suspect:
-                timeout = min(timeout, max(0.0, self._suspect[0][0] - now))
+                timeout = min(timeout, max(0.0, min(self._suspect_until.values()) - now))
             events = self._events(self.transport.receive(timeout))
             lost = self._lost_nodes(self.clock())
             if lost:
@@ -346,27 +350,41 @@ class Master:
                 self._held.extend((node, ended) for ended in message.items)
                 continue
             for ended in message.items:
+                until = self._suspect_until.get(node)
                 if ended.exit_code in STOP_DEATHS and not ended.timed_out and not ended.not_started:
-                    self._suspect.append((self.clock() + SUSPECT_WAIT, node, ended))
-                    continue
-                if ended.not_started:
-                    if self.start_failure is None:
-                        events.append(self._cannot_start(ended.not_started))
-                    events.append(NeverStarted(ended.task_id, node, ended.not_started, ended.start))
+                    until = self._suspect_until[node] = self.clock() + SUSPECT_WAIT
+                if until is not None:
+                    self._suspect.append((until, node, ended))
                 else:
-                    events.append(_finished(node, ended))
+                    events += self._end_events(node, ended)
         return events
 
+    def _end_events(self, node: int, ended: Ended) -> list[Event]:
+        """What one end that ``node`` reported tells the scheduler."""
+        if not ended.not_started:
+            return [_finished(node, ended)]
+        first = [self._cannot_start(ended.not_started)] if self.start_failure is None else []
+        return [*first, NeverStarted(ended.task_id, node, ended.not_started, ended.start)]
+
     def _settle_suspects(self, now: float) -> list[Event]:
-        """Ends by a stop signal, held a moment: a stop that came meanwhile decides them (they were
-        the batch system's, see SUSPECT_WAIT); else, their time up, they are ordinary ends."""
+        """Ends by a stop signal, held a moment with the ends behind them: a stop that came meanwhile
+        decides them (they were the batch system's, see SUSPECT_WAIT); else, their time up, they are
+        ordinary ends, given in the order they happened."""
         if self.stop.signum is not None:
-            self._held.extend((node, ended) for _, node, ended in self._suspect)
-            self._suspect = []
+            self._held[:0] = self._unsettled()  # (before the ends read since the stop: they came first)
             return []
         due = [(node, ended) for until, node, ended in self._suspect if until <= now]
+        if not due:
+            return []
         self._suspect = [item for item in self._suspect if item[0] > now]
-        return [_finished(node, ended) for node, ended in due]
+        self._suspect_until = {node: until for node, until in self._suspect_until.items() if until > now}
+        return [event for node, ended in due for event in self._end_events(node, ended)]
+
+    def _unsettled(self) -> list[tuple[int, Ended]]:
+        """Every end still held as a suspect's (or behind one), in order; none held any more."""
+        held = [(node, ended) for _, node, ended in self._suspect]
+        self._suspect, self._suspect_until = [], {}
+        return held
 
     def _cannot_start(self, reason: str) -> StopDispatch:
         """The first start that failed for the launcher's fault: say so at once, start nothing more."""
@@ -387,8 +405,8 @@ class Master:
         nodes any more but the shutdown.
         """
         self._notify(self.scheduler.handle(StopDispatch(), *events))
-        held = self._held + [(node, ended) for _, node, ended in self._suspect]  # (those die of the stop too)
-        self._held, self._suspect = [], []
+        held = self._unsettled() + self._held  # (suspects die of the stop too; they came first)
+        self._held = []
         ended = held + self.transport.shutdown(self.grace, self.stop.exit_status)
         clean = [_finished(node, e) for node, e in ended if e.exit_code == 0 and not e.not_started]
         self._notify(self.scheduler.handle(*clean))

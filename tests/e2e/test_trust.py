@@ -347,3 +347,24 @@ def test_a_second_run_in_the_same_allocation_gets_a_workdir_of_its_own(sweep_dir
     assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242") + "\n" in first.stdout
     assert " .. workdir: " + str(sweep_dir / "pylauncher_tmp4242-2") + "\n" in second.stdout
     assert (sweep_dir / "pylauncher_tmp4242-2" / "joblog").exists()
+
+
+@pytest.mark.parametrize("how", ["kill -TERM $$", "kill -HUP $$", "exit 143"])
+def test_a_task_that_dies_of_a_stop_signal_of_its_own_fails_and_nothing_runs_twice(sweep_dir: Path, how: str) -> None:
+    """A user walk: a task that kills itself with SIGTERM (or exits 143) while standbys wait behind it.
+    Its end is held a moment (a batch system's stop may follow), and the standby its executor started
+    on its core ended meanwhile: the launcher stopped with an internal InvalidTransition, and the
+    resume ran that standby, which had completed, once more."""
+    ran = sweep_dir / "ran"
+    lines = [f"echo {i} >> {ran}" for i in range(4)] + [f"echo 4 >> {ran}; {how}"]
+    lines += [f"echo {i} >> {ran}" for i in range(5, 12)]
+    (sweep_dir / "commandlines").write_text("\n".join(lines) + "\n")
+    result = run_cli(["commandlines", "--cores-per-node", "1", "-q"], sweep_dir)
+    assert result.returncode == 1, result.stderr
+    assert "internal" not in result.stderr and "task 4 (line 5)" in result.stderr, result.stderr
+    assert ran_counts(sweep_dir) == collections.Counter(range(12))
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert "11 jobs: 0-3 5-11\n" in status.stdout and "aborted     1 jobs: 4\n" in status.stdout, status.stdout
+    resumed = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert ran_counts(sweep_dir) == collections.Counter(range(12)), "a resume runs no completed task again"

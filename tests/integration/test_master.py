@@ -169,17 +169,59 @@ def test_a_stop_signal_mid_run_keeps_clean_ends_and_leaves_the_rest_to_resume(tm
     assert_consistent(record)
 
 
-def test_a_standby_its_node_started_in_the_instant_of_the_stop_stays_queued_for_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime, state", [(0.5, "completed"), (5.0, "queued")])
+def test_a_standby_its_node_started_in_the_instant_of_the_stop_and_that_completed_in_grace_counts(
+    tmp_path: Path, runtime: float, state: str
+) -> None:
+    """The stop dropped it before the master knew it ran: completed in the grace it is not run again
+    on resume (it once was); killed by the shutdown it is."""
     cluster = FakeCluster(("n0", 1))
-    cluster.runtimes = {0: 1.0, 1: 0.5}
+    cluster.runtimes = {0: 1.0, 1: runtime}
     stop = StopRequest()
     cluster.at(1.0, lambda c: setattr(stop, "signum", signal.SIGINT))  # with task 0's end, which starts 1
     record = run_sweep(tmp_path, cluster, tasks(4), stop=stop, grace=2.0)
     assert [(item.task_id, item.after) for _, _, item in cluster.starts] == [(0, None), (1, 0)]
     states = record.states()
-    assert states[0] == "completed"
-    assert states[1] == "queued", "the stop dropped it before the master knew it ran: it runs again on resume"
-    assert [r["id"] for r in record.joblog] == ["0"]
+    assert (states[0], states[1]) == ("completed", state)
+    assert [r["id"] for r in record.joblog] == ["0", "1"][: 1 + (state == "completed")]
+    assert record.replayed.records[1].state == state, "as journaled"
+    assert_consistent(record)
+
+
+# -- a task that dies of a stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1) with no stop --------
+@pytest.mark.parametrize("code", [-signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGUSR1])
+def test_a_task_killed_by_a_stop_signal_of_its_own_lets_the_standby_behind_it_end_in_order(
+    tmp_path: Path, code: int
+) -> None:
+    """The end is held a moment (the batch system's stop may follow it); the standby its node started
+    on those cores meanwhile ends too: its end must wait behind the held one, not reach the scheduler
+    as the end of a task still waiting (once a crash: InvalidTransition, and a rerun on resume)."""
+    cluster = FakeCluster(("n0", 1))
+    cluster.runtimes = {0: 1.0, 1: 0.01, 2: 0.01, 3: 0.5}
+    cluster.exits = {1: code}
+    record = run_sweep(tmp_path, cluster, tasks(4), delay=0.1)
+    assert record.outcome.interrupted is None
+    states = record.states()
+    assert states == {0: "completed", 1: "failed", 2: "completed", 3: "completed"}
+    assert [r["id"] for r in record.joblog] == ["0", "1", "2", "3"], "the ends in the order they happened"
+    assert record.ledger.records[1].exit_code == code
+    assert_consistent(record)
+
+
+def test_a_stop_while_a_self_killed_task_is_held_interrupts_it_and_keeps_what_ran_behind_it(
+    tmp_path: Path,
+) -> None:
+    cluster = FakeCluster(("n0", 1))
+    cluster.runtimes = {0: 1.0, 1: 0.01, 2: 5.0}
+    cluster.exits = {0: -signal.SIGTERM}
+    stop = StopRequest()
+    cluster.at(2.0, lambda c: setattr(stop, "signum", signal.SIGTERM))  # within SUSPECT_WAIT of task 0's end
+    record = run_sweep(tmp_path, cluster, tasks(4), stop=stop, grace=1.0, delay=0.1)
+    states = record.states()
+    assert states[0] == "running", "its death was the stop's: interrupted, it runs again on resume"
+    assert states[1] == "completed", "it ran, behind task 0, before the stop: not rerun"
+    assert (states[2], states[3]) == ("queued", "queued")
+    assert [r["id"] for r in record.joblog] == ["1"]
     assert_consistent(record)
 
 

@@ -146,14 +146,27 @@ def test_a_stale_end_of_a_task_still_queued_is_ignored_too():
     assert handle(sched, TaskFinished(1, 0, 0)) == [] and sched.status[1] == QUEUED
 
 
-def test_the_end_of_a_standby_dropped_by_a_stop_is_ignored_and_it_stays_queued():
+def test_a_standby_dropped_by_a_stop_that_its_node_ran_and_completed_anyway_is_completed():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     handle(sched, *join(2))  # 2 waits behind 0 on node 0
     handle(sched, StopDispatch())
     assert sched.status[2] == QUEUED
     handle(sched, TaskFinished(0, 0, 0))
-    assert handle(sched, TaskFinished(2, 0, 0)) == [], "its node started it before the shutdown: not recorded"
+    actions = handle(sched, TaskFinished(2, 0, 0, 10.0, 1.0))
+    assert [type(a) for a in actions] == [Promoted, TaskEnded], "its node started it before the shutdown"
+    assert actions[0].task_id == 2 and actions[0].at == 10.0
+    assert sched.status[2] == COMPLETED, "it ran to its end: a resume must not run it again"
+    sched.validate()
+
+
+@pytest.mark.parametrize("code", [143, -15, 1])
+def test_a_standby_dropped_by_a_stop_whose_run_did_not_complete_stays_queued(code: int):
+    sched = Scheduler(tasks_of(*[1] * 10), standby=True)
+    handle(sched, *join(2))  # 2 waits behind 0 on node 0
+    handle(sched, StopDispatch())
+    assert handle(sched, TaskFinished(2, code, 0)) == [], "the stop killed it: it runs again on resume"
     assert sched.status[2] == QUEUED
+    sched.validate()
 
 
 def test_a_stop_in_the_burst_of_an_end_promotes_the_standby_its_node_started_and_drops_the_others():
@@ -164,7 +177,8 @@ def test_a_stop_in_the_burst_of_an_end_promotes_the_standby_its_node_started_and
     assert actions[1].task_id == 2 and actions[1].at == 11.0
     assert sched.status[2] == RUNNING and sched.status[3] == QUEUED
     assert facts(handle(sched, TaskFinished(2, 0, 0)), TaskEnded)[0].task_id == 2, "its end is recorded"
-    assert handle(sched, TaskFinished(3, 0, 0)) == [], "3 was dropped: an end of it is stale"
+    assert handle(sched, TaskFinished(3, 143, 0)) == [], "3 was dropped, and the shutdown killed it: queued"
+    assert sched.status[3] == QUEUED
 
 
 # -- invalid transitions tell the task's story ----------------------------------------------
