@@ -27,7 +27,7 @@ from mpilauncher.result import RunResult as RunResult
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.serve import park, serve_agent
 from mpilauncher.runtime.stop import STOP_SIGNALS as STOP_SIGNALS  # (re-exported: what the starters do with them)
-from mpilauncher.runtime.stop import SignalGuard, StopRequest
+from mpilauncher.runtime.stop import SignalGuard, StopRequest, start_mpi
 from mpilauncher.transport.local import LocalTransport
 from mpilauncher.transport.wake import WakeableSleep, WakeFd
 
@@ -70,7 +70,7 @@ def _run(config: Config, out: TextIO, began: float) -> RunResult:
     allocation = cluster.detect(cores_override=config.cores_per_node)
     if _step_tasks(os.environ) > 1:
         # srun started several tasks; only MPI itself can say whether they form one job.
-        if mpi_transport.world().Get_size() > 1:
+        if start_mpi(mpi_transport.world).Get_size() > 1:
             return _run_mpi(config, out, began)
         relaunch.check_step(os.environ)  # raises: unwired MPI would run the sweep once per task
     if config.relaunch and relaunch.needs_relaunch(os.environ):
@@ -146,7 +146,7 @@ def _run_mpi(config: Config, out: TextIO, began: float) -> RunResult:
     """
     from mpilauncher.transport import mpi as mpi_transport
 
-    comm = mpi_transport.world()
+    comm = start_mpi(mpi_transport.world)
     stop = StopRequest()
     with SignalGuard(stop, then_ignore=True):
         return _run_rank(config, out, comm, stop, began)

@@ -100,3 +100,47 @@ def test_a_stop_signal_stops_every_rank_cleanly_and_resume_finishes(sweep_dir: P
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"# tasks completed: {TASKS}" in resumed.stdout
     assert ran(sweep_dir) == collections.Counter(range(TASKS)), "every task ran, none twice"
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_mpi_starts_ends_the_job_though_a_rank_is_not_there_yet(sweep_dir: Path) -> None:
+    """A user walk: Ctrl-C 0.1 s after ``mpiexec -n 3`` killed two ranks in their imports, and the
+    third, inside MPI_Init, held the signal for its run (a signal acts only when MPI_Init returns,
+    which it never did: it waits for the ranks that died): mpiexec waited 20 minutes, a rank spinning.
+    Here the job's third process stands for a rank that is slow to come (it ignores SIGINT and never
+    calls MPI_Init); Ctrl-C comes while the launcher's ranks wait in MPI_Init for it."""
+    (sweep_dir / "commandlines").write_text("echo PYL_ID >> ran\n" * 4)
+    marker = uuid.uuid4().hex
+    launcher = [sys.executable, "-m", "mpilauncher", "commandlines", "--workdir", "w"]
+    slow = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)"
+    proc = subprocess.Popen(
+        ["mpiexec", "-n", "2", *launcher, ":", "-n", "1", sys.executable, "-c", slow],
+        cwd=sweep_dir, env=launcher_env(MPL_TEST_MARK=marker), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_in_mpi(marker, rank) for rank in (0, 1)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the launcher's ranks did not reach MPI_Init within 60 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert time.monotonic() - began < 20, "the job waited for the rank that never came"
+    assert proc.returncode != 0, out + err
+    assert not (sweep_dir / "ran").exists() and not (sweep_dir / "w").exists(), "nothing started"
+
+
+def _in_mpi(marker: str, rank: int) -> bool:
+    """Launcher rank ``rank`` has loaded the MPI library: it is in MPI_Init (or past it)."""
+    pid = find_launcher_pid(marker, f"PMI_RANK={rank}")
+    try:
+        return pid is not None and "libmpi" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
