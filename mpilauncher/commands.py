@@ -26,7 +26,7 @@ from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution import gather
 from mpilauncher.persistence.lock import current_holder, still_held
-from mpilauncher.persistence.store import journal_path, load_state
+from mpilauncher.persistence.store import last_writes, load_state, time_after_snapshot
 from mpilauncher.report import joblog
 from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
 
@@ -109,11 +109,10 @@ def load_sweep(target: Path) -> Sweep:
         elif counts[QUEUED] or counts[RUNNING]:
             sweep.state = "stopped"
             sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {shlex.quote(str(state))}")
-            snapshot, last_written = _last_written(state)
             # Killed (kill -9, a node's crash): the snapshot's time stops at its last write, the journal's
             # ends and starts go on after it (a user walk: "total running time 0.00" after a kill -9).
-            ledger.elapsed_before += max(0.0, last_written - snapshot)
-            sweep.attempts += running_attempts(ledger, last_written, "interrupted")
+            ledger.elapsed_before += time_after_snapshot(state)
+            sweep.attempts += running_attempts(ledger, last_writes(state)[1], "interrupted")
     else:
         sweep.notes.append(
             "no queuestate found for this workdir (looked in the current directory and the workdir's parent):"
@@ -140,18 +139,6 @@ def load_sweep(target: Path) -> Sweep:
     sweep.workdir = workdir
     sweep.earlier_workdirs = earlier
     return sweep
-
-
-def _last_written(state: Path) -> tuple[float, float]:
-    """When the snapshot ``state`` was written, and when it or its journal was last written to: for a
-    stopped sweep, about when it stopped (its tasks running then were interrupted)."""
-    times = []
-    for path in (state, journal_path(state)):
-        try:
-            times.append(path.stat().st_mtime)
-        except OSError:
-            times.append(0.0)
-    return times[0], max(times)
 
 
 def earlier_workdirs(extra: dict, workdir: Path) -> list[Path]:

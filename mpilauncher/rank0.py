@@ -36,7 +36,7 @@ from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock, lock_path
 from mpilauncher.persistence.queuestate import Earlier, LoadedState, StateMeta
-from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind
+from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind, time_after_snapshot
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -194,6 +194,8 @@ def plan_from_queuestate(config: Config) -> Plan:
         if not config.force_resume:
             check_commandlines_unchanged(meta, source)
         warn_unchanged_by_resume(config, meta, source)
+    if not loaded.from_pylauncher:  # (killed: its last run's time after its last snapshot is the sweep's too)
+        ledger.elapsed_before += time_after_snapshot(source)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     plan.earlier = loaded.earlier
     here, began = os.getcwd(), meta.extra.get("cwd")

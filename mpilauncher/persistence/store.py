@@ -221,6 +221,27 @@ def load_state(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = 
     return loaded
 
 
+def last_writes(state: Path) -> tuple[float, float]:
+    """When the snapshot ``state`` was written, and when it or its journal was last written to (file
+    times).  For a sweep no launcher runs, the second is about when its last run ended: a kill -9
+    leaves the run's time after its last snapshot in no file's contents, only in the journal's last
+    write (a clean end leaves no journal: the two are one)."""
+    times = []
+    for path in (state, journal_path(state)):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            times.append(0.0)
+    return times[0], max(times)
+
+
+def time_after_snapshot(state: Path) -> float:
+    """How long the last run of a stopped sweep went on after its last snapshot, whose ``elapsed``
+    stops at its writing (see :func:`last_writes`); 0 after a clean end."""
+    snapshot, last = last_writes(state)
+    return max(0.0, last - snapshot)
+
+
 def state_file_kind(text: str) -> str | None:
     """What ``text`` is if it is a queuestate or its journal ("queuestate", "queuestate journal",
     "PyLauncher queuestate"), else None: such a file given as the commandlines would run its lines as

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,32 @@ def test_kill_9_then_resume_completes_every_task_without_rerunning_journaled_one
     assert resumed == set(range(N_TASKS)), "the resumed run appends to the same joblog"
     final = run_cli(["--status", "queuestate"], sweep_dir).stdout
     assert f"completed  {N_TASKS} jobs: 0-{N_TASKS - 1}" in final
+
+
+def test_a_resume_after_kill_9_counts_the_killed_runs_time_in_its_statistics(sweep_dir: Path) -> None:
+    """A user walk: after a kill -9 the resumed run's "total running time" was its own alone while its
+    aggregate was the whole sweep's: a speedup of 3.99 on 2 cores.  The killed run's time after its
+    last snapshot is in its journal's last write; the report counted it, the resume did not."""
+    appending_sweep(sweep_dir, 12, 0.3)
+    proc = start_launcher(sweep_dir, "commandlines", "--workdir", "w", "--cores-per-node", "2")
+    wait_for(lambda: len(journal_finishes(sweep_dir)) >= 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    records = [line.split("\t") for line in (sweep_dir / "queuestate.journal").read_text().split("\n")[1:-1]]
+    starts = [float(r[2]) for r in records if r[0] == "S"]
+    ends = [float(r[3]) + float(r[4]) for r in records if r[0] == "E"]
+    killed_run = max(ends) - min(starts)
+    time.sleep(0.4)  # (the watchdog ends the killed launcher's tasks)
+    result = run_cli(["--resume", "queuestate", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    total = float(re.search(r"total running time: *([0-9.]+)", result.stdout).group(1))
+    speedup = float(re.search(r"speedup *\t?: *([0-9.]+)", result.stdout).group(1))
+    assert total >= killed_run + 0.9, f"the killed run's {killed_run:.2f} s (and 3 rounds of 0.3 s): {result.stdout}"
+    assert speedup <= 2.0, f"2 cores run no more than 2 tasks at once: {result.stdout}"
+    report = run_cli(["report", "queuestate"], sweep_dir)
+    assert f"total running time: {total:6.2f}" in report.stdout or str(round(total, 2)) in report.stdout, (
+        "the report and the final statistics agree"
+    )
 
 
 def test_tasks_do_not_outlive_a_launcher_killed_with_kill_9(sweep_dir: Path) -> None:
