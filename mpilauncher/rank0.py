@@ -191,8 +191,8 @@ def plan_from_queuestate(config: Config) -> Plan:
     if loaded.from_pylauncher:
         meta.cores = str(config.cores)
     else:
-        if not config.force_resume:
-            check_commandlines_unchanged(meta, source)
+        if to_run:  # (nothing to run: nothing a changed file could mix up)
+            check_commandlines_unchanged(meta, source, config.force_resume)
         warn_unchanged_by_resume(config, meta, source)
     if not loaded.from_pylauncher:  # (killed: its last run's time after its last snapshot is the sweep's too)
         ledger.elapsed_before += time_after_snapshot(source)
@@ -301,12 +301,18 @@ def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
     return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
 
 
-def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
-    """Refuse to resume when the commandlines file changed since the sweep began.
+#: The ``#meta`` key of the commandlines file's hash as a --force-resume last accepted it.
+FORCED_SHA256 = "forced_sha256"
+
+
+def check_commandlines_unchanged(meta: StateMeta, source: Path, force: bool = False) -> None:
+    """Refuse to resume when the commandlines file changed since the sweep began, unless forced.
 
     Task numbers are positions in that file: after an edit, "task 7" may be
     another command, and a resume would silently mix two sweeps.  (A missing
-    file is fine: the queuestate holds every command.)
+    file is fine: the queuestate holds every command.)  A forced resume remembers the file as it
+    accepted it: the later resumes of the sweep were refused again for the same edit (a user walk);
+    another edit is refused again.
     """
     path = Path(meta.commandlines) if meta.commandlines else None
     if path is None or not meta.sha256:
@@ -317,7 +323,11 @@ def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
         current = sha256_hex(path.read_bytes())
     except OSError:  # (unreadable now: the queuestate holds every command)
         return
-    if current != meta.sha256:
+    if current in (meta.sha256, meta.extra.get(FORCED_SHA256)):
+        return
+    if force:
+        meta.extra[FORCED_SHA256] = current
+    else:
         raise InputError(
             f"the commandlines file {path} changed since this sweep began: task numbers may no longer match;"
             " --force-resume resumes anyway with the commands the queuestate holds",

@@ -137,6 +137,20 @@ def test_resume_refuses_a_changed_commandlines_file_unless_forced(sweep_dir: Pat
     assert "changed since this sweep began" in refused.stderr and "--force-resume" in refused.stderr
     forced = run_cli(["--resume", "queuestate", "--rerun-failed", "--force-resume"], sweep_dir)
     assert forced.returncode == 1, "the queuestate's own command (exit 1) ran, not the edited line"
+    # (a user walk: once forced, every later resume of the sweep was refused again, even one with
+    # nothing to run; the file as it was forced is remembered, another edit is refused again)
+    again = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir)
+    assert again.returncode == 1 and "changed since" not in again.stderr, again.stderr
+    (sweep_dir / "commandlines").write_text("true\necho changed twice\n")
+    assert run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir).returncode == 2
+
+
+def test_a_resume_with_nothing_to_run_does_not_ask_whether_the_commandlines_changed(sweep_dir: Path) -> None:
+    (sweep_dir / "commandlines").write_text("true\ntrue\n")
+    assert run_cli(["commandlines", "--workdir", "w"], sweep_dir).returncode == 0
+    (sweep_dir / "commandlines").write_text("true\necho changed\n")
+    resumed = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert resumed.returncode == 0 and "changed since" not in resumed.stderr, resumed.stderr
 
 
 def test_twenty_kill_9_at_random_instants_then_resume_loses_nothing(sweep_dir: Path) -> None:
