@@ -436,3 +436,59 @@ def test_a_commandlines_file_taken_as_debug_words_is_said_so(sweep_dir: Path) ->
         "mpilauncher: error: give either a commandlines file or --resume QUEUESTATE: 'cl' was read as --debug's"
         " words (host, job, task, ...); put the commandlines file first: cl --debug WORDS\n"
     )
+
+
+# -- the commands that answer on stdout: a reader gone, a closed or full stdout (a user walk) -------
+#: The commands whose whole point is what they write to stdout.
+ANSWERS = {
+    "report": ["report", "w"],
+    "output": ["output", "w", "0-2"],
+    "--status": ["--status", "queuestate"],
+    "--version": ["--version"],
+    "--help": ["--help"],
+}
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("answers")
+    write(where / "commandlines", "echo a\necho b\nfalse\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], where).returncode == 1
+    return where
+
+
+def answer_into(stdout: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m mpilauncher ARGS`` with its stdout a pipe whose reader is gone (``| head`` after its
+    lines), closed (``>&-``) or full (``>/dev/full``)."""
+    command = [sys.executable, "-m", "mpilauncher", *args]
+    if stdout != "reader gone":
+        command = ["sh", "-c", f'"$@" {stdout}', "sh", *command]
+        return subprocess.run(command, cwd=cwd, env=launcher_env(), capture_output=True, text=True, timeout=60)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(command, cwd=cwd, env=launcher_env(), stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("command", list(ANSWERS))
+def test_an_answer_whose_reader_went_away_ends_quietly(small_sweep: Path, command: str) -> None:
+    """``output W 0-2 | head -1``: a BrokenPipeError traceback, exit 1.  Now as Unix tools end: nothing
+    said, the status of a process that SIGPIPE ended (128 + 13)."""
+    result = answer_into("reader gone", ANSWERS[command], small_sweep)
+    assert result.stderr == "" and result.returncode == 128 + signal.SIGPIPE, result.stderr
+
+
+@pytest.mark.parametrize("stdout", [">&-", ">/dev/full"], ids=["stdout closed", "stdout on a full device"])
+@pytest.mark.parametrize("command", list(ANSWERS))
+def test_an_answer_that_cannot_be_written_is_one_line_and_a_failure(
+    small_sweep: Path, command: str, stdout: str
+) -> None:
+    """A traceback (AttributeError on a closed stdout, OSError on a full one), "internal: ... (please report
+    it)", or silence and exit 0 (``--help``): the answer is lost, and the command must say so."""
+    result = answer_into(stdout, ANSWERS[command], small_sweep)
+    why = "it is closed" if stdout == ">&-" else "No space left on device"
+    assert result.stderr == f"mpilauncher: error: cannot write to standard output ({why})\n", result.stderr
+    assert result.returncode == 3
