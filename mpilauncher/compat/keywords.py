@@ -329,14 +329,17 @@ LAUNCHERS: tuple[tuple[str, str], ...] = (
     ("RemoteIbrunLauncher(commandlines, hostlist, ppn=N, **kw)", "as RemoteLauncher, MPI tasks"),
     ("DynamicLauncher(**kw)",
      "a job: `append(cmd)`, `finish()`, `tick()`, `finished()`, `final_report()`; the appended tasks run"
-     " when `tick()` (or `run()`) follows `finish()`"),
+     " when `tick()` (or `run()`) follows `finish()`; until then `tick()` waits `delay` and returns"
+     " `\"stalling\"`, from then on `\"finished\"`"),
     ("SubmitLauncher(commandlines, submitparams, **kw)",
      "each task a Slurm job of its own, submitted with the sbatch options `submitparams`, at most `nactive` at once;"
      " `tasks_per_job=N` runs N tasks per job; a restarted script picks up its jobs (see \"Submitting tasks as"
      " Slurm jobs\")"),
     ("MICLauncher(commandlines, **kw)", "refused with one line: Xeon Phi coprocessors are gone"),
     ("LauncherJob(hostpool=, taskgenerator=, **kw)",
-     "`run()` runs the task generator's commandlines, `final_report()` returns the statistics"),
+     "`run()` runs the task generator's commandlines, `final_report()` returns the statistics; in a loop of your"
+     " own (`while job.tick() != \"finished\"`, or `while not job.finished(): job.tick()`) the first `tick()` runs"
+     " the whole sweep and every `tick()` returns `\"finished\"` from then on"),
     ("HostPool(nhosts=N)` / `HostPool(hostlist=HostListByName())",
      "N slots on this machine / the job's nodes; executors (`SSHExecutor`, `LocalExecutor`) only give the workdir"),
     ("TaskGenerator(gen)` / `WrappedTaskGenerator(gen)", "wraps a commandline generator for LauncherJob"),

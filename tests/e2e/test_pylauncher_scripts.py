@@ -536,6 +536,32 @@ def test_sleep_command_generator_and_a_local_host_pool(sweep_dir: Path) -> None:
     assert f"5.4 {JOB}" in result.stdout
 
 
+def test_a_launcher_job_driven_tick_by_tick_as_pylaunchers_own_tests_drive_it(sweep_dir: Path) -> None:
+    """``while job.tick() != "finished"`` (PyLauncher's launcher_tests.py), and 5.4's ``while not
+    job.finished(): job.tick()``: an AttributeError ("Did you mean: tock?") with a traceback (a user walk)."""
+    commandlines(sweep_dir, "".join(f"echo line {i}\n" for i in range(4)))
+    result = run_script(
+        sweep_dir,
+        """
+        def job(n):
+            return pylauncher.LauncherJob(
+                taskgenerator=pylauncher.TaskGenerator(pylauncher.FileCommandlineGenerator("commandlines", cores=1)),
+                hostpool=pylauncher.HostPool(nhosts=2), delay=.2, debug="queue,job",
+                workdir=f"w{n}", queuestate=f"q{n}")
+        first = job(1)
+        while first.tick() != "finished": pass
+        print(first.final_report())
+        print("again:", first.tick(), first.finished())
+        second = job(2)
+        while not second.finished():
+            second.tick()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("# tasks completed: 4") == 1 and "again: finished True" in result.stdout
+    assert [(sweep_dir / f"w{n}" / "out3").read_text() for n in (1, 2)] == ["line 3\n"] * 2
+
+
 def test_a_script_of_two_sweeps_keeps_the_first_ones_failures_to_run_again(sweep_dir: Path) -> None:
     """Both sweeps use the default ./queuestate, as in PyLauncher; the first one's failed task was lost with it."""
     commandlines(sweep_dir, "echo a\nfalse\n", "first")
