@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from mpilauncher.config import DEFAULT_DELAY
+from mpilauncher.config import DEFAULT_DELAY, MIN_INTERVAL
 from mpilauncher.core import limits
 from mpilauncher.records import field, record
 from mpilauncher.report.words import DEBUG_WORDS
@@ -88,8 +88,9 @@ def _delay(value: object, call: Call) -> str | None:
             f"delay={value}: at most one task starts every {value} s, as PyLauncher's tick did"
             f" (start_interval={value}); the trace ticks every {value} s"
         )
+    tick = max(seconds, MIN_INTERVAL)  # (below it, make_config's note says why it is taken as MIN_INTERVAL)
     return (
-        f"delay={value}: the trace ticks every {value} s; task starts are not paced"
+        f"delay={value}: the trace ticks every {tick:g} s; task starts are not paced"
         " (PyLauncher started one task per tick; raise delay above 0.5 or give start_interval= to pace them)"
     )
 

@@ -255,7 +255,7 @@ BAD_INPUTS = [
     ),
     ("bad schedule", "true\n", ["commandlines", "--schedule", "blocks"], "--schedule must be 'default' or 'blockN'"),
     ("bad start interval", "true\n", ["commandlines", "--start-interval", "-1"], "--start-interval must be a number"),
-    ("bad delay", "true\n", ["commandlines", "--delay", "0"], "--delay must be a number of seconds greater than 0"),
+    ("bad delay", "true\n", ["commandlines", "--delay", "-1"], "--delay must be a number of seconds from 0 to"),
     ("corrupt queuestate", None, ["--resume", "bad_state"], "bad_state:1: task line before any of the sections"),
     ("missing queuestate", None, ["--resume", "nostate"], "nostate: no such queuestate file"),
 ]

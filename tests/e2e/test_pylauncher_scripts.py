@@ -155,6 +155,19 @@ def test_a_raised_delay_paces_task_starts_as_pylauncher_did(sweep_dir: Path) -> 
     assert any("delay=0.8: at most one task starts every 0.8 s" in n for n in notes(result))
 
 
+@pytest.mark.parametrize("delay", ["0", "0.0001"])
+def test_a_delay_of_zero_or_tiny_runs_at_the_shortest_tick_and_its_notes_agree(sweep_dir: Path, delay: str) -> None:
+    """PyLauncher sleeps ``delay`` (0 included); ``delay=0`` was refused (exit 2) while 0.0001 ran, and for
+    0.0001 one note said "taken as 0.01 s", the next "the trace ticks every 0.0001 s" (a user walk)."""
+    commandlines(sweep_dir, "true\n" * 3)
+    result = run_script(sweep_dir, f'pylauncher.ClassicLauncher("commandlines", workdir="w", delay={delay})\n')
+    assert result.returncode == 0, result.stderr
+    said = [n for n in notes(result) if "delay" in n]
+    assert any(f"a delay of {float(delay):g} s is taken as 0.01 s" in n for n in said), said
+    ticks = [n for n in said if "the trace ticks every" in n]
+    assert ticks and all("the trace ticks every 0.01 s" in n for n in ticks), said
+
+
 def test_taskmaxruntime_kills_and_failures_count_as_aborted_each_said_once(sweep_dir: Path) -> None:
     commandlines(sweep_dir, "sleep 30\nexit 3\ntrue\n")
     result = run_script(
