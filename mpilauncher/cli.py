@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print where a sweep stands (snapshot and journal merged) and exit; runs nothing",
     )
     parser.add_argument(
-        "--rerun-failed", action="store_true", help="with --resume: also rerun tasks that exited non-zero"
+        "--rerun-failed",
+        action="store_true",
+        help="with --resume (or when the run continues an unfinished one): also rerun tasks that exited non-zero",
     )
     parser.add_argument(
         "--force-resume",

@@ -240,7 +240,8 @@ KEYWORDS: tuple[Keyword, ...] = (
             _to("start_interval"), ours=True),
     Keyword("start_over", "`True`: run the whole sweep again over an unfinished queuestate of it"
             " (`--start-over`)", _to("start_over"), ours=True),
-    Keyword("rerun_failed", "on resume, run failed tasks again too (`--rerun-failed`)", _to("rerun_failed"),
+    Keyword("rerun_failed", "on resume (or when the run continues an unfinished one), run failed tasks again"
+            " too (`--rerun-failed`)", _to("rerun_failed"),
             ours=True),
     Keyword("force_resume", "resume although the commandlines file changed (`--force-resume`)",
             _to("force_resume"), ours=True),

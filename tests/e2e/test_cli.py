@@ -185,6 +185,44 @@ def test_startup_lines_say_what_runs_where(sweep_dir: Path) -> None:
     assert re.search(r"^ \.\. host pool: 2 cores on 1 node \(\S+\)$", head, re.M)
 
 
+def test_the_startup_lines_count_in_the_singular_too(sweep_dir: Path) -> None:
+    """The start-up lines said "1 tasks", "1 cores on 1 node", "1 GPU(s) per task" (a user walk)."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", "1", "--gpus-per-task", "1",
+                      "--gpus-per-node", "1"], sweep_dir, CUDA_VISIBLE_DEVICES="0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    head = result.stdout.split("Launcherjob run completed.")[0]
+    assert f" .. commandlines: {sweep_dir / 'commandlines'}: 1 task, 1 core per task, 1 GPU per task\n" in head
+    assert re.search(r"^ \.\. host pool: 1 core and 1 GPU on 1 node \(\S+\)$", head, re.M), head
+
+
+def test_tasks_too_wide_for_any_node_say_how_many_more_do_not_fit(sweep_dir: Path) -> None:
+    """The error said "(and 3 more)": 3 more what? (a user walk)"""
+    write(sweep_dir / "commandlines", "true\n" * 4)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "3", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mpilauncher: error: commandlines:1: task 0 needs 3 cores, but the largest node has 2"
+        " (and 3 more tasks that cannot fit)\n"
+    )
+    write(sweep_dir / "commandlines", "true\n" * 2)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "3", "--cores-per-node", "2"], sweep_dir)
+    assert result.stderr.endswith("(and 1 more task that cannot fit)\n"), result.stderr
+
+
+def test_rerun_failed_on_a_new_sweep_says_when_it_takes_effect(sweep_dir: Path) -> None:
+    """``cl --rerun-failed`` without ``--resume`` was taken in silence (a user walk); it does act when the
+    sweep is continued (the same command over its unfinished queuestate, a later job of a chain)."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--rerun-failed"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "mpilauncher: note: --rerun-failed: a new sweep has no failed task yet; its failed tasks run again when it is"
+        " resumed or continued (run again over its unfinished queuestate, a later job of its"
+        " chain)\n" in result.stderr
+    ), result.stderr
+
+
 def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
     result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)
@@ -297,7 +335,7 @@ def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "true\n")
     result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
     assert result.returncode == 2
-    assert "holds an unfinished sweep (1 tasks not run)" in result.stderr
+    assert "holds an unfinished sweep (1 task not run)" in result.stderr
     assert (sweep_dir / "queuestate").read_text().startswith("queued\n")
 
 
