@@ -18,6 +18,7 @@ from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRAC
 from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.procfs import start_ticks
+from mpilauncher.report.answer import AnswerParser, write_answer
 from mpilauncher.result import shell_word
 from mpilauncher.runtime.stop import hold_stop_signals, release_stop_signals, signal_name, take_pending
 
@@ -55,7 +56,7 @@ def terminal_columns() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = AnswerParser(
         prog="python -m mpilauncher",
         formatter_class=HelpFormatter,
         description="Run every line of a commandlines file on the cores you have, as they free up "
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print where a sweep stands (snapshot and journal merged) and exit; runs nothing",
     )
     parser.add_argument(
-        "--rerun-failed", action="store_true", help="with --resume: also rerun tasks that exited non-zero"
+        "--rerun-failed",
+        action="store_true",
+        help="with --resume (or when the run continues an unfinished one): also rerun tasks that exited non-zero",
     )
     parser.add_argument(
         "--force-resume",
@@ -342,7 +345,7 @@ class ShowVersion(argparse.Action):
             if compiled_available()
             else "Python (the compiled one is not built: reinstall where a C compiler is, see README)"
         )
-        sys.stdout.write(f"mpilauncher {__version__}\ntask executors' loop: {loop}\n")
+        write_answer(f"mpilauncher {__version__}\ntask executors' loop: {loop}\n")
         parser.exit()
 
 
@@ -365,19 +368,18 @@ def main(argv: list[str] | None = None) -> int:
 
         release_stop_signals()
         return chain_main(argv[1:])
-    if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
-        from mpilauncher.commands import COMMANDS
+    try:  # (from here an answer that cannot be written, --version's or report's, is one line too)
+        if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
+            from mpilauncher.commands import COMMANDS
 
-        release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
-        return COMMANDS[argv[0]](argv[1:])
-    args = build_parser().parse_args(_with_attached_values(argv))
-    try:
+            release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
+            return COMMANDS[argv[0]](argv[1:])
+        args = build_parser().parse_args(_with_attached_values(argv))
         if args.status:
             from mpilauncher.persistence.store import describe_state
 
             release_stop_signals()
-
-            print(describe_state(Path(args.status)), end="")
+            write_answer(describe_state(Path(args.status)))
             return 0
         config = make_config(
             args.commandlines,

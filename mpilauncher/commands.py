@@ -6,16 +6,15 @@
 queuestate with its journal replayed (as ``--status`` does: a running sweep is
 reported as it stands, without its lock), the workdir's joblog, and the tasks' output
 in either output mode (``out<N>``, or the per-node files: :mod:`mpilauncher.execution.gather`).
-Bad input is one line and exit status 2, as everywhere.
+Bad input is one line and exit status 2, as everywhere; their answer goes through
+:func:`~mpilauncher.report.answer.write_answer` (a reader gone, a closed or full stdout).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from mpilauncher.execution import gather
 from mpilauncher.persistence.lock import current_holder, still_held
 from mpilauncher.persistence.store import last_writes, load_state, time_after_snapshot
 from mpilauncher.report import joblog
+from mpilauncher.report.answer import AnswerParser, write_answer
 from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
 
 #: How much of the end of a task's output is read for its last lines.
@@ -194,7 +194,7 @@ def _clipped(line: str, task_id: int) -> str:
 
 # -- report -------------------------------------------------------------------------------
 def report_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = AnswerParser(
         prog="python -m mpilauncher report",
         description="What a sweep did (or is doing): the statistics, how busy the cores were, the slowest and "
         "most memory-hungry tasks, every failed task with the end of its output; --plot draws it.",
@@ -232,13 +232,13 @@ def report_main(argv: list[str]) -> int:
             text += f"Plot: {plot_path}\n"
     except LauncherError as err:
         return _fail(err)
-    sys.stdout.write(text)
+    write_answer(text)
     return EXIT_OK
 
 
 # -- output -------------------------------------------------------------------------------
 def output_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = AnswerParser(
         prog="python -m mpilauncher output",
         description="Print a task's output (its latest attempt), whichever output mode the sweep ran in: "
         "out<N>, or the per-node files of --output per-node.",
@@ -259,7 +259,6 @@ def output_main(argv: list[str]) -> int:
         return _fail(err)
     kind = "exec" if args.exec else "out"
     status = EXIT_OK
-    out = sys.stdout.buffer
     missing: list[int] = []  # (said in runs: 0-100000 on a sweep of 10 is one line, not 99,990)
     told: set[str] = set()
 
@@ -290,16 +289,11 @@ def output_main(argv: list[str]) -> int:
         if where != str(workdir) and where not in told:  # (a sweep resumed into a new workdir left it there)
             told.add(where)
             log.note(f"the output of tasks that ended before the sweep moved to {workdir} is read from {where}")
-        if len(ids) > 1:
-            out.write(f"==> task {task_id} <==\n".encode())
-        out.write(data)
-        if len(ids) > 1 and data and not data.endswith(b"\n"):
-            out.write(b"\n")
+        if len(ids) > 1:  # (one write a task, its header and its last newline with it)
+            ending = b"\n" if data and not data.endswith(b"\n") else b""
+            data = b"".join([f"==> task {task_id} <==\n".encode(), data, ending])
+        write_answer(data)
     say_missing()
-    try:
-        out.flush()
-    except BrokenPipeError:  # `output W 7 | head`: fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return status
 
 

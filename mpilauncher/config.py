@@ -208,10 +208,10 @@ def parse_schedule(value: object) -> int:
     raise option_error("schedule", f"must be 'default' or 'blockN' (N > 0 lines per task), not {value!r}")
 
 
-def parse_positive(setting: str, value: object, most: float = limits.MAX_DURATION) -> float:
-    """Seconds greater than 0 and at most ``most``."""
+def parse_positive(setting: str, value: object, most: float = limits.MAX_DURATION, zero: bool = False) -> float:
+    """Seconds greater than 0 (from 0 with ``zero``) and at most ``most``."""
     try:
-        return limits.seconds(value, most)
+        return limits.seconds(value, most, zero=zero)
     except ValueError as err:
         raise option_error(setting, err) from None
 
@@ -222,10 +222,11 @@ def parse_positive(setting: str, value: object, most: float = limits.MAX_DURATIO
 MIN_INTERVAL = 0.01
 
 
-def parse_interval(setting: str, value: object, what: str, notes: list[str]) -> float:
+def parse_interval(setting: str, value: object, what: str, notes: list[str], zero: bool = False) -> float:
     """Seconds as :func:`parse_positive` reads them, below MIN_INTERVAL taken as MIN_INTERVAL with a note
-    (``what`` is said: a PyLauncher script's ``delay=0.0001`` runs, it is not refused)."""
-    seconds = parse_positive(setting, value, limits.MAX_DELAY)
+    (``what`` is said: a PyLauncher script's ``delay=0.0001`` runs, it is not refused; so does its
+    ``delay=0``, with ``zero``: PyLauncher slept it)."""
+    seconds = parse_positive(setting, value, limits.MAX_DELAY, zero)
     if seconds >= MIN_INTERVAL:
         return seconds
     notes.append(f"a {setting.replace('_', ' ')} of {seconds:g} s is taken as {MIN_INTERVAL:g} s ({what})")
@@ -289,7 +290,9 @@ def make_config(
 ) -> Config:
     """Check every value against its bound (see :mod:`mpilauncher.core.limits`) and build a :class:`Config`."""
     notes: list[str] = []
-    tick = parse_interval("delay", delay, "the trace and the journal's flushes at most 100 times a second", notes)
+    tick = parse_interval(
+        "delay", delay, "the trace and the journal's flushes at most 100 times a second", notes, zero=True
+    )
     progress_every = (
         parse_interval("progress_interval", progress_interval, "at most 100 progress lines a second", notes)
         if _given(progress_interval)

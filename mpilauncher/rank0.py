@@ -44,6 +44,7 @@ from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
+from mpilauncher.report.words import counted
 from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult, shell_word
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos
@@ -264,6 +265,8 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
     plan = plan_from_commandlines(config)
     earlier = earlier_run_of(plan) if not config.start_over else None
     if earlier is None or not (earlier[0] or continuation):
+        if config.rerun_failed:
+            plan.notes.append(rerun_failed_later(config))
         return plan
     left, total = earlier
     continued = plan_from_queuestate(replace(config, commandlines=None, resume=str(plan.state_path)))
@@ -273,6 +276,16 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
             " completed): continuing it (start over with --start-over, start_over=True)"
         )
     return continued
+
+
+def rerun_failed_later(config: Config) -> str:
+    """What --rerun-failed does for a new sweep (it was taken in silence: a user walk): nothing now, but it
+    is no mistake either: a job script run again, or a chain's next job, continues the sweep with it."""
+    name = "--rerun-failed" if config.job_type == CLI_JOB_TYPE else "rerun_failed=True"
+    return (
+        f"{name}: a new sweep has no failed task yet; its failed tasks run again when it is resumed or continued"
+        " (run again over its unfinished queuestate, a later job of its chain)"
+    )
 
 
 def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
@@ -375,7 +388,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     unfinished = counts[QUEUED] + counts[RUNNING]
     if unfinished and not start_over:
         raise InputError(
-            f"holds an unfinished sweep ({unfinished} tasks not run): resume it with --resume"
+            f"holds an unfinished sweep ({counted(unfinished, 'task')} not run): resume it with --resume"
             f" {shell_word(str(target))}, {_OTHER_CHOICES}",
             str(target),
         )
@@ -417,7 +430,7 @@ def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
 
 
 def _failed_tasks(count: int) -> str:
-    return f"{count} failed task{'s' if count != 1 else ''}"
+    return counted(count, "failed task")
 
 
 def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
@@ -505,17 +518,18 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
     if bad:
         first = bad[0]
         task = plan.ledger.tasks[first.task_id]
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        more = f" (and {counted(len(bad) - 1, 'more task')} that cannot fit)" if len(bad) > 1 else ""
+        needs = counted(first.needed, "core")
         if first.gpus_needed:
             problem = (
-                f"task {first.task_id} needs {first.gpus_needed} GPUs with {first.needed} cores, but no node has"
+                f"task {first.task_id} needs {counted(first.gpus_needed, 'GPU')} with {needs}, but no node has"
                 f" them (most GPUs on a node: {first.most_gpus}){more}"
             )
         elif task.mpi:
-            problem = f"MPI task {first.task_id} needs {first.needed} cores, but all nodes together have"
+            problem = f"MPI task {first.task_id} needs {needs}, but all nodes together have"
             problem += f" {first.largest_node}{more}"
         else:
-            problem = f"task {first.task_id} needs {first.needed} cores, but the largest node has {first.largest_node}"
+            problem = f"task {first.task_id} needs {needs}, but the largest node has {first.largest_node}"
             problem += more
         raise InputError(problem, source, task.line or None)
 
@@ -648,14 +662,14 @@ def _startup(
     cores = plan.default_cores
     count = next(iter(plan.to_run)).cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
     per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
-        cores.kind, f"{count} core{'s' if count != 1 else ''} per task"
+        cores.kind, f"{counted(count, 'core')} per task"
     )
     if plan.meta.extra.get("gpu_share") and not count:
         per_task = "a shared core per task (its GPUs' share of the cores is below one)"
     if config.block > 1 or plan.meta.extra.get("block"):
         per_task += f", {plan.meta.extra.get('block', config.block)} lines per task (schedule=block)"
     if plan.meta.extra.get("gpus_per_task"):
-        per_task += f", {plan.meta.extra['gpus_per_task']} GPU(s) per task"
+        per_task += f", {counted(plan.meta.extra['gpus_per_task'], 'GPU')} per task"
     if plan.meta.extra.get("mpi"):
         per_task += ", MPI tasks"
     if plan.meta.extra.get("expected_time") == "file":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from mpilauncher.config import DEFAULT_DELAY
+from mpilauncher.config import DEFAULT_DELAY, MIN_INTERVAL
 from mpilauncher.core import limits
 from mpilauncher.records import field, record
 from mpilauncher.report.words import DEBUG_WORDS
@@ -88,8 +88,9 @@ def _delay(value: object, call: Call) -> str | None:
             f"delay={value}: at most one task starts every {value} s, as PyLauncher's tick did"
             f" (start_interval={value}); the trace ticks every {value} s"
         )
+    tick = max(seconds, MIN_INTERVAL)  # (below it, make_config's note says why it is taken as MIN_INTERVAL)
     return (
-        f"delay={value}: the trace ticks every {value} s; task starts are not paced"
+        f"delay={value}: the trace ticks every {tick:g} s; task starts are not paced"
         " (PyLauncher started one task per tick; raise delay above 0.5 or give start_interval= to pace them)"
     )
 
@@ -239,7 +240,8 @@ KEYWORDS: tuple[Keyword, ...] = (
             _to("start_interval"), ours=True),
     Keyword("start_over", "`True`: run the whole sweep again over an unfinished queuestate of it"
             " (`--start-over`)", _to("start_over"), ours=True),
-    Keyword("rerun_failed", "on resume, run failed tasks again too (`--rerun-failed`)", _to("rerun_failed"),
+    Keyword("rerun_failed", "on resume (or when the run continues an unfinished one), run failed tasks again"
+            " too (`--rerun-failed`)", _to("rerun_failed"),
             ours=True),
     Keyword("force_resume", "resume although the commandlines file changed (`--force-resume`)",
             _to("force_resume"), ours=True),
@@ -329,14 +331,17 @@ LAUNCHERS: tuple[tuple[str, str], ...] = (
     ("RemoteIbrunLauncher(commandlines, hostlist, ppn=N, **kw)", "as RemoteLauncher, MPI tasks"),
     ("DynamicLauncher(**kw)",
      "a job: `append(cmd)`, `finish()`, `tick()`, `finished()`, `final_report()`; the appended tasks run"
-     " when `tick()` (or `run()`) follows `finish()`"),
+     " when `tick()` (or `run()`) follows `finish()`; until then `tick()` waits `delay` and returns"
+     " `\"stalling\"`, from then on `\"finished\"`"),
     ("SubmitLauncher(commandlines, submitparams, **kw)",
      "each task a Slurm job of its own, submitted with the sbatch options `submitparams`, at most `nactive` at once;"
      " `tasks_per_job=N` runs N tasks per job; a restarted script picks up its jobs (see \"Submitting tasks as"
      " Slurm jobs\")"),
     ("MICLauncher(commandlines, **kw)", "refused with one line: Xeon Phi coprocessors are gone"),
     ("LauncherJob(hostpool=, taskgenerator=, **kw)",
-     "`run()` runs the task generator's commandlines, `final_report()` returns the statistics"),
+     "`run()` runs the task generator's commandlines, `final_report()` returns the statistics; in a loop of your"
+     " own (`while job.tick() != \"finished\"`, or `while not job.finished(): job.tick()`) the first `tick()` runs"
+     " the whole sweep and every `tick()` returns `\"finished\"` from then on"),
     ("HostPool(nhosts=N)` / `HostPool(hostlist=HostListByName())",
      "N slots on this machine / the job's nodes; executors (`SSHExecutor`, `LocalExecutor`) only give the workdir"),
     ("TaskGenerator(gen)` / `WrappedTaskGenerator(gen)", "wraps a commandline generator for LauncherJob"),

@@ -207,8 +207,9 @@ class LauncherJob:
     """PyLauncher's job object: ``LauncherJob(hostpool=..., taskgenerator=..., **kw).run()``.
 
     ``run()`` runs the task generator's commandlines as one sweep and returns
-    the :class:`RunResult`; ``final_report()`` returns the statistics block
-    (printed by the script, as PyLauncher's examples do).
+    the :class:`RunResult` (so does the first ``tick()``, for a script that drives
+    the loop itself); ``final_report()`` returns the statistics block (printed by
+    the script, as PyLauncher's examples do).
     """
 
     job_type = "LauncherJob"
@@ -259,6 +260,20 @@ class LauncherJob:
         self.runningtime = time.time() - began
         return self.result
 
+    def tick(self, **_ignored) -> str:
+        """PyLauncher's step of a loop the script drives itself: ``while job.tick() != "finished": ...``
+        (PyLauncher 3 and 4, and its own tests) or ``while not job.finished(): job.tick()`` (5.4).
+
+        The first call runs the whole sweep, as :meth:`run` does (tasks start as cores free up, not
+        one a tick), and every call says "finished" (as ``finished()`` is true) from then on.  What
+        PyLauncher's ticks said in between ("enqueueing", "continuing") told a script nothing to act
+        on but that the sweep was not done yet.
+        """
+        self.tock += 1
+        if self.result is None:
+            self.run()
+        return "finished"
+
     def final_report(self, **_ignored) -> str:
         """The statistics block (empty before the run, and on MPI ranks other than 0)."""
         if self.result is None or self.result.statistics is None:
@@ -304,12 +319,14 @@ class DynamicLauncherJob(LauncherJob):
         """No more commands will be appended."""
         self._finished = True
 
-    def tick(self, **_ignored) -> None:
-        self.tock += 1
-        if self._finished and self.result is None:
-            self.run()
-        elif self.result is None:
+    def tick(self, **_ignored) -> str:
+        """Before ``finish()``: wait ``delay`` and say "stalling" (PyLauncher's word for a generator that
+        has nothing now, more to come); after it, :meth:`LauncherJob.tick`: the sweep, then "finished"."""
+        if not self._finished:
+            self.tock += 1
             time.sleep(self.delay)
+            return "stalling"
+        return super().tick()
 
     def _commandlines(self):
         if not self.commands:

@@ -26,23 +26,26 @@ class TolerantOutput(TextOutbox):
         super().__init__(stream, self._say)
 
     def _say(self, err: BaseException) -> None:
-        if self.stream is None:
-            why = "it is closed"
-        elif isinstance(err, OSError):
-            why = err.strerror or str(err)
-        else:
-            why = str(err)
         try:
             log.warning(
-                f"cannot write to {self.name} ({why}): the sweep goes on without"
+                f"cannot write to {self.name} ({why_not_written(self.stream, err)}): the sweep goes on without"
                 " its trace and statistics; the queuestate and joblog hold them"
             )
         except (OSError, ValueError, AttributeError):
             pass
-        _silence(self.stream)
+        silence(self.stream)
 
 
-def _silence(stream: TextIO | None) -> None:
+def why_not_written(stream: TextIO | None, err: BaseException | None) -> str:
+    """Why writing to ``stream`` failed with ``err``, in a few words: "it is closed", "No space left on device"."""
+    if stream is None:
+        return "it is closed"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err)
+
+
+def silence(stream: TextIO | None) -> None:
     """Point a failed stream's file descriptor at /dev/null.
 
     Otherwise Python flushes what is still buffered when the process exits,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from mpilauncher.core.stats import Statistics
+from mpilauncher.report.words import counted
 
 #: The PyLauncher release whose scripts, keywords and files this release follows.
 PYLAUNCHER_VERSION = "5.4"
@@ -71,10 +72,10 @@ def startup_lines(
     """What ran, for the log: PyLauncher's start-up lines in spirit (version, launcher
     type, workdir, core count, and for GPU tasks the GPUs), printed once the input is checked."""
     cores = sum(count for _, count in nodes)
-    pool = f"{cores} cores and {gpus} GPUs" if gpus else f"{cores} cores"
+    pool = f"{counted(cores, 'core')} and {counted(gpus, 'GPU')}" if gpus else counted(cores, "core")
     names = [name for name, _ in nodes]
     where = ", ".join(names[:4]) + (f", ... ({len(names)} nodes)" if len(names) > 4 else "")
-    run = f"{tasks} tasks" if to_run == tasks else f"{to_run} of {tasks} tasks to run"
+    run = counted(tasks, "task") if to_run == tasks else f"{to_run} of {counted(tasks, 'task')} to run"
     return (
         f"mpilauncher {version} (PyLauncher {PYLAUNCHER_VERSION} compatible) job, type={job_type},"
         f" starting {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
@@ -82,5 +83,5 @@ def startup_lines(
         f" .. commandlines: {commandlines}: {run}, {per_task}\n"
         f" .. workdir: {workdir}\n"
         f" .. queuestate: {queuestate}\n"
-        f" .. host pool: {pool} on {len(names)} node{'s' if len(names) != 1 else ''} ({where})\n"
+        f" .. host pool: {pool} on {counted(len(names), 'node')} ({where})\n"
     )

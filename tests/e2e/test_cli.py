@@ -185,6 +185,44 @@ def test_startup_lines_say_what_runs_where(sweep_dir: Path) -> None:
     assert re.search(r"^ \.\. host pool: 2 cores on 1 node \(\S+\)$", head, re.M)
 
 
+def test_the_startup_lines_count_in_the_singular_too(sweep_dir: Path) -> None:
+    """The start-up lines said "1 tasks", "1 cores on 1 node", "1 GPU(s) per task" (a user walk)."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--cores-per-node", "1", "--gpus-per-task", "1",
+                      "--gpus-per-node", "1"], sweep_dir, CUDA_VISIBLE_DEVICES="0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    head = result.stdout.split("Launcherjob run completed.")[0]
+    assert f" .. commandlines: {sweep_dir / 'commandlines'}: 1 task, 1 core per task, 1 GPU per task\n" in head
+    assert re.search(r"^ \.\. host pool: 1 core and 1 GPU on 1 node \(\S+\)$", head, re.M), head
+
+
+def test_tasks_too_wide_for_any_node_say_how_many_more_do_not_fit(sweep_dir: Path) -> None:
+    """The error said "(and 3 more)": 3 more what? (a user walk)"""
+    write(sweep_dir / "commandlines", "true\n" * 4)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "3", "--cores-per-node", "2"], sweep_dir)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "mpilauncher: error: commandlines:1: task 0 needs 3 cores, but the largest node has 2"
+        " (and 3 more tasks that cannot fit)\n"
+    )
+    write(sweep_dir / "commandlines", "true\n" * 2)
+    result = run_cli(["commandlines", "--workdir", "w", "--cores", "3", "--cores-per-node", "2"], sweep_dir)
+    assert result.stderr.endswith("(and 1 more task that cannot fit)\n"), result.stderr
+
+
+def test_rerun_failed_on_a_new_sweep_says_when_it_takes_effect(sweep_dir: Path) -> None:
+    """``cl --rerun-failed`` without ``--resume`` was taken in silence (a user walk); it does act when the
+    sweep is continued (the same command over its unfinished queuestate, a later job of a chain)."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--rerun-failed"], sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "mpilauncher: note: --rerun-failed: a new sweep has no failed task yet; its failed tasks run again when it is"
+        " resumed or continued (run again over its unfinished queuestate, a later job of its"
+        " chain)\n" in result.stderr
+    ), result.stderr
+
+
 def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
     result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)
@@ -255,7 +293,7 @@ BAD_INPUTS = [
     ),
     ("bad schedule", "true\n", ["commandlines", "--schedule", "blocks"], "--schedule must be 'default' or 'blockN'"),
     ("bad start interval", "true\n", ["commandlines", "--start-interval", "-1"], "--start-interval must be a number"),
-    ("bad delay", "true\n", ["commandlines", "--delay", "0"], "--delay must be a number of seconds greater than 0"),
+    ("bad delay", "true\n", ["commandlines", "--delay", "-1"], "--delay must be a number of seconds from 0 to"),
     ("corrupt queuestate", None, ["--resume", "bad_state"], "bad_state:1: task line before any of the sections"),
     ("missing queuestate", None, ["--resume", "nostate"], "nostate: no such queuestate file"),
 ]
@@ -297,7 +335,7 @@ def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "true\n")
     result = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
     assert result.returncode == 2
-    assert "holds an unfinished sweep (1 tasks not run)" in result.stderr
+    assert "holds an unfinished sweep (1 task not run)" in result.stderr
     assert (sweep_dir / "queuestate").read_text().startswith("queued\n")
 
 
@@ -436,3 +474,59 @@ def test_a_commandlines_file_taken_as_debug_words_is_said_so(sweep_dir: Path) ->
         "mpilauncher: error: give either a commandlines file or --resume QUEUESTATE: 'cl' was read as --debug's"
         " words (host, job, task, ...); put the commandlines file first: cl --debug WORDS\n"
     )
+
+
+# -- the commands that answer on stdout: a reader gone, a closed or full stdout (a user walk) -------
+#: The commands whose whole point is what they write to stdout.
+ANSWERS = {
+    "report": ["report", "w"],
+    "output": ["output", "w", "0-2"],
+    "--status": ["--status", "queuestate"],
+    "--version": ["--version"],
+    "--help": ["--help"],
+}
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("answers")
+    write(where / "commandlines", "echo a\necho b\nfalse\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], where).returncode == 1
+    return where
+
+
+def answer_into(stdout: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m mpilauncher ARGS`` with its stdout a pipe whose reader is gone (``| head`` after its
+    lines), closed (``>&-``) or full (``>/dev/full``)."""
+    command = [sys.executable, "-m", "mpilauncher", *args]
+    if stdout != "reader gone":
+        command = ["sh", "-c", f'"$@" {stdout}', "sh", *command]
+        return subprocess.run(command, cwd=cwd, env=launcher_env(), capture_output=True, text=True, timeout=60)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(command, cwd=cwd, env=launcher_env(), stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("command", list(ANSWERS))
+def test_an_answer_whose_reader_went_away_ends_quietly(small_sweep: Path, command: str) -> None:
+    """``output W 0-2 | head -1``: a BrokenPipeError traceback, exit 1.  Now as Unix tools end: nothing
+    said, the status of a process that SIGPIPE ended (128 + 13)."""
+    result = answer_into("reader gone", ANSWERS[command], small_sweep)
+    assert result.stderr == "" and result.returncode == 128 + signal.SIGPIPE, result.stderr
+
+
+@pytest.mark.parametrize("stdout", [">&-", ">/dev/full"], ids=["stdout closed", "stdout on a full device"])
+@pytest.mark.parametrize("command", list(ANSWERS))
+def test_an_answer_that_cannot_be_written_is_one_line_and_a_failure(
+    small_sweep: Path, command: str, stdout: str
+) -> None:
+    """A traceback (AttributeError on a closed stdout, OSError on a full one), "internal: ... (please report
+    it)", or silence and exit 0 (``--help``): the answer is lost, and the command must say so."""
+    result = answer_into(stdout, ANSWERS[command], small_sweep)
+    why = "it is closed" if stdout == ">&-" else "No space left on device"
+    assert result.stderr == f"mpilauncher: error: cannot write to standard output ({why})\n", result.stderr
+    assert result.returncode == 3

@@ -155,6 +155,19 @@ def test_a_raised_delay_paces_task_starts_as_pylauncher_did(sweep_dir: Path) -> 
     assert any("delay=0.8: at most one task starts every 0.8 s" in n for n in notes(result))
 
 
+@pytest.mark.parametrize("delay", ["0", "0.0001"])
+def test_a_delay_of_zero_or_tiny_runs_at_the_shortest_tick_and_its_notes_agree(sweep_dir: Path, delay: str) -> None:
+    """PyLauncher sleeps ``delay`` (0 included); ``delay=0`` was refused (exit 2) while 0.0001 ran, and for
+    0.0001 one note said "taken as 0.01 s", the next "the trace ticks every 0.0001 s" (a user walk)."""
+    commandlines(sweep_dir, "true\n" * 3)
+    result = run_script(sweep_dir, f'pylauncher.ClassicLauncher("commandlines", workdir="w", delay={delay})\n')
+    assert result.returncode == 0, result.stderr
+    said = [n for n in notes(result) if "delay" in n]
+    assert any(f"a delay of {float(delay):g} s is taken as 0.01 s" in n for n in said), said
+    ticks = [n for n in said if "the trace ticks every" in n]
+    assert ticks and all("the trace ticks every 0.01 s" in n for n in ticks), said
+
+
 def test_taskmaxruntime_kills_and_failures_count_as_aborted_each_said_once(sweep_dir: Path) -> None:
     commandlines(sweep_dir, "sleep 30\nexit 3\ntrue\n")
     result = run_script(
@@ -534,6 +547,32 @@ def test_sleep_command_generator_and_a_local_host_pool(sweep_dir: Path) -> None:
     assert (sweep_dir / "sleepcommandlines").read_text().startswith("echo 0 >> /dev/null 2>&1  ; sleep 0\n")
     assert "# tasks completed: 4" in result.stdout and "Host pool of size 2." in result.stdout
     assert f"5.4 {JOB}" in result.stdout
+
+
+def test_a_launcher_job_driven_tick_by_tick_as_pylaunchers_own_tests_drive_it(sweep_dir: Path) -> None:
+    """``while job.tick() != "finished"`` (PyLauncher's launcher_tests.py), and 5.4's ``while not
+    job.finished(): job.tick()``: an AttributeError ("Did you mean: tock?") with a traceback (a user walk)."""
+    commandlines(sweep_dir, "".join(f"echo line {i}\n" for i in range(4)))
+    result = run_script(
+        sweep_dir,
+        """
+        def job(n):
+            return pylauncher.LauncherJob(
+                taskgenerator=pylauncher.TaskGenerator(pylauncher.FileCommandlineGenerator("commandlines", cores=1)),
+                hostpool=pylauncher.HostPool(nhosts=2), delay=.2, debug="queue,job",
+                workdir=f"w{n}", queuestate=f"q{n}")
+        first = job(1)
+        while first.tick() != "finished": pass
+        print(first.final_report())
+        print("again:", first.tick(), first.finished())
+        second = job(2)
+        while not second.finished():
+            second.tick()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("# tasks completed: 4") == 1 and "again: finished True" in result.stdout
+    assert [(sweep_dir / f"w{n}" / "out3").read_text() for n in (1, 2)] == ["line 3\n"] * 2
 
 
 def test_a_script_of_two_sweeps_keeps_the_first_ones_failures_to_run_again(sweep_dir: Path) -> None:

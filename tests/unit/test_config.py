@@ -70,12 +70,11 @@ def test_exactly_one_of_commandlines_and_resume(commandlines, resume):
 @pytest.mark.parametrize(
     ("kwargs", "setting", "problem"),
     [
-        ({"delay": 0}, "delay", "must be a number of seconds greater than 0 and at most 86,400 s (1 day), not 0"),
-        ({"delay": "-1"}, "delay", "greater than 0"),
-        ({"delay": "nan"}, "delay", "greater than 0"),
-        ({"delay": float("inf")}, "delay", "greater than 0"),
-        ({"delay": "1e300"}, "delay", "at most 86,400 s (1 day), not '1e300'"),
-        ({"delay": "86401"}, "delay", "at most 86,400 s"),
+        ({"delay": "-1"}, "delay", "must be a number of seconds from 0 to 86,400 s (1 day), not '-1'"),
+        ({"delay": "nan"}, "delay", "from 0 to"),
+        ({"delay": float("inf")}, "delay", "from 0 to"),
+        ({"delay": "1e300"}, "delay", "from 0 to 86,400 s (1 day), not '1e300'"),
+        ({"delay": "86401"}, "delay", "from 0 to 86,400 s"),
         ({"delay": "soon"}, "delay", "must be a number of seconds"),
         ({"delay": None}, "delay", "must be a number of seconds"),
         ({"delay": True}, "delay", "must be a number of seconds"),
@@ -296,6 +295,7 @@ def test_a_bad_expected_time_names_the_setting(value):
     ("given", "taken", "said"),
     [
         ({"delay": "1e-9"}, {"delay": 0.01}, ["a delay of 1e-09 s is taken as 0.01 s"]),
+        ({"delay": 0}, {"delay": 0.01}, ["a delay of 0 s is taken as 0.01 s"]),  # (PyLauncher sleeps 0)
         ({"delay": 0.01}, {"delay": 0.01}, []),
         ({"progress_interval": 0.001}, {"progress_interval": 0.01}, ["a progress interval of 0.001 s is taken"]),
         ({"delay": 1e-4, "progress_interval": 1e-6}, {"delay": 0.01, "progress_interval": 0.01}, ["delay", "progress"]),
