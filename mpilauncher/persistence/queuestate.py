@@ -675,8 +675,8 @@ def parse(
         base += count
     if not ids and meta is None:
         raise InputError("empty or not a queuestate file (no sections, no tasks)", source)
-    if meta is not None and last_line.partition("; ")[0] != f"{END_MARK} {len(ids)} tasks":
-        raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
+    if meta is not None:
+        _check_count(last_line.partition("; ")[0], len(ids), text, source)
     in_order = _runs_in_order(sealed_runs) if len(ids) == sum(after - first for first, after in sealed_runs) else None
     table = _table(ids, commands, numbers, proto, overrides, source, text, in_order)
     ledger = Ledger.from_records(table, meta.elapsed if meta else 0.0, told)
@@ -735,6 +735,23 @@ def _blocks(text: str, begin: int, end: int) -> Iterator[tuple[int, int, int]]:
         stop = end if stop < 0 else stop
         yield at, stop, text.count("\n", at, stop) + 1
         at = stop + 1
+
+
+def _check_count(stated: str, found: int, text: str, source: str) -> None:
+    """The last line's count of tasks (``stated``: its text before the first ``;``) against the task lines
+    ``found``: a last line that is not ours is a file cut short; another count is a task line removed
+    or added by hand (once said as "truncated" too: a user walk), named with the last line's number."""
+    said = stated[len(END_MARK) :].strip() if stated.startswith(END_MARK) else ""
+    count, _, word = said.partition(" ")
+    if not (count.isdigit() and word == "tasks"):  # (a line cut short, or none of ours)
+        raise InputError("truncated queuestate: its last line is missing (a copy cut short?)", source)
+    if int(count) != found:
+        raise InputError(
+            f"the last line counts {said}, the sections hold {found} task lines: a task line was removed or"
+            " added (by hand?); put it back, or run the sweep anew with --start-over",
+            source,
+            text.rstrip("\n").count("\n") + 1,
+        )
 
 
 def _last_line(text: str) -> str:
