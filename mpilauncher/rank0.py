@@ -415,6 +415,7 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
         workdir = Path(plan.meta.workdir)
     else:
         workdir = default_workdir(allocation.job_id)
+    check_apart(workdir, plan.state_path)
     resuming_same = (
         plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
     )
@@ -432,6 +433,27 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
         raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
     return workdir
+
+
+#: The files a run writes in its workdir (see README, "The workdir"): no queuestate in it may bear such a name.
+_WORKDIR_FILE = re.compile(r"joblog|(?:out|exec|chunk)\d+|(?:exec|output)\..*")
+
+
+def check_apart(workdir: Path, state: Path) -> None:
+    """Refuse a workdir that is the queuestate or one of its files, and a queuestate that is one of the
+    workdir's files, before anything is written: a user walk's ``--workdir X --queuestate X`` started the
+    tasks in the folder X, then could not write the queuestate X (exit 3), and the folder it left behind
+    refused the corrected rerun."""
+    where = workdir.resolve()
+    names = ("the queuestate", "the queuestate's journal", "the queuestate's lock")
+    for path, what in zip(_files_of(state), names, strict=True):
+        if path.resolve() == where:
+            raise InputError(
+                f"cannot be the workdir: it is {what} ({state}): give the workdir and the queuestate different names",
+                str(workdir),
+            )
+    if state.resolve().parent == where and _WORKDIR_FILE.fullmatch(state.name):
+        raise InputError(f"cannot be the queuestate: the workdir {workdir} has a file of that name", str(state))
 
 
 #: Earlier workdirs a queuestate's ``#meta`` names at most (each resume into a new one adds one).
