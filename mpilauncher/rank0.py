@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import re
 import time
+from collections.abc import Iterator
 from io import TextIOBase as TextIO
 from pathlib import Path
 
@@ -223,6 +225,59 @@ def state_target(config: Config) -> Path:
     return Path(config.queuestate or config.resume or DEFAULT_QUEUESTATE)
 
 
+@contextlib.contextmanager
+def state_folder(config: Config) -> Iterator[tuple[Path, ...]]:
+    """Make the queuestate's folder where it is missing and this run may make it (see :func:`make_state_folder`);
+    the folders made are given, outermost first, and removed again, while still empty, when the run fails:
+    bad input leaves nothing behind."""
+    made = make_state_folder(config)
+    try:
+        yield made
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def make_state_folder(config: Config) -> tuple[Path, ...]:
+    """The folders made for the queuestate, before its lock (the first file written beside it) is taken.
+
+    The workdir this run creates may hold it (``--workdir W --queuestate W/qs``); through the PyLauncher
+    API any missing folder is made, as PyLauncher's queuestate_update did (``os.makedirs``).  A folder the
+    command line names that does not exist is refused, as the workdir's is: a typo in a path would make a
+    tree of folders.  (A workdir of this run that exists already is refused later, in :func:`choose_workdir`.)
+    """
+    state = state_target(config)
+    folder = state.parent
+    if folder.is_dir():
+        return ()
+    if folder.exists() or folder.is_symlink():
+        raise InputError(f"cannot write the queuestate: {folder} is not a folder", str(state))
+    missing = [folder, *itertools.takewhile(lambda p: not p.exists(), folder.parents)][::-1]
+    the_workdir = bool(config.workdir) and os.path.abspath(folder) == os.path.abspath(config.workdir or "")
+    if config.job_type == CLI_JOB_TYPE and not the_workdir:
+        raise InputError(f"cannot write the queuestate: its folder {folder} does not exist", str(state))
+    if config.job_type == CLI_JOB_TYPE and len(missing) > 1:
+        raise InputError(f"cannot create workdir: {folder.resolve().parent} does not exist", str(folder))
+    made = []
+    try:
+        for path in missing:
+            path.mkdir()
+            made.append(path)
+    except OSError as err:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise InputError(f"cannot create the queuestate's folder {path}: {err.strerror or err}", str(state)) from None
+    return tuple(made)
+
+
+def made_here(workdir: Path, made: tuple[Path, ...]) -> bool:
+    """Whether ``workdir`` is one of the folders this run made for its queuestate (see :func:`state_folder`)."""
+    return bool(made) and workdir.resolve() in {path.resolve() for path in made}
+
+
 def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
     """Take the exclusive lock of every queuestate this run reads or writes (see persistence/lock.py).
 
@@ -408,7 +463,9 @@ def _failed_tasks(count: int) -> str:
     return f"{count} failed task{'s' if count != 1 else ''}"
 
 
-def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
+def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation, made: tuple[Path, ...] = ()) -> Path:
+    """The run's workdir, checked: one that exists is refused unless a resume goes on in the sweep's own, or
+    this run made it for the queuestate to go in (``made``: see :func:`state_folder`)."""
     if config.workdir:
         workdir = Path(config.workdir)
     elif plan.resumed_from is not None and plan.meta.workdir:
@@ -421,7 +478,7 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
     )
     if workdir.exists() and not workdir.is_dir():
         raise InputError("workdir exists and is not a directory", str(workdir))
-    if workdir.exists() and not resuming_same:
+    if workdir.exists() and not resuming_same and not made_here(workdir, made):
         raise InputError(
             "workdir already exists: remove it or choose another with --workdir (PyLauncher wrote into it; here a"
             " run never writes over another run's files)",
@@ -700,13 +757,13 @@ def run_master(
     ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
     """
     # Reading and setting up a sweep of a million tasks makes millions of long-lived objects (see heap.py).
-    with lock_sweep(config, allocation.job_id), no_full_collections():
-        return _run_locked(config, transport, allocation, out, began, stop, prepare)
+    with state_folder(config) as made, lock_sweep(config, allocation.job_id), no_full_collections():
+        return _run_locked(config, transport, allocation, out, began, stop, prepare, made)
 
 
 def _run_locked(
     config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None,
-    prepare=None,
+    prepare=None, made: tuple[Path, ...] = (),
 ) -> RunResult:  # fmt: skip
     link = chain.position()
     plan = make_plan(config, continuation=link is not None and link.continuation)
@@ -723,10 +780,11 @@ def _run_locked(
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
     aside = check_state_target(plan, config.start_over)
-    workdir = choose_workdir(config, plan, allocation)
-    created = not workdir.exists()
+    workdir = choose_workdir(config, plan, allocation, made)
+    ours = made_here(workdir, made)
+    created = ours or not workdir.exists()
     try:
-        workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
+        workdir.mkdir(parents=False, exist_ok=ours or plan.resumed_from is not None)
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     note_earlier_workdir(plan.meta, str(workdir.resolve()))

@@ -287,6 +287,19 @@ def test_running_the_same_sweep_again_continues_its_unfinished_run(sweep_dir: Pa
     assert "(resuming queuestate)" in again.stdout
 
 
+def test_a_queuestate_inside_the_workdir_is_written_there_and_resumed(sweep_dir: Path) -> None:
+    """A user walk: ``--workdir w --queuestate w/qs`` was refused, naming qs.lock, because w did not exist yet."""
+    stopped_sweep(sweep_dir, "--queuestate", "w/qs")
+    assert (sweep_dir / "w" / "qs").is_file() and not (sweep_dir / "queuestate").exists()
+    again = run_cli(["commandlines", "--workdir", "w", "--queuestate", "w/qs", "--cores-per-node", "2"], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    assert "holds an unfinished run" in again.stderr and ran_counts(sweep_dir) == collections.Counter(range(12))
+    clash = run_cli(["commandlines", "--workdir", "w2", "--queuestate", "w2/joblog"], sweep_dir)
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1, clash.stderr
+    assert "w2/joblog: cannot be the queuestate: the workdir w2 has a file of that name" in clash.stderr
+    assert not (sweep_dir / "w2").exists(), "a refused run leaves no workdir behind"
+
+
 def test_start_over_runs_the_whole_sweep_again(sweep_dir: Path) -> None:
     stopped_sweep(sweep_dir)
     done = set(ran_counts(sweep_dir))
