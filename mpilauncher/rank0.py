@@ -72,6 +72,8 @@ class Plan:
     #: A new sweep: the queuestate already at ``state_path``, states only, as :func:`earlier_run_of` read
     #: it, for :func:`check_state_target` (read once: a finished sweep of a million tasks is 0.6 s a read).
     found: LoadedState | None = None
+    #: A resume: the directory the sweep's last run ran in, as its queuestate said (see :func:`moved_workdir`).
+    ran_in: str | None = None
 
 
 @record
@@ -118,6 +120,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         cores=str(config.cores),
     )
     meta.extra["cwd"] = os.getcwd()  # where its tasks run: see plan_from_queuestate
+    meta.extra["sweep"] = new_sweep_id()
     if config.block > 1:
         meta.extra["block"] = config.block
     if config.expected_time == "file":  # the same file read without the prefixes is another sweep
@@ -202,6 +205,7 @@ def plan_from_queuestate(config: Config) -> Plan:
     if began and began != here:  # (a command's relative paths are read from where it runs)
         warn(f"{source}: its tasks ran in {began}; they run here now, in {here}, where their relative paths lead")
     meta.extra["cwd"] = here
+    plan.ran_in = began
     if not loaded.from_pylauncher and meta.journal in ("", journal_path(source).name):
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
@@ -354,6 +358,13 @@ def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
     return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
 
 
+def new_sweep_id() -> str:
+    """What tells a sweep from every other, kept in its queuestate's ``#meta`` and in its workdirs' marker
+    (see :func:`mark_workdir`): 12 random hexadecimal digits, given at its start (a sweep begun by an
+    earlier version, or by PyLauncher, has none: its workdir is known by its place alone)."""
+    return os.urandom(6).hex()
+
+
 def check_commandlines_unchanged(meta: StateMeta, source: Path) -> None:
     """Refuse to resume when the commandlines file changed since the sweep began.
 
@@ -464,20 +475,23 @@ def _failed_tasks(count: int) -> str:
 
 
 def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation, made: tuple[Path, ...] = ()) -> Path:
-    """The run's workdir, checked: one that exists is refused unless a resume goes on in the sweep's own, or
-    this run made it for the queuestate to go in (``made``: see :func:`state_folder`)."""
+    """The run's workdir, checked: one that exists is refused unless a resume goes on in the sweep's own (at
+    the place its queuestate names, or moved: see :func:`own_workdir`), or this run made it for the
+    queuestate to go in (``made``: see :func:`state_folder`)."""
+    recorded = Path(plan.meta.workdir) if plan.resumed_from is not None and plan.meta.workdir else None
     if config.workdir:
         workdir = Path(config.workdir)
-    elif plan.resumed_from is not None and plan.meta.workdir:
-        workdir = Path(plan.meta.workdir)
+    elif recorded is not None:
+        workdir = recorded if recorded.exists() else moved_workdir(plan, recorded) or recorded
     else:
         workdir = default_workdir(allocation.job_id)
     check_apart(workdir, plan.state_path)
-    resuming_same = (
-        plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
-    )
+    moved = recorded is not None and not recorded.exists() and own_workdir(workdir, plan.meta)
+    resuming_same = recorded is not None and (moved or workdir.resolve() == recorded.resolve())
     if workdir.exists() and not workdir.is_dir():
         raise InputError("workdir exists and is not a directory", str(workdir))
+    if resuming_same and sweep_of_workdir(workdir) not in (None, plan.meta.extra.get("sweep")):
+        raise InputError("workdir holds another sweep's files: choose another with --workdir", str(workdir))
     if workdir.exists() and not resuming_same and not made_here(workdir, made):
         raise InputError(
             "workdir already exists: remove it or choose another with --workdir (PyLauncher wrote into it; here a"
@@ -486,14 +500,65 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation, m
         )
     parent = workdir.resolve().parent
     if not parent.is_dir():
-        raise InputError(f"cannot create workdir: {parent} does not exist", str(workdir))
+        moved_away = " (moved? name the sweep's workdir where it is now, or a new one, with --workdir)"
+        raise InputError(
+            f"cannot create workdir: {parent} does not exist{moved_away if workdir is recorded else ''}", str(workdir)
+        )
     if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
         raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
+    if moved:  # the same workdir as before, not an earlier one (see note_earlier_workdir)
+        plan.notes.append(f"the sweep's workdir {recorded} is gone: going on in {workdir}, where it moved")
+        plan.meta.workdir = str(workdir.resolve())
     return workdir
 
 
+#: The file in a workdir that names the sweep that writes into it (see :func:`mark_workdir`).
+SWEEP_MARKER = ".mpilauncher-sweep"
+
+
+def mark_workdir(workdir: Path, sweep: str | None) -> None:
+    """Name the sweep in its workdir, by which a resume knows the workdir for its own wherever it went (a
+    sweep's folder moved or renamed: a user walk's resume was refused its own workdir at its new place)."""
+    if not sweep or sweep_of_workdir(workdir) == sweep:
+        return
+    marker = workdir / SWEEP_MARKER
+    try:
+        marker.write_text(f"{sweep}\n")
+    except OSError as err:
+        raise LauncherFailure(f"{marker}: cannot write: {err.strerror or err}") from None
+
+
+def sweep_of_workdir(workdir: Path) -> str | None:
+    """The sweep whose workdir ``workdir`` is, as its marker says; None: none said (not a workdir, or one
+    begun by an earlier version)."""
+    try:
+        return (workdir / SWEEP_MARKER).read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def own_workdir(workdir: Path, meta: StateMeta) -> bool:
+    """Whether ``workdir`` is the workdir of the sweep of ``meta``, wherever it is now."""
+    sweep = meta.extra.get("sweep")
+    return bool(sweep) and sweep_of_workdir(workdir) == sweep
+
+
+def moved_workdir(plan: Plan, recorded: Path) -> Path | None:
+    """A resume's own workdir, gone from the place its queuestate names (``recorded``), found where its name
+    relative to the directory the sweep last ran in leads from here or from the queuestate's folder: the
+    sweep's folder was moved or renamed, its names relative.  Only the sweep's own (its marker) is taken."""
+    if not plan.ran_in or plan.resumed_from is None:
+        return None
+    relative = os.path.relpath(recorded, plan.ran_in)
+    for base in dict.fromkeys([Path.cwd(), plan.resumed_from.resolve().parent]):
+        candidate = Path(os.path.normpath(base / relative))
+        if own_workdir(candidate, plan.meta):
+            return candidate
+    return None
+
+
 #: The files a run writes in its workdir (see README, "The workdir"): no queuestate in it may bear such a name.
-_WORKDIR_FILE = re.compile(r"joblog|(?:out|exec|chunk)\d+|(?:exec|output)\..*")
+_WORKDIR_FILE = re.compile(rf"joblog|(?:out|exec|chunk)\d+|(?:exec|output)\..*|{re.escape(SWEEP_MARKER)}")
 
 
 def check_apart(workdir: Path, state: Path) -> None:
@@ -662,7 +727,7 @@ def close_observers(observers: list[Observer], wall: float, elapsed: float) -> N
 
 
 def _remove_empty_workdir(workdir: Path) -> None:
-    for name in ("joblog",):
+    for name in ("joblog", SWEEP_MARKER):
         try:
             (workdir / name).unlink()
         except OSError:
@@ -814,6 +879,7 @@ def _run_locked(
     plan.earlier = None  # (the store's now: it keeps it while the run goes on)
     try:
         store.open(time.time(), goes_on(plan))
+        mark_workdir(workdir, plan.meta.extra.get("sweep"))
         joblog = Joblog(workdir / "joblog", nodes)
     except LauncherError:
         # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.

@@ -1362,7 +1362,8 @@ def _pool(value: object) -> dict[str, int]:
 #: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
-#: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against).
+#: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against),
+#: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see rank0.mark_workdir).
 _META_CHECKS = {
     "run": limits.hex_digits,
     "commandlines": limits.path,
@@ -1378,6 +1379,7 @@ _META_CHECKS = {
     "gpu_share": _flag,
     "output": _output_mode,
     "pool": _pool,
+    "sweep": limits.hex_digits,
 }
 
 
