@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import re
 import time
+from collections.abc import Iterator
 from io import TextIOBase as TextIO
 from pathlib import Path
 
@@ -71,6 +73,8 @@ class Plan:
     #: A new sweep: the queuestate already at ``state_path``, states only, as :func:`earlier_run_of` read
     #: it, for :func:`check_state_target` (read once: a finished sweep of a million tasks is 0.6 s a read).
     found: LoadedState | None = None
+    #: A resume: the directory the sweep's last run ran in, as its queuestate said (see :func:`moved_workdir`).
+    ran_in: str | None = None
 
 
 @record
@@ -117,6 +121,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         cores=str(config.cores),
     )
     meta.extra["cwd"] = os.getcwd()  # where its tasks run: see plan_from_queuestate
+    meta.extra["sweep"] = new_sweep_id()
     if config.block > 1:
         meta.extra["block"] = config.block
     if config.expected_time == "file":  # the same file read without the prefixes is another sweep
@@ -203,6 +208,7 @@ def plan_from_queuestate(config: Config) -> Plan:
     if began and began != here:  # (a command's relative paths are read from where it runs)
         warn(f"{source}: its tasks ran in {began}; they run here now, in {here}, where their relative paths lead")
     meta.extra["cwd"] = here
+    plan.ran_in = began
     if not loaded.from_pylauncher and meta.journal in ("", journal_path(source).name):
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
@@ -224,6 +230,59 @@ def warn_unchanged_by_resume(config: Config, meta: StateMeta, source: Path) -> N
 def state_target(config: Config) -> Path:
     """Where this run keeps the sweep's state: ``--queuestate``, else the resumed file, else ./queuestate."""
     return Path(config.queuestate or config.resume or DEFAULT_QUEUESTATE)
+
+
+@contextlib.contextmanager
+def state_folder(config: Config) -> Iterator[tuple[Path, ...]]:
+    """Make the queuestate's folder where it is missing and this run may make it (see :func:`make_state_folder`);
+    the folders made are given, outermost first, and removed again, while still empty, when the run fails:
+    bad input leaves nothing behind."""
+    made = make_state_folder(config)
+    try:
+        yield made
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def make_state_folder(config: Config) -> tuple[Path, ...]:
+    """The folders made for the queuestate, before its lock (the first file written beside it) is taken.
+
+    The workdir this run creates may hold it (``--workdir W --queuestate W/qs``); through the PyLauncher
+    API any missing folder is made, as PyLauncher's queuestate_update did (``os.makedirs``).  A folder the
+    command line names that does not exist is refused, as the workdir's is: a typo in a path would make a
+    tree of folders.  (A workdir of this run that exists already is refused later, in :func:`choose_workdir`.)
+    """
+    state = state_target(config)
+    folder = state.parent
+    if folder.is_dir():
+        return ()
+    if folder.exists() or folder.is_symlink():
+        raise InputError(f"cannot write the queuestate: {folder} is not a folder", str(state))
+    missing = [folder, *itertools.takewhile(lambda p: not p.exists(), folder.parents)][::-1]
+    the_workdir = bool(config.workdir) and os.path.abspath(folder) == os.path.abspath(config.workdir or "")
+    if config.job_type == CLI_JOB_TYPE and not the_workdir:
+        raise InputError(f"cannot write the queuestate: its folder {folder} does not exist", str(state))
+    if config.job_type == CLI_JOB_TYPE and len(missing) > 1:
+        raise InputError(f"cannot create workdir: {folder.resolve().parent} does not exist", str(folder))
+    made = []
+    try:
+        for path in missing:
+            path.mkdir()
+            made.append(path)
+    except OSError as err:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise InputError(f"cannot create the queuestate's folder {path}: {err.strerror or err}", str(state)) from None
+    return tuple(made)
+
+
+def made_here(workdir: Path, made: tuple[Path, ...]) -> bool:
+    """Whether ``workdir`` is one of the folders this run made for its queuestate (see :func:`state_folder`)."""
+    return bool(made) and workdir.resolve() in {path.resolve() for path in made}
 
 
 def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
@@ -312,6 +371,13 @@ def earlier_run_of(plan: Plan) -> tuple[int, int] | None:
         and bool(meta.extra.get("mpi")) == bool(plan.meta.extra.get("mpi"))
     )
     return (len(loaded.ledger.ids_in("queued", RUNNING)), len(loaded.ledger)) if same else None
+
+
+def new_sweep_id() -> str:
+    """What tells a sweep from every other, kept in its queuestate's ``#meta`` and in its workdirs' marker
+    (see :func:`mark_workdir`): 12 random hexadecimal digits, given at its start (a sweep begun by an
+    earlier version, or by PyLauncher, has none: its workdir is known by its place alone)."""
+    return os.urandom(6).hex()
 
 
 #: The ``#meta`` key of the commandlines file's hash as a --force-resume last accepted it.
@@ -433,19 +499,25 @@ def _failed_tasks(count: int) -> str:
     return counted(count, "failed task")
 
 
-def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -> Path:
+def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation, made: tuple[Path, ...] = ()) -> Path:
+    """The run's workdir, checked: one that exists is refused unless a resume goes on in the sweep's own (at
+    the place its queuestate names, or moved: see :func:`own_workdir`), or this run made it for the
+    queuestate to go in (``made``: see :func:`state_folder`)."""
+    recorded = Path(plan.meta.workdir) if plan.resumed_from is not None and plan.meta.workdir else None
     if config.workdir:
         workdir = Path(config.workdir)
-    elif plan.resumed_from is not None and plan.meta.workdir:
-        workdir = Path(plan.meta.workdir)
+    elif recorded is not None:
+        workdir = recorded if recorded.exists() else moved_workdir(plan, recorded) or recorded
     else:
         workdir = default_workdir(allocation.job_id)
-    resuming_same = (
-        plan.resumed_from is not None and plan.meta.workdir and workdir.resolve() == Path(plan.meta.workdir).resolve()
-    )
+    check_apart(workdir, plan.state_path)
+    moved = recorded is not None and not recorded.exists() and own_workdir(workdir, plan.meta)
+    resuming_same = recorded is not None and (moved or workdir.resolve() == recorded.resolve())
     if workdir.exists() and not workdir.is_dir():
         raise InputError("workdir exists and is not a directory", str(workdir))
-    if workdir.exists() and not resuming_same:
+    if resuming_same and sweep_of_workdir(workdir) not in (None, plan.meta.extra.get("sweep")):
+        raise InputError("workdir holds another sweep's files: choose another with --workdir", str(workdir))
+    if workdir.exists() and not resuming_same and not made_here(workdir, made):
         raise InputError(
             "workdir already exists: remove it or choose another with --workdir (PyLauncher wrote into it; here a"
             " run never writes over another run's files)",
@@ -453,10 +525,82 @@ def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation) -
         )
     parent = workdir.resolve().parent
     if not parent.is_dir():
-        raise InputError(f"cannot create workdir: {parent} does not exist", str(workdir))
+        moved_away = " (moved? name the sweep's workdir where it is now, or a new one, with --workdir)"
+        raise InputError(
+            f"cannot create workdir: {parent} does not exist{moved_away if workdir is recorded else ''}", str(workdir)
+        )
     if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
         raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
+    if moved:  # the same workdir as before, not an earlier one (see note_earlier_workdir)
+        plan.notes.append(f"the sweep's workdir {recorded} is gone: going on in {workdir}, where it moved")
+        plan.meta.workdir = str(workdir.resolve())
     return workdir
+
+
+#: The file in a workdir that names the sweep that writes into it (see :func:`mark_workdir`).
+SWEEP_MARKER = ".mpilauncher-sweep"
+
+
+def mark_workdir(workdir: Path, sweep: str | None) -> None:
+    """Name the sweep in its workdir, by which a resume knows the workdir for its own wherever it went (a
+    sweep's folder moved or renamed: a user walk's resume was refused its own workdir at its new place)."""
+    if not sweep or sweep_of_workdir(workdir) == sweep:
+        return
+    marker = workdir / SWEEP_MARKER
+    try:
+        marker.write_text(f"{sweep}\n")
+    except OSError as err:
+        raise LauncherFailure(f"{marker}: cannot write: {err.strerror or err}") from None
+
+
+def sweep_of_workdir(workdir: Path) -> str | None:
+    """The sweep whose workdir ``workdir`` is, as its marker says; None: none said (not a workdir, or one
+    begun by an earlier version)."""
+    try:
+        return (workdir / SWEEP_MARKER).read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def own_workdir(workdir: Path, meta: StateMeta) -> bool:
+    """Whether ``workdir`` is the workdir of the sweep of ``meta``, wherever it is now."""
+    sweep = meta.extra.get("sweep")
+    return bool(sweep) and sweep_of_workdir(workdir) == sweep
+
+
+def moved_workdir(plan: Plan, recorded: Path) -> Path | None:
+    """A resume's own workdir, gone from the place its queuestate names (``recorded``), found where its name
+    relative to the directory the sweep last ran in leads from here or from the queuestate's folder: the
+    sweep's folder was moved or renamed, its names relative.  Only the sweep's own (its marker) is taken."""
+    if not plan.ran_in or plan.resumed_from is None:
+        return None
+    relative = os.path.relpath(recorded, plan.ran_in)
+    for base in dict.fromkeys([Path.cwd(), plan.resumed_from.resolve().parent]):
+        candidate = Path(os.path.normpath(base / relative))
+        if own_workdir(candidate, plan.meta):
+            return candidate
+    return None
+
+
+#: The files a run writes in its workdir (see README, "The workdir"): no queuestate in it may bear such a name.
+_WORKDIR_FILE = re.compile(rf"joblog|(?:out|exec|chunk)\d+|(?:exec|output)\..*|{re.escape(SWEEP_MARKER)}")
+
+
+def check_apart(workdir: Path, state: Path) -> None:
+    """Refuse a workdir that is the queuestate or one of its files, and a queuestate that is one of the
+    workdir's files, before anything is written: a user walk's ``--workdir X --queuestate X`` started the
+    tasks in the folder X, then could not write the queuestate X (exit 3), and the folder it left behind
+    refused the corrected rerun."""
+    where = workdir.resolve()
+    names = ("the queuestate", "the queuestate's journal", "the queuestate's lock")
+    for path, what in zip(_files_of(state), names, strict=True):
+        if path.resolve() == where:
+            raise InputError(
+                f"cannot be the workdir: it is {what} ({state}): give the workdir and the queuestate different names",
+                str(workdir),
+            )
+    if state.resolve().parent == where and _WORKDIR_FILE.fullmatch(state.name):
+        raise InputError(f"cannot be the queuestate: the workdir {workdir} has a file of that name", str(state))
 
 
 #: Earlier workdirs a queuestate's ``#meta`` names at most (each resume into a new one adds one).
@@ -609,7 +753,7 @@ def close_observers(observers: list[Observer], wall: float, elapsed: float) -> N
 
 
 def _remove_empty_workdir(workdir: Path) -> None:
-    for name in ("joblog",):
+    for name in ("joblog", SWEEP_MARKER):
         try:
             (workdir / name).unlink()
         except OSError:
@@ -704,13 +848,13 @@ def run_master(
     ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
     """
     # Reading and setting up a sweep of a million tasks makes millions of long-lived objects (see heap.py).
-    with lock_sweep(config, allocation.job_id), no_full_collections():
-        return _run_locked(config, transport, allocation, out, began, stop, prepare)
+    with state_folder(config) as made, lock_sweep(config, allocation.job_id), no_full_collections():
+        return _run_locked(config, transport, allocation, out, began, stop, prepare, made)
 
 
 def _run_locked(
     config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None,
-    prepare=None,
+    prepare=None, made: tuple[Path, ...] = (),
 ) -> RunResult:  # fmt: skip
     link = chain.position()
     plan = make_plan(config, continuation=link is not None and link.continuation)
@@ -727,10 +871,11 @@ def _run_locked(
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
     aside = check_state_target(plan, config.start_over)
-    workdir = choose_workdir(config, plan, allocation)
-    created = not workdir.exists()
+    workdir = choose_workdir(config, plan, allocation, made)
+    ours = made_here(workdir, made)
+    created = ours or not workdir.exists()
     try:
-        workdir.mkdir(parents=False, exist_ok=plan.resumed_from is not None)
+        workdir.mkdir(parents=False, exist_ok=ours or plan.resumed_from is not None)
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     note_earlier_workdir(plan.meta, str(workdir.resolve()))
@@ -760,6 +905,7 @@ def _run_locked(
     plan.earlier = None  # (the store's now: it keeps it while the run goes on)
     try:
         store.open(time.time(), goes_on(plan))
+        mark_workdir(workdir, plan.meta.extra.get("sweep"))
         joblog = Joblog(workdir / "joblog", nodes)
     except LauncherError:
         # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.

@@ -1379,11 +1379,14 @@ def _pool(value: object) -> dict[str, int]:
 #: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
-#: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against).
+#: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against),
+#: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see rank0.mark_workdir),
+#: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged).
 _META_CHECKS = {
     "run": limits.hex_digits,
     "commandlines": limits.path,
     "sha256": lambda v: limits.hex_digits(v, length=64),
+    "forced_sha256": lambda v: limits.hex_digits(v, length=64),
     "cores": _cores_text,
     "workdir": limits.path,
     "journal": limits.file_name,
@@ -1395,6 +1398,7 @@ _META_CHECKS = {
     "gpu_share": _flag,
     "output": _output_mode,
     "pool": _pool,
+    "sweep": limits.hex_digits,
 }
 
 

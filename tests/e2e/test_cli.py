@@ -330,6 +330,30 @@ def test_unwritable_workdir_parent_is_refused(sweep_dir: Path) -> None:
     assert result.returncode == 2 and "cannot create workdir" in result.stderr
 
 
+@pytest.mark.parametrize("workdir", ["X", "X.journal", "X.lock"])
+def test_a_workdir_named_as_the_queuestate_or_its_files_is_refused_before_anything_starts(
+    sweep_dir: Path, workdir: str
+) -> None:
+    """A user walk: ``--workdir X --queuestate X`` started the tasks, then failed to write the queuestate
+    (exit 3), leaving X holding their files, which refused the corrected rerun."""
+    write(sweep_dir / "commandlines", "echo PYL_ID >> ran\n" * 2)
+    before = sorted(p.name for p in sweep_dir.iterdir())
+    result = run_cli(["commandlines", "--workdir", workdir, "--queuestate", "X"], sweep_dir)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert f"{workdir}: cannot be the workdir: it is the queuestate" in result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == before, "nothing started, nothing written"
+
+
+def test_a_queuestate_in_a_folder_that_does_not_exist_is_one_line_naming_the_folder(sweep_dir: Path) -> None:
+    """As for --workdir, the command line creates no folder of a name given to it: a typo would make a tree."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--queuestate", "states/qs"], sweep_dir)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "states/qs: cannot write the queuestate: its folder states does not exist" in result.stderr
+    assert "qs.lock" not in result.stderr and sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines"]
+
+
 def test_unfinished_queuestate_is_not_overwritten(sweep_dir: Path) -> None:
     write(sweep_dir / "queuestate", "queued\n0: true\nrunning\ncompleted\n")
     write(sweep_dir / "commandlines", "true\n")

@@ -338,6 +338,22 @@ def test_bad_input_is_one_line_and_status_2_unless_the_script_catches_it(sweep_d
     assert "caught LauncherException: cores= must be a whole number from 1" in caught.stdout
 
 
+def test_a_queuestate_in_a_new_folder_gets_its_folder_as_pylauncher_made_it(sweep_dir: Path) -> None:
+    """PyLauncher's queuestate_update made the queuestate's folder (os.makedirs): scripts name one."""
+    commandlines(sweep_dir, "echo PYL_ID >> ran\n" * 2)
+    (sweep_dir / "taken").mkdir()
+    taken = 'pylauncher.ClassicLauncher("commandlines", queuestate="states/qs", workdir="taken")'
+    refused = run_script(sweep_dir, taken)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert not (sweep_dir / "states").exists(), "a refused run leaves no folder behind"
+    same = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", queuestate="X", workdir="X")')
+    assert same.returncode == 2 and "X: cannot be the workdir: it is the queuestate" in same.stderr, same.stderr
+    result = run_script(sweep_dir, 'pylauncher.ClassicLauncher("commandlines", queuestate="states/qs")')
+    assert result.returncode == 0, result.stderr
+    assert "completed\n" in (sweep_dir / "states" / "qs").read_text()
+    assert sorted((sweep_dir / "ran").read_text().split()) == ["0", "1"]
+
+
 # -- re-running the same script continues an unfinished run (item 7) -----------------------
 def test_resubmitting_the_same_script_continues_until_the_sweep_is_done(sweep_dir: Path) -> None:
     commandlines(sweep_dir, "sleep 0.3 && echo PYL_ID >> ran\n" * 12)

@@ -314,6 +314,19 @@ def test_running_the_same_sweep_again_continues_its_unfinished_run(sweep_dir: Pa
     assert "(resuming queuestate)" in again.stdout
 
 
+def test_a_queuestate_inside_the_workdir_is_written_there_and_resumed(sweep_dir: Path) -> None:
+    """A user walk: ``--workdir w --queuestate w/qs`` was refused, naming qs.lock, because w did not exist yet."""
+    stopped_sweep(sweep_dir, "--queuestate", "w/qs")
+    assert (sweep_dir / "w" / "qs").is_file() and not (sweep_dir / "queuestate").exists()
+    again = run_cli(["commandlines", "--workdir", "w", "--queuestate", "w/qs", "--cores-per-node", "2"], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    assert "holds an unfinished run" in again.stderr and ran_counts(sweep_dir) == collections.Counter(range(12))
+    clash = run_cli(["commandlines", "--workdir", "w2", "--queuestate", "w2/joblog"], sweep_dir)
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1, clash.stderr
+    assert "w2/joblog: cannot be the queuestate: the workdir w2 has a file of that name" in clash.stderr
+    assert not (sweep_dir / "w2").exists(), "a refused run leaves no workdir behind"
+
+
 def test_start_over_runs_the_whole_sweep_again(sweep_dir: Path) -> None:
     stopped_sweep(sweep_dir)
     done = set(ran_counts(sweep_dir))
@@ -439,3 +452,47 @@ def test_a_finished_queuestate_with_failed_tasks_and_a_journal_is_refused_not_ke
     assert refused.returncode == 2
     assert "queuestate: holds a finished sweep with 1 failed task and its journal" in refused.stderr
     assert (tmp_path / "queuestate").read_text() == kept and not (tmp_path / "w2").exists()
+
+
+# -- a sweep's folder moved or renamed (a user walk) ---------------------------------------
+def moved_sweep(tmp_path: Path) -> Path:
+    """A sweep stopped with tasks left in ``OLD`` (workdir ``w``), then its folder renamed ``NEW``."""
+    old = tmp_path / "OLD"
+    old.mkdir()
+    stopped_sweep(old)
+    return old.rename(tmp_path / "NEW")
+
+
+def test_a_moved_sweep_resumes_into_its_own_workdir_at_its_new_place(tmp_path: Path) -> None:
+    new = moved_sweep(tmp_path)
+    other = tmp_path / "other"  # another sweep's workdir, which a resume must never take for its own
+    other.mkdir()
+    stopped_sweep(other)
+    refused = run_cli(["--resume", "queuestate", "--workdir", str(other / "w")], new)
+    assert refused.returncode == 2 and "workdir already exists" in refused.stderr, refused.stderr
+    resumed = run_cli(["--resume", "queuestate", "--workdir", "w", "--cores-per-node", "2"], new)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ran_counts(new) == collections.Counter(range(12)), "each task exactly once over both runs"
+    assert len(read_joblog(new / "w" / "joblog")) == 12, "the resume's ends joined the earlier ones"
+    meta = json.loads(next(x for x in (new / "queuestate").read_text().splitlines() if x.startswith("#meta "))[6:])
+    assert meta["workdir"] == str((new / "w").resolve()) and "earlier_workdirs" not in meta
+    report = run_cli(["report", "queuestate"], new)
+    assert report.returncode == 0 and "joblog" not in report.stdout, report.stdout
+
+
+def test_a_moved_sweep_finds_its_workdir_where_its_relative_name_leads(tmp_path: Path) -> None:
+    new = moved_sweep(tmp_path)
+    resumed = run_cli(["--resume", "queuestate", "--cores-per-node", "2"], new)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ran_counts(new) == collections.Counter(range(12))
+    assert len(read_joblog(new / "w" / "joblog")) == 12
+
+
+def test_a_resume_whose_workdir_is_nowhere_to_be_found_says_to_name_it_with_workdir(tmp_path: Path) -> None:
+    new = moved_sweep(tmp_path)
+    (new / "w").rename(new / "renamed")
+    lost = run_cli(["--resume", "queuestate"], new)
+    assert lost.returncode == 2 and "--workdir" in lost.stderr.splitlines()[-1], lost.stderr
+    found = run_cli(["--resume", "queuestate", "--workdir", "renamed", "--cores-per-node", "2"], new)
+    assert found.returncode == 0, found.stderr
+    assert ran_counts(new) == collections.Counter(range(12))
