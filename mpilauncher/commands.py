@@ -26,7 +26,7 @@ from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution import gather
 from mpilauncher.persistence.lock import current_holder, still_held
-from mpilauncher.persistence.store import journal_path, load_state
+from mpilauncher.persistence.store import load_state
 from mpilauncher.report import joblog
 from mpilauncher.report.sweep import Sweep, attempts_from_joblog, pool_of, render, running_attempts
 
@@ -109,7 +109,7 @@ def load_sweep(target: Path) -> Sweep:
         elif counts[QUEUED] or counts[RUNNING]:
             sweep.state = "stopped"
             sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {shlex.quote(str(state))}")
-            snapshot, last_written = _last_written(state)
+            snapshot, last_written = _last_written(state, loaded.journal)
             # Killed (kill -9, a node's crash): the snapshot's time stops at its last write, the journal's
             # ends and starts go on after it (a user walk: "total running time 0.00" after a kill -9).
             ledger.elapsed_before += max(0.0, last_written - snapshot)
@@ -142,11 +142,11 @@ def load_sweep(target: Path) -> Sweep:
     return sweep
 
 
-def _last_written(state: Path) -> tuple[float, float]:
-    """When the snapshot ``state`` was written, and when it or its journal was last written to: for a
-    stopped sweep, about when it stopped (its tasks running then were interrupted)."""
+def _last_written(state: Path, journal: Path | None) -> tuple[float, float]:
+    """When the snapshot ``state`` was written, and when it or its ``journal`` (the one replayed over it)
+    was last written to: for a stopped sweep, about when it stopped (its tasks running then were interrupted)."""
     times = []
-    for path in (state, journal_path(state)):
+    for path in (state, journal or state):
         try:
             times.append(path.stat().st_mtime)
         except OSError:

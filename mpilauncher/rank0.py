@@ -36,7 +36,7 @@ from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock, lock_path
 from mpilauncher.persistence.queuestate import Earlier, LoadedState, StateMeta
-from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind
+from mpilauncher.persistence.store import JournalLost, StateStore, journal_path, load_state, state_file_kind
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -180,7 +180,7 @@ def _first(pattern: re.Pattern, text: str, at: int) -> int:
 
 def plan_from_queuestate(config: Config) -> Plan:
     source = Path(config.resume)
-    loaded = load_state(source, config.cores)
+    loaded = load_state(source, config.cores, journal_lost=_without_journal if config.force_resume else None)
     ledger = loaded.ledger
     meta = loaded.meta
     as_read = ledger.tasks, meta.sweep_facts()
@@ -204,6 +204,12 @@ def plan_from_queuestate(config: Config) -> Plan:
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
     return plan
+
+
+def _without_journal(lost: JournalLost) -> None:
+    """``--force-resume`` of a queuestate whose journal is lost: said, and resumed from the snapshot alone."""
+    warn(f"{lost.source}: its journal {lost.journal_name} is not beside it: resuming from the snapshot alone"
+         " (--force-resume); the tasks it journaled run again")  # fmt: skip
 
 
 def warn_unchanged_by_resume(config: Config, meta: StateMeta, source: Path) -> None:
@@ -355,6 +361,10 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
         raise InputError("is a directory; --queuestate must name a file", str(target))
     try:
         other = (found if found is not None else load_state(target, CoresSpec("fixed", 1), states_only=True)).ledger
+    except JournalLost as lost:  # (a sweep not finished, for all it says: as one that is)
+        if start_over:
+            return None
+        raise InputError(f"{lost.problem}, {_OTHER_CHOICES}", str(target)) from None
     except InputError as err:  # (the journal beside it, too: said as it is)
         raise InputError(
             f"exists and is not a readable queuestate ({err}): remove it or choose another --queuestate", str(target)

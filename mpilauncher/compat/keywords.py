@@ -241,8 +241,8 @@ KEYWORDS: tuple[Keyword, ...] = (
             " (`--start-over`)", _to("start_over"), ours=True),
     Keyword("rerun_failed", "on resume, run failed tasks again too (`--rerun-failed`)", _to("rerun_failed"),
             ours=True),
-    Keyword("force_resume", "resume although the commandlines file changed (`--force-resume`)",
-            _to("force_resume"), ours=True),
+    Keyword("force_resume", "resume although the commandlines file changed, or the queuestate's journal is lost"
+            " (`--force-resume`)", _to("force_resume"), ours=True),
     Keyword("break_lock", "`True`: take over the sweep's lock although its holder may run on another host"
             " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),
