@@ -33,6 +33,7 @@ from mpilauncher.errors import (
     LauncherFailure,
 )
 from mpilauncher.heap import no_full_collections, young_collections_only
+from mpilauncher.persistence import journal
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock, lock_path
 from mpilauncher.persistence.queuestate import Earlier, LoadedState, StateMeta
@@ -356,6 +357,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
         return None
     if not target.exists():
+        check_no_lone_journal(target, start_over)
         return None
     if target.is_dir():
         raise InputError("is a directory; --queuestate must name a file", str(target))
@@ -390,6 +392,22 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
         number += 1
         aside = target.with_name(f"{target.name}.{number}")
     return aside, counts[FAILED]
+
+
+def check_no_lone_journal(target: Path, start_over: bool) -> None:
+    """Refuse to replace a journal with no queuestate beside it that holds records (unless told to start
+    over): it belongs to a queuestate renamed or moved without it, whose ``#meta`` names it (``mv qs
+    renamed``): replaced, what only it holds would be lost, and that queuestate refused as one whose
+    journal is lost (see :func:`mpilauncher.persistence.store.journal_of`)."""
+    lone = journal_path(target)
+    if start_over or not journal.has_records(lone):
+        return
+    raise InputError(
+        "is the journal of a queuestate not beside it (one renamed or moved without its journal names it):"
+        " resume that queuestate, or remove the journal, or choose another --queuestate, or overwrite it"
+        " with --start-over",
+        str(lone),
+    )
 
 
 def _files_of(state: Path) -> tuple[Path, Path, Path]:

@@ -288,6 +288,17 @@ def run_in(path: Path) -> str | None:
     return run
 
 
+def has_records(path: Path) -> bool:
+    """Whether the file at ``path`` holds more than a journal's first line (a journal created, and nothing
+    written to it yet, holds nothing to lose)."""
+    try:
+        with open(path, "rb") as head:
+            first = head.readline(4096)
+            return bool(head.read(1)) or not first.startswith(HEADER.encode())
+    except OSError:
+        return False
+
+
 def run_of(first_line: str) -> str | None:
     """The run a journal belongs to, from its first line; None: not a journal's first line."""
     return first_line[len(HEADER) :].strip() if first_line.startswith(HEADER) else None

@@ -462,9 +462,14 @@ def test_a_queuestate_renamed_with_its_journal_resumes_without_running_its_journ
 
 
 def test_a_queuestate_renamed_alone_still_reads_the_journal_it_names(tmp_path: Path):
-    """``mv qs renamed``, its journal left as ``qs.journal``: the name in its ``#meta`` finds it (as before)."""
+    """``mv qs renamed``, its journal left as ``qs.journal``: the name in its ``#meta`` finds it (as before),
+    and a new sweep under the name ``qs`` does not replace that journal (it was then lost to ``renamed``)."""
     state = killed_sweep(tmp_path)
     state.rename(tmp_path / "renamed")
+    (tmp_path / "other").write_text("echo other >> ran\n")
+    refused = run_cli(["other", "--queuestate", "qs", "--workdir", "w3"], tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("mpilauncher: error: qs.journal: is the journal of")
+    assert not (tmp_path / "ran").exists() and not state.exists()
     assert "completed   4 jobs: 0-2 4\n" in run_cli(["--status", "renamed"], tmp_path).stdout
     result = run_cli(["--resume", "renamed", "--quiet"], tmp_path)
     assert result.returncode == 0, result.stderr
