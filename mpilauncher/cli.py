@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force-resume",
         action="store_true",
-        help="with --resume: go on even though the commandlines file changed since the sweep began",
+        help="with --resume: go on even though the commandlines file changed since the sweep began, or the"
+        " queuestate's journal is lost (from the snapshot alone: the tasks it journaled run again)",
     )
     parser.add_argument(
         "--break-lock",

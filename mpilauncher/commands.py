@@ -111,8 +111,8 @@ def load_sweep(target: Path) -> Sweep:
             sweep.notes.append(f"not finished: resume with python -m mpilauncher --resume {shlex.quote(str(state))}")
             # Killed (kill -9, a node's crash): the snapshot's time stops at its last write, the journal's
             # ends and starts go on after it (a user walk: "total running time 0.00" after a kill -9).
-            ledger.elapsed_before += time_after_snapshot(state)
-            sweep.attempts += running_attempts(ledger, last_writes(state)[1], "interrupted")
+            ledger.elapsed_before += time_after_snapshot(state, loaded.journal)
+            sweep.attempts += running_attempts(ledger, last_writes(state, loaded.journal)[1], "interrupted")
     else:
         sweep.notes.append(
             "no queuestate found for this workdir (looked in the current directory and the workdir's parent):"

@@ -35,10 +35,18 @@ from mpilauncher.errors import (
     LauncherFailure,
 )
 from mpilauncher.heap import no_full_collections, young_collections_only
+from mpilauncher.persistence import journal
 from mpilauncher.persistence.files import read_text, sha256_hex
 from mpilauncher.persistence.lock import SweepLock, lock_path
 from mpilauncher.persistence.queuestate import Earlier, LoadedState, StateMeta
-from mpilauncher.persistence.store import StateStore, journal_path, load_state, state_file_kind, time_after_snapshot
+from mpilauncher.persistence.store import (
+    JournalLost,
+    StateStore,
+    journal_path,
+    load_state,
+    state_file_kind,
+    time_after_snapshot,
+)
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -186,7 +194,7 @@ def _first(pattern: re.Pattern, text: str, at: int) -> int:
 
 def plan_from_queuestate(config: Config) -> Plan:
     source = Path(config.resume)
-    loaded = load_state(source, config.cores)
+    loaded = load_state(source, config.cores, journal_lost=_without_journal if config.force_resume else None)
     ledger = loaded.ledger
     meta = loaded.meta
     as_read = ledger.tasks, meta.sweep_facts()
@@ -201,7 +209,7 @@ def plan_from_queuestate(config: Config) -> Plan:
             check_commandlines_unchanged(meta, source, config.force_resume)
         warn_unchanged_by_resume(config, meta, source)
     if not loaded.from_pylauncher:  # (killed: its last run's time after its last snapshot is the sweep's too)
-        ledger.elapsed_before += time_after_snapshot(source)
+        ledger.elapsed_before += time_after_snapshot(source, loaded.journal)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
     plan.earlier = loaded.earlier
     here, began = os.getcwd(), meta.extra.get("cwd")
@@ -213,6 +221,12 @@ def plan_from_queuestate(config: Config) -> Plan:
         plan.resumed = Resumed(*as_read, requeued)
     mark_mpi_tasks(plan, config)
     return plan
+
+
+def _without_journal(lost: JournalLost) -> None:
+    """``--force-resume`` of a queuestate whose journal is lost: said, and resumed from the snapshot alone."""
+    warn(f"{lost.source}: its journal {lost.journal_name} is not beside it: resuming from the snapshot alone"
+         " (--force-resume); the tasks it journaled run again")  # fmt: skip
 
 
 def warn_unchanged_by_resume(config: Config, meta: StateMeta, source: Path) -> None:
@@ -441,11 +455,16 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     if plan.resumed_from is not None and target.resolve() == plan.resumed_from.resolve():
         return None
     if not target.exists():
+        check_no_lone_journal(target, start_over)
         return None
     if target.is_dir():
         raise InputError("is a directory; --queuestate must name a file", str(target))
     try:
         other = (found if found is not None else load_state(target, CoresSpec("fixed", 1), states_only=True)).ledger
+    except JournalLost as lost:  # (a sweep not finished, for all it says: as one that is)
+        if start_over:
+            return None
+        raise InputError(f"{lost.problem}, {_OTHER_CHOICES}", str(target)) from None
     except InputError as err:  # (the journal beside it, too: said as it is)
         raise InputError(
             f"exists and is not a readable queuestate ({err}): remove it or choose another --queuestate", str(target)
@@ -471,6 +490,22 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
         number += 1
         aside = target.with_name(f"{target.name}.{number}")
     return aside, counts[FAILED]
+
+
+def check_no_lone_journal(target: Path, start_over: bool) -> None:
+    """Refuse to replace a journal with no queuestate beside it that holds records (unless told to start
+    over): it belongs to a queuestate renamed or moved without it, whose ``#meta`` names it (``mv qs
+    renamed``): replaced, what only it holds would be lost, and that queuestate refused as one whose
+    journal is lost (see :func:`mpilauncher.persistence.store.journal_of`)."""
+    lone = journal_path(target)
+    if start_over or not journal.has_records(lone):
+        return
+    raise InputError(
+        "is the journal of a queuestate not beside it (one renamed or moved without its journal names it):"
+        " resume that queuestate, or remove the journal, or choose another --queuestate, or overwrite it"
+        " with --start-over",
+        str(lone),
+    )
 
 
 def _files_of(state: Path) -> tuple[Path, Path, Path]:

@@ -243,8 +243,8 @@ KEYWORDS: tuple[Keyword, ...] = (
     Keyword("rerun_failed", "on resume (or when the run continues an unfinished one), run failed tasks again"
             " too (`--rerun-failed`)", _to("rerun_failed"),
             ours=True),
-    Keyword("force_resume", "resume although the commandlines file changed (`--force-resume`)",
-            _to("force_resume"), ours=True),
+    Keyword("force_resume", "resume although the commandlines file changed, or the queuestate's journal is lost"
+            " (`--force-resume`)", _to("force_resume"), ours=True),
     Keyword("break_lock", "`True`: take over the sweep's lock although its holder may run on another host"
             " (`--break-lock`)", _to("break_lock"), ours=True),
     Keyword("retries", "run a failed task again up to N times (`--retries`)", _to("retries"), ours=True),

@@ -13,7 +13,9 @@ Format (text, one record per line, tab-separated)::
     Q  <id>                                  task queued again (its node was lost)
 
 Each record is idempotent and the log is in order, so replaying the whole
-journal over the snapshot it belongs to (same run id) gives the latest state.
+journal over the snapshot it belongs to (same run id) gives the latest state
+(found by that id beside the snapshot, under the name it gives or its own
+name's: see :func:`mpilauncher.persistence.store.journal_of`).
 A resume that changed nothing but the queue appends to the journal it
 replayed (:meth:`JournalWriter.reopen`); each later snapshot starts a new one.
 A kill can cut the last line short: a last line without its newline is
@@ -49,7 +51,13 @@ class JournalWriter:
     """Buffered appends, flushed per loop turn, fsynced on an interval (in a thread: see the module docstring)."""
 
     def __init__(
-        self, path: Path, run: str, fsync_interval: float, reopened: int = -1, after: Callable[[], None] | None = None
+        self,
+        path: Path,
+        run: str,
+        fsync_interval: float,
+        reopened: int = -1,
+        after: Callable[[], None] | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """A new, empty journal of ``run`` at ``path`` (``reopened``: the one there, open to append
         to: see :meth:`reopen`).
@@ -57,7 +65,10 @@ class JournalWriter:
         ``after``: what must be on disk before this journal exists (the snapshot it belongs to, written
         aside: its sync and rename), done in a thread with the journal's own creation while the run
         sends its first tasks (see :class:`_Creation`); the first flush, at the end of that loop turn,
-        waits for it."""
+        waits for it.  ``then``: the same done the other way round, where no file is at ``path`` (see
+        :meth:`mpilauncher.persistence.store.StateStore.open`): the journal is put in place here (its
+        header handed to the OS, nothing synced), ``then`` and the journal's sync in the thread (the
+        snapshot in place as soon as before: a kill then leaves it, with this journal beside it)."""
         self.path = path
         self.fsync_interval = fsync_interval
         self._pending: list[str] = []
@@ -66,6 +77,9 @@ class JournalWriter:
         self._creation: _Creation | None = None
         if after is not None:
             self._creation = _Creation(lambda: (after(), self._create(run)), f"create {path.name}")
+        elif then is not None:
+            self._create(run, synced=False)
+            self._creation = _Creation(lambda: (then(), self._sync_created()), f"create {path.name}")
         elif reopened < 0:
             self._create(run)
         else:
@@ -105,8 +119,9 @@ class JournalWriter:
             return None  # (the snapshot is written first then, and says what cannot be written, if anything)
         return cls(path, run, fsync_interval, reopened=fd)
 
-    def _create(self, run: str) -> None:
-        """An empty journal of ``run`` in place of any file at the path: written aside, fsynced, renamed."""
+    def _create(self, run: str, synced: bool = True) -> None:
+        """An empty journal of ``run`` in place of any file at the path: written aside, fsynced, renamed
+        (``synced``: False, neither synced: :meth:`_sync_created` does it)."""
         self._last_sync = float("-inf")
         self._fd = -1
         path = self.path
@@ -114,14 +129,24 @@ class JournalWriter:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(fd, f"{HEADER}{run}\n".encode())
-            os.fsync(fd)
+            if synced:
+                os.fsync(fd)
             os.close(fd)
             os.replace(tmp, path)
-            fsync_directory(path.parent)
+            if synced:
+                fsync_directory(path.parent)
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as err:
             raise LauncherFailure(f"{path}: cannot create journal: {err.strerror or err}") from None
         self._sync = BackgroundSync(self._fd, f"fsync {path.name}")
+
+    def _sync_created(self) -> None:
+        """What :meth:`_create` left undone (``synced=False``): the header's sync (the rename's is the
+        directory sync that put the snapshot in place after it, in the same folder)."""
+        try:
+            os.fsync(self._fd)
+        except OSError as err:
+            raise LauncherFailure(f"{self.path}: cannot create journal: {err.strerror or err}") from None
 
     def restart(self, run: str) -> None:
         """Start over as the journal of ``run``: the snapshot of that id, just written and durable, holds
@@ -245,6 +270,33 @@ def replay(path: Path, run: str, ledger: Ledger) -> int:
             raise InputError(f"corrupt journal record {line[:60]!r}: {err}", str(path), number) from None
         applied += 1
     return applied
+
+
+def run_in(path: Path) -> str | None:
+    """The run of the journal at ``path``, from its first line; None when no file is there.  A file there
+    that is not a journal is refused, as :func:`replay` refuses it."""
+    try:
+        with open(path, "rb") as head:
+            first = head.readline(4096).decode(ENCODING, ERRORS)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise InputError(f"cannot read journal: {err.strerror or err}", str(path)) from None
+    run = run_of(first)
+    if run is None:
+        raise InputError("not an mpilauncher journal (bad first line)", str(path), 1)
+    return run
+
+
+def has_records(path: Path) -> bool:
+    """Whether the file at ``path`` holds more than a journal's first line (a journal created, and nothing
+    written to it yet, holds nothing to lose)."""
+    try:
+        with open(path, "rb") as head:
+            first = head.readline(4096)
+            return bool(head.read(1)) or not first.startswith(HEADER.encode())
+    except OSError:
+        return False
 
 
 def run_of(first_line: str) -> str | None:

@@ -84,6 +84,10 @@ class StateMeta:
     cores: str = "1"
     workdir: str = ""
     journal: str = ""
+    #: Whether what happened after this snapshot is in its journal: true while its run goes on, false
+    #: in the last snapshot of a run that ended (its journal is removed then); None: not said (written by
+    #: earlier versions).  A journal missing where it is true is lost, not removed (see store.journal_of).
+    journaled: bool | None = None
     elapsed: float = 0.0
     written: str = ""
     #: The longest runtime of a completed task (None: not written, by earlier versions): a resume's
@@ -93,7 +97,7 @@ class StateMeta:
 
     def sweep_facts(self) -> str:
         """What the ``#meta`` line says of the sweep, less what each run's snapshots rewrite anyway: its
-        bookkeeping (run, journal, elapsed, written, longest) and the pool of cores it had (the
+        bookkeeping (run, journal, journaled, elapsed, written, longest) and the pool of cores it had (the
         report's).  Equal before and after a resume's preparations: nothing for a snapshot to say."""
         data = {k: getattr(self, k) for k in self.__slots__ if k not in _RUN_BOOKKEEPING}
         data["extra"] = {k: v for k, v in self.extra.items() if k not in _RUN_EXTRA}
@@ -107,7 +111,7 @@ class StateMeta:
 
 
 #: The fields of :class:`StateMeta` about a run, not the sweep (see :meth:`StateMeta.sweep_facts`).
-_RUN_BOOKKEEPING = frozenset({"run", "journal", "elapsed", "written", "longest", "extra"})
+_RUN_BOOKKEEPING = frozenset({"run", "journal", "journaled", "elapsed", "written", "longest", "extra"})
 #: The same of its ``extra``: the pool of cores a run had (the report's), the directory its tasks ran in.
 _RUN_EXTRA = frozenset({"pool", "cwd"})
 
@@ -383,11 +387,20 @@ def render_pieces(
     header = (
         f"{SNAPSHOT_MARK}(format {FORMAT}) written {meta.written}: {counts}.\n"
         "# Resume with: python -m mpilauncher --resume <this file>  (or ResumeClassicLauncher).\n"
-        f"# Events after this snapshot are in {_one_line(meta.journal) or 'the journal'};"
-        " 'python -m mpilauncher --status <this file>' shows both merged.\n"
+        f"{_after_it(meta)}\n"
         f"{META_PREFIX}{meta.to_json()}\n"
     )
     return _text(header, bodies, _end_mark(len(ledger), sealed), completed.ids, spans)
+
+
+def _after_it(meta: StateMeta) -> str:
+    """The header's line on what happened after the snapshot, and where that is."""
+    if meta.journaled is False:
+        return "# Its run ended with this snapshot: nothing happened after it (its journal is removed)."
+    return (
+        f"# Events after this snapshot are in {_one_line(meta.journal) or 'the journal'};"
+        " 'python -m mpilauncher --status <this file>' shows both merged."
+    )
 
 
 def _one_line(name: str) -> str:
@@ -505,6 +518,8 @@ class LoadedState:
     #: The text as read, for the next snapshot to copy from (see :class:`Earlier`); None when there is
     #: nothing to copy.
     earlier: Earlier | None = None
+    #: The journal replayed over it (see :func:`mpilauncher.persistence.store.load_state`); None: none.
+    journal: Path | None = None
 
 
 @record
@@ -1390,6 +1405,7 @@ _META_CHECKS = {
     "cores": _cores_text,
     "workdir": limits.path,
     "journal": limits.file_name,
+    "journaled": _flag,
     "elapsed": _elapsed,
     "longest": _elapsed,
     "written": limits.text,

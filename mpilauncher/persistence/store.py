@@ -6,15 +6,17 @@ in-memory ledger and, as one short line, to the journal -- the same fact
 written twice by one class, the journal being the ledger's write-ahead log.
 The snapshot is rewritten atomically at the start, at the end and every so
 often in between (never more than a small share of the run's time: see
-:meth:`StateStore.flush`).  :func:`load_state` reads both back.
+:meth:`StateStore.flush`).  :func:`load_state` reads both back (which journal
+is a snapshot's, wherever the two were moved: :func:`journal_of`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mpilauncher.core.events import Requeued, Retried, Start, TaskEnded
@@ -23,6 +25,7 @@ from mpilauncher.core.nodes import Node
 from mpilauncher.core.observer import Observer
 from mpilauncher.core.ranges import runs_text
 from mpilauncher.core.tasks import CoresSpec
+from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.heap import no_full_collections
 from mpilauncher.persistence import journal, queuestate
 from mpilauncher.persistence.files import atomic_write, put_in_place, write_aside
@@ -38,6 +41,43 @@ SNAPSHOT_COST_SHARE = 50
 
 def journal_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".journal")
+
+
+class JournalLost(InputError):
+    """A snapshot whose run journals after it, and no journal beside it (see :func:`journal_of`)."""
+
+    def __init__(self, path: Path, journal_name: str) -> None:
+        super().__init__(
+            f"its journal {journal_name} is not beside it, and it holds what happened after this snapshot (the"
+            " tasks it ran since would run again): move it back beside the queuestate, or resume from the"
+            f" snapshot alone with --resume {shlex.quote(str(path))} --force-resume",
+            str(path),
+        )
+        self.journal_name = journal_name
+
+
+def journal_of(path: Path, meta: StateMeta) -> Path | None:
+    """The journal of the snapshot at ``path`` (``meta``: its ``#meta``), to replay over it; None: none.
+
+    A journal is this snapshot's when its first line names the snapshot's run (a random id each
+    snapshot: see :meth:`StateStore.snapshot`): the one the ``#meta`` names, or else ``<path>.journal``,
+    the name it has when both were renamed (``mv qs renamed; mv qs.journal renamed.journal``), both
+    beside the snapshot.  One of another run is never applied: it predates the snapshot (a kill while
+    the journal started over left it), so nothing was journaled after the snapshot yet.  Neither there
+    where the snapshot says its run journals after it (``journaled``): the journal is lost, and the
+    snapshot alone would run again every task journaled since -- :class:`JournalLost`.  A run always
+    has a file at its journal's name while such a snapshot of it is on disk (see :meth:`StateStore.open`),
+    so a journal never written is one of another run, never a missing one."""
+    named = path.with_name(meta.journal or journal_path(path).name)
+    present = False
+    for candidate in dict.fromkeys((named, journal_path(path))):
+        run = journal.run_in(candidate)
+        if run == meta.run:
+            return candidate
+        present = present or run is not None
+    if meta.journaled and not present:
+        raise JournalLost(path, named.name)
+    return None
 
 
 class StateStore(Observer):
@@ -85,8 +125,16 @@ class StateStore(Observer):
         completed, a snapshot is 52 MB written and synced (a quarter of a
         second) before anything could start, and it would say what the
         snapshot and journal on disk already say.  (No journal of that run, as
-        after a clean stop: the snapshot first, as for a new run.)"""
-        if requeued is not None and self.meta.run:
+        after a clean stop: the snapshot first, as for a new run.  Nor after a
+        snapshot that says none follows it, the last of a run killed before
+        its journal was removed: appended there, records would follow a
+        snapshot that says nothing does.)
+
+        A new run's journal replaces one of an earlier run once the snapshot
+        is in place; where there is none, it is put in place before the
+        snapshot: a snapshot that says a journal follows it is then never on
+        disk without a file of its journal's name (see :func:`journal_of`)."""
+        if requeued is not None and self.meta.run and self.meta.journaled is not False:
             self._journal = journal.JournalWriter.reopen(journal_path(self.path), self.meta.run, self.fsync_interval)
             if self._journal is not None:
                 for task_id in requeued:
@@ -95,9 +143,16 @@ class StateStore(Observer):
                 return
         self.meta.run = os.urandom(6).hex()
         aside = self.snapshot(now, 0.0, aside=True)  # (its text handed to the OS; synced and renamed by:)
-        self._journal = journal.JournalWriter(
-            journal_path(self.path), self.meta.run, self.fsync_interval, after=lambda: put_in_place(aside, self.path)
-        )
+        path = journal_path(self.path)
+        in_place = functools.partial(put_in_place, aside, self.path)
+        if os.path.lexists(path):  # (one of an earlier run, replaced once the snapshot is in place)
+            self._journal = journal.JournalWriter(path, self.meta.run, self.fsync_interval, after=in_place)
+            return
+        try:  # (none: this run's first, so that its snapshot is never on disk without one: see journal_of)
+            self._journal = journal.JournalWriter(path, self.meta.run, self.fsync_interval, then=in_place)
+        except LauncherFailure:
+            aside.unlink(missing_ok=True)
+            raise
 
     def settle(self) -> None:
         """Return once the run's first snapshot is in place and its journal exists (:meth:`open` leaves
@@ -153,6 +208,7 @@ class StateStore(Observer):
             self._keep_written(self._spans_later)
             self._spans_later = None
         restart = restart_journal and self._journal is not None
+        self.meta.journaled = restart_journal  # (the last of a run says that nothing comes after it)
         if restart:
             self.meta.run = os.urandom(6).hex()
         self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
@@ -209,25 +265,36 @@ class StateStore(Observer):
             self._journal = None
 
 
-def load_state(path: Path, cores_for_pylauncher: CoresSpec, states_only: bool = False) -> LoadedState:
-    """Read a queuestate and replay its journal: the sweep as it stood at the stop (``states_only``:
-    see :func:`queuestate.parse`)."""
+def load_state(
+    path: Path,
+    cores_for_pylauncher: CoresSpec,
+    states_only: bool = False,
+    journal_lost: Callable[[JournalLost], None] | None = None,
+) -> LoadedState:
+    """Read a queuestate and replay its journal (see :func:`journal_of`): the sweep as it stood at the
+    stop (``states_only``: see :func:`queuestate.parse`).  A journal lost is refused, or, where
+    ``journal_lost`` is given (``--force-resume``), told to it and the snapshot read alone."""
     with no_full_collections():  # (a million tasks: see heap.py)
         loaded = queuestate.load(path, cores_for_pylauncher, states_only)
         if not loaded.from_pylauncher and loaded.meta.run:
-            journal.replay(
-                path.with_name(loaded.meta.journal or journal_path(path).name), loaded.meta.run, loaded.ledger
-            )
+            try:
+                loaded.journal = journal_of(path, loaded.meta)
+            except JournalLost as lost:
+                if journal_lost is None:
+                    raise
+                journal_lost(lost)
+            if loaded.journal is not None:
+                journal.replay(loaded.journal, loaded.meta.run, loaded.ledger)
     return loaded
 
 
-def last_writes(state: Path) -> tuple[float, float]:
-    """When the snapshot ``state`` was written, and when it or its journal was last written to (file
-    times).  For a sweep no launcher runs, the second is about when its last run ended: a kill -9
-    leaves the run's time after its last snapshot in no file's contents, only in the journal's last
-    write (a clean end leaves no journal: the two are one)."""
+def last_writes(state: Path, journal_file: Path | None) -> tuple[float, float]:
+    """When the snapshot ``state`` was written, and when it or ``journal_file`` (the journal replayed over
+    it: see :func:`journal_of`) was last written to (file times).  For a sweep no launcher runs, the
+    second is about when its last run ended: a kill -9 leaves the run's time after its last snapshot in
+    no file's contents, only in the journal's last write (a clean end leaves no journal: the two are one)."""
     times = []
-    for path in (state, journal_path(state)):
+    for path in (state, journal_file or state):
         try:
             times.append(path.stat().st_mtime)
         except OSError:
@@ -235,10 +302,10 @@ def last_writes(state: Path) -> tuple[float, float]:
     return times[0], max(times)
 
 
-def time_after_snapshot(state: Path) -> float:
+def time_after_snapshot(state: Path, journal_file: Path | None) -> float:
     """How long the last run of a stopped sweep went on after its last snapshot, whose ``elapsed``
     stops at its writing (see :func:`last_writes`); 0 after a clean end."""
-    snapshot, last = last_writes(state)
+    snapshot, last = last_writes(state, journal_file)
     return max(0.0, last - snapshot)
 
 

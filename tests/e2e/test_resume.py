@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from mpilauncher.core.ledger import Ledger
+from mpilauncher.core.tasks import CoresSpec, parse_commandlines
 from mpilauncher.persistence import journal
+from mpilauncher.persistence.files import sha256_hex
+from mpilauncher.persistence.queuestate import StateMeta
+from mpilauncher.persistence.store import StateStore, journal_path
 from mpilauncher.report.joblog import read as read_joblog
 from tests.conftest import launcher_env, new_tag, run_cli, tagged_pids, wait_for
 
@@ -496,3 +501,88 @@ def test_a_resume_whose_workdir_is_nowhere_to_be_found_says_to_name_it_with_work
     found = run_cli(["--resume", "queuestate", "--workdir", "renamed", "--cores-per-node", "2"], new)
     assert found.returncode == 0, found.stderr
     assert ran_counts(new) == collections.Counter(range(12))
+
+
+def killed_sweep(directory: Path, n: int = 8, completed: tuple[int, ...] = (0, 1, 2, 4)) -> Path:
+    """``qs`` and ``qs.journal`` as a ``kill -9`` leaves them: the run's first snapshot (every task queued)
+    and a journal of ``completed`` (ended well) and task 3 (running).  Made by the state store itself, as
+    a run writes them: a kill at a chosen instant is not something a test can make happen."""
+    lines = [f"echo {i} >> ran" for i in range(n)]
+    (directory / "commandlines").write_text("\n".join(lines) + "\n")
+    (directory / "w").mkdir()
+    one = CoresSpec("fixed", 1)
+    tasks = parse_commandlines((directory / "commandlines").read_text(), "commandlines", one)
+    meta = StateMeta(commandlines=str(directory / "commandlines"), cores=str(one), workdir=str(directory / "w"),
+                     sha256=sha256_hex((directory / "commandlines").read_bytes()))  # fmt: skip
+    store = StateStore(directory / "qs", Ledger(tasks), meta, one, fsync_interval=0.5)
+    store.open(now=0.0)
+    for task_id in (*completed, 3):
+        store.started(task_id, "c1", (0,), 100.0 + task_id)
+    for task_id in completed:
+        store.finished(task_id, 0, 100.0 + task_id, 0.5)
+    store.flush(now=1.0, elapsed=1.0)  # (too early for a second snapshot: the journal holds them)
+    store._journal.close()  # (as a kill leaves it: not removed)
+    return directory / "qs"
+
+
+def test_a_queuestate_renamed_with_its_journal_resumes_without_running_its_journaled_tasks_again(tmp_path: Path):
+    """A user walk: ``mv qs renamed; mv qs.journal renamed.journal`` after a ``kill -9``.  The snapshot's
+    ``#meta`` names ``qs.journal``: it was looked for alone, not found, and ignored in silence --
+    ``--status`` said nothing completed, the resume ran every journaled task again and then removed
+    ``renamed.journal`` unread.  ``<queuestate>.journal`` of the snapshot's own run is its journal."""
+    state = killed_sweep(tmp_path)
+    state.rename(tmp_path / "renamed")
+    journal_path(state).rename(tmp_path / "renamed.journal")
+    status = run_cli(["--status", "renamed"], tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "completed   4 jobs: 0-2 4\n" in status.stdout and "running     1 jobs: 3\n" in status.stdout, status.stdout
+    report = run_cli(["report", "renamed"], tmp_path)
+    assert "State: stopped: 8 tasks, 4 completed, 0 failed, 1 interrupted, 3 queued\n" in report.stdout, report.stderr
+    result = run_cli(["--resume", "renamed", "--workdir", "w2", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "# tasks completed: 8\n" in result.stdout
+    assert sorted(ran_counts(tmp_path).elements()) == [3, 5, 6, 7], "only the tasks not journaled as ended ran"
+    assert "completed   8 jobs: 0-7" in run_cli(["--status", "renamed"], tmp_path).stdout
+
+
+def test_a_queuestate_renamed_alone_still_reads_the_journal_it_names(tmp_path: Path):
+    """``mv qs renamed``, its journal left as ``qs.journal``: the name in its ``#meta`` finds it (as before),
+    and a new sweep under the name ``qs`` does not replace that journal (it was then lost to ``renamed``)."""
+    state = killed_sweep(tmp_path)
+    state.rename(tmp_path / "renamed")
+    (tmp_path / "other").write_text("echo other >> ran\n")
+    refused = run_cli(["other", "--queuestate", "qs", "--workdir", "w3"], tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("mpilauncher: error: qs.journal: is the journal of")
+    assert not (tmp_path / "ran").exists() and not state.exists()
+    assert "completed   4 jobs: 0-2 4\n" in run_cli(["--status", "renamed"], tmp_path).stdout
+    result = run_cli(["--resume", "renamed", "--quiet"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(ran_counts(tmp_path).elements()) == [3, 5, 6, 7]
+    assert "# tasks completed: 8\n" in result.stdout
+
+
+def test_a_queuestate_copied_without_its_journal_is_refused_in_one_line(tmp_path: Path):
+    """``cp qs elsewhere/``: resumed without the journal it names, its journaled tasks would run again.
+    ``--status``, ``--resume``, ``report`` and a new sweep over it say so in one line and change nothing;
+    ``--force-resume`` goes on from the snapshot alone, saying so."""
+    killed_sweep(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "qs"
+    copy.write_bytes((tmp_path / "qs").read_bytes())
+    expected = (
+        "mpilauncher: error: elsewhere/qs: its journal qs.journal is not beside it, and it holds what happened"
+        " after this snapshot (the tasks it ran since would run again): move it back beside the queuestate,"
+        " or resume from the snapshot alone with --resume elsewhere/qs --force-resume\n"
+    )
+    for args in (["--status", "elsewhere/qs"], ["--resume", "elsewhere/qs"], ["report", "elsewhere/qs"]):
+        refused = run_cli(args, tmp_path)
+        assert (refused.returncode, refused.stdout, refused.stderr) == (2, "", expected), args
+    new_sweep = run_cli(["commandlines", "--queuestate", "elsewhere/qs", "--workdir", "w3"], tmp_path)
+    assert new_sweep.returncode == 2 and "its journal qs.journal is not beside it" in new_sweep.stderr
+    assert len(new_sweep.stderr.splitlines()) == 1, new_sweep.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "w3").exists()
+    assert copy.read_bytes() == (tmp_path / "qs").read_bytes() and not journal_path(copy).exists()
+    forced = run_cli(["--resume", "elsewhere/qs", "--force-resume", "--workdir", "w4", "--quiet"], tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "from the snapshot alone" in forced.stderr, forced.stderr
+    assert sorted(ran_counts(tmp_path).elements()) == list(range(8))

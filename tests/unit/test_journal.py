@@ -13,6 +13,7 @@ from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.persistence import journal, queuestate
+from mpilauncher.persistence import store as store_module
 from mpilauncher.persistence.journal import HEADER, JournalWriter, replay
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, journal_path, load_state
@@ -429,8 +430,9 @@ def killed_midway(tmp_path: Path, cut_short: str = "") -> Path:
     return dead
 
 
-def resumed_store(state: Path, rerun_failed: bool = False) -> tuple[StateStore, list[int]]:
-    loaded = load_state(state, ONE)
+def resumed_store(state: Path, rerun_failed: bool = False, journal_lost: bool = False) -> tuple[StateStore, list[int]]:
+    """``journal_lost``: resumed from the snapshot alone where its journal is lost (--force-resume)."""
+    loaded = load_state(state, ONE, journal_lost=(lambda lost: None) if journal_lost else None)
     requeued = loaded.ledger.requeue(loaded.ledger.to_run(rerun_failed))
     store = StateStore(state, loaded.ledger, loaded.meta, ONE, fsync_interval=0.5, earlier=loaded.earlier)
     return store, requeued
@@ -466,21 +468,118 @@ def test_a_resume_that_only_requeues_goes_on_with_the_snapshot_and_its_journal(t
 
 
 def test_a_resume_without_its_journal_writes_its_snapshot_first(tmp_path: Path):
-    """After a clean stop the journal is gone (and a stale one of another run is not the snapshot's):
-    then nothing says on disk what the resume changed but a snapshot, in place before the first turn's records."""
+    """After a clean stop the journal is gone (its last snapshot says that none follows it); a stale one of
+    another run is not the snapshot's; one lost is gone too where --force-resume resumes without it: then
+    nothing says on disk what the resume changed but a snapshot, in place before the first turn's records."""
     state = killed_midway(tmp_path)
+    stopped = tmp_path / "queuestate"  # (the run's own, closed)
+    assert load_state(stopped, ONE).meta.journaled is False and not journal_path(stopped).exists()
     journal_path(state).write_text(journal_path(state).read_text().replace(load_state(state, ONE).meta.run, "0ld"))
-    for stale in (True, False):
-        if not stale:
+    for case, path in (("stale", state), ("lost", state), ("stopped", stopped)):
+        if case == "lost":
             journal_path(state).unlink()
-        store, requeued = resumed_store(state, rerun_failed=True)
+        store, requeued = resumed_store(path, rerun_failed=True, journal_lost=(case == "lost"))
         earlier_run = store.meta.run
         store.open(now=10.0, requeued=requeued)
         store.settle()  # (in place before the first turn's records: its flush waits for it)
         assert store.meta.run != earlier_run
-        assert journal_path(state).read_text() == f"{HEADER}{store.meta.run}\n"
-        assert sorted(kept_by_snapshot(load_state(state, ONE).ledger)) == sorted(kept_by_snapshot(store.ledger))
+        assert journal_path(path).read_text() == f"{HEADER}{store.meta.run}\n"
+        assert sorted(kept_by_snapshot(load_state(path, ONE).ledger)) == sorted(kept_by_snapshot(store.ledger))
         store._journal.close()  # (left as a kill leaves it)
+
+
+def test_a_snapshot_is_never_on_disk_without_a_file_at_its_journals_name(tmp_path: Path, monkeypatch):
+    """Where no journal is, a new run's is put in place before its first snapshot (a kill between leaves
+    an empty journal of a run whose snapshot is not in place: of another run, read as nothing journaled);
+    where one of an earlier run is, the snapshot first, then the journal replaced (see ``journal_of``)."""
+    seen: list[str | None] = []
+    real = store_module.put_in_place
+
+    def put_in_place(aside: Path, path: Path) -> None:
+        seen.append(journal.run_in(journal_path(path)))
+        real(aside, path)
+
+    monkeypatch.setattr(store_module, "put_in_place", put_in_place)
+    first = new_store(tmp_path)
+    first.open(now=0.0)
+    first.settle()
+    assert seen == [first.meta.run], "the new run's journal was in place before its snapshot"
+    first._journal.close()  # (a kill: the journal stays)
+    second = new_store(tmp_path)
+    second.open(now=1.0)
+    second.settle()
+    assert seen[1:] == [first.meta.run], "the earlier run's journal stays until the new snapshot is in place"
+    assert journal.run_in(journal_path(tmp_path / "queuestate")) == second.meta.run
+    second.close(now=2.0, elapsed=1.0)
+
+
+def test_each_snapshot_says_whether_a_journal_follows_it(tmp_path: Path):
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1000.0, elapsed=1.0)  # (a later snapshot)
+    assert queuestate.load(tmp_path / "queuestate", ONE).meta.journaled is True
+    assert "# Events after this snapshot are in queuestate.journal;" in (tmp_path / "queuestate").read_text()
+    store.close(now=1001.0, elapsed=2.0)
+    final = (tmp_path / "queuestate").read_text()
+    assert queuestate.load(tmp_path / "queuestate", ONE).meta.journaled is False
+    assert "# Its run ended with this snapshot: nothing happened after it (its journal is removed).\n" in final
+
+
+@pytest.mark.parametrize("renamed_journal", [True, False])
+def test_a_renamed_snapshot_finds_its_journal_by_its_run(tmp_path: Path, renamed_journal: bool):
+    """``mv queuestate renamed`` (the journal it names stays) or with ``mv queuestate.journal
+    renamed.journal`` too: the same state is read; a journal of another run under either name is not."""
+    state = killed_midway(tmp_path)
+    expected = snapshot_of(load_state(state, ONE).ledger)
+    renamed = state.with_name("renamed")
+    state.rename(renamed)
+    if renamed_journal:
+        journal_path(state).rename(journal_path(renamed))
+    loaded = load_state(renamed, ONE)
+    assert snapshot_of(loaded.ledger) == expected
+    assert loaded.journal == (journal_path(renamed) if renamed_journal else journal_path(state))
+    other = f"{HEADER}0ld0ld0ld0ld\nE\t5\t0\t1.000\t1.000\n"
+    (journal_path(state) if renamed_journal else journal_path(renamed)).write_text(other)
+    assert snapshot_of(load_state(renamed, ONE).ledger) == expected, "another run's journal is not applied"
+    (loaded.journal or Path()).write_text(other)  # (the snapshot's own gone: one of another run in its place)
+    assert load_state(renamed, ONE).journal is None
+
+
+def test_a_journal_lost_is_refused_unless_told_and_one_never_written_is_not(tmp_path: Path):
+    state = killed_midway(tmp_path)
+    journal_path(state).unlink()
+    with pytest.raises(store_module.JournalLost, match="its journal queuestate.journal is not beside it") as info:
+        load_state(state, ONE)
+    assert info.value.source == str(state) and "--force-resume" in str(info.value)
+    told: list[str] = []
+    alone = load_state(state, ONE, journal_lost=lambda lost: told.append(lost.journal_name))
+    assert told == ["queuestate.journal"] and alone.journal is None
+    assert alone.ledger.counts()[COMPLETED] == 0, "the snapshot alone: the first of its run"
+    # a queuestate of an earlier version, which did not say whether a journal follows: read alone
+    text = state.read_text()
+    assert '"journaled": true, ' in text
+    state.write_text(text.replace('"journaled": true, ', ""))
+    assert load_state(state, ONE).ledger.counts()[COMPLETED] == 0
+
+
+def test_a_resume_never_appends_to_a_journal_after_a_snapshot_that_says_none_follows(tmp_path: Path):
+    """A kill between the last snapshot of a run and the removal of its journal leaves that journal, of
+    the snapshot's own run: it is read (its records change nothing), but appended to, its records would
+    follow a snapshot that says nothing does, and be lost with a copy of the queuestate alone."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    run_some(store)
+    store.flush(now=1.0, elapsed=1.0)
+    left = journal_path(store.path).read_text()
+    store.close(now=2.0, elapsed=2.0)
+    journal_path(store.path).write_text(left)
+    resumed, requeued = resumed_store(store.path)
+    before = resumed.meta.run
+    resumed.open(now=10.0, requeued=requeued)
+    resumed.settle()
+    assert resumed.meta.run != before and journal_path(store.path).read_text() == f"{HEADER}{resumed.meta.run}\n"
+    resumed.close(now=11.0, elapsed=1.0)
 
 
 def test_journal_module_exports():

@@ -9,6 +9,7 @@ import pytest
 
 from mpilauncher import rank0
 from mpilauncher.config import make_config
+from mpilauncher.persistence import journal
 from mpilauncher.persistence.store import journal_path
 from tests.unit.ledgers import opened_store
 
@@ -63,3 +64,20 @@ def test_an_unreadable_queuestate_is_said_so_by_the_check(finished: Path, reads:
     plan = rank0.make_plan(make_config("commands", queuestate="qs"))
     with pytest.raises(rank0.InputError, match="exists and is not a readable queuestate"):
         rank0.check_state_target(plan)
+
+
+def test_a_journal_without_its_queuestate_is_not_replaced_by_a_new_sweep(finished: Path):
+    """``mv qs renamed`` after a kill: ``qs.journal`` is ``renamed``'s (its ``#meta`` names it); a new sweep
+    under ``qs`` replaced it, then removed it at its end.  Refused unless told to start over; a journal
+    with nothing after its first line (a new run's, its snapshot not yet in place at a kill) holds
+    nothing to lose."""
+    finished.unlink()
+    lone = journal_path(finished)
+    lone.write_text(f"{journal.HEADER}0ld0ld0ld0ld\n")
+    plan = rank0.make_plan(make_config("commands", queuestate="qs"))
+    assert rank0.check_state_target(plan) is None
+    lone.write_text(f"{journal.HEADER}0ld0ld0ld0ld\nE\t0\t0\t1.000\t1.000\n")
+    with pytest.raises(rank0.InputError, match="^qs.journal: is the journal of a queuestate not beside it"):
+        rank0.check_state_target(rank0.make_plan(make_config("commands", queuestate="qs")))
+    plan = rank0.make_plan(make_config("commands", queuestate="qs", start_over=True))
+    assert rank0.check_state_target(plan, start_over=True) is None
