@@ -112,6 +112,11 @@ def commandlines_from(source: object, call: Call) -> tuple[str, str | None]:
         raise refuse(f"{call.launcher}: {type(source).__name__} without nmax= never ends: give nmax=N")
     lines, per_line = [], False
     for number, item in enumerate(source, start=1):
+        if number == LONG_READING:
+            log.note(
+                f"{call.launcher}: {number:,} commandlines read from {type(source).__name__} and no end yet; every"
+                " one is read before the first task starts: a generator must end (raise StopIteration, or nmax=N)"
+            )
         cores = None
         if not isinstance(item, str) and hasattr(item, "__getitem__"):  # a Commandline
             item, cores = item["command"], item["cores"]
@@ -132,6 +137,11 @@ def commandlines_from(source: object, call: Call) -> tuple[str, str | None]:
         text = "\n".join(line for _, line in lines)
     script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
     return f"<commandlines from {script}>", text + "\n"
+
+
+#: Commandlines from Python read before a note says that the reading goes on (a generator that never
+#: ends -- PyLauncher's ``nmax=0``, "wait for finish()" -- was read in silence until memory ran out).
+LONG_READING = 1_000_000
 
 
 def _answer(result: RunResult, call: Call, started: float) -> RunResult:

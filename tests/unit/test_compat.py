@@ -157,3 +157,17 @@ def test_pylaunchers_generators():
     assert [c["command"] for c in listed] == ["a", "b"]
     sleeps = [mpilauncher.SleepCommandGenerator(nmax=1, tmin=2, tmax=2).next()]
     assert sleeps == ["echo 0 >> /dev/null 2>&1  ; sleep 2"]
+
+
+def test_a_generator_read_for_long_is_said_to_be_read_still(monkeypatch, capsys):
+    """A user walk: a PyLauncher-style generator with ``nmax=0`` ("wait for finish()") that never ended was
+    read in silence until memory ran out; a note now says what is going on once the reading is long."""
+    from mpilauncher.compat import launchers
+
+    monkeypatch.setattr(launchers, "LONG_READING", 5)
+    commandlines_from(iter(["true"] * 4), call_for())
+    assert "no end yet" not in capsys.readouterr().err
+    name, text = commandlines_from((f"echo {i}" for i in range(7)), call_for())
+    assert text.count("\n") == 7
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5 commandlines read from generator and no end yet" in err, err
