@@ -207,7 +207,7 @@ def report_main(argv: list[str]) -> int:
         "most memory-hungry tasks, every failed task with the end of its output; --plot draws it.",
     )
     parser.add_argument("sweep", metavar="WORKDIR_OR_QUEUESTATE", help="the sweep's workdir, or its queuestate")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="tasks in each list (default 10)")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="tasks in each list (default 10; 0: none)")
     parser.add_argument("--tail", type=int, default=5, metavar="N", help="lines of a failed task's output (default 5)")
     parser.add_argument(
         "--failed", type=int, default=50, metavar="N", help="show the output of this many failed tasks (default 50)"

@@ -232,3 +232,11 @@ def test_report_of_what_is_neither_a_workdir_nor_a_queuestate_says_what_it_is(tm
     ):
         result = run_cli(args, tmp_path)
         assert result.returncode == 2 and result.stderr == f"mpilauncher: error: {says}\n", result.stderr
+
+
+def test_report_top_0_leaves_the_top_tables_out(tmp_path: Path) -> None:
+    """``--top 0`` printed an empty "Most memory-hungry tasks (0 of 6 measured)" table (a user walk)."""
+    six_task_sweep(tmp_path)
+    text = run_cli(["report", "w", "--top", "0"], tmp_path).stdout
+    assert "Slowest tasks" not in text and "Most memory-hungry" not in text, text
+    assert "Failed tasks (1):\n  task 2: failed, exit 1" in text, text
