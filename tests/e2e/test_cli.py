@@ -518,6 +518,22 @@ def test_a_commandlines_file_whose_name_begins_with_a_dash_is_said_how_to_name(s
     assert ran.returncode == 0 and (sweep_dir / "w" / "out0").read_text() == "ran\n", ran.stderr
 
 
+def test_an_empty_workdir_or_queuestate_and_a_queuestate_named_as_a_folder_are_refused(sweep_dir: Path) -> None:
+    """``--workdir ""`` ran in the default workdir, ``--queuestate qs_dir/`` wrote a file named qs_dir (a user walk)."""
+    write(sweep_dir / "commandlines", "true\n")
+    for args, says in (
+        (["--workdir", ""], "--workdir must name a folder, not ''"),
+        (["--queuestate", ""], "--queuestate must name a file, not ''"),
+        (
+            ["--queuestate", "qs_dir/"],
+            "--queuestate must name a file, not 'qs_dir/' (a folder's name: it ends with '/')",
+        ),
+    ):
+        result = run_cli(["commandlines", *args], sweep_dir)
+        assert result.returncode == 2 and result.stderr == f"mpilauncher: error: {says}\n", result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines"]
+
+
 # -- the commands that answer on stdout: a reader gone, a closed or full stdout (a user walk) -------
 #: The commands whose whole point is what they write to stdout.
 ANSWERS = {
