@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from mpilauncher import __version__, log
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, DEFAULT_POLL_INTERVAL, make_config
-from mpilauncher.errors import EXIT_LAUNCHER_FAILED, LauncherError, OptionError
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError, OptionError
 from mpilauncher.launch import run
 from mpilauncher.procfs import start_ticks
 from mpilauncher.report.answer import AnswerParser, write_answer
@@ -375,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
 
             release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
             return COMMANDS[argv[0]](argv[1:])
-        args = build_parser().parse_args(_with_attached_values(argv))
+        args, unknown = build_parser().parse_known_args(_with_attached_values(argv))
+        if unknown:
+            raise InputError(unknown_words(unknown))
         if args.status:
             from mpilauncher.persistence.store import describe_state
 
@@ -445,6 +447,19 @@ def main(argv: list[str] | None = None) -> int:
         names = " and ".join(dict.fromkeys(signal_name(signum) for signum in late))
         log.note(f"{names} came after the run had ended: nothing was stopped, the exit status is the run's")
     return result.exit_status
+
+
+def unknown_words(words: list[str]) -> str:
+    """What is wrong with words the command line does not take, in one line, not argparse's whole usage
+    text: a commandlines file whose name begins with "-" (``python -m mpilauncher -cl``, a user walk) is
+    said how to name, else the words are said unknown."""
+    for word in words:
+        if word.startswith("-") and os.path.lexists(word):
+            return (
+                f"{word} is taken as an option, and there is no such option; to run the commandlines file {word}:"
+                f" python -m mpilauncher -- {shell_word(word)} (or {shell_word('./' + word)})"
+            )
+    return f"unrecognized arguments: {' '.join(words)} (python -m mpilauncher --help lists the options)"
 
 
 #: Options whose value is often one word that starts with "-" (sbatch's own options: ``--submit -t1``).

@@ -1,7 +1,7 @@
 """The commands that read a sweep without running anything: ``report`` and ``output``.
 
 ``python -m mpilauncher report WORKDIR_OR_QUEUESTATE [--plot FILE]`` and
-``python -m mpilauncher output WORKDIR TASK_ID...``, dispatched by :func:`mpilauncher.cli.main`
+``python -m mpilauncher output WORKDIR_OR_QUEUESTATE TASK_ID...``, dispatched by :func:`mpilauncher.cli.main`
 (a commandlines file named ``report`` or ``output`` still runs as one).  They read the
 queuestate with its journal replayed (as ``--status`` does: a running sweep is
 reported as it stands, without its lock), the workdir's joblog, and the tasks' output
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from mpilauncher import log
-from mpilauncher.core.ledger import QUEUED, RUNNING
+from mpilauncher.core.ledger import QUEUED, RUNNING, Ledger
 from mpilauncher.core.ranges import compress, expand
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.errors import EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
@@ -73,18 +73,22 @@ def find_queuestate(workdir: Path) -> Path | None:
     return None
 
 
+def sweep_paths(target: Path) -> tuple[Path, Path | None]:
+    """The workdir and the queuestate (None: none found) of the sweep that ``target``, a workdir or a
+    queuestate, names: what ``report`` and ``output`` take."""
+    if target.is_dir():
+        return target, find_queuestate(target)
+    if not target.exists():
+        raise InputError("no such workdir or queuestate", str(target))
+    meta = _meta_of(target) if target.is_file() else None  # (never read a FIFO or a device: /dev/null)
+    if meta is None:
+        raise InputError("is neither a workdir nor an mpilauncher queuestate", str(target))
+    return Path(meta.get("workdir") or "."), target
+
+
 def load_sweep(target: Path) -> Sweep:
     """The sweep that ``target`` (a workdir or a queuestate) names, as it stands now."""
-    if target.is_dir():
-        workdir, state = target, find_queuestate(target)
-    elif target.is_file():
-        state = target
-        meta = _meta_of(target)
-        if meta is None:
-            raise InputError("is neither a workdir nor an mpilauncher queuestate", str(target))
-        workdir = Path(meta.get("workdir") or ".")
-    else:
-        raise InputError("no such workdir or queuestate", str(target))
+    workdir, state = sweep_paths(target)
     now = time.time()
     sweep = Sweep([], {}, source=str(target))
     earlier: list[Path] = []
@@ -129,8 +133,12 @@ def load_sweep(target: Path) -> Sweep:
     try:
         ended += attempts_from_joblog(joblog.read(log_path))
     except OSError as err:
+        if state is None and isinstance(err, FileNotFoundError):  # (`report .` said "joblog: no joblog here")
+            raise InputError(
+                "not a workdir (no joblog in it, and no queuestate found names it) nor a queuestate", str(target)
+            ) from None
         if state is None:
-            raise InputError(f"no joblog here ({err.strerror})", str(log_path)) from None
+            raise InputError(f"cannot read the joblog ({err.strerror})", str(log_path)) from None
         if not earlier:
             sweep.notes.append(f"{log_path}: {err.strerror}: no task has ended yet, or the workdir moved")
     sweep.attempts = ended + sweep.attempts
@@ -151,9 +159,8 @@ def earlier_workdirs(extra: dict, workdir: Path) -> list[Path]:
     return [Path(w) for w in dict.fromkeys(named) if isinstance(w, str) and os.path.abspath(w) != here]
 
 
-def workdirs_of(workdir: Path) -> list[Path]:
-    """``workdir`` and the earlier workdirs of its sweep (by its queuestate, if found)."""
-    state = find_queuestate(workdir)
+def workdirs_of(workdir: Path, state: Path | None) -> list[Path]:
+    """``workdir`` and the earlier workdirs of its sweep (by its queuestate ``state``, if found)."""
     meta = _meta_of(state) if state is not None else None
     return [workdir, *earlier_workdirs(meta or {}, workdir)]
 
@@ -200,7 +207,7 @@ def report_main(argv: list[str]) -> int:
         "most memory-hungry tasks, every failed task with the end of its output; --plot draws it.",
     )
     parser.add_argument("sweep", metavar="WORKDIR_OR_QUEUESTATE", help="the sweep's workdir, or its queuestate")
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="tasks in each list (default 10)")
+    parser.add_argument("--top", type=int, default=10, metavar="N", help="tasks in each list (default 10; 0: none)")
     parser.add_argument("--tail", type=int, default=5, metavar="N", help="lines of a failed task's output (default 5)")
     parser.add_argument(
         "--failed", type=int, default=50, metavar="N", help="show the output of this many failed tasks (default 50)"
@@ -237,20 +244,72 @@ def report_main(argv: list[str]) -> int:
 
 
 # -- output -------------------------------------------------------------------------------
+class Absence:
+    """Why a task has no output (or exec script) in the workdir, in words.  By the sweep's queuestate,
+    read once when a task is first missing: a task id the sweep does not have, a task not run yet, one
+    still running, one whose files are gone; without one (or an unreadable one), "not run yet, or still
+    running".  Per-node output reaches the workdir only when its task ends: said for that mode alone
+    (a user walk: the remark came in per-task mode too, and for a task id past the sweep)."""
+
+    def __init__(self, workdirs: list[Path], state: Path | None, thing: str) -> None:
+        self.workdirs, self.state, self.thing = workdirs, state, thing
+        self.ledger: Ledger | None = None
+        self.per_node = False
+        self._read = False
+
+    def _read_sweep(self) -> None:
+        self._read = True
+        if self.state is not None:
+            try:
+                loaded = load_state(self.state, CoresSpec("fixed", 1), states_only=True)
+            except (LauncherError, OSError):
+                pass  # (the output is what was asked for: a bad queuestate only makes this vaguer)
+            else:
+                self.ledger = loaded.ledger
+                self.per_node = loaded.meta.extra.get("output") == "per-node"
+                return
+        prefix = gather.PREFIX
+        self.per_node = any(
+            os.path.basename(index).startswith(prefix) for w in self.workdirs for index in gather.index_files(str(w))
+        )
+
+    def why(self, task_id: int) -> str:
+        """What ``task {task_id}: `` is followed by."""
+        if not self._read:
+            self._read_sweep()
+        ledger, workdir = self.ledger, self.workdirs[0]
+        pending = ": per-node output is in the workdir once the task ends" if self.per_node else ""
+        if ledger is None:
+            return f"no {self.thing} in {workdir} (not run yet, or still running{pending})"
+        if task_id not in ledger.tasks:
+            ids = ledger.tasks.ids
+            return (
+                f"the sweep has task{'s' if len(ids) > 1 else ''} {compress(ids, ',')}"
+                if ids
+                else "the sweep has no tasks"
+            )
+        state = ledger.state(task_id)
+        if state == QUEUED:
+            return f"no {self.thing} in {workdir} (not run yet)"
+        if state == RUNNING:
+            return f"no {self.thing} in {workdir} (still running{pending})"
+        return f"no {self.thing} in {workdir} (the task ran: its files are gone from the workdir)"
+
+
 def output_main(argv: list[str]) -> int:
     parser = AnswerParser(
         prog="python -m mpilauncher output",
         description="Print a task's output (its latest attempt), whichever output mode the sweep ran in: "
         "out<N>, or the per-node files of --output per-node.",
     )
-    parser.add_argument("workdir", metavar="WORKDIR")
+    parser.add_argument("sweep", metavar="WORKDIR_OR_QUEUESTATE", help="the sweep's workdir, or its queuestate")
     parser.add_argument("tasks", nargs="+", metavar="TASK_ID", help="task ids, or ranges such as 3-7")
     parser.add_argument("--exec", action="store_true", help="print the command as it was run (exec<N>) instead")
     args = parser.parse_args(argv)
     try:
-        workdir = Path(args.workdir)
-        if not workdir.is_dir():
-            raise InputError("no such workdir", args.workdir)
+        workdir, state = sweep_paths(Path(args.sweep))
+        if not workdir.is_dir():  # (a queuestate whose workdir was deleted or moved)
+            raise InputError(f"its workdir {workdir} is gone", args.sweep)
         try:
             ids = expand(" ".join(args.tasks), largest=MOST_IDS * 1000, most=MOST_IDS)
         except ValueError as err:
@@ -258,23 +317,27 @@ def output_main(argv: list[str]) -> int:
     except LauncherError as err:
         return _fail(err)
     kind = "exec" if args.exec else "out"
+    workdirs = workdirs_of(workdir, state)
+    absence = Absence(workdirs, state, "exec script" if args.exec else "output")
     status = EXIT_OK
     missing: list[int] = []  # (said in runs: 0-100000 on a sweep of 10 is one line, not 99,990)
+    missing_why = ""
     told: set[str] = set()
 
     def say_missing() -> None:
         if missing:
             what = f"task {missing[0]}" if len(missing) == 1 else f"tasks {compress(missing, ',')}"
-            log.error(
-                f"{what}: no {'exec script' if args.exec else 'output'} in {workdir} (not run yet, or still"
-                " running: per-node output is in the workdir once the task ends)"
-            )
+            log.error(f"{what}: {missing_why}")
             missing.clear()
 
-    finder = gather.Finder([str(w) for w in workdirs_of(workdir)], kind)
+    finder = gather.Finder([str(w) for w in workdirs], kind)
     for task_id in ids:
         found = finder.find(task_id)
         if found is None:
+            why = absence.why(task_id)
+            if why != missing_why:
+                say_missing()
+                missing_why = why
             missing.append(task_id)
             status = EXIT_TASKS_FAILED
             continue

@@ -99,6 +99,9 @@ class Config:
     #: The commandlines themselves, when given from Python (a list or generator) instead of a file;
     #: ``commandlines`` then only names them.
     commandlines_text: str | None = None
+    #: ``commandlines_text``'s ``N,`` prefixes are the core counts of PyLauncher ``Commandline`` objects (the
+    #: start-up lines say so, not "cores per line ('N,' prefix)": a user walk).
+    cores_from_objects: bool = False
     #: What started the run, for the start-up lines (PyLauncher prints its launcher type).
     job_type: str = CLI_JOB_TYPE
     #: Lines printed once the input is checked, before the first task starts (on rank 0 only).
@@ -318,10 +321,10 @@ def make_config(
             parse_count("gpus_per_node", gpus_per_node, 0, limits.MAX_GPUS_PER_NODE) if _given(gpus_per_node) else None
         ),
         tasks_per_gpu=parse_count("tasks_per_gpu", tasks_per_gpu, 1, limits.MAX_TASKS_PER_GPU),
-        workdir=_path("workdir", workdir),
+        workdir=_named_path("workdir", workdir, "folder"),
         debug=parse_debug(debug),
         delay=tick,
-        queuestate=_path("queuestate", queuestate) or None,
+        queuestate=_named_path("queuestate", queuestate, "file"),
         cores_per_node=(
             parse_count("cores_per_node", cores_per_node, 1, limits.MAX_CORES_PER_NODE) if cores_per_node else None
         ),
@@ -485,6 +488,20 @@ def _path(setting: str, value: object) -> str | None:
             f" sees it): give the path in full ({os.path.expanduser(name)!r}?), or ./{name} for a name that"
             " begins with '~'",
         )
+    return name
+
+
+def _named_path(setting: str, value: object, kind: str) -> str | None:
+    """:func:`_path` for the workdir (``kind`` "folder") or the queuestate ("file"), which must name one:
+    an empty name is refused (``workdir=""`` or ``--workdir ""`` ran in the default workdir), and so is a
+    queuestate's name that ends with "/" (``queuestate="qs_dir/"`` wrote a file named qs_dir; PyLauncher
+    failed with IsADirectoryError; an existing folder is refused as a queuestate anyway: see
+    rank0.check_state_target): a user walk."""
+    name = _path(setting, value)
+    if name == "":
+        raise option_error(setting, f"must name a {kind}, not ''")
+    if kind == "file" and name is not None and name.endswith("/"):
+        raise option_error(setting, f"must name a file, not {name!r} (a folder's name: it ends with '/')")
     return name
 
 

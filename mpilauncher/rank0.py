@@ -840,9 +840,9 @@ def _startup(
         nodes[hello.node_name] = nodes.get(hello.node_name, 0) + hello.cores
     cores = plan.default_cores
     count = next(iter(plan.to_run)).cores if plan.meta.extra.get("gpu_share") and plan.to_run else cores.count
-    per_task = {"node": "a whole node per task", "file": "cores per line ('N,' prefix)"}.get(
-        cores.kind, f"{counted(count, 'core')} per task"
-    )
+    objects = config.cores_from_objects  # (their counts are 'N,' prefixes too, but the user wrote none)
+    per_line = "cores per command (Commandline objects)" if objects else "cores per line ('N,' prefix)"
+    per_task = {"node": "a whole node per task", "file": per_line}.get(cores.kind, f"{counted(count, 'core')} per task")
     if plan.meta.extra.get("gpu_share") and not count:
         per_task = "a shared core per task (its GPUs' share of the cores is below one)"
     if config.block > 1 or plan.meta.extra.get("block"):

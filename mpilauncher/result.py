@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 #: How many failed tasks a run names at its end (the joblog and ``report`` list them all).
 FAILED_NAMED = 5
+#: The most items of a list that a RunResult's repr shows (more: their count).
+SHOWN_ITEMS = 5
 
 
 @record(frozen=True)
@@ -56,6 +58,16 @@ class RunResult:
     failed_tasks: tuple[FailedTask, ...] = ()
     #: The workdir, when tasks failed and its file system was full at the end (their writes may not have fit).
     full_disk: str = ""
+
+    def __repr__(self) -> str:
+        """Every field, a long list as its length: ``print(result)`` showed every task's dispatch latency,
+        one float a task (a user walk)."""
+        shown = []
+        for name in self.__record_repr__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            long = isinstance(value, list) and len(value) > SHOWN_ITEMS
+            shown.append(f"{name}=<{len(value)} values>" if long else f"{name}={value!r}")
+        return f"RunResult({', '.join(shown)})"
 
     @property
     def ok(self) -> bool:

@@ -38,6 +38,8 @@ class Call:
     notes: list[str] = field(default_factory=list)
     #: Which keyword gave each make_config parameter: an error about it names the keyword (``corespernode=``).
     keyword_of: dict[str, str] = field(default_factory=dict)
+    #: The tasks' core counts are their ``Commandline`` objects' (see launchers.commandlines_from).
+    cores_from_objects: bool = False
 
 
 Apply = Callable[[object, Call], str | None]

@@ -75,7 +75,7 @@ def launch(
         notes = [note for note in (*config.notes, *call.notes) if note not in _noted]
         config = replace(
             config, commandlines_text=text, job_type=job_type, notes=tuple(notes), relaunch=not call.local,
-            print_statistics=print_statistics,
+            print_statistics=print_statistics, cores_from_objects=call.cores_from_objects,
         )  # fmt: skip
         started = time.time()
         result = run(config)
@@ -132,6 +132,7 @@ def commandlines_from(source: object, call: Call) -> tuple[str, str | None]:
         raise refuse(f"{call.launcher}: no tasks: the commandlines given from Python hold no command")
     if per_line and "cores" not in call.config:  # PyLauncher: a Commandline's own core count decides
         call.config["cores"] = "file"
+        call.cores_from_objects = True
         text = "\n".join(f"{cores or 1},{line}" if line and not line.startswith("#") else line for cores, line in lines)
     else:
         text = "\n".join(line for _, line in lines)

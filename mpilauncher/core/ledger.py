@@ -484,13 +484,14 @@ class Ledger:
         rows = self._rows_in(*(CODES[s] for s in states))
         return [t for t in map(outcomes.runtime.__getitem__, rows) if t == t]
 
-    def places_used(self) -> Counter[Place]:
-        """How many tasks with a story each place holds (where each runs or last ran)."""
+    def places_used(self, *states: str) -> Counter[Place]:
+        """How many tasks in ``states`` (default: every task with a story) each place holds (where each
+        runs or last ran)."""
         self._read_outcomes()  # (a completed task's place may be left for later)
         outcomes = self.outcomes
         if outcomes is None:
             return Counter()
-        rows = self._rows_in(AS_RUNNING, AS_COMPLETED, AS_FAILED)
+        rows = self._rows_in(*(CODES[state] for state in states or (RUNNING, COMPLETED, FAILED)))
         counts = Counter(map(outcomes.place.__getitem__, rows))
         counts.pop(NO_PLACE, None)
         return Counter({outcomes.places[place]: count for place, count in counts.items()})

@@ -33,8 +33,8 @@ class Statistics:
     aggregate: float  # sum of task runtimes
     speedup: float  # aggregate / total_time
     pool_size: int  # cores (slots) of the host pool
-    per_slot_max: int  # most tasks started on one core slot
-    per_slot_avg: float  # tasks per core slot of the pool
+    per_slot_max: int  # most tasks that ended on one core slot (started there)
+    per_slot_avg: float  # tasks that ended per core slot of the pool
     runtime_p50: float
     runtime_p99: float
     #: Tasks of this run held back because they could not finish before the deadline (queued for the next job).
@@ -79,14 +79,15 @@ def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
     ``elapsed`` is this run's wall time; earlier runs' time comes from the
     ledger.  Runtime figures cover completed and aborted tasks alike (both used
     their cores); a task counts on the core slot it started on, as in PyLauncher,
-    whose "node" is one core of the host pool.
+    whose "node" is one core of the host pool, once it ended: PyLauncher counted a
+    task when its slot was released, so not one still running when the run stopped.
     """
     runtimes = sorted(ledger.runtimes(COMPLETED, FAILED))
     counts = ledger.counts()
     total = ledger.elapsed_before + elapsed
     aggregate = math.fsum(runtimes)
     per_slot: Counter[tuple[str, int]] = Counter()
-    for (host, core_ids), count in ledger.places_used().items():
+    for (host, core_ids), count in ledger.places_used(COMPLETED, FAILED).items():
         if host is not None:
             per_slot[host, core_ids[0] if core_ids else 0] += count
     executed = sum(per_slot.values())

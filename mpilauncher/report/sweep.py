@@ -258,7 +258,7 @@ def render(
                 else "CPU: -"
             )
         out.append("")
-    if ended:
+    if ended and top:  # (--top 0: no top tables, rather than two empty ones)
         slow = sorted(ended, key=lambda a: a.runtime, reverse=True)[:top]
         out.append(f"Slowest tasks ({len(slow)} of {len(ended)} ended):")
         out.append(f"  {'task':>7} {'runtime':>9} {'cpu s':>9} {'max rss':>10}  {'status':<7} where / command")
@@ -310,7 +310,7 @@ def render(
                 # (interrupted: known to have run until the queuestate's last write, not when the stop came)
                 ran = f"for {duration(a.runtime)}" if status == "running" else f"ran {duration(a.runtime)} or more"
                 out.append(f"  task {a.task_id}: {ran} on {a.where}: {_short(a.command, 80)}")
-            if len(running) > top:
+            if top and len(running) > top:  # (--top 0: the count in the title says it)
                 out.append(f"  ... and {len(running) - top} more")
             out.append("")
     return "\n".join(out).rstrip("\n") + "\n"

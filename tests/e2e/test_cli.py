@@ -500,6 +500,40 @@ def test_a_commandlines_file_taken_as_debug_words_is_said_so(sweep_dir: Path) ->
     )
 
 
+def test_a_commandlines_file_whose_name_begins_with_a_dash_is_said_how_to_name(sweep_dir: Path) -> None:
+    """``python -m mpilauncher -cl``: argparse's whole usage text and "unrecognized arguments: -cl" (a user walk)."""
+    write(sweep_dir / "-cl", "echo ran\n")
+    result = run_cli(["-cl", "--workdir", "w"], sweep_dir)
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert result.stderr == (
+        "mpilauncher: error: -cl is taken as an option, and there is no such option; to run the commandlines"
+        " file -cl: python -m mpilauncher -- -cl (or ./-cl)\n"
+    ), result.stderr
+    assert not (sweep_dir / "w").exists()
+    unknown = run_cli(["--bogus", "-x"], sweep_dir)
+    assert unknown.returncode == 2 and unknown.stderr == (
+        "mpilauncher: error: unrecognized arguments: --bogus -x (python -m mpilauncher --help lists the options)\n"
+    ), unknown.stderr
+    ran = run_cli(["--quiet", "--workdir", "w", "--", "-cl"], sweep_dir)
+    assert ran.returncode == 0 and (sweep_dir / "w" / "out0").read_text() == "ran\n", ran.stderr
+
+
+def test_an_empty_workdir_or_queuestate_and_a_queuestate_named_as_a_folder_are_refused(sweep_dir: Path) -> None:
+    """``--workdir ""`` ran in the default workdir, ``--queuestate qs_dir/`` wrote a file named qs_dir (a user walk)."""
+    write(sweep_dir / "commandlines", "true\n")
+    for args, says in (
+        (["--workdir", ""], "--workdir must name a folder, not ''"),
+        (["--queuestate", ""], "--queuestate must name a file, not ''"),
+        (
+            ["--queuestate", "qs_dir/"],
+            "--queuestate must name a file, not 'qs_dir/' (a folder's name: it ends with '/')",
+        ),
+    ):
+        result = run_cli(["commandlines", *args], sweep_dir)
+        assert result.returncode == 2 and result.stderr == f"mpilauncher: error: {says}\n", result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines"]
+
+
 # -- the commands that answer on stdout: a reader gone, a closed or full stdout (a user walk) -------
 #: The commands whose whole point is what they write to stdout.
 ANSWERS = {

@@ -75,14 +75,17 @@ def test_output_of_a_task_that_has_none_or_of_no_workdir_is_one_line(tmp_path: P
     (tmp_path / "commandlines").write_text("true\n")
     assert run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--quiet"], tmp_path).returncode == 0
     missing = run_cli(["output", "w", "5"], tmp_path)
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
-    assert missing.stderr.startswith("mpilauncher: error: task 5: no output in w (not run yet")
+    assert missing.returncode == 1 and missing.stderr == "mpilauncher: error: task 5: the sweep has task 0\n"
     nowhere = run_cli(["output", "nowhere", "0"], tmp_path)
-    assert nowhere.returncode == 2 and nowhere.stderr == "mpilauncher: error: nowhere: no such workdir\n"
+    assert nowhere.returncode == 2 and nowhere.stderr == "mpilauncher: error: nowhere: no such workdir or queuestate\n"
     wide = run_cli(["output", "w", "0-100000"], tmp_path)  # (a range past the sweep: one line, not 100,000)
     assert wide.returncode == 1 and wide.stdout == "==> task 0 <==\n", wide.stdout[:200]
-    assert wide.stderr.splitlines() == [
-        "mpilauncher: error: tasks 1-100000: no output in w (not run yet, or still running: per-node output is in"
+    assert wide.stderr.splitlines() == ["mpilauncher: error: tasks 1-100000: the sweep has task 0"]
+    (tmp_path / "kept").mkdir()  # (no queuestate found: the workdir alone says what it can)
+    (tmp_path / "queuestate").rename(tmp_path / "kept" / "queuestate")
+    unknown = run_cli(["output", "w", "5"], tmp_path)
+    assert unknown.returncode == 1 and unknown.stderr.splitlines() == [
+        "mpilauncher: error: task 5: no output in w (not run yet, or still running: per-node output is in"
         " the workdir once the task ends)"
     ]
     huge = run_cli(["output", "w", "0-1000000000"], tmp_path)

@@ -354,6 +354,43 @@ def test_a_queuestate_in_a_new_folder_gets_its_folder_as_pylauncher_made_it(swee
     assert sorted((sweep_dir / "ran").read_text().split()) == ["0", "1"]
 
 
+def test_a_queuestate_named_as_a_folder_or_an_empty_name_is_one_line(sweep_dir: Path) -> None:
+    """``queuestate="qs_dir/"`` wrote a file named qs_dir (PyLauncher: IsADirectoryError), ``workdir=""`` ran in
+    the default workdir (a user walk)."""
+    commandlines(sweep_dir, "echo PYL_ID >> ran\n")
+    for call, says in (
+        ('queuestate="qs_dir/"', "queuestate= must name a file, not 'qs_dir/' (a folder's name: it ends with '/')"),
+        ('workdir=""', "workdir= must name a folder, not ''"),
+        ('queuestate=""', "queuestate= must name a file, not ''"),
+    ):
+        result = run_script(sweep_dir, f'pylauncher.ClassicLauncher("commandlines", {call})')
+        assert result.returncode == 2 and result.stderr == f"mpilauncher: error: {says}\n", result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines", "example_launcher.py"]
+
+
+def test_a_run_result_prints_short(sweep_dir: Path) -> None:
+    """``print(result)`` showed every task's dispatch latency (a user walk)."""
+    commandlines(sweep_dir, "true\n" * 40)
+    result = run_script(sweep_dir, 'print("RESULT", pylauncher.ClassicLauncher("commandlines", workdir="w"))')
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
+    assert "dispatch_latencies=<40 values>" in line and len(line) < 800, line
+    for shown in ("exit_status=0", "completed=40", "workdir=PosixPath('w')", "queuestate=PosixPath('queuestate')"):
+        assert shown in line, line
+
+
+def test_tasks_per_node_counts_the_tasks_that_ended_as_pylauncher_did(sweep_dir: Path) -> None:
+    """10 completed and 2 interrupted on 2 slots gave "max: 6, avg: 6": PyLauncher counted a task on its slot when
+    it ended (the slot's release), so a task still running at the stop was not counted (a user walk)."""
+    commandlines(sweep_dir, "sleep 0.05\n" * 10 + "sleep 30\n" * 2)
+    result = run_script(
+        sweep_dir, 'pylauncher.ClassicLauncher("commandlines", workdir="w", corespernode=2, maxruntime=2)'
+    )
+    assert result.returncode == 0, result.stderr
+    assert "# tasks completed: 10\n" in result.stdout, result.stdout
+    assert "Number of tasks executed per node:\nmax: 5\navg: 5\n" in result.stdout, result.stdout
+
+
 # -- re-running the same script continues an unfinished run (item 7) -----------------------
 def test_resubmitting_the_same_script_continues_until_the_sweep_is_done(sweep_dir: Path) -> None:
     commandlines(sweep_dir, "sleep 0.3 && echo PYL_ID >> ran\n" * 12)
@@ -504,6 +541,10 @@ def test_commandlines_from_a_list_a_generator_or_commandline_objects(sweep_dir: 
     assert (sweep_dir / "w2" / "out3").read_text() == "generated 3\n"
     assert [(sweep_dir / "w3" / f"out{i}").read_text() for i in range(2)] == ["2\n", "1\n"], "a Commandline's cores"
     assert "commandlines: <commandlines from example_launcher.py>: 3 tasks" in result.stdout
+    # (they were "cores per line ('N,' prefix)", the words of --cores file: a user walk)
+    assert (
+        "<commandlines from example_launcher.py>: 2 tasks, cores per command (Commandline objects)\n" in result.stdout
+    )
     assert '"commandlines": "<commandlines from example_launcher.py>"' in (sweep_dir / "q1").read_text()
 
 

@@ -184,3 +184,59 @@ def test_a_failed_tasks_endless_line_is_clipped_and_tail_0_shows_none(tmp_path: 
     assert shown[1] == "| a\\0b"
     none = run_cli(["report", "w", "--tail", "0"], tmp_path).stdout.split("Failed tasks (2):")[1]
     assert not [line for line in none.splitlines() if line.lstrip().startswith("|")], none
+
+
+def six_task_sweep(where: Path) -> None:
+    (where / "commandlines").write_text("echo a\necho b\nfalse\necho c\necho d\necho e\n")
+    assert run_cli(["commandlines", "--workdir", "w", "--quiet"], where).returncode == 1
+
+
+def test_output_says_why_a_task_has_none(tmp_path: Path) -> None:
+    """A task id the sweep does not have, and a task whose output was removed, were both "not run yet, or
+    still running: per-node output is in the workdir once the task ends", in per-task mode too (a user walk)."""
+    six_task_sweep(tmp_path)
+    past = run_cli(["output", "w", "99"], tmp_path)
+    assert past.returncode == 1 and past.stderr == "mpilauncher: error: task 99: the sweep has tasks 0-5\n", past
+    some = run_cli(["output", "w", "4-7"], tmp_path)
+    assert some.returncode == 1 and some.stdout == "==> task 4 <==\nd\n==> task 5 <==\ne\n", some.stdout
+    assert some.stderr == "mpilauncher: error: tasks 6-7: the sweep has tasks 0-5\n", some.stderr
+    (tmp_path / "w" / "out0").unlink()
+    removed = run_cli(["output", "w", "0"], tmp_path)
+    assert removed.returncode == 1 and removed.stderr.count("\n") == 1, removed.stderr
+    assert "task 0: no output in w (the task ran: " in removed.stderr and "per-node" not in removed.stderr
+    shutil.rmtree(tmp_path / "w")
+    deleted = run_cli(["output", "w", "0"], tmp_path)
+    assert deleted.returncode == 2 and deleted.stderr == "mpilauncher: error: w: no such workdir or queuestate\n"
+    its = run_cli(["output", "queuestate", "0"], tmp_path)
+    assert its.returncode == 2 and its.stderr.count("\n") == 1, its.stderr
+    assert f"queuestate: its workdir {tmp_path / 'w'} is gone" in its.stderr, its.stderr
+
+
+def test_output_takes_the_queuestate_as_report_does(tmp_path: Path) -> None:
+    """``output queuestate 0`` said "queuestate: no such workdir" (a user walk)."""
+    six_task_sweep(tmp_path)
+    shown = run_cli(["output", "queuestate", "1", "3"], tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "==> task 1 <==\nb\n==> task 3 <==\nc\n", shown.stdout
+    script = run_cli(["output", "queuestate", "2", "--exec"], tmp_path)
+    assert script.returncode == 0 and script.stdout.endswith("false\n"), script
+
+
+def test_report_of_what_is_neither_a_workdir_nor_a_queuestate_says_what_it_is(tmp_path: Path) -> None:
+    """``report .`` said "joblog: no joblog here", ``report /dev/null`` "no such workdir or queuestate" (a user
+    walk)."""
+    for args, says in (
+        (["report", "."], ".: not a workdir (no joblog in it, and no queuestate found names it) nor a queuestate"),
+        (["report", "/dev/null"], "/dev/null: is neither a workdir nor an mpilauncher queuestate"),
+        (["output", "/dev/null", "0"], "/dev/null: is neither a workdir nor an mpilauncher queuestate"),
+    ):
+        result = run_cli(args, tmp_path)
+        assert result.returncode == 2 and result.stderr == f"mpilauncher: error: {says}\n", result.stderr
+
+
+def test_report_top_0_leaves_the_top_tables_out(tmp_path: Path) -> None:
+    """``--top 0`` printed an empty "Most memory-hungry tasks (0 of 6 measured)" table (a user walk)."""
+    six_task_sweep(tmp_path)
+    text = run_cli(["report", "w", "--top", "0"], tmp_path).stdout
+    assert "Slowest tasks" not in text and "Most memory-hungry" not in text, text
+    assert "Failed tasks (1):\n  task 2: failed, exit 1" in text, text

@@ -245,3 +245,16 @@ def test_the_columns_agree_with_a_record_a_task_under_random_facts(seed: int):
             assert sorted(ledger.runtimes(COMPLETED, FAILED)) == sorted(
                 r[3] for r in model.values() if r[0] in (COMPLETED, FAILED)
             )
+
+
+def test_tasks_per_slot_count_the_tasks_that_ended_not_those_still_running():
+    """PyLauncher counted a task on its slot when it ended (the slot's release): 10 completed and 2 interrupted
+    on 2 slots said "max: 6, avg: 6" here (a user walk)."""
+    ledger = make_ledger(12)
+    for i in range(10):
+        ledger.started(i, "c1", (i % 2,), float(i))
+        ledger.finished(i, 0, float(i), 0.5)
+    ledger.started(10, "c1", (0,), 11.0)
+    ledger.started(11, "c1", (1,), 11.0)
+    stats = compute(ledger, elapsed=12.0, pool_size=2)
+    assert (stats.per_slot_max, stats.per_slot_avg) == (5, 5.0)
