@@ -102,9 +102,11 @@ class Ended(
     backend cannot know (a Slurm job of submit mode).  Fields added last, with defaults, so an
     older record still loads.
 
-    ``not_started``: the task never ran, and why ("<workdir>/out7: Disk quota exceeded"):
-    the launcher could not start it (its output file could not be created), so it is
-    still to run -- not a failed task.  Its other fields mean nothing then.
+    ``not_started``: the task's run does not count, and why: the launcher could not start
+    it ("<workdir>/out7: Disk quota exceeded": its output file could not be created), or
+    could not keep what it wrote (per-node output on a full disk: "the output of task 7
+    cannot be kept in ..."), so it is still to run -- not a failed task, nor a completed
+    one whose output is gone.  Its other fields mean nothing then.
     """
 
     __slots__ = ()

@@ -1169,12 +1169,19 @@ static void warn(const char *format, ...) {
     free(line.data);
 }
 
-static void gather_output(Task *task) {
-    if (stream_add_file(task->stream, task->task_id, task->spool, wall()) < 0)
-        warn("cannot append the output of task %ld to %s.*: %s; it is lost", task->task_id, task->stream->base,
-             strerror(errno));
+/* Per-node output: the ended task's output appended to the lane's files (ProcessRunner._gather); NULL, or
+ * why it could not be (owned by the caller): the task's run then does not count (see record_end). */
+static char *gather_output(Task *task) {
+    char *lost = NULL;
+    if (stream_add_file(task->stream, task->task_id, task->spool, wall()) < 0) {
+        Buffer why = {0};
+        buffer_printf(&why, "the output of task %ld cannot be kept in %s.*: %s", task->task_id, task->stream->base,
+                      strerror(errno));
+        lost = why.data;
+    }
     close(task->spool);
     task->spool = -1;
+    return lost;
 }
 
 static void remove_running(Task *task) {
@@ -1196,10 +1203,16 @@ static void record_end(Task *task, int exit_code, const struct rusage *usage, En
         unwatch(task->pidfd);
         close(task->pidfd);
     }
-    if (task->spool >= 0) gather_output(task);
+    char *lost = task->spool >= 0 ? gather_output(task) : NULL;
     if (task->exec_path && (exit_code || task->timed_out || runtime >= L.exec_file_after))
         write_text(task->exec_path, task->exec_text, task->exec_len);  /* it failed (or ran its time) */
     drop_exec(task);
+    if (lost) {  /* its output is gone: its run does not count, it is still to run (Ended.not_started); its
+                  * cores went to the standby behind it when it ended, which the record's start says */
+        ended_add(ended, task->task_id, 127, task->start + runtime, 0.0)->not_started = lost;
+        free(task);
+        return;
+    }
     Ended *e = ended_add(ended, task->task_id, exit_code, task->start, runtime);
     e->timed_out = task->timed_out;
     if (usage) {

@@ -388,13 +388,15 @@ class ProcessRunner:
             running.exec_file = None
 
     @staticmethod
-    def _gather(running: Running) -> None:
-        """Per-node output: append the ended task's output to the lane's files; a failure is said on stderr."""
+    def _gather(running: Running) -> str | None:
+        """Per-node output: append the ended task's output to the lane's files; None, or why it could not
+        be (a full disk): the task's run then does not count (see :meth:`_record_end`)."""
         try:
             running.stream.add_file(running.task_id, running.spool, time.time())  # type: ignore[union-attr]
+            return None
         except OSError as err:
             where = f"{running.stream.base}.*"  # type: ignore[union-attr]
-            _warn(f"cannot append the output of task {running.task_id} to {where}: {err.strerror or err}; it is lost")
+            return f"the output of task {running.task_id} cannot be kept in {where}: {err.strerror or err}"
         finally:
             os.close(running.spool)
             running.spool = -1
@@ -595,10 +597,12 @@ class ProcessRunner:
             del self._by_fd[running.pidfd]
             self._epoll.unregister(running.pidfd)
             os.close(running.pidfd)
-        if running.spool >= 0:
-            self._gather(running)
+        lost = self._gather(running) if running.spool >= 0 else None
         if running.exec_file is not None and (exit_code or running.timed_out or runtime >= self._exec_file_after):
             write_text(running.exec_file)  # it failed (or ran its time while nobody looked)
+        if lost is not None:  # its output is gone: its run does not count, it is still to run (Ended.not_started);
+            # its cores went to the standby behind it when it ended, which the record's start says
+            return Ended(running.task_id, 127, running.start + runtime, 0.0, not_started=lost)
         if usage is None:
             return Ended(running.task_id, exit_code, running.start, runtime, running.timed_out)
         return Ended(

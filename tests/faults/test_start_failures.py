@@ -95,6 +95,34 @@ def test_the_same_under_mpi_with_emulated_nodes(sweep_dir: Path, small_disk: Pat
     resume_finishes(sweep_dir)
 
 
+@pytest.mark.parametrize("executor", EXECUTOR_LOOPS)
+def test_per_node_output_that_a_full_disk_cannot_keep_stops_and_its_task_runs_again(
+    sweep_dir: Path, executor: str
+) -> None:
+    """A user walk: with --output per-node, a task's output that the full disk could not take was
+    dropped with a warning ("it is lost"), the task counted completed, exit 0, and --rerun-failed ran
+    nothing.  Its run does not count now: it is queued again, nothing new starts, one line, exit 3,
+    and the resume runs it, its output kept."""
+    lines = [f"echo {i} >> {sweep_dir}/ran" for i in range(4)]
+    lines[1] = f"seq 1 400000; echo 1 >> {sweep_dir}/ran"  # (2.6 MB of output on a disk of 2 MB)
+    (sweep_dir / "commandlines").write_text("\n".join(lines) + "\n")
+    with mounted_tmpfs(sweep_dir / "disk", "size=2m") as disk:
+        workdir = disk / "w"
+        args = ["commandlines", "--workdir", str(workdir), "--queuestate", "qs", "--output", "per-node"]
+        result = run_cli([*args, "--cores-per-node", "1"], sweep_dir, MPILAUNCHER_EXECUTOR=executor)
+        assert result.returncode == 3, result.stderr
+        (line,) = result.stderr.strip().split("\n")
+        assert "the output of task 1 cannot be kept" in line and "No space left on device" in line, line
+        ledger = load_state(sweep_dir / "qs", CoresSpec("fixed", 1)).ledger
+        assert 1 in ledger.ids_in("queued") and not ledger.ids_in("failed"), ledger.counts()
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        resumed = run_cli(["--resume", "qs", "--cores-per-node", "1"], sweep_dir, MPILAUNCHER_EXECUTOR=executor)
+        assert resumed.returncode == 0, resumed.stderr
+        assert set(ran(sweep_dir)) == set(range(4)), "every task ran (task 1 twice: its first run's output lost)"
+        output = run_cli(["output", "qs", "1"], sweep_dir)
+        assert output.returncode == 0 and output.stdout.endswith("\n399999\n400000\n"), output.stderr
+
+
 def start_blocked(directory: Path, workdir: Path) -> subprocess.Popen:
     """A sweep whose tasks wait for the file ``go``, so the test can break the workdir while two run."""
     write_sweep(directory, before=f"until [ -e {directory}/go ]; do sleep 0.02; done; ")
