@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-task (default): each task's output in the workdir's out<N>, as in PyLauncher, its command in "
         "exec<N> if it failed or ran 10 s ('output WORKDIR ID --exec' prints any task's); "
         "per-node: a few files per node however many tasks (for parallel file systems), read back "
-        "with 'python -m mpilauncher output WORKDIR ID'; a resume keeps the sweep's mode",
+        "with 'python -m mpilauncher output WORKDIR ID'; a resume keeps the sweep's mode unless given this",
     )
     parser.add_argument(
         "--progress",

@@ -760,8 +760,18 @@ def run_submit(config: Config, out: TextIO, began: float) -> RunResult:
 
 
 def output_mode(config: Config, plan: Plan) -> str:
-    """per-task or per-node: as --output says, else as the sweep began (the queuestate remembers per-node)."""
-    mode = config.output or plan.meta.extra.get("output") or "per-task"
+    """per-task or per-node: as --output says, else as the sweep began (the queuestate remembers per-node).
+
+    A resume given the other mode takes it, saying so: a job script edited for a file-count quota
+    switches a sweep to per-node mid-way on purpose, but the switch was silent (a user walk), and the
+    other way a resume may write a file a task where the sweep had written a few a node."""
+    before = plan.meta.extra.get("output") or "per-task"
+    mode = config.output or before
+    if plan.resumed_from is not None and mode != before:
+        plan.notes.append(
+            f"the sweep's output mode changes from {before} to {mode} with this run (--output): its earlier tasks'"
+            " output stays where it is, and `python -m mpilauncher output` finds either"
+        )
     if mode == "per-node":
         plan.meta.extra["output"] = mode
     else:

@@ -59,6 +59,23 @@ def test_a_resume_keeps_per_node_output_and_output_gives_the_latest_attempt(tmp_
     assert '"output": "per-node"' in (tmp_path / "queuestate").read_text()
 
 
+@pytest.mark.parametrize(("first", "then"), [("per-node", "per-task"), ("per-task", "per-node")])
+def test_a_resume_given_the_other_output_mode_switches_to_it_and_says_so(tmp_path: Path, first: str, then: str) -> None:
+    """A user walk: ``--resume ... --output per-task`` of a per-node sweep switched in silence (the README
+    said a resume keeps the mode): a job script edited for a file-count quota, or the other way, may want
+    the switch, but it is said."""
+    (tmp_path / "commandlines").write_text("echo one\nsleep 5; echo two\n")
+    stopped = run_cli(["commandlines", "--workdir", "w", "--output", first, "--max-runtime", "1.5", "--grace", "0.1",
+                       "--cores-per-node", "1"], tmp_path)  # fmt: skip
+    assert stopped.returncode == 4, stopped.stderr
+    resumed = run_cli(["--resume", "queuestate", "--output", then, "--cores-per-node", "1"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"output mode changes from {first} to {then}" in resumed.stderr, resumed.stderr
+    assert run_cli(["output", "w", "0", "1"], tmp_path).stdout == "==> task 0 <==\none\n==> task 1 <==\ntwo\n"
+    kept = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)  # (nothing to run: no mode said)
+    assert "output mode changes" not in kept.stderr, kept.stderr
+
+
 def test_the_default_keeps_pylauncher_files_and_output_reads_them_too(tmp_path: Path) -> None:
     (tmp_path / "commandlines").write_text("echo hello PYL_ID\necho failing PYL_ID; exit 4\n")
     assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 1
