@@ -196,13 +196,37 @@ def locate(workdir: str, task_id: int, kind: str = "out", indexed: dict[int, Rec
     return Record(single, 0, None, written)
 
 
-def read_record(record: Record, limit: int | None = None) -> bytes:
-    """The bytes of a record (its last ``limit`` bytes, when given)."""
+#: How much of a record is read at a time (``output`` of a task that wrote gigabytes: a piece at a time).
+CHUNK = 1 << 20
+
+
+class CutShort(OSError):
+    """A record's data file ends before the record does (the file truncated, or damaged)."""
+
+    def __init__(self, record: Record, found: int, length: int) -> None:
+        super().__init__(f"cut short: {found:,} of its {length:,} bytes are in {record.path}")
+
+
+def read_chunks(record: Record, limit: int | None = None, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of a record (its last ``limit`` bytes, when given), a piece at a time; raises
+    :class:`CutShort` after the last piece there is when the file ends before the record (a user walk:
+    a truncated data file gave 56 bytes of 588,895, and exit status 0)."""
     with open(record.path, "rb") as source:
         length = record.length if record.length is not None else os.fstat(source.fileno()).st_size
         skip = max(0, length - limit) if limit is not None else 0
         source.seek(record.offset + skip)
-        return source.read(length - skip)
+        left = length - skip
+        while left > 0:
+            piece = source.read(min(chunk, left))
+            if not piece:
+                raise CutShort(record, length - left, length)
+            left -= len(piece)
+            yield piece
+
+
+def read_record(record: Record, limit: int | None = None) -> bytes:
+    """The bytes of a record (its last ``limit`` bytes, when given): see :func:`read_chunks`."""
+    return b"".join(read_chunks(record, limit))
 
 
 class Finder:

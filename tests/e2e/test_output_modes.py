@@ -76,6 +76,27 @@ def test_a_resume_given_the_other_output_mode_switches_to_it_and_says_so(tmp_pat
     assert "output mode changes" not in kept.stderr, kept.stderr
 
 
+def test_output_of_a_damaged_data_file_says_it_is_cut_short(tmp_path: Path) -> None:
+    """A user walk: data files truncated under their index gave 56 bytes of a task's 588,895, and nothing
+    of another, with exit status 0."""
+    (tmp_path / "commandlines").write_text("seq 1 100000\necho small\n")
+    result = run_cli(["commandlines", "--workdir", "w", "--output", "per-node", "--cores-per-node", "1", "-q"],
+                     tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (data,) = [p for p in (tmp_path / "w").iterdir() if p.name.startswith("output.") and not p.name.endswith("index")]
+    whole = run_cli(["output", "w", "0", "1"], tmp_path)
+    assert whole.returncode == 0 and whole.stdout.endswith("100000\n==> task 1 <==\nsmall\n"), whole.stderr
+    with open(data, "r+b") as cut:
+        cut.truncate(300)
+    shown = run_cli(["output", "w", "0", "1"], tmp_path)
+    assert shown.returncode == 1, shown.stderr
+    assert shown.stdout.startswith("==> task 0 <==\n1\n2\n") and len(shown.stdout) < 400, shown.stdout[:400]
+    errors = shown.stderr.strip().split("\n")
+    assert len(errors) == 2 and all("cut short" in line for line in errors), shown.stderr
+    assert errors[0].startswith("mpilauncher: error: task 0: its out cannot be read whole: cut short: ")
+    assert " of its 588,895 bytes are in w/output." in errors[0], errors[0]
+
+
 def test_the_default_keeps_pylauncher_files_and_output_reads_them_too(tmp_path: Path) -> None:
     (tmp_path / "commandlines").write_text("echo hello PYL_ID\necho failing PYL_ID; exit 4\n")
     assert run_cli(["commandlines", "--workdir", "w", "--quiet"], tmp_path).returncode == 1

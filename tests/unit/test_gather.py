@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mpilauncher.execution import gather
 from mpilauncher.execution.gather import Finder, Stream, iter_output, locate, read_record, records
 from tests.conftest import ROOT
 
@@ -81,3 +84,17 @@ def test_a_sweeps_workdirs_are_searched_together_and_the_latest_output_wins(tmp_
         1: ("b: 1, second run", "b"),
         2: ("b: 2", "b"),
     }
+
+
+def test_a_record_is_read_a_piece_at_a_time_and_a_cut_short_one_says_so(tmp_path):
+    data = tmp_path / "output.n.1.0"
+    data.write_bytes(b"xxhello world")
+    record = gather.Record(str(data), 2, 11, 0.0)
+    pieces = list(gather.read_chunks(record, chunk=4))
+    assert pieces == [b"hell", b"o wo", b"rld"], "never more than a chunk in memory"
+    assert gather.read_record(record, limit=5) == b"world"
+    cut = gather.Record(str(data), 2, 20, 0.0)
+    read = []
+    with pytest.raises(gather.CutShort, match="cut short: 11 of its 20 bytes are in"):
+        read.extend(gather.read_chunks(cut, chunk=4))
+    assert b"".join(read) == b"hello world", "what is there comes first"
