@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpilauncher.report.sweep import Sweep, busy_curve, core_time, usage
+from mpilauncher.report.sweep import Sweep, busy_curve, core_time, sweep_usage
 
 COLOURS = {
     "ok": "#2e8b57",
@@ -47,7 +47,7 @@ def draw(sweep: Sweep, path: Path) -> None:
     from matplotlib.patches import Patch
 
     attempts = sweep.attempts
-    use = usage(attempts, sweep.pool_size)
+    use = sweep_usage(sweep)
     first = use.first if use else 0.0
     span = (use.last - first) if use else 1.0
     scale, unit = next((size, name) for limit, size, name in UNITS if span <= limit)

@@ -60,7 +60,6 @@ class Sweep:
     ledger: Ledger | None = None
     #: "finished", "running" (a launcher holds it) or "stopped" (tasks left, nobody running it).
     state: str = "finished"
-    elapsed: float = 0.0  # wall time of the sweep's runs so far (the queuestate's)
     source: str = ""
     notes: list[str] = field(default_factory=list)
     workdir: Path | None = None
@@ -140,16 +139,24 @@ class Usage:
     busy: float  # core-seconds the tasks held
     last_start: float  # when the last task started: after it, cores only free up
     tail_idle: float  # core-seconds idle from the last start to the end
+    #: The time counted: from the first start to the last end, less the time between the sweep's runs
+    #: (nobody's idle cores: a resume the next morning read as a night of idle cores, a user walk).
+    span: float = 0.0
+
+    @property
+    def between_runs(self) -> float:
+        return max(0.0, self.last - self.first - self.span)
 
     def share(self, pool: int) -> float:
-        span = (self.last - self.first) * pool
-        return self.busy / span if span > 0 else 0.0
+        return self.busy / (self.span * pool) if self.span > 0 else 0.0
 
     def idle(self, pool: int) -> float:
-        return max(0.0, (self.last - self.first) * pool - self.busy)
+        return max(0.0, self.span * pool - self.busy)
 
 
-def usage(attempts: list[Attempt], pool: int) -> Usage | None:
+def usage(attempts: list[Attempt], pool: int, ran: float | None = None) -> Usage | None:
+    """How busy ``pool`` cores were with ``attempts``; ``ran``: the wall time of the sweep's runs (its
+    queuestate's total running time), where known: the time between them is left out of the span."""
     if not attempts:
         return None
     first = min(a.start for a in attempts)
@@ -157,7 +164,14 @@ def usage(attempts: list[Attempt], pool: int) -> Usage | None:
     busy = sum(a.runtime * a.cores for a in attempts)
     last_start = max(a.start for a in attempts)
     tail_busy = sum((a.end - max(a.start, last_start)) * a.cores for a in attempts if a.end > last_start)
-    return Usage(first, last, busy, last_start, max(0.0, (last - last_start) * pool - tail_busy))
+    span = last - first if ran is None else min(last - first, ran)
+    return Usage(first, last, busy, last_start, max(0.0, (last - last_start) * pool - tail_busy), span)
+
+
+def sweep_usage(sweep: Sweep) -> Usage | None:
+    """How busy the sweep's pool was (see :func:`usage`), its runs' time from its queuestate where known."""
+    ran = sweep.ledger.elapsed_before if sweep.ledger is not None else None
+    return usage(sweep.attempts, sweep.pool_size, ran)
 
 
 def busy_curve(attempts: list[Attempt]) -> tuple[list[float], list[int]]:
@@ -232,17 +246,19 @@ def render(
         out.append(final_report(compute(ledger, 0.0, sweep.pool_size), interrupted).rstrip("\n"))
         out.append("")
     ended = [a for a in sweep.attempts if a.status not in CUT_SHORT]
-    use = usage(sweep.attempts, sweep.pool_size)
+    use = sweep_usage(sweep)
     if use is not None and sweep.pool_size:
         pool = sweep.pool_size
         until = "now" if sweep.state == "running" else "the last end"
         nodes = f"{len(sweep.pool)} node{'s' if len(sweep.pool) != 1 else ''}"
+        gap = use.between_runs
+        span = duration(use.span) + (f", {duration(gap)} between its runs left out" if gap >= 0.05 else "")
         out.append(
             f"Cores: {pool} in the pool ({nodes}); busy {use.share(pool):.0%} of the time from the first start to"
-            f" {until} ({duration(use.last - use.first)}); idle {core_time(use.idle(pool))}"
+            f" {until} ({span}); idle {core_time(use.idle(pool))}"
         )
-        if use.last > use.last_start and use.idle(pool) > 0:
-            share = use.tail_idle / use.idle(pool)
+        if use.last - use.last_start >= 0.05 and use.idle(pool) >= 0.05:  # (else: 67% of 0.0 core-seconds)
+            share = min(1.0, use.tail_idle / use.idle(pool))
             tail = duration(use.last - use.last_start)
             out.append(
                 f"Tail: the last task started at +{duration(use.last_start - use.first)}; in the {tail} after it"

@@ -125,3 +125,22 @@ def test_tick_block_hosts_without_node_sizes():
 
 def test_known_debug_words():
     assert {"job", "host"} <= KNOWN_DEBUG
+
+
+def test_the_time_between_a_sweeps_runs_is_not_counted_as_idle_cores():
+    """A user walk: a sweep stopped, then resumed 30 s later, read "busy 16% ... idle 61.3 core-seconds":
+    the time between the runs counted as idle cores (a resume the next morning: a night of idle cores)."""
+    from mpilauncher.report.sweep import Attempt, usage
+
+    def ran(task: int, start: float, core: int) -> Attempt:
+        return Attempt(task, start, start + 1.0, "ok", 0, 1, [("n", [core])])
+
+    first_run = [ran(i, 100.0 + i // 2, i % 2) for i in range(4)]  # 2 cores, 2 rounds of 1 s
+    second_run = [ran(4 + i, 132.0 + i // 2, i % 2) for i in range(4)]  # 30 s later
+    attempts = first_run + second_run
+    alone = usage(attempts, 2)
+    assert alone is not None and round(alone.share(2), 2) == round(8 / (2 * 34), 2), "no runs known: first to last"
+    use = usage(attempts, 2, ran=4.4)  # (the queuestate's total running time: 2.2 s a run)
+    assert use is not None and round(use.between_runs, 1) == 29.6
+    assert round(use.share(2), 2) == round(8 / 8.8, 2) and round(use.idle(2), 1) == 0.8
+    assert usage(first_run, 2, ran=5.0).span == 2.0, "a run's start-up and end do not lengthen the span"
