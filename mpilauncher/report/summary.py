@@ -18,10 +18,15 @@ def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def final_report(stats: Statistics, interrupted: str | None = None, chain: str | None = None) -> str:
+def final_report(
+    stats: Statistics, interrupted: str | None = None, chain: str | None = None, running: bool = False
+) -> str:
     """The closing block; ``interrupted`` names why a stopped run ended early, ``chain`` which job
-    of a chain of Slurm jobs this was."""
-    head = "Launcherjob run completed." if interrupted is None else f"Launcherjob stopped: {interrupted}."
+    of a chain of Slurm jobs this was; ``running``: the figures of a sweep still under way (``report``)."""
+    if running:
+        head = "Launcherjob running: the figures so far."
+    else:
+        head = "Launcherjob run completed." if interrupted is None else f"Launcherjob stopped: {interrupted}."
     text = (
         f"{head}\n"
         "\n"
@@ -41,7 +46,8 @@ def final_report(stats: Statistics, interrupted: str | None = None, chain: str |
         f"avg: {_number(stats.per_slot_avg)}\n"
     )
     if stats.not_run:
-        text += f"\ntasks not run yet: {stats.not_run} (queued or interrupted: resume to run them)\n"
+        why = "queued or running now" if running else "queued or interrupted: resume to run them"
+        text += f"\ntasks not run yet: {stats.not_run} ({why})\n"
     if stats.held_back:
         text += (
             f"tasks held back: {stats.held_back} (they could not finish before the time limit:"

@@ -242,8 +242,9 @@ def render(
     out += [f"Note: {note}" for note in sweep.notes]
     out.append("")
     if ledger is not None:
-        interrupted = None if sweep.state == "finished" else f"the sweep is {sweep.state}"
-        out.append(final_report(compute(ledger, 0.0, sweep.pool_size), interrupted).rstrip("\n"))
+        running = sweep.state == "running"  # (a report of a sweep stopped: its state, not why it stopped)
+        interrupted = "tasks are left to run" if sweep.state == "stopped" else None
+        out.append(final_report(compute(ledger, 0.0, sweep.pool_size), interrupted, running=running).rstrip("\n"))
         out.append("")
     ended = [a for a in sweep.attempts if a.status not in CUT_SHORT]
     use = sweep_usage(sweep)
@@ -257,7 +258,8 @@ def render(
             f"Cores: {pool} in the pool ({nodes}); busy {use.share(pool):.0%} of the time from the first start to"
             f" {until} ({span}); idle {core_time(use.idle(pool))}"
         )
-        if use.last - use.last_start >= 0.05 and use.idle(pool) >= 0.05:  # (else: 67% of 0.0 core-seconds)
+        tail_so_far = sweep.state == "running" and ledger is not None and ledger.counts()[QUEUED]
+        if use.last - use.last_start >= 0.05 and use.idle(pool) >= 0.05 and not tail_so_far:  # (67% of 0.0 ...)
             share = min(1.0, use.tail_idle / use.idle(pool))
             tail = duration(use.last - use.last_start)
             out.append(

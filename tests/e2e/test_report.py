@@ -93,7 +93,8 @@ def test_a_running_sweep_is_reported_from_its_journal(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         text = result.stdout
         assert "State: running: 10 tasks, 8 completed, 0 failed, 2 running, 0 queued" in text, text
-        assert "Launcherjob stopped: the sweep is running." in text
+        assert "Launcherjob running: the figures so far." in text and "stopped" not in text, text
+        assert "tasks not run yet: 2 (queued or running now)" in text, "(a user walk: 'resume to run them')"
         assert "Running now (2):" in text and text.count(": sleep 60") >= 2
         if (tmp_path / "running.png").exists():
             import matplotlib.image
@@ -107,6 +108,7 @@ def test_a_running_sweep_is_reported_from_its_journal(tmp_path: Path) -> None:
         launcher.wait(timeout=60)
     stopped = run_cli(["report", "queuestate"], tmp_path)
     assert "State: stopped: 10 tasks, 8 completed, 0 failed, 2 interrupted, 0 queued" in stopped.stdout
+    assert "Launcherjob stopped: tasks are left to run." in stopped.stdout, stopped.stdout
     assert "Note: not finished: resume with python -m mpilauncher --resume queuestate" in stopped.stdout
     assert "Interrupted when the sweep stopped (2; a resume runs them again):" in stopped.stdout
 
