@@ -433,8 +433,11 @@ class Master:
 
 
 def _seconds(value: float) -> str:
-    """A duration as people read it in a message: ``10``, ``4.5``, ``3600``."""
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    """A duration as people read it in a message: ``10``, ``4.5``, ``3600``, ``0.004`` (a user walk read
+    "it needs about 0.0 s ..., 0.0 s are left")."""
+    if value >= 10 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.1g}"
 
 
 def _finished(node: int, ended: Ended) -> TaskFinished:

@@ -448,3 +448,17 @@ def test_a_task_killed_by_a_stop_signal_with_no_stop_following_is_a_failure_afte
     assert record.states() == {0: "completed", 1: "failed", 2: "completed"}
     assert [r["status"] for r in record.rows_of(1)] == ["signal"]
     assert_consistent(record)
+
+
+def test_a_duration_under_a_tenth_of_a_second_is_not_said_as_zero() -> None:
+    """A user walk: 100,000 x `true` near --max-runtime: "it needs about 0.0 s ..., 0.0 s are left"."""
+    from mpilauncher.runtime.master import _seconds
+
+    assert [_seconds(v) for v in (0.004, 0.04, 0.45, 4.5, 10.2, 3600.0)] == [
+        "0.004",
+        "0.04",
+        "0.5",
+        "4.5",
+        "10",
+        "3600",
+    ]
