@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -234,7 +235,29 @@ def choose(mode: str, quiet: bool, tracing: bool, stream: TextIO | None = None) 
         terminal = stream.isatty()
     except (AttributeError, ValueError, OSError):
         terminal = False
-    return "bar" if terminal and not tracing else "lines"
+    return "bar" if terminal and not tracing and width_of(stream) >= MIN_WIDTH else "lines"
+
+
+#: The narrowest terminal a live line is drawn on: below it (a pty that says 0 columns, as ``script``
+#: run from no terminal makes one), status lines.  A user walk: a pty of 0 rows and columns showed no
+#: progress at all, not even with --progress bar.
+MIN_WIDTH = 20
+
+
+def _narrow_terminal(stream: TextIO) -> bool:
+    """A terminal too narrow for a live line (a file or a pipe has no width: a bar is drawn there as asked)."""
+    try:
+        return stream.isatty() and width_of(stream) < MIN_WIDTH
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def width_of(stream: TextIO) -> int:
+    """The columns of the terminal ``stream`` is; 0 where it says none (or is none)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def make_progress(
@@ -244,7 +267,9 @@ def make_progress(
     drawn (tqdm missing) falls back to status lines, with one note."""
     if mode == "off":
         return None
-    if mode == "bar":
+    if mode == "bar" and _narrow_terminal(stream or sys.stderr):
+        log.note(f"no live progress line: the terminal is narrower than {MIN_WIDTH} columns; status lines instead")
+    elif mode == "bar":
         try:
             line = LiveLine(stream or outbox.standard_error(), done + failed + queued, done + failed, pool)
         except ImportError:

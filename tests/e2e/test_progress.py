@@ -98,6 +98,18 @@ def test_a_narrow_terminal_gets_the_line_cut_to_its_width_most_important_first(t
     assert any("5/6 done, 1 failed" in d for d in draws), draws
 
 
+@pytest.mark.parametrize("asked", [[], ["--progress", "bar"]])
+def test_a_terminal_that_says_it_has_no_columns_gets_status_lines(tmp_path: Path, asked: list[str]) -> None:
+    """A user walk: ``script -qc`` run from no terminal makes a pty of 0 rows and 0 columns, on which the
+    live line drew nothing at all, even with --progress bar."""
+    sweep(tmp_path, count=6)
+    args = ["commandlines", "--workdir", "w", "--cores-per-node", "2", "--progress-interval", "0.2", *asked]
+    status, screen = run_in_pty(args, tmp_path, columns=0)
+    assert status == 1, screen
+    assert "mpilauncher: progress: 5/6 done, 1 failed" in screen, screen
+    assert ("narrower than 20 columns" in screen) == bool(asked), screen
+
+
 def test_a_warning_during_the_run_gets_a_line_of_its_own_above_the_live_line(tmp_path: Path) -> None:
     (tmp_path / "commandlines").write_text("sleep 0.5\n" * 6)
     # Messages of the launcher during a run (a lost node's warning, --debug task's trace) go through one logger.
