@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from mpilauncher import log, outbox
 from mpilauncher.cluster import Allocation
 from mpilauncher.errors import InputError, LauncherFailure
+from mpilauncher.execution.starters import slurm_mpi_plugin
 from mpilauncher.programs import which
 
 MARKER = "MPILAUNCHER_RELAUNCHED"
@@ -74,19 +75,6 @@ def check_step(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _mpi_flag() -> list[str]:
-    import subprocess  # here: only this rare path needs it (start-up time)
-
-    try:
-        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    for line in config.splitlines():
-        if line.split("=")[0].strip() == "MpiDefault" and line.split("=", 1)[1].strip() == "none":
-            return ["--mpi=pmi2"]
-    return []
-
-
 def relaunch_command(environ: Mapping[str, str], allocation: Allocation, argv: list[str]) -> list[str]:
     """The command that runs ``argv`` (a full Python command line) across the job."""
     starter = environ.get("MPILAUNCHER_STARTER", "srun")
@@ -95,7 +83,8 @@ def relaunch_command(environ: Mapping[str, str], allocation: Allocation, argv: l
         raise InputError(f"MPILAUNCHER_STARTER={starter!r}: use one of {', '.join(STARTERS)}")
     # (the MPI plugin the re-launch gives srun, in the command suggested too: without it, on a cluster
     # whose MpiDefault is none, the suggestion failed -- "MPI sees one rank in each", a user walk)
-    mpi = _mpi_flag() if starter in ("none", "srun") else []
+    plugin = slurm_mpi_plugin() if starter in ("none", "srun") else None
+    mpi = [f"--mpi={plugin}"] if plugin else []
     how = (
         f"this Slurm job has {nodes} nodes but mpilauncher was started without an MPI starter; "
         f"start it as 'srun --ntasks-per-node=1 {' '.join([*mpi, *argv])}' (or with ibrun/mpiexec)"

@@ -12,7 +12,9 @@ in its own terms:
             ``--nodelist`` lists each host once per rank with
             ``--distribution=arbitrary``; ``--overlap`` because the launcher's own
             step holds the CPUs (without it the nested srun hangs, measured);
-            the outer step's layout variables are removed from the environment.
+            the outer step's layout variables are removed from the environment;
+            ``--mpi=pmi2`` where Slurm's own default would not wire MPI (see
+            :func:`srun_mpi_option`).
 ``mpiexec`` MPICH's hydra: ``-hosts H1:N1,H2:N2`` and one MPMD section per segment;
             Open MPI: ``mpirun`` with one ``-n N --host H:N`` section per segment.  The launcher's own
             PMI/HYDRA/OMPI variables are already gone from every task's environment,
@@ -89,6 +91,38 @@ def mpiexec_flavour() -> str:
     return "openmpi" if ("Open MPI" in text or "OpenRTE" in text or "Open RTE" in text) else "hydra"
 
 
+@functools.cache
+def slurm_mpi_plugin() -> str | None:
+    """The MPI plugin srun must be given for the ranks it starts to form one MPI job: ``pmi2`` where
+    Slurm's ``MpiDefault`` is ``none`` (each rank would be a program of its own, MPI seeing one rank in
+    each), None where its default wires MPI, or where Slurm cannot be asked.  Asked once a process."""
+    import subprocess  # here: only an MPI task under srun, or the re-launch, needs it (start-up time)
+
+    try:
+        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in config.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "MpiDefault" and value.strip() == "none":
+            return "pmi2"
+    return None
+
+
+def srun_mpi_option(environ: Mapping[str, str]) -> str:
+    """`` --mpi=pmi2`` where an srun started with ``environ`` would not wire MPI by itself, else "".
+
+    ``SLURM_MPI_TYPE`` is srun's own default: set by the srun that started the launcher (its
+    ``--mpi=``), or by the user (``pmix`` for an MPI that needs it), srun takes it as it is.  Without
+    it -- the launcher started by ``mpiexec`` or ``ibrun`` inside a Slurm job, or a job of submit mode
+    -- an MPI task's srun ran every rank as a program of its own where ``MpiDefault`` is ``none``, and
+    a task that failed on one rank was reported ok (a user walk)."""
+    if environ.get("SLURM_MPI_TYPE"):
+        return ""
+    plugin = slurm_mpi_plugin()
+    return f" --mpi={plugin}" if plugin else ""
+
+
 def shell_program(command: str) -> str:
     """The command each rank runs: as it is, or through ``sh -c`` when it uses shell syntax."""
     return f"/bin/sh -c -- {shlex.quote(command)}" if _SHELL_SYNTAX.search(command) else command
@@ -116,8 +150,8 @@ def wrap(
         hosts = ",".join(s.host for s in segments for _ in range(s.ranks))
         env.update(dict.fromkeys(SRUN_LAYOUT_VARIABLES))
         line = (
-            f"srun --overlap --ntasks={ranks} --nodelist={hosts} --distribution=arbitrary --cpu-bind=none "
-            f"--kill-on-bad-exit=1 {shell_program(program)}"
+            f"srun{srun_mpi_option(os.environ)} --overlap --ntasks={ranks} --nodelist={hosts}"
+            f" --distribution=arbitrary --cpu-bind=none --kill-on-bad-exit=1 {shell_program(program)}"
         )
     elif starter == "spawn":
         hosts = ",".join(f"{'localhost' if emulated else s.host}:{s.ranks}" for s in segments)

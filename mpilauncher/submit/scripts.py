@@ -25,10 +25,11 @@ waits for it, so the status is written after a clean stop too.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
-from mpilauncher.execution.starters import MARKER, shell_program
+from mpilauncher.execution.starters import MARKER, shell_program, srun_mpi_option
 from mpilauncher.programs import which
 
 #: Our variables whose values in a job differ from what the agent resolved for a one-slot task.
@@ -113,8 +114,9 @@ def chunk_script(tasks: str, queuestate: str, cwd: str, token: str, status: str,
 
 
 def mpi_starter() -> str:
-    """The starter of an MPI task that is a job of its own: ``ibrun`` where it exists (TACC), else ``srun``."""
-    return "ibrun" if which("ibrun") else "srun"
+    """The starter of an MPI task that is a job of its own: ``ibrun`` where it exists (TACC), else ``srun``
+    (with the MPI plugin Slurm's default lacks, if it does: see :func:`starters.srun_mpi_option`)."""
+    return "ibrun" if which("ibrun") else f"srun{srun_mpi_option(os.environ)}"
 
 
 def with_starter(command: str, starter: str) -> str:

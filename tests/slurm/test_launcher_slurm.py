@@ -139,16 +139,23 @@ def test_a_node_whose_tasks_fail_at_once_is_taken_out_of_use_and_the_sweep_finis
 
 
 @pytest.mark.timeout(120)
-def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, sweep: Path) -> None:
-    """IbrunLauncher-style MPI tasks inside the launcher's own step: srun --overlap with an exact layout."""
+@pytest.mark.parametrize("inherited", [True, False], ids=["srun's SLURM_MPI_TYPE", "none (as under mpiexec)"])
+def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, sweep: Path, inherited: bool) -> None:
+    """IbrunLauncher-style MPI tasks inside the launcher's own step: srun --overlap with an exact layout.
+
+    Without the SLURM_MPI_TYPE the launcher's own srun sets (started by mpiexec inside a Slurm job, a
+    user walk), the tasks' srun ran each rank as a program of its own on this cluster (MpiDefault=none):
+    it must ask for the MPI plugin itself."""
     import json
 
     rankcheck = ROOT / "tests" / "data" / "rankcheck.py"
     widths = [1, 2, 3, 4]
     (sweep / "commandlines").write_text("".join(f"{k},{PYTHON} {rankcheck}\n" for k in widths))
+    unset = [] if inherited else ["env", "-u", "SLURM_MPI_TYPE"]
     result = slurm_cluster.run(
         ["srun", "-N", "3", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--chdir={sweep}",
-         f"--export=ALL,PYTHONPATH={ROOT}", *launcher("commandlines", "--mpi", "--cores", "file", "--workdir", "w")],
+         f"--export=ALL,PYTHONPATH={ROOT}", *unset,
+         *launcher("commandlines", "--mpi", "--cores", "file", "--workdir", "w")],
         timeout=100,
     )  # fmt: skip
     rows = {int(r["id"]): r for r in read_joblog(sweep / "w" / "joblog")}
@@ -157,7 +164,8 @@ def test_mpi_tasks_via_nested_srun_run_on_exactly_their_nodes(slurm_cluster, swe
         assert [r["size"] for r in ranks] == [k] * k, result.stderr
         assert [r["host"] for r in ranks] == expected_hosts(rows[task]), (task, rows[task])
     assert "+" in rows[3]["node"], "4 ranks on 2-CPU nodes span two nodes"
-    assert exec_text(sweep / "w", 3).splitlines()[-1].startswith("srun --overlap --ntasks=4 --nodelist=")
+    started = "srun --overlap" if inherited else "srun --mpi=pmi2 --overlap"
+    assert exec_text(sweep / "w", 3).splitlines()[-1].startswith(f"{started} --ntasks=4 --nodelist=")
 
 
 @pytest.mark.timeout(120)

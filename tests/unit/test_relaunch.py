@@ -18,7 +18,7 @@ def test_the_suggested_srun_is_the_one_the_relaunch_would_run(monkeypatch, plugi
     """With MPILAUNCHER_STARTER=none the launcher says how to start it, and that command must work where
     the re-launch would: it lacked --mpi=pmi2 where Slurm's MpiDefault is none (a user walk: "srun started
     2 tasks but MPI sees one rank in each")."""
-    monkeypatch.setattr(relaunch, "_mpi_flag", lambda: plugin)
+    monkeypatch.setattr(relaunch, "slurm_mpi_plugin", lambda: plugin[0].partition("=")[2] if plugin else None)
     monkeypatch.setattr(relaunch, "which", lambda name: f"/usr/bin/{name}")
     ran = relaunch.relaunch_command({**JOB, "MPILAUNCHER_STARTER": "srun"}, ALLOCATION, ARGV)
     assert ran[:2] == ["/usr/bin/srun", "--nodes=2"] and ran[-len(ARGV) - len(plugin) :] == [*plugin, *ARGV]

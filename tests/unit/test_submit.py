@@ -15,6 +15,7 @@ import pytest
 from mpilauncher.core.ledger import COMPLETED, Ledger
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.errors import InputError, LauncherFailure, OptionError
+from mpilauncher.execution import starters
 from mpilauncher.persistence.files import atomic_write
 from mpilauncher.persistence.queuestate import StateMeta, render
 from mpilauncher.protocol import Ended, Setup, StartRequest, StartTasks
@@ -114,7 +115,9 @@ class Clock:
 
 
 @pytest.fixture
-def slurm() -> FakeSlurm:
+def slurm(monkeypatch) -> FakeSlurm:
+    # (the fake cluster's own MPI default wires MPI: the real one's scontrol, where there is one, is not asked)
+    monkeypatch.setattr(starters, "slurm_mpi_plugin", lambda: None)
     return FakeSlurm()
 
 
