@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mpilauncher.errors import InputError
-from mpilauncher.procfs import start_ticks
+from mpilauncher.procfs import START_TIME, stat_fields
 from mpilauncher.records import asdict, record
 
 SUFFIX = ".lock"
@@ -87,9 +87,13 @@ class Holder:
 
 
 def process_start(pid: int) -> int:
-    """The start time of process ``pid`` in clock ticks since boot; -1 if it does not exist."""
-    ticks = start_ticks(pid)
-    return -1 if ticks is None else ticks
+    """The start time of process ``pid`` in clock ticks since boot; -1 if it does not exist, or has ended
+    and waits only to be reaped (a zombie: a failed ``mpiexec`` run's rank 0 stayed one for seconds,
+    and the resume of ``mpiexec ... || mpiexec ... --resume`` was refused: "in use by pid ...")."""
+    fields = stat_fields(pid)
+    if fields is None or len(fields) <= START_TIME or fields[0] in (b"Z", b"X"):
+        return -1
+    return int(fields[START_TIME])
 
 
 def boot_id() -> str:

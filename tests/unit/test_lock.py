@@ -34,6 +34,21 @@ def test_a_dead_pid_or_a_reused_one_or_another_boot_is_stale() -> None:
     assert is_stale(here(boot="another-boot"), here(), never_asked), "rebooted"
 
 
+def test_a_holder_that_ended_but_is_not_reaped_yet_is_stale() -> None:
+    """A user walk: after a failed ``mpiexec`` run, its rank 0 stayed a zombie (its parent gone, reaped by
+    init a few seconds later); ``mpiexec ... || mpiexec ... --resume`` was refused: "in use by pid ..."."""
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = process_start(child.pid)
+    while (Path(f"/proc/{child.pid}/stat").read_bytes().rpartition(b")")[2].split() or [b""])[0] != b"Z":
+        time.sleep(0.01)  # (it has exited; nobody has waited for it: a zombie)
+    try:
+        assert is_stale(here(pid=child.pid, pid_start=started), here(), never_asked), "a zombie runs no sweep"
+    finally:
+        child.wait()
+
+
 @pytest.mark.parametrize(
     ("job", "running", "stale"),
     [("77", False, True), ("77", True, False), ("77", None, False), ("", False, False)],
