@@ -19,7 +19,7 @@ from io import TextIOBase as TextIO
 from pathlib import Path
 
 from mpilauncher import __version__, chain, cluster, log, submit
-from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config
+from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config, option_error
 from mpilauncher.core.events import TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
@@ -672,21 +672,38 @@ def default_workdir(job_id: str | None) -> Path:
     return workdir
 
 
-def run_deadline(config: Config, began: float) -> tuple[float | None, str, str]:
+def job_end(config: Config) -> float | None:
+    """When the Slurm job ends (``time.monotonic()``), None where no limit is known.  A job whose time
+    left is no more than --time-limit-margin can run nothing: refused, before anything is written (a
+    user walk: ``#SBATCH -t 1`` with the default 60 s ran nothing and exited 4, a chain of such jobs
+    ran nothing in each, and --resubmit would submit such a job again and again)."""
+    left = cluster.job_seconds_left()
+    if left is None:
+        return None
+    margin = config.time_limit_margin
+    if left <= margin:
+        raise option_error(
+            "time_limit_margin",
+            f"the run would stop {margin:g} s before the job's time limit, and the job has {max(0.0, left):.0f} s"
+            " left: nothing could run; give the job more time (sbatch -t) or a smaller margin",
+        )
+    return time.monotonic() + left
+
+
+def run_deadline(config: Config, began: float, ends: float | None) -> tuple[float | None, str, str]:
     """When the run must stop by itself: --max-runtime counted from ``began`` (the start of the
     process, or of the API call: reading a million commandlines counts), or the Slurm job's end
-    less a margin.  (deadline, why the run stops there, what the deadline is called in messages)."""
-    now = time.monotonic()
+    (``ends``: see :func:`job_end`) less a margin.  (deadline, why the run stops there, what the
+    deadline is called in messages)."""
     candidates = []
     if config.max_runtime:
         # (in the caller's words: a PyLauncher script gave maxruntime=, not the command line's option)
         name = "--max-runtime" if config.job_type == CLI_JOB_TYPE else "maxruntime="
         candidates.append((began + config.max_runtime, f"reached {name} of {config.max_runtime:g} s", name))
-    left = cluster.job_seconds_left()
-    if left is not None:
+    if ends is not None:
         margin = config.time_limit_margin
         reason = f"stopping {margin:g} s before the job's time limit"
-        candidates.append((now + left - margin, reason, "the job's time limit (less --time-limit-margin)"))
+        candidates.append((ends - margin, reason, "the job's time limit (less --time-limit-margin)"))
     if not candidates:
         return None, "", ""
     return min(candidates)
@@ -915,6 +932,7 @@ def _run_locked(
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
+    ends = job_end(config)
     aside = check_state_target(plan, config.start_over)
     workdir = choose_workdir(config, plan, allocation, made)
     ours = made_here(workdir, made)
@@ -975,7 +993,7 @@ def _run_locked(
     if shown is not None:
         observers.append(shown)
     stop = stop or StopRequest()
-    stop.limit(*run_deadline(config, began))
+    stop.limit(*run_deadline(config, began, ends))
     history = (plan.ledger.longest_completed(), plan.ledger.completed_runtimes)  # (read when first needed)
     master = Master(
         Scheduler(

@@ -274,8 +274,31 @@ def test_max_runtime_counts_from_when_the_run_began_not_from_after_planning():
     from mpilauncher.rank0 import run_deadline
 
     began = time.monotonic() - 5.0
-    deadline, reason, name = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began)
+    deadline, reason, name = run_deadline(make_config("cmds", max_runtime=60, time_limit_margin=0), began, None)
     assert deadline == began + 60 and "max-runtime" in reason and name == "--max-runtime"
+
+
+@pytest.mark.parametrize(("left", "refused"), [(30.0, True), (60.0, True), (61.0, False), (None, False)])
+def test_a_job_whose_time_left_is_within_the_margin_is_refused_before_anything_runs(monkeypatch, left, refused):
+    """A user walk: ``#SBATCH -t 1`` with the default margin of 60 s ran nothing and exited 4 (resume it):
+    every job of a chain the same, and --resubmit would submit such a job again and again."""
+    import time
+
+    from mpilauncher import cluster
+    from mpilauncher.rank0 import job_end, run_deadline
+
+    monkeypatch.setattr(cluster, "job_seconds_left", lambda: left)
+    config = make_config("cmds")
+    if refused:
+        with pytest.raises(OptionError, match="nothing could run; give the job more time"):
+            job_end(config)
+        return
+    ends = job_end(config)
+    if left is None:
+        assert ends is None and run_deadline(config, time.monotonic(), ends)[0] is None
+    else:
+        deadline, reason, _ = run_deadline(config, time.monotonic(), ends)
+        assert abs(deadline - (time.monotonic() + left - 60)) < 1 and "before the job's time limit" in reason
 
 
 @pytest.mark.parametrize(("value", "expected"), [("file", "file"), ("FILE", "file"), (90, 90.0), ("1:30:00", 5400.0)])
