@@ -151,7 +151,7 @@ def load_sweep(target: Path) -> Sweep:
 
 def earlier_workdirs(extra: dict, workdir: Path) -> list[Path]:
     """The workdirs a sweep wrote into before its current one ``workdir``, oldest first (its queuestate's
-    ``#meta`` names them: see rank0.note_earlier_workdir)."""
+    ``#meta`` names them: see workdirs.note_earlier_workdir)."""
     named = extra.get("earlier_workdirs")
     if not isinstance(named, list):
         return []

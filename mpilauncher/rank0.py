@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 import re
 import time
-from collections.abc import Iterator
 from io import TextIOBase as TextIO
 from pathlib import Path
 
-from mpilauncher import __version__, chain, cluster, log, submit
-from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, DEFAULT_QUEUESTATE, Config, option_error
+from mpilauncher import __version__, chain, cluster, log, submit, workdirs
+from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, Config, option_error
 from mpilauncher.core.events import TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
@@ -37,7 +35,7 @@ from mpilauncher.errors import (
 from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence import journal
 from mpilauncher.persistence.files import read_text, sha256_hex
-from mpilauncher.persistence.lock import SweepLock, lock_path
+from mpilauncher.persistence.lock import SweepLock
 from mpilauncher.persistence.queuestate import Earlier, LoadedState, StateMeta
 from mpilauncher.persistence.store import (
     JournalLost,
@@ -134,7 +132,7 @@ def plan_from_commandlines(config: Config) -> Plan:
         meta.extra["block"] = config.block
     if config.expected_time == "file":  # the same file read without the prefixes is another sweep
         meta.extra["expected_time"] = "file"
-    plan = Plan(Ledger(tasks), tasks, meta, config.cores, state_target(config), None)
+    plan = Plan(Ledger(tasks), tasks, meta, config.cores, workdirs.state_target(config), None)
     mark_mpi_tasks(plan, config)
     warn_about_lines(text, str(path), mpi=bool(plan.meta.extra.get("mpi")))
     return plan
@@ -210,7 +208,7 @@ def plan_from_queuestate(config: Config) -> Plan:
         warn_unchanged_by_resume(config, meta, source)
     if not loaded.from_pylauncher:  # (killed: its last run's time after its last snapshot is the sweep's too)
         ledger.elapsed_before += time_after_snapshot(source, loaded.journal)
-    plan = Plan(ledger, to_run, meta, loaded.default_cores, state_target(config), source)
+    plan = Plan(ledger, to_run, meta, loaded.default_cores, workdirs.state_target(config), source)
     plan.earlier = loaded.earlier
     here, began = os.getcwd(), meta.extra.get("cwd")
     if began and began != here:  # (a command's relative paths are read from where it runs)
@@ -241,71 +239,13 @@ def warn_unchanged_by_resume(config: Config, meta: StateMeta, source: Path) -> N
              " a resume does not change them (--start-over does, with the commandlines)")  # fmt: skip
 
 
-def state_target(config: Config) -> Path:
-    """Where this run keeps the sweep's state: ``--queuestate``, else the resumed file, else ./queuestate."""
-    return Path(config.queuestate or config.resume or DEFAULT_QUEUESTATE)
-
-
-@contextlib.contextmanager
-def state_folder(config: Config) -> Iterator[tuple[Path, ...]]:
-    """Make the queuestate's folder where it is missing and this run may make it (see :func:`make_state_folder`);
-    the folders made are given, outermost first, and removed again, while still empty, when the run fails:
-    bad input leaves nothing behind."""
-    made = make_state_folder(config)
-    try:
-        yield made
-    except BaseException:
-        for folder in reversed(made):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def make_state_folder(config: Config) -> tuple[Path, ...]:
-    """The folders made for the queuestate, before its lock (the first file written beside it) is taken.
-
-    The workdir this run creates may hold it (``--workdir W --queuestate W/qs``); through the PyLauncher
-    API any missing folder is made, as PyLauncher's queuestate_update did (``os.makedirs``).  A folder the
-    command line names that does not exist is refused, as the workdir's is: a typo in a path would make a
-    tree of folders.  (A workdir of this run that exists already is refused later, in :func:`choose_workdir`.)
-    """
-    state = state_target(config)
-    folder = state.parent
-    if folder.is_dir():
-        return ()
-    if folder.exists() or folder.is_symlink():
-        raise InputError(f"cannot write the queuestate: {folder} is not a folder", str(state))
-    missing = [folder, *itertools.takewhile(lambda p: not p.exists(), folder.parents)][::-1]
-    the_workdir = bool(config.workdir) and os.path.abspath(folder) == os.path.abspath(config.workdir or "")
-    if config.job_type == CLI_JOB_TYPE and not the_workdir:
-        raise InputError(f"cannot write the queuestate: its folder {folder} does not exist", str(state))
-    if config.job_type == CLI_JOB_TYPE and len(missing) > 1:
-        raise InputError(f"cannot create workdir: {folder.resolve().parent} does not exist", str(folder))
-    made = []
-    try:
-        for path in missing:
-            path.mkdir()
-            made.append(path)
-    except OSError as err:
-        for path in reversed(made):
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        raise InputError(f"cannot create the queuestate's folder {path}: {err.strerror or err}", str(state)) from None
-    return tuple(made)
-
-
-def made_here(workdir: Path, made: tuple[Path, ...]) -> bool:
-    """Whether ``workdir`` is one of the folders this run made for its queuestate (see :func:`state_folder`)."""
-    return bool(made) and workdir.resolve() in {path.resolve() for path in made}
-
-
 def lock_sweep(config: Config, job_id: str | None) -> contextlib.ExitStack:
     """Take the exclusive lock of every queuestate this run reads or writes (see persistence/lock.py).
 
     Before anything is read: a plan read while another launcher still writes
     the state could miss its last completions and run them again.
     """
-    paths = [state_target(config)]
+    paths = [workdirs.state_target(config)]
     if config.resume and Path(config.resume).resolve() != paths[0].resolve():
         paths.append(Path(config.resume))  # read here: nobody else may be writing it meanwhile
     stack = contextlib.ExitStack()
@@ -486,7 +426,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
             str(target),
         )
     number, aside = 1, target.with_name(f"{target.name}.1")
-    while any(path.exists() for path in _files_of(aside)):
+    while any(path.exists() for path in workdirs.files_of(aside)):
         number += 1
         aside = target.with_name(f"{target.name}.{number}")
     return aside, counts[FAILED]
@@ -508,11 +448,6 @@ def check_no_lone_journal(target: Path, start_over: bool) -> None:
     )
 
 
-def _files_of(state: Path) -> tuple[Path, Path, Path]:
-    """A queuestate's file, its journal and its lock."""
-    return state, journal_path(state), lock_path(state)
-
-
 def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
     """Move the finished queuestate ``target`` to ``aside`` (see :func:`check_state_target`); what to say."""
     try:
@@ -532,144 +467,6 @@ def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
 
 def _failed_tasks(count: int) -> str:
     return counted(count, "failed task")
-
-
-def choose_workdir(config: Config, plan: Plan, allocation: cluster.Allocation, made: tuple[Path, ...] = ()) -> Path:
-    """The run's workdir, checked: one that exists is refused unless a resume goes on in the sweep's own (at
-    the place its queuestate names, or moved: see :func:`own_workdir`), or this run made it for the
-    queuestate to go in (``made``: see :func:`state_folder`)."""
-    recorded = Path(plan.meta.workdir) if plan.resumed_from is not None and plan.meta.workdir else None
-    if config.workdir:
-        workdir = Path(config.workdir)
-    elif recorded is not None:
-        workdir = recorded if recorded.exists() else moved_workdir(plan, recorded) or recorded
-    else:
-        workdir = default_workdir(allocation.job_id)
-    check_apart(workdir, plan.state_path)
-    moved = recorded is not None and not recorded.exists() and own_workdir(workdir, plan.meta)
-    resuming_same = recorded is not None and (moved or workdir.resolve() == recorded.resolve())
-    if workdir.exists() and not workdir.is_dir():
-        raise InputError("workdir exists and is not a directory", str(workdir))
-    if resuming_same and sweep_of_workdir(workdir) not in (None, plan.meta.extra.get("sweep")):
-        raise InputError("workdir holds another sweep's files: choose another with --workdir", str(workdir))
-    if workdir.exists() and not resuming_same and not made_here(workdir, made):
-        raise InputError(
-            "workdir already exists: remove it or choose another with --workdir (PyLauncher wrote into it; here a"
-            " run never writes over another run's files)",
-            str(workdir),
-        )
-    parent = workdir.resolve().parent
-    if not parent.is_dir():
-        moved_away = " (moved? name the sweep's workdir where it is now, or a new one, with --workdir)"
-        raise InputError(
-            f"cannot create workdir: {parent} does not exist{moved_away if workdir is recorded else ''}", str(workdir)
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) and not resuming_same:
-        raise InputError(f"cannot create workdir: {parent} is not writable", str(workdir))
-    if moved:  # the same workdir as before, not an earlier one (see note_earlier_workdir)
-        plan.notes.append(f"the sweep's workdir {recorded} is gone: going on in {workdir}, where it moved")
-        plan.meta.workdir = str(workdir.resolve())
-    return workdir
-
-
-#: The file in a workdir that names the sweep that writes into it (see :func:`mark_workdir`).
-SWEEP_MARKER = ".mpilauncher-sweep"
-
-
-def mark_workdir(workdir: Path, sweep: str | None) -> None:
-    """Name the sweep in its workdir, by which a resume knows the workdir for its own wherever it went (a
-    sweep's folder moved or renamed: a user walk's resume was refused its own workdir at its new place)."""
-    if not sweep or sweep_of_workdir(workdir) == sweep:
-        return
-    marker = workdir / SWEEP_MARKER
-    try:
-        marker.write_text(f"{sweep}\n")
-    except OSError as err:
-        raise LauncherFailure(f"{marker}: cannot write: {err.strerror or err}") from None
-
-
-def sweep_of_workdir(workdir: Path) -> str | None:
-    """The sweep whose workdir ``workdir`` is, as its marker says; None: none said (not a workdir, or one
-    begun by an earlier version)."""
-    try:
-        return (workdir / SWEEP_MARKER).read_text(errors="replace").strip()
-    except OSError:
-        return None
-
-
-def own_workdir(workdir: Path, meta: StateMeta) -> bool:
-    """Whether ``workdir`` is the workdir of the sweep of ``meta``, wherever it is now."""
-    sweep = meta.extra.get("sweep")
-    return bool(sweep) and sweep_of_workdir(workdir) == sweep
-
-
-def moved_workdir(plan: Plan, recorded: Path) -> Path | None:
-    """A resume's own workdir, gone from the place its queuestate names (``recorded``), found where its name
-    relative to the directory the sweep last ran in leads from here or from the queuestate's folder: the
-    sweep's folder was moved or renamed, its names relative.  Only the sweep's own (its marker) is taken."""
-    if not plan.ran_in or plan.resumed_from is None:
-        return None
-    relative = os.path.relpath(recorded, plan.ran_in)
-    for base in dict.fromkeys([Path.cwd(), plan.resumed_from.resolve().parent]):
-        candidate = Path(os.path.normpath(base / relative))
-        if own_workdir(candidate, plan.meta):
-            return candidate
-    return None
-
-
-#: The files a run writes in its workdir (see README, "The workdir"): no queuestate in it may bear such a name.
-_WORKDIR_FILE = re.compile(rf"joblog|(?:out|exec|chunk)\d+|(?:exec|output)\..*|{re.escape(SWEEP_MARKER)}")
-
-
-def check_apart(workdir: Path, state: Path) -> None:
-    """Refuse a workdir that is the queuestate or one of its files, and a queuestate that is one of the
-    workdir's files, before anything is written: a user walk's ``--workdir X --queuestate X`` started the
-    tasks in the folder X, then could not write the queuestate X (exit 3), and the folder it left behind
-    refused the corrected rerun."""
-    where = workdir.resolve()
-    names = ("the queuestate", "the queuestate's journal", "the queuestate's lock")
-    for path, what in zip(_files_of(state), names, strict=True):
-        if path.resolve() == where:
-            raise InputError(
-                f"cannot be the workdir: it is {what} ({state}): give the workdir and the queuestate different names",
-                str(workdir),
-            )
-    if state.resolve().parent == where and _WORKDIR_FILE.fullmatch(state.name):
-        raise InputError(f"cannot be the queuestate: the workdir {workdir} has a file of that name", str(state))
-
-
-#: Earlier workdirs a queuestate's ``#meta`` names at most (each resume into a new one adds one).
-MOST_EARLIER_WORKDIRS = 100
-
-
-def note_earlier_workdir(meta: StateMeta, workdir: str) -> None:
-    """The sweep writes into ``workdir`` from now on; a resume into another workdir than the sweep's keeps
-    the one left behind in the ``#meta`` (``earlier_workdirs``, oldest first), where the tasks that ended
-    there keep their output and joblog lines: ``report`` and ``output`` read them there (a user walk:
-    after ``--resume --workdir NEW`` a task that had failed showed "(no joblog line)" and no output)."""
-    left = meta.workdir
-    if left and left != workdir:
-        named = meta.extra.get("earlier_workdirs") or ()
-        earlier = [w for w in named if isinstance(w, str) and w not in (left, workdir)]
-        meta.extra["earlier_workdirs"] = [*earlier, left][-MOST_EARLIER_WORKDIRS:]
-    meta.workdir = workdir
-
-
-def default_workdir(job_id: str | None) -> Path:
-    """``pylauncher_tmp<jobid>`` (outside Slurm ``pylauncher_tmplocal<date>-<pid>``), made unique per run.
-
-    A second run in the same allocation (an interactive ``salloc``/``idev``
-    session, two sweeps of one job script) would otherwise find the first run's
-    workdir and be refused, as PyLauncher refuses it; here it gets
-    ``pylauncher_tmp<jobid>-2`` (then -3, ...), and the start-up lines say so.
-    """
-    local_id = job_id or f"local{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    base = f"pylauncher_tmp{local_id}"
-    workdir, run = Path(base), 1
-    while workdir.exists() and run < 1000:
-        run += 1
-        workdir = Path(f"{base}-{run}")
-    return workdir
 
 
 def job_end(config: Config) -> float | None:
@@ -814,18 +611,6 @@ def close_observers(observers: list[Observer], wall: float, elapsed: float) -> N
         raise failure
 
 
-def _remove_empty_workdir(workdir: Path) -> None:
-    for name in ("joblog", SWEEP_MARKER):
-        try:
-            (workdir / name).unlink()
-        except OSError:
-            pass
-    try:
-        workdir.rmdir()
-    except OSError:
-        pass
-
-
 def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, out: TextIO) -> RunResult:
     """A later job of a chain over a sweep that an earlier job finished: run nothing, write nothing,
     exit 0 (which ends the chain: the jobs after this one can no longer start)."""
@@ -910,7 +695,7 @@ def run_master(
     ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
     """
     # Reading and setting up a sweep of a million tasks makes millions of long-lived objects (see heap.py).
-    with state_folder(config) as made, lock_sweep(config, allocation.job_id), no_full_collections():
+    with workdirs.state_folder(config) as made, lock_sweep(config, allocation.job_id), no_full_collections():
         return _run_locked(config, transport, allocation, out, began, stop, prepare, made)
 
 
@@ -934,14 +719,14 @@ def _run_locked(
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
     ends = job_end(config)
     aside = check_state_target(plan, config.start_over)
-    workdir = choose_workdir(config, plan, allocation, made)
-    ours = made_here(workdir, made)
+    workdir = workdirs.choose_workdir(config, plan, allocation, made)
+    ours = workdirs.made_here(workdir, made)
     created = ours or not workdir.exists()
     try:
         workdir.mkdir(parents=False, exist_ok=ours or plan.resumed_from is not None)
     except OSError as err:
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
-    note_earlier_workdir(plan.meta, str(workdir.resolve()))
+    workdirs.note_earlier_workdir(plan.meta, str(workdir.resolve()))
     output = output_mode(config, plan)
     pool: dict[str, int] = {}
     for _, hello in hellos:
@@ -968,12 +753,12 @@ def _run_locked(
     plan.earlier = None  # (the store's now: it keeps it while the run goes on)
     try:
         store.open(time.time(), goes_on(plan))
-        mark_workdir(workdir, plan.meta.extra.get("sweep"))
+        workdirs.mark_workdir(workdir, plan.meta.extra.get("sweep"))
         joblog = Joblog(workdir / "joblog", nodes)
     except LauncherError:
         # Nothing ran: leave no empty workdir behind, which would refuse the corrected rerun.
         if created:
-            _remove_empty_workdir(workdir)
+            workdirs.remove_empty_workdir(workdir)
         raise
     statistics = FinalStatistics(plan.ledger, pool_size, nodes)
     latencies = DispatchLatencies()

@@ -1395,7 +1395,7 @@ def _pool(value: object) -> dict[str, int]:
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
 #: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against),
-#: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see rank0.mark_workdir),
+#: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see workdirs.mark_workdir),
 #: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged).
 _META_CHECKS = {
     "run": limits.hex_digits,

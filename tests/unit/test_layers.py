@@ -12,6 +12,7 @@ never a peer package of its own layer nor anything above::
     execution, transport, persistence, report, cluster, spawn
     runtime, config, relaunch, chain, submit, commands, result   the master and the agent (and its serving loop)
                                                   beside it; report and output, which read a sweep; a run's result
+    workdirs                   where a sweep's files go (its workdir, its queuestate's folder)
     rank0                      rank 0's part of a run: plan, master, report
     launch                     which part this process plays (agent ranks never import rank0)
     cli
@@ -41,6 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
     ("runtime", "config", "relaunch", "chain", "submit", "commands", "result"),
+    ("workdirs",),
     ("rank0",),
     ("launch",),
     ("cli",),

@@ -12,7 +12,8 @@ from mpilauncher.config import make_config
 from mpilauncher.core.tasks import CoresSpec
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import journal_path
-from mpilauncher.rank0 import MOST_EARLIER_WORKDIRS, goes_on, make_plan, note_earlier_workdir
+from mpilauncher.rank0 import goes_on, make_plan
+from mpilauncher.workdirs import MOST_EARLIER_WORKDIRS, note_earlier_workdir
 from tests.unit.ledgers import opened_store
 
 ONE = CoresSpec("fixed", 1)
