@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from io import TextIOBase as TextIO
 from pathlib import Path
 
 from mpilauncher import cluster, log, outbox, relaunch
 from mpilauncher.config import Config, check_submit, option_error
-from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, EXIT_OK, EXIT_TASKS_FAILED, InputError, LauncherError
 from mpilauncher.execution.resources import allowed_cpus, detect_gpus, widen_to_cpuset
 from mpilauncher.records import replace
 from mpilauncher.report.output import TolerantOutput, ensure_standard_fds
@@ -187,20 +188,72 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     transport = mpi_transport.MasterTransport(
         comm, layout, agent, beat_timeout=config.beat_timeout, stop_signal=lambda: stop.signum
     )
+    watchdog = EndWatchdog(comm, transport.end_bound())
     try:
         _check_emulation(config, comm.Get_size())
         from mpilauncher import rank0  # (rank 0 only: see the module docstring)
 
-        result = rank0.run_master(config, transport, allocation, out, began, stop)
+        result = rank0.run_master(config, transport, allocation, out, began, stop, written=watchdog.arm)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
         _abort_if_unclean(comm, transport, status)
+        watchdog.disarm()
         raise
     finally:
         transport.close()
     _abort_if_unclean(comm, transport, result.exit_status)
+    watchdog.disarm()
     return result
+
+
+class EndWatchdog:
+    """Rank 0's bound on the end of an MPI run, from the moment its queuestate and statistics are on disk.
+
+    Why: a call can get stuck inside MPI for good -- MPICH's send to a rank that died on another host
+    retries the refused connection in its network layer (a user walk: rank 0 spun at 100% for 11
+    minutes after printing its statistics, the lock left behind, the job never ending).  The shutdown
+    sends nothing to ranks known or seen to be dead, but a rank may die unseen in the last moments.
+    MPI releases Python's lock while it works, so this thread still runs: past the bound it gives back
+    the sweep's lock, says so in one line and ends the job as :func:`_abort_if_unclean` does, with the
+    run's exit status; if even MPI_Abort does not return, the process exits with that status.
+    Armed only once the state is written (never while a stop's grace may still decide a task), and
+    disarmed before the run returns to its caller (a PyLauncher script goes on after it).
+    """
+
+    def __init__(self, comm, bound: float) -> None:
+        self.comm, self.bound = comm, bound
+        self._timer: threading.Timer | None = None
+
+    def arm(self, status: int) -> None:
+        self.disarm()
+        self._timer = threading.Timer(self.bound, self._fire, (status,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self, status: int) -> None:
+        last = threading.Timer(ABORT_TIMEOUT, os._exit, (status,))  # (MPI_Abort stuck too)
+        last.daemon = True
+        last.start()
+        from mpilauncher.persistence.lock import release_held  # (imported already: rank 0 holds the lock)
+
+        release_held()
+        log.warning(
+            f"the end of the run is stuck inside MPI ({self.bound:.0f} s after the queuestate was complete:"
+            f" a rank died unnoticed?): {_outcome(status)}; aborting the MPI job"
+        )
+        outbox.drain_all(outbox.STOP_DRAIN)
+        self.comm.Abort(status)
+        os._exit(status)
+
+
+#: How long rank 0's watchdog gives MPI_Abort before the process exits by itself.
+ABORT_TIMEOUT = 5.0
 
 
 def _check_emulation(config: Config, ranks: int) -> None:
@@ -218,12 +271,32 @@ def _abort_if_unclean(comm, transport, status: int) -> None:
 
     With the run's own status: a sweep whose every task exited 0, those of a lost node run again
     elsewhere, is a success (MPICH's mpiexec exits with the status given to MPI_Abort, 0 included;
-    it said 3, "the launcher failed", although nothing was left to resume: a user walk)."""
+    it said 3, "the launcher failed", although nothing was left to resume: a user walk).  ``srun``
+    does not: it reports a task that died of a signal as 128+N, whatever the others' status (Slurm
+    22.05, tested), and the job script sees that.  So the last line says what the sweep's outcome is."""
     if transport.unclean:
         log.warning(
-            "some ranks did not end cleanly (lost agents); the queuestate is complete:"
-            " aborting the MPI job so the allocation is freed"
+            f"lost {_ranks(transport)}: {_outcome(status)}, and the queuestate is complete; aborting the MPI"
+            f" job so that the allocation is freed (srun then reports the lost rank's end, 137 for a kill -9,"
+            f" not {status})"
         )
         sys.stdout.flush()
         outbox.drain_all(outbox.STOP_DRAIN)  # (MPI_Abort ends the process: the statistics first)
         comm.Abort(status)
+
+
+def _ranks(transport) -> str:
+    """The ranks the shutdown lost, with their nodes: ``rank 3 (node2)``, ``ranks 1 (c402), 2 (c402)``."""
+    layout, lost = transport.layout, transport.lost_ranks
+    named = [f"{rank} ({layout.node_names[layout.node_of_rank[rank]]})" for rank in lost[:5]]
+    more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+    return f"rank{'s' if len(lost) > 1 else ''} {', '.join(named)}{more}" if lost else "a send to some rank"
+
+
+def _outcome(status: int) -> str:
+    """What a run's exit status says, in words, for the line that ends an MPI job the starter reports otherwise."""
+    if status == EXIT_OK:
+        return "the sweep completed, every task exited 0 (exit status 0)"
+    if status == EXIT_TASKS_FAILED:
+        return "the sweep ran, some tasks failed (exit status 1)"
+    return f"the run ended with exit status {status}"

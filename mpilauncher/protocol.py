@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 
 class Hello(namedtuple("Hello", "node_name cores version gpu_ids bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
@@ -134,8 +134,13 @@ class Shutdown(namedtuple("Shutdown", "grace exit_status", defaults=(0.0, 0))):
     __slots__ = ()
 
 
-class Bye(namedtuple("Bye", "items")):
-    """Any other rank -> master, answering :class:`Shutdown`: the tasks an agent ended on the way out."""
+class Bye(namedtuple("Bye", "items gone", defaults=((),))):
+    """Any other rank -> master, answering :class:`Shutdown`: the tasks an agent ended on the way out.
+
+    ``gone``: the ranks parked on the agent's node whose process no longer runs (it looks, on its
+    host): rank 0 sends them no SHUTDOWN -- a send to a dead rank on another host can spin inside
+    MPI for good (MPICH over libfabric tcp retries the refused connection) -- and waits for no BYE.
+    """
 
     __slots__ = ()
 

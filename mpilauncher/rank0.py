@@ -611,7 +611,13 @@ def close_observers(observers: list[Observer], wall: float, elapsed: float) -> N
         raise failure
 
 
-def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, out: TextIO) -> RunResult:
+def _nothing(_status: int) -> None:
+    """No hook."""
+
+
+def _nothing_left(
+    plan: Plan, link: chain.Position, pool_size: int, transport, out: TextIO, written=_nothing
+) -> RunResult:  # fmt: skip
     """A later job of a chain over a sweep that an earlier job finished: run nothing, write nothing,
     exit 0 (which ends the chain: the jobs after this one can no longer start)."""
     statistics = compute(plan.ledger, 0.0, pool_size)
@@ -620,6 +626,7 @@ def _nothing_left(plan: Plan, link: chain.Position, pool_size: int, transport, o
         f" {statistics.aborted} aborted in earlier jobs): nothing left to run; the chain ends here\n"
     )
     out.flush()
+    written(EXIT_OK)
     transport.shutdown(0.0, EXIT_OK)
     return RunResult(statistics, Path(plan.meta.workdir) if plan.meta.workdir else None, plan.state_path, None,
                      EXIT_OK, failed_tasks=failed_tasks(plan.ledger, plan.ledger.ids_in(FAILED)))  # fmt: skip
@@ -688,20 +695,23 @@ def run_master(
     began: float,
     stop: StopRequest | None = None,
     prepare=None,
+    written=None,
 ) -> RunResult:
     """Rank 0's part, the same for one machine and for many: lock, check, run, report.
 
     ``stop``: under MPI, the stop request whose handler has been in place since MPI started.
     ``prepare(plan)``: submit mode's hook, once the plan is read, before anything is written.
+    ``written(exit_status)``: once the queuestate and the statistics are on disk, before the agents are
+    told to end: what is left of the run may be cut short from then on (see launch.py's ``EndWatchdog``).
     """
     # Reading and setting up a sweep of a million tasks makes millions of long-lived objects (see heap.py).
     with workdirs.state_folder(config) as made, lock_sweep(config, allocation.job_id), no_full_collections():
-        return _run_locked(config, transport, allocation, out, began, stop, prepare, made)
+        return _run_locked(config, transport, allocation, out, began, stop, prepare, made, written or _nothing)
 
 
 def _run_locked(
     config: Config, transport, allocation: cluster.Allocation, out: TextIO, began: float, stop: StopRequest | None,
-    prepare=None, made: tuple[Path, ...] = (),
+    prepare=None, made: tuple[Path, ...] = (), written=_nothing,
 ) -> RunResult:  # fmt: skip
     link = chain.position()
     plan = make_plan(config, continuation=link is not None and link.continuation)
@@ -713,7 +723,7 @@ def _run_locked(
     hellos = transport.hellos()
     pool_size = sum(hello.cores for _, hello in hellos)
     if link is not None and link.continuation and not plan.to_run and plan.resumed_from is not None:
-        return _nothing_left(plan, link, pool_size, transport, out)
+        return _nothing_left(plan, link, pool_size, transport, out, written)
     if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
         give_gpus(plan, config, [hello for _, hello in hellos])
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
@@ -818,6 +828,7 @@ def _run_locked(
     if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
         _resubmit(config, link, allocation.job_id, statistics.result.not_run)
     if outcome.failure is not None:  # its one line is on stderr already; the state is saved
+        written(EXIT_LAUNCHER_FAILED)
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         raise LauncherFailure(outcome.failure, reported=True)
     failed = plan.ledger.ids_in(FAILED)
@@ -827,6 +838,7 @@ def _run_locked(
         status = EXIT_TASKS_FAILED
     else:
         status = EXIT_OK
+    written(status)
     transport.shutdown(0.0, status)
     return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values,
                      failed_tasks=failed_tasks(plan.ledger, failed, timed_out.ids),

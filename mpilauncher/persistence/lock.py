@@ -168,6 +168,7 @@ class SweepLock:
                 ) from None
             os.close(fd)
             self.held = True
+            _held.add(self)
             return
         raise InputError("cannot take the lock (it keeps changing hands): is another launcher starting?",
                          str(self.path))  # fmt: skip
@@ -176,6 +177,7 @@ class SweepLock:
         """Remove the lock if it is still ours (``--break-lock`` may have handed it to another run)."""
         if self.held:
             self.held = False
+            _held.discard(self)
             self._remove_if_mine()
 
     def __enter__(self) -> SweepLock:
@@ -219,6 +221,18 @@ class SweepLock:
                 self.path.unlink()
         except OSError:
             pass
+
+
+#: The locks this process holds: what :func:`release_held` gives back.
+_held: set[SweepLock] = set()
+
+
+def release_held() -> None:
+    """Give back every lock this process holds, for a process about to end without unwinding (an MPI job
+    aborted while its main thread is stuck inside MPI, see launch.py): its run wrote its state, and a lock
+    left behind would make the next run take it over (or, from another host, ask for --break-lock)."""
+    for lock in list(_held):
+        lock.release()
 
 
 def read_lock(path: Path) -> str | None:

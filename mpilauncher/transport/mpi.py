@@ -26,7 +26,11 @@ whoever sends their node its SHUTDOWN wakes them with a signal (see wake.py).
 Every rank answers SHUTDOWN with BYE, and rank 0 waits for them all before it
 goes on to MPI_Finalize: a parked rank may send SIGNALLED at any moment until
 it has seen SHUTDOWN, and a message to a rank that is finalizing is an error
-(seen under Slurm: "OFI call tinjectdata failed").
+(seen under Slurm: "OFI call tinjectdata failed").  Nothing is sent to a rank
+known to be dead: MPICH's send to a dead rank on another host retries the
+refused connection inside MPI for good.  So a rank parked on another host gets
+its SHUTDOWN once its agent's BYE, which names the parked ranks gone on its
+host, says it still runs; the ranks on rank 0's host are looked at directly.
 
 Signals.  A stop signal may reach any rank: the starter forwards Ctrl-C and
 SIGTERM to all of them, Slurm signals every process of a step, a ``kill``
@@ -72,7 +76,7 @@ from mpilauncher.protocol import (
 from mpilauncher.records import field, record
 from mpilauncher.transport.base import Backoff, InProcessAgent, QuietBackoff, StopSignal, no_signal
 from mpilauncher.transport.local import LOCAL_NODE, LocalTransport
-from mpilauncher.transport.wake import identity, wake
+from mpilauncher.transport.wake import gone, identity, wake
 
 __all__ = ["Backoff", "Bye", "Layout", "MasterTransport", "MpiAgentEndpoint", "Setup", "discover", "world"]
 
@@ -85,6 +89,12 @@ SHUTDOWN_PROBE = 0.005
 #: doubling to 5 ms while reports come; after a quiet spell up to 1% of it, at most 50 ms.  Measured with
 #: one long task (benchmarks/dispatch.py, idle cost): a 5 ms ceiling kept rank 0 at 3.5% of a core.
 MASTER_PROBE = (0.0002, 0.005)
+#: The longest rank 0's shutdown waits for the other ranks' BYEs beyond the grace (and at most the heartbeat
+#: timeout): a rank that has not answered by then is lost.
+SHUTDOWN_TIMEOUT = 30.0
+#: What the end of a run may take beyond that wait once its state is saved (the last sends, MPI_Abort, the
+#: output drained) before rank 0's watchdog ends the job (see launch.py's ``EndWatchdog``).
+END_MARGIN = 10.0
 MASTER_QUIET_PROBE, MASTER_QUIET_SHARE = 0.05, 0.01
 
 #: Environment variables by which MPI starters tell a process it is one of several ranks.
@@ -138,14 +148,15 @@ class Layout:
             return "master"
         return "agent" if self.agent_ranks[self.node_of_rank[rank]] == rank else "parked"
 
-    def parked_beside(self, rank: int) -> list[tuple[str, int, str]]:
-        """The identities of the ranks parked on ``rank``'s node (what it wakes when it gets SHUTDOWN), in
-        rank order; those on another host than ``rank``'s are not known here (nor could a signal reach them)."""
+    def parked_beside(self, rank: int) -> dict[int, tuple[str, int, str]]:
+        """Rank -> identity of the ranks parked on ``rank``'s node (those it wakes after its BYE, and whose
+        death its BYE reports), in rank order; those on another host than ``rank``'s are not known here (nor
+        could a signal reach them)."""
         node = self.node_of_rank[rank]
-        return [
-            found for other, found in sorted(self.identities.items())
+        return {
+            other: found for other, found in sorted(self.identities.items())
             if self.node_of_rank[other] == node and self.role(other) == "parked"
-        ]  # fmt: skip
+        }  # fmt: skip
 
 
 def emulated_node_name(rank: int, size: int, nodes: int) -> str:
@@ -212,6 +223,8 @@ class MasterTransport:
         self._failed_ranks: set[int] = set()
         #: Some rank is gone or did not answer the shutdown: MPI_Finalize would hang on it.
         self.unclean = False
+        #: Which ones (after :meth:`shutdown`).
+        self.lost_ranks: list[int] = []
 
     # -- start-up ---------------------------------------------------------
     def hellos(self, timeout: float = 300.0) -> list[tuple[int, Hello]]:
@@ -296,39 +309,72 @@ class MasterTransport:
         self._dead_ranks.update(rank for rank, n in enumerate(self._node_of_rank) if n == node)
 
     # -- the end ----------------------------------------------------------
-    def shutdown(self, grace: float, exit_status: int, timeout: float = 30.0) -> list[tuple[int, Ended]]:
+    def shutdown(
+        self, grace: float, exit_status: int, timeout: float = SHUTDOWN_TIMEOUT
+    ) -> list[tuple[int, Ended]]:  # fmt: skip
         """Tell every other rank to stop and wait for each one's BYE; collect the tasks the agents
         ended on the way out.
+
+        No SHUTDOWN goes to a rank that is known or seen to be dead: MPICH's send to a rank that died on
+        another host retries the refused connection inside MPI for good (a user walk: rank 0 spun at 100%
+        for 11 minutes after its statistics, a parked rank of another node killed).  The agents (heard from
+        within the heartbeat timeout) and the ranks on this host (seen to run) get theirs at once; a rank
+        parked on another host once its agent's BYE says it still runs (see :class:`Bye`).
 
         Idempotent: only the first call sends anything.
         """
         if self._shut_down:
             return []
         self._shut_down = True
+        message = Shutdown(grace, exit_status)
+        here = self.layout.identities
+        self._dead_ranks.update(rank for rank, found in here.items() if rank and gone(*found))
         waiting = {rank for rank in range(1, self.comm.Get_size()) if rank not in self._dead_ranks}
-        for rank in sorted(waiting):  # first: the other ranks stop while node 0 does
-            self._isend(Shutdown(grace, exit_status), rank, TAG_SHUTDOWN)
+        later = {
+            rank for rank in waiting
+            if rank not in here and self.layout.role(rank) == "parked" and self._node_of_rank[rank] != LOCAL_NODE
+        }  # fmt: skip
+        for rank in sorted(waiting - later):  # first: the other ranks stop while node 0 does
+            self._isend(message, rank, TAG_SHUTDOWN)
         # The ranks on this host (node 0's parked ones; with emulated nodes, every one): now, not at their next probe.
-        wake(found for rank, found in self.layout.identities.items() if rank in waiting)
+        wake(found for rank, found in here.items() if rank in waiting)
         ended = self.local.shutdown(grace, exit_status)
         # A live agent answers at once (a parked rank within its longest sleep); one that died unnoticed never will.
-        deadline = time.monotonic() + grace + min(timeout, self.beat_timeout or timeout)
+        deadline = time.monotonic() + grace + self._shutdown_wait(timeout)
         backoff = Backoff(0.0005, SHUTDOWN_PROBE)
         while waiting and time.monotonic() < deadline:
-            message = self._probe()
-            if message is None:
+            got = self._probe()
+            if got is None:
                 time.sleep(backoff.next())
                 continue
-            rank, payload = message
+            rank, payload = got
             if isinstance(payload, Bye):
                 waiting.discard(rank)
                 ended.extend((self._node_of_rank[rank], e) for e in payload.items)
+                for parked in sorted(p for p in later if self._node_of_rank[p] == self._node_of_rank[rank]):
+                    later.discard(parked)
+                    if parked in payload.gone:
+                        self._dead_ranks.add(parked)
+                        waiting.discard(parked)
+                    else:
+                        self._isend(message, parked, TAG_SHUTDOWN)
             elif isinstance(payload, Completions):
                 ended.extend((self._node_of_rank[rank], e) for e in payload.items)
         self._complete_sends(deadline)
         # Ranks the library reported failed do not hold up MPI_Finalize (ULFM); others would.
-        self.unclean = bool(waiting or self._dead_ranks - self._failed_ranks or self._requests)
+        self.lost_ranks = sorted(waiting | (self._dead_ranks - self._failed_ranks))
+        self.unclean = bool(self.lost_ranks or self._requests)
         return ended
+
+    def end_bound(self) -> float:
+        """The longest the end of the run may take once rank 0's state is saved (its :meth:`shutdown`
+        without grace, then MPI_Abort or MPI_Finalize): past it something is stuck inside MPI."""
+        return self._shutdown_wait(SHUTDOWN_TIMEOUT) + END_MARGIN
+
+    def _shutdown_wait(self, timeout: float) -> float:
+        """How long the shutdown waits for the BYEs, beyond the grace: a rank that did not answer within the
+        heartbeat timeout is as silent as a lost agent."""
+        return min(timeout, self.beat_timeout or timeout)
 
     def close(self) -> None:
         self.local.close()
@@ -438,13 +484,13 @@ class MpiAgentEndpoint:
     first (HELLO) and the last (BYE) is non-blocking, settled by :meth:`settle`.
     """
 
-    def __init__(self, comm, parked: list[tuple[str, int, str]] | None = None) -> None:
-        """``parked``: the identities of the ranks parked on this agent's node (see
-        :meth:`Layout.parked_beside`), woken when SHUTDOWN comes (see wake.py)."""
+    def __init__(self, comm, parked: Mapping[int, tuple[str, int, str]] | None = None) -> None:
+        """``parked``: rank -> identity of the ranks parked on this agent's node (see
+        :meth:`Layout.parked_beside`): its BYE names those that are gone, and wakes the others (see wake.py)."""
         from mpi4py import MPI
 
         self.comm = comm
-        self._parked = parked or []
+        self._parked = dict(parked or {})
         self.rank: int = comm.Get_rank()
         self._status = MPI.Status()
         self._any_tag = MPI.ANY_TAG
@@ -461,7 +507,6 @@ class MpiAgentEndpoint:
                 raise ProtocolError(f"agent got unexpected {type(payload).__name__}")
             out.append(payload)
             if isinstance(payload, Shutdown):
-                wake(self._parked)  # they have theirs too: now, not at their next probe
                 break  # the last word: nothing after it is for us
         return out
 
@@ -478,8 +523,13 @@ class MpiAgentEndpoint:
             self._requests = [r for r in self._requests if not r.Test()]
 
     def bye(self, ended: tuple[Ended, ...]) -> None:
-        """BYE goes last: after it rank 0 may finalize, so every send of ours must be out by then."""
-        self._requests.append(self.comm.isend(Bye(ended), dest=0, tag=TAG_BYE))
+        """BYE goes last: after it rank 0 may finalize, so every send of ours must be out by then.
+
+        It names the ranks parked on this node that are gone (rank 0 sends the others their SHUTDOWN
+        when it reads it), and wakes the others, now, not at their next probe: theirs is on its way."""
+        gone_ranks = tuple(rank for rank, found in self._parked.items() if gone(*found))
+        self._requests.append(self.comm.isend(Bye(ended, gone_ranks), dest=0, tag=TAG_BYE))
+        wake(found for rank, found in self._parked.items() if rank not in gone_ranks)
         deadline = time.monotonic() + 30
         while self._requests and time.monotonic() < deadline:
             self.settle()

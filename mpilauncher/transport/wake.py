@@ -8,9 +8,9 @@ runs took 0.03-0.10 s longer than an MPI hello-world above a single process).
 
 How: the parked rank sleeps in ``sigtimedwait`` on :data:`WAKE_SIGNAL`, which it keeps
 blocked, so a wake sent at any moment -- before it sleeps, or while it does -- ends the
-sleep at once, and is never lost or delivered to a handler.  Whoever gives the node its
-SHUTDOWN (the node's agent, or rank 0 for its own node) sends that signal to the node's
-parked ranks on its host, right after the message; rank 0 wakes every other rank on its own
+sleep at once, and is never lost or delivered to a handler.  Rank 0 sends that signal to
+its own node's parked ranks right after their SHUTDOWN, and a node's agent to its parked
+ranks right after its BYE (rank 0 sends them theirs when it reads it); rank 0 wakes every other rank on its own
 host too (emulated nodes: all of them), whose agents sleep in their backend's epoll with
 Python's signal wake-up fd in it (:class:`WakeFd`).  The pid and start time
 (``/proc/<pid>/stat``) of every rank on a host are gathered at start-up among that host's
@@ -44,11 +44,21 @@ def identity() -> tuple[str, int, str]:
     return os.uname().nodename, pid, start_time(pid)
 
 
+def running_here(host: str, pid: int, started: str) -> bool:
+    """Is ``(host, pid, start time)`` a process of this host that still runs (not a reused pid)?"""
+    return host == os.uname().nodename and bool(started) and start_time(pid) == started
+
+
+def gone(host: str, pid: int, started: str) -> bool:
+    """Has the process ``(host, pid, start time)`` of this host provably ended?  False where this host cannot tell
+    (another host, no start time known): a rank is taken for dead only on proof."""
+    return host == os.uname().nodename and bool(started) and start_time(pid) != started
+
+
 def wake(ranks: Iterable[tuple[str, int, str]]) -> None:
     """Send :data:`WAKE_SIGNAL` to each ``(host, pid, start time)`` on this host that is still that process."""
-    here = os.uname().nodename
     for host, pid, started in ranks:
-        if host != here or not started or start_time(pid) != started:
+        if not running_here(host, pid, started):
             continue
         try:
             os.kill(pid, WAKE_SIGNAL)

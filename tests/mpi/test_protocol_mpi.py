@@ -188,7 +188,7 @@ def test_parked_ranks_are_woken_by_the_shutdown_not_at_their_next_probe() -> Non
     rank, size = comm.Get_rank(), comm.Get_size()
     layout = mpi_transport.discover(comm, emulate_nodes=1)  # one node: rank 0 is its agent, the others park
     assert sorted(layout.identities) == list(range(size)), "one host: every rank's identity"
-    assert layout.parked_beside(0) == [layout.identities[r] for r in range(1, size)]
+    assert layout.parked_beside(0) == {r: layout.identities[r] for r in range(1, size)}
     assert layout.identities[rank][1] == os.getpid()
     if rank != 0:
         slept: list[bool] = []
@@ -266,10 +266,10 @@ def test_a_node_wakes_only_the_parked_ranks_it_knows_of_on_its_host() -> None:
     names = ["a", "a", "a", "b", "b", "b"]  # two nodes of three ranks: 0 and 3 their agents
     here_b = {3: ("hb", 13, "x"), 4: ("hb", 14, "y"), 5: ("hb", 15, "z")}
     layout = mpi_transport.Layout.from_names(names, here_b)
-    assert layout.parked_beside(3) == [("hb", 14, "y"), ("hb", 15, "z")]
-    assert layout.parked_beside(0) == [], "node a's ranks live on another host"
+    assert layout.parked_beside(3) == {4: ("hb", 14, "y"), 5: ("hb", 15, "z")}
+    assert layout.parked_beside(0) == {}, "node a's ranks live on another host"
     emulated = mpi_transport.Layout.from_names(["v0", "v0", "v1", "v1"], {r: ("h", r, "t") for r in range(4)})
-    assert emulated.parked_beside(2) == [("h", 3, "t")] and emulated.parked_beside(0) == [("h", 1, "t")]
+    assert emulated.parked_beside(2) == {3: ("h", 3, "t")} and emulated.parked_beside(0) == {1: ("h", 1, "t")}
 
 
 def test_backoff_doubles_and_resets() -> None:

@@ -77,37 +77,9 @@ def test_srun_without_mpi_wiring_is_refused(slurm_cluster, sweep: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_cluster, sweep: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import time
-    import uuid
-
     (sweep / "commandlines").write_text("sleep 1.5 && echo PYL_ID >> ran\n" * 8)
-    marker = uuid.uuid4().hex
-    env = {**os.environ, **MPI_TEST_SETTINGS, "PYTHONPATH": str(ROOT), "MPL_TEST_MARK": marker}
-    proc = subprocess.Popen(
-        ["srun", "-N", "3", "--ntasks-per-node=1", "--exclusive", "--mpi=pmi2", f"--job-name=mpl-{marker[:8]}",
-         *launcher("commandlines", "--workdir", "w", "--agent-timeout", "2")],
-        cwd=sweep, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        victim = None
-        deadline = time.monotonic() + 60
-        while victim is None or not (sweep / "w" / "out0").exists():
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                raise AssertionError(f"the launcher ended before the test could kill an agent:\n{out}\n{err}")
-            assert time.monotonic() < deadline, "the launcher did not start within 60 s"
-            victim = find_launcher_pid(marker, f"SLURMD_NODENAME={slurm_cluster.nodes[2]}")
-            time.sleep(0.1)
-        time.sleep(0.5)
-        os.kill(victim, signal.SIGKILL)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["scancel", f"--name=mpl-{marker[:8]}"], check=False, timeout=10)
+    srun = ["-N", "3", "--ntasks-per-node=1", "--exclusive"]
+    rc, out, err, _ = kill_a_rank_mid_sweep(sweep, srun, f"SLURMD_NODENAME={slurm_cluster.nodes[2]}", "2", 90)
     assert f"lost contact with the agent of node {slurm_cluster.nodes[2]}" in err, err
     assert "# tasks completed: 8" in out, out + err
     ran = [int(x) for x in (sweep / "ran").read_text().split()]
@@ -115,7 +87,78 @@ def test_lost_agent_tasks_run_again_elsewhere_and_the_sweep_finishes(slurm_clust
     rows = read_joblog(sweep / "w" / "joblog")
     assert len(rows) == 8 and all(r["exit"] == "0" for r in rows)
     assert slurm_cluster.nodes[2] not in {r["node"] for r in rows}, "the lost node's tasks finished elsewhere"
-    remove_stale_mpich_segments()  # the killed rank's shared memory would trip later MPI jobs
+    # A user walk: srun said 137 and "CANCELLED" after a sweep whose every task exited 0.  srun reports a rank
+    # killed by a signal so whatever the others do (Slurm 22.05): the launcher's last line says the outcome.
+    last = [line for line in err.splitlines() if line.startswith("mpilauncher:")][-1]
+    assert f"lost rank 2 ({slurm_cluster.nodes[2]})" in last and "the sweep completed" in last, err
+    assert "exit status 0" in last and "srun then reports the lost rank's end, 137" in last, err
+    assert rc == 137, (rc, err)
+    assert not (sweep / "queuestate.lock").exists()
+
+
+@pytest.mark.timeout(90)
+def test_a_parked_rank_killed_on_another_node_does_not_hang_the_end(slurm_cluster, sweep: Path) -> None:
+    """A user walk: a rank parked on another node than rank 0's killed mid-sweep; the sweep completed, then
+    rank 0 spun for good in MPICH's send of its SHUTDOWN to the dead rank (the refused connection retried
+    inside MPI), the lock left behind.  Its agent's BYE says it is gone: no SHUTDOWN goes to it, and the
+    run ends at once with its statistics, its queuestate complete and no lock left."""
+    (sweep / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 12)
+    srun = ["-N", "2", "--ntasks-per-node=2"]
+    rc, out, err, took = kill_a_rank_mid_sweep(sweep, srun, "SLURM_PROCID=3", "30", 45)
+    assert "# tasks completed: 12" in out, out + err
+    assert sorted(int(x) for x in (sweep / "ran").read_text().split()) == list(range(12))
+    last = [line for line in err.splitlines() if line.startswith("mpilauncher:")][-1]
+    assert "lost rank 3 (" in last and "the sweep completed" in last, err
+    assert not (sweep / "queuestate.lock").exists(), "the lock is given back"
+    assert took < 30, f"the end waited {took:.0f} s: for the agent timeout, not at once"
+    assert rc == 137, (rc, err)
+
+
+def kill_a_rank_mid_sweep(
+    sweep: Path, srun: list[str], victim: str, agent_timeout: str, timeout: float
+) -> tuple[int, str, str, float]:
+    """Run ``commandlines`` under ``srun SRUN --mpi=pmi2``, kill -9 the rank whose environment holds ``victim``
+    (``NAME=value``) once the first task has run, and wait up to ``timeout`` s for the end: srun's exit status,
+    its output and error, and the seconds from the kill to the end."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import uuid
+
+    marker = uuid.uuid4().hex
+    env = {**os.environ, **MPI_TEST_SETTINGS, "PYTHONPATH": str(ROOT), "MPL_TEST_MARK": marker}
+    proc = subprocess.Popen(
+        ["srun", *srun, "--mpi=pmi2", f"--job-name=mpl-{marker[:8]}",
+         *launcher("commandlines", "--workdir", "w", "--agent-timeout", agent_timeout)],
+        cwd=sweep, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        pid = None
+        deadline = time.monotonic() + 60
+        while pid is None or not (sweep / "w" / "out0").exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"the launcher ended before the test could kill a rank:\n{out}\n{err}")
+            assert time.monotonic() < deadline, "the launcher did not start within 60 s"
+            pid = find_launcher_pid(marker, victim)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            lock = "; queuestate.lock left behind" if (sweep / "queuestate.lock").exists() else ""
+            raise AssertionError(f"srun did not end within {timeout} s of the kill{lock}:\n{out}\n{err}") from None
+        return proc.returncode, out, err, time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["scancel", f"--name=mpl-{marker[:8]}"], check=False, timeout=10)
+        remove_stale_mpich_segments()  # the killed rank's shared memory would trip later MPI jobs
 
 
 @pytest.mark.timeout(150)

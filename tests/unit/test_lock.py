@@ -11,7 +11,7 @@ import pytest
 
 from mpilauncher import records
 from mpilauncher.errors import InputError
-from mpilauncher.persistence.lock import Holder, SweepLock, is_stale, lock_path, process_start
+from mpilauncher.persistence.lock import Holder, SweepLock, is_stale, lock_path, process_start, release_held
 
 
 def here(**changes) -> Holder:
@@ -94,3 +94,12 @@ def test_a_lock_file_that_is_not_ours_is_refused_unless_broken(tmp_path: Path) -
     lock = SweepLock(state)
     lock.acquire(break_lock=True)
     lock.release()
+
+
+def test_release_held_gives_back_the_locks_this_process_holds(tmp_path: Path) -> None:
+    """For a process about to end without unwinding (an MPI job aborted by rank 0's end watchdog)."""
+    lock = SweepLock(tmp_path / "queuestate")
+    lock.acquire()
+    release_held()
+    assert not lock.held and not lock_path(tmp_path / "queuestate").exists()
+    release_held()  # nothing held: nothing to do

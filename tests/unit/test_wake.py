@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mpilauncher.transport.wake import WAKE_SIGNAL, identity, start_time, wake
+from mpilauncher.transport.wake import WAKE_SIGNAL, gone, identity, start_time, wake
 from tests.conftest import ROOT
 
 #: A parked rank's sleep in a child: says "ready", waits for "go" on stdin (a wake may come meanwhile),
@@ -125,3 +125,14 @@ def test_a_wake_fd_that_is_someone_elses_is_left_alone() -> None:
         signal.set_wakeup_fd(before)
         for fd in theirs:
             os.close(fd)
+
+
+def test_a_rank_is_gone_only_on_proof() -> None:
+    """An agent's BYE names the ranks parked beside it that are gone (rank 0 then sends them nothing: MPICH's
+    send to a dead rank on another host spins for good); a process this host cannot look into is not gone."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    found = (os.uname().nodename, child.pid, start_time(child.pid))
+    child.wait()
+    assert gone(*identity()) is False
+    assert gone(*found) is True, "ended (its pid, if reused, has another start time)"
+    assert gone("another-host", 1, "1") is False and gone(os.uname().nodename, os.getpid(), "") is False
