@@ -251,6 +251,7 @@ def complete_all(work: Path) -> int:
         ledger.started(task_id, *place_of(task_id), start)
         ledger.finished(task_id, 1 if task_id == failed else 0, start, 0.002)
     meta.longest = ledger.longest_completed()
+    meta.journaled = False  # (the last snapshot of a run says that no journal follows it)
     atomic_write(path, queuestate.render_pieces(ledger, meta, loaded.default_cores))
     journal_path(path).unlink(missing_ok=True)
     return failed

@@ -120,5 +120,5 @@ def test_job_script_runs_its_sweep(slurm_cluster, submitted, name: str) -> None:
         assert {row[1] for row in rows} == {str(slurm_cluster.cpus_per_node)}, "a whole node's threads each"
     if name == "gpu.slurm":
         assert collections.Counter(row[1] for row in rows) == {"0": 4, "1": 4}, "each task its own GPU"
-    hosts = re.search(r"host pool: \d+ cores(?: and \d+ GPUs)? on (\d+) node", output)
+    hosts = re.search(r"host pool: \d+ cores?(?: and \d+ GPUs?)? on (\d+) node", output)
     assert hosts and int(hosts.group(1)) == case.nodes, output
