@@ -64,7 +64,7 @@ def test_a_resume_given_the_other_output_mode_switches_to_it_and_says_so(tmp_pat
     """A user walk: ``--resume ... --output per-task`` of a per-node sweep switched in silence (the README
     said a resume keeps the mode): a job script edited for a file-count quota, or the other way, may want
     the switch, but it is said."""
-    (tmp_path / "commandlines").write_text("echo one\nsleep 5; echo two\n")
+    (tmp_path / "commandlines").write_text("echo one\nsleep 2.5; echo two\n")
     stopped = run_cli(["commandlines", "--workdir", "w", "--output", first, "--max-runtime", "1.5", "--grace", "0.1",
                        "--cores-per-node", "1"], tmp_path)  # fmt: skip
     assert stopped.returncode == 4, stopped.stderr
