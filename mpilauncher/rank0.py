@@ -380,15 +380,16 @@ def mark_mpi_tasks(plan: Plan, config: Config) -> None:
 _OTHER_CHOICES = "or remove it, or choose another --queuestate, or overwrite it with --start-over"
 
 
-def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int] | None:
+def check_state_target(plan: Plan, start_over: bool = False) -> Aside | None:
     """Refuse to overwrite a queuestate that still holds unfinished work of another sweep (unless told
     to start over: then it is overwritten).  A finished one with failed tasks is not overwritten either:
-    the name to keep it under and its failed tasks are returned (see :func:`keep_aside`), ``None`` where
-    there is none to keep.
+    where to keep it is returned (see :func:`keep_aside`), ``None`` where there is none to keep.
 
     Why keep it: its run ended saying "run them again: --resume QUEUESTATE --rerun-failed", and a
     second sweep started with the same default name (a PyLauncher script of two sweeps, say) replaced
     it in silence -- the failed tasks could then be found only by running the whole first sweep again.
+    Its journal goes with it where it has one (a kill -9 after the last end, before the final snapshot):
+    what only the journal holds is part of the sweep kept.
     """
     target = plan.state_path
     found, plan.found = plan.found, None  # (read by earlier_run_of, unless told to start over)
@@ -400,7 +401,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
     if target.is_dir():
         raise InputError("is a directory; --queuestate must name a file", str(target))
     try:
-        other = (found if found is not None else load_state(target, CoresSpec("fixed", 1), states_only=True)).ledger
+        other = found if found is not None else load_state(target, CoresSpec("fixed", 1), states_only=True)
     except JournalLost as lost:  # (a sweep not finished, for all it says: as one that is)
         if start_over:
             return None
@@ -409,7 +410,7 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
         raise InputError(
             f"exists and is not a readable queuestate ({err}): remove it or choose another --queuestate", str(target)
         ) from None
-    counts = other.counts()
+    counts = other.ledger.counts()
     unfinished = counts[QUEUED] + counts[RUNNING]
     if unfinished and not start_over:
         raise InputError(
@@ -419,17 +420,20 @@ def check_state_target(plan: Plan, start_over: bool = False) -> tuple[Path, int]
         )
     if not counts[FAILED] or start_over:
         return None
-    if journal_path(target).exists():  # (its snapshot names that journal: it cannot move without it)
-        raise InputError(
-            f"holds a finished sweep with {_failed_tasks(counts[FAILED])} and its journal: run them again with"
-            f" --resume {shell_word(str(target))} --rerun-failed, {_OTHER_CHOICES}",
-            str(target),
-        )
     number, aside = 1, target.with_name(f"{target.name}.1")
-    while any(path.exists() for path in workdirs.files_of(aside)):
+    while any(os.path.lexists(path) for path in workdirs.files_of(aside)):
         number += 1
         aside = target.with_name(f"{target.name}.{number}")
-    return aside, counts[FAILED]
+    return Aside(aside, counts[FAILED], other.journal)
+
+
+@record
+class Aside:
+    """Where a finished queuestate with failed tasks is kept (see :func:`check_state_target`)."""
+
+    path: Path
+    failed: int
+    journal: Path | None  # its journal, replayed over it, that goes with it; None: it has none
 
 
 def check_no_lone_journal(target: Path, start_over: bool) -> None:
@@ -448,10 +452,20 @@ def check_no_lone_journal(target: Path, start_over: bool) -> None:
     )
 
 
-def keep_aside(target: Path, aside: Path, failed: int, config: Config) -> str:
-    """Move the finished queuestate ``target`` to ``aside`` (see :func:`check_state_target`); what to say."""
+def keep_aside(target: Path, kept: Aside, config: Config) -> str:
+    """Move the finished queuestate ``target`` to ``kept.path``, and its journal beside it under the name
+    that goes with that (where :func:`~mpilauncher.persistence.store.journal_of` finds it, whatever name
+    the snapshot gives); what to say.  The snapshot first: until the journal follows, it is still found
+    by the name the snapshot gives it, beside it.  A journal that cannot follow takes the snapshot back."""
+    aside, failed = kept.path, kept.failed
     try:
         os.rename(target, aside)
+        if kept.journal is not None:
+            try:
+                os.rename(kept.journal, journal_path(aside))
+            except OSError:
+                os.rename(aside, target)
+                raise
     except OSError as err:
         raise InputError(
             f"cannot keep the finished sweep it holds aside as {aside.name}: {err.strerror or err}", str(target)
@@ -748,7 +762,7 @@ def _run_locked(
             out.write(" .. output: per node (output.<node>.*; python -m mpilauncher output WORKDIR TASK_ID)\n")
         out.flush()
     if aside is not None:  # (after every check: a run refused at its start leaves the queuestate where it was)
-        plan.notes.append(keep_aside(plan.state_path, *aside, config))
+        plan.notes.append(keep_aside(plan.state_path, aside, config))
     for note in (*config.notes, *plan.notes):
         log.note(note)
     transport.setup(

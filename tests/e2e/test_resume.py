@@ -13,7 +13,6 @@ from pathlib import Path
 
 from mpilauncher.core.ledger import Ledger
 from mpilauncher.core.tasks import CoresSpec, parse_commandlines
-from mpilauncher.persistence import journal
 from mpilauncher.persistence.files import sha256_hex
 from mpilauncher.persistence.queuestate import StateMeta
 from mpilauncher.persistence.store import StateStore, journal_path
@@ -445,18 +444,23 @@ def test_a_new_sweep_keeps_a_finished_queuestate_with_failed_tasks_aside(tmp_pat
     assert fourth.returncode == 0 and "kept as" not in fourth.stderr and not (tmp_path / "queuestate.2").exists()
 
 
-def test_a_finished_queuestate_with_failed_tasks_and_a_journal_is_refused_not_kept_without_it(tmp_path: Path) -> None:
-    """Its snapshot names its journal: kept aside alone it would lose what only the journal holds."""
-    (tmp_path / "first").write_text("false\n")
-    assert run_cli(["first", "--workdir", "w1"], tmp_path).returncode == 1
-    kept = (tmp_path / "queuestate").read_text()
-    run = json.loads(kept.split("\n")[3].removeprefix("#meta "))["run"]
-    (tmp_path / "queuestate.journal").write_text(f"{journal.HEADER}{run}\n")  # (as a kill -9 at the end leaves it)
+def test_a_finished_queuestate_with_failed_tasks_whose_journal_says_so_is_kept_aside_with_it(tmp_path: Path) -> None:
+    """A kill -9 after a sweep's last end, before its final snapshot: only the journal says that every task
+    ended, one of them failed.  A new sweep under that name refused it ("and its journal"), the user left to
+    move the files by hand; it keeps both aside now, the journal renamed with the snapshot, and the
+    resume of the kept one runs its failed task alone: nothing the journal held runs again."""
+    state = killed_sweep(tmp_path, n=4, completed=(0, 1, 3), failed=(2,), running=())
+    records = journal_path(state).read_text()
     (tmp_path / "second").write_text("echo c\n")
-    refused = run_cli(["second", "--workdir", "w2"], tmp_path)
-    assert refused.returncode == 2
-    assert "queuestate: holds a finished sweep with 1 failed task and its journal" in refused.stderr
-    assert (tmp_path / "queuestate").read_text() == kept and not (tmp_path / "w2").exists()
+    second = run_cli(["second", "--workdir", "w2", "--queuestate", "qs"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "mpilauncher: note: qs held a finished sweep with 1 failed task: kept as qs.1" in second.stderr
+    assert (tmp_path / "qs.1.journal").read_text() == records and not journal_path(state).exists()
+    status = run_cli(["--status", "qs.1"], tmp_path)
+    assert "completed   3 jobs: 0-1 3\n" in status.stdout and "aborted     1 jobs: 2\n" in status.stdout, status.stdout
+    again = run_cli(["--resume", "qs.1", "--rerun-failed", "--workdir", "w3", "--quiet"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "ran").read_text() == "2\n", "the failed task alone"
 
 
 # -- a sweep's folder moved or renamed (a user walk) ---------------------------------------
@@ -503,10 +507,16 @@ def test_a_resume_whose_workdir_is_nowhere_to_be_found_says_to_name_it_with_work
     assert ran_counts(new) == collections.Counter(range(12))
 
 
-def killed_sweep(directory: Path, n: int = 8, completed: tuple[int, ...] = (0, 1, 2, 4)) -> Path:
+def killed_sweep(
+    directory: Path,
+    n: int = 8,
+    completed: tuple[int, ...] = (0, 1, 2, 4),
+    failed: tuple[int, ...] = (),
+    running: tuple[int, ...] = (3,),
+) -> Path:
     """``qs`` and ``qs.journal`` as a ``kill -9`` leaves them: the run's first snapshot (every task queued)
-    and a journal of ``completed`` (ended well) and task 3 (running).  Made by the state store itself, as
-    a run writes them: a kill at a chosen instant is not something a test can make happen."""
+    and a journal of ``completed`` (ended well), ``failed`` (exit 3) and ``running``.  Made by the state
+    store itself, as a run writes them: a kill at a chosen instant is not something a test can make happen."""
     lines = [f"echo {i} >> ran" for i in range(n)]
     (directory / "commandlines").write_text("\n".join(lines) + "\n")
     (directory / "w").mkdir()
@@ -516,10 +526,10 @@ def killed_sweep(directory: Path, n: int = 8, completed: tuple[int, ...] = (0, 1
                      sha256=sha256_hex((directory / "commandlines").read_bytes()))  # fmt: skip
     store = StateStore(directory / "qs", Ledger(tasks), meta, one, fsync_interval=0.5)
     store.open(now=0.0)
-    for task_id in (*completed, 3):
+    for task_id in (*completed, *failed, *running):
         store.started(task_id, "c1", (0,), 100.0 + task_id)
-    for task_id in completed:
-        store.finished(task_id, 0, 100.0 + task_id, 0.5)
+    for task_id in (*completed, *failed):
+        store.finished(task_id, 3 if task_id in failed else 0, 100.0 + task_id, 0.5)
     store.flush(now=1.0, elapsed=1.0)  # (too early for a second snapshot: the journal holds them)
     store._journal.close()  # (as a kill leaves it: not removed)
     return directory / "qs"

@@ -48,7 +48,7 @@ def test_a_new_sweep_reads_the_finished_queuestate_under_its_name_once(finished:
     Path("commands2").write_text(lines)
     plan = rank0.make_plan(make_config("commands2", queuestate="qs"))
     assert plan.resumed_from is None, "a finished sweep is not continued"
-    assert rank0.check_state_target(plan) == (Path("qs.1"), 1)
+    assert rank0.check_state_target(plan) == rank0.Aside(Path("qs.1"), 1, None)
     assert reads == [Path("qs")]
     assert plan.found is None, "not held for the rest of the run"
 
@@ -81,3 +81,23 @@ def test_a_journal_without_its_queuestate_is_not_replaced_by_a_new_sweep(finishe
         rank0.check_state_target(rank0.make_plan(make_config("commands", queuestate="qs")))
     plan = rank0.make_plan(make_config("commands", queuestate="qs", start_over=True))
     assert rank0.check_state_target(plan, start_over=True) is None
+
+
+def test_a_journal_that_cannot_follow_its_snapshot_aside_takes_it_back(finished: Path, monkeypatch) -> None:
+    """keep_aside moves the snapshot, then its journal; where the journal's move fails the snapshot goes
+    back, and the run is refused in one line: never a snapshot kept apart from what its journal holds."""
+    journal_file = journal_path(finished)
+    journal_file.write_text(f"{journal.HEADER}0123456789ab\n")
+    before = finished.read_text()
+    real = rank0.os.rename
+
+    def failing(source, target):
+        if Path(source) == journal_file:
+            raise OSError(28, "No space left on device")
+        real(source, target)
+
+    monkeypatch.setattr(rank0.os, "rename", failing)
+    kept = rank0.Aside(finished.with_name("qs.1"), 1, journal_file)
+    with pytest.raises(rank0.InputError, match="cannot keep the finished sweep it holds aside as qs.1: No space"):
+        rank0.keep_aside(finished, kept, make_config("commands"))
+    assert finished.read_text() == before and journal_file.exists() and not kept.path.exists()
