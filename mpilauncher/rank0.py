@@ -12,6 +12,7 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import time
 from io import TextIOBase as TextIO
 from pathlib import Path
@@ -841,6 +842,13 @@ def _run_locked(
         out.flush()
     if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
         _resubmit(config, link, allocation.job_id, statistics.result.not_run)
+    elif outcome.interrupted is not None and config.resubmit and statistics.result.not_run and stop.signum:
+        # (the early warning killed a batch shell that did not exec srun: srun then sends SIGTERM)
+        warn(
+            f"--resubmit: no next job submitted: a {signal.Signals(stop.signum).name} is a stop"
+            " someone asked for (scancel), not the time limit's early warning; if the warning (SIGUSR1 to the"
+            " batch shell) was meant, start the launcher with exec ('exec srun ...') so that it reaches it"
+        )
     if outcome.failure is not None:  # its one line is on stderr already; the state is saved
         written(EXIT_LAUNCHER_FAILED)
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)

@@ -34,7 +34,7 @@ class Statistics:
     speedup: float  # aggregate / total_time
     pool_size: int  # cores (slots) of the host pool
     per_slot_max: int  # most tasks that ended on one core slot (started there)
-    per_slot_avg: float  # tasks that ended per core slot of the pool
+    per_slot_avg: float  # tasks that ended per core slot (of the pool, or of every run's, if more)
     runtime_p50: float
     runtime_p99: float
     #: Tasks of this run held back because they could not finish before the deadline (queued for the next job).
@@ -102,7 +102,8 @@ def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
         speedup=aggregate / total if total > 0 else 0.0,
         pool_size=pool_size,
         per_slot_max=max(per_slot.values(), default=0),
-        per_slot_avg=executed / pool_size if pool_size else 0.0,
+        # over every slot the sweep used: a run resumed on other nodes adds slots to this run's pool
+        per_slot_avg=executed / max(pool_size, len(per_slot)) if executed else 0.0,
         runtime_p50=percentile(runtimes, 50),
         runtime_p99=percentile(runtimes, 99),
     )

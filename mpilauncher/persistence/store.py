@@ -347,7 +347,10 @@ def describe_state(path: Path) -> str:
             lines.append(
                 f"(the {counts[RUNNING]} running were interrupted when the sweep stopped: a resume runs them again)"
             )
-        lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
+        if live:  # (a resume would be refused by the lock: nothing to do but wait)
+            lines.append(f"{todo} tasks left, being run by the launcher above")
+        else:
+            lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
     else:
         lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))
     return "\n".join(lines) + "\n"

@@ -129,6 +129,10 @@ def test_a_second_launcher_on_a_running_sweep_is_refused_naming_the_holder(sweep
     assert not (sweep_dir / "w2").exists()
     status = run_cli(["--status", "queuestate"], sweep_dir)
     assert f"in use: a launcher is running this sweep (pid {first.pid}" in status.stdout
+    # A Slurm user walk: the last line said "N tasks to run: python -m mpilauncher --resume queuestate", a
+    # command the lock refuses while the sweep runs; it says the tasks are under way instead.
+    assert "--resume" not in status.stdout, status.stdout
+    assert "tasks left, being run by the launcher above" in status.stdout, status.stdout
     _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     counts = ran_counts(sweep_dir)

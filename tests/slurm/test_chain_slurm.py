@@ -139,3 +139,29 @@ def test_a_job_holds_back_what_cannot_finish_stops_early_and_the_next_job_of_the
     total = float(first.split("total running time:")[1].split()[0])
     assert total < 12, f"it stopped once nothing could start, not at the limit: {first}"
     assert ran(tmp_path) == collections.Counter(range(8)), "every task exactly once, none cut short"
+
+
+@pytest.mark.timeout(120)
+def test_a_resubmit_job_whose_shell_did_not_exec_the_launcher_says_why_nothing_was_resubmitted(
+    slurm_cluster, tmp_path: Path
+) -> None:
+    """A user walk: a script that runs the launcher without ``exec`` (``srun ... --resubmit 3``) got the time
+    limit's early warning (USR1 to the batch shell only); the shell died of it, the launcher saw a SIGTERM,
+    and ended with "stopped by SIGTERM" and no word on why no next job was submitted."""
+    (tmp_path / "commandlines").write_text(SHORT_SWEEP)
+    script = tmp_path / "job.slurm"
+    script.write_text(
+        f"#!/bin/bash\n#SBATCH -N 1\n#SBATCH -c 2\n#SBATCH -o {tmp_path}/job.o%j\ncd {tmp_path}\n"
+        f"export PYTHONPATH={ROOT}\nsrun --mpi=pmi2 {PYTHON} -m mpilauncher commandlines --workdir w --grace 1"
+        " --resubmit 3\n"
+    )
+    job = slurm_cluster.sbatch(str(script))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "w" / "out0").exists():
+        assert time.monotonic() < deadline, "the launcher did not start a task within 60 s"
+        time.sleep(0.1)
+    slurm_cluster.run(["scancel", "--signal=USR1", "--batch", str(job)], timeout=15)
+    slurm_cluster.wait_job(job, timeout=60)
+    text = (tmp_path / f"job.o{job}").read_text()
+    assert "stopped by SIGTERM" in text and "to go on with the" not in text, text
+    assert "--resubmit: no next job submitted: a SIGTERM" in text and "exec" in text, text

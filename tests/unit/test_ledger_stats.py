@@ -258,3 +258,18 @@ def test_tasks_per_slot_count_the_tasks_that_ended_not_those_still_running():
     ledger.started(11, "c1", (1,), 11.0)
     stats = compute(ledger, elapsed=12.0, pool_size=2)
     assert (stats.per_slot_max, stats.per_slot_avg) == (5, 5.0)
+
+
+def test_tasks_per_slot_of_a_sweep_resumed_on_other_nodes_average_over_every_slot_used():
+    """A sweep of 30 run 24 on node1+node2's 4 slots, then resumed on node3+node4's 4 slots for
+    the other 6 said "max: 6, avg: 7.5" (a Slurm user walk): the whole sweep's tasks were divided by
+    this run's pool only. The average is over every slot the sweep used, never above the max."""
+    ledger = make_ledger(30)
+    for i in range(30):
+        host = ("n1", "n2")[i % 2] if i < 24 else ("n3", "n4")[i % 2]
+        ledger.started(i, host, ((i // 2) % 2,), float(i))
+        ledger.finished(i, 0, float(i), 1.0)
+    stats = compute(ledger, elapsed=8.0, pool_size=4)
+    assert stats.per_slot_max == 6
+    assert stats.per_slot_avg == pytest.approx(30 / 8)
+    assert stats.per_slot_avg <= stats.per_slot_max
