@@ -166,15 +166,18 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     cores = config.cores_per_node or allocation.cores_of(node_name) or cluster.local_cpu_count()
     if role != "parked" and not config.emulate_nodes:
         _warn_if_confined(node_name, cores)
+    limit = max(config.beat_timeout or STUCK_SEND_LIMIT, STUCK_SEND_FLOOR)
+    where = f"rank {rank} ({node_name})"
     if role != "master":
         try:
             if role == "parked":
-                with WakeableSleep() as sleep:
-                    status = park(mpi_transport.MpiAgentEndpoint(comm), sleep, stop_signal=lambda: stop.signum)
+                link = mpi_transport.MpiAgentEndpoint(comm)
+                with WakeableSleep() as sleep, StuckSendWatchdog(comm, link.send_clock, limit, where):
+                    status = park(link, sleep, stop_signal=lambda: stop.signum)
             else:
                 link = mpi_transport.MpiAgentEndpoint(comm, parked=layout.parked_beside(rank))
                 agent = _agent(config, node_name, cores)
-                with WakeFd() as woken:
+                with WakeFd() as woken, StuckSendWatchdog(comm, link.send_clock, limit, where):
                     if woken.fd >= 0:
                         agent.add_wake_fd(woken.fd)  # rank 0 on this host wakes us with its SHUTDOWN
                     status = serve_agent(link, agent, stop_signal=lambda: stop.signum)
@@ -193,7 +196,8 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
         _check_emulation(config, comm.Get_size())
         from mpilauncher import rank0  # (rank 0 only: see the module docstring)
 
-        result = rank0.run_master(config, transport, allocation, out, began, stop, written=watchdog.arm)
+        with StuckSendWatchdog(comm, transport.send_clock, limit, where):
+            result = rank0.run_master(config, transport, allocation, out, began, stop, written=watchdog.arm)
     except BaseException as err:
         status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
         transport.shutdown(0.0, status)
@@ -237,23 +241,71 @@ class EndWatchdog:
             self._timer = None
 
     def _fire(self, status: int) -> None:
-        last = threading.Timer(ABORT_TIMEOUT, os._exit, (status,))  # (MPI_Abort stuck too)
-        last.daemon = True
-        last.start()
-        from mpilauncher.persistence.lock import release_held  # (imported already: rank 0 holds the lock)
-
-        release_held()
-        log.warning(
+        _abort_stuck(
+            self.comm,
+            status,
             f"the end of the run is stuck inside MPI ({self.bound:.0f} s after the queuestate was complete:"
-            f" a rank died unnoticed?): {_outcome(status)}; aborting the MPI job"
+            f" a rank died unnoticed?): {_outcome(status)}; aborting the MPI job",
         )
-        outbox.drain_all(outbox.STOP_DRAIN)
-        self.comm.Abort(status)
-        os._exit(status)
 
 
-#: How long rank 0's watchdog gives MPI_Abort before the process exits by itself.
+class StuckSendWatchdog:
+    """A rank's bound on one MPI send, for the whole run: past ``limit`` s inside one send (see
+    :class:`~mpilauncher.transport.mpi.SendClock`: a send to a rank that died on another host never
+    returns under MPICH), it gives back the sweep's lock (rank 0), says so in one line and ends the MPI
+    job, with EXIT_LAUNCHER_FAILED: the queuestate and its journal hold the sweep as it stood, as after a
+    kill -9 (the tasks running then, and those whose ends came in that last turn, run again at a resume).
+    Without it the job held its nodes until the time limit, and a resume had to wait for that.
+    ``limit``: the agent timeout -- a rank that cannot be reached that long is as lost as a silent one."""
+
+    def __init__(self, comm, clock, limit: float, where: str) -> None:
+        self.comm, self.clock, self.limit, self.where = comm, clock, limit, where
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stuck-send-watchdog", daemon=True)
+
+    def __enter__(self) -> StuckSendWatchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        every = min(1.0, self.limit / 4)
+        while not self._stopped.wait(every):
+            if self.clock.stuck_for(time.monotonic()) > self.limit:
+                rank = self.clock.rank
+                to = f"rank {rank}" if rank >= 0 else "another rank"
+                _abort_stuck(
+                    self.comm,
+                    EXIT_LAUNCHER_FAILED,
+                    f"{self.where}: a send to {to} has been stuck inside MPI for {self.limit:.0f} s (that rank died"
+                    " on another host?): aborting the MPI job; the queuestate and its journal hold the sweep as it"
+                    " stood (--resume goes on from there, the tasks running now run again)",
+                )
+
+
+def _abort_stuck(comm, status: int, line: str) -> None:
+    """End this process's MPI job from a watchdog's thread, the main one stuck inside MPI: the sweep's lock
+    given back first (rank 0 holds it; elsewhere none is held), ``line`` said, the output drained, then
+    MPI_Abort with ``status`` -- and if even that does not return, the process exits with it."""
+    last = threading.Timer(ABORT_TIMEOUT, os._exit, (status,))  # (MPI_Abort stuck too)
+    last.daemon = True
+    last.start()
+    from mpilauncher.persistence.lock import release_held
+
+    release_held()
+    log.warning(line)
+    outbox.drain_all(outbox.STOP_DRAIN)
+    comm.Abort(status)
+    os._exit(status)
+
+
+#: How long a watchdog gives MPI_Abort before the process exits by itself.
 ABORT_TIMEOUT = 5.0
+#: A send's bound where the agent timeout is off (``--agent-timeout 0``), and the least it is for a short
+#: one: a send that returns takes microseconds, but a rank of an oversubscribed host may wait for a CPU.
+STUCK_SEND_LIMIT, STUCK_SEND_FLOOR = 60.0, 10.0
 
 
 def _check_emulation(config: Config, ranks: int) -> None:

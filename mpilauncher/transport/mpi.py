@@ -78,7 +78,7 @@ from mpilauncher.transport.base import Backoff, InProcessAgent, QuietBackoff, St
 from mpilauncher.transport.local import LOCAL_NODE, LocalTransport
 from mpilauncher.transport.wake import gone, identity, wake
 
-__all__ = ["Backoff", "Bye", "Layout", "MasterTransport", "MpiAgentEndpoint", "Setup", "discover", "world"]
+__all__ = ["Backoff", "Bye", "Layout", "MasterTransport", "MpiAgentEndpoint", "SendClock", "Setup", "discover", "world"]
 
 TAG_HELLO, TAG_SETUP, TAG_START, TAG_DONE, TAG_BEAT, TAG_SHUTDOWN, TAG_BYE, TAG_SIGNALLED = range(101, 109)
 #: Rank 0's longest sleep between two probes for the BYEs: the end of every MPI run waits on the
@@ -199,6 +199,28 @@ def discover(comm, emulate_nodes: int | None) -> Layout:
     return Layout.from_names(names, identities)
 
 
+class SendClock:
+    """When the MPI send (or send test) in progress began, and to which rank (-1: some rank): what a
+    watchdog reads from another thread (see launch.py's ``StuckSendWatchdog``).
+
+    Why: MPICH's send to a rank that died on another host retries the refused connection inside the
+    call, for good, with Python's lock released (a user walk under srun: a rank killed mid-sweep, and
+    rank 0 spun in its send of a start to it until the job's time limit, before the heartbeat timeout
+    could say the node was lost; an agent did the same in its report to a rank 0 that was killed).
+    Nothing in the loop can notice: the loop is the thread that is stuck."""
+
+    __slots__ = ("since", "rank")
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.rank = -1
+
+    def stuck_for(self, now: float) -> float:
+        """Seconds the send in progress has taken so far; 0 when none is."""
+        since = self.since
+        return 0.0 if since is None else now - since
+
+
 # -- rank 0 ---------------------------------------------------------------
 class MasterTransport:
     """Rank 0's endpoint (a :class:`~mpilauncher.transport.base.Transport`): node 0 through the
@@ -225,6 +247,8 @@ class MasterTransport:
         self.unclean = False
         #: Which ones (after :meth:`shutdown`).
         self.lost_ranks: list[int] = []
+        #: The send in progress, for a watchdog (see :class:`SendClock`).
+        self.send_clock = SendClock()
 
     # -- start-up ---------------------------------------------------------
     def hellos(self, timeout: float = 300.0) -> list[tuple[int, Hello]]:
@@ -383,10 +407,14 @@ class MasterTransport:
     def _isend(self, message: object, rank: int, tag: int) -> None:
         if rank in self._failed_ranks:
             return
+        clock = self.send_clock
+        clock.rank, clock.since = rank, time.monotonic()
         try:
             self._requests.append(self.comm.isend(message, dest=rank, tag=tag))
         except Exception as err:  # MPI.Exception; _on_failure lets all but process failures through
             self._on_failure(err)
+        finally:
+            clock.since = None
         if len(self._requests) > 64:
             self._requests = [r for r in self._requests if not self._settled(r)]
 
@@ -398,11 +426,15 @@ class MasterTransport:
 
     def _settled(self, request) -> bool:
         """A send is done -- or can never be: its destination failed."""
+        clock = self.send_clock
+        clock.rank, clock.since = -1, time.monotonic()
         try:
             return request.Test()
         except Exception as err:
             self._on_failure(err)
             return True
+        finally:
+            clock.since = None
 
     def _probe(self, tag: int | None = None):
         from mpi4py import MPI
@@ -495,6 +527,9 @@ class MpiAgentEndpoint:
         self._status = MPI.Status()
         self._any_tag = MPI.ANY_TAG
         self._requests: list = []
+        #: The send to rank 0 in progress, for a watchdog (see :class:`SendClock`).
+        self.send_clock = SendClock()
+        self.send_clock.rank = 0
 
     def hello(self, hello: Hello) -> None:
         self.comm.send(hello, dest=0, tag=TAG_HELLO)
@@ -516,11 +551,19 @@ class MpiAgentEndpoint:
 
     def report(self, message: Completions | Signalled | None) -> None:
         tag = TAG_BEAT if message is None else TAG_SIGNALLED if isinstance(message, Signalled) else TAG_DONE
-        self._requests.append(self.comm.isend(message, dest=0, tag=tag))
+        self.send_clock.since = time.monotonic()  # (rank 0: see SendClock)
+        try:
+            self._requests.append(self.comm.isend(message, dest=0, tag=tag))
+        finally:
+            self.send_clock.since = None
 
     def settle(self) -> None:
         if self._requests:
-            self._requests = [r for r in self._requests if not r.Test()]
+            self.send_clock.since = time.monotonic()
+            try:
+                self._requests = [r for r in self._requests if not r.Test()]
+            finally:
+                self.send_clock.since = None
 
     def bye(self, ended: tuple[Ended, ...]) -> None:
         """BYE goes last: after it rank 0 may finalize, so every send of ours must be out by then.
@@ -528,7 +571,11 @@ class MpiAgentEndpoint:
         It names the ranks parked on this node that are gone (rank 0 sends the others their SHUTDOWN
         when it reads it), and wakes the others, now, not at their next probe: theirs is on its way."""
         gone_ranks = tuple(rank for rank, found in self._parked.items() if gone(*found))
-        self._requests.append(self.comm.isend(Bye(ended, gone_ranks), dest=0, tag=TAG_BYE))
+        self.send_clock.since = time.monotonic()
+        try:
+            self._requests.append(self.comm.isend(Bye(ended, gone_ranks), dest=0, tag=TAG_BYE))
+        finally:
+            self.send_clock.since = None
         wake(found for rank, found in self._parked.items() if rank not in gone_ranks)
         deadline = time.monotonic() + 30
         while self._requests and time.monotonic() < deadline:
