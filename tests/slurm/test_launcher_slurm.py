@@ -114,12 +114,39 @@ def test_a_parked_rank_killed_on_another_node_does_not_hang_the_end(slurm_cluste
     assert rc == 137, (rc, err)
 
 
+@pytest.mark.timeout(150)
+def test_an_agent_killed_in_a_long_sweep_never_holds_the_job_and_a_resume_finishes_it(
+    slurm_cluster, sweep: Path
+) -> None:
+    """A user walk: an agent rank killed on another node well into a sweep; rank 0 then sent it a start and
+    spun inside MPICH's send (the refused connection retried in the call) until the job's time limit, never
+    reaching the agent timeout.  Now the send's watchdog aborts the job within the agent timeout (here 10 s),
+    the lock given back, and a resume runs what was left; or, where rank 0 sent nothing to the dead rank
+    before the timeout, the lost node's tasks run elsewhere.  Either way nothing holds the nodes."""
+    (sweep / "commandlines").write_text("sleep 1 && echo PYL_ID >> ran\n" * 60)
+    srun = ["-N", "2", "--ntasks-per-node=2"]
+    rc, out, err, took = kill_a_rank_mid_sweep(sweep, srun, "SLURM_PROCID=2", "10", 60, settle=4.0)
+    assert took < 40, f"the end waited {took:.0f} s"
+    assert not (sweep / "queuestate.lock").exists(), "the lock is given back"
+    if "has been stuck inside MPI" in err:
+        assert "rank 0 (" in err and "a send to rank 2 has been stuck inside MPI for 10 s" in err, err
+        assert rc != 0 and "# tasks completed" not in out, (rc, out)
+        resumed = slurm_cluster.run(
+            ["srun", *srun, "--mpi=pmi2", f"--chdir={sweep}", f"--export=ALL,PYTHONPATH={ROOT}",
+             *launcher("--resume", "queuestate")], timeout=100,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+    else:
+        assert f"lost contact with the agent of node {slurm_cluster.nodes[1]}" in err, err
+    assert set(int(x) for x in (sweep / "ran").read_text().split()) == set(range(60)), "every task ran"
+
+
 def kill_a_rank_mid_sweep(
-    sweep: Path, srun: list[str], victim: str, agent_timeout: str, timeout: float
+    sweep: Path, srun: list[str], victim: str, agent_timeout: str, timeout: float, settle: float = 0.5
 ) -> tuple[int, str, str, float]:
     """Run ``commandlines`` under ``srun SRUN --mpi=pmi2``, kill -9 the rank whose environment holds ``victim``
-    (``NAME=value``) once the first task has run, and wait up to ``timeout`` s for the end: srun's exit status,
-    its output and error, and the seconds from the kill to the end."""
+    (``NAME=value``) ``settle`` s after the first task has run, and wait up to ``timeout`` s for the end: srun's
+    exit status, its output and error, and the seconds from the kill to the end."""
     import os
     import signal
     import subprocess
@@ -143,7 +170,7 @@ def kill_a_rank_mid_sweep(
             assert time.monotonic() < deadline, "the launcher did not start within 60 s"
             pid = find_launcher_pid(marker, victim)
             time.sleep(0.1)
-        time.sleep(0.5)
+        time.sleep(settle)
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         try:
