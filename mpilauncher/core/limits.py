@@ -92,11 +92,18 @@ def seconds(value: object, high: float, *, zero: bool = False) -> float:
 
 def clock_seconds(value: object) -> float:
     """Seconds written as a number or as Slurm's ``[[D-]HH:]MM:SS`` (``90``, ``1:30``, ``2:00:00``,
-    ``1-00:00:00``); the bounds are the caller's (:func:`duration`)."""
+    ``1-00:00:00``); the bounds are the caller's (:func:`duration`).
+
+    A leading minus makes the whole value negative (``-0:30`` is -30 s), for the caller's bounds to
+    refuse it: read as days, its empty day count dropped the sign, and ``--task-timeout -0:30`` ran
+    with a 30-s timeout.
+    """
     text = str(value).strip()
     try:
         if isinstance(value, bool):
             raise ValueError
+        if text.startswith("-") and text[1:2].isdigit():
+            return -clock_seconds(text[1:])
         days, _, clock = text.rpartition("-") if ":" in text and "-" in text else ("", "", text)
         parts = [float(p) for p in clock.split(":")]
         if len(parts) > 3 or any(p < 0 for p in parts):

@@ -104,6 +104,12 @@ def test_exactly_one_of_commandlines_and_resume(commandlines, resume):
         ({"task_timeout": "nan"}, "task_timeout", "greater than 0 and at most 365 days"),
         ({"task_timeout": "0"}, "task_timeout", "greater than 0"),
         ({"task_timeout": "1-2-3:00"}, "task_timeout", "must be seconds or [[D-]HH:]MM:SS"),
+        # (a user walk: a minus before a clock value was dropped, -0:30 read as 30 s)
+        ({"task_timeout": "-0:30"}, "task_timeout", "greater than 0 and at most 365 days"),
+        ({"max_runtime": "-1:00:00"}, "max_runtime", "greater than 0 and at most 365 days"),
+        ({"max_runtime": "-5"}, "max_runtime", "greater than 0 and at most 365 days"),
+        ({"time_limit_margin": "-1:00"}, "time_limit_margin", "from 0 to 365 days"),
+        ({"expected_time": "-0:30"}, "expected_time", "must be greater than 0"),
         ({"max_runtime": "inf"}, "max_runtime", "at most 365 days"),
         ({"max_runtime": 10**400}, "max_runtime", "at most 365 days"),
         ({"time_limit_margin": "1e300"}, "time_limit_margin", "from 0 to 365 days"),

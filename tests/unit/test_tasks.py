@@ -246,6 +246,7 @@ def test_one_expected_time_for_every_task():
         ("./prog", ONE, "missing 'T,' expected time"),
         ("abc,./a", ONE, "bad expected time before ',': must be seconds or [[D-]HH:]MM:SS, not 'abc'"),
         ("0,./a", ONE, "bad expected time before ',': must be greater than 0"),
+        ("-0:30,./a", ONE, "bad expected time before ',': must be greater than 0"),
         (
             "400-00:00:00,./a",
             ONE,
