@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rerun-failed",
         action="store_true",
-        help="with --resume (or when the run continues an unfinished one): also rerun tasks that exited non-zero",
+        help="with --resume (or over a run of the same commandlines, unfinished or ended with failed tasks):"
+        " also rerun tasks that exited non-zero",
     )
     parser.add_argument(
         "--force-resume",

@@ -278,13 +278,22 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
         return plan_from_queuestate(config)
     plan = plan_from_commandlines(config)
     earlier = earlier_run_of(plan) if not config.start_over else None
-    if earlier is None or not (earlier[0] or continuation):
+    # --rerun-failed over a finished run of the same sweep with failed tasks reruns those, not the whole sweep
+    # (a user walk: it said "a new sweep has no failed task yet" and ran the completed tasks again too)
+    failed = plan.found.ledger.counts()[FAILED] if earlier is not None and config.rerun_failed else 0
+    if earlier is None or not (earlier[0] or continuation or failed):
         if config.rerun_failed:
             plan.notes.append(rerun_failed_later(config))
         return plan
     left, total = earlier
     continued = plan_from_queuestate(replace(config, commandlines=None, resume=str(plan.state_path)))
-    if left:
+    if failed and not left:
+        continued.notes.append(
+            f"{plan.state_path} holds a finished run of these commandlines with {counted(failed, 'failed task')}:"
+            f" {'--rerun-failed' if config.job_type == CLI_JOB_TYPE else 'rerun_failed=True'} runs"
+            f" {'it' if failed == 1 else 'them'} again (start over with --start-over, start_over=True)"
+        )
+    elif left:
         continued.notes.append(
             f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"
             " completed): continuing it (start over with --start-over, start_over=True)"

@@ -242,7 +242,8 @@ KEYWORDS: tuple[Keyword, ...] = (
             _to("start_interval"), ours=True),
     Keyword("start_over", "`True`: run the whole sweep again over an unfinished queuestate of it"
             " (`--start-over`)", _to("start_over"), ours=True),
-    Keyword("rerun_failed", "on resume (or when the run continues an unfinished one), run failed tasks again"
+    Keyword("rerun_failed", "on resume (or over a run of the same commandlines, unfinished or ended with failed"
+            " tasks), run failed tasks again"
             " too (`--rerun-failed`)", _to("rerun_failed"),
             ours=True),
     Keyword("force_resume", "resume although the commandlines file changed, or the queuestate's journal is lost"

@@ -223,6 +223,22 @@ def test_rerun_failed_on_a_new_sweep_says_when_it_takes_effect(sweep_dir: Path) 
     ), result.stderr
 
 
+def test_rerun_failed_over_a_finished_sweep_of_the_same_commandlines_reruns_only_its_failed_tasks(
+    sweep_dir: Path,
+) -> None:
+    """A user walk: ``cl --rerun-failed`` again after a sweep that ended with a failed task said "a new sweep has
+    no failed task yet", kept the finished sweep aside and ran every task again, the completed ones too."""
+    write(sweep_dir / "commandlines", "echo a >> ran0\necho b >> ran1; test -e fixed\n")
+    first = run_cli(["commandlines", "--workdir", "w"], sweep_dir)
+    assert first.returncode == 1, first.stderr
+    (sweep_dir / "fixed").touch()
+    again = run_cli(["commandlines", "--rerun-failed"], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    assert (sweep_dir / "ran0").read_text() == "a\n" and (sweep_dir / "ran1").read_text() == "b\nb\n"
+    assert "kept as" not in again.stderr and "a new sweep" not in again.stderr, again.stderr
+    assert "1 failed task: --rerun-failed runs it again" in again.stderr, again.stderr
+
+
 def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
     result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)
