@@ -302,11 +302,14 @@ class Master:
         reasons = []
         if done.held:
             reasons.append(
-                f"nothing left that can finish before {self.stop.deadline_name}: {done.held} tasks held back"
-                " for the next job"
+                f"nothing left that can finish before {self.stop.deadline_name}: {done.held}"
+                f" {'task' if done.held == 1 else 'tasks'} held back for the next job"
             )
         if done.stranded:
-            reasons.append(f"{done.stranded} tasks fit no node still in use (the others were lost or are out of use)")
+            reasons.append(
+                f"{done.stranded} {'task fits' if done.stranded == 1 else 'tasks fit'} no node still in use"
+                " (the others were lost or are out of use)"
+            )
         return "; ".join(reasons) or None
 
     def _turn_end(self) -> float | None:

@@ -261,6 +261,17 @@ def test_a_standby_started_by_an_end_in_the_turn_of_the_time_limit_counts(tmp_pa
     assert_consistent(record)
 
 
+def test_one_task_held_back_is_said_in_the_singular(tmp_path: Path) -> None:
+    """A user walk: "nothing left that can finish before --max-runtime: 1 tasks held back"."""
+    cluster = FakeCluster(("n0", 1))
+    cluster.runtimes = {0: 10.0, 1: 10.0}
+    stop = StopRequest(deadline=15.0, deadline_reason="reached --max-runtime of 15 s", deadline_name="--max-runtime")
+    record = run_sweep(tmp_path, cluster, timed(2, 10.0), stop=stop, grace=1.0)
+    assert record.outcome.interrupted == (
+        "nothing left that can finish before --max-runtime: 1 task held back for the next job"
+    )
+
+
 def timed(count: int, expected: float) -> list[Task]:
     return [Task(i, f"./sim {i}", 1, line=i + 1, expected=expected) for i in range(count)]
 
