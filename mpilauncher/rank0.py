@@ -505,8 +505,9 @@ def job_end(config: Config) -> float | None:
     if left <= margin:
         raise option_error(
             "time_limit_margin",
-            f"the run would stop {margin:g} s before the job's time limit, and the job has {max(0.0, left):.0f} s"
-            " left: nothing could run; give the job more time (sbatch -t) or a smaller margin",
+            f"of {margin:g} s leaves nothing: the job has {max(0.0, left):.0f} s left before its time limit, and the"
+            " run would stop that margin before it: nothing could run; give the job more time (sbatch -t) or a"
+            " smaller margin",
         )
     return time.monotonic() + left
 

@@ -296,8 +296,10 @@ def test_a_job_whose_time_left_is_within_the_margin_is_refused_before_anything_r
     monkeypatch.setattr(cluster, "job_seconds_left", lambda: left)
     config = make_config("cmds")
     if refused:
-        with pytest.raises(OptionError, match="nothing could run; give the job more time"):
+        with pytest.raises(OptionError, match="nothing could run; give the job more time") as info:
             job_end(config)
+        # (a user walk: the line read "--time-limit-margin the run would stop 60 s before ...")
+        assert "margin of 60 s leaves nothing: the job has " in str(info.value), info.value
         return
     ends = job_end(config)
     if left is None:
