@@ -618,6 +618,23 @@ def output_mode(config: Config, plan: Plan) -> str:
     return mode
 
 
+def sweep_task_timeout(config: Config, plan: Plan) -> Config:
+    """--task-timeout is the sweep's, kept in its queuestate: a resume not given one keeps it, saying so.
+
+    A user walk: the resume command the launcher prints (``--resume queuestate``) dropped it, and a task
+    that hangs then ran unkilled until the job's time limit.  A resume given one takes it from then on."""
+    if config.task_timeout:
+        plan.meta.extra["task_timeout"] = config.task_timeout
+        return config
+    kept = plan.meta.extra.get("task_timeout")
+    if plan.resumed_from is None or not kept:
+        plan.meta.extra.pop("task_timeout", None)
+        return config
+    name = "--task-timeout" if config.job_type == CLI_JOB_TYPE else "taskmaxruntime="
+    plan.notes.append(f"the sweep's {name} of {kept:g} s holds (as it began; give {name} to change it)")
+    return replace(config, task_timeout=kept)
+
+
 def _progress_counts(ledger: Ledger) -> tuple[int, int, int]:
     """(done, failed, still to run) as a run begins: a resumed sweep's earlier ends count."""
     counts = ledger.counts()
@@ -763,6 +780,7 @@ def _run_locked(
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     workdirs.note_earlier_workdir(plan.meta, str(workdir.resolve()))
     output = output_mode(config, plan)
+    config = sweep_task_timeout(config, plan)
     pool: dict[str, int] = {}
     for _, hello in hellos:
         pool[hello.node_name] = pool.get(hello.node_name, 0) + hello.cores
