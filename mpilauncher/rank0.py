@@ -12,7 +12,6 @@ import contextlib
 import functools
 import os
 import re
-import signal
 import time
 from io import TextIOBase as TextIO
 from pathlib import Path
@@ -57,7 +56,7 @@ from mpilauncher.report.words import counted
 from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult, shell_word
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos
-from mpilauncher.runtime.stop import SignalGuard, StopRequest
+from mpilauncher.runtime.stop import SignalGuard, StopRequest, signal_name
 from mpilauncher.transport.local import LocalTransport
 
 
@@ -873,7 +872,7 @@ def _run_locked(
     elif outcome.interrupted is not None and config.resubmit and statistics.result.not_run and stop.signum:
         # (the early warning killed a batch shell that did not exec srun: srun then sends SIGTERM)
         warn(
-            f"--resubmit: no next job submitted: a {signal.Signals(stop.signum).name} is a stop"
+            f"--resubmit: no next job submitted: a {signal_name(stop.signum)} is a stop"
             " someone asked for (scancel), not the time limit's early warning; if the warning (SIGUSR1 to the"
             " batch shell) was meant, start the launcher with exec ('exec srun ...') so that it reaches it"
         )
