@@ -601,12 +601,12 @@ def test_a_queuestate_copied_without_its_journal_is_refused_in_one_line(tmp_path
 def test_a_resume_keeps_the_sweeps_task_timeout(tmp_path: Path) -> None:
     """A user walk: the resume command the launcher prints (``--resume queuestate``) dropped the sweep's
     --task-timeout, so a task that hangs ran unkilled until the job's time limit on resume."""
-    (tmp_path / "commandlines").write_text("true\nsleep 4\n")
-    first = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "1", "--cores-per-node", "2"], tmp_path)
+    (tmp_path / "commandlines").write_text("true\nsleep 2\n")
+    first = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "0.5", "--cores-per-node", "2"], tmp_path)
     assert first.returncode == 1, first.stderr
     again = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)
     assert again.returncode == 1, again.stderr
     assert [r["status"] for r in read_joblog(tmp_path / "w" / "joblog") if r["id"] == "1"] == ["timeout"] * 2
-    assert "the sweep's --task-timeout of 1 s holds" in again.stderr, again.stderr
+    assert "the sweep's --task-timeout of 0.5 s holds" in again.stderr, again.stderr
     longer = run_cli(["--resume", "queuestate", "--rerun-failed", "--task-timeout", "30"], tmp_path)
     assert longer.returncode == 0 and "holds" not in longer.stderr, longer.stderr
