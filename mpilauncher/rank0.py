@@ -289,8 +289,8 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
     if failed and not left:
         continued.notes.append(
             f"{plan.state_path} holds a finished run of these commandlines with {counted(failed, 'failed task')}:"
-            f" {'--rerun-failed' if config.job_type == CLI_JOB_TYPE else 'rerun_failed=True'} runs"
-            f" {'it' if failed == 1 else 'them'} again (start over with --start-over, start_over=True)"
+            f" {as_said(config, '--rerun-failed', 'rerun_failed=True')} runs {_them(failed)} again (start over with"
+            " --start-over, start_over=True)"
         )
     elif left:
         continued.notes.append(
@@ -303,7 +303,7 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
 def rerun_failed_later(config: Config) -> str:
     """What --rerun-failed does for a new sweep (it was taken in silence: a user walk): nothing now, but it
     is no mistake either: a job script run again, or a chain's next job, continues the sweep with it."""
-    name = "--rerun-failed" if config.job_type == CLI_JOB_TYPE else "rerun_failed=True"
+    name = as_said(config, "--rerun-failed", "rerun_failed=True")
     return (
         f"{name}: a new sweep has no failed task yet; its failed tasks run again when it is resumed or continued"
         " (run again over its unfinished queuestate, a later job of its chain)"
@@ -479,17 +479,30 @@ def keep_aside(target: Path, kept: Aside, config: Config) -> str:
         raise InputError(
             f"cannot keep the finished sweep it holds aside as {aside.name}: {err.strerror or err}", str(target)
         ) from None
-    again = (
-        f"python -m mpilauncher --resume {shell_word(str(aside))} --rerun-failed"
-        if config.job_type == CLI_JOB_TYPE
-        else f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True)"
+    again = as_said(
+        config,
+        f"python -m mpilauncher --resume {shell_word(str(aside))} --rerun-failed",
+        f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True)",
     )
-    them = "them" if failed != 1 else "it"
-    return f"{target} held a finished sweep with {_failed_tasks(failed)}: kept as {aside} ({again} runs {them} again)"
+    return (
+        f"{target} held a finished sweep with {_failed_tasks(failed)}: kept as {aside} ({again} runs"
+        f" {_them(failed)} again)"
+    )
 
 
 def _failed_tasks(count: int) -> str:
     return counted(count, "failed task")
+
+
+def _them(count: int) -> str:
+    """The pronoun for ``count`` tasks said just before: "it" for one."""
+    return "it" if count == 1 else "them"
+
+
+def as_said(config: Config, option: str, keyword: str) -> str:
+    """A setting as the caller gave it: the command line's ``option``, or a PyLauncher script's ``keyword``
+    (a script's user never typed --max-runtime, and finds maxruntime= in the script)."""
+    return option if config.job_type == CLI_JOB_TYPE else keyword
 
 
 def job_end(config: Config) -> float | None:
@@ -519,7 +532,7 @@ def run_deadline(config: Config, began: float, ends: float | None) -> tuple[floa
     candidates = []
     if config.max_runtime:
         # (in the caller's words: a PyLauncher script gave maxruntime=, not the command line's option)
-        name = "--max-runtime" if config.job_type == CLI_JOB_TYPE else "maxruntime="
+        name = as_said(config, "--max-runtime", "maxruntime=")
         candidates.append((began + config.max_runtime, f"reached {name} of {config.max_runtime:g} s", name))
     if ends is not None:
         margin = config.time_limit_margin
@@ -629,7 +642,7 @@ def sweep_task_timeout(config: Config, plan: Plan) -> Config:
     if plan.resumed_from is None or not kept:
         plan.meta.extra.pop("task_timeout", None)
         return config
-    name = "--task-timeout" if config.job_type == CLI_JOB_TYPE else "taskmaxruntime="
+    name = as_said(config, "--task-timeout", "taskmaxruntime=")
     plan.notes.append(f"the sweep's {name} of {kept:g} s holds (as it began; give {name} to change it)")
     return replace(config, task_timeout=kept)
 

@@ -73,6 +73,7 @@ from mpilauncher.errors import LauncherFailure, ProtocolError
 from mpilauncher.execution.starters import Segment
 from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
 from mpilauncher.records import record
+from mpilauncher.report.words import counted
 from mpilauncher.runtime.stop import STOP_SIGNALS, StopRequest
 
 
@@ -302,12 +303,12 @@ class Master:
         reasons = []
         if done.held:
             reasons.append(
-                f"nothing left that can finish before {self.stop.deadline_name}: {done.held}"
-                f" {'task' if done.held == 1 else 'tasks'} held back for the next job"
+                f"nothing left that can finish before {self.stop.deadline_name}: {counted(done.held, 'task')}"
+                " held back for the next job"
             )
         if done.stranded:
             reasons.append(
-                f"{done.stranded} {'task fits' if done.stranded == 1 else 'tasks fit'} no node still in use"
+                f"{counted(done.stranded, 'task')} {'fits' if done.stranded == 1 else 'fit'} no node still in use"
                 " (the others were lost or are out of use)"
             )
         return "; ".join(reasons) or None
