@@ -57,7 +57,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from mpilauncher.errors import LauncherFailure, ProtocolError, StoppedBySignal
 from mpilauncher.protocol import (
@@ -79,6 +80,8 @@ from mpilauncher.transport.local import LOCAL_NODE, LocalTransport
 from mpilauncher.transport.wake import gone, identity, wake
 
 __all__ = ["Backoff", "Bye", "Layout", "MasterTransport", "MpiAgentEndpoint", "SendClock", "Setup", "discover", "world"]
+
+T = TypeVar("T")
 
 TAG_HELLO, TAG_SETUP, TAG_START, TAG_DONE, TAG_BEAT, TAG_SHUTDOWN, TAG_BYE, TAG_SIGNALLED = range(101, 109)
 #: Rank 0's longest sleep between two probes for the BYEs: the end of every MPI run waits on the
@@ -219,6 +222,14 @@ class SendClock:
         """Seconds the send in progress has taken so far; 0 when none is."""
         since = self.since
         return 0.0 if since is None else now - since
+
+    def timed(self, rank: int, call: Callable[..., T], *args, **kwargs) -> T:
+        """``call(*args, **kwargs)`` -- a send to ``rank``, or a test of sends -- on the clock while it runs."""
+        self.rank, self.since = rank, time.monotonic()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.since = None
 
 
 # -- rank 0 ---------------------------------------------------------------
@@ -407,14 +418,10 @@ class MasterTransport:
     def _isend(self, message: object, rank: int, tag: int) -> None:
         if rank in self._failed_ranks:
             return
-        clock = self.send_clock
-        clock.rank, clock.since = rank, time.monotonic()
         try:
-            self._requests.append(self.comm.isend(message, dest=rank, tag=tag))
+            self._requests.append(self.send_clock.timed(rank, self.comm.isend, message, dest=rank, tag=tag))
         except Exception as err:  # MPI.Exception; _on_failure lets all but process failures through
             self._on_failure(err)
-        finally:
-            clock.since = None
         if len(self._requests) > 64:
             self._requests = [r for r in self._requests if not self._settled(r)]
 
@@ -426,15 +433,11 @@ class MasterTransport:
 
     def _settled(self, request) -> bool:
         """A send is done -- or can never be: its destination failed."""
-        clock = self.send_clock
-        clock.rank, clock.since = -1, time.monotonic()
         try:
-            return request.Test()
+            return self.send_clock.timed(-1, request.Test)
         except Exception as err:
             self._on_failure(err)
             return True
-        finally:
-            clock.since = None
 
     def _probe(self, tag: int | None = None):
         from mpi4py import MPI
@@ -484,6 +487,11 @@ class MasterTransport:
 
 
 # -- other ranks ------------------------------------------------------------
+def _untested(requests: list) -> list:
+    """The sends of ``requests`` not done yet (testing each moves it on)."""
+    return [r for r in requests if not r.Test()]
+
+
 def improbe(comm, source: int, tag: int, status):
     """``comm.improbe``, asked up to :data:`PROBES_PER_LOOK` times before it counts as "nothing there".
 
@@ -529,7 +537,6 @@ class MpiAgentEndpoint:
         self._requests: list = []
         #: The send to rank 0 in progress, for a watchdog (see :class:`SendClock`).
         self.send_clock = SendClock()
-        self.send_clock.rank = 0
 
     def hello(self, hello: Hello) -> None:
         self.comm.send(hello, dest=0, tag=TAG_HELLO)
@@ -551,19 +558,11 @@ class MpiAgentEndpoint:
 
     def report(self, message: Completions | Signalled | None) -> None:
         tag = TAG_BEAT if message is None else TAG_SIGNALLED if isinstance(message, Signalled) else TAG_DONE
-        self.send_clock.since = time.monotonic()  # (rank 0: see SendClock)
-        try:
-            self._requests.append(self.comm.isend(message, dest=0, tag=tag))
-        finally:
-            self.send_clock.since = None
+        self._requests.append(self.send_clock.timed(0, self.comm.isend, message, dest=0, tag=tag))
 
     def settle(self) -> None:
         if self._requests:
-            self.send_clock.since = time.monotonic()
-            try:
-                self._requests = [r for r in self._requests if not r.Test()]
-            finally:
-                self.send_clock.since = None
+            self._requests = self.send_clock.timed(0, _untested, self._requests)
 
     def bye(self, ended: tuple[Ended, ...]) -> None:
         """BYE goes last: after it rank 0 may finalize, so every send of ours must be out by then.
@@ -571,11 +570,7 @@ class MpiAgentEndpoint:
         It names the ranks parked on this node that are gone (rank 0 sends the others their SHUTDOWN
         when it reads it), and wakes the others, now, not at their next probe: theirs is on its way."""
         gone_ranks = tuple(rank for rank, found in self._parked.items() if gone(*found))
-        self.send_clock.since = time.monotonic()
-        try:
-            self._requests.append(self.comm.isend(Bye(ended, gone_ranks), dest=0, tag=TAG_BYE))
-        finally:
-            self.send_clock.since = None
+        self._requests.append(self.send_clock.timed(0, self.comm.isend, Bye(ended, gone_ranks), dest=0, tag=TAG_BYE))
         wake(found for rank, found in self._parked.items() if rank not in gone_ranks)
         deadline = time.monotonic() + 30
         while self._requests and time.monotonic() < deadline:
