@@ -1,6 +1,7 @@
 """Rank 0's watchdog on the end of an MPI run (launch.py's ``EndWatchdog``): a call stuck inside MPI cannot
-hold the job once the queuestate is written.  Each case runs in a child whose main thread is stuck (a long
-sleep stands for MPICH's send to a dead rank, which spins inside MPI with Python's lock released)."""
+hold the job once the queuestate is written; and every rank's on one send (``StuckSendWatchdog``).  Each
+case runs in a child whose main thread is stuck (a long sleep stands for MPICH's send to a dead rank, which
+spins inside MPI with Python's lock released)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 
 from tests.conftest import ROOT
 
-STUCK = """
+#: A child that holds the sweep's lock (argv[1]) and whose MPI_Abort prints itself (and hangs for argv[2]
+#: "abort-hangs"): what each case then gets stuck in is its own.
+HOLDING_THE_LOCK = """
 import os, sys, time
 from pathlib import Path
 from mpilauncher import launch
@@ -29,6 +32,9 @@ class Comm:
 launch.ABORT_TIMEOUT = 0.3
 lock = SweepLock(Path(sys.argv[1]))
 lock.acquire()
+"""
+
+STUCK = f"""{HOLDING_THE_LOCK}
 launch.EndWatchdog(Comm(), 0.3).arm(1)
 time.sleep(60)  # stuck inside MPI
 """
@@ -56,31 +62,16 @@ def test_a_disarmed_watchdog_leaves_the_process_alone() -> None:
     assert done.returncode == 0 and done.stdout == "alive\n", done.stderr
 
 
-STUCK_SEND = """
-import os, sys, time
-from pathlib import Path
-from mpilauncher import launch
-from mpilauncher.persistence.lock import SweepLock
+STUCK_SEND = f"""{HOLDING_THE_LOCK}
 from mpilauncher.transport.mpi import SendClock
 
-class Comm:
-    def Abort(self, status):
-        print("MPI_Abort", status, flush=True)
-        os._exit(status)
-
-lock = SweepLock(Path(sys.argv[1]))
-lock.acquire()
 clock = SendClock()
-clock.rank = 3
 with launch.StuckSendWatchdog(Comm(), clock, 0.3, "rank 0 (n0)"):
     for _ in range(10):  # sends that return: nothing happens
-        clock.since = time.monotonic()
-        time.sleep(0.05)
-        clock.since = None
+        clock.timed(3, time.sleep, 0.05)
     print("sent", flush=True)
     if sys.argv[2] == "stuck":
-        clock.since = time.monotonic()  # a send to a rank that died on another host: it never returns
-        time.sleep(60)
+        clock.timed(3, time.sleep, 60)  # a send to a rank that died on another host: it never returns
 print("done", flush=True)
 """
 
