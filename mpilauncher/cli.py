@@ -227,9 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tasks-per-gpu",
-        default=1,
         metavar="K",
-        help="let K tasks share one GPU (default 1: never two tasks on one GPU)",
+        help="let K tasks share one GPU (default 1: never two tasks on one GPU; a resume keeps the sweep's)",
     )
     parser.add_argument(
         "--no-bind",

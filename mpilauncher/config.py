@@ -83,8 +83,9 @@ class Config:
     #: unless ``cores`` was given.
     gpus_per_task: int = 0
     gpus_per_node: int | None = None
-    #: How many tasks may share one GPU (1: never two tasks on one GPU).
-    tasks_per_gpu: int = 1
+    #: How many tasks may share one GPU (1: never two tasks on one GPU); 0: not given (the
+    #: sweep's own on a resume, kept in its queuestate; else 1).
+    tasks_per_gpu: int = 0
     cores_given: bool = False
     #: Every task is an MPI program of ``cores`` ranks (IbrunLauncher, --mpi).
     mpi: bool = False
@@ -272,7 +273,7 @@ def make_config(
     bind: bool = True,
     gpus_per_task: object = 0,
     gpus_per_node: object = None,
-    tasks_per_gpu: object = 1,
+    tasks_per_gpu: object = None,
     mpi: bool = False,
     mpi_starter: str | None = None,
     schedule: object = None,
@@ -320,7 +321,9 @@ def make_config(
         gpus_per_node=(
             parse_count("gpus_per_node", gpus_per_node, 0, limits.MAX_GPUS_PER_NODE) if _given(gpus_per_node) else None
         ),
-        tasks_per_gpu=parse_count("tasks_per_gpu", tasks_per_gpu, 1, limits.MAX_TASKS_PER_GPU),
+        tasks_per_gpu=(
+            parse_count("tasks_per_gpu", tasks_per_gpu, 1, limits.MAX_TASKS_PER_GPU) if _given(tasks_per_gpu) else 0
+        ),
         workdir=_named_path("workdir", workdir, "folder"),
         debug=parse_debug(debug),
         delay=tick,

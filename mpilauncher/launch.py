@@ -115,7 +115,11 @@ def _resumed_submission(config: Config) -> Config:
 
 
 def _agent(config: Config, node_name: str, cores: int) -> Agent:
-    gpus = detect_gpus(override=config.gpus_per_node, probe=config.gpus_per_task > 0).shared(config.tasks_per_gpu)
+    """This rank's agent.  ``nvidia-smi`` is asked for GPUs when the run may have GPU tasks: a sweep
+    given ``--gpus-per-task``, or any resume (only rank 0 reads the queuestate that may say so; a
+    resumed GPU sweep on a machine whose GPUs only nvidia-smi lists was refused, "no GPU found")."""
+    probe = config.gpus_per_task > 0 or bool(config.resume)
+    gpus = detect_gpus(override=config.gpus_per_node, probe=probe)  # (rank 0 shares them: rank0.share_gpus)
     return Agent(node_name, cores, gpus=gpus, bind=config.bind, cpus_shared_by=config.emulate_nodes or 1)
 
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections import namedtuple
 
 #: Bumped whenever a message changes shape; a mismatch is a clear error.
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 
 
 class Hello(namedtuple("Hello", "node_name cores version gpu_ids bound_cpus", defaults=(PROTOCOL_VERSION, (), ()))):
     """Agent -> master: a node is ready.
 
-    ``node_name``: its host name; ``cores``: the node's core count; ``gpu_ids``: its GPU ids, by index;
+    ``node_name``: its host name; ``cores``: the node's core count; ``gpu_ids``: its GPU ids, by index,
+    each once (rank 0 offers a GPU to several tasks where the sweep says so: rank0.share_gpus);
     ``bound_cpus``: the CPU id of each core slot when the agent binds tasks, () when it does not.
     """
 

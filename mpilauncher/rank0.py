@@ -32,6 +32,7 @@ from mpilauncher.errors import (
     LauncherError,
     LauncherFailure,
 )
+from mpilauncher.execution.resources import Gpus
 from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence import journal
 from mpilauncher.persistence.files import read_text, sha256_hex
@@ -45,6 +46,7 @@ from mpilauncher.persistence.store import (
     state_file_kind,
     time_after_snapshot,
 )
+from mpilauncher.protocol import Hello
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
 from mpilauncher.report.joblog import Joblog
@@ -564,6 +566,27 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
         raise InputError(problem, source, task.line or None)
 
 
+def share_gpus(config: Config, plan: Plan, hellos: list[tuple[int, Hello]]) -> list[tuple[int, Hello]]:
+    """The agents' hellos with each GPU offered ``--tasks-per-gpu`` times, the sweep's setting.
+
+    It is the sweep's, kept in its queuestate like --task-timeout: the user knows how many of
+    their tasks fit on one GPU, and a resume that forgot it (the printed resume command does
+    not repeat it) ran one task per GPU, a third of the sweep's pace at ``--tasks-per-gpu 3``.
+    Rank 0 shares, not the agents: only rank 0 reads the queuestate.
+    """
+    if not (config.gpus_per_task or plan.meta.extra.get("gpus_per_task")):
+        return hellos
+    per_gpu = config.tasks_per_gpu or int(plan.meta.extra.get("tasks_per_gpu", 1))
+    if config.tasks_per_gpu == 0 and per_gpu > 1 and plan.resumed_from is not None:
+        name = as_said(config, "--tasks-per-gpu", "taskspergpu=")
+        plan.notes.append(f"the sweep's {name} of {per_gpu} holds (as it began; give {name} to change it)")
+    if per_gpu > 1:
+        plan.meta.extra["tasks_per_gpu"] = per_gpu
+    else:
+        plan.meta.extra.pop("tasks_per_gpu", None)
+    return [(rank, hello._replace(gpu_ids=Gpus(hello.gpu_ids).shared(per_gpu).ids)) for rank, hello in hellos]
+
+
 def give_gpus(plan: Plan, config: Config, hellos: list) -> None:
     """GPU tasks: G GPUs each and, unless the sweep says how many cores, their GPUs' share of a node's cores.
 
@@ -774,7 +797,7 @@ def _run_locked(
     elif plan.meta.extra.pop(submit.META_KEY, None) is not None:  # begun with --submit, going on without
         submit.check_settled(plan.meta.workdir, str(plan.resumed_from or plan.state_path))
     source = config.commandlines or config.resume
-    hellos = transport.hellos()
+    hellos = share_gpus(config, plan, transport.hellos())
     pool_size = sum(hello.cores for _, hello in hellos)
     if link is not None and link.continuation and not plan.to_run and plan.resumed_from is not None:
         return _nothing_left(plan, link, pool_size, transport, out, written)

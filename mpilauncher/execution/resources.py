@@ -92,10 +92,14 @@ def detect_gpus(environ: Mapping[str, str] | None = None, override: int | None =
 
 
 def gpu_environment(gpus: Gpus, gpu_indices: tuple[int, ...]) -> dict[str, str]:
-    """The variables that make a task see exactly its GPUs (``gpu_indices``, by index into ``gpus``)."""
-    if not gpu_indices:
+    """The variables that make a task see exactly its GPUs (``gpu_indices``, by index into ``gpus``).
+
+    An index past the node's GPUs is a GPU slot of a shared GPU (``--tasks-per-gpu``): rank 0
+    offers each GPU once per round (:meth:`Gpus.shared`), so slot ``i`` is GPU ``i mod n``.
+    """
+    if not gpu_indices or not gpus.ids:
         return {}
-    ids = ",".join(dict.fromkeys(gpus.ids[i] for i in gpu_indices))  # a shared GPU is listed once
+    ids = ",".join(dict.fromkeys(gpus.ids[i % len(gpus.ids)] for i in gpu_indices))  # a shared GPU is listed once
     env = {"CUDA_VISIBLE_DEVICES": ids, "MPILAUNCHER_GPUS": ids}
     if gpus.vendor == "amd":
         env["ROCR_VISIBLE_DEVICES"] = ids

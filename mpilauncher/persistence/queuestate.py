@@ -1396,6 +1396,7 @@ def _pool(value: object) -> dict[str, int]:
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
 #: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against),
 #: ``task_timeout`` its --task-timeout (a resume not given one keeps it: rank0.sweep_task_timeout),
+#: ``tasks_per_gpu`` its --tasks-per-gpu above 1 (likewise: rank0.share_gpus),
 #: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see workdirs.mark_workdir),
 #: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged).
 _META_CHECKS = {
@@ -1413,6 +1414,7 @@ _META_CHECKS = {
     "mpi": _flag,
     "gpus_per_task": _gpu_count,
     "gpu_share": _flag,
+    "tasks_per_gpu": lambda v: limits.whole_number(v, 1, limits.MAX_TASKS_PER_GPU),
     "output": _output_mode,
     "task_timeout": limits.duration,
     "pool": _pool,

@@ -207,3 +207,42 @@ def test_tasks_spread_over_the_gpus_before_two_share_one(sweep_dir: Path) -> Non
                       "--cores-per-node", "2", "--workdir", "w"], sweep_dir, CUDA_VISIBLE_DEVICES="4,5")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sorted(r["gpus"] for r in read_joblog(sweep_dir / "w" / "joblog")) == ["4", "5"]
+
+
+def test_a_resumed_gpu_sweep_finds_gpus_that_only_nvidia_smi_lists(sweep_dir: Path) -> None:
+    """A workstation or cloud VM names its GPUs nowhere but in ``nvidia-smi -L``: the resume, not
+    given ``--gpus-per-task`` again (the sweep's own), must look there too (it said "no GPU found")."""
+    tools = sweep_dir / "bin"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1" = -L ] && printf "GPU 0: A (UUID: GPU-a)\\nGPU 1: B (UUID: GPU-b)\\n"\n')
+    smi.chmod(0o755)
+    (sweep_dir / "commandlines").write_text("mkdir once 2>/dev/null && exit 1; echo $CUDA_VISIBLE_DEVICES\n" * 3)
+    path = f"{tools}{os.pathsep}{os.environ['PATH']}"
+    first = run_cli(["commandlines", "--gpus-per-task", "1", "--workdir", "w"], sweep_dir, PATH=path)
+    assert first.returncode == 1 and "1 task of the sweep failed" in first.stderr, first.stdout + first.stderr
+    (failed,) = [row["id"] for row in read_joblog(sweep_dir / "w" / "joblog") if row["exit"] != "0"]
+    again = run_cli(["--resume", "queuestate", "--rerun-failed"], sweep_dir, PATH=path, CUDA_VISIBLE_DEVICES="")
+    assert again.returncode == 0, again.stderr
+    rerun = read_joblog(sweep_dir / "w" / "joblog")[-1]
+    assert rerun["id"] == failed and rerun["gpus"] in {"0", "1"}
+    assert (sweep_dir / "w" / f"out{failed}").read_text().split() == [rerun["gpus"]]
+
+
+def test_a_resume_keeps_the_sweeps_tasks_per_gpu(sweep_dir: Path) -> None:
+    """--tasks-per-gpu is the sweep's (how many of its tasks fit on one GPU), kept like --task-timeout:
+    the printed resume command does not repeat it, and a resume ran one task per GPU."""
+    (sweep_dir / "started").mkdir()
+    task = (
+        "test -e ok || exit 1; touch started/$PYL_ID; i=0;"
+        " while [ $(ls started | wc -l) -lt 2 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; ls started | wc -l\n"
+    )
+    (sweep_dir / "commandlines").write_text(task * 2)
+    gpu = ["--gpus-per-node", "1", "--cores-per-node", "2", "--cores", "1"]
+    first = run_cli(["commandlines", "--gpus-per-task", "1", "--tasks-per-gpu", "2", *gpu, "--workdir", "w"], sweep_dir)
+    assert first.returncode == 1, first.stderr
+    (sweep_dir / "ok").touch()
+    again = run_cli(["--resume", "queuestate", "--rerun-failed", *gpu], sweep_dir)
+    assert again.returncode == 0, again.stderr
+    assert "the sweep's --tasks-per-gpu of 2 holds (as it began; give --tasks-per-gpu to change it)" in again.stderr
+    assert [(sweep_dir / "w" / f"out{i}").read_text().split() for i in (0, 1)] == [["2"], ["2"]], "together"
