@@ -150,6 +150,16 @@ def kill_tagged(tag: str) -> None:
             pass
 
 
+def concurrency(rows: list[dict[str, str]]) -> int:
+    """Most tasks running at one instant, from joblog start/end times."""
+    points = sorted([(float(r["start"]), 1) for r in rows] + [(float(r["end"]), -1) for r in rows])
+    best = current = 0
+    for _, step in points:
+        current += step
+        best = max(best, current)
+    return best
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "a condition") -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` s (generous: the machine is shared)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import pytest
 
 from mpilauncher.execution.executor import compiled_available
 from mpilauncher.report.joblog import read as read_joblog
-from tests.conftest import launcher_env, run_cli
+from tests.conftest import concurrency, launcher_env, run_cli
 
 
 def write(path: Path, text: str) -> Path:
@@ -86,16 +86,6 @@ def test_user_omp_num_threads_is_kept(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "echo $OMP_NUM_THREADS\n")
     assert run_cli(["commandlines", "--workdir", "w", "--cores", "2"], sweep_dir, OMP_NUM_THREADS="7").returncode == 0
     assert (sweep_dir / "w" / "out0").read_text() == "7\n"
-
-
-def concurrency(rows: list[dict[str, str]]) -> int:
-    """Most tasks running at one instant, from joblog start/end times."""
-    points = sorted([(float(r["start"]), 1) for r in rows] + [(float(r["end"]), -1) for r in rows])
-    best = current = 0
-    for _, step in points:
-        current += step
-        best = max(best, current)
-    return best
 
 
 def test_cores_per_task_limits_concurrency_and_binds_core_ids(sweep_dir: Path) -> None:
