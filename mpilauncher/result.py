@@ -92,9 +92,10 @@ class RunResult:
         if self.full_disk:
             text += (f". The file system of the workdir ({self.full_disk}) is full: tasks that write there may have"
                      " failed for want of space; free some before running them again")  # fmt: skip
+        their, them = ("its", "it") if count == 1 else ("their", "them")
         if self.queuestate is not None:
-            text += f". Why (their output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
-        return f"{text}; run them again: {rerun}"
+            text += f". Why ({their} output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
+        return f"{text}; run {them} again: {rerun}"
 
     @property
     def left(self) -> int:

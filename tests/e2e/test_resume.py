@@ -230,8 +230,8 @@ def test_a_run_with_failed_tasks_names_them_and_the_rerun_it_prints_works_as_pri
     assert again.returncode == 1, again.stderr  # the kill -9 fails again, alone
     assert [line for line in again.stderr.splitlines() if "failed:" in line] == [
         "mpilauncher: 1 task of the sweep failed: task 7 (line 8): killed by signal 9."
-        " Why (their output's last lines): python -m mpilauncher report 'my state';"
-        " run them again: python -m mpilauncher --resume 'my state' --rerun-failed"
+        " Why (its output's last lines): python -m mpilauncher report 'my state';"
+        " run it again: python -m mpilauncher --resume 'my state' --rerun-failed"
     ]
     assert "# tasks completed: 7\n" in again.stdout
     assert (sweep_dir / "ran_ok").read_text() == "ok\n"  # the task that succeeded did not run again
@@ -246,8 +246,8 @@ def test_a_later_job_of_a_chain_over_a_finished_sweep_names_its_failed_tasks(swe
     assert later.returncode == 0, later.stderr
     assert "nothing left to run; the chain ends here" in later.stdout
     assert [line for line in later.stderr.splitlines() if "failed" in line] == [
-        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 5. Why (their output's last lines):"
-        " python -m mpilauncher report queuestate; run them again: python -m mpilauncher --resume queuestate"
+        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 5. Why (its output's last lines):"
+        " python -m mpilauncher report queuestate; run it again: python -m mpilauncher --resume queuestate"
         " --rerun-failed"
     ]
 
@@ -276,8 +276,8 @@ def test_python_api_is_source_compatible(sweep_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "exit status 1" in proc.stdout
     assert (
-        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 1. Why (their output's last lines):"
-        " python -m mpilauncher report qs; run them again: ResumeClassicLauncher('qs', rerun_failed=True)\n"
+        "mpilauncher: 1 task of the sweep failed: task 1 (line 2): exit 1. Why (its output's last lines):"
+        " python -m mpilauncher report qs; run it again: ResumeClassicLauncher('qs', rerun_failed=True)\n"
     ) in proc.stderr
     assert proc.stdout.count("Launcherjob run completed.") == 2
     assert (sweep_dir / "pw" / "out0").read_text() == "api 0\n"

@@ -32,7 +32,7 @@ def test_the_line_names_the_failed_tasks_the_count_beyond_them_and_the_callers_r
         .startswith("9 tasks of the sweep failed: task 1 (line 2): exit 1; task 3 (line 4): exit 127; and 7 more.")
     )
     assert result(1, named[:1], queuestate=None).failures_text("R") == (
-        "1 task of the sweep failed: task 1 (line 2): exit 1; run them again: R"
+        "1 task of the sweep failed: task 1 (line 2): exit 1; run it again: R"
     )
     assert result(3, ()).failures_text("R").startswith("3 tasks of the sweep failed. Why")  # none named to us
     assert result(0, ()).failures_text("RERUN") is None
