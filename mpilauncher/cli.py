@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TIME",
         help="kill a task (its whole process tree) that runs longer than TIME: seconds or [[D-]HH:]MM:SS; "
-        "recorded as 'timeout' in the joblog",
+        "recorded as 'timeout' in the joblog (a resume keeps the sweep's; 0: no limit)",
     )
     parser.add_argument(
         "--expected-time",
@@ -183,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--retries",
-        default=0,
+        default=None,
         metavar="N",
-        help="run a task that failed (or timed out) again, up to N more times; each attempt is in the joblog",
+        help="run a task that failed (or timed out) again, up to N more times; each attempt is in the joblog"
+        " (a resume keeps the sweep's)",
     )
     parser.add_argument(
         "--time-limit-margin",

@@ -64,9 +64,10 @@ class Config:
     #: Take over the sweep's lock even though its holder may still run (on a host we cannot look into).
     break_lock: bool = False
     #: Kill a task (its whole process group) that runs longer than this; PyLauncher's taskmaxruntime.
+    #: None: not given (a resume keeps the sweep's: rank0.sweep_settings); 0: no limit.
     task_timeout: float | None = None
-    #: Run a failed task again, up to this many more times.
-    retries: int = 0
+    #: Run a failed task again, up to this many more times; None: not given (likewise).
+    retries: int | None = None
     #: Stop (cleanly, resumable) after this many seconds; PyLauncher's maxruntime.
     max_runtime: float | None = None
     #: Inside a Slurm job with a time limit: stop this many seconds before it.
@@ -266,7 +267,7 @@ def make_config(
     max_runtime: object = None,
     time_limit_margin: object = 60.0,
     task_timeout: object = None,
-    retries: object = 0,
+    retries: object = None,
     grace: object = DEFAULT_GRACE,
     emulate_nodes: object = None,
     beat_timeout: object = DEFAULT_BEAT_TIMEOUT,
@@ -336,8 +337,8 @@ def make_config(
         break_lock=bool(break_lock),
         max_runtime=parse_duration("max_runtime", max_runtime) if _given(max_runtime) else None,
         time_limit_margin=parse_duration("time_limit_margin", time_limit_margin, allow_zero=True),
-        task_timeout=parse_duration("task_timeout", task_timeout) if _given(task_timeout) else None,
-        retries=parse_count("retries", retries, 0, limits.MAX_RETRIES) if _given(retries) else 0,
+        task_timeout=parse_duration("task_timeout", task_timeout, allow_zero=True) if _given(task_timeout) else None,
+        retries=parse_count("retries", retries, 0, limits.MAX_RETRIES) if _given(retries) else None,
         grace=_grace(grace),
         emulate_nodes=parse_count("emulate_nodes", emulate_nodes, 1, limits.MAX_NODES) if emulate_nodes else None,
         beat_timeout=parse_positive("beat_timeout", beat_timeout) if beat_timeout else None,

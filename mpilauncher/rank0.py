@@ -576,14 +576,8 @@ def share_gpus(config: Config, plan: Plan, hellos: list[tuple[int, Hello]]) -> l
     """
     if not (config.gpus_per_task or plan.meta.extra.get("gpus_per_task")):
         return hellos
-    per_gpu = config.tasks_per_gpu or int(plan.meta.extra.get("tasks_per_gpu", 1))
-    if config.tasks_per_gpu == 0 and per_gpu > 1 and plan.resumed_from is not None:
-        name = as_said(config, "--tasks-per-gpu", "taskspergpu=")
-        plan.notes.append(f"the sweep's {name} of {per_gpu} holds (as it began; give {name} to change it)")
-    if per_gpu > 1:
-        plan.meta.extra["tasks_per_gpu"] = per_gpu
-    else:
-        plan.meta.extra.pop("tasks_per_gpu", None)
+    name = as_said(config, "--tasks-per-gpu", "taskspergpu=")
+    per_gpu = sweep_setting(plan, "tasks_per_gpu", config.tasks_per_gpu or None, 1, name)
     return [(rank, hello._replace(gpu_ids=Gpus(hello.gpu_ids).shared(per_gpu).ids)) for rank, hello in hellos]
 
 
@@ -653,21 +647,34 @@ def output_mode(config: Config, plan: Plan) -> str:
     return mode
 
 
-def sweep_task_timeout(config: Config, plan: Plan) -> Config:
-    """--task-timeout is the sweep's, kept in its queuestate: a resume not given one keeps it, saying so.
+def sweep_setting(plan: Plan, key: str, given, off, name: str, unit: str = ""):
+    """A setting of the sweep's own, kept in its queuestate's #meta as ``key``: a resume not given it
+    (``given`` None) goes on with it, saying so; one given it takes it from then on (``off``: none).
 
-    A user walk: the resume command the launcher prints (``--resume queuestate``) dropped it, and a task
-    that hangs then ran unkilled until the job's time limit.  A resume given one takes it from then on."""
-    if config.task_timeout:
-        plan.meta.extra["task_timeout"] = config.task_timeout
-        return config
-    kept = plan.meta.extra.get("task_timeout")
-    if plan.resumed_from is None or not kept:
-        plan.meta.extra.pop("task_timeout", None)
-        return config
+    A user walk: the resume command the launcher prints (``--resume queuestate``) repeats none of
+    them, and a task that hangs then ran unkilled until the job's time limit (--task-timeout), a
+    flaky task failed for good at its first failure (--retries), a GPU ran one task where the
+    sweep had said three fit (--tasks-per-gpu)."""
+    if given is not None:
+        if given == off:
+            plan.meta.extra.pop(key, None)
+        else:
+            plan.meta.extra[key] = given
+        return given
+    kept = plan.meta.extra.get(key)
+    if plan.resumed_from is None or kept is None or kept == off:
+        plan.meta.extra.pop(key, None)
+        return off
+    plan.notes.append(f"the sweep's {name} of {kept:g}{unit} holds (as it began; give {name} to change it)")
+    return kept
+
+
+def sweep_settings(config: Config, plan: Plan) -> Config:
+    """--task-timeout and --retries as the sweep keeps them (:func:`sweep_setting`); 0 turns either off."""
     name = as_said(config, "--task-timeout", "taskmaxruntime=")
-    plan.notes.append(f"the sweep's {name} of {kept:g} s holds (as it began; give {name} to change it)")
-    return replace(config, task_timeout=kept)
+    timeout = sweep_setting(plan, "task_timeout", config.task_timeout, 0, name, " s")
+    retries = sweep_setting(plan, "retries", config.retries, 0, as_said(config, "--retries", "retries="))
+    return replace(config, task_timeout=timeout or None, retries=retries)
 
 
 def _progress_counts(ledger: Ledger) -> tuple[int, int, int]:
@@ -815,7 +822,7 @@ def _run_locked(
         raise InputError(f"cannot create workdir: {err.strerror or err}", str(workdir)) from None
     workdirs.note_earlier_workdir(plan.meta, str(workdir.resolve()))
     output = output_mode(config, plan)
-    config = sweep_task_timeout(config, plan)
+    config = sweep_settings(config, plan)
     pool: dict[str, int] = {}
     for _, hello in hellos:
         pool[hello.node_name] = pool.get(hello.node_name, 0) + hello.cores

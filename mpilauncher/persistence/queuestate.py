@@ -1395,8 +1395,8 @@ def _pool(value: object) -> dict[str, int]:
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
 #: keeps in ``extra`` (IbrunLauncher, GPU tasks) for resume; ``output`` its output mode, ``pool``
 #: the last run's nodes and cores (what ``python -m mpilauncher report`` counts idle cores against),
-#: ``task_timeout`` its --task-timeout (a resume not given one keeps it: rank0.sweep_task_timeout),
-#: ``tasks_per_gpu`` its --tasks-per-gpu above 1 (likewise: rank0.share_gpus),
+#: ``task_timeout``, ``retries`` and ``tasks_per_gpu`` its --task-timeout, --retries and --tasks-per-gpu
+#: (a resume not given one keeps it: rank0.sweep_setting),
 #: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see workdirs.mark_workdir),
 #: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged).
 _META_CHECKS = {
@@ -1417,6 +1417,7 @@ _META_CHECKS = {
     "tasks_per_gpu": lambda v: limits.whole_number(v, 1, limits.MAX_TASKS_PER_GPU),
     "output": _output_mode,
     "task_timeout": limits.duration,
+    "retries": lambda v: limits.whole_number(v, 1, limits.MAX_RETRIES),
     "pool": _pool,
     "sweep": limits.hex_digits,
 }

@@ -610,3 +610,29 @@ def test_a_resume_keeps_the_sweeps_task_timeout(tmp_path: Path) -> None:
     assert "the sweep's --task-timeout of 0.5 s holds" in again.stderr, again.stderr
     longer = run_cli(["--resume", "queuestate", "--rerun-failed", "--task-timeout", "30"], tmp_path)
     assert longer.returncode == 0 and "holds" not in longer.stderr, longer.stderr
+
+
+def test_a_resume_given_task_timeout_0_runs_without_the_sweeps_limit(tmp_path: Path) -> None:
+    """0 switches the sweep's --task-timeout off (it was refused: a sweep kept its limit for good)."""
+    (tmp_path / "commandlines").write_text("sleep 1.5\n")
+    first = run_cli(["commandlines", "--workdir", "w", "--task-timeout", "0.5"], tmp_path)
+    assert first.returncode == 1, first.stderr
+    off = run_cli(["--resume", "queuestate", "--rerun-failed", "--task-timeout", "0"], tmp_path)
+    assert off.returncode == 0 and "holds" not in off.stderr, off.stderr
+    assert '"task_timeout"' not in (tmp_path / "queuestate").read_text(), "off for the resumes after it too"
+
+
+def test_a_resume_keeps_the_sweeps_retries_and_0_turns_them_off(tmp_path: Path) -> None:
+    """--retries is the sweep's too: a flaky task resumed as printed failed for good at its first failure.
+    The task fails until its fourth attempt over all runs (a count in a file)."""
+    task = "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries; [ $n -ge 4 ]\n"
+    (tmp_path / "commandlines").write_text(task)
+    first = run_cli(["commandlines", "--workdir", "w", "--retries", "1"], tmp_path)
+    assert first.returncode == 1 and (tmp_path / "tries").read_text() == "2\n", first.stderr
+    (tmp_path / "tries").write_text("0\n")
+    kept = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)
+    assert kept.returncode == 1 and (tmp_path / "tries").read_text() == "2\n", "two attempts: the retry held"
+    assert "the sweep's --retries of 1 holds (as it began; give --retries to change it)" in kept.stderr
+    off = run_cli(["--resume", "queuestate", "--rerun-failed", "--retries", "0"], tmp_path)
+    assert off.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", off.stderr
+    assert "holds" not in off.stderr and '"retries"' not in (tmp_path / "queuestate").read_text()
