@@ -269,35 +269,46 @@ def warn(text: str) -> None:
 
 def make_plan(config: Config, continuation: bool = False) -> Plan:
     """The run's plan: a new sweep, a resume, or -- the same commandlines again over
-    a queuestate that holds an unfinished run of them -- that run continued.
+    a queuestate that holds a run of them -- that run continued.
 
-    ``continuation``: this is a later job of a chain (mpilauncher/chain.py): a
-    queuestate of the same sweep is continued even when it is finished (then
-    there is nothing left to run), never started over.
+    Continued when finished too: there is then nothing to run (but its failed tasks, with
+    --rerun-failed), one line says so, and --start-over runs the whole sweep again.  A job
+    script submitted again after its sweep had finished (by hand, Slurm's requeue) ran every
+    task again, in silence, over the outputs of the first run.
+    ``continuation``: this is a later job of a chain (mpilauncher/chain.py), which says so itself.
     """
     if not config.commandlines:
         return plan_from_queuestate(config)
     plan = plan_from_commandlines(config)
     earlier = earlier_run_of(plan) if not config.start_over else None
-    # --rerun-failed over a finished run of the same sweep with failed tasks reruns those, not the whole sweep
-    # (a user walk: it said "a new sweep has no failed task yet" and ran the completed tasks again too)
-    failed = plan.found.ledger.counts()[FAILED] if earlier is not None and config.rerun_failed else 0
-    if earlier is None or not (earlier[0] or continuation or failed):
+    if earlier is None:
         if config.rerun_failed:
             plan.notes.append(rerun_failed_later(config))
         return plan
     left, total = earlier
     continued = plan_from_queuestate(replace(config, commandlines=None, resume=str(plan.state_path)))
-    if failed and not left:
-        continued.notes.append(
-            f"{plan.state_path} holds a finished run of these commandlines with {counted(failed, 'failed task')}:"
-            f" {as_said(config, '--rerun-failed', 'rerun_failed=True')} runs {_them(failed)} again (start over with"
-            " --start-over, start_over=True)"
-        )
-    elif left:
+    failed = plan.found.ledger.counts()[FAILED]
+    over = "start over with --start-over, start_over=True"
+    rerun = as_said(config, "--rerun-failed", "rerun_failed=True")
+    if left:
         continued.notes.append(
             f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"
-            " completed): continuing it (start over with --start-over, start_over=True)"
+            f" completed): continuing it ({over})"
+        )
+    elif failed and config.rerun_failed:
+        # (a user walk: it said "a new sweep has no failed task yet" and ran the completed tasks again too)
+        continued.notes.append(
+            f"{plan.state_path} holds a finished run of these commandlines with {counted(failed, 'failed task')}:"
+            f" {rerun} runs {_them(failed)} again ({over})"
+        )
+    elif not continuation:
+        again = as_said(config, "--start-over", "start_over=True")
+        outcome, then = ("all completed", f"{again} runs the whole sweep again")
+        if failed:
+            outcome, then = (f"{failed} failed", f"{rerun} runs {_them(failed)} again, {again} the whole sweep")
+        continued.notes.append(
+            f"{plan.state_path} holds a finished run of these commandlines ({counted(total, 'task')}, {outcome}):"
+            f" nothing to run; {then}"
         )
     return continued
 

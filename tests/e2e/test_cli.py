@@ -229,6 +229,34 @@ def test_rerun_failed_over_a_finished_sweep_of_the_same_commandlines_reruns_only
     assert "1 failed task: --rerun-failed runs it again" in again.stderr, again.stderr
 
 
+def test_the_same_script_again_after_its_sweep_finished_runs_nothing_again(sweep_dir: Path) -> None:
+    """A job script submitted again after its sweep had finished (by hand, Slurm's requeue) ran every task
+    again, in silence, over the first run's outputs.  It continues the finished sweep now: nothing to run,
+    one line that says so and how to run the whole sweep again (--start-over), which then does."""
+    write(sweep_dir / "commandlines", "echo PYL_ID >> ran\n" * 3)
+    assert run_cli(["commandlines"], sweep_dir).returncode == 0
+    again = run_cli(["commandlines"], sweep_dir)
+    assert again.returncode == 0 and sorted((sweep_dir / "ran").read_text().split()) == ["0", "1", "2"]
+    assert again.stderr == (
+        "mpilauncher: note: queuestate holds a finished run of these commandlines (3 tasks, all completed):"
+        " nothing to run; --start-over runs the whole sweep again\n"
+    )
+    assert run_cli(["commandlines", "--start-over"], sweep_dir).returncode == 0
+    assert len((sweep_dir / "ran").read_text().split()) == 6
+
+
+def test_the_same_script_again_after_a_sweep_with_failures_runs_nothing_but_says_how(sweep_dir: Path) -> None:
+    write(sweep_dir / "commandlines", "echo a >> ran\nexit 4\n")
+    assert run_cli(["commandlines"], sweep_dir).returncode == 1
+    again = run_cli(["commandlines"], sweep_dir)
+    assert again.returncode == 1 and (sweep_dir / "ran").read_text() == "a\n", again.stderr
+    assert (
+        "mpilauncher: note: queuestate holds a finished run of these commandlines (2 tasks, 1 failed): nothing to"
+        " run; --rerun-failed runs it again, --start-over the whole sweep\n"
+    ) in again.stderr
+    assert not (sweep_dir / "queuestate.1").exists(), "continued, not kept aside for a new sweep"
+
+
 def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
     result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)

@@ -201,7 +201,7 @@ def test_pylauncher_keywords_are_accepted_with_their_meaning_or_a_note(sweep_dir
             workdir="w", catch_output=False, timeout=10, numactl="core", ppn=4, nactive=2, queue="normal",
             dependencies=False, hfswitch="-machinefile", resume="no", gpuspernode=0, corespernode=2,
             maxruntime=0, taskmaxruntime=0, append_output="all_output")
-        pylauncher.ClassicLauncher("commandlines", workdir="w2", resume="0", gather_output="gathered")
+        pylauncher.ClassicLauncher("commandlines", workdir="w2", resume="0", gather_output="gathered", start_over=True)
         """,
     )
     assert result.returncode == 0, result.stderr
@@ -652,3 +652,18 @@ def test_a_script_of_two_sweeps_keeps_the_first_ones_failures_to_run_again(sweep
     )
     first, second = (sweep_dir / "queuestate.1").read_text(), (sweep_dir / "queuestate").read_text()
     assert ": false\n" in first and ": false\n" not in second  # (the command, not the #meta's "journaled": false)
+
+
+def test_a_job_script_run_again_after_its_sweep_finished_runs_nothing_and_names_start_over(sweep_dir: Path) -> None:
+    """PyLauncher ran the whole sweep again; a requeued or resubmitted job script now runs nothing again."""
+    commandlines(sweep_dir, "echo PYL_ID >> ran\n" * 2)
+    body = """
+        pylauncher.ClassicLauncher("commandlines", cores=1)
+        """
+    assert run_script(sweep_dir, body).returncode == 0
+    again = run_script(sweep_dir, body)
+    assert again.returncode == 0 and len((sweep_dir / "ran").read_text().split()) == 2, again.stderr
+    assert notes(again) == [
+        "mpilauncher: note: queuestate holds a finished run of these commandlines (2 tasks, all completed):"
+        " nothing to run; start_over=True runs the whole sweep again"
+    ]
