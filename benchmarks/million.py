@@ -29,9 +29,10 @@ one process, 2 cores):
    look at a long sweep: nearly all its lines are completed ones.
 6. **Finished** (``--no-finished`` skips it): the same sweep as its final snapshot leaves it, every
    task completed but one in the middle, failed (written by the launcher's own ledger and writer, as
-   in 5.).  Timed: ``--status``; ``report``; the same commandlines started again (a new sweep over
-   it, which keeps it aside as ``qs.1``: its first task start); and ``--resume qs.1 --rerun-failed``
-   to its end (its final statistics read every earlier runtime).
+   in 5.).  Timed: ``--status``; ``report``; the same commandlines started again (the finished sweep
+   continued: nothing to run, to its end); another sweep of the same tasks over it (the commandlines
+   with a comment line first: a new sweep, which keeps it aside as ``qs.1``: its first task start);
+   and ``--resume qs.1 --rerun-failed`` to its end (its final statistics read every earlier runtime).
 
 ``--bytes-only`` (or the end of a full run) attributes the bytes a task costs
 to the structures that hold it, with tracemalloc, in this process: the parsed
@@ -257,12 +258,12 @@ def complete_all(work: Path) -> int:
     return failed
 
 
-def timed_to_exit(work: Path, *args: str) -> float:
-    """Seconds the launcher's command takes to its end (one that fails says so, on stderr)."""
+def timed_to_exit(work: Path, *args: str, expected: int = 0) -> float:
+    """Seconds the launcher's command takes to its end (one that ends otherwise than ``expected`` says so)."""
     began = time.monotonic()
     done = subprocess.run(launcher(*args), cwd=work, env=environment(), capture_output=True, text=True, timeout=600)
     took = time.monotonic() - began
-    if done.returncode != 0:
+    if done.returncode != expected:
         print(f"warning: {' '.join(args[:2])} ended with status {done.returncode}: {done.stderr.strip()[-300:]}",
               file=sys.stderr)  # fmt: skip
     return took
@@ -319,7 +320,11 @@ def main() -> int:
                 failed = complete_all(work)
                 done_status = timed_status(work)
                 done_report = timed_to_exit(work, "report", str(work / "qs"))
-                done_new, _ = run_and_kill(cl, work, args.timeout, 0.0, "w2")  # (keeps qs aside as qs.1)
+                same = (str(cl), "--workdir", str(work / "w3"), "--queuestate", str(work / "qs"), "--quiet")
+                done_same = timed_to_exit(work, *same, expected=1)  # (nothing to run; the sweep's one failure)
+                other = work / "commandlines2"
+                other.write_text("# the same tasks, another sweep\n" + cl.read_text())
+                done_new, _ = run_and_kill(other, work, args.timeout, 0.0, "w2")  # (keeps qs aside as qs.1)
                 done_rerun = timed_to_exit(work, "--resume", str(work / "qs.1"), "--rerun-failed", "--quiet")
         shown = {None: "none within the timeout"}
         print(f"# {args.tasks:,} tasks of `true`, one process, workdir in {args.dir or tempfile.gettempdir()}")
@@ -334,9 +339,9 @@ def main() -> int:
                   f" {f'{half_peak:.0f} MB' if half_peak else '?'}")  # fmt: skip
         if args.finished:
             print(f"finished (all completed but task {failed:,}, failed): --status {done_status:.2f} s, report"
-                  f" {done_report:.2f} s, the same commandlines again (a new sweep over it) first task started"
-                  f" {shown.get(done_new) or f'{done_new:.2f} s'}, --resume --rerun-failed of its failure to its"
-                  f" end {done_rerun:.2f} s")  # fmt: skip
+                  f" {done_report:.2f} s, the same commandlines again (nothing to run) to its end {done_same:.2f} s,"
+                  f" another sweep over it first task started {shown.get(done_new) or f'{done_new:.2f} s'},"
+                  f" --resume --rerun-failed of its failure to its end {done_rerun:.2f} s")  # fmt: skip
     print(f"# bytes a task costs, by structure ({min(args.tasks, 200_000):,} tasks, tracemalloc):")
     total = 0.0
     for what, size in bytes_per_task(min(args.tasks, 200_000)):

@@ -368,7 +368,10 @@ BEHAVIOUR: tuple[tuple[str, str, str], ...] = (
     ("running the same script again over an unfinished run",
      "continues that run (same commandlines content, cores and blocks), saying so in one line",
      "started the sweep again"),
-    ("a second sweep (a second call, or the script run again) over a queuestate whose sweep ended with failed"
+    ("running the same script again over a finished run (a job resubmitted or requeued)",
+     "runs nothing again, saying so in one line (`start_over=True` runs the whole sweep again; `rerun_failed=True`"
+     " its failed tasks)", "ran the whole sweep again"),
+    ("a second sweep (a second call with other commandlines) over a queuestate whose sweep ended with failed"
      " tasks", "keeps that queuestate aside as `queuestate.1`, saying so with the call that runs its failed tasks"
      " again", "overwrote it"),
     ("`maxruntime`, the job's time limit, SIGUSR1", "the call returns its result: `completed`, `left`,"
