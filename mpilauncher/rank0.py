@@ -893,6 +893,7 @@ def _run_locked(
             standby=True,
             start_interval=config.start_interval,
             history_later=history,
+            attempts_before=plan.ledger.attempts,
         ),
         transport,
         nodes,

@@ -35,6 +35,8 @@ MAX_GPUS_PER_NODE = 256
 MAX_TASKS_PER_GPU = 256
 #: --retries: more attempts than this is a loop, not a retry.
 MAX_RETRIES = 1_000
+#: A task's attempt number, counted over every run of its sweep (a queuestate's ``attempt=``).
+MAX_ATTEMPT = 1_000_000_000
 #: Jobs in a chain of Slurm jobs (--resubmit, `chain -n`): more is a loop, not a sweep that needs more time.
 MAX_CHAIN = 100
 #: --delay (trace and journal sync interval) and --grace (SIGTERM to SIGKILL).

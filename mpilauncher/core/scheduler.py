@@ -311,8 +311,11 @@ class Scheduler:
         start_interval: float | None = None,
         history: Iterable[tuple[Task, Sequence[float]]] = (),
         history_later: tuple[float, Callable[[], Iterable[tuple[Task, Sequence[float]]]]] | None = None,
+        attempts_before: Mapping[int, int] | None = None,
     ) -> None:
-        """``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
+        """``attempts_before``: task -> its attempts in earlier runs that failed (``Ledger.attempts``): its
+        attempts here are numbered on from them, and ``retries`` more are allowed in this run.
+        ``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
         estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them;
         or ``history_later``: (the longest of them, what gives them when an estimate is first asked for:
         a resume half-way through a million tasks need not read half a million runtimes to start)."""
@@ -333,7 +336,8 @@ class Scheduler:
         self._stopping = False
         self._done_sent = False
         self.retries = retries
-        self.attempts: dict[int, int] = {}  # task -> attempts that failed and were retried
+        self.attempts: dict[int, int] = dict(attempts_before or {})  # task -> attempts that failed and were retried
+        self._attempts_before = dict(self.attempts)  # (not counted against this run's --retries)
         self.standby = standby
         # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
         # taken from the head when it still can (it runs, has no standby, its node is in use); an entry
@@ -639,6 +643,8 @@ class Scheduler:
         excused = node in self._benched  # its node is suspect or out of use: not the task's fault
         excused_before = self.health.excused
         counted = start.attempt - excused_before.get(tid, 0) if excused_before else start.attempt
+        if self._attempts_before:
+            counted -= self._attempts_before.get(tid, 0)
         if not self._stopping and (excused or counted <= self.retries):
             if excused:
                 excused_before[tid] = excused_before.get(tid, 0) + 1

@@ -13,6 +13,7 @@ whose text names the field and the problem; the caller adds the file and line.
 from __future__ import annotations
 
 from mpilauncher.core.limits import (
+    MAX_ATTEMPT,
     MAX_CORES_PER_NODE,
     MAX_DURATION,
     MAX_EXIT,
@@ -33,6 +34,13 @@ def task_id(text: str) -> int:
         return whole_number(text, 0, MAX_TASK_ID)
     except ValueError as err:
         raise ValueError(f"task id {err}") from None
+
+
+def attempt(text: str) -> int:
+    try:
+        return whole_number(text, 1, MAX_ATTEMPT)
+    except ValueError as err:
+        raise ValueError(f"attempt {err}") from None
 
 
 def line_number(text: str) -> int:

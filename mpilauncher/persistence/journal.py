@@ -10,6 +10,7 @@ Format (text, one record per line, tab-separated)::
     #mpilauncher-journal 1 run=<run id>
     S  <id>  <start>  <host>  <slots>       task started
     E  <id>  <exit>  <start>  <runtime>     task ended (exit < 0: killed by that signal)
+    E  <id>  <exit>  <start>  <runtime>  <attempt>    the same, a failed attempt after the first
     Q  <id>                                  task queued again (its node was lost)
 
 Each record is idempotent and the log is in order, so replaying the whole
@@ -168,8 +169,9 @@ class JournalWriter:
         slots = compress(core_ids, ",")
         self._pending.append(f"S\t{task_id}\t{start:.3f}\t{host}\t{slots}\n")
 
-    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
-        self._pending.append(f"E\t{task_id}\t{exit_code}\t{start:.3f}\t{runtime:.3f}\n")
+    def finished(self, task_id: int, exit_code: int, start: float, runtime: float, attempt: int = 1) -> None:
+        tail = f"\t{attempt}\n" if exit_code and attempt > 1 else "\n"  # (the common end: five fields)
+        self._pending.append(f"E\t{task_id}\t{exit_code}\t{start:.3f}\t{runtime:.3f}{tail}")
 
     def requeued(self, task_id: int) -> None:
         self._pending.append(f"Q\t{task_id}\n")
@@ -323,7 +325,7 @@ def _apply(line: str, ledger: Ledger, known: fields.Known) -> None:
     kind = items[0]
     if kind not in _FIELD_COUNTS:
         raise ValueError(f"unknown kind {kind!r} (known: {', '.join(_FIELD_COUNTS)})")
-    if len(items) != _FIELD_COUNTS[kind]:
+    if len(items) != _FIELD_COUNTS[kind] and not (kind == "E" and len(items) == 6):
         raise ValueError(f"{len(items)} fields where a {kind} record has {_FIELD_COUNTS[kind]}")
     task_id = fields.task_id(items[1])
     if task_id not in ledger.records:
@@ -331,12 +333,15 @@ def _apply(line: str, ledger: Ledger, known: fields.Known) -> None:
     if kind == "S":
         ledger.started(task_id, known.host(items[3]), known.slots(items[4]), fields.start_time(items[2]))
     elif kind == "E":
-        ledger.finished(task_id, fields.exit_code(items[2]), fields.start_time(items[3]), fields.runtime(items[4]))
+        attempt = fields.attempt(items[5]) if len(items) == 6 else 1
+        ledger.finished(task_id, fields.exit_code(items[2]), fields.start_time(items[3]), fields.runtime(items[4]),
+                        attempt)  # fmt: skip
     else:
         ledger.requeued(task_id)
 
 
-#: Tab-separated fields of each kind of record, the kind included.
+#: Tab-separated fields of each kind of record, the kind included (an E record of a failed attempt after the
+#: first has one more: its attempt).
 _FIELD_COUNTS = {"S": 5, "E": 5, "Q": 2}
 
 #: Start and end records as our writer writes them, digits bounded (ids below 10**9, exit codes of

@@ -210,6 +210,8 @@ def _attributes(rec: TaskRecord, default_cores: CoresSpec) -> str:
         parts.append(f"host={rec.host}")
         if rec.core_ids:
             parts.append(f"slots={compress(rec.core_ids, ',')}")
+    if rec.attempts and not (rec.state == FAILED and rec.attempts == 1):  # (a failed task's 1 goes without saying)
+        parts.append(f"attempt={rec.attempts}")
     return " ".join(parts)
 
 
@@ -354,7 +356,8 @@ def render_pieces(
         )  # fmt: skip
         sealed = {QUEUED: [], COMPLETED: []}
         begin = 0
-        for end in [*sorted(overrides), len(table)]:
+        # (a task of needs of its own, or queued with attempts that failed: a line of its own)
+        for end in [*sorted({*overrides, *ledger.attempts}), len(table)]:
             for first, after, state in ledger.runs(begin, end):
                 if state in sealed:
                     _add_run(sealed[state], first, after)
@@ -685,7 +688,7 @@ def parse(
             commands.append(task.command)
             if needs_key(task) != plain:
                 overrides[task.id] = task
-            if section != QUEUED:
+            if section != QUEUED or rec.attempts:  # (a queued task has no story but its attempts that failed)
                 told.append(rec)
         base += count
     if not ids and meta is None:
@@ -1465,6 +1468,7 @@ _TASK_FIELDS = {
     "expected": fields.expected_time,
     "host": fields.host,
     "slots": fields.slots,
+    "attempt": fields.attempt,
 }
 
 
@@ -1548,6 +1552,7 @@ def _parse_task_line(
     rec.runtime = facts.get("runtime")
     rec.host = facts.get("host")
     rec.core_ids = facts.get("slots", ())
+    rec.attempts = facts.get("attempt", 0)
     if rec.exit_code is None and section in (COMPLETED, FAILED):  # (PyLauncher's lines have none)
         rec.exit_code = 0 if section == COMPLETED else 1
     return rec

@@ -166,7 +166,7 @@ class StateStore(Observer):
 
     def on_ended(self, ended: TaskEnded) -> None:
         report = ended.report
-        self.finished(report.task_id, report.exit_code, report.start, report.runtime)
+        self.finished(report.task_id, report.exit_code, report.start, report.runtime, ended.attempt)
 
     def on_requeued(self, requeued: Requeued | Retried) -> None:
         self.requeued(requeued.task_id)
@@ -180,9 +180,9 @@ class StateStore(Observer):
         self._journal.started(task_id, start, host, core_ids)
         self._dirty = True
 
-    def finished(self, task_id: int, exit_code: int, start: float, runtime: float) -> None:
-        self.ledger.finished(task_id, exit_code, start, runtime)
-        self._journal.finished(task_id, exit_code, start, runtime)
+    def finished(self, task_id: int, exit_code: int, start: float, runtime: float, attempt: int = 1) -> None:
+        self.ledger.finished(task_id, exit_code, start, runtime, attempt)
+        self._journal.finished(task_id, exit_code, start, runtime, attempt)
         self._dirty = True
 
     def requeued(self, task_id: int) -> None:

@@ -636,3 +636,16 @@ def test_a_resume_keeps_the_sweeps_retries_and_0_turns_them_off(tmp_path: Path) 
     off = run_cli(["--resume", "queuestate", "--rerun-failed", "--retries", "0"], tmp_path)
     assert off.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", off.stderr
     assert "holds" not in off.stderr and '"retries"' not in (tmp_path / "queuestate").read_text()
+
+
+def test_attempts_are_numbered_over_every_run_of_the_sweep(tmp_path: Path) -> None:
+    """A user walk: after --resume --rerun-failed the joblog held (task, attempt 1) twice, and ``report``
+    said "attempt 2" of a task that had run 4 times.  Attempts go on counting from the queuestate's."""
+    (tmp_path / "commandlines").write_text("true\nexit 3\n")
+    first = run_cli(["commandlines", "--workdir", "w", "--retries", "1"], tmp_path)
+    assert first.returncode == 1, first.stderr
+    again = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)
+    assert again.returncode == 1, again.stderr
+    rows = [(r["id"], r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
+    assert sorted(rows) == [("0", "1", "ok")] + [("1", str(n), "failed") for n in (1, 2, 3, 4)], rows
+    assert " attempt=4: exit 3\n" in (tmp_path / "queuestate").read_text()

@@ -659,3 +659,44 @@ def test_a_failure_to_put_the_first_snapshot_in_place_is_raised_in_the_loop(tmp_
         writer.flush(now=2.0)
     assert not (tmp_path / "queuestate.journal").exists(), "no journal of a snapshot that is not in place"
     writer.close()
+
+
+def attempts_of(ledger: Ledger) -> dict[int, int]:
+    return {rec.id: rec.attempts for rec in ledger if rec.attempts}
+
+
+def test_failed_attempts_are_carried_through_the_journal_and_the_snapshot(tmp_path: Path):
+    """A task's attempts that failed are numbered over every run of the sweep: a retry waiting in the queue
+    (task 1: failed twice, queued again), a task failed for good (task 2: its third attempt), one that
+    failed once (task 3: its 1 implied), one that then completed (task 4: nothing to carry); after a kill
+    (snapshot + journal) and after the last snapshot alike.  After --resume --rerun-failed the joblog
+    held attempt 1 of a task twice: each run counted from 1."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    for task_id, ends in {1: [(5, 1), (5, 2)], 2: [(5, 1), (5, 2), (6, 3)], 3: [(7, 1)], 4: [(1, 1), (0, 2)]}.items():
+        for code, attempt in ends:
+            store.started(task_id, "c1", (0,), 100.0)
+            store.finished(task_id, code, 100.0, 1.0, attempt)
+            if task_id == 1 or (code and attempt < len(ends)):
+                store.requeued(task_id)  # (Retried)
+    store.flush(now=1.0, elapsed=1.0)
+    expected = {1: 2, 2: 3, 3: 1}
+    assert attempts_of(store.ledger) == expected
+    assert "\t5\t100.000\t1.000\t2\n" in journal_path(tmp_path / "queuestate").read_text()
+    assert attempts_of(load_state(copy_as_killed(tmp_path), ONE).ledger) == expected
+    store.close(now=2.0, elapsed=2.0)
+    text = (tmp_path / "queuestate").read_text()
+    assert "1 line=2 attempt=2: ./prog 1\n" in text and " attempt=3: ./prog 2\n" in text
+    assert "attempt=1" not in text, "a failed task's first attempt goes without saying"
+    loaded = load_state(tmp_path / "queuestate", ONE).ledger
+    assert attempts_of(loaded) == expected
+    assert loaded.state(1) == QUEUED and loaded.state(2) == FAILED and loaded.state(4) == COMPLETED
+    loaded.requeue(loaded.to_run(rerun_failed=True))  # (a resume --rerun-failed: task 3's 1 is said now)
+    assert loaded.attempts == {1: 2, 2: 3, 3: 1}
+
+
+def test_an_attempt_out_of_bounds_in_a_queuestate_is_one_line(tmp_path: Path):
+    state = tmp_path / "queuestate"
+    state.write_text("queued\n0 line=1 attempt=0: true\ncompleted\n")
+    with pytest.raises(InputError, match="task 0: attempt must be"):
+        load_state(state, ONE)

@@ -90,6 +90,17 @@ def test_a_retried_task_ends_again_as_its_next_attempt():
     assert [(type(a), getattr(a, "attempt", None)) for a in actions] == [(TaskEnded, 3), (AllDone, None)]
 
 
+def test_attempts_of_earlier_runs_number_on_and_leave_this_runs_retries_whole():
+    """A task failed 3 times in earlier runs (``Ledger.attempts``), resumed with --retries 1: attempts 4 and
+    5 here, then failed; a task with no earlier attempt starts at 1."""
+    sched = Scheduler(tasks_of(1, 1), retries=1, attempts_before={0: 3})
+    assert [a.attempt for a in facts(handle(sched, *join(2)), Start)] == [4, 1]
+    actions = handle(sched, TaskFinished(0, 1, 0))
+    assert actions[1] == Retried(0, 4) and actions[2].attempt == 5
+    actions = handle(sched, TaskFinished(0, 1, 0), TaskFinished(1, 0, 0))
+    assert actions[0].attempt == 5 and sched.status[0] == FAILED and sched.status[1] == COMPLETED
+
+
 def test_a_promotion_carries_the_standbys_start_and_when_its_node_started_it():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     actions = handle(sched, *join(2))
