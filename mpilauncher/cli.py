@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LAUNCHER_FAILED
     resume = f"python -m mpilauncher --resume {shell_word(result.queuestate)}" if result.queuestate else ""
     if result.interrupted:
-        log.outcome(f"{result.interrupted}; resume with: {resume}")
+        log.outcome(f"{result.interrupted}; {result.how_to_go_on(f'resume with: {resume}')}")
     elif resume:
         failures = result.failures_text(f"{resume} --rerun-failed")
         if failures:

@@ -727,22 +727,25 @@ def _nothing_left(
                      EXIT_OK, failed_tasks=failed_tasks(plan.ledger, plan.ledger.ids_in(FAILED)))  # fmt: skip
 
 
-def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> None:
-    """Stopped at the time limit with tasks left: submit this job script again (``--resubmit K``)."""
+def _resubmit(config: Config, link: chain.Position | None, job: str | None, left: int) -> str:
+    """Stopped at the time limit with tasks left: submit this job script again (``--resubmit K``); the job
+    submitted, "" where none was."""
     if not left:
-        return
+        return ""
     here = chain.Position(link.index if link else 1, config.resubmit)
     if not job:
         warn("--resubmit works inside a Slurm batch job only: resume by hand")
-    elif here.last:
+        return ""
+    if here.last:
         warn(f"{here} stopped with {left} tasks left: the chain ends; resume by hand or submit more jobs")
-    else:
-        try:
-            submitted, following = chain.resubmit(here, job)
-        except LauncherError as err:
-            warn(f"could not submit the next job of the chain ({err}): resume by hand")
-            return
-        log.info(f"submitted Slurm job {submitted} to go on with the {left} tasks left ({following})")
+        return ""
+    try:
+        submitted, following = chain.resubmit(here, job)
+    except LauncherError as err:
+        warn(f"could not submit the next job of the chain ({err}): resume by hand")
+        return ""
+    log.info(f"submitted Slurm job {submitted} to go on with the {left} tasks left ({following})")
+    return submitted
 
 
 def _startup(
@@ -922,8 +925,9 @@ def _run_locked(
         interrupted = outcome.failure or outcome.interrupted
         out.write(final_report(statistics.result, interrupted, str(link) if link else None))
         out.flush()
+    next_job = ""
     if outcome.interrupted is not None and config.resubmit and not stop.signalled_by_user:
-        _resubmit(config, link, allocation.job_id, statistics.result.not_run)
+        next_job = _resubmit(config, link, allocation.job_id, statistics.result.not_run)
     elif outcome.interrupted is not None and config.resubmit and statistics.result.not_run and stop.signum:
         # (the early warning killed a batch shell that did not exec srun: srun then sends SIGTERM)
         warn(
@@ -946,7 +950,7 @@ def _run_locked(
     transport.shutdown(0.0, status)
     return RunResult(statistics.result, workdir, plan.state_path, outcome.interrupted, status, latencies.values,
                      failed_tasks=failed_tasks(plan.ledger, failed, timed_out.ids),
-                     full_disk=full_file_system(workdir) if failed else "")  # fmt: skip
+                     full_disk=full_file_system(workdir) if failed else "", next_job=next_job)  # fmt: skip
 
 
 #: Free bytes below which a workdir's file system counts as full when tasks failed (a task's write that

@@ -58,6 +58,8 @@ class RunResult:
     failed_tasks: tuple[FailedTask, ...] = ()
     #: The workdir, when tasks failed and its file system was full at the end (their writes may not have fit).
     full_disk: str = ""
+    #: The Slurm job submitted to go on with the sweep (``--resubmit``), "" where none was.
+    next_job: str = ""
 
     def __repr__(self) -> str:
         """Every field, a long list as its length: ``print(result)`` showed every task's dispatch latency,
@@ -68,6 +70,12 @@ class RunResult:
             long = isinstance(value, list) and len(value) > SHOWN_ITEMS
             shown.append(f"{name}=<{len(value)} values>" if long else f"{name}={value!r}")
         return f"RunResult({', '.join(shown)})"
+
+    def how_to_go_on(self, resume: str) -> str:
+        """The end of a stopped run's last line: ``resume`` (the caller's words for resuming by hand), or the
+        job that goes on with the sweep.  A user walk: with --resubmit the line said to resume by hand,
+        which the next job's lock then refused."""
+        return f"Slurm job {self.next_job} goes on with it" if self.next_job else resume
 
     @property
     def ok(self) -> bool:

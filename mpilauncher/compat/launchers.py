@@ -170,7 +170,8 @@ def _answer(result: RunResult, call: Call, started: float) -> RunResult:
         return result
     if rank0:
         log.outcome(
-            f"{result.interrupted}: {result.completed} tasks completed, {result.left} left; resume with {resume}"
+            f"{result.interrupted}: {result.completed} tasks completed, {result.left} left;"
+            f" {result.how_to_go_on(f'resume with {resume}')}"
         )
     if status == EXIT_SIGNAL_BASE + signal.SIGINT:
         raise KeyboardInterrupt(f"stopped by SIGINT; the queuestate is saved: resume with {resume}")

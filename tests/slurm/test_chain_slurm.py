@@ -109,6 +109,7 @@ def test_a_job_that_resubmits_itself_at_the_early_warning_finishes_the_sweep(slu
     assert len(texts) >= 2 and outputs[0].name == f"job.o{first}", texts
     for text in texts[:-1]:
         assert "stopped by SIGUSR1" in text and "to go on with the" in text, text
+        assert "goes on with it" in text and "resume with" not in text, "no resume by hand: the next job does"
     assert "Launcherjob run completed." in texts[-1]
     assert ran(tmp_path) == collections.Counter(range(18)), "every task exactly once over the jobs"
 

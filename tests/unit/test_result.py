@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpilauncher.core.stats import Statistics
+from mpilauncher.records import replace
 from mpilauncher.result import FailedTask, RunResult, shell_word
 
 
@@ -43,3 +44,10 @@ def test_a_path_is_told_as_a_shell_word():
     assert shell_word(Path("queuestate")) == "queuestate"
     assert shell_word(Path("my state")) == "'my state'"
     assert shell_word(Path("it's")) == "'it'\"'\"'s'"
+
+
+def test_a_stopped_run_whose_next_job_was_submitted_says_that_job_not_how_to_resume_by_hand():
+    """With --resubmit the last line said "resume with: ...", which the next job's lock then refused."""
+    stopped = replace(result(0, ()), interrupted="stopped by SIGUSR1")
+    assert stopped.how_to_go_on("resume with: X") == "resume with: X"
+    assert replace(stopped, next_job="4242").how_to_go_on("resume with: X") == "Slurm job 4242 goes on with it"
