@@ -23,9 +23,12 @@ class DispatchLatencies(Observer):
         self._sent[start.task_id] = at
 
     def on_ended(self, ended: TaskEnded) -> None:
+        """Never below 0: the two stamps come from two clocks (the master's, or for a standby the end of the
+        task before it as its node reported it, to the millisecond; the process start the agent's), and a
+        user walk saw -0.001 s for a standby -- a task cannot start before it is sent."""
         sent = self._sent.pop(ended.task_id, None)
         if sent is not None:
-            self.values.append(ended.report.start - sent)
+            self.values.append(max(0.0, ended.report.start - sent))
 
     def on_requeued(self, requeued: Requeued | Retried) -> None:
         self._sent.pop(requeued.task_id, None)
