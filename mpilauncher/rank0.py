@@ -288,8 +288,9 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
     left, total = earlier
     continued = plan_from_queuestate(replace(config, commandlines=None, resume=str(plan.state_path)))
     failed = plan.found.ledger.counts()[FAILED]
-    over = "start over with --start-over, start_over=True"
+    again = as_said(config, "--start-over", "start_over=True")
     rerun = as_said(config, "--rerun-failed", "rerun_failed=True")
+    over = f"start over with {again}"
     if left:
         continued.notes.append(
             f"{plan.state_path} holds an unfinished run of these commandlines ({left} of {total} tasks not"
@@ -302,7 +303,6 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
             f" {rerun} runs {_them(failed)} again ({over})"
         )
     elif not continuation:
-        again = as_said(config, "--start-over", "start_over=True")
         outcome, then = ("all completed", f"{again} runs the whole sweep again")
         if failed:
             outcome, then = (f"{failed} failed", f"{rerun} runs {_them(failed)} again, {again} the whole sweep")
