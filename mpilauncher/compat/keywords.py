@@ -113,8 +113,9 @@ def _schedule(value: object, call: Call) -> str | None:
 
 
 def _task_timeout(value: object, call: Call) -> str | None:
-    _to("task_timeout", none_if_zero=True)(value, call)
-    if call.config["task_timeout"] is None:
+    """0 is no limit, given: a resume then runs without the sweep's timeout (not given, it keeps it)."""
+    _to("task_timeout")(value, call)
+    if value is None or value == 0 or value == "0":
         return None
     return (
         f"taskmaxruntime={value}: a task still running after {value} s is killed (its whole process tree) and"

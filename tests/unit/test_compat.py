@@ -73,8 +73,17 @@ def test_an_explicit_start_interval_wins_over_delay():
 @pytest.mark.parametrize(("name", "param"), [("maxruntime", "max_runtime"), ("taskmaxruntime", "task_timeout")])
 def test_zero_means_no_limit_as_in_pylauncher(name, param):
     call, _ = sort_keywords("ClassicLauncher", {name: 0})
-    assert call.config[param] is None
-    make_config("c", **call.config)  # and make_config accepts it
+    config = make_config("c", **call.config)  # and make_config accepts it
+    assert not getattr(config, param)
+
+
+def test_taskmaxruntime_0_given_to_a_resume_lifts_the_sweeps_timeout_and_unsaid_keeps_it():
+    """A resume keeps the sweep's --task-timeout unless given one; taskmaxruntime=0 given is no limit (it was
+    read as not given, and the sweep's timeout held, with a note telling the user to give it)."""
+    given, _ = sort_keywords("ResumeClassicLauncher", {"taskmaxruntime": 0})
+    assert make_config(resume="qs", **given.config).task_timeout == 0
+    unsaid, _ = sort_keywords("ResumeClassicLauncher", {})
+    assert make_config(resume="qs", **unsaid.config).task_timeout is None
 
 
 def test_the_readme_holds_the_migration_table_rendered_from_the_code():
