@@ -20,7 +20,10 @@ no longer runs:
   now belongs to another process (its start time differs);
 - another host: the lock names a Slurm job that is no longer running
   (``squeue``), the usual case of a job killed at its time limit and
-  resumed on other nodes;
+  resumed on other nodes; or it names this very job in an earlier run of it
+  (``SLURM_RESTART_COUNT`` differs): a job requeued after a node failure
+  runs its script again elsewhere, and Slurm ends every process of the
+  earlier run before it requeues the job;
 - otherwise the holder may be alive on a host we cannot look into: refuse,
   and let the user break the lock explicitly (``--break-lock``).
 
@@ -62,12 +65,14 @@ class Holder:
     job: str  # Slurm job id, "" outside Slurm
     since: str  # when the lock was taken, for people
     token: str = ""  # tells two locks of one process apart: release removes only its own
+    restart: str = ""  # the Slurm job's SLURM_RESTART_COUNT ("" before its first requeue)
 
     @classmethod
     def me(cls, job: str | None) -> Holder:
         pid = os.getpid()
         return cls(os.uname().nodename, pid, process_start(pid), boot_id(), job or "",
-                   time.strftime("%Y-%m-%d %H:%M:%S"), os.urandom(6).hex())  # fmt: skip
+                   time.strftime("%Y-%m-%d %H:%M:%S"), os.urandom(6).hex(),
+                   os.environ.get("SLURM_RESTART_COUNT", "") if job else "")  # fmt: skip
 
     def to_text(self) -> str:
         return json.dumps(asdict(self)) + "\n"
@@ -77,7 +82,8 @@ class Holder:
         try:
             data = json.loads(text)
             return cls(str(data["host"]), int(data["pid"]), int(data["pid_start"]), str(data["boot"]),
-                       str(data.get("job", "")), str(data.get("since", "?")), str(data.get("token", "")))  # fmt: skip
+                       str(data.get("job", "")), str(data.get("since", "?")), str(data.get("token", "")),
+                       str(data.get("restart", "")))  # fmt: skip
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -125,7 +131,7 @@ def is_stale(holder: Holder, here: Holder, job_running: Callable[[str], bool | N
         return process_start(holder.pid) != holder.pid_start
     if holder.job and holder.job != here.job:
         return job_running(holder.job) is False
-    return False
+    return bool(holder.job) and holder.restart != here.restart  # (this job, an earlier run of it: requeued since)
 
 
 class SweepLock:

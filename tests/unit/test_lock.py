@@ -64,6 +64,19 @@ def test_the_same_job_on_another_host_may_still_run() -> None:
     assert not is_stale(holder, here(job="88"), lambda _: False)
 
 
+def test_an_earlier_run_of_this_job_requeued_since_is_stale(monkeypatch) -> None:
+    """Slurm requeues a job whose node failed (``--requeue``, or its JobRequeue default) and runs its script
+    again on other nodes: the lock its first run left names this very job, which runs, and the requeued
+    job was refused for good.  Slurm ended every process of that run before requeueing: another
+    SLURM_RESTART_COUNT is another run."""
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    me = records.replace(Holder.me("88"), host="c101")
+    assert me.restart == "1" and Holder.from_text(me.to_text()) == me
+    first_run = Holder("c999", 4242, 1, "b", "88", "then")  # (no restart count: the job's first run)
+    assert is_stale(first_run, me, never_asked)
+    assert not is_stale(records.replace(first_run, restart="1"), me, never_asked), "the same run: may still run"
+
+
 def test_acquire_release_and_a_second_acquire_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "qs"
     with SweepLock(state) as first:
