@@ -676,7 +676,8 @@ def sweep_setting(plan: Plan, key: str, given, off, name: str, unit: str = ""):
     if plan.resumed_from is None or kept is None or kept == off:
         plan.meta.extra.pop(key, None)
         return off
-    plan.notes.append(f"the sweep's {name} of {kept:g}{unit} holds (as it began; give {name} to change it)")
+    if plan.to_run:  # (a run that runs nothing -- a finished sweep again -- says so, in one line: a user walk)
+        plan.notes.append(f"the sweep's {name} of {kept:g}{unit} holds (as it began; give {name} to change it)")
     return kept
 
 

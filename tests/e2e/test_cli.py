@@ -257,6 +257,23 @@ def test_the_same_script_again_after_a_sweep_with_failures_runs_nothing_but_says
     assert not (sweep_dir / "queuestate.1").exists(), "continued, not kept aside for a new sweep"
 
 
+def test_the_same_script_again_over_a_finished_sweep_of_kept_settings_says_one_line(sweep_dir: Path) -> None:
+    """A user walk: the finished run of a sweep begun with --task-timeout and --retries, its job script run
+    again, said three lines: that nothing runs, and that the sweep's --task-timeout and --retries "hold"
+    -- for a run that runs nothing.  The one line that nothing runs, as for any finished sweep."""
+    write(sweep_dir / "commandlines", "echo PYL_ID >> ran\n" * 2)
+    assert run_cli(["commandlines", "--task-timeout", "30", "--retries", "1"], sweep_dir).returncode == 0
+    again = run_cli(["commandlines"], sweep_dir)
+    assert again.returncode == 0 and again.stderr == (
+        "mpilauncher: note: queuestate holds a finished run of these commandlines (2 tasks, all completed):"
+        " nothing to run; --start-over runs the whole sweep again\n"
+    )
+    resumed = run_cli(["--resume", "queuestate"], sweep_dir)
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
+    assert sorted((sweep_dir / "ran").read_text().split()) == ["0", "1"]
+    assert '"task_timeout": 30' in (sweep_dir / "queuestate").read_text(), "kept for a later --rerun-failed"
+
+
 def test_schedule_block_joins_lines_into_tasks_each_line_keeping_its_pyl_id(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "# five lines, blocks of two\n" + "echo line PYL_ID task $PYL_ID\n" * 5)
     result = run_cli(["commandlines", "--workdir", "w", "--schedule", "block2"], sweep_dir)
