@@ -446,7 +446,16 @@ def check_state_target(plan: Plan, start_over: bool = False) -> Aside | None:
     while any(os.path.lexists(path) for path in workdirs.files_of(aside)):
         number += 1
         aside = target.with_name(f"{target.name}.{number}")
-    return Aside(aside, counts[FAILED], other.journal)
+    return Aside(aside, counts[FAILED], other.journal, commandlines_changed(other.meta))
+
+
+def commandlines_changed(meta: StateMeta) -> bool:
+    """Whether a sweep's resume would be refused for its commandlines file changed since it began."""
+    try:
+        check_commandlines_unchanged(meta, Path())
+    except InputError:
+        return True
+    return False
 
 
 @record
@@ -456,6 +465,9 @@ class Aside:
     path: Path
     failed: int
     journal: Path | None  # its journal, replayed over it, that goes with it; None: it has none
+    #: Its commandlines file changed since it began (the new sweep's, edited in place, say): its resume needs
+    #: --force-resume, and runs the commands the queuestate holds.
+    changed: bool = False
 
 
 def check_no_lone_journal(target: Path, start_over: bool) -> None:
@@ -492,14 +504,17 @@ def keep_aside(target: Path, kept: Aside, config: Config) -> str:
         raise InputError(
             f"cannot keep the finished sweep it holds aside as {aside.name}: {err.strerror or err}", str(target)
         ) from None
+    # (a user walk: after an edit of the commandlines file in place, the command given was refused at once)
+    forced = (" --force-resume", ", force_resume=True") if kept.changed else ("", "")
     again = as_said(
         config,
-        f"python -m mpilauncher --resume {shell_word(str(aside))} --rerun-failed",
-        f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True)",
+        f"python -m mpilauncher --resume {shell_word(str(aside))} --rerun-failed{forced[0]}",
+        f"ResumeClassicLauncher({str(aside)!r}, rerun_failed=True{forced[1]})",
     )
+    why = ", with the commands it holds: its commandlines file changed since it began" if kept.changed else ""
     return (
         f"{target} held a finished sweep with {_failed_tasks(failed)}: kept as {aside} ({again} runs"
-        f" {_them(failed)} again)"
+        f" {_them(failed)} again{why})"
     )
 
 

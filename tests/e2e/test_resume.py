@@ -444,6 +444,27 @@ def test_a_new_sweep_keeps_a_finished_queuestate_with_failed_tasks_aside(tmp_pat
     assert fourth.returncode == 0 and "kept as" not in fourth.stderr and not (tmp_path / "queuestate.2").exists()
 
 
+def test_a_sweep_kept_aside_for_its_edited_commandlines_says_the_command_that_runs_its_failed_tasks(tmp_path: Path):
+    """A user walk: a sweep ended with a failed task, the user added a line to its commandlines file and ran
+    it: a new sweep, which kept the first aside as queuestate.1 "(python -m mpilauncher --resume
+    queuestate.1 --rerun-failed runs it again)" -- a command refused at once, the commandlines file having
+    changed since that sweep began.  The command given is one that runs (its queuestate holds the commands)."""
+    (tmp_path / "commandlines").write_text("echo a >> ran0\necho b >> ran1; test -e fixed\n")
+    assert run_cli(["commandlines", "--workdir", "w1"], tmp_path).returncode == 1
+    with (tmp_path / "commandlines").open("a") as lines:
+        lines.write("echo c >> ran2\n")
+    second = run_cli(["commandlines", "--workdir", "w2"], tmp_path)
+    assert second.returncode == 1, second.stderr
+    (said,) = [line for line in second.stderr.splitlines() if "kept as" in line]
+    command = re.search(r"\((python -m mpilauncher [^)]*) runs it again", said)
+    assert command is not None and "--force-resume" in command[1], said
+    (tmp_path / "fixed").touch()
+    again = run_cli(command[1].split()[3:], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "ran1").read_text() == "b\nb\nb\n", "the kept sweep's failed task, run again"
+    assert (tmp_path / "ran2").read_text() == "c\n", "the new sweep's task, once"
+
+
 def test_a_finished_queuestate_with_failed_tasks_whose_journal_says_so_is_kept_aside_with_it(tmp_path: Path) -> None:
     """A kill -9 after a sweep's last end, before its final snapshot: only the journal says that every task
     ended, one of them failed.  A new sweep under that name refused it ("and its journal"), the user left to
