@@ -83,6 +83,9 @@ class Plan:
     found: LoadedState | None = None
     #: A resume: the directory the sweep's last run ran in, as its queuestate said (see :func:`moved_workdir`).
     ran_in: str | None = None
+    #: A resume: the tasks whose retry was waiting (or running) at the stop -> their failed attempts, which
+    #: count against this run's --retries (see :class:`~mpilauncher.core.scheduler.Scheduler`).
+    retrying: dict[int, int] = field(default_factory=dict)
 
 
 @record
@@ -198,6 +201,9 @@ def plan_from_queuestate(config: Config) -> Plan:
     ledger = loaded.ledger
     meta = loaded.meta
     as_read = ledger.tasks, meta.sweep_facts()
+    # (before the requeue, which gives a failed task run again its attempts too: a user walk saw a retry
+    # that waited at a Ctrl-C get --retries more at the resume, and more at every stop after it)
+    retrying = {t: n for t, n in ledger.attempts.items() if ledger.state(t) != FAILED} if ledger.attempts else {}
     to_run = ledger.to_run(config.rerun_failed)
     if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
         to_run = ledger.revise(to_run, expected=config.expected_time)
@@ -212,6 +218,7 @@ def plan_from_queuestate(config: Config) -> Plan:
         ledger.elapsed_before += time_after_snapshot(source, loaded.journal)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, workdirs.state_target(config), source)
     plan.earlier = loaded.earlier
+    plan.retrying = retrying
     here, began = os.getcwd(), meta.extra.get("cwd")
     if began and began != here:  # (a command's relative paths are read from where it runs)
         warn(f"{source}: its tasks ran in {began}; they run here now, in {here}, where their relative paths lead")
@@ -913,6 +920,7 @@ def _run_locked(
             start_interval=config.start_interval,
             history_later=history,
             attempts_before=plan.ledger.attempts,
+            retries_spent=plan.retrying,
         ),
         transport,
         nodes,

@@ -312,9 +312,12 @@ class Scheduler:
         history: Iterable[tuple[Task, Sequence[float]]] = (),
         history_later: tuple[float, Callable[[], Iterable[tuple[Task, Sequence[float]]]]] | None = None,
         attempts_before: Mapping[int, int] | None = None,
+        retries_spent: Mapping[int, int] | None = None,
     ) -> None:
         """``attempts_before``: task -> its attempts in earlier runs that failed (``Ledger.attempts``): its
-        attempts here are numbered on from them, and ``retries`` more are allowed in this run.
+        attempts here are numbered on from them, and ``retries`` more are allowed in this run -- but for the
+        tasks of ``retries_spent`` (of those, the ones whose retry was waiting or running at a stop), whose
+        attempts so far count against ``retries``: a stop does not give a flaky task more retries.
         ``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
         estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them;
         or ``history_later``: (the longest of them, what gives them when an estimate is first asked for:
@@ -337,7 +340,9 @@ class Scheduler:
         self._done_sent = False
         self.retries = retries
         self.attempts: dict[int, int] = dict(attempts_before or {})  # task -> attempts that failed and were retried
-        self._attempts_before = dict(self.attempts)  # (not counted against this run's --retries)
+        spent = retries_spent or {}
+        # (not counted against this run's --retries)
+        self._attempts_before = {tid: n for tid, n in self.attempts.items() if tid not in spent}
         self.standby = standby
         # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
         # taken from the head when it still can (it runs, has no standby, its node is in use); an entry

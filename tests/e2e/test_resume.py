@@ -670,3 +670,31 @@ def test_attempts_are_numbered_over_every_run_of_the_sweep(tmp_path: Path) -> No
     rows = [(r["id"], r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
     assert sorted(rows) == [("0", "1", "ok")] + [("1", str(n), "failed") for n in (1, 2, 3, 4)], rows
     assert " attempt=4: exit 3\n" in (tmp_path / "queuestate").read_text()
+
+
+def test_a_retry_waiting_at_a_stop_goes_on_with_the_retries_the_task_had_left(tmp_path: Path) -> None:
+    """A user walk: --retries 2, a task that always fails, Ctrl-C while its retry waited in the queue: the
+    resume ran it 3 times more (attempts 2, 3, 4), 4 in all where --retries 2 runs it 3 times; each stop
+    gave it 2 retries more.  Its retries go on from where the stop left them (--rerun-failed, which runs a
+    task that failed for good, still gives it --retries more).  The queuestate as the stop leaves it: attempt
+    1 failed, the retry queued (``attempt=1`` on its queued line)."""
+    (tmp_path / "commandlines").write_text("echo x >> tries; exit 1\n")
+    (tmp_path / "w").mkdir()
+    one = CoresSpec("fixed", 1)
+    tasks = parse_commandlines((tmp_path / "commandlines").read_text(), "commandlines", one)
+    meta = StateMeta(commandlines=str(tmp_path / "commandlines"), cores=str(one), workdir=str(tmp_path / "w"),
+                     sha256=sha256_hex((tmp_path / "commandlines").read_bytes()), extra={"retries": 2})  # fmt: skip
+    store = StateStore(tmp_path / "queuestate", Ledger(tasks), meta, one, fsync_interval=0.5)
+    store.open(now=0.0)
+    store.started(0, "c1", (0,), 100.0)
+    store.finished(0, 1, 100.0, 0.5)
+    store.requeued(0)
+    store.close(now=1.0, elapsed=1.0)
+    assert "0 line=1 attempt=1: echo x" in (tmp_path / "queuestate").read_text()
+    resumed = run_cli(["--resume", "queuestate"], tmp_path)
+    assert resumed.returncode == 1 and "the sweep's --retries of 2 holds" in resumed.stderr, resumed.stderr
+    rows = [(r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
+    assert rows == [("2", "failed"), ("3", "failed")], rows
+    rerun = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)
+    assert rerun.returncode == 1, rerun.stderr
+    assert [r["attempt"] for r in read_joblog(tmp_path / "w" / "joblog")][2:] == ["4", "5", "6"]

@@ -101,6 +101,15 @@ def test_attempts_of_earlier_runs_number_on_and_leave_this_runs_retries_whole():
     assert actions[0].attempt == 5 and sched.status[0] == FAILED and sched.status[1] == COMPLETED
 
 
+def test_a_retry_that_waited_at_a_stop_counts_its_attempts_against_this_runs_retries():
+    """Task 0's retry waited at a stop after its first attempt failed (``retries_spent``), with --retries 1:
+    attempt 2 here, then failed for good, as without the stop."""
+    sched = Scheduler(tasks_of(1), retries=1, attempts_before={0: 1}, retries_spent={0: 1})
+    assert [a.attempt for a in facts(handle(sched, *join(1)), Start)] == [2]
+    handle(sched, TaskFinished(0, 1, 0))
+    assert sched.status[0] == FAILED
+
+
 def test_a_promotion_carries_the_standbys_start_and_when_its_node_started_it():
     sched = Scheduler(tasks_of(*[1] * 10), standby=True)
     actions = handle(sched, *join(2))
