@@ -191,6 +191,26 @@ def test_taskmaxruntime_kills_and_failures_count_as_aborted_each_said_once(sweep
     assert sum("count as aborted, not completed" in n for n in said) == 1
 
 
+def test_taskmaxruntime_zero_on_a_resume_switches_the_sweeps_timeout_off(sweep_dir: Path) -> None:
+    """A user walk: ``ResumeClassicLauncher("queuestate", taskmaxruntime=0)`` said "the sweep's
+    taskmaxruntime= of 1 s holds" and killed the task at 1 s again: 0 was taken for "not given", where
+    ``--task-timeout 0`` (and the keyword table: "0: no limit") switch the sweep's timeout off."""
+    commandlines(sweep_dir, "sleep 1.5\n")
+    result = run_script(
+        sweep_dir,
+        """
+        first = pylauncher.ClassicLauncher("commandlines", workdir="w", taskmaxruntime=1)
+        again = pylauncher.ResumeClassicLauncher("queuestate", rerun_failed=True, taskmaxruntime=0)
+        print("statuses:", first.exit_status, again.exit_status)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "statuses: 1 0" in result.stdout, result.stderr
+    assert [r["status"] for r in read_joblog(sweep_dir / "w" / "joblog")] == ["timeout", "ok"]
+    assert not any("holds" in n for n in notes(result)), notes(result)
+    assert '"task_timeout"' not in (sweep_dir / "queuestate").read_text()
+
+
 # -- keywords PyLauncher's launchers accept (item 5) ---------------------------------------
 def test_pylauncher_keywords_are_accepted_with_their_meaning_or_a_note(sweep_dir: Path) -> None:
     commandlines(sweep_dir, "echo one\necho two\necho three\n")
