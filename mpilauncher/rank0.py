@@ -845,8 +845,8 @@ def _run_locked(
     pool_size = sum(hello.cores for _, hello in hellos)
     if link is not None and link.continuation and not plan.to_run and plan.resumed_from is not None:
         return _nothing_left(plan, link, pool_size, transport, out, written)
-    if config.gpus_per_task or plan.meta.extra.get("gpus_per_task"):
-        give_gpus(plan, config, [hello for _, hello in hellos])
+    if plan.to_run and (config.gpus_per_task or plan.meta.extra.get("gpus_per_task")):
+        give_gpus(plan, config, [hello for _, hello in hellos])  # (none to run: no GPU needed, a user walk)
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
     ends = job_end(config)
     aside = check_state_target(plan, config.start_over)

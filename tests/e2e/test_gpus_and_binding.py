@@ -48,7 +48,8 @@ def test_gpu_launcher_api_and_no_gpu_error(sweep_dir: Path) -> None:
                         timeout=60)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert {(sweep_dir / "w" / f"out{i}").read_text().strip() for i in range(3)} <= {"0", "1"}
-    none = run_cli(["gpucommandlines", "--gpus-per-task", "1", "--gpus-per-node", "0", "--workdir", "w2"], sweep_dir)
+    none = run_cli(["gpucommandlines", "--gpus-per-task", "1", "--gpus-per-node", "0", "--workdir", "w2",
+                    "--queuestate", "q2"], sweep_dir)  # fmt: skip
     assert none.returncode == 2 and "GPU tasks, but no GPU found" in none.stderr
     assert not (sweep_dir / "w2").exists()
     bad = sweep_dir / "bad.py"
@@ -246,3 +247,14 @@ def test_a_resume_keeps_the_sweeps_tasks_per_gpu(sweep_dir: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "the sweep's --tasks-per-gpu of 2 holds (as it began; give --tasks-per-gpu to change it)" in again.stderr
     assert [(sweep_dir / "w" / f"out{i}").read_text().split() for i in (0, 1)] == [["2"], ["2"]], "together"
+
+
+def test_a_finished_gpu_sweep_run_again_where_no_gpu_is_runs_nothing_and_needs_none(sweep_dir: Path) -> None:
+    """A user walk: the same GPU sweep again, on a node without GPUs, was refused ("no GPU found") where there
+    was nothing to run."""
+    (sweep_dir / "commandlines").write_text("true\n" * 2)
+    first = run_cli(["commandlines", "--gpus-per-task", "1", "--gpus-per-node", "1", "--workdir", "w"], sweep_dir)
+    assert first.returncode == 0, first.stderr
+    for again in (["commandlines", "--gpus-per-task", "1"], ["--resume", "queuestate"]):
+        result = run_cli([*again, "--gpus-per-node", "0"], sweep_dir)
+        assert result.returncode == 0 and "no GPU found" not in result.stderr, result.stderr
