@@ -342,15 +342,18 @@ def describe_state(path: Path) -> str:
         label = "aborted" if state == FAILED else state
         lines.append(f"{label:<9} {counts[state]:3d} jobs: {runs_text(ledger.id_runs(state))}")
     todo = counts[QUEUED] + counts[RUNNING]
+    tasks = "task" if todo == 1 else "tasks"  # (a user walk: "1 tasks to run")
     if todo:
         if counts[RUNNING] and not live:  # (no launcher runs it: they were cut short, not running now)
+            were = ("task was", "it") if counts[RUNNING] == 1 else ("tasks were", "them")
             lines.append(
-                f"(the {counts[RUNNING]} running were interrupted when the sweep stopped: a resume runs them again)"
+                f"(the {counts[RUNNING]} running {were[0]} interrupted when the sweep stopped: a resume runs"
+                f" {were[1]} again)"
             )
         if live:  # (a resume would be refused by the lock: nothing to do but wait)
-            lines.append(f"{todo} tasks left, being run by the launcher above")
+            lines.append(f"{todo} {tasks} left, being run by the launcher above")
         else:
-            lines.append(f"{todo} tasks to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
+            lines.append(f"{todo} {tasks} to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
     else:
         lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))
     return "\n".join(lines) + "\n"

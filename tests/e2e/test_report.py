@@ -126,7 +126,8 @@ def test_a_killed_sweep_reports_its_time_and_the_tasks_the_kill_cut_short(tmp_pa
     assert "Interrupted when the sweep stopped (1; a resume runs them again):\n  task 8: ran " in text, text
     assert "Slowest tasks (8 of 8 ended):" in text, text
     status = run_cli(["--status", "queuestate"], tmp_path).stdout
-    assert "(the 1 running were interrupted when the sweep stopped: a resume runs them again)\n1 tasks to run" in status
+    said = "(the 1 running task was interrupted when the sweep stopped: a resume runs it again)\n1 task to run"
+    assert said in status
 
 
 def test_a_sweep_resumed_into_a_new_workdir_is_reported_with_the_earlier_one(tmp_path: Path) -> None:

@@ -407,7 +407,7 @@ def test_a_queuestate_named_with_a_newline_and_a_space_resumes_and_says_how(tmp_
     assert "reached --max-runtime" in first.stderr, first.stderr
     status = run_cli(["--status", name], tmp_path)
     assert status.returncode == 0, status.stderr
-    assert "1 tasks to run: python -m mpilauncher --resume 'my state\nx'\n" in status.stdout, status.stdout
+    assert "1 task to run: python -m mpilauncher --resume 'my state\nx'\n" in status.stdout, status.stdout
     resumed = run_cli(["--resume", name, "--quiet"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "# tasks completed: 2" in resumed.stdout
