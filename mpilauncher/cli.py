@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from mpilauncher import __version__, log
 from mpilauncher.config import DEFAULT_BEAT_TIMEOUT, DEFAULT_DELAY, DEFAULT_GRACE, DEFAULT_POLL_INTERVAL, make_config
-from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError, OptionError
+from mpilauncher.errors import EXIT_LAUNCHER_FAILED, InputError, LauncherError, OptionError, first_rank
 from mpilauncher.launch import run
 from mpilauncher.procfs import start_ticks
 from mpilauncher.report.answer import AnswerParser, write_answer
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = run(config, began=process_began())
     except LauncherError as err:
-        if not err.reported:
+        if not err.reported and _speaks_for_the_run():
             log.error(str(err.named(flag(err.setting)) if isinstance(err, OptionError) else err))
         return err.exit_status
     except KeyboardInterrupt:
@@ -448,6 +448,16 @@ def main(argv: list[str] | None = None) -> int:
         names = " and ".join(dict.fromkeys(signal_name(signum) for signum in late))
         log.note(f"{names} came after the run had ended: nothing was stopped, the exit status is the run's")
     return result.exit_status
+
+
+def _speaks_for_the_run() -> bool:
+    """Whether this process says an error nobody said yet: always once MPI is up (the run's own errors
+    are said where they are met), and before it only rank 0 of a starter's ranks, by its environment
+    (a bad option is found by every rank alike, before MPI starts: ``mpiexec -n 64`` said it 64 times)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized():
+        return True
+    return first_rank()
 
 
 def unknown_words(words: list[str]) -> str:

@@ -10,6 +10,7 @@ API can print it as it is, without a traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 
 from mpilauncher.records import record
@@ -23,6 +24,23 @@ EXIT_LAUNCHER_FAILED = 3
 EXIT_STOPPED = 4
 #: Stopped by a signal N: the conventional shell status 128 + N.
 EXIT_SIGNAL_BASE = 128
+
+
+#: How MPI starters tell a process its rank (read before MPI is initialised: a bad option or keyword is found first).
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
+
+
+def first_rank() -> bool:
+    """Rank 0 of an MPI job, or no MPI job: the process that speaks for the run.
+
+    Under ``ibrun python3 script.py`` (or ``mpiexec -n K python -m mpilauncher``) every rank finds
+    the same bad keyword (option); only one may say so.
+    """
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value) == 0
+    return True
 
 
 class LauncherError(Exception):

@@ -15,27 +15,11 @@ raises an exception that is
 
 from __future__ import annotations
 
-import os
 import re
 
 from mpilauncher import log
-from mpilauncher.errors import InputError, LauncherError, LauncherFailure
-
-#: How MPI starters tell a process its rank (read before MPI is initialised: a bad keyword is found first).
-RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-
-
-def first_rank() -> bool:
-    """Rank 0 of an MPI job, or no MPI job: the process that speaks for the run.
-
-    Under ``ibrun python3 script.py`` every rank calls the launcher and finds
-    the same bad keyword; only one may say so.
-    """
-    for name in RANK_VARIABLES:
-        value = os.environ.get(name)
-        if value is not None and value.strip().isdigit():
-            return int(value) == 0
-    return True
+from mpilauncher.errors import RANK_VARIABLES as RANK_VARIABLES  # (re-exported: where the API reads a rank)
+from mpilauncher.errors import InputError, LauncherError, LauncherFailure, first_rank
 
 
 def say(problem: str) -> None:

@@ -110,6 +110,22 @@ def test_bad_input_under_mpi_stops_every_rank_with_one_line(sweep_dir: Path) -> 
     assert not (sweep_dir / "w").exists() and not (sweep_dir / "queuestate").exists()
 
 
+@pytest.mark.parametrize(
+    "bad", [["--cores-per-node", "0"], ["--task-timeout", "abc"], ["--bogus"]], ids=lambda bad: bad[0]
+)
+def test_a_bad_option_under_mpiexec_is_one_line_from_rank_0_and_status_2_on_every_rank(
+    sweep_dir: Path, bad: list[str]
+) -> None:
+    """A bad option is found before MPI starts, by every rank alike: only rank 0 says it (a user walk saw
+    the line once per rank, 64 of them under a 64-node srun, where a bad commandlines line was one)."""
+    (sweep_dir / "commandlines").write_text("true\n")
+    res = run_mpi(3, ["commandlines", "--workdir", "w", *bad], sweep_dir, timeout=60)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mpilauncher: error: "), res.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines"], "bad input writes nothing"
+
+
 def test_pylauncher_script_under_mpiexec(sweep_dir: Path) -> None:
     (sweep_dir / "commandlines").write_text("echo PYL_ID\n" * 5)
     (sweep_dir / "script.py").write_text(
