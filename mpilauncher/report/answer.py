@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import NoReturn
 
-from mpilauncher.errors import EXIT_SIGNAL_BASE, LauncherFailure
+from mpilauncher.errors import EXIT_SIGNAL_BASE, InputError, LauncherFailure
 from mpilauncher.report.output import silence, why_not_written
 
 
@@ -60,7 +61,12 @@ def write_answer(data: str | bytes) -> None:
 
 class AnswerParser(argparse.ArgumentParser):
     """argparse's parser, its ``--help`` written by :func:`write_answer`: argparse drops a failed write of
-    the help silently, and ``--help >/dev/full`` exited 0 with nothing written."""
+    the help silently, and ``--help >/dev/full`` exited 0 with nothing written.  What it cannot read (an
+    option's value forgotten, an ambiguous abbreviation, a missing argument) is bad input in one line, as
+    every other bad option is, not argparse's whole usage text and its own error line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} ({self.prog} --help lists the options)")
 
     def print_help(self, file=None) -> None:
         if file is not None:

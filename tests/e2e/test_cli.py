@@ -569,6 +569,26 @@ def test_a_commandlines_file_whose_name_begins_with_a_dash_is_said_how_to_name(s
     assert ran.returncode == 0 and (sweep_dir / "w" / "out0").read_text() == "ran\n", ran.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["commandlines", "--cores"], "argument --cores: expected one argument (python -m mpilauncher --help"),
+        (["commandlines", "--re", "q"], "ambiguous option: --re could match --resume, --rerun-failed"),
+        (["report"], "the following arguments are required: WORKDIR_OR_QUEUESTATE (python -m mpilauncher report"),
+    ],
+    ids=["missing-value", "ambiguous", "report-without-sweep"],
+)
+def test_an_option_argparse_cannot_read_is_one_line_not_the_whole_usage(sweep_dir: Path, args, says) -> None:
+    """``--cores`` with its value forgotten was argparse's whole usage text (24 lines) and its own error line,
+    not one line naming the flag as every other bad option (a user walk)."""
+    write(sweep_dir / "commandlines", "true\n")
+    result = run_cli(args, sweep_dir)
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mpilauncher: error: ") and says in lines[0], result.stderr
+    assert sorted(p.name for p in sweep_dir.iterdir()) == ["commandlines"]
+
+
 def test_an_empty_workdir_or_queuestate_and_a_queuestate_named_as_a_folder_are_refused(sweep_dir: Path) -> None:
     """``--workdir ""`` ran in the default workdir, ``--queuestate qs_dir/`` wrote a file named qs_dir (a user walk)."""
     write(sweep_dir / "commandlines", "true\n")

@@ -111,7 +111,7 @@ def test_bad_input_under_mpi_stops_every_rank_with_one_line(sweep_dir: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "bad", [["--cores-per-node", "0"], ["--task-timeout", "abc"], ["--bogus"]], ids=lambda bad: bad[0]
+    "bad", [["--cores-per-node", "0"], ["--task-timeout", "abc"], ["--bogus"], ["--cores"]], ids=lambda bad: bad[0]
 )
 def test_a_bad_option_under_mpiexec_is_one_line_from_rank_0_and_status_2_on_every_rank(
     sweep_dir: Path, bad: list[str]
