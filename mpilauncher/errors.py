@@ -36,7 +36,10 @@ def first_rank() -> bool:
     Under ``ibrun python3 script.py`` (or ``mpiexec -n K python -m mpilauncher``) every rank finds
     the same bad keyword (option); only one may say so.
     """
+    in_a_task = "PYL_ID" in os.environ or "MPILAUNCHER_TASK_ID" in os.environ
     for name in RANK_VARIABLES:
+        if name == "SLURM_PROCID" and in_a_task:  # (a launcher's task inherits its agent's: no rank of its own;
+            continue  # a nested launcher there said nothing of a bad option, and exited 2)
         value = os.environ.get(name)
         if value is not None and value.strip().isdigit():
             return int(value) == 0

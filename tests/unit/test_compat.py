@@ -107,10 +107,13 @@ def test_bad_input_through_the_api_is_catchable_and_ends_an_uncatching_script_wi
 @pytest.mark.parametrize(
     ("env", "first"),
     [({}, True), ({"PMI_RANK": "0"}, True), ({"PMI_RANK": "2"}, False), ({"OMPI_COMM_WORLD_RANK": "1"}, False),
-     ({"SLURM_PROCID": "0"}, True)],
+     ({"SLURM_PROCID": "0"}, True), ({"SLURM_PROCID": "3"}, False),
+     # a launcher's task inherits its agent's SLURM_PROCID (the starters' own are taken from it): a launcher
+     # run in that task is no rank 3, and must say its errors; one started there by srun has a PMI rank
+     ({"SLURM_PROCID": "3", "PYL_ID": "7"}, True), ({"SLURM_PROCID": "3", "PYL_ID": "7", "PMI_RANK": "1"}, False)],
 )  # fmt: skip
 def test_only_rank_0_speaks(monkeypatch, env, first):
-    for name in errors.RANK_VARIABLES:
+    for name in (*errors.RANK_VARIABLES, "PYL_ID", "MPILAUNCHER_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
