@@ -83,9 +83,9 @@ class Plan:
     found: LoadedState | None = None
     #: A resume: the directory the sweep's last run ran in, as its queuestate said (see :func:`moved_workdir`).
     ran_in: str | None = None
-    #: A resume: the tasks whose retry was waiting (or running) at the stop -> their failed attempts, which
-    #: count against this run's --retries (see :class:`~mpilauncher.core.scheduler.Scheduler`).
-    retrying: dict[int, int] = field(default_factory=dict)
+    #: A resume: the tasks whose retry was waiting (or running) at the stop, whose failed attempts count
+    #: against this run's --retries (see :class:`~mpilauncher.core.scheduler.Scheduler`).
+    retrying: frozenset[int] = frozenset()
 
 
 @record
@@ -201,9 +201,9 @@ def plan_from_queuestate(config: Config) -> Plan:
     ledger = loaded.ledger
     meta = loaded.meta
     as_read = ledger.tasks, meta.sweep_facts()
-    # (before the requeue, which gives a failed task run again its attempts too: a user walk saw a retry
+    # (read before the requeue, which makes failed tasks run again queued ones too: a user walk saw a retry
     # that waited at a Ctrl-C get --retries more at the resume, and more at every stop after it)
-    retrying = {t: n for t, n in ledger.attempts.items() if ledger.state(t) != FAILED} if ledger.attempts else {}
+    retrying = frozenset(t for t in ledger.attempts if ledger.state(t) != FAILED)
     to_run = ledger.to_run(config.rerun_failed)
     if isinstance(config.expected_time, float):  # given now: it wins over what the sweep began with
         to_run = ledger.revise(to_run, expected=config.expected_time)

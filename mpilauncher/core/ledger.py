@@ -182,9 +182,8 @@ class Ledger:
         #: How many times a completed task's row was written again (started, ended, queued or set anew):
         #: the completed lines of a snapshot stand as long as this does (see persistence/written.py).
         self.completed_rewritten = 0
-        #: Task -> the number of its last attempt that failed, where the task has not completed since and
-        #: the number is not implied (a failed task's is 1 unless said): a task queued again to retry, or
-        #: failed and run again on resume, goes on counting from it (a user walk: after --resume
+        #: Task -> the number of its last attempt, for every task whose last attempt failed (a failed one,
+        #: one queued again to retry): run again, it goes on counting from it (a user walk: after --resume
         #: --rerun-failed the joblog held attempt 1 of a task twice).  Few: the failures only.
         self.attempts: dict[int, int] = {}
 
@@ -517,7 +516,7 @@ class Ledger:
         outcomes.runtime[row] = NO_TIME
 
     def finished(self, task_id: int, exit_code: int, start: float, runtime: float, attempt: int = 1) -> None:
-        if exit_code != 0 and attempt > 1:
+        if exit_code != 0:
             self.attempts[task_id] = attempt
         elif self.attempts:
             self.attempts.pop(task_id, None)
@@ -538,7 +537,6 @@ class Ledger:
         if self.outcomes is not None:
             if self._later is not None:
                 self._read_before_running((row,))
-            self._count_failed(task_id, row)
             self._forget(row)
 
     def requeue(self, tasks: TaskTable) -> list[int]:
@@ -554,8 +552,7 @@ class Ledger:
         told_rows = list(compress(rows, told))
         told_ids = told_rows if self.tasks.by_id else list(compress(ids, told))
         self._read_before_running(told_rows)
-        for task_id, row in zip(told_ids, told_rows, strict=True):
-            self._count_failed(task_id, row)
+        for row in told_rows:
             self._forget(row)
         return told_ids
 
@@ -614,11 +611,6 @@ class Ledger:
         if self._later is not None:
             self.read_now()
 
-    def _count_failed(self, task_id: int, row: int) -> None:
-        """A failed task goes back to the queue: its attempts so far, 1 where implied, are said from now on."""
-        if self.outcomes.state[row] == AS_FAILED and task_id not in self.attempts:
-            self.attempts[task_id] = 1
-
     def _forget(self, row: int) -> None:
         outcomes = self.outcomes
         if outcomes.state[row] == AS_COMPLETED:
@@ -639,8 +631,8 @@ class Ledger:
         outcomes.start[row] = NO_TIME if rec.start is None else rec.start
         outcomes.runtime[row] = NO_TIME if rec.runtime is None else rec.runtime
         outcomes.place[row] = outcomes.place_index(rec.host, rec.core_ids)
-        if rec.attempts and rec.state != COMPLETED and not (rec.state == FAILED and rec.attempts == 1):
-            self.attempts[rec.id] = rec.attempts
+        if rec.state == FAILED or (rec.attempts and rec.state != COMPLETED):
+            self.attempts[rec.id] = rec.attempts or 1  # (a failed task's line says its 1 only by omission)
         if rec.state == COMPLETED and rec.runtime is not None and self._longest is not None:
             self._longest = max(self._longest, rec.runtime)
 
@@ -664,7 +656,7 @@ class Ledger:
             None if runtime != runtime else runtime,
             host,
             core_ids,
-            attempts or (1 if code == AS_FAILED else 0),
+            attempts,
         )
 
     def _rows_in(self, *codes: int) -> Iterator[int]:

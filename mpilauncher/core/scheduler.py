@@ -110,7 +110,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from itertools import chain
 
 from mpilauncher.core.estimates import RuntimeEstimates
@@ -312,7 +312,7 @@ class Scheduler:
         history: Iterable[tuple[Task, Sequence[float]]] = (),
         history_later: tuple[float, Callable[[], Iterable[tuple[Task, Sequence[float]]]]] | None = None,
         attempts_before: Mapping[int, int] | None = None,
-        retries_spent: Mapping[int, int] | None = None,
+        retries_spent: Collection[int] = (),
     ) -> None:
         """``attempts_before``: task -> its attempts in earlier runs that failed (``Ledger.attempts``): its
         attempts here are numbered on from them, and ``retries`` more are allowed in this run -- but for the
@@ -340,9 +340,8 @@ class Scheduler:
         self._done_sent = False
         self.retries = retries
         self.attempts: dict[int, int] = dict(attempts_before or {})  # task -> attempts that failed and were retried
-        spent = retries_spent or {}
         # (not counted against this run's --retries)
-        self._attempts_before = {tid: n for tid, n in self.attempts.items() if tid not in spent}
+        self._attempts_before = {tid: n for tid, n in self.attempts.items() if tid not in retries_spent}
         self.standby = standby
         # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
         # taken from the head when it still can (it runs, has no standby, its node is in use); an entry

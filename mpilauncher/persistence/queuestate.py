@@ -356,8 +356,9 @@ def render_pieces(
         )  # fmt: skip
         sealed = {QUEUED: [], COMPLETED: []}
         begin = 0
-        # (a task of needs of its own, or queued with attempts that failed: a line of its own)
-        for end in [*sorted({*overrides, *ledger.attempts}), len(table)]:
+        # (a task of needs of its own, or a retry waiting in the queue, with its attempt=: a line of its own)
+        retries = [t for t in ledger.attempts if ledger.state(t) == QUEUED] if ledger.attempts else []
+        for end in [*sorted({*overrides, *retries}), len(table)]:
             for first, after, state in ledger.runs(begin, end):
                 if state in sealed:
                     _add_run(sealed[state], first, after)
