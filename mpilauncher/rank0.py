@@ -54,7 +54,7 @@ from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
-from mpilauncher.report.words import counted
+from mpilauncher.report.words import counted, them
 from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult, shell_word
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos
@@ -307,12 +307,12 @@ def make_plan(config: Config, continuation: bool = False) -> Plan:
         # (a user walk: it said "a new sweep has no failed task yet" and ran the completed tasks again too)
         continued.notes.append(
             f"{plan.state_path} holds a finished run of these commandlines with {counted(failed, 'failed task')}:"
-            f" {rerun} runs {_them(failed)} again ({over})"
+            f" {rerun} runs {them(failed)} again ({over})"
         )
     elif not continuation:
         outcome, then = ("all completed", f"{again} runs the whole sweep again")
         if failed:
-            outcome, then = (f"{failed} failed", f"{rerun} runs {_them(failed)} again, {again} the whole sweep")
+            outcome, then = (f"{failed} failed", f"{rerun} runs {them(failed)} again, {again} the whole sweep")
         continued.notes.append(
             f"{plan.state_path} holds a finished run of these commandlines ({counted(total, 'task')}, {outcome}):"
             f" nothing to run; {then}"
@@ -521,17 +521,12 @@ def keep_aside(target: Path, kept: Aside, config: Config) -> str:
     why = ", with the commands it holds: its commandlines file changed since it began" if kept.changed else ""
     return (
         f"{target} held a finished sweep with {_failed_tasks(failed)}: kept as {aside} ({again} runs"
-        f" {_them(failed)} again{why})"
+        f" {them(failed)} again{why})"
     )
 
 
 def _failed_tasks(count: int) -> str:
     return counted(count, "failed task")
-
-
-def _them(count: int) -> str:
-    """The pronoun for ``count`` tasks said just before: "it" for one."""
-    return "it" if count == 1 else "them"
 
 
 def as_said(config: Config, option: str, keyword: str) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from mpilauncher.errors import EXIT_OK
 from mpilauncher.records import field, record
+from mpilauncher.report.words import them
 
 if TYPE_CHECKING:
     from mpilauncher.core.stats import Statistics
@@ -100,10 +101,10 @@ class RunResult:
         if self.full_disk:
             text += (f". The file system of the workdir ({self.full_disk}) is full: tasks that write there may have"
                      " failed for want of space; free some before running them again")  # fmt: skip
-        their, them = ("its", "it") if count == 1 else ("their", "them")
         if self.queuestate is not None:
+            their = "its" if count == 1 else "their"
             text += f". Why ({their} output's last lines): python -m mpilauncher report {shell_word(self.queuestate)}"
-        return f"{text}; run {them} again: {rerun}"
+        return f"{text}; run {them(count)} again: {rerun}"
 
     @property
     def left(self) -> int:

@@ -29,6 +29,11 @@ KNOWN_DEBUG = frozenset(DEBUG_WORDS)
 TASK_WORDS = frozenset({"task", "exec", "command", "cmd"})
 
 
+def them(count: int) -> str:
+    """The pronoun for ``count`` tasks said just before: "it" for one."""
+    return "it" if count == 1 else "them"
+
+
 def counted(count: int, noun: str) -> str:
     """``1 core``, ``2 cores``, ``0 GPUs``: a count and its noun, which takes an s unless the count is one
     (the start-up lines said "1 tasks", "1 cores on 1 node", "1 GPU(s) per task": a user walk)."""
