@@ -32,6 +32,7 @@ from mpilauncher.errors import (
     LauncherError,
     LauncherFailure,
 )
+from mpilauncher.execution import starters
 from mpilauncher.execution.resources import Gpus
 from mpilauncher.heap import no_full_collections, young_collections_only
 from mpilauncher.persistence import journal
@@ -594,6 +595,23 @@ def check_placeable(plan: Plan, node_cores: list[int], source: str, node_gpus: l
         raise InputError(problem, source, task.line or None)
 
 
+def check_mpi_starter(plan: Plan, config: Config) -> None:
+    """A sweep of MPI tasks needs its MPI starter where the agents run them: refused at the start
+    without it, not found out task by task.  Checked in rank 0's environment, which is the job's."""
+    if not (plan.to_run and plan.meta.extra.get("mpi")):
+        return
+    starter = starters.choose(config.mpi_starter, os.environ)
+    problem = starters.unusable(starter, os.environ)
+    if problem is None:
+        return
+    said = config.mpi_starter or "auto"
+    if said.lower() == "auto":
+        problem = "auto finds no MPI starter here (ibrun, srun in a Slurm job, mpiexec on PATH)"
+    else:
+        problem = f"{said}: {problem}"
+    raise option_error("mpi_starter", f"{problem}; every MPI task of the sweep would fail at its start")
+
+
 def share_gpus(config: Config, plan: Plan, hellos: list[tuple[int, Hello]]) -> list[tuple[int, Hello]]:
     """The agents' hellos with each GPU offered ``--tasks-per-gpu`` times, the sweep's setting.
 
@@ -843,6 +861,8 @@ def _run_locked(
     if plan.to_run and (config.gpus_per_task or plan.meta.extra.get("gpus_per_task")):
         give_gpus(plan, config, [hello for _, hello in hellos])  # (none to run: no GPU needed, a user walk)
     check_placeable(plan, [hello.cores for _, hello in hellos], source, [len(h.gpu_ids) for _, h in hellos])
+    if prepare is None:  # (submit mode's tasks are Slurm jobs of their own)
+        check_mpi_starter(plan, config)
     ends = job_end(config)
     aside = check_state_target(plan, config.start_over)
     workdir = workdirs.choose_workdir(config, plan, allocation, made)

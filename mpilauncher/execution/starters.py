@@ -79,6 +79,21 @@ def choose(requested: str | None, environ: Mapping[str, str]) -> str:
     return "mpiexec"
 
 
+def unusable(starter: str, environ: Mapping[str, str]) -> str | None:
+    """Why ``starter`` (as :func:`choose` resolved it) cannot start an MPI task here, or None.
+
+    Asked before a sweep of MPI tasks starts: without it every MPI task failed at its start
+    (127 for a missing ibrun, ~9 s of srun retrying a controller outside a Slurm job), and
+    only each task's output said why (a user walk)."""
+    if starter == "spawn":
+        import importlib.util  # (only a sweep of MPI tasks asks)
+
+        return None if importlib.util.find_spec("mpi4py") else "spawn needs mpi4py, which this Python lacks"
+    if starter == "srun" and not environ.get("SLURM_JOB_ID"):
+        return "srun starts MPI tasks only inside a Slurm job, and this is none (no SLURM_JOB_ID)"
+    return None if which(starter, environ.get("PATH", os.defpath)) else f"no {starter} on PATH"
+
+
 @functools.cache
 def mpiexec_flavour() -> str:
     """``openmpi`` or ``hydra`` (MPICH, Intel MPI, MVAPICH), from ``mpiexec --version``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,69 @@ def test_durations_of_days_run_to_completion_and_resume(sweep_dir: Path) -> None
     assert "Traceback" not in again.stderr and "error" not in again.stderr, again.stderr
     assert "# tasks completed: 3\n" in again.stdout
     assert [r["status"] for r in read_joblog(sweep_dir / "w" / "joblog") if r["id"] == "2"] == ["failed", "ok"]
+
+
+# -- an MPI starter that is not there -------------------------------------------------------
+def no_starter_on_path(monkeypatch, directory: Path) -> None:
+    """PATH with the shell's tools only: no ibrun, srun or mpiexec (a login node's bare PATH)."""
+    bare = directory / "bin"
+    bare.mkdir()
+    for tool in ("sh", "true", "false", "echo"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bare))
+
+
+@pytest.mark.parametrize(
+    ("starter", "problem"),
+    [
+        ("ibrun", "--mpi-starter ibrun: no ibrun on PATH"),
+        ("srun", "--mpi-starter srun: srun starts MPI tasks only inside a Slurm job"),
+        ("mpiexec", "--mpi-starter mpiexec: no mpiexec on PATH"),
+        ("auto", "--mpi-starter auto finds no MPI starter here"),
+    ],
+)
+def test_a_sweep_of_mpi_tasks_without_its_starter_is_refused_at_the_start(
+    sweep_dir: Path, monkeypatch, capfd, starter, problem
+) -> None:
+    """Every MPI task would fail at its start (127; srun outside a job retries for seconds), each
+    task's output alone saying why: one line, exit 2, nothing run or written."""
+    (sweep_dir / "commandlines").write_text("echo one\necho two\n")
+    no_starter_on_path(monkeypatch, sweep_dir)
+    before = listing(sweep_dir)
+    status, out, err = run_main(["commandlines", "--mpi", "--cores", "1", "--mpi-starter", starter], sweep_dir,
+                                monkeypatch, capfd)  # fmt: skip
+    assert status == 2, err
+    assert err.strip() == f"mpilauncher: error: {problem}" + err.strip().partition(problem)[2], err
+    assert err.strip().endswith("every MPI task of the sweep would fail at its start"), err
+    assert listing(sweep_dir) == before, "a refused run writes nothing"
+
+
+def test_a_resumed_mpi_sweep_checks_its_starter_and_one_with_nothing_to_run_needs_none(
+    sweep_dir: Path, monkeypatch, capfd
+) -> None:
+    """Whether the tasks are MPI programs is the sweep's (its queuestate's), not the resume's options."""
+    (sweep_dir / "commandlines").write_text("echo one\nfalse\n")
+    first = ["commandlines", "--mpi", "--cores", "1", "--workdir", "w"]
+    status, _, err = run_main(first, sweep_dir, monkeypatch, capfd)
+    assert status == 1, err  # its second task failed, under the mpiexec found on PATH
+    no_starter_on_path(monkeypatch, sweep_dir)
+    before = listing(sweep_dir)
+    status, _, err = run_main(["--resume", "queuestate", "--rerun-failed"], sweep_dir, monkeypatch, capfd)
+    assert status == 2 and "error: --mpi-starter auto finds no MPI starter here" in err, err
+    assert listing(sweep_dir) == before
+    status, out, err = run_main(["--resume", "queuestate"], sweep_dir, monkeypatch, capfd)
+    assert status == 1 and "error" not in err, err  # nothing to run: no starter needed, the sweep's status
+
+
+def test_ibrun_launcher_without_ibrun_names_its_keyword(sweep_dir: Path, monkeypatch, capfd) -> None:
+    (sweep_dir / "commandlines").write_text("echo one\n")
+    outside_any_job(monkeypatch)
+    no_starter_on_path(monkeypatch, sweep_dir)
+    monkeypatch.chdir(sweep_dir)
+    before = listing(sweep_dir)
+    with pytest.raises(SystemExit) as info:
+        compat.IbrunLauncher("commandlines", cores=1, mpi_starter="ibrun")
+    _, err = capfd.readouterr()
+    assert info.value.code == 2, err
+    assert err.strip().startswith("mpilauncher: error: mpi_starter= ibrun: no ibrun on PATH;"), err
+    assert listing(sweep_dir) == before

@@ -47,3 +47,17 @@ def test_slurms_mpi_default_is_asked_once_and_none_means_pmi2(monkeypatch):
         assert asked == [["scontrol", "show", "config"]]
     finally:
         starters.slurm_mpi_plugin.cache_clear()
+
+
+def test_a_starter_is_unusable_where_its_program_or_its_slurm_job_is_missing(tmp_path):
+    (tmp_path / "ibrun").write_text("#!/bin/sh\n")
+    (tmp_path / "ibrun").chmod(0o755)
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    here = {"PATH": str(tmp_path)}
+    assert starters.unusable("ibrun", here) is None
+    assert starters.unusable("mpiexec", here) == "no mpiexec on PATH"
+    assert "only inside a Slurm job" in starters.unusable("srun", here)
+    assert starters.unusable("srun", {**here, "SLURM_JOB_ID": "7"}) is None
+    assert starters.unusable("srun", {"PATH": "/nonexistent", "SLURM_JOB_ID": "7"}) == "no srun on PATH"
+    assert starters.unusable("ibrun", {"PATH": ""}) == "no ibrun on PATH"
