@@ -374,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in ("report", "output") and not Path(argv[0]).is_file():
             from mpilauncher.commands import COMMANDS
 
+            if not first_rank():  # (a reading under ``mpiexec -n K``: said once, by rank 0, not K times)
+                return 0
+
             release_stop_signals()  # (reading a sweep: Ctrl-C simply interrupts it)
             return COMMANDS[argv[0]](argv[1:])
         args, unknown = build_parser().parse_known_args(_with_attached_values(argv))
@@ -383,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             from mpilauncher.persistence.store import describe_state
 
             release_stop_signals()
-            write_answer(describe_state(Path(args.status)))
+            if first_rank():  # (as report's)
+                write_answer(describe_state(Path(args.status)))
             return 0
         config = make_config(
             args.commandlines,

@@ -45,6 +45,21 @@ def summary_counts(stdout: str) -> tuple[str, str, str]:
     )
 
 
+def test_a_reading_under_mpiexec_is_said_once(sweep_dir: Path) -> None:
+    """``--status`` and ``report`` read the sweep's files: under ``mpiexec -n 3`` rank 0 alone answers
+    (each rank printed the whole status)."""
+    (sweep_dir / "commandlines").write_text("true\nfalse\n")
+    assert run_cli(["commandlines", "--workdir", "w", "-q"], sweep_dir).returncode == 1
+    status = run_mpi(3, ["--status", "queuestate"], sweep_dir, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("queuestate: 2 tasks") == 1, status.stdout
+    report = run_mpi(3, ["report", "w"], sweep_dir, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.count("Sweep: ") == 1, report.stdout
+    missing = run_mpi(3, ["--status", "nothing-here"], sweep_dir, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.count("error:") == 1, missing.stderr
+
+
 @pytest.mark.parametrize("ranks", [2, 4, 8])
 def test_same_results_as_singleton(sweep_dir: Path, ranks: int) -> None:
     (sweep_dir / "commandlines").write_text(MIXED)
