@@ -536,6 +536,19 @@ def as_said(config: Config, option: str, keyword: str) -> str:
     return option if config.job_type == CLI_JOB_TYPE else keyword
 
 
+def keep_workdir_when_idle(config: Config, plan: Plan) -> Config:
+    """A sweep gone on with nothing to run keeps its workdir: a new one given would be made, nearly
+    empty (a joblog's header), and recorded as the sweep's, all for a run that starts nothing."""
+    recorded = plan.meta.workdir if plan.resumed_from is not None and not plan.to_run else None
+    if not (config.workdir and recorded and Path(recorded).is_dir()):
+        return config
+    if Path(config.workdir).resolve() == Path(recorded).resolve():
+        return config
+    said = as_said(config, "--workdir", "workdir=")
+    plan.notes.append(f"{said} {config.workdir} is not made: nothing to run, the sweep's workdir stays {recorded}")
+    return replace(config, workdir=None)
+
+
 def job_end(config: Config) -> float | None:
     """When the Slurm job ends (``time.monotonic()``), None where no limit is known.  A job whose time
     left is no more than --time-limit-margin can run nothing: refused, before anything is written (a
@@ -865,6 +878,7 @@ def _run_locked(
         check_mpi_starter(plan, config)
     ends = job_end(config)
     aside = check_state_target(plan, config.start_over)
+    config = keep_workdir_when_idle(config, plan)
     workdir = workdirs.choose_workdir(config, plan, allocation, made)
     ours = workdirs.made_here(workdir, made)
     created = ours or not workdir.exists()

@@ -245,6 +245,23 @@ def test_the_same_script_again_after_its_sweep_finished_runs_nothing_again(sweep
     assert len((sweep_dir / "ran").read_text().split()) == 6
 
 
+def test_a_job_script_naming_a_new_workdir_each_run_makes_none_when_nothing_runs(sweep_dir: Path) -> None:
+    """``--workdir out.$SLURM_JOB_ID`` in a job script submitted again over its finished sweep: a run
+    that starts nothing made the new folder (a joblog's header) and recorded it as the sweep's workdir."""
+    write(sweep_dir / "commandlines", "echo PYL_ID >> ran\nexit 4\n")
+    assert run_cli(["commandlines", "--workdir", "out.1"], sweep_dir).returncode == 1
+    again = run_cli(["commandlines", "--workdir", "out.2"], sweep_dir)
+    assert again.returncode == 1, again.stderr
+    assert f"note: --workdir out.2 is not made: nothing to run, the sweep's workdir stays {sweep_dir}/out.1\n" in (
+        again.stderr
+    )
+    assert not (sweep_dir / "out.2").exists()
+    assert run_cli(["report", "out.1"], sweep_dir).returncode == 0
+    rerun = run_cli(["commandlines", "--workdir", "out.3", "--rerun-failed"], sweep_dir)
+    assert rerun.returncode == 1 and "is not made" not in rerun.stderr, rerun.stderr
+    assert (sweep_dir / "out.3" / "joblog").exists(), "a run that runs a task has its new workdir"
+
+
 def test_the_same_script_again_after_a_sweep_with_failures_runs_nothing_but_says_how(sweep_dir: Path) -> None:
     write(sweep_dir / "commandlines", "echo a >> ran\nexit 4\n")
     assert run_cli(["commandlines"], sweep_dir).returncode == 1
