@@ -47,6 +47,7 @@ from mpilauncher.persistence.store import (
     state_file_kind,
     time_after_snapshot,
 )
+from mpilauncher.plural import counted, them
 from mpilauncher.protocol import Hello
 from mpilauncher.records import field, record, replace
 from mpilauncher.report import progress
@@ -55,7 +56,6 @@ from mpilauncher.report.latency import DispatchLatencies
 from mpilauncher.report.summary import final_report, startup_lines
 from mpilauncher.report.tasklog import TaskLog
 from mpilauncher.report.trace import Trace
-from mpilauncher.report.words import counted, them
 from mpilauncher.result import FAILED_NAMED, FailedTask, RunResult, shell_word
 from mpilauncher.runtime.agent import Agent
 from mpilauncher.runtime.master import Master, nodes_from_hellos

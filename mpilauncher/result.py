@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpilauncher.errors import EXIT_OK
+from mpilauncher.plural import them
 from mpilauncher.records import field, record
-from mpilauncher.report.words import them
 
 if TYPE_CHECKING:
     from mpilauncher.core.stats import Statistics

@@ -32,6 +32,7 @@ from mpilauncher.persistence.files import atomic_write, put_in_place, write_asid
 from mpilauncher.persistence.lock import current_holder, still_held
 from mpilauncher.persistence.queuestate import LoadedState, StateMeta
 from mpilauncher.persistence.written import WrittenLines
+from mpilauncher.plural import counted, them
 
 #: Snapshot at most every this many seconds...
 MIN_SNAPSHOT_INTERVAL = 5.0
@@ -326,7 +327,7 @@ def describe_state(path: Path) -> str:
     loaded = load_state(path, CoresSpec("fixed", 1), states_only=True)  # (every line checked all the same)
     ledger = loaded.ledger
     counts = ledger.counts()
-    lines = [f"{path}: {len(ledger)} tasks" + (" (written by PyLauncher)" if loaded.from_pylauncher else "")]
+    lines = [f"{path}: {counted(len(ledger), 'task')}" + (" (written by PyLauncher)" if loaded.from_pylauncher else "")]
     if loaded.meta.commandlines:
         lines.append(f"commandlines: {loaded.meta.commandlines}")
     if loaded.meta.workdir:
@@ -342,18 +343,17 @@ def describe_state(path: Path) -> str:
         label = "aborted" if state == FAILED else state
         lines.append(f"{label:<9} {counts[state]:3d} jobs: {runs_text(ledger.id_runs(state))}")
     todo = counts[QUEUED] + counts[RUNNING]
-    tasks = "task" if todo == 1 else "tasks"  # (a user walk: "1 tasks to run")
     if todo:
         if counts[RUNNING] and not live:  # (no launcher runs it: they were cut short, not running now)
-            were = ("task was", "it") if counts[RUNNING] == 1 else ("tasks were", "them")
+            were = "was" if counts[RUNNING] == 1 else "were"
             lines.append(
-                f"(the {counts[RUNNING]} running {were[0]} interrupted when the sweep stopped: a resume runs"
-                f" {were[1]} again)"
+                f"(the {counted(counts[RUNNING], 'running task')} {were} interrupted when the sweep stopped: a"
+                f" resume runs {them(counts[RUNNING])} again)"
             )
         if live:  # (a resume would be refused by the lock: nothing to do but wait)
-            lines.append(f"{todo} {tasks} left, being run by the launcher above")
+            lines.append(f"{counted(todo, 'task')} left, being run by the launcher above")
         else:
-            lines.append(f"{todo} {tasks} to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
+            lines.append(f"{counted(todo, 'task')} to run: python -m mpilauncher --resume {shlex.quote(str(path))}")
     else:
         lines.append("nothing left to run" + (f" ({counts[FAILED]} failed: --rerun-failed)" if counts[FAILED] else ""))
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from mpilauncher.core.stats import Statistics
-from mpilauncher.report.words import counted
+from mpilauncher.plural import counted
 
 #: The PyLauncher release whose scripts, keywords and files this release follows.
 PYLAUNCHER_VERSION = "5.4"

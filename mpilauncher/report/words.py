@@ -27,14 +27,3 @@ DEBUG_WORDS: dict[str, str | None] = {
 KNOWN_DEBUG = frozenset(DEBUG_WORDS)
 #: The words that ask for each task's start and end (``TaskLog``), as PyLauncher's did.
 TASK_WORDS = frozenset({"task", "exec", "command", "cmd"})
-
-
-def them(count: int) -> str:
-    """The pronoun for ``count`` tasks said just before: "it" for one."""
-    return "it" if count == 1 else "them"
-
-
-def counted(count: int, noun: str) -> str:
-    """``1 core``, ``2 cores``, ``0 GPUs``: a count and its noun, which takes an s unless the count is one
-    (the start-up lines said "1 tasks", "1 cores on 1 node", "1 GPU(s) per task": a user walk)."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -71,9 +71,9 @@ from mpilauncher.core.ranges import compress
 from mpilauncher.core.scheduler import Scheduler
 from mpilauncher.errors import LauncherFailure, ProtocolError
 from mpilauncher.execution.starters import Segment
+from mpilauncher.plural import counted
 from mpilauncher.protocol import Completions, Ended, Hello, Signalled, StartRequest, StartTasks
 from mpilauncher.records import record
-from mpilauncher.report.words import counted
 from mpilauncher.runtime.stop import STOP_SIGNALS, StopRequest
 
 

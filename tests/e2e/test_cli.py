@@ -676,3 +676,11 @@ def test_an_answer_that_cannot_be_written_is_one_line_and_a_failure(
     why = "it is closed" if stdout == ">&-" else "No space left on device"
     assert result.stderr == f"mpilauncher: error: cannot write to standard output ({why})\n", result.stderr
     assert result.returncode == 3
+
+
+def test_the_status_of_a_sweep_of_one_task_says_one_task(sweep_dir: Path) -> None:
+    """``--status`` began "queuestate: 1 tasks" (its singulars were chosen by hand, this one forgotten)."""
+    write(sweep_dir / "commandlines", "true\n")
+    assert run_cli(["commandlines", "-q"], sweep_dir).returncode == 0
+    status = run_cli(["--status", "queuestate"], sweep_dir)
+    assert status.returncode == 0 and status.stdout.startswith("queuestate: 1 task\n"), status.stdout

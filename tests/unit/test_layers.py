@@ -4,9 +4,10 @@ The order, lowest first; a module may import its own package and the layers belo
 never a peer package of its own layer nor anything above::
 
     outbox                     the thread that writes the launcher's output (the standard library only)
-    records, heap, procfs, programs, _loghandler   how a value record is declared (instead of dataclasses);
-                               the collector's rules; what /proc says of a process; where a program is on
-                               PATH; the messages' handler (imported with logging, at the first message)
+    records, heap, procfs, programs, plural, _loghandler   how a value record is declared (instead of
+                               dataclasses); the collector's rules; what /proc says of a process; where a
+                               program is on PATH; "1 task", "2 tasks"; the messages' handler (imported
+                               with logging, at the first message)
     errors, protocol, log      what goes wrong, the wire records (imported by the executor too), the messages
     core                       the scheduling core
     execution, transport, persistence, report, cluster, spawn
@@ -37,7 +38,7 @@ import mpilauncher
 PACKAGE = Path(mpilauncher.__file__).resolve().parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("outbox",),
-    ("records", "heap", "procfs", "programs", "_loghandler"),
+    ("records", "heap", "procfs", "programs", "plural", "_loghandler"),
     ("errors", "protocol", "log"),
     ("core",),
     ("execution", "transport", "persistence", "report", "cluster", "spawn"),
