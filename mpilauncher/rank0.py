@@ -544,8 +544,8 @@ def keep_workdir_when_idle(config: Config, plan: Plan) -> Config:
         return config
     if Path(config.workdir).resolve() == Path(recorded).resolve():
         return config
-    said = as_said(config, "--workdir", "workdir=")
-    plan.notes.append(f"{said} {config.workdir} is not made: nothing to run, the sweep's workdir stays {recorded}")
+    said = as_said(config, f"--workdir {config.workdir}", f"workdir={config.workdir!r}")
+    plan.notes.append(f"{said} is not made: nothing to run, the sweep's workdir stays {recorded}")
     return replace(config, workdir=None)
 
 
