@@ -18,9 +18,11 @@ from pathlib import Path
 
 from mpilauncher import __version__, chain, cluster, log, submit, workdirs
 from mpilauncher.config import CLI_JOB_TYPE, DEFAULT_POLL_INTERVAL, Config, option_error
+from mpilauncher.core import limits
 from mpilauncher.core.events import TaskEnded
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
 from mpilauncher.core.observer import Observer
+from mpilauncher.core.ranges import compress, expand
 from mpilauncher.core.scheduler import Scheduler, find_unplaceable
 from mpilauncher.core.stats import FinalStatistics, compute
 from mpilauncher.core.tasks import CoresSpec, TaskTable, parse_commandlines
@@ -84,9 +86,10 @@ class Plan:
     found: LoadedState | None = None
     #: A resume: the directory the sweep's last run ran in, as its queuestate said (see :func:`moved_workdir`).
     ran_in: str | None = None
-    #: A resume: the tasks whose retry was waiting (or running) at the stop, whose failed attempts count
-    #: against this run's --retries (see :class:`~mpilauncher.core.scheduler.Scheduler`).
-    retrying: frozenset[int] = frozenset()
+    #: A resume: the tasks whose retry was waiting (or running) at the stop, whose failed attempts after
+    #: their base count against this run's --retries: task -> base (see :class:`~mpilauncher.core.scheduler.
+    #: Scheduler`'s ``retry_bases``; 0 unless the queuestate's ``#meta`` says otherwise).
+    retrying: dict[int, int] = field(default_factory=dict)
 
 
 @record
@@ -196,6 +199,30 @@ def _first(pattern: re.Pattern, text: str, at: int) -> int:
     return found.start() if found else -1
 
 
+#: The queuestate's ``#meta`` key for the retry bases of the tasks whose retry waited at the stop.
+RETRY_BASES = "retry_bases"
+
+
+def read_retry_bases(saved: dict[str, str] | None, tasks: int, source: str) -> dict[int, int]:
+    """Task -> base, from ``#meta``'s ``{"BASE": "ids", ...}`` (its form checked as the line was read)."""
+    bases: dict[int, int] = {}
+    try:
+        for base, ids in (saved or {}).items():
+            bases.update(dict.fromkeys(expand(ids, largest=limits.MAX_TASK_ID, most=tasks), int(base)))
+    except ValueError as err:
+        raise InputError(f"corrupt #meta line: {RETRY_BASES} {err}", source) from None
+    return bases
+
+
+def keep_retry_bases(meta: StateMeta, scheduler: Scheduler) -> None:
+    """For the queuestate written at the stop: the retry bases a resume must count from, where not 0."""
+    by_base: dict[int, list[int]] = {}
+    for task_id, base in sorted(scheduler.pending_retry_bases().items()):
+        by_base.setdefault(base, []).append(task_id)
+    if by_base:
+        meta.extra[RETRY_BASES] = {str(base): compress(ids, ",") for base, ids in by_base.items()}
+
+
 def plan_from_queuestate(config: Config) -> Plan:
     source = Path(config.resume)
     loaded = load_state(source, config.cores, journal_lost=_without_journal if config.force_resume else None)
@@ -219,7 +246,8 @@ def plan_from_queuestate(config: Config) -> Plan:
         ledger.elapsed_before += time_after_snapshot(source, loaded.journal)
     plan = Plan(ledger, to_run, meta, loaded.default_cores, workdirs.state_target(config), source)
     plan.earlier = loaded.earlier
-    plan.retrying = retrying
+    bases = read_retry_bases(meta.extra.pop(RETRY_BASES, None), len(ledger), str(source))
+    plan.retrying = {task_id: bases.get(task_id, 0) for task_id in retrying}
     here, began = os.getcwd(), meta.extra.get("cwd")
     if began and began != here:  # (a command's relative paths are read from where it runs)
         warn(f"{source}: its tasks ran in {began}; they run here now, in {here}, where their relative paths lead")
@@ -941,16 +969,17 @@ def _run_locked(
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began, ends))
     history = (plan.ledger.longest_completed(), plan.ledger.completed_runtimes)  # (read when first needed)
+    scheduler = Scheduler(
+        plan.to_run,
+        retries=config.retries,
+        standby=True,
+        start_interval=config.start_interval,
+        history_later=history,
+        attempts_before=plan.ledger.attempts,
+        retry_bases=plan.retrying,
+    )
     master = Master(
-        Scheduler(
-            plan.to_run,
-            retries=config.retries,
-            standby=True,
-            start_interval=config.start_interval,
-            history_later=history,
-            attempts_before=plan.ledger.attempts,
-            retries_spent=plan.retrying,
-        ),
+        scheduler,
         transport,
         nodes,
         observers,
@@ -970,8 +999,10 @@ def _run_locked(
         # Whatever broke, no task may outlive us and the state on disk must say where we are.
         transport.shutdown(0.0, EXIT_LAUNCHER_FAILED)
         with contextlib.suppress(Exception):  # the first error is the one to report
+            keep_retry_bases(plan.meta, scheduler)
             close_observers(observers, time.time(), time.monotonic() - master.began)
         raise
+    keep_retry_bases(plan.meta, scheduler)
     close_observers(observers, time.time(), outcome.elapsed)
     assert statistics.result is not None
     if config.print_statistics:

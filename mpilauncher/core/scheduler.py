@@ -110,7 +110,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 
 from mpilauncher.core.estimates import RuntimeEstimates
@@ -312,12 +312,14 @@ class Scheduler:
         history: Iterable[tuple[Task, Sequence[float]]] = (),
         history_later: tuple[float, Callable[[], Iterable[tuple[Task, Sequence[float]]]]] | None = None,
         attempts_before: Mapping[int, int] | None = None,
-        retries_spent: Collection[int] = (),
+        retry_bases: Mapping[int, int] | None = None,
     ) -> None:
         """``attempts_before``: task -> its attempts in earlier runs that failed (``Ledger.attempts``): its
         attempts here are numbered on from them, and ``retries`` more are allowed in this run -- but for the
-        tasks of ``retries_spent`` (of those, the ones whose retry was waiting or running at a stop), whose
-        attempts so far count against ``retries``: a stop does not give a flaky task more retries.
+        tasks of ``retry_bases`` (of those, the ones whose retry was waiting or running at a stop), whose
+        attempts after their base count against ``retries``: a stop does not give a flaky task more retries.
+        A task's base is the attempts before its retries began (0; a task failed for good and run again
+        by ``--rerun-failed``: its attempts then), as :meth:`pending_retry_bases` gave it at the stop.
         ``history``: the runtimes of the tasks of the sweep completed in earlier runs, by needs, for the
         estimates: (a task of those needs, their runtimes), as ``Ledger.completed_runtimes`` gives them;
         or ``history_later``: (the longest of them, what gives them when an estimate is first asked for:
@@ -341,7 +343,9 @@ class Scheduler:
         self.retries = retries
         self.attempts: dict[int, int] = dict(attempts_before or {})  # task -> attempts that failed and were retried
         # (not counted against this run's --retries)
-        self._attempts_before = {tid: n for tid, n in self.attempts.items() if tid not in retries_spent}
+        bases = retry_bases or {}
+        self._attempts_before = {tid: n for tid, n in self.attempts.items() if tid not in bases}
+        self._attempts_before.update((tid, base) for tid, base in bases.items() if base)
         self.standby = standby
         # Running tasks that could take a standby, oldest first, by shape: a task joins at its start and is
         # taken from the head when it still can (it runs, has no standby, its node is in use); an entry
@@ -547,6 +551,14 @@ class Scheduler:
             self._ask_all_back(actions)
             return False
         return True
+
+    def pending_retry_bases(self) -> dict[int, int]:
+        """The unfinished tasks whose retries began after attempts of earlier runs (a ``--rerun-failed``):
+        task -> those attempts, for the queuestate, so that a resume counts their retries as this run did
+        (see ``retry_bases``): the resume cannot tell them from a retry that waited, whose base is 0."""
+        state = self.status.state  # ("" for a task not of this run: one failed for good, not run again)
+        pending = (QUEUED, RUNNING, STANDBY, HELD)
+        return {tid: base for tid, base in self._attempts_before.items() if state(tid) in pending}
 
     def _drop_standbys(self) -> None:
         """The nodes are about to be shut down, which drops the standbys still waiting there."""

@@ -1394,6 +1394,20 @@ def _pool(value: object) -> dict[str, int]:
             for name, cores in value.items()}  # fmt: skip
 
 
+_ID_RUNS = re.compile(r"\d{1,9}(?:-\d{1,9})?(?:,\d{1,9}(?:-\d{1,9})?)*")
+
+
+def _retry_bases(value: object) -> dict[str, str]:
+    """``{"BASE": "ids", ...}``: the retry bases of the tasks whose retry waited at the stop (rank0.py)."""
+    if not isinstance(value, dict):
+        raise ValueError("must map attempts to task ids")
+    for base, ids in value.items():
+        limits.whole_number(int(base) if isinstance(base, str) and base.isdigit() else base, 1, limits.MAX_ATTEMPT)
+        if not (isinstance(ids, str) and _ID_RUNS.fullmatch(ids)):
+            raise ValueError(f"{base}: {str(ids)[:40]!r} is not a list of task ids (like 0-3,7)")
+    return value
+
+
 #: Every #meta key the launcher reads, and how its value is checked (the others are kept as
 #: they are, for formats to come).  ``mpi``, ``gpus_per_task`` and ``gpu_share`` (GPU tasks get
 #: their GPUs' share of the cores, not cores asked for) are facts of the sweep that rank0.py
@@ -1402,7 +1416,8 @@ def _pool(value: object) -> dict[str, int]:
 #: ``task_timeout``, ``retries`` and ``tasks_per_gpu`` its --task-timeout, --retries and --tasks-per-gpu
 #: (a resume not given one keeps it: rank0.sweep_setting),
 #: ``sweep`` what tells the sweep from others (its workdirs' marker names it: see workdirs.mark_workdir),
-#: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged).
+#: ``forced_sha256`` the commandlines file as a --force-resume accepted it (rank0.check_commandlines_unchanged),
+#: ``retry_bases`` where the retries of a task whose retry waited at the stop began (rank0.keep_retry_bases).
 _META_CHECKS = {
     "run": limits.hex_digits,
     "commandlines": limits.path,
@@ -1424,6 +1439,7 @@ _META_CHECKS = {
     "retries": lambda v: limits.whole_number(v, 1, limits.MAX_RETRIES),
     "pool": _pool,
     "sweep": limits.hex_digits,
+    "retry_bases": _retry_bases,
 }
 
 

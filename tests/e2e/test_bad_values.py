@@ -48,6 +48,8 @@ JOURNAL = f"#mpilauncher-journal 1 run={RUN}\nS\t3\t1767225601.000\tnode1\t0\nE\
 RUNNING = b"start=1767225600.000 host=node1 slots=1"  # (on line 6)
 STATE_CASES = [
     ("NUL in a command", "queuestate", b"3 line=4: true", b"3 line=4: tr\0ue", 4, "NUL"),
+    ("meta retry_bases base", "queuestate", b'"elapsed"', b'"retry_bases": {"x": "0"}, "elapsed"', 2, "retry_bases"),
+    ("meta retry_bases ids", "queuestate", b'"elapsed"', b'"retry_bases": {"3": "0-"}, "elapsed"', 2, "retry_bases"),
     ("empty command", "queuestate", b"3 line=4: true", b"3 line=4: ", 4, "no command"),
     ("cores=0", "queuestate", b"3 line=4:", b"3 line=4 cores=0:", 4, "cores"),
     ("cores=-4", "queuestate", b"3 line=4:", b"3 line=4 cores=-4:", 4, "cores"),

@@ -698,3 +698,25 @@ def test_a_retry_waiting_at_a_stop_goes_on_with_the_retries_the_task_had_left(tm
     rerun = run_cli(["--resume", "queuestate", "--rerun-failed"], tmp_path)
     assert rerun.returncode == 1, rerun.stderr
     assert [r["attempt"] for r in read_joblog(tmp_path / "w" / "joblog")][2:] == ["4", "5", "6"]
+
+
+def test_a_rerun_failed_stopped_while_a_retry_waits_keeps_the_retries_it_gave(tmp_path: Path) -> None:
+    """--retries 2; a task failed for good (attempts 1-3); --rerun-failed gives it 2 retries more, and its
+    attempt 4 failed, attempt 5 ran when --max-runtime stopped the run.  The resume counted its retries
+    from attempt 1, not from the rerun's start: attempt 5 again was its last (it had one retry left).
+    The count of runs is kept in a file: the seventh run of the task succeeds."""
+    task = (
+        "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries;"
+        " if [ $n = 5 ]; then sleep 60; fi; [ $n -ge 7 ]\n"
+    )
+    (tmp_path / "commandlines").write_text(task)
+    first = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], tmp_path)
+    assert first.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", first.stderr
+    stopped = run_cli(["--resume", "queuestate", "--rerun-failed", "--max-runtime", "3"], tmp_path)
+    assert stopped.returncode == 4 and (tmp_path / "tries").read_text() == "5\n", stopped.stderr
+    assert '"retry_bases": {"3": "0"}' in (tmp_path / "queuestate").read_text()
+    resumed = run_cli(["--resume", "queuestate"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [(r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
+    assert rows[3:] == [("4", "failed"), ("5", "failed"), ("6", "ok")], rows  # (5 ran twice: the stop cut it)
+    assert "retry_bases" not in (tmp_path / "queuestate").read_text(), "a finished sweep keeps none"

@@ -102,12 +102,36 @@ def test_attempts_of_earlier_runs_number_on_and_leave_this_runs_retries_whole():
 
 
 def test_a_retry_that_waited_at_a_stop_counts_its_attempts_against_this_runs_retries():
-    """Task 0's retry waited at a stop after its first attempt failed (``retries_spent``), with --retries 1:
+    """Task 0's retry waited at a stop after its first attempt failed (``retry_bases``), with --retries 1:
     attempt 2 here, then failed for good, as without the stop."""
-    sched = Scheduler(tasks_of(1), retries=1, attempts_before={0: 1}, retries_spent={0: 1})
+    sched = Scheduler(tasks_of(1), retries=1, attempts_before={0: 1}, retry_bases={0: 0})
     assert [a.attempt for a in facts(handle(sched, *join(1)), Start)] == [2]
     handle(sched, TaskFinished(0, 1, 0))
     assert sched.status[0] == FAILED
+
+
+def test_a_rerun_failed_task_whose_retry_waited_at_a_stop_counts_its_retries_from_its_base():
+    """--retries 2: task 0 failed for good (attempts 1-3), --rerun-failed ran attempt 4, which failed, and the
+    stop came while its retry waited.  Its base (3) came with the queuestate: attempts 5 and 6 here, as
+    without the stop; from base 0 attempt 5 would have been its last."""
+    sched = Scheduler(tasks_of(1, 1), retries=2, attempts_before={0: 4}, retry_bases={0: 3})
+    assert [a.attempt for a in facts(handle(sched, *join(2)), Start)] == [5, 1]
+    assert sched.pending_retry_bases() == {0: 3}
+    actions = handle(sched, TaskFinished(0, 1, 0), TaskFinished(1, 0, 0))
+    assert actions[1] == Retried(0, 5) and sched.pending_retry_bases() == {0: 3}
+    handle(sched, TaskFinished(0, 1, 0))
+    assert sched.status[0] == FAILED and sched.pending_retry_bases() == {}
+
+
+def test_the_retry_bases_kept_at_a_stop_are_those_of_unfinished_tasks_rerun_after_earlier_attempts():
+    """Tasks 0 and 1 failed for good before (--rerun-failed runs them again), task 2 failed for good and is
+    not run again (no task of this run), task 3 never failed: only 0 and 1, unfinished, have a base."""
+    run = [task for task in tasks_of(1, 1, 1, 1) if task.id != 2]
+    sched = Scheduler(run, retries=1, attempts_before={0: 2, 1: 2, 2: 2})
+    handle(sched, *join(1))
+    assert sched.pending_retry_bases() == {0: 2, 1: 2}
+    handle(sched, TaskFinished(0, 0, 0))
+    assert sched.pending_retry_bases() == {1: 2}
 
 
 def test_a_promotion_carries_the_standbys_start_and_when_its_node_started_it():
