@@ -63,6 +63,19 @@ def test_throughput_runs_and_reports_a_ratio(tmp_path: Path) -> None:
     assert "ratio mpilauncher/xargs" in result.stdout
 
 
+def test_startup_times_the_first_start_and_the_exit_of_both_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "startup.py"), "--tasks", "4", "--slots", "2", "--sleep", "0", "--repeat", "1",
+         "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith("#")}
+    assert {"xargs", "mpilauncher", "python"} <= rows, result.stdout
+    assert "mpilauncher minus xargs: " in result.stdout
+    assert list(tmp_path.iterdir()) == [], "its folders are removed"
+
+
 def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tmp_path: Path) -> None:
     """peers.py at tiny sizes, disk and tmpfs: xargs and mpilauncher (alone and under mpiexec) measured,
     and PyLauncher, which is never on PATH and may not be installed here (``--no-install``, an empty
