@@ -98,18 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             (folder / "commandlines").write_text(lines)
         commands = {
             "xargs": ["xargs", "-P", str(args.slots), "-d", "\n", "-n", "1", "sh", "-c"],
-            "mpilauncher": [
-                args.python,
-                "-m",
-                "mpilauncher",
-                "commandlines",
-                "--cores-per-node",
-                str(args.slots),
-                "--quiet",
-                "--progress",
-                "off",
-            ],  # fmt: skip
-        }
+            "mpilauncher": [args.python, "-m", "mpilauncher", "commandlines", "--workdir", "w", "--cores-per-node",
+                            str(args.slots), "--quiet", "--progress", "off"],
+        }  # fmt: skip
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
         floors: dict[str, list[float]] = {"python -I -c pass": [], "python -c pass": []}
         for _ in range(args.repeat):
@@ -121,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 for leftover in ("queuestate", "queuestate.journal"):
                     (folder / leftover).unlink(missing_ok=True)
                 shutil.rmtree(folder / "w", ignore_errors=True)
-                runs[name].append(one_run([*command, "--workdir", "w"], folder, env, args.slots, args.tasks))
+                runs[name].append(one_run(command, folder, env, args.slots, args.tasks))
             floors["python -I -c pass"].append(alone([args.python, "-I", "-c", "pass"], env, scratch))
             floors["python -c pass"].append(alone([args.python, "-c", "pass"], env, scratch))
         report(runs, floors, args, scratch)
