@@ -187,6 +187,12 @@ class Ledger:
         #: --rerun-failed the joblog held attempt 1 of a task twice).  Few: the failures only.
         self.attempts: dict[int, int] = {}
 
+    def total_time(self, elapsed: float) -> float:
+        """The sweep's wall time so far: earlier runs' and this run's ``elapsed``, in whole milliseconds,
+        as its queuestate keeps it: the final statistics and a `report` of the queuestate then say one
+        figure (a CI run: 1.8250004 s printed as 1.83 at the end, kept as 1.825, read back as 1.82)."""
+        return round(self.elapsed_before + elapsed, 3)
+
     @classmethod
     def from_records(
         cls, tasks: TaskTable | Iterable[TaskRecord], elapsed_before: float = 0.0, told: Iterable[TaskRecord] = ()

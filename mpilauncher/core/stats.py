@@ -84,7 +84,7 @@ def compute(ledger: Ledger, elapsed: float, pool_size: int) -> Statistics:
     """
     runtimes = sorted(ledger.runtimes(COMPLETED, FAILED))
     counts = ledger.counts()
-    total = ledger.elapsed_before + elapsed
+    total = ledger.total_time(elapsed)
     aggregate = math.fsum(runtimes)
     per_slot: Counter[tuple[str, int]] = Counter()
     for (host, core_ids), count in ledger.places_used(COMPLETED, FAILED).items():

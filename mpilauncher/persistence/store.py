@@ -212,7 +212,7 @@ class StateStore(Observer):
         self.meta.journaled = restart_journal  # (the last of a run says that nothing comes after it)
         if restart:
             self.meta.run = os.urandom(6).hex()
-        self.meta.elapsed = round(self.ledger.elapsed_before + elapsed, 3)
+        self.meta.elapsed = self.ledger.total_time(elapsed)
         self.meta.longest = round(self.ledger.longest_completed(), 3)
         self.meta.written = time.strftime("%Y-%m-%dT%H:%M:%S")
         spans: list[tuple[int, int, int, int]] = []

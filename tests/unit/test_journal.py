@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mpilauncher.core.ledger import COMPLETED, FAILED, QUEUED, RUNNING, Ledger
+from mpilauncher.core.stats import compute
 from mpilauncher.core.tasks import CoresSpec, Task
 from mpilauncher.errors import InputError, LauncherFailure
 from mpilauncher.persistence import journal, queuestate
@@ -275,6 +276,19 @@ def run_some(store: StateStore) -> None:
     store.finished(1, 4, 100.0, 2.0)
     store.started(3, "c1", (0,), 101.5)
     store.requeued(2)
+
+
+@pytest.mark.parametrize("elapsed", [1.8250004, 1.8249996, 0.0049999, 2.0])
+def test_the_final_statistics_say_the_total_time_the_queuestate_keeps(tmp_path: Path, elapsed: float):
+    """A CI run: the resume printed "total running time: 1.83" and `report` of its queuestate 1.82 (the
+    queuestate keeps milliseconds: 6.8250004 s was kept as 6.825, which prints as 6.82)."""
+    store = new_store(tmp_path)
+    store.open(now=0.0)
+    statistics = compute(store.ledger, elapsed, 1)
+    store.close(now=1.0, elapsed=elapsed)
+    kept = load_state(tmp_path / "queuestate", ONE).ledger.elapsed_before
+    assert f"{statistics.total_time:6.2f}" == f"{kept:6.2f}"
+    assert statistics.total_time == kept
 
 
 def test_store_open_writes_snapshot_then_journal(tmp_path: Path):
