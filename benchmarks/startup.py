@@ -12,6 +12,7 @@ run as ``python -m``:
     python benchmarks/startup.py                       # 40 x sleep 0.5 on 8 slots, 5 runs each, temp folder
     python benchmarks/startup.py --dir /mnt/j --repeat 7
     python benchmarks/startup.py --tasks 8 --sleep 0 --repeat 9     # start and end only
+    python benchmarks/startup.py --against ../before --repeat 15     # and another checkout, in turn
 
 It prints, per tool (medians over the runs, milliseconds): the command to the first task start,
 the first start to the last start of the first round (the slots filling), the last task end to
@@ -83,36 +84,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="where the runs' folders go (default: temp folder)")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--against", type=Path, action="append", default=[], metavar="CHECKOUT",
+                        help="also run this checkout's mpilauncher (its executor built there), in turn with"
+                        " this one's: a change measured against the code before it (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.slots < 1 or args.repeat < 1:
         parser.error("--tasks, --slots and --repeat must be at least 1")
     if not shutil.which("xargs"):
         sys.exit("startup: no xargs on PATH")
     env = checkout_env(python=args.python)
+    envs = {"xargs": env, "mpilauncher": env}
+    for checkout in args.against:
+        if not (checkout / "mpilauncher" / "__init__.py").is_file():
+            parser.error(f"--against {checkout}: not a checkout of mpilauncher (no mpilauncher/__init__.py in it)")
+        envs[f"mpilauncher@{checkout.name}"] = checkout_env(checkout.resolve(), args.python)
     scratch = Path(tempfile.mkdtemp(prefix="mpl-startup-", dir=args.dir))
     try:
-        folders = {name: scratch / name for name in ("xargs", "mpilauncher")}
+        folders = {name: scratch / name.replace("@", "-at-") for name in envs}
         for folder in folders.values():
             folder.mkdir()
             lines = "\n".join(task_line(folder, args.sleep) for _ in range(args.tasks)) + "\n"
             (folder / "commandlines").write_text(lines)
-        commands = {
-            "xargs": ["xargs", "-P", str(args.slots), "-d", "\n", "-n", "1", "sh", "-c"],
-            "mpilauncher": [args.python, "-m", "mpilauncher", "commandlines", "--workdir", "w", "--cores-per-node",
-                            str(args.slots), "--quiet", "--progress", "off"],
-        }  # fmt: skip
+        launcher = [args.python, "-m", "mpilauncher", "commandlines", "--workdir", "w", "--cores-per-node",
+                    str(args.slots), "--quiet", "--progress", "off"]  # fmt: skip
+        commands = {name: launcher for name in envs}
+        commands["xargs"] = ["xargs", "-P", str(args.slots), "-d", "\n", "-n", "1", "sh", "-c"]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
         floors: dict[str, list[float]] = {"python -I -c pass": [], "python -c pass": []}
-        for _ in range(args.repeat):
-            for name, command in commands.items():
-                folder = folders[name]
+        for turn in range(args.repeat):
+            order = list(commands) if turn % 2 == 0 else list(reversed(commands))  # (neither always first)
+            for name in order:
+                command, folder = commands[name], folders[name]
                 if name == "xargs":
                     runs[name].append(one_run(command, folder, env, args.slots, args.tasks, folder / "commandlines"))
                     continue
                 for leftover in ("queuestate", "queuestate.journal"):
                     (folder / leftover).unlink(missing_ok=True)
                 shutil.rmtree(folder / "w", ignore_errors=True)
-                runs[name].append(one_run(command, folder, env, args.slots, args.tasks))
+                runs[name].append(one_run(command, folder, envs[name], args.slots, args.tasks))
             floors["python -I -c pass"].append(alone([args.python, "-I", "-c", "pass"], env, scratch))
             floors["python -c pass"].append(alone([args.python, "-c", "pass"], env, scratch))
         report(runs, floors, args, scratch)
@@ -126,20 +135,21 @@ def report(runs: dict[str, list[dict[str, float]]], floors: dict[str, list[float
           f" interleaved; in {filesystem_of(scratch)}")  # fmt: skip
     print(f"# medians (min-max), milliseconds; {sys.version.split()[0]} at {args.python}")
     phases = list(next(iter(runs.values()))[0])
-    print(f"{'':<14}" + "".join(f"{phase:>26}" for phase in phases))
+    width = max(14, *(len(name) + 1 for name in runs))
+    print(f"{'':<{width}}" + "".join(f"{phase:>26}" for phase in phases))
     for name, samples in runs.items():
         cells = []
         for phase in phases:
             values = [s[phase] for s in samples]
             cells.append(f"{statistics.median(values):8.1f} ({min(values):.1f}-{max(values):.1f})")
-        print(f"{name:<14}" + "".join(f"{cell:>26}" for cell in cells))
+        print(f"{name:<{width}}" + "".join(f"{cell:>26}" for cell in cells))
     for name, values in floors.items():
         print(f"{name:<20} {statistics.median(values):8.1f} ({min(values):.1f}-{max(values):.1f})")
-    gap = statistics.median(s["whole command"] for s in runs["mpilauncher"]) - statistics.median(
-        s["whole command"] for s in runs["xargs"]
-    )
     xargs_total = statistics.median(s["whole command"] for s in runs["xargs"])
-    print(f"mpilauncher minus xargs: {gap:+.1f} ms, {1 + gap / xargs_total:.3f} of xargs' whole command")
+    for name, samples in runs.items():
+        if name != "xargs":
+            gap = statistics.median(s["whole command"] for s in samples) - xargs_total
+            print(f"{name} minus xargs: {gap:+.1f} ms, {1 + gap / xargs_total:.3f} of xargs' whole command")
 
 
 if __name__ == "__main__":

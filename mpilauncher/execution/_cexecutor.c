@@ -1,34 +1,39 @@
-/* The executor process's loop, compiled: what executor.py's serve() and processes.py's
- * ProcessRunner do in an executor process (with leftovers.py's Subtree and gather.py's
- * Stream), without the interpreter in the path of each task.
+/* The executor process, compiled: what executor.py's serve() and processes.py's ProcessRunner do
+ * in an executor process (with leftovers.py's Subtree and gather.py's Stream), as a program of its
+ * own: neither the interpreter's start nor the interpreter in the path of each task.
  *
  * Why: an executor spawns and reaps every task of its lane.  Measured with
  * benchmarks/executor_floor.py (3,000 `true` on 2 lanes), the Python loop spends ~240 us
  * of CPU a task, of which ~150 us is the interpreter's (the system calls are the same);
- * on a node whose CPUs run short tasks, that is CPU the tasks do not get.
+ * on a node whose CPUs run short tasks, that is CPU the tasks do not get.  And an interpreter's
+ * start (`python -I -S`) is ~8 ms of CPU, at the launcher's start, on the CPUs where rank 0 is still
+ * importing: on 2 CPUs, two lanes' interpreters put ~9 ms on rank 0's way to its first task
+ * (benchmarks/startup.py), where this program starts in well under a millisecond.
  *
- * What it is: a CPython extension module, so that it is built by pip where a C compiler
- * is (setup.py; optional: without one, the Python executor runs) and so that the requests
- * are read with the interpreter's own marshal reader.  An executor process started with
- * executor._BOOT_COMPILED imports it (and nothing of the package) and calls run(), which
- * prepares the process as executor.serve() does (signals, inherited fds, the subreaper) and
- * returns once the agent has said BYE or is gone and every task has ended.  The protocol, the
- * events and every duty are the Python executor's, documented there; this file says
+ * What it is: a plain C program with no library beyond the C library's, built by pip where a C
+ * compiler is (setup.py's build step; without one the install goes on and the executors run the
+ * Python loop).  The agent starts it as
+ *
+ *     mpilauncher-executor EXEC_FILE_AFTER PYTHON -I -S -c PYTHON_LOOP
+ *
+ * and where this process cannot be a child subreaper (no task started yet), it executes the rest of
+ * its arguments instead: the Python loop, which then finds out the same and runs as it can.  The
+ * protocol, the events and every duty are the Python executor's, documented there; this file says
  * where it differs in how, never in what.
  *
- * Requests on fd 0: marshal lists framed by a 4-byte little-endian length.  Events on
- * fd 1: text lines ("E ...", "F ...", "R id", "STOPPED").
+ * Requests on fd 0: marshal lists framed by a 4-byte little-endian length, read here by a reader
+ * of the few types a request holds (see "the requests, decoded").  Events on fd 1: text lines
+ * ("E ...", "F ...", "R id", "STOPPED").
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <marshal.h>
-
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +74,10 @@ extern char **environ;
 #define EXEC_POLL 0.002
 #define SHELL "/bin/sh"
 #define INDEX_HEADER "#mpilauncher-output 1\n"
+
+/* A request, decoded (see "the requests, decoded"). */
+typedef struct Value Value;
+typedef struct Message Message;
 
 /* ---------------------------------------------------------------- small pieces */
 typedef struct {
@@ -426,7 +435,8 @@ typedef struct {
 typedef struct {
     long after;
     long task_id;
-    PyObject *request;  /* the StartRequest's fields (a tuple), its `after` ignored when it starts */
+    const Value *request;  /* the StartRequest's fields (a tuple), its `after` ignored when it starts */
+    Message *message;  /* what holds it */
 } Standby;
 
 typedef struct {
@@ -843,37 +853,242 @@ static void end_all(double deadline) {
     for (size_t i = 0; i < L.n_sweeps; i++) L.sweeps[i].due = fmin(L.sweeps[i].due, deadline);
 }
 
-/* ---------------------------------------------------------------- the requests' fields */
-/* A str as the file system takes it (surrogateescape, as posix_spawn's arguments in Python). */
-static char *fs_text(PyObject *text, size_t *len) {
-    PyObject *bytes = PyUnicode_EncodeFSDefault(text);
-    if (!bytes) {
-        PyErr_Clear();
-        if (len) *len = 0;
-        return copy_bytes("", 0);
-    }
-    char *copy = copy_bytes(PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
-    if (len) *len = (size_t)PyBytes_GET_SIZE(bytes);
-    Py_DECREF(bytes);
-    return copy;
+/* ---------------------------------------------------------------- the requests, decoded */
+/* A request as the agent's marshal.dumps wrote it (format 4), read into a tree of Values: only the
+ * types a request holds (None, booleans, int, float, str, tuple, list, dict) and marshal's back
+ * references to them; anything else fails the request, as an unreadable one did in the interpreter.
+ * A str is kept as the file system takes it: UTF-8 with the lone surrogates U+DC80..U+DCFF that
+ * Python's surrogateescape made of undecodable bytes turned back into those bytes (marshal writes
+ * them "surrogatepass": ED B2..B3 xx) -- what os.fsencode does, the agent's file system encoding
+ * being UTF-8 (the agent starts this program only then: executor.program_usable). */
+enum { V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V_OTHER };
+
+struct Value {
+    int kind;
+    long integer;  /* V_INT, V_BOOL */
+    double number; /* V_FLOAT */
+    char *text;    /* V_STR: zero-ended, len bytes */
+    size_t len;
+    Value **items; /* V_TUPLE, V_LIST, V_OTHER (a set): n items; V_DICT: key, value, key, value... (n = 2 x pairs) */
+    size_t n;
+};
+
+/* One decoded request and every Value in it, freed together once nothing holds it (a standby does). */
+struct Message {
+    Value **values;
+    size_t n_values, cap_values;
+    int holders;
+};
+
+typedef struct {
+    const unsigned char *at, *end;
+    Message *message;
+    Value **refs;
+    size_t n_refs, cap_refs;
+} Reader;
+
+static Value NONE = {.kind = V_NONE};
+
+static Value *new_value(Reader *r, int kind) {
+    Value *v = calloc(1, sizeof(Value));
+    v->kind = kind;
+    Message *m = r->message;
+    m->values = grow(m->values, &m->cap_values, m->n_values + 1, sizeof(Value *));
+    m->values[m->n_values++] = v;
+    return v;
 }
 
-static long as_long(PyObject *number) {
-    long value = PyLong_AsLong(number);
-    if (value == -1 && PyErr_Occurred()) PyErr_Clear();
-    return value;
+static int take(Reader *r, size_t n, const unsigned char **bytes) {
+    if ((size_t)(r->end - r->at) < n) return -1;
+    *bytes = r->at;
+    r->at += n;
+    return 0;
+}
+
+static int take_int32(Reader *r, long *value) {
+    const unsigned char *b;
+    if (take(r, 4, &b) < 0) return -1;
+    *value = (long)(int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
+    return 0;
+}
+
+static void keep_ref(Reader *r, Value *v) {
+    r->refs = grow(r->refs, &r->cap_refs, r->n_refs + 1, sizeof(Value *));
+    r->refs[r->n_refs++] = v;
+}
+
+/* str's bytes, as the file system takes them (see above). */
+static void set_text(Value *v, const unsigned char *bytes, size_t n, int utf8) {
+    char *text = malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (utf8 && bytes[i] == 0xED && i + 2 < n && (bytes[i + 1] == 0xB2 || bytes[i + 1] == 0xB3) &&
+            (bytes[i + 2] & 0xC0) == 0x80) {
+            unsigned code = 0xD000u | (unsigned)(bytes[i + 1] & 0x3F) << 6 | (unsigned)(bytes[i + 2] & 0x3F);
+            if (code >= 0xDC80u) {
+                text[k++] = (char)(code - 0xDC00u);
+                i += 2;
+                continue;
+            }
+        }
+        text[k++] = (char)bytes[i];
+    }
+    text[k] = '\0';
+    v->text = text;
+    v->len = k;
+}
+
+static Value *read_value(Reader *r, int depth);
+
+static Value *read_items(Reader *r, int kind, long n, int flagged, int depth) {
+    if (n < 0 || n > r->end - r->at) return NULL;  /* (each item takes at least a byte) */
+    Value *v = new_value(r, kind);
+    if (flagged) keep_ref(r, v);  /* a container is numbered before its items, as marshal does */
+    v->items = calloc((size_t)n + 1, sizeof(Value *));
+    for (long i = 0; i < n; i++)
+        if (!(v->items[v->n++] = read_value(r, depth + 1))) return NULL;
+    return v;
+}
+
+static Value *read_value(Reader *r, int depth) {
+    const unsigned char *b;
+    if (depth > 32 || take(r, 1, &b) < 0) return NULL;
+    int code = b[0] & 0x7F, flagged = b[0] & 0x80;
+    long n;
+    Value *v;
+    switch (code) {
+    case 'N': return &NONE;
+    case 'T':
+    case 'F':
+        v = new_value(r, V_BOOL);
+        v->integer = code == 'T';
+        break;
+    case 'i':
+        if (take_int32(r, &n) < 0) return NULL;
+        v = new_value(r, V_INT);
+        v->integer = n;
+        break;
+    case 'l': {  /* a long: n 15-bit digits, least significant first, n's sign its own */
+        if (take_int32(r, &n) < 0 || n < -4 || n > 4 || take(r, 2 * (size_t)labs(n), &b) < 0) return NULL;
+        long value = 0;
+        for (long i = labs(n) - 1; i >= 0; i--) value = value << 15 | (long)(b[2 * i] | b[2 * i + 1] << 8);
+        v = new_value(r, V_INT);
+        v->integer = n < 0 ? -value : value;
+        break;
+    }
+    case 'g': {
+        if (take(r, 8, &b) < 0) return NULL;
+        uint64_t bits = 0;
+        for (int i = 7; i >= 0; i--) bits = bits << 8 | b[i];
+        v = new_value(r, V_FLOAT);
+        memcpy(&v->number, &bits, sizeof bits);
+        break;
+    }
+    case 'u':
+    case 't':
+    case 'a':
+    case 'A':
+        if (take_int32(r, &n) < 0 || n < 0 || take(r, (size_t)n, &b) < 0) return NULL;
+        v = new_value(r, V_STR);
+        set_text(v, b, (size_t)n, code == 'u' || code == 't');
+        break;
+    case 'z':
+    case 'Z':
+        if (take(r, 1, &b) < 0) return NULL;
+        n = b[0];
+        if (take(r, (size_t)n, &b) < 0) return NULL;
+        v = new_value(r, V_STR);
+        set_text(v, b, (size_t)n, 0);
+        break;
+    case 'r':
+        if (take_int32(r, &n) < 0 || n < 0 || (size_t)n >= r->n_refs) return NULL;
+        return r->refs[n];
+    case ')':
+        if (take(r, 1, &b) < 0) return NULL;
+        return read_items(r, V_TUPLE, b[0], flagged, depth);
+    case '(':
+    case '[':
+    case '<':
+    case '>':
+        if (take_int32(r, &n) < 0) return NULL;
+        return read_items(r, code == '(' ? V_TUPLE : code == '[' ? V_LIST : V_OTHER, n, flagged, depth);
+    case '{':
+        v = new_value(r, V_DICT);
+        if (flagged) keep_ref(r, v);
+        size_t cap = 0;
+        while (r->at < r->end && *r->at != '0') {
+            v->items = grow(v->items, &cap, v->n + 2, sizeof(Value *));
+            if (!(v->items[v->n++] = read_value(r, depth + 1))) return NULL;
+            if (!(v->items[v->n++] = read_value(r, depth + 1))) return NULL;
+        }
+        if (take(r, 1, &b) < 0) return NULL;  /* the '0' that ends it */
+        return v;
+    default:
+        return NULL;
+    }
+    if (flagged) keep_ref(r, v);
+    return v;
+}
+
+static void release(Message *m) {
+    if (--m->holders > 0) return;
+    for (size_t i = 0; i < m->n_values; i++) {
+        free(m->values[i]->text);
+        free(m->values[i]->items);
+        free(m->values[i]);
+    }
+    free(m->values);
+    free(m);
+}
+
+/* The request in data[0:size], held once; NULL if it cannot be read (as marshal.loads failing). */
+static Value *decode(const char *data, size_t size, Message **message) {
+    Message *m = calloc(1, sizeof(Message));
+    m->holders = 1;
+    Reader r = {(const unsigned char *)data, (const unsigned char *)data + size, m, NULL, 0, 0};
+    Value *v = read_value(&r, 0);
+    free(r.refs);
+    if (!v || r.at != r.end) {
+        release(m);
+        return NULL;
+    }
+    *message = m;
+    return v;
+}
+
+static int is_none(const Value *v) { return v->kind == V_NONE; }
+static int is_tuple(const Value *v) { return v->kind == V_TUPLE; }
+static int is_str(const Value *v, const char *text) { return v->kind == V_STR && (!text || strcmp(v->text, text) == 0); }
+
+/* ---------------------------------------------------------------- the requests' fields */
+/* A str as the file system takes it (see above), a copy; "" for anything else (as a failed encoding). */
+static char *fs_text(const Value *text, size_t *len) {
+    int is_text = text->kind == V_STR;
+    if (len) *len = is_text ? text->len : 0;
+    return is_text ? copy_bytes(text->text, text->len) : copy_bytes("", 0);
+}
+
+static long as_long(const Value *number) {
+    return number->kind == V_INT || number->kind == V_BOOL ? number->integer : -1;
+}
+
+/* A number as float() takes it; `otherwise` for anything else. */
+static double as_double(const Value *number, double otherwise) {
+    if (number->kind == V_FLOAT) return number->number;
+    if (number->kind == V_INT || number->kind == V_BOOL) return (double)number->integer;
+    return otherwise;
 }
 
 /* StartRequest's fields, by position (mpilauncher/protocol.py). */
 enum { F_TASK_ID, F_COMMAND, F_CORE_IDS, F_GPU_INDICES, F_LINE, F_SEGMENTS, F_AFTER, F_OUTPUT, F_ENV_CHANGES,
        F_CPU_IDS, F_TIMEOUT, F_EXEC_FILE, F_GATHER, N_FIELDS };
 
-static PyObject *field(PyObject *request, int at) {
-    return PyTuple_GET_SIZE(request) > at ? PyTuple_GET_ITEM(request, at) : Py_None;
+static const Value *field(const Value *request, int at) {
+    return request->n > (size_t)at ? request->items[at] : &NONE;
 }
 
 /* ---------------------------------------------------------------- starting */
-static Stream *stream_for(PyObject *base_text, char **why) {
+static Stream *stream_for(const Value *base_text, char **why) {
     char *base = fs_text(base_text, NULL);
     for (size_t i = 0; i < L.n_streams; i++)
         if (strcmp(L.streams[i]->base, base) == 0) {
@@ -906,19 +1121,19 @@ static void write_text(const char *path, const char *text, size_t len) {
 }
 
 /* Record a started task's exec script in its lane's files; its exec<N> (path, text), if any, to write. */
-static int record_exec(long task_id, PyObject *exec_file, double start, char **path, char **text, size_t *len) {
-    if (exec_file == Py_None || !PyTuple_Check(exec_file) || PyTuple_GET_SIZE(exec_file) < 3) return 0;
-    PyObject *records = PyTuple_GET_ITEM(exec_file, 2);
+static int record_exec(long task_id, const Value *exec_file, double start, char **path, char **text, size_t *len) {
+    if (!is_tuple(exec_file) || exec_file->n < 3) return 0;
+    const Value *records = exec_file->items[2];
     size_t text_len;
-    char *script = fs_text(PyTuple_GET_ITEM(exec_file, 1), &text_len);
-    if (PyUnicode_Check(records) && PyUnicode_GET_LENGTH(records)) {
+    char *script = fs_text(exec_file->items[1], &text_len);
+    if (is_str(records, NULL) && records->len) {
         char *why = NULL;
         Stream *stream = stream_for(records, &why);
         free(why);
         if (stream) stream_add_text(stream, task_id, "exec", script, text_len, start);  /* a convenience too */
     }
-    PyObject *exec_path = PyTuple_GET_ITEM(exec_file, 0);
-    if (!PyUnicode_Check(exec_path) || !PyUnicode_GET_LENGTH(exec_path)) {
+    const Value *exec_path = exec_file->items[0];
+    if (!is_str(exec_path, NULL) || !exec_path->len) {
         free(script);
         return 0;
     }
@@ -928,12 +1143,12 @@ static int record_exec(long task_id, PyObject *exec_file, double start, char **p
     return 1;
 }
 
-static int cpus_of(PyObject *ids, cpu_set_t *set) {
+static int cpus_of(const Value *ids, cpu_set_t *set) {
     CPU_ZERO(set);
     int n = 0;
-    if (!PyTuple_Check(ids)) return 0;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ids); i++) {
-        long cpu = as_long(PyTuple_GET_ITEM(ids, i));
+    if (!is_tuple(ids)) return 0;
+    for (size_t i = 0; i < ids->n; i++) {
+        long cpu = as_long(ids->items[i]);
         if (cpu >= 0 && cpu < CPU_SETSIZE) {
             CPU_SET((int)cpu, set);
             n++;
@@ -951,8 +1166,8 @@ static void bind_task(pid_t pid, cpu_set_t *cpus) {
 }
 
 /* The task's environment: the lane's, with env_changes applied (a None value removes one). */
-static char **task_environment(PyObject *changes, Buffer *store) {
-    size_t n_changes = changes != Py_None && PyDict_Check(changes) ? (size_t)PyDict_GET_SIZE(changes) : 0;
+static char **task_environment(const Value *changes, Buffer *store) {
+    size_t n_changes = changes->kind == V_DICT ? changes->n / 2 : 0;
     char **envp = malloc((L.base_env_len + n_changes + 1) * sizeof(char *));
     size_t n = 0;
     if (!n_changes) {
@@ -963,25 +1178,22 @@ static char **task_environment(PyObject *changes, Buffer *store) {
     /* names and values encoded once, "NAME=value\0" each, into store; offsets first */
     size_t *offsets = malloc(n_changes * sizeof(size_t)), *name_lens = malloc(n_changes * sizeof(size_t));
     int *removed = malloc(n_changes * sizeof(int));
-    PyObject *name, *value;
-    Py_ssize_t pos = 0;
-    size_t k = 0;
-    while (PyDict_Next(changes, &pos, &name, &value)) {
+    for (size_t k = 0; k < n_changes; k++) {
+        const Value *name = changes->items[2 * k], *value = changes->items[2 * k + 1];
         size_t name_len, value_len = 0;
         char *name_text = fs_text(name, &name_len);
         offsets[k] = store->len;
         name_lens[k] = name_len;
-        removed[k] = value == Py_None;
+        removed[k] = is_none(value);
         buffer_add(store, name_text, name_len);
         buffer_add(store, "=", 1);
-        if (value != Py_None) {
+        if (!is_none(value)) {
             char *value_text = fs_text(value, &value_len);
             buffer_add(store, value_text, value_len);
             free(value_text);
         }
         buffer_add(store, "", 1);  /* the entry's terminating zero */
         free(name_text);
-        k++;
     }
     for (size_t i = 0; i < L.base_env_len; i++) {
         const char *entry = L.base_env[i];
@@ -1011,32 +1223,32 @@ static int cannot_create(const char *output, char **why) {
     return 1;
 }
 
-static void hold_standby(long after, long task_id, PyObject *request) {
+static void hold_standby(long after, long task_id, const Value *request, Message *message) {
     L.standbys = grow(L.standbys, &L.cap_standbys, L.n_standbys + 1, sizeof(Standby));
-    Py_INCREF(request);
-    L.standbys[L.n_standbys++] = (Standby){after, task_id, request};
+    message->holders++;
+    L.standbys[L.n_standbys++] = (Standby){after, task_id, request, message};
 }
 
 /* Start a request (processes.ProcessRunner.start): spawned, held as a standby, or an Ended now. */
-static void start_task(PyObject *request, int ignore_after, EndedList *early) {
+static void start_task(const Value *request, Message *message, int ignore_after, EndedList *early) {
     long task_id = as_long(field(request, F_TASK_ID));
-    PyObject *after = field(request, F_AFTER);
-    if (!ignore_after && after != Py_None) {
+    const Value *after = field(request, F_AFTER);
+    if (!ignore_after && !is_none(after)) {
         long after_id = as_long(after);
         if (running_task(after_id) || was_reaped(after_id, NULL)) {
-            hold_standby(after_id, task_id, request);
+            hold_standby(after_id, task_id, request, message);
             return;
         }
     }
     int spool = -1;
     Stream *stream = NULL;
-    PyObject *gather = field(request, F_GATHER);
+    const Value *gather = field(request, F_GATHER);
     char *output = NULL;
-    if (gather != Py_None && PyTuple_Check(gather) && PyTuple_GET_SIZE(gather) >= 2) {
+    if (is_tuple(gather) && gather->n >= 2) {
         char *why = NULL;
-        stream = stream_for(PyTuple_GET_ITEM(gather, 1), &why);
+        stream = stream_for(gather->items[1], &why);
         if (stream) {
-            char *directory = fs_text(PyTuple_GET_ITEM(gather, 0), NULL);
+            char *directory = fs_text(gather->items[0], NULL);
             spool = open_spool(directory, task_id, &why);
             free(directory);
         }
@@ -1126,13 +1338,9 @@ static void start_task(PyObject *request, int ignore_after, EndedList *early) {
     task->stream = stream;
     task->deadline = INFINITY;
     task->exec_due = INFINITY;
-    PyObject *timeout = field(request, F_TIMEOUT);
-    if (timeout != Py_None) {  /* as `if request.timeout:` in Python: 0 is none */
-        double seconds = PyFloat_AsDouble(timeout);
-        if (seconds == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            seconds = 0.0;
-        }
+    const Value *timeout = field(request, F_TIMEOUT);
+    if (!is_none(timeout)) {  /* as `if request.timeout:` in Python: 0 is none */
+        double seconds = as_double(timeout, 0.0);
         if (seconds != 0.0) task->deadline = start_mono + seconds;
     }
     task->pidfd = pidfd_open(pid);
@@ -1424,7 +1632,7 @@ static EndedList stop_all(double grace);
 static void retract(long task_id) {
     for (size_t i = 0; i < L.n_standbys; i++)
         if (L.standbys[i].task_id == task_id) {
-            Py_DECREF(L.standbys[i].request);
+            release(L.standbys[i].message);
             L.standbys[i] = L.standbys[--L.n_standbys];
             L.retracted = grow(L.retracted, &L.cap_retracted, L.n_retracted + 1, sizeof(long));
             L.retracted[L.n_retracted++] = task_id;
@@ -1432,29 +1640,24 @@ static void retract(long task_id) {
         }
 }
 
-static void handle(PyObject *message, EndedList *early) {
-    if (!PyList_Check(message) || PyList_GET_SIZE(message) < 1) return;
-    PyObject *kind = PyList_GET_ITEM(message, 0);
-    Py_ssize_t size = PyList_GET_SIZE(message);
-    if (!PyUnicode_Check(kind)) return;
-    if (PyUnicode_CompareWithASCIIString(kind, "S") == 0 && size >= 2 && PyTuple_Check(PyList_GET_ITEM(message, 1))) {
-        start_task(PyList_GET_ITEM(message, 1), 0, early);
-    } else if (PyUnicode_CompareWithASCIIString(kind, "R") == 0 && size >= 2) {
-        retract(as_long(PyList_GET_ITEM(message, 1)));
-    } else if (PyUnicode_CompareWithASCIIString(kind, "K") == 0 && size >= 3) {
-        signal_task(as_long(PyList_GET_ITEM(message, 1)), (int)as_long(PyList_GET_ITEM(message, 2)));
-    } else if (PyUnicode_CompareWithASCIIString(kind, "STOP") == 0 && size >= 2) {
+static void handle(const Value *request, Message *message, EndedList *early) {
+    if (request->kind != V_LIST || request->n < 1) return;
+    const Value *kind = request->items[0], **items = (const Value **)request->items;
+    size_t size = request->n;
+    if (is_str(kind, "S") && size >= 2 && is_tuple(items[1])) {
+        start_task(items[1], message, 0, early);
+    } else if (is_str(kind, "R") && size >= 2) {
+        retract(as_long(items[1]));
+    } else if (is_str(kind, "K") && size >= 3) {
+        signal_task(as_long(items[1]), (int)as_long(items[2]));
+    } else if (is_str(kind, "STOP") && size >= 2) {
         report(early);
-        double grace = PyFloat_AsDouble(PyList_GET_ITEM(message, 1));
-        if (grace == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            grace = 0.0;
-        }
+        double grace = as_double(items[1], 0.0);
         EndedList ended = stop_all(grace);
         report(&ended);
         free(ended.items);
         if (write_all(1, "STOPPED\n", 8) < 0) L.eof = 1;
-    } else if (PyUnicode_CompareWithASCIIString(kind, "BYE") == 0) {
+    } else if (is_str(kind, "BYE")) {
         L.bye = 1;
     }
 }
@@ -1478,14 +1681,12 @@ static void on_requests(void) {
         const unsigned char *head = (const unsigned char *)L.requests.data + at;
         size_t size = (size_t)head[0] | (size_t)head[1] << 8 | (size_t)head[2] << 16 | (size_t)head[3] << 24;
         if (L.requests.len - at - 4 < size) break;
-        PyObject *message = PyMarshal_ReadObjectFromString(L.requests.data + at + 4, (Py_ssize_t)size);
+        Message *message;
+        Value *request = decode(L.requests.data + at + 4, size, &message);
         at += 4 + size;
-        if (!message) {
-            PyErr_Clear();
-            continue;
-        }
-        handle(message, &early);
-        Py_DECREF(message);
+        if (!request) continue;
+        handle(request, message, &early);
+        release(message);
     }
     memmove(L.requests.data, L.requests.data + at, L.requests.len - at);
     L.requests.len -= at;
@@ -1537,8 +1738,8 @@ static void wait_turn(double timeout, EndedList *ended) {
                 if (L.standbys[j].after == done) {
                     Standby follow = L.standbys[j];
                     L.standbys[j] = L.standbys[--L.n_standbys];
-                    start_task(follow.request, 1, ended);  /* a failed start: reported after its predecessor */
-                    Py_DECREF(follow.request);
+                    start_task(follow.request, follow.message, 1, ended);  /* a failed start: after its predecessor */
+                    release(follow.message);
                     break;
                 }
         }
@@ -1559,7 +1760,7 @@ static void hold_requests(int held) {
 static EndedList stop_all(double grace) {
     EndedList ended = {0};
     hold_requests(1);
-    for (size_t i = 0; i < L.n_standbys; i++) Py_DECREF(L.standbys[i].request);
+    for (size_t i = 0; i < L.n_standbys; i++) release(L.standbys[i].message);
     L.n_standbys = 0;
     for (size_t i = 0; i < L.n_running; i++) killpg(L.running[i]->pid, SIGTERM);
     double deadline = monotonic() + grace;
@@ -1657,9 +1858,14 @@ static void prepare_process(void) {
     free(fds.pids);
 }
 
-static PyObject *run(PyObject *module, PyObject *args) {
-    double exec_file_after;
-    if (!PyArg_ParseTuple(args, "d", &exec_file_after)) return NULL;
+/* argv: EXEC_FILE_AFTER, then the Python loop's command, run instead where this process cannot serve. */
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s EXEC_FILE_AFTER PYTHON_LOOP... (an mpilauncher executor: started by its agent)\n",
+                argv[0]);
+        return 2;
+    }
+    double exec_file_after = strtod(argv[1], NULL);
     const char *tag = getenv("MPILAUNCHER_LANE");
     char own[32];
     if (!tag || !*tag) {
@@ -1667,7 +1873,11 @@ static PyObject *run(PyObject *module, PyObject *args) {
         tag = own;
     }
     prepare_process();
-    if (setup(tag, exec_file_after) < 0) return PyLong_FromLong(-1);  /* the Python loop takes over */
+    if (setup(tag, exec_file_after) < 0) {  /* no subreaper: the Python loop takes over, in this process */
+        execv(argv[2], argv + 2);
+        fprintf(stderr, "mpilauncher: warning: executor: cannot run %s: %s\n", argv[2], strerror(errno));
+        return 1;
+    }
     EndedList ended = {0};
     while (!L.eof && !L.bye) {
         wait_turn(-1.0, &ended);
@@ -1681,19 +1891,5 @@ static PyObject *run(PyObject *module, PyObject *args) {
     ended_clear(&ended);
     free(ended.items);
     close_lane();
-    return PyLong_FromLong(0);
+    return 0;
 }
-
-static PyMethodDef methods[] = {
-    {"run", run, METH_VARARGS,
-     "run(exec_file_after) -> 0 when the agent said BYE or is gone and every task has ended; -1 when this"
-     " process cannot be a child subreaper (no task was started: run the Python loop)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_cexecutor", "The executor process's loop, compiled (see executor.py).", -1, methods,
-    NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__cexecutor(void) { return PyModule_Create(&module); }

@@ -10,10 +10,10 @@ instead of in series with it.  Why several (lanes, one per CPU, up to 8 a
 node): ``posix_spawn`` blocks its caller until the child has exec'd, so one
 executor both caps a node's start rate and cannot reap while it spawns.
 
-Its loop exists twice: compiled (``_cexecutor.c``, a CPython extension that pip builds where a
+Its loop exists twice: compiled (``_cexecutor.c``, a program of its own that pip builds where a
 C compiler is; ~30 us of CPU a task over the system calls, against ~150 us for the interpreter's,
-benchmarks/executor_floor.py) and here, in Python: the fallback where it is not built, and
-``MPILAUNCHER_EXECUTOR=python``.  Both keep the protocol and every duty described here; the
+benchmarks/executor_floor.py, and no interpreter to start) and here, in Python: the fallback where
+it is not built, and ``MPILAUNCHER_EXECUTOR=python``.  Both keep the protocol and every duty described here; the
 tests of these duties run against both.
 
 It is also the tasks' watchdog: the tasks are its children, and when the
@@ -81,23 +81,23 @@ WATCHDOG_GRACE = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _BOOT = f"import sys; sys.path.insert(0, {_HERE!r}); import executor; "
 _SERVE = "executor.leave(executor.serve())"
-#: The same with the compiled loop first: it prepares the process and serves by itself, so this
-#: module and its siblings (~9 ms of each executor's start, measured here) are imported only where
-#: it is not built or cannot serve (no subreaper), and the Python loop then takes over.
-_BOOT_COMPILED = (
-    f"import sys, posix; sys.path.insert(0, {_HERE!r})\n"
-    "try:\n    import _cexecutor\nexcept ImportError:\n    _cexecutor = None\n"
-    f"if _cexecutor is not None and _cexecutor.run({EXEC_FILE_AFTER!r}) == 0:\n    posix._exit(0)\n" + _BOOT + _SERVE
-)
-#: The compiled loop (``_cexecutor.c``, built by pip where a C compiler is), as the agent finds it.
-COMPILED_MODULE = "mpilauncher.execution._cexecutor"
+#: The compiled executor (``_cexecutor.c``), a program that pip builds beside this module where a C
+#: compiler is.  It starts in well under a millisecond, where an interpreter takes ~8 ms of CPU: on
+#: a small machine, CPU that rank 0's imports wait for (see _cexecutor.c).
+PROGRAM = os.path.join(_HERE, "mpilauncher-executor")
 
 
 def compiled_available() -> bool:
-    """The compiled executor loop is built for this interpreter (else executors run the Python loop)."""
-    from importlib.util import find_spec  # (the agent's process only: an executor just tries the import)
+    """The compiled executor is built and can serve here (else executors run the Python loop): it takes
+    the requests' text as the file system does only where the interpreter's encoding for it is UTF-8."""
+    return sys.getfilesystemencoding() == "utf-8" and os.access(PROGRAM, os.X_OK)
 
-    return find_spec(COMPILED_MODULE) is not None
+
+def executor_argv(compiled: bool) -> list[str]:
+    """How an executor process starts: the compiled program, its Python loop after it (what the program
+    runs instead where it cannot serve: no subreaper), or that Python loop alone."""
+    python = [sys.executable, "-I", "-S", "-c", _BOOT + _SERVE]
+    return [PROGRAM, repr(EXEC_FILE_AFTER), *python] if compiled else python
 
 
 def frame(message: list) -> bytes:
@@ -121,11 +121,9 @@ class Lane:
             (os.POSIX_SPAWN_DUP2, requests_read, 0),
             (os.POSIX_SPAWN_DUP2, events_write, 1),
         ]
-        argv = [sys.executable, "-I", "-S", "-c", _BOOT_COMPILED if compiled else _BOOT + _SERVE]
+        argv = executor_argv(compiled and compiled_available())
         try:
-            self.pid = os.posix_spawn(
-                sys.executable, argv, base_env, file_actions=actions, setsid=True, setsigmask=IGNORED
-            )  # fmt: skip
+            self.pid = os.posix_spawn(argv[0], argv, base_env, file_actions=actions, setsid=True, setsigmask=IGNORED)
         finally:
             os.close(requests_read)
             os.close(events_write)
@@ -356,8 +354,8 @@ def event_line(e: Ended) -> str:
 
 
 def serve() -> int:
-    """The executor process's Python loop, until the agent says BYE or is gone (see _BOOT_COMPILED
-    for the compiled one, which does the same)."""
+    """The executor process's Python loop, until the agent says BYE or is gone (see PROGRAM for the
+    compiled one, which does the same)."""
     for signum in IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -1,48 +1,49 @@
-"""The compiled executor loop (mpilauncher/execution/_cexecutor.c): built where it can be, current,
-and really what the lanes run.  Its behaviour is tested with the Python loop's, by the same tests
-(test_runners.py's runners, and the faults tests' EXECUTOR_LOOPS)."""
+"""The compiled executor (mpilauncher/execution/_cexecutor.c, a program): built where it can be, current,
+really what the lanes run, and reading the requests as the interpreter does.  Its behaviour is tested
+with the Python loop's, by the same tests (test_runners.py's runners, and the faults tests' EXECUTOR_LOOPS)."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
+import time
 from pathlib import Path
 
 import pytest
 
 from mpilauncher.execution import executor
-from mpilauncher.execution.executor import Executors, compiled_available
+from mpilauncher.execution.executor import Executors, compiled_available, executor_argv
 from mpilauncher.protocol import StartRequest
 
 SOURCE = Path(executor.__file__).with_name("_cexecutor.c")
+PROGRAM = Path(executor.PROGRAM)
 
 
 def can_build() -> bool:
-    """A C compiler and this interpreter's headers: what pip needs to build the extension."""
-    include = sysconfig.get_paths().get("include") or ""
-    return bool(shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")) and Path(include, "Python.h").exists()
+    """A C compiler: what pip needs to build the executor (no Python headers: it is a program of its own)."""
+    return bool(shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc"))
 
 
 def test_the_compiled_loop_is_built_where_a_c_compiler_is():
     if not can_build():
-        pytest.skip("no C compiler or Python headers here: the executors run their Python loop")
+        pytest.skip("no C compiler here: the executors run their Python loop")
     assert compiled_available(), "pip install -e . (or pip install .) builds mpilauncher/execution/_cexecutor.c"
 
 
-def test_a_built_loop_beside_its_source_is_not_older_than_it():
-    """In a checkout (an editable install), a .so older than the .c would test yesterday's loop."""
-    for built in SOURCE.parent.glob("_cexecutor.*.so"):
-        assert built.stat().st_mtime >= SOURCE.stat().st_mtime, f"{built.name} is stale: run pip install -e ."
+def test_a_built_executor_beside_its_source_is_not_older_than_it():
+    """In a checkout (an editable install), a program older than the .c would test yesterday's loop."""
+    if PROGRAM.exists():
+        assert PROGRAM.stat().st_mtime >= SOURCE.stat().st_mtime, f"{PROGRAM.name} is stale: run pip install -e ."
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
 def test_lanes_run_the_loop_asked_for(tmp_path, compiled):
     if compiled and not compiled_available():
-        pytest.skip("the compiled loop is not built here")
+        pytest.skip("the compiled executor is not built here")
     runner = Executors(dict(os.environ), lanes=1, cores=1, compiled=compiled)
     try:
         runner.start(StartRequest(1, "true", (0,), output=str(tmp_path / "out1"), env_changes={}))
@@ -50,20 +51,49 @@ def test_lanes_run_the_loop_asked_for(tmp_path, compiled):
         while not ended:
             ended = runner.wait(5)
         assert ended[0].exit_code == 0
-        maps = Path(f"/proc/{runner.pids[0]}/maps").read_text()  # (it served a task: past its imports)
-        assert ("_cexecutor" in maps) == compiled
+        program = os.readlink(f"/proc/{runner.pids[0]}/exe")  # (it served a task: past any exec of its own)
+        assert program == (str(PROGRAM.resolve()) if compiled else os.path.realpath(sys.executable))
     finally:
         runner.close()
 
 
-def test_where_the_compiled_loop_is_missing_its_boot_runs_the_python_loop():
-    """An install without a C compiler has no _cexecutor: the same boot serves with the Python loop
-    (here it is told BYE at once, and leaves with status 0 and nothing on its outputs)."""
-    boot = executor._BOOT_COMPILED.replace("import _cexecutor", "import _no_compiled_loop_here")
-    assert boot != executor._BOOT_COMPILED
+def test_the_executors_python_loop_serves_alone():
+    """The compiled executor's arguments end with the Python loop's command, which it runs instead where
+    it cannot serve (no subreaper): that command serves by itself (told BYE at once here, it leaves with
+    status 0 and nothing on its outputs); and so does the program."""
+    python, compiled = executor_argv(False), executor_argv(True)
+    assert compiled[0] == executor.PROGRAM and compiled[2:] == python
     bye = executor.frame(["BYE"])
-    left = subprocess.run([sys.executable, "-I", "-S", "-c", boot], input=bye, capture_output=True, timeout=60)
-    assert (left.returncode, left.stdout, left.stderr) == (0, b"", b"")
+    commands = [python] + ([compiled] if compiled_available() else [])
+    for argv in commands:
+        left = subprocess.run(argv, input=bye, capture_output=True, timeout=60)
+        assert (left.returncode, left.stdout, left.stderr) == (0, b"", b""), argv[0]
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_request_reads_the_same_in_both_loops(tmp_path, compiled):
+    """The compiled executor reads marshal itself: non-ASCII text, bytes that are not UTF-8 (a command
+    read with surrogateescape), a value written twice (marshal's back reference), a variable removed,
+    a float timeout: the task sees what the Python loop gives it."""
+    if compiled and not compiled_available():
+        pytest.skip("the compiled executor is not built here")
+    word = "été-" + "x" * 300  # (a long str: marshal's 'u', not a short one)
+    command = os.fsdecode(b'printf \'%s|%s|%s|%s\' "$A" "$B" "${GONE-unset}" \'\xff\xfe caf\xc3\xa9\'')
+    env = {**os.environ, "GONE": "here"}
+    changes = {"A": word, "B": word, "GONE": None}
+    assert len(marshal.dumps(changes)) < 2 * len(word.encode())  # (the second value a back reference)
+    runner = Executors(env, lanes=1, cores=1, compiled=compiled)
+    try:
+        out = tmp_path / "out é"
+        runner.start(StartRequest(7, command, (0,), output=str(out), env_changes=changes, timeout=30.5))
+        ended, deadline = [], time.monotonic() + 30
+        while not ended and time.monotonic() < deadline:
+            ended = runner.wait(1)
+        assert [(e.task_id, e.exit_code) for e in ended] == [(7, 0)]
+        expected = f"{word}|{word}|unset|".encode() + b"\xff\xfe caf\xc3\xa9"
+        assert out.read_bytes() == expected
+    finally:
+        runner.close()
 
 
 def test_the_compiled_loop_uses_the_python_loops_constants():
