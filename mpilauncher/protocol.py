@@ -3,11 +3,13 @@
 Why here, and why named tuples: this module sits below every layer and imports
 nothing but ``collections``, so the transport, the agent and the execution layer
 all speak in its records without importing each other, and the executor
-processes (``python -I -S``, standard library only, see
-:mod:`mpilauncher.execution.executor`) import it as a top-level module.  Named
-tuples, not dataclasses: importing ``dataclasses`` would add ~6 ms to every
+processes' Python loop (``python -I -S``, standard library only, see
+:mod:`mpilauncher.execution.executor`) imports it as a top-level module.  Named
+tuples, not dataclasses: importing ``dataclasses`` would add ~6 ms to every such
 executor's start-up, a named tuple pickles as its class and its fields, and
-``tuple(record)`` is what ``marshal`` carries on the executor's pipe.
+``tuple(record)`` is what ``marshal`` carries on the executor's pipe (the compiled
+executor reads that marshal itself: a StartRequest's fields keep to the types it
+knows, see _cexecutor.c).
 
 Batching is part of the protocol: one :class:`StartTasks` carries every start
 for a node decided in one scheduling pass, one :class:`Completions` every end an

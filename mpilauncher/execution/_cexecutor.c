@@ -510,6 +510,7 @@ typedef struct {
     /* the protocol */
     Buffer requests;
     int eof, bye, stopping;
+    int unreadable;  /* a request it could not read: it stops, as the Python loop dies of one */
 } Lane;
 
 static Lane L;
@@ -1684,7 +1685,11 @@ static void on_requests(void) {
         Message *message;
         Value *request = decode(L.requests.data + at + 4, size, &message);
         at += 4 + size;
-        if (!request) continue;
+        if (!request) {  /* (never from its own agent: a type it does not know; no task may wait on it for ever) */
+            warn("executor: a request of %zu bytes could not be read: this executor stops its tasks and exits", size);
+            L.unreadable = L.eof = 1;
+            break;
+        }
         handle(request, message, &early);
         release(message);
     }
@@ -1891,5 +1896,5 @@ int main(int argc, char **argv) {
     ended_clear(&ended);
     free(ended.items);
     close_lane();
-    return 0;
+    return L.unreadable ? 1 : 0;
 }

@@ -113,3 +113,15 @@ def test_the_compiled_loop_uses_the_python_loops_constants():
     assert {name: float(defined[name]) for name in python} == {name: float(v) for name, v in python.items()}
     assert defined["SHELL"] == f'"{processes.ProcessRunner.SHELL}"'
     assert defined["INDEX_HEADER"] == '"' + gather.INDEX_HEADER.replace("\n", "\\n") + '"'
+
+
+def test_a_request_the_compiled_executor_cannot_read_stops_it_loudly():
+    """No task may wait for ever on a request that was dropped: one of a type the program does not
+    know (never from its own agent) ends it with a line on stderr and a non-zero status, which its agent
+    reports as a dead executor (as the Python loop's traceback is)."""
+    if not compiled_available():
+        pytest.skip("the compiled executor is not built here")
+    unreadable = executor.frame(["S", (1, 2j)]) + executor.frame(["BYE"])
+    left = subprocess.run(executor_argv(True), input=unreadable, capture_output=True, timeout=60)
+    assert left.returncode == 1 and left.stdout == b"", left
+    assert b"a request of " in left.stderr and b"could not be read" in left.stderr, left.stderr
