@@ -340,13 +340,10 @@ class ShowVersion(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
-        from mpilauncher.execution.executor import compiled_available
+        from mpilauncher.execution.executor import why_not_compiled
 
-        loop = (
-            "compiled"
-            if compiled_available()
-            else "Python (the compiled one is not built: reinstall where a C compiler is, see README)"
-        )
+        why = why_not_compiled()
+        loop = f"Python ({why})" if why else "compiled"
         write_answer(f"mpilauncher {__version__}\ntask executors' loop: {loop}\n")
         parser.exit()
 

@@ -13,8 +13,8 @@ executor both caps a node's start rate and cannot reap while it spawns.
 Its loop exists twice: compiled (``_cexecutor.c``, a program of its own that pip builds where a
 C compiler is; ~30 us of CPU a task over the system calls, against ~150 us for the interpreter's,
 benchmarks/executor_floor.py, and no interpreter to start) and here, in Python: the fallback where
-it is not built, and ``MPILAUNCHER_EXECUTOR=python``.  Both keep the protocol and every duty described here; the
-tests of these duties run against both.
+it is not built, and ``MPILAUNCHER_EXECUTOR=python``.  Both keep the protocol and every duty
+described here; the tests of these duties run against both.
 
 It is also the tasks' watchdog: the tasks are its children, and when the
 agent's end of the request pipe closes without ``BYE`` (the launcher died,
@@ -88,9 +88,19 @@ PROGRAM = os.path.join(_HERE, "mpilauncher-executor")
 
 
 def compiled_available() -> bool:
-    """The compiled executor is built and can serve here (else executors run the Python loop): it takes
-    the requests' text as the file system does only where the interpreter's encoding for it is UTF-8."""
-    return sys.getfilesystemencoding() == "utf-8" and os.access(PROGRAM, os.X_OK)
+    """The compiled executor is built and can serve here (else executors run the Python loop)."""
+    return not why_not_compiled()
+
+
+def why_not_compiled() -> str:
+    """Why the executors run their Python loop here ("": they run the compiled one): it is not built,
+    or it could not take the requests' text as the file system does (it reads them as UTF-8)."""
+    if not os.access(PROGRAM, os.X_OK):
+        return "the compiled one is not built: reinstall where a C compiler is, see README"
+    encoding = sys.getfilesystemencoding()
+    if encoding != "utf-8":
+        return f"the compiled one reads file names as UTF-8, this interpreter's are {encoding}"
+    return ""
 
 
 def executor_argv(compiled: bool) -> list[str]:

@@ -125,3 +125,16 @@ def test_a_request_the_compiled_executor_cannot_read_stops_it_loudly():
     left = subprocess.run(executor_argv(True), input=unreadable, capture_output=True, timeout=60)
     assert left.returncode == 1 and left.stdout == b"", left
     assert b"a request of " in left.stderr and b"could not be read" in left.stderr, left.stderr
+
+
+def test_where_file_names_are_not_utf8_the_executors_run_the_python_loop_and_version_says_why(monkeypatch):
+    """The program reads the requests' text as UTF-8 (what os.fsencode does under UTF-8): under an
+    interpreter whose file system encoding is another, it would give a task other bytes than asked."""
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "ascii")
+    assert not compiled_available()
+    assert executor.why_not_compiled() in (
+        "the compiled one reads file names as UTF-8, this interpreter's are ascii",
+        "the compiled one is not built: reinstall where a C compiler is, see README",
+    )
+    if PROGRAM.exists():
+        assert "ascii" in executor.why_not_compiled()
