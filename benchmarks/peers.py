@@ -27,7 +27,14 @@ import time
 from pathlib import Path
 
 from benchkit.install import Installer, default_cache
-from benchkit.machine import default_slots, file_create_cost, filesystem_of, machine_info
+from benchkit.machine import (
+    add_checkout_option,
+    checkouts_given,
+    default_slots,
+    file_create_cost,
+    filesystem_of,
+    machine_info,
+)
 from benchkit.report import derive, markdown, plot
 from benchkit.runners import BASELINES, MPI_BASELINE, PEER_NAMES, PYTHON_BASELINE, REFERENCE, Job, Peer, make_peers
 from benchkit.timing import Outcome, measure
@@ -70,13 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=default_cache(), help=f"peers' installs ({default_cache()})")
     parser.add_argument("--no-install", action="store_true", help="only find peers; install nothing")
     parser.add_argument("--python", default=sys.executable, help="interpreter for mpilauncher and mpi4py")
-    parser.add_argument(
-        "--checkout",
-        action="append",
-        default=[],
-        metavar="LABEL=DIR",
-        help="also measure the mpilauncher of another checkout (A/B), as mpilauncher@LABEL",
-    )
+    add_checkout_option(parser)
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured warm-up run of each peer")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folders (their paths are printed)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only draw a saved peers.json again into --out")
@@ -103,12 +104,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.timeout = args.timeout or (30.0 if args.quick else 150.0)
     if args.repeat < 1 or (args.tasks is not None and args.tasks < 1) or args.timeout <= 0:
         parser.error("--repeat and --tasks must be at least 1, --timeout above 0")
-    args.checkouts = {}
-    for item in args.checkout:
-        label, _, folder = item.partition("=")
-        if not label or not (Path(folder) / "mpilauncher" / "__init__.py").is_file():
-            parser.error(f"--checkout {item!r}: LABEL=DIR, DIR a checkout of mpilauncher (with mpilauncher/)")
-        args.checkouts[label] = Path(folder).resolve()
+    args.checkouts = checkouts_given(parser, args.checkout)
     for folder in (args.disk, args.tmpfs if "tmpfs" in args.locations else None):
         if folder is not None and not folder.is_dir():
             parser.error(f"{folder}: no such folder")

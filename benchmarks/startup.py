@@ -12,7 +12,7 @@ run as ``python -m``:
     python benchmarks/startup.py                       # 40 x sleep 0.5 on 8 slots, 5 runs each, temp folder
     python benchmarks/startup.py --dir /mnt/j --repeat 7
     python benchmarks/startup.py --tasks 8 --sleep 0 --repeat 9     # start and end only
-    python benchmarks/startup.py --against ../before --repeat 15     # and another checkout, in turn
+    python benchmarks/startup.py --checkout before=../before --repeat 15   # and another checkout, in turn
 
 It prints, per tool (medians over the runs, milliseconds): the command to the first task start,
 the first start to the last start of the first round (the slots filling), the last task end to
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit.machine import checkout_env, filesystem_of  # noqa: E402
+from benchkit.machine import add_checkout_option, checkout_env, checkouts_given, filesystem_of  # noqa: E402
 
 
 def task_line(folder: Path, seconds: float) -> str:
@@ -84,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="where the runs' folders go (default: temp folder)")
     parser.add_argument("--python", default=sys.executable)
-    parser.add_argument("--against", type=Path, action="append", default=[], metavar="CHECKOUT",
-                        help="also run this checkout's mpilauncher (its executor built there), in turn with"
-                        " this one's: a change measured against the code before it (repeatable)")  # fmt: skip
+    add_checkout_option(parser)
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.slots < 1 or args.repeat < 1:
         parser.error("--tasks, --slots and --repeat must be at least 1")
@@ -94,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("startup: no xargs on PATH")
     env = checkout_env(python=args.python)
     envs = {"xargs": env, "mpilauncher": env}
-    for checkout in args.against:
-        if not (checkout / "mpilauncher" / "__init__.py").is_file():
-            parser.error(f"--against {checkout}: not a checkout of mpilauncher (no mpilauncher/__init__.py in it)")
-        envs[f"mpilauncher@{checkout.name}"] = checkout_env(checkout.resolve(), args.python)
+    for label, root in checkouts_given(parser, args.checkout).items():
+        envs[f"mpilauncher@{label}"] = checkout_env(root, args.python)
     scratch = Path(tempfile.mkdtemp(prefix="mpl-startup-", dir=args.dir))
     try:
         folders = {name: scratch / name.replace("@", "-at-") for name in envs}

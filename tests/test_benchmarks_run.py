@@ -64,14 +64,14 @@ def test_throughput_runs_and_reports_a_ratio(tmp_path: Path) -> None:
 
 
 def test_startup_times_the_first_start_and_the_exit_of_both_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    """startup.py at a tiny size, with another checkout beside this one (``--against``: here this one
+    """startup.py at a tiny size, with another checkout beside this one (``--checkout``: here this one
     again, by another path): each timed, each compared with xargs, nothing left behind."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (tmp_path / "before").symlink_to(BENCH.parent)
     result = subprocess.run(
         [sys.executable, str(BENCH / "startup.py"), "--tasks", "4", "--slots", "2", "--sleep", "0", "--repeat", "2",
-         "--dir", str(scratch), "--against", str(tmp_path / "before")],
+         "--dir", str(scratch), "--checkout", f"before={tmp_path / 'before'}"],
         capture_output=True, text=True, timeout=300, env=launcher_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_startup_times_the_first_start_and_the_exit_of_both_and_leaves_nothing_b
     assert "mpilauncher minus xargs: " in result.stdout
     assert "mpilauncher@before minus xargs: " in result.stdout
     assert list(scratch.iterdir()) == [], "its folders are removed"
-    refused = subprocess.run([sys.executable, str(BENCH / "startup.py"), "--against", str(scratch)],
+    refused = subprocess.run([sys.executable, str(BENCH / "startup.py"), "--checkout", f"x={scratch}"],
                              capture_output=True, text=True, timeout=60, env=launcher_env())  # fmt: skip
     assert refused.returncode == 2 and "not a checkout of mpilauncher" in refused.stderr
 

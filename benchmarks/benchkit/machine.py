@@ -74,6 +74,26 @@ def checkout_env(root: Path = REPO_ROOT, python: str = sys.executable) -> dict[s
     return env
 
 
+def add_checkout_option(parser) -> None:
+    """``--checkout LABEL=DIR``, the same in every benchmark that measures a change (A/B)."""
+    parser.add_argument("--checkout", action="append", default=[], metavar="LABEL=DIR",
+                        help="also measure the mpilauncher of another checkout (A/B), as mpilauncher@LABEL,"
+                        " in turn with this one's (repeatable)")  # fmt: skip
+
+
+def checkouts_given(parser, items: list[str]) -> dict[str, Path]:
+    """The ``--checkout`` options as label -> the checkout's root; one that is not a checkout of mpilauncher
+    is refused by ``parser`` (one line, exit 2)."""
+    checkouts: dict[str, Path] = {}
+    for item in items:
+        label, _, folder = item.partition("=")
+        if not label or not (Path(folder) / "mpilauncher" / "__init__.py").is_file():
+            parser.error(f"--checkout {item!r}: LABEL=DIR, DIR a checkout of mpilauncher (with mpilauncher/):"
+                         f" {folder or 'none given'} is not a checkout of mpilauncher")  # fmt: skip
+        checkouts[label] = Path(folder).resolve()
+    return checkouts
+
+
 def machine_info(python: str) -> dict[str, object]:
     try:
         load = os.getloadavg()
