@@ -119,7 +119,8 @@ def frame(message: list) -> bytes:
 class Lane:
     """One executor process, seen from the agent: requests out, event lines in."""
 
-    def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "", compiled: bool = True) -> None:
+    def __init__(self, base_env: dict[str, str], retracted: list[int], tag: str = "", compiled: bool = False) -> None:
+        """``compiled``: run the compiled program (its caller found it available: :func:`compiled_available`)."""
         # Every task of this lane inherits the tag: if the executor dies, its orphaned tasks
         # are found by it (/proc/*/environ) and stopped.
         tag = tag or str(os.getpid())
@@ -131,7 +132,7 @@ class Lane:
             (os.POSIX_SPAWN_DUP2, requests_read, 0),
             (os.POSIX_SPAWN_DUP2, events_write, 1),
         ]
-        argv = executor_argv(compiled and compiled_available())
+        argv = executor_argv(compiled)
         try:
             self.pid = os.posix_spawn(argv[0], argv, base_env, file_actions=actions, setsid=True, setsigmask=IGNORED)
         finally:
@@ -239,6 +240,7 @@ class Executors:
         self._epoll = select.epoll()
         self._lanes: list[Lane] = []
         self._by_fd: dict[int, Lane] = {}
+        compiled = compiled and compiled_available()  # (asked once: every lane runs the same loop)
         try:
             for _ in range(max(1, min(lanes, cores))):
                 lane = Lane(base_env, self.retracted, f"{os.getpid()}.{len(self._lanes)}", compiled)
