@@ -121,12 +121,6 @@ class Agent:
         start for it is not urgent.  The serving loop probes for rank 0's messages less eagerly then."""
         return self._taken >= self.cores
 
-    @property
-    def idle(self) -> bool:
-        """No task of rank 0's is on the node (running, or waiting in the backend to start): only rank 0's
-        next message can give its cores work, or end the run.  The serving loop looks for it more often then."""
-        return not self._taken
-
     def _hold(self, request: StartRequest) -> None:
         cores = self._holding[request.task_id] = len(request.core_ids) or 1
         self._taken += cores

@@ -35,13 +35,6 @@ AGENT_PROBE = (0.0005, 0.1)
 #: half millisecond.  Measured at 64 emulated nodes on 2 CPUs (benchmarks/dispatch.py): an agent's loop turn
 #: costs ~90 us there, and the turns that found nothing after each report were most of the agents' CPU.
 AGENT_PROBE_SATURATED = 0.01
-#: An agent with no task at all looks for rank 0's next message at least this often, as a share of the time it has
-#: waited: that message is all that can give its cores work or end the run, and the doubling alone would see it as
-#: late as the whole wait so far.  Measured under ``mpiexec -n 4`` with emulated nodes (benchmarks/peers.py's W4): the
-#: agents' first tasks began 2-29 ms after node 0's -- their back-off had reached 16-32 ms while rank 0 read the
-#: sweep -- and 1-8 ms after with a quarter.  What it costs: 29 wake-ups in the first half second (8 before),
-#: once per idle spell (waiting for its first tasks, for the shutdown, for a task that becomes runnable).
-AGENT_IDLE_SHARE = 0.25
 #: How long an agent whose cores all still have a task may hold the ends it saw before it reports them: at
 #: most this long, and at most this share of the shortest of their runtimes (see :class:`HeldEnds`).
 REPORT_HOLD = 0.02
@@ -124,7 +117,6 @@ def serve_agent(
     last_sent = time.monotonic()
     relay = _SignalRelay(link, stop_signal)
     held = HeldEnds()
-    heard = last_sent  # when something last happened (rank 0 said something, or a task ended)
 
     def send_held() -> None:
         if held:
@@ -143,8 +135,6 @@ def serve_agent(
             if isinstance(message, Setup):
                 beat_interval = beat_interval or message.beat_interval
         timeout = 0 if progressed else backoff.next()
-        if timeout and agent.idle:
-            timeout = min(timeout, max(AGENT_PROBE[0], AGENT_IDLE_SHARE * (time.monotonic() - heard)))
         if held and timeout:  # the ends to come wait in the executors' pipes: one wake-up for them all
             sleep(max(0.0, min(timeout, held.due - time.monotonic())))
             timeout = 0
@@ -165,7 +155,6 @@ def serve_agent(
             last_sent = now
         link.settle()
         if progressed:
-            heard = now
             backoff.reset(AGENT_PROBE_SATURATED if agent.saturated else None)
 
 
