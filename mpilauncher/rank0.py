@@ -215,12 +215,20 @@ def read_retry_bases(saved: dict[str, str] | None, tasks: int, source: str) -> d
 
 
 def keep_retry_bases(meta: StateMeta, scheduler: Scheduler) -> None:
-    """For the queuestate written at the stop: the retry bases a resume must count from, where not 0."""
+    """For the snapshots: the retry bases a resume must count from, where not 0 (none: no key at all).
+
+    Set at the run's start, before its first snapshot, and again at the stop: a run killed with kill -9
+    is resumed from a snapshot of its own, and counted its tasks' retries from their first attempt where
+    that snapshot had no bases (a retry fewer than ``--rerun-failed --retries`` gave).  Between the two
+    the bases are those of the start: a task finished since keeps one that nothing uses (a resume
+    does not run it)."""
     by_base: dict[int, list[int]] = {}
     for task_id, base in sorted(scheduler.pending_retry_bases().items()):
         by_base.setdefault(base, []).append(task_id)
     if by_base:
         meta.extra[RETRY_BASES] = {str(base): compress(ids, ",") for base, ids in by_base.items()}
+    else:
+        meta.extra.pop(RETRY_BASES, None)
 
 
 def plan_from_queuestate(config: Config) -> Plan:
@@ -934,6 +942,17 @@ def _run_locked(
         plan.meta.workdir, os.getcwd(), config.mpi_starter, bool(config.emulate_nodes), config.task_timeout, output
     )  # fmt: skip
 
+    history = (plan.ledger.longest_completed(), plan.ledger.completed_runtimes)  # (read when first needed)
+    scheduler = Scheduler(
+        plan.to_run,
+        retries=config.retries,
+        standby=True,
+        start_interval=config.start_interval,
+        history_later=history,
+        attempts_before=plan.ledger.attempts,
+        retry_bases=plan.retrying,
+    )
+    keep_retry_bases(plan.meta, scheduler)  # (in every snapshot: a resume after a kill -9 needs them as much)
     nodes = nodes_from_hellos(hellos)
     store = StateStore(
         plan.state_path, plan.ledger, plan.meta, plan.default_cores, fsync_interval=config.delay, nodes=nodes,
@@ -968,16 +987,6 @@ def _run_locked(
         observers.append(shown)
     stop = stop or StopRequest()
     stop.limit(*run_deadline(config, began, ends))
-    history = (plan.ledger.longest_completed(), plan.ledger.completed_runtimes)  # (read when first needed)
-    scheduler = Scheduler(
-        plan.to_run,
-        retries=config.retries,
-        standby=True,
-        start_interval=config.start_interval,
-        history_later=history,
-        attempts_before=plan.ledger.attempts,
-        retry_bases=plan.retrying,
-    )
     master = Master(
         scheduler,
         transport,

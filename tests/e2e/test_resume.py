@@ -720,3 +720,27 @@ def test_a_rerun_failed_stopped_while_a_retry_waits_keeps_the_retries_it_gave(tm
     rows = [(r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
     assert rows[3:] == [("4", "failed"), ("5", "failed"), ("6", "ok")], rows  # (5 ran twice: the stop cut it)
     assert "retry_bases" not in (tmp_path / "queuestate").read_text(), "a finished sweep keeps none"
+
+
+def test_a_rerun_failed_killed_with_kill_9_while_a_retry_runs_keeps_the_retries_it_gave(tmp_path: Path) -> None:
+    """As above, but the run is killed with kill -9 while attempt 5 runs: no stop wrote the retry bases, and
+    the resume counted the task's retries from attempt 1 (attempt 6 was never given: it failed for good with
+    one retry of --rerun-failed's two left).  They are in the run's own snapshots from its start."""
+    task = (
+        "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries;"
+        " if [ $n = 5 ]; then sleep 60; fi; [ $n -ge 7 ]\n"
+    )
+    (tmp_path / "commandlines").write_text(task)
+    first = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], tmp_path)
+    assert first.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", first.stderr
+    tag = new_tag()
+    proc = start_launcher(tmp_path, "--resume", "queuestate", "--rerun-failed", MPL_TEST_TAG=tag)
+    wait_for(lambda: (tmp_path / "tries").exists() and (tmp_path / "tries").read_text() == "5\n")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_for(lambda: not tagged_pids(tag))  # (the killed launcher's task is ended by its watchdog)
+    resumed = run_cli(["--resume", "queuestate"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [(r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
+    assert rows[3:] == [("4", "failed"), ("5", "failed"), ("6", "ok")], rows
+    assert (tmp_path / "tries").read_text() == "7\n"
