@@ -705,13 +705,7 @@ def test_a_rerun_failed_stopped_while_a_retry_waits_keeps_the_retries_it_gave(tm
     attempt 4 failed, attempt 5 ran when --max-runtime stopped the run.  The resume counted its retries
     from attempt 1, not from the rerun's start: attempt 5 again was its last (it had one retry left).
     The count of runs is kept in a file: the seventh run of the task succeeds."""
-    task = (
-        "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries;"
-        " if [ $n = 5 ]; then sleep 60; fi; [ $n -ge 7 ]\n"
-    )
-    (tmp_path / "commandlines").write_text(task)
-    first = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], tmp_path)
-    assert first.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", first.stderr
+    failed_for_good_after_three_tries(tmp_path)
     stopped = run_cli(["--resume", "queuestate", "--rerun-failed", "--max-runtime", "3"], tmp_path)
     assert stopped.returncode == 4 and (tmp_path / "tries").read_text() == "5\n", stopped.stderr
     assert '"retry_bases": {"3": "0"}' in (tmp_path / "queuestate").read_text()
@@ -726,13 +720,7 @@ def test_a_rerun_failed_killed_with_kill_9_while_a_retry_runs_keeps_the_retries_
     """As above, but the run is killed with kill -9 while attempt 5 runs: no stop wrote the retry bases, and
     the resume counted the task's retries from attempt 1 (attempt 6 was never given: it failed for good with
     one retry of --rerun-failed's two left).  They are in the run's own snapshots from its start."""
-    task = (
-        "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries;"
-        " if [ $n = 5 ]; then sleep 60; fi; [ $n -ge 7 ]\n"
-    )
-    (tmp_path / "commandlines").write_text(task)
-    first = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], tmp_path)
-    assert first.returncode == 1 and (tmp_path / "tries").read_text() == "3\n", first.stderr
+    failed_for_good_after_three_tries(tmp_path)
     tag = new_tag()
     proc = start_launcher(tmp_path, "--resume", "queuestate", "--rerun-failed", MPL_TEST_TAG=tag)
     wait_for(lambda: (tmp_path / "tries").exists() and (tmp_path / "tries").read_text() == "5\n")
@@ -744,3 +732,15 @@ def test_a_rerun_failed_killed_with_kill_9_while_a_retry_runs_keeps_the_retries_
     rows = [(r["attempt"], r["status"]) for r in read_joblog(tmp_path / "w" / "joblog")]
     assert rows[3:] == [("4", "failed"), ("5", "failed"), ("6", "ok")], rows
     assert (tmp_path / "tries").read_text() == "7\n"
+
+
+def failed_for_good_after_three_tries(directory: Path) -> None:
+    """A task run with --retries 2 that fails its first three tries; its fifth try (its second retry of a
+    --rerun-failed) sleeps a minute, and it succeeds from its seventh on: the count is kept in ``tries``."""
+    task = (
+        "n=$(($(cat tries 2>/dev/null || echo 0) + 1)); echo $n > tries;"
+        " if [ $n = 5 ]; then sleep 60; fi; [ $n -ge 7 ]\n"
+    )
+    (directory / "commandlines").write_text(task)
+    first = run_cli(["commandlines", "--workdir", "w", "--retries", "2"], directory)
+    assert first.returncode == 1 and (directory / "tries").read_text() == "3\n", first.stderr
