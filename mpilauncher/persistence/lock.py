@@ -7,11 +7,12 @@ same journal; after a crash the snapshot comes from one run and the journal
 from the other, and completed tasks are forgotten.  A sweep's state must
 have exactly one writer.
 
-Why a lock *file* created with ``O_CREAT | O_EXCL`` and not ``fcntl``/``flock``:
-on NFS and Lustre those are local to one client or need a mount option
-(``-o flock``), and a sweep's queuestate usually lives on such a file system,
-written by jobs on different nodes.  Exclusive creation is atomic on all of
-them.  The price is that a lock outlives a process killed by ``kill -9``, so
+Why a lock *file* put in place by ``link`` (of a file already written: see
+``SweepLock._create``; ``O_CREAT | O_EXCL`` where there are no hard links) and
+not ``fcntl``/``flock``: on NFS and Lustre those are local to one client or
+need a mount option (``-o flock``), and a sweep's queuestate usually lives on
+such a file system, written by jobs on different nodes.  Exclusive creation is
+atomic on all of them.  The price is that a lock outlives a process killed by ``kill -9``, so
 the file says who holds it (host, pid, the process's start time, boot id,
 Slurm job) and a lock is *stale*, and taken over, when its holder provably
 no longer runs:
@@ -36,6 +37,7 @@ again, and exactly one wins.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -48,6 +50,8 @@ from mpilauncher.procfs import START_TIME, stat_fields
 from mpilauncher.records import asdict, record
 
 SUFFIX = ".lock"
+#: What ``link`` says on a file system without hard links (FAT, some FUSE mounts): the lock is then made in place.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
 
 
 def lock_path(state_path: Path) -> Path:
@@ -154,30 +158,64 @@ class SweepLock:
         """
         for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._clear_stale(break_lock)
-                continue
+                created = self._create()
             except OSError as err:
                 raise InputError(
                     f"cannot write the queuestate here: {err.strerror or err} (creating {self.path.name})",
                     str(self.state_path),
                 ) from None
-            try:
-                os.write(fd, self._text.encode())
-                os.fsync(fd)
-            except OSError as err:
-                os.close(fd)
-                self.path.unlink()  # ours: we have just created it
-                raise InputError(
-                    f"cannot write the queuestate here: {err.strerror or err}", str(self.state_path)
-                ) from None
-            os.close(fd)
+            if not created:
+                self._clear_stale(break_lock)
+                continue
             self.held = True
             _held.add(self)
             return
         raise InputError("cannot take the lock (it keeps changing hands): is another launcher starting?",
                          str(self.path))  # fmt: skip
+
+    def _create(self) -> bool:
+        """Put the lock file in place with our text already in it; False if a lock is there.
+
+        Why not create it and then write it: between the two, another launcher started at the same
+        instant found a lock without a holder in it, and said "is not an mpilauncher lock" (a test
+        of two runs started together failed so, now and then), or with ``--break-lock`` removed it
+        and ran too.  So the text goes into a file of our own first, and a hard link gives it the
+        lock's name: ``link`` fails where the name exists, atomically, on NFS and Lustre as well.
+        Where the file system has no hard links, the lock is created and written as before."""
+        aside = self.path.with_name(f"{self.path.name}.{self.me.token}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            try:
+                os.write(fd, self._text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(aside, self.path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno not in _NO_HARD_LINKS:
+                raise
+            return self._create_in_place()
+        finally:
+            aside.unlink(missing_ok=True)
+        return True
+
+    def _create_in_place(self) -> bool:
+        """The lock file created, then written (a file system without hard links); False if a lock is there."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, self._text.encode())
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            self.path.unlink()  # ours: we have just created it
+            raise
+        os.close(fd)
+        return True
 
     def release(self) -> None:
         """Remove the lock if it is still ours (``--break-lock`` may have handed it to another run)."""

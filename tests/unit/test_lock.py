@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -107,6 +108,51 @@ def test_a_lock_file_that_is_not_ours_is_refused_unless_broken(tmp_path: Path) -
     lock = SweepLock(state)
     lock.acquire(break_lock=True)
     lock.release()
+
+
+@pytest.mark.parametrize("break_lock", [False, True], ids=["plain", "--break-lock"])
+def test_a_launcher_starting_while_another_writes_its_lock_never_finds_a_lock_without_a_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, break_lock: bool
+) -> None:
+    """Two runs started at the same instant: the second looks while the first is writing its holder into the
+    lock.  It used to find the lock empty and say "is not an mpilauncher lock" -- or, given --break-lock,
+    remove it and run beside the first, which went on writing into the removed file.  Now a lock has its
+    holder from the moment it has its name: the second finds none yet and takes it, the first finds the
+    second's and is told who holds it: exactly one runs."""
+    state = tmp_path / "qs"
+    first, second = SweepLock(state), SweepLock(state)
+    write, refused = os.write, []
+
+    def write_while_another_starts(fd: int, data: bytes) -> int:
+        if first._text.encode() == data and not refused:  # (the first's write: the second arrives in the middle)
+            refused.append("")
+            second.acquire(break_lock)
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_while_another_starts)
+    with pytest.raises(InputError, match=r"in use by another mpilauncher \(pid \d+ on ") as err:
+        first.acquire()
+    monkeypatch.setattr(os, "write", write)
+    assert second.held and not first.held, err.value
+    assert lock_path(state).read_text() == second._text
+    second.release()
+    assert not lock_path(state).exists() and os.listdir(tmp_path) == [], "nothing left behind"
+
+
+def test_on_a_file_system_without_hard_links_the_lock_is_made_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_hard_links(source, target) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    state = tmp_path / "qs"
+    with SweepLock(state) as lock:
+        lock.acquire()
+        assert lock_path(state).read_text() == lock._text and os.listdir(tmp_path) == ["qs.lock"]
+        with pytest.raises(InputError, match="in use by another mpilauncher"):
+            SweepLock(state).acquire()
+    assert os.listdir(tmp_path) == []
 
 
 def test_release_held_gives_back_the_locks_this_process_holds(tmp_path: Path) -> None:
