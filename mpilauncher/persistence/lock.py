@@ -180,8 +180,10 @@ class SweepLock:
         instant found a lock without a holder in it, and said "is not an mpilauncher lock" (a test
         of two runs started together failed so, now and then), or with ``--break-lock`` removed it
         and ran too.  So the text goes into a file of our own first, and a hard link gives it the
-        lock's name: ``link`` fails where the name exists, atomically, on NFS and Lustre as well.
-        Where the file system has no hard links, the lock is created and written as before."""
+        lock's name: ``link`` fails where the name exists, atomically, on NFS and Lustre as well.  Over
+        NFS a link that was made can still say it failed (its reply lost, the retried call finds the
+        name taken): then our file has two links, and the lock is ours (as open(2) advises).  Where
+        the file system has no hard links, the lock is created and written as before."""
         aside = self.path.with_name(f"{self.path.name}.{self.me.token}")
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -192,7 +194,7 @@ class SweepLock:
                 os.close(fd)
             os.link(aside, self.path)
         except FileExistsError:
-            return False
+            return os.stat(aside).st_nlink == 2
         except OSError as err:
             if err.errno not in _NO_HARD_LINKS:
                 raise

@@ -155,6 +155,23 @@ def test_on_a_file_system_without_hard_links_the_lock_is_made_in_place(
     assert os.listdir(tmp_path) == []
 
 
+def test_a_link_made_whose_answer_said_it_failed_is_the_lock_taken(tmp_path: Path, monkeypatch) -> None:
+    """NFS: the link is made, its reply lost, and the retried call answers that the name exists.  The lock
+    is ours all the same (our file has two links): taken, not refused as someone else's."""
+    link = os.link
+
+    def made_but_said_exists(source, target) -> None:
+        link(source, target)
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr(os, "link", made_but_said_exists)
+    state = tmp_path / "qs"
+    with SweepLock(state) as lock:
+        lock.acquire()
+        assert lock.held and lock_path(state).read_text() == lock._text
+    assert os.listdir(tmp_path) == []
+
+
 def test_release_held_gives_back_the_locks_this_process_holds(tmp_path: Path) -> None:
     """For a process about to end without unwinding (an MPI job aborted by rank 0's end watchdog)."""
     lock = SweepLock(tmp_path / "queuestate")
