@@ -184,7 +184,7 @@ class SweepLock:
         NFS a link that was made can still say it failed (its reply lost, the retried call finds the
         name taken): then our file has two links, and the lock is ours (as open(2) advises).  Where
         the file system has no hard links, the lock is created and written as before."""
-        aside = self.path.with_name(f"{self.path.name}.{self.me.token}")
+        aside = self.path.with_name(f".mpilauncher-lock-{self.me.token}")  # (short: whatever the queuestate's name)
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:

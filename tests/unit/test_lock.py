@@ -172,6 +172,16 @@ def test_a_link_made_whose_answer_said_it_failed_is_the_lock_taken(tmp_path: Pat
     assert os.listdir(tmp_path) == []
 
 
+def test_a_queuestate_of_a_long_name_gets_its_lock(tmp_path: Path) -> None:
+    """The lock's holder is written under a short name of its own first: a queuestate named near the file
+    system's limit (255 bytes here, its lock 5 more) still gets its lock."""
+    state = tmp_path / ("q" * 245)
+    with SweepLock(state) as lock:
+        lock.acquire()
+        assert os.listdir(tmp_path) == [lock_path(state).name]
+    assert os.listdir(tmp_path) == []
+
+
 def test_release_held_gives_back_the_locks_this_process_holds(tmp_path: Path) -> None:
     """For a process about to end without unwinding (an MPI job aborted by rank 0's end watchdog)."""
     lock = SweepLock(tmp_path / "queuestate")
