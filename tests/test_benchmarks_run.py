@@ -33,6 +33,33 @@ def test_simulate_runs_and_every_task_is_decided(tmp_path: Path) -> None:
     assert [len(r["microseconds_per_task_runs"]) for r in rows] == [2, 2]
 
 
+def test_tail_simulates_each_policy_and_leaves_the_launchers_reserve_as_it_was(tmp_path: Path) -> None:
+    """Every sweep runs to its end under every policy (tail.py asserts each task ended and the scheduler said all
+    done); standbys off send none, and the reserve each policy set is put back (a later run in one process
+    would otherwise inherit it)."""
+    out = tmp_path / "tail.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "tail.py"), "--nodes", "2", "--cores", "4", "--rounds", "3", "--latency",
+         "0,0.01", "--durations", "uniform,short", "--reserve", "off,1,0", "--seeds", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 * 2 * 3 and all(r["makespan"] > 0 and r["reports_a_task"] >= 1 for r in rows)
+    assert all(r["standbys_a_task"] == 0 for r in rows if r["reserve"] == "off")
+    assert any(r["standbys_a_task"] > 0 for r in rows if r["reserve"] == "0")
+    sys.path.insert(0, str(BENCH))
+    try:
+        import tail
+
+        from mpilauncher.core import scheduler
+
+        tail.simulate([0.5] * 24, 2, 4, 0.01, 0.0)
+        assert scheduler.STANDBY_RESERVE == 1.0
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 def test_submasters_runs_and_every_task_is_decided(tmp_path: Path) -> None:
     """submasters.py at a tiny size: one master, then four sub-masters under a top master; every task
     decided in both, and the figures written as JSON and as a Markdown table."""

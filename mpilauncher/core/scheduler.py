@@ -160,6 +160,10 @@ from mpilauncher.records import field, record
 
 #: The end game begins when less than this many times the longest expected task time is left.
 END_GAME_ROUNDS = 2
+#: Standbys are sent while more than this many rounds of tasks (a round: as many as run) are queued: the last
+#: rounds start as cores free up, each where it can start first (see "Standby" above, and benchmarks/tail.py for
+#: what a smaller reserve costs and saves with messages that take time).
+STANDBY_RESERVE = 1.0
 #: A shape's line of tasks that could take a standby is compacted when longer than this plus twice the running tasks.
 BARE_SLACK = 1024
 #: How many recent events and actions the scheduler keeps for the story of an invalid transition.
@@ -969,7 +973,8 @@ class Scheduler:
         starts, behind = placed.starts, placed.behind
         fresh, again = queue.fresh, queue.again  # (queue.pop, inlined: the hot path)
         queued = len(fresh) + len(again)
-        while bare and queued > placed.running_count:
+        reserve = STANDBY_RESERVE * placed.running_count
+        while bare and queued > reserve:
             pred = bare.popleft()  # the oldest: likely to end first
             ahead = starts[pred]
             if codes[pred] != AS_RUNNING or behind[pred] is not None or (benched and ahead.node in benched):  # type: ignore[union-attr]
