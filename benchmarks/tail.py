@@ -9,9 +9,10 @@ cores' idle time a task beyond the bound's own, and the messages each way a task
 :class:`~mpilauncher.core.scheduler.Scheduler` decides; the simulated nodes do what an
 agent and its executors do: a start runs when it arrives, a standby waits behind the
 task it names (or starts at once where that one has already ended), a retract takes back
-a standby that has not started, and each end is reported at once (an agent holds some
-ends a moment and reports them together: fewer messages than counted here, not less
-latency).  Rank 0 handles, in one burst, the reports that arrive at the same instant.
+a standby that has not started, and ends are reported as an agent reports them (one that
+leaves every core of its node busy waits a moment, up to 20 ms and a tenth of its task's
+runtime, to go with the next; any other goes at once, with what waited).  Rank 0 handles,
+in one burst, the reports that arrive at the same instant.
 
     python benchmarks/tail.py                        # the default grid: 16 nodes x 16 cores, 5 rounds of tasks
     python benchmarks/tail.py --latency 0.001,0.02 --durations exponential --reserve off,1,0
@@ -42,6 +43,7 @@ from benchkit.workloads import list_schedule_makespan  # noqa: E402
 from mpilauncher.core import scheduler as scheduler_module  # noqa: E402
 from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
+from mpilauncher.runtime.serve import REPORT_HOLD, REPORT_HOLD_SHARE  # noqa: E402
 
 #: The task lengths of the grid, seconds: each a function of a random generator.
 DURATIONS = {
@@ -75,6 +77,10 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
     ended: set[int] = set()
     behind: dict[int, int] = {}  # task -> the standby its node starts when it ends
     held: dict[int, int] = {}  # standby -> the task it waits behind
+    busy = [0] * nodes  # tasks running on each node
+    news: list[list] = [[] for _ in range(nodes)]  # what each node has not reported yet (its held ends)
+    due: list[float | None] = [None] * nodes  # when that goes at the latest
+    since = [0.0] * nodes  # when the first of it was seen
     counts = defaultdict(int)
     finished_at = 0.0
     all_done = False
@@ -86,7 +92,26 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
 
     def start(task_id: int, node: int, now: float) -> None:
         running[task_id] = node
+        busy[node] += 1
         push(now + durations[task_id], "end", task_id)
+
+    def report(node: int, event: object, now: float, urgent: bool, runtime: float = 0.0) -> None:
+        """As an agent does (runtime/serve.py, HeldEnds): news that leaves every core of the node busy waits
+        a moment (at most REPORT_HOLD, and a share of the task's runtime) to go with the next; any other goes
+        at once, with what waited."""
+        if not news[node]:
+            since[node], due[node] = now, float("inf")
+        due[node] = min(due[node], since[node] + min(REPORT_HOLD, REPORT_HOLD_SHARE * runtime))
+        news[node].append(event)
+        if urgent or due[node] <= now:
+            send(node, now)
+        else:
+            push(due[node], "due", (node, len(news[node])))
+
+    def send(node: int, now: float) -> None:
+        counts["reports"] += 1
+        push(now + latency, "report", news[node])
+        news[node], due[node] = [], None
 
     def decide(events: list, now: float) -> None:
         nonlocal all_done
@@ -108,30 +133,33 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
         if what == "end":
             task_id = payload
             node = running.pop(task_id)
+            busy[node] -= 1
             ended.add(task_id)
             finished_at = now
             follower = behind.pop(task_id, None)
             if follower is not None:
                 del held[follower]
                 start(follower, node, now)
-            counts["reports"] += 1
-            push(now + latency, "report", TaskFinished(task_id, 0))
+            report(node, TaskFinished(task_id, 0), now, busy[node] < cores, durations[task_id])
+        elif what == "due":
+            node, size = payload
+            if due[node] is not None and due[node] <= now and len(news[node]) >= size:
+                send(node, now)
         elif what == "node":
             node, actions = payload
             for action in actions:
                 if isinstance(action, Retract):
                     if action.task_id in held:
                         del behind[held.pop(action.task_id)]
-                        counts["reports"] += 1
-                        push(now + latency, "report", Retracted(action.task_id))
+                        report(node, Retracted(action.task_id), now, urgent=True)
                 elif action.after is not None and action.after in running:
                     behind[action.after], held[action.task_id] = action.task_id, action.after
                 else:  # an ordinary start, or a standby whose task has already ended here: it starts now
                     start(action.task_id, node, now)
         else:  # reports reaching rank 0: those of the same instant in one burst
-            burst = [payload]
+            burst = list(payload)
             while queue and queue[0][0] <= now and queue[0][2] == "report":
-                burst.append(heapq.heappop(queue)[3])
+                burst.extend(heapq.heappop(queue)[3])
             decide(burst, now)
     assert all_done and len(ended) == len(durations), (all_done, len(ended))
     slots = nodes * cores

@@ -45,7 +45,8 @@ def test_tail_simulates_each_policy_and_leaves_the_launchers_reserve_as_it_was(t
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
-    assert len(rows) == 2 * 2 * 3 and all(r["makespan"] > 0 and r["reports_a_task"] >= 1 for r in rows)
+    assert len(rows) == 2 * 2 * 3 and all(r["makespan"] > 0 and r["reports_a_task"] > 0 for r in rows)
+    assert all(r["reports_a_task"] == 1 for r in rows if r["reserve"] == "off"), "nothing behind an end: it goes"
     assert all(r["standbys_a_task"] == 0 for r in rows if r["reserve"] == "off")
     assert any(r["standbys_a_task"] > 0 for r in rows if r["reserve"] == "0")
     sys.path.insert(0, str(BENCH))
