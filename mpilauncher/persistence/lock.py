@@ -187,11 +187,7 @@ class SweepLock:
         aside = self.path.with_name(f".mpilauncher-lock-{self.me.token}")  # (short: whatever the queuestate's name)
         fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            try:
-                os.write(fd, self._text.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write_and_close(fd)
             os.link(aside, self.path)
         except FileExistsError:
             return os.stat(aside).st_nlink == 2
@@ -210,14 +206,19 @@ class SweepLock:
         except FileExistsError:
             return False
         try:
-            os.write(fd, self._text.encode())
-            os.fsync(fd)
+            self._write_and_close(fd)
         except OSError:
-            os.close(fd)
             self.path.unlink()  # ours: we have just created it
             raise
-        os.close(fd)
         return True
+
+    def _write_and_close(self, fd: int) -> None:
+        """Our holder into the file just created (on disk before anyone may read it); closed whatever happens."""
+        try:
+            os.write(fd, self._text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         """Remove the lock if it is still ours (``--break-lock`` may have handed it to another run)."""
