@@ -101,12 +101,13 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
         at once, with what waited."""
         if not news[node]:
             since[node], due[node] = now, float("inf")
-        due[node] = min(due[node], since[node] + min(REPORT_HOLD, REPORT_HOLD_SHARE * runtime))
+        earlier = since[node] + min(REPORT_HOLD, REPORT_HOLD_SHARE * runtime)
         news[node].append(event)
-        if urgent or due[node] <= now:
+        if urgent or earlier <= now:
             send(node, now)
-        else:
-            push(due[node], "due", (node, len(news[node])))
+        elif earlier < due[node]:
+            due[node] = earlier
+            push(earlier, "due", node)
 
     def send(node: int, now: float) -> None:
         counts["reports"] += 1
@@ -141,9 +142,9 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
                 del held[follower]
                 start(follower, node, now)
             report(node, TaskFinished(task_id, 0), now, busy[node] < cores, durations[task_id])
-        elif what == "due":
-            node, size = payload
-            if due[node] is not None and due[node] <= now and len(news[node]) >= size:
+        elif what == "due":  # (one of a batch sent since finds it gone, or a later batch not yet due)
+            node = payload
+            if due[node] is not None and due[node] <= now:
                 send(node, now)
         elif what == "node":
             node, actions = payload
