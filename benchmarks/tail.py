@@ -43,7 +43,8 @@ from benchkit.workloads import list_schedule_makespan  # noqa: E402
 from mpilauncher.core import scheduler as scheduler_module  # noqa: E402
 from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.tasks import Task  # noqa: E402
-from mpilauncher.runtime.serve import REPORT_HOLD, REPORT_HOLD_SHARE  # noqa: E402
+from mpilauncher.protocol import Completions, Ended  # noqa: E402
+from mpilauncher.runtime.serve import HeldEnds  # noqa: E402
 
 #: The task lengths of the grid, seconds: each a function of a random generator.
 DURATIONS = {
@@ -78,9 +79,7 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
     behind: dict[int, int] = {}  # task -> the standby its node starts when it ends
     held: dict[int, int] = {}  # standby -> the task it waits behind
     busy = [0] * nodes  # tasks running on each node
-    news: list[list] = [[] for _ in range(nodes)]  # what each node has not reported yet (its held ends)
-    due: list[float | None] = [None] * nodes  # when that goes at the latest
-    since = [0.0] * nodes  # when the first of it was seen
+    news = [HeldEnds() for _ in range(nodes)]  # what each node has not reported yet, held as its agent holds it
     counts = defaultdict(int)
     finished_at = 0.0
     all_done = False
@@ -95,24 +94,23 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
         busy[node] += 1
         push(now + durations[task_id], "end", task_id)
 
-    def report(node: int, event: object, now: float, urgent: bool, runtime: float = 0.0) -> None:
-        """As an agent does (runtime/serve.py, HeldEnds): news that leaves every core of the node busy waits
-        a moment (at most REPORT_HOLD, and a share of the task's runtime) to go with the next; any other goes
-        at once, with what waited."""
-        if not news[node]:
-            since[node], due[node] = now, float("inf")
-        earlier = since[node] + min(REPORT_HOLD, REPORT_HOLD_SHARE * runtime)
-        news[node].append(event)
-        if urgent or earlier <= now:
+    def report(node: int, news_now: Completions, now: float, urgent: bool) -> None:
+        """As an agent does (runtime/serve.py): its HeldEnds says when the node's news goes."""
+        pending = news[node]
+        due = pending.due
+        pending.add(news_now, now, urgent)
+        if pending.due <= now:
             send(node, now)
-        elif earlier < due[node]:
-            due[node] = earlier
-            push(earlier, "due", node)
+        elif pending.due < due:
+            push(pending.due, "due", node)
 
     def send(node: int, now: float) -> None:
+        """The node's held news reaches rank 0 after ``latency``, as the master reads a report: retracts first."""
         counts["reports"] += 1
-        push(now + latency, "report", news[node])
-        news[node], due[node] = [], None
+        sent = news[node].take()
+        events = [Retracted(task_id) for task_id in sent.retracted]
+        events += [TaskFinished(ended.task_id, ended.exit_code) for ended in sent.items]
+        push(now + latency, "report", events)
 
     def decide(events: list, now: float) -> None:
         nonlocal all_done
@@ -141,10 +139,11 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
             if follower is not None:
                 del held[follower]
                 start(follower, node, now)
-            report(node, TaskFinished(task_id, 0), now, busy[node] < cores, durations[task_id])
+            runtime = durations[task_id]
+            report(node, Completions((Ended(task_id, 0, now - runtime, runtime),)), now, busy[node] < cores)
         elif what == "due":  # (one of a batch sent since finds it gone, or a later batch not yet due)
             node = payload
-            if due[node] is not None and due[node] <= now:
+            if news[node] and news[node].due <= now:
                 send(node, now)
         elif what == "node":
             node, actions = payload
@@ -152,7 +151,7 @@ def _sweep(durations: list[float], nodes: int, cores: int, latency: float, stand
                 if isinstance(action, Retract):
                     if action.task_id in held:
                         del behind[held.pop(action.task_id)]
-                        report(node, Retracted(action.task_id), now, urgent=True)
+                        report(node, Completions((), (action.task_id,)), now, urgent=True)
                 elif action.after is not None and action.after in running:
                     behind[action.after], held[action.task_id] = action.task_id, action.after
                 else:  # an ordinary start, or a standby whose task has already ended here: it starts now
