@@ -3,6 +3,7 @@
     python benchmarks/dispatch.py                 # 65 ranks x 64 cores, 20,000 `true` tasks, vs xargs -P 2
     python benchmarks/dispatch.py --tasks 5000 --ranks 17 --nodes 16
     python benchmarks/dispatch.py --dir /dev/shm     # the workdirs on tmpfs (default: the temp folder)
+    python benchmarks/dispatch.py --trace runs/trace  # each report followed to rank 0's answer
 
 Four figures, all measured in the same run on this machine:
 
@@ -19,6 +20,10 @@ Four figures, all measured in the same run on this machine:
    The CPU each rank spends before the run (interpreter, imports) and in
    MPI_Init is printed apart: a rank spins in MPI_Init until the last rank
    arrives, so on an oversubscribed host that is the start-up's, not dispatch's.
+   Beside it, how long rank 0 and an agent rank waited, runnable, for a CPU
+   (/proc/self/schedstat): on 2 CPUs shared by 130 processes, most of the run
+   for rank 0.  With ``--trace FOLDER`` each agent report is followed to rank
+   0's answer (benchkit/trace.py), and a table a run says where that time went.
 3. Start-up: from the command to the first task start (the joblog's earliest
    start), next to an MPI hello-world at the same rank count (mpi4py: Init, a
    barrier, Finalize) run in the same session (target: at most twice as long).
@@ -73,14 +78,27 @@ def inner(args: argparse.Namespace) -> int:
     with open(args.commandlines, "rb") as lines:
         tally = MessageTally(sum(1 for _ in lines))
     tally.install()
+    tracer = None
+    if args.trace:
+        from benchkit.trace import Tracer
+
+        tracer = Tracer(Path(args.trace), int(os.environ.get("PMI_RANK", "0")))
+        tracer.install()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    waited0 = runqueue_wait()
     wall0 = time.perf_counter()
     result = run(config)
     wall = time.perf_counter() - wall0
+    waited = runqueue_wait() - waited0
     cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu_seconds(cpu0)
+    if tracer is not None:
+        tracer.write()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # an agent's executors, and their tasks
     rank = os.environ.get("PMI_RANK", "0")
-    used = {"self": cpu, "children": cpu_seconds(children), "init": init, "before": cpu_seconds(before_init)}
+    used = {
+        "self": cpu, "children": cpu_seconds(children), "init": init, "before": cpu_seconds(before_init),
+        "waited": waited,
+    }  # fmt: skip
     Path(f"{args.json}.cpu{rank}").write_text(json.dumps(used))
     if result.statistics is not None:
         lat = sorted(result.dispatch_latencies)
@@ -152,6 +170,15 @@ def cpu_seconds(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def runqueue_wait() -> float:
+    """Seconds this process's main thread has waited, runnable, for a CPU: the second field of
+    /proc/self/schedstat (0 where the kernel keeps no such count)."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def xargs_rate(lines_file: Path, tasks: int, slots: int) -> tuple[float, float]:
     """xargs' tasks a second, and the CPU seconds a task of everything it ran (xargs, sh, the task)."""
     cpu0 = cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN))
@@ -188,13 +215,17 @@ def startup_cpu(figures_file: Path, ranks: int) -> dict:
     }
 
 
-def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: int, run: int) -> dict:
+def launcher_rate(
+    work: Path, lines_file: Path, ranks: int, nodes: int, cores: int, run: int, trace: Path | None = None
+) -> dict:
     out = work / f"figures{run}.json"
     cmd = [
         "mpiexec", "-n", str(ranks), sys.executable, __file__, "--inner", "--commandlines", str(lines_file),
         "--workdir", str(work / f"w{run}"), "--queuestate", str(work / f"qs{run}"), "--cores", str(cores),
         "--nodes", str(nodes), "--json", str(out),
     ]  # fmt: skip
+    if trace is not None:
+        cmd += ["--trace", str(trace)]
     began, began_epoch = time.perf_counter(), time.time()
     subprocess.run(cmd, check=True, cwd=work)
     figures = json.loads(out.read_text())
@@ -204,6 +235,8 @@ def launcher_rate(work: Path, lines_file: Path, ranks: int, nodes: int, cores: i
     figures["first_start_seconds"] = first_start(rows) - began_epoch
     figures["cpu_us_a_task"] = cpu_split(out, rows, ranks, figures["tasks"])
     figures["startup_cpu_ms_a_rank"] = startup_cpu(out, ranks)
+    waited = [json.loads(Path(f"{out}.cpu{rank}").read_text())["waited"] for rank in range(ranks)]
+    figures["runqueue_wait_seconds"] = {"master": waited[0], "agent_mean": statistics.mean(waited[1:] or [0.0])}
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
 
@@ -286,6 +319,12 @@ def main() -> int:
     parser.add_argument(
         "--dir", default=None, help="where the workdirs go (default: the temp folder); its file system is printed"
     )
+    parser.add_argument(
+        "--trace",
+        metavar="FOLDER",
+        help="follow every agent report to its answer and keep each run's events in FOLDER/run<N>"
+        " (benchkit/trace.py); a summary a run is printed",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--commandlines", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -310,7 +349,8 @@ def main() -> int:
         for run in range(args.repeat):
             rate, xargs_cpu = xargs_rate(lines, args.tasks, slots)
             peer.append(rate)
-            ours.append(launcher_rate(work, lines, args.ranks, args.nodes, args.cores, run))
+            trace = Path(args.trace).resolve() / f"run{run}" if args.trace else None
+            ours.append(launcher_rate(work, lines, args.ranks, args.nodes, args.cores, run, trace))
             print(
                 f"run {run}: xargs {peer[-1]:,.0f} tasks/s; mpilauncher {ours[-1]['rate']:,.0f} tasks/s "
                 f"({ours[-1]['launcher_seconds']:.2f} s in the launcher, "
@@ -338,6 +378,16 @@ def main() -> int:
                 f" MPI_Init {start['MPI_Init']:.0f} ms (a rank spins there until the last one arrives)",
                 flush=True,
             )
+            waited = ours[-1]["runqueue_wait_seconds"]
+            print(
+                f"  waiting for a CPU while runnable: rank 0 {waited['master']:.2f} s of the launcher's"
+                f" {ours[-1]['launcher_seconds']:.2f} s, an agent rank {waited['agent_mean']:.2f} s (mean)",
+                flush=True,
+            )
+            if trace is not None:
+                from benchkit.trace import summarise
+
+                print(summarise(trace), flush=True)
         best = max(ours, key=lambda f: f["rate"])
         hello = hello_seconds(args.ranks)
         idle = idle_cost(work)

@@ -1,5 +1,6 @@
-"""The pieces of benchmarks/peers.py that decide what a figure says: the bound W4 is read against, the
-table's wording of a peer that did not run, and a timed-out run leaving nothing behind."""
+"""The pieces of the benchmarks that decide what a figure says: the bound W4 is read against, the
+table's wording of a peer that did not run, a timed-out run leaving nothing behind, and which of rank 0's
+messages answered which agent report in a dispatch trace."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from benchkit import machine  # noqa: E402
 from benchkit.report import derive, markdown  # noqa: E402
 from benchkit.timing import measure  # noqa: E402
+from benchkit.trace import follow, summarise  # noqa: E402
 from benchkit.workloads import list_schedule_makespan, standard  # noqa: E402
 
 
@@ -143,3 +145,28 @@ def test_a_checkout_is_measured_with_its_bytecode_compiled_even_where_python_wri
     tag = sys.implementation.cache_tag
     assert (package / "__pycache__" / f"sample.{tag}.pyc").is_file()
     assert (package / "__pycache__" / f"__init__.{tag}.pyc").is_file()
+
+
+def test_a_trace_follows_each_report_to_the_first_start_message_rank_0_sent_that_node_after_reading_it(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    master = [
+        ("S", 0.5, 1, 3, 100),  # sent to rank 1 before its report came: not the answer
+        ("R", 1.0, 1, 1, 7),  # rank 1's report of task 7 read
+        ("R", 1.1, 2, 2, 8),  # rank 2's report of tasks 8 and 9
+        ("S", 1.2, 2, 2, 200),  # the answer to rank 2
+        ("S", 1.4, 1, 1, 300),  # the answer to rank 1
+    ]
+    rank1 = [("G", 0.6, 3, 100, 3), ("P", 0.9, 1, 7, True), ("G", 1.7, 1, 300, 0), ("P", 2.0, 1, 301, True)]
+    rank2 = [("P", 1.05, 2, 8, False), ("G", 1.25, 2, 200, 2)]
+    for rank, events in ((0, master), (1, rank1), (2, rank2)):
+        (tmp_path / f"rank{rank}.json").write_text(json.dumps(events))
+    rows = follow(tmp_path)
+    assert [(r["rank"], r["ends"], r["urgent"]) for r in rows] == [(1, 1, True), (2, 2, False), (1, 1, True)]
+    first, second, unread = rows
+    assert (first["received"], first["answered"], first["read"], first["starts"]) == (1.0, 1.4, 1.7, 1)
+    assert (second["received"], second["answered"], second["read"]) == (1.1, 1.2, 1.25)
+    assert "received" not in unread  # sent as the run ended: rank 0 never read it
+    assert "3 reports, 4 ends" in summarise(tmp_path, slices=2)

@@ -183,7 +183,7 @@ def test_million_runs_at_a_small_size(tmp_path: Path) -> None:
 def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH / "dispatch.py"), "--tasks", "300", "--ranks", "5", "--nodes", "4", "--cores",
-         "4", "--repeat", "1", "--json", str(tmp_path / "dispatch.json")],
+         "4", "--repeat", "1", "--json", str(tmp_path / "dispatch.json"), "--trace", str(tmp_path / "trace")],
         capture_output=True, text=True, timeout=300, env=launcher_env(), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -194,6 +194,15 @@ def test_dispatch_runs_under_mpiexec_and_sets_the_start_up_next_to_a_hello_world
     start_up = run["startup_cpu_ms_a_rank"]  # (MPI_Init apart from the CPU a task: a rank may spin there)
     assert start_up["imports"] > 0 and start_up["MPI_Init"] >= 0 and "start-up CPU a rank" in result.stdout
     assert set(run["cpu_us_a_task"]) == {"master", "agents", "executors", "tasks"}
+    waited = run["runqueue_wait_seconds"]  # (0 on a kernel without schedstat)
+    assert 0 <= waited["master"] <= run["wall_seconds"] + 1 and "waiting for a CPU while runnable" in result.stdout
+    # Every report of the other nodes' agents followed to rank 0 (the tasks of rank 0's own node send none).
+    sys.path.insert(0, str(BENCH))
+    from benchkit.trace import follow
+
+    reports = follow(tmp_path / "trace" / "run0")
+    assert reports and all("received" in r for r in reports) and sum(r["ends"] for r in reports) < 300
+    assert f"run0: {len(reports):,} reports" in result.stdout
 
 
 def test_after_delete_runs_every_kind_and_leaves_nothing_behind(tmp_path: Path) -> None:
