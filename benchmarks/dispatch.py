@@ -78,11 +78,12 @@ def inner(args: argparse.Namespace) -> int:
     with open(args.commandlines, "rb") as lines:
         tally = MessageTally(sum(1 for _ in lines))
     tally.install()
+    rank = os.environ.get("PMI_RANK", "0")
     tracer = None
     if args.trace:
         from benchkit.trace import Tracer
 
-        tracer = Tracer(Path(args.trace), int(os.environ.get("PMI_RANK", "0")))
+        tracer = Tracer(Path(args.trace), int(rank))
         tracer.install()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     waited0 = runqueue_wait()
@@ -94,7 +95,6 @@ def inner(args: argparse.Namespace) -> int:
     if tracer is not None:
         tracer.write()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # an agent's executors, and their tasks
-    rank = os.environ.get("PMI_RANK", "0")
     used = {
         "self": cpu, "children": cpu_seconds(children), "init": init, "before": cpu_seconds(before_init),
         "waited": waited,
