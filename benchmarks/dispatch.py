@@ -189,10 +189,14 @@ def xargs_rate(lines_file: Path, tasks: int, slots: int) -> tuple[float, float]:
     return rate, (cpu_seconds(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0) / tasks
 
 
-def cpu_split(figures_file: Path, rows: list[list[str]], ranks: int, tasks: int) -> dict:
+def rank_figures(figures_file: Path, ranks: int) -> list[dict]:
+    """What each rank of the inner run wrote of its own CPU and waits (``<figures>.cpu<rank>``), by rank."""
+    return [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
+
+
+def cpu_split(used: list[dict], rows: list[list[str]], tasks: int) -> dict:
     """Where the CPU went, in microseconds a task: rank 0, the agent ranks, their executor processes,
     and the tasks themselves (``sh`` and what it ran, from the joblog's user and sys columns)."""
-    used = [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
     user, system = rows[0].index("user"), rows[0].index("sys")
     in_tasks = sum(float(row[user]) + float(row[system]) for row in rows[1:] if row[user] != "-")
     children = sum(u["children"] for u in used)
@@ -205,10 +209,9 @@ def cpu_split(figures_file: Path, rows: list[list[str]], ranks: int, tasks: int)
     return {name: 1e6 * seconds / tasks for name, seconds in per_task.items()}
 
 
-def startup_cpu(figures_file: Path, ranks: int) -> dict:
+def startup_cpu(used: list[dict]) -> dict:
     """CPU milliseconds a rank before the run (the interpreter and the imports) and in MPI_Init, mean
     over the ranks: what the start-up costs, apart from the CPU a task above."""
-    used = [json.loads(Path(f"{figures_file}.cpu{rank}").read_text()) for rank in range(ranks)]
     return {
         name: 1000 * statistics.mean(u[key] for u in used)
         for name, key in (("imports", "before"), ("MPI_Init", "init"))
@@ -233,9 +236,10 @@ def launcher_rate(
     figures["rate"] = figures["tasks"] / figures["launcher_seconds"]
     rows = [line.split("\t") for line in (work / f"w{run}" / "joblog").read_text().splitlines()]
     figures["first_start_seconds"] = first_start(rows) - began_epoch
-    figures["cpu_us_a_task"] = cpu_split(out, rows, ranks, figures["tasks"])
-    figures["startup_cpu_ms_a_rank"] = startup_cpu(out, ranks)
-    waited = [json.loads(Path(f"{out}.cpu{rank}").read_text())["waited"] for rank in range(ranks)]
+    used = rank_figures(out, ranks)
+    figures["cpu_us_a_task"] = cpu_split(used, rows, figures["tasks"])
+    figures["startup_cpu_ms_a_rank"] = startup_cpu(used)
+    waited = [u["waited"] for u in used]
     figures["runqueue_wait_seconds"] = {"master": waited[0], "agent_mean": statistics.mean(waited[1:] or [0.0])}
     shutil.rmtree(work / f"w{run}", ignore_errors=True)
     return figures
