@@ -154,15 +154,19 @@ def test_a_resume_with_nothing_to_run_does_not_ask_whether_the_commandlines_chan
 
 
 def test_twenty_kill_9_at_random_instants_then_resume_loses_nothing(sweep_dir: Path) -> None:
-    n = 300
+    n = 500
     (sweep_dir / "commandlines").write_text("sleep 0.1 && echo PYL_ID >> ran\n" * n)
     kills = 0
     rng = random.Random(6)
+    lives = [rng.uniform(0.2, 0.8) for _ in range(20)]  # how long each run lives before its kill
+    # More work than the runs live in all, were their start-ups free: on a fast machine 300 tasks (7.5 s on 4
+    # cores) were all done before the 20th kill (the runs live 10.4 s).
+    assert n * 0.1 / 4 > sum(lives) + 2
     frozen: dict[int, int] = {}  # task -> runs it had when a state first called it completed
     args = ["commandlines", "--workdir", "w"]
-    for _ in range(20):
+    for life in lives:
         proc = launch(sweep_dir, *args, "--cores-per-node", "4")
-        time.sleep(rng.uniform(0.2, 0.8))
+        time.sleep(life)
         proc.kill()
         proc.wait(timeout=10)
         kills += 1
