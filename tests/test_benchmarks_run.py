@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -161,11 +162,16 @@ def test_peers_refuses_a_figures_folder_it_cannot_write_before_measuring_anythin
 def test_master_ceiling_runs_every_task_to_completion(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(BENCH / "master_ceiling.py"), "--nodes", "4", "--cores", "8", "--tasks", "500",
-         "--repeat", "1", "--workdir", str(tmp_path)],
+         "--repeat", "2", "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=launcher_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "completions/s, master alone" in result.stdout and "cores busy" in result.stdout
+    # The memory a task, said once (the later runs reuse what the first freed), its two figures one measure.
+    memory = re.findall(r"memory: the peak grew (\d+\.\d) MiB over this first run, (\d+) bytes a task", result.stdout)
+    assert len(memory) == 1, result.stdout
+    mib, per_task = float(memory[0][0]), int(memory[0][1])
+    assert abs(per_task * 500 - mib * 2**20) <= 0.05 * 2**20 + 500, memory
 
 
 def test_million_runs_at_a_small_size(tmp_path: Path) -> None:
