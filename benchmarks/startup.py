@@ -13,10 +13,14 @@ run as ``python -m``:
     python benchmarks/startup.py --dir /mnt/j --repeat 7
     python benchmarks/startup.py --tasks 8 --sleep 0 --repeat 9     # start and end only
     python benchmarks/startup.py --checkout before=../before --repeat 15   # and another checkout, in turn
+    python benchmarks/startup.py --tasks 64 --slots 64 --mpiexec 4 --repeat 7   # and under mpiexec (W4's shape)
 
 It prints, per tool (medians over the runs, milliseconds): the command to the first task start,
 the first start to the last start of the first round (the slots filling), the last task end to
-the command's exit, and the whole command.  Figures, never assertions: see benchmarks/README.md.
+the command's exit, and the whole command.  ``--mpiexec R`` also runs the launcher under ``mpiexec -n R``,
+R emulated nodes sharing the slots (as peers.py runs W4), and times an MPI hello-world with as many ranks
+beside it: what the launcher under mpiexec may take above one process.  Figures, never assertions: see
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchkit.machine import add_checkout_option, checkout_env, checkouts_given, filesystem_of  # noqa: E402
+
+#: The row of the launcher under ``mpiexec`` (``--mpiexec``).
+UNDER_MPIEXEC = "mpilauncher-mpiexec"
 
 
 def task_line(folder: Path, seconds: float) -> str:
@@ -84,14 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="where the runs' folders go (default: temp folder)")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--mpiexec", type=int, default=0, metavar="RANKS",
+                        help="also under mpiexec -n RANKS, RANKS emulated nodes sharing the slots, beside an MPI"
+                        " hello-world of as many ranks")  # fmt: skip
     add_checkout_option(parser)
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.slots < 1 or args.repeat < 1:
         parser.error("--tasks, --slots and --repeat must be at least 1")
+    if args.mpiexec and (args.mpiexec < 1 or args.slots % args.mpiexec):
+        parser.error(f"--mpiexec {args.mpiexec}: the ranks must divide --slots ({args.slots}) among them")
     if not shutil.which("xargs"):
         sys.exit("startup: no xargs on PATH")
+    if args.mpiexec and not shutil.which("mpiexec"):
+        sys.exit("startup: --mpiexec given, but no mpiexec on PATH")
     env = checkout_env(python=args.python)
     envs = {"xargs": env, "mpilauncher": env}
+    if args.mpiexec:
+        envs[UNDER_MPIEXEC] = env
     for label, root in checkouts_given(parser, args.checkout).items():
         envs[f"mpilauncher@{label}"] = checkout_env(root, args.python)
     scratch = Path(tempfile.mkdtemp(prefix="mpl-startup-", dir=args.dir))
@@ -101,12 +117,20 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             lines = "\n".join(task_line(folder, args.sleep) for _ in range(args.tasks)) + "\n"
             (folder / "commandlines").write_text(lines)
-        launcher = [args.python, "-m", "mpilauncher", "commandlines", "--workdir", "w", "--cores-per-node",
-                    str(args.slots), "--quiet", "--progress", "off"]  # fmt: skip
+        run_in = [args.python, "-m", "mpilauncher", "commandlines", "--workdir", "w"]
+        quietly = ["--quiet", "--progress", "off"]
+        launcher = [*run_in, "--cores-per-node", str(args.slots), *quietly]
         commands = {name: launcher for name in envs}
         commands["xargs"] = ["xargs", "-P", str(args.slots), "-d", "\n", "-n", "1", "sh", "-c"]
+        hello = f"mpiexec -n {args.mpiexec} hello"
+        if args.mpiexec:
+            ranks = str(args.mpiexec)
+            commands[UNDER_MPIEXEC] = ["mpiexec", "-n", ranks, *run_in, "--emulate-nodes", ranks,
+                                       "--cores-per-node", str(args.slots // args.mpiexec), *quietly]  # fmt: skip
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
         floors: dict[str, list[float]] = {"python -I -c pass": [], "python -c pass": []}
+        if args.mpiexec:
+            floors[hello] = []
         for turn in range(args.repeat):
             order = list(commands) if turn % 2 == 0 else list(reversed(commands))  # (neither always first)
             for name in order:
@@ -120,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(one_run(command, folder, envs[name], args.slots, args.tasks))
             floors["python -I -c pass"].append(alone([args.python, "-I", "-c", "pass"], env, scratch))
             floors["python -c pass"].append(alone([args.python, "-c", "pass"], env, scratch))
+            if args.mpiexec:
+                floors[hello].append(alone(["mpiexec", "-n", str(args.mpiexec), args.python, "-c",
+                                            "from mpi4py import MPI"], env, scratch))  # fmt: skip
         report(runs, floors, args, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -146,6 +173,12 @@ def report(runs: dict[str, list[dict[str, float]]], floors: dict[str, list[float
         if name != "xargs":
             gap = statistics.median(s["whole command"] for s in samples) - xargs_total
             print(f"{name} minus xargs: {gap:+.1f} ms, {1 + gap / xargs_total:.3f} of xargs' whole command")
+    if UNDER_MPIEXEC in runs:
+        alone_total = statistics.median(s["whole command"] for s in runs["mpilauncher"])
+        under = statistics.median(s["whole command"] for s in runs[UNDER_MPIEXEC]) - alone_total
+        hello = next(values for name, values in floors.items() if name.startswith("mpiexec"))
+        print(f"{UNDER_MPIEXEC} minus mpilauncher: {under:+.1f} ms; the MPI hello-world with as many ranks"
+              f" {statistics.median(hello):.1f} ms (the target: no more than it)")  # fmt: skip
 
 
 if __name__ == "__main__":

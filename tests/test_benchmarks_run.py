@@ -114,6 +114,24 @@ def test_startup_times_the_first_start_and_the_exit_of_both_and_leaves_nothing_b
     assert refused.returncode == 2 and "not a checkout of mpilauncher" in refused.stderr
 
 
+def test_startup_times_the_launcher_under_mpiexec_beside_a_hello_world_of_as_many_ranks(tmp_path: Path) -> None:
+    """``--mpiexec R``: the launcher under ``mpiexec -n R`` (R emulated nodes sharing the slots) is a row of its
+    own, timed from its tasks as the others are, next to an MPI hello-world of R ranks; R must divide the slots."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "startup.py"), "--tasks", "4", "--slots", "2", "--sleep", "0", "--repeat", "1",
+         "--mpiexec", "2", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=launcher_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = {line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith("#")}
+    assert {"xargs", "mpilauncher", "mpilauncher-mpiexec", "mpiexec"} <= rows, result.stdout
+    assert re.search(r"mpilauncher-mpiexec minus mpilauncher: [+-]\d+\.\d ms; the MPI hello-world with as many"
+                     r" ranks \d+\.\d ms", result.stdout), result.stdout  # fmt: skip
+    refused = subprocess.run([sys.executable, str(BENCH / "startup.py"), "--slots", "2", "--mpiexec", "3"],
+                             capture_output=True, text=True, timeout=60, env=launcher_env())  # fmt: skip
+    assert refused.returncode == 2 and "--mpiexec 3: the ranks must divide --slots (2)" in refused.stderr
+
+
 def test_peers_runs_the_peers_that_are_always_there_and_names_the_missing_one(tmp_path: Path) -> None:
     """peers.py at tiny sizes, disk and tmpfs: xargs and mpilauncher (alone and under mpiexec) measured,
     and PyLauncher, which is never on PATH and may not be installed here (``--no-install``, an empty
