@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchkit.machine import peak_rss_bytes  # noqa: E402
+
 from mpilauncher.core.ledger import Ledger  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
 from mpilauncher.core.stats import FinalStatistics  # noqa: E402
@@ -118,11 +120,6 @@ class HandleTimer:
             return self.scheduler.handle(*events)
         finally:
             self.spent += time.perf_counter() - began
-
-
-def peak_rss_bytes() -> int:
-    """The process's peak resident size so far (``ru_maxrss``: kilobytes on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def run(nodes: int, cores: int, tasks: int, workdir: Path) -> dict[str, float]:

@@ -29,12 +29,13 @@ import heapq
 import json
 import platform
 import random
-import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchkit.machine import peak_rss_bytes  # noqa: E402
 
 from mpilauncher.core.events import AgentJoined, AllDone, Retract, Retracted, Start, TaskFinished  # noqa: E402
 from mpilauncher.core.scheduler import Scheduler  # noqa: E402
@@ -43,7 +44,7 @@ from mpilauncher.heap import young_collections_only  # noqa: E402
 
 
 def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_bytes() / 2**20
 
 
 def simulate(cores: int, tasks: int, cores_per_node: int, mixed: bool, seed: int, standby: bool = True) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -160,3 +161,8 @@ def file_create_cost(directory: Path, count: int = 500) -> float:
     cost = (time.perf_counter() - t0) / count * 1e6
     shutil.rmtree(probe)
     return cost
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident size so far (``ru_maxrss``, kilobytes on Linux), in bytes."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -108,6 +108,19 @@ def mpiexec_ranks(workload: Workload) -> int:
     return workload.nodes if workload.nodes > 1 else min(workload.slots, default_slots())
 
 
+def under_mpiexec_emulated(argv: list[str], nodes: int, slots: int) -> list[str]:
+    """mpilauncher's ``argv`` under ``mpiexec -n nodes``, each rank an emulated node with its share of ``slots``
+    (how W4 runs under mpiexec, and ``startup.py --mpiexec``)."""
+    share = str(slots // nodes)
+    return ["mpiexec", "-n", str(nodes), *argv, "--emulate-nodes", str(nodes), "--cores-per-node", share]
+
+
+def mpi_hello_argv(ranks: int, python: str) -> list[str]:
+    """An MPI hello-world of ``ranks`` ranks (MPI_Init and MPI_Finalize through mpi4py): the floor under the
+    launcher's figure under mpiexec."""
+    return ["mpiexec", "-n", str(ranks), python, "-c", "from mpi4py import MPI"]
+
+
 class Xargs(Peer):
     def command(self, job: Job) -> Command:
         # -0 is GNU `xargs -d '\n'` on NUL-separated input, and BSD/macOS xargs understands it too.
@@ -173,8 +186,7 @@ class Mpilauncher(Peer):
         if not self.bind:
             argv.append("--no-bind")
         if self.mpiexec and w.nodes > 1:
-            argv = ["mpiexec", "-n", str(w.nodes), *argv, "--emulate-nodes", str(w.nodes)]
-            argv += ["--cores-per-node", str(w.slots // w.nodes)]
+            argv = under_mpiexec_emulated(argv, w.nodes, w.slots)
         elif self.mpiexec:
             argv = ["mpiexec", "-n", str(mpiexec_ranks(w)), *argv, "--cores-per-node", str(w.slots)]
         else:
@@ -191,8 +203,7 @@ class MpiHello(Peer):
         self.python = python
 
     def command(self, job: Job) -> Command:
-        argv = ["mpiexec", "-n", str(mpiexec_ranks(job.workload)), self.python, "-c", "from mpi4py import MPI"]
-        return Command(argv, dict(os.environ))
+        return Command(mpi_hello_argv(mpiexec_ranks(job.workload), self.python), dict(os.environ))
 
 
 class PythonStart(Peer):
