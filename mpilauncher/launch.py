@@ -253,6 +253,51 @@ class EndWatchdog:
         )
 
 
+#: How long rank 0 gives MPI_Finalize before it ends the job itself (see :func:`finalize_mpi`).
+FINALIZE_TIMEOUT = 30.0
+
+
+def finalize_mpi(mpi, status: int, bound: float = FINALIZE_TIMEOUT) -> None:
+    """MPI_Finalize at a process's end; on rank 0 bounded: past ``bound`` s the job is ended with
+    MPI_Abort and the run's ``status``, the state long saved and the outcome said in one line.
+
+    Why: Open MPI 5 with fault tolerance (``mpirun --with-ft ulfm``) can keep the living ranks in
+    MPI_Finalize for good after a rank failed -- its closing fence waits for the dead one (open-mpi/ompi
+    #9434, #11404).  Seen in CI and then in 2 of 10 runs of the agent-loss test on a loaded host: the
+    report printed, every task run, and the job holding its nodes until the time limit.  Rank 0 is the
+    last to arrive (an agent finalizes once it said BYE, rank 0 after its report), so its finalize has
+    nobody left to wait for; an agent's would race with rank 0's last writes, so agents wait unbounded
+    (rank 0's abort ends them too).  Called through ctypes: mpi4py's ``Finalize`` keeps Python's lock,
+    so no thread of ours could run until it returned; a ctypes call gives the lock up, as MPI's own
+    sends do.  MPI_Abort once finalize began is Open MPI's to honour (it ends the job with ``status``);
+    MPICH calls it an error and ends the job with a status of its own -- ended either way, not held.
+    Without ctypes (a Python built without it) it is mpi4py's ``Finalize``, unbounded, as before."""
+    try:
+        import ctypes
+
+        c_finalize = ctypes.CDLL(mpi.__file__).MPI_Finalize  # (libmpi's symbol, through mpi4py's module)
+    except (ImportError, OSError, AttributeError):
+        mpi.Finalize()
+        return
+    timer = None
+    if mpi.COMM_WORLD.Get_rank() == 0:
+        timer = threading.Timer(
+            bound,
+            _abort_stuck,
+            (
+                mpi.COMM_WORLD,
+                status,
+                f"MPI_Finalize has not returned in {bound:.0f} s (the MPI library waits for a rank that failed?):"
+                f" {_outcome(status)}; aborting the MPI job",
+            ),
+        )
+        timer.daemon = True
+        timer.start()
+    c_finalize()
+    if timer is not None:
+        timer.cancel()
+
+
 class StuckSendWatchdog:
     """A rank's bound on one MPI send, for the whole run: past ``limit`` s inside one send (see
     :class:`~mpilauncher.transport.mpi.SendClock`: a send to a rank that died on another host never
