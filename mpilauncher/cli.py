@@ -506,17 +506,18 @@ def leave(status: int) -> NoReturn:
     Everything the run writes is closed by then (queuestate, journal, joblog, outputs); what
     is left is freeing every object one by one: ~15 ms here after a run's imports, more after
     a large sweep's tables, on every rank.  What a normal exit does that matters is done here:
-    the ``atexit`` handlers (logging's among them), the standard streams' flush (an error there
-    is dropped, as everywhere on stdout: a closed or full stdout must not fail the sweep), and
-    under MPI, MPI_Finalize (mpi4py's own hook runs only at the end of a full teardown, and
-    without a bound: see :func:`~mpilauncher.launch.finalize_mpi`) and then the C library's
-    ``exit``: MPICH's starter killed the ranks still in MPI_Finalize when another left through
-    ``os._exit``, which skips the C exit handlers (BAD TERMINATION, status 9, with every rank at
-    status 0).  The normal way instead: under MPI with a non-zero status
-    (the first rank out would have the starter kill the others still finalizing), with a thread
-    of ours still going (its work would be cut short), and under a profiler or tracer
-    (``python -m cProfile``, coverage), which writes what it saw once the program returns;
-    MPI_Finalize, bounded, comes first there too, unless a thread of ours still goes (it may use MPI).
+    under MPI, MPI_Finalize first, bounded on rank 0 (:func:`~mpilauncher.launch.finalize_mpi`;
+    mpi4py's own hook runs only at the end of a full teardown, and without a bound); the
+    ``atexit`` handlers (logging's among them); the standard streams' flush (an error there is
+    dropped, as everywhere on stdout: a closed or full stdout must not fail the sweep); and under
+    MPI the C library's ``exit``: MPICH's starter killed the ranks still in MPI_Finalize when
+    another left through ``os._exit``, which skips the C exit handlers (BAD TERMINATION, status
+    9, with every rank at status 0).  The normal way instead, after the same MPI_Finalize: under
+    MPI with a non-zero status (the first rank out would have the starter kill the others still
+    finalizing), and under a profiler or tracer (``python -m cProfile``, coverage), which writes
+    what it saw once the program returns.  With a thread of ours still going, the normal way
+    and no MPI_Finalize here (the thread may still use MPI, and its work would be cut short):
+    the launcher's ``atexit`` handler finalizes, bounded, once it is done.
     """
     mpi = sys.modules.get("mpi4py.MPI")
     under_mpi = mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized()
@@ -524,9 +525,9 @@ def leave(status: int) -> NoReturn:
     threads_going = threading is not None and any(
         t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()
     )
+    if under_mpi and not threads_going:
+        finalize_mpi(mpi, status)  # bounded (mpi4py's own at the teardown's end is not)
     if (under_mpi and status != 0) or sys.getprofile() is not None or sys.gettrace() is not None or threads_going:
-        if under_mpi and not threads_going:
-            finalize_mpi(mpi, status)  # bounded (mpi4py's own at the teardown's end is not)
         sys.exit(status)
     c_exit = None
     if under_mpi:
@@ -546,6 +547,5 @@ def leave(status: int) -> NoReturn:
         except (OSError, ValueError):
             pass
     if c_exit is not None:
-        finalize_mpi(mpi, status)
         c_exit(status)
     os._exit(status)

@@ -152,9 +152,45 @@ def _run_mpi(config: Config, out: TextIO, began: float) -> RunResult:
     from mpilauncher.transport import mpi as mpi_transport
 
     comm = start_mpi(mpi_transport.world)
+    at_exit = _FinalizeAtExit.register()
     stop = StopRequest()
-    with SignalGuard(stop, then_ignore=True):
-        return _run_rank(config, out, comm, stop, began)
+    try:
+        with SignalGuard(stop, then_ignore=True):
+            result = _run_rank(config, out, comm, stop, began)
+    except BaseException as err:
+        at_exit.status = err.exit_status if isinstance(err, LauncherError) else EXIT_LAUNCHER_FAILED
+        raise
+    at_exit.status = result.exit_status
+    return result
+
+
+class _FinalizeAtExit:
+    """MPI_Finalize at the interpreter's exit, bounded as the CLI's is (:func:`finalize_mpi`): a PyLauncher
+    script under ``mpirun --with-ft ulfm`` that lost a node would otherwise wait in mpi4py's own finalize,
+    unbounded, for the dead rank.  An ``atexit`` handler: it runs before mpi4py's (which then finds MPI
+    finalized) and while threads still run, so the bound's timer can fire.  Should it fire, the job ends
+    with the last run's exit status, or 1 where the script died of an exception (Python's own status
+    then); a script that calls ``sys.exit(N)`` itself is not seen.  The CLI finalizes before the ``atexit``
+    handlers run (``cli.leave``), so there this does nothing."""
+
+    registered: _FinalizeAtExit | None = None
+
+    def __init__(self) -> None:
+        self.status = EXIT_OK
+
+    @classmethod
+    def register(cls) -> _FinalizeAtExit:
+        if cls.registered is None:
+            import atexit
+
+            cls.registered = cls()
+            atexit.register(cls.registered)
+        return cls.registered
+
+    def __call__(self) -> None:
+        mpi = sys.modules.get("mpi4py.MPI")
+        if mpi is not None and mpi.Is_initialized():
+            finalize_mpi(mpi, 1 if getattr(sys, "last_value", None) is not None else self.status)
 
 
 def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float) -> RunResult:
@@ -257,9 +293,10 @@ class EndWatchdog:
 FINALIZE_TIMEOUT = 30.0
 
 
-def finalize_mpi(mpi, status: int, bound: float = FINALIZE_TIMEOUT) -> None:
-    """MPI_Finalize at a process's end; on rank 0 bounded: past ``bound`` s the job is ended with
-    MPI_Abort and the run's ``status``, the state long saved and the outcome said in one line.
+def finalize_mpi(mpi, status: int, bound: float | None = None) -> None:
+    """MPI_Finalize at a process's end, if not done yet; on rank 0 bounded: past ``bound`` s
+    (:data:`FINALIZE_TIMEOUT` by default) the job is ended with MPI_Abort and the run's ``status``,
+    the state long saved and the outcome said in one line.
 
     Why: Open MPI 5 with fault tolerance (``mpirun --with-ft ulfm``) can keep the living ranks in
     MPI_Finalize for good after a rank failed -- its closing fence waits for the dead one (open-mpi/ompi
@@ -272,6 +309,9 @@ def finalize_mpi(mpi, status: int, bound: float = FINALIZE_TIMEOUT) -> None:
     sends do.  MPI_Abort once finalize began is Open MPI's to honour (it ends the job with ``status``);
     MPICH calls it an error and ends the job with a status of its own -- ended either way, not held.
     Without ctypes (a Python built without it) it is mpi4py's ``Finalize``, unbounded, as before."""
+    if mpi.Is_finalized():
+        return
+    bound = FINALIZE_TIMEOUT if bound is None else bound
     try:
         import ctypes
 

