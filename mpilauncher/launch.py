@@ -251,6 +251,13 @@ def _run_rank(config: Config, out: TextIO, comm, stop: StopRequest, began: float
     return result
 
 
+#: What :class:`EndWatchdog` says is stuck: the run's end, or MPI_Finalize (``{bound}``: its bound in seconds).
+RUN_END_STUCK = (
+    "the end of the run is stuck inside MPI ({bound:.0f} s after the queuestate was complete: a rank died unnoticed?)"
+)
+FINALIZE_STUCK = "MPI_Finalize has not returned in {bound:.0f} s (the MPI library waits for a rank that failed?)"
+
+
 class EndWatchdog:
     """Rank 0's bound on the end of an MPI run, from the moment its queuestate and statistics are on disk.
 
@@ -263,10 +270,12 @@ class EndWatchdog:
     run's exit status; if even MPI_Abort does not return, the process exits with that status.
     Armed only once the state is written (never while a stop's grace may still decide a task), and
     disarmed before the run returns to its caller (a PyLauncher script goes on after it).
+    ``stuck``: what the line says is stuck, ``{bound}`` in it the bound (:func:`finalize_mpi` bounds
+    MPI_Finalize with one of its own).
     """
 
-    def __init__(self, comm, bound: float) -> None:
-        self.comm, self.bound = comm, bound
+    def __init__(self, comm, bound: float, stuck: str = RUN_END_STUCK) -> None:
+        self.comm, self.bound, self.stuck = comm, bound, stuck
         self._timer: threading.Timer | None = None
 
     def arm(self, status: int) -> None:
@@ -281,12 +290,8 @@ class EndWatchdog:
             self._timer = None
 
     def _fire(self, status: int) -> None:
-        _abort_stuck(
-            self.comm,
-            status,
-            f"the end of the run is stuck inside MPI ({self.bound:.0f} s after the queuestate was complete:"
-            f" a rank died unnoticed?): {_outcome(status)}; aborting the MPI job",
-        )
+        stuck = self.stuck.format(bound=self.bound)
+        _abort_stuck(self.comm, status, f"{stuck}: {_outcome(status)}; aborting the MPI job")
 
 
 #: How long rank 0 gives MPI_Finalize before it ends the job itself (see :func:`finalize_mpi`).
@@ -319,23 +324,11 @@ def finalize_mpi(mpi, status: int, bound: float | None = None) -> None:
     except (ImportError, OSError, AttributeError):
         mpi.Finalize()
         return
-    timer = None
+    watchdog = EndWatchdog(mpi.COMM_WORLD, bound, FINALIZE_STUCK)
     if mpi.COMM_WORLD.Get_rank() == 0:
-        timer = threading.Timer(
-            bound,
-            _abort_stuck,
-            (
-                mpi.COMM_WORLD,
-                status,
-                f"MPI_Finalize has not returned in {bound:.0f} s (the MPI library waits for a rank that failed?):"
-                f" {_outcome(status)}; aborting the MPI job",
-            ),
-        )
-        timer.daemon = True
-        timer.start()
+        watchdog.arm(status)
     c_finalize()
-    if timer is not None:
-        timer.cancel()
+    watchdog.disarm()
 
 
 class StuckSendWatchdog:

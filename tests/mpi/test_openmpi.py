@@ -124,6 +124,12 @@ else:
 """
 
 
+def said_finalize_was_stuck(stderr: str, status: int) -> bool:
+    """Whether rank 0 said, in its one line, that MPI_Finalize outlived its 1 s bound, with the run's outcome."""
+    outcome = "the sweep completed, every task exited 0" if status == 0 else "the sweep ran, some tasks failed"
+    return f"MPI_Finalize has not returned in 1 s (the MPI library waits for a rank that failed?): {outcome}" in stderr
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("late", "status"), [(0.3, 0), (60.0, 0), (60.0, 1)])
 def test_rank_0_stuck_in_mpi_finalize_ends_the_job_with_the_runs_status(tmp_path: Path, late: float, status) -> None:
@@ -149,10 +155,7 @@ def test_rank_0_stuck_in_mpi_finalize_ends_the_job_with_the_runs_status(tmp_path
     assert took < 30, "ended past the bound, not when the late rank came"
     assert done.returncode == status, done.stderr
     assert "rank 0 finalized" not in done.stdout
-    outcome = "the sweep completed, every task exited 0" if status == 0 else "the sweep ran, some tasks failed"
-    assert f"MPI_Finalize has not returned in 1 s (the MPI library waits for a rank that failed?): {outcome}" in (
-        done.stderr
-    ), done.stderr
+    assert said_finalize_was_stuck(done.stderr, status), done.stderr
 
 
 #: A PyLauncher script (argv[1]: its sweep's exit status) after which rank 1 reaches MPI_Finalize 60 s late.
@@ -189,10 +192,7 @@ def test_a_pylauncher_script_whose_mpi_finalize_is_stuck_ends_with_its_sweeps_st
     assert tagged_pids(tag) == [], "every rank ended with the job"
     assert "the script's end" in done.stdout, done.stdout + done.stderr
     assert done.returncode == status, done.stderr
-    outcome = "the sweep completed, every task exited 0" if status == 0 else "the sweep ran, some tasks failed"
-    assert f"MPI_Finalize has not returned in 1 s (the MPI library waits for a rank that failed?): {outcome}" in (
-        done.stderr
-    ), done.stderr
+    assert said_finalize_was_stuck(done.stderr, status), done.stderr
 
 
 @pytest.mark.timeout(120)
